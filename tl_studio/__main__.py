@@ -1,0 +1,5 @@
+import sys
+
+from tl_studio.entry import main
+
+sys.exit(main())
