@@ -1,0 +1,107 @@
+"""``tl-studio train DATA_DIR --out RUN_DIR``: train a model; Ctrl-C stops after the current batch."""
+
+from __future__ import annotations
+
+import argparse
+import signal
+import sys
+from pathlib import Path
+
+# flag -> config field, for the flags that map one to one (their argparse default is None, so that
+# only flags the user gave override a config file or a resumed run's config)
+FLAG_FIELDS = {
+    "model": "model", "weights": "weights", "freeze": "freeze", "epochs": "epochs", "batch_size": "batch_size",
+    "lr": "lr", "img_size": "img_size", "val_fraction": "val_fraction", "test_fraction": "test_fraction",
+    "seed": "seed", "device": "device", "workers": "workers", "augment": "augment", "optimizer": "optimizer",
+    "schedule": "schedule", "freeze_epochs": "freeze_epochs", "weight_decay": "weight_decay",
+    "label_smoothing": "label_smoothing", "class_weights": "class_weighting",
+    "early_stopping": "early_stopping_patience", "feature_cache": "feature_cache", "amp": "amp",
+}
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("data_dir", help="dataset folder: one sub-folder per class (or train/ and val/)")
+    parser.add_argument("--out", required=True, help="run folder for checkpoints, metrics.csv and model.pt2")
+    parser.add_argument("--config", help="a config.json to start from (flags override it)")
+    parser.add_argument("--model", help="model name (see `tl-studio models`); default efficientnet_lite0")
+    parser.add_argument("--weights", help="default (pretrained), none, or a .pth file")
+    parser.add_argument("--freeze", help="all (train only the new head), none (fine-tune all) or N first stages")
+    parser.add_argument("--epochs", type=int)
+    parser.add_argument("--batch-size", type=int)
+    parser.add_argument("--lr", type=float, help="learning rate (default: 1e-3 for a frozen backbone, else 3e-4)")
+    parser.add_argument("--img-size", type=int, help="input size in pixels (default: the model's own)")
+    parser.add_argument("--val-fraction", type=float, help="validation share for unsplit folders (default 0.2)")
+    parser.add_argument("--test-fraction", type=float, help="test share for unsplit folders (default 0)")
+    parser.add_argument("--seed", type=int)
+    parser.add_argument("--device", choices=["auto", "cpu", "cuda", "mps"])
+    parser.add_argument("--workers", type=int, help="data loader processes (default 2)")
+    parser.add_argument("--augment", choices=["none", "light", "standard", "strong"])
+    parser.add_argument("--optimizer", choices=["adamw", "sgd"])
+    parser.add_argument("--schedule", choices=["onecycle", "cosine", "fine-tune"])
+    parser.add_argument("--freeze-epochs", type=int, help="head-only epochs of --schedule fine-tune")
+    parser.add_argument("--weight-decay", type=float)
+    parser.add_argument("--label-smoothing", type=float)
+    parser.add_argument("--class-weights", choices=["auto", "on", "off"])
+    parser.add_argument("--early-stopping", type=int, metavar="PATIENCE", help="stop after N epochs without improvement")
+    parser.add_argument("--no-feature-cache", dest="feature_cache", action="store_const", const=False)
+    parser.add_argument("--no-amp", dest="amp", action="store_const", const=False, help="no mixed precision on CUDA")
+    parser.add_argument("--resume", action="store_true", help="continue the run in --out (after a crash or Ctrl-C)")
+    parser.add_argument("--json", action="store_true", help="JSON Lines on stdout instead of a progress bar")
+
+
+def build_config(args: argparse.Namespace):
+    from tl_studio.core.config import TrainConfig
+
+    run_config = Path(args.out) / "config.json"
+    if args.resume and run_config.is_file():
+        config = TrainConfig.load(run_config)  # a resumed run keeps its settings unless a flag says otherwise
+    elif args.config:
+        config = TrainConfig.load(Path(args.config))
+    else:
+        config = TrainConfig()
+    changes = {field: getattr(args, flag) for flag, field in FLAG_FIELDS.items() if getattr(args, flag) is not None}
+    if args.freeze is not None:
+        changes["freeze"] = args.freeze.strip().lower()
+    changes["data_dir"] = str(Path(args.data_dir).resolve())
+    return config.replace(**changes).validate()
+
+
+def run(args: argparse.Namespace) -> int:
+    from tl_studio.cli.reporters import JsonLines, ProgressBar
+    from tl_studio.core.callbacks import MetricsCsvWriter
+    from tl_studio.core.control import RunControl
+    from tl_studio.core.engine import Trainer
+
+    config = build_config(args)
+    control = RunControl()
+    run_dir = Path(args.out)
+    reporters = [JsonLines()] if args.json else [ProgressBar()]
+    trainer = Trainer(config, run_dir, [MetricsCsvWriter(run_dir / "metrics.csv"), *reporters], control)
+    previous = signal.signal(signal.SIGINT, _stop_on_interrupt(control))
+    try:
+        finished = trainer.fit(resume=args.resume)
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    return _report(finished, trainer, args)
+
+
+def _stop_on_interrupt(control):
+    def handler(signum, frame):
+        print("\nStopping after the current batch (Ctrl-C again to abort at once)...", file=sys.stderr)
+        control.request_stop()
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+    return handler
+
+
+def _report(finished, trainer, args) -> int:
+    out = sys.stderr if args.json else sys.stdout
+    if finished.status == "stopped":
+        print(f"Stopped after epoch {finished.epochs_done}. The last checkpoint is in {args.out}; "
+              f"continue with: tl-studio train {args.data_dir} --out {args.out} --resume", file=sys.stderr)
+        return 130
+    if finished.status == "failed":
+        print(f"tl-studio train: {finished.message}", file=sys.stderr)
+        return 1 if trainer.error is not None else 2
+    if not args.json:
+        print(finished.message, file=out)
+    return 0

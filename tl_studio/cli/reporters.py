@@ -1,0 +1,111 @@
+"""How the CLI shows a training run: a progress bar on stderr, or JSON Lines on stdout."""
+
+from __future__ import annotations
+
+import json
+import math
+import sys
+import time
+
+from tl_studio.core import events
+from tl_studio.core.callbacks import Callback
+
+
+def _clock(seconds: float) -> str:
+    if not math.isfinite(seconds):
+        return "--:--"
+    seconds = int(seconds)
+    return f"{seconds // 3600}:{seconds % 3600 // 60:02d}:{seconds % 60:02d}" if seconds >= 3600 \
+        else f"{seconds // 60:02d}:{seconds % 60:02d}"
+
+
+class ProgressBar(Callback):
+    """One line redrawn in place (at most 10 times a second) and a summary line per epoch."""
+
+    WIDTH = 24
+
+    def __init__(self, stream=None):
+        self.stream = stream or sys.stderr
+        self.epochs = 0
+        self.epoch_seconds: list[float] = []
+        self.last_draw = 0.0
+        self.epoch_started = time.perf_counter()
+
+    def _line(self, text: str, final: bool = False) -> None:
+        end = "\n" if final else ""
+        self.stream.write("\r\033[K" + text + end if self.stream.isatty() else (text + "\n" if final else ""))
+        self.stream.flush()
+
+    def on_fit_start(self, event: events.FitStart) -> None:
+        self.epochs = event.epochs
+        cache = ", features cached" if event.feature_cache else ""
+        print(f"Training on {event.num_train} images, validating on {event.num_val}, {len(event.classes)} classes, "
+              f"{event.device}; {event.trainable_params:,} of {event.total_params:,} parameters train{cache}.",
+              file=self.stream)
+        for note in event.notes:
+            print(f"Note: {note}", file=self.stream)
+        self.epoch_seconds = [e.seconds for e in event.history]
+        self.epoch_started = time.perf_counter()
+
+    def on_phase_start(self, event: events.PhaseStart) -> None:
+        print(event.description, file=self.stream)
+
+    def on_feature_progress(self, event: events.FeatureProgress) -> None:
+        if time.perf_counter() - self.last_draw > 0.1 or event.done == event.total:
+            self.last_draw = time.perf_counter()
+            self._line(f"computing features {self._bar(event.done / max(1, event.total))} {event.done}/{event.total}")
+
+    def on_batch_end(self, event: events.BatchEnd) -> None:
+        now = time.perf_counter()
+        if now - self.last_draw < 0.1 and event.batch != event.num_batches:
+            return
+        self.last_draw = now
+        if event.batch == 1:
+            self.epoch_started = now
+        self._line(f"epoch {event.epoch}/{self.epochs} {self._bar(event.batch / event.num_batches)} "
+                   f"{event.batch}/{event.num_batches} loss {event.loss:.4f} lr {event.lr:.2e} "
+                   f"{event.images_per_s:.1f} img/s, time left {_clock(self._time_left(event))}")
+
+    def _time_left(self, event: events.BatchEnd) -> float:
+        elapsed = time.perf_counter() - self.epoch_started
+        this_epoch = elapsed / event.batch * (event.num_batches - event.batch)
+        typical = sorted(self.epoch_seconds)[len(self.epoch_seconds) // 2] if self.epoch_seconds else \
+            elapsed / event.batch * event.num_batches
+        return this_epoch + typical * (self.epochs - event.epoch)
+
+    def _bar(self, fraction: float) -> str:
+        filled = int(round(self.WIDTH * min(1.0, fraction)))
+        return "[" + "#" * filled + "." * (self.WIDTH - filled) + "]"
+
+    def on_epoch_end(self, event: events.EpochEnd) -> None:
+        self.epoch_seconds.append(event.seconds)
+        best = "  *best*" if event.is_best else ""
+        skipped = f", {event.skipped_images} images skipped" if event.skipped_images else ""
+        self._line(f"epoch {event.epoch}/{self.epochs}: train loss {event.train_loss:.4f} acc {event.train_acc:.3f} | "
+                   f"val loss {event.val_loss:.4f} acc {event.val_acc:.3f} | {event.seconds:.1f} s, "
+                   f"{event.train_images_per_s:.1f} img/s{skipped}{best}", final=True)
+
+    def on_image_skipped(self, event: events.ImageSkipped) -> None:
+        self._line(f"skipped {event.path}: {event.reason}", final=True)
+
+    def on_notice(self, event: events.Notice) -> None:
+        self._line(event.message, final=True)
+
+
+class JsonLines(Callback):
+    """One JSON object per epoch on stdout, and a last one when the run ends."""
+
+    def __init__(self, stream=None):
+        self.stream = stream or sys.stdout
+
+    def _emit(self, payload: dict) -> None:
+        self.stream.write(json.dumps(payload) + "\n")
+        self.stream.flush()
+
+    def on_epoch_end(self, event: events.EpochEnd) -> None:
+        self._emit({"event": "epoch", **event.to_row()})
+
+    def on_fit_end(self, event: events.RunFinished) -> None:
+        self._emit({"event": "done", "status": event.status, "best_val_acc": event.best_val_acc,
+                    "best_epoch": event.best_epoch, "model_file": event.model_file, "seconds": event.seconds,
+                    "message": event.message})

@@ -1,0 +1,117 @@
+"""The training configuration: one frozen dataclass with defaults a beginner can trust.
+
+The CLI builds it from a config file and flags, the GUI edits it, and every run writes the resolved
+config to ``config.json`` so the run can be repeated.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from tl_studio.core.errors import UserError
+
+OPTIMIZERS = ("adamw", "sgd")
+SCHEDULES = ("onecycle", "cosine", "fine-tune")
+AUGMENTATIONS = ("none", "light", "standard", "strong")
+DEVICES = ("auto", "cpu", "cuda", "mps")
+CLASS_WEIGHTING = ("auto", "on", "off")
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    data_dir: str = ""
+    model: str = "efficientnet_lite0"
+    weights: str = "default"  # "default" (pretrained), "none" (random init) or a path to a .pth file
+    freeze: str = "all"  # "all" = only the new head trains, "none" = fine-tune everything, or N first stages
+    epochs: int = 5
+    batch_size: int = 32
+    lr: float | None = None  # None: a default that suits the freeze depth (see resolved_lr)
+    optimizer: str = "adamw"
+    schedule: str = "onecycle"  # "fine-tune" = head first (freeze_epochs), then unfreeze to `freeze`
+    freeze_epochs: int = 1  # the head-only epochs of the fine-tune schedule
+    stage_lr_factor: float = 0.5  # fine-tune schedule: each earlier stage's rate = the next one's x this
+    warmup_fraction: float = 0.1  # cosine schedule: share of steps spent warming up
+    weight_decay: float = 0.01
+    momentum: float = 0.9  # SGD only
+    label_smoothing: float = 0.1
+    class_weighting: str = "auto"  # "auto": weighted loss when the largest class > 3x the smallest
+    early_stopping_patience: int = 0  # epochs without val-loss improvement before stopping; 0 = off
+    augment: str = "standard"
+    img_size: int | None = None  # None: the model's own input size
+    val_fraction: float = 0.2
+    test_fraction: float = 0.0
+    seed: int = 0
+    device: str = "auto"
+    workers: int = 2
+    amp: bool = True  # mixed precision on CUDA (bf16 where supported, else fp16 with a grad scaler)
+    feature_cache: bool = True  # with the whole backbone frozen, compute each image's features once
+    image_cache_mb: int = 512  # decoded training images kept in memory, per loader process
+    extra: dict = field(default_factory=dict, compare=False)  # free-form notes kept with the run
+
+    # ---- derived values -------------------------------------------------------------------------
+    def resolved_lr(self) -> float:
+        """AdamW at 1e-3 suits a new head on frozen features; whole-network fine-tuning needs a
+        smaller step so the pretrained features are not destroyed in the first epoch."""
+        if self.lr is not None:
+            return self.lr
+        head_only = self.freeze == "all"
+        if self.optimizer == "sgd":
+            return 1e-2 if head_only else 3e-3
+        return 1e-3 if head_only else 3e-4
+
+    # ---- validation and (de)serialisation -------------------------------------------------------
+    def validate(self) -> "TrainConfig":
+        checks = [
+            (self.epochs >= 1, "epochs must be at least 1"),
+            (self.batch_size >= 1, "batch size must be at least 1"),
+            (self.lr is None or self.lr > 0, "the learning rate must be positive"),
+            (self.optimizer in OPTIMIZERS, f"optimizer must be one of {', '.join(OPTIMIZERS)}"),
+            (self.schedule in SCHEDULES, f"schedule must be one of {', '.join(SCHEDULES)}"),
+            (self.augment in AUGMENTATIONS, f"augment must be one of {', '.join(AUGMENTATIONS)}"),
+            (self.device in DEVICES, f"device must be one of {', '.join(DEVICES)}"),
+            (self.class_weighting in CLASS_WEIGHTING, f"class weighting must be one of {', '.join(CLASS_WEIGHTING)}"),
+            (0 < self.val_fraction < 1, "the validation fraction must be between 0 and 1"),
+            (0 <= self.test_fraction < 1 - self.val_fraction, "validation + test fractions must be below 1"),
+            (self.workers >= 0, "workers must be 0 or more"),
+            (0 <= self.label_smoothing < 1, "label smoothing must be in [0, 1)"),
+            (self.img_size is None or self.img_size >= 32, "image size must be at least 32 pixels"),
+            (self.schedule != "fine-tune" or 1 <= self.freeze_epochs < self.epochs,
+             "the fine-tune schedule needs 1 <= --freeze-epochs < --epochs"),
+            (self.early_stopping_patience >= 0, "early-stopping patience must be 0 (off) or more"),
+        ]
+        for ok, message in checks:
+            if not ok:
+                raise UserError(f"Invalid setting: {message}.")
+        return self
+
+    def replace(self, **changes) -> "TrainConfig":
+        return dataclasses.replace(self, **changes)
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "TrainConfig":
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise UserError(f"Unknown setting(s) in the config: {', '.join(unknown)}; remove them or check the spelling.")
+        return cls(**data)
+
+    def save(self, path: Path) -> None:
+        from tl_studio.core.fileio import atomic_write_text
+
+        atomic_write_text(Path(path), json.dumps(self.to_dict(), indent=2) + "\n")
+
+    @classmethod
+    def load(cls, path: Path) -> "TrainConfig":
+        try:
+            data = json.loads(Path(path).read_text())
+        except FileNotFoundError:
+            raise UserError(f"No config file at {path}.") from None
+        except (OSError, json.JSONDecodeError) as error:
+            raise UserError(f"Could not read the config file {path}: {error}.") from None
+        return cls.from_dict(data)

@@ -1,0 +1,52 @@
+"""RunControl: stop and pause a long run from another thread (the GUI, a signal handler).
+
+The training loop calls ``checkpoint()`` at every batch. Stopping raises ``StopRequested`` inside the
+loop, which unwinds through the callbacks' after-hooks, so the last checkpoint is written and a
+"stopped" RunFinished event always arrives. Pausing blocks the loop between batches.
+"""
+
+from __future__ import annotations
+
+import threading
+
+
+class StopRequested(Exception):
+    """Raised inside the loop when a stop was requested; the engine turns it into status "stopped"."""
+
+
+class RunControl:
+    def __init__(self) -> None:
+        self._stop = threading.Event()
+        self._running = threading.Event()  # cleared while paused
+        self._running.set()
+
+    # called from any thread
+    def request_stop(self) -> None:
+        self._stop.set()
+        self._running.set()  # a paused loop must wake up to notice the stop
+
+    def pause(self) -> None:
+        if not self._stop.is_set():
+            self._running.clear()
+
+    def resume(self) -> None:
+        self._running.set()
+
+    @property
+    def stop_requested(self) -> bool:
+        return self._stop.is_set()
+
+    @property
+    def paused(self) -> bool:
+        return not self._running.is_set()
+
+    # called from the loop
+    def checkpoint(self) -> None:
+        """Blocks while paused; raises StopRequested once a stop was requested."""
+        self._running.wait()
+        if self._stop.is_set():
+            raise StopRequested()
+
+    def is_cancelled(self) -> bool:
+        """For scan/download style ``cancel`` callbacks."""
+        return self._stop.is_set()

@@ -1,0 +1,550 @@
+"""Datasets: scanning a folder of labelled images into classes, records and a train/val/test split.
+
+A dataset is a folder with one sub-folder per class (images may sit in nested folders inside a class
+folder), or a folder already split into ``train/``, ``val/`` (``valid/``, ``validation/``) and optionally
+``test/``, each holding the class folders. The scan never fails on a bad file: every file it cannot use,
+and everything else a user should know (empty or tiny classes, duplicates across splits...), becomes a
+:class:`Problem` with a one-sentence reason. It only raises :class:`DatasetError` when there is no
+usable dataset at all.
+
+The scan is a header-level check (see ``images.check_image``) so that it takes seconds on tens of
+thousands of files; :func:`verify_images` does the full decode later, in the background.
+This module imports neither torch nor numpy: ``tl-studio scan`` must start fast.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import random
+import time
+from collections import defaultdict
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Callable, Iterable, Iterator
+
+from tl_studio.core.errors import Cancelled, DatasetError, UserError
+from tl_studio.core.images import (DEFAULT_MAX_PIXELS, ImageInfo, ImageLoadError, check_image, file_digest,
+                                   load_rgb, sniff_format)
+
+SPLITS = ("train", "val", "test")
+# Folder names (compared case-insensitively) that mark a pre-split dataset, and the split each means.
+SPLIT_FOLDER_NAMES = {"train": "train", "val": "val", "valid": "val", "validation": "val", "test": "test"}
+# Files and folders that operating systems and tools leave behind; never data, never worth a word.
+IGNORED_NAMES = frozenset(("thumbs.db", "ehthumbs.db", "desktop.ini", "__macosx", "icon\r", "@eadir",
+                           "$recycle.bin", "system volume information"))
+
+ProgressCallback = Callable[[int, "int | None"], None]
+CancelCallback = Callable[[], bool]
+
+
+@dataclass(frozen=True)
+class ImageRecord:
+    path: Path  # absolute
+    label: int  # index into DatasetScan.classes
+    split: str  # one of SPLITS
+
+
+@dataclass(frozen=True)
+class Problem:
+    path: str  # relative to the dataset folder, posix style; "." for the folder itself
+    reason: str  # one sentence a user understands
+    kind: str = "other"  # short code for grouping: not_image, truncated, duplicate, small_class...
+
+
+@dataclass(frozen=True)
+class DatasetScan:
+    root: Path
+    classes: tuple[str, ...]  # sorted; only classes with usable images
+    records: tuple[ImageRecord, ...]
+    problems: tuple[Problem, ...]
+    presplit: bool
+    val_fraction: float
+    test_fraction: float
+    seed: int
+    max_pixels: int | None = DEFAULT_MAX_PIXELS
+
+    def split(self, name: str) -> tuple[ImageRecord, ...]:
+        if name not in SPLITS:
+            raise ValueError(f"unknown split {name!r}; expected one of {', '.join(SPLITS)}")
+        return tuple(record for record in self.records if record.split == name)
+
+    def counts(self) -> dict[str, dict[str, int]]:
+        """split -> class -> number of images, every split and class present (zeros included)."""
+        counts = {split: dict.fromkeys(self.classes, 0) for split in SPLITS}
+        for record in self.records:
+            counts[record.split][self.classes[record.label]] += 1
+        return counts
+
+    def class_counts(self) -> dict[str, int]:
+        totals = dict.fromkeys(self.classes, 0)
+        for record in self.records:
+            totals[self.classes[record.label]] += 1
+        return totals
+
+    def imbalance_ratio(self) -> float:
+        """Largest over smallest class in the train split (inf when a class has no training image)."""
+        train_counts = self.counts()["train"].values()
+        smallest, largest = min(train_counts, default=0), max(train_counts, default=0)
+        return largest / smallest if smallest else math.inf
+
+    def relative(self, path: Path | str) -> str:
+        """A path as problems name it: relative to the dataset folder, posix style."""
+        try:
+            return Path(path).relative_to(self.root).as_posix() or "."
+        except ValueError:
+            return Path(path).as_posix()
+
+    def with_problems(self, problems: Iterable[Problem]) -> DatasetScan:
+        """A copy with these problems added and their files left out of the records (for instance the
+        result of verify_images). Classes and labels stay as they are."""
+        problems = tuple(problems)
+        broken = {problem.path for problem in problems}
+        records = tuple(record for record in self.records if self.relative(record.path) not in broken)
+        return replace(self, records=records, problems=self.problems + problems)
+
+    def to_dict(self) -> dict:
+        """The JSON object of ``tl-studio scan --json``."""
+        counts, totals = self.counts(), self.class_counts()
+        ratio = self.imbalance_ratio()
+        return {
+            "root": str(self.root),
+            "presplit": self.presplit,
+            "num_images": len(self.records),
+            "classes": [{"name": name, "label": label, "count": totals[name]}
+                        for label, name in enumerate(self.classes)],
+            "splits": counts,
+            "imbalance_ratio": None if math.isinf(ratio) else round(ratio, 3),
+            "val_fraction": self.val_fraction,
+            "test_fraction": self.test_fraction,
+            "seed": self.seed,
+            "max_pixels": self.max_pixels,
+            "problems": [{"path": p.path, "reason": p.reason, "kind": p.kind} for p in self.problems],
+        }
+
+
+def scan_dataset(root: Path | str, *, val_fraction: float = 0.2, test_fraction: float = 0.0, seed: int = 0,
+                 max_pixels: int | None = DEFAULT_MAX_PIXELS, progress: ProgressCallback | None = None,
+                 cancel: CancelCallback | None = None) -> DatasetScan:
+    """Scan a dataset folder: find its classes and images, check every file at header level, find
+    duplicates, and split it (respecting an existing train/val/test split).
+
+    ``progress(done, total)`` is called now and then (total is None while files are being listed);
+    ``cancel()`` returning True stops the scan with Cancelled. Raises DatasetError when the folder is
+    missing or has fewer than two usable classes, UserError for invalid fractions."""
+    _check_options(val_fraction, test_fraction, max_pixels)
+    root_path = _dataset_root(root)
+    scanner = _Scanner(root_path, max_pixels, _Ticker(progress, cancel))
+    layout = scanner.find_layout()
+    candidates = scanner.list_candidates(layout)
+    checked = scanner.check_all(candidates)
+    duplicates = _duplicate_groups(checked)
+    classes = sorted({item.class_name for item in checked})
+    scanner.report_classes(layout, candidates, checked)
+    if len(classes) < 2:
+        raise _too_few_classes(root_path, classes, layout)
+    # A pre-split dataset keeps its folders' split; only a missing val folder is drawn from train.
+    splitter = _Splitter(val_fraction, 0.0 if layout.presplit else test_fraction, seed)
+    val_from_train = layout.presplit and "val" not in layout.present_splits
+    splits = splitter.assign(checked, duplicates, val_from_train=val_from_train)
+    scanner.report_duplicates(duplicates, splits)
+    return DatasetScan(root=root_path, classes=tuple(classes), records=_records(checked, splits, classes),
+                       problems=tuple(scanner.problems), presplit=layout.presplit, val_fraction=val_fraction,
+                       test_fraction=test_fraction, seed=seed, max_pixels=max_pixels)
+
+
+def verify_images(scan: DatasetScan, progress: ProgressCallback | None = None,
+                  cancel: CancelCallback | None = None, workers: int | None = None) -> list[Problem]:
+    """Decode every image of a scan fully (as training will) and return the problems the header-level
+    scan could not see. Decoding runs in a few threads (Pillow releases the GIL while decoding)."""
+    ticker = _Ticker(progress, cancel)
+    records, total = scan.records, len(scan.records)
+    problems = []
+    executor = ThreadPoolExecutor(max_workers=workers or min(4, os.cpu_count() or 1))
+    try:
+        failures = executor.map(lambda record: _decode_failure(record.path, scan.max_pixels), records)
+        for done, (record, failure) in enumerate(zip(records, failures), start=1):
+            if failure is not None:
+                problems.append(Problem(scan.relative(record.path), failure.reason, failure.kind))
+            ticker.step(done, total)
+    finally:
+        executor.shutdown(wait=True, cancel_futures=True)
+    ticker.finish(total, total)
+    return problems
+
+
+def _decode_failure(path: Path, max_pixels: int | None) -> ImageLoadError | None:
+    try:
+        load_rgb(path, max_pixels)
+    except ImageLoadError as error:
+        return error
+    return None
+
+
+# ---------------------------------------------------------------- options and root
+
+def _check_options(val_fraction: float, test_fraction: float, max_pixels: int | None) -> None:
+    if not 0 < val_fraction < 1:
+        raise UserError(f"The validation fraction must be between 0 and 1 (exclusive), not {val_fraction}.")
+    if not 0 <= test_fraction < 1:
+        raise UserError(f"The test fraction must be at least 0 and below 1, not {test_fraction}.")
+    if val_fraction + test_fraction >= 1:
+        raise UserError(f"The validation and test fractions add up to {val_fraction + test_fraction:g}; "
+                        "they must leave some images for training (a sum below 1).")
+    if max_pixels is not None and max_pixels <= 0:
+        raise UserError(f"The pixel limit must be a positive number of pixels, not {max_pixels}.")
+
+
+def _dataset_root(root: Path | str) -> Path:
+    path = Path(os.path.abspath(os.path.expanduser(os.fspath(root))))
+    if not path.exists():
+        raise DatasetError(f"{path} does not exist; give the folder that holds one sub-folder per class.")
+    if not path.is_dir():
+        raise DatasetError(f"{path} is a file, not a folder; give the folder that holds one sub-folder "
+                           "per class.")
+    return path
+
+
+def _too_few_classes(root: Path, classes: list[str], layout: _Layout) -> DatasetError:
+    found = f"only one usable class ({classes[0]})" if classes else "no usable class"
+    hint = "put the images of each class in their own sub-folder, e.g. cats/ and dogs/"
+    if len(layout.subfolder_names) == 1 and not layout.presplit:
+        only = layout.subfolder_names[0]
+        hint = f"if the class folders are inside {only}/, scan {root / only} instead"
+    return DatasetError(f"{root} has {found}, and a dataset needs at least two: {hint}.")
+
+
+# ---------------------------------------------------------------- progress and cancel
+
+class _Ticker:
+    """Checks ``cancel`` at every step and calls ``progress`` at most every ``interval`` seconds, so that
+    a GUI listening to it is never flooded."""
+
+    def __init__(self, progress: ProgressCallback | None, cancel: CancelCallback | None,
+                 interval: float = 0.1):
+        self._progress, self._cancel, self._interval = progress, cancel, interval
+        self._last_report = -math.inf
+
+    def step(self, done: int, total: int | None) -> None:
+        if self._cancel is not None and self._cancel():
+            raise Cancelled("The scan was cancelled.")
+        if self._progress is not None:
+            now = time.monotonic()
+            if now - self._last_report >= self._interval:
+                self._last_report = now
+                self._progress(done, total)
+
+    def finish(self, done: int, total: int | None) -> None:
+        if self._progress is not None:
+            self._progress(done, total)
+
+
+# ---------------------------------------------------------------- finding and checking files
+
+@dataclass(frozen=True)
+class _ClassFolder:
+    path: str  # absolute
+    class_name: str
+    split: str | None  # the split of the folder it is in, for pre-split datasets
+
+
+@dataclass
+class _Layout:
+    presplit: bool
+    class_folders: list[_ClassFolder]
+    subfolder_names: list[str]  # the visible sub-folders of the root, for error messages
+    present_splits: set[str] = field(default_factory=set)
+
+
+@dataclass(slots=True)
+class _Candidate:
+    """A file inside a class folder, before it is checked."""
+    path: str  # absolute
+    relative: str  # posix, relative to the root
+    class_name: str
+    split: str | None
+
+
+@dataclass(slots=True)
+class _Checked:
+    """A usable image: a candidate that passed the header-level check."""
+    path: str
+    relative: str
+    class_name: str
+    split: str | None
+    info: ImageInfo
+
+
+def is_ignored_name(name: str) -> bool:
+    """Hidden and system files and folders, which the scan skips without a word."""
+    return name.startswith(".") or name.casefold() in IGNORED_NAMES
+
+
+class _Scanner:
+    """One scan's state: the root, the problems found so far and the progress ticker."""
+
+    def __init__(self, root: Path, max_pixels: int | None, ticker: _Ticker):
+        self.root, self.max_pixels, self.ticker = root, max_pixels, ticker
+        self._prefix_length = len(os.path.join(str(root), ""))
+        self.problems: list[Problem] = []
+        self._visited_folders: set[tuple[int, int]] = set()
+
+    def relative(self, path: str) -> str:
+        relative = path[self._prefix_length:]
+        return (relative.replace(os.sep, "/") if os.sep != "/" else relative) or "."
+
+    def report(self, path: str, reason: str, kind: str) -> None:
+        self.problems.append(Problem(self.relative(path), reason, kind))
+
+    def find_layout(self) -> _Layout:
+        """Decide between one folder per class and a pre-split train/val/test layout."""
+        self._first_visit(str(self.root))
+        subfolders = self._subfolders(str(self.root))
+        by_split = {name: SPLIT_FOLDER_NAMES.get(name.casefold()) for name in subfolders}
+        present = {split for split in by_split.values() if split}
+        if "train" not in present or not present & {"val", "test"}:
+            folders = [_ClassFolder(path, name, None) for name, path in subfolders.items()]
+            return _Layout(False, folders, sorted(subfolders))
+        class_folders = []
+        for name, path in subfolders.items():
+            if by_split[name] is None:
+                self.report(path, "Not a split folder (train, val or test) in a pre-split dataset, so it "
+                            "was ignored", "ignored_folder")
+                continue
+            class_folders += [_ClassFolder(class_path, class_name, by_split[name])
+                              for class_name, class_path in self._subfolders(path).items()]
+        return _Layout(True, class_folders, sorted(subfolders), present)
+
+    def _subfolders(self, folder: str) -> dict[str, str]:
+        """Visible sub-folders by name; images lying directly in ``folder`` are reported as unlabelled."""
+        subfolders = {}
+        for entry in self._visible_entries(folder):
+            if entry.is_dir() and self._first_visit(entry.path):
+                subfolders[entry.name] = entry.path
+            elif entry.is_file() and _starts_like_an_image(entry.path):
+                self.report(entry.path, "Not inside a class folder, so it has no label and was ignored "
+                            "(move it into the folder of its class)", "outside_class")
+        return dict(sorted(subfolders.items()))
+
+    def _visible_entries(self, folder: str) -> list[os.DirEntry]:
+        try:
+            with os.scandir(folder) as entries:
+                return [entry for entry in entries if not is_ignored_name(entry.name)]
+        except OSError as error:
+            reason = "permission denied" if isinstance(error, PermissionError) else error.strerror or error
+            self.report(folder, f"Folder cannot be read ({reason}), so its images were skipped", "unreadable")
+            return []
+
+    def _first_visit(self, folder: str) -> bool:
+        """True the first time a real folder is reached, however many links lead to it: symbolic
+        links that loop back to a parent must not make the scan go round for ever."""
+        try:
+            status = os.stat(folder)
+        except OSError:
+            return False
+        identity = (status.st_dev, status.st_ino)
+        if identity in self._visited_folders:
+            return False
+        self._visited_folders.add(identity)
+        return True
+
+    def list_candidates(self, layout: _Layout) -> list[_Candidate]:
+        candidates: list[_Candidate] = []
+        for folder in layout.class_folders:
+            for path in self._files_under(folder.path):
+                candidates.append(_Candidate(path, self.relative(path), folder.class_name, folder.split))
+                self.ticker.step(len(candidates), None)
+        return candidates
+
+    def _files_under(self, folder: str) -> Iterator[str]:
+        """Every visible file under ``folder`` at any depth, following links to files and to folders
+        not seen before."""
+        pending = [folder]
+        while pending:
+            for entry in self._visible_entries(pending.pop()):
+                if entry.is_file():
+                    yield entry.path
+                elif entry.is_dir():
+                    if self._first_visit(entry.path):
+                        pending.append(entry.path)
+                elif entry.is_symlink():
+                    self.report(entry.path, "Broken link: it points to a file that does not exist", "unreadable")
+
+    def check_all(self, candidates: list[_Candidate]) -> list[_Checked]:
+        checked = []
+        total = len(candidates)
+        for done, candidate in enumerate(candidates, start=1):
+            try:
+                info = check_image(candidate.path, self.max_pixels)
+            except ImageLoadError as error:
+                self.report(candidate.path, error.reason, error.kind)
+            else:
+                checked.append(_Checked(candidate.path, candidate.relative, candidate.class_name,
+                                        candidate.split, info))
+            self.ticker.step(done, total)
+        self.ticker.finish(total, total)
+        return checked
+
+    def report_classes(self, layout: _Layout, candidates: list[_Candidate], checked: list[_Checked]) -> None:
+        """Problems of whole classes: empty folders, classes with no usable or only one image, and
+        classes missing from the train or val folder of a pre-split dataset."""
+        files_in = _count_by(candidates, lambda c: (c.class_name, c.split))
+        usable = _count_by(checked, lambda c: c.class_name)
+        usable_in = _count_by(checked, lambda c: (c.class_name, c.split))
+        for folder in layout.class_folders:
+            if not files_in[(folder.class_name, folder.split)]:
+                self.report(folder.path, "Empty class folder: it holds no files", "empty_class")
+        for name, path in _first_folder_of_each_class(layout).items():
+            self._report_class(name, path, usable[name], layout, usable_in)
+
+    def _report_class(self, name: str, path: str, usable: int, layout: _Layout,
+                      usable_in: dict[tuple[str, str | None], int]) -> None:
+        if usable == 0:
+            self.report(path, f"Class '{name}' has no usable images, so it was left out", "empty_class")
+            return
+        if usable == 1:
+            self.report(path, f"Class '{name}' has only 1 usable image; a class needs at least 2 (one to "
+                        "train on, one to validate with)", "small_class")
+        if layout.presplit and not usable_in[(name, "train")]:
+            self.report(path, f"Class '{name}' has no images in the train folder, so the model cannot "
+                        "learn it", "missing_split")
+        if layout.presplit and "val" in layout.present_splits and not usable_in[(name, "val")]:
+            self.report(path, f"Class '{name}' has no images in the validation folder, so its accuracy "
+                        "cannot be measured", "missing_split")
+
+    def report_duplicates(self, groups: list[list[_Checked]], splits: dict[str, str]) -> None:
+        """Identical files with two labels, or in two splits (which flatters validation results)."""
+        for group in groups:
+            first = group[0]
+            for other in group[1:]:
+                if other.class_name != first.class_name:
+                    self.report(other.path, f"Identical to {first.relative} (class '{first.class_name}'): "
+                                "the same image has two labels", "duplicate")
+                elif splits[other.relative] != splits[first.relative]:
+                    self.report(other.path, _cross_split_reason(first.relative, splits[first.relative],
+                                                                splits[other.relative]), "duplicate")
+
+
+def _cross_split_reason(original: str, original_split: str, split: str) -> str:
+    held_out = split if split != "train" else original_split
+    return (f"Identical to {original}, which is in {original_split}: the same image in two splits makes "
+            f"the {held_out} results look better than they are")
+
+
+def _starts_like_an_image(path: str) -> bool:
+    try:
+        with open(path, "rb") as file:
+            return sniff_format(file.read(32)) is not None
+    except OSError:
+        return False
+
+
+def _count_by(items: Iterable, key: Callable) -> defaultdict:
+    counts: defaultdict = defaultdict(int)
+    for item in items:
+        counts[key(item)] += 1
+    return counts
+
+
+def _first_folder_of_each_class(layout: _Layout) -> dict[str, str]:
+    """Where to point a problem about a whole class: its folder (its train folder when pre-split)."""
+    order = {"train": 0, "val": 1, "test": 2, None: 0}
+    folders: dict[str, str] = {}
+    for folder in sorted(layout.class_folders, key=lambda f: order[f.split]):
+        folders.setdefault(folder.class_name, folder.path)
+    return folders
+
+
+# ---------------------------------------------------------------- duplicates
+
+def _duplicate_groups(checked: list[_Checked]) -> list[list[_Checked]]:
+    """Groups of byte-identical files, each sorted by path. Only files that share their size with
+    another file are hashed (the scan already hashed small files it read whole)."""
+    by_size: defaultdict[int, list[_Checked]] = defaultdict(list)
+    for item in checked:
+        by_size[item.info.size_bytes].append(item)
+    groups = []
+    for same_size in by_size.values():
+        if len(same_size) < 2:
+            continue
+        by_digest: defaultdict[object, list[_Checked]] = defaultdict(list)
+        for item in same_size:
+            by_digest[item.info.digest or _digest_or_path(item.path)].append(item)
+        groups += [sorted(group, key=lambda item: item.relative) for group in by_digest.values() if len(group) > 1]
+    return sorted(groups, key=lambda group: group[0].relative)
+
+
+def _digest_or_path(path: str) -> bytes | str:
+    try:
+        return file_digest(path)
+    except OSError:
+        return path  # unreadable now: a key of its own, so it matches nothing
+
+
+# ---------------------------------------------------------------- splitting
+
+class _Splitter:
+    """The seeded, stratified split: the same folder and seed give the same split on any machine.
+
+    Each class is split on its own (its files sorted, then shuffled by a Random seeded with the seed
+    and the class name), so adding images to one class does not reshuffle the others. Identical files
+    of a class move together, so that a duplicate never ends up in both train and val."""
+
+    def __init__(self, val_fraction: float, test_fraction: float, seed: int):
+        self.val_fraction, self.test_fraction, self.seed = val_fraction, test_fraction, seed
+
+    def assign(self, checked: list[_Checked], duplicates: list[list[_Checked]],
+               val_from_train: bool = False) -> dict[str, str]:
+        """relative path -> split for every usable image. Images from a split folder keep its split;
+        the others are split here. ``val_from_train``: draw the val images from the train folder (a
+        pre-split dataset with train and test folders but no val folder)."""
+        splits = {item.relative: item.split for item in checked if item.split is not None}
+        to_split = [item for item in checked if item.split is None or (val_from_train and item.split == "train")]
+        for class_name, units in _units_by_class(to_split, duplicates).items():
+            splits.update(self._split_class(class_name, units))
+        return splits
+
+    def _split_class(self, class_name: str, units: list[list[str]]) -> dict[str, str]:
+        units = sorted(units)
+        random.Random(f"{self.seed}/{class_name}").shuffle(units)
+        val_count, test_count = self.held_out_counts(len(units))
+        splits = {}
+        for index, unit in enumerate(units):
+            split = "val" if index < val_count else "test" if index < val_count + test_count else "train"
+            splits.update(dict.fromkeys(unit, split))
+        return splits
+
+    def held_out_counts(self, n: int) -> tuple[int, int]:
+        """How many of n images go to val and test: the fractions rounded, at least one val image when
+        n >= 2 (and one test image when n >= 3 and a test split is asked for), at least one train image."""
+        val_count = max(1, int(n * self.val_fraction + 0.5)) if n >= 2 else 0
+        test_count = max(1, int(n * self.test_fraction + 0.5)) if self.test_fraction > 0 and n >= 3 else 0
+        test_count = max(0, min(test_count, n - 1 - val_count))
+        val_count = max(0, min(val_count, n - 1 - test_count))
+        return val_count, test_count
+
+
+def _units_by_class(items: list[_Checked], duplicates: list[list[_Checked]]) -> dict[str, list[list[str]]]:
+    """Each class's images as units to split: a single file, or the identical files of that class."""
+    to_split = {item.relative for item in items}
+    unit_of: dict[str, list[str]] = {}
+    for group in duplicates:
+        for class_name in {item.class_name for item in group}:
+            unit = [item.relative for item in group if item.class_name == class_name and item.relative in to_split]
+            unit_of.update(dict.fromkeys(unit, unit))
+    units: defaultdict[str, list[list[str]]] = defaultdict(list)
+    for item in items:
+        unit = unit_of.get(item.relative, [item.relative])
+        if unit[0] == item.relative:  # each unit once, through its first file
+            units[item.class_name].append(unit)
+    return units
+
+
+def _records(checked: list[_Checked], splits: dict[str, str], classes: list[str]) -> tuple[ImageRecord, ...]:
+    label_of = {name: label for label, name in enumerate(classes)}
+    split_order = {name: index for index, name in enumerate(SPLITS)}
+    ordered = sorted(checked, key=lambda item: (split_order[splits[item.relative]], label_of[item.class_name],
+                                                item.relative))
+    return tuple(ImageRecord(Path(item.path), label_of[item.class_name], splits[item.relative])
+                 for item in ordered)

@@ -1,0 +1,134 @@
+"""PyTorch datasets and loaders over a scanned folder.
+
+An image that fails to load mid-run (deleted, corrupted since the scan) is skipped: the dataset returns
+a failure marker, the collate function drops it and hands its index and reason to the engine, which
+counts and reports it. A run never ends because of one bad file.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from dataclasses import dataclass
+from typing import Callable, Sequence
+
+import torch
+from torch.utils.data import DataLoader, Dataset
+
+from tl_studio.core.images import ImageLoadError, load_rgb
+
+
+class DecodedImageCache:
+    """Decoded images kept in memory up to a byte budget (least recently used goes first).
+
+    Each loader process has its own cache, so the budget is per process. Decoding a JPEG costs more
+    than augmenting it, so repeated epochs over a small dataset get noticeably faster.
+    """
+
+    def __init__(self, budget_bytes: int):
+        self.budget = budget_bytes
+        self.used = 0
+        self._images: OrderedDict[str, object] = OrderedDict()
+
+    def get(self, path: str):
+        image = self._images.get(path)
+        if image is not None:
+            self._images.move_to_end(path)
+        return image
+
+    def put(self, path: str, image) -> None:
+        size = image.width * image.height * 3
+        if size > self.budget:
+            return
+        while self.used + size > self.budget and self._images:
+            _, old = self._images.popitem(last=False)
+            self.used -= old.width * old.height * 3
+        self._images[path] = image
+        self.used += size
+
+
+@dataclass(frozen=True)
+class LoadFailure:
+    index: int
+    reason: str
+
+
+class ImageDataset(Dataset):
+    """Items are (tensor, label, index); a file that fails to load yields a LoadFailure instead."""
+
+    def __init__(self, records: Sequence, transform: Callable, cache_bytes: int = 0):
+        self.paths = [str(r.path) for r in records]
+        self.labels = [int(r.label) for r in records]
+        self.transform = transform
+        self.cache = DecodedImageCache(cache_bytes) if cache_bytes > 0 else None
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def _load(self, path: str):
+        image = self.cache.get(path) if self.cache else None
+        if image is None:
+            image = load_rgb(path)
+            if self.cache:
+                self.cache.put(path, image)
+        return image
+
+    def __getitem__(self, index: int):
+        try:
+            image = self._load(self.paths[index])
+            return self.transform(image), self.labels[index], index
+        except (ImageLoadError, OSError, ValueError) as error:
+            return LoadFailure(index, str(getattr(error, "reason", None) or error))
+
+
+@dataclass
+class Batch:
+    images: torch.Tensor
+    labels: torch.Tensor
+    indices: torch.Tensor
+    failures: list  # LoadFailure items dropped from this batch
+
+    def __len__(self) -> int:
+        return int(self.labels.shape[0])
+
+    def pin_memory(self) -> "Batch":
+        # DataLoader(pin_memory=True) calls this on custom batch types.
+        self.images = self.images.pin_memory()
+        self.labels = self.labels.pin_memory()
+        return self
+
+
+def collate_skipping_failures(items: list) -> Batch:
+    good = [item for item in items if not isinstance(item, LoadFailure)]
+    failures = [item for item in items if isinstance(item, LoadFailure)]
+    if not good:
+        empty = torch.empty(0)
+        return Batch(empty, torch.empty(0, dtype=torch.long), torch.empty(0, dtype=torch.long), failures)
+    images = torch.stack([item[0] for item in good])
+    labels = torch.tensor([item[1] for item in good], dtype=torch.long)
+    indices = torch.tensor([item[2] for item in good], dtype=torch.long)
+    return Batch(images, labels, indices, failures)
+
+
+def _seed_worker(worker_id: int) -> None:
+    # Each worker's Python and NumPy RNGs derive from torch's per-worker seed, so augmentation is
+    # repeatable for a given run seed.
+    import random
+
+    import numpy as np
+
+    seed = torch.initial_seed() % 2**32
+    random.seed(seed)
+    np.random.seed(seed)
+
+
+def make_loader(dataset: Dataset, *, batch_size: int, shuffle: bool, workers: int, seed: int,
+                pin_memory: bool = False, drop_last: bool = False, mp_context: str | None = None) -> DataLoader:
+    generator = torch.Generator()
+    generator.manual_seed(seed)
+    return DataLoader(
+        dataset, batch_size=batch_size, shuffle=shuffle, num_workers=workers,
+        collate_fn=collate_skipping_failures, pin_memory=pin_memory, drop_last=drop_last,
+        worker_init_fn=_seed_worker, generator=generator,
+        persistent_workers=workers > 0, multiprocessing_context=mp_context if workers > 0 else None,
+        prefetch_factor=4 if workers > 0 else None,
+    )

@@ -1,0 +1,172 @@
+"""The inner loops of one epoch: train or validate, on images or on cached features.
+
+Plain functions over explicit arguments; the Trainer decides which to call and owns the state.
+``between_batches()`` is called before every batch: it is where stop and pause take effect.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Callable
+
+import torch
+from torch import nn
+
+from tl_studio.core.features import FeatureSet
+
+
+@dataclass
+class StepContext:
+    """What the training step needs besides the model and data."""
+    optimizer: torch.optim.Optimizer
+    scheduler: object
+    criterion: nn.Module
+    device: torch.device
+    amp_dtype: torch.dtype | None
+    scaler: torch.amp.GradScaler | None
+    channels_last: bool
+    between_batches: Callable[[], None]
+    on_batch: Callable[[int, int, float, float, float], None]  # batch, num_batches, loss, lr, images/s
+    on_failures: Callable[[list], None] = lambda failures: None
+
+
+@dataclass
+class EpochTotals:
+    loss_sum: float = 0.0
+    correct: int = 0
+    seen: int = 0
+    seconds: float = 0.0
+    probabilities: dict = field(default_factory=dict)  # validation: index -> class probabilities
+
+    def add(self, loss: torch.Tensor, logits: torch.Tensor, labels: torch.Tensor) -> None:
+        count = int(labels.shape[0])
+        self.loss_sum += float(loss) * count
+        self.correct += int((logits.argmax(1) == labels).sum())
+        self.seen += count
+
+    @property
+    def loss(self) -> float:
+        return self.loss_sum / self.seen if self.seen else float("nan")
+
+    @property
+    def accuracy(self) -> float:
+        return self.correct / self.seen if self.seen else float("nan")
+
+
+def _optimise(ctx: StepContext, loss: torch.Tensor) -> None:
+    ctx.optimizer.zero_grad(set_to_none=True)
+    if ctx.scaler is not None:  # fp16 needs loss scaling; bf16 and fp32 do not
+        ctx.scaler.scale(loss).backward()
+        ctx.scaler.step(ctx.optimizer)
+        ctx.scaler.update()
+    else:
+        loss.backward()
+        ctx.optimizer.step()
+    ctx.scheduler.step()
+
+
+def _current_lr(ctx: StepContext) -> float:
+    return float(ctx.optimizer.param_groups[0]["lr"])
+
+
+def train_on_images(model: nn.Module, loader, ctx: StepContext) -> EpochTotals:
+    from tl_studio.core.models import set_train_mode
+
+    set_train_mode(model)
+    totals = EpochTotals()
+    started = time.perf_counter()
+    num_batches = len(loader)
+    for number, batch in enumerate(_checked(loader, ctx), start=1):
+        if batch.failures:
+            ctx.on_failures(batch.failures)
+        if not len(batch):
+            continue
+        images = batch.images.to(ctx.device, non_blocking=True)
+        if ctx.channels_last:
+            images = images.contiguous(memory_format=torch.channels_last)
+        labels = batch.labels.to(ctx.device, non_blocking=True)
+        with torch.autocast(ctx.device.type, dtype=ctx.amp_dtype, enabled=ctx.amp_dtype is not None):
+            logits = model(images)
+            loss = ctx.criterion(logits.float(), labels)
+        _optimise(ctx, loss)
+        totals.add(loss.detach(), logits.detach(), labels)
+        totals.seconds = time.perf_counter() - started
+        ctx.on_batch(number, num_batches, float(loss), _current_lr(ctx), totals.seen / max(totals.seconds, 1e-9))
+    return totals
+
+
+def train_on_features(head: nn.Module, features: FeatureSet, batch_size: int, generator: torch.Generator,
+                      ctx: StepContext) -> EpochTotals:
+    head.train()
+    totals = EpochTotals()
+    started = time.perf_counter()
+    order = torch.randperm(len(features), generator=generator).to(features.features.device)
+    batches = order.split(batch_size)
+    for number, rows in enumerate(batches, start=1):
+        ctx.between_batches()
+        x, labels = features.features[rows], features.labels[rows]
+        logits = head(x)
+        loss = ctx.criterion(logits, labels)
+        _optimise(ctx, loss)
+        totals.add(loss.detach(), logits.detach(), labels)
+        totals.seconds = time.perf_counter() - started
+        ctx.on_batch(number, len(batches), float(loss), _current_lr(ctx), totals.seen / max(totals.seconds, 1e-9))
+    return totals
+
+
+@torch.no_grad()
+def validate_on_images(model: nn.Module, loader, ctx: StepContext, keep: set[int]) -> EpochTotals:
+    """Plain cross-entropy (no smoothing, no class weights) so val loss means the same in every run.
+    ``keep``: validation indices whose probabilities are returned (the sample predictions)."""
+    model.eval()
+    totals = EpochTotals()
+    plain = nn.CrossEntropyLoss()
+    for batch in _checked(loader, ctx):
+        if batch.failures:
+            ctx.on_failures(batch.failures)
+        if not len(batch):
+            continue
+        images = batch.images.to(ctx.device, non_blocking=True)
+        if ctx.channels_last:
+            images = images.contiguous(memory_format=torch.channels_last)
+        labels = batch.labels.to(ctx.device, non_blocking=True)
+        with torch.autocast(ctx.device.type, dtype=ctx.amp_dtype, enabled=ctx.amp_dtype is not None):
+            logits = model(images).float()
+        totals.add(plain(logits, labels), logits, labels)
+        _keep_probabilities(totals, logits, batch.indices, keep)
+    return totals
+
+
+@torch.no_grad()
+def validate_on_features(head: nn.Module, features: FeatureSet, batch_size: int, keep: set[int]) -> EpochTotals:
+    head.eval()
+    totals = EpochTotals()
+    plain = nn.CrossEntropyLoss()
+    for rows in torch.arange(len(features), device=features.features.device).split(batch_size):
+        logits = head(features.features[rows]).float()
+        labels = features.labels[rows]
+        totals.add(plain(logits, labels), logits, labels)
+        _keep_probabilities(totals, logits, features.indices[rows.cpu()], keep)
+    return totals
+
+
+def _keep_probabilities(totals: EpochTotals, logits: torch.Tensor, indices: torch.Tensor, keep: set[int]) -> None:
+    if not keep:
+        return
+    probabilities = logits.softmax(1).cpu()
+    for row, index in enumerate(indices.tolist()):
+        if index in keep:
+            totals.probabilities[index] = probabilities[row]
+
+
+def _checked(loader, ctx: StepContext):
+    """Yields the loader's batches, giving stop and pause a chance before each one."""
+    iterator = iter(loader)
+    while True:
+        ctx.between_batches()
+        try:
+            batch = next(iterator)
+        except StopIteration:
+            return
+        yield batch

@@ -1,0 +1,78 @@
+"""Optimizer, learning-rate schedule and loss for a training phase."""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import torch
+from torch import nn
+
+from tl_studio.core.config import TrainConfig
+
+IMBALANCE_THRESHOLD = 3.0  # largest class / smallest class above which "auto" weights the loss
+
+
+def param_groups(model: nn.Module, base_lr: float, stage_lr_factor: float | None = None) -> list[dict]:
+    """Trainable parameters only. With ``stage_lr_factor`` (discriminative rates), the head gets
+    ``base_lr`` and each earlier stage the next one's rate times the factor."""
+    from tl_studio.core.models import head_of, model_stages
+
+    head_params = [p for p in head_of(model).parameters() if p.requires_grad]
+    groups = [{"params": head_params, "lr": base_lr, "name": "head"}]
+    stages = model_stages(model)
+    for depth, stage in enumerate(reversed(stages), start=1):
+        params = [p for m in stage.modules for p in _own_params(m) if p.requires_grad]
+        if params:
+            factor = stage_lr_factor ** depth if stage_lr_factor else 1.0
+            groups.append({"params": params, "lr": base_lr * factor, "name": stage.name})
+    return _dedupe(groups)
+
+
+def _own_params(module):
+    return module.parameters() if isinstance(module, nn.Module) else [module]
+
+
+def _dedupe(groups: list[dict]) -> list[dict]:
+    """A parameter belongs to one group only (the first, i.e. the one nearest the head)."""
+    seen: set[int] = set()
+    kept = []
+    for group in groups:
+        params = [p for p in group["params"] if id(p) not in seen]
+        seen.update(id(p) for p in params)
+        if params:
+            kept.append({**group, "params": params})
+    return kept
+
+
+def make_optimizer(groups: list[dict], config: TrainConfig) -> torch.optim.Optimizer:
+    if config.optimizer == "sgd":
+        return torch.optim.SGD(groups, lr=groups[0]["lr"], momentum=config.momentum,
+                               weight_decay=config.weight_decay, nesterov=True)
+    return torch.optim.AdamW(groups, lr=groups[0]["lr"], weight_decay=config.weight_decay)
+
+
+def make_scheduler(optimizer: torch.optim.Optimizer, config: TrainConfig, total_steps: int):
+    """One-cycle (the default, and each phase of the fine-tune schedule) or cosine with linear warm-up."""
+    total_steps = max(1, total_steps)
+    max_lrs = [group["lr"] for group in optimizer.param_groups]
+    if config.schedule == "cosine":
+        warmup = max(1, int(config.warmup_fraction * total_steps))
+        warm = torch.optim.lr_scheduler.LinearLR(optimizer, start_factor=0.01, total_iters=warmup)
+        decay = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=max(1, total_steps - warmup))
+        return torch.optim.lr_scheduler.SequentialLR(optimizer, [warm, decay], milestones=[warmup])
+    return torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=max_lrs, total_steps=total_steps,
+                                               pct_start=0.25, cycle_momentum=config.optimizer == "sgd")
+
+
+def class_weights(counts: Sequence[int], setting: str) -> torch.Tensor | None:
+    """Inverse-frequency weights (mean 1), when asked for or when the imbalance is large."""
+    counts = [max(1, int(c)) for c in counts]
+    imbalanced = max(counts) / min(counts) > IMBALANCE_THRESHOLD
+    if setting == "off" or (setting == "auto" and not imbalanced):
+        return None
+    inverse = torch.tensor([1.0 / c for c in counts])
+    return inverse * len(counts) / inverse.sum()
+
+
+def make_criterion(weights: torch.Tensor | None, label_smoothing: float) -> nn.Module:
+    return nn.CrossEntropyLoss(weight=weights, label_smoothing=label_smoothing)

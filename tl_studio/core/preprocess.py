@@ -1,0 +1,95 @@
+"""The one evaluation preprocessing, used by validation, prediction, the GUI and every exported file.
+
+``Preprocess`` is an ``nn.Module`` that takes float RGB in [0, 1] of any height and width and returns
+the normalised, square input the network expects. It is written with shape arithmetic that
+``torch.export`` (dynamic H and W), ONNX and TorchScript all understand, so the exported model file
+contains exactly this code and answers exactly as the app did (ARCHITECTURE.md §5).
+
+It is torchvision's classification preset expressed without a variable-size intermediate: "resize the
+shorter side to R, then centre-crop C" equals "centre-crop a square of side min(H, W) * C / R, then
+resize that square to C x C".
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+INTERPOLATIONS = ("bilinear", "bicubic", "nearest")
+
+
+@dataclass(frozen=True)
+class PreprocessSpec:
+    crop_size: int = 224
+    resize_size: int = 256
+    interpolation: str = "bilinear"
+    mean: tuple[float, float, float] = (0.485, 0.456, 0.406)
+    std: tuple[float, float, float] = (0.229, 0.224, 0.225)
+
+    @classmethod
+    def for_model(cls, info, img_size: int | None = None) -> "PreprocessSpec":
+        """The model's own preset (from torchvision's or timm's metadata), optionally at another size
+        with the same crop ratio."""
+        crop = img_size or info.crop_size
+        resize = round(crop * info.resize_size / info.crop_size)
+        return cls(crop, resize, info.interpolation, tuple(info.mean), tuple(info.std))
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "PreprocessSpec":
+        return cls(int(data["crop_size"]), int(data["resize_size"]), str(data["interpolation"]),
+                   tuple(data["mean"]), tuple(data["std"]))
+
+
+@torch.jit.unused
+def _symbolic_min(a: int, b: int) -> int:
+    # torch.sym_min keeps H and W symbolic under torch.export; Python's min() would specialise them.
+    return torch.sym_min(a, b)
+
+
+class Preprocess(nn.Module):
+    def __init__(self, spec: PreprocessSpec):
+        super().__init__()
+        if spec.interpolation not in INTERPOLATIONS:
+            raise ValueError(f"unknown interpolation {spec.interpolation!r}")
+        self.crop_size = spec.crop_size
+        self.resize_size = spec.resize_size
+        self.mode = spec.interpolation
+        self.register_buffer("mean", torch.tensor(spec.mean, dtype=torch.float32).view(1, 3, 1, 1), persistent=False)
+        self.register_buffer("std", torch.tensor(spec.std, dtype=torch.float32).view(1, 3, 1, 1), persistent=False)
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        """images: N x 3 x H x W float RGB in [0, 1] -> N x 3 x C x C normalised."""
+        height, width = images.shape[-2], images.shape[-1]
+        if torch.jit.is_scripting():
+            shorter = min(height, width)
+        else:
+            shorter = _symbolic_min(height, width)
+        side = (shorter * self.crop_size) // self.resize_size
+        top = (height - side) // 2
+        left = (width - side) // 2
+        square = images[:, :, top:top + side, left:left + side]
+        size = (self.crop_size, self.crop_size)
+        if self.mode == "nearest":
+            resized = F.interpolate(square, size=size, mode="nearest")
+        else:
+            resized = F.interpolate(square, size=size, mode=self.mode, align_corners=False, antialias=True)
+        return (resized - self.mean) / self.std
+
+
+def to_unit_tensor(image) -> torch.Tensor:
+    """A PIL RGB image -> 3 x H x W float tensor in [0, 1]: what the model file's users feed it too."""
+    from torchvision.transforms.v2.functional import pil_to_tensor
+
+    return pil_to_tensor(image).float().div_(255.0)
+
+
+def preprocess_one(preprocess: Preprocess, image) -> torch.Tensor:
+    """One PIL image through the evaluation preprocessing -> 3 x C x C (for data loaders)."""
+    with torch.no_grad():
+        return preprocess(to_unit_tensor(image).unsqueeze(0))[0]

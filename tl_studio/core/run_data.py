@@ -1,0 +1,107 @@
+"""The data side of a training run: splits, loaders (made lazily), class weights, the sample set and
+the images the export check runs on."""
+
+from __future__ import annotations
+
+import torch
+
+from tl_studio.core.config import TrainConfig
+from tl_studio.core.dataset import ImageDataset, make_loader
+from tl_studio.core.errors import DatasetError
+from tl_studio.core.optim import IMBALANCE_THRESHOLD, class_weights
+from tl_studio.core.samples import make_thumbnail, pick_samples, sample_predictions
+from tl_studio.core.transforms import eval_transform, train_transform
+
+EXPORT_CHECK_IMAGES = 8
+
+
+class RunData:
+    def __init__(self, scan, config: TrainConfig, spec, device, mp_context: str | None = None):
+        self.scan = scan
+        self.config = config
+        self.spec = spec
+        self.device = device
+        self.mp_context = mp_context
+        self.classes = tuple(scan.classes)
+        self.train_records = list(scan.split("train"))
+        self.val_records = list(scan.split("val"))
+        self._check_splits()
+        self.batch_size = config.batch_size
+        counts = [sum(1 for r in self.train_records if r.label == i) for i in range(len(self.classes))]
+        self.class_weights = class_weights(counts, config.class_weighting)
+        self.notes = self._notes(counts)
+        self.sample_indices = pick_samples(self.val_records, len(self.classes), seed=config.seed)
+        self.thumbnails = [make_thumbnail(str(self.val_records[i].path)) for i in self.sample_indices]
+        self._loaders: dict = {}
+
+    def _check_splits(self) -> None:
+        if len(self.classes) < 2:
+            raise DatasetError("Training needs at least two classes with images; add another class folder.")
+        if not self.train_records:
+            raise DatasetError("The training split is empty; add images or lower the validation fraction.")
+        if not self.val_records:
+            raise DatasetError("The validation split is empty; add images or raise the validation fraction.")
+        missing = [name for i, name in enumerate(self.classes) if not any(r.label == i for r in self.train_records)]
+        if missing:
+            raise DatasetError(f"No training images for class {', '.join(missing)}; add some or remove the folder.")
+
+    def _notes(self, counts: list[int]) -> list[str]:
+        ratio = max(counts) / max(1, min(counts))
+        if self.class_weights is None:
+            return [f"Classes are imbalanced ({ratio:.1f}x); class weighting is off."] if ratio > IMBALANCE_THRESHOLD else []
+        why = f"the largest class has {ratio:.1f}x the images of the smallest" if ratio > IMBALANCE_THRESHOLD else "as asked"
+        return [f"Class-weighted loss is on ({why}): rarer classes count more."]
+
+    def class_weights_on(self, device):
+        return None if self.class_weights is None else self.class_weights.to(device)
+
+    def records_of(self, split: str) -> list:
+        return self.val_records if split == "val" else self.train_records
+
+    def steps_per_epoch(self) -> int:
+        n, b = len(self.train_records), self.batch_size
+        return max(1, n // b if self._drop_last() else -(-n // b))
+
+    def _drop_last(self) -> bool:
+        # A last batch of one image breaks BatchNorm in training mode; drop it (it is reshuffled next epoch).
+        return len(self.train_records) % self.batch_size == 1 and len(self.train_records) > 1
+
+    # ---- loaders, created on first use and kept (persistent workers) -------------------------------
+    def _loader(self, key: str, records: list, transform, shuffle: bool, cache_mb: int = 0):
+        if key not in self._loaders:
+            dataset = ImageDataset(records, transform, cache_bytes=cache_mb * 2**20)
+            self._loaders[key] = make_loader(
+                dataset, batch_size=self.batch_size, shuffle=shuffle, workers=self.config.workers,
+                seed=self.config.seed, pin_memory=self.device.pin_memory,
+                drop_last=shuffle and self._drop_last(), mp_context=self.mp_context)
+        return self._loaders[key]
+
+    def train_loader(self):
+        return self._loader("train", self.train_records, train_transform(self.config.augment, self.spec), True,
+                            self.config.image_cache_mb)
+
+    def train_eval_loader(self):
+        return self._loader("train_eval", self.train_records, eval_transform(self.spec), False)
+
+    def val_loader(self):
+        return self._loader("val", self.val_records, eval_transform(self.spec), False)
+
+    def release_feature_loaders(self) -> None:
+        """Once features are cached, their loaders' worker processes are no longer needed."""
+        for key in ("train_eval", "val"):
+            self._loaders.pop(key, None)
+
+    def set_batch_size(self, batch_size: int) -> None:
+        self.batch_size = max(1, batch_size)
+        self._loaders.clear()
+
+    # ---- what the user sees ------------------------------------------------------------------------
+    def sample_predictions(self, epoch: int, probabilities: dict):
+        return sample_predictions(epoch, self.classes, self.val_records, self.sample_indices, self.thumbnails,
+                                  probabilities)
+
+    def check_images(self) -> list[torch.Tensor]:
+        """A few validation images at their own sizes, for the model file's export check."""
+        from tl_studio.core.samples import load_check_images
+
+        return load_check_images([self.val_records[i].path for i in self.sample_indices], EXPORT_CHECK_IMAGES)

@@ -1,0 +1,53 @@
+"""The app's state in one plain object with signals: the dataset, the training config, the current
+run and model file. Pages read it and subscribe to it; none of them owns it (no god-object window)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from PySide6.QtCore import QObject, Signal
+
+from tl_studio.core.config import TrainConfig
+
+
+class Session(QObject):
+    datasetChanged = Signal(object)  # DatasetScan | None
+    configChanged = Signal(object)  # TrainConfig
+    trainingStateChanged = Signal(bool)  # True while a run is active
+    modelFileChanged = Signal(object)  # Path | None: the trained model the Evaluate/Export steps use
+    runDirChanged = Signal(object)  # Path | None
+    statusMessage = Signal(str)  # what the app is doing, for the status bar
+
+    def __init__(self, parent: QObject | None = None):
+        super().__init__(parent)
+        self.scan = None
+        self.config = TrainConfig()
+        self.training = False
+        self.model_file: Path | None = None
+        self.run_dir: Path | None = None
+
+    def set_dataset(self, scan) -> None:
+        self.scan = scan
+        if scan is not None:
+            self.update_config(data_dir=str(scan.root))
+        self.datasetChanged.emit(scan)
+
+    def update_config(self, **changes) -> None:
+        new = self.config.replace(**changes)
+        if new != self.config:
+            self.config = new
+            self.configChanged.emit(new)
+
+    def set_training(self, active: bool) -> None:
+        if active != self.training:
+            self.training = active
+            self.trainingStateChanged.emit(active)
+
+    def set_run(self, run_dir: Path | None, model_file: Path | None) -> None:
+        self.run_dir = Path(run_dir) if run_dir else None
+        self.model_file = Path(model_file) if model_file else None
+        self.runDirChanged.emit(self.run_dir)
+        self.modelFileChanged.emit(self.model_file)
+
+    def say(self, message: str) -> None:
+        self.statusMessage.emit(message)

@@ -1,0 +1,44 @@
+"""The step bar: Data -> Model -> Train -> Evaluate -> Export, each unlocked when the previous one is
+ready."""
+
+from __future__ import annotations
+
+from PySide6.QtCore import QSize, Qt, Signal
+from PySide6.QtWidgets import QListWidget, QListWidgetItem
+
+STEPS = ("Data", "Model", "Train", "Evaluate", "Export")
+HINTS = {
+    "Data": "Choose a folder of labelled images",
+    "Model": "Pick a pretrained model and how much to freeze",
+    "Train": "Train in the background and watch it learn",
+    "Evaluate": "Inspect the mistakes and fix the data",
+    "Export": "Save a model file that runs anywhere",
+}
+
+
+class StepBar(QListWidget):
+    stepChosen = Signal(int)
+
+    def __init__(self, parent=None):
+        super().__init__(parent)
+        self.setObjectName("stepBar")
+        self.setFixedWidth(150)
+        self.setIconSize(QSize(20, 20))
+        self.setSpacing(2)
+        for number, name in enumerate(STEPS, start=1):
+            item = QListWidgetItem(f"{number}  {name}")
+            item.setToolTip(HINTS[name])
+            item.setSizeHint(QSize(140, 40))
+            self.addItem(item)
+        self.currentRowChanged.connect(self.stepChosen)
+
+    def set_enabled_steps(self, enabled: set[str]) -> None:
+        for row, name in enumerate(STEPS):
+            item = self.item(row)
+            flags = item.flags()
+            on = name in enabled
+            item.setFlags(flags | Qt.ItemIsEnabled if on else flags & ~Qt.ItemIsEnabled)
+            item.setToolTip(HINTS[name] if on else f"{HINTS[name]} (finish the previous step first)")
+
+    def go_to(self, name: str) -> None:
+        self.setCurrentRow(STEPS.index(name))
