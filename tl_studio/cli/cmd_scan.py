@@ -12,6 +12,11 @@ import argparse
 import json
 import sys
 import time
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # the core is imported inside run(), to keep `tl-studio --help` fast
+    from tl_studio.core.data import DatasetScan, Problem
 
 PROBLEMS_SHOWN = 20
 BAR_WIDTH = 30
@@ -44,9 +49,9 @@ def run(args: argparse.Namespace) -> int:
         scan = scan_dataset(args.data_dir, val_fraction=args.val_fraction, test_fraction=args.test_fraction,
                             seed=args.seed,
                             max_pixels=DEFAULT_MAX_PIXELS if args.max_pixels is None else args.max_pixels,
-                            progress=progress and progress.scanning)
+                            progress=progress.scanning if progress else None)
         if args.verify:
-            scan = scan.with_problems(verify_images(scan, progress=progress and progress.verifying))
+            scan = scan.with_problems(verify_images(scan, progress=progress.verifying if progress else None))
     except KeyboardInterrupt:
         print("tl-studio scan: interrupted", file=sys.stderr)
         return 130
@@ -60,7 +65,7 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def summary_lines(scan, show_all: bool = False) -> list[str]:
+def summary_lines(scan: DatasetScan, show_all: bool = False) -> list[str]:
     """The human-readable report of a DatasetScan."""
     counts = scan.counts()
     lines = [f"Dataset: {scan.root}", _split_description(scan), ""]
@@ -70,7 +75,7 @@ def summary_lines(scan, show_all: bool = False) -> list[str]:
     return lines
 
 
-def _split_description(scan) -> str:
+def _split_description(scan: DatasetScan) -> str:
     sizes = {split: len(scan.split(split)) for split in ("train", "val", "test")}
     images = f"{len(scan.classes)} classes, {len(scan.records)} images"
     if scan.presplit:
@@ -83,7 +88,7 @@ def _split_description(scan) -> str:
     return f"{images} ({shares}; {how})"
 
 
-def _class_table(classes, counts, bar: str) -> list[str]:
+def _class_table(classes: Sequence[str], counts: dict[str, dict[str, int]], bar: str) -> list[str]:
     splits = [split for split in ("train", "val", "test") if split != "test" or any(counts["test"].values())]
     totals = {name: sum(counts[split][name] for split in splits) for name in classes}
     width = max([len(name) for name in classes] + [len("class"), len("total")])
@@ -101,8 +106,8 @@ def _class_table(classes, counts, bar: str) -> list[str]:
 def _imbalance_note(train_counts: dict[str, int]) -> list[str]:
     if not train_counts:
         return []
-    largest = max(train_counts, key=train_counts.get)
-    smallest = min(train_counts, key=train_counts.get)
+    largest = max(train_counts, key=lambda name: train_counts[name])
+    smallest = min(train_counts, key=lambda name: train_counts[name])
     if train_counts[largest] <= IMBALANCE_NOTE_RATIO * train_counts[smallest]:
         return []
     if train_counts[smallest] == 0:
@@ -110,10 +115,10 @@ def _imbalance_note(train_counts: dict[str, int]) -> list[str]:
     else:
         ratio = f"{train_counts[largest] / train_counts[smallest]:.1f}x the {train_counts[smallest]} of '{smallest}'"
     return ["", f"Imbalanced classes: '{largest}' has {train_counts[largest]} training images, {ratio}; "
-                "training weights the classes to make up for it."]
+                f"consider class weighting, or more images of '{smallest}'."]
 
 
-def _problem_lines(problems, show_all: bool) -> list[str]:
+def _problem_lines(problems: Sequence[Problem], show_all: bool) -> list[str]:
     if not problems:
         return ["", "No problems found."]
     shown = problems if show_all else problems[:PROBLEMS_SHOWN]

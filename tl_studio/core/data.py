@@ -19,14 +19,21 @@ import os
 import random
 import time
 from collections import defaultdict
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Callable, Iterable, Iterator
 
 from tl_studio.core.errors import Cancelled, DatasetError, UserError
-from tl_studio.core.images import (DEFAULT_MAX_PIXELS, ImageInfo, ImageLoadError, check_image, file_digest,
-                                   load_rgb, sniff_format)
+from tl_studio.core.images import (
+    DEFAULT_MAX_PIXELS,
+    ImageInfo,
+    ImageLoadError,
+    check_image,
+    file_digest,
+    load_rgb,
+    sniff_format,
+)
 
 SPLITS = ("train", "val", "test")
 # Folder names (compared case-insensitively) that mark a pre-split dataset, and the split each means.
@@ -139,7 +146,7 @@ def scan_dataset(root: Path | str, *, val_fraction: float = 0.2, test_fraction: 
     layout = scanner.find_layout()
     candidates = scanner.list_candidates(layout)
     checked = scanner.check_all(candidates)
-    duplicates = _duplicate_groups(checked)
+    duplicates = _duplicate_groups(checked, scanner.ticker)
     classes = sorted({item.class_name for item in checked})
     scanner.report_classes(layout, candidates, checked)
     if len(classes) < 2:
@@ -150,8 +157,12 @@ def scan_dataset(root: Path | str, *, val_fraction: float = 0.2, test_fraction: 
     splits = splitter.assign(checked, duplicates, val_from_train=val_from_train)
     scanner.report_duplicates(duplicates, splits)
     return DatasetScan(root=root_path, classes=tuple(classes), records=_records(checked, splits, classes),
-                       problems=tuple(scanner.problems), presplit=layout.presplit, val_fraction=val_fraction,
-                       test_fraction=test_fraction, seed=seed, max_pixels=max_pixels)
+                       problems=_sorted_by_path(scanner.problems), presplit=layout.presplit,
+                       val_fraction=val_fraction, test_fraction=test_fraction, seed=seed, max_pixels=max_pixels)
+
+
+def _sorted_by_path(problems: list[Problem]) -> tuple[Problem, ...]:
+    return tuple(sorted(problems, key=lambda problem: problem.path))  # stable: a file's own order kept
 
 
 def verify_images(scan: DatasetScan, progress: ProgressCallback | None = None,
@@ -164,7 +175,7 @@ def verify_images(scan: DatasetScan, progress: ProgressCallback | None = None,
     executor = ThreadPoolExecutor(max_workers=workers or min(4, os.cpu_count() or 1))
     try:
         failures = executor.map(lambda record: _decode_failure(record.path, scan.max_pixels), records)
-        for done, (record, failure) in enumerate(zip(records, failures), start=1):
+        for done, (record, failure) in enumerate(zip(records, failures, strict=True), start=1):
             if failure is not None:
                 problems.append(Problem(scan.relative(record.path), failure.reason, failure.kind))
             ticker.step(done, total)
@@ -226,9 +237,12 @@ class _Ticker:
         self._progress, self._cancel, self._interval = progress, cancel, interval
         self._last_report = -math.inf
 
-    def step(self, done: int, total: int | None) -> None:
+    def check_cancel(self) -> None:
         if self._cancel is not None and self._cancel():
             raise Cancelled("The scan was cancelled.")
+
+    def step(self, done: int, total: int | None) -> None:
+        self.check_cancel()
         if self._progress is not None:
             now = time.monotonic()
             if now - self._last_report >= self._interval:
@@ -390,19 +404,20 @@ class _Scanner:
         """Problems of whole classes: empty folders, classes with no usable or only one image, and
         classes missing from the train or val folder of a pre-split dataset."""
         files_in = _count_by(candidates, lambda c: (c.class_name, c.split))
+        files = _count_by(candidates, lambda c: c.class_name)
         usable = _count_by(checked, lambda c: c.class_name)
         usable_in = _count_by(checked, lambda c: (c.class_name, c.split))
         for folder in layout.class_folders:
             if not files_in[(folder.class_name, folder.split)]:
                 self.report(folder.path, "Empty class folder: it holds no files", "empty_class")
         for name, path in _first_folder_of_each_class(layout).items():
-            self._report_class(name, path, usable[name], layout, usable_in)
+            if usable[name] == 0 and files[name]:  # each file has its own problem; say what it means
+                self.report(path, f"Class '{name}' has no usable images, so it was left out", "empty_class")
+            elif usable[name]:
+                self._report_class(name, path, usable[name], layout, usable_in)
 
     def _report_class(self, name: str, path: str, usable: int, layout: _Layout,
                       usable_in: dict[tuple[str, str | None], int]) -> None:
-        if usable == 0:
-            self.report(path, f"Class '{name}' has no usable images, so it was left out", "empty_class")
-            return
         if usable == 1:
             self.report(path, f"Class '{name}' has only 1 usable image; a class needs at least 2 (one to "
                         "train on, one to validate with)", "small_class")
@@ -458,21 +473,30 @@ def _first_folder_of_each_class(layout: _Layout) -> dict[str, str]:
 
 # ---------------------------------------------------------------- duplicates
 
-def _duplicate_groups(checked: list[_Checked]) -> list[list[_Checked]]:
-    """Groups of byte-identical files, each sorted by path. Only files that share their size with
-    another file are hashed (the scan already hashed small files it read whole)."""
-    by_size: defaultdict[int, list[_Checked]] = defaultdict(list)
+def _duplicate_groups(checked: list[_Checked], ticker: _Ticker) -> list[list[_Checked]]:
+    """Groups of byte-identical files, each sorted by path. Files are grouped by size and by the digest
+    the check made while reading them (the whole file if small, a sample if not); only large files
+    that still match are read again and hashed whole."""
+    candidates: defaultdict[tuple[int, bytes], list[_Checked]] = defaultdict(list)
     for item in checked:
-        by_size[item.info.size_bytes].append(item)
+        candidates[(item.info.size_bytes, item.info.digest)].append(item)
     groups = []
-    for same_size in by_size.values():
-        if len(same_size) < 2:
+    for same_sample in candidates.values():
+        if len(same_sample) < 2:
             continue
-        by_digest: defaultdict[object, list[_Checked]] = defaultdict(list)
-        for item in same_size:
-            by_digest[item.info.digest or _digest_or_path(item.path)].append(item)
-        groups += [sorted(group, key=lambda item: item.relative) for group in by_digest.values() if len(group) > 1]
-    return sorted(groups, key=lambda group: group[0].relative)
+        if same_sample[0].info.digest_is_whole:
+            groups.append(same_sample)
+        else:
+            groups += _confirmed_duplicates(same_sample, ticker)
+    return sorted((sorted(group, key=lambda item: item.relative) for group in groups), key=lambda g: g[0].relative)
+
+
+def _confirmed_duplicates(same_sample: list[_Checked], ticker: _Ticker) -> list[list[_Checked]]:
+    by_digest: defaultdict[bytes | str, list[_Checked]] = defaultdict(list)
+    for item in same_sample:
+        ticker.check_cancel()  # large files: reading them whole can take a while
+        by_digest[_digest_or_path(item.path)].append(item)
+    return [group for group in by_digest.values() if len(group) > 1]
 
 
 def _digest_or_path(path: str) -> bytes | str:

@@ -12,9 +12,10 @@ import hashlib
 import os
 import struct
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO, Callable
+from typing import BinaryIO, cast
 
 from PIL import Image, ImageOps
 
@@ -25,8 +26,9 @@ DEFAULT_MAX_PIXELS = 89_478_485
 # same image would only repeat it on stderr.
 warnings.filterwarnings("ignore", category=Image.DecompressionBombWarning)
 
-SUPPORTED_FORMATS = ("JPEG", "PNG", "GIF", "BMP", "TIFF", "WEBP")
-NOT_AN_IMAGE = "Not an image file: its content is not JPEG, PNG, GIF, BMP, TIFF or WebP"
+SUPPORTED_FORMATS = ("JPEG", "PNG", "GIF", "BMP", "TIFF", "WEBP", "AVIF")
+NOT_AN_IMAGE = "Not an image file: its content is not JPEG, PNG, GIF, BMP, TIFF, WebP or AVIF"
+HEIC_NOT_SUPPORTED = "HEIC photo: this format cannot be read; convert it to JPEG (most photo apps can)"
 EMPTY_FILE = "Empty file (0 bytes)"
 TRUNCATED = "Truncated image: the file ends before the image data does (an incomplete download or copy?)"
 
@@ -39,19 +41,23 @@ _MAGIC_NUMBERS = (
     (b"MM\x00*", "TIFF"),
     (b"II+\x00", "TIFF"),  # BigTIFF
 )
+# ISO media files (after "ftyp"): AVIF, which Pillow reads, and the HEIC of phones, which it cannot.
+_AVIF_BRANDS = frozenset((b"avif", b"avis"))
+_HEIC_BRANDS = frozenset((b"heic", b"heix", b"hevc", b"hevx", b"heim", b"heis", b"mif1", b"msf1"))
 # The header sizes Pillow's BMP reader understands; "BM" alone is too weak a signature (text starts so).
 _BMP_HEADER_SIZES = frozenset((12, 40, 52, 56, 64, 108, 124))
 # Enough to hold the whole of a small file (hashed for free) and the dimensions of almost any photo.
 HEAD_BYTES = 64 * 1024
 _TAIL_BYTES = 32
+_SAMPLE_BYTES = 4096
 _HIGH_DEPTH_MODES = frozenset(("I;16", "I;16L", "I;16B", "I;16N", "I", "F"))
 _WHITE = (255, 255, 255, 255)
 
 
 class ImageLoadError(Exception):
     """A file that cannot be used as an image. ``reason`` (also ``str(error)``) is one sentence;
-    ``kind`` is a short code for grouping: unreadable, empty_file, not_image, corrupt, truncated,
-    too_large or unsupported_mode."""
+    ``kind`` is a short code for grouping: unreadable, empty_file, not_image, unsupported_format,
+    corrupt, truncated, too_large or unsupported_mode."""
 
     def __init__(self, reason: str, kind: str = "corrupt"):
         super().__init__(reason)
@@ -63,23 +69,28 @@ class ImageLoadError(Exception):
 class ImageInfo:
     """What the header-level check learnt about a usable image file."""
 
-    format: str  # one of SUPPORTED_FORMATS
+    format: str  # one of SUPPORTED_FORMATS (Pillow's names)
     width: int
     height: int
     size_bytes: int
-    digest: bytes | None  # digest of the whole file when the check happened to read all of it
+    # Digest of the whole file when the check read all of it (small files), else of a sample (its
+    # first 4 KB and last bytes): files whose samples differ cannot be identical.
+    digest: bytes
+    digest_is_whole: bool
 
 
 def sniff_format(first_bytes: bytes) -> str | None:
-    """The image format of a file from its first bytes (16 are enough), or None if it is not an image."""
+    """The image format of a file from its first bytes (32 are enough), or None if it is not an image."""
     for magic, name in _MAGIC_NUMBERS:
         if first_bytes.startswith(magic):
             return name
     if first_bytes[:4] == b"RIFF" and first_bytes[8:12] == b"WEBP":
         return "WEBP"
-    if first_bytes[:2] == b"BM" and len(first_bytes) >= 18:
-        if struct.unpack_from("<I", first_bytes, 14)[0] in _BMP_HEADER_SIZES:
-            return "BMP"
+    if first_bytes[4:8] == b"ftyp" and first_bytes[8:12] in _AVIF_BRANDS:
+        return "AVIF"
+    is_bmp = first_bytes[:2] == b"BM" and len(first_bytes) >= 18
+    if is_bmp and struct.unpack_from("<I", first_bytes, 14)[0] in _BMP_HEADER_SIZES:
+        return "BMP"
     return None
 
 
@@ -103,20 +114,31 @@ def check_image(path: Path | str, max_pixels: int | None = DEFAULT_MAX_PIXELS) -
     and not obviously truncated. Raises ImageLoadError with the reason. A file whose end looks wrong
     gets a full decode, so that a valid file with trailing data is not rejected."""
     head, tail, size = _read_ends(path)
-    if size == 0:
-        raise ImageLoadError(EMPTY_FILE, "empty_file")
-    image_format = sniff_format(head)
-    if image_format is None:
-        raise ImageLoadError(NOT_AN_IMAGE, "not_image")
-    header_parser = _HEADER_PARSERS.get(image_format)
-    dimensions = header_parser(head) if header_parser else None
-    if dimensions is None:  # unusual layout (or TIFF): let Pillow read the header
-        dimensions = _dimensions_from_pillow(path, image_format)
+    image_format = _format_of(head)
+    dimensions = _header_dimensions(image_format, head) or _dimensions_from_pillow(path, image_format)
     check_pixel_limit(*dimensions, max_pixels)
     if _looks_truncated(image_format, head, tail, size):
         load_rgb(path, max_pixels)  # raises with the precise reason if it really is broken
-    digest = digest_bytes(head) if len(head) == size else None
-    return ImageInfo(image_format, dimensions[0], dimensions[1], size, digest)
+    whole = len(head) == size
+    digest = digest_bytes(head if whole else head[:_SAMPLE_BYTES] + tail)
+    return ImageInfo(image_format, dimensions[0], dimensions[1], size, digest, whole)
+
+
+def _format_of(head: bytes) -> str:
+    if not head:
+        raise ImageLoadError(EMPTY_FILE, "empty_file")
+    image_format = sniff_format(head)
+    if image_format is None and head[4:8] == b"ftyp" and head[8:12] in _HEIC_BRANDS:
+        raise ImageLoadError(HEIC_NOT_SUPPORTED, "unsupported_format")
+    if image_format is None:
+        raise ImageLoadError(NOT_AN_IMAGE, "not_image")
+    return image_format
+
+
+def _header_dimensions(image_format: str, head: bytes) -> tuple[int, int] | None:
+    """Width and height read straight from the header bytes; None for TIFF and unusual layouts."""
+    parser = _HEADER_PARSERS.get(image_format)
+    return parser(head) if parser else None
 
 
 def check_pixel_limit(width: int, height: int, max_pixels: int | None) -> None:
@@ -250,7 +272,11 @@ def load_rgb(path: Path | str, max_pixels: int | None = DEFAULT_MAX_PIXELS) -> I
     except OSError as error:
         raise ImageLoadError(_os_error_reason(error), "unreadable") from error
     with file:
-        image_format = _sniff_open_file(file)
+        head = _read_head(file)
+        image_format = _format_of(head)
+        dimensions = _header_dimensions(image_format, head)
+        if dimensions:  # refuse a bomb before Pillow even parses it
+            check_pixel_limit(*dimensions, max_pixels)
         try:
             return _decode(file, image_format, max_pixels)
         except ImageLoadError:
@@ -259,18 +285,13 @@ def load_rgb(path: Path | str, max_pixels: int | None = DEFAULT_MAX_PIXELS) -> I
             raise _decode_failure(error, image_format) from error
 
 
-def _sniff_open_file(file: BinaryIO) -> str:
+def _read_head(file: BinaryIO) -> bytes:
     try:
-        first_bytes = file.read(32)
+        head = file.read(HEAD_BYTES)
         file.seek(0)
     except OSError as error:
         raise ImageLoadError(_os_error_reason(error), "unreadable") from error
-    if not first_bytes:
-        raise ImageLoadError(EMPTY_FILE, "empty_file")
-    image_format = sniff_format(first_bytes)
-    if image_format is None:
-        raise ImageLoadError(NOT_AN_IMAGE, "not_image")
-    return image_format
+    return head
 
 
 def _decode(file: BinaryIO, image_format: str, max_pixels: int | None) -> Image.Image:
@@ -295,7 +316,7 @@ def _decode_failure(error: Exception, image_format: str) -> ImageLoadError:
         return ImageLoadError(f"Image too large: over the limit of {2 * (Image.MAX_IMAGE_PIXELS or 0):,} "
                               "pixels that the image library enforces (a protection against decompression "
                               "bombs)", "too_large")
-    if "truncated" in str(error):
+    if "truncated" in str(error).lower():
         return ImageLoadError(TRUNCATED, "truncated")
     if isinstance(error, Image.UnidentifiedImageError):
         return ImageLoadError(f"Corrupt image: it starts like a {name} file but its header cannot be read")
@@ -346,10 +367,10 @@ def _value_range(image: Image.Image) -> tuple[float, float]:
     (0..255, 0..65535, 0..1) when the values fit one, else the image's own minimum and maximum."""
     if image.mode.startswith("I;16"):
         return 0.0, 65535.0
-    low, high = image.getextrema()
-    conventions = ((0.0, 255.0), (0.0, 65535.0))
+    low, high = cast("tuple[float, float]", image.getextrema())  # one band: (min, max)
+    conventions: tuple[tuple[float, float], ...] = ((0.0, 255.0), (0.0, 65535.0))
     if image.mode == "F":
-        conventions = ((0.0, 1.0),) + conventions
+        conventions = ((0.0, 1.0), *conventions)
     for conventional_low, conventional_high in conventions:
         if conventional_low <= low and high <= conventional_high:
             return conventional_low, conventional_high

@@ -1,0 +1,409 @@
+"""Scanning dataset folders: classes, splits and every problem a real folder can have."""
+
+from __future__ import annotations
+
+import itertools
+import json
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+from tests.helpers import make_image
+from tl_studio.core.data import SPLITS, DatasetScan, ImageRecord, Problem, scan_dataset, verify_images
+from tl_studio.core.errors import Cancelled, DatasetError, UserError
+
+_unique = itertools.count(1)
+
+
+def add_images(folder: Path, count: int, prefix: str = "img") -> list[Path]:
+    """``count`` distinct small JPEGs (each from its own seed, so no two are identical)."""
+    return [make_image(folder / f"{prefix}_{i:03d}.jpg", (120, 80, 40), size=32, seed=next(_unique))
+            for i in range(count)]
+
+
+def make_classes(root: Path, **counts: int) -> Path:
+    for name, count in counts.items():
+        add_images(root / name, count)
+    return root
+
+
+def problems_by_path(scan: DatasetScan) -> dict[str, Problem]:
+    return {problem.path: problem for problem in scan.problems}
+
+
+def split_of(scan: DatasetScan) -> dict[str, str]:
+    return {scan.relative(record.path): record.split for record in scan.records}
+
+
+# ---------------------------------------------------------------- classes and records
+
+def test_each_sub_folder_is_a_class_with_its_images(tiny_dataset):
+    scan = scan_dataset(tiny_dataset)
+    assert scan.classes == ("blue", "green", "red")
+    assert scan.class_counts() == {"blue": 12, "green": 12, "red": 12}
+    assert not scan.presplit and scan.problems == ()
+    blue = [record for record in scan.records if record.label == scan.classes.index("blue")]
+    assert all(record.path.parent.name == "blue" and record.path.is_absolute() for record in blue)
+
+
+def test_images_in_nested_folders_belong_to_their_class(tmp_path):
+    make_classes(tmp_path, cats=2, dogs=2)
+    add_images(tmp_path / "cats" / "2023" / "summer", 3, "nested")
+    scan = scan_dataset(tmp_path)
+    assert scan.class_counts() == {"cats": 5, "dogs": 2}
+    assert "cats/2023/summer/nested_000.jpg" in split_of(scan)
+
+
+def test_records_and_counts_agree(tiny_dataset):
+    scan = scan_dataset(tiny_dataset, val_fraction=0.25, test_fraction=0.25)
+    counts = scan.counts()
+    assert set(counts) == set(SPLITS)
+    for split in SPLITS:
+        assert sum(counts[split].values()) == len(scan.split(split))
+    assert all(isinstance(record, ImageRecord) for record in scan.records)
+    with pytest.raises(ValueError):
+        scan.split("validation")
+
+
+# ---------------------------------------------------------------- the stratified split
+
+def test_the_split_is_stratified_with_the_requested_fractions(tmp_path):
+    make_classes(tmp_path, big=50, small=10)
+    scan = scan_dataset(tmp_path, val_fraction=0.2, test_fraction=0.1)
+    assert scan.counts() == {"train": {"big": 35, "small": 7}, "val": {"big": 10, "small": 2},
+                             "test": {"big": 5, "small": 1}}
+
+
+def test_the_default_split_keeps_a_fifth_for_validation_and_no_test(tiny_dataset):
+    counts = scan_dataset(tiny_dataset).counts()
+    assert counts["val"] == {"blue": 2, "green": 2, "red": 2}  # 12 * 0.2 rounds to 2
+    assert counts["test"] == {"blue": 0, "green": 0, "red": 0}
+
+
+def test_every_class_with_two_images_gets_a_validation_image(tmp_path):
+    make_classes(tmp_path, two=2, three=3, many=40)
+    counts = scan_dataset(tmp_path, val_fraction=0.05).counts()
+    assert counts["val"] == {"two": 1, "three": 1, "many": 2}
+    assert counts["train"] == {"two": 1, "three": 2, "many": 38}
+
+
+def test_the_split_is_the_same_on_every_run_and_changes_with_the_seed(tiny_dataset, tmp_path):
+    first, again = scan_dataset(tiny_dataset, seed=7), scan_dataset(tiny_dataset, seed=7)
+    assert split_of(first) == split_of(again)
+    # The same files copied elsewhere (created in another order) split the same way.
+    copy = tmp_path / "copy"
+    for path in sorted(tiny_dataset.rglob("*.jpg"), reverse=True):
+        (copy / path.parent.name).mkdir(parents=True, exist_ok=True)
+        shutil.copy(path, copy / path.parent.name / path.name)
+    assert split_of(scan_dataset(copy, seed=7)) == split_of(first)
+    assert split_of(scan_dataset(tiny_dataset, seed=8)) != split_of(first)
+
+
+def test_adding_images_to_one_class_does_not_reshuffle_another(tmp_path):
+    make_classes(tmp_path, cats=10, dogs=10)
+    before = {path: split for path, split in split_of(scan_dataset(tmp_path)).items() if path.startswith("dogs/")}
+    add_images(tmp_path / "cats", 5, "more")
+    after = {path: split for path, split in split_of(scan_dataset(tmp_path)).items() if path.startswith("dogs/")}
+    assert after == before
+
+
+@pytest.mark.parametrize("val, test", [(0, 0), (1, 0), (-0.1, 0), (0.2, -0.1), (0.5, 0.5), (0.7, 0.4)])
+def test_invalid_fractions_are_refused_with_a_clear_message(tiny_dataset, val, test):
+    with pytest.raises(UserError, match="fraction"):
+        scan_dataset(tiny_dataset, val_fraction=val, test_fraction=test)
+
+
+# ---------------------------------------------------------------- pre-split folders
+
+@pytest.mark.parametrize("val_name", ["val", "valid", "validation", "Val"])
+def test_a_train_val_folder_is_pre_split_and_its_split_respected(tmp_path, val_name):
+    make_classes(tmp_path / "train", ants=6, bees=4)
+    make_classes(tmp_path / val_name, ants=3, bees=2)
+    scan = scan_dataset(tmp_path, val_fraction=0.5)
+    assert scan.presplit and scan.classes == ("ants", "bees")
+    assert scan.counts()["train"] == {"ants": 6, "bees": 4}
+    assert scan.counts()["val"] == {"ants": 3, "bees": 2}
+    assert all(path.split("/")[0] == ("train" if split == "train" else val_name)
+               for path, split in split_of(scan).items())
+
+
+def test_a_test_folder_is_respected_too(tmp_path):
+    for split, count in (("train", 5), ("val", 2), ("test", 3)):
+        make_classes(tmp_path / split, ants=count, bees=count)
+    counts = scan_dataset(tmp_path, test_fraction=0.5).counts()
+    assert counts == {"train": {"ants": 5, "bees": 5}, "val": {"ants": 2, "bees": 2}, "test": {"ants": 3, "bees": 3}}
+
+
+def test_train_and_test_folders_without_val_draw_validation_from_train(tmp_path):
+    make_classes(tmp_path / "train", ants=10, bees=10)
+    make_classes(tmp_path / "test", ants=4, bees=4)
+    scan = scan_dataset(tmp_path, val_fraction=0.2)
+    assert scan.presplit
+    assert scan.counts() == {"train": {"ants": 8, "bees": 8}, "val": {"ants": 2, "bees": 2},
+                             "test": {"ants": 4, "bees": 4}}
+    assert all(path.startswith("train/") for path, split in split_of(scan).items() if split == "val")
+
+
+def test_a_class_in_only_some_splits_is_still_a_class_and_reported(tmp_path):
+    make_classes(tmp_path / "train", ants=4, bees=4)
+    make_classes(tmp_path / "val", ants=2, bees=2, wasps=2)
+    scan = scan_dataset(tmp_path)
+    assert scan.classes == ("ants", "bees", "wasps")
+    assert scan.counts()["train"]["wasps"] == 0
+    wasps = problems_by_path(scan)["val/wasps"]
+    assert wasps.kind == "missing_split" and "no images in the train folder" in wasps.reason
+    assert scan.imbalance_ratio() == float("inf")
+
+
+def test_other_folders_beside_the_splits_are_reported(tmp_path):
+    make_classes(tmp_path / "train", ants=2, bees=2)
+    make_classes(tmp_path / "val", ants=2, bees=2)
+    add_images(tmp_path / "extras", 2)
+    scan = scan_dataset(tmp_path)
+    assert problems_by_path(scan)["extras"].kind == "ignored_folder"
+    assert len(scan.records) == 8
+
+
+def test_the_real_hymenoptera_dataset(hymenoptera):
+    scan = scan_dataset(hymenoptera)
+    counts = scan.counts()
+    assert scan.presplit and scan.classes == ("ants", "bees")
+    assert counts["train"] == {"ants": 124, "bees": 121} and len(scan.split("train")) == 245
+    assert counts["val"] == {"ants": 70, "bees": 83} and len(scan.split("val")) == 153
+    assert scan.problems == ()
+
+
+# ---------------------------------------------------------------- problems with files
+
+def test_bad_files_are_reported_with_a_reason_and_left_out(tmp_path):
+    make_classes(tmp_path, cats=3, dogs=3)
+    (tmp_path / "cats" / "zero.jpg").touch()
+    (tmp_path / "cats" / "notes.txt").write_text("not a picture")
+    (tmp_path / "dogs" / "fake.png").write_text("<html>a web page saved as png</html>")
+    good = make_image(tmp_path / "dogs" / "whole.jpg", (1, 2, 3), seed=next(_unique)).read_bytes()
+    (tmp_path / "dogs" / "cut.jpg").write_bytes(good[: len(good) // 2])
+    scan = scan_dataset(tmp_path)
+    problems = problems_by_path(scan)
+    assert {path: problem.kind for path, problem in problems.items()} == {
+        "cats/zero.jpg": "empty_file", "cats/notes.txt": "not_image", "dogs/fake.png": "not_image",
+        "dogs/cut.jpg": "truncated"}
+    assert all(problem.reason and "\n" not in problem.reason for problem in scan.problems)
+    assert scan.class_counts() == {"cats": 3, "dogs": 4}
+
+
+def test_images_over_the_pixel_limit_are_reported(tmp_path):
+    make_classes(tmp_path, cats=2, dogs=2)
+    Image.new("RGB", (300, 300)).save(tmp_path / "cats" / "huge.png")
+    scan = scan_dataset(tmp_path, max_pixels=200 * 200)
+    assert problems_by_path(scan)["cats/huge.png"].kind == "too_large"
+    assert scan.class_counts()["cats"] == 2
+    assert "cats/huge.png" not in problems_by_path(scan_dataset(tmp_path))  # the default limit is far higher
+
+
+def test_unreadable_files_and_folders_are_reported(tmp_path, monkeypatch):
+    make_classes(tmp_path, cats=3, dogs=2)
+    locked = tmp_path / "cats" / "img_000.jpg"
+    real_open = open
+
+    def open_unless_locked(file, *args, **kwargs):  # root can read anything, so deny it here
+        if str(file) == str(locked):
+            raise PermissionError(13, "Permission denied", str(file))
+        return real_open(file, *args, **kwargs)
+
+    monkeypatch.setattr("tl_studio.core.images.open", open_unless_locked, raising=False)
+    scan = scan_dataset(tmp_path)
+    assert problems_by_path(scan)["cats/img_000.jpg"].kind == "unreadable"
+    assert "permission denied" in problems_by_path(scan)["cats/img_000.jpg"].reason
+
+
+@pytest.mark.skipif(not hasattr(os, "geteuid") or os.geteuid() == 0, reason="root reads folders without permission")
+def test_a_folder_without_permission_is_reported(tmp_path):
+    make_classes(tmp_path, cats=2, dogs=2)
+    add_images(tmp_path / "cats" / "private", 2)
+    (tmp_path / "cats" / "private").chmod(0)
+    try:
+        assert problems_by_path(scan_dataset(tmp_path))["cats/private"].kind == "unreadable"
+    finally:
+        (tmp_path / "cats" / "private").chmod(0o755)
+
+
+def test_verify_images_finds_damage_the_quick_scan_cannot_see(tmp_path):
+    make_classes(tmp_path, cats=3, dogs=3)
+    data = bytearray((tmp_path / "cats" / "img_000.jpg").read_bytes())
+    png = tmp_path / "cats" / "damaged.png"
+    Image.effect_noise((48, 48), 60).convert("RGB").save(png)
+    damaged = bytearray(png.read_bytes())
+    start = damaged.index(b"IDAT") + 10
+    damaged[start:start + 30] = bytes(byte ^ 0x55 for byte in damaged[start:start + 30])
+    png.write_bytes(bytes(damaged))
+    scan = scan_dataset(tmp_path)
+    assert scan.class_counts()["cats"] == 4 and data  # the header check lets it through
+    calls = []
+    problems = verify_images(scan, progress=lambda done, total: calls.append((done, total)))
+    assert [(problem.path, problem.kind) for problem in problems] == [("cats/damaged.png", "corrupt")]
+    assert calls[-1] == (len(scan.records), len(scan.records))
+    cleaned = scan.with_problems(problems)
+    assert cleaned.class_counts()["cats"] == 3 and cleaned.problems[-1] == problems[0]
+
+
+# ---------------------------------------------------------------- problems with classes and layout
+
+def test_empty_and_tiny_classes_are_reported(tmp_path):
+    make_classes(tmp_path, cats=3, dogs=3, solo=1)
+    (tmp_path / "empty").mkdir()
+    (tmp_path / "broken").mkdir()
+    (tmp_path / "broken" / "a.jpg").write_text("nope")
+    scan = scan_dataset(tmp_path)
+    problems = problems_by_path(scan)
+    assert scan.classes == ("cats", "dogs", "solo")  # solo has an image; empty and broken have none
+    assert [p.reason for p in scan.problems if p.path == "empty"] == ["Empty class folder: it holds no files"]
+    assert problems["broken"].kind == "empty_class" and "no usable images" in problems["broken"].reason
+    assert problems["broken/a.jpg"].kind == "not_image"
+    assert problems["solo"].kind == "small_class" and "only 1 usable image" in problems["solo"].reason
+    assert scan.counts()["train"]["solo"] == 1
+
+
+def test_hidden_and_system_files_are_ignored_silently(tmp_path):
+    make_classes(tmp_path, cats=2, dogs=2)
+    for junk in ("cats/.DS_Store", "cats/Thumbs.db", "dogs/desktop.ini", "dogs/._img_000.jpg", ".DS_Store"):
+        (tmp_path / junk).write_bytes(b"\0\x05\x16\x07 system junk")
+    add_images(tmp_path / "cats" / ".thumbnails", 2)
+    add_images(tmp_path / "__MACOSX" / "cats", 2)
+    add_images(tmp_path / ".git", 1)
+    scan = scan_dataset(tmp_path)
+    assert scan.problems == ()
+    assert scan.classes == ("cats", "dogs") and len(scan.records) == 4
+
+
+def test_files_in_the_root_are_reported_when_they_are_images(tmp_path):
+    make_classes(tmp_path, cats=2, dogs=2)
+    add_images(tmp_path, 1, "stray")
+    (tmp_path / "README.txt").write_text("my dataset")
+    scan = scan_dataset(tmp_path)
+    assert list(problems_by_path(scan)) == ["stray_000.jpg"]
+    assert problems_by_path(scan)["stray_000.jpg"].kind == "outside_class"
+    assert len(scan.records) == 4
+
+
+def test_symlink_loops_end_and_linked_files_are_followed(tmp_path):
+    make_classes(tmp_path / "data", cats=2, dogs=2)
+    outside = add_images(tmp_path / "elsewhere", 1, "linked")[0]
+    (tmp_path / "data" / "cats" / "loop").symlink_to(tmp_path / "data" / "cats", target_is_directory=True)
+    (tmp_path / "data" / "dogs" / "up").symlink_to(tmp_path / "data", target_is_directory=True)
+    (tmp_path / "data" / "dogs" / "linked.jpg").symlink_to(outside)
+    (tmp_path / "data" / "dogs" / "gone.jpg").symlink_to(tmp_path / "missing.jpg")
+    scan = scan_dataset(tmp_path / "data")
+    assert scan.class_counts() == {"cats": 2, "dogs": 3}
+    assert list(problems_by_path(scan)) == ["dogs/gone.jpg"]
+
+
+# ---------------------------------------------------------------- duplicates
+
+def test_duplicates_across_train_and_val_are_reported(tmp_path):
+    train_ants = add_images(tmp_path / "train" / "ants", 3)
+    add_images(tmp_path / "train" / "bees", 3)
+    add_images(tmp_path / "val" / "ants", 1)
+    add_images(tmp_path / "val" / "bees", 1)
+    shutil.copy(train_ants[0], tmp_path / "val" / "ants" / "copy.jpg")
+    shutil.copy(train_ants[1], tmp_path / "train" / "ants" / "same_split_copy.jpg")  # harmless
+    scan = scan_dataset(tmp_path)
+    problems = problems_by_path(scan)
+    assert list(problems) == ["val/ants/copy.jpg"]
+    assert problems["val/ants/copy.jpg"].kind == "duplicate"
+    assert "train/ants/img_000.jpg" in problems["val/ants/copy.jpg"].reason
+    assert len(scan.records) == 10  # duplicates are reported, not removed
+
+
+def test_the_same_image_in_two_classes_is_reported(tmp_path):
+    cats = make_classes(tmp_path, cats=3, dogs=3)
+    shutil.copy(cats / "cats" / "img_001.jpg", tmp_path / "dogs" / "looks_like_a_dog.jpg")
+    problem = problems_by_path(scan_dataset(tmp_path))["dogs/looks_like_a_dog.jpg"]
+    assert problem.kind == "duplicate" and "two labels" in problem.reason
+
+
+def test_the_split_keeps_identical_files_together(tmp_path):
+    originals = add_images(tmp_path / "cats", 10) + add_images(tmp_path / "dogs", 10)
+    for path in originals:
+        shutil.copy(path, path.with_name("copy_of_" + path.name))
+    scan = scan_dataset(tmp_path, val_fraction=0.3)
+    splits = split_of(scan)
+    assert scan.problems == ()
+    assert all(splits[f"{p.parent.name}/{p.name}"] == splits[f"{p.parent.name}/copy_of_{p.name}"] for p in originals)
+    assert scan.counts()["val"] == {"cats": 6, "dogs": 6}  # 3 of 10 distinct images, twice each
+
+
+def test_duplicates_of_larger_files_are_found_by_hashing(tmp_path):
+    make_classes(tmp_path / "train", ants=2, bees=2)
+    make_classes(tmp_path / "val", ants=1, bees=1)
+    big = tmp_path / "train" / "ants" / "big.png"
+    Image.effect_noise((200, 200), 80).convert("RGB").save(big)  # over 64 KB: not read whole by the check
+    assert big.stat().st_size > 64 * 1024
+    shutil.copy(big, tmp_path / "val" / "ants" / "big_copy.png")
+    near_copy = bytearray(big.read_bytes())  # same size, same start and end, one byte different
+    near_copy[len(near_copy) // 2] ^= 1
+    (tmp_path / "val" / "bees" / "near_copy.png").write_bytes(bytes(near_copy))
+    problems = problems_by_path(scan_dataset(tmp_path))
+    assert problems["val/ants/big_copy.png"].kind == "duplicate"
+    assert "val/bees/near_copy.png" not in problems
+
+
+# ---------------------------------------------------------------- errors, progress, cancel
+
+def test_a_missing_folder_or_a_file_is_a_dataset_error(tmp_path):
+    with pytest.raises(DatasetError, match="does not exist"):
+        scan_dataset(tmp_path / "nowhere")
+    (tmp_path / "file.jpg").write_text("x")
+    with pytest.raises(DatasetError, match="not a folder"):
+        scan_dataset(tmp_path / "file.jpg")
+
+
+def test_fewer_than_two_usable_classes_is_a_dataset_error_with_a_way_forward(tmp_path):
+    make_classes(tmp_path / "project" / "images", cats=2, dogs=2)
+    with pytest.raises(DatasetError) as error:
+        scan_dataset(tmp_path / "project")
+    assert "at least two" in str(error.value) and str(tmp_path / "project" / "images") in str(error.value)
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(DatasetError, match="no usable class"):
+        scan_dataset(tmp_path / "empty")
+
+
+def test_progress_is_reported_and_ends_complete(tiny_dataset):
+    calls = []
+    scan_dataset(tiny_dataset, progress=lambda done, total: calls.append((done, total)))
+    assert calls and calls[-1] == (36, 36)
+    assert any(total is None for _, total in calls)  # while listing, the total is unknown
+
+
+def test_cancel_stops_the_scan(tiny_dataset):
+    asked = []
+
+    def cancel_after_ten_files() -> bool:
+        asked.append(1)
+        return len(asked) > 10
+
+    with pytest.raises(Cancelled):
+        scan_dataset(tiny_dataset, cancel=cancel_after_ten_files)
+    assert len(asked) == 11
+
+
+def test_cancel_stops_verification(tiny_dataset):
+    scan = scan_dataset(tiny_dataset)
+    with pytest.raises(Cancelled):
+        verify_images(scan, cancel=lambda: True)
+
+
+# ---------------------------------------------------------------- the report
+
+def test_to_dict_is_json_with_relative_problem_paths(tmp_path):
+    make_classes(tmp_path, cats=9, dogs=2)
+    (tmp_path / "cats" / "bad.jpg").write_text("x")
+    report = json.loads(json.dumps(scan_dataset(tmp_path).to_dict()))
+    assert report["classes"] == [{"name": "cats", "label": 0, "count": 9}, {"name": "dogs", "label": 1, "count": 2}]
+    assert report["num_images"] == 11 and report["presplit"] is False and report["root"] == str(tmp_path)
+    assert report["splits"]["val"] == {"cats": 2, "dogs": 1} and report["splits"]["test"] == {"cats": 0, "dogs": 0}
+    assert report["problems"] == [{"path": "cats/bad.jpg", "reason": report["problems"][0]["reason"],
+                                   "kind": "not_image"}]
+    assert report["imbalance_ratio"] == 7.0

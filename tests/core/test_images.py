@@ -1,0 +1,258 @@
+"""Image files: recognised by content, checked cheaply, and always loaded as upright 8-bit RGB."""
+
+from __future__ import annotations
+
+import io
+import os
+import struct
+import zlib
+from pathlib import Path
+
+import pytest
+from PIL import Image, features
+
+from tests.helpers import make_image
+from tl_studio.core import images
+from tl_studio.core.images import ImageLoadError, check_image, load_rgb, sniff_format, to_rgb
+
+
+def save(image: Image.Image, path: Path, fmt: str, **options) -> Path:
+    skip_without_avif(fmt)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    image.save(path, format=fmt, **options)
+    return path
+
+
+def encoded(image: Image.Image, fmt: str, **options) -> bytes:
+    skip_without_avif(fmt)
+    buffer = io.BytesIO()
+    image.save(buffer, format=fmt, **options)
+    return buffer.getvalue()
+
+
+def skip_without_avif(fmt: str) -> None:
+    if fmt == "AVIF" and not features.check("avif"):
+        pytest.skip("this Pillow was built without AVIF support")
+
+
+def png_claiming_size(path: Path, width: int, height: int) -> Path:
+    """A PNG whose header (with a valid checksum) claims a size its data does not have."""
+    data = bytearray(encoded(Image.new("RGB", (8, 8)), "PNG"))
+    ihdr = struct.pack(">II", width, height) + bytes(data[24:29])
+    data[16:29] = ihdr
+    data[29:33] = struct.pack(">I", zlib.crc32(b"IHDR" + ihdr))
+    path.write_bytes(bytes(data))
+    return path
+
+
+# ---------------------------------------------------------------- recognising formats
+
+@pytest.mark.parametrize("fmt, expected", [("JPEG", "JPEG"), ("PNG", "PNG"), ("GIF", "GIF"), ("BMP", "BMP"),
+                                           ("TIFF", "TIFF"), ("WEBP", "WEBP"), ("AVIF", "AVIF")])
+def test_formats_are_recognised_by_their_first_bytes(fmt, expected):
+    assert sniff_format(encoded(Image.new("RGB", (4, 4), "red"), fmt)[:32]) == expected
+
+
+@pytest.mark.parametrize("content", [b"", b"hello world, not an image", b"BM is also how this text starts",
+                                     b"<svg xmlns='http://www.w3.org/2000/svg'/>", b"%PDF-1.7"])
+def test_other_content_is_not_an_image(content):
+    assert sniff_format(content) is None
+
+
+def test_an_iphone_heic_photo_is_named_as_such(tmp_path):
+    path = tmp_path / "IMG_0001.HEIC"
+    path.write_bytes(b"\0\0\0\x18ftypheic\0\0\0\0mif1heic" + b"\0" * 100)
+    with pytest.raises(ImageLoadError) as error:
+        check_image(path)
+    assert error.value.kind == "unsupported_format" and "HEIC" in error.value.reason
+
+
+def test_a_png_named_jpg_is_accepted(tmp_path):
+    path = save(Image.new("RGB", (10, 6), (0, 128, 255)), tmp_path / "photo.jpg", "PNG")
+    assert check_image(path).format == "PNG"
+    assert load_rgb(path).getpixel((0, 0)) == (0, 128, 255)
+
+
+def test_a_text_file_named_png_is_rejected(tmp_path):
+    path = tmp_path / "notes.png"
+    path.write_text("shopping list: milk, eggs")
+    for check in (check_image, load_rgb):
+        with pytest.raises(ImageLoadError) as error:
+            check(path)
+        assert error.value.kind == "not_image" and "Not an image" in str(error.value)
+
+
+# ---------------------------------------------------------------- the header-level check
+
+@pytest.mark.parametrize("fmt, options", [("JPEG", {}), ("JPEG", {"progressive": True}), ("PNG", {}),
+                                          ("GIF", {}), ("BMP", {}), ("TIFF", {}), ("WEBP", {"lossless": True}),
+                                          ("WEBP", {"quality": 80}), ("AVIF", {})])
+def test_the_check_reads_dimensions_from_the_header(tmp_path, fmt, options):
+    path = save(Image.new("RGB", (37, 21), "green"), tmp_path / f"image.{fmt.lower()}", fmt, **options)
+    info = check_image(path)
+    assert (info.format, info.width, info.height) == (fmt, 37, 21)
+    assert info.size_bytes == path.stat().st_size
+
+
+def test_the_check_finds_the_size_of_a_jpeg_after_exif_and_big_metadata(tmp_path):
+    exif = Image.Exif()
+    exif[0x010E] = "x" * 30_000  # a long image description before the frame header
+    path = save(Image.new("RGB", (300, 200)), tmp_path / "camera.jpg", "JPEG", exif=exif,
+                icc_profile=b"\0" * 50_000)
+    info = check_image(path)
+    assert (info.width, info.height) == (300, 200)
+
+
+def test_an_empty_file_is_reported(tmp_path):
+    path = tmp_path / "empty.jpg"
+    path.touch()
+    with pytest.raises(ImageLoadError) as error:
+        check_image(path)
+    assert error.value.kind == "empty_file" and "0 bytes" in error.value.reason
+
+
+@pytest.mark.parametrize("fmt", ["JPEG", "PNG", "GIF", "BMP"])
+def test_a_truncated_image_is_reported_by_the_cheap_check(tmp_path, fmt):
+    source = make_image(tmp_path / "source.png", (200, 40, 40), size=64)
+    data = encoded(Image.open(source), fmt)
+    path = tmp_path / f"cut.{fmt.lower()}"
+    path.write_bytes(data[: len(data) * 2 // 3])
+    with pytest.raises(ImageLoadError) as error:
+        check_image(path)
+    assert error.value.kind in ("truncated", "corrupt")
+
+
+def test_a_jpeg_with_data_after_its_end_marker_is_fine(tmp_path):
+    path = make_image(tmp_path / "with_trailer.jpg", (40, 60, 200))
+    path.write_bytes(path.read_bytes() + b"\0" * 5000 + b"appended by some camera")
+    assert check_image(path).format == "JPEG"
+
+
+def test_a_decompression_bomb_is_rejected_from_its_header(tmp_path):
+    path = png_claiming_size(tmp_path / "bomb.png", 50_000, 50_000)
+    for check in (check_image, load_rgb):
+        with pytest.raises(ImageLoadError) as error:
+            check(path)
+        assert error.value.kind == "too_large" and "50000 x 50000" in error.value.reason
+
+
+def test_the_pixel_limit_is_configurable(tmp_path):
+    path = save(Image.new("RGB", (200, 100)), tmp_path / "big.png", "PNG")
+    assert check_image(path, max_pixels=20_000).width == 200
+    with pytest.raises(ImageLoadError, match="over the limit of 19,999 pixels"):
+        check_image(path, max_pixels=19_999)
+    with pytest.raises(ImageLoadError):
+        load_rgb(path, max_pixels=19_999)
+
+
+def test_an_unreadable_file_is_reported(tmp_path, monkeypatch):
+    path = make_image(tmp_path / "locked.jpg", (1, 2, 3))
+
+    def no_permission(file, *args, **kwargs):
+        raise PermissionError(13, "Permission denied", str(file))
+
+    monkeypatch.setattr(images, "open", no_permission, raising=False)  # root can read anything
+    for check in (check_image, load_rgb):
+        with pytest.raises(ImageLoadError) as error:
+            check(path)
+        assert error.value.kind == "unreadable" and "permission denied" in error.value.reason
+
+
+@pytest.mark.skipif(not hasattr(os, "geteuid") or os.geteuid() == 0, reason="root reads files without permission")
+def test_a_file_without_read_permission_is_reported(tmp_path):
+    path = make_image(tmp_path / "locked.jpg", (1, 2, 3))
+    path.chmod(0)
+    with pytest.raises(ImageLoadError, match="permission denied"):
+        check_image(path)
+
+
+# ---------------------------------------------------------------- loading as RGB
+
+def test_load_rgb_decodes_and_reports_corrupt_data_the_header_check_cannot_see(tmp_path):
+    data = bytearray(encoded(Image.effect_noise((64, 64), 60).convert("RGB"), "PNG"))
+    start = data.index(b"IDAT") + 10
+    data[start:start + 30] = bytes(byte ^ 0x55 for byte in data[start:start + 30])
+    path = tmp_path / "damaged.png"
+    path.write_bytes(bytes(data))
+    check_image(path)  # header, size and end marker are all fine
+    with pytest.raises(ImageLoadError) as error:
+        load_rgb(path)
+    assert error.value.kind == "corrupt" and error.value.reason.startswith("Corrupt image")
+
+
+@pytest.mark.parametrize("mode, colour", [("1", 1), ("L", 90), ("P", 3), ("RGB", (1, 2, 3)), ("YCbCr", (90, 60, 200)),
+                                          ("CMYK", (10, 200, 30, 0)), ("LAB", (50, 10, 20)), ("HSV", (20, 200, 100))])
+def test_every_colour_mode_becomes_rgb(mode, colour):
+    image = to_rgb(Image.new(mode, (5, 4), colour))
+    assert image.mode == "RGB" and image.size == (5, 4)
+
+
+def test_a_cmyk_jpeg_loads_as_rgb_with_its_colours(tmp_path):
+    path = save(Image.new("CMYK", (16, 16), (0, 255, 255, 0)), tmp_path / "print.jpg", "JPEG", quality=100)
+    assert Image.open(path).mode == "CMYK"
+    red, green, blue = load_rgb(path).getpixel((8, 8))
+    assert red > 240 and green < 15 and blue < 15
+
+
+def test_transparency_is_composited_on_white(tmp_path):
+    rgba = Image.new("RGBA", (4, 4), (255, 0, 0, 0))
+    rgba.putpixel((0, 0), (255, 0, 0, 255))
+    loaded = load_rgb(save(rgba, tmp_path / "logo.png", "PNG"))
+    assert loaded.getpixel((0, 0)) == (255, 0, 0)
+    assert loaded.getpixel((1, 1)) == (255, 255, 255)
+
+
+def test_grey_with_alpha_is_composited_on_white(tmp_path):
+    la = Image.new("LA", (4, 4), (0, 0))
+    la.putpixel((0, 0), (0, 255))
+    loaded = load_rgb(save(la, tmp_path / "mask.png", "PNG"))
+    assert loaded.getpixel((0, 0)) == (0, 0, 0) and loaded.getpixel((3, 3)) == (255, 255, 255)
+
+
+@pytest.mark.parametrize("fmt", ["PNG", "GIF"])
+def test_a_palette_image_with_a_transparent_colour_is_composited_on_white(tmp_path, fmt):
+    palette_image = Image.new("P", (4, 4), 1)
+    palette_image.putpalette([0, 0, 0, 0, 0, 255] + [0] * 762)
+    palette_image.putpixel((0, 0), 0)
+    path = save(palette_image, tmp_path / f"icon.{fmt.lower()}", fmt, transparency=0)
+    loaded = load_rgb(path)
+    assert loaded.mode == "RGB"
+    assert loaded.getpixel((0, 0)) == (255, 255, 255)  # the transparent index, not black
+    assert loaded.getpixel((2, 2)) == (0, 0, 255)
+
+
+def test_16_bit_greyscale_is_scaled_to_8_bit_not_clipped(tmp_path):
+    deep = Image.new("I;16", (3, 1))
+    for x, value in enumerate((65535, 32768, 1000)):
+        deep.putpixel((x, 0), value)
+    path = save(deep, tmp_path / "scan.png", "PNG")
+    assert Image.open(path).mode in ("I;16", "I")
+    loaded = load_rgb(path)
+    assert [loaded.getpixel((x, 0)) for x in range(3)] == [(255,) * 3, (128,) * 3, (4,) * 3]
+
+
+def test_32_bit_integer_and_float_images_are_scaled(tmp_path):
+    integers = Image.new("I", (2, 1))
+    integers.putpixel((0, 0), 40_000)  # 16-bit data in a 32-bit container
+    floats = Image.new("F", (2, 1))
+    floats.putpixel((0, 0), 1.0)  # 0..1 data
+    floats.putpixel((1, 0), 0.5)
+    # 40000 / 65535 * 255 = 155.6: scaled and rounded, not clipped to 255
+    assert load_rgb(save(integers, tmp_path / "int.tif", "TIFF")).getpixel((0, 0)) == (156, 156, 156)
+    loaded = load_rgb(save(floats, tmp_path / "float.tif", "TIFF"))
+    assert loaded.getpixel((0, 0)) == (255, 255, 255) and loaded.getpixel((1, 0)) == (128, 128, 128)
+
+
+def test_exif_orientation_is_applied(tmp_path):
+    exif = Image.Exif()
+    exif[0x0112] = 6  # "rotate 90 degrees clockwise to view"
+    path = save(Image.new("RGB", (40, 20), "blue"), tmp_path / "portrait.jpg", "JPEG", exif=exif)
+    assert Image.open(path).size == (40, 20)
+    assert load_rgb(path).size == (20, 40)
+
+
+def test_the_loaded_image_does_not_keep_the_file_open(tmp_path):
+    path = make_image(tmp_path / "a.jpg", (10, 20, 30))
+    image = load_rgb(path)
+    path.unlink()  # would fail on Windows with an open handle; the pixels must already be in memory
+    assert image.getpixel((0, 0)) is not None and image.mode == "RGB"
