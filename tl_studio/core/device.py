@@ -48,14 +48,15 @@ def resolve_device(name: str = "auto", amp: bool = True) -> DeviceInfo:
     raise UserError(f"Unknown device {name!r}; use auto, cpu, cuda or mps.")
 
 
-def describe_available_devices() -> list[str]:
-    """Every device the user could pick, for the GUI's device box."""
-    found = ["auto"]
+def available_devices() -> list[tuple[str, str]]:
+    """(setting, description) for every device the user could pick; "auto" first, saying what it picks."""
+    found = []
     if torch.cuda.is_available():
-        found.append("cuda")
+        found.append(("cuda", resolve_device("cuda").description))
     if _mps_available():
-        found.append("mps")
-    return found + ["cpu"]
+        found.append(("mps", resolve_device("mps").description))
+    found.append(("cpu", resolve_device("cpu").description))
+    return [("auto", f"Automatic: {found[0][1]}")] + found
 
 
 def peak_memory_mb(info: DeviceInfo) -> float | None:

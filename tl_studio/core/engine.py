@@ -68,7 +68,9 @@ class Trainer:
         try:
             self.state = RunState.prepare(self, resume)
             self.config = self.state.config
-            self.callbacks.on_fit_start(self.state.fit_start_event())
+            remaining = [p for p in plan_phases(self.config) if p.last_epoch > self.state.epoch] or \
+                plan_phases(self.config)[-1:]
+            self.callbacks.on_fit_start(self.state.fit_start_event(remaining[0]))
             status = self._run_phases()
         except StopRequested:
             status = "stopped"

@@ -39,9 +39,9 @@ class EpochTotals:
     seconds: float = 0.0
     probabilities: dict = field(default_factory=dict)  # validation: index -> class probabilities
 
-    def add(self, loss: torch.Tensor, logits: torch.Tensor, labels: torch.Tensor) -> None:
+    def add(self, loss: float, logits: torch.Tensor, labels: torch.Tensor) -> None:
         count = int(labels.shape[0])
-        self.loss_sum += float(loss) * count
+        self.loss_sum += loss * count
         self.correct += int((logits.argmax(1) == labels).sum())
         self.seen += count
 
@@ -90,9 +90,10 @@ def train_on_images(model: nn.Module, loader, ctx: StepContext) -> EpochTotals:
             logits = model(images)
             loss = ctx.criterion(logits.float(), labels)
         _optimise(ctx, loss)
-        totals.add(loss.detach(), logits.detach(), labels)
+        loss_value = float(loss.detach())
+        totals.add(loss_value, logits.detach(), labels)
         totals.seconds = time.perf_counter() - started
-        ctx.on_batch(number, num_batches, float(loss), _current_lr(ctx), totals.seen / max(totals.seconds, 1e-9))
+        ctx.on_batch(number, num_batches, loss_value, _current_lr(ctx), totals.seen / max(totals.seconds, 1e-9))
     return totals
 
 
@@ -109,9 +110,10 @@ def train_on_features(head: nn.Module, features: FeatureSet, batch_size: int, ge
         logits = head(x)
         loss = ctx.criterion(logits, labels)
         _optimise(ctx, loss)
-        totals.add(loss.detach(), logits.detach(), labels)
+        loss_value = float(loss.detach())
+        totals.add(loss_value, logits.detach(), labels)
         totals.seconds = time.perf_counter() - started
-        ctx.on_batch(number, len(batches), float(loss), _current_lr(ctx), totals.seen / max(totals.seconds, 1e-9))
+        ctx.on_batch(number, len(batches), loss_value, _current_lr(ctx), totals.seen / max(totals.seconds, 1e-9))
     return totals
 
 
@@ -133,7 +135,7 @@ def validate_on_images(model: nn.Module, loader, ctx: StepContext, keep: set[int
         labels = batch.labels.to(ctx.device, non_blocking=True)
         with torch.autocast(ctx.device.type, dtype=ctx.amp_dtype, enabled=ctx.amp_dtype is not None):
             logits = model(images).float()
-        totals.add(plain(logits, labels), logits, labels)
+        totals.add(float(plain(logits, labels)), logits, labels)
         _keep_probabilities(totals, logits, batch.indices, keep)
     return totals
 
@@ -146,7 +148,7 @@ def validate_on_features(head: nn.Module, features: FeatureSet, batch_size: int,
     for rows in torch.arange(len(features), device=features.features.device).split(batch_size):
         logits = head(features.features[rows]).float()
         labels = features.labels[rows]
-        totals.add(plain(logits, labels), logits, labels)
+        totals.add(float(plain(logits, labels)), logits, labels)
         _keep_probabilities(totals, logits, features.indices[rows.cpu()], keep)
     return totals
 

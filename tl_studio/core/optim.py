@@ -21,15 +21,11 @@ def param_groups(model: nn.Module, base_lr: float, stage_lr_factor: float | None
     groups = [{"params": head_params, "lr": base_lr, "name": "head"}]
     stages = model_stages(model)
     for depth, stage in enumerate(reversed(stages), start=1):
-        params = [p for m in stage.modules for p in _own_params(m) if p.requires_grad]
+        params = [p for p in stage.parameters() if p.requires_grad]
         if params:
             factor = stage_lr_factor ** depth if stage_lr_factor else 1.0
             groups.append({"params": params, "lr": base_lr * factor, "name": stage.name})
     return _dedupe(groups)
-
-
-def _own_params(module):
-    return module.parameters() if isinstance(module, nn.Module) else [module]
 
 
 def _dedupe(groups: list[dict]) -> list[dict]:
@@ -60,8 +56,12 @@ def make_scheduler(optimizer: torch.optim.Optimizer, config: TrainConfig, total_
         warm = torch.optim.lr_scheduler.LinearLR(optimizer, start_factor=0.01, total_iters=warmup)
         decay = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=max(1, total_steps - warmup))
         return torch.optim.lr_scheduler.SequentialLR(optimizer, [warm, decay], milestones=[warmup])
+    if total_steps < 4:  # too short for a cycle to mean anything: a constant rate
+        return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: 1.0)
+    # OneCycleLR needs at least two warm-up steps
+    warmup_share = min(0.5, max(0.25, 2 / total_steps))
     return torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=max_lrs, total_steps=total_steps,
-                                               pct_start=0.25, cycle_momentum=config.optimizer == "sgd")
+                                               pct_start=warmup_share, cycle_momentum=config.optimizer == "sgd")
 
 
 def class_weights(counts: Sequence[int], setting: str) -> torch.Tensor | None:

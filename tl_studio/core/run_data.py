@@ -13,6 +13,7 @@ from tl_studio.core.samples import make_thumbnail, pick_samples, sample_predicti
 from tl_studio.core.transforms import eval_transform, train_transform
 
 EXPORT_CHECK_IMAGES = 8
+FEATURE_BATCH = 64  # inference only: larger batches than training are faster and fit easily
 
 
 class RunData:
@@ -67,11 +68,12 @@ class RunData:
         return len(self.train_records) % self.batch_size == 1 and len(self.train_records) > 1
 
     # ---- loaders, created on first use and kept (persistent workers) -------------------------------
-    def _loader(self, key: str, records: list, transform, shuffle: bool, cache_mb: int = 0):
+    def _loader(self, key: str, records: list, transform, shuffle: bool, cache_mb: int = 0,
+                batch_size: int | None = None):
         if key not in self._loaders:
             dataset = ImageDataset(records, transform, cache_bytes=cache_mb * 2**20)
             self._loaders[key] = make_loader(
-                dataset, batch_size=self.batch_size, shuffle=shuffle, workers=self.config.workers,
+                dataset, batch_size=batch_size or self.batch_size, shuffle=shuffle, workers=self.config.workers,
                 seed=self.config.seed, pin_memory=self.device.pin_memory,
                 drop_last=shuffle and self._drop_last(), mp_context=self.mp_context)
         return self._loaders[key]
@@ -81,10 +83,13 @@ class RunData:
                             self.config.image_cache_mb)
 
     def train_eval_loader(self):
-        return self._loader("train_eval", self.train_records, eval_transform(self.spec), False)
+        """The training images through the evaluation preprocessing: the feature cache's input."""
+        return self._loader("train_eval", self.train_records, eval_transform(self.spec), False,
+                            batch_size=max(self.batch_size, FEATURE_BATCH))
 
     def val_loader(self):
-        return self._loader("val", self.val_records, eval_transform(self.spec), False)
+        return self._loader("val", self.val_records, eval_transform(self.spec), False,
+                            batch_size=max(self.batch_size, FEATURE_BATCH))
 
     def release_feature_loaders(self) -> None:
         """Once features are cached, their loaders' worker processes are no longer needed."""

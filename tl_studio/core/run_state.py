@@ -71,7 +71,7 @@ class RunState:
         model = build_model(config.model, len(scan.classes), config.weights,
                             cancel=trainer.control.is_cancelled)
         data = RunData(scan, config, spec, device, trainer.mp_context)
-        state = cls(trainer, config, data, model.to(device), device, spec)
+        state = cls(trainer, config, data, model.to(device.device), device, spec)
         if payload is not None:
             state._restore(payload)
         config.save(trainer.run_dir / "config.json")
@@ -92,17 +92,17 @@ class RunState:
         ckpt.restore_rng_state(payload["rng"])
         self.resume_payload = payload
 
-    def fit_start_event(self) -> events.FitStart:
-        from tl_studio.core.models import param_counts
+    def fit_start_event(self, first_phase) -> events.FitStart:
+        from tl_studio.core.models import freeze
 
-        trainable, total = param_counts(self.model)
+        report = freeze(self.model, first_phase.freeze)  # the counts the user will see train first
         data = self.data
         return events.FitStart(
             run_dir=str(self.run_dir), classes=tuple(data.classes), num_train=len(data.train_records),
             num_val=len(data.val_records), epochs=self.config.epochs, start_epoch=self.epoch + 1,
             batches_per_epoch=data.steps_per_epoch(), device=self.device.description,
-            trainable_params=trainable, total_params=total,
-            feature_cache=self.config.feature_cache and self.config.freeze == "all",
+            trainable_params=report.trainable_params, total_params=report.total_params,
+            feature_cache=self.config.feature_cache and first_phase.freeze == "all",
             class_weights=tuple(data.class_weights.tolist()) if data.class_weights is not None else None,
             notes=tuple(data.notes), history=tuple(self.history))
 
@@ -119,7 +119,7 @@ class RunState:
         self._make_optimizer(phase, epochs=phase.last_epoch - first + 1)
         self._restore_optimizer(phase)
         self.callbacks.on_phase_start(events.PhaseStart(
-            name=phase.name, first_epoch=first, trainable_params=report.trainable,
+            name=phase.name, first_epoch=first, trainable_params=report.trainable_params,
             description=_phase_description(phase, report)))
 
     def _make_optimizer(self, phase, epochs: int) -> None:
@@ -156,8 +156,10 @@ class RunState:
         self._current_epoch, self._epoch_skips = epoch, 0
         started = time.perf_counter()
         train = self._with_oom_recovery(self._train_once)
+        train_seconds = time.perf_counter() - started
         val = self._with_oom_recovery(self._validate_once)
-        event = self._epoch_event(epoch, train, val, time.perf_counter() - started, peak_memory_mb(self.device))
+        event = self._epoch_event(epoch, train, val, time.perf_counter() - started, train_seconds,
+                                  peak_memory_mb(self.device))
         self.history.append(event)
         self.epoch = epoch
         self._save_checkpoints(event)
@@ -249,7 +251,7 @@ class RunState:
         self.optimizer.load_state_dict(state)
 
     # ---- bookkeeping ------------------------------------------------------------------------------
-    def _epoch_event(self, epoch, train, val, seconds, peak_mb) -> events.EpochEnd:
+    def _epoch_event(self, epoch, train, val, seconds, train_seconds, peak_mb) -> events.EpochEnd:
         improved = self.best_val_acc is None or val.accuracy > self.best_val_acc or (
             val.accuracy == self.best_val_acc and val.loss < self.best_val_loss)
         if improved:
@@ -257,7 +259,7 @@ class RunState:
         return events.EpochEnd(
             epoch=epoch, train_loss=train.loss, train_acc=train.accuracy, val_loss=val.loss, val_acc=val.accuracy,
             lr=float(self.optimizer.param_groups[0]["lr"]), seconds=seconds,
-            train_images_per_s=train.seen / max(seconds - val.seconds, 1e-9) if train.seen else 0.0,
+            train_images_per_s=train.seen / max(train_seconds, 1e-9),
             is_best=improved, skipped_images=self._epoch_skips, peak_memory_mb=peak_mb, phase=self.phase.name)
 
     def _should_stop_early(self, event: events.EpochEnd) -> bool:
@@ -314,7 +316,7 @@ def _head(model):
 
 
 def _phase_description(phase, report) -> str:
-    trainable = f"{report.trainable:,} of {report.total:,} parameters train"
+    trainable = f"{report.trainable_params:,} of {report.total_params:,} parameters train"
     if phase.name == "head":
         return f"Phase 1: training the new head on the frozen backbone ({trainable})."
     if phase.name == "fine-tune":

@@ -1,0 +1,183 @@
+"""The training engine on tiny generated data: a real run end to end, stop, pause, resume, skipped
+images, class weighting, repeatability and the feature cache."""
+
+from __future__ import annotations
+
+import csv
+import json
+import threading
+
+import pytest
+import torch
+
+from tl_studio.core import events
+from tl_studio.core.callbacks import Callback, MetricsCsvWriter, Recorder
+from tl_studio.core.config import TrainConfig
+from tl_studio.core.control import RunControl
+from tl_studio.core.engine import Trainer
+from tests.helpers import make_image_folder
+
+FAST = dict(epochs=2, batch_size=8, workers=0, img_size=64, seed=0)
+
+
+def lite0_config(data_dir, **changes) -> TrainConfig:
+    return TrainConfig(**{"data_dir": str(data_dir), "model": "efficientnet_lite0", "freeze": "all", **FAST,
+                          **changes})
+
+
+def fit(config, run_dir, *callbacks, control=None, resume=False):
+    recorder = Recorder()
+    trainer = Trainer(config, run_dir, [MetricsCsvWriter(run_dir / "metrics.csv"), recorder, *callbacks], control,
+                      strict_callbacks=True)
+    finished = trainer.fit(resume=resume)
+    if trainer.error is not None:
+        raise trainer.error
+    return finished, recorder
+
+
+def test_a_frozen_lite0_run_writes_everything_a_user_expects(tiny_dataset, tmp_path):
+    run = tmp_path / "run"
+    finished, recorder = fit(lite0_config(tiny_dataset), run)
+
+    assert finished.status == "completed", finished.message
+    assert finished.epochs_done == 2 and finished.best_epoch in (1, 2)
+    assert json.loads((run / "config.json").read_text())["model"] == "efficientnet_lite0"
+    rows = list(csv.DictReader(open(run / "metrics.csv")))
+    assert [r["epoch"] for r in rows] == ["1", "2"]
+    assert list(rows[0]) == ["epoch", "train_loss", "train_acc", "val_loss", "val_acc", "lr", "seconds",
+                             "train_images_per_s"]
+    assert (run / "last.ckpt").is_file() and (run / "best.ckpt").is_file()
+    # the model file works with plain torch, at any image size, and knows its classes
+    extra = {"tl_studio.json": ""}
+    model = torch.export.load(str(run / "model.pt2"), extra_files=extra).module()
+    assert json.loads(extra["tl_studio.json"])["classes"] == ["blue", "green", "red"]
+    probabilities = model(torch.rand(3, 3, 97, 131))
+    assert probabilities.shape == (3, 3)
+    assert torch.allclose(probabilities.sum(1), torch.ones(3), atol=1e-5)
+    # the features were cached, and every epoch sent its events
+    assert recorder.of_type(events.FitStart)[0].feature_cache
+    assert recorder.of_type(events.FeatureProgress)[-1].done == 36
+    assert len(recorder.of_type(events.EpochEnd)) == 2
+    assert recorder.of_type(events.BatchEnd)
+    samples = recorder.of_type(events.SamplePredictions)[-1].samples
+    assert 0 < len(samples) <= 16 and {s.true_label for s in samples} == {0, 1, 2}
+    assert samples[0].thumbnail.dtype.name == "uint8" and samples[0].thumbnail.ndim == 3
+
+
+def test_a_random_init_torchvision_model_fine_tunes_on_images(tiny_dataset, tmp_path):
+    config = TrainConfig(data_dir=str(tiny_dataset), model="resnet18", weights="none", freeze="none",
+                         augment="light", **FAST)
+    finished, recorder = fit(config, tmp_path / "run")
+    assert finished.status == "completed", finished.message
+    start = recorder.of_type(events.FitStart)[0]
+    assert not start.feature_cache and start.trainable_params == start.total_params
+    assert all(e.train_images_per_s > 0 for e in recorder.of_type(events.EpochEnd))
+
+
+class StopAt(Callback):
+    def __init__(self, control, epoch, batch):
+        self.control, self.epoch, self.batch = control, epoch, batch
+
+    def on_batch_end(self, event):
+        if (event.epoch, event.batch) == (self.epoch, self.batch):
+            self.control.request_stop()
+
+
+def test_stop_takes_effect_within_one_batch_and_keeps_the_last_epoch(tiny_dataset, tmp_path):
+    control = RunControl()
+    config = lite0_config(tiny_dataset, epochs=3, feature_cache=False, augment="none")
+    finished, recorder = fit(config, tmp_path / "run", StopAt(control, 2, 1), control=control)
+    assert finished.status == "stopped"
+    batches = recorder.of_type(events.BatchEnd)
+    assert (batches[-1].epoch, batches[-1].batch) == (2, 1)  # nothing ran after the stop
+    assert finished.epochs_done == 1 and (tmp_path / "run" / "model.pt2").is_file()
+    assert isinstance(recorder.events[-1], events.RunFinished)
+
+
+def test_pause_holds_between_batches_until_resumed(tiny_dataset, tmp_path):
+    control = RunControl()
+    paused_at = threading.Event()
+
+    class PauseOnce(Callback):
+        def on_batch_end(self, event):
+            if event.step == 1:
+                control.pause()
+                paused_at.set()
+
+    config = lite0_config(tiny_dataset, epochs=1, feature_cache=False, augment="none")
+    result = {}
+    thread = threading.Thread(target=lambda: result.update(zip(("finished", "recorder"),
+                                                                fit(config, tmp_path / "run", PauseOnce(),
+                                                                    control=control))))
+    thread.start()
+    assert paused_at.wait(60)
+    thread.join(timeout=0.5)  # the loop must be holding, not finishing
+    assert thread.is_alive() and control.paused
+    control.resume()
+    thread.join(timeout=120)
+    assert result["finished"].status == "completed"
+    assert len(result["recorder"].of_type(events.BatchEnd)) == 4  # 27 images / batch 8
+
+
+def test_resume_continues_after_the_last_finished_epoch(tiny_dataset, tmp_path):
+    run = tmp_path / "run"
+    control = RunControl()
+    config = lite0_config(tiny_dataset, epochs=3)
+    first, _ = fit(config, run, StopAt(control, 2, 1), control=control)
+    assert first.status == "stopped" and first.epochs_done == 1
+
+    finished, recorder = fit(config, run, resume=True)
+    assert finished.status == "completed"
+    start = recorder.of_type(events.FitStart)[0]
+    assert start.start_epoch == 2 and [e.epoch for e in start.history] == [1]
+    assert [e.epoch for e in recorder.of_type(events.EpochEnd)] == [2, 3]
+    assert [r["epoch"] for r in csv.DictReader(open(run / "metrics.csv"))] == ["1", "2", "3"]
+
+
+def test_a_new_run_never_overwrites_an_existing_one(tiny_dataset, tmp_path):
+    run = tmp_path / "run"
+    fit(lite0_config(tiny_dataset, epochs=1), run)
+    finished, _ = fit(lite0_config(tiny_dataset, epochs=1), run)
+    assert finished.status == "failed" and "--resume" in finished.message
+
+
+def test_an_image_that_breaks_mid_run_is_skipped_and_reported(tiny_dataset, tmp_path):
+    from tl_studio.core.data import scan_dataset
+
+    scan = scan_dataset(tiny_dataset)
+    broken = scan.split("train")[0].path
+    broken.write_bytes(b"\xff\xd8\xff\xe0 this is no longer a JPEG")  # corrupted after the scan
+    recorder = Recorder()
+    config = lite0_config(tiny_dataset, feature_cache=False, augment="none")
+    trainer = Trainer(config, tmp_path / "run", [recorder], scan=scan, strict_callbacks=True)
+    finished = trainer.fit()
+    assert finished.status == "completed", finished.message
+    assert [s.path for s in finished.skipped_images] == [str(broken)]
+    assert recorder.of_type(events.EpochEnd)[0].skipped_images == 1
+
+
+def test_imbalanced_classes_switch_on_class_weighting(tmp_path):
+    data = make_image_folder(tmp_path / "data", classes=("red", "blue"), per_class=4)
+    make_image_folder(tmp_path / "data", classes=("green",), per_class=30, seed=7)
+    _, recorder = fit(lite0_config(data, epochs=1), tmp_path / "run")
+    start = recorder.of_type(events.FitStart)[0]
+    assert start.class_weights is not None
+    weights = dict(zip(start.classes, start.class_weights))
+    assert weights["red"] > weights["green"]
+    assert any("weighted" in note for note in start.notes)
+
+
+def test_the_same_seed_gives_the_same_run_on_the_cpu(tiny_dataset, tmp_path):
+    config = lite0_config(tiny_dataset, epochs=1, feature_cache=False, freeze="none", augment="standard")
+    a, _ = fit(config, tmp_path / "a")
+    b, _ = fit(config, tmp_path / "b")
+    rows_a = list(csv.DictReader(open(tmp_path / "a" / "metrics.csv")))
+    rows_b = list(csv.DictReader(open(tmp_path / "b" / "metrics.csv")))
+    assert [r["train_loss"] for r in rows_a] == [r["train_loss"] for r in rows_b]
+    assert [r["val_loss"] for r in rows_a] == [r["val_loss"] for r in rows_b]
+
+
+def test_bad_settings_fail_with_one_sentence(tiny_dataset, tmp_path):
+    finished, _ = fit(lite0_config(tmp_path / "missing"), tmp_path / "run")
+    assert finished.status == "failed" and "\n" not in finished.message
+    assert not (tmp_path / "run").exists()  # nothing written for a run that never started

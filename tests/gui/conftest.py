@@ -1,0 +1,45 @@
+"""GUI test set-up: isolated settings and run folders, and a guard against leaked QThreads
+(napari's _dangling_qthreads idea)."""
+
+from __future__ import annotations
+
+import weakref
+
+import pytest
+
+pytest.importorskip("PySide6")
+
+from PySide6.QtCore import QCoreApplication, QSettings, QThread  # noqa: E402
+
+
+@pytest.fixture(autouse=True)
+def isolated_settings(tmp_path, monkeypatch, qapp):
+    QSettings.setDefaultFormat(QSettings.IniFormat)
+    QSettings.setPath(QSettings.IniFormat, QSettings.UserScope, str(tmp_path / "settings"))
+    QCoreApplication.setOrganizationName("TL Studio Tests")
+    monkeypatch.setenv("TL_STUDIO_RUNS_DIR", str(tmp_path / "runs"))
+    yield
+
+
+@pytest.fixture(autouse=True)
+def no_dangling_qthreads(monkeypatch, qtbot):
+    started: list[weakref.ref] = []
+    original = QThread.start
+
+    def recording_start(self, *args):
+        started.append(weakref.ref(self))
+        return original(self, *args)
+
+    monkeypatch.setattr(QThread, "start", recording_start)
+    yield
+    def all_stopped():
+        return not any(ref() is not None and _running(ref()) for ref in started)
+    # a thread whose work is done may need a moment to return from its event loop
+    qtbot.waitUntil(all_stopped, timeout=5000)
+
+
+def _running(thread) -> bool:
+    try:
+        return thread.isRunning()
+    except RuntimeError:  # the C++ object is already gone: not running
+        return False

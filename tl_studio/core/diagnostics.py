@@ -1,0 +1,32 @@
+"""Reading a run's curves the way an experienced practitioner would: is it overfitting, and what to
+change. Used by the GUI's hint and the CLI's summary."""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+
+def overfitting_epochs(history: Sequence) -> int:
+    """How many epochs in a row (up to the last) val loss rose while train loss fell."""
+    streak = 0
+    for previous, current in zip(history, history[1:]):
+        rising = current.val_loss > previous.val_loss and current.train_loss < previous.train_loss
+        streak = streak + 1 if rising else 0
+    return streak
+
+
+def overfitting_hint(history: Sequence, freeze: str = "all", augment: str = "standard") -> str | None:
+    """One or two sentences when val loss has risen for 2+ epochs while train loss fell, else None."""
+    streak = overfitting_epochs(history)
+    if streak < 2:
+        return None
+    best = min(history, key=lambda e: e.val_loss)
+    advice = [f"fewer epochs (val loss was lowest at epoch {best.epoch})"]
+    if freeze != "all":
+        advice.append("freezing more of the backbone")
+    if augment in ("none", "light", "standard"):
+        stronger = {"none": "light", "light": "standard", "standard": "strong"}[augment]
+        advice.append(f"stronger augmentation ({stronger})")
+    advice.append("more training images")
+    return (f"The model is starting to overfit: val loss has risen for {streak} epochs while train loss "
+            f"fell. Try " + ", ".join(advice[:-1]) + f" or {advice[-1]}.")

@@ -1,0 +1,274 @@
+"""The Data step: choose a folder (button, drag and drop, recent folders), scan it in the background,
+and show the classes, counts per split, imbalance, every problem file and a thumbnail browser."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from PySide6.QtCore import Qt
+from PySide6.QtGui import QStandardItem, QStandardItemModel
+from PySide6.QtWidgets import (QComboBox, QDoubleSpinBox, QFileDialog, QFormLayout, QGroupBox, QHBoxLayout, QHeaderView,
+                               QLabel, QProgressBar, QPushButton, QSpinBox, QSplitter, QTableView, QTabWidget,
+                               QVBoxLayout, QWidget)
+
+from tl_studio.gui import recent
+from tl_studio.gui.class_chart import ClassChart
+from tl_studio.gui.tasks import TaskRunner
+from tl_studio.gui.thumbnails import ThumbnailModel, thumbnail_view
+
+ALL = "__all__"
+
+
+class DataPage(QWidget):
+    def __init__(self, session, parent=None):
+        super().__init__(parent)
+        self.session = session
+        self.tasks = TaskRunner(self)
+        self.scan_task = None
+        self.verify_task = None
+        self.folder: str | None = None
+        self._build()
+        session.datasetChanged.connect(self._show_scan)
+
+    # ---- layout -------------------------------------------------------------------------------------
+    def _build(self) -> None:
+        self.choose_button = QPushButton("Choose folder…")
+        self.choose_button.setToolTip("A folder with one sub-folder per class (Ctrl+O). You can also drop a folder "
+                                      "onto the window.")
+        self.choose_button.clicked.connect(self.choose_folder)
+        self.recent_box = QComboBox()
+        self.recent_box.setPlaceholderText("Recent folders")
+        self.recent_box.setMinimumContentsLength(30)
+        self.recent_box.activated.connect(lambda i: self.open_folder(self.recent_box.itemText(i)))
+        self._fill_recent()
+        top = QHBoxLayout()
+        top.addWidget(self.choose_button)
+        top.addWidget(self.recent_box, 1)
+        self.progress = QProgressBar()
+        self.progress.hide()
+        self.cancel_button = QPushButton("Cancel")
+        self.cancel_button.hide()
+        self.cancel_button.clicked.connect(self._cancel_scan)
+        progress_row = QHBoxLayout()
+        progress_row.addWidget(self.progress, 1)
+        progress_row.addWidget(self.cancel_button)
+        self.summary = QLabel("No dataset yet. Choose a folder that has one sub-folder per class, like\n"
+                              "  flowers/daisy/*.jpg, flowers/rose/*.jpg …\nor train/ and val/ folders "
+                              "that each hold the class folders.")
+        self.summary.setWordWrap(True)
+        self.summary.setTextInteractionFlags(Qt.TextSelectableByMouse)
+        self.warning = QLabel()
+        self.warning.setWordWrap(True)
+        self.warning.setStyleSheet("QLabel { background: #fff3cd; color: #664d03; padding: 6px; border-radius: 4px; }")
+        self.warning.hide()
+        self.chart = ClassChart()
+        left = QWidget()
+        left_layout = QVBoxLayout(left)
+        left_layout.addWidget(self.summary)
+        left_layout.addWidget(self.warning)
+        left_layout.addWidget(self.chart, 1)
+        left_layout.addWidget(self._split_box())
+        splitter = QSplitter(Qt.Horizontal)
+        splitter.addWidget(left)
+        splitter.addWidget(self._tabs())
+        splitter.setSizes([420, 700])
+        layout = QVBoxLayout(self)
+        layout.addLayout(top)
+        layout.addLayout(progress_row)
+        layout.addWidget(splitter, 1)
+
+    def _split_box(self) -> QGroupBox:
+        self.split_box = QGroupBox("Split (for folders without train/ and val/)")
+        form = QFormLayout(self.split_box)
+        self.val_fraction = QDoubleSpinBox(minimum=0.05, maximum=0.5, singleStep=0.05, value=0.2, decimals=2)
+        self.val_fraction.setToolTip("Share of each class held out for validation (stratified).")
+        self.test_fraction = QDoubleSpinBox(minimum=0.0, maximum=0.4, singleStep=0.05, value=0.0, decimals=2)
+        self.test_fraction.setToolTip("Share held out for a final test, never seen during training.")
+        self.seed = QSpinBox(minimum=0, maximum=2**31 - 1)
+        self.seed.setToolTip("The same seed gives the same split every time.")
+        apply = QPushButton("Apply split")
+        apply.clicked.connect(self.rescan)
+        form.addRow("Validation", self.val_fraction)
+        form.addRow("Test", self.test_fraction)
+        form.addRow("Seed", self.seed)
+        form.addRow(apply)
+        self.split_box.setEnabled(False)
+        return self.split_box
+
+    def _tabs(self) -> QTabWidget:
+        self.class_box = QComboBox()
+        self.class_box.currentIndexChanged.connect(self._show_class)
+        self.split_filter = QComboBox()
+        for value, text in ((ALL, "all splits"), ("train", "train"), ("val", "validation"), ("test", "test")):
+            self.split_filter.addItem(text, value)
+        self.split_filter.currentIndexChanged.connect(self._show_class)
+        self.thumbnails = ThumbnailModel(self)
+        self.thumbnail_view = thumbnail_view(self.thumbnails)
+        self.thumbnail_view.setObjectName("thumbnailView")
+        browser = QWidget()
+        browser_layout = QVBoxLayout(browser)
+        row = QHBoxLayout()
+        row.addWidget(QLabel("Class"))
+        row.addWidget(self.class_box, 1)
+        row.addWidget(self.split_filter)
+        browser_layout.addLayout(row)
+        browser_layout.addWidget(self.thumbnail_view, 1)
+        self.problem_model = QStandardItemModel(0, 2, self)
+        self.problem_model.setHorizontalHeaderLabels(["File", "Problem"])
+        self.problem_view = QTableView()
+        self.problem_view.setObjectName("problemsView")
+        self.problem_view.setModel(self.problem_model)
+        self.problem_view.horizontalHeader().setSectionResizeMode(1, QHeaderView.Stretch)
+        self.problem_view.setSortingEnabled(True)
+        self.problem_view.setEditTriggers(QTableView.NoEditTriggers)
+        self.tabs = QTabWidget()
+        self.tabs.addTab(browser, "Images")
+        self.tabs.addTab(self.problem_view, "Problems")
+        return self.tabs
+
+    # ---- scanning -----------------------------------------------------------------------------------
+    def choose_folder(self) -> None:
+        start = self.folder or (recent.recent_folders() or [str(Path.home())])[0]
+        folder = QFileDialog.getExistingDirectory(self, "Choose a dataset folder", start)
+        if folder:
+            self.open_folder(folder)
+
+    def open_folder(self, folder: str) -> None:
+        self.folder = str(folder)
+        self.rescan()
+
+    def rescan(self) -> None:
+        from tl_studio.core.data import scan_dataset
+
+        if not self.folder:
+            return
+        self._cancel_scan()
+        folder, val, test, seed = self.folder, self.val_fraction.value(), self.test_fraction.value(), self.seed.value()
+        self.progress.setRange(0, 0)
+        self.progress.setFormat(f"Scanning {folder}…")
+        self.progress.show()
+        self.cancel_button.show()
+        self.session.say(f"Scanning {folder}…")
+        self.scan_task = self.tasks.start(
+            lambda report, cancelled: scan_dataset(folder, val_fraction=val, test_fraction=test, seed=seed,
+                                                   progress=lambda d, t: report((d, t)), cancel=cancelled), "scan")
+        self.scan_task.progress.connect(self._on_progress)
+        self.scan_task.succeeded.connect(self._on_scanned)
+        self.scan_task.failed.connect(self._on_failed)
+        self.scan_task.cancelled.connect(lambda: self._scan_ended("Scan cancelled."))
+
+    def _on_progress(self, progress) -> None:
+        done, total = progress
+        if total:
+            self.progress.setRange(0, total)
+            self.progress.setValue(done)
+            self.progress.setFormat(f"Checking files: {done}/{total}")
+        else:
+            self.progress.setFormat(f"Listing files: {done} found")
+
+    def _on_scanned(self, scan) -> None:
+        self._scan_ended(f"Found {len(scan.records)} images in {len(scan.classes)} classes.")
+        recent.add_recent_folder(str(scan.root))
+        self._fill_recent()
+        self.session.set_dataset(scan)
+        self._verify(scan)
+
+    def _on_failed(self, message: str) -> None:
+        self._scan_ended(message)
+        self.summary.setText(message)
+
+    def _scan_ended(self, message: str) -> None:
+        self.progress.hide()
+        self.cancel_button.hide()
+        self.session.say(message)
+
+    def _cancel_scan(self) -> None:
+        for task in (self.scan_task, self.verify_task):
+            if task is not None and task.running:
+                task.cancel()
+
+    def _verify(self, scan) -> None:
+        """The full decode check, after the fast header-level scan, in the background."""
+        from tl_studio.core.data import verify_images
+
+        self.verify_task = self.tasks.start(
+            lambda report, cancelled: verify_images(scan, progress=lambda d, t: report((d, t)), cancel=cancelled),
+            "verify")
+        self.verify_task.progress.connect(
+            lambda p: self.session.say(f"Checking every image fully: {p[0]}/{p[1]}") if p[1] else None)
+        self.verify_task.succeeded.connect(lambda problems: self._verified(scan, problems))
+
+    def _verified(self, scan, problems) -> None:
+        if self.session.scan is not scan:
+            return  # a newer scan replaced it meanwhile
+        if problems:
+            self.session.set_dataset(scan.with_problems(problems))
+            self.session.say(f"Full check: {len(problems)} more images cannot be used (see Problems).")
+        else:
+            self.session.say(f"Every image decodes. {len(scan.records)} images in {len(scan.classes)} classes.")
+
+    # ---- showing a scan -----------------------------------------------------------------------------
+    def _show_scan(self, scan) -> None:
+        if scan is None:
+            return
+        counts = scan.counts()
+        layout = "already split into train/val folders" if scan.presplit else \
+            f"split {1 - scan.val_fraction - scan.test_fraction:.0%} / {scan.val_fraction:.0%} / {scan.test_fraction:.0%}" \
+            f" (train / val / test, seed {scan.seed})"
+        split_totals = ", ".join(f"{split} {sum(counts[split].values())}" for split in ("train", "val", "test")
+                                 if sum(counts[split].values()))
+        self.summary.setText(f"<b>{scan.root}</b><br>{len(scan.records)} images in {len(scan.classes)} classes, "
+                             f"{layout}: {split_totals}. {len(scan.problems)} problems.")
+        self._show_imbalance(scan)
+        self.chart.show_counts(list(scan.classes), counts)
+        self.split_box.setEnabled(not scan.presplit)
+        self._show_problems(scan.problems)
+        self._fill_classes(scan)
+
+    def _show_imbalance(self, scan) -> None:
+        ratio = scan.imbalance_ratio()
+        if ratio > 3:
+            self.warning.setText(f"Classes are imbalanced: the largest has {ratio:.1f}x the training images of the "
+                                 f"smallest. Training will weight the loss by class so rare classes still count.")
+        self.warning.setVisible(ratio > 3)
+
+    def _show_problems(self, problems) -> None:
+        self.problem_model.removeRows(0, self.problem_model.rowCount())
+        for problem in problems:
+            self.problem_model.appendRow([QStandardItem(problem.path), QStandardItem(problem.reason)])
+        self.problem_view.resizeColumnToContents(0)
+        self.tabs.setTabText(1, f"Problems ({len(problems)})")
+
+    def _fill_classes(self, scan) -> None:
+        totals = scan.class_counts()
+        current = self.class_box.currentData()
+        self.class_box.blockSignals(True)
+        self.class_box.clear()
+        self.class_box.addItem(f"All classes ({len(scan.records)})", ALL)
+        for label, name in enumerate(scan.classes):
+            self.class_box.addItem(f"{name} ({totals[name]})", label)
+        index = self.class_box.findData(current)
+        self.class_box.setCurrentIndex(index if index >= 0 else 0)
+        self.class_box.blockSignals(False)
+        self._show_class()
+
+    def _show_class(self) -> None:
+        scan = self.session.scan
+        if scan is None:
+            return
+        label, split = self.class_box.currentData(), self.split_filter.currentData()
+        records = [r for r in scan.records if (label == ALL or r.label == label) and (split == ALL or r.split == split)]
+        captions = [f"{scan.classes[r.label]} · {r.split}" if label == ALL else Path(r.path).name for r in records]
+        self.thumbnails.set_paths([r.path for r in records], captions)
+
+    def _fill_recent(self) -> None:
+        self.recent_box.blockSignals(True)
+        self.recent_box.clear()
+        self.recent_box.addItems(recent.recent_folders())
+        self.recent_box.setCurrentIndex(-1)
+        self.recent_box.blockSignals(False)
+
+    def shutdown(self) -> None:
+        self._cancel_scan()
+        self.tasks.shutdown()
+        self.thumbnails.shutdown()

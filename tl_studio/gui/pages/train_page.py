@@ -1,0 +1,294 @@
+"""The Train step: settings, Start / Pause / Stop, live curves, progress and sample predictions."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+from PySide6.QtCore import Qt, Signal
+from PySide6.QtWidgets import (QFileDialog, QHBoxLayout, QInputDialog, QLabel, QMessageBox, QProgressBar,
+                               QPushButton, QScrollArea, QSplitter, QTabWidget, QVBoxLayout, QWidget)
+
+from tl_studio.core.diagnostics import overfitting_hint
+from tl_studio.core.errors import UserError
+from tl_studio.gui.plots import TrainingCurves
+from tl_studio.gui.runs_folder import new_run_dir
+from tl_studio.gui.sample_grid import SampleGrid
+from tl_studio.gui.train_settings import TrainSettings
+from tl_studio.gui.training import TrainingController
+
+
+class RunProgress:
+    """Progress bar maths: overall batches done, throughput and time left."""
+
+    def __init__(self, bar: QProgressBar):
+        self.bar = bar
+        self.epochs = 1
+        self.batches = 1
+        self.started = time.monotonic()
+        self.done_at_start = 0
+
+    def start(self, event) -> None:
+        self.epochs, self.batches = event.epochs, event.batches_per_epoch
+        self.done_at_start = (event.start_epoch - 1) * self.batches
+        self.started = time.monotonic()
+        self.bar.setRange(0, self.epochs * self.batches)
+        self.bar.setValue(self.done_at_start)
+        self.bar.setFormat(f"Starting epoch {event.start_epoch} of {self.epochs}...")
+
+    def batch(self, event) -> None:
+        self.batches = event.num_batches
+        done = (event.epoch - 1) * event.num_batches + event.batch
+        self.bar.setRange(0, self.epochs * self.batches)
+        self.bar.setValue(done)
+        elapsed = time.monotonic() - self.started
+        rate = (done - self.done_at_start) / elapsed if elapsed > 0 else 0
+        left = (self.bar.maximum() - done) / rate if rate > 0 else float("nan")
+        self.bar.setFormat(f"Epoch {event.epoch}/{self.epochs} · batch {event.batch}/{event.num_batches} · "
+                           f"{event.images_per_s:.0f} img/s · {_clock(left)} left")
+
+    def features(self, event) -> None:
+        self.bar.setFormat(f"Computing features once for the frozen backbone: {event.done}/{event.total} images")
+
+    def finish(self, completed: bool) -> None:
+        if completed:
+            self.bar.setValue(self.bar.maximum())
+
+
+def _clock(seconds: float) -> str:
+    if seconds != seconds:  # NaN: not known yet
+        return "--:--"
+    seconds = int(seconds)
+    return f"{seconds // 60}:{seconds % 60:02d}"
+
+
+class TrainPage(QWidget):
+    runFinished = Signal(object)
+
+    def __init__(self, session, parent=None):
+        super().__init__(parent)
+        self.session = session
+        self.controller = TrainingController(self)
+        self.settings = TrainSettings(session)
+        self.curves = TrainingCurves()
+        self.samples = SampleGrid()
+        self.history: list = []
+        self.current_run_dir: Path | None = None
+        self._build()
+        self._connect()
+        self._set_running(False)
+
+    # ---- layout -------------------------------------------------------------------------------------
+    def _build(self) -> None:
+        self.start_button = QPushButton("Start training")
+        self.start_button.setObjectName("startButton")
+        self.start_button.setToolTip("Start training (Ctrl+R)")
+        self.pause_button = QPushButton("Pause")
+        self.pause_button.setObjectName("pauseButton")
+        self.stop_button = QPushButton("Stop")
+        self.stop_button.setObjectName("stopButton")
+        self.stop_button.setToolTip("Stop after the current batch; the last finished epoch is kept")
+        self.resume_button = QPushButton("Resume a run…")
+        self.resume_button.setToolTip("Continue a stopped or crashed run from its last checkpoint")
+        buttons = QHBoxLayout()
+        for button in (self.start_button, self.pause_button, self.stop_button):
+            buttons.addWidget(button)
+        left = QWidget()
+        left_layout = QVBoxLayout(left)
+        left_layout.addWidget(self.settings)
+        left_layout.addLayout(buttons)
+        left_layout.addWidget(self.resume_button)
+        scroll = QScrollArea()
+        scroll.setWidget(left)
+        scroll.setWidgetResizable(True)
+        scroll.setMinimumWidth(330)
+
+        self.progress = QProgressBar()
+        self.progress.setObjectName("trainProgress")
+        self.progress.setTextVisible(True)
+        self.progress.setFormat("Not started")
+        self.run_progress = RunProgress(self.progress)
+        self.summary = QLabel("Press Start to train. Curves and sample predictions appear here live.")
+        self.summary.setWordWrap(True)
+        self.summary.setTextInteractionFlags(Qt.TextSelectableByMouse)
+        self.hint = QLabel()
+        self.hint.setWordWrap(True)
+        self.hint.setStyleSheet("QLabel { background: #fff3cd; color: #664d03; padding: 6px; border-radius: 4px; }")
+        self.hint.hide()
+        plots = QTabWidget()
+        plots.addTab(self.curves.loss_plot, "Loss")
+        plots.addTab(self.curves.accuracy_plot, "Accuracy")
+        plots.addTab(self.curves.lr_plot, "Learning rate")
+        samples_scroll = QScrollArea()
+        samples_scroll.setWidget(self.samples)
+        samples_scroll.setWidgetResizable(True)
+        split = QSplitter(Qt.Vertical)
+        split.addWidget(plots)
+        split.addWidget(samples_scroll)
+        split.setSizes([380, 420])
+        right = QWidget()
+        right_layout = QVBoxLayout(right)
+        right_layout.addWidget(self.progress)
+        right_layout.addWidget(self.summary)
+        right_layout.addWidget(self.hint)
+        right_layout.addWidget(split, 1)
+        layout = QHBoxLayout(self)
+        layout.addWidget(scroll)
+        layout.addWidget(right, 1)
+
+    def _connect(self) -> None:
+        self.start_button.clicked.connect(self.start)
+        self.pause_button.clicked.connect(self.toggle_pause)
+        self.stop_button.clicked.connect(self.stop)
+        self.resume_button.clicked.connect(self.choose_run_to_resume)
+        c = self.controller
+        c.fitStarted.connect(self._on_fit_started)
+        c.phaseStarted.connect(lambda e: self.session.say(e.description))
+        c.featureProgress.connect(self.run_progress.features)
+        c.batches.connect(self._on_batches)
+        c.epochEnded.connect(self._on_epoch)
+        c.samplesReady.connect(self.samples.show_predictions)
+        c.notice.connect(lambda e: self._note(e.message))
+        c.imageSkipped.connect(lambda e: self._note(f"Skipped {Path(e.path).name}: {e.reason}"))
+        c.finished.connect(self._on_finished)
+        c.pausedChanged.connect(self._on_paused)
+
+    def after_window_shown(self) -> None:
+        """Fills the device box: that imports torch, so it happens in the background after start-up."""
+        from tl_studio.gui.tasks import TaskRunner
+
+        def detect(report, cancelled):
+            from tl_studio.core.device import available_devices
+
+            return available_devices()
+
+        self.tasks = TaskRunner(self)
+        self.tasks.start(detect, "detect-devices").succeeded.connect(self.settings.set_devices)
+
+    def shutdown(self) -> None:
+        self.controller.stop_and_wait()
+        if hasattr(self, "tasks"):
+            self.tasks.shutdown()
+
+    # ---- actions ------------------------------------------------------------------------------------
+    @property
+    def running(self) -> bool:
+        return self.controller.active and not self.controller._run_done
+
+    def start(self) -> None:
+        if self.running:
+            return
+        scan = self.session.scan
+        if scan is None:
+            QMessageBox.information(self, "No dataset", "Choose a dataset folder on the Data step first.")
+            return
+        try:
+            config = self.session.config.replace(data_dir=str(scan.root)).validate()
+        except UserError as error:
+            QMessageBox.warning(self, "Check the settings", str(error))
+            return
+        self._begin(config, new_run_dir(Path(scan.root).name, config.model), resume=False, scan=scan)
+
+    def _begin(self, config, run_dir: Path, *, resume: bool, scan=None) -> None:
+        self.current_run_dir = run_dir
+        self.history = []
+        self.curves.clear()
+        self.samples.clear()
+        self.hint.hide()
+        self.summary.setText(f"Run folder: {run_dir}")
+        self.controller.start(config, run_dir, resume=resume, scan=scan)
+        self._set_running(True)
+        self.session.say(f"Training {config.model}…")
+
+    def choose_run_to_resume(self) -> None:
+        folder = QFileDialog.getExistingDirectory(self, "Choose a run folder to resume")
+        if folder:
+            self.resume_run(Path(folder))
+
+    def resume_run(self, run_dir: Path, epochs: int | None = None) -> None:
+        from tl_studio.core.config import TrainConfig
+
+        if self.running:
+            return
+        try:
+            config = TrainConfig.load(run_dir / "config.json")
+        except UserError as error:
+            QMessageBox.warning(self, "Cannot resume", str(error))
+            return
+        if epochs is None and (run_dir / "model.pt2").exists():
+            epochs, ok = QInputDialog.getInt(self, "Extend the run", "This run has finished. Train until epoch:",
+                                             config.epochs + 5, config.epochs + 1, 10_000)
+            if not ok:
+                return
+        config = config.replace(epochs=epochs or config.epochs)
+        self.session.update_config(**{k: getattr(config, k) for k in ("model", "freeze", "epochs")})
+        self._begin(config, run_dir, resume=True)
+
+    def toggle_pause(self) -> None:
+        if not self.running:
+            return
+        if self.controller.control.paused:
+            self.controller.resume()
+        else:
+            self.controller.pause()
+
+    def stop(self) -> None:
+        if self.running:
+            self.controller.stop()
+            self.session.say("Stopping after the current batch…")
+
+    # ---- run events ---------------------------------------------------------------------------------
+    def _on_fit_started(self, event) -> None:
+        self.run_progress.start(event)
+        for epoch in event.history:  # a resumed run continues its curves
+            self._on_epoch(epoch)
+        cache = " Features are computed once and cached (frozen backbone)." if event.feature_cache else ""
+        notes = " ".join(event.notes)
+        self.summary.setText(f"{event.num_train} training and {event.num_val} validation images, "
+                             f"{len(event.classes)} classes, on {event.device}. {event.trainable_params:,} of "
+                             f"{event.total_params:,} parameters train.{cache} {notes}\nRun folder: {event.run_dir}")
+
+    def _on_batches(self, batches) -> None:
+        self.curves.add_batches(batches)
+        self.run_progress.batch(batches[-1])
+
+    def _on_epoch(self, event) -> None:
+        self.history.append(event)
+        self.curves.add_epoch(event)
+        self.session.say(f"Epoch {event.epoch}: val accuracy {event.val_acc:.3f}, val loss {event.val_loss:.4f} "
+                         f"({event.seconds:.1f} s)")
+        hint = overfitting_hint(self.history, self.session.config.freeze, self.session.config.augment)
+        self.hint.setText(hint or "")
+        self.hint.setVisible(bool(hint))
+
+    def _on_paused(self, paused: bool) -> None:
+        self.pause_button.setText("Resume" if paused else "Pause")
+        if paused:
+            self.session.say("Paused. Press Resume to continue.")
+
+    def _on_finished(self, finished) -> None:
+        self._set_running(False)
+        self.run_progress.finish(finished.status in ("completed", "early-stopped"))
+        if finished.status == "failed":
+            self.progress.setFormat("Failed")
+            QMessageBox.warning(self, "Training failed", finished.message)
+        else:
+            label = {"completed": "Done", "early-stopped": "Stopped early", "stopped": "Stopped"}[finished.status]
+            self.progress.setFormat(f"{label} · best val accuracy "
+                                    f"{finished.best_val_acc:.3f}" if finished.best_val_acc is not None else label)
+        self.session.say(finished.message or finished.status)
+        if finished.model_file:
+            self.session.set_run(self.current_run_dir, Path(finished.model_file))
+        self.runFinished.emit(finished)
+
+    def _note(self, message: str) -> None:
+        self.summary.setText(self.summary.text() + "\n" + message)
+
+    def _set_running(self, running: bool) -> None:
+        self.start_button.setEnabled(not running)
+        self.resume_button.setEnabled(not running)
+        self.pause_button.setEnabled(running)
+        self.stop_button.setEnabled(running)
+        self.pause_button.setText("Pause")
+        self.settings.set_running(running)
+        self.session.set_training(running)

@@ -1,0 +1,134 @@
+"""Background tasks for everything longer than a blink (scan, export, downloads, evaluation):
+a function runs in its own QThread (worker-object pattern) and reports progress, a result or one
+sentence of error back to the GUI thread through queued signals. Cancel is a threading.Event the
+function polls.
+
+The function is called as ``fn(report, cancelled)``: ``report(payload)`` sends progress (throttled by
+the caller if needed), ``cancelled()`` says whether to stop (raise ``Cancelled``).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from typing import Callable
+
+from PySide6.QtCore import QObject, QThread, Signal, Slot
+
+from tl_studio.core.errors import Cancelled, UserError
+
+log = logging.getLogger(__name__)
+
+
+class _Worker(QObject):
+    progress = Signal(object)
+    succeeded = Signal(object)
+    failed = Signal(str)
+    cancelled = Signal()
+    done = Signal()
+
+    def __init__(self, fn: Callable, cancel_event: threading.Event):
+        super().__init__()
+        self.fn = fn
+        self.cancel_event = cancel_event
+
+    @Slot()
+    def run(self) -> None:
+        try:
+            result = self.fn(self.progress.emit, self.cancel_event.is_set)
+        except Cancelled:
+            self.cancelled.emit()
+        except UserError as error:
+            self.failed.emit(str(error))
+        except Exception as error:  # unexpected: keep the traceback in the log, show one sentence
+            log.exception("background task failed")
+            self.failed.emit(f"Something went wrong: {type(error).__name__}: {error}")
+        else:
+            self.succeeded.emit(result)
+        finally:
+            self.done.emit()
+
+
+class Task(QObject):
+    """A handle on one background call. Connect to its signals before or right after ``start``."""
+
+    progress = Signal(object)
+    succeeded = Signal(object)
+    failed = Signal(str)
+    cancelled = Signal()
+    finished = Signal()  # after any of succeeded / failed / cancelled
+
+    def __init__(self, fn: Callable, name: str = "task", parent: QObject | None = None):
+        super().__init__(parent)
+        self._cancel = threading.Event()
+        self.thread = QThread(self)
+        self.thread.setObjectName(name)
+        self.worker = _Worker(fn, self._cancel)
+        self.worker.moveToThread(self.thread)
+        self.thread.started.connect(self.worker.run)
+        self.worker.progress.connect(self._on_progress)
+        self.worker.succeeded.connect(self._on_succeeded)
+        self.worker.failed.connect(self._on_failed)
+        self.worker.cancelled.connect(self._on_cancelled)
+        self.worker.done.connect(self.thread.quit)
+        self.thread.finished.connect(self.worker.deleteLater)
+        self.thread.finished.connect(self.finished)
+        self.running = False
+
+    # slots on this GUI-thread object, so the payloads are delivered in the GUI thread
+    @Slot(object)
+    def _on_progress(self, payload) -> None:
+        if not self._cancel.is_set():
+            self.progress.emit(payload)
+
+    @Slot(object)
+    def _on_succeeded(self, result) -> None:
+        self.running = False
+        self.succeeded.emit(result)
+
+    @Slot(str)
+    def _on_failed(self, message: str) -> None:
+        self.running = False
+        self.failed.emit(message)
+
+    @Slot()
+    def _on_cancelled(self) -> None:
+        self.running = False
+        self.cancelled.emit()
+
+    def start(self) -> "Task":
+        self.running = True
+        self.thread.start()
+        return self
+
+    def cancel(self) -> None:
+        self._cancel.set()
+
+    def wait(self, timeout_ms: int = 60_000) -> bool:
+        return self.thread.wait(timeout_ms)
+
+
+class TaskRunner(QObject):
+    """Starts tasks and keeps them alive until their threads end; ``shutdown`` cancels and waits for
+    all of them (closing the window)."""
+
+    def __init__(self, parent: QObject | None = None):
+        super().__init__(parent)
+        self.tasks: list[Task] = []
+
+    def start(self, fn: Callable, name: str = "task") -> Task:
+        task = Task(fn, name, self)
+        self.tasks.append(task)
+        task.finished.connect(lambda: self._forget(task))
+        return task.start()
+
+    def _forget(self, task: Task) -> None:
+        if task in self.tasks:
+            self.tasks.remove(task)
+        task.deleteLater()
+
+    def shutdown(self, timeout_ms: int = 60_000) -> None:
+        for task in list(self.tasks):
+            task.cancel()
+        for task in list(self.tasks):
+            task.wait(timeout_ms)

@@ -1,0 +1,175 @@
+"""The Train step's settings form: the engine's hyperparameters with defaults and tooltips. It edits
+the session's TrainConfig and remembers the choices (QSettings)."""
+
+from __future__ import annotations
+
+import json
+
+from PySide6.QtCore import QSettings, Qt
+from PySide6.QtWidgets import (QCheckBox, QComboBox, QDoubleSpinBox, QFormLayout, QGroupBox, QHBoxLayout,
+                               QSpinBox, QVBoxLayout, QWidget)
+
+from tl_studio.core.config import TrainConfig
+
+# settings that are remembered between sessions (the dataset and model are remembered elsewhere)
+REMEMBERED = ("epochs", "batch_size", "lr", "optimizer", "schedule", "freeze_epochs", "augment", "img_size",
+              "device", "workers", "early_stopping_patience", "class_weighting", "label_smoothing", "weight_decay")
+SETTINGS_KEY = "train/settings"
+
+
+def remembered_config(base: TrainConfig) -> TrainConfig:
+    try:
+        saved = json.loads(QSettings().value(SETTINGS_KEY, "{}"))
+        return base.replace(**{k: v for k, v in saved.items() if k in REMEMBERED}).validate()
+    except Exception:  # an old or hand-edited value: fall back to the defaults
+        return base
+
+
+def remember_config(config: TrainConfig) -> None:
+    QSettings().setValue(SETTINGS_KEY, json.dumps({k: getattr(config, k) for k in REMEMBERED}))
+
+
+def _combo(items: list[tuple[str, str]], tip: str) -> QComboBox:
+    box = QComboBox()
+    for value, text in items:
+        box.addItem(text, value)
+    box.setToolTip(tip)
+    return box
+
+
+def _spin(low: int, high: int, tip: str, step: int = 1) -> QSpinBox:
+    box = QSpinBox()
+    box.setRange(low, high)
+    box.setSingleStep(step)
+    box.setToolTip(tip)
+    return box
+
+
+class TrainSettings(QWidget):
+    """Widgets -> session.update_config(...) on every change; config -> widgets on session changes."""
+
+    def __init__(self, session, parent=None):
+        super().__init__(parent)
+        self.session = session
+        self._updating = False
+        self.epochs = _spin(1, 1000, "Passes over the training images. A frozen backbone needs few (3-10); "
+                                     "fine-tuning more (10-30).")
+        self.epochs.setObjectName("epochsSpin")
+        self.batch_size = _spin(1, 1024, "Images per step. Larger is faster on a GPU if memory allows; "
+                                         "TL Studio lowers it by itself after a GPU out-of-memory error.")
+        self.auto_lr = QCheckBox("automatic")
+        self.auto_lr.setToolTip("1e-3 when only the head trains, 3e-4 when fine-tuning (AdamW).")
+        self.lr = QDoubleSpinBox(decimals=6, minimum=1e-6, maximum=10.0, singleStep=1e-4)
+        self.lr.setToolTip("Peak learning rate of the schedule. Use the learning-rate finder when unsure.")
+        self.optimizer = _combo([("adamw", "AdamW"), ("sgd", "SGD with momentum")],
+                                "AdamW is robust with little tuning; SGD can generalise slightly better.")
+        self.schedule = _combo([("onecycle", "One-cycle"), ("cosine", "Cosine with warm-up"),
+                                ("fine-tune", "Two-phase fine-tuning")],
+                               "One-cycle warms up then anneals. Two-phase trains the head on the frozen "
+                               "backbone first, then unfreezes with smaller rates for earlier layers.")
+        self.freeze_epochs = _spin(1, 100, "Head-only epochs before unfreezing (two-phase fine-tuning).")
+        self.augment = _combo([("none", "None"), ("light", "Light"), ("standard", "Standard"), ("strong", "Strong")],
+                              "Random crops and flips (standard), plus colour and erasing (strong): more "
+                              "augmentation fights overfitting on small datasets.")
+        self.img_size = _spin(0, 1024, "Input size in pixels; 0 uses the model's own size.", 16)
+        self.img_size.setSpecialValueText("model default")
+        self.device = _combo([("auto", "Automatic")], "Where to train. A CUDA GPU is much faster than the CPU.")
+        self.workers = _spin(0, 32, "Processes that decode and augment images in parallel with training.")
+        self.early_stopping = _spin(0, 100, "Stop when val loss has not improved for this many epochs; 0 = off.")
+        self.early_stopping.setSpecialValueText("off")
+        self.class_weighting = _combo([("auto", "Automatic"), ("on", "On"), ("off", "Off")],
+                                      "Weight the loss by inverse class frequency. Automatic switches it on "
+                                      "when the largest class has more than 3x the images of the smallest.")
+        self._layout()
+        self._connect()
+        self.show_config(session.config)
+        session.configChanged.connect(self.show_config)
+
+    def _layout(self) -> None:
+        basic = QGroupBox("Training")
+        form = QFormLayout(basic)
+        form.addRow("Epochs", self.epochs)
+        form.addRow("Batch size", self.batch_size)
+        lr_row = QHBoxLayout()
+        lr_row.addWidget(self.lr, 1)
+        lr_row.addWidget(self.auto_lr)
+        form.addRow("Learning rate", lr_row)
+        form.addRow("Schedule", self.schedule)
+        form.addRow("Head-only epochs", self.freeze_epochs)
+        form.addRow("Augmentation", self.augment)
+        form.addRow("Device", self.device)
+        advanced = QGroupBox("Advanced")
+        advanced_form = QFormLayout(advanced)
+        advanced_form.addRow("Optimizer", self.optimizer)
+        advanced_form.addRow("Image size", self.img_size)
+        advanced_form.addRow("Loader workers", self.workers)
+        advanced_form.addRow("Early stopping", self.early_stopping)
+        advanced_form.addRow("Class weighting", self.class_weighting)
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(0, 0, 0, 0)
+        layout.addWidget(basic)
+        layout.addWidget(advanced)
+        layout.addStretch(1)
+
+    def _connect(self) -> None:
+        for box in (self.epochs, self.batch_size, self.freeze_epochs, self.img_size, self.workers,
+                    self.early_stopping):
+            box.valueChanged.connect(self._push)
+        self.lr.valueChanged.connect(self._push)
+        self.auto_lr.toggled.connect(self._push)
+        for box in (self.optimizer, self.schedule, self.augment, self.device, self.class_weighting):
+            box.currentIndexChanged.connect(self._push)
+
+    def set_devices(self, devices: list[tuple[str, str]]) -> None:
+        current = self.session.config.device
+        self._updating = True
+        self.device.clear()
+        for value, text in devices:
+            self.device.addItem(text, value)
+        self._updating = False
+        self._select(self.device, current)
+
+    def show_config(self, config: TrainConfig) -> None:
+        self._updating = True
+        try:
+            self.epochs.setValue(config.epochs)
+            self.batch_size.setValue(config.batch_size)
+            self.auto_lr.setChecked(config.lr is None)
+            self.lr.setEnabled(config.lr is not None)
+            self.lr.setValue(config.resolved_lr())
+            for box, value in ((self.optimizer, config.optimizer), (self.schedule, config.schedule),
+                               (self.augment, config.augment), (self.device, config.device),
+                               (self.class_weighting, config.class_weighting)):
+                self._select(box, value)
+            self.freeze_epochs.setValue(config.freeze_epochs)
+            self.freeze_epochs.setEnabled(config.schedule == "fine-tune")
+            self.img_size.setValue(config.img_size or 0)
+            self.workers.setValue(config.workers)
+            self.early_stopping.setValue(config.early_stopping_patience)
+        finally:
+            self._updating = False
+
+    @staticmethod
+    def _select(box: QComboBox, value) -> None:
+        index = box.findData(value)
+        if index >= 0:
+            box.setCurrentIndex(index)
+
+    def _push(self) -> None:
+        if self._updating:
+            return
+        epochs = self.epochs.value()
+        changes = dict(
+            epochs=epochs, batch_size=self.batch_size.value(),
+            lr=None if self.auto_lr.isChecked() else self.lr.value(),
+            optimizer=self.optimizer.currentData(), schedule=self.schedule.currentData(),
+            freeze_epochs=min(self.freeze_epochs.value(), max(1, epochs - 1)),
+            augment=self.augment.currentData(), img_size=self.img_size.value() or None,
+            device=self.device.currentData() or "auto", workers=self.workers.value(),
+            early_stopping_patience=self.early_stopping.value(), class_weighting=self.class_weighting.currentData())
+        self.session.update_config(**changes)
+        remember_config(self.session.config)
+        self.show_config(self.session.config)
+
+    def set_running(self, running: bool) -> None:
+        self.setEnabled(not running)

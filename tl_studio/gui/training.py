@@ -1,0 +1,200 @@
+"""Training in a background QThread (the Qt worker-object pattern, ARCHITECTURE.md §3).
+
+``TrainingController`` owns the thread and the worker. The worker runs the core engine and emits
+signals with immutable payloads (the engine's frozen events); it never touches a widget. Batch events
+are buffered and sent in chunks at most every 100 ms, so the GUI thread is never flooded. Each run has
+an id; signals from an older run are ignored. Stop and pause go through the engine's RunControl.
+"""
+
+from __future__ import annotations
+
+import itertools
+import time
+from pathlib import Path
+
+from PySide6.QtCore import QObject, QThread, Signal, Slot
+
+from tl_studio.core import events
+from tl_studio.core.callbacks import Callback
+from tl_studio.core.control import RunControl
+
+BATCH_CHUNK_SECONDS = 0.1
+
+
+class SignalBridge(Callback):
+    """Turns engine events into worker signals; batches are buffered (one chunk per 100 ms at most)."""
+
+    def __init__(self, worker: "TrainingWorker"):
+        self.worker = worker
+        self.pending: list[events.BatchEnd] = []
+        self.last_flush = 0.0
+
+    def _flush(self) -> None:
+        if self.pending:
+            self.worker.send("batches", tuple(self.pending))
+            self.pending = []
+        self.last_flush = time.monotonic()
+
+    def on_fit_start(self, event):
+        self.worker.send("fitStarted", event)
+
+    def on_phase_start(self, event):
+        self.worker.send("phaseStarted", event)
+
+    def on_feature_progress(self, event):
+        if time.monotonic() - self.last_flush >= BATCH_CHUNK_SECONDS or event.done == event.total:
+            self.last_flush = time.monotonic()
+            self.worker.send("featureProgress", event)
+
+    def on_batch_end(self, event):
+        self.pending.append(event)
+        if time.monotonic() - self.last_flush >= BATCH_CHUNK_SECONDS:
+            self._flush()
+
+    def on_epoch_end(self, event):
+        self._flush()
+        self.worker.send("epochEnded", event)
+
+    def on_sample_predictions(self, event):
+        self.worker.send("samplesReady", event)
+
+    def on_image_skipped(self, event):
+        self.worker.send("imageSkipped", event)
+
+    def on_notice(self, event):
+        self.worker.send("notice", event)
+
+    def on_fit_end(self, event):
+        self._flush()
+
+
+class TrainingWorker(QObject):
+    # (run id, kind, payload): kind names a TrainingController signal; the payload is a frozen event
+    # (for "batches", a tuple of BatchEnd)
+    event = Signal(int, str, object)
+    finished = Signal(int, object)  # RunFinished
+
+    def __init__(self, run_id: int, config, run_dir: Path, control: RunControl, resume: bool, scan=None):
+        super().__init__()
+        self.run_id = run_id
+        self.config = config
+        self.run_dir = Path(run_dir)
+        self.control = control
+        self.resume = resume
+        self.scan = scan
+
+    def send(self, kind: str, payload) -> None:
+        self.event.emit(self.run_id, kind, payload)
+
+    @Slot()
+    def run(self) -> None:
+        from tl_studio.core.callbacks import MetricsCsvWriter
+        from tl_studio.core.engine import Trainer
+
+        finished = None
+        try:
+            # Loader workers start with "spawn" (not fork): forking a process that runs Qt threads
+            # is unsafe.
+            trainer = Trainer(self.config, self.run_dir,
+                              [MetricsCsvWriter(self.run_dir / "metrics.csv"), SignalBridge(self)],
+                              self.control, scan=self.scan, mp_context="spawn")
+            finished = trainer.fit(resume=self.resume)
+        except Exception as error:  # set-up errors before the engine's own reporting (e.g. bad config)
+            finished = events.RunFinished("failed", 0, None, None, None, 0.0, str(error))
+        finally:
+            self.finished.emit(self.run_id, finished)
+
+
+class TrainingController(QObject):
+    """Starts, pauses, resumes and stops runs; re-emits the current run's signals to the GUI."""
+
+    fitStarted = Signal(object)
+    phaseStarted = Signal(object)
+    featureProgress = Signal(object)
+    batches = Signal(object)
+    epochEnded = Signal(object)
+    samplesReady = Signal(object)
+    imageSkipped = Signal(object)
+    notice = Signal(object)
+    finished = Signal(object)
+    pausedChanged = Signal(bool)
+
+    _ids = itertools.count(1)
+
+    def __init__(self, parent: QObject | None = None):
+        super().__init__(parent)
+        self.thread: QThread | None = None
+        self.worker: TrainingWorker | None = None
+        self.control: RunControl | None = None
+        self.run_id = 0
+        self._run_done = True
+
+    @property
+    def active(self) -> bool:
+        return self.thread is not None
+
+    def start(self, config, run_dir: Path, *, resume: bool = False, scan=None) -> int:
+        if self.active:
+            if not self._run_done:
+                raise RuntimeError("a run is already active")
+            self.thread.wait()  # the previous run has finished; its thread is just winding down
+            self._thread_done()
+        self._run_done = False
+        self.run_id = next(self._ids)
+        self.control = RunControl()
+        self.thread = QThread(self)
+        self.thread.setObjectName(f"training-{self.run_id}")
+        self.worker = TrainingWorker(self.run_id, config, run_dir, self.control, resume, scan)
+        self.worker.moveToThread(self.thread)
+        self._connect(self.worker)
+        self.thread.started.connect(self.worker.run)
+        self.worker.finished.connect(self.thread.quit)
+        self.thread.finished.connect(self.worker.deleteLater)
+        self.thread.finished.connect(self._thread_done)
+        self.thread.start()
+        return self.run_id
+
+    def _connect(self, worker: TrainingWorker) -> None:
+        # Slots of this object (which lives in the GUI thread): queued connections, so the payloads
+        # arrive in the GUI thread.
+        worker.event.connect(self._on_event)
+        worker.finished.connect(self._on_finished)
+
+    @Slot(int, str, object)
+    def _on_event(self, run_id: int, kind: str, payload) -> None:
+        if run_id == self.run_id:  # an older run's late signals are dropped
+            getattr(self, kind).emit(payload)
+
+    @Slot(int, object)
+    def _on_finished(self, run_id: int, payload) -> None:
+        if run_id == self.run_id:
+            self._run_done = True
+            self.finished.emit(payload)
+
+    def _thread_done(self) -> None:
+        thread, self.thread, self.worker = self.thread, None, None
+        if thread is not None:
+            thread.deleteLater()
+
+    def pause(self) -> None:
+        if self.control and not self.control.paused:
+            self.control.pause()
+            self.pausedChanged.emit(True)
+
+    def resume(self) -> None:
+        if self.control and self.control.paused:
+            self.control.resume()
+            self.pausedChanged.emit(False)
+
+    def stop(self) -> None:
+        if self.control:
+            self.control.request_stop()
+            self.pausedChanged.emit(False)
+
+    def stop_and_wait(self, timeout_ms: int = 120_000) -> bool:
+        """For closing the window: stop, then wait for the thread (the engine writes its checkpoint)."""
+        thread = self.thread
+        if thread is None:
+            return True
+        self.stop()
+        return thread.wait(timeout_ms)
