@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import json
 import time
+import warnings
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Sequence
@@ -143,7 +145,7 @@ def _write_onnx(model: nn.Module, metadata: dict, path: Path) -> None:
     program.save(str(path))
     proto = onnx.load(str(path))
     for key, value in ((METADATA_KEY, json.dumps(metadata)), ("classes", json.dumps(metadata["classes"]))):
-        entry = proto.metadata_property.add()
+        entry = proto.metadata_props.add()
         entry.key, entry.value = key, value
     onnx.save(proto, str(path))
 
@@ -152,10 +154,20 @@ def _write_torchscript(model: ExportedClassifier, metadata: dict, path: Path) ->
     # The preprocessing is scripted (its shape arithmetic must stay dynamic); the network sees a fixed
     # size after it, so tracing the network is exact and works for every architecture.
     crop = model.preprocess.crop_size
-    with torch.no_grad():
+    with torch.no_grad(), _torchscript_is_deliberate():
         network = torch.jit.trace(model.network, torch.rand(2, 3, crop, crop))
-    scripted = torch.jit.script(_TorchScriptClassifier(torch.jit.script(model.preprocess), network))
-    torch.jit.save(scripted, str(path), _extra_files={METADATA_KEY: json.dumps(metadata)})
+        scripted = torch.jit.script(_TorchScriptClassifier(torch.jit.script(model.preprocess), network))
+        torch.jit.save(scripted, str(path), _extra_files={METADATA_KEY: json.dumps(metadata)})
+
+
+@contextmanager
+def _torchscript_is_deliberate():
+    """TorchScript is deprecated in favour of torch.export; the TorchScript export exists for older
+    runtimes on purpose, so its deprecation warnings are not the user's concern."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", category=FutureWarning, message=".*torch.jit.*")
+        warnings.filterwarnings("ignore", category=DeprecationWarning, message=".*TorchScript.*")
+        yield
 
 
 class _TorchScriptClassifier(nn.Module):
@@ -216,7 +228,8 @@ def _load_pt2(path: Path) -> ModelFile:
 
 def _load_torchscript(path: Path) -> ModelFile:
     extra = {METADATA_KEY: ""}
-    module = torch.jit.load(str(path), map_location="cpu", _extra_files=extra)
+    with _torchscript_is_deliberate():
+        module = torch.jit.load(str(path), map_location="cpu", _extra_files=extra)
     return ModelFile(path, "torchscript", json.loads(extra[METADATA_KEY] or "{}"), _no_grad(module))
 
 

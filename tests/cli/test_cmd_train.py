@@ -1,0 +1,149 @@
+"""`tl-studio train / export / predict` as a user runs them: JSON lines, Ctrl-C, a killed run resumed,
+exports against the model-file contract, predictions that go on past a broken file."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from tl_studio.cli.main import main
+
+FAST = ["--epochs", "2", "--batch-size", "8", "--workers", "0", "--img-size", "64"]
+
+
+def tl_studio(*args: str, **kwargs) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-m", "tl_studio", *args], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, **kwargs)
+
+
+def wait_for(predicate, timeout: float = 120.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError("timed out")
+        time.sleep(0.05)
+
+
+@pytest.fixture(scope="module")
+def trained_run(tmp_path_factory):
+    """One real run shared by the export and predict tests."""
+    from tests.helpers import make_image_folder
+
+    root = tmp_path_factory.mktemp("cli")
+    data = make_image_folder(root / "data", per_class=12)
+    run = root / "run"
+    assert main(["train", str(data), "--out", str(run), *FAST]) == 0
+    return data, run
+
+
+def test_train_json_prints_one_line_per_epoch_and_a_done_line(tiny_dataset, tmp_path, capsys):
+    code = main(["train", str(tiny_dataset), "--out", str(tmp_path / "run"), "--json", *FAST])
+    lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert code == 0
+    assert [l["event"] for l in lines] == ["epoch", "epoch", "done"]
+    assert set(lines[0]) >= {"epoch", "train_loss", "train_acc", "val_loss", "val_acc", "lr", "seconds",
+                             "train_images_per_s"}
+    assert lines[-1]["model_file"] == str(tmp_path / "run" / "model.pt2")
+    assert lines[-1]["best_epoch"] in (1, 2) and 0 <= lines[-1]["best_val_acc"] <= 1
+
+
+def test_ctrl_c_stops_after_the_batch_and_says_how_to_resume(tiny_dataset, tmp_path):
+    run = tmp_path / "run"
+    process = tl_studio("train", str(tiny_dataset), "--out", str(run), "--json", "--no-feature-cache",
+                        *FAST[:-4], "--epochs", "50", "--workers", "0", "--img-size", "64")
+    wait_for(lambda: (run / "last.ckpt").exists())
+    process.send_signal(signal.SIGINT)
+    out, err = process.communicate(timeout=120)
+    assert process.returncode == 130
+    assert "--resume" in err and "Traceback" not in err
+    assert (run / "model.pt2").is_file()
+
+
+def test_a_killed_run_resumes_and_loses_at_most_the_epoch_in_progress(tiny_dataset, tmp_path):
+    run = tmp_path / "run"
+    args = ["train", str(tiny_dataset), "--out", str(run), "--json", "--no-feature-cache", "--epochs", "4",
+            "--batch-size", "8", "--workers", "0", "--img-size", "64"]
+    process = tl_studio(*args)
+    wait_for(lambda: (run / "metrics.csv").exists())  # epoch 1 is checkpointed
+    process.send_signal(signal.SIGKILL)
+    process.communicate(timeout=60)
+    done_before = len(list(csv.DictReader(open(run / "metrics.csv"))))
+    resumed = subprocess.run([sys.executable, "-m", "tl_studio", *args, "--resume"], capture_output=True,
+                             text=True, timeout=600)
+    assert resumed.returncode == 0, resumed.stderr
+    epochs = [json.loads(line)["epoch"] for line in resumed.stdout.splitlines() if '"epoch"' in line
+              and json.loads(line)["event"] == "epoch"]
+    assert epochs[0] == done_before + 1 and epochs[-1] == 4
+    assert [r["epoch"] for r in csv.DictReader(open(run / "metrics.csv"))] == ["1", "2", "3", "4"]
+
+
+@pytest.mark.parametrize("fmt, suffix", [("onnx", ".onnx"), ("torchscript", ".ts"), ("pt2", ".pt2")])
+def test_export_writes_a_checked_file_with_the_same_contract(trained_run, tmp_path, capsys, fmt, suffix):
+    from tl_studio.core.export import load_model_file
+
+    _, run = trained_run
+    out = tmp_path / f"model{suffix}"
+    assert main(["export", str(run), "--format", fmt, "--out", str(out)]) == 0
+    assert "Export check passed" in capsys.readouterr().out
+    model = load_model_file(out)
+    assert model.classes == ["blue", "green", "red"]
+    for shape in ((1, 3, 64, 64), (2, 3, 120, 90), (1, 3, 333, 517)):
+        probabilities = torch.as_tensor(model.predict(torch.rand(*shape)))
+        assert probabilities.shape == (shape[0], 3)
+        assert torch.allclose(probabilities.sum(1), torch.ones(shape[0]), atol=1e-4)
+
+
+def test_export_never_overwrites_a_file_silently(trained_run, tmp_path, capsys):
+    _, run = trained_run
+    out = tmp_path / "model.onnx"
+    out.write_text("something the user made")
+    assert main(["export", str(run), "--format", "onnx", "--out", str(out)]) == 2
+    assert out.read_text() == "something the user made"
+    assert "--overwrite" in capsys.readouterr().err
+
+
+def test_predict_goes_on_past_a_broken_file(trained_run, tmp_path, capsys):
+    data, run = trained_run
+    broken = tmp_path / "broken.jpg"
+    broken.write_bytes(b"not an image at all")
+    good = sorted((data / "red").glob("*.jpg"))[:2]
+    code = main(["predict", str(run / "model.pt2"), str(broken), *map(str, good), "--json"])
+    captured = capsys.readouterr()
+    results = [json.loads(line) for line in captured.out.splitlines()]
+    assert code == 0
+    assert results[0]["path"] == str(broken) and "error" in results[0]
+    assert [r["labels"][0] in ("red", "green", "blue") for r in results[1:]] == [True, True]
+    assert "1 of 3 files could not be classified" in captured.err
+
+
+def test_predict_matches_the_model_file_run_with_plain_torch(trained_run):
+    from PIL import Image
+    from torchvision.transforms.functional import pil_to_tensor
+
+    from tl_studio.core.export import load_model_file
+    from tl_studio.core.predict import predict_paths
+
+    data, run = trained_run
+    paths = sorted((data / "green").glob("*.jpg"))[:3]
+    model = load_model_file(run / "model.pt2")
+    plain = torch.export.load(str(run / "model.pt2")).module()
+    for prediction, path in zip(predict_paths(model.predict, model.classes, paths), paths):
+        image = pil_to_tensor(Image.open(path).convert("RGB")).float().div(255).unsqueeze(0)
+        expected = plain(image)[0]
+        assert prediction.labels[0] == model.classes[int(expected.argmax())]
+        assert prediction.probs[0] == pytest.approx(float(expected.max()), abs=1e-6)
+
+
+def test_train_with_a_missing_folder_is_one_line_and_exit_2(tmp_path, capsys):
+    assert main(["train", str(tmp_path / "nowhere"), "--out", str(tmp_path / "run")]) == 2
+    err = capsys.readouterr().err
+    assert "Traceback" not in err and len(err.strip().splitlines()) == 1
