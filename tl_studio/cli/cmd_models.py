@@ -1,0 +1,64 @@
+"""``tl-studio models``: every model, its cost and accuracy, and whether its weights work offline right now.
+
+Reads the catalog's JSON cache, so once that cache exists this command never imports torch.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--json", action="store_true", help="print a JSON list instead of a table")
+    parser.add_argument("--filter", metavar="TEXT", default="",
+                        help="only models whose name or family contains TEXT (case-insensitive)")
+
+
+def run(args: argparse.Namespace) -> int:
+    from tl_studio.core import catalog
+
+    text = args.filter.strip().lower()
+    infos = [info for info in catalog.list_models() if text in info.name or text in info.family]
+    rows = [dict(info.to_dict(), weights_status=catalog.weights_status(info)) for info in infos]
+    if args.json:
+        print(json.dumps(rows, indent=2))
+        return 0
+    if not rows:
+        print(f"No model matches '{args.filter}'.", file=sys.stderr)
+        return 1
+    print(format_table(rows, catalog.DEFAULT_MODEL))
+    offline = sum(row["weights_status"] != "missing" for row in rows)
+    print(f"\n* default. {offline} of {len(rows)} models work offline now; the others download their weights "
+          f"on first use into {catalog.hub_checkpoint_dir()}.")
+    return 0
+
+
+def format_table(rows: list[dict], default_model: str) -> str:
+    header = ("MODEL", "PARAMS", "ACC@1", "GFLOPS", "INPUT", "WEIGHTS")
+    lines = [header] + [_cells(row, default_model) for row in rows]
+    widths = [max(len(line[i]) for line in lines) for i in range(len(header))]
+    # Name and weights read left-aligned, numbers right-aligned.
+    return "\n".join(
+        "  ".join(cell.ljust(w) if i in (0, 5) else cell.rjust(w) for i, (cell, w) in enumerate(zip(line, widths)))
+        .rstrip() for line in lines)
+
+
+def _cells(row: dict, default_model: str) -> tuple[str, ...]:
+    return (
+        row["name"] + (" *" if row["name"] == default_model else ""),
+        f"{row['num_params'] / 1e6:.1f}M",
+        "-" if row["acc1"] is None else f"{row['acc1']:.1f}",
+        "-" if row["gflops"] is None else f"{row['gflops']:.2f}",
+        str(row["crop_size"]),
+        _weights_cell(row),
+    )
+
+
+def _weights_cell(row: dict) -> str:
+    if row["weights_status"] != "missing":
+        return row["weights_status"]
+    if row["bundled"] or row["file_size_mb"] is None:
+        return "missing"
+    return f"download {row['file_size_mb']:.1f} MB"

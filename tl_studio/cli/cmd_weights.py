@@ -1,0 +1,94 @@
+"""``tl-studio weights``: download a model's pretrained weights, or import a file downloaded elsewhere.
+
+    tl-studio weights download MODEL         progress on stderr; Ctrl-C cancels and leaves nothing behind
+    tl-studio weights import MODEL FILE      checks FILE fits MODEL, then copies it into the torch hub cache
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    actions = parser.add_subparsers(dest="action", metavar="ACTION", required=True)
+    download = actions.add_parser("download", help="download the pretrained weights of MODEL into the hub cache")
+    download.add_argument("model", metavar="MODEL")
+    imported = actions.add_parser("import", help="copy a downloaded weights FILE for MODEL into the hub cache")
+    imported.add_argument("model", metavar="MODEL")
+    imported.add_argument("file", metavar="FILE")
+    imported.add_argument("--force", action="store_true",
+                          help="replace different weights already cached for MODEL")
+
+
+def run(args: argparse.Namespace) -> int:
+    if args.action == "download":
+        return _download(args.model)
+    return _import(args.model, args.file, args.force)
+
+
+def _download(name: str) -> int:
+    from tl_studio.core import catalog, weights
+    from tl_studio.core.errors import Cancelled
+
+    info = catalog.get_model_info(name)
+    cached = weights.cached_weights_path(info)
+    if cached is not None:
+        print(f"{info.name}: weights already on this machine ({cached}).")
+        return 0
+    progress = ProgressLine(info.weights_file or info.name)
+    try:
+        path = weights.ensure_weights(info, progress=progress)
+    except (KeyboardInterrupt, Cancelled):  # the partial file is already gone
+        progress.finish()
+        print("Download cancelled; nothing was saved.", file=sys.stderr)
+        return 130
+    finally:
+        progress.finish()  # end the progress line before any message, success or error
+    print(f"{info.name}: weights saved to {path}.")
+    return 0
+
+
+def _import(name: str, file: str, force: bool) -> int:
+    from tl_studio.core import weights
+
+    result = weights.import_weights(name, file, force=force)
+    if result.action == "already cached":
+        print(f"{result.path} already holds these weights; nothing to do.")
+        return 0
+    print(f"Weights {result.action} to {result.path}.")
+    if result.matches_published_hash is False:
+        print("Note: the file differs from the one torchvision publishes (its SHA-256 does not match the name); "
+              "it loads into the model, so it is used.")
+    return 0
+
+
+class ProgressLine:
+    """A one-line progress display on stderr, redrawn at most ten times a second."""
+
+    def __init__(self, label: str, stream=None):
+        self.label = label
+        self.stream = stream or sys.stderr
+        self._last_draw = 0.0
+        self._drawn = False
+
+    def __call__(self, done: int, total: int | None) -> None:
+        now = time.monotonic()
+        if now - self._last_draw < 0.1 and done != total:
+            return
+        self._last_draw = now
+        mb = done / 2**20
+        if total:
+            text = f"{self.label}: {mb:.1f} / {total / 2**20:.1f} MB ({100 * done // total}%)"
+        else:
+            text = f"{self.label}: {mb:.1f} MB"
+        self.stream.write("\r" + text)
+        self.stream.flush()
+        self._drawn = True
+
+    def finish(self) -> None:
+        if self._drawn:
+            self.stream.write("\n")
+            self.stream.flush()
+            self._drawn = False
