@@ -97,8 +97,10 @@ def train_on_images(model: nn.Module, loader, ctx: StepContext) -> EpochTotals:
     return totals
 
 
-def train_on_features(head: nn.Module, features: FeatureSet, batch_size: int, generator: torch.Generator,
-                      ctx: StepContext) -> EpochTotals:
+def train_on_features(head: nn.Module, classify: Callable, features: FeatureSet, batch_size: int,
+                      generator: torch.Generator, ctx: StepContext) -> EpochTotals:
+    """``classify(features)`` gives the logits: the head and whatever follows it (SqueezeNet pools
+    after its head)."""
     head.train()
     totals = EpochTotals()
     started = time.perf_counter()
@@ -107,7 +109,7 @@ def train_on_features(head: nn.Module, features: FeatureSet, batch_size: int, ge
     for number, rows in enumerate(batches, start=1):
         ctx.between_batches()
         x, labels = features.features[rows], features.labels[rows]
-        logits = head(x)
+        logits = classify(x)
         loss = ctx.criterion(logits, labels)
         _optimise(ctx, loss)
         loss_value = float(loss.detach())
@@ -141,12 +143,13 @@ def validate_on_images(model: nn.Module, loader, ctx: StepContext, keep: set[int
 
 
 @torch.no_grad()
-def validate_on_features(head: nn.Module, features: FeatureSet, batch_size: int, keep: set[int]) -> EpochTotals:
+def validate_on_features(head: nn.Module, classify: Callable, features: FeatureSet, batch_size: int,
+                         keep: set[int]) -> EpochTotals:
     head.eval()
     totals = EpochTotals()
     plain = nn.CrossEntropyLoss()
     for rows in torch.arange(len(features), device=features.features.device).split(batch_size):
-        logits = head(features.features[rows]).float()
+        logits = classify(features.features[rows]).float()
         labels = features.labels[rows]
         totals.add(float(plain(logits, labels)), logits, labels)
         _keep_probabilities(totals, logits, features.indices[rows.cpu()], keep)

@@ -172,14 +172,20 @@ class RunState:
         if self.uses_feature_cache:
             features = self._cached_features(ctx)
             generator = torch.Generator().manual_seed(self.config.seed * 1000 + self._current_epoch)
-            return loops.train_on_features(_head(self.model), features["train"], self.data.batch_size, generator, ctx)
+            return loops.train_on_features(_head(self.model), self._classify, features["train"], self.data.batch_size,
+                                           generator, ctx)
         return loops.train_on_images(self.model, self.data.train_loader(), ctx)
 
     def _validate_once(self) -> loops.EpochTotals:
         keep = set(self.data.sample_indices)
         if self.uses_feature_cache:
-            return loops.validate_on_features(_head(self.model), self.features["val"], 256, keep)
+            return loops.validate_on_features(_head(self.model), self._classify, self.features["val"], 256, keep)
         return loops.validate_on_images(self.model, self.data.val_loader(), self._step_context(), keep)
+
+    def _classify(self, features: torch.Tensor) -> torch.Tensor:
+        from tl_studio.core.models import classify_features
+
+        return classify_features(self.model, features)
 
     def _cached_features(self, ctx) -> dict:
         """Computed in the first epoch of a frozen-backbone phase (progress reported), then reused."""

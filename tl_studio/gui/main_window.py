@@ -28,6 +28,8 @@ class MainWindow(QMainWindow):
         super().__init__(parent)
         self.setObjectName("MainWindow")
         self.setWindowTitle("TL Studio")
+        # A closed window is gone (scripts that look for "MainWindow" never find a stale one).
+        self.setAttribute(Qt.WA_DeleteOnClose)
         self.setAcceptDrops(True)
         self.session = session or Session(self)
         self.steps = StepBar()
@@ -58,25 +60,26 @@ class MainWindow(QMainWindow):
         from tl_studio.gui.pages.export_page import ExportPage
         from tl_studio.gui.pages.train_page import TrainPage
 
-        return {
-            "Data": self._data_page(),
-            "Model": self._model_page(),
-            "Train": TrainPage(self.session),
-            "Evaluate": _placeholder("Evaluation of the trained model appears here."),
-            "Export": ExportPage(self.session),
-        }
-
-    def _data_page(self) -> QWidget:
         from tl_studio.gui.pages.data_page import DataPage
 
-        return DataPage(self.session)
+        return {
+            "Data": DataPage(self.session),
+            "Model": self._optional_page("model_page", "ModelPage", "Model selection"),
+            "Train": TrainPage(self.session),
+            "Evaluate": self._optional_page("evaluate_page", "EvaluatePage", "Evaluation of the trained model"),
+            "Export": ExportPage(self.session),
+            "Predict": self._optional_page("predict_page", "PredictPage", "Predictions on new images"),
+        }
 
-    def _model_page(self) -> QWidget:
+    def _optional_page(self, module: str, cls: str, title: str) -> QWidget:
+        """Pages under construction show a placeholder until their module exists."""
+        import importlib
+
         try:
-            from tl_studio.gui.pages.model_page import ModelPage
+            page_class = getattr(importlib.import_module(f"tl_studio.gui.pages.{module}"), cls)
         except ImportError:
-            return _placeholder("Model selection")
-        return ModelPage(self.session)
+            return _placeholder(title)
+        return page_class(self.session)
 
     def _after_shown(self) -> None:
         for page in self.pages.values():
@@ -93,9 +96,27 @@ class MainWindow(QMainWindow):
         self.steps.go_to("Data")
         self.pages["Data"].choose_folder()
 
+    def choose_model_file(self) -> None:
+        from PySide6.QtWidgets import QFileDialog
+
+        path, _ = QFileDialog.getOpenFileName(self, "Open a trained model", "", "Model files (*.pt2 *.onnx *.ts)")
+        if path:
+            self.open_model_file(path)
+
+    def open_model_file(self, path: str) -> None:
+        """A model trained earlier (or elsewhere): the Evaluate and Predict steps work on it. Its run
+        folder, when the file sits in one, also enables Export."""
+        path = Path(path)
+        run_dir = path.parent if (path.parent / "best.ckpt").is_file() else None
+        self.session.set_run(run_dir, path)
+        self.session.say(f"Opened {path.name}.")
+        self.steps.go_to("Evaluate")
+
     def _build_menus(self) -> None:
         file_menu = self.menuBar().addMenu("&File")
         file_menu.addAction(QAction("&Open Folder…", self, shortcut=QKeySequence.Open, triggered=self.choose_folder))
+        file_menu.addAction(QAction("Open &Model File…", self, shortcut=QKeySequence("Ctrl+Shift+O"),
+                                    triggered=self.choose_model_file))
         self.recent_menu = file_menu.addMenu("Open &Recent")
         self.recent_menu.aboutToShow.connect(self._fill_recent_menu)
         file_menu.addSeparator()
@@ -137,7 +158,9 @@ class MainWindow(QMainWindow):
         if self.session.scan is not None:
             enabled |= {"Model", "Train"}
         if self.session.model_file is not None:
-            enabled |= {"Evaluate", "Export"}
+            enabled |= {"Evaluate", "Predict"}
+        if self.session.run_dir is not None:
+            enabled |= {"Export"}
         self.steps.set_enabled_steps(enabled)
 
     def _about(self) -> None:

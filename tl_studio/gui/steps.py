@@ -6,13 +6,14 @@ from __future__ import annotations
 from PySide6.QtCore import QSize, Qt, Signal
 from PySide6.QtWidgets import QListWidget, QListWidgetItem
 
-STEPS = ("Data", "Model", "Train", "Evaluate", "Export")
+STEPS = ("Data", "Model", "Train", "Evaluate", "Export", "Predict")
 HINTS = {
     "Data": "Choose a folder of labelled images",
     "Model": "Pick a pretrained model and how much to freeze",
     "Train": "Train in the background and watch it learn",
     "Evaluate": "Inspect the mistakes and fix the data",
     "Export": "Save a model file that runs anywhere",
+    "Predict": "Classify new images with the trained model",
 }
 
 

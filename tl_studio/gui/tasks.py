@@ -125,6 +125,9 @@ class TaskRunner(QObject):
     def _forget(self, task: Task) -> None:
         if task in self.tasks:
             self.tasks.remove(task)
+        # "finished" is emitted from the thread just before it exits; deleting a QThread that has not
+        # quite returned aborts the process, so join it first (immediate at this point).
+        task.thread.wait()
         task.deleteLater()
 
     def shutdown(self, timeout_ms: int = 60_000) -> None:

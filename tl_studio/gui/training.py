@@ -174,6 +174,7 @@ class TrainingController(QObject):
     def _thread_done(self) -> None:
         thread, self.thread, self.worker = self.thread, None, None
         if thread is not None:
+            thread.wait()  # finished is emitted just before the thread returns; never delete it earlier
             thread.deleteLater()
 
     def pause(self) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from PySide6.QtCore import Signal
 from PySide6.QtGui import QFontDatabase, QGuiApplication
 from PySide6.QtWidgets import (QButtonGroup, QFileDialog, QFormLayout, QGroupBox, QHBoxLayout, QLabel, QLineEdit,
                                QMessageBox, QPlainTextEdit, QPushButton, QRadioButton, QVBoxLayout, QWidget)
@@ -60,6 +61,8 @@ def snippet_for(fmt: str, path: Path) -> str:
 
 
 class ExportPage(QWidget):
+    exported = Signal(object)  # ExportReport
+
     def __init__(self, session, parent=None):
         super().__init__(parent)
         self.session = session
@@ -166,6 +169,7 @@ class ExportPage(QWidget):
         self.result.setText(f"Wrote {report.path} ({size:.1f} MB) in {report.seconds:.1f} s.\n{report.check.describe()}")
         self.snippet.setPlainText(snippet_for(fmt, report.path))
         self.session.say(f"Exported {report.path.name}.")
+        self.exported.emit(report)
 
     def _failed(self, message: str) -> None:
         self.export_button.setEnabled(True)

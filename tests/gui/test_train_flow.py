@@ -1,0 +1,81 @@
+"""The app as a user drives it, offscreen: open a folder, train two epochs with live curves and
+sample predictions, stop a run midway, export the model."""
+
+from __future__ import annotations
+
+import pytest
+from PySide6.QtWidgets import QApplication, QMainWindow, QProgressBar, QPushButton, QSpinBox
+
+from tl_studio.gui import app as gui_app
+
+RUN_TIMEOUT_MS = 240_000
+
+
+def find(window, kind, name):
+    widget = window.findChild(kind, name)
+    assert widget is not None, f"no {kind.__name__} named {name}"
+    return widget
+
+
+@pytest.fixture
+def window(qtbot, tiny_dataset):
+    assert gui_app.main([str(tiny_dataset)]) == 0  # reuses the test's QApplication and returns
+    windows = [w for w in QApplication.topLevelWidgets()
+               if isinstance(w, QMainWindow) and w.objectName() == "MainWindow" and w.isVisible()]
+    assert len(windows) == 1
+    main_window = windows[0]
+    qtbot.waitUntil(lambda: main_window.session.scan is not None, timeout=30_000)
+    # small and fast: 64 px images, no loader processes
+    main_window.session.update_config(img_size=64, workers=0, batch_size=8)
+    yield main_window
+    with qtbot.waitSignal(main_window.destroyed, timeout=60_000):
+        main_window.close()
+
+
+def test_two_epochs_fill_the_curves_and_the_sample_grid(window, qtbot):
+    page = window.pages["Train"]
+    find(window, QSpinBox, "epochsSpin").setValue(2)
+    start, stop = find(window, QPushButton, "startButton"), find(window, QPushButton, "stopButton")
+    progress = find(window, QProgressBar, "trainProgress")
+    assert not stop.isEnabled()
+    with qtbot.waitSignal(page.runFinished, timeout=RUN_TIMEOUT_MS) as finished:
+        start.click()
+        qtbot.waitUntil(stop.isEnabled, timeout=5000)
+    assert finished.args[0].status == "completed", finished.args[0].message
+    assert progress.value() == progress.maximum() > 0
+    counts = page.curves.point_counts()
+    assert counts["batch"] > 0 and counts["val_loss"] == 2 and counts["val_acc"] == 2
+    assert page.samples.shown_count() > 0
+    assert not stop.isEnabled() and start.isEnabled()
+    assert window.session.model_file is not None and window.session.model_file.is_file()
+
+
+def test_stop_midway_returns_the_ui_to_idle(window, qtbot):
+    page = window.pages["Train"]
+    window.session.update_config(epochs=30, feature_cache=False, augment="none")
+    start, stop = find(window, QPushButton, "startButton"), find(window, QPushButton, "stopButton")
+    with qtbot.waitSignal(page.controller.batches, timeout=RUN_TIMEOUT_MS):
+        start.click()
+    assert stop.isEnabled() and not start.isEnabled()
+    with qtbot.waitSignal(page.runFinished, timeout=RUN_TIMEOUT_MS) as finished:
+        stop.click()
+    assert finished.args[0].status == "stopped"
+    assert start.isEnabled() and not stop.isEnabled()
+    assert not page.controller.active or page.controller._run_done
+
+
+def test_export_writes_a_file_that_loads(window, qtbot, tmp_path):
+    from tl_studio.core.export import load_model_file
+
+    train, export = window.pages["Train"], window.pages["Export"]
+    window.session.update_config(epochs=1)
+    with qtbot.waitSignal(train.runFinished, timeout=RUN_TIMEOUT_MS):
+        find(window, QPushButton, "startButton").click()
+    export.format_buttons.button(1).setChecked(True)  # ONNX
+    export.path_edit.setText(str(tmp_path / "exported.onnx"))
+    with qtbot.waitSignal(export.exported, timeout=RUN_TIMEOUT_MS):
+        find(window, QPushButton, "exportButton").click()
+    model = load_model_file(tmp_path / "exported.onnx")
+    assert model.classes == ["blue", "green", "red"]
+    assert "passed" in export.result.text()
+    assert "onnxruntime" in export.snippet.toPlainText()
