@@ -30,3 +30,23 @@ def overfitting_hint(history: Sequence, freeze: str = "all", augment: str = "sta
     advice.append("more training images")
     return (f"The model is starting to overfit: val loss has risen for {streak} epochs while train loss "
             f"fell. Try " + ", ".join(advice[:-1]) + f" or {advice[-1]}.")
+
+
+def freeze_hint(train_images: int, num_classes: int, frozen: int, num_stages: int) -> str:
+    """One line of transfer-learning practice for the chosen freeze depth: few images (and a domain
+    like ImageNet's photos) -> freeze more; many images or a distant domain -> fine-tune more."""
+    per_class = train_images / max(1, num_classes)
+    share = frozen / max(1, num_stages)
+    if per_class < 100:
+        if share < 0.5:
+            return (f"Only ~{per_class:.0f} training images per class: fine-tuning this much risks overfitting. "
+                    f"Freeze more, unless your images look nothing like everyday photos.")
+        return (f"~{per_class:.0f} training images per class: a frozen backbone with a new head is the safe "
+                f"start; unfreeze the last stages later if accuracy stalls.")
+    if per_class < 1000:
+        return (f"~{per_class:.0f} training images per class: freezing the early stages and fine-tuning the "
+                f"later ones usually works best; freeze more if your images resemble everyday photos.")
+    if share > 0.5:
+        return (f"~{per_class:.0f} training images per class: plenty to fine-tune more of the network, "
+                f"especially if your images differ from everyday photos (medical, satellite, microscopy).")
+    return f"~{per_class:.0f} training images per class: enough data to fine-tune most of the network."

@@ -449,3 +449,35 @@ def param_counts(model: nn.Module) -> tuple[int, int]:
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
     total = sum(p.numel() for p in model.parameters())
     return trainable, total
+
+
+# --- a model's stages at a glance (for choosing a freeze depth) ---------------------------------------------------
+
+
+@dataclass(frozen=True)
+class StageSummary:
+    """Stage names and parameter counts, enough to say what each freeze depth trains without the model."""
+
+    names: tuple[str, ...]
+    params: tuple[int, ...]
+    head_params: int
+    total_params: int
+
+    def trainable(self, depth: int | str) -> int:
+        """Parameters that train at this freeze depth: the head plus every stage after the frozen ones."""
+        count = len(self.names) if depth == "all" else int(depth)
+        return self.head_params + sum(self.params[count:]) + self._unassigned()
+
+    def _unassigned(self) -> int:
+        return self.total_params - self.head_params - sum(self.params)
+
+
+def summarize_stages(name: str, num_classes: int) -> StageSummary:
+    """Builds the architecture on the meta device (shapes only: instant even for the largest models, no
+    memory, no download) and reports its stages."""
+    with torch.device("meta"):
+        model = build_model(name, num_classes, "none")
+    stages = model_stages(model)
+    head = sum(p.numel() for p in head_of(model).parameters())
+    total = sum(p.numel() for p in model.parameters())
+    return StageSummary(tuple(s.name for s in stages), tuple(s.num_params for s in stages), head, total)

@@ -13,7 +13,7 @@ import logging
 import threading
 from typing import Callable
 
-from PySide6.QtCore import QObject, QThread, Signal, Slot
+from PySide6.QtCore import QObject, Qt, QThread, Signal, Slot
 
 from tl_studio.core.errors import Cancelled, UserError
 
@@ -70,7 +70,9 @@ class Task(QObject):
         self.worker.succeeded.connect(self._on_succeeded)
         self.worker.failed.connect(self._on_failed)
         self.worker.cancelled.connect(self._on_cancelled)
-        self.worker.done.connect(self.thread.quit)
+        # Direct: quit() is thread-safe, and a queued call would wait for the GUI thread, which may be
+        # blocked in wait() for this very thread (closing the window).
+        self.worker.done.connect(self.thread.quit, Qt.DirectConnection)
         self.thread.finished.connect(self.worker.deleteLater)
         self.thread.finished.connect(self.finished)
         self.running = False

@@ -12,7 +12,7 @@ import itertools
 import time
 from pathlib import Path
 
-from PySide6.QtCore import QObject, QThread, Signal, Slot
+from PySide6.QtCore import QObject, Qt, QThread, Signal, Slot
 
 from tl_studio.core import events
 from tl_studio.core.callbacks import Callback
@@ -148,7 +148,9 @@ class TrainingController(QObject):
         self.worker.moveToThread(self.thread)
         self._connect(self.worker)
         self.thread.started.connect(self.worker.run)
-        self.worker.finished.connect(self.thread.quit)
+        # Direct: quit() is thread-safe, and a queued call would need the GUI thread, which may be
+        # blocked waiting for this thread (stop_and_wait when the window closes).
+        self.worker.finished.connect(self.thread.quit, Qt.DirectConnection)
         self.thread.finished.connect(self.worker.deleteLater)
         self.thread.finished.connect(self._thread_done)
         self.thread.start()

@@ -1,0 +1,120 @@
+"""The model zoo as a sortable, filterable table: name, parameters, ImageNet accuracy, input size,
+relative speed and where the weights are."""
+
+from __future__ import annotations
+
+from PySide6.QtCore import QAbstractTableModel, QModelIndex, QSortFilterProxyModel, Qt
+from PySide6.QtWidgets import QAbstractItemView, QHeaderView, QTableView
+
+COLUMNS = ("Model", "Parameters", "ImageNet acc@1", "Input", "Relative cost", "Weights")
+WEIGHTS_TEXT = {"bundled": "bundled (offline)", "cached": "downloaded"}
+
+
+class ModelTableModel(QAbstractTableModel):
+    SortRole = Qt.UserRole + 1
+
+    def __init__(self, parent=None):
+        super().__init__(parent)
+        self.models: list = []
+        self.status: dict[str, str] = {}
+        self.reference_gflops = 1.0
+
+    def set_models(self, models: list, status: dict[str, str]) -> None:
+        self.beginResetModel()
+        self.models = list(models)
+        self.status = dict(status)
+        reference = next((m for m in self.models if m.bundled and m.gflops), None)
+        self.reference_gflops = reference.gflops if reference else 1.0
+        self.endResetModel()
+
+    def set_status(self, name: str, status: str) -> None:
+        self.status[name] = status
+        for row, info in enumerate(self.models):
+            if info.name == name:
+                self.dataChanged.emit(self.index(row, 5), self.index(row, 5))
+
+    def rowCount(self, parent=QModelIndex()) -> int:
+        return 0 if parent.isValid() else len(self.models)
+
+    def columnCount(self, parent=QModelIndex()) -> int:
+        return len(COLUMNS)
+
+    def headerData(self, section, orientation, role=Qt.DisplayRole):
+        if orientation == Qt.Horizontal and role == Qt.DisplayRole:
+            return COLUMNS[section]
+        if orientation == Qt.Horizontal and role == Qt.ToolTipRole:
+            return ("Compute per image relative to efficientnet_lite0 (from GFLOPS): a rough guide to "
+                    "training and prediction time" if section == 4 else None)
+        return None
+
+    def data(self, index: QModelIndex, role=Qt.DisplayRole):
+        if not index.isValid():
+            return None
+        info = self.models[index.row()]
+        column = index.column()
+        if role == Qt.DisplayRole:
+            return self._text(info, column)
+        if role == self.SortRole:
+            return self._sort_key(info, column)
+        if role == Qt.TextAlignmentRole and column in (1, 2, 3, 4):
+            return int(Qt.AlignRight | Qt.AlignVCenter)
+        if role == Qt.ToolTipRole:
+            return f"{info.name}: {info.family}, weights {info.weights_name or 'bundled'}"
+        return None
+
+    def _text(self, info, column: int) -> str:
+        if column == 0:
+            return info.name
+        if column == 1:
+            return f"{info.num_params / 1e6:.1f} M"
+        if column == 2:
+            return f"{info.acc1:.1f} %" if info.acc1 is not None else "—"
+        if column == 3:
+            return f"{info.crop_size} px"
+        if column == 4:
+            return f"{info.gflops / self.reference_gflops:.1f}x" if info.gflops else "—"
+        status = self.status.get(info.name, "missing")
+        if status == "missing":
+            return f"download {info.file_size_mb:.0f} MB" if info.file_size_mb else "download"
+        return WEIGHTS_TEXT.get(status, status)
+
+    def _sort_key(self, info, column: int):
+        keys = (info.name, info.num_params, info.acc1 or 0.0, info.crop_size, info.gflops or 0.0,
+                self.status.get(info.name, "missing"))
+        return keys[column]
+
+    def row_of(self, name: str) -> int:
+        return next((row for row, info in enumerate(self.models) if info.name == name), -1)
+
+
+class ModelFilter(QSortFilterProxyModel):
+    """Filters on every word of the filter text (name or family), sorts numbers as numbers."""
+
+    def __init__(self, parent=None):
+        super().__init__(parent)
+        self.setSortRole(ModelTableModel.SortRole)
+        self.words: list[str] = []
+
+    def set_text(self, text: str) -> None:
+        self.words = text.lower().split()
+        self.invalidateFilter()
+
+    def filterAcceptsRow(self, row: int, parent: QModelIndex) -> bool:
+        info = self.sourceModel().models[row]
+        haystack = f"{info.name} {info.family}".lower()
+        return all(word in haystack for word in self.words)
+
+
+def model_table_view(proxy: ModelFilter) -> QTableView:
+    view = QTableView()
+    view.setObjectName("modelTable")
+    view.setModel(proxy)
+    view.setSelectionBehavior(QAbstractItemView.SelectRows)
+    view.setSelectionMode(QAbstractItemView.SingleSelection)
+    view.setSortingEnabled(True)
+    view.sortByColumn(-1, Qt.AscendingOrder)  # the registry's own order: the default model first
+    view.verticalHeader().hide()
+    view.setEditTriggers(QAbstractItemView.NoEditTriggers)
+    view.horizontalHeader().setSectionResizeMode(0, QHeaderView.Stretch)
+    view.setAlternatingRowColors(True)
+    return view

@@ -1,0 +1,73 @@
+"""A diagram of a model's stages from input to output: frozen stages greyed, trainable ones in
+colour, the new head highlighted. Box widths follow each stage's share of the parameters."""
+
+from __future__ import annotations
+
+import math
+
+from PySide6.QtCore import QRectF, QSize, Qt
+from PySide6.QtGui import QColor, QPainter, QPen
+from PySide6.QtWidgets import QSizePolicy, QWidget
+
+from tl_studio.gui.theme import SERIES, is_dark
+
+
+class StageDiagram(QWidget):
+    def __init__(self, parent=None):
+        super().__init__(parent)
+        self.setObjectName("stageDiagram")
+        self.stages: list[tuple[str, int]] = []  # (name, parameters)
+        self.head_params = 0
+        self.frozen = 0
+        self.setMinimumHeight(70)
+        self.setSizePolicy(QSizePolicy.Expanding, QSizePolicy.Fixed)
+
+    def sizeHint(self) -> QSize:
+        return QSize(500, 78)
+
+    def set_stages(self, stages: list[tuple[str, int]], head_params: int) -> None:
+        self.stages, self.head_params = list(stages), head_params
+        self.update()
+
+    def set_frozen(self, count: int) -> None:
+        self.frozen = count
+        self.update()
+
+    def _weights(self) -> list[float]:
+        # sqrt keeps small stages visible next to huge ones
+        sizes = [p for _, p in self.stages] + [self.head_params]
+        return [math.sqrt(max(p, 1)) + 0.15 * math.sqrt(max(sizes) or 1) for p in sizes]
+
+    def paintEvent(self, event) -> None:
+        if not self.stages:
+            return
+        painter = QPainter(self)
+        painter.setRenderHint(QPainter.Antialiasing)
+        weights = self._weights()
+        gap, height = 4.0, self.height() - 28.0
+        usable = self.width() - gap * (len(weights) - 1) - 2
+        x = 1.0
+        for index, weight in enumerate(weights):
+            width = usable * weight / sum(weights)
+            is_head = index == len(self.stages)
+            name = "head" if is_head else self.stages[index][0]
+            self._box(painter, QRectF(x, 4, width, height), name, is_head, index < self.frozen)
+            x += width + gap
+        painter.setPen(self.palette().text().color())
+        painter.drawText(QRectF(0, height + 8, self.width(), 16), Qt.AlignLeft, "input →")
+        painter.drawText(QRectF(0, height + 8, self.width(), 16), Qt.AlignRight, "→ classes")
+        painter.end()
+
+    def _box(self, painter: QPainter, rect: QRectF, name: str, is_head: bool, frozen: bool) -> None:
+        if frozen:
+            fill = QColor(90, 90, 90) if is_dark() else QColor(205, 205, 205)
+            text = QColor(150, 150, 150) if is_dark() else QColor(110, 110, 110)
+        else:
+            fill = QColor(SERIES[1] if is_head else SERIES[0])
+            text = QColor("white")
+        painter.setPen(QPen(fill.darker(130), 1))
+        painter.setBrush(fill)
+        painter.drawRoundedRect(rect, 4, 4)
+        painter.setPen(text)
+        label = name if painter.fontMetrics().horizontalAdvance(name) < rect.width() - 4 else name[:1]
+        painter.drawText(rect, Qt.AlignCenter, label)
