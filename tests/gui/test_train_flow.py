@@ -4,6 +4,7 @@ sample predictions, stop a run midway, export the model."""
 from __future__ import annotations
 
 import pytest
+from shiboken6 import isValid
 from PySide6.QtWidgets import QApplication, QMainWindow, QProgressBar, QPushButton, QSpinBox
 
 from tl_studio.gui import app as gui_app
@@ -28,8 +29,8 @@ def window(qtbot, tiny_dataset):
     # small and fast: 64 px images, no loader processes
     main_window.session.update_config(img_size=64, workers=0, batch_size=8)
     yield main_window
-    with qtbot.waitSignal(main_window.destroyed, timeout=60_000):
-        main_window.close()
+    main_window.close()  # the window deletes itself on close
+    qtbot.waitUntil(lambda: not isValid(main_window), timeout=60_000)
 
 
 def test_two_epochs_fill_the_curves_and_the_sample_grid(window, qtbot):

@@ -122,7 +122,9 @@ def _seed_worker(worker_id: int) -> None:
 
 
 def make_loader(dataset: Dataset, *, batch_size: int, shuffle: bool, workers: int, seed: int,
-                pin_memory: bool = False, drop_last: bool = False, mp_context: str | None = None) -> DataLoader:
+                pin_memory: bool = False, drop_last: bool = False, mp_context=None) -> DataLoader:
+    """``mp_context``: how worker processes start (None: the platform default; the GUI passes a fork
+    server context, see gui/training.py)."""
     generator = torch.Generator()
     generator.manual_seed(seed)
     return DataLoader(

@@ -51,13 +51,17 @@ def plan_phases(config: TrainConfig) -> list[Phase]:
 
 class Trainer:
     def __init__(self, config: TrainConfig, run_dir: Path, callbacks=(), control: RunControl | None = None, *,
-                 scan=None, mp_context: str | None = None, strict_callbacks: bool = False):
+                 scan=None, mp_context=None, model_file_writer=None, strict_callbacks: bool = False):
+        """``model_file_writer(run_dir, path) -> path`` replaces the in-process export of model.pt2
+        (the GUI writes it in a child process, see gui/processes.py); ``mp_context`` is how loader
+        worker processes start."""
         self.config = config.validate()
         self.run_dir = Path(run_dir)
         self.callbacks = CallbackList(callbacks, strict=strict_callbacks)
         self.control = control or RunControl()
         self.scan = scan
         self.mp_context = mp_context
+        self.model_file_writer = model_file_writer
         self.state: RunState | None = None
         self.error: BaseException | None = None  # the unexpected exception behind a "failed" run
 
@@ -106,6 +110,8 @@ class Trainer:
         if state is None or state.best_epoch is None:
             return None, ""
         try:
+            if self.model_file_writer is not None:
+                return str(self.model_file_writer(self.run_dir, self.run_dir / MODEL_FILE)), ""
             return str(state.export_best(self.run_dir / MODEL_FILE)), ""
         except UserError as error:
             return None, str(error)

@@ -17,7 +17,7 @@ FEATURE_BATCH = 64  # inference only: larger batches than training are faster an
 
 
 class RunData:
-    def __init__(self, scan, config: TrainConfig, spec, device, mp_context: str | None = None):
+    def __init__(self, scan, config: TrainConfig, spec, device, mp_context=None):
         self.scan = scan
         self.config = config
         self.spec = spec

@@ -82,6 +82,13 @@ class MainWindow(QMainWindow):
         return page_class(self.session)
 
     def _after_shown(self) -> None:
+        """torch and the engine load now, in the background, so they are ready before the user
+        starts a run (an import holds Python's GIL for a moment; better now than mid-run)."""
+        from tl_studio.gui.libraries import load_libraries
+        from tl_studio.gui.tasks import TaskRunner
+
+        self.warm_up = TaskRunner(self)
+        self.warm_up.start(lambda report, cancelled: load_libraries(), "load-libraries")
         for page in self.pages.values():
             warm_up = getattr(page, "after_window_shown", None)
             if warm_up:
@@ -195,6 +202,8 @@ class MainWindow(QMainWindow):
                 event.ignore()
                 return
             self._stop_training_and_wait(train)
+        if hasattr(self, "warm_up"):
+            self.warm_up.shutdown()
         for page in self.pages.values():
             shutdown = getattr(page, "shutdown", None)
             if shutdown:

@@ -34,7 +34,10 @@ class _Worker(QObject):
 
     @Slot()
     def run(self) -> None:
+        from tl_studio.gui.libraries import load_libraries
+
         try:
+            load_libraries()  # one thread at a time imports torch (see libraries.py)
             result = self.fn(self.progress.emit, self.cancel_event.is_set)
         except Cancelled:
             self.cancelled.emit()

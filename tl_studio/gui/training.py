@@ -68,6 +68,15 @@ class SignalBridge(Callback):
         self._flush()
 
 
+def _leave_a_core_for_the_window() -> None:
+    """On the CPU, torch would take every core; one fewer keeps the window responsive."""
+    import os
+
+    import torch
+
+    torch.set_num_threads(max(1, (os.cpu_count() or 2) - 1))
+
+
 class TrainingWorker(QObject):
     # (run id, kind, payload): kind names a TrainingController signal; the payload is a frozen event
     # (for "batches", a tuple of BatchEnd)
@@ -88,16 +97,21 @@ class TrainingWorker(QObject):
 
     @Slot()
     def run(self) -> None:
-        from tl_studio.core.callbacks import MetricsCsvWriter
-        from tl_studio.core.engine import Trainer
+        from tl_studio.gui.libraries import load_libraries
 
         finished = None
         try:
-            # Loader workers start with "spawn" (not fork): forking a process that runs Qt threads
-            # is unsafe.
+            load_libraries()  # one thread at a time imports torch (see libraries.py)
+            from tl_studio.core.callbacks import MetricsCsvWriter
+            from tl_studio.core.engine import Trainer
+
+            _leave_a_core_for_the_window()
+            from tl_studio.gui.processes import child_process_context, write_model_file_in_child_process
+
             trainer = Trainer(self.config, self.run_dir,
                               [MetricsCsvWriter(self.run_dir / "metrics.csv"), SignalBridge(self)],
-                              self.control, scan=self.scan, mp_context="spawn")
+                              self.control, scan=self.scan, mp_context=child_process_context(),
+                              model_file_writer=write_model_file_in_child_process)
             finished = trainer.fit(resume=self.resume)
         except Exception as error:  # set-up errors before the engine's own reporting (e.g. bad config)
             finished = events.RunFinished("failed", 0, None, None, None, 0.0, str(error))

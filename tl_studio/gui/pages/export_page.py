@@ -140,7 +140,7 @@ class ExportPage(QWidget):
             self.path_edit.setText(path if path.endswith(ext) else path + ext)
 
     def export(self) -> None:
-        from tl_studio.core.runs import export_run
+        from tl_studio.gui.processes import export_in_child_process
 
         if self.session.run_dir is None or (self.task is not None and self.task.running):
             return
@@ -157,8 +157,9 @@ class ExportPage(QWidget):
         self.export_button.setEnabled(False)
         self.result.setText(f"Exporting to {out.name} and checking it against the app…")
         self.session.say(f"Exporting {fmt}…")
-        self.task = self.tasks.start(lambda report, cancelled: export_run(run_dir, fmt, out, overwrite=overwrite),
-                                     "export")
+        # in a child process: torch.export holds the GIL long enough to freeze the window
+        self.task = self.tasks.start(
+            lambda report, cancelled: export_in_child_process(run_dir, fmt, out, overwrite=overwrite), "export")
         self.task.succeeded.connect(lambda report: self._exported(report, fmt))
         self.task.failed.connect(self._failed)
 

@@ -1,0 +1,34 @@
+"""Loading torch and friends once, in the background, one thread at a time.
+
+The window shows before torch is imported (start-up time). Afterwards several background tasks may
+need torch at the same moment (the model catalogue, the device list, a training run); Python's
+per-module import locks do not protect packages with import cycles such as torchvision from two
+threads importing them at once ("partially initialized module"). Every background task therefore
+calls ``load_libraries()`` first: the first caller imports, the others wait for it.
+"""
+
+from __future__ import annotations
+
+import threading
+
+_lock = threading.Lock()
+_loaded = False
+
+
+def load_libraries() -> None:
+    global _loaded
+    if _loaded:
+        return
+    with _lock:
+        if _loaded:
+            return
+        import importlib
+
+        for name in ("torch", "torchvision", "torchvision.transforms.v2", "timm", "tl_studio.core.engine",
+                     "tl_studio.core.models", "tl_studio.core.export"):
+            importlib.import_module(name)
+        _loaded = True
+
+
+def libraries_loaded() -> bool:
+    return _loaded
