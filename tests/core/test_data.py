@@ -407,3 +407,15 @@ def test_to_dict_is_json_with_relative_problem_paths(tmp_path):
     assert report["problems"] == [{"path": "cats/bad.jpg", "reason": report["problems"][0]["reason"],
                                    "kind": "not_image"}]
     assert report["imbalance_ratio"] == 7.0
+
+
+def test_the_excluded_folder_is_not_a_class(tmp_path):
+    """Images set aside from the Evaluate step live in _excluded/; a rescan must not learn them."""
+    from tl_studio.core.data import EXCLUDED_FOLDER, scan_dataset
+    from tests.helpers import make_image_folder
+
+    data = make_image_folder(tmp_path / "d", classes=("red", "blue"), per_class=4)
+    make_image_folder(data, classes=(EXCLUDED_FOLDER,), per_class=2, seed=3)
+    scan = scan_dataset(data)
+    assert scan.classes == ("blue", "red") and len(scan.records) == 8
+    assert not scan.problems

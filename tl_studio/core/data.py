@@ -42,6 +42,9 @@ SPLIT_FOLDER_NAMES = {"train": "train", "val": "val", "valid": "val", "validatio
 IGNORED_NAMES = frozenset(("thumbs.db", "ehthumbs.db", "desktop.ini", "__macosx", "icon\r", "@eadir",
                            "$recycle.bin", "system volume information"))
 
+# Where the Evaluate step moves images the user excludes (never deleted); not a class.
+EXCLUDED_FOLDER = "_excluded"
+
 ProgressCallback = Callable[[int, "int | None"], None]
 CancelCallback = Callable[[], bool]
 
@@ -334,6 +337,8 @@ class _Scanner:
         """Visible sub-folders by name; images lying directly in ``folder`` are reported as unlabelled."""
         subfolders = {}
         for entry in self._visible_entries(folder):
+            if entry.is_dir() and entry.name == EXCLUDED_FOLDER:
+                continue  # images the user set aside from the Evaluate step: not a class
             if entry.is_dir() and self._first_visit(entry.path):
                 subfolders[entry.name] = entry.path
             elif entry.is_file() and _starts_like_an_image(entry.path):

@@ -330,13 +330,21 @@ def _phase_description(phase, report) -> str:
     return f"Training: {trainable}."
 
 
+RUN_FILES = {"config.json", "metrics.csv", ckpt.LAST, ckpt.BEST, "model.pt2"}
+
+
 def _existing_run(run_dir: Path, resume: bool) -> dict | None:
-    last = Path(run_dir) / ckpt.LAST
+    """The checkpoint to resume from; a new run only goes into a new or empty folder (or one left by a
+    run that never finished an epoch), so nothing the user keeps there is overwritten."""
+    run_dir = Path(run_dir)
+    last = run_dir / ckpt.LAST
     if resume:
         return ckpt.load_checkpoint(last)
     if last.exists():
         raise UserError(f"{run_dir} already holds a run; add --resume to continue it, "
                         f"or choose another output folder.")
+    if run_dir.is_dir() and any(p.name not in RUN_FILES and not p.name.startswith(".") for p in run_dir.iterdir()):
+        raise UserError(f"{run_dir} is not empty; choose a new or empty output folder for the run.")
     return None
 
 

@@ -1,0 +1,73 @@
+"""`tl-studio evaluate`: its JSON equals plain-torch figures on the same images; the report; mistakes."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from tests.evaluation_helpers import (CLASSES, copy_dataset, hand_metrics, one_torch_thread, plain_torch_probabilities,
+                                      tiny_model)
+from tests.helpers import make_image, make_image_folder
+from tl_studio.cli.main import main
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _one_thread():
+    yield from one_torch_thread()
+
+
+@pytest.fixture(scope="module")
+def model(tmp_path_factory):
+    return tiny_model(tmp_path_factory)
+
+
+def _images_by_class(folder):
+    paths, labels = [], []
+    for label, name in enumerate(CLASSES):
+        for path in sorted((folder / name).glob("*.jpg")):  # absent classes have no images
+            paths.append(path)
+            labels.append(label)
+    return paths, np.array(labels)
+
+
+def test_json_equals_plain_torch_on_a_plain_folder(model, tmp_path, capsys):
+    # A separate test folder with two of the model's classes, whose positions in the folder's own sorted
+    # class list (green, purple, red) differ from the model's (blue, green, red), and a class it does not know.
+    test_dir = make_image_folder(tmp_path / "test", classes=("green", "red"), per_class=3, size=64, seed=5)
+    make_image(test_dir / "purple" / "p.jpg", (140, 50, 160))
+    assert main(["evaluate", str(model.model_file), str(test_dir), "--json"]) == 0
+    out, err = capsys.readouterr()
+    report = json.loads(out)
+    assert "purple (1)" in err and report["skipped_classes"] == {"purple": 1}
+    paths, labels = _images_by_class(test_dir)
+    expected = hand_metrics(labels, plain_torch_probabilities(model.model_file, paths).argmax(axis=1), len(CLASSES))
+    assert report["num_images"] == 6 and report["classes"] == list(CLASSES)
+    assert [c["support"] for c in report["per_class"]] == [0, 3, 3]
+    assert report["confusion_matrix"] == expected["matrix"]
+    assert report["accuracy"] == pytest.approx(expected["accuracy"])
+    assert report["macro_f1"] == pytest.approx(expected["macro_f1"])
+    assert [c["name"] for c in report["per_class"]] == list(CLASSES)
+    for ours, theirs in zip(report["per_class"], expected["per_class"]):
+        assert {k: ours[k] for k in theirs} == pytest.approx(theirs)
+
+
+def test_presplit_folder_defaults_to_val_and_prints_a_report(model, tmp_path, capsys):
+    data = make_image_folder(tmp_path / "split", classes=CLASSES, per_class=2, size=64, splits=("train", "val"))
+    assert main(["evaluate", str(model.model_file), str(data)]) == 0
+    out = capsys.readouterr().out
+    assert "Evaluated 6 images (the val split of" in out
+    assert "Accuracy" in out and "Confusion matrix" in out and all(name in out for name in CLASSES)
+    assert main(["evaluate", str(model.model_file), str(data), "--split", "all", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["num_images"] == 12
+
+
+def test_user_mistakes_get_one_sentence(model, tmp_path, capsys):
+    assert main(["evaluate", str(tmp_path / "missing.pt2"), str(model.data_dir)]) == 2
+    assert "No model file" in capsys.readouterr().err
+    assert main(["evaluate", str(model.model_file), str(tmp_path / "nowhere")]) == 2
+    assert "does not exist" in capsys.readouterr().err
+    data = copy_dataset(model.data_dir, tmp_path / "data")
+    assert main(["evaluate", str(model.model_file), str(data), "--split", "test"]) == 2
+    assert "test split" in capsys.readouterr().err

@@ -1,0 +1,129 @@
+"""Evaluation: the metrics against hand computation, the rankings, and a real model file's figures against
+plain torch on the same images."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from tests.evaluation_helpers import (CLASSES, copy_dataset, hand_metrics, one_torch_thread, plain_torch_probabilities,
+                                     tiny_model)
+from tests.helpers import make_image
+from tl_studio.core import eval_metrics
+from tl_studio.core.errors import UserError
+from tl_studio.core.evaluation import Evaluation, EvaluationSet, evaluate, evaluation_set, scan_for_model
+
+# 6 images, 3 classes. Rows: probabilities; the comment says true -> predicted.
+PROBABILITIES = np.array([
+    [0.90, 0.05, 0.05],  # 0 -> 0
+    [0.40, 0.50, 0.10],  # 0 -> 1 (a hesitant mistake)
+    [0.05, 0.90, 0.05],  # 1 -> 1
+    [0.97, 0.02, 0.01],  # 1 -> 0 (a confident mistake)
+    [0.10, 0.20, 0.70],  # 2 -> 2
+    [0.30, 0.10, 0.60],  # 2 -> 2
+])
+TRUE = np.array([0, 0, 1, 1, 2, 2])
+
+
+def small_evaluation() -> Evaluation:
+    paths = tuple(f"/data/{i}.jpg" for i in range(len(TRUE)))
+    return Evaluation(("a", "b", "c"), paths, TRUE, PROBABILITIES)
+
+
+def test_metrics_equal_a_hand_computation():
+    evaluation = small_evaluation()
+    # Worked out on paper: a: P=1/2 R=1/2, b: P=1/2 R=1/2, c: P=1 R=1.
+    assert evaluation.confusion_matrix().tolist() == [[1, 1, 0], [1, 1, 0], [0, 0, 2]]
+    assert evaluation.accuracy == pytest.approx(4 / 6)
+    metrics = evaluation.per_class()
+    assert [(m.precision, m.recall, m.f1, m.support) for m in metrics] == \
+        [pytest.approx((0.5, 0.5, 0.5, 2)), pytest.approx((0.5, 0.5, 0.5, 2)), pytest.approx((1.0, 1.0, 1.0, 2))]
+    assert evaluation.macro_f1 == pytest.approx(2 / 3)
+    assert hand_metrics(TRUE, evaluation.predicted, 3)["macro_f1"] == pytest.approx(evaluation.macro_f1)
+
+
+def test_a_class_absent_from_the_set_does_not_count_in_macro_f1():
+    matrix = np.array([[3, 1, 0], [0, 4, 0], [0, 0, 0]])
+    metrics = eval_metrics.per_class_metrics(matrix, ["a", "b", "c"])
+    assert metrics[2].support == 0 and metrics[2].f1 == 0.0
+    assert eval_metrics.macro_f1(matrix, metrics) == pytest.approx((metrics[0].f1 + metrics[1].f1) / 2)
+
+
+def test_cell_top_losses_and_likely_mislabelled():
+    evaluation = small_evaluation()
+    assert evaluation.cell(1, 0) == [3]
+    assert evaluation.cell(2, 2) == [5, 4]  # the higher loss first (0.6 < 0.7 for the true class)
+    assert evaluation.top_losses() == [3, 1]  # 97 % sure and wrong comes before 50 % sure and wrong
+    suspects = evaluation.likely_mislabelled()
+    assert suspects[0].index == 3 and suspects[0].suggested == 0  # labelled b, the model says a
+    assert suspects[0].given_probability == pytest.approx(0.02)
+    assert 2 not in {s.index for s in suspects}  # confidently right: not a suspect
+
+
+def test_metrics_csv_has_every_class_and_the_totals():
+    lines = small_evaluation().metrics_csv().splitlines()
+    assert lines[0] == "class,precision,recall,f1,support"
+    assert [line.split(",")[0] for line in lines[1:]] == ["a", "b", "c", "accuracy", "macro avg"]
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _one_thread():
+    yield from one_torch_thread()
+
+
+@pytest.fixture(scope="module")
+def model(tmp_path_factory):
+    return tiny_model(tmp_path_factory)
+
+
+def test_evaluate_equals_plain_torch(model):
+    from tl_studio.core.export import load_model_file
+
+    model_file = load_model_file(model.model_file)
+    scan = scan_for_model(model.data_dir, model_file.metadata)
+    chosen = evaluation_set(scan, "all", model_file.classes)
+    result = evaluate(model_file.predict, chosen)
+    expected = plain_torch_probabilities(model.model_file, chosen.paths)
+    np.testing.assert_allclose(result.probabilities, expected, atol=1e-6)
+    reference = hand_metrics(np.array(chosen.labels), expected.argmax(axis=1), len(CLASSES))
+    assert result.confusion_matrix().tolist() == reference["matrix"]
+    assert result.accuracy == pytest.approx(reference["accuracy"])
+    assert result.macro_f1 == pytest.approx(reference["macro_f1"])
+    assert [m.support for m in result.per_class()] == [10, 10, 10]
+
+
+def test_val_split_is_the_split_the_model_was_trained_against(model):
+    from tl_studio.core.config import TrainConfig
+    from tl_studio.core.data import scan_dataset
+
+    metadata = {"training_config": TrainConfig(val_fraction=0.3, seed=7).to_dict()}
+    scan = scan_for_model(model.data_dir, metadata)
+    same = scan_dataset(model.data_dir, val_fraction=0.3, seed=7)
+    assert scan.split("val") == same.split("val")
+
+
+def test_unknown_classes_are_skipped_and_unreadable_files_reported(model, tmp_path):
+    from tl_studio.core.data import scan_dataset
+    from tl_studio.core.export import load_model_file
+
+    data = copy_dataset(model.data_dir, tmp_path / "data")
+    for i in range(3):
+        make_image(data / "purple" / f"p{i}.jpg", (140, 50, 160), seed=i)
+    model_file = load_model_file(model.model_file)
+    chosen = evaluation_set(scan_dataset(data), "all", model_file.classes)
+    assert chosen.unknown == {"purple": 3} and "purple (3)" in chosen.describe_unknown()
+    broken = tmp_path / "broken.jpg"
+    broken.write_bytes(b"\xff\xd8\xff not really a jpeg")
+    mixed = EvaluationSet((chosen.paths[0], broken, chosen.paths[-1]), (chosen.labels[0], 0, chosen.labels[-1]),
+                          chosen.classes)
+    result = evaluate(model_file.predict, mixed)
+    assert len(result.paths) == 2 and [path for path, _ in result.failed] == [str(broken)]
+
+
+def test_a_folder_with_none_of_the_models_classes_is_a_user_error(tmp_path):
+    from tests.helpers import make_image_folder
+    from tl_studio.core.data import scan_dataset
+
+    scan = scan_dataset(make_image_folder(tmp_path / "other", classes=("yellow", "purple"), per_class=2))
+    with pytest.raises(UserError, match="none of the classes|None of the classes"):
+        evaluation_set(scan, "all", list(CLASSES))

@@ -1,0 +1,126 @@
+"""The Evaluate step as a user drives it, offscreen: evaluate in the background, click a confusion-matrix
+cell to see exactly its images, move an image to another class (the Data step sees it) and undo, and
+look at an image with Grad-CAM."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from PySide6.QtWidgets import QMessageBox
+
+from tests.evaluation_helpers import copy_dataset, one_torch_thread, plain_torch_probabilities, tiny_model
+from tl_studio.core.data import scan_dataset
+from tl_studio.core.dataset_edit import EXCLUDED
+from tl_studio.gui.pages.evaluate_page import EvaluatePage
+from tl_studio.gui.session import Session
+
+TIMEOUT_MS = 120_000
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _one_thread():
+    yield from one_torch_thread()
+
+
+@pytest.fixture(scope="module")
+def model(tmp_path_factory):
+    return tiny_model(tmp_path_factory)
+
+
+@pytest.fixture
+def page(qtbot, model, tmp_path, monkeypatch):
+    data = copy_dataset(model.data_dir, tmp_path / "data")  # the test moves files: never the shared original
+    session = Session()
+    session.set_dataset(scan_dataset(data))
+    session.set_run(model.run_dir, model.model_file)
+    monkeypatch.setattr(QMessageBox, "question", lambda *args, **kwargs: QMessageBox.Yes)
+    evaluate_page = EvaluatePage(session)
+    qtbot.addWidget(evaluate_page)
+    evaluate_page.source_box.setCurrentIndex(evaluate_page.source_box.findData("all"))
+    with qtbot.waitSignal(evaluate_page.evaluated, timeout=TIMEOUT_MS):
+        evaluate_page.evaluate_button.click()
+    yield evaluate_page
+    evaluate_page.shutdown()
+
+
+def test_the_matrix_shows_the_plain_torch_counts(page, model):
+    evaluation = page.evaluation
+    expected = plain_torch_probabilities(model.model_file, evaluation.paths).argmax(axis=1)
+    matrix = page.matrix
+    assert matrix.objectName() == "confusionMatrix" and matrix.model().rowCount() == 3
+    for t in range(3):
+        row_total = int((evaluation.true == t).sum())
+        for p in range(3):
+            count = int(((evaluation.true == t) & (expected == p)).sum())
+            text = matrix.cell_text(t, p)
+            assert text.split("\n")[0] == str(count)
+            if count:
+                assert text.split("\n")[1] == f"{count / row_total:.0%}"
+    assert page.metrics.model.rowCount() == 3 and "Accuracy" in page.metrics.overall.text()
+
+
+def test_clicking_a_cell_shows_exactly_its_images_by_loss(page):
+    evaluation = page.evaluation
+    predicted = evaluation.predicted
+    for t in range(3):
+        for p in range(3):
+            page.matrix.choose_cell(t, p)
+            shown = [item.index for item in page.cell_gallery.items]
+            members = set(np.flatnonzero((evaluation.true == t) & (predicted == p)).tolist())
+            assert set(shown) == members and len(shown) == len(members)
+            losses = [float(evaluation.losses[i]) for i in shown]
+            assert losses == sorted(losses, reverse=True)
+            assert page.tabs.currentWidget() is page.cell_gallery
+
+
+def test_move_to_another_class_updates_the_dataset_and_undo_restores_it(page, qtbot):
+    session, gallery = page.session, page.cell_gallery
+    page.matrix.choose_cell(0, int(page.evaluation.predicted[page.evaluation.true == 0][0]))
+    first = gallery.items[0]
+    original = first.path
+    source_class = page.evaluation.classes[0]
+    target = next(name for name in page.evaluation.classes if name != source_class)
+    gallery.select_rows([0])
+    gallery.class_box.setCurrentText(target)
+    with qtbot.waitSignal(session.datasetChanged, timeout=TIMEOUT_MS) as changed:
+        gallery.move_button.click()
+    moved_to = page.current_paths[first.index]
+    assert not _exists(original) and _exists(moved_to) and f"/{target}/" in moved_to
+    counts = changed.args[0].class_counts()
+    assert counts[source_class] == 9 and counts[target] == 11
+    assert gallery.items[0].caption == f"moved → {target}" and gallery.undo_button.isEnabled()
+    with qtbot.waitSignal(session.datasetChanged, timeout=TIMEOUT_MS) as changed:
+        gallery.undo_button.click()
+    assert _exists(original) and not _exists(moved_to)
+    assert changed.args[0].class_counts()[source_class] == 10
+    assert page.current_paths[first.index] == original and not gallery.undo_button.isEnabled()
+
+
+def test_exclude_keeps_the_file_out_of_the_classes(page, qtbot):
+    gallery = page.loss_gallery if page.loss_gallery.items else page.suspect_gallery
+    if not gallery.items:  # a perfect model: take any image through a diagonal cell
+        page.matrix.choose_cell(0, 0)
+        gallery = page.cell_gallery
+    gallery.select_rows([0])
+    with qtbot.waitSignal(page.session.datasetChanged, timeout=TIMEOUT_MS) as changed:
+        gallery.exclude_button.click()
+    scan = changed.args[0]
+    assert EXCLUDED not in scan.classes and len(scan.records) == 29
+    assert (scan.root / EXCLUDED).is_dir() and len(list((scan.root / EXCLUDED).iterdir())) == 1
+
+
+def test_the_image_view_shows_probabilities_and_grad_cam(page, qtbot):
+    detail = page.open_image(0)
+    qtbot.waitUntil(lambda: "image" in detail.arrays, timeout=TIMEOUT_MS)
+    assert detail.chart.bars is not None and not detail.showing_overlay()
+    with qtbot.waitSignal(detail.camFinished, timeout=TIMEOUT_MS):
+        detail.cam_toggle.setChecked(True)
+    assert detail.showing_overlay()
+    assert detail.arrays["overlay"].shape == detail.arrays["image"].shape
+    detail.close()
+
+
+def _exists(path: str) -> bool:
+    from pathlib import Path
+
+    return Path(path).is_file()

@@ -1,0 +1,85 @@
+"""The Predict step: a folder with a broken file gets a row that says why, the other images are classified
+exactly like the model file does, the table sorts by confidence, and the CSV has every row."""
+
+from __future__ import annotations
+
+import csv
+
+import numpy as np
+import pytest
+from PySide6.QtCore import Qt
+
+from tests.evaluation_helpers import one_torch_thread, plain_torch_probabilities, tiny_model
+from tests.helpers import make_image
+from tl_studio.gui.pages.predict_page import PredictPage
+from tl_studio.gui.session import Session
+
+TIMEOUT_MS = 120_000
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _one_thread():
+    yield from one_torch_thread()
+
+
+@pytest.fixture(scope="module")
+def model(tmp_path_factory):
+    return tiny_model(tmp_path_factory)
+
+
+@pytest.fixture
+def page(qtbot, model):
+    session = Session()
+    session.set_run(model.run_dir, model.model_file)
+    predict_page = PredictPage(session)
+    qtbot.addWidget(predict_page)
+    yield predict_page
+    predict_page.shutdown()
+
+
+def test_a_broken_file_gets_its_reason_and_the_rest_go_on(page, qtbot, model, tmp_path):
+    folder = tmp_path / "new"
+    good = [make_image(folder / f"img{i}.jpg", colour, seed=i)
+            for i, colour in enumerate([(200, 40, 40), (40, 180, 60), (40, 60, 200)])]
+    (folder / "broken.jpg").write_bytes(b"\xff\xd8\xff this is not a photo")
+    with qtbot.waitSignal(page.predictionsFinished, timeout=TIMEOUT_MS) as finished:
+        page.add_paths([folder])
+    assert finished.args == [4]
+    rows = {row["path"]: row for row in page.rows()}
+    assert len(rows) == 4
+    broken = rows[str(folder / "broken.jpg")]
+    assert broken["error"] and not broken["labels"]
+    expected = plain_torch_probabilities(model.model_file, good)
+    classes = ["blue", "green", "red"]
+    for path, probabilities in zip(good, expected):
+        row = rows[str(path)]
+        assert not row["error"] and len(row["labels"]) == 3
+        assert row["labels"][0] == classes[int(probabilities.argmax())]
+        np.testing.assert_allclose(row["probs"], np.sort(probabilities)[::-1], atol=1e-6)
+    assert all(page.table_model.item(row, 0).data(Qt.DecorationRole) is not None for row in range(4))
+
+
+def test_sorting_by_confidence_and_csv_export(page, qtbot, tmp_path):
+    paths = [make_image(tmp_path / f"p{i}.jpg", (40 * i, 200 - 40 * i, 90), seed=i) for i in range(4)]
+    with qtbot.waitSignal(page.predictionsFinished, timeout=TIMEOUT_MS):
+        page.add_paths(paths)
+    page.table.sortByColumn(3, Qt.DescendingOrder)
+    confidences = [row["probs"][0] for row in page.rows()]
+    assert confidences == sorted(confidences, reverse=True)
+    out = tmp_path / "predictions.csv"
+    page.export(str(out))
+    with open(out, newline="") as handle:
+        table = list(csv.reader(handle))
+    assert table[0][:3] == ["path", "label1", "prob1"] and len(table) == 5
+    assert {row[0] for row in table[1:]} == {str(p) for p in paths}
+
+
+def test_no_model_asks_for_one(qtbot, monkeypatch):
+    from PySide6.QtWidgets import QMessageBox
+
+    told = []
+    monkeypatch.setattr(QMessageBox, "information", lambda *args: told.append(args[2]))
+    empty = PredictPage(Session())
+    qtbot.addWidget(empty)
+    empty.add_paths(["/anything.jpg"])
+    assert told and "model" in told[0] and not empty.running

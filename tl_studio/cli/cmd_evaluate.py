@@ -1,0 +1,61 @@
+"""``tl-studio evaluate MODEL_FILE DATA_DIR``: accuracy, per-class metrics and the confusion matrix of a
+trained model file on a folder of labelled images.
+
+DATA_DIR is scanned with the split settings the model was trained with, so ``--split val`` is the very
+validation split it was trained against. A pre-split folder (train/ and val/) is evaluated on its val
+split by default, a plain folder of classes on every image. Classes are matched to the model's by name.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+SPLITS = ("val", "test", "train", "all")
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("model_file", help="a model.pt2 (or .onnx / .ts) written by TL Studio")
+    parser.add_argument("data_dir", help="a folder with one sub-folder per class, or train/ and val/ folders")
+    parser.add_argument("--split", choices=SPLITS, default=None,
+                        help="which images: val (default for a pre-split folder), test, train, or all "
+                             "(default for a plain folder of classes)")
+    parser.add_argument("--json", action="store_true", help="print one JSON object instead of the report")
+
+
+def run(args: argparse.Namespace) -> int:
+    from tl_studio.core.evaluation import (default_split, evaluate, evaluation_set, format_report,
+                                           scan_for_model)
+    from tl_studio.core.export import load_model_file
+
+    model = load_model_file(args.model_file)
+    if not model.classes:
+        from tl_studio.core.errors import UserError
+
+        raise UserError(f"{args.model_file} has no class names in its metadata; is it a TL Studio export?")
+    scan = scan_for_model(args.data_dir, model.metadata)
+    split = args.split or default_split(scan)
+    chosen = evaluation_set(scan, split, model.classes)
+    if chosen.unknown:
+        print(chosen.describe_unknown(), file=sys.stderr)
+    progress = None if args.json or not sys.stderr.isatty() else _progress_line
+    result = evaluate(model.predict, chosen, progress=progress, model_path=str(args.model_file))
+    if progress is not None:
+        print(file=sys.stderr)
+    for path, reason in result.failed:
+        print(f"{path}: not evaluated: {reason}", file=sys.stderr)
+    if not result.paths:
+        print("No image could be evaluated.", file=sys.stderr)
+        return 1
+    if args.json:
+        payload = result.to_dict()
+        payload["split"] = split
+        print(json.dumps(payload))
+    else:
+        print(format_report(result))
+    return 0
+
+
+def _progress_line(done: int, total: int) -> None:
+    print(f"\rEvaluating: {done}/{total} images", end="", file=sys.stderr, flush=True)

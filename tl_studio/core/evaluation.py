@@ -1,0 +1,211 @@
+"""Evaluating a trained model file on labelled images: which images, running the model, and the result.
+
+The images come from a dataset scan (its validation or test split, or all of it), matched to the model's
+classes by name; images of classes the model does not know are counted and skipped. Each image goes
+through the model file on its own, at its own size, as a [0, 1] float RGB tensor: exactly what
+``core.predict`` and a user with plain torch do, so the figures here are the figures a user reproduces.
+A file that cannot be read is reported with its reason and the rest go on.
+
+The :class:`Evaluation` holds every image's class probabilities; the metrics and rankings
+(``core.eval_metrics``) are computed from them on demand.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from functools import cached_property
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from tl_studio.core import eval_metrics
+from tl_studio.core.errors import Cancelled, UserError
+
+SPLIT_CHOICES = ("val", "test", "train", "all")
+PROGRESS_INTERVAL_S = 0.1
+
+ProgressCallback = Callable[[int, int], None]
+
+
+@dataclass(frozen=True)
+class EvaluationSet:
+    """The images to evaluate, each with its label in the model's class order."""
+
+    paths: tuple[Path, ...]
+    labels: tuple[int, ...]
+    classes: tuple[str, ...]  # the model's
+    unknown: dict[str, int] = field(default_factory=dict)  # class the model does not know -> images skipped
+    source: str = ""  # e.g. "the val split of /data/flowers"
+
+    def describe_unknown(self) -> str:
+        if not self.unknown:
+            return ""
+        names = ", ".join(f"{name} ({count})" for name, count in sorted(self.unknown.items()))
+        return f"Skipped images of classes the model does not know: {names}."
+
+
+def default_split(scan) -> str:
+    """The validation split of a dataset the model was trained on; every image of a plain folder of
+    classes (a separate test set, most likely)."""
+    return "val" if scan.presplit else "all"
+
+
+def records_of(scan, split: str) -> list:
+    if split not in SPLIT_CHOICES:
+        raise UserError(f"Unknown split '{split}'; choose one of {', '.join(SPLIT_CHOICES)}.")
+    records = list(scan.records) if split == "all" else list(scan.split(split))
+    if not records:
+        raise UserError(f"The {split} split of {scan.root} has no images; choose another split (or 'all').")
+    return records
+
+
+def evaluation_set(scan, split: str, model_classes: list[str] | tuple[str, ...]) -> EvaluationSet:
+    """The scan's images of ``split``, labelled by the model's classes (matched by name)."""
+    index_of = {name: label for label, name in enumerate(model_classes)}
+    paths, labels, unknown = [], [], Counter()
+    for record in records_of(scan, split):
+        name = scan.classes[record.label]
+        if name in index_of:
+            paths.append(Path(record.path))
+            labels.append(index_of[name])
+        else:
+            unknown[name] += 1
+    if not paths:
+        raise UserError(f"None of the classes in {scan.root} ({', '.join(scan.classes)}) is one the model "
+                        f"knows ({', '.join(model_classes)}); give a folder with the model's class folders.")
+    where = "every image" if split == "all" else f"the {split} split"
+    return EvaluationSet(tuple(paths), tuple(labels), tuple(model_classes), dict(unknown), f"{where} of {scan.root}")
+
+
+def scan_for_model(data_dir: Path | str, metadata: dict, progress=None, cancel=None):
+    """Scans ``data_dir`` with the split settings the model was trained with, so that its "val" split
+    is the one it was validated on (a pre-split folder keeps its own split anyway)."""
+    from tl_studio.core.data import scan_dataset
+
+    config = metadata.get("training_config") or {}
+    scan = scan_dataset(data_dir, val_fraction=float(config.get("val_fraction", 0.2)),
+                        test_fraction=float(config.get("test_fraction", 0.0)), seed=int(config.get("seed", 0)),
+                        progress=progress, cancel=cancel)
+    return scan
+
+
+@dataclass(frozen=True, eq=False)
+class Evaluation:
+    classes: tuple[str, ...]
+    paths: tuple[str, ...]  # the images that were classified
+    true: np.ndarray  # N labels, in the model's class order
+    probabilities: np.ndarray  # N x C, as the model file returned them
+    failed: tuple[tuple[str, str], ...] = ()  # (path, reason) of files that could not be read
+    unknown: dict[str, int] = field(default_factory=dict)
+    source: str = ""
+    model_path: str = ""
+
+    @cached_property  # galleries ask for it once per image shown
+    def predicted(self) -> np.ndarray:
+        return self.probabilities.argmax(axis=1)
+
+    @cached_property  # galleries ask for it once per image shown
+    def confidence(self) -> np.ndarray:
+        return self.probabilities.max(axis=1)
+
+    @cached_property  # galleries ask for it once per image shown
+    def losses(self) -> np.ndarray:
+        return eval_metrics.losses(self.probabilities, self.true)
+
+    def confusion_matrix(self) -> np.ndarray:
+        return eval_metrics.confusion_matrix(self.true, self.predicted, len(self.classes))
+
+    def per_class(self) -> list[eval_metrics.ClassMetrics]:
+        return eval_metrics.per_class_metrics(self.confusion_matrix(), self.classes)
+
+    @property
+    def accuracy(self) -> float:
+        return eval_metrics.accuracy(self.confusion_matrix())
+
+    @property
+    def macro_f1(self) -> float:
+        return eval_metrics.macro_f1(self.confusion_matrix(), self.per_class())
+
+    def cell(self, true_class: int, predicted_class: int) -> list[int]:
+        return eval_metrics.cell_indices(self.probabilities, self.true, true_class, predicted_class)
+
+    def top_losses(self, limit: int | None = None) -> list[int]:
+        return eval_metrics.top_losses(self.probabilities, self.true, limit)
+
+    def likely_mislabelled(self, limit: int | None = None) -> list[eval_metrics.Suspect]:
+        return eval_metrics.likely_mislabelled(self.probabilities, self.true, limit)
+
+    def to_dict(self) -> dict:
+        """The JSON object of ``tl-studio evaluate --json``."""
+        return {
+            "model_file": self.model_path, "source": self.source, "classes": list(self.classes),
+            "num_images": len(self.paths), "accuracy": self.accuracy, "macro_f1": self.macro_f1,
+            "per_class": [metrics.to_dict() for metrics in self.per_class()],
+            "confusion_matrix": self.confusion_matrix().tolist(),
+            "failed": [{"path": path, "reason": reason} for path, reason in self.failed],
+            "skipped_classes": dict(sorted(self.unknown.items())),
+        }
+
+    def metrics_csv(self) -> str:
+        """Per-class metrics, then the overall figures, as CSV text (for the clipboard or a file)."""
+        import csv
+        import io
+
+        buffer = io.StringIO()
+        writer = csv.writer(buffer, lineterminator="\n")
+        writer.writerow(["class", "precision", "recall", "f1", "support"])
+        for m in self.per_class():
+            writer.writerow([m.name, f"{m.precision:.4f}", f"{m.recall:.4f}", f"{m.f1:.4f}", m.support])
+        writer.writerow(["accuracy", "", "", f"{self.accuracy:.4f}", len(self.paths)])
+        writer.writerow(["macro avg", "", "", f"{self.macro_f1:.4f}", len(self.paths)])
+        return buffer.getvalue()
+
+
+def evaluate(predict: Callable, chosen: EvaluationSet, *, progress: ProgressCallback | None = None,
+             cancel: Callable[[], bool] | None = None, model_path: str = "") -> Evaluation:
+    """Runs ``predict`` (a ModelFile's) on every image of ``chosen``, one image at a time."""
+    import torch
+
+    from tl_studio.core.images import ImageLoadError, load_rgb
+    from tl_studio.core.preprocess import to_unit_tensor
+
+    rows, paths, true, failed = [], [], [], []
+    last_report, total = 0.0, len(chosen.paths)
+    for done, (path, label) in enumerate(zip(chosen.paths, chosen.labels), start=1):
+        if cancel is not None and cancel():
+            raise Cancelled("The evaluation was cancelled.")
+        try:
+            image = to_unit_tensor(load_rgb(path)).unsqueeze(0)
+        except (ImageLoadError, OSError) as error:
+            failed.append((str(path), str(getattr(error, "reason", None) or error)))
+        else:
+            rows.append(torch.as_tensor(predict(image))[0].float().numpy())
+            paths.append(str(path))
+            true.append(label)
+        if progress is not None and (time.monotonic() - last_report >= PROGRESS_INTERVAL_S or done == total):
+            last_report = time.monotonic()
+            progress(done, total)
+    probabilities = np.stack(rows) if rows else np.zeros((0, len(chosen.classes)), dtype=np.float32)
+    return Evaluation(chosen.classes, tuple(paths), np.asarray(true, dtype=np.int64), probabilities,
+                      tuple(failed), dict(chosen.unknown), chosen.source, model_path)
+
+
+def format_report(evaluation: Evaluation) -> str:
+    """The plain-text report of ``tl-studio evaluate``: overall figures, per-class table, confusion matrix."""
+    lines = [f"Evaluated {len(evaluation.paths)} images ({evaluation.source}).",
+             f"Accuracy {evaluation.accuracy:.4f}   macro-F1 {evaluation.macro_f1:.4f}", ""]
+    width = max([len(name) for name in evaluation.classes] + [5])
+    lines.append(f"{'class':<{width}}  precision  recall     f1  support")
+    for m in evaluation.per_class():
+        lines.append(f"{m.name:<{width}}  {m.precision:9.4f}  {m.recall:6.4f}  {m.f1:.4f}  {m.support:7d}")
+    lines += ["", "Confusion matrix (rows: true class, columns: predicted):"]
+    matrix = evaluation.confusion_matrix()
+    cell = max(len(str(int(matrix.max()))) if matrix.size else 1, 5)
+    short = [name[:cell] for name in evaluation.classes]
+    lines.append(" " * width + "  " + " ".join(f"{name:>{cell}}" for name in short))
+    for name, row in zip(evaluation.classes, matrix):
+        lines.append(f"{name:<{width}}  " + " ".join(f"{int(count):>{cell}}" for count in row))
+    return "\n".join(lines)

@@ -1,0 +1,124 @@
+"""Fixing the dataset from the Evaluate step: moves and undo through ``core.dataset_edit``, one question
+before the first write into the user's folder, then a background rescan so the Data step shows the change.
+
+Moving a file is a rename (instant), so it happens in the GUI thread; the rescan runs in the background.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from PySide6.QtCore import QObject, Signal
+from PySide6.QtWidgets import QMessageBox, QWidget
+
+from tl_studio.core.dataset_edit import EXCLUDED, DatasetEditor, Move, rescan
+from tl_studio.core.errors import UserError
+
+
+class DataFixer(QObject):
+    moved = Signal(object)  # Move: an image went from source to destination (a move or an undo)
+    undoAvailable = Signal(bool)
+    rescanned = Signal(object)  # the new DatasetScan
+
+    def __init__(self, session, runner, parent_widget: QWidget):
+        super().__init__(parent_widget)
+        self.session, self.runner, self.parent_widget = session, runner, parent_widget
+        self.scan = None
+        self.editor: DatasetEditor | None = None
+        self._confirmed_roots: set[Path] = set()
+        self._rescan_task = None
+
+    def set_dataset(self, scan) -> None:
+        """The dataset whose images are shown; moves happen in its folders."""
+        if scan is None:
+            self.scan, self.editor = None, None
+        elif self.scan is None or Path(scan.root) != Path(self.scan.root) or scan.presplit != self.scan.presplit:
+            self.scan, self.editor = scan, DatasetEditor.for_scan(scan)
+        else:
+            self.scan = scan
+        self.undoAvailable.emit(self.can_undo)
+
+    @property
+    def can_undo(self) -> bool:
+        return self.editor is not None and self.editor.can_undo
+
+    def move(self, paths: list[str], class_name: str) -> list[Move]:
+        if not paths or not self._ready():
+            return []
+        moves = []
+        try:
+            for path in paths:
+                move = self.editor.move_to_class(Path(path), class_name)
+                moves.append(move)
+                self.moved.emit(move)
+        except UserError as error:
+            QMessageBox.warning(self.parent_widget, "Could not move the image", str(error))
+        self._after_change(self._describe(moves, class_name))
+        return moves
+
+    def exclude(self, paths: list[str]) -> list[Move]:
+        return self.move(paths, EXCLUDED)
+
+    def undo(self) -> Move | None:
+        if not self.can_undo:
+            return None
+        try:
+            move = self.editor.undo()
+        except UserError as error:
+            QMessageBox.warning(self.parent_widget, "Could not undo", str(error))
+            self.undoAvailable.emit(self.can_undo)
+            return None
+        self.moved.emit(move)
+        self._after_change(f"Moved {move.destination.name} back to {move.destination.parent.name}/.")
+        return move
+
+    def _ready(self) -> bool:
+        """True once the user agreed that TL Studio may move files in this dataset folder."""
+        if self.editor is None:
+            QMessageBox.information(self.parent_widget, "No dataset folder",
+                                    "These images are not from a dataset folder, so they cannot be moved.")
+            return False
+        root = self.editor.root
+        if root in self._confirmed_roots:
+            return True
+        answer = QMessageBox.question(
+            self.parent_widget, "Change the dataset folder?",
+            f"TL Studio will move image files inside {root}: into another class folder, or into an "
+            f"{EXCLUDED} folder beside the class folders. Nothing is deleted or overwritten, and every move "
+            "can be undone. Go ahead?")
+        if answer != QMessageBox.Yes:
+            return False
+        self._confirmed_roots.add(root)
+        return True
+
+    def _describe(self, moves: list[Move], class_name: str) -> str:
+        if not moves:
+            return ""
+        where = "out of the dataset (into _excluded/)" if class_name == EXCLUDED else f"to {class_name}/"
+        what = moves[0].source.name if len(moves) == 1 else f"{len(moves)} images"
+        return f"Moved {what} {where}. Undo with Ctrl+Z."
+
+    def _after_change(self, message: str) -> None:
+        self.undoAvailable.emit(self.can_undo)
+        if message:
+            self.session.say(message)
+        if self.scan is not None:
+            self._start_rescan()
+
+    def _start_rescan(self) -> None:
+        if self._rescan_task is not None and self._rescan_task.running:
+            self._rescan_task.cancel()
+        scan = self.scan
+        task = self.runner.start(lambda report, cancelled: rescan(scan, cancel=cancelled), "rescan")
+        task.succeeded.connect(lambda result: self._on_rescanned(task, result))
+        task.failed.connect(self.session.say)
+        self._rescan_task = task
+
+    def _on_rescanned(self, task, scan) -> None:
+        if task is not self._rescan_task:
+            return  # an older rescan, overtaken by a newer move
+        self.scan = scan
+        current = self.session.scan
+        if current is None or Path(current.root) == Path(scan.root):
+            self.session.set_dataset(scan)  # the Data step shows the new counts
+        self.rescanned.emit(scan)

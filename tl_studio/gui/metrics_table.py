@@ -1,0 +1,94 @@
+"""Per-class precision, recall, F1 and support in a sortable table, with the overall accuracy and
+macro-F1, copied to the clipboard or saved as CSV."""
+
+from __future__ import annotations
+
+from PySide6.QtCore import Qt
+from PySide6.QtGui import QGuiApplication, QStandardItem, QStandardItemModel
+from PySide6.QtWidgets import (QFileDialog, QHBoxLayout, QHeaderView, QLabel, QMessageBox, QPushButton, QTableView,
+                               QVBoxLayout, QWidget)
+
+from tl_studio.gui.theme import BAD
+
+SORT_ROLE = Qt.UserRole + 1
+COLUMNS = ("Class", "Precision", "Recall", "F1", "Support")
+WEAK_F1 = 0.7  # F1 below this is shown in red: the classes to look at first
+
+
+def _number_item(value: float, text: str) -> QStandardItem:
+    item = QStandardItem(text)
+    item.setData(value, SORT_ROLE)
+    item.setTextAlignment(Qt.AlignRight | Qt.AlignVCenter)
+    return item
+
+
+class MetricsTable(QWidget):
+    def __init__(self, parent=None):
+        super().__init__(parent)
+        self.evaluation = None
+        self.model = QStandardItemModel(0, len(COLUMNS), self)
+        self.model.setHorizontalHeaderLabels(list(COLUMNS))
+        self.model.setSortRole(SORT_ROLE)
+        self.table = QTableView()
+        self.table.setObjectName("metricsTable")
+        self.table.setModel(self.model)
+        self.table.setSortingEnabled(True)
+        self.table.setEditTriggers(QTableView.NoEditTriggers)
+        self.table.verticalHeader().hide()
+        self.table.horizontalHeader().setSectionResizeMode(0, QHeaderView.Stretch)
+        self.overall = QLabel()
+        self.copy_button = QPushButton("Copy as CSV")
+        self.copy_button.clicked.connect(self.copy)
+        self.export_button = QPushButton("Export CSV…")
+        self.export_button.clicked.connect(self.choose_export_file)
+        buttons = QHBoxLayout()
+        buttons.addWidget(self.overall, 1)
+        buttons.addWidget(self.copy_button)
+        buttons.addWidget(self.export_button)
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(4, 4, 4, 4)
+        layout.addWidget(self.table, 1)
+        layout.addLayout(buttons)
+        self.set_evaluation(None)
+
+    def set_evaluation(self, evaluation) -> None:
+        self.evaluation = evaluation
+        self.model.removeRows(0, self.model.rowCount())
+        self.copy_button.setEnabled(evaluation is not None)
+        self.export_button.setEnabled(evaluation is not None)
+        if evaluation is None:
+            self.overall.setText("")
+            return
+        for metrics in evaluation.per_class():
+            name = QStandardItem(metrics.name)
+            name.setData(metrics.name.casefold(), SORT_ROLE)
+            row = [name] + [_number_item(v, f"{v:.3f}") for v in (metrics.precision, metrics.recall, metrics.f1)]
+            row.append(_number_item(metrics.support, str(metrics.support)))
+            if metrics.support and metrics.f1 < WEAK_F1:
+                row[3].setForeground(BAD)
+            self.model.appendRow(row)
+        self.overall.setText(f"Accuracy <b>{evaluation.accuracy:.3f}</b> · macro-F1 <b>{evaluation.macro_f1:.3f}</b>"
+                             f" · {len(evaluation.paths)} images")
+        self.table.sortByColumn(-1, Qt.AscendingOrder)  # the model's class order until the user sorts
+
+    def csv_text(self) -> str:
+        return self.evaluation.metrics_csv() if self.evaluation is not None else ""
+
+    def copy(self) -> None:
+        QGuiApplication.clipboard().setText(self.csv_text())
+
+    def choose_export_file(self) -> None:
+        path, _ = QFileDialog.getSaveFileName(self, "Export per-class metrics", "metrics.csv", "CSV files (*.csv)")
+        if path:
+            self.export(path)
+
+    def export(self, path: str) -> None:
+        from pathlib import Path
+
+        from tl_studio.core.fileio import atomic_write_text
+
+        try:
+            atomic_write_text(Path(path), self.csv_text())
+        except OSError as error:
+            QMessageBox.warning(self, "Could not save", f"{path} could not be written ({error.strerror or error}); "
+                                "choose another place.")

@@ -1,0 +1,348 @@
+"""The Evaluate step: run the model file over labelled images in the background, then the confusion
+matrix (click a cell to see its images), per-class metrics, the top losses, the likely mislabelled
+images, a large view with Grad-CAM, and moving images to fix the data (with undo)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from PySide6.QtCore import Qt, Signal
+from PySide6.QtWidgets import (QComboBox, QFileDialog, QHBoxLayout, QLabel, QProgressBar, QPushButton, QSplitter,
+                               QTabWidget, QVBoxLayout, QWidget)
+
+from tl_studio.core.dataset_edit import EXCLUDED
+from tl_studio.gui.confusion_matrix import ConfusionMatrixView
+from tl_studio.gui.data_fixer import DataFixer
+from tl_studio.gui.gallery import Gallery, GalleryItem
+from tl_studio.gui.image_view import CamProvider, ImageDetail, ImageFacts
+from tl_studio.gui.metrics_table import MetricsTable
+from tl_studio.gui.tasks import TaskRunner
+
+SOURCES = (("val", "Validation split"), ("test", "Test split"), ("all", "All images of the dataset"),
+           ("folder", "Another folder…"))
+GALLERY_LIMIT = 300  # top losses and suspects shown; the worst come first, so the rest matter less
+
+
+class EvaluatePage(QWidget):
+    evaluated = Signal(object)  # the Evaluation, once shown
+
+    def __init__(self, session, parent=None):
+        super().__init__(parent)
+        self.session = session
+        self.tasks = TaskRunner(self)
+        self.fixer = DataFixer(session, self.tasks, self)
+        self.task = None
+        self.evaluation = None
+        self.model_files: dict[Path, object] = {}  # loaded ModelFiles, reused by the next evaluation
+        self.cams: CamProvider | None = None
+        self.other_folder: str | None = None
+        self.current_paths: list[str] = []  # where each evaluated image is now (after moves)
+        self.moved_to: dict[int, str] = {}  # evaluation index -> the class folder it was moved to
+        self.cell: tuple[int, int] | None = None
+        self.details: list[ImageDetail] = []
+        self._build()
+        self._connect()
+        self._model_changed(session.model_file)
+
+    # ---- layout -------------------------------------------------------------------------------------
+    def _build(self) -> None:
+        self.model_label = QLabel()
+        self.source_box = QComboBox()
+        for key, text in SOURCES:
+            self.source_box.addItem(text, key)
+        self.source_box.setToolTip("Which labelled images to evaluate the model on")
+        self.evaluate_button = QPushButton("Evaluate")
+        self.evaluate_button.setObjectName("evaluateButton")
+        self.cancel_button = QPushButton("Cancel")
+        self.cancel_button.hide()
+        self.progress = QProgressBar()
+        self.progress.hide()
+        top = QHBoxLayout()
+        top.addWidget(self.model_label, 1)
+        top.addWidget(QLabel("Images:"))
+        top.addWidget(self.source_box)
+        top.addWidget(self.evaluate_button)
+        top.addWidget(self.cancel_button)
+        self.summary = QLabel()
+        self.summary.setWordWrap(True)
+        self.summary.setTextInteractionFlags(Qt.TextSelectableByMouse)
+        splitter = QSplitter(Qt.Horizontal)
+        splitter.addWidget(self._matrix_panel())
+        splitter.addWidget(self._tabs())
+        splitter.setSizes([460, 640])
+        layout = QVBoxLayout(self)
+        layout.addLayout(top)
+        layout.addWidget(self.progress)
+        layout.addWidget(self.summary)
+        layout.addWidget(splitter, 1)
+
+    def _matrix_panel(self) -> QWidget:
+        self.matrix = ConfusionMatrixView()
+        hint = QLabel("Rows: true class · columns: predicted class. Click a cell to see its images.")
+        hint.setWordWrap(True)
+        panel = QWidget()
+        layout = QVBoxLayout(panel)
+        layout.setContentsMargins(0, 0, 0, 0)
+        layout.addWidget(hint)
+        layout.addWidget(self.matrix, 1)
+        return panel
+
+    def _tabs(self) -> QTabWidget:
+        self.metrics = MetricsTable()
+        self.cell_gallery = Gallery("Click a cell of the confusion matrix to see its images here.")
+        self.loss_gallery = Gallery("The wrong predictions, the most confident first.")
+        self.suspect_gallery = Gallery("Images whose label the model doubts most, with the label it suggests.")
+        self.galleries = (self.cell_gallery, self.loss_gallery, self.suspect_gallery)
+        self.tabs = QTabWidget()
+        self.tabs.addTab(self.metrics, "Per class")
+        self.tabs.addTab(self.cell_gallery, "Cell images")
+        self.tabs.addTab(self.loss_gallery, "Top losses")
+        self.tabs.addTab(self.suspect_gallery, "Likely mislabelled")
+        return self.tabs
+
+    def _connect(self) -> None:
+        self.evaluate_button.clicked.connect(self.evaluate)
+        self.cancel_button.clicked.connect(self.cancel)
+        self.source_box.activated.connect(self._source_chosen)
+        self.matrix.cellChosen.connect(self.show_cell)
+        for gallery in self.galleries:
+            gallery.openRequested.connect(self.open_image)
+            gallery.moveRequested.connect(lambda indices, name: self.fixer.move(self._paths(indices), name))
+            gallery.excludeRequested.connect(lambda indices: self.fixer.exclude(self._paths(indices)))
+            gallery.undoRequested.connect(self.fixer.undo)
+        self.fixer.moved.connect(self._on_moved)
+        self.fixer.undoAvailable.connect(lambda on: [g.set_undo_enabled(on) for g in self.galleries])
+        self.session.modelFileChanged.connect(self._model_changed)
+
+    # ---- evaluating ---------------------------------------------------------------------------------
+    def _model_changed(self, path) -> None:
+        self.cancel()
+        self._show_evaluation(None)
+        self.cams = None
+        self.model_label.setText(f"Model: <b>{Path(path).name}</b> <small>{path}</small>" if path else
+                                 "No model yet: train one, or open a model.pt2 (File > Open Model File).")
+        self.evaluate_button.setEnabled(path is not None)
+
+    def showEvent(self, event) -> None:
+        super().showEvent(event)
+        if self.session.model_file is not None and self.evaluation is None and not self.running:
+            self.evaluate()  # arriving at the step is asking for it
+
+    @property
+    def running(self) -> bool:
+        return self.task is not None and self.task.running
+
+    def _source_chosen(self, _index: int) -> None:
+        if self.source_box.currentData() == "folder":
+            folder = QFileDialog.getExistingDirectory(self, "Choose a folder of labelled images (one sub-folder "
+                                                            "per class)", self.other_folder or "")
+            if not folder:
+                return
+            self.other_folder = folder
+            self.source_box.setItemText(self.source_box.currentIndex(), f"Folder: {Path(folder).name}")
+        self.evaluate()
+
+    def evaluate(self) -> None:
+        model_path = self.session.model_file
+        if model_path is None:
+            return
+        self.cancel()
+        source = self.source_box.currentData()
+        folder = self.other_folder if source == "folder" else None
+        scan = None if folder else self.session.scan
+        split = None if source == "folder" else source
+        self.progress.setRange(0, 0)
+        self.progress.setFormat("Loading the model…")
+        self.progress.show()
+        self.cancel_button.show()
+        self.evaluate_button.setEnabled(False)
+        self.session.say(f"Evaluating {Path(model_path).name}…")
+        self.task = self.tasks.start(lambda report, cancelled: self._run(model_path, scan, folder, split, report,
+                                                                          cancelled), "evaluate")
+        self.task.progress.connect(self._on_progress)
+        self.task.succeeded.connect(self._on_evaluated)
+        self.task.failed.connect(lambda message: self._ended(message, failed=True))
+        self.task.cancelled.connect(lambda: self._ended("Evaluation cancelled."))
+
+    def _run(self, model_path: Path, scan, folder: str | None, split: str | None, report, cancelled):
+        """Worker thread: load the model (once per file), find the images, classify them."""
+        import torch
+
+        from tl_studio.core.evaluation import default_split, evaluate, evaluation_set, scan_for_model
+        from tl_studio.core.export import load_model_file
+
+        torch.set_num_threads(max(1, (os.cpu_count() or 2) - 1))  # leave the GUI thread a core
+        model = self.model_files.get(model_path) or load_model_file(model_path)
+        self.model_files = {model_path: model}
+        if scan is None:
+            report("Scanning the images…")
+            scan = scan_for_model(folder or _training_folder(model), model.metadata, cancel=cancelled)
+        chosen = evaluation_set(scan, split or default_split(scan), model.classes)
+        result = evaluate(model.predict, chosen, progress=lambda done, total: report((done, total)),
+                          cancel=cancelled, model_path=str(model_path))
+        return result, scan, model.metadata
+
+    def _on_progress(self, payload) -> None:
+        if isinstance(payload, str):
+            self.progress.setFormat(payload)
+            return
+        done, total = payload
+        self.progress.setRange(0, total)
+        self.progress.setValue(done)
+        self.progress.setFormat(f"Classifying images: {done}/{total}")
+
+    def _on_evaluated(self, outcome) -> None:
+        evaluation, scan, metadata = outcome
+        if Path(evaluation.model_path) != self.session.model_file:
+            return  # the model changed meanwhile
+        self.cams = CamProvider(Path(evaluation.model_path), metadata, self.session.run_dir)
+        self.fixer.set_dataset(scan)
+        self._ended(f"Evaluated {len(evaluation.paths)} images: accuracy {evaluation.accuracy:.3f}, "
+                    f"macro-F1 {evaluation.macro_f1:.3f}.")
+        self._show_evaluation(evaluation)
+        self.evaluated.emit(evaluation)
+
+    def _ended(self, message: str, failed: bool = False) -> None:
+        self.progress.hide()
+        self.cancel_button.hide()
+        self.evaluate_button.setEnabled(self.session.model_file is not None)
+        self.session.say(message)
+        if failed:
+            self.summary.setText(message)
+
+    def cancel(self) -> None:
+        if self.running:
+            self.task.cancel()
+
+    # ---- showing the result -------------------------------------------------------------------------
+    def _show_evaluation(self, evaluation) -> None:
+        self.evaluation = evaluation
+        self.current_paths = list(evaluation.paths) if evaluation else []
+        self.moved_to = {}
+        self.cell = None
+        self.metrics.set_evaluation(evaluation)
+        if evaluation is None:
+            self.matrix.set_matrix(_empty(), [])
+            self.summary.setText("")
+            for gallery in self.galleries:
+                gallery.set_items([])
+            return
+        self.matrix.set_matrix(evaluation.confusion_matrix(), list(evaluation.classes))
+        self.summary.setText(_summary(evaluation))
+        classes = sorted(set(evaluation.classes) | set(self.fixer.scan.classes if self.fixer.scan else ()))
+        for gallery in self.galleries:
+            gallery.set_classes(classes)
+        self.cell_gallery.set_items([], "Click a cell of the confusion matrix to see its images here.")
+        self._refresh_galleries()
+
+    def show_cell(self, true_class: int, predicted_class: int) -> None:
+        if self.evaluation is None:
+            return
+        self.cell = (true_class, predicted_class)
+        self._refresh_galleries()
+        self.cell_gallery.class_box.setCurrentText(self.evaluation.classes[predicted_class])  # the likely fix
+        self.tabs.setCurrentWidget(self.cell_gallery)
+
+    def _refresh_galleries(self) -> None:
+        evaluation = self.evaluation
+        if evaluation is None:
+            return
+        if self.cell is not None:
+            truth, predicted = (evaluation.classes[i] for i in self.cell)
+            indices = evaluation.cell(*self.cell)
+            self.cell_gallery.set_items([self._item(i) for i in indices],
+                                        f"True <b>{truth}</b>, predicted <b>{predicted}</b>: {len(indices)} images, "
+                                        "the highest loss first. Double-click one for a closer look.")
+        losses = evaluation.top_losses(GALLERY_LIMIT)
+        self.loss_gallery.set_items([self._item(i) for i in losses],
+                                    f"{len(losses)} wrong predictions, the most confident first.")
+        suspects = evaluation.likely_mislabelled(GALLERY_LIMIT)
+        self.suspect_gallery.set_items(
+            [self._item(s.index, suggested=s.suggested) for s in suspects],
+            f"{len(suspects)} images whose label the model doubts, the least likely label first; the caption "
+            "shows the label it suggests.")
+
+    def _item(self, index: int, suggested: int | None = None) -> GalleryItem:
+        evaluation = self.evaluation
+        truth = evaluation.classes[evaluation.true[index]]
+        predicted = int(evaluation.predicted[index])
+        confidence = float(evaluation.probabilities[index, predicted])
+        if index in self.moved_to:
+            caption = f"moved → {self.moved_to[index]}"
+        elif suggested is not None:
+            caption = f"{truth}? → {evaluation.classes[suggested]}"
+        else:
+            caption = f"{truth} → {evaluation.classes[predicted]} {confidence:.0%}"
+        tooltip = (f"{self.current_paths[index]}\nlabel: {truth}\npredicted: {evaluation.classes[predicted]} "
+                   f"({confidence:.1%})\nloss: {float(evaluation.losses[index]):.3f}")
+        if index in self.moved_to:
+            tooltip += f"\nmoved to {self.moved_to[index]}/"
+        return GalleryItem(index, self.current_paths[index], caption, tooltip)
+
+    # ---- image view and data fixing -----------------------------------------------------------------
+    def open_image(self, index: int) -> ImageDetail | None:
+        evaluation = self.evaluation
+        if evaluation is None:
+            return None
+        facts = ImageFacts(self.current_paths[index], evaluation.classes,
+                           tuple(float(p) for p in evaluation.probabilities[index]), int(evaluation.true[index]))
+        detail = ImageDetail(facts, self.tasks, self.cams, self)
+        detail.destroyed.connect(lambda *_: self.details.remove(detail) if detail in self.details else None)
+        self.details.append(detail)
+        detail.show()
+        return detail
+
+    def _paths(self, indices: list[int]) -> list[str]:
+        return [self.current_paths[i] for i in indices]
+
+    def _on_moved(self, move) -> None:
+        source, destination = str(move.source), str(move.destination)
+        if source not in self.current_paths:
+            return  # an image this evaluation does not show (an older move undone)
+        index = self.current_paths.index(source)
+        self.current_paths[index] = destination
+        if self.evaluation is not None and destination == self.evaluation.paths[index]:
+            self.moved_to.pop(index, None)  # back where it was evaluated
+        else:
+            folder = move.destination.parent.name
+            self.moved_to[index] = "excluded" if folder == EXCLUDED else folder
+        self._refresh_galleries()
+
+    def shutdown(self) -> None:
+        self.cancel()
+        for detail in list(self.details):
+            detail.close()
+        self.tasks.shutdown()
+        for gallery in self.galleries:
+            gallery.shutdown()
+
+
+def _training_folder(model) -> str:
+    from tl_studio.core.errors import UserError
+
+    folder = (model.metadata.get("training_config") or {}).get("data_dir") or ""
+    if not folder or not Path(folder).is_dir():
+        where = f" ({folder})" if folder else ""
+        raise UserError(f"The dataset this model was trained on{where} is not here; open a dataset on the Data "
+                        "step, or choose Images: Another folder….")
+    return folder
+
+
+def _empty():
+    import numpy as np
+
+    return np.zeros((0, 0), dtype=np.int64)
+
+
+def _summary(evaluation) -> str:
+    parts = [f"<b>Accuracy {evaluation.accuracy:.1%}</b> · macro-F1 {evaluation.macro_f1:.3f} · "
+             f"{len(evaluation.paths)} images ({evaluation.source})"]
+    if evaluation.failed:
+        names = ", ".join(Path(path).name for path, _ in evaluation.failed[:5])
+        parts.append(f"{len(evaluation.failed)} files could not be read and were left out: {names}"
+                     + (" …" if len(evaluation.failed) > 5 else ""))
+    if evaluation.unknown:
+        names = ", ".join(f"{name} ({count})" for name, count in sorted(evaluation.unknown.items()))
+        parts.append(f"Skipped images of classes the model does not know: {names}")
+    return "<br>".join(parts)

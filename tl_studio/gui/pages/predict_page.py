@@ -1,0 +1,286 @@
+"""The Predict step: classify new images. Drop images or folders onto the page (or pick them); each gets a
+row with its thumbnail and the top-3 labels with their confidences, sortable, exportable as CSV.
+
+It uses the session's model (the one just trained or opened) or any model file opened here. Images are
+classified in the background, one at a time, exactly as ``tl-studio predict`` does; a file that cannot
+be read gets a row that says why, and the others go on."""
+
+from __future__ import annotations
+
+import csv
+import io
+import os
+from pathlib import Path
+
+from PySide6.QtCore import QSize, Qt, Signal
+from PySide6.QtGui import QStandardItem, QStandardItemModel
+from PySide6.QtWidgets import (QFileDialog, QHBoxLayout, QHeaderView, QLabel, QMessageBox, QProgressBar, QPushButton,
+                               QTableView, QVBoxLayout, QWidget)
+
+from tl_studio.gui.sample_grid import pixmap_from_array
+from tl_studio.gui.tasks import TaskRunner
+from tl_studio.gui.theme import BAD
+
+TOP_K = 3
+THUMB_PX = 64
+SORT_ROLE = Qt.UserRole + 1
+PATH_ROLE = Qt.UserRole + 2
+COLUMNS = ["Image", "File", "1st", "%", "2nd", "%", "3rd", "%", "Problem"]
+PROBLEM_COLUMN = COLUMNS.index("Problem")
+
+
+def _item(text: str, sort_value=None) -> QStandardItem:
+    item = QStandardItem(text)
+    item.setData(text.casefold() if sort_value is None else sort_value, SORT_ROLE)
+    item.setEditable(False)
+    return item
+
+
+def _classify(model_path: Path, cache: dict, inputs: list, report, cancelled) -> int:
+    """Worker thread: one progress report per image, (Prediction, thumbnail) with the thumbnail as
+    (width, height, RGB bytes) or None."""
+    import torch
+
+    from tl_studio.core.export import load_model_file
+    from tl_studio.core.predict import collect_image_paths, predict_paths
+    from tl_studio.gui.thumbnails import decode_thumbnail
+
+    torch.set_num_threads(max(1, (os.cpu_count() or 2) - 1))  # leave the GUI thread a core
+    paths = collect_image_paths(inputs)
+    report(("total", len(paths)))
+    if model_path not in cache:
+        cache.clear()
+        cache[model_path] = load_model_file(model_path)
+    model = cache[model_path]
+    count = 0
+    for count, prediction in enumerate(predict_paths(model.predict, model.classes, paths, TOP_K, cancelled), 1):
+        report((prediction, decode_thumbnail(prediction.path, THUMB_PX)))
+    return count
+
+
+class PredictPage(QWidget):
+    predictionsFinished = Signal(int)  # images classified in the last batch
+
+    def __init__(self, session, parent=None):
+        super().__init__(parent)
+        self.session = session
+        self.tasks = TaskRunner(self)
+        self.task = None
+        self.model_path: Path | None = session.model_file
+        self.models: dict[Path, object] = {}  # the loaded model file, reused
+        self.pending: list[str] = []  # dropped while a batch was running
+        self.total = 0
+        self.setAcceptDrops(True)
+        self._build()
+        session.modelFileChanged.connect(self.set_model)
+        self.set_model(session.model_file)
+
+    def _build(self) -> None:
+        self.model_label = QLabel()
+        buttons = QHBoxLayout()
+        buttons.addWidget(self.model_label, 1)
+        for text, slot in (("Open model file…", self.choose_model), ("Add images…", self.choose_images),
+                           ("Add folder…", self.choose_folder), ("Clear", self.clear)):
+            button = QPushButton(text)
+            button.clicked.connect(slot)
+            buttons.addWidget(button)
+        self.export_button = QPushButton("Export CSV…")
+        self.export_button.clicked.connect(self.choose_export_file)
+        buttons.addWidget(self.export_button)
+        self.hint = QLabel("Drop images or folders here, or use Add images… / Add folder….")
+        self.progress = QProgressBar()
+        self.progress.hide()
+        self.cancel_button = QPushButton("Cancel")
+        self.cancel_button.hide()
+        self.cancel_button.clicked.connect(self.cancel)
+        progress_row = QHBoxLayout()
+        progress_row.addWidget(self.progress, 1)
+        progress_row.addWidget(self.cancel_button)
+        self.table_model = QStandardItemModel(0, len(COLUMNS), self)
+        self.table_model.setHorizontalHeaderLabels(COLUMNS)
+        self.table_model.setSortRole(SORT_ROLE)
+        self.table = QTableView()
+        self.table.setObjectName("predictionsTable")
+        self.table.setModel(self.table_model)
+        self.table.setSortingEnabled(True)
+        self.table.setIconSize(QSize(THUMB_PX, THUMB_PX))
+        self.table.verticalHeader().setDefaultSectionSize(THUMB_PX + 6)
+        self.table.verticalHeader().hide()
+        self.table.horizontalHeader().setSectionResizeMode(PROBLEM_COLUMN, QHeaderView.Stretch)
+        self.table.setColumnWidth(0, THUMB_PX + 12)
+        self.table.setColumnWidth(1, 220)
+        layout = QVBoxLayout(self)
+        layout.addLayout(buttons)
+        layout.addWidget(self.hint)
+        layout.addLayout(progress_row)
+        layout.addWidget(self.table, 1)
+
+    # ---- the model ----------------------------------------------------------------------------------
+    def set_model(self, path) -> None:
+        self.model_path = Path(path) if path else None
+        self.model_label.setText(f"Model: <b>{self.model_path.name}</b>" if self.model_path else
+                                 "No model yet: train one, or open a model file.")
+        self.model_label.setToolTip(str(self.model_path or ""))
+
+    def choose_model(self) -> None:
+        path, _ = QFileDialog.getOpenFileName(self, "Open a trained model", "", "Model files (*.pt2 *.onnx *.ts)")
+        if path:
+            self.set_model(path)
+
+    # ---- adding images ------------------------------------------------------------------------------
+    def choose_images(self) -> None:
+        paths, _ = QFileDialog.getOpenFileNames(self, "Choose images to classify", "",
+                                                "Images (*.jpg *.jpeg *.png *.bmp *.gif *.tif *.tiff *.webp);;"
+                                                "All files (*)")
+        self.add_paths(paths)
+
+    def choose_folder(self) -> None:
+        folder = QFileDialog.getExistingDirectory(self, "Choose a folder of images to classify")
+        if folder:
+            self.add_paths([folder])
+
+    def dragEnterEvent(self, event) -> None:
+        if any(url.isLocalFile() for url in event.mimeData().urls()):
+            event.acceptProposedAction()
+
+    def dropEvent(self, event) -> None:
+        self.add_paths([url.toLocalFile() for url in event.mimeData().urls() if url.isLocalFile()])
+
+    def add_paths(self, paths: list) -> None:
+        """Classify these files and folders (folders searched recursively), after any running batch."""
+        if not paths:
+            return
+        if self.model_path is None:
+            QMessageBox.information(self, "No model", "Train a model first, or open a model file "
+                                                      "(Open model file…).")
+            return
+        self.pending += [str(p) for p in paths]
+        if not self.running:
+            self._start_next()
+
+    @property
+    def running(self) -> bool:
+        return self.task is not None and self.task.running
+
+    def _start_next(self) -> None:
+        inputs, self.pending = self.pending, []
+        model_path, cache = self.model_path, self.models
+        self.progress.setRange(0, 0)
+        self.progress.setFormat("Loading the model…")
+        self.progress.show()
+        self.cancel_button.show()
+        self.task = self.tasks.start(lambda report, cancelled: _classify(model_path, cache, inputs, report,
+                                                                          cancelled), "predict")
+        self.task.progress.connect(self._on_progress)
+        self.task.succeeded.connect(self._on_finished)
+        self.task.failed.connect(self._on_failed)
+        self.task.cancelled.connect(lambda: self._batch_ended("Prediction cancelled."))
+
+    def _on_progress(self, payload) -> None:
+        if payload[0] == "total":
+            self.total = payload[1]
+            self.progress.setRange(0, max(1, self.total))
+            self.progress.setValue(0)
+            return
+        prediction, thumbnail = payload
+        self._add_row(prediction, thumbnail)
+        self.progress.setValue(self.progress.value() + 1)
+        self.progress.setFormat(f"Classifying: {self.progress.value()}/{self.total}")
+
+    def _add_row(self, prediction, thumbnail) -> None:
+        import numpy as np
+
+        image = _item("", Path(prediction.path).name.casefold())  # the picture only; sorts by file name
+        if thumbnail is not None:
+            width, height, data = thumbnail
+            array = np.frombuffer(data, np.uint8).reshape(height, width, 3)
+        else:  # unreadable: a muted red tile, as in the Data step's browser
+            array = np.full((THUMB_PX, THUMB_PX, 3), (222, 160, 160), dtype=np.uint8)
+        image.setData(pixmap_from_array(array), Qt.DecorationRole)
+        image.setData(prediction.path, PATH_ROLE)
+        image.setToolTip(prediction.path)
+        row = [image, _item(Path(prediction.path).name)]
+        for rank in range(TOP_K):
+            if rank < len(prediction.labels):
+                probability = prediction.probs[rank]
+                row += [_item(prediction.labels[rank]), _item(f"{probability:.1%}", probability)]
+            else:
+                row += [_item(""), _item("", -1.0)]
+        problem = _item(prediction.error or "")
+        if prediction.error:
+            problem.setForeground(BAD)
+        row.append(problem)
+        self.table_model.appendRow(row)
+
+    def _hide_unused_ranks(self) -> None:
+        """A two-class model has no third guess: its columns go."""
+        ranks = max((len(row["labels"]) for row in self.rows()), default=TOP_K) or TOP_K
+        for rank in range(TOP_K):
+            for column in (2 + 2 * rank, 3 + 2 * rank):
+                self.table.setColumnHidden(column, rank >= ranks)
+
+    def _on_finished(self, count: int) -> None:
+        self._hide_unused_ranks()
+        self._batch_ended(f"Classified {count} images." if count else "No images found there.")
+        self.predictionsFinished.emit(count)
+
+    def _on_failed(self, message: str) -> None:
+        self._batch_ended(message)
+        QMessageBox.warning(self, "Could not classify", message)
+
+    def _batch_ended(self, message: str) -> None:
+        self.session.say(message)
+        if self.pending:
+            self._start_next()
+            return
+        self.progress.hide()
+        self.cancel_button.hide()
+
+    def cancel(self) -> None:
+        self.pending = []
+        if self.running:
+            self.task.cancel()
+
+    def clear(self) -> None:
+        self.cancel()
+        self.table_model.removeRows(0, self.table_model.rowCount())
+
+    # ---- reading the table --------------------------------------------------------------------------
+    def rows(self) -> list[dict]:
+        """The table as shown (in its current sort order): path, top labels and probabilities, problem."""
+        result = []
+        for row in range(self.table_model.rowCount()):
+            cell = lambda column: self.table_model.item(row, column)  # noqa: E731
+            labels = [cell(2 + 2 * k).text() for k in range(TOP_K) if cell(2 + 2 * k).text()]
+            probs = [float(cell(3 + 2 * k).data(SORT_ROLE)) for k in range(len(labels))]
+            result.append({"path": cell(0).data(PATH_ROLE), "labels": labels, "probs": probs,
+                           "error": cell(PROBLEM_COLUMN).text()})
+        return result
+
+    def csv_text(self) -> str:
+        buffer = io.StringIO()
+        writer = csv.writer(buffer, lineterminator="\n")
+        ranks = [f"{kind}{k}" for k in range(1, TOP_K + 1) for kind in ("label", "prob")]
+        writer.writerow(["path", *ranks, "error"])  # the columns of `tl-studio predict --csv`
+        for row in self.rows():
+            cells = [v for label, prob in zip(row["labels"], row["probs"]) for v in (label, f"{prob:.6f}")]
+            writer.writerow([row["path"], *cells, *[""] * (2 * TOP_K - len(cells)), row["error"]])
+        return buffer.getvalue()
+
+    def choose_export_file(self) -> None:
+        path, _ = QFileDialog.getSaveFileName(self, "Export predictions", "predictions.csv", "CSV files (*.csv)")
+        if path:
+            self.export(path)
+
+    def export(self, path: str) -> None:
+        from tl_studio.core.fileio import atomic_write_text
+
+        try:
+            atomic_write_text(Path(path), self.csv_text())
+        except OSError as error:
+            QMessageBox.warning(self, "Could not save", f"{path} could not be written ({error.strerror or error}); "
+                                "choose another place.")
+
+    def shutdown(self) -> None:
+        self.cancel()
+        self.tasks.shutdown()
