@@ -1,0 +1,68 @@
+"""`tl-studio lr-find` and `tl-studio advise` as a user runs them: the JSON they promise, a readable
+summary with the next command to type, one-sentence errors, and a start-up that imports no torch."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from tl_studio.cli.main import main
+
+FAST = ["--img-size", "64", "--batch-size", "8"]
+
+
+def test_lr_find_json_gives_the_curve_and_a_suggestion(tiny_dataset, capsys):
+    assert main(["lr-find", str(tiny_dataset), *FAST, "--workers", "0", "--json"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert {"suggested_lr", "lrs", "losses", "raw_losses", "min_loss_lr", "diverged", "message"} <= set(result)
+    assert len(result["lrs"]) == len(result["losses"]) >= 10
+    assert result["lrs"] == sorted(result["lrs"]) and result["feature_cache"] is True
+    assert 1e-4 <= result["suggested_lr"] <= 1e-1
+
+
+def test_lr_find_prints_a_chart_and_the_command_to_use_it(tiny_dataset, capsys):
+    assert main(["lr-find", str(tiny_dataset), *FAST, "--steps", "40"]) == 0
+    out = capsys.readouterr().out
+    assert "<- suggested" in out and "Suggested learning rate:" in out
+    assert f"tl-studio train {tiny_dataset} --out RUN_DIR" in out and "--lr " in out
+
+
+@pytest.mark.parametrize("args, words", [(["--start-lr", "1", "--end-lr", "0.1"], "--start-lr"),
+                                         (["--steps", "3"], "--steps"),
+                                         (["--freeze", "99"], "out of range")])
+def test_lr_find_mistakes_are_one_sentence(tiny_dataset, capsys, args, words):
+    assert main(["lr-find", str(tiny_dataset), *FAST, *args]) == 2
+    err = capsys.readouterr().err
+    assert words in err and "Traceback" not in err and err.count("\n") == 1
+
+
+def test_advise_json_gives_every_setting_with_reasons(tiny_dataset, capsys):
+    assert main(["advise", str(tiny_dataset), "--img-size", "64", "--json"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert {"freeze", "lr", "epochs", "schedule", "linear_probe_acc", "reasons", "img_size", "augment"} <= set(result)
+    assert result["freeze"] == "all" and result["schedule"] == "onecycle"  # 10 images per class
+    assert len(result["reasons"]) == 6 and all(isinstance(r, str) and r for r in result["reasons"])
+    assert 0.5 < result["linear_probe_acc"] <= 1
+
+
+def test_advise_summary_ends_with_the_command_to_train(tiny_dataset, capsys):
+    assert main(["advise", str(tiny_dataset), "--img-size", "64"]) == 0
+    out = capsys.readouterr().out
+    assert "Recommended for efficientnet_lite0" in out and "Freeze" in out and "memorise" in out
+    assert f"tl-studio train {tiny_dataset} --out RUN_DIR --model efficientnet_lite0 --freeze all" in out
+
+
+def test_advise_on_a_missing_folder_is_one_sentence(tmp_path, capsys):
+    assert main(["advise", str(tmp_path / "nowhere")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("tl-studio advise:") and "Traceback" not in err
+
+
+def test_the_commands_import_no_torch_until_they_run():
+    code = ("import sys, tl_studio.cli.cmd_lr_find, tl_studio.cli.cmd_advise, tl_studio.cli.main as m; "
+            "m.build_parser(); print('torch' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "False"

@@ -1,0 +1,139 @@
+"""The dataset advisor: its rules on synthetic statistics (tiny vs large datasets, close vs distant
+domains), the linear probe, and real analyses of a tiny and a (cheaply simulated) large dataset."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from tl_studio.core.advice_rules import (DatasetStats, ProbeResult, freeze_more, overfitting_remedies, probe_level,
+                                         recommend, remedies_sentence)
+from tl_studio.core.config import TrainConfig
+from tests.helpers import make_image_folder
+
+SETTINGS = ["freeze", "schedule", "lr", "epochs", "img_size", "augment"]
+
+
+def stats(per_class: float, classes: int = 5, **changes) -> DatasetStats:
+    values = dict(num_classes=classes, num_train=int(per_class * classes), per_class_median=per_class,
+                  per_class_min=int(per_class), imbalance_ratio=1.0, median_short_side=480,
+                  model="efficientnet_lite0", model_size=224, num_stages=5)
+    return DatasetStats(**{**values, **changes})
+
+
+def probe(accuracy: float, chance: float = 0.2) -> ProbeResult:
+    return ProbeResult(accuracy=accuracy, chance=chance, images=400, folds=5, seconds=1.0)
+
+
+def check_usable(recommendation) -> TrainConfig:
+    """Every setting has one sentence of reason, and the changes make a valid config."""
+    assert [a.setting for a in recommendation.advice] == SETTINGS
+    assert all(r.endswith(".") and len(r) > 40 and "\n" not in r for r in recommendation.reasons)
+    return TrainConfig().replace(**recommendation.config_changes()).validate()
+
+
+def test_a_tiny_dataset_trains_only_the_head_whatever_the_probe_says():
+    for accuracy in (0.99, 0.5, 0.25):
+        recommendation = recommend(stats(12), probe(accuracy))
+        assert recommendation.freeze == "all" and recommendation.schedule == "onecycle"
+        assert recommendation.data_level == "tiny"
+        assert "memorise" in recommendation.reasons[0]
+        check_usable(recommendation)
+    assert "More images would help" in recommend(stats(12), probe(0.25)).reasons[0]
+
+
+def test_a_large_dataset_from_a_distant_domain_fine_tunes_everything_gently():
+    recommendation = recommend(stats(3000), probe(0.45))
+    assert recommendation.probe_level == "weak" and recommendation.data_level == "large"
+    assert recommendation.freeze == "none" and recommendation.schedule == "fine-tune"
+    assert recommendation.lr < recommend(stats(12), probe(0.45)).lr  # smaller steps for pretrained layers
+    assert "every layer" in recommendation.reasons[0]
+    config = check_usable(recommendation)
+    assert 1 <= config.freeze_epochs < config.epochs
+
+
+def test_more_data_and_a_worse_fit_unfreeze_more():
+    def trainable(per_class, accuracy):
+        freeze = recommend(stats(per_class), probe(accuracy)).freeze
+        return {"all": 0, "none": 5}.get(freeze, 5 - int(freeze) if freeze.isdigit() else None)
+
+    for accuracy in (0.97, 0.75, 0.4):
+        counts = [trainable(n, accuracy) for n in (12, 120, 600, 3000)]
+        assert counts == sorted(counts), (accuracy, counts)
+    for per_class in (120, 600, 3000):
+        counts = [trainable(per_class, a) for a in (0.97, 0.75, 0.4)]
+        assert counts == sorted(counts), (per_class, counts)
+    assert recommend(stats(600), probe(0.75)).freeze == "3"  # the last 2 of 5 stages retrain
+
+
+def test_epochs_follow_the_number_of_updates_not_a_fixed_count():
+    small, large = recommend(stats(120), probe(0.6)), recommend(stats(3000), probe(0.6))
+    assert small.schedule == large.schedule == "fine-tune"
+    assert large.epochs < small.epochs  # a large dataset gets its updates in fewer passes
+    head_only = recommend(stats(12, classes=2), probe(0.99, chance=0.5))
+    assert 5 <= head_only.epochs <= 40 and "updates" in head_only.reasons[3]
+
+
+def test_the_probe_level_is_measured_from_chance():
+    assert probe_level(probe(0.9, chance=0.5)) == "strong"
+    assert probe_level(probe(0.7, chance=0.5)) == "weak"  # 40 % of the way from chance to perfect
+    assert probe_level(probe(0.7, chance=0.1)) == "moderate"
+    assert probe_level(None) == "moderate"
+
+
+def test_automatic_values_stay_automatic_when_applied():
+    changes = recommend(stats(12), probe(0.99)).config_changes()
+    assert changes["lr"] is None and changes["img_size"] is None  # 1e-3 and 224 px are the defaults
+    small_images = recommend(stats(12, median_short_side=32, model_size=224), probe(0.99))
+    assert "enlarged" in small_images.reasons[4]
+
+
+def test_overfitting_remedies_use_the_same_reasoning():
+    remedies = {a.setting: a.value for a in overfitting_remedies("none", "light", best_epoch=4, num_stages=5)}
+    assert remedies == {"epochs": 4, "freeze": "3", "augment": "standard"}
+    assert freeze_more("3", 5) == "4" and freeze_more("4", 5) == "all" and freeze_more("all", 5) is None
+    # a frozen backbone on cached features: augmentation does not apply, so it is not suggested
+    assert {a.setting for a in overfitting_remedies("all", "standard", best_epoch=2)} == {"epochs"}
+    assert remedies_sentence(overfitting_remedies("4", "strong", best_epoch=3, num_stages=5)) == \
+        "Next time try 3 epochs and the whole backbone frozen."
+
+
+# ---- the linear probe and real analyses -------------------------------------------------------------
+def test_the_linear_probe_separates_separable_features_and_not_random_labels():
+    from tl_studio.core.advisor import linear_probe
+
+    generator = torch.Generator().manual_seed(0)
+    labels = torch.arange(120) % 3
+    centres = torch.randn(3, 64, generator=generator) * 3
+    features = centres[labels] + torch.randn(120, 64, generator=generator)
+    assert linear_probe(features, labels, 3).accuracy > 0.95
+    shuffled = labels[torch.randperm(120, generator=generator)]
+    result = linear_probe(torch.randn(120, 64, generator=generator), shuffled, 3)
+    assert result.accuracy < 0.6 and result.chance == pytest.approx(1 / 3) and result.folds == 5
+    assert linear_probe(features[:4], torch.tensor([0, 1, 2, 2]), 3) is None  # nothing to hold out
+
+
+def test_analysing_the_tiny_dataset_recommends_the_head_only(tiny_dataset):
+    from tl_studio.core.advisor import analyse_dataset
+
+    seen = []
+    result = analyse_dataset(TrainConfig(data_dir=str(tiny_dataset), img_size=64), progress=seen.append)
+    assert result.data_level == "tiny" and result.freeze == "all"
+    assert result.linear_probe_acc is not None and result.linear_probe_acc > result.probe.chance + 0.2
+    assert result.stats.median_short_side == 64 and result.stats.num_classes == 3 and result.img_size == 224
+    assert {p.stage for p in seen} >= {"model", "features", "probe"}
+    check_usable(result)
+
+
+def test_a_large_dataset_is_probed_on_a_bounded_subsample_and_gets_fine_tuning(tmp_path):
+    from tl_studio.core.advisor import analyse_dataset
+
+    # 2 x 1,900 tiny images: "large" (1,520 training images per class), cheap to make and scan
+    data = make_image_folder(tmp_path / "large", classes=("red", "blue"), per_class=1900, size=16)
+    seen = []
+    result = analyse_dataset(TrainConfig(data_dir=str(data), img_size=32), max_images=60, progress=seen.append)
+    assert result.data_level == "large" and result.stats.num_train == 3040
+    assert result.probe.images == 60 and max(p.total for p in seen if p.stage == "features") == 60
+    assert result.freeze not in ("all",) and result.schedule == "fine-tune"
+    config = check_usable(result)
+    assert config.freeze_epochs >= 1

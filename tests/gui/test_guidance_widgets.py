@@ -1,0 +1,119 @@
+"""The learning-rate finder dialog and the advisor panel, offscreen: a real background run on
+generated images, the result on screen, one click into the session's config, Cancel, and clean-up
+(the conftest fails any test that leaves a thread running)."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+from PySide6.QtWidgets import QDialog, QLabel
+
+from tl_studio.core.data import scan_dataset
+from tl_studio.gui.advisor_panel import AdvisorPanel
+from tl_studio.gui.lr_finder_dialog import LrFinderDialog
+from tl_studio.gui.session import Session
+
+RUN_TIMEOUT_MS = 120_000
+
+
+def wait_for_thread_end(qtbot, task) -> None:
+    """The result arrives a moment before the task's thread has ended. Connecting a signal (as
+    waitSignal does) while that thread destroys its worker can deadlock PySide (see tasks.py), so
+    the tests let the thread end first; waitUntil only polls."""
+    qtbot.waitUntil(lambda: not task.thread.isRunning(), timeout=10_000)
+
+
+@pytest.fixture
+def session(qtbot, tiny_dataset) -> Session:
+    session = Session()
+    session.set_dataset(scan_dataset(tiny_dataset))
+    session.update_config(img_size=64, batch_size=8, workers=0)
+    return session
+
+
+@pytest.fixture
+def dialog(qtbot, session):
+    """Held here until teardown, then shut down: a widget deleted while its thread still runs (for
+    example when the test's last reference goes) would abort the process."""
+    widget = LrFinderDialog(session)
+    qtbot.addWidget(widget)
+    yield widget
+    widget.shutdown()
+
+
+@pytest.fixture
+def panel(qtbot, session):
+    widget = AdvisorPanel(session)
+    qtbot.addWidget(widget)
+    yield widget
+    widget.shutdown()
+
+
+def test_the_finder_plots_the_sweep_and_uses_the_chosen_value(qtbot, session, dialog):
+    dialog.show()
+    assert not dialog.use_button.isEnabled()
+    with qtbot.waitSignal(dialog.resultReady, timeout=RUN_TIMEOUT_MS) as ready:
+        dialog.start()
+        assert dialog.cancel_button.isVisible() and not dialog.run_button.isEnabled()
+    result = ready.args[0]
+    wait_for_thread_end(qtbot, dialog.task)
+    assert result.suggested_lr is not None
+    assert len(dialog.curve.getData()[0]) == len(result.lrs) > 10
+    assert dialog.marker.isVisible() and dialog.marker.value() == pytest.approx(math.log10(result.suggested_lr))
+    assert "Suggested learning rate" in dialog.message.text() and dialog.use_button.isEnabled()
+    assert dialog.plot.getPlotItem().getAxis("bottom").logMode  # a log x axis
+
+    dialog.marker.setValue(dialog.marker.value() - 1)  # the user drags the marker a decade lower
+    assert dialog.chosen_lr == pytest.approx(result.suggested_lr / 10, rel=1e-6)
+    assert "Chosen learning rate" in dialog.message.text()
+    with qtbot.waitSignal(session.configChanged):
+        dialog.use_button.click()
+    assert session.config.lr == pytest.approx(float(f"{result.suggested_lr / 10:.2g}"))
+    assert dialog.result() == QDialog.Accepted
+
+
+def test_cancelling_the_finder_changes_nothing(qtbot, session, dialog):
+    dialog.start()
+    with qtbot.waitSignal(dialog.task.cancelled, timeout=RUN_TIMEOUT_MS):
+        dialog.cancel_button.click()
+    assert "Cancelled" in dialog.message.text() and session.config.lr is None
+    assert dialog.run_button.isEnabled() and not dialog.use_button.isEnabled()
+
+
+def test_closing_the_finder_mid_run_stops_its_thread(qtbot, session, dialog):
+    dialog.start()
+    assert dialog.running
+    dialog.reject()  # waits for the background sweep to notice the cancel
+    assert not dialog.task.thread.isRunning() and not dialog.isVisible()
+
+
+def test_the_advisor_shows_reasons_and_applies_them_in_one_click(qtbot, session, panel):
+    panel.show()
+    assert not panel.apply_button.isEnabled()
+    session.update_config(epochs=3, lr=0.05)
+    with qtbot.waitSignal(panel.recommendationReady, timeout=RUN_TIMEOUT_MS) as ready:
+        panel.analyse_button.click()
+    recommendation = ready.args[0]
+    wait_for_thread_end(qtbot, panel.task)
+    reasons = [panel.findChild(QLabel, f"reason_{s}").text() for s in ("freeze", "lr", "epochs", "schedule")]
+    assert all(len(r) > 40 for r in reasons)
+    assert panel.findChild(QLabel, "advice_freeze").text() == "whole backbone (head only)"
+    assert "training images in 3 classes" in panel.summary.text()
+
+    with qtbot.waitSignal(panel.applied) as applied:
+        panel.apply_button.click()
+    config = session.config
+    assert (config.freeze, config.epochs, config.schedule) == ("all", recommendation.epochs, "onecycle")
+    assert config.lr is None  # the recommended 1e-3 is the automatic rate
+    assert set(applied.args[0]) >= {"freeze", "lr", "epochs", "img_size", "schedule", "freeze_epochs"}
+
+    session.update_config(model="resnet18")  # another model: the advice no longer applies
+    assert panel.is_stale() and not panel.apply_button.isEnabled() and "analyse again" in panel.status.text()
+
+
+def test_closing_the_advisor_mid_run_stops_its_thread(qtbot, session, panel):
+    panel.start()
+    assert panel.running and panel.progress.isVisibleTo(panel)
+    panel.shutdown()
+    assert not panel.task.thread.isRunning()

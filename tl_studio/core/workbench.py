@@ -1,0 +1,137 @@
+"""A model and a dataset made ready for the quick analyses that run outside a training run: the
+learning-rate finder (lr_finder.py) and the dataset advisor (advisor.py).
+
+Both need the same things a run needs (the scanned folder, the model with its new head, the device,
+the evaluation preprocessing) and both may compute frozen-backbone features for a subset of images.
+Progress is reported as ``Progress`` payloads and cancel is polled between batches (raising
+``Cancelled``), so the GUI can run them in a background task and the CLI in the foreground.
+"""
+
+from __future__ import annotations
+
+import random
+from collections import defaultdict
+from dataclasses import dataclass
+from typing import Callable, Sequence
+
+import torch
+from torch import nn
+
+from tl_studio.core.config import TrainConfig
+from tl_studio.core.errors import Cancelled, UserError
+
+FEATURE_BATCH = 64  # inference only: larger batches than training are faster and fit easily
+
+
+@dataclass(frozen=True)
+class Progress:
+    """How far a quick analysis is: ``stage`` is "model", "features", "sweep" or "probe"."""
+    stage: str
+    done: int
+    total: int
+    text: str
+
+
+ProgressCallback = Callable[[Progress], None]
+CancelCallback = Callable[[], bool]
+
+
+@dataclass
+class Workbench:
+    config: TrainConfig
+    scan: object  # DatasetScan
+    model: nn.Module
+    device: object  # DeviceInfo
+    spec: object  # PreprocessSpec
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.scan.classes)
+
+
+def open_workbench(config: TrainConfig, scan=None, *, model: nn.Module | None = None,
+                   progress: ProgressCallback | None = None, cancel: CancelCallback | None = None) -> Workbench:
+    """Scans ``config.data_dir`` unless ``scan`` is given, and builds the model (pretrained weights, a new
+    head) unless ``model`` is given. Seeds every random generator from ``config.seed``."""
+    from tl_studio.core.catalog import get_model_info
+    from tl_studio.core.device import resolve_device
+    from tl_studio.core.models import build_model
+    from tl_studio.core.preprocess import PreprocessSpec
+    from tl_studio.core.run_state import seed_everything
+
+    config = config.validate()
+    scan = scan if scan is not None else scan_for(config)
+    if len(scan.classes) < 2 or not scan.split("train"):
+        raise UserError("This needs at least two classes with training images; add another class folder.")
+    device = resolve_device(config.device, config.amp)
+    seed_everything(config.seed)
+    spec = PreprocessSpec.for_model(get_model_info(config.model), config.img_size)
+    if model is None:
+        report(progress, "model", 0, 1, f"Loading {config.model}...")
+        model = build_model(config.model, len(scan.classes), config.weights, cancel=cancel)
+    return Workbench(config, scan, model.to(device.device), device, spec)
+
+
+def scan_for(config: TrainConfig):
+    from tl_studio.core.data import scan_dataset
+
+    if not config.data_dir:
+        raise UserError("No dataset folder given; choose a folder with one sub-folder per class.")
+    return scan_dataset(config.data_dir, val_fraction=config.val_fraction, test_fraction=config.test_fraction,
+                        seed=config.seed)
+
+
+def report(progress: ProgressCallback | None, stage: str, done: int, total: int, text: str) -> None:
+    if progress is not None:
+        progress(Progress(stage, done, total, text))
+
+
+def check_cancel(cancel: CancelCallback | None) -> None:
+    if cancel is not None and cancel():
+        raise Cancelled()
+
+
+def stratified_subsample(records: Sequence, limit: int, seed: int = 0) -> list:
+    """At most ``limit`` records, each class keeping its share (at least 2 where it has them), chosen
+    by a seeded shuffle: the same folder and seed always give the same subset."""
+    if len(records) <= limit:
+        return list(records)
+    by_class: dict[int, list] = defaultdict(list)
+    for record in records:
+        by_class[record.label].append(record)
+    rng = random.Random(seed)
+    chosen = []
+    for label in sorted(by_class):
+        members = sorted(by_class[label], key=lambda r: str(r.path))
+        rng.shuffle(members)
+        share = max(2, round(limit * len(members) / len(records)))
+        chosen += members[:share]
+    rng.shuffle(chosen)
+    return chosen[:limit] if len(chosen) > limit else chosen
+
+
+def record_features(bench: Workbench, records: Sequence, *, progress: ProgressCallback | None = None,
+                    cancel: CancelCallback | None = None):
+    """The frozen backbone's features of ``records`` (evaluation preprocessing, no augmentation), as a
+    FeatureSet on the device; images that fail to load are left out. The model is left in eval mode."""
+    from tl_studio.core.dataset import ImageDataset, make_loader
+    from tl_studio.core.features import extract_features
+    from tl_studio.core.transforms import eval_transform
+
+    dataset = ImageDataset(records, eval_transform(bench.spec))
+    # No loader processes: the work is a few hundred images, and worker start-up would cost more than
+    # it saves (and forking from a GUI thread is best avoided).
+    loader = make_loader(dataset, batch_size=FEATURE_BATCH, shuffle=False, workers=0, seed=bench.config.seed)
+    total = len(records)
+
+    def on_batch(_batch, done: int) -> None:
+        report(progress, "features", done, total, f"Computing features: {done}/{total} images")
+        check_cancel(cancel)
+
+    report(progress, "features", 0, total, f"Computing features: 0/{total} images")
+    with torch.no_grad():
+        features = extract_features(bench.model, loader, bench.device.device, amp_dtype=bench.device.amp_dtype,
+                                    on_batch=on_batch)
+    if len(features) == 0:
+        raise UserError("None of the images could be read; check the dataset with `tl-studio scan`.")
+    return features

@@ -1,0 +1,212 @@
+"""The advisor panel of the Model step: "Analyse my dataset" runs core.advisor in the background
+(progress, Cancel), then shows each recommended setting with its reason, and "Apply" puts them all
+into the session's config in one click.
+
+A result belongs to the model and dataset it was computed for: when either changes, it is marked as
+out of date (and Apply is disabled) until the user analyses again.
+"""
+
+from __future__ import annotations
+
+from PySide6.QtCore import Qt, Signal
+from PySide6.QtWidgets import (QGridLayout, QGroupBox, QHBoxLayout, QLabel, QProgressBar, QPushButton, QVBoxLayout,
+                               QWidget)
+
+from tl_studio.gui.cpu_share import leave_a_core_for_the_window
+from tl_studio.gui.tasks import TaskRunner
+
+LABELS = {"freeze": "Freeze", "schedule": "Schedule", "lr": "Learning rate", "epochs": "Epochs",
+          "img_size": "Image size", "augment": "Augmentation"}
+SCHEDULES = {"onecycle": "one-cycle", "cosine": "cosine", "fine-tune": "two-phase fine-tuning"}
+
+
+def shown_value(setting: str, value, recommendation) -> str:
+    """A recommended value as a person reads it."""
+    if setting == "freeze":
+        return {"all": "whole backbone (head only)", "none": "nothing (fine-tune all)"}.get(
+            value, f"first {value} of {recommendation.stats.num_stages} stages")
+    if setting == "schedule":
+        text = SCHEDULES.get(value, value)
+        return f"{text}, {recommendation.freeze_epochs} head epoch(s) first" if value == "fine-tune" else text
+    if setting == "lr":
+        return f"{value:g}"
+    if setting == "img_size":
+        return f"{value} px"
+    return str(value)
+
+
+class AdvisorPanel(QWidget):
+    recommendationReady = Signal(object)  # Recommendation
+    applied = Signal(dict)  # the config changes made
+    failed = Signal(str)
+
+    def __init__(self, session, parent=None):
+        super().__init__(parent)
+        self.setObjectName("advisorPanel")
+        self.session = session
+        self.tasks = TaskRunner(self)
+        self.task = None
+        self.recommendation = None
+        self._analysed_for = None  # (model, dataset folder) of the shown recommendation
+        self._build()
+        session.configChanged.connect(lambda _config: self._check_stale())
+        session.datasetChanged.connect(lambda _scan: self._check_stale())
+        self._set_running(False)
+
+    # ---- layout ---------------------------------------------------------------------------------
+    def _build(self) -> None:
+        box = QGroupBox("Recommended settings for this dataset")
+        intro = QLabel("Looks at how many images each class has, their size, and how well the pretrained "
+                       "features already tell your classes apart, then recommends how much to freeze and how "
+                       "to train, with the reasons.")
+        intro.setWordWrap(True)
+        self.analyse_button = QPushButton("Analyse my dataset", objectName="advisorAnalyse")
+        self.cancel_button = QPushButton("Cancel", objectName="advisorCancel")
+        self.apply_button = QPushButton("Apply", objectName="advisorApply")
+        self.apply_button.setToolTip("Put every recommended setting into the training settings")
+        self.analyse_button.clicked.connect(self.start)
+        self.cancel_button.clicked.connect(self.cancel)
+        self.apply_button.clicked.connect(self.apply)
+        self.progress = QProgressBar(objectName="advisorProgress")
+        self.status = QLabel(objectName="advisorStatus")
+        self.status.setWordWrap(True)
+        self.summary = QLabel(objectName="advisorSummary")
+        self.summary.setWordWrap(True)
+        self.summary.hide()  # until there is a result
+        self.grid = QGridLayout()
+        self.grid.setColumnStretch(2, 1)
+        self.grid.setHorizontalSpacing(12)
+        buttons = QHBoxLayout()
+        for button in (self.analyse_button, self.cancel_button):
+            buttons.addWidget(button)
+        buttons.addStretch(1)
+        buttons.addWidget(self.apply_button)
+        inner = QVBoxLayout(box)
+        inner.addWidget(intro)
+        inner.addLayout(buttons)
+        inner.addWidget(self.progress)
+        inner.addWidget(self.summary)
+        inner.addLayout(self.grid)
+        inner.addWidget(self.status)
+        inner.addStretch(1)
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(0, 0, 0, 0)
+        layout.addWidget(box)
+
+    def _set_running(self, running: bool) -> None:
+        self.analyse_button.setEnabled(not running)
+        self.cancel_button.setVisible(running)
+        self.progress.setVisible(running)
+        self.apply_button.setEnabled(not running and self.recommendation is not None and not self.is_stale())
+
+    # ---- running ------------------------------------------------------------------------------------
+    @property
+    def running(self) -> bool:
+        return self.task is not None and self.task.running
+
+    def _target(self) -> tuple[str, str]:
+        scan = self.session.scan
+        return self.session.config.model, str(scan.root) if scan is not None else self.session.config.data_dir
+
+    def start(self) -> None:
+        if self.running:
+            return
+        if self.session.scan is None and not self.session.config.data_dir:
+            self.status.setText("Open a dataset folder first (the Data step).")
+            return
+        config, scan, target = self.session.config, self.session.scan, self._target()
+
+        def analyse(report, cancelled):
+            from tl_studio.core.advisor import analyse_dataset
+
+            leave_a_core_for_the_window()
+            return target, analyse_dataset(config, scan, progress=report, cancel=cancelled)
+
+        self._clear_results()  # a new analysis replaces the old one; Apply waits for it
+        self.status.setText(f"Analysing the dataset with {config.model}…")
+        self.progress.setRange(0, 0)
+        self.task = self.tasks.start(analyse, "advisor")
+        self.task.progress.connect(self._on_progress)
+        self.task.succeeded.connect(self._on_succeeded)
+        self.task.failed.connect(self._on_failed)
+        self.task.cancelled.connect(self._on_cancelled)
+        self._set_running(True)
+
+    def cancel(self) -> None:
+        if self.running:
+            self.task.cancel()
+            self.status.setText("Cancelling…")
+
+    def _on_progress(self, event) -> None:
+        self.progress.setRange(0, max(1, event.total))
+        self.progress.setValue(event.done)
+        self.progress.setFormat(event.text)
+
+    def _on_succeeded(self, result) -> None:
+        # let the task's thread end before creating widgets: see LrFinderDialog._on_succeeded
+        self.task.wait(10_000)
+        self.show_recommendation(*result)
+
+    def _on_failed(self, message: str) -> None:
+        self.status.setText(message)
+        self._set_running(False)
+        self.failed.emit(message)
+
+    def _on_cancelled(self) -> None:
+        self.status.setText("Analysis cancelled.")
+        self._set_running(False)
+
+    # ---- the result ---------------------------------------------------------------------------------
+    def show_recommendation(self, target: tuple[str, str], recommendation) -> None:
+        self.recommendation, self._analysed_for = recommendation, target
+        self.summary.setText(recommendation.summary)
+        self.summary.show()
+        self._fill_grid(recommendation)
+        self.status.setText(f"Analysed in {recommendation.seconds:.1f} s. Apply sets all of these at once; you "
+                            f"can still change any of them on the Train step.")
+        self._set_running(False)
+        self.recommendationReady.emit(recommendation)
+
+    def _clear_results(self) -> None:
+        self.recommendation = self._analysed_for = None
+        self.summary.hide()
+        while self.grid.count():
+            self.grid.takeAt(0).widget().deleteLater()
+
+    def _fill_grid(self, recommendation) -> None:
+        while self.grid.count():
+            self.grid.takeAt(0).widget().deleteLater()
+        for row, item in enumerate(recommendation.advice):
+            name = QLabel(f"<b>{LABELS.get(item.setting, item.setting)}</b>")
+            value = QLabel(shown_value(item.setting, item.value, recommendation))
+            value.setObjectName(f"advice_{item.setting}")
+            reason = QLabel(item.reason)
+            reason.setWordWrap(True)
+            reason.setObjectName(f"reason_{item.setting}")
+            for column, label in enumerate((name, value, reason)):
+                label.setAlignment(Qt.AlignLeft | Qt.AlignTop)
+                label.setTextInteractionFlags(Qt.TextSelectableByMouse)
+                self.grid.addWidget(label, row, column)
+
+    def is_stale(self) -> bool:
+        return self.recommendation is not None and self._analysed_for != self._target()
+
+    def _check_stale(self) -> None:
+        if self.is_stale():
+            self.status.setText("The model or dataset has changed since this analysis; analyse again.")
+        self._set_running(self.running)
+
+    def apply(self) -> None:
+        if self.recommendation is None or self.is_stale():
+            return
+        changes = self.recommendation.config_changes()
+        self.session.update_config(**changes)
+        self.status.setText("Applied: the Train step now uses these settings.")
+        if hasattr(self.session, "say"):
+            self.session.say("Recommended training settings applied.")
+        self.applied.emit(changes)
+
+    # ---- closing ------------------------------------------------------------------------------------
+    def shutdown(self) -> None:
+        """Cancels a running analysis and waits for its thread (closing the window)."""
+        self.tasks.shutdown()
