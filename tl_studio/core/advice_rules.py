@@ -34,7 +34,7 @@ TRAINABLE_STAGES = {
 HEAD_STEPS = 150  # optimizer steps that reliably train a new head (cheap: features are cached)
 TUNE_STEPS = 400  # fine-tuning steps before small datasets start to be memorised
 HEAD_LR = {"adamw": 1e-3, "sgd": 1e-2}  # TrainConfig.resolved_lr's defaults
-TUNE_LR = {"adamw": 3e-4, "sgd": 3e-3}
+TUNE_LR = {"adamw": 1e-4, "sgd": 1e-3}  # run_state.FINE_TUNE_PHASE_LR
 STRONGER_AUGMENT = {"none": "light", "light": "standard", "standard": "strong"}
 
 

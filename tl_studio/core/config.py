@@ -28,7 +28,8 @@ class TrainConfig:
     freeze: str = "all"  # "all" = only the new head trains, "none" = fine-tune everything, or N first stages
     epochs: int = 5
     batch_size: int = 32
-    lr: float | None = None  # None: a default that suits the freeze depth (see resolved_lr)
+    lr: float | None = None  # None: a default that suits the freeze depth (see resolved_lr); with the
+    # fine-tune schedule, the fine-tuning phase's rate (the head phase uses the head-only default)
     optimizer: str = "adamw"
     schedule: str = "onecycle"  # "fine-tune" = head first (freeze_epochs), then unfreeze to `freeze`
     freeze_epochs: int = 1  # the head-only epochs of the fine-tune schedule
@@ -80,6 +81,8 @@ class TrainConfig:
             (self.img_size is None or self.img_size >= 32, "image size must be at least 32 pixels"),
             (self.schedule != "fine-tune" or 1 <= self.freeze_epochs < self.epochs,
              "the fine-tune schedule needs 1 <= --freeze-epochs < --epochs"),
+            (self.schedule != "fine-tune" or self.freeze != "all",
+             "the fine-tune schedule unfreezes down to --freeze, so give a depth other than 'all' (e.g. none)"),
             (self.early_stopping_patience >= 0, "early-stopping patience must be 0 (off) or more"),
         ]
         for ok, message in checks:

@@ -15,19 +15,20 @@ def overfitting_epochs(history: Sequence) -> int:
     return streak
 
 
-def overfitting_hint(history: Sequence, freeze: str = "all", augment: str = "standard") -> str | None:
-    """One or two sentences when val loss has risen for 2+ epochs while train loss fell, else None."""
+def overfitting_hint(history: Sequence, freeze: str = "all", augment: str = "standard",
+                     num_stages: int | None = None, feature_cache: bool = True) -> str | None:
+    """One or two sentences when val loss has risen for 2+ epochs while train loss fell, else None.
+    The remedies are the advisor's (advice_rules.overfitting_remedies), so both say the same."""
+    from tl_studio.core.advice_rules import overfitting_remedies
+
     streak = overfitting_epochs(history)
     if streak < 2:
         return None
     best = min(history, key=lambda e: e.val_loss)
-    advice = [f"fewer epochs (val loss was lowest at epoch {best.epoch})"]
-    if freeze != "all":
-        advice.append("freezing more of the backbone")
-    if augment in ("none", "light", "standard"):
-        stronger = {"none": "light", "light": "standard", "standard": "strong"}[augment]
-        advice.append(f"stronger augmentation ({stronger})")
-    advice.append("more training images")
+    words = {"epochs": "fewer epochs (val loss was lowest at epoch {})", "freeze": "freezing more of the backbone",
+             "augment": "stronger augmentation ({})"}
+    remedies = overfitting_remedies(freeze, augment, best.epoch, num_stages, feature_cache)
+    advice = [words[r.setting].format(r.value) for r in remedies] + ["more training images"]
     return (f"The model is starting to overfit: val loss has risen for {streak} epochs while train loss "
             f"fell. Try " + ", ".join(advice[:-1]) + f" or {advice[-1]}.")
 
@@ -35,15 +36,18 @@ def overfitting_hint(history: Sequence, freeze: str = "all", augment: str = "sta
 def freeze_hint(train_images: int, num_classes: int, frozen: int, num_stages: int) -> str:
     """One line of transfer-learning practice for the chosen freeze depth: few images (and a domain
     like ImageNet's photos) -> freeze more; many images or a distant domain -> fine-tune more."""
+    from tl_studio.core.advice_rules import data_level
+
     per_class = train_images / max(1, num_classes)
     share = frozen / max(1, num_stages)
-    if per_class < 100:
+    level = data_level(per_class)  # the advisor's thresholds: tiny < 20 <= small < 250 <= medium < 1500
+    if level in ("tiny", "small"):
         if share < 0.5:
             return (f"Only ~{per_class:.0f} training images per class: fine-tuning this much risks overfitting. "
                     f"Freeze more, unless your images look nothing like everyday photos.")
         return (f"~{per_class:.0f} training images per class: a frozen backbone with a new head is the safe "
                 f"start; unfreeze the last stages later if accuracy stalls.")
-    if per_class < 1000:
+    if level == "medium":
         return (f"~{per_class:.0f} training images per class: freezing the early stages and fine-tuning the "
                 f"later ones usually works best; freeze more if your images resemble everyday photos.")
     if share > 0.5:

@@ -29,6 +29,7 @@ class StepContext:
     between_batches: Callable[[], None]
     on_batch: Callable[[int, int, float, float, float], None]  # batch, num_batches, loss, lr, images/s
     on_failures: Callable[[list], None] = lambda failures: None
+    freeze_all_norms: bool = False  # BatchNorm statistics stay as they are, even in unfrozen stages
 
 
 @dataclass
@@ -54,7 +55,9 @@ class EpochTotals:
         return self.correct / self.seen if self.seen else float("nan")
 
 
-def _optimise(ctx: StepContext, loss: torch.Tensor) -> None:
+def _optimise(ctx: StepContext, loss: torch.Tensor) -> float:
+    """One optimizer step; returns the learning rate the step used (the schedule moves on after it)."""
+    lr = _current_lr(ctx)
     ctx.optimizer.zero_grad(set_to_none=True)
     if ctx.scaler is not None:  # fp16 needs loss scaling; bf16 and fp32 do not
         ctx.scaler.scale(loss).backward()
@@ -64,6 +67,7 @@ def _optimise(ctx: StepContext, loss: torch.Tensor) -> None:
         loss.backward()
         ctx.optimizer.step()
     ctx.scheduler.step()
+    return lr
 
 
 def _current_lr(ctx: StepContext) -> float:
@@ -73,7 +77,7 @@ def _current_lr(ctx: StepContext) -> float:
 def train_on_images(model: nn.Module, loader, ctx: StepContext) -> EpochTotals:
     from tl_studio.core.models import set_train_mode
 
-    set_train_mode(model)
+    set_train_mode(model, ctx.freeze_all_norms)
     totals = EpochTotals()
     started = time.perf_counter()
     num_batches = len(loader)
@@ -89,33 +93,34 @@ def train_on_images(model: nn.Module, loader, ctx: StepContext) -> EpochTotals:
         with torch.autocast(ctx.device.type, dtype=ctx.amp_dtype, enabled=ctx.amp_dtype is not None):
             logits = model(images)
             loss = ctx.criterion(logits.float(), labels)
-        _optimise(ctx, loss)
+        lr = _optimise(ctx, loss)
         loss_value = float(loss.detach())
         totals.add(loss_value, logits.detach(), labels)
         totals.seconds = time.perf_counter() - started
-        ctx.on_batch(number, num_batches, loss_value, _current_lr(ctx), totals.seen / max(totals.seconds, 1e-9))
+        ctx.on_batch(number, num_batches, loss_value, lr, totals.seen / max(totals.seconds, 1e-9))
     return totals
 
 
 def train_on_features(head: nn.Module, classify: Callable, features: FeatureSet, batch_size: int,
-                      generator: torch.Generator, ctx: StepContext) -> EpochTotals:
+                      generator: torch.Generator, ctx: StepContext, passes: int = 1) -> EpochTotals:
     """``classify(features)`` gives the logits: the head and whatever follows it (SqueezeNet pools
-    after its head)."""
+    after its head). ``passes``: shuffled passes over the features in this one epoch."""
     head.train()
     totals = EpochTotals()
     started = time.perf_counter()
-    order = torch.randperm(len(features), generator=generator).to(features.features.device)
+    order = torch.cat([torch.randperm(len(features), generator=generator) for _ in range(passes)])
+    order = order.to(features.features.device)
     batches = order.split(batch_size)
     for number, rows in enumerate(batches, start=1):
         ctx.between_batches()
         x, labels = features.features[rows], features.labels[rows]
         logits = classify(x)
         loss = ctx.criterion(logits, labels)
-        _optimise(ctx, loss)
+        lr = _optimise(ctx, loss)
         loss_value = float(loss.detach())
         totals.add(loss_value, logits.detach(), labels)
         totals.seconds = time.perf_counter() - started
-        ctx.on_batch(number, len(batches), loss_value, _current_lr(ctx), totals.seen / max(totals.seconds, 1e-9))
+        ctx.on_batch(number, len(batches), loss_value, lr, totals.seen / max(totals.seconds, 1e-9))
     return totals
 
 

@@ -429,11 +429,13 @@ def freeze(model: nn.Module, depth: int | str) -> FreezeReport:
                         tuple(s.name for s in stages[count:]), trainable, total)
 
 
-def set_train_mode(model: nn.Module) -> None:
+def set_train_mode(model: nn.Module, freeze_all_norms: bool = False) -> None:
     """model.train(), except the normalisation layers with running statistics inside frozen stages, which stay
-    in eval mode so those statistics keep the values the frozen weights were trained with."""
+    in eval mode so those statistics keep the values the frozen weights were trained with. With
+    ``freeze_all_norms`` every such layer stays in eval mode (its affine weights still train)."""
     model.train()
-    for stage in model_stages(model)[:getattr(model, "tl_frozen_depth", 0)]:
+    stages = model_stages(model)
+    for stage in stages if freeze_all_norms else stages[:getattr(model, "tl_frozen_depth", 0)]:
         for module in stage.modules:
             for layer in module.modules():
                 if _has_running_stats(layer):

@@ -19,6 +19,16 @@ from tl_studio.core.errors import UserError
 from tl_studio.core.run_data import RunData
 
 
+# A new head needs enough updates to converge. On a small dataset an epoch is a handful of them (245
+# images at batch 32: 8), and a half-trained head also sends large, damaging gradients into the layers
+# the fine-tune schedule unfreezes next. On cached features a pass costs milliseconds, so an epoch of a
+# frozen-backbone phase repeats its pass until the phase has made at least this many updates.
+HEAD_MIN_STEPS = 100
+# The fine-tuning phase after it adapts pretrained layers to a head that already works: small steps
+# (and BatchNorm statistics kept, see _step_context) move them without undoing what they learnt.
+FINE_TUNE_PHASE_LR = {"adamw": 1e-4, "sgd": 1e-3}
+
+
 def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed % 2**32)
@@ -100,7 +110,7 @@ class RunState:
         return events.FitStart(
             run_dir=str(self.run_dir), classes=tuple(data.classes), num_train=len(data.train_records),
             num_val=len(data.val_records), epochs=self.config.epochs, start_epoch=self.epoch + 1,
-            batches_per_epoch=data.steps_per_epoch(), device=self.device.description,
+            batches_per_epoch=self._steps_per_epoch(first_phase), device=self.device.description,
             trainable_params=report.trainable_params, total_params=report.total_params,
             feature_cache=self.config.feature_cache and first_phase.freeze == "all",
             class_weights=tuple(data.class_weights.tolist()) if data.class_weights is not None else None,
@@ -125,11 +135,37 @@ class RunState:
     def _make_optimizer(self, phase, epochs: int) -> None:
         from tl_studio.core.optim import make_optimizer, make_scheduler, param_groups
 
-        lr = self.config.lr if self.config.lr is not None else self.config.replace(freeze=phase.freeze).resolved_lr()
+        lr = self._phase_lr(phase)
         self.optimizer = make_optimizer(param_groups(self.model, lr, phase.stage_lr_factor), self.config)
-        self.scheduler = make_scheduler(self.optimizer, self.config, self.data.steps_per_epoch() * epochs)
+        self.scheduler = make_scheduler(self.optimizer, self.config, self._steps_per_epoch(phase) * epochs)
         fp16 = self.device.amp_dtype == torch.float16
         self.scaler = torch.amp.GradScaler("cuda") if fp16 else None
+
+    def _phase_lr(self, phase) -> float:
+        """config.lr (set by hand or from the LR finder) is the rate of the phase that trains at the
+        config's freeze depth; the head phase of the fine-tune schedule uses the head-only default."""
+        if phase.name == "head":
+            return self.config.replace(freeze="all", lr=None).resolved_lr()
+        if phase.name == "fine-tune" and self.config.lr is None:
+            return FINE_TUNE_PHASE_LR[self.config.optimizer]
+        return self.config.replace(freeze=phase.freeze).resolved_lr()
+
+    def _phase_uses_cache(self, phase) -> bool:
+        return self.config.feature_cache and phase.freeze == "all"
+
+    def _steps_per_epoch(self, phase) -> int:
+        """Optimizer steps in one epoch of ``phase``. On cached features no batch is dropped (a head has
+        no BatchNorm to break on a batch of one), and a small dataset gets several passes."""
+        if not self._phase_uses_cache(phase):
+            return self.data.steps_per_epoch()
+        return math.ceil(self._feature_passes(phase) * len(self.data.train_records) / self.data.batch_size)
+
+    def _feature_passes(self, phase) -> int:
+        """Passes over the cached features per epoch, enough for HEAD_MIN_STEPS updates in the phase."""
+        if not self._phase_uses_cache(phase):
+            return 1
+        images = len(self.data.train_records) * (phase.last_epoch - phase.first_epoch + 1)
+        return max(1, math.ceil(HEAD_MIN_STEPS * self.data.batch_size / images))
 
     def _restore_optimizer(self, phase) -> None:
         """Resuming in the phase the checkpoint was written in: continue its optimizer and schedule,
@@ -173,8 +209,11 @@ class RunState:
             features = self._cached_features(ctx)
             generator = torch.Generator().manual_seed(self.config.seed * 1000 + self._current_epoch)
             return loops.train_on_features(_head(self.model), self._classify, features["train"], self.data.batch_size,
-                                           generator, ctx)
-        return loops.train_on_images(self.model, self.data.train_loader(), ctx)
+                                           generator, ctx, passes=self._feature_passes(self.phase))
+        loader = self.data.train_loader()
+        # the shuffle is seeded per epoch (as the feature path is), so a resumed run sees the same order
+        loader.generator.manual_seed(self.config.seed * 1000 + self._current_epoch)
+        return loops.train_on_images(self.model, loader, ctx)
 
     def _validate_once(self) -> loops.EpochTotals:
         keep = set(self.data.sample_indices)
@@ -214,7 +253,10 @@ class RunState:
             criterion=make_criterion(self.data.class_weights_on(self.device.device), self.config.label_smoothing),
             device=self.device.device, amp_dtype=self.device.amp_dtype, scaler=self.scaler,
             channels_last=self.device.is_cuda, between_batches=self.control.checkpoint,
-            on_batch=self._on_batch, on_failures=lambda failures: self._report_failures(failures, "train"))
+            on_batch=self._on_batch, on_failures=lambda failures: self._report_failures(failures, "train"),
+            # the head was trained on features computed with the running statistics: keep them, so
+            # unfreezing does not change every feature the head sees (and small batches add no noise)
+            freeze_all_norms=self.phase is not None and self.phase.name == "fine-tune")
 
     def _on_batch(self, batch: int, num_batches: int, loss: float, lr: float, images_per_s: float) -> None:
         self.step += 1
@@ -276,9 +318,19 @@ class RunState:
         patience = self.config.early_stopping_patience
         if patience and self.epochs_without_improvement >= patience:
             self.callbacks.on_notice(events.Notice(
-                f"Stopped early: val loss has not improved for {patience} epochs (best at epoch {self.best_epoch})."))
+                f"Stopped early: val loss has not improved for {patience} epochs (best at epoch {self.best_epoch}). "
+                + self._next_time()))
             return True
         return False
+
+    def _next_time(self) -> str:
+        """The same advice as the overfitting hint and the advisor: what to change for the next run."""
+        from tl_studio.core.advice_rules import overfitting_remedies, remedies_sentence
+        from tl_studio.core.models import model_stages
+
+        best = min(self.history, key=lambda e: e.val_loss).epoch
+        return remedies_sentence(overfitting_remedies(self.config.freeze, self.config.augment, best,
+                                                      len(model_stages(self.model)), self.config.feature_cache))
 
     def _common_payload(self) -> dict:
         return {"config": self.config.to_dict(), "classes": list(self.data.classes),

@@ -13,7 +13,7 @@ import logging
 import threading
 from typing import Callable
 
-from PySide6.QtCore import QObject, Qt, QThread, Signal, Slot
+from PySide6.QtCore import QCoreApplication, QObject, Qt, QThread, Signal, Slot
 
 from tl_studio.core.errors import Cancelled, UserError
 
@@ -49,6 +49,11 @@ class _Worker(QObject):
         else:
             self.succeeded.emit(result)
         finally:
+            # Back to the GUI thread before this thread ends, so that thread.finished -> deleteLater
+            # destroys the worker there: destroying a Python-made QObject in a worker thread holds
+            # Qt's connection lock while waiting for the GIL, and a GUI thread that connects a signal
+            # at that moment holds the GIL while waiting for the lock (a deadlock, seen with gdb).
+            self.moveToThread(QCoreApplication.instance().thread())
             self.done.emit()
 
 

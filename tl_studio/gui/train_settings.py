@@ -167,6 +167,11 @@ class TrainSettings(QWidget):
             augment=self.augment.currentData(), img_size=self.img_size.value() or None,
             device=self.device.currentData() or "auto", workers=self.workers.value(),
             early_stopping_patience=self.early_stopping.value(), class_weighting=self.class_weighting.currentData())
+        if changes["schedule"] == "fine-tune" and self.session.config.freeze == "all":
+            # two phases need something to unfreeze in the second one
+            changes["freeze"] = "none"
+            self.session.say("Two-phase fine-tuning: the head trains first, then the whole network "
+                             "(change the freeze depth on the Model step).")
         self.session.update_config(**changes)
         remember_config(self.session.config)
         self.show_config(self.session.config)

@@ -12,7 +12,7 @@ import itertools
 import time
 from pathlib import Path
 
-from PySide6.QtCore import QObject, Qt, QThread, Signal, Slot
+from PySide6.QtCore import QCoreApplication, QObject, Qt, QThread, Signal, Slot
 
 from tl_studio.core import events
 from tl_studio.core.callbacks import Callback
@@ -116,6 +116,8 @@ class TrainingWorker(QObject):
         except Exception as error:  # set-up errors before the engine's own reporting (e.g. bad config)
             finished = events.RunFinished("failed", 0, None, None, None, 0.0, str(error))
         finally:
+            # Back to the GUI thread so that deleteLater destroys the worker there (see tasks.py).
+            self.moveToThread(QCoreApplication.instance().thread())
             self.finished.emit(self.run_id, finished)
 
 

@@ -95,8 +95,10 @@ class ModelPage(QWidget):
         layout.addWidget(self.facts)
         layout.addWidget(weights_box)
         layout.addWidget(self._freeze_box())
-        self.extra = QVBoxLayout()  # the advisor panel goes here
-        layout.addLayout(self.extra)
+        from tl_studio.gui.advisor_panel import AdvisorPanel
+
+        self.advisor = AdvisorPanel(self.session)
+        layout.addWidget(self.advisor)
         layout.addStretch(1)
         return layout_widget
 
@@ -136,9 +138,6 @@ class ModelPage(QWidget):
             self.proxy.set_text(text)
         finally:
             self._filtering = False
-
-    def add_panel(self, widget: QWidget) -> None:
-        self.extra.addWidget(widget)
 
     # ---- the catalogue ------------------------------------------------------------------------------
     def after_window_shown(self) -> None:
@@ -326,4 +325,5 @@ class ModelPage(QWidget):
         task.failed.connect(lambda message: QMessageBox.warning(self, "Cannot import these weights", message))
 
     def shutdown(self) -> None:
+        self.advisor.shutdown()
         self.tasks.shutdown()

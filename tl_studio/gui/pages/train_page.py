@@ -88,6 +88,9 @@ class TrainPage(QWidget):
         self.stop_button = QPushButton("Stop")
         self.stop_button.setObjectName("stopButton")
         self.stop_button.setToolTip("Stop after the current batch; the last finished epoch is kept")
+        self.lr_button = QPushButton("Find learning rate…")
+        self.lr_button.setToolTip("A short sweep of increasing learning rates on your data; suggests the rate "
+                                  "where the loss falls fastest (the model you will train is not changed)")
         self.resume_button = QPushButton("Resume a run…")
         self.resume_button.setToolTip("Continue a stopped or crashed run from its last checkpoint")
         buttons = QHBoxLayout()
@@ -96,6 +99,7 @@ class TrainPage(QWidget):
         left = QWidget()
         left_layout = QVBoxLayout(left)
         left_layout.addWidget(self.settings)
+        left_layout.addWidget(self.lr_button)
         left_layout.addLayout(buttons)
         left_layout.addWidget(self.resume_button)
         scroll = QScrollArea()
@@ -141,6 +145,7 @@ class TrainPage(QWidget):
         self.pause_button.clicked.connect(self.toggle_pause)
         self.stop_button.clicked.connect(self.stop)
         self.resume_button.clicked.connect(self.choose_run_to_resume)
+        self.lr_button.clicked.connect(self.find_learning_rate)
         c = self.controller
         c.fitStarted.connect(self._on_fit_started)
         c.phaseStarted.connect(lambda e: self.session.say(e.description))
@@ -200,6 +205,18 @@ class TrainPage(QWidget):
         self._set_running(True)
         self.session.say(f"Training {config.model}…")
 
+    def find_learning_rate(self) -> None:
+        from tl_studio.gui.lr_finder_dialog import LrFinderDialog
+
+        if self.session.scan is None:
+            QMessageBox.information(self, "No dataset", "Choose a dataset folder on the Data step first.")
+            return
+        dialog = LrFinderDialog(self.session, self)
+        dialog.start()
+        dialog.exec()
+        dialog.shutdown()
+        dialog.deleteLater()
+
     def choose_run_to_resume(self) -> None:
         folder = QFileDialog.getExistingDirectory(self, "Choose a run folder to resume")
         if folder:
@@ -257,7 +274,8 @@ class TrainPage(QWidget):
         self.curves.add_epoch(event)
         self.session.say(f"Epoch {event.epoch}: val accuracy {event.val_acc:.3f}, val loss {event.val_loss:.4f} "
                          f"({event.seconds:.1f} s)")
-        hint = overfitting_hint(self.history, self.session.config.freeze, self.session.config.augment)
+        config = self.session.config
+        hint = overfitting_hint(self.history, config.freeze, config.augment, feature_cache=config.feature_cache)
         self.hint.setText(hint or "")
         self.hint.setVisible(bool(hint))
 
@@ -287,6 +305,7 @@ class TrainPage(QWidget):
     def _set_running(self, running: bool) -> None:
         self.start_button.setEnabled(not running)
         self.resume_button.setEnabled(not running)
+        self.lr_button.setEnabled(not running)
         self.pause_button.setEnabled(running)
         self.stop_button.setEnabled(running)
         self.pause_button.setText("Pause")
