@@ -6,6 +6,8 @@ import itertools
 import json
 import os
 import shutil
+import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -394,6 +396,38 @@ def test_cancel_stops_verification(tiny_dataset):
     with pytest.raises(Cancelled):
         verify_images(scan, cancel=lambda: True)
 
+
+
+def test_held_verification_waits_then_finishes_and_can_be_cancelled_while_held(tiny_dataset):
+    scan = scan_dataset(tiny_dataset)
+    hold = threading.Event()
+    hold.set()  # a training run is active
+    progress, result = [], []
+    worker = threading.Thread(target=lambda: result.append(
+        verify_images(scan, progress=lambda done, total: progress.append(done), hold=hold)))
+    worker.start()
+    time.sleep(0.5)
+    assert worker.is_alive() and not progress  # no image decoded while held
+    hold.clear()  # the run ended
+    worker.join(timeout=30)
+    assert result == [[]] and progress[-1] == len(scan.records)
+
+    hold.set()
+    cancelled = threading.Event()
+    errors = []
+
+    def verify_then_record():
+        try:
+            verify_images(scan, cancel=cancelled.is_set, hold=hold)
+        except Cancelled as error:
+            errors.append(error)
+
+    worker = threading.Thread(target=verify_then_record)
+    worker.start()
+    time.sleep(0.2)
+    cancelled.set()
+    worker.join(timeout=5)
+    assert not worker.is_alive() and len(errors) == 1
 
 # ---------------------------------------------------------------- the report
 

@@ -17,6 +17,7 @@ from __future__ import annotations
 import math
 import os
 import random
+import threading
 import time
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Iterator
@@ -44,6 +45,7 @@ IGNORED_NAMES = frozenset(("thumbs.db", "ehthumbs.db", "desktop.ini", "__macosx"
 
 # Where the Evaluate step moves images the user excludes (never deleted); not a class.
 EXCLUDED_FOLDER = "_excluded"
+HOLD_POLL_SECONDS = 0.05  # how often a held full decode check looks whether it may go on
 
 ProgressCallback = Callable[[int, "int | None"], None]
 CancelCallback = Callable[[], bool]
@@ -169,15 +171,28 @@ def _sorted_by_path(problems: list[Problem]) -> tuple[Problem, ...]:
 
 
 def verify_images(scan: DatasetScan, progress: ProgressCallback | None = None,
-                  cancel: CancelCallback | None = None, workers: int | None = None) -> list[Problem]:
+                  cancel: CancelCallback | None = None, workers: int | None = None,
+                  hold: threading.Event | None = None) -> list[Problem]:
     """Decode every image of a scan fully (as training will) and return the problems the header-level
-    scan could not see. Decoding runs in a few threads (Pillow releases the GIL while decoding)."""
+    scan could not see. Decoding runs in a few threads (Pillow releases the GIL while decoding).
+
+    While ``hold`` is set the decoding threads wait between images: the check is a background nicety
+    and must not compete with training for the CPU and the GIL (on two cores it stalled the window).
+    """
     ticker = _Ticker(progress, cancel)
     records, total = scan.records, len(scan.records)
     problems = []
+
+    def check(record: ImageRecord) -> ImageLoadError | None:
+        while hold is not None and hold.is_set():
+            if cancel is not None and cancel():
+                return None  # the loop below raises Cancelled at its next step
+            time.sleep(HOLD_POLL_SECONDS)
+        return _decode_failure(record.path, scan.max_pixels)
+
     executor = ThreadPoolExecutor(max_workers=workers or min(4, os.cpu_count() or 1))
     try:
-        failures = executor.map(lambda record: _decode_failure(record.path, scan.max_pixels), records)
+        failures = executor.map(check, records)
         for done, (record, failure) in enumerate(zip(records, failures, strict=True), start=1):
             if failure is not None:
                 problems.append(Problem(scan.relative(record.path), failure.reason, failure.kind))

@@ -3,6 +3,7 @@ and show the classes, counts per split, imbalance, every problem file and a thum
 
 from __future__ import annotations
 
+import threading
 from pathlib import Path
 
 from PySide6.QtCore import Qt
@@ -26,9 +27,12 @@ class DataPage(QWidget):
         self.tasks = TaskRunner(self)
         self.scan_task = None
         self.verify_task = None
+        # Set while a training run is active: the full decode check waits (see verify_images).
+        self.verify_hold = threading.Event()
         self.folder: str | None = None
         self._build()
         session.datasetChanged.connect(self._show_scan)
+        session.trainingStateChanged.connect(self._training_state_changed)
 
     # ---- layout -------------------------------------------------------------------------------------
     def _build(self) -> None:
@@ -192,11 +196,18 @@ class DataPage(QWidget):
         from tl_studio.core.data import verify_images
 
         self.verify_task = self.tasks.start(
-            lambda report, cancelled: verify_images(scan, progress=lambda d, t: report((d, t)), cancel=cancelled),
+            lambda report, cancelled: verify_images(scan, progress=lambda d, t: report((d, t)), cancel=cancelled,
+                                                    hold=self.verify_hold),
             "verify")
         self.verify_task.progress.connect(
             lambda p: self.session.say(f"Checking every image fully: {p[0]}/{p[1]}") if p[1] else None)
         self.verify_task.succeeded.connect(lambda problems: self._verified(scan, problems))
+
+    def _training_state_changed(self, active: bool) -> None:
+        if active:
+            self.verify_hold.set()
+        else:
+            self.verify_hold.clear()
 
     def _verified(self, scan, problems) -> None:
         if self.session.scan is not scan:
