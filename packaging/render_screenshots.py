@@ -79,12 +79,18 @@ def main(out: Path, data: Path = DATA) -> None:
 
 def _evaluate(window, out: Path) -> None:
     page = window.pages["Evaluate"]
-    run = getattr(page, "evaluate", None)
-    if run is None:
-        return
-    window.steps.go_to("Evaluate")
-    run()
-    wait_until(lambda: getattr(page, "result", None) is not None)
+    evaluations = []
+    page.evaluated.connect(evaluations.append)
+    window.steps.go_to("Evaluate")  # arriving at the step starts the evaluation
+    if not page.running and not evaluations:
+        page.evaluate()
+    wait_until(lambda: evaluations)
+    # Show the gallery of the most interesting cell: the largest off-diagonal count.
+    matrix = evaluations[-1].confusion_matrix().tolist()
+    cells = [(matrix[t][p], t, p) for t in range(len(matrix)) for p in range(len(matrix)) if t != p]
+    if cells and max(cells)[0] > 0:
+        _, true_class, predicted_class = max(cells)
+        page.show_cell(true_class, predicted_class)
     grab(window, "Evaluate", out)
 
 
@@ -100,12 +106,12 @@ def _export(window, out: Path, work: Path) -> None:
 
 def _predict(window, out: Path, data: Path) -> None:
     page = window.pages["Predict"]
-    add = getattr(page, "add_paths", None)
-    if add is None:
-        return
+    finished = []
+    page.predictionsFinished.connect(finished.append)
     images = sorted((data / "val" / "ants").glob("*.jpg"))[:6] + sorted((data / "val" / "bees").glob("*.jpg"))[:6]
-    add([str(p) for p in images])
-    wait_until(lambda: page.is_idle() if hasattr(page, "is_idle") else True)
+    window.steps.go_to("Predict")
+    page.add_paths([str(p) for p in images])
+    wait_until(lambda: finished and not page.running)
     grab(window, "Predict", out)
 
 

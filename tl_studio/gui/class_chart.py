@@ -45,7 +45,7 @@ class ClassChart(pg.PlotWidget):
         ticks = [(i, _short(name)) for i, name in enumerate(classes) if i % step == 0]
         item.getAxis("bottom").setTicks([ticks])
         item.setXRange(-0.6, len(classes) - 0.4, padding=0)
-        item.setYRange(0, max(1.0, float(bottom.max()) * 1.1) if len(classes) else 1.0, padding=0)
+        item.setYRange(0, max(1.0, float(bottom.max()) * 1.3) if len(classes) else 1.0, padding=0)
 
 
 def _short(name: str, limit: int = 14) -> str:

@@ -6,7 +6,7 @@ from __future__ import annotations
 from PySide6.QtCore import QAbstractTableModel, QModelIndex, QSortFilterProxyModel, Qt
 from PySide6.QtWidgets import QAbstractItemView, QHeaderView, QTableView
 
-COLUMNS = ("Model", "Parameters", "ImageNet acc@1", "Input", "Relative cost", "Weights")
+COLUMNS = ("Model", "Parameters", "ImageNet top-1", "Input", "Cost", "Weights")
 WEIGHTS_TEXT = {"bundled": "bundled (offline)", "cached": "downloaded"}
 
 
@@ -120,6 +120,8 @@ def model_table_view(proxy: ModelFilter) -> QTableView:
     view.sortByColumn(-1, Qt.AscendingOrder)  # the registry's own order: the default model first
     view.verticalHeader().hide()
     view.setEditTriggers(QAbstractItemView.NoEditTriggers)
+    # the figures take the width they need; the model name, what people read first, gets the rest
+    view.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeToContents)
     view.horizontalHeader().setSectionResizeMode(0, QHeaderView.Stretch)
     view.setAlternatingRowColors(True)
     return view

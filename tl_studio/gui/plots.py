@@ -46,6 +46,7 @@ def _plot(object_name: str, title: str, y_label: str) -> pg.PlotWidget:
     item.setTitle(title)
     item.setLabel("bottom", "epoch")
     item.setLabel("left", y_label)
+    item.getAxis("left").enableAutoSIPrefix(False)  # a loss reads 0.45, not 450 (x0.001)
     item.showGrid(x=True, y=True, alpha=0.25)
     item.addLegend(offset=(-10, 10))
     item.setDownsampling(mode="peak")

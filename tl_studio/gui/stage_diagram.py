@@ -69,5 +69,12 @@ class StageDiagram(QWidget):
         painter.setBrush(fill)
         painter.drawRoundedRect(rect, 4, 4)
         painter.setPen(text)
-        label = name if painter.fontMetrics().horizontalAdvance(name) < rect.width() - 4 else name[:1]
+        label = next((text for text in _labels(name) if painter.fontMetrics().horizontalAdvance(text) < rect.width() - 4),
+                     "")
         painter.drawText(rect, Qt.AlignCenter, label)
+
+
+def _labels(name: str) -> list[str]:
+    """The stage name, then shorter forms for narrow boxes: "stage1" -> "s1" -> "1"."""
+    digits = name[len(name.rstrip("0123456789")):]
+    return [name, name[:1] + digits, digits or name[:1]]

@@ -55,7 +55,9 @@ class ModelPage(QWidget):
         splitter = QSplitter(Qt.Horizontal)
         splitter.addWidget(left)
         splitter.addWidget(self._details())
-        splitter.setSizes([640, 520])
+        splitter.setStretchFactor(0, 3)  # the table needs room for full model names
+        splitter.setStretchFactor(1, 2)
+        splitter.setSizes([760, 480])
         layout = QVBoxLayout(self)
         layout.addWidget(splitter)
 
