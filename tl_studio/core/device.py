@@ -44,7 +44,8 @@ def resolve_device(name: str = "auto", amp: bool = True) -> DeviceInfo:
             raise UserError("Apple MPS is not available on this machine; use --device cpu or --device auto.")
         return DeviceInfo(torch.device("mps"), "Apple GPU (MPS)", None, False)
     if name == "cpu":
-        return DeviceInfo(torch.device("cpu"), f"CPU ({torch.get_num_threads()} threads)", None, False)
+        threads = torch.get_num_threads()
+        return DeviceInfo(torch.device("cpu"), f"CPU ({threads} thread{'s' if threads != 1 else ''})", None, False)
     raise UserError(f"Unknown device {name!r}; use auto, cpu, cuda or mps.")
 
 

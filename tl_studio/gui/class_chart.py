@@ -21,7 +21,7 @@ class ClassChart(pg.PlotWidget):
         item.showGrid(y=True, alpha=0.25)
         item.setMouseEnabled(x=False, y=False)
         item.hideButtons()
-        self.legend = item.addLegend(offset=(-10, 10))
+        self.legend = item.addLegend(offset=(-10, 5), colCount=3)  # one row: little height over the bars
         self.bars: list[pg.BarGraphItem] = []
 
     def show_counts(self, classes: list[str], counts: dict[str, dict[str, int]]) -> None:
