@@ -66,3 +66,19 @@ def test_the_commands_import_no_torch_until_they_run():
             "m.build_parser(); print('torch' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "False"
+
+
+def test_status_line_rewrites_one_line_and_clears_it():
+    import io
+    from types import SimpleNamespace
+
+    from tl_studio.cli.reporters import StatusLine
+
+    stream = io.StringIO()
+    line = StatusLine(stream)
+    line.clear()
+    assert stream.getvalue() == ""  # nothing shown, nothing to clear
+    line(SimpleNamespace(text="Sweeping 3/10"))
+    line(SimpleNamespace(text="Sweeping 4/10"))
+    line.clear()
+    assert stream.getvalue() == "\r\033[KSweeping 3/10\r\033[KSweeping 4/10\r\033[K"

@@ -50,12 +50,13 @@ def build_config(args: argparse.Namespace):
 
 def run(args: argparse.Namespace) -> int:
     from tl_studio.core.advisor import analyse_dataset
+    from tl_studio.cli.reporters import StatusLine
     from tl_studio.core.errors import Cancelled, UserError
 
     if args.max_images < 10:
         raise UserError("--max-images must be at least 10.")
     config = build_config(args)
-    progress = _StderrProgress() if sys.stderr.isatty() else None
+    progress = StatusLine() if sys.stderr.isatty() else None
     try:
         recommendation = analyse_dataset(config, max_images=args.max_images, progress=progress)
     except (KeyboardInterrupt, Cancelled):
@@ -69,21 +70,6 @@ def run(args: argparse.Namespace) -> int:
     else:
         print_recommendation(recommendation, args.data_dir)
     return 0
-
-
-class _StderrProgress:
-    def __init__(self):
-        self.shown = False
-
-    def __call__(self, event) -> None:
-        sys.stderr.write("\r\033[K" + event.text)
-        sys.stderr.flush()
-        self.shown = True
-
-    def clear(self) -> None:
-        if self.shown:
-            sys.stderr.write("\r\033[K")
-            sys.stderr.flush()
 
 
 def print_recommendation(recommendation, data_dir: str) -> None:

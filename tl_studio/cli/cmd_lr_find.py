@@ -60,6 +60,7 @@ def build_config(args: argparse.Namespace):
 
 
 def run(args: argparse.Namespace) -> int:
+    from tl_studio.cli.reporters import StatusLine
     from tl_studio.core.errors import Cancelled, UserError
     from tl_studio.core.lr_finder import find_lr
 
@@ -68,7 +69,7 @@ def run(args: argparse.Namespace) -> int:
     if args.steps < 10:
         raise UserError("--steps must be at least 10 for a curve to read.")
     config = build_config(args)
-    progress = _StderrProgress() if sys.stderr.isatty() else None
+    progress = StatusLine() if sys.stderr.isatty() else None
     try:
         result = find_lr(config, start_lr=args.start_lr, end_lr=args.end_lr, num_steps=args.steps, progress=progress)
     except (KeyboardInterrupt, Cancelled):
@@ -82,21 +83,6 @@ def run(args: argparse.Namespace) -> int:
     else:
         _print_summary(result, args, config)
     return 0
-
-
-class _StderrProgress:
-    def __init__(self):
-        self.shown = False
-
-    def __call__(self, event) -> None:
-        sys.stderr.write("\r\033[K" + event.text)
-        sys.stderr.flush()
-        self.shown = True
-
-    def clear(self) -> None:
-        if self.shown:
-            sys.stderr.write("\r\033[K")
-            sys.stderr.flush()
 
 
 def _print_summary(result, args, config) -> None:

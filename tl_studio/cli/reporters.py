@@ -109,3 +109,22 @@ class JsonLines(Callback):
         self._emit({"event": "done", "status": event.status, "best_val_acc": event.best_val_acc,
                     "best_epoch": event.best_epoch, "model_file": event.model_file, "seconds": event.seconds,
                     "message": event.message})
+
+
+class StatusLine:
+    """One line on a terminal's stderr, rewritten in place by each progress event (an event with
+    ``text``); ``clear()`` removes it before the result is printed."""
+
+    def __init__(self, stream=None):
+        self.stream = stream or sys.stderr
+        self.shown = False
+
+    def __call__(self, event) -> None:
+        self.stream.write("\r\033[K" + event.text)
+        self.stream.flush()
+        self.shown = True
+
+    def clear(self) -> None:
+        if self.shown:
+            self.stream.write("\r\033[K")
+            self.stream.flush()
