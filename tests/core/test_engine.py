@@ -7,7 +7,6 @@ import csv
 import json
 import threading
 
-import pytest
 import torch
 
 from tl_studio.core import events

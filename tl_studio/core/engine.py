@@ -17,8 +17,6 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-import torch
-
 from tl_studio.core import events
 from tl_studio.core.callbacks import CallbackList
 from tl_studio.core.config import TrainConfig

@@ -5,9 +5,10 @@ from __future__ import annotations
 
 from PySide6.QtCore import Qt
 from PySide6.QtGui import QGuiApplication, QStandardItem, QStandardItemModel
-from PySide6.QtWidgets import (QFileDialog, QHBoxLayout, QHeaderView, QLabel, QMessageBox, QPushButton, QTableView,
+from PySide6.QtWidgets import (QHBoxLayout, QHeaderView, QLabel, QPushButton, QTableView,
                                QVBoxLayout, QWidget)
 
+from tl_studio.gui.csv_files import ask_and_save_csv, save_text
 from tl_studio.gui.theme import BAD
 
 SORT_ROLE = Qt.UserRole + 1
@@ -78,17 +79,7 @@ class MetricsTable(QWidget):
         QGuiApplication.clipboard().setText(self.csv_text())
 
     def choose_export_file(self) -> None:
-        path, _ = QFileDialog.getSaveFileName(self, "Export per-class metrics", "metrics.csv", "CSV files (*.csv)")
-        if path:
-            self.export(path)
+        ask_and_save_csv(self, "Export per-class metrics", "metrics.csv", self.csv_text)
 
     def export(self, path: str) -> None:
-        from pathlib import Path
-
-        from tl_studio.core.fileio import atomic_write_text
-
-        try:
-            atomic_write_text(Path(path), self.csv_text())
-        except OSError as error:
-            QMessageBox.warning(self, "Could not save", f"{path} could not be written ({error.strerror or error}); "
-                                "choose another place.")
+        save_text(self, path, self.csv_text())

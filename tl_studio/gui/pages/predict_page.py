@@ -17,6 +17,7 @@ from PySide6.QtGui import QStandardItem, QStandardItemModel
 from PySide6.QtWidgets import (QFileDialog, QHBoxLayout, QHeaderView, QLabel, QMessageBox, QProgressBar, QPushButton,
                                QTableView, QVBoxLayout, QWidget)
 
+from tl_studio.gui.csv_files import ask_and_save_csv, save_text
 from tl_studio.gui.sample_grid import pixmap_from_array
 from tl_studio.gui.tasks import TaskRunner
 from tl_studio.gui.theme import BAD
@@ -268,18 +269,10 @@ class PredictPage(QWidget):
         return buffer.getvalue()
 
     def choose_export_file(self) -> None:
-        path, _ = QFileDialog.getSaveFileName(self, "Export predictions", "predictions.csv", "CSV files (*.csv)")
-        if path:
-            self.export(path)
+        ask_and_save_csv(self, "Export predictions", "predictions.csv", self.csv_text)
 
     def export(self, path: str) -> None:
-        from tl_studio.core.fileio import atomic_write_text
-
-        try:
-            atomic_write_text(Path(path), self.csv_text())
-        except OSError as error:
-            QMessageBox.warning(self, "Could not save", f"{path} could not be written ({error.strerror or error}); "
-                                "choose another place.")
+        save_text(self, path, self.csv_text())
 
     def shutdown(self) -> None:
         self.cancel()
