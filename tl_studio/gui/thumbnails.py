@@ -12,7 +12,7 @@ from collections import OrderedDict
 from pathlib import Path
 
 from PySide6.QtCore import QAbstractListModel, QModelIndex, QObject, QRunnable, QSize, Qt, QThreadPool, Signal, Slot
-from PySide6.QtGui import QColor, QImage, QPixmap
+from PySide6.QtGui import QColor, QImage, QPainter, QPixmap
 from PySide6.QtWidgets import QListView
 
 THUMB_PX = 96
@@ -112,7 +112,7 @@ class ThumbnailModel(QAbstractListModel):
             pixmap.fill(QColor(200, 60, 60, 90))
         else:
             width, height, data = result
-            pixmap = QPixmap.fromImage(QImage(data, width, height, 3 * width, QImage.Format_RGB888).copy())
+            pixmap = _centred_in_square(QImage(data, width, height, 3 * width, QImage.Format_RGB888))
         self._cache[path] = pixmap
         while len(self._cache) > CACHE_LIMIT:
             self._cache.popitem(last=False)
@@ -140,3 +140,14 @@ def thumbnail_view(model: ThumbnailModel, parent=None) -> QListView:
     view.setTextElideMode(Qt.ElideMiddle)
     view.setModel(model)
     return view
+
+
+def _centred_in_square(image: QImage) -> QPixmap:
+    """Every thumbnail the same square size: the view lays items out from the first one's size
+    (uniform sizes, for speed), so a portrait image taller than that one would cover its caption."""
+    pixmap = QPixmap(THUMB_PX, THUMB_PX)
+    pixmap.fill(Qt.transparent)
+    painter = QPainter(pixmap)
+    painter.drawImage((THUMB_PX - image.width()) // 2, (THUMB_PX - image.height()) // 2, image)
+    painter.end()
+    return pixmap
