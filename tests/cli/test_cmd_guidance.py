@@ -82,3 +82,15 @@ def test_status_line_rewrites_one_line_and_clears_it():
     line(SimpleNamespace(text="Sweeping 4/10"))
     line.clear()
     assert stream.getvalue() == "\r\033[KSweeping 3/10\r\033[KSweeping 4/10\r\033[K"
+
+
+def test_run_with_status_line_returns_the_result_or_none_when_interrupted(capsys):
+    from tl_studio.cli.reporters import run_with_status_line
+
+    assert run_with_status_line("advise", lambda progress: 42) == 42
+
+    def interrupted(progress):
+        raise KeyboardInterrupt
+
+    assert run_with_status_line("advise", interrupted) is None
+    assert capsys.readouterr().err == "tl-studio advise: interrupted\n"

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 import textwrap
 from pathlib import Path
 
@@ -49,22 +48,17 @@ def build_config(args: argparse.Namespace):
 
 
 def run(args: argparse.Namespace) -> int:
+    from tl_studio.cli.reporters import run_with_status_line
     from tl_studio.core.advisor import analyse_dataset
-    from tl_studio.cli.reporters import StatusLine
-    from tl_studio.core.errors import Cancelled, UserError
+    from tl_studio.core.errors import UserError
 
     if args.max_images < 10:
         raise UserError("--max-images must be at least 10.")
     config = build_config(args)
-    progress = StatusLine() if sys.stderr.isatty() else None
-    try:
-        recommendation = analyse_dataset(config, max_images=args.max_images, progress=progress)
-    except (KeyboardInterrupt, Cancelled):
-        print("tl-studio advise: interrupted", file=sys.stderr)
+    recommendation = run_with_status_line(
+        "advise", lambda progress: analyse_dataset(config, max_images=args.max_images, progress=progress))
+    if recommendation is None:
         return 130
-    finally:
-        if progress:
-            progress.clear()
     if args.json:
         print(json.dumps(recommendation.to_dict()))
     else:

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 from pathlib import Path
 
 # flag -> TrainConfig field, for the flags that map one to one (default None: only given flags override)
@@ -60,8 +59,8 @@ def build_config(args: argparse.Namespace):
 
 
 def run(args: argparse.Namespace) -> int:
-    from tl_studio.cli.reporters import StatusLine
-    from tl_studio.core.errors import Cancelled, UserError
+    from tl_studio.cli.reporters import run_with_status_line
+    from tl_studio.core.errors import UserError
     from tl_studio.core.lr_finder import find_lr
 
     if not 0 < args.start_lr < args.end_lr:
@@ -69,15 +68,10 @@ def run(args: argparse.Namespace) -> int:
     if args.steps < 10:
         raise UserError("--steps must be at least 10 for a curve to read.")
     config = build_config(args)
-    progress = StatusLine() if sys.stderr.isatty() else None
-    try:
-        result = find_lr(config, start_lr=args.start_lr, end_lr=args.end_lr, num_steps=args.steps, progress=progress)
-    except (KeyboardInterrupt, Cancelled):
-        print("tl-studio lr-find: interrupted", file=sys.stderr)
+    result = run_with_status_line("lr-find", lambda progress: find_lr(
+        config, start_lr=args.start_lr, end_lr=args.end_lr, num_steps=args.steps, progress=progress))
+    if result is None:
         return 130
-    finally:
-        if progress:
-            progress.clear()
     if args.json:
         print(json.dumps(result.to_dict()))
     else:

@@ -128,3 +128,20 @@ class StatusLine:
         if self.shown:
             self.stream.write("\r\033[K")
             self.stream.flush()
+
+
+def run_with_status_line(command: str, work):
+    """``work(progress)`` with a StatusLine on a terminal's stderr (no line when stderr is piped).
+    Ctrl-C (or a cancel) prints "tl-studio COMMAND: interrupted" and returns None: exit 130."""
+    from tl_studio.core.errors import Cancelled
+
+    progress = StatusLine() if sys.stderr.isatty() else None
+    try:
+        return work(progress)
+    except (KeyboardInterrupt, Cancelled):
+        pass
+    finally:
+        if progress:
+            progress.clear()
+    print(f"tl-studio {command}: interrupted", file=sys.stderr)
+    return None
