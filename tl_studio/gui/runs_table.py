@@ -1,0 +1,201 @@
+"""The run table: a model over RunSummary rows (core/run_history.py) and a proxy that sorts by the
+values, not their text, and filters by any text in a row.
+
+The model holds plain summaries; the page replaces or updates rows as run folders are read or change.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Callable
+
+from PySide6.QtCore import QAbstractTableModel, QModelIndex, QSortFilterProxyModel, Qt
+from PySide6.QtGui import QColor
+
+from tl_studio.core.run_history import RunSummary, format_age
+
+SORT_ROLE = Qt.UserRole + 1
+STATUS_COLOURS = {"running": "#1f77b4", "done": "#2ca02c", "stopped": "#b8860b", "failed": "#d62728"}
+
+
+@dataclass(frozen=True)
+class Column:
+    title: str
+    field: str  # the RunSummary attribute compared by "only columns that differ"
+    text: Callable[[RunSummary], str]
+    sort: Callable[[RunSummary], object]
+    numeric: bool = False
+
+
+def _pct(value) -> str:
+    return f"{value:.1%}" if value is not None else "–"
+
+
+def _duration(seconds) -> str:
+    if seconds is None:
+        return "–"
+    seconds = int(round(seconds))
+    return f"{seconds // 3600}h {seconds // 60 % 60:02d}m" if seconds >= 3600 else f"{seconds // 60}m {seconds % 60:02d}s"
+
+
+def _status(run: RunSummary) -> str:
+    if run.status == "running":
+        return f"running ({run.epochs_done}/{run.planned_epochs or '?'})"
+    return f"{run.status}: {run.reason}" if run.status in ("failed", "stopped") and run.reason else run.status
+
+
+def _missing_last(value):
+    """Sort keys where an unknown value goes after every known one, whichever the order."""
+    return (value is None, value if value is not None else 0)
+
+
+COLUMNS: tuple[Column, ...] = (
+    Column("★", "starred", lambda r: "★" if r.starred else "", lambda r: r.starred),
+    Column("Name", "name", lambda r: r.name, lambda r: r.name.lower()),
+    Column("Date", "created", lambda r: format_age(r.created), lambda r: r.created or 0.0),
+    Column("Data set", "data_set", lambda r: r.data_set, lambda r: r.data_set.lower()),
+    Column("Model", "model", lambda r: r.model, lambda r: r.model),
+    Column("Freeze", "freeze", lambda r: r.freeze, lambda r: r.freeze),
+    Column("Schedule", "schedule", lambda r: r.schedule, lambda r: r.schedule),
+    Column("LR", "lr", lambda r: f"{r.lr:.2g}" if r.lr is not None else "–", lambda r: _missing_last(r.lr), True),
+    Column("Epochs", "epochs_done", lambda r: f"{r.epochs_done}/{r.planned_epochs or '?'}",
+           lambda r: (r.epochs_done, r.planned_epochs), True),
+    Column("Val acc", "best_val_acc", lambda r: _pct(r.best_val_acc), lambda r: _missing_last(r.best_val_acc), True),
+    Column("Val loss", "best_val_loss", lambda r: f"{r.best_val_loss:.4f}" if r.best_val_loss is not None else "–",
+           lambda r: _missing_last(r.best_val_loss), True),
+    Column("Train time", "train_seconds", lambda r: _duration(r.train_seconds),
+           lambda r: _missing_last(r.train_seconds), True),
+    Column("Images/s", "images_per_s", lambda r: f"{r.images_per_s:.0f}" if r.images_per_s else "–",
+           lambda r: _missing_last(r.images_per_s), True),
+    Column("Device", "device", lambda r: r.device, lambda r: r.device),
+    Column("Status", "status", _status, lambda r: r.status),
+    Column("Note", "note", lambda r: r.note, lambda r: r.note.lower()),
+)
+NAME_COLUMN = 1
+# Always shown, even under "only columns that differ": without them a row cannot be told apart.
+ALWAYS_SHOWN = {"starred", "name"}
+
+
+class RunsModel(QAbstractTableModel):
+    PathRole = Qt.UserRole + 2
+
+    def __init__(self, parent=None):
+        super().__init__(parent)
+        self.runs: list[RunSummary] = []
+        self._rows: dict[str, int] = {}
+
+    # ---- changing the rows ------------------------------------------------------------------------
+    def clear(self) -> None:
+        self.beginResetModel()
+        self.runs, self._rows = [], {}
+        self.endResetModel()
+
+    def add_runs(self, runs: list[RunSummary]) -> None:
+        """New runs are appended; runs already shown are updated in place."""
+        fresh = []
+        for run in runs:
+            if run.path in self._rows:
+                self.update_run(run)
+            else:
+                fresh.append(run)
+        if not fresh:
+            return
+        first = len(self.runs)
+        self.beginInsertRows(QModelIndex(), first, first + len(fresh) - 1)
+        for offset, run in enumerate(fresh):
+            self._rows[run.path] = first + offset
+            self.runs.append(run)
+        self.endInsertRows()
+
+    def update_run(self, run: RunSummary) -> None:
+        row = self._rows.get(run.path)
+        if row is None:
+            self.add_runs([run])
+            return
+        self.runs[row] = run
+        self.dataChanged.emit(self.index(row, 0), self.index(row, len(COLUMNS) - 1))
+
+    def remove_run(self, path: str) -> None:
+        row = self._rows.get(path)
+        if row is None:
+            return
+        self.beginRemoveRows(QModelIndex(), row, row)
+        del self.runs[row]
+        self._rows = {run.path: i for i, run in enumerate(self.runs)}
+        self.endRemoveRows()
+
+    def run_at(self, row: int) -> RunSummary:
+        return self.runs[row]
+
+    def run_for(self, path: str) -> RunSummary | None:
+        row = self._rows.get(path)
+        return None if row is None else self.runs[row]
+
+    # ---- Qt's model interface ---------------------------------------------------------------------
+    def rowCount(self, parent=QModelIndex()) -> int:
+        return 0 if parent.isValid() else len(self.runs)
+
+    def columnCount(self, parent=QModelIndex()) -> int:
+        return 0 if parent.isValid() else len(COLUMNS)
+
+    def headerData(self, section, orientation, role=Qt.DisplayRole):
+        if orientation == Qt.Horizontal and role == Qt.DisplayRole:
+            return COLUMNS[section].title
+        if orientation == Qt.Horizontal and role == Qt.ToolTipRole and section == 0:
+            return "Starred runs"
+        return None
+
+    def data(self, index: QModelIndex, role=Qt.DisplayRole):
+        if not index.isValid():
+            return None
+        run, column = self.runs[index.row()], COLUMNS[index.column()]
+        if role == Qt.DisplayRole:
+            return column.text(run)
+        if role == SORT_ROLE:
+            return column.sort(run)
+        if role == self.PathRole:
+            return run.path
+        if role == Qt.ToolTipRole:
+            return _tooltip(run)
+        if role == Qt.TextAlignmentRole and column.numeric:
+            return int(Qt.AlignRight | Qt.AlignVCenter)
+        if role == Qt.ForegroundRole and column.field == "status":
+            return QColor(STATUS_COLOURS.get(run.status, "#666666"))
+        if role == Qt.ForegroundRole and column.field == "starred":
+            return QColor("#e0a800")
+        return None
+
+
+def _tooltip(run: RunSummary) -> str:
+    lines = [run.path, f"Status: {_status(run)}"]
+    if run.best_epoch is not None:
+        lines.append(f"Best epoch {run.best_epoch}: val accuracy {_pct(run.best_val_acc)}")
+    if run.note:
+        lines.append(f"Note: {run.note}")
+    if run.created:
+        lines.append(f"Started {time.strftime('%Y-%m-%d %H:%M:%S', time.localtime(run.created))}")
+    return "\n".join(lines)
+
+
+class RunsFilter(QSortFilterProxyModel):
+    """Sorts by each column's value (SORT_ROLE) and keeps the rows whose text contains the filter
+    text in any column (case-insensitive)."""
+
+    def __init__(self, parent=None):
+        super().__init__(parent)
+        self.setSortRole(SORT_ROLE)
+        self.setFilterCaseSensitivity(Qt.CaseInsensitive)
+        self.setFilterKeyColumn(-1)
+        self.setDynamicSortFilter(True)
+
+    def lessThan(self, left, right) -> bool:
+        a, b = left.data(SORT_ROLE), right.data(SORT_ROLE)
+        try:
+            return a < b
+        except TypeError:
+            return str(a) < str(b)
+
+    def visible_runs(self) -> list[RunSummary]:
+        source = self.sourceModel()
+        return [source.run_at(self.mapToSource(self.index(row, 0)).row()) for row in range(self.rowCount())]
