@@ -1,6 +1,9 @@
 """The run table: a model over RunSummary rows (core/run_history.py) and a proxy that sorts by the
 values, not their text, and filters by any text in a row.
 
+(Not a QStandardItemModel: with PySide6 6.12 on Python 3.11 every call of a Qt method that returns
+nothing drops a reference to None, and a table of items is filled by tens of thousands of such calls.)
+
 The model holds plain summaries; the page replaces or updates rows as run folders are read or change.
 """
 
@@ -15,7 +18,8 @@ from PySide6.QtGui import QColor
 
 from tl_studio.core.run_history import RunSummary, format_age
 
-SORT_ROLE = Qt.UserRole + 1
+SORT_ROLE = int(Qt.UserRole) + 1
+SEARCH_ROLE = int(Qt.UserRole) + 3  # every column's text of a row, for the filter
 STATUS_COLOURS = {"running": "#1f77b4", "done": "#2ca02c", "stopped": "#b8860b", "failed": "#d62728"}
 
 
@@ -45,50 +49,56 @@ def _status(run: RunSummary) -> str:
     return f"{run.status}: {run.reason}" if run.status in ("failed", "stopped") and run.reason else run.status
 
 
-def _missing_last(value):
-    """Sort keys where an unknown value goes after every known one, whichever the order."""
-    return (value is None, value if value is not None else 0)
+def _number(value) -> float:
+    """A sort key Qt compares as a number (in C++); an unknown value sorts below every known one."""
+    return float("-inf") if value is None else float(value)
 
 
 COLUMNS: tuple[Column, ...] = (
-    Column("★", "starred", lambda r: "★" if r.starred else "", lambda r: r.starred),
+    Column("★", "starred", lambda r: "★" if r.starred else "", lambda r: int(r.starred)),
     Column("Name", "name", lambda r: r.name, lambda r: r.name.lower()),
     Column("Date", "created", lambda r: format_age(r.created), lambda r: r.created or 0.0),
     Column("Data set", "data_set", lambda r: r.data_set, lambda r: r.data_set.lower()),
     Column("Model", "model", lambda r: r.model, lambda r: r.model),
     Column("Freeze", "freeze", lambda r: r.freeze, lambda r: r.freeze),
     Column("Schedule", "schedule", lambda r: r.schedule, lambda r: r.schedule),
-    Column("LR", "lr", lambda r: f"{r.lr:.2g}" if r.lr is not None else "–", lambda r: _missing_last(r.lr), True),
+    Column("LR", "lr", lambda r: f"{r.lr:.2g}" if r.lr is not None else "–", lambda r: _number(r.lr), True),
     Column("Epochs", "epochs_done", lambda r: f"{r.epochs_done}/{r.planned_epochs or '?'}",
-           lambda r: (r.epochs_done, r.planned_epochs), True),
-    Column("Val acc", "best_val_acc", lambda r: _pct(r.best_val_acc), lambda r: _missing_last(r.best_val_acc), True),
+           lambda r: r.epochs_done + r.planned_epochs / 1e6, True),
+    Column("Val acc", "best_val_acc", lambda r: _pct(r.best_val_acc), lambda r: _number(r.best_val_acc), True),
     Column("Val loss", "best_val_loss", lambda r: f"{r.best_val_loss:.4f}" if r.best_val_loss is not None else "–",
-           lambda r: _missing_last(r.best_val_loss), True),
+           lambda r: _number(r.best_val_loss), True),
     Column("Train time", "train_seconds", lambda r: _duration(r.train_seconds),
-           lambda r: _missing_last(r.train_seconds), True),
+           lambda r: _number(r.train_seconds), True),
     Column("Images/s", "images_per_s", lambda r: f"{r.images_per_s:.0f}" if r.images_per_s else "–",
-           lambda r: _missing_last(r.images_per_s), True),
+           lambda r: _number(r.images_per_s), True),
     Column("Device", "device", lambda r: r.device, lambda r: r.device),
     Column("Status", "status", _status, lambda r: r.status),
     Column("Note", "note", lambda r: r.note, lambda r: r.note.lower()),
 )
 NAME_COLUMN = 1
+STATUS_COLUMN = [column.field for column in COLUMNS].index("status")
 # Always shown, even under "only columns that differ": without them a row cannot be told apart.
 ALWAYS_SHOWN = {"starred", "name"}
 
 
 class RunsModel(QAbstractTableModel):
-    PathRole = Qt.UserRole + 2
+    """RunSummary rows. Each row's cells (text, sort value, colours) are worked out once when the row
+    is set, so ``data()``, which the view, the sort and the filter call thousands of times from
+    C++, is a lookup."""
+
+    PathRole = int(Qt.UserRole) + 2
 
     def __init__(self, parent=None):
         super().__init__(parent)
         self.runs: list[RunSummary] = []
+        self._cells: list[list[dict]] = []
         self._rows: dict[str, int] = {}
 
     # ---- changing the rows ------------------------------------------------------------------------
     def clear(self) -> None:
         self.beginResetModel()
-        self.runs, self._rows = [], {}
+        self.runs, self._cells, self._rows = [], [], {}
         self.endResetModel()
 
     def add_runs(self, runs: list[RunSummary]) -> None:
@@ -106,6 +116,7 @@ class RunsModel(QAbstractTableModel):
         for offset, run in enumerate(fresh):
             self._rows[run.path] = first + offset
             self.runs.append(run)
+            self._cells.append(_cells(run))
         self.endInsertRows()
 
     def update_run(self, run: RunSummary) -> None:
@@ -114,6 +125,7 @@ class RunsModel(QAbstractTableModel):
             self.add_runs([run])
             return
         self.runs[row] = run
+        self._cells[row] = _cells(run)
         self.dataChanged.emit(self.index(row, 0), self.index(row, len(COLUMNS) - 1))
 
     def remove_run(self, path: str) -> None:
@@ -122,6 +134,7 @@ class RunsModel(QAbstractTableModel):
             return
         self.beginRemoveRows(QModelIndex(), row, row)
         del self.runs[row]
+        del self._cells[row]
         self._rows = {run.path: i for i, run in enumerate(self.runs)}
         self.endRemoveRows()
 
@@ -147,24 +160,33 @@ class RunsModel(QAbstractTableModel):
         return None
 
     def data(self, index: QModelIndex, role=Qt.DisplayRole):
-        if not index.isValid():
+        try:
+            return self._cells[index.row()][index.column()].get(role)
+        except IndexError:
             return None
-        run, column = self.runs[index.row()], COLUMNS[index.column()]
-        if role == Qt.DisplayRole:
-            return column.text(run)
-        if role == SORT_ROLE:
-            return column.sort(run)
-        if role == self.PathRole:
-            return run.path
-        if role == Qt.ToolTipRole:
-            return _tooltip(run)
-        if role == Qt.TextAlignmentRole and column.numeric:
-            return int(Qt.AlignRight | Qt.AlignVCenter)
-        if role == Qt.ForegroundRole and column.field == "status":
-            return QColor(STATUS_COLOURS.get(run.status, "#666666"))
-        if role == Qt.ForegroundRole and column.field == "starred":
-            return QColor("#e0a800")
-        return None
+
+
+# Looked up once: attribute access on Qt's enums costs microseconds, and a row has 16 cells.
+_DISPLAY, _TOOLTIP, _ALIGN, _FOREGROUND = Qt.DisplayRole, Qt.ToolTipRole, Qt.TextAlignmentRole, Qt.ForegroundRole
+_PATH = int(Qt.UserRole) + 2
+_RIGHT = int(Qt.AlignRight | Qt.AlignVCenter)
+_STATUS_BRUSHES = {state: QColor(colour) for state, colour in STATUS_COLOURS.items()}
+_OTHER_STATUS, _STAR = QColor("#666666"), QColor("#e0a800")
+
+
+def _cells(run: RunSummary) -> list[dict]:
+    tooltip = _tooltip(run)
+    texts = [column.text(run) for column in COLUMNS]
+    cells = []
+    for column, text in zip(COLUMNS, texts):
+        cell = {_DISPLAY: text, SORT_ROLE: column.sort(run), _PATH: run.path, _TOOLTIP: tooltip}
+        if column.numeric:
+            cell[_ALIGN] = _RIGHT
+        cells.append(cell)
+    cells[0][_FOREGROUND] = _STAR
+    cells[STATUS_COLUMN][_FOREGROUND] = _STATUS_BRUSHES.get(run.status, _OTHER_STATUS)
+    cells[NAME_COLUMN][SEARCH_ROLE] = "\n".join(texts)
+    return cells
 
 
 def _tooltip(run: RunSummary) -> str:
@@ -178,24 +200,19 @@ def _tooltip(run: RunSummary) -> str:
     return "\n".join(lines)
 
 
-class RunsFilter(QSortFilterProxyModel):
-    """Sorts by each column's value (SORT_ROLE) and keeps the rows whose text contains the filter
-    text in any column (case-insensitive)."""
+def runs_filter(model: RunsModel, parent=None) -> QSortFilterProxyModel:
+    """Sorts by each column's value (SORT_ROLE), and keeps the rows whose text contains the filter
+    text in any column (case-insensitive). A plain Qt proxy: comparing and matching run in C++."""
+    proxy = QSortFilterProxyModel(parent)
+    proxy.setSourceModel(model)
+    proxy.setSortRole(SORT_ROLE)
+    proxy.setFilterRole(SEARCH_ROLE)
+    proxy.setFilterKeyColumn(NAME_COLUMN)
+    proxy.setFilterCaseSensitivity(Qt.CaseInsensitive)
+    proxy.setDynamicSortFilter(True)
+    return proxy
 
-    def __init__(self, parent=None):
-        super().__init__(parent)
-        self.setSortRole(SORT_ROLE)
-        self.setFilterCaseSensitivity(Qt.CaseInsensitive)
-        self.setFilterKeyColumn(-1)
-        self.setDynamicSortFilter(True)
 
-    def lessThan(self, left, right) -> bool:
-        a, b = left.data(SORT_ROLE), right.data(SORT_ROLE)
-        try:
-            return a < b
-        except TypeError:
-            return str(a) < str(b)
-
-    def visible_runs(self) -> list[RunSummary]:
-        source = self.sourceModel()
-        return [source.run_at(self.mapToSource(self.index(row, 0)).row()) for row in range(self.rowCount())]
+def visible_runs(proxy: QSortFilterProxyModel, model: RunsModel) -> list[RunSummary]:
+    """The runs the filter lets through, in the table's order."""
+    return [model.run_at(proxy.mapToSource(proxy.index(row, 0)).row()) for row in range(proxy.rowCount())]

@@ -20,7 +20,7 @@ from tl_studio.core.run_history import best_run, summary_diff, with_annotations
 from tl_studio.gui.run_compare import ConfigDiffTable, RunCurves, ValidationCompare
 from tl_studio.gui.run_loader import LiveRuns, RunLoader
 from tl_studio.gui.runs_folder import runs_folder
-from tl_studio.gui.runs_table import ALWAYS_SHOWN, COLUMNS, RunsFilter, RunsModel
+from tl_studio.gui.runs_table import ALWAYS_SHOWN, COLUMNS, RunsModel, runs_filter, visible_runs
 
 EXTRA_FOLDERS_KEY = "runs/history_folders"  # folders the user added to the Runs step
 
@@ -46,8 +46,7 @@ class RunsPage(QWidget):
         super().__init__(parent)
         self.session = session
         self.model = RunsModel(self)
-        self.proxy = RunsFilter(self)
-        self.proxy.setSourceModel(self.model)
+        self.proxy = runs_filter(self.model, self)
         self.loader = RunLoader(self)
         self.live = LiveRuns(parent=self)
         self.trashed: list = []  # the last delete, for undo
@@ -149,6 +148,7 @@ class RunsPage(QWidget):
     def _connect(self) -> None:
         self.loader.runsRead.connect(self._on_runs_read)
         self.loader.finished.connect(self._on_listing_done)
+        self.loader.progress.connect(lambda count: self.count_label.setText(f"Reading run folders… {count}"))
         self.live.changed.connect(self._on_run_changed)
         self.live.rootsChanged.connect(self.refresh)
         self.add_folder_button.clicked.connect(self.choose_folder)
@@ -193,9 +193,7 @@ class RunsPage(QWidget):
 
     def _on_runs_read(self, runs: list) -> None:
         self._seen.update(run.path for run in runs)
-        self.table.setUpdatesEnabled(False)
         self.model.add_runs(runs)
-        self.table.setUpdatesEnabled(True)
 
     def _on_listing_done(self, count: int) -> None:
         for path in [run.path for run in self.model.runs if run.path not in self._seen]:
@@ -230,7 +228,7 @@ class RunsPage(QWidget):
         self._update_columns()
 
     def _update_columns(self) -> None:
-        visible = self.proxy.visible_runs()
+        visible = visible_runs(self.proxy, self.model)
         differing = set(summary_diff(visible, [c.field for c in COLUMNS])) if len(visible) >= 2 else None
         for index, column in enumerate(COLUMNS):
             hide = (self.differ_box.isChecked() and differing is not None and column.field not in ALWAYS_SHOWN
