@@ -26,7 +26,8 @@ def curve(epochs: int, final_acc: float, seed: int = 0) -> list[tuple[float, flo
     for epoch in range(1, epochs + 1):
         progress = 1 - math.exp(-1.2 * epoch)
         acc = 0.5 + (final_acc - 0.5) * progress + 0.004 * ((seed + epoch) % 3 - 1)
-        rows.append((round(0.9 - 0.6 * progress + 0.01 * (seed % 5), 4), round(min(acc, 1.0), 4)))
+        loss = 0.12 + 2.2 * (1 - acc) + 0.5 * (1 - progress) ** 2 + 0.005 * (seed % 3)
+        rows.append((round(loss, 4), round(min(acc, 1.0), 4)))
     return rows
 
 

@@ -20,7 +20,7 @@ RUN_COLOURS = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b",
 MAX_RUNS = len(RUN_COLOURS)
 
 
-def _plot(name: str, title: str, y_label: str) -> pg.PlotWidget:
+def _plot(name: str, title: str, y_label: str, legend_at: tuple[int, int]) -> pg.PlotWidget:
     configure_pyqtgraph()
     widget = pg.PlotWidget()
     widget.setObjectName(name)
@@ -30,7 +30,7 @@ def _plot(name: str, title: str, y_label: str) -> pg.PlotWidget:
     item.setLabel("left", y_label)
     item.getAxis("left").enableAutoSIPrefix(False)
     item.showGrid(x=True, y=True, alpha=0.25)
-    item.addLegend(offset=(-10, 10))
+    item.addLegend(offset=legend_at)  # where the curves are not: top right for loss, bottom right for accuracy
     widget.setMinimumHeight(160)
     return widget
 
@@ -40,8 +40,8 @@ class RunCurves(QWidget):
 
     def __init__(self, parent=None):
         super().__init__(parent)
-        self.loss_plot = _plot("runsLossPlot", "Loss", "loss")
-        self.accuracy_plot = _plot("runsAccuracyPlot", "Accuracy", "accuracy")
+        self.loss_plot = _plot("runsLossPlot", "Loss", "loss", (-10, 10))
+        self.accuracy_plot = _plot("runsAccuracyPlot", "Accuracy", "accuracy", (-10, -10))
         self.hint = QLabel("Select two or more runs to overlay their curves.")
         self.hint.setAlignment(Qt.AlignCenter)
         self.shown: list[str] = []  # run names, in legend order

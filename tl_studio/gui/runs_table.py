@@ -57,6 +57,7 @@ def _number(value) -> float:
 COLUMNS: tuple[Column, ...] = (
     Column("★", "starred", lambda r: "★" if r.starred else "", lambda r: int(r.starred)),
     Column("Name", "name", lambda r: r.name, lambda r: r.name.lower()),
+    Column("Status", "status", _status, lambda r: r.status),
     Column("Date", "created", lambda r: format_age(r.created), lambda r: r.created or 0.0),
     Column("Data set", "data_set", lambda r: r.data_set, lambda r: r.data_set.lower()),
     Column("Model", "model", lambda r: r.model, lambda r: r.model),
@@ -73,10 +74,13 @@ COLUMNS: tuple[Column, ...] = (
     Column("Images/s", "images_per_s", lambda r: f"{r.images_per_s:.0f}" if r.images_per_s else "–",
            lambda r: _number(r.images_per_s), True),
     Column("Device", "device", lambda r: r.device, lambda r: r.device),
-    Column("Status", "status", _status, lambda r: r.status),
     Column("Note", "note", lambda r: r.note, lambda r: r.note.lower()),
 )
 NAME_COLUMN = 1
+# Starting widths in pixels (the user can drag them); the last column (Note) takes what is left.
+WIDTHS = {"starred": 26, "name": 260, "status": 150, "created": 118, "data_set": 80, "model": 130, "freeze": 56,
+          "schedule": 76, "lr": 58, "epochs_done": 58, "best_val_acc": 64, "best_val_loss": 66, "train_seconds": 76,
+          "images_per_s": 66, "device": 160}
 STATUS_COLUMN = [column.field for column in COLUMNS].index("status")
 # Always shown, even under "only columns that differ": without them a row cannot be told apart.
 ALWAYS_SHOWN = {"starred", "name"}

@@ -20,7 +20,7 @@ from tl_studio.core.run_history import best_run, summary_diff, with_annotations
 from tl_studio.gui.run_compare import ConfigDiffTable, RunCurves, ValidationCompare
 from tl_studio.gui.run_loader import LiveRuns, RunLoader
 from tl_studio.gui.runs_folder import runs_folder
-from tl_studio.gui.runs_table import ALWAYS_SHOWN, COLUMNS, RunsModel, runs_filter, visible_runs
+from tl_studio.gui.runs_table import ALWAYS_SHOWN, COLUMNS, WIDTHS, RunsModel, runs_filter, visible_runs
 
 EXTRA_FOLDERS_KEY = "runs/history_folders"  # folders the user added to the Runs step
 
@@ -79,7 +79,7 @@ class RunsPage(QWidget):
         self.table.setObjectName("runsTable")
         self.table.setModel(self.proxy)
         self.table.setSortingEnabled(True)
-        self.table.sortByColumn(2, Qt.DescendingOrder)  # newest first
+        self.table.sortByColumn([c.field for c in COLUMNS].index("created"), Qt.DescendingOrder)  # newest first
         self.table.setSelectionBehavior(QAbstractItemView.SelectRows)
         self.table.setSelectionMode(QAbstractItemView.ExtendedSelection)
         self.table.setEditTriggers(QAbstractItemView.NoEditTriggers)
@@ -90,8 +90,8 @@ class RunsPage(QWidget):
         header = self.table.horizontalHeader()
         header.setSectionResizeMode(QHeaderView.Interactive)
         header.setStretchLastSection(True)
-        for column, width in ((0, 28), (1, 210), (2, 120), (14, 220)):
-            self.table.setColumnWidth(column, width)
+        for index, column in enumerate(COLUMNS):
+            self.table.setColumnWidth(index, WIDTHS.get(column.field, 100))
 
         self.open_button = QPushButton("Open")
         self.open_button.setObjectName("openRunButton")
