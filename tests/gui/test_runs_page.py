@@ -191,3 +191,30 @@ def test_the_main_window_has_the_runs_step_and_opens_a_run_in_evaluate(qtbot, ru
     qtbot.waitUntil(lambda: not any(runner.tasks for runner in runners), timeout=60_000)
     window.close()  # the window deletes itself on close, after stopping its pages' work
     qtbot.waitUntil(lambda: not isValid(window), timeout=60_000)
+
+
+def test_two_runs_on_the_same_validation_images_show_where_they_disagree(qtbot, tiny_dataset, runs_dir, monkeypatch):
+    from tests.core.test_run_compare import FakeModelFile
+    from tl_studio.gui.pages.runs_page import RunsPage
+
+    write_run(runs_dir / "good", data_dir=str(tiny_dataset), started=1_000_000)
+    write_run(runs_dir / "always-red", data_dir=str(tiny_dataset), started=2_000_000)
+    monkeypatch.setattr("tl_studio.core.export.load_model_file", lambda path, fmt=None: FakeModelFile(
+        ["blue", "green", "red"], "colour" if path.parent.name == "good" else "red"))
+    page = RunsPage(Session())
+    qtbot.addWidget(page)
+    with qtbot.waitSignal(page.loader.finished, timeout=10_000):
+        page.show()
+    page.select_paths([str(runs_dir / "good"), str(runs_dir / "always-red")])
+    pair = [run.name for run in page.validation.pair]
+    compare = page.validation
+    assert compare.compare_button.isEnabled()
+    compare.compare_button.click()
+    qtbot.waitUntil(lambda: compare.result is not None, timeout=120_000)
+    accuracy = {pair[0]: compare.result.accuracy_a, pair[1]: compare.result.accuracy_b}
+    assert accuracy == {"good": 1.0, "always-red": pytest.approx(2 / 6)}
+    assert compare.thumbnails.rowCount() == 4  # the blue and green images "always-red" gets wrong
+    caption = compare.thumbnails.captions[0]
+    assert caption.startswith("A: ") and "\nB: " in caption and "red" in caption
+    assert "disagree on 4 images" in compare.summary.text()
+    page.shutdown()
