@@ -91,3 +91,11 @@ def test_runs_never_imports_torch(runs_root):
             "assert 'torch' not in sys.modules, 'torch was imported'")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert result.returncode == 0, result.stderr
+
+
+def test_without_a_root_the_apps_runs_folder_is_read(runs_root, monkeypatch, capsys):
+    monkeypatch.setenv("TL_STUDIO_RUNS_DIR", str(runs_root))
+    assert main(["runs", "--json"]) == 0
+    assert len(json.loads(capsys.readouterr().out)) == 3
+    assert main(["runs", "best"]) == 0
+    assert capsys.readouterr().out.strip() == str(runs_root / "resnet-full")

@@ -113,6 +113,9 @@ def test_selecting_two_runs_overlays_their_curves_and_diffs_their_settings(page,
     legend = page.curves.accuracy_plot.getPlotItem().legend
     assert sorted(label.text for _, label in legend.items) == ["lite0", "resnet"]
     assert set(page.diff_table.differences) == {"model", "freeze", "lr"}
+    lr_row = list(page.diff_table.differences).index("lr")
+    texts = {page.diff_table.horizontalHeaderItem(c).text(): page.diff_table.item(lr_row, c).text() for c in range(2)}
+    assert texts == {"lite0": "0.001 (default)", "resnet": "0.0003"}  # the rate each run actually used
     assert page.validation.compare_button.isEnabled()
 
 
@@ -137,7 +140,7 @@ def test_star_note_and_rename_are_kept_with_the_run(page, runs, monkeypatch):
     assert (saved.name, saved.starred, saved.note) == ("Baseline", True, "try a bigger model")
 
 
-def test_delete_moves_to_the_trash_and_undo_brings_it_back(page, runs, tmp_path, monkeypatch):
+def test_delete_moves_to_the_trash_and_undo_brings_it_back(page, runs, tmp_path, monkeypatch, qtbot):
     import send2trash.plat_other as freedesktop
 
     data_home = tmp_path / "xdg"  # a trash of the test's own, never the user's
@@ -146,7 +149,11 @@ def test_delete_moves_to_the_trash_and_undo_brings_it_back(page, runs, tmp_path,
     monkeypatch.setattr(freedesktop, "HOMETRASH", str(data_home / "Trash"))
     monkeypatch.setattr("send2trash.send2trash", freedesktop.send2trash)
     page.select_paths([str(runs / "oom")])
-    page.delete_selected()
+    page.filter_edit.setFocus()
+    qtbot.keyClick(page.filter_edit, Qt.Key_Delete)  # in the filter box, Delete edits the text
+    assert (runs / "oom").exists()
+    page.table.setFocus()
+    qtbot.keyClick(page.table, Qt.Key_Delete)
     assert not (runs / "oom").exists() and page.proxy.rowCount() == 3
     assert (data_home / "Trash" / "files" / "oom").is_dir()
     page.undo_delete()

@@ -11,7 +11,7 @@ from PySide6.QtWidgets import (QHBoxLayout, QLabel, QProgressBar, QPushButton, Q
                                QVBoxLayout, QWidget)
 
 from tl_studio.core.run_folder import RunFolder
-from tl_studio.core.run_history import RunSummary, config_diff, read_metrics
+from tl_studio.core.run_history import RunSummary, config_diff, read_metrics, resolved_lr
 from tl_studio.gui.theme import configure_pyqtgraph
 
 # Enough distinct colours for a comparison someone can still read (tab10).
@@ -107,8 +107,13 @@ class ConfigDiffTable(QTableWidget):
             self.setRowCount(len(self.differences))
             self.setVerticalHeaderLabels(list(self.differences))
             for row, values in enumerate(self.differences.values()):
+                key = list(self.differences)[row]
                 for column, value in enumerate(values):
-                    self.setItem(row, column, QTableWidgetItem(_text(value)))
+                    if key == "lr" and value is None:  # the default that suits the run's freeze depth
+                        text = f"{resolved_lr(runs[column].config):.2g} (default)"
+                    else:
+                        text = _text(value)
+                    self.setItem(row, column, QTableWidgetItem(text))
         self.resizeColumnsToContents()
 
 

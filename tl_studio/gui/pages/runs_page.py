@@ -11,6 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from PySide6.QtCore import QItemSelectionModel, QSettings, Qt, Signal
+from PySide6.QtGui import QKeySequence, QShortcut
 from PySide6.QtWidgets import (QAbstractItemView, QCheckBox, QFileDialog, QHBoxLayout, QHeaderView, QInputDialog,
                                QLabel, QLineEdit, QMessageBox, QPushButton, QSplitter, QTableView, QTabWidget,
                                QVBoxLayout, QWidget)
@@ -104,7 +105,8 @@ class RunsPage(QWidget):
         self.rename_button.setToolTip("Give the run a name of your own (the folder keeps its name)")
         self.delete_button = QPushButton("Delete")
         self.delete_button.setToolTip("Move the selected runs to the system trash (Delete)")
-        self.delete_button.setShortcut("Delete")
+        # Scoped to the table: Delete in the filter box deletes text, not runs.
+        QShortcut(QKeySequence.Delete, self.table, activated=self.delete_button.click, context=Qt.WidgetShortcut)
         self.undo_button = QPushButton("Undo delete")
         self.undo_button.setEnabled(False)
         actions = QHBoxLayout()
@@ -276,7 +278,7 @@ class RunsPage(QWidget):
     # ---- actions on runs ----------------------------------------------------------------------------
     def open_selected(self) -> None:
         runs = self.selected_runs()
-        if len(runs) == 1 and runs[0].has_model_file:
+        if len(runs) == 1 and runs[0].has_model_file and runs[0].status != "running":
             self.runOpened.emit(Path(runs[0].path))
 
     def resume_selected(self) -> None:
