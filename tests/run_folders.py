@@ -81,6 +81,14 @@ def epoch_event(epoch: int, val_loss: float, val_acc: float, started: float = 0.
             "train_images_per_s": 150.0, "is_best": True}
 
 
+def append_batch(folder: Path, epoch: int, batch: int, num_batches: int) -> None:
+    """A BatchEnd line, as the engine appends it during an epoch."""
+    record = {"event": "BatchEnd", "time": 0.0, "epoch": epoch, "batch": batch, "num_batches": num_batches,
+              "step": batch, "loss": 0.4, "lr": 1e-3, "images_per_s": 150.0}
+    with open(folder / names.EVENTS, "a", encoding="utf-8") as handle:
+        handle.write(json.dumps(record) + "\n")
+
+
 def append_epoch(folder: Path, epoch: int, val_loss: float, val_acc: float) -> None:
     """What the engine adds at the end of an epoch of a live run: a metrics row and an EpochEnd line."""
     with open(folder / names.METRICS, "a", encoding="utf-8") as handle:

@@ -11,7 +11,7 @@ from tl_studio.core import run_folder as names
 from tl_studio.core import run_history as history
 from tl_studio.core.errors import UserError
 from tl_studio.core.run_folder import RunFolder, RunLock
-from tests.run_folders import append_epoch, write_run
+from tests.run_folders import append_batch, append_epoch, write_run
 
 
 @pytest.fixture
@@ -73,8 +73,16 @@ def test_a_running_run_with_its_lock_held_is_running_and_follows_new_epochs(tmp_
     try:
         summary = history.summarize_run(folder)
         assert summary.status == "running" and summary.epochs_done == 2
+        assert summary.progress == "epoch 2 done"
+        append_batch(folder, 3, 7, 20)
+        with open(folder / names.EVENTS, "a") as handle:
+            handle.write('{"event": "BatchEnd", "epoch": 3, "batch": 8')  # still being written
+        assert history.summarize_run(folder).progress == "epoch 3, batch 7/20"
+        with open(folder / names.EVENTS, "a") as handle:
+            handle.write(', "num_batches": 20}\n')
         append_epoch(folder, 3, 0.2, 0.97)
-        assert history.summarize_run(folder).epochs_done == 3
+        live = history.summarize_run(folder)
+        assert live.epochs_done == 3 and live.progress == "epoch 3 done"
         with pytest.raises(UserError, match="still training"):
             from tl_studio.core.run_trash import trash_run
 

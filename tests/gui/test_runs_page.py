@@ -11,7 +11,7 @@ import pytest
 from PySide6.QtCore import Qt
 from PySide6.QtWidgets import QInputDialog
 
-from tests.run_folders import append_epoch, write_run
+from tests.run_folders import append_batch, append_epoch, write_run
 from tl_studio.core.run_folder import RunFolder
 from tl_studio.gui.runs_table import COLUMNS
 from tl_studio.gui.session import Session
@@ -61,7 +61,7 @@ def cell(page, name: str, title: str) -> str:
 def test_every_run_is_listed_with_its_status(page, runs):
     assert page.proxy.rowCount() == 4
     assert [page.proxy.index(row, 1).data() for row in range(4)] == ["live", "oom", "resnet", "lite0"]  # newest first
-    assert cell(page, "live", "Status") == "running (2/6)"
+    assert cell(page, "live", "Status") == "running (2/6 · epoch 2 done)"
     assert cell(page, "oom", "Status") == f"failed: {FAILED_REASON}"
     assert cell(page, "resnet", "Model") == "resnet18" and cell(page, "resnet", "Epochs") == "5/5"
     from tl_studio.core.run_history import summarize_run
@@ -83,8 +83,10 @@ def test_the_table_is_filled_off_the_gui_thread(qtbot, runs):
 
 
 def test_a_live_run_updates_when_its_files_change(page, qtbot, runs):
+    append_batch(runs / "live", 3, 5, 10)  # mid-epoch: only events.jsonl moves on
+    qtbot.waitUntil(lambda: cell(page, "live", "Status") == "running (2/6 · epoch 3, batch 5/10)", timeout=5000)
     append_epoch(runs / "live", 3, 0.2, 0.97)
-    qtbot.waitUntil(lambda: cell(page, "live", "Status") == "running (3/6)", timeout=5000)
+    qtbot.waitUntil(lambda: cell(page, "live", "Status") == "running (3/6 · epoch 3 done)", timeout=5000)
 
 
 def test_sort_by_accuracy_and_filter_by_text(page):

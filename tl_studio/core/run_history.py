@@ -61,6 +61,7 @@ class RunSummary:
     resumable: bool = False
     starred: bool = False
     note: str = ""
+    progress: str = ""  # a running run: where it is now, from the end of its events log
     config: dict = field(default_factory=dict, compare=False)
 
     def to_json(self) -> dict:
@@ -144,7 +145,8 @@ def summarize_run(path) -> RunSummary:
         device=read_device(folder) or str(config.get("device") or ""),
         has_model_file=folder.file(names.MODEL_FILE).is_file(),
         resumable=state in ("stopped", "failed") and folder.file(names.LAST_CHECKPOINT).is_file(),
-        starred=bool(extras.get("starred")), note=str(extras.get("note") or ""), config=config)
+        starred=bool(extras.get("starred")), note=str(extras.get("note") or ""),
+        progress=live_progress(folder) if state == "running" else "", config=config)
 
 
 def _best(status, metrics: list[dict]) -> tuple[int | None, float | None]:
@@ -246,6 +248,35 @@ def read_device(folder: RunFolder) -> str:
             continue
         if isinstance(record, dict) and record.get("event") == "FitStart":
             return str(record.get("device") or "")
+    return ""
+
+
+# The last events of a live run are near the end of events.jsonl: only that much is read.
+EVENTS_TAIL_BYTES = 16 * 1024
+
+
+def live_progress(folder: RunFolder) -> str:
+    """Where a running run is now, from the last events it logged: "epoch 4, batch 30/80",
+    "features 300/1200" (the frozen backbone's cache filling), or "" when nothing is logged yet."""
+    try:
+        with open(folder.file(names.EVENTS), "rb") as handle:
+            handle.seek(0, os.SEEK_END)
+            handle.seek(max(0, handle.tell() - EVENTS_TAIL_BYTES))
+            tail = handle.read()
+    except OSError:
+        return ""
+    for line in reversed(tail.split(b"\n")[1:-1]):  # the first piece may be cut, the last incomplete
+        try:
+            record = json.loads(line)
+        except ValueError:
+            continue
+        kind = record.get("event") if isinstance(record, dict) else None
+        if kind == "BatchEnd":
+            return f"epoch {record.get('epoch')}, batch {record.get('batch')}/{record.get('num_batches')}"
+        if kind == "FeatureProgress":
+            return f"features {record.get('done')}/{record.get('total')}"
+        if kind == "EpochEnd":
+            return f"epoch {record.get('epoch')} done"
     return ""
 
 

@@ -45,7 +45,8 @@ def _duration(seconds) -> str:
 
 def _status(run: RunSummary) -> str:
     if run.status == "running":
-        return f"running ({run.epochs_done}/{run.planned_epochs or '?'})"
+        where = f" · {run.progress}" if run.progress else ""
+        return f"running ({run.epochs_done}/{run.planned_epochs or '?'}{where})"
     return f"{run.status}: {run.reason}" if run.status in ("failed", "stopped") and run.reason else run.status
 
 
