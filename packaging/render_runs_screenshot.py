@@ -31,7 +31,7 @@ def settle(seconds: float) -> None:
 
 
 def make_runs(root: Path) -> list:
-    from tests.run_folders import write_run
+    from tests.run_folders import append_batch, write_run
     from tl_studio.core.run_folder import RunFolder
     from tl_studio.core.run_history import annotate_run
 
@@ -66,6 +66,7 @@ def make_runs(root: Path) -> list:
         folder = write_run(root / name, data_dir=data, seed=seed, **spec)
         if spec.get("state") == "running":
             locks.append(RunFolder(folder).lock())  # as if a CLI run were training it now
+            append_batch(folder, spec["done"] + 1, 23, 40)
     annotate_run(root / specs[2][0], starred=True, note="fine-tune schedule: best so far")
     annotate_run(root / specs[0][0], name="baseline (frozen lite0)")
     return locks

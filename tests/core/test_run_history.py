@@ -10,7 +10,7 @@ import pytest
 from tl_studio.core import run_folder as names
 from tl_studio.core import run_history as history
 from tl_studio.core.errors import UserError
-from tl_studio.core.run_folder import RunFolder, RunLock
+from tl_studio.core.run_folder import RunFolder
 from tests.run_folders import append_batch, append_epoch, write_run
 
 

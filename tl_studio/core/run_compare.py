@@ -12,9 +12,8 @@ from pathlib import Path
 from typing import Callable
 
 from tl_studio.core.errors import Cancelled, UserError
-from tl_studio.core.run_folder import MODEL_FILE
+from tl_studio.core.run_folder import MODEL_FILE, RunFolder
 from tl_studio.core.run_history import read_config
-from tl_studio.core.run_folder import RunFolder
 
 SPLIT_SETTINGS = ("val_fraction", "test_fraction", "seed")
 

@@ -3,7 +3,6 @@ settings that differ, and the two runs' models on the same validation images."""
 
 from __future__ import annotations
 
-from pathlib import Path
 
 import pyqtgraph as pg
 from PySide6.QtCore import QSize, Qt, Signal

@@ -79,7 +79,7 @@ COLUMNS: tuple[Column, ...] = (
 )
 NAME_COLUMN = 1
 # Starting widths in pixels (the user can drag them); the last column (Note) takes what is left.
-WIDTHS = {"starred": 26, "name": 260, "status": 150, "created": 118, "data_set": 80, "model": 130, "freeze": 56,
+WIDTHS = {"starred": 26, "name": 250, "status": 215, "created": 118, "data_set": 80, "model": 130, "freeze": 56,
           "schedule": 76, "lr": 58, "epochs_done": 58, "best_val_acc": 64, "best_val_loss": 66, "train_seconds": 76,
           "images_per_s": 66, "device": 160}
 STATUS_COLUMN = [column.field for column in COLUMNS].index("status")
