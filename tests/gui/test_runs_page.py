@@ -177,15 +177,18 @@ def test_open_hands_the_folder_on_and_a_failed_run_offers_resume(page, runs, qtb
     assert page.resume_button.isEnabled()
     with qtbot.waitSignal(page.resumeRequested) as resumed:
         page.resume_button.click()
-    assert resumed.args == [runs / "oom"]
+    assert resumed.args == [runs / "oom", 5]  # continue up to the 5 epochs it planned
 
 
-def test_the_main_window_has_the_runs_step_and_opens_a_run_in_evaluate(qtbot, runs):
+def test_the_main_window_has_the_runs_step_and_hands_runs_to_evaluate_and_train(qtbot, runs, monkeypatch):
     from shiboken6 import isValid
 
     from tl_studio.gui.main_window import MainWindow
+    from tl_studio.gui.pages.train_page import TrainPage
     from tl_studio.gui.steps import STEPS
 
+    resumed = []
+    monkeypatch.setattr(TrainPage, "resume_run", lambda self, folder, epochs=None: resumed.append((folder, epochs)))
     window = MainWindow()
     window.show()
     qtbot.waitUntil(lambda: hasattr(window, "warm_up"), timeout=10_000)
@@ -195,6 +198,8 @@ def test_the_main_window_has_the_runs_step_and_opens_a_run_in_evaluate(qtbot, ru
     assert window.session.model_file == runs / "resnet" / "model.pt2"
     assert window.session.run_dir == runs / "resnet"
     assert window.steps.currentRow() == STEPS.index("Evaluate")
+    window.pages["Runs"].resumeRequested.emit(runs / "oom", 5)
+    assert resumed == [(runs / "oom", 5)] and window.steps.currentRow() == STEPS.index("Train")
     # let the other steps finish what opening a model started (their own background tasks) first
     runners = [window.warm_up, *(p.tasks for p in window.pages.values() if hasattr(p, "tasks"))]
     qtbot.waitUntil(lambda: not any(runner.tasks for runner in runners), timeout=60_000)

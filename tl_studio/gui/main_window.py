@@ -44,9 +44,10 @@ class MainWindow(QMainWindow):
         layout.addWidget(self.stack, 1)
         self.setCentralWidget(central)
         self.steps.stepChosen.connect(self.stack.setCurrentIndex)
-        self.pages["Runs"].runOpened.connect(lambda folder: self.open_model_file(str(folder / "model.pt2")))
-        self.pages["Runs"].resumeRequested.connect(lambda folder: (self.steps.go_to("Train"),
-                                                                   self.pages["Train"].resume_run(folder)))
+        runs = self.pages["Runs"]
+        runs.runOpened.connect(lambda folder: self.open_model_file(str(folder / "model.pt2")))
+        runs.resumeRequested.connect(lambda folder, epochs: (self.steps.go_to("Train"),
+                                                             self.pages["Train"].resume_run(folder, epochs)))
         self._status = QLabel("Choose a folder of labelled images to begin (File > Open Folder, or drop it here).")
         self.statusBar().addWidget(self._status, 1)
         self.session.statusMessage.connect(self._status.setText)

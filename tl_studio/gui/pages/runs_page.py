@@ -3,7 +3,8 @@ delete with undo), the selected runs compared (curves, settings that differ, the
 images), which run is best, and a run handed on to the other steps.
 
 The page asks; it does not reach into other pages. ``runOpened(folder)`` hands a run with a model file
-to Evaluate/Export/Predict, ``resumeRequested(folder)`` a stopped or failed run to the Train step.
+to Evaluate/Export/Predict, ``resumeRequested(folder, planned_epochs)`` a stopped or failed run to the
+Train step (to continue up to the epochs it planned).
 """
 
 from __future__ import annotations
@@ -41,7 +42,7 @@ def add_history_folder(folder: Path) -> None:
 
 class RunsPage(QWidget):
     runOpened = Signal(object)  # Path of a run folder holding model.pt2
-    resumeRequested = Signal(object)  # Path of a stopped or failed run folder
+    resumeRequested = Signal(object, int)  # a stopped or failed run's folder, and the epochs it planned
 
     def __init__(self, session, parent=None):
         super().__init__(parent)
@@ -284,7 +285,7 @@ class RunsPage(QWidget):
     def resume_selected(self) -> None:
         runs = self.selected_runs()
         if len(runs) == 1 and runs[0].resumable:
-            self.resumeRequested.emit(Path(runs[0].path))
+            self.resumeRequested.emit(Path(runs[0].path), runs[0].planned_epochs)
 
     def _annotate(self, run, **changes) -> None:
         from tl_studio.core.run_history import annotate_run
