@@ -77,6 +77,7 @@ def test_diff_shows_only_what_differs(runs_root, capsys):
     assert main(["runs", "diff", str(runs_root / "lite0-frozen"), str(runs_root / "resnet-full")]) == 0
     text = capsys.readouterr().out
     assert "freeze" in text and "resnet18" in text and "data_dir" not in text
+    assert "0.001 (default)  |  0.0003" in text  # the rate each run used
 
 
 def test_diff_of_a_folder_that_is_no_run_says_so(runs_root, tmp_path, capsys):

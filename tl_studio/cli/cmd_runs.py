@@ -95,8 +95,9 @@ def _diff(words: list[str], as_json: bool) -> int:
     for title, rows in (("settings", settings), ("results", results)):
         if rows:
             print(f"-- {title} that differ")
-        for key, (left, right) in rows.items():
-            print(f"{key:{width}}  {_show(left)}  |  {_show(right)}")
+        for key, values in rows.items():
+            left, right = (_setting(key, value, run) for value, run in zip(values, runs))
+            print(f"{key:{width}}  {left}  |  {right}")
     return 0
 
 
@@ -118,6 +119,12 @@ def _best(words: list[str], as_json: bool) -> int:
     print(best.run.path)
     print(best.why, file=sys.stderr)
     return 0
+
+
+def _setting(key: str, value, run) -> str:
+    if key == "lr" and value is None and run.lr is not None:  # the default the run used
+        return f"{run.lr:.2g} (default)"
+    return _show(value)
 
 
 def _show(value) -> str:
