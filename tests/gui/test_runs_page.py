@@ -232,3 +232,22 @@ def test_two_runs_on_the_same_validation_images_show_where_they_disagree(qtbot, 
     assert caption.startswith("A: ") and "\nB: " in caption and "red" in caption
     assert "disagree on 4 images" in compare.summary.text()
     page.shutdown()
+
+
+def test_an_added_folder_is_listed_and_remembered(page, qtbot, tmp_path, monkeypatch):
+    from PySide6.QtWidgets import QFileDialog
+
+    from tl_studio.gui.pages.runs_page import RunsPage
+
+    elsewhere = tmp_path / "old-experiments"
+    write_run(elsewhere / "project-x" / "run-1", model="vgg11", started=500_000)
+    monkeypatch.setattr(QFileDialog, "getExistingDirectory", lambda *a, **k: str(elsewhere))
+    with qtbot.waitSignal(page.loader.finished, timeout=10_000):
+        page.add_folder_button.click()
+    assert cell(page, "run-1", "Model") == "vgg11" and page.proxy.rowCount() == 5
+    again = RunsPage(Session())  # a later session: the folder is still there
+    qtbot.addWidget(again)
+    with qtbot.waitSignal(again.loader.finished, timeout=10_000):
+        again.show()
+    assert again.model.run_for(str(elsewhere / "project-x" / "run-1")) is not None
+    again.shutdown()
