@@ -234,7 +234,7 @@ def test_two_runs_on_the_same_validation_images_show_where_they_disagree(qtbot, 
     page.shutdown()
 
 
-def test_an_added_folder_is_listed_and_remembered(page, qtbot, tmp_path, monkeypatch):
+def test_an_added_folder_is_listed_remembered_and_removed(page, qtbot, tmp_path, monkeypatch):
     from PySide6.QtWidgets import QFileDialog
 
     from tl_studio.gui.pages.runs_page import RunsPage
@@ -251,3 +251,8 @@ def test_an_added_folder_is_listed_and_remembered(page, qtbot, tmp_path, monkeyp
         again.show()
     assert again.model.run_for(str(elsewhere / "project-x" / "run-1")) is not None
     again.shutdown()
+    monkeypatch.setattr(QInputDialog, "getItem", lambda *a, **k: (str(elsewhere), True))
+    with qtbot.waitSignal(page.loader.finished, timeout=10_000):
+        page.remove_folder_button.click()
+    assert page.proxy.rowCount() == 4 and (elsewhere / "project-x" / "run-1" / "status.json").is_file()
+    assert not page.remove_folder_button.isEnabled()

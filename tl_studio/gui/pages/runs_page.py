@@ -40,6 +40,11 @@ def add_history_folder(folder: Path) -> None:
         QSettings().setValue(EXTRA_FOLDERS_KEY, [*extra, str(folder)])
 
 
+def remove_history_folder(folder: Path) -> None:
+    """Stops listing a folder the user added (its runs stay on disk)."""
+    QSettings().setValue(EXTRA_FOLDERS_KEY, [str(f) for f in history_folders()[1:] if f != Path(folder)])
+
+
 class RunsPage(QWidget):
     runOpened = Signal(object)  # Path of a run folder holding model.pt2
     resumeRequested = Signal(object, int)  # a stopped or failed run's folder, and the epochs it planned
@@ -64,6 +69,8 @@ class RunsPage(QWidget):
         self.folders_label.setWordWrap(True)
         self.add_folder_button = QPushButton("Add folder…")
         self.add_folder_button.setToolTip("Also list the runs in another folder (remembered)")
+        self.remove_folder_button = QPushButton("Remove folder…")
+        self.remove_folder_button.setToolTip("Stop listing a folder you added (nothing is deleted)")
         self.refresh_button = QPushButton("Refresh")
         self.filter_edit = QLineEdit()
         self.filter_edit.setObjectName("runsFilter")
@@ -132,6 +139,7 @@ class RunsPage(QWidget):
         folders_row = QHBoxLayout()
         folders_row.addWidget(self.folders_label, 1)
         folders_row.addWidget(self.add_folder_button)
+        folders_row.addWidget(self.remove_folder_button)
         folders_row.addWidget(self.refresh_button)
         filter_row = QHBoxLayout()
         filter_row.addWidget(self.filter_edit, 1)
@@ -155,6 +163,7 @@ class RunsPage(QWidget):
         self.live.changed.connect(self._on_run_changed)
         self.live.rootsChanged.connect(self.refresh)
         self.add_folder_button.clicked.connect(self.choose_folder)
+        self.remove_folder_button.clicked.connect(self.choose_folder_to_remove)
         self.refresh_button.clicked.connect(self.refresh)
         self.filter_edit.textChanged.connect(self._on_filter)
         self.differ_box.toggled.connect(lambda _: self._update_columns())
@@ -190,6 +199,7 @@ class RunsPage(QWidget):
         self._seen: set[str] = set()
         roots = history_folders()
         self.folders_label.setText("Runs in " + ", ".join(str(root) for root in roots))
+        self.remove_folder_button.setEnabled(len(roots) > 1)
         self.count_label.setText("Reading run folders…")
         self.live.watch_roots(roots)
         self.loader.load(roots)
@@ -223,6 +233,16 @@ class RunsPage(QWidget):
         folder = QFileDialog.getExistingDirectory(self, "Add a folder of runs")
         if folder:
             add_history_folder(Path(folder))
+            self.refresh()
+
+    def choose_folder_to_remove(self) -> None:
+        added = [str(folder) for folder in history_folders()[1:]]
+        if not added:
+            return
+        folder, ok = QInputDialog.getItem(self, "Remove a folder", "Stop listing the runs in (nothing is deleted):",
+                                          added, 0, False)
+        if ok and folder:
+            remove_history_folder(Path(folder))
             self.refresh()
 
     # ---- filter, columns, best ----------------------------------------------------------------------
