@@ -44,6 +44,10 @@ class MainWindow(QMainWindow):
         layout.addWidget(self.stack, 1)
         self.setCentralWidget(central)
         self.steps.stepChosen.connect(self.stack.setCurrentIndex)
+        runs = self.pages["Runs"]
+        runs.runOpened.connect(lambda folder: self.open_model_file(str(folder / "model.pt2")))
+        runs.resumeRequested.connect(lambda folder, epochs: (self.steps.go_to("Train"),
+                                                             self.pages["Train"].resume_run(folder, epochs)))
         self._status = QLabel("Choose a folder of labelled images to begin (File > Open Folder, or drop it here).")
         self.statusBar().addWidget(self._status, 1)
         self.session.statusMessage.connect(self._status.setText)
@@ -58,6 +62,7 @@ class MainWindow(QMainWindow):
 
     def _make_pages(self) -> dict[str, QWidget]:
         from tl_studio.gui.pages.export_page import ExportPage
+        from tl_studio.gui.pages.runs_page import RunsPage
         from tl_studio.gui.pages.train_page import TrainPage
 
         from tl_studio.gui.pages.data_page import DataPage
@@ -69,6 +74,7 @@ class MainWindow(QMainWindow):
             "Evaluate": self._optional_page("evaluate_page", "EvaluatePage", "Evaluation of the trained model"),
             "Export": ExportPage(self.session),
             "Predict": self._optional_page("predict_page", "PredictPage", "Predictions on new images"),
+            "Runs": RunsPage(self.session),
         }
 
     def _optional_page(self, module: str, cls: str, title: str) -> QWidget:

@@ -6,7 +6,7 @@ from __future__ import annotations
 from PySide6.QtCore import QSize, Qt, Signal
 from PySide6.QtWidgets import QListWidget, QListWidgetItem
 
-STEPS = ("Data", "Model", "Train", "Evaluate", "Export", "Predict")
+STEPS = ("Data", "Model", "Train", "Evaluate", "Export", "Predict", "Runs")
 HINTS = {
     "Data": "Choose a folder of labelled images",
     "Model": "Pick a pretrained model and how much to freeze",
@@ -14,7 +14,9 @@ HINTS = {
     "Evaluate": "Inspect the mistakes and fix the data",
     "Export": "Save a model file that runs anywhere",
     "Predict": "Classify new images with the trained model",
+    "Runs": "Every run so far: compare them and carry the best one on",
 }
+ALWAYS_ENABLED = {"Runs"}  # earlier runs are there before any data set is chosen
 
 
 class StepBar(QListWidget):
@@ -37,7 +39,7 @@ class StepBar(QListWidget):
         for row, name in enumerate(STEPS):
             item = self.item(row)
             flags = item.flags()
-            on = name in enabled
+            on = name in enabled or name in ALWAYS_ENABLED
             item.setFlags(flags | Qt.ItemIsEnabled if on else flags & ~Qt.ItemIsEnabled)
             item.setToolTip(HINTS[name] if on else f"{HINTS[name]} (finish the previous step first)")
 

@@ -1,0 +1,102 @@
+"""`tl-studio runs`, `runs diff`, `runs best`: the table, JSON, exit statuses, and no torch."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from tests.run_folders import write_run
+from tl_studio.cli.main import main
+from tl_studio.core.run_folder import RunFolder
+
+
+@pytest.fixture
+def runs_root(tmp_path):
+    root = tmp_path / "runs"
+    write_run(root / "lite0-frozen", final_acc=0.90, started=1_000_000)
+    write_run(root / "resnet-full", model="resnet18", freeze="none", lr=3e-4, final_acc=0.96, started=2_000_000)
+    write_run(root / "crashed", state="failed", reason="The dataset folder disappeared; check the disk.",
+              epochs=5, done=1, started=3_000_000)
+    return root
+
+
+def test_json_lists_every_run_with_the_documented_fields(runs_root, capsys):
+    assert main(["runs", str(runs_root), "--json"]) == 0
+    records = json.loads(capsys.readouterr().out)
+    assert [r["name"] for r in records] == ["crashed", "resnet-full", "lite0-frozen"]  # newest first
+    failed = records[0]
+    assert failed["status"] == "failed" and failed["reason"] == "The dataset folder disappeared; check the disk."
+    resnet = records[1]
+    assert (resnet["model"], resnet["freeze"], resnet["lr"], resnet["epochs_done"]) == ("resnet18", "none", 3e-4, 5)
+    assert resnet["best_epoch"] == 5 and resnet["best_val_acc"] == pytest.approx(0.96, abs=0.01)
+    assert resnet["train_seconds"] == pytest.approx(60.0) and resnet["created"] == 2_000_000
+    assert resnet["path"] == str(runs_root / "resnet-full")
+
+
+def test_table_shows_status_and_the_failure_reason(runs_root, capsys):
+    assert main(["runs", str(runs_root)]) == 0
+    out = capsys.readouterr().out
+    lines = out.splitlines()
+    assert lines[0].startswith("NAME") and "VAL ACC" in lines[0]
+    assert any(line.startswith("crashed") and "failed" in line for line in lines)
+    assert "The dataset folder disappeared; check the disk." in out
+
+
+def test_a_running_run_shows_as_running(runs_root, capsys):
+    folder = write_run(runs_root / "live", state="running", epochs=8, done=3, started=4_000_000)
+    lock = RunFolder(folder).lock()
+    try:
+        assert main(["runs", str(runs_root), "--json"]) == 0
+    finally:
+        lock.release()
+    live = json.loads(capsys.readouterr().out)[0]
+    assert (live["name"], live["status"], live["epochs_done"], live["planned_epochs"]) == ("live", "running", 3, 8)
+
+
+def test_best_prints_the_best_runs_path(runs_root, capsys):
+    assert main(["runs", "best", str(runs_root)]) == 0
+    captured = capsys.readouterr()
+    assert captured.out.strip() == str(runs_root / "resnet-full")
+    assert "resnet-full" in captured.err
+
+
+def test_best_with_no_finished_run_is_one_sentence(tmp_path, capsys):
+    assert main(["runs", "best", str(tmp_path)]) == 2
+    assert "has finished an epoch" in capsys.readouterr().err
+
+
+def test_diff_shows_only_what_differs(runs_root, capsys):
+    assert main(["runs", "diff", str(runs_root / "lite0-frozen"), str(runs_root / "resnet-full"), "--json"]) == 0
+    diff = json.loads(capsys.readouterr().out)
+    assert diff["settings"] == {"model": ["efficientnet_lite0", "resnet18"], "freeze": ["all", "none"],
+                                "lr": [None, 3e-4]}
+    assert "best_val_acc" in diff["results"] and "status" not in diff["results"]
+    assert main(["runs", "diff", str(runs_root / "lite0-frozen"), str(runs_root / "resnet-full")]) == 0
+    text = capsys.readouterr().out
+    assert "freeze" in text and "resnet18" in text and "data_dir" not in text
+    assert "0.001 (default)  |  0.0003" in text  # the rate each run used
+
+
+def test_diff_of_a_folder_that_is_no_run_says_so(runs_root, tmp_path, capsys):
+    assert main(["runs", "diff", str(runs_root / "lite0-frozen"), str(tmp_path)]) == 2
+    assert "is not a run folder" in capsys.readouterr().err
+
+
+def test_runs_never_imports_torch(runs_root):
+    code = ("import sys; from tl_studio.cli.main import main; "
+            f"assert main(['runs', {str(runs_root)!r}, '--json']) == 0; "
+            f"assert main(['runs', 'best', {str(runs_root)!r}]) == 0; "
+            "assert 'torch' not in sys.modules, 'torch was imported'")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+
+
+def test_without_a_root_the_apps_runs_folder_is_read(runs_root, monkeypatch, capsys):
+    monkeypatch.setenv("TL_STUDIO_RUNS_DIR", str(runs_root))
+    assert main(["runs", "--json"]) == 0
+    assert len(json.loads(capsys.readouterr().out)) == 3
+    assert main(["runs", "best"]) == 0
+    assert capsys.readouterr().out.strip() == str(runs_root / "resnet-full")

@@ -1,0 +1,208 @@
+"""The run history: finding run folders, summarising them (new and older layouts, live, failed),
+ranking, config diffs, the sidecar and trash with undo."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from tl_studio.core import run_folder as names
+from tl_studio.core import run_history as history
+from tl_studio.core.errors import UserError
+from tl_studio.core.run_folder import RunFolder
+from tests.run_folders import append_batch, append_epoch, write_run
+
+
+@pytest.fixture
+def runs_root(tmp_path):
+    root = tmp_path / "runs"
+    write_run(root / "flowers-lite0", final_acc=0.93, started=1_000_000, data_dir="/data/flowers")
+    write_run(root / "flowers-resnet", model="resnet18", freeze="none", lr=3e-4, final_acc=0.95, started=2_000_000,
+              device="NVIDIA RTX 4090 (24 GB)")
+    write_run(root / "nested" / "old-run", legacy=True, epochs=4, done=2)
+    (root / ".hidden" / "x").mkdir(parents=True)
+    write_run(root / ".hidden" / "x", final_acc=0.99)  # a hidden folder is never searched
+    (root / "notes").mkdir()
+    (root / "notes" / "readme.txt").write_text("not a run")
+    return root
+
+
+def test_discover_finds_runs_by_their_files_at_any_depth_but_not_in_hidden_folders(runs_root):
+    found = [path.relative_to(runs_root).as_posix() for path in history.discover_runs([runs_root])]
+    assert found == ["flowers-lite0", "flowers-resnet", "nested/old-run"]
+
+
+def test_a_root_that_is_itself_a_run_and_a_missing_root_are_both_fine(runs_root, tmp_path):
+    assert history.discover_runs([runs_root / "flowers-lite0", tmp_path / "missing"]) == [runs_root / "flowers-lite0"]
+
+
+def test_summary_has_the_table_fields(runs_root):
+    summary = history.summarize_run(runs_root / "flowers-resnet")
+    assert (summary.name, summary.status, summary.model, summary.freeze) == ("flowers-resnet", "done", "resnet18", "none")
+    assert summary.lr == pytest.approx(3e-4)
+    assert (summary.epochs_done, summary.planned_epochs, summary.best_epoch) == (5, 5, 5)
+    assert summary.best_val_acc == pytest.approx(0.95, abs=0.01)
+    assert summary.best_val_loss == pytest.approx(0.22, abs=0.02)  # the loss of the best epoch
+    assert summary.train_seconds == pytest.approx(60.0)
+    assert summary.images_per_s == pytest.approx(150.0)
+    assert summary.device == "NVIDIA RTX 4090 (24 GB)"
+    assert summary.data_set == "flowers" and summary.created == 2_000_000
+    assert summary.has_model_file and not summary.resumable
+
+
+def test_default_learning_rate_is_the_one_the_run_used(runs_root):
+    assert history.summarize_run(runs_root / "flowers-lite0").lr == pytest.approx(1e-3)  # frozen backbone default
+
+
+def test_older_run_without_status_is_listed_as_stopped_with_its_epochs(runs_root):
+    summary = history.summarize_run(runs_root / "nested" / "old-run")
+    assert summary.status == "stopped" and "2 of 4 epochs" in summary.reason
+    assert (summary.epochs_done, summary.planned_epochs, summary.best_epoch) == (2, 4, 2)
+    assert summary.resumable and summary.best_val_acc is not None
+
+
+def test_older_finished_run_is_done(tmp_path):
+    summary = history.summarize_run(write_run(tmp_path / "old", legacy=True, epochs=3))
+    assert summary.status == "done" and summary.epochs_done == 3
+
+
+def test_a_running_run_with_its_lock_held_is_running_and_follows_new_epochs(tmp_path):
+    folder = write_run(tmp_path / "live", state="running", epochs=6, done=2)
+    lock = RunFolder(folder).lock()  # the training process holds it
+    try:
+        summary = history.summarize_run(folder)
+        assert summary.status == "running" and summary.epochs_done == 2
+        assert summary.progress == "epoch 2 done"
+        append_batch(folder, 3, 7, 20)
+        with open(folder / names.EVENTS, "a") as handle:
+            handle.write('{"event": "BatchEnd", "epoch": 3, "batch": 8')  # still being written
+        assert history.summarize_run(folder).progress == "epoch 3, batch 7/20"
+        with open(folder / names.EVENTS, "a") as handle:
+            handle.write(', "num_batches": 20}\n')
+        append_epoch(folder, 3, 0.2, 0.97)
+        live = history.summarize_run(folder)
+        assert live.epochs_done == 3 and live.progress == "epoch 3 done"
+        with pytest.raises(UserError, match="still training"):
+            from tl_studio.core.run_trash import trash_run
+
+            trash_run(folder)
+    finally:
+        lock.release()
+
+
+def test_a_running_status_whose_process_is_gone_reads_as_stopped(tmp_path):
+    folder = write_run(tmp_path / "crashed", state="running", epochs=6, done=2)
+    (folder / names.LOCK).write_text("4242 on elsewhere")  # left behind, nobody holds it
+    summary = history.summarize_run(folder)
+    assert summary.status == "stopped" and "without finishing" in summary.reason and summary.resumable
+
+
+def test_a_failed_run_keeps_its_reason(tmp_path):
+    reason = "GPU out of memory at batch size 8; lower the batch size or the image size."
+    summary = history.summarize_run(write_run(tmp_path / "failed", state="failed", reason=reason, epochs=5, done=1))
+    assert summary.status == "failed" and summary.reason == reason
+    assert summary.resumable
+
+
+def test_list_runs_is_newest_first_and_torch_free_fields_serialise(runs_root):
+    import json
+
+    runs = history.list_runs([runs_root])
+    assert all(runs[i].created >= runs[i + 1].created for i in range(len(runs) - 1))
+    record = json.loads(json.dumps(runs[0].to_json()))
+    for key in ("path", "name", "status", "model", "freeze", "lr", "epochs_done", "best_val_acc", "best_epoch",
+                "train_seconds", "created"):
+        assert key in record
+
+
+def _summary(name, acc, loss, seconds):
+    return history.RunSummary(path=f"/runs/{name}", name=name, status="done", best_val_acc=acc, best_val_loss=loss,
+                              train_seconds=seconds)
+
+
+def test_best_run_is_highest_accuracy_when_clearly_ahead():
+    runs = [_summary("a", 0.90, 0.1, 10), _summary("b", 0.95, 0.5, 100)]
+    assert history.best_run(runs).run.name == "b"
+
+
+def test_within_half_a_point_lower_val_loss_wins_then_shorter_training():
+    runs = [_summary("a", 0.950, 0.30, 100), _summary("b", 0.946, 0.20, 300), _summary("c", 0.946, 0.20, 50),
+            _summary("d", 0.940, 0.01, 1)]
+    ranked = history.rank_runs(runs)
+    assert [run.name for run in ranked] == ["c", "b", "a", "d"]
+    assert "lowest val loss" in history.best_run(runs).why
+
+
+def test_runs_without_any_epoch_are_not_ranked():
+    assert history.best_run([_summary("a", None, None, None)]) is None
+
+
+def test_config_diff_lists_only_what_differs(runs_root):
+    a = history.summarize_run(runs_root / "flowers-lite0").config
+    b = history.summarize_run(runs_root / "flowers-resnet").config
+    diff = history.config_diff([a, b])
+    assert diff == {"model": ["efficientnet_lite0", "resnet18"], "freeze": ["all", "none"], "lr": [None, 3e-4]}
+
+
+def test_star_note_and_name_live_in_the_sidecar_and_survive_a_rescan(runs_root):
+    folder = runs_root / "flowers-lite0"
+    before = {p.name: p.stat().st_mtime_ns for p in folder.iterdir()}
+    history.annotate_run(folder, name="Baseline", note="first try", starred=True)
+    summary = history.summarize_run(folder)
+    assert (summary.name, summary.note, summary.starred) == ("Baseline", "first try", True)
+    assert all(folder.joinpath(name).stat().st_mtime_ns == mtime for name, mtime in before.items())
+    history.annotate_run(folder, name="", starred=False)
+    again = history.summarize_run(folder)
+    assert (again.name, again.note, again.starred) == ("flowers-lite0", "first try", False)
+
+
+@pytest.fixture
+def private_trash(tmp_path, monkeypatch):
+    """send2trash reads the trash location once at import: point it at a folder of the test's own."""
+    import os
+
+    import send2trash.plat_other as freedesktop
+
+    data_home = tmp_path / "xdg"
+    monkeypatch.setattr(freedesktop, "XDG_DATA_HOME", os.fsencode(data_home))
+    monkeypatch.setattr(freedesktop, "HOMETRASH_B", os.fsencode(data_home / "Trash"))
+    monkeypatch.setattr(freedesktop, "HOMETRASH", str(data_home / "Trash"))
+    monkeypatch.setattr("send2trash.send2trash", freedesktop.send2trash)
+    return data_home / "Trash"
+
+
+def test_delete_goes_to_the_trash_and_undo_puts_it_back(runs_root, private_trash):
+    from tl_studio.core.run_trash import restore_run, trash_run
+
+    folder = runs_root / "flowers-lite0"
+    history.annotate_run(folder, note="keep me")
+    trashed = trash_run(folder)
+    assert not folder.exists()
+    assert (private_trash / "files" / "flowers-lite0" / names.METRICS).is_file()
+    assert (private_trash / "info" / "flowers-lite0.trashinfo").is_file()
+    assert [p.name for p in history.discover_runs([runs_root])] == ["flowers-resnet", "old-run"]
+    assert restore_run(trashed) == folder.absolute()
+    assert history.summarize_run(folder).note == "keep me"
+    assert not (private_trash / "info" / "flowers-lite0.trashinfo").exists()
+
+
+def test_undo_when_the_place_is_taken_again_says_so(runs_root, private_trash):
+    from tl_studio.core.run_trash import restore_run, trash_run
+
+    folder = runs_root / "flowers-lite0"
+    trashed = trash_run(folder)
+    folder.mkdir()
+    with pytest.raises(UserError, match="exists again"):
+        restore_run(trashed)
+    assert (private_trash / "files" / "flowers-lite0").is_dir()  # still safe in the trash
+
+
+def test_summarising_300_runs_is_fast(tmp_path):
+    root = tmp_path / "many"
+    for index in range(300):
+        write_run(root / f"run-{index:03d}", final_acc=0.8 + index / 2000, seed=index)
+    started = time.perf_counter()
+    runs = history.list_runs([root])
+    assert len(runs) == 300
+    assert time.perf_counter() - started < 3.0  # the benchmark measures it properly; this guards the order

@@ -1,0 +1,258 @@
+"""The Runs step as a user sees it: the table filled in the background (a live run and a failed one
+among them), filter, "only columns that differ", comparison, the best-run hint, star/note/rename,
+delete with undo, and a run handed on to the other steps."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+from PySide6.QtCore import Qt
+from PySide6.QtWidgets import QInputDialog
+
+from tests.run_folders import append_batch, append_epoch, write_run
+from tl_studio.core.run_folder import RunFolder
+from tl_studio.gui.runs_table import COLUMNS
+from tl_studio.gui.session import Session
+
+FAILED_REASON = "GPU out of memory at batch size 8; lower the batch size or the image size."
+
+
+@pytest.fixture
+def runs_dir():
+    root = os.environ["TL_STUDIO_RUNS_DIR"]  # a private folder per test (tests/gui/conftest.py)
+    return Path(root)
+
+
+@pytest.fixture
+def runs(runs_dir):
+    write_run(runs_dir / "lite0", final_acc=0.90, started=1_000_000)
+    write_run(runs_dir / "resnet", model="resnet18", freeze="none", lr=3e-4, final_acc=0.96, started=2_000_000)
+    write_run(runs_dir / "oom", state="failed", reason=FAILED_REASON, epochs=5, done=1, started=3_000_000)
+    live = write_run(runs_dir / "live", state="running", epochs=6, done=2, started=4_000_000)
+    lock = RunFolder(live).lock()  # "another process" training it
+    yield runs_dir
+    lock.release()
+
+
+@pytest.fixture
+def page(qtbot, runs):
+    from tl_studio.gui.pages.runs_page import RunsPage
+
+    session = Session()
+    widget = RunsPage(session)
+    widget.live.timer.setInterval(50)
+    qtbot.addWidget(widget)
+    with qtbot.waitSignal(widget.loader.finished, timeout=10_000):
+        widget.show()  # the first show reads the runs folder, in the background
+    yield widget
+    widget.shutdown()
+
+
+def cell(page, name: str, title: str) -> str:
+    column = [c.title for c in COLUMNS].index(title)
+    for row in range(page.proxy.rowCount()):
+        if page.proxy.index(row, 1).data() == name:
+            return page.proxy.index(row, column).data()
+    raise AssertionError(f"no row {name}")
+
+
+def test_every_run_is_listed_with_its_status(page, runs):
+    assert page.proxy.rowCount() == 4
+    assert [page.proxy.index(row, 1).data() for row in range(4)] == ["live", "oom", "resnet", "lite0"]  # newest first
+    assert cell(page, "live", "Status") == "running (2/6 · epoch 2 done)"
+    assert cell(page, "oom", "Status") == f"failed: {FAILED_REASON}"
+    assert cell(page, "resnet", "Model") == "resnet18" and cell(page, "resnet", "Epochs") == "5/5"
+    from tl_studio.core.run_history import summarize_run
+
+    assert cell(page, "resnet", "Val acc") == f"{summarize_run(runs / 'resnet').best_val_acc:.1%}"
+    assert cell(page, "resnet", "Val acc").startswith("96.")
+    assert "4 runs, 1 training now" in page.count_label.text()
+
+
+def test_the_table_is_filled_off_the_gui_thread(qtbot, runs):
+    from tl_studio.gui.pages.runs_page import RunsPage
+
+    widget = RunsPage(Session())
+    qtbot.addWidget(widget)
+    widget.show()
+    assert widget.model.rowCount() == 0  # show() returned before any folder was read
+    qtbot.waitUntil(lambda: widget.model.rowCount() == 4, timeout=10_000)
+    widget.shutdown()
+
+
+def test_a_live_run_updates_when_its_files_change(page, qtbot, runs):
+    append_batch(runs / "live", 3, 5, 10)  # mid-epoch: only events.jsonl moves on
+    qtbot.waitUntil(lambda: cell(page, "live", "Status") == "running (2/6 · epoch 3, batch 5/10)", timeout=5000)
+    append_epoch(runs / "live", 3, 0.2, 0.97)
+    qtbot.waitUntil(lambda: cell(page, "live", "Status") == "running (3/6 · epoch 3 done)", timeout=5000)
+
+
+def test_sort_by_accuracy_and_filter_by_text(page):
+    page.table.sortByColumn([c.title for c in COLUMNS].index("Val acc"), Qt.DescendingOrder)
+    assert page.proxy.index(0, 1).data() == "resnet"
+    page.filter_edit.setText("RESNET")
+    assert page.proxy.rowCount() == 1
+    page.filter_edit.setText("out of memory")
+    assert [page.proxy.index(r, 1).data() for r in range(page.proxy.rowCount())] == ["oom"]
+
+
+def test_only_columns_that_differ(page):
+    titles = [c.title for c in COLUMNS]
+    page.filter_edit.setText("5/5")  # the two finished runs: lite0 and resnet
+    page.differ_box.setChecked(True)
+    shown = [t for i, t in enumerate(titles) if not page.table.isColumnHidden(i)]
+    assert {"Name", "Model", "Freeze", "LR", "Val acc"} <= set(shown)
+    assert "Schedule" not in shown and "Data set" not in shown and "Status" not in shown
+    page.differ_box.setChecked(False)
+    assert not any(page.table.isColumnHidden(i) for i in range(len(titles)))
+
+
+def test_selecting_two_runs_overlays_their_curves_and_diffs_their_settings(page, runs):
+    page.select_paths([str(runs / "lite0"), str(runs / "resnet")])
+    assert sorted(page.curves.shown) == ["lite0", "resnet"]
+    legend = page.curves.accuracy_plot.getPlotItem().legend
+    assert sorted(label.text for _, label in legend.items) == ["lite0", "resnet"]
+    assert set(page.diff_table.differences) == {"model", "freeze", "lr"}
+    lr_row = list(page.diff_table.differences).index("lr")
+    texts = {page.diff_table.horizontalHeaderItem(c).text(): page.diff_table.item(lr_row, c).text() for c in range(2)}
+    assert texts == {"lite0": "0.001 (default)", "resnet": "0.0003"}  # the rate each run actually used
+    assert page.validation.compare_button.isEnabled()
+
+
+def test_best_run_hint_and_its_link(page, runs):
+    assert page.best_label.isVisible() and "resnet" in page.best_label.text()
+    page.best_label.linkActivated.emit(str(runs / "resnet"))
+    assert [run.name for run in page.selected_runs()] == ["resnet"]
+
+
+def test_star_note_and_rename_are_kept_with_the_run(page, runs, monkeypatch):
+    page.select_paths([str(runs / "lite0")])
+    page.toggle_star()
+    assert cell(page, "lite0", "★") == "★"
+    monkeypatch.setattr(QInputDialog, "getText", lambda *a, **k: ("Baseline", True))
+    page.rename_selected()
+    assert cell(page, "Baseline", "Model") == "efficientnet_lite0"
+    monkeypatch.setattr(QInputDialog, "getMultiLineText", lambda *a, **k: ("try a bigger model", True))
+    page.edit_note()
+    from tl_studio.core.run_history import summarize_run
+
+    saved = summarize_run(runs / "lite0")
+    assert (saved.name, saved.starred, saved.note) == ("Baseline", True, "try a bigger model")
+
+
+def test_delete_moves_to_the_trash_and_undo_brings_it_back(page, runs, tmp_path, monkeypatch, qtbot):
+    import send2trash.plat_other as freedesktop
+
+    data_home = tmp_path / "xdg"  # a trash of the test's own, never the user's
+    monkeypatch.setattr(freedesktop, "XDG_DATA_HOME", os.fsencode(data_home))
+    monkeypatch.setattr(freedesktop, "HOMETRASH_B", os.fsencode(data_home / "Trash"))
+    monkeypatch.setattr(freedesktop, "HOMETRASH", str(data_home / "Trash"))
+    monkeypatch.setattr("send2trash.send2trash", freedesktop.send2trash)
+    page.select_paths([str(runs / "oom")])
+    page.filter_edit.setFocus()
+    qtbot.keyClick(page.filter_edit, Qt.Key_Delete)  # in the filter box, Delete edits the text
+    assert (runs / "oom").exists()
+    page.table.setFocus()
+    qtbot.keyClick(page.table, Qt.Key_Delete)
+    assert not (runs / "oom").exists() and page.proxy.rowCount() == 3
+    assert (data_home / "Trash" / "files" / "oom").is_dir()
+    page.undo_delete()
+    assert (runs / "oom" / "status.json").is_file() and page.proxy.rowCount() == 4
+
+
+def test_a_running_run_cannot_be_deleted_or_opened(page, runs):
+    page.select_paths([str(runs / "live")])
+    assert not page.delete_button.isEnabled() and not page.open_button.isEnabled()
+
+
+def test_open_hands_the_folder_on_and_a_failed_run_offers_resume(page, runs, qtbot):
+    page.select_paths([str(runs / "resnet")])
+    assert not page.resume_button.isEnabled()
+    with qtbot.waitSignal(page.runOpened) as opened:
+        page.open_button.click()
+    assert opened.args == [runs / "resnet"]
+    page.select_paths([str(runs / "oom")])
+    assert page.resume_button.isEnabled()
+    with qtbot.waitSignal(page.resumeRequested) as resumed:
+        page.resume_button.click()
+    assert resumed.args == [runs / "oom", 5]  # continue up to the 5 epochs it planned
+
+
+def test_the_main_window_has_the_runs_step_and_hands_runs_to_evaluate_and_train(qtbot, runs, monkeypatch):
+    from shiboken6 import isValid
+
+    from tl_studio.gui.main_window import MainWindow
+    from tl_studio.gui.pages.train_page import TrainPage
+    from tl_studio.gui.steps import STEPS
+
+    resumed = []
+    monkeypatch.setattr(TrainPage, "resume_run", lambda self, folder, epochs=None: resumed.append((folder, epochs)))
+    window = MainWindow()
+    window.show()
+    qtbot.waitUntil(lambda: hasattr(window, "warm_up"), timeout=10_000)
+    assert "Runs" in STEPS
+    assert window.steps.item(STEPS.index("Runs")).flags() & Qt.ItemIsEnabled  # before any data set is chosen
+    window.pages["Runs"].runOpened.emit(runs / "resnet")
+    assert window.session.model_file == runs / "resnet" / "model.pt2"
+    assert window.session.run_dir == runs / "resnet"
+    assert window.steps.currentRow() == STEPS.index("Evaluate")
+    window.pages["Runs"].resumeRequested.emit(runs / "oom", 5)
+    assert resumed == [(runs / "oom", 5)] and window.steps.currentRow() == STEPS.index("Train")
+    # let the other steps finish what opening a model started (their own background tasks) first
+    runners = [window.warm_up, *(p.tasks for p in window.pages.values() if hasattr(p, "tasks"))]
+    qtbot.waitUntil(lambda: not any(runner.tasks for runner in runners), timeout=60_000)
+    window.close()  # the window deletes itself on close, after stopping its pages' work
+    qtbot.waitUntil(lambda: not isValid(window), timeout=60_000)
+
+
+def test_two_runs_on_the_same_validation_images_show_where_they_disagree(qtbot, tiny_dataset, runs_dir, monkeypatch):
+    from tests.core.test_run_compare import FakeModelFile
+    from tl_studio.gui.pages.runs_page import RunsPage
+
+    write_run(runs_dir / "good", data_dir=str(tiny_dataset), started=1_000_000)
+    write_run(runs_dir / "always-red", data_dir=str(tiny_dataset), started=2_000_000)
+    monkeypatch.setattr("tl_studio.core.export.load_model_file", lambda path, fmt=None: FakeModelFile(
+        ["blue", "green", "red"], "colour" if path.parent.name == "good" else "red"))
+    page = RunsPage(Session())
+    qtbot.addWidget(page)
+    with qtbot.waitSignal(page.loader.finished, timeout=10_000):
+        page.show()
+    page.select_paths([str(runs_dir / "good"), str(runs_dir / "always-red")])
+    pair = [run.name for run in page.validation.pair]
+    compare = page.validation
+    assert compare.compare_button.isEnabled()
+    compare.compare_button.click()
+    qtbot.waitUntil(lambda: compare.result is not None, timeout=120_000)
+    accuracy = {pair[0]: compare.result.accuracy_a, pair[1]: compare.result.accuracy_b}
+    assert accuracy == {"good": 1.0, "always-red": pytest.approx(2 / 6)}
+    assert compare.thumbnails.rowCount() == 4  # the blue and green images "always-red" gets wrong
+    caption = compare.thumbnails.captions[0]
+    assert caption.startswith("A: ") and "\nB: " in caption and "red" in caption
+    assert "disagree on 4 images" in compare.summary.text()
+    page.shutdown()
+
+
+def test_an_added_folder_is_listed_remembered_and_removed(page, qtbot, tmp_path, monkeypatch):
+    from PySide6.QtWidgets import QFileDialog
+
+    from tl_studio.gui.pages.runs_page import RunsPage
+
+    elsewhere = tmp_path / "old-experiments"
+    write_run(elsewhere / "project-x" / "run-1", model="vgg11", started=500_000)
+    monkeypatch.setattr(QFileDialog, "getExistingDirectory", lambda *a, **k: str(elsewhere))
+    with qtbot.waitSignal(page.loader.finished, timeout=10_000):
+        page.add_folder_button.click()
+    assert cell(page, "run-1", "Model") == "vgg11" and page.proxy.rowCount() == 5
+    again = RunsPage(Session())  # a later session: the folder is still there
+    qtbot.addWidget(again)
+    with qtbot.waitSignal(again.loader.finished, timeout=10_000):
+        again.show()
+    assert again.model.run_for(str(elsewhere / "project-x" / "run-1")) is not None
+    again.shutdown()
+    monkeypatch.setattr(QInputDialog, "getItem", lambda *a, **k: (str(elsewhere), True))
+    with qtbot.waitSignal(page.loader.finished, timeout=10_000):
+        page.remove_folder_button.click()
+    assert page.proxy.rowCount() == 4 and (elsewhere / "project-x" / "run-1" / "status.json").is_file()
+    assert not page.remove_folder_button.isEnabled()

@@ -1,0 +1,413 @@
+"""The Runs step: every run under the runs folders in one table (sort, filter, star, note, rename,
+delete with undo), the selected runs compared (curves, settings that differ, the same validation
+images), which run is best, and a run handed on to the other steps.
+
+The page asks; it does not reach into other pages. ``runOpened(folder)`` hands a run with a model file
+to Evaluate/Export/Predict, ``resumeRequested(folder, planned_epochs)`` a stopped or failed run to the
+Train step (to continue up to the epochs it planned).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from PySide6.QtCore import QItemSelectionModel, QSettings, Qt, Signal
+from PySide6.QtGui import QKeySequence, QShortcut
+from PySide6.QtWidgets import (QAbstractItemView, QCheckBox, QFileDialog, QHBoxLayout, QHeaderView, QInputDialog,
+                               QLabel, QLineEdit, QMessageBox, QPushButton, QSplitter, QTableView, QTabWidget,
+                               QVBoxLayout, QWidget)
+
+from tl_studio.core.errors import UserError
+from tl_studio.core.run_history import best_run, summary_diff, with_annotations
+from tl_studio.gui.run_compare import ConfigDiffTable, RunCurves, ValidationCompare
+from tl_studio.gui.run_loader import LiveRuns, RunLoader
+from tl_studio.gui.runs_folder import runs_folder
+from tl_studio.gui.runs_table import ALWAYS_SHOWN, COLUMNS, WIDTHS, RunsModel, runs_filter, visible_runs
+
+EXTRA_FOLDERS_KEY = "runs/history_folders"  # folders the user added to the Runs step
+
+
+def history_folders() -> list[Path]:
+    """The app's runs folder first, then the folders the user added (each once)."""
+    extra = QSettings().value(EXTRA_FOLDERS_KEY, [], type=list) or []
+    folders = [runs_folder(), *(Path(f) for f in extra if f)]
+    return list(dict.fromkeys(folders))
+
+
+def add_history_folder(folder: Path) -> None:
+    extra = [str(f) for f in history_folders()[1:]]
+    if str(folder) not in extra and Path(folder) != runs_folder():
+        QSettings().setValue(EXTRA_FOLDERS_KEY, [*extra, str(folder)])
+
+
+def remove_history_folder(folder: Path) -> None:
+    """Stops listing a folder the user added (its runs stay on disk)."""
+    QSettings().setValue(EXTRA_FOLDERS_KEY, [str(f) for f in history_folders()[1:] if f != Path(folder)])
+
+
+class RunsPage(QWidget):
+    runOpened = Signal(object)  # Path of a run folder holding model.pt2
+    resumeRequested = Signal(object, int)  # a stopped or failed run's folder, and the epochs it planned
+
+    def __init__(self, session, parent=None):
+        super().__init__(parent)
+        self.session = session
+        self.model = RunsModel(self)
+        self.proxy = runs_filter(self.model, self)
+        self.loader = RunLoader(self)
+        self.live = LiveRuns(parent=self)
+        self.trashed: list = []  # the last delete, for undo
+        self.compare_task = None
+        self._loaded_once = False
+        self._build()
+        self._connect()
+        self._update_actions()
+
+    # ---- layout -------------------------------------------------------------------------------------
+    def _build(self) -> None:
+        self.folders_label = QLabel()
+        self.folders_label.setWordWrap(True)
+        self.add_folder_button = QPushButton("Add folder…")
+        self.add_folder_button.setToolTip("Also list the runs in another folder (remembered)")
+        self.remove_folder_button = QPushButton("Remove folder…")
+        self.remove_folder_button.setToolTip("Stop listing a folder you added (nothing is deleted)")
+        self.refresh_button = QPushButton("Refresh")
+        self.filter_edit = QLineEdit()
+        self.filter_edit.setObjectName("runsFilter")
+        self.filter_edit.setPlaceholderText("Filter by name, model, data set, status, note…")
+        self.filter_edit.setClearButtonEnabled(True)
+        self.differ_box = QCheckBox("Only columns that differ")
+        self.differ_box.setToolTip("Hide the columns whose values are the same in every run shown")
+        self.best_label = QLabel()
+        self.best_label.setObjectName("bestRunHint")
+        self.best_label.setWordWrap(True)
+        self.best_label.setStyleSheet("QLabel { background: #e7f1ff; color: #084298; padding: 6px; border-radius: 4px; }")
+        self.best_label.hide()
+
+        self.table = QTableView()
+        self.table.setObjectName("runsTable")
+        self.table.setModel(self.proxy)
+        self.table.setSortingEnabled(True)
+        self.table.sortByColumn([c.field for c in COLUMNS].index("created"), Qt.DescendingOrder)  # newest first
+        self.table.setSelectionBehavior(QAbstractItemView.SelectRows)
+        self.table.setSelectionMode(QAbstractItemView.ExtendedSelection)
+        self.table.setEditTriggers(QAbstractItemView.NoEditTriggers)
+        self.table.setAlternatingRowColors(True)
+        self.table.setWordWrap(False)
+        self.table.verticalHeader().hide()
+        self.table.verticalHeader().setDefaultSectionSize(24)
+        header = self.table.horizontalHeader()
+        header.setSectionResizeMode(QHeaderView.Interactive)
+        header.setStretchLastSection(True)
+        for index, column in enumerate(COLUMNS):
+            self.table.setColumnWidth(index, WIDTHS.get(column.field, 100))
+
+        self.open_button = QPushButton("Open")
+        self.open_button.setObjectName("openRunButton")
+        self.open_button.setToolTip("Use this run's model in the Evaluate, Export and Predict steps")
+        self.resume_button = QPushButton("Resume…")
+        self.resume_button.setToolTip("Continue a stopped or failed run from its last checkpoint (Train step)")
+        self.star_button = QPushButton("★ Star")
+        self.note_button = QPushButton("Note…")
+        self.rename_button = QPushButton("Rename…")
+        self.rename_button.setToolTip("Give the run a name of your own (the folder keeps its name)")
+        self.delete_button = QPushButton("Delete")
+        self.delete_button.setToolTip("Move the selected runs to the system trash (Delete)")
+        # Scoped to the table: Delete in the filter box deletes text, not runs.
+        QShortcut(QKeySequence.Delete, self.table, activated=self.delete_button.click, context=Qt.WidgetShortcut)
+        self.undo_button = QPushButton("Undo delete")
+        self.undo_button.setEnabled(False)
+        actions = QHBoxLayout()
+        for button in (self.open_button, self.resume_button, self.star_button, self.note_button, self.rename_button,
+                       self.delete_button, self.undo_button):
+            actions.addWidget(button)
+        actions.addStretch()
+        self.count_label = QLabel()
+        actions.addWidget(self.count_label)
+
+        self.curves = RunCurves()
+        self.diff_table = ConfigDiffTable()
+        self.validation = ValidationCompare()
+        self.tabs = QTabWidget()
+        self.tabs.addTab(self.curves, "Curves")
+        self.tabs.addTab(self.diff_table, "Settings that differ")
+        self.tabs.addTab(self.validation, "Same validation images")
+
+        top = QWidget()
+        top_layout = QVBoxLayout(top)
+        top_layout.setContentsMargins(0, 0, 0, 0)
+        folders_row = QHBoxLayout()
+        folders_row.addWidget(self.folders_label, 1)
+        folders_row.addWidget(self.add_folder_button)
+        folders_row.addWidget(self.remove_folder_button)
+        folders_row.addWidget(self.refresh_button)
+        filter_row = QHBoxLayout()
+        filter_row.addWidget(self.filter_edit, 1)
+        filter_row.addWidget(self.differ_box)
+        top_layout.addLayout(folders_row)
+        top_layout.addLayout(filter_row)
+        top_layout.addWidget(self.best_label)
+        top_layout.addWidget(self.table, 1)
+        top_layout.addLayout(actions)
+        split = QSplitter(Qt.Vertical)
+        split.addWidget(top)
+        split.addWidget(self.tabs)
+        split.setSizes([430, 330])
+        layout = QVBoxLayout(self)
+        layout.addWidget(split)
+
+    def _connect(self) -> None:
+        self.loader.runsRead.connect(self._on_runs_read)
+        self.loader.finished.connect(self._on_listing_done)
+        self.loader.progress.connect(lambda count: self.count_label.setText(f"Reading run folders… {count}"))
+        self.live.changed.connect(self._on_run_changed)
+        self.live.rootsChanged.connect(self.refresh)
+        self.add_folder_button.clicked.connect(self.choose_folder)
+        self.remove_folder_button.clicked.connect(self.choose_folder_to_remove)
+        self.refresh_button.clicked.connect(self.refresh)
+        self.filter_edit.textChanged.connect(self._on_filter)
+        self.differ_box.toggled.connect(lambda _: self._update_columns())
+        self.table.selectionModel().selectionChanged.connect(lambda *_: self._on_selection())
+        self.table.doubleClicked.connect(lambda _: self.open_selected())
+        self.best_label.linkActivated.connect(lambda path: self.select_paths([path]))
+        self.open_button.clicked.connect(self.open_selected)
+        self.resume_button.clicked.connect(self.resume_selected)
+        self.star_button.clicked.connect(self.toggle_star)
+        self.note_button.clicked.connect(self.edit_note)
+        self.rename_button.clicked.connect(self.rename_selected)
+        self.delete_button.clicked.connect(self.delete_selected)
+        self.undo_button.clicked.connect(self.undo_delete)
+        self.validation.compareRequested.connect(self._compare_on_validation)
+        self.validation.cancelRequested.connect(self._cancel_compare)
+        self.session.runDirChanged.connect(lambda _: self.refresh() if self._loaded_once else None)
+
+    # ---- loading ------------------------------------------------------------------------------------
+    def showEvent(self, event) -> None:
+        super().showEvent(event)
+        if not self._loaded_once:
+            self.refresh()
+        self.live.timer.start()
+
+    def hideEvent(self, event) -> None:
+        self.live.timer.stop()
+        super().hideEvent(event)
+
+    def refresh(self) -> None:
+        """Reads every run folder again, in the background; rows already shown are updated in place
+        and runs that are gone are removed when the listing ends."""
+        self._loaded_once = True
+        self._seen: set[str] = set()
+        roots = history_folders()
+        self.folders_label.setText("Runs in " + ", ".join(str(root) for root in roots))
+        self.remove_folder_button.setEnabled(len(roots) > 1)
+        self.count_label.setText("Reading run folders…")
+        self.live.watch_roots(roots)
+        self.loader.load(roots)
+
+    def _on_runs_read(self, runs: list) -> None:
+        self._seen.update(run.path for run in runs)
+        self.model.add_runs(runs)
+
+    def _on_listing_done(self, count: int) -> None:
+        for path in [run.path for run in self.model.runs if run.path not in self._seen]:
+            self.model.remove_run(path)
+        self.live.follow(self.model.runs)
+        self._after_rows_changed()
+
+    def _on_run_changed(self, run) -> None:
+        self.model.update_run(run)
+        self._after_rows_changed()
+        if any(selected.path == run.path for selected in self.selected_runs()):
+            self._on_selection()
+
+    def _after_rows_changed(self) -> None:
+        runs = self.model.runs
+        running = sum(run.status == "running" for run in runs)
+        self.count_label.setText(f"{len(runs)} run{'s' if len(runs) != 1 else ''}"
+                                 + (f", {running} training now" if running else ""))
+        self._update_best()
+        self._update_columns()
+        self._update_actions()
+
+    def choose_folder(self) -> None:
+        folder = QFileDialog.getExistingDirectory(self, "Add a folder of runs")
+        if folder:
+            add_history_folder(Path(folder))
+            self.refresh()
+
+    def choose_folder_to_remove(self) -> None:
+        added = [str(folder) for folder in history_folders()[1:]]
+        if not added:
+            return
+        folder, ok = QInputDialog.getItem(self, "Remove a folder", "Stop listing the runs in (nothing is deleted):",
+                                          added, 0, False)
+        if ok and folder:
+            remove_history_folder(Path(folder))
+            self.refresh()
+
+    # ---- filter, columns, best ----------------------------------------------------------------------
+    def _on_filter(self, text: str) -> None:
+        self.proxy.setFilterFixedString(text)
+        self._update_columns()
+
+    def _update_columns(self) -> None:
+        visible = visible_runs(self.proxy, self.model)
+        differing = set(summary_diff(visible, [c.field for c in COLUMNS])) if len(visible) >= 2 else None
+        for index, column in enumerate(COLUMNS):
+            hide = (self.differ_box.isChecked() and differing is not None and column.field not in ALWAYS_SHOWN
+                    and column.field not in differing)
+            self.table.setColumnHidden(index, hide)
+
+    def _update_best(self) -> None:
+        best = best_run(self.model.runs)
+        self.best_label.setVisible(best is not None and len(self.model.runs) >= 2)
+        if best is not None:
+            self.best_label.setText(f"Best run: {best.why} <a href=\"{best.run.path}\">Select it</a>")
+            self.best_label.setToolTip("Ranked by val accuracy; within 0.5 points, by val loss, then train time")
+
+    # ---- selection ----------------------------------------------------------------------------------
+    def selected_runs(self) -> list:
+        rows = sorted({index.row() for index in self.table.selectionModel().selectedRows()})
+        return [self.model.run_at(self.proxy.mapToSource(self.proxy.index(row, 0)).row()) for row in rows]
+
+    def select_paths(self, paths: list[str]) -> None:
+        selection = self.table.selectionModel()
+        selection.clearSelection()
+        for row in range(self.proxy.rowCount()):
+            index = self.proxy.index(row, 0)
+            if index.data(RunsModel.PathRole) in paths:
+                selection.select(index, QItemSelectionModel.Select | QItemSelectionModel.Rows)
+                self.table.scrollTo(index)
+
+    def _on_selection(self) -> None:
+        runs = self.selected_runs()
+        self.curves.show_runs(runs)
+        self.diff_table.show_runs(runs)
+        self.validation.set_runs(runs)
+        self._update_actions()
+
+    def _update_actions(self) -> None:
+        runs = self.selected_runs()
+        one = runs[0] if len(runs) == 1 else None
+        self.open_button.setEnabled(one is not None and one.has_model_file and one.status != "running")
+        self.resume_button.setEnabled(one is not None and one.resumable and not self.session.training)
+        for button in (self.star_button, self.note_button, self.rename_button):
+            button.setEnabled(bool(runs) if button is self.star_button else one is not None)
+        self.delete_button.setEnabled(bool(runs) and all(run.status != "running" for run in runs))
+        self.star_button.setText("☆ Unstar" if runs and all(run.starred for run in runs) else "★ Star")
+
+    # ---- actions on runs ----------------------------------------------------------------------------
+    def open_selected(self) -> None:
+        runs = self.selected_runs()
+        if len(runs) == 1 and runs[0].has_model_file and runs[0].status != "running":
+            self.runOpened.emit(Path(runs[0].path))
+
+    def resume_selected(self) -> None:
+        runs = self.selected_runs()
+        if len(runs) == 1 and runs[0].resumable:
+            self.resumeRequested.emit(Path(runs[0].path), runs[0].planned_epochs)
+
+    def _annotate(self, run, **changes) -> None:
+        from tl_studio.core.run_history import annotate_run
+
+        try:
+            annotate_run(run.path, **changes)
+        except UserError as error:
+            QMessageBox.warning(self, "Could not save", str(error))
+            return
+        self.model.update_run(with_annotations(run))
+
+    def toggle_star(self) -> None:
+        runs = self.selected_runs()
+        star = not all(run.starred for run in runs)
+        for run in runs:
+            self._annotate(run, starred=star)
+        self._after_rows_changed()
+
+    def edit_note(self) -> None:
+        runs = self.selected_runs()
+        if len(runs) != 1:
+            return
+        text, ok = QInputDialog.getMultiLineText(self, "Note", f"A note for {runs[0].name}:", runs[0].note)
+        if ok:
+            self._annotate(runs[0], note=text.strip())
+            self._after_rows_changed()
+
+    def rename_selected(self) -> None:
+        runs = self.selected_runs()
+        if len(runs) != 1:
+            return
+        text, ok = QInputDialog.getText(self, "Rename run", "Name (empty: the folder's name):", text=runs[0].name)
+        if ok:
+            self._annotate(runs[0], name=text.strip())
+            self._after_rows_changed()
+
+    def delete_selected(self) -> None:
+        from tl_studio.core.run_trash import trash_run
+
+        runs = self.selected_runs()
+        if not runs:
+            return
+        trashed, problems = [], []
+        for run in runs:
+            try:
+                trashed.append(trash_run(run.path))
+            except UserError as error:
+                problems.append(str(error))
+                continue
+            self.model.remove_run(run.path)
+        self.trashed = trashed
+        self.undo_button.setEnabled(bool(trashed))
+        if trashed:
+            names = ", ".join(t.original.name for t in trashed)
+            self.session.say(f"Moved {names} to the trash. Undo delete puts {'it' if len(trashed) == 1 else 'them'} back.")
+        if problems:
+            QMessageBox.warning(self, "Not deleted", "\n".join(problems))
+        self._after_rows_changed()
+
+    def undo_delete(self) -> None:
+        from tl_studio.core.run_history import summarize_run
+        from tl_studio.core.run_trash import restore_run
+
+        problems = []
+        for trashed in self.trashed:
+            try:
+                self.model.add_runs([summarize_run(restore_run(trashed))])
+            except UserError as error:
+                problems.append(str(error))
+        self.trashed = []
+        self.undo_button.setEnabled(False)
+        if problems:
+            QMessageBox.warning(self, "Not restored", "\n".join(problems))
+        self._after_rows_changed()
+
+    # ---- the same validation images ------------------------------------------------------------------
+    def _compare_on_validation(self, run_a: str, run_b: str) -> None:
+        from tl_studio.gui.tasks import TaskRunner
+
+        def work(report, cancelled):
+            from tl_studio.core.run_compare import compare_on_validation
+
+            return compare_on_validation(run_a, run_b, report=lambda done, total: report((done, total)),
+                                         cancel=cancelled)
+
+        if not hasattr(self, "tasks"):
+            self.tasks = TaskRunner(self)
+        self.validation.set_busy(True)
+        task = self.tasks.start(work, "compare-runs")
+        task.progress.connect(lambda done_total: self.validation.set_progress(*done_total))
+        task.succeeded.connect(self.validation.show_result)
+        task.failed.connect(self.validation.show_error)
+        task.cancelled.connect(lambda: self.validation.show_error("Comparison cancelled."))
+        self.compare_task = task
+
+    def _cancel_compare(self) -> None:
+        if self.compare_task is not None and self.compare_task.running:
+            self.compare_task.cancel()
+
+    def shutdown(self) -> None:
+        self.live.timer.stop()
+        self.loader.shutdown()
+        if hasattr(self, "tasks"):
+            self.tasks.shutdown()
+        self.validation.shutdown()

@@ -1,0 +1,221 @@
+"""Comparing the selected runs: their curves overlaid (one colour per run, a legend by run name), the
+settings that differ, and the two runs' models on the same validation images."""
+
+from __future__ import annotations
+
+
+import pyqtgraph as pg
+from PySide6.QtCore import QSize, Qt, Signal
+from PySide6.QtWidgets import (QHBoxLayout, QLabel, QProgressBar, QPushButton, QTableWidget, QTableWidgetItem,
+                               QVBoxLayout, QWidget)
+
+from tl_studio.core.run_folder import RunFolder
+from tl_studio.core.run_history import RunSummary, config_diff, read_metrics, resolved_lr
+from tl_studio.gui.theme import configure_pyqtgraph
+
+# Enough distinct colours for a comparison someone can still read (tab10).
+RUN_COLOURS = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f",
+               "#bcbd22", "#17becf")
+MAX_RUNS = len(RUN_COLOURS)
+
+
+def _plot(name: str, title: str, y_label: str, legend_at: tuple[int, int]) -> pg.PlotWidget:
+    configure_pyqtgraph()
+    widget = pg.PlotWidget()
+    widget.setObjectName(name)
+    item = widget.getPlotItem()
+    item.setTitle(title)
+    item.setLabel("bottom", "epoch")
+    item.setLabel("left", y_label)
+    item.getAxis("left").enableAutoSIPrefix(False)
+    item.showGrid(x=True, y=True, alpha=0.25)
+    item.addLegend(offset=legend_at)  # where the curves are not: top right for loss, bottom right for accuracy
+    widget.setMinimumHeight(160)
+    return widget
+
+
+class RunCurves(QWidget):
+    """Val loss and val accuracy per epoch of each selected run (train values dashed)."""
+
+    def __init__(self, parent=None):
+        super().__init__(parent)
+        self.loss_plot = _plot("runsLossPlot", "Loss", "loss", (-10, 10))
+        self.accuracy_plot = _plot("runsAccuracyPlot", "Accuracy", "accuracy", (-10, -10))
+        self.hint = QLabel("Select two or more runs to overlay their curves.")
+        self.hint.setAlignment(Qt.AlignCenter)
+        self.shown: list[str] = []  # run names, in legend order
+        plots = QHBoxLayout()
+        plots.addWidget(self.loss_plot)
+        plots.addWidget(self.accuracy_plot)
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(0, 0, 0, 0)
+        layout.addWidget(self.hint)
+        layout.addLayout(plots, 1)
+
+    def show_runs(self, runs: list[RunSummary]) -> None:
+        for plot in (self.loss_plot, self.accuracy_plot):
+            plot.getPlotItem().clear()  # also empties the legend
+        self.shown = []
+        runs = runs[:MAX_RUNS]
+        for colour, run in zip(RUN_COLOURS, runs):
+            rows = read_metrics(RunFolder(run.path))
+            epochs = [row["epoch"] for row in rows]
+            solid, dashed = pg.mkPen(colour, width=2), pg.mkPen(colour, width=1, style=Qt.DashLine)
+            self.loss_plot.plot(epochs, [_value(r, "val_loss") for r in rows], pen=solid, symbol="o", symbolSize=5,
+                                symbolBrush=colour, name=run.name)
+            self.loss_plot.plot(epochs, [_value(r, "train_loss") for r in rows], pen=dashed)
+            self.accuracy_plot.plot(epochs, [_value(r, "val_acc") for r in rows], pen=solid, symbol="o",
+                                    symbolSize=5, symbolBrush=colour, name=run.name)
+            self.accuracy_plot.plot(epochs, [_value(r, "train_acc") for r in rows], pen=dashed)
+            self.shown.append(run.name)
+        if len(runs) >= 2:
+            self.hint.setText("Solid: validation; dashed: training.")
+        else:
+            self.hint.setText("Select two or more runs to overlay their curves (Ctrl+click or Shift+click).")
+
+
+def _value(row: dict, key: str) -> float:
+    value = row.get(key)
+    return float("nan") if value is None else value
+
+
+class ConfigDiffTable(QTableWidget):
+    """One row per setting whose values differ between the selected runs, one column per run."""
+
+    def __init__(self, parent=None):
+        super().__init__(parent)
+        self.setObjectName("configDiff")
+        self.setEditTriggers(QTableWidget.NoEditTriggers)
+        self.verticalHeader().setDefaultSectionSize(22)
+        self.differences: dict[str, list] = {}
+
+    def show_runs(self, runs: list[RunSummary]) -> None:
+        self.differences = config_diff([run.config for run in runs]) if len(runs) >= 2 else {}
+        self.clear()
+        self.setColumnCount(len(runs) if len(runs) >= 2 else 1)
+        self.setHorizontalHeaderLabels([run.name for run in runs] if len(runs) >= 2 else [""])
+        if len(runs) < 2:
+            self.setRowCount(1)
+            self.setVerticalHeaderLabels([""])
+            self.setItem(0, 0, QTableWidgetItem("Select two or more runs to see the settings that differ."))
+        elif not self.differences:
+            self.setRowCount(1)
+            self.setVerticalHeaderLabels([""])
+            self.setItem(0, 0, QTableWidgetItem("These runs used the same settings."))
+        else:
+            self.setRowCount(len(self.differences))
+            self.setVerticalHeaderLabels(list(self.differences))
+            for row, values in enumerate(self.differences.values()):
+                key = list(self.differences)[row]
+                for column, value in enumerate(values):
+                    if key == "lr" and value is None:  # the default that suits the run's freeze depth
+                        text = f"{resolved_lr(runs[column].config):.2g} (default)"
+                    else:
+                        text = _text(value)
+                    self.setItem(row, column, QTableWidgetItem(text))
+        self.resizeColumnsToContents()
+
+
+def _text(value) -> str:
+    if value is None:
+        return "(default)"
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    return str(value)
+
+
+class ValidationCompare(QWidget):
+    """Accuracy of two runs on the same validation images and a gallery of the images on which they
+    disagree, each with both predictions. The page runs the comparison in the background."""
+
+    compareRequested = Signal(str, str)  # run A's folder, run B's folder
+    cancelRequested = Signal()
+
+    def __init__(self, parent=None):
+        from tl_studio.gui.thumbnails import THUMB_PX, ThumbnailModel, thumbnail_view
+
+        super().__init__(parent)
+        self.pair: tuple[RunSummary, RunSummary] | None = None
+        self.result = None
+        self.summary = QLabel("Select exactly two runs with a model file, then compare them on the validation "
+                              "images of the data set they share.")
+        self.summary.setWordWrap(True)
+        self.compare_button = QPushButton("Compare on validation images")
+        self.compare_button.setObjectName("compareButton")
+        self.compare_button.clicked.connect(self._request)
+        self.cancel_button = QPushButton("Cancel")
+        self.cancel_button.clicked.connect(self.cancelRequested)
+        self.progress = QProgressBar()
+        self.progress.hide()
+        self.cancel_button.hide()
+        self.thumbnails = ThumbnailModel(self)
+        self.gallery = thumbnail_view(self.thumbnails)
+        self.gallery.setObjectName("disagreementGallery")
+        # two caption lines (A's and B's answer) under each thumbnail
+        self.gallery.setGridSize(QSize(THUMB_PX + 48, THUMB_PX + 46))
+        self.gallery.setWordWrap(True)
+        row = QHBoxLayout()
+        row.addWidget(self.compare_button)
+        row.addWidget(self.progress, 1)
+        row.addWidget(self.cancel_button)
+        row.addStretch()
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(4, 4, 4, 4)
+        layout.addLayout(row)
+        layout.addWidget(self.summary)
+        layout.addWidget(self.gallery, 1)
+        self.set_runs([])
+
+    def set_runs(self, runs: list[RunSummary]) -> None:
+        pair = tuple(runs) if len(runs) == 2 else None
+        if pair != self.pair:
+            self.pair = pair
+            self.show_result(None)
+        ready = pair is not None and all(run.has_model_file for run in pair)
+        self.compare_button.setEnabled(ready and self.progress.isHidden())
+        if pair is None:
+            self.compare_button.setToolTip("Select exactly two runs")
+        elif not ready:
+            self.compare_button.setToolTip("Both runs need a model file (model.pt2)")
+        else:
+            self.compare_button.setToolTip(f"Run {pair[0].name} (A) and {pair[1].name} (B) on the same images")
+
+    def _request(self) -> None:
+        if self.pair:
+            self.compareRequested.emit(self.pair[0].path, self.pair[1].path)
+
+    def set_busy(self, busy: bool) -> None:
+        self.progress.setVisible(busy)
+        self.cancel_button.setVisible(busy)
+        self.progress.setRange(0, 0)
+        self.compare_button.setEnabled(not busy and self.pair is not None)
+        if busy:
+            self.summary.setText("Loading both models and answering every validation image…")
+
+    def set_progress(self, done: int, total: int) -> None:
+        self.progress.setRange(0, total)
+        self.progress.setValue(done)
+
+    def show_error(self, message: str) -> None:
+        self.set_busy(False)
+        self.summary.setText(message)
+
+    def show_result(self, result) -> None:
+        self.result = result
+        if result is None:
+            self.thumbnails.set_paths([], [])
+            return
+        self.set_busy(False)
+        a, b = self.pair
+        text = (f"On {result.images} validation images: <b>A</b> {a.name} {result.accuracy_a:.1%}, "
+                f"<b>B</b> {b.name} {result.accuracy_b:.1%}. They disagree on {len(result.disagreements)} "
+                f"image{'s' if len(result.disagreements) != 1 else ''}"
+                + (":" if result.disagreements else "."))
+        if result.note:
+            text += f"<br><i>{result.note}</i>"
+        self.summary.setText(text)
+        captions = [f"A: {d.label_a} {d.prob_a:.0%}\nB: {d.label_b} {d.prob_b:.0%}" for d in result.disagreements]
+        self.thumbnails.set_paths([d.path for d in result.disagreements], captions)
+
+    def shutdown(self) -> None:
+        self.thumbnails.shutdown()
