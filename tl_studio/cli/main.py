@@ -70,6 +70,12 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     except BrokenPipeError:  # e.g. `tl-studio models | head`
         return 0
+    except KeyboardInterrupt:  # Ctrl-C: one line and the shell's code for SIGINT, never a traceback
+        import signal
+
+        signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C while exiting changes nothing
+        print(f"tl-studio {args.command}: interrupted", file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":
