@@ -61,7 +61,10 @@ def run(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(scan.to_dict(), indent=2))
     else:
-        print("\n".join(summary_lines(scan, show_all=args.all)))
+        from tl_studio.core.safe_text import for_terminal
+
+        # class and file names come from the disk: an escape sequence in one is shown, not obeyed
+        print("\n".join(for_terminal(line) for line in summary_lines(scan, show_all=args.all)))
     return 0
 
 
