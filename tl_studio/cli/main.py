@@ -74,7 +74,8 @@ def main(argv: list[str] | None = None) -> int:
         import signal
 
         signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C while exiting changes nothing
-        print(f"tl-studio {args.command}: interrupted", file=sys.stderr)
+        start = "\r\033[K" if sys.stderr.isatty() else ""  # over a progress line the command left behind
+        print(f"{start}tl-studio {args.command}: interrupted", file=sys.stderr)
         return 130
 
 
