@@ -50,7 +50,7 @@ class _Exec:
         return exec, (self.code,)
 
 
-def tiny_exports(folder: Path) -> dict[str, Path]:
+def tiny_exports(folder: Path, classes=("a", "b")) -> dict[str, Path]:
     import torch
     from torch import nn
 
@@ -62,7 +62,7 @@ def tiny_exports(folder: Path) -> dict[str, Path]:
     network = nn.Sequential(nn.Conv2d(3, 4, 3), nn.BatchNorm2d(4), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(4, 2))
     files = {}
     for name, fmt in EXPORT_FORMATS.items():
-        report = export_model(network, PreprocessSpec(32, 36), {"classes": ["a", "b"], "model": "tiny"},
+        report = export_model(network, PreprocessSpec(32, 36), {"classes": list(classes), "model": "tiny"},
                               folder / f"model{fmt.suffix}", name, [torch.rand(1, 3, 40, 50)])
         files[name] = report.path
     return files

@@ -30,6 +30,15 @@ def test_scan_shows_escape_sequences_in_names_instead_of_obeying_them(tmp_path, 
     assert ESC not in out and chr(7) not in out and "\\x1b[31mred" in out
 
 
+def test_evaluate_shows_escape_sequences_in_class_names(tmp_path, capsys):
+    classes = (f"{ESC}[31mred", "green")
+    model = tiny_exports(tmp_path / "model", classes)["pt2"]
+    data = make_image_folder(tmp_path / "data", classes=classes, per_class=2, size=32)
+    assert main(["evaluate", str(model), str(data), "--split", "all"]) == 0
+    out, err = capsys.readouterr()
+    assert ESC not in out + err and "\\x1b[31mred" in out
+
+
 def test_predict_escapes_names_in_the_terminal_and_formulas_in_the_csv(exports, tmp_path, capsys):
     folder = tmp_path / "in"
     for name in (f"{ESC}[2Jclear.png", "=HYPERLINK(1).png", "+sum.png", "-minus.png", "@at.png"):
