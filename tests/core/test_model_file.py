@@ -47,7 +47,10 @@ def test_every_file_tl_studio_writes_passes_the_check(exports, fmt):
 def test_a_pt2_whose_pickle_runs_code_is_refused_and_nothing_runs(evil_pt2, marker):
     from tl_studio.core.model_file import UnsafeModelFile, load_exported_program, load_model_file
 
-    for load in (load_model_file, load_exported_program):
+    from tl_studio.core.gradcam import load_network
+
+    for load in (load_model_file, load_exported_program,
+                 lambda path: load_network(path, {"model": "resnet18", "classes": ["a", "b"]})):  # Grad-CAM
         with pytest.raises(UnsafeModelFile, match=r"evil\.pt2 was not opened: .*builtin.*exec"):
             load(evil_pt2)
     assert not marker.exists()
