@@ -134,3 +134,25 @@ def test_ctrl_c_in_export(tmp_path_factory, tmp_path):
 def test_ctrl_c_in_the_guidance_commands(slow_dataset, tmp_path, command):
     code, seconds, output = interrupt([command, str(slow_dataset)], lambda out: b"\r\x1b[K" in out, tmp_path)
     assert_one_line_and_130(command, code, seconds, output)
+
+
+def test_the_temporary_file_of_a_killed_export_goes_at_the_next_write(tmp_path_factory, tmp_path):
+    from tests.evaluation_helpers import tiny_model
+    from tl_studio.core.fileio import atomic_write_bytes
+
+    run_dir = tiny_model(tmp_path_factory).run_dir
+    out = tmp_path / "model.pt2"
+    process = subprocess.Popen([sys.executable, "-m", "tl_studio", "export", str(run_dir), "--out", str(out)],
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    started = time.monotonic()
+    while not list(tmp_path.glob(".model.*.tmp.pt2")) and time.monotonic() - started < START_LIMIT_S:
+        assert process.poll() is None, "the export ended before it could be killed"
+        time.sleep(0.05)
+    os.killpg(process.pid, signal.SIGKILL)  # no finally block runs: the temporary file stays
+    process.wait()
+    left = list(tmp_path.glob(".model.*.tmp.pt2"))
+    assert len(left) == 1
+    unrelated = tmp_path / ".model.notes.txt"
+    unrelated.write_text("not ours")
+    atomic_write_bytes(out, b"the next write of model.pt2")
+    assert not left[0].exists() and unrelated.exists() and out.read_bytes() == b"the next write of model.pt2"
