@@ -4,6 +4,8 @@ unpickled or run, by every way the app opens a model file; the files TL Studio w
 from __future__ import annotations
 
 import json
+import zipfile
+from pathlib import Path
 
 import pytest
 
@@ -112,4 +114,60 @@ def test_predict_json_contract(exports, tmp_path, capsys):
     assert {entry["label"] for entry in top} == {"a", "b"} and top[0]["prob"] >= top[1]["prob"]
 
 
-from pathlib import Path  # noqa: E402
+
+def _edit_program(good_pt2: Path, target: Path, edit) -> Path:
+    from tests.model_file_helpers import _rewrite_zip
+
+    def replace(name, data):
+        if not name.endswith("models/model.json"):
+            return data
+        program = json.loads(data)
+        edit(program)
+        return json.dumps(program).encode()
+    return _rewrite_zip(good_pt2, target, replace)
+
+
+def _first_node(program) -> dict:
+    return program["graph_module"]["graph"]["nodes"][0]
+
+
+@pytest.mark.parametrize("edit, reason", [
+    (lambda p: _first_node(p).update(target="torch.serialization.os.system"), "not a tensor operator"),
+    (lambda p: _first_node(p).update(target="_operator.attrgetter"), "not a tensor operator"),
+    (lambda p: _first_node(p).update(target="torch.ops.aten.from_file.default"), "not a tensor operator"),
+    (lambda p: _first_node(p).update(name="x=__import__('os').system('id')"), "not a plain name"),
+    (lambda p: p["graph_module"]["graph"]["inputs"][0]["as_tensor"].update(name="a, b"), "not a plain name"),
+    (lambda p: p["range_constraints"].update({"__import__('os')": {"min_val": 1, "max_val": 2}}), "shape expression"),
+    (lambda p: p.update(guards_code=["eval(chr(49))"]), "names 'eval'"),
+])
+def test_a_pt2_whose_graph_reaches_code_is_refused(exports, tmp_path, edit, reason):
+    from tl_studio.core.model_file import UnsafeModelFile, check_model_file
+
+    with pytest.raises(UnsafeModelFile, match=reason):
+        check_model_file(_edit_program(exports["pt2"], tmp_path / "crafted.pt2", edit))
+
+
+def test_a_pt2_with_compiled_code_or_pickled_objects_is_refused(exports, tmp_path):
+    from tests.model_file_helpers import _rewrite_zip
+    from tl_studio.core.model_file import UnsafeModelFile, check_model_file
+
+    def add_library(source, target, member):
+        _rewrite_zip(source, target, lambda name, data: data)
+        root = zipfile.ZipFile(source).namelist()[0].split("/")[0]
+        with zipfile.ZipFile(target, "a") as archive:
+            archive.writestr(f"{root}/{member}", b"\x7fELF")
+        return target
+
+    with pytest.raises(UnsafeModelFile, match="never writes"):
+        check_model_file(add_library(exports["pt2"], tmp_path / "aoti.pt2", "data/aotinductor/model/model.so"))
+
+    def opaque_constant(name, data):
+        if not name.endswith("model_constants_config.json"):
+            return data
+        config = json.loads(data)
+        first = next(iter(config["config"].values()))
+        first["path_name"] = "opaque_obj_0"
+        return json.dumps(config).encode()
+    with pytest.raises(UnsafeModelFile, match="pickled Python or TorchBind object"):
+        check_model_file(_rewrite_zip(exports["pt2"], tmp_path / "opaque.pt2", opaque_constant))
+

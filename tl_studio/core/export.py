@@ -24,7 +24,7 @@ from torch import nn
 
 from tl_studio import __version__
 from tl_studio.core.errors import UserError
-from tl_studio.core.export_formats import EXPORT_FORMATS, format_for_suffix, get_format  # noqa: F401 (re-exported)
+from tl_studio.core.export_formats import EXPORT_FORMATS, get_format
 from tl_studio.core.fileio import atomic_path
 from tl_studio.core.model_file import METADATA_KEY, check_model_file, load_model_file
 from tl_studio.core.preprocess import Preprocess, PreprocessSpec

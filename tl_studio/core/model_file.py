@@ -70,8 +70,12 @@ _PT2_LAYOUT = re.compile(r"(archive_format|archive_version|byteorder|\.data/vers
                          r"|models/\w+\.json|data/weights/\w+(\.json)?|data/constants/\w+(\.json)?"
                          r"|data/sample_inputs/\w+\.pt|extra/[\w.\-]+)")
 _TENSOR_CONSTANT_PREFIX = "tensor_"
-# Node targets: ATen operators and plain arithmetic; never an arbitrary ``torch.*`` attribute.
-_TARGET = re.compile(r"torch\.ops\.aten\.\w+\.\w+|_operator\.\w+|math\.\w+|torch\.sym_\w+")
+# Node targets: ATen operators and plain arithmetic; never an arbitrary ``torch.*`` attribute, and none of
+# the ``operator`` functions that reach attributes or call things (attrgetter, methodcaller, call...).
+_ARITHMETIC = ("add|sub|mul|truediv|floordiv|mod|pow|neg|pos|abs|eq|ne|lt|le|gt|ge|and_|or_|xor|not_|invert"
+               "|lshift|rshift|matmul|truth|getitem")
+_TARGET = re.compile(rf"torch\.ops\.aten\.\w+\.\w+|_operator\.({_ARITHMETIC})|math\.(ceil|floor|trunc|sqrt)"
+                     rf"|torch\.sym_(min|max|not|int|float|ite|sqrt|sum)")
 _FORBIDDEN_ATEN = re.compile(r"torch\.ops\.aten\.\w*(file|save|load)\w*\.")  # from_file can create files
 # Shape expressions (sympy) and input guards (Python) are evaluated: only these names may appear.
 _EXPRESSION_NAMES = frozenset({
