@@ -37,9 +37,10 @@ def test_json_equals_plain_torch_on_a_plain_folder(model, tmp_path, capsys):
     # class list (green, purple, red) differ from the model's (blue, green, red), and a class it does not know.
     test_dir = make_image_folder(tmp_path / "test", classes=("green", "red"), per_class=3, size=64, seed=5)
     make_image(test_dir / "purple" / "p.jpg", (140, 50, 160))
-    assert main(["evaluate", str(model.model_file), str(test_dir), "--json"]) == 0
+    assert main(["evaluate", str(model.model_file), str(test_dir), "--json", "--split", "all"]) == 0
     out, err = capsys.readouterr()
     report = json.loads(out)
+    assert report["split"] == "all"
     assert "purple (1)" in err and report["skipped_classes"] == {"purple": 1}
     paths, labels = _images_by_class(test_dir)
     expected = hand_metrics(labels, plain_torch_probabilities(model.model_file, paths).argmax(axis=1), len(CLASSES))
@@ -51,6 +52,22 @@ def test_json_equals_plain_torch_on_a_plain_folder(model, tmp_path, capsys):
     assert [c["name"] for c in report["per_class"]] == list(CLASSES)
     for ours, theirs in zip(report["per_class"], expected["per_class"]):
         assert {k: ours[k] for k in theirs} == pytest.approx(theirs)
+
+
+def test_an_unsplit_folder_defaults_to_the_val_split_and_says_so(model, capsys):
+    # As the Evaluate step does: the images the model was validated on, not the ones it was trained on.
+    from tl_studio.core.evaluation import scan_for_model
+    from tl_studio.core.model_file import load_model_file
+
+    metadata = load_model_file(model.model_file).metadata
+    val_images = {str(r.path) for r in scan_for_model(model.data_dir, metadata).split("val")}
+    assert 0 < len(val_images) < 30
+    assert main(["evaluate", str(model.model_file), str(model.data_dir), "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["split"] == "val" and report["num_images"] == len(val_images)
+    assert main(["evaluate", str(model.model_file), str(model.data_dir)]) == 0
+    out = capsys.readouterr().out
+    assert "(the val split of" in out and "The val split by default" in out
 
 
 def test_presplit_folder_defaults_to_val_and_prints_a_report(model, tmp_path, capsys):

@@ -92,3 +92,65 @@ def test_user_mistakes_are_explained(dataset):
     with pytest.raises(UserError, match="no longer"):
         editor.move_to_class(dataset / "red" / "gone.jpg", "green")
     assert editor.undo() is None
+
+
+# ---------------------------------------------------------------- a journal that came with the data set
+
+def _crafted_journal(dataset, moves, bound_to=None):
+    import json
+
+    (dataset / JOURNAL_NAME).write_text(json.dumps({
+        "version": 2, "dataset": str((bound_to or dataset).resolve()),
+        "moves": [{"source": source, "destination": destination} for source, destination in moves]}))
+
+
+@pytest.mark.parametrize("source, destination", [
+    ("../outside/victim.txt", "red/red_000.jpg"),  # moves a dataset file out, onto the user's file's name
+    ("red/red_001.jpg", "../outside/victim.txt"),  # moves the user's file into the dataset
+    ("/tmp/victim.txt", "red/red_000.jpg"),
+    ("C:x/victim.txt", "red/red_000.jpg"),
+    ("CON/red_000.jpg", "red/red_000.jpg"),
+    ("red\\..\\..\\outside\\victim.txt", "red/red_000.jpg"),
+    ("link/victim.txt", "red/red_000.jpg"),  # a symlink inside the dataset that points outside
+])
+def test_a_crafted_journal_cannot_move_anything_outside_the_dataset(dataset, tmp_path, source, destination):
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    victim = outside / "victim.txt"
+    victim.write_text("the user's own file")
+    (dataset / "link").symlink_to(outside)
+    _crafted_journal(dataset, [(source, destination)])
+    before = sorted(p.name for p in outside.iterdir()), sorted(p.relative_to(dataset) for p in dataset.rglob("*"))
+    editor = DatasetEditor.for_scan(scan_dataset(dataset))
+    assert not editor.can_undo
+    with pytest.raises(UserError, match="undo list .* not used"):
+        editor.undo()
+    after = sorted(p.name for p in outside.iterdir()), sorted(p.relative_to(dataset) for p in dataset.rglob("*"))
+    assert after == before and victim.read_text() == "the user's own file"
+
+
+def test_a_journal_of_another_dataset_is_refused(dataset, tmp_path):
+    other = make_image_folder(tmp_path / "other", classes=("red", "green"), per_class=1, size=32)
+    _crafted_journal(dataset, [("red/red_000.jpg", "green/red_000.jpg")], bound_to=other)
+    editor = DatasetEditor.for_scan(scan_dataset(dataset))
+    with pytest.raises(UserError, match="written for another dataset folder"):
+        editor.undo()
+    assert (dataset / "green" / "green_000.jpg").is_file() and (dataset / "red" / "red_000.jpg").is_file()
+
+
+def test_the_journal_stores_paths_relative_to_its_dataset(dataset):
+    import json
+
+    DatasetEditor.for_scan(scan_dataset(dataset)).move_to_class(dataset / "red" / "red_003.jpg", "blue")
+    journal = json.loads((dataset / JOURNAL_NAME).read_text())
+    assert journal["dataset"] == str(dataset.resolve())
+    assert journal["moves"] == [{"source": "red/red_003.jpg", "destination": "blue/red_003.jpg"}]
+
+
+@pytest.mark.parametrize("name", ["C:x", "..", ".", "CON", "con.txt", "nul", "COM1", "LPT9", "a/b", "a\\b",
+                                  "trailing.", "trailing ", "a*b", "a?b", "a|b", "\x1b[31mred", ".hidden", ""])
+def test_class_names_no_platform_accepts_are_refused(dataset, name):
+    editor = DatasetEditor(dataset, presplit=False)
+    with pytest.raises(UserError, match="cannot be a class folder name"):
+        editor.move_to_class(dataset / "red" / "red_000.jpg", name)
+    assert (dataset / "red" / "red_000.jpg").is_file()

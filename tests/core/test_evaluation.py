@@ -66,6 +66,12 @@ def test_metrics_csv_has_every_class_and_the_totals():
     assert [line.split(",")[0] for line in lines[1:]] == ["a", "b", "c", "accuracy", "macro avg"]
 
 
+def test_class_names_that_look_like_formulas_are_escaped_in_the_metrics_csv():
+    evaluation = Evaluation(("=cmd|' /C calc'!A0", "+b", "@c"), small_evaluation().paths, TRUE, PROBABILITIES)
+    cells = [line.split(",")[0] for line in evaluation.metrics_csv().splitlines()[1:4]]
+    assert all(cell.lstrip('"').startswith("'") for cell in cells)
+
+
 @pytest.fixture(scope="module", autouse=True)
 def _one_thread():
     yield from one_torch_thread()

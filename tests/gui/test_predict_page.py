@@ -83,3 +83,14 @@ def test_no_model_asks_for_one(qtbot, monkeypatch):
     qtbot.addWidget(empty)
     empty.add_paths(["/anything.jpg"])
     assert told and "model" in told[0] and not empty.running
+
+
+def test_the_csv_escapes_names_that_a_spreadsheet_would_run(page, qtbot, tmp_path):
+    image = make_image(tmp_path / "=HYPERLINK(0).jpg", (200, 40, 40))
+    with qtbot.waitSignal(page.predictionsFinished, timeout=TIMEOUT_MS):
+        page.add_paths([str(image)])
+    row = next(csv.DictReader(page.csv_text().splitlines()))
+    assert row["path"] == str(image)  # an absolute path starts with / and stays as it is
+    page.table_model.item(0, 0).setData("=HYPERLINK(0).jpg", Qt.UserRole + 2)  # as a relative path would be
+    row = next(csv.DictReader(page.csv_text().splitlines()))
+    assert row["path"] == "'=HYPERLINK(0).jpg"

@@ -2,8 +2,10 @@
 trained model file on a folder of labelled images.
 
 DATA_DIR is scanned with the split settings the model was trained with, so ``--split val`` is the very
-validation split it was trained against. A pre-split folder (train/ and val/) is evaluated on its val
-split by default, a plain folder of classes on every image. Classes are matched to the model's by name.
+validation split it was trained against. The val split is the default (as on the Evaluate step), for a
+pre-split folder (train/ and val/) and a plain folder of classes alike; a folder too small to have one is
+evaluated on every image. The report and ``--json`` say which split was used. Classes are matched to the
+model's by name.
 """
 
 from __future__ import annotations
@@ -19,17 +21,21 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("model_file", help="a model.pt2 (or .onnx / .ts) written by TL Studio")
     parser.add_argument("data_dir", help="a folder with one sub-folder per class, or train/ and val/ folders")
     parser.add_argument("--split", choices=SPLITS, default=None,
-                        help="which images: val (default for a pre-split folder), test, train, or all "
-                             "(default for a plain folder of classes)")
+                        help="which images: val (the default: the split the model was validated on), test, "
+                             "train, or all")
     parser.add_argument("--json", action="store_true", help="print one JSON object instead of the report")
+    parser.add_argument("--trust", action="store_true",
+                        help="allow a TorchScript file (.ts/.pt/.pth/.jit): TorchScript runs code when it is "
+                             "loaded, so use this only for files you trust")
 
 
 def run(args: argparse.Namespace) -> int:
     from tl_studio.core.evaluation import (default_split, evaluate, evaluation_set, format_report,
                                            scan_for_model)
-    from tl_studio.core.export import load_model_file
+    from tl_studio.core.model_file import load_model_file
+    from tl_studio.core.safe_text import for_terminal
 
-    model = load_model_file(args.model_file)
+    model = load_model_file(args.model_file, trust_torchscript=args.trust)
     if not model.classes:
         from tl_studio.core.errors import UserError
 
@@ -38,24 +44,31 @@ def run(args: argparse.Namespace) -> int:
     split = args.split or default_split(scan)
     chosen = evaluation_set(scan, split, model.classes)
     if chosen.unknown:
-        print(chosen.describe_unknown(), file=sys.stderr)
+        print(for_terminal(chosen.describe_unknown()), file=sys.stderr)
     progress = None if args.json or not sys.stderr.isatty() else _progress_line
     result = evaluate(model.predict, chosen, progress=progress, model_path=str(args.model_file))
     if progress is not None:
         print(file=sys.stderr)
     for path, reason in result.failed:
-        print(f"{path}: not evaluated: {reason}", file=sys.stderr)
+        print(f"{for_terminal(path)}: not evaluated: {for_terminal(reason)}", file=sys.stderr)
     if not result.paths:
         print("No image could be evaluated.", file=sys.stderr)
         return 1
     if args.json:
         payload = result.to_dict()
-        payload["split"] = split
         print(json.dumps(payload))
     else:
-        print(format_report(result))
+        print(for_terminal_lines(format_report(result)))
+        if args.split is None:
+            print(f"(The {split} split by default; --split chooses val, test, train or all.)")
     return 0
 
 
 def _progress_line(done: int, total: int) -> None:
     print(f"\rEvaluating: {done}/{total} images", end="", file=sys.stderr, flush=True)
+
+
+def for_terminal_lines(text: str) -> str:
+    from tl_studio.core.safe_text import for_terminal
+
+    return "\n".join(for_terminal(line) for line in text.split("\n"))

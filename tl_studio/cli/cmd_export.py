@@ -7,7 +7,9 @@ import argparse
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("run_dir", help="a run folder written by `tl-studio train`")
-    parser.add_argument("--format", choices=["pt2", "onnx", "torchscript"], default="pt2")
+    from tl_studio.core.export_formats import FORMAT_NAMES
+
+    parser.add_argument("--format", choices=FORMAT_NAMES, default=FORMAT_NAMES[0])
     parser.add_argument("--out", help="file to write (default: RUN_DIR/model.pt2, .onnx or .ts)")
     parser.add_argument("--overwrite", action="store_true", help="replace --out if it exists")
 

@@ -45,6 +45,7 @@ def run(args: argparse.Namespace) -> int:
     from tl_studio.core.images import DEFAULT_MAX_PIXELS
 
     progress = _StderrProgress() if sys.stderr.isatty() else None
+    interrupted = False
     try:
         scan = scan_dataset(args.data_dir, val_fraction=args.val_fraction, test_fraction=args.test_fraction,
                             seed=args.seed,
@@ -53,15 +54,20 @@ def run(args: argparse.Namespace) -> int:
         if args.verify:
             scan = scan.with_problems(verify_images(scan, progress=progress.verifying if progress else None))
     except KeyboardInterrupt:
-        print("tl-studio scan: interrupted", file=sys.stderr)
-        return 130
+        interrupted = True
     finally:
         if progress:
             progress.clear()
+    if interrupted:  # after the progress line is cleared, so that the message is the one line left
+        print("tl-studio scan: interrupted", file=sys.stderr)
+        return 130
     if args.json:
         print(json.dumps(scan.to_dict(), indent=2))
     else:
-        print("\n".join(summary_lines(scan, show_all=args.all)))
+        from tl_studio.core.safe_text import for_terminal
+
+        # class and file names come from the disk: an escape sequence in one is shown, not obeyed
+        print("\n".join(for_terminal(line) for line in summary_lines(scan, show_all=args.all)))
     return 0
 
 

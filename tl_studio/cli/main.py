@@ -71,6 +71,13 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     except BrokenPipeError:  # e.g. `tl-studio models | head`
         return 0
+    except KeyboardInterrupt:  # Ctrl-C: one line and the shell's code for SIGINT, never a traceback
+        import signal
+
+        signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C while exiting changes nothing
+        start = "\r\033[K" if sys.stderr.isatty() else ""  # over a progress line the command left behind
+        print(f"{start}tl-studio {args.command}: interrupted", file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":

@@ -8,6 +8,12 @@ the file is hard-linked to its new name (which fails if that name exists) before
 Every move is written to a journal (a hidden JSON file in the dataset folder, which the scan skips like
 every hidden file), so the moves can be undone one by one, last first, even after the app was closed.
 
+The journal lies inside a folder that may have come from anyone, so it is untrusted input: it is bound
+to its dataset (it records the dataset's resolved path, and its paths are relative to it), every path in
+it must resolve inside the dataset after symlinks, and each folder a file would move back to must be a
+valid class folder name (or a split/excluded folder). A journal that breaks any of this is refused with
+one sentence and nothing is moved; Undo can then only undo the moves made since.
+
 In a pre-split dataset (train/, val/, test/ each holding the class folders) an image stays in its split:
 ``val/ants/x.jpg`` moves to ``val/bees/`` or ``val/_excluded/``.
 """
@@ -16,15 +22,21 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from dataclasses import dataclass
-from pathlib import Path
+from pathlib import Path, PureWindowsPath
 
 from tl_studio.core.data import EXCLUDED_FOLDER as EXCLUDED
 from tl_studio.core.errors import UserError
 from tl_studio.core.fileio import atomic_write_text
 
 JOURNAL_NAME = ".tl_studio_moves.json"
+JOURNAL_VERSION = 2
 _MAX_NAME_TRIES = 10_000
+# Names Windows reserves for devices (also with an extension: "CON.txt"), and characters no platform's
+# file system takes in a folder name (separators, the drive colon, wildcards, control characters).
+_RESERVED_NAMES = {"CON", "PRN", "AUX", "NUL", *(f"COM{i}" for i in range(10)), *(f"LPT{i}" for i in range(10))}
+_FORBIDDEN_CHARACTERS = re.compile(r'[\\/:*?"<>|\x00-\x1f\x7f]')
 
 
 @dataclass(frozen=True)
@@ -32,12 +44,17 @@ class Move:
     source: Path  # where the image was
     destination: Path  # where it is now
 
-    def to_dict(self) -> dict:
-        return {"source": str(self.source), "destination": str(self.destination)}
+    def to_dict(self, root: Path) -> dict:
+        """Paths relative to the dataset folder, with / on every platform."""
+        return {"source": _relative_to(self.source, root).as_posix(),
+                "destination": _relative_to(self.destination, root).as_posix()}
 
-    @classmethod
-    def from_dict(cls, data: dict) -> Move:
-        return cls(Path(data["source"]), Path(data["destination"]))
+
+def _relative_to(path: Path, root: Path) -> Path:
+    try:
+        return Path(path).relative_to(root)
+    except ValueError:
+        return Path(os.path.abspath(path)).relative_to(os.path.abspath(root))
 
 
 # ---------------------------------------------------------------- rescanning
@@ -108,6 +125,7 @@ class DatasetEditor:
         self.root = Path(root)
         self.presplit = presplit
         self.journal_file = journal_file
+        self.journal_problem: str | None = None  # why a journal found in the folder was refused
         self.moves: list[Move] = self._read_journal()
 
     @classmethod
@@ -145,8 +163,16 @@ class DatasetEditor:
     def undo(self) -> Move | None:
         """Moves the last moved image back; returns that move (destination = where it is back to)."""
         if not self.moves:
+            if self.journal_problem:
+                raise UserError(self.journal_problem)
             return None
         last = self.moves[-1]
+        try:  # checked again now: a symlink may have appeared since the journal was read
+            self._check_move(last)
+        except UserError:
+            self.moves.pop()
+            self._write_journal()
+            raise
         if not last.destination.is_file():
             self.moves.pop()
             self._write_journal()
@@ -167,14 +193,54 @@ class DatasetEditor:
         if self.journal_file is None or not self.journal_file.is_file():
             return []
         try:
-            return [Move.from_dict(entry) for entry in json.loads(self.journal_file.read_text())["moves"]]
-        except (OSError, ValueError, KeyError, TypeError):
-            return []  # an unreadable journal only means no undo for older moves; the images are safe
+            data = json.loads(self.journal_file.read_text(encoding="utf-8"))
+            if data.get("version") != JOURNAL_VERSION or data.get("dataset") != str(self.root.resolve()):
+                raise UserError(f"The undo list in {self.root} ({JOURNAL_NAME}) was written for another "
+                                f"dataset folder or by another version, so it is not used; undo the moves "
+                                f"by hand if needed.")
+            moves = [self._move_from(entry) for entry in data["moves"]]
+            for move in moves:
+                self._check_move(move)
+            return moves
+        except UserError as refused:
+            self.journal_problem = str(refused)
+        except (OSError, ValueError, KeyError, TypeError, AttributeError):
+            self.journal_problem = (f"The undo list in {self.root} ({JOURNAL_NAME}) cannot be read, so the "
+                                    f"earlier moves cannot be undone; the images themselves are safe.")
+        return []
+
+    def _move_from(self, entry: dict) -> Move:
+        return Move(*(self._journal_path(str(entry[key])) for key in ("source", "destination")))
+
+    def _journal_path(self, text: str) -> Path:
+        windows = PureWindowsPath(text)  # also catches C:x, C:\\x and \\\\server\\share on every platform
+        relative = Path(*windows.parts) if not (windows.drive or windows.root) else Path(text)
+        if (windows.drive or windows.root or relative.is_absolute() or ".." in relative.parts
+                or not relative.parts):
+            raise UserError(f"The undo list in {self.root} ({JOURNAL_NAME}) names {text!r}, a path outside "
+                            f"the dataset, so it is not used; nothing was moved.")
+        return self.root / relative
+
+    def _check_move(self, move: Move) -> None:
+        """Both ends inside the dataset after symlinks, and the folder moved back to a valid name."""
+        root = self.root.resolve()
+        for path in (move.source, move.destination):
+            resolved = path.resolve()
+            if resolved == root or not resolved.is_relative_to(root):
+                raise UserError(f"The undo list in {self.root} ({JOURNAL_NAME}) would move {path.name} "
+                                f"outside the dataset, so it is not used; nothing was moved.")
+        for part in _relative_to(move.source.parent, self.root).parts:
+            try:
+                _check_class_name(part)
+            except UserError:
+                raise UserError(f"The undo list in {self.root} ({JOURNAL_NAME}) would move {move.source.name} "
+                                f"into a folder named {part!r}, so it is not used; nothing was moved.") from None
 
     def _write_journal(self) -> None:
         if self.journal_file is None:
             return
-        text = json.dumps({"moves": [move.to_dict() for move in self.moves]}, indent=1)
+        text = json.dumps({"version": JOURNAL_VERSION, "dataset": str(self.root.resolve()),
+                           "moves": [move.to_dict(self.root) for move in self.moves]}, indent=1)
         try:
             atomic_write_text(self.journal_file, text + "\n")
         except OSError:
@@ -182,5 +248,11 @@ class DatasetEditor:
 
 
 def _check_class_name(name: str) -> None:
-    if not name or name in (".", "..") or "/" in name or "\\" in name or name.startswith("."):
-        raise UserError(f"'{name}' cannot be a class folder name; use letters, digits, spaces, - or _.")
+    """A folder name every platform accepts: no separator of any platform (/, \\, the drive colon of
+    ``C:x``), no wildcard or control character, not ``.``/``..`` or hidden, no trailing dot or space, and
+    none of the device names Windows reserves (``CON``, ``NUL``, ``COM1``... also as ``CON.txt``)."""
+    stem = name.split(".")[0].strip().upper()
+    if (not name or name in (".", "..") or name.startswith(".") or _FORBIDDEN_CHARACTERS.search(name)
+            or name[-1] in ". " or stem in _RESERVED_NAMES):
+        shown = name.encode("unicode_escape").decode("ascii")
+        raise UserError(f"'{shown}' cannot be a class folder name; use letters, digits, spaces, - or _.")

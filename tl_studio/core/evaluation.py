@@ -23,6 +23,7 @@ import numpy as np
 
 from tl_studio.core import eval_metrics
 from tl_studio.core.errors import Cancelled, UserError
+from tl_studio.core.safe_text import csv_cell
 
 SPLIT_CHOICES = ("val", "test", "train", "all")
 PROGRESS_INTERVAL_S = 0.1
@@ -39,6 +40,7 @@ class EvaluationSet:
     classes: tuple[str, ...]  # the model's
     unknown: dict[str, int] = field(default_factory=dict)  # class the model does not know -> images skipped
     source: str = ""  # e.g. "the val split of /data/flowers"
+    split: str = ""  # val, test, train or all
 
     def describe_unknown(self) -> str:
         if not self.unknown:
@@ -48,9 +50,9 @@ class EvaluationSet:
 
 
 def default_split(scan) -> str:
-    """The validation split of a dataset the model was trained on; every image of a plain folder of
-    classes (a separate test set, most likely)."""
-    return "val" if scan.presplit else "all"
+    """The validation split (the images the model was validated on, not trained on), as the Evaluate step
+    does; every image only when the folder has no validation images at all."""
+    return "val" if any(True for _ in scan.split("val")) else "all"
 
 
 def records_of(scan, split: str) -> list:
@@ -77,7 +79,8 @@ def evaluation_set(scan, split: str, model_classes: list[str] | tuple[str, ...])
         raise UserError(f"None of the classes in {scan.root} ({', '.join(scan.classes)}) is one the model "
                         f"knows ({', '.join(model_classes)}); give a folder with the model's class folders.")
     where = "every image" if split == "all" else f"the {split} split"
-    return EvaluationSet(tuple(paths), tuple(labels), tuple(model_classes), dict(unknown), f"{where} of {scan.root}")
+    return EvaluationSet(tuple(paths), tuple(labels), tuple(model_classes), dict(unknown), f"{where} of {scan.root}",
+                         split)
 
 
 def scan_for_model(data_dir: Path | str, metadata: dict, progress=None, cancel=None):
@@ -102,6 +105,7 @@ class Evaluation:
     unknown: dict[str, int] = field(default_factory=dict)
     source: str = ""
     model_path: str = ""
+    split: str = ""  # which images: val, test, train or all
 
     @cached_property  # galleries ask for it once per image shown
     def predicted(self) -> np.ndarray:
@@ -141,7 +145,7 @@ class Evaluation:
     def to_dict(self) -> dict:
         """The JSON object of ``tl-studio evaluate --json``."""
         return {
-            "model_file": self.model_path, "source": self.source, "classes": list(self.classes),
+            "model_file": self.model_path, "source": self.source, "split": self.split, "classes": list(self.classes),
             "num_images": len(self.paths), "accuracy": self.accuracy, "macro_f1": self.macro_f1,
             "per_class": [metrics.to_dict() for metrics in self.per_class()],
             "confusion_matrix": self.confusion_matrix().tolist(),
@@ -158,7 +162,7 @@ class Evaluation:
         writer = csv.writer(buffer, lineterminator="\n")
         writer.writerow(["class", "precision", "recall", "f1", "support"])
         for m in self.per_class():
-            writer.writerow([m.name, f"{m.precision:.4f}", f"{m.recall:.4f}", f"{m.f1:.4f}", m.support])
+            writer.writerow([csv_cell(m.name), f"{m.precision:.4f}", f"{m.recall:.4f}", f"{m.f1:.4f}", m.support])
         writer.writerow(["accuracy", "", "", f"{self.accuracy:.4f}", len(self.paths)])
         writer.writerow(["macro avg", "", "", f"{self.macro_f1:.4f}", len(self.paths)])
         return buffer.getvalue()
@@ -190,7 +194,7 @@ def evaluate(predict: Callable, chosen: EvaluationSet, *, progress: ProgressCall
             progress(done, total)
     probabilities = np.stack(rows) if rows else np.zeros((0, len(chosen.classes)), dtype=np.float32)
     return Evaluation(chosen.classes, tuple(paths), np.asarray(true, dtype=np.int64), probabilities,
-                      tuple(failed), dict(chosen.unknown), chosen.source, model_path)
+                      tuple(failed), dict(chosen.unknown), chosen.source, model_path, chosen.split)
 
 
 def format_report(evaluation: Evaluation) -> str:

@@ -24,11 +24,12 @@ from torch import nn
 
 from tl_studio import __version__
 from tl_studio.core.errors import UserError
+from tl_studio.core.export_formats import EXPORT_FORMATS, get_format
 from tl_studio.core.fileio import atomic_path
+from tl_studio.core.model_file import METADATA_KEY, check_model_file, load_model_file
 from tl_studio.core.preprocess import Preprocess, PreprocessSpec
 
-FORMATS = {"pt2": ".pt2", "onnx": ".onnx", "torchscript": ".ts"}
-METADATA_KEY = "tl_studio.json"
+FORMATS = {name: fmt.suffix for name, fmt in EXPORT_FORMATS.items()}  # name -> suffix
 MAX_PROBABILITY_DIFFERENCE = 1e-3
 
 
@@ -86,16 +87,18 @@ def metadata_for_run(config, classes: Sequence[str], spec: PreprocessSpec, best_
 
 def export_model(network: nn.Module, spec: PreprocessSpec, metadata: dict, path: Path, fmt: str,
                  check_images: Sequence[torch.Tensor]) -> ExportReport:
-    """Writes ``path`` atomically in ``fmt`` and checks it against the PyTorch model."""
-    if fmt not in FORMATS:
-        raise UserError(f"Unknown export format {fmt!r}; choose pt2, onnx or torchscript.")
+    """Writes ``path`` atomically in ``fmt`` and checks it against the PyTorch model. The file is read
+    back through the checked loader (model_file.py), so every file TL Studio writes passes the check that
+    files from elsewhere must pass."""
+    export_format = get_format(fmt)
     started = time.perf_counter()
     model = ExportedClassifier(network.cpu().float().eval(), spec).eval()
     images = list(check_images) or _synthetic_images()
     path = Path(path)
     with atomic_path(path) as tmp:
-        _WRITERS[fmt](model, metadata, tmp)
-        check = check_agreement(model, load_model_file(tmp, fmt).predict, images)
+        export_format.write(model, metadata, tmp)
+        check_model_file(tmp, fmt)
+        check = check_agreement(model, load_model_file(tmp, fmt, trust_torchscript=True).predict, images)
         if not check.passed:
             raise ExportCheckError(check.describe() + " The file was not written; please report this model.")
     return ExportReport(path, fmt, check, time.perf_counter() - started)
@@ -133,11 +136,11 @@ def _export_program(model: nn.Module):
                                    dynamic_shapes={"images": {0: batch, 2: height, 3: width}})
 
 
-def _write_pt2(model: nn.Module, metadata: dict, path: Path) -> None:
+def write_pt2(model: nn.Module, metadata: dict, path: Path) -> None:
     torch.export.save(_export_program(model), str(path), extra_files={METADATA_KEY: json.dumps(metadata)})
 
 
-def _write_onnx(model: nn.Module, metadata: dict, path: Path) -> None:
+def write_onnx(model: nn.Module, metadata: dict, path: Path) -> None:
     import onnx
 
     program = torch.onnx.export(_export_program(model), (_example_input(),), dynamo=True,
@@ -150,18 +153,18 @@ def _write_onnx(model: nn.Module, metadata: dict, path: Path) -> None:
     onnx.save(proto, str(path))
 
 
-def _write_torchscript(model: ExportedClassifier, metadata: dict, path: Path) -> None:
+def write_torchscript(model: ExportedClassifier, metadata: dict, path: Path) -> None:
     # The preprocessing is scripted (its shape arithmetic must stay dynamic); the network sees a fixed
     # size after it, so tracing the network is exact and works for every architecture.
     crop = model.preprocess.crop_size
-    with torch.no_grad(), _torchscript_is_deliberate():
+    with torch.no_grad(), torchscript_is_deliberate():
         network = torch.jit.trace(model.network, torch.rand(2, 3, crop, crop))
         scripted = torch.jit.script(_TorchScriptClassifier(torch.jit.script(model.preprocess), network))
         torch.jit.save(scripted, str(path), _extra_files={METADATA_KEY: json.dumps(metadata)})
 
 
 @contextmanager
-def _torchscript_is_deliberate():
+def torchscript_is_deliberate():
     """TorchScript is deprecated in favour of torch.export; the TorchScript export exists for older
     runtimes on purpose, so its deprecation warnings are not the user's concern."""
     with warnings.catch_warnings():
@@ -178,79 +181,3 @@ class _TorchScriptClassifier(nn.Module):
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         return torch.softmax(self.network(self.preprocess(images)).float(), dim=1)
-
-
-_WRITERS = {"pt2": _write_pt2, "onnx": _write_onnx, "torchscript": _write_torchscript}
-
-
-# ---- loading ---------------------------------------------------------------------------------------
-@dataclass
-class ModelFile:
-    path: Path
-    format: str
-    metadata: dict
-    predict: Callable[[torch.Tensor], torch.Tensor]  # N x 3 x H x W in [0, 1] -> N x C probabilities
-
-    @property
-    def classes(self) -> list[str]:
-        return list(self.metadata.get("classes", []))
-
-
-def format_of(path: Path) -> str:
-    suffix = Path(path).suffix.lower()
-    for fmt, ext in FORMATS.items():
-        if suffix == ext:
-            return fmt
-    if suffix in (".pt", ".pth", ".jit"):
-        return "torchscript"
-    raise UserError(f"{Path(path).name} is not a model file TL Studio knows (.pt2, .onnx or .ts).")
-
-
-def load_model_file(path: Path, fmt: str | None = None) -> ModelFile:
-    path = Path(path)
-    if not path.is_file():
-        raise UserError(f"No model file at {path}; train a model first or pick an existing file.")
-    fmt = fmt or format_of(path)
-    try:
-        return _LOADERS[fmt](path)
-    except UserError:
-        raise
-    except Exception as error:
-        raise UserError(f"{path.name} could not be loaded as a {fmt} model ({type(error).__name__}); "
-                        f"is it a TL Studio export?") from None
-
-
-def _load_pt2(path: Path) -> ModelFile:
-    extra = {METADATA_KEY: ""}
-    module = torch.export.load(str(path), extra_files=extra).module()
-    return ModelFile(path, "pt2", json.loads(extra[METADATA_KEY] or "{}"), _no_grad(module))
-
-
-def _load_torchscript(path: Path) -> ModelFile:
-    extra = {METADATA_KEY: ""}
-    with _torchscript_is_deliberate():
-        module = torch.jit.load(str(path), map_location="cpu", _extra_files=extra)
-    return ModelFile(path, "torchscript", json.loads(extra[METADATA_KEY] or "{}"), _no_grad(module))
-
-
-def _load_onnx(path: Path) -> ModelFile:
-    import onnxruntime
-
-    session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-    meta = session.get_modelmeta().custom_metadata_map
-    input_name = session.get_inputs()[0].name
-
-    def predict(images: torch.Tensor) -> torch.Tensor:
-        return torch.from_numpy(session.run(None, {input_name: images.numpy()})[0])
-
-    return ModelFile(path, "onnx", json.loads(meta.get(METADATA_KEY, "{}")), predict)
-
-
-def _no_grad(module) -> Callable:
-    def predict(images: torch.Tensor) -> torch.Tensor:
-        with torch.no_grad():
-            return module(images)
-    return predict
-
-
-_LOADERS = {"pt2": _load_pt2, "onnx": _load_onnx, "torchscript": _load_torchscript}

@@ -61,7 +61,9 @@ def load_network(model_path: Path, metadata: dict, run_dir: Path | None = None) 
 
 def _trained_weights(model_path: Path, run_dir: Path | None) -> dict[str, Tensor]:
     if model_path.suffix.lower() == ".pt2":
-        program = torch.export.load(str(model_path))
+        from tl_studio.core.model_file import load_exported_program
+
+        program, _ = load_exported_program(model_path)  # checked: a model file never runs code
         return {key[len(NETWORK_PREFIX):]: value for key, value in program.state_dict.items()
                 if key.startswith(NETWORK_PREFIX)}
     if run_dir is not None and (Path(run_dir) / "best.ckpt").is_file():

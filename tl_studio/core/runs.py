@@ -56,13 +56,15 @@ def check_images_for(run: Run, limit: int = 8) -> list:
 
 
 def export_run(folder: Path, fmt: str, out: Path | None = None, *, overwrite: bool = False):
-    from tl_studio.core.export import FORMATS, export_model, metadata_for_run
+    from tl_studio.core.export import export_model, metadata_for_run
+    from tl_studio.core.export_formats import get_format
+    from tl_studio.core.fileio import check_writable_file
 
+    export_format = get_format(fmt)
     run = open_run(folder)
-    if fmt not in FORMATS:
-        raise UserError(f"Unknown export format {fmt!r}; choose pt2, onnx or torchscript.")
-    out = Path(out) if out else run.folder / f"model{FORMATS[fmt]}"
+    out = Path(out) if out else export_format.default_file(run.folder)
     if out.exists() and not overwrite and not (fmt == "pt2" and out == run.folder / "model.pt2"):
         raise UserError(f"{out} already exists; choose another --out file or add --overwrite.")
+    check_writable_file(out)  # one sentence now, not an OSError after minutes of export work
     metadata = metadata_for_run(run.config, run.classes, run.spec, run.best_epoch, run.best_val_acc)
     return export_model(run.build_network(), run.spec, metadata, out, fmt, check_images_for(run))

@@ -112,13 +112,20 @@ class MainWindow(QMainWindow):
     def choose_model_file(self) -> None:
         from PySide6.QtWidgets import QFileDialog
 
-        path, _ = QFileDialog.getOpenFileName(self, "Open a trained model", "", "Model files (*.pt2 *.onnx *.ts)")
+        from tl_studio.core.export_formats import open_dialog_filter
+
+        path, _ = QFileDialog.getOpenFileName(self, "Open a trained model", "", open_dialog_filter())
         if path:
             self.open_model_file(path)
 
     def open_model_file(self, path: str) -> None:
         """A model trained earlier (or elsewhere): the Evaluate and Predict steps work on it. Its run
-        folder, when the file sits in one, also enables Export."""
+        folder, when the file sits in one, also enables Export. The file is checked first (a model file
+        never runs code; TorchScript needs the user's confirmation)."""
+        from tl_studio.gui.model_trust import confirm_model_file
+
+        if not confirm_model_file(self, self.session, path):
+            return
         path = Path(path)
         run_dir = path.parent if (path.parent / "best.ckpt").is_file() else None
         self.session.set_run(run_dir, path)

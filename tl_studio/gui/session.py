@@ -25,6 +25,7 @@ class Session(QObject):
         self.training = False
         self.model_file: Path | None = None
         self.run_dir: Path | None = None
+        self.trusted_model_files: set[Path] = set()  # TorchScript files the user confirmed (gui/model_trust.py)
 
     def set_dataset(self, scan) -> None:
         self.scan = scan

@@ -170,10 +170,12 @@ class EvaluatePage(QWidget):
         import torch
 
         from tl_studio.core.evaluation import default_split, evaluate, evaluation_set, scan_for_model
-        from tl_studio.core.export import load_model_file
+        from tl_studio.core.model_file import load_model_file
+        from tl_studio.gui.model_trust import is_trusted
 
         torch.set_num_threads(max(1, (os.cpu_count() or 2) - 1))  # leave the GUI thread a core
-        model = self.model_files.get(model_path) or load_model_file(model_path)
+        model = self.model_files.get(model_path) or load_model_file(
+            model_path, trust_torchscript=is_trusted(self.session, model_path))
         self.model_files = {model_path: model}
         if scan is None:
             report("Scanning the images…")

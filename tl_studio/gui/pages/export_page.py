@@ -10,54 +10,11 @@ from PySide6.QtGui import QFontDatabase, QGuiApplication
 from PySide6.QtWidgets import (QButtonGroup, QFileDialog, QFormLayout, QGroupBox, QHBoxLayout, QLabel, QLineEdit,
                                QMessageBox, QPlainTextEdit, QPushButton, QRadioButton, QVBoxLayout, QWidget)
 
+from tl_studio.core.export_formats import EXPORT_FORMATS
 from tl_studio.gui.tasks import TaskRunner
 
-FORMATS = (("pt2", "PyTorch program (model.pt2) — recommended", ".pt2"),
-           ("onnx", "ONNX (for ONNX Runtime, TensorRT, OpenVINO…)", ".onnx"),
-           ("torchscript", "TorchScript (older PyTorch runtimes)", ".ts"))
-
-SNIPPETS = {
-    "pt2": '''import json, torch
-from PIL import Image
-from torchvision.transforms.functional import pil_to_tensor
-
-extra = {{"tl_studio.json": ""}}
-model = torch.export.load("{path}", extra_files=extra).module()
-classes = json.loads(extra["tl_studio.json"])["classes"]
-
-image = pil_to_tensor(Image.open("photo.jpg").convert("RGB")).float().div(255).unsqueeze(0)
-with torch.no_grad():
-    probabilities = model(image)[0]  # any image size: resizing and normalisation are inside
-print(classes[int(probabilities.argmax())], float(probabilities.max()))
-''',
-    "onnx": '''import json, numpy as np, onnxruntime
-from PIL import Image
-
-session = onnxruntime.InferenceSession("{path}")
-classes = json.loads(session.get_modelmeta().custom_metadata_map["classes"])
-
-image = np.asarray(Image.open("photo.jpg").convert("RGB"), dtype=np.float32) / 255
-probabilities = session.run(None, {{"images": image.transpose(2, 0, 1)[None]}})[0][0]
-print(classes[int(probabilities.argmax())], float(probabilities.max()))
-''',
-    "torchscript": '''import json, torch
-from PIL import Image
-from torchvision.transforms.functional import pil_to_tensor
-
-extra = {{"tl_studio.json": ""}}
-model = torch.jit.load("{path}", _extra_files=extra)
-classes = json.loads(extra["tl_studio.json"])["classes"]
-
-image = pil_to_tensor(Image.open("photo.jpg").convert("RGB")).float().div(255).unsqueeze(0)
-with torch.no_grad():
-    probabilities = model(image)[0]
-print(classes[int(probabilities.argmax())], float(probabilities.max()))
-''',
-}
-
-
 def snippet_for(fmt: str, path: Path) -> str:
-    return SNIPPETS[fmt].format(path=Path(path).as_posix())
+    return EXPORT_FORMATS[fmt].snippet_for(path)
 
 
 class ExportPage(QWidget):
@@ -79,13 +36,13 @@ class ExportPage(QWidget):
         self.format_buttons = QButtonGroup(self)
         format_box = QGroupBox("Format")
         format_layout = QVBoxLayout(format_box)
-        for index, (fmt, text, _) in enumerate(FORMATS):
-            button = QRadioButton(text)
-            button.setProperty("format", fmt)
+        for index, export_format in enumerate(EXPORT_FORMATS.values()):
+            button = QRadioButton(export_format.label)
+            button.setProperty("format", export_format.name)
             self.format_buttons.addButton(button, index)
             format_layout.addWidget(button)
         self.format_buttons.button(0).setChecked(True)
-        self.format_buttons.idToggled.connect(lambda *_: self._suggest_path())
+        self.format_buttons.idToggled.connect(self._format_toggled)
         self.path_edit = QLineEdit()
         browse = QPushButton("Browse…")
         browse.clicked.connect(self._browse)
@@ -121,7 +78,22 @@ class ExportPage(QWidget):
     def current_format(self) -> tuple[str, str]:
         button = self.format_buttons.checkedButton()
         fmt = button.property("format")
-        return fmt, dict((f, ext) for f, _, ext in FORMATS)[fmt]
+        return fmt, EXPORT_FORMATS[fmt].suffix
+
+    def _format_toggled(self, _id: int, checked: bool) -> None:
+        """Keeps the folder and name the user typed; only the suffix follows the format."""
+        if not checked:
+            return
+        fmt, ext = self.current_format()
+        typed = self.path_edit.text().strip()
+        if not typed:
+            self._suggest_path()
+            return
+        path = Path(typed)
+        known = {f.suffix for f in EXPORT_FORMATS.values()}
+        path = path.with_suffix(ext) if path.suffix.lower() in known else path.with_name(path.name + ext)
+        self.path_edit.setText(str(path))
+        self.snippet.setPlainText(snippet_for(fmt, path))
 
     def _suggest_path(self) -> None:
         run_dir = self.session.run_dir
@@ -135,7 +107,8 @@ class ExportPage(QWidget):
 
     def _browse(self) -> None:
         fmt, ext = self.current_format()
-        path, _ = QFileDialog.getSaveFileName(self, "Export model", self.path_edit.text(), f"*{ext}")
+        path, _ = QFileDialog.getSaveFileName(self, "Export model", self.path_edit.text(),
+                                              EXPORT_FORMATS[fmt].dialog_filter)
         if path:
             self.path_edit.setText(path if path.endswith(ext) else path + ext)
 

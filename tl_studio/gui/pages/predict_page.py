@@ -17,6 +17,7 @@ from PySide6.QtGui import QStandardItem, QStandardItemModel
 from PySide6.QtWidgets import (QFileDialog, QHBoxLayout, QHeaderView, QLabel, QMessageBox, QProgressBar, QPushButton,
                                QTableView, QVBoxLayout, QWidget)
 
+from tl_studio.core.safe_text import csv_cell
 from tl_studio.gui.csv_files import ask_and_save_csv, save_text
 from tl_studio.gui.sample_grid import pixmap_from_array
 from tl_studio.gui.tasks import TaskRunner
@@ -37,12 +38,12 @@ def _item(text: str, sort_value=None) -> QStandardItem:
     return item
 
 
-def _classify(model_path: Path, cache: dict, inputs: list, report, cancelled) -> int:
+def _classify(model_path: Path, trusted: bool, cache: dict, inputs: list, report, cancelled) -> int:
     """Worker thread: one progress report per image, (Prediction, thumbnail) with the thumbnail as
     (width, height, RGB bytes) or None."""
     import torch
 
-    from tl_studio.core.export import load_model_file
+    from tl_studio.core.model_file import load_model_file
     from tl_studio.core.predict import collect_image_paths, predict_paths
     from tl_studio.gui.thumbnails import decode_thumbnail
 
@@ -51,7 +52,7 @@ def _classify(model_path: Path, cache: dict, inputs: list, report, cancelled) ->
     report(("total", len(paths)))
     if model_path not in cache:
         cache.clear()
-        cache[model_path] = load_model_file(model_path)
+        cache[model_path] = load_model_file(model_path, trust_torchscript=trusted)
     model = cache[model_path]
     count = 0
     for count, prediction in enumerate(predict_paths(model.predict, model.classes, paths, TOP_K, cancelled), 1):
@@ -124,8 +125,11 @@ class PredictPage(QWidget):
         self.model_label.setToolTip(str(self.model_path or ""))
 
     def choose_model(self) -> None:
-        path, _ = QFileDialog.getOpenFileName(self, "Open a trained model", "", "Model files (*.pt2 *.onnx *.ts)")
-        if path:
+        from tl_studio.core.export_formats import open_dialog_filter
+        from tl_studio.gui.model_trust import confirm_model_file
+
+        path, _ = QFileDialog.getOpenFileName(self, "Open a trained model", "", open_dialog_filter())
+        if path and confirm_model_file(self, self.session, path):
             self.set_model(path)
 
     # ---- adding images ------------------------------------------------------------------------------
@@ -165,13 +169,16 @@ class PredictPage(QWidget):
 
     def _start_next(self) -> None:
         inputs, self.pending = self.pending, []
+        from tl_studio.gui.model_trust import is_trusted
+
         model_path, cache = self.model_path, self.models
+        trusted = is_trusted(self.session, model_path)
         self.progress.setRange(0, 0)
         self.progress.setFormat("Loading the model…")
         self.progress.show()
         self.cancel_button.show()
-        self.task = self.tasks.start(lambda report, cancelled: _classify(model_path, cache, inputs, report,
-                                                                          cancelled), "predict")
+        self.task = self.tasks.start(lambda report, cancelled: _classify(model_path, trusted, cache, inputs,
+                                                                          report, cancelled), "predict")
         self.task.progress.connect(self._on_progress)
         self.task.succeeded.connect(self._on_finished)
         self.task.failed.connect(self._on_failed)
@@ -264,8 +271,8 @@ class PredictPage(QWidget):
         ranks = [f"{kind}{k}" for k in range(1, TOP_K + 1) for kind in ("label", "prob")]
         writer.writerow(["path", *ranks, "error"])  # the columns of `tl-studio predict --csv`
         for row in self.rows():
-            cells = [v for label, prob in zip(row["labels"], row["probs"]) for v in (label, f"{prob:.6f}")]
-            writer.writerow([row["path"], *cells, *[""] * (2 * TOP_K - len(cells)), row["error"]])
+            cells = [v for label, prob in zip(row["labels"], row["probs"]) for v in (csv_cell(label), f"{prob:.6f}")]
+            writer.writerow([csv_cell(row["path"]), *cells, *[""] * (2 * TOP_K - len(cells)), csv_cell(row["error"])])
         return buffer.getvalue()
 
     def choose_export_file(self) -> None:

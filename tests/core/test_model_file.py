@@ -1,0 +1,173 @@
+"""The checked loader: crafted model files that would run code are refused before anything in them is
+unpickled or run, by every way the app opens a model file; the files TL Studio writes pass."""
+
+from __future__ import annotations
+
+import json
+import zipfile
+from pathlib import Path
+
+import pytest
+
+from tests.model_file_helpers import (evil_torchscript, plain_torch_load_creates, pt2_with_code_in_a_guard,
+                                      pt2_with_pickled_code, tiny_exports)
+
+
+@pytest.fixture(scope="module")
+def exports(tmp_path_factory):
+    return tiny_exports(tmp_path_factory.mktemp("exports"))
+
+
+@pytest.fixture()
+def marker(tmp_path):
+    return tmp_path / "marker"
+
+
+@pytest.fixture()
+def evil_pt2(exports, tmp_path, marker):
+    path = pt2_with_pickled_code(exports["pt2"], tmp_path / "evil.pt2", marker)
+    assert plain_torch_load_creates(path, marker), "the crafted file must really run code with plain torch"
+    return path
+
+
+@pytest.fixture()
+def evil_ts(tmp_path, marker):
+    path = evil_torchscript(tmp_path, tmp_path / "evil.ts", marker)
+    assert plain_torch_load_creates(path, marker), "the crafted file must really run code with plain torch"
+    return path
+
+
+@pytest.mark.parametrize("fmt", ["pt2", "onnx", "torchscript"])
+def test_every_file_tl_studio_writes_passes_the_check(exports, fmt):
+    from tl_studio.core.model_file import check_model_file, load_model_file
+
+    assert check_model_file(exports[fmt]) == fmt
+    model = load_model_file(exports[fmt], trust_torchscript=True)
+    assert model.classes == ["a", "b"] and model.metadata["model"] == "tiny"
+
+
+def test_a_pt2_whose_pickle_runs_code_is_refused_and_nothing_runs(evil_pt2, marker):
+    from tl_studio.core.model_file import UnsafeModelFile, load_exported_program, load_model_file
+
+    from tl_studio.core.gradcam import load_network
+
+    for load in (load_model_file, load_exported_program,
+                 lambda path: load_network(path, {"model": "resnet18", "classes": ["a", "b"]})):  # Grad-CAM
+        with pytest.raises(UnsafeModelFile, match=r"evil\.pt2 was not opened: .*builtin.*exec"):
+            load(evil_pt2)
+    assert not marker.exists()
+
+
+def test_a_pt2_with_code_in_its_guards_is_refused(exports, tmp_path, marker):
+    from tl_studio.core.model_file import UnsafeModelFile, check_model_file
+
+    crafted = pt2_with_code_in_a_guard(exports["pt2"], tmp_path / "guard.pt2", marker)
+    with pytest.raises(UnsafeModelFile, match="names 'open'"):
+        check_model_file(crafted)
+
+
+def test_no_torch_load_inside_the_checked_load_can_unpickle_code(evil_pt2, marker):
+    """The second line: even with the check skipped, the load itself forbids weights_only=False."""
+    import torch
+
+    from tl_studio.core.model_file import weights_only_everywhere
+
+    with weights_only_everywhere(), pytest.raises(Exception):
+        torch.export.load(str(evil_pt2))
+    assert not marker.exists()
+
+
+def test_torchscript_needs_trust_and_is_not_loaded_without_it(evil_ts, marker):
+    from tl_studio.core.model_file import TorchScriptNeedsTrust, load_model_file
+
+    with pytest.raises(TorchScriptNeedsTrust, match="carry code that runs when they are loaded"):
+        load_model_file(evil_ts)
+    assert not marker.exists()
+
+
+def test_cli_predict_and_evaluate_refuse_crafted_files(evil_pt2, evil_ts, marker, tmp_path, capsys):
+    from tests.helpers import make_image_folder
+    from tl_studio.cli.main import main
+
+    data = make_image_folder(tmp_path / "data", classes=("a", "b"), per_class=2, size=32)
+    for command in (["predict", str(evil_pt2), str(data)], ["evaluate", str(evil_pt2), str(data)]):
+        assert main(command) == 2
+        assert "evil.pt2 was not opened" in capsys.readouterr().err
+    for command in (["predict", str(evil_ts), str(data)], ["evaluate", str(evil_ts), str(data)]):
+        assert main(command) == 2
+        assert "--trust" in capsys.readouterr().err
+    assert not marker.exists()
+
+
+def test_predict_json_contract(exports, tmp_path, capsys):
+    from tests.helpers import make_image
+    from tl_studio.cli.main import main
+
+    good = make_image(tmp_path / "in" / "good.png", (200, 10, 10), size=40)
+    (tmp_path / "in" / "broken.jpg").write_bytes(b"not an image")
+    assert main(["predict", str(exports["pt2"]), str(tmp_path / "in"), "--json", "--top-k", "2"]) == 0
+    records = {Path(r["path"]).name: r for r in map(json.loads, capsys.readouterr().out.splitlines())}
+    assert records["broken.jpg"].keys() == {"path", "error"}
+    assert records["good.png"]["path"] == str(good)
+    top = records["good.png"]["top"]
+    assert [set(entry) for entry in top] == [{"label", "prob"}] * 2
+    assert {entry["label"] for entry in top} == {"a", "b"} and top[0]["prob"] >= top[1]["prob"]
+
+
+
+def _edit_program(good_pt2: Path, target: Path, edit) -> Path:
+    from tests.model_file_helpers import _rewrite_zip
+
+    def replace(name, data):
+        if not name.endswith("models/model.json"):
+            return data
+        program = json.loads(data)
+        edit(program)
+        return json.dumps(program).encode()
+    return _rewrite_zip(good_pt2, target, replace)
+
+
+def _first_node(program) -> dict:
+    return program["graph_module"]["graph"]["nodes"][0]
+
+
+@pytest.mark.parametrize("edit, reason", [
+    (lambda p: _first_node(p).update(target="torch.serialization.os.system"), "not a tensor operator"),
+    (lambda p: _first_node(p).update(target="_operator.attrgetter"), "not a tensor operator"),
+    (lambda p: _first_node(p).update(target="torch.ops.aten.from_file.default"), "not a tensor operator"),
+    (lambda p: _first_node(p).update(name="x=__import__('os').system('id')"), "not a plain name"),
+    (lambda p: p["graph_module"]["graph"]["inputs"][0]["as_tensor"].update(name="a, b"), "not a plain name"),
+    (lambda p: p["range_constraints"].update({"__import__('os')": {"min_val": 1, "max_val": 2}}), "shape expression"),
+    (lambda p: p.update(guards_code=["eval(chr(49))"]), "names 'eval'"),
+])
+def test_a_pt2_whose_graph_reaches_code_is_refused(exports, tmp_path, edit, reason):
+    from tl_studio.core.model_file import UnsafeModelFile, check_model_file
+
+    with pytest.raises(UnsafeModelFile, match=reason):
+        check_model_file(_edit_program(exports["pt2"], tmp_path / "crafted.pt2", edit))
+
+
+def test_a_pt2_with_compiled_code_or_pickled_objects_is_refused(exports, tmp_path):
+    from tests.model_file_helpers import _rewrite_zip
+    from tl_studio.core.model_file import UnsafeModelFile, check_model_file
+
+    def add_library(source, target, member):
+        _rewrite_zip(source, target, lambda name, data: data)
+        root = zipfile.ZipFile(source).namelist()[0].split("/")[0]
+        with zipfile.ZipFile(target, "a") as archive:
+            archive.writestr(f"{root}/{member}", b"\x7fELF")
+        return target
+
+    with pytest.raises(UnsafeModelFile, match="never writes"):
+        check_model_file(add_library(exports["pt2"], tmp_path / "aoti.pt2", "data/aotinductor/model/model.so"))
+
+    def opaque_constant(name, data):
+        if not name.endswith("model_constants_config.json"):
+            return data
+        config = json.loads(data)
+        first = next(iter(config["config"].values()))
+        first["path_name"] = "opaque_obj_0"
+        return json.dumps(config).encode()
+    with pytest.raises(UnsafeModelFile, match="pickled Python or TorchBind object"):
+        check_model_file(_rewrite_zip(exports["pt2"], tmp_path / "opaque.pt2", opaque_constant))
+

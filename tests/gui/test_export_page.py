@@ -1,0 +1,34 @@
+"""The Export step: its formats come from the one registry, and switching the format keeps the folder
+and name the user typed, changing only the suffix."""
+
+from __future__ import annotations
+
+from tl_studio.core.export_formats import EXPORT_FORMATS
+from tl_studio.gui.pages.export_page import ExportPage
+from tl_studio.gui.session import Session
+
+
+def _choose(page, fmt):
+    for button in page.format_buttons.buttons():
+        if button.property("format") == fmt:
+            button.setChecked(True)
+
+
+def test_switching_the_format_keeps_the_typed_folder_and_name(qtbot, tmp_path):
+    session = Session()
+    session.set_run(tmp_path / "run", None)
+    page = ExportPage(session)
+    qtbot.addWidget(page)
+    assert [b.text() for b in page.format_buttons.buttons()] == [f.label for f in EXPORT_FORMATS.values()]
+    assert page.path_edit.text() == str(tmp_path / "run" / "model.pt2")
+    typed = tmp_path / "deliveries" / "ants-v3.pt2"
+    page.path_edit.setText(str(typed))
+    _choose(page, "onnx")
+    assert page.path_edit.text() == str(tmp_path / "deliveries" / "ants-v3.onnx")
+    assert "ants-v3.onnx" in page.snippet.toPlainText() and "onnxruntime" in page.snippet.toPlainText()
+    _choose(page, "torchscript")
+    assert page.path_edit.text() == str(tmp_path / "deliveries" / "ants-v3.ts")
+    page.path_edit.setText(str(tmp_path / "deliveries" / "no-suffix"))
+    _choose(page, "pt2")
+    assert page.path_edit.text() == str(tmp_path / "deliveries" / "no-suffix.pt2")
+    page.shutdown()

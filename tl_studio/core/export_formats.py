@@ -1,0 +1,95 @@
+"""The export formats, in one table used by core, the CLI and the GUI: name, suffix, the label and
+file-dialog filter the GUI shows, the snippet that runs the file without TL Studio, and its writer.
+
+A new format is one entry here and one writer function. No torch import (the CLI builds its parser from
+this table at start-up); the writer is named as ``module:function`` and imported when it is used.
+"""
+
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass
+from pathlib import Path
+
+_TORCH_SNIPPET_TAIL = '''classes = json.loads(extra["tl_studio.json"])["classes"]
+
+image = pil_to_tensor(Image.open("photo.jpg").convert("RGB")).float().div(255).unsqueeze(0)
+with torch.no_grad():
+    probabilities = model(image)[0]  # any image size: resizing and normalisation are inside
+print(classes[int(probabilities.argmax())], float(probabilities.max()))
+'''
+_TORCH_SNIPPET_HEAD = '''import json, torch
+from PIL import Image
+from torchvision.transforms.functional import pil_to_tensor
+
+extra = {{"tl_studio.json": ""}}
+'''
+
+
+@dataclass(frozen=True)
+class ExportFormat:
+    name: str  # as on the command line: --format NAME
+    suffix: str  # of the file written
+    label: str  # the GUI's radio button
+    dialog_filter: str  # the GUI's file dialogs
+    snippet: str  # Python that runs the file; {path} is filled in
+    writer: str  # "module:function", called as function(model, metadata, path)
+    also_opens: tuple[str, ...] = ()  # other suffixes this format is read from
+
+    def write(self, model, metadata: dict, path: Path) -> None:
+        module, function = self.writer.split(":")
+        getattr(importlib.import_module(module), function)(model, metadata, path)
+
+    def snippet_for(self, path: Path) -> str:
+        return self.snippet.format(path=Path(path).as_posix())
+
+    def default_file(self, folder: Path) -> Path:
+        return Path(folder) / f"model{self.suffix}"
+
+
+EXPORT_FORMATS: dict[str, ExportFormat] = {f.name: f for f in (
+    ExportFormat("pt2", ".pt2", "PyTorch program (model.pt2) — recommended", "PyTorch program (*.pt2)",
+                 _TORCH_SNIPPET_HEAD + 'model = torch.export.load("{path}", extra_files=extra).module()\n'
+                 + _TORCH_SNIPPET_TAIL, "tl_studio.core.export:write_pt2"),
+    ExportFormat("onnx", ".onnx", "ONNX (for ONNX Runtime, TensorRT, OpenVINO…)", "ONNX model (*.onnx)",
+                 '''import json, numpy as np, onnxruntime
+from PIL import Image
+
+session = onnxruntime.InferenceSession("{path}")
+classes = json.loads(session.get_modelmeta().custom_metadata_map["classes"])
+
+image = np.asarray(Image.open("photo.jpg").convert("RGB"), dtype=np.float32) / 255
+probabilities = session.run(None, {{"images": image.transpose(2, 0, 1)[None]}})[0][0]
+print(classes[int(probabilities.argmax())], float(probabilities.max()))
+''', "tl_studio.core.export:write_onnx"),
+    ExportFormat("torchscript", ".ts", "TorchScript (older PyTorch runtimes)", "TorchScript (*.ts *.pt *.pth *.jit)",
+                 _TORCH_SNIPPET_HEAD + '# TorchScript runs code when loaded: load only files you trust\n'
+                 'model = torch.jit.load("{path}", _extra_files=extra)\n' + _TORCH_SNIPPET_TAIL,
+                 "tl_studio.core.export:write_torchscript", also_opens=(".pt", ".pth", ".jit")),
+)}
+FORMAT_NAMES = tuple(EXPORT_FORMATS)
+
+
+def format_for_suffix(path: Path) -> str:
+    suffix = Path(path).suffix.lower()
+    for fmt in EXPORT_FORMATS.values():
+        if suffix == fmt.suffix or suffix in fmt.also_opens:
+            return fmt.name
+    known = ", ".join(f.suffix for f in EXPORT_FORMATS.values())
+    from tl_studio.core.errors import UserError
+
+    raise UserError(f"{Path(path).name} is not a model file TL Studio knows ({known}).")
+
+
+def open_dialog_filter() -> str:
+    """Every model file TL Studio opens, then one filter per format."""
+    patterns = " ".join(f"*{s}" for f in EXPORT_FORMATS.values() for s in (f.suffix, *f.also_opens))
+    return ";;".join([f"Model files ({patterns})", *(f.dialog_filter for f in EXPORT_FORMATS.values())])
+
+
+def get_format(name: str) -> ExportFormat:
+    if name not in EXPORT_FORMATS:
+        from tl_studio.core.errors import UserError
+
+        raise UserError(f"Unknown export format {name!r}; choose {', '.join(FORMAT_NAMES)}.")
+    return EXPORT_FORMATS[name]

@@ -1,0 +1,357 @@
+"""The one checked loader: every model file the app opens (File > Open Model File, the Predict and
+Evaluate steps, Grad-CAM, ``tl-studio predict`` and ``evaluate``) comes through ``load_model_file``.
+
+A model file is data, never code. What each format can do when it is loaded, and what we do about it:
+
+- ``.pt2`` (torch.export): a zip of JSON and tensors, but ``torch.export.load`` unpickles some parts with
+  ``weights_only=False`` (and falls back to it after any error), ``sympy.sympify``s the shape expressions
+  (an ``eval``), ``exec``s the input guards when ``.module()`` is called, writes the graph's node names
+  into generated Python source, calls whatever ``torch.*`` attribute a node names, and loads compiled
+  AOTInductor libraries. So before anything in it is unpickled or run, ``check_pt2`` reads the archive
+  with ``zipfile`` and ``json`` only and refuses it unless: every member is one that ``torch.export.save``
+  writes for a plain program (no compiled code, no pickled custom objects); every pickle in it imports
+  only a short allow-list of tensor-rebuilding globals; every node target is an ATen operator or a plain
+  arithmetic function; every name is an identifier; every shape expression and guard is made of an
+  allow-list of names, numbers and operators. The load itself then runs with
+  ``TORCH_FORCE_WEIGHTS_ONLY_LOAD`` set, so no ``torch.load`` inside it can fall back to
+  ``weights_only=False``; and the legacy-format fallback of ``torch.export.load`` cannot be reached
+  because the check requires the current layout (one root folder, ``archive_format`` = ``pt2``).
+- TorchScript (``.ts``, ``.pt``, ``.pth``, ``.jit``) carries its own code, which runs when it is loaded
+  (a ``__setstate__`` can write files). There is no safe mode: it is loaded only when the caller says
+  the user trusts the file (``--trust`` in the CLI, a confirmation dialog in the GUI). Its pickles are
+  still scanned, as a second line.
+- ONNX is protobuf read by onnxruntime, which runs no Python: it loads as it is.
+
+The pickles are scanned with picklescan (https://github.com/mmaitre314/picklescan): small, pure Python,
+no dependencies, the scanner the Hugging Face Hub runs on uploaded files, and its ``ScanResult`` lists
+every global a pickle imports (through GLOBAL, INST and STACK_GLOBAL, memo included), so our own short
+allow-list can be applied instead of its deny-list. fickling was the other candidate: it decompiles
+pickles into an AST, which is more than we need and its API has moved between releases; modelscan is a
+CLI framework with many dependencies and a deny-list. On top of picklescan, every opcode is listed with
+``pickletools`` so that an unparseable pickle or an extension-registry opcode (EXT1/2/4, which reaches a
+global without naming it) is refused too.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import keyword
+import os
+import pickletools
+import re
+import threading
+import zipfile
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Iterator
+
+from tl_studio.core.errors import UserError
+
+METADATA_KEY = "tl_studio.json"
+TORCHSCRIPT_SUFFIXES = (".ts", ".pt", ".pth", ".jit")
+
+# What a pickle inside a model file may import: rebuilding tensors and their storages, nothing else.
+_STORAGES = ("Float", "Double", "Half", "BFloat16", "Long", "Int", "Short", "Char", "Byte", "Bool")
+ALLOWED_GLOBALS = frozenset({
+    ("collections", "OrderedDict"),
+    ("torch._utils", "_rebuild_tensor_v2"),
+    ("torch._utils", "_rebuild_parameter"),
+    ("torch", "Size"),
+    *(("torch", f"{kind}Storage") for kind in _STORAGES),
+})
+# TorchScript's own pickles also rebuild lists, and name the classes its code defines (``__torch__.*``).
+_TORCHSCRIPT_GLOBALS = frozenset({("torch.jit._pickle", f"build_{kind}list")
+                                  for kind in ("int", "double", "bool", "tensor")})
+
+# The members torch.export.save writes for a plain exported program (below the archive's root folder).
+_PT2_LAYOUT = re.compile(r"(archive_format|archive_version|byteorder|\.data/version|\.data/serialization_id"
+                         r"|models/\w+\.json|data/weights/\w+(\.json)?|data/constants/\w+(\.json)?"
+                         r"|data/sample_inputs/\w+\.pt|extra/[\w.\-]+)")
+_TENSOR_CONSTANT_PREFIX = "tensor_"
+# Node targets: ATen operators and plain arithmetic; never an arbitrary ``torch.*`` attribute, and none of
+# the ``operator`` functions that reach attributes or call things (attrgetter, methodcaller, call...).
+_ARITHMETIC = ("add|sub|mul|truediv|floordiv|mod|pow|neg|pos|abs|eq|ne|lt|le|gt|ge|and_|or_|xor|not_|invert"
+               "|lshift|rshift|matmul|truth|getitem")
+_TARGET = re.compile(rf"torch\.ops\.aten\.\w+\.\w+|_operator\.({_ARITHMETIC})|math\.(ceil|floor|trunc|sqrt)"
+                     rf"|torch\.sym_(min|max|not|int|float|ite|sqrt|sum)")
+_FORBIDDEN_ATEN = re.compile(r"torch\.ops\.aten\.\w*(file|save|load)\w*\.")  # from_file can create files
+# Shape expressions (sympy) and input guards (Python) are evaluated: only these names may appear.
+_EXPRESSION_NAMES = frozenset({
+    "Add", "Mul", "Pow", "Symbol", "Integer", "Rational", "Float", "Min", "Max", "Abs", "Mod", "Eq", "Ne",
+    "Lt", "Le", "Gt", "Ge", "And", "Or", "Not", "oo", "zoo", "nan", "true", "false", "True", "False",
+    "positive", "negative", "integer", "nonnegative", "real", "finite", "zero", "nonzero", "even", "odd",
+    "FloorDiv", "ModularIndexing", "Where", "PythonMod", "CleanDiv", "CeilToInt", "FloorToInt", "CeilDiv",
+    "LShift", "RShift", "PowByNatural", "FloatPow", "FloatTrueDiv", "IntTrueDiv", "TruncToFloat",
+    "TruncToInt", "RoundToInt", "RoundDecimal", "ToFloat", "Identity", "OpaqueUnaryFn_sqrt",
+    "IsNonOverlappingAndDenseIndicator", "BitwiseFn_bitwise_and", "BitwiseFn_bitwise_or",
+    "and", "or", "not", "L", "size", "torch", "sym_min", "sym_max", "sym_not", "sym_int", "sym_float",
+    "sym_ite", "math", "isnan", "inf", "floor", "ceil", "trunc",
+})
+_EXPRESSION_TOKEN = re.compile(r"\s+|[A-Za-z][A-Za-z0-9]*(_[A-Za-z0-9]+)*|'[A-Za-z_]\w*'|\d+(\.\d+)?(e[+-]?\d+)?"
+                               r"|\*\*|//|==|!=|<=|>=|[()\[\],=+\-*/%<>.]")
+_NAME_KEYS = ("name", "as_name")
+
+
+class UnsafeModelFile(UserError):
+    """The file reaches something a model file never needs; nothing in it was run."""
+
+
+class TorchScriptNeedsTrust(UserError):
+    """TorchScript runs its own code when loaded; the user has to say they trust the file."""
+
+
+def torchscript_warning(path: Path) -> str:
+    return (f"{Path(path).name} is a TorchScript file, and TorchScript files carry code that runs when they are "
+            f"loaded; open it only if you trust where it came from.")
+
+
+# ---- the checks ------------------------------------------------------------------------------------
+def format_of(path: Path) -> str:
+    from tl_studio.core.export_formats import format_for_suffix
+
+    return format_for_suffix(Path(path))
+
+
+def check_model_file(path: Path, fmt: str | None = None) -> str:
+    """Raises ``UnsafeModelFile`` (one sentence naming the file and the reason) unless ``path`` passes the
+    check of its format; returns the format. Reads the file with zipfile/json/pickletools only."""
+    path = Path(path)
+    fmt = fmt or format_of(path)
+    try:
+        if fmt == "pt2":
+            check_pt2(path)
+        elif fmt == "torchscript":
+            check_torchscript_pickles(path)
+    except (zipfile.BadZipFile, OSError, ValueError, KeyError) as error:
+        raise UnsafeModelFile(f"{path.name} was not opened: it is not a readable {fmt} archive "
+                              f"({type(error).__name__}).") from None
+    return fmt
+
+
+def check_pt2(path: Path) -> None:
+    with zipfile.ZipFile(path) as archive:
+        members = [name for name in archive.namelist() if not name.endswith("/")]
+        root = _single_root(path, members)
+        inside = {name[len(root) + 1:]: name for name in members}
+        for relative in inside:
+            if not _PT2_LAYOUT.fullmatch(relative):
+                _refuse(path, f"it holds {relative!r}, which torch.export never writes for a plain model "
+                              f"(compiled code or an unknown part)")
+        if "archive_format" not in inside or archive.read(inside["archive_format"]).strip() != b"pt2":
+            _refuse(path, "it is not in the current torch.export archive format")
+        for relative, name in inside.items():
+            if relative.startswith("models/"):
+                _check_program(path, json.loads(archive.read(name)))
+            elif relative.startswith("data/sample_inputs/"):
+                _check_torch_save(path, archive.read(name), ALLOWED_GLOBALS)
+            elif relative.endswith("_config.json"):
+                _check_payloads(path, archive, root, relative, json.loads(archive.read(name)))
+
+
+def check_torchscript_pickles(path: Path) -> None:
+    with zipfile.ZipFile(path) as archive:
+        for name in archive.namelist():
+            if name.endswith(".pkl") or name.endswith(".debug_pkl"):
+                _check_pickle(path, archive.read(name), ALLOWED_GLOBALS | _TORCHSCRIPT_GLOBALS,
+                              allow_module=lambda module: module.split(".")[0] == "__torch__")
+
+
+def _single_root(path: Path, members: list[str]) -> str:
+    roots = {name.split("/", 1)[0] for name in members}
+    if len(roots) != 1 or any("/" not in name for name in members):
+        _refuse(path, "it is not laid out as a torch.export archive (one root folder)")
+    return roots.pop()
+
+
+def _check_payloads(path: Path, archive: zipfile.ZipFile, root: str, relative: str, config: dict) -> None:
+    folder = relative.rsplit("/", 1)[0]
+    for fqn, payload in config.get("config", {}).items():
+        file_name = str(payload.get("path_name", ""))
+        if folder == "data/constants" and not file_name.startswith(_TENSOR_CONSTANT_PREFIX):
+            _refuse(path, f"its constant {fqn!r} is a pickled Python or TorchBind object, not a tensor")
+        if payload.get("use_pickle"):
+            _check_torch_save(path, archive.read(f"{root}/{folder}/{file_name}"), ALLOWED_GLOBALS)
+
+
+def _check_torch_save(path: Path, data: bytes, allowed: frozenset) -> None:
+    """A torch.save payload: a zip whose ``data.pkl`` is unpickled, or (old style) a bare pickle."""
+    if data[:2] != b"PK":
+        _check_pickle(path, data, allowed)
+        return
+    with zipfile.ZipFile(io.BytesIO(data)) as inner:
+        pickles = [name for name in inner.namelist() if name.endswith(".pkl")]
+        if not pickles:
+            _refuse(path, "a tensor payload in it has no data.pkl")
+        for name in pickles:
+            _check_pickle(path, inner.read(name), allowed)
+
+
+def _check_pickle(path: Path, data: bytes, allowed: frozenset,
+                  allow_module: Callable[[str], bool] = lambda module: False) -> None:
+    from picklescan.scanner import scan_pickle_bytes
+
+    try:
+        opcodes = [opcode.name for opcode, _, _ in pickletools.genops(data)]
+    except Exception:  # noqa: BLE001 - anything pickletools cannot read is refused, whatever the error
+        _refuse(path, "a pickle in it cannot be parsed")
+    if any(name.startswith("EXT") for name in opcodes):
+        _refuse(path, "a pickle in it imports through the extension registry")
+    result = scan_pickle_bytes(io.BytesIO(data), path.name, multiple_pickles=False)
+    if result.scan_err:
+        _refuse(path, "a pickle in it cannot be parsed")
+    for found in result.globals:
+        if (found.module, found.name) not in allowed and not allow_module(found.module):
+            _refuse(path, f"a pickle in it imports {found.module}.{found.name}, which a model file never needs")
+
+
+def _check_program(path: Path, program: dict) -> None:
+    for key, value in _strings(program):
+        if key == "target" and (not _TARGET.fullmatch(value) or _FORBIDDEN_ATEN.match(value)):
+            _refuse(path, f"its graph calls {value!r}, which is not a tensor operator")
+        elif key in _NAME_KEYS and not (value.isidentifier() and not keyword.iskeyword(value)):
+            _refuse(path, f"its graph has a node named {value!r}, which is not a plain name")
+        elif key in ("expr_str", "guards_code"):
+            _check_expression(path, value)
+    for symbol in program.get("range_constraints", {}):
+        _check_expression(path, symbol)
+
+
+def _strings(node, key: str | None = None) -> Iterator[tuple[str, str]]:
+    """Every string in a JSON tree with the key it sits under (a list passes its key on)."""
+    if isinstance(node, dict):
+        for child_key, child in node.items():
+            yield from _strings(child, child_key)
+    elif isinstance(node, list):
+        for child in node:
+            yield from _strings(child, key)
+    elif isinstance(node, str) and key is not None:
+        yield key, node
+
+
+def _check_expression(path: Path, text: str) -> None:
+    position = 0
+    while position < len(text):
+        token = _EXPRESSION_TOKEN.match(text, position)
+        if token is None:
+            _refuse(path, f"a shape expression in it holds {text[position:position + 20]!r}")
+        word = token.group()
+        if word[0].isalpha() and word not in _EXPRESSION_NAMES and not re.fullmatch(r"[a-z]\d+", word):
+            _refuse(path, f"a shape expression in it names {word!r}")
+        position = token.end()
+
+
+def _refuse(path: Path, reason: str):
+    raise UnsafeModelFile(f"{Path(path).name} was not opened: {reason}; nothing in it was run.")
+
+
+# ---- loading -------------------------------------------------------------------------------------
+@dataclass
+class ModelFile:
+    path: Path
+    format: str
+    metadata: dict
+    predict: Callable  # N x 3 x H x W float in [0, 1] -> N x C probabilities
+
+    @property
+    def classes(self) -> list[str]:
+        return list(self.metadata.get("classes", []))
+
+
+def load_model_file(path: Path, fmt: str | None = None, *, trust_torchscript: bool = False) -> ModelFile:
+    """The checked loader. TorchScript needs ``trust_torchscript`` (the user's explicit consent)."""
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"No model file at {path}; train a model first or pick an existing file.")
+    fmt = fmt or format_of(path)
+    if fmt == "torchscript" and not trust_torchscript:
+        raise TorchScriptNeedsTrust(torchscript_warning(path) + " Add --trust to load it.")
+    check_model_file(path, fmt)
+    try:
+        return _LOADERS[fmt](path)
+    except UserError:
+        raise
+    except Exception as error:  # noqa: BLE001 - any failure of a third-party loader is one sentence
+        raise UserError(f"{path.name} could not be loaded as a {fmt} model ({type(error).__name__}); "
+                        f"is it a TL Studio export?") from None
+
+
+def load_exported_program(path: Path):
+    """The checked ``ExportedProgram`` of a .pt2 file and its TL Studio metadata (for Grad-CAM's weights)."""
+    path = Path(path)
+    check_model_file(path, "pt2")
+    return _export_load(path)
+
+
+_env_lock = threading.Lock()
+
+
+@contextmanager
+def weights_only_everywhere() -> Iterator[None]:
+    """Every ``torch.load`` in this block runs with ``weights_only=True``, even one that asks for False
+    (torch reads TORCH_FORCE_WEIGHTS_ONLY_LOAD at each call)."""
+    names = ("TORCH_FORCE_WEIGHTS_ONLY_LOAD", "TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD")
+    with _env_lock:
+        saved = {name: os.environ.get(name) for name in names}
+        os.environ[names[0]] = "1"
+        os.environ.pop(names[1], None)
+        try:
+            yield
+        finally:
+            for name, value in saved.items():
+                if value is None:
+                    os.environ.pop(name, None)
+                else:
+                    os.environ[name] = value
+
+
+def _export_load(path: Path):
+    import torch
+
+    extra = {METADATA_KEY: ""}
+    with weights_only_everywhere():
+        program = torch.export.load(str(path), extra_files=extra)
+    return program, json.loads(extra[METADATA_KEY] or "{}")
+
+
+def _load_pt2(path: Path) -> ModelFile:
+    program, metadata = _export_load(path)
+    return ModelFile(path, "pt2", metadata, _no_grad(program.module()))
+
+
+def _load_torchscript(path: Path) -> ModelFile:
+    import torch
+
+    from tl_studio.core.export import torchscript_is_deliberate
+
+    extra = {METADATA_KEY: ""}
+    with torchscript_is_deliberate(), weights_only_everywhere():
+        module = torch.jit.load(str(path), map_location="cpu", _extra_files=extra)
+    return ModelFile(path, "torchscript", json.loads(extra[METADATA_KEY] or "{}"), _no_grad(module))
+
+
+def _load_onnx(path: Path) -> ModelFile:
+    import onnxruntime
+    import torch
+
+    session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    meta = session.get_modelmeta().custom_metadata_map
+    input_name = session.get_inputs()[0].name
+
+    def predict(images):
+        return torch.from_numpy(session.run(None, {input_name: images.numpy()})[0])
+
+    return ModelFile(path, "onnx", json.loads(meta.get(METADATA_KEY, "{}")), predict)
+
+
+def _no_grad(module) -> Callable:
+    import torch
+
+    def predict(images):
+        with torch.no_grad():
+            return module(images)
+    return predict
+
+
+_LOADERS = {"pt2": _load_pt2, "onnx": _load_onnx, "torchscript": _load_torchscript}

@@ -1,0 +1,41 @@
+"""Before the app opens a model file chosen by the user: the check of core/model_file.py, with its one
+sentence in a message box when the file is refused, and for TorchScript (which runs its own code when it
+is loaded) a confirmation that says so. A confirmed TorchScript file is remembered in the session, so
+the Predict and Evaluate steps may load it."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from PySide6.QtWidgets import QMessageBox, QWidget
+
+
+def confirm_model_file(parent: QWidget, session, path) -> bool:
+    """True when ``path`` may be opened: it passed the check, and a TorchScript file was confirmed."""
+    from tl_studio.core.errors import UserError
+    from tl_studio.core.model_file import check_model_file, format_of, torchscript_warning
+
+    path = Path(path)
+    try:
+        fmt = format_of(path)
+        if fmt == "torchscript" and not _user_trusts(parent, path, torchscript_warning(path)):
+            return False
+        check_model_file(path, fmt)
+    except UserError as error:
+        QMessageBox.warning(parent, "Model file not opened", str(error))
+        return False
+    if fmt == "torchscript":
+        session.trusted_model_files.add(path)
+    return True
+
+
+def is_trusted(session, path) -> bool:
+    return path is not None and Path(path) in session.trusted_model_files
+
+
+def _user_trusts(parent: QWidget, path: Path, warning: str) -> bool:
+    answer = QMessageBox.warning(
+        parent, "Open a TorchScript file?",
+        f"{warning}\n\nA .pt2 or ONNX file cannot run code and is the safer choice. Open {path.name} anyway?",
+        QMessageBox.Open | QMessageBox.Cancel, QMessageBox.Cancel)
+    return answer == QMessageBox.Open
