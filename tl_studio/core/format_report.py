@@ -108,9 +108,9 @@ def _write(folder: Path, fmt: str, work: Path, cancel) -> Path:
 
 def _load(path: Path):
     """Files written a moment ago by this process: the project's loader, as a user would load them."""
-    from tl_studio.core.export import load_model_file
+    from tl_studio.core.model_file import load_model_file
 
-    return load_model_file(path, "onnx" if path.suffix == ".onnx" else None)
+    return load_model_file(path, trust_torchscript=True)  # written by this process a moment ago
 
 
 def _validation_images(run) -> tuple[list[torch.Tensor], list[int]]:

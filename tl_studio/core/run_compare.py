@@ -39,7 +39,7 @@ class ValidationComparison:
 
 def load_run_model(run_dir):
     """The run's model.pt2 through the project's model-file loader (the only call in this module)."""
-    from tl_studio.core.export import load_model_file
+    from tl_studio.core.model_file import load_model_file
 
     path = Path(run_dir) / MODEL_FILE
     if not path.is_file():
