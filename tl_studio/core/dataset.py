@@ -76,8 +76,15 @@ class ImageDataset(Dataset):
         try:
             image = self._load(self.paths[index])
             return self.transform(image), self.labels[index], index
-        except (ImageLoadError, OSError, ValueError) as error:
-            return LoadFailure(index, str(getattr(error, "reason", None) or error))
+        except ImageLoadError as error:
+            return LoadFailure(index, error.reason)
+        except Exception as error:  # noqa: BLE001 - one image, whatever went wrong with it, never ends a run
+            return LoadFailure(index, _unexpected_failure_reason(error))
+
+
+def _unexpected_failure_reason(error: Exception) -> str:
+    detail = str(error).strip().splitlines()[0][:120] if str(error).strip() else type(error).__name__
+    return f"Could not be prepared for the model ({detail})"
 
 
 @dataclass
