@@ -251,8 +251,26 @@ def test_exif_orientation_is_applied(tmp_path):
     assert load_rgb(path).size == (20, 40)
 
 
+def _descriptors_open_on(path: Path) -> list[str]:
+    folder = Path("/proc/self/fd")
+    targets = []
+    for fd in os.listdir(folder):
+        try:
+            targets.append(os.readlink(folder / fd))
+        except OSError:
+            continue  # the descriptor listdir itself used, closed since
+    return [target for target in targets if target == str(path)]
+
+
+@pytest.mark.skipif(not Path("/proc/self/fd").is_dir(), reason="needs /proc to list open files (Linux)")
 def test_the_loaded_image_does_not_keep_the_file_open(tmp_path):
-    path = make_image(tmp_path / "a.jpg", (10, 20, 30))
-    image = load_rgb(path)
-    path.unlink()  # would fail on Windows with an open handle; the pixels must already be in memory
-    assert image.getpixel((0, 0)) is not None and image.mode == "RGB"
+    """An open handle would stop a Windows user from moving or deleting the image while the app runs
+    (Linux deletes open files happily, so the test looks at the process's open descriptors)."""
+    path = make_image(tmp_path / "a.jpg", (10, 20, 30)).resolve()
+    opaque = make_image(tmp_path / "b.png", (10, 20, 30))  # PNG: a lazily decoded format too
+    images = [load_rgb(path), load_rgb(opaque)]
+    assert _descriptors_open_on(path) == [] and _descriptors_open_on(opaque.resolve()) == []
+    path.unlink()
+    opaque.unlink()
+    # The pixels are in memory: reading them all needs no file.
+    assert all(image.mode == "RGB" and len(image.tobytes()) == 64 * 64 * 3 for image in images)
