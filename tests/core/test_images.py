@@ -8,6 +8,7 @@ import struct
 import zlib
 from pathlib import Path
 
+import numpy as np
 import pytest
 from PIL import Image, features
 
@@ -274,3 +275,38 @@ def test_the_loaded_image_does_not_keep_the_file_open(tmp_path):
     opaque.unlink()
     # The pixels are in memory: reading them all needs no file.
     assert all(image.mode == "RGB" and len(image.tobytes()) == 64 * 64 * 3 for image in images)
+
+
+def _phone_photo(path: Path, orientation: int | None) -> Path:
+    """A landscape JPEG as a phone stores it (sensor orientation plus an EXIF tag to turn it)."""
+    x = np.linspace(0, 255, 2400, dtype=np.float32)
+    y = np.linspace(0, 255, 1800, dtype=np.float32)[:, None]
+    pixels = np.stack([x + 0 * y, y + 0 * x, (x + y) / 2], axis=-1).astype(np.uint8)
+    pixels[100:400, 200:900] = (250, 20, 20)  # a marker in the sensor's top-left corner
+    exif = Image.Exif()
+    if orientation:
+        exif[0x0112] = orientation
+    Image.fromarray(pixels).save(path, quality=90, exif=exif)
+    return path
+
+
+@pytest.mark.parametrize("orientation", [None, 6, 8, 3])
+def test_a_large_jpeg_decodes_reduced_to_the_needed_side_and_upright(tmp_path, orientation):
+    path = _phone_photo(tmp_path / "phone.jpg", orientation)
+    full = load_rgb(path)
+    reduced = load_rgb(path, min_side=256)
+    # 1800 // 256 = 7: the 1/4 reduction is the largest that keeps both sides >= 256.
+    assert sorted(reduced.size) == [450, 600] and min(reduced.size) >= 256
+    assert (reduced.width > reduced.height) == (full.width > full.height)  # EXIF rotation applied
+    # The same picture up to resampling: compared at the reduced size, pixel by pixel.
+    difference = np.abs(np.asarray(full.resize(reduced.size, Image.Resampling.BOX), dtype=np.int16)
+                        - np.asarray(reduced, dtype=np.int16))
+    assert difference.mean() < 3
+
+
+def test_a_jpeg_decodes_in_full_when_a_reduction_would_go_below_the_needed_side(tmp_path):
+    path = _phone_photo(tmp_path / "phone.jpg", 6)
+    assert load_rgb(path, min_side=1000).size == (1800, 2400)  # 1800 // 1000 = 1: no reduction
+    assert load_rgb(path, min_side=800).size == (900, 1200)  # 1800 // 800 = 2
+    png = make_image(tmp_path / "a.png", (10, 20, 30), size=64)
+    assert load_rgb(png, min_side=8).size == (64, 64)  # only JPEG has DCT scaling
