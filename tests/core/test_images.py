@@ -310,3 +310,11 @@ def test_a_jpeg_decodes_in_full_when_a_reduction_would_go_below_the_needed_side(
     assert load_rgb(path, min_side=800).size == (900, 1200)  # 1800 // 800 = 2
     png = make_image(tmp_path / "a.png", (10, 20, 30), size=64)
     assert load_rgb(png, min_side=8).size == (64, 64)  # only JPEG has DCT scaling
+
+
+def test_the_export_check_gets_phone_photos_reduced_but_upright_and_their_own_shape(tmp_path):
+    from tl_studio.core.samples import load_check_images
+
+    path = _phone_photo(tmp_path / "phone.jpg", 6)
+    (image,) = load_check_images([path, tmp_path / "missing.jpg"])
+    assert tuple(image.shape) == (1, 3, 1200, 900)  # 1800 // 512 = 3: the 1/2 reduction, turned upright
