@@ -12,6 +12,7 @@ from PIL import Image
 
 from tests.helpers import make_image
 from tl_studio.cli.main import main
+from tl_studio.core.data import scan_dataset
 
 _unique = itertools.count(1)
 
@@ -33,25 +34,27 @@ def test_json_report(tiny_dataset, capsys):
                                  {"name": "red", "label": 2, "count": 12}]
     assert report["num_images"] == 36 and report["presplit"] is False
     assert report["root"] == str(tiny_dataset)
-    assert report["splits"]["train"] == {"blue": 10, "green": 10, "red": 10}
+    assert report["splits"] == scan_dataset(tiny_dataset).counts()  # the split is the core's, per file
     assert [(p["path"], p["kind"]) for p in report["problems"]] == [("red/broken.jpg", "empty_file")]
 
 
 def test_split_options_change_the_split(tiny_dataset, capsys):
     report = scan_json(capsys, str(tiny_dataset), "--val-fraction", "0.25", "--test-fraction", "0.25", "--seed", "3")
-    assert report["splits"]["val"] == {"blue": 3, "green": 3, "red": 3}
-    assert report["splits"]["test"] == {"blue": 3, "green": 3, "red": 3}
+    assert report["splits"] == scan_dataset(tiny_dataset, val_fraction=0.25, test_fraction=0.25, seed=3).counts()
+    assert report["splits"] != scan_dataset(tiny_dataset).counts()
     assert report["seed"] == 3
 
 
 def test_human_summary_shows_classes_counts_and_problems(tiny_dataset, capsys):
     for i in range(25):
         (tiny_dataset / "green" / f"note_{i:02d}.txt").write_text("not an image")
+    counts = scan_dataset(tiny_dataset).counts()
     assert main(["scan", str(tiny_dataset)]) == 0
     out = capsys.readouterr().out
     assert "3 classes, 36 images" in out
     assert [line.split()[:5] for line in out.splitlines() if line.strip().startswith("blue")] == [
-        ["blue", "10", "2", "12", "\u2588" * 30 if "\u2588" in out else "#" * 30]]
+        ["blue", str(counts["train"]["blue"]), str(counts["val"]["blue"]), "12",
+         "\u2588" * 30 if "\u2588" in out else "#" * 30]]
     assert "25 problems:" in out and "green/note_00.txt: Not an image file" in out
     assert "... and 5 more (use --all to list them all)" in out and "note_24" not in out
     assert main(["scan", str(tiny_dataset), "--all"]) == 0
@@ -62,9 +65,12 @@ def test_human_summary_shows_classes_counts_and_problems(tiny_dataset, capsys):
 def test_imbalance_is_noted(tmp_path, capsys):
     add_images(tmp_path / "many", 40)
     add_images(tmp_path / "few", 5)
+    train = scan_dataset(tmp_path).counts()["train"]
     assert main(["scan", str(tmp_path)]) == 0
     out = capsys.readouterr().out
-    assert "Imbalanced classes: 'many' has 32 training images, 8.0x the 4 of 'few'" in out
+    ratio = train["many"] / train["few"]
+    assert ratio > 3 and (f"Imbalanced classes: 'many' has {train['many']} training images, {ratio:.1f}x the "
+                          f"{train['few']} of 'few'") in out
 
 
 def test_no_imbalance_note_for_balanced_classes(tiny_dataset, capsys):

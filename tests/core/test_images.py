@@ -8,6 +8,7 @@ import struct
 import zlib
 from pathlib import Path
 
+import numpy as np
 import pytest
 from PIL import Image, features
 
@@ -251,8 +252,69 @@ def test_exif_orientation_is_applied(tmp_path):
     assert load_rgb(path).size == (20, 40)
 
 
+def _descriptors_open_on(path: Path) -> list[str]:
+    folder = Path("/proc/self/fd")
+    targets = []
+    for fd in os.listdir(folder):
+        try:
+            targets.append(os.readlink(folder / fd))
+        except OSError:
+            continue  # the descriptor listdir itself used, closed since
+    return [target for target in targets if target == str(path)]
+
+
+@pytest.mark.skipif(not Path("/proc/self/fd").is_dir(), reason="needs /proc to list open files (Linux)")
 def test_the_loaded_image_does_not_keep_the_file_open(tmp_path):
-    path = make_image(tmp_path / "a.jpg", (10, 20, 30))
-    image = load_rgb(path)
-    path.unlink()  # would fail on Windows with an open handle; the pixels must already be in memory
-    assert image.getpixel((0, 0)) is not None and image.mode == "RGB"
+    """An open handle would stop a Windows user from moving or deleting the image while the app runs
+    (Linux deletes open files happily, so the test looks at the process's open descriptors)."""
+    path = make_image(tmp_path / "a.jpg", (10, 20, 30)).resolve()
+    opaque = make_image(tmp_path / "b.png", (10, 20, 30))  # PNG: a lazily decoded format too
+    images = [load_rgb(path), load_rgb(opaque)]
+    assert _descriptors_open_on(path) == [] and _descriptors_open_on(opaque.resolve()) == []
+    path.unlink()
+    opaque.unlink()
+    # The pixels are in memory: reading them all needs no file.
+    assert all(image.mode == "RGB" and len(image.tobytes()) == 64 * 64 * 3 for image in images)
+
+
+def _phone_photo(path: Path, orientation: int | None) -> Path:
+    """A landscape JPEG as a phone stores it (sensor orientation plus an EXIF tag to turn it)."""
+    x = np.linspace(0, 255, 2400, dtype=np.float32)
+    y = np.linspace(0, 255, 1800, dtype=np.float32)[:, None]
+    pixels = np.stack([x + 0 * y, y + 0 * x, (x + y) / 2], axis=-1).astype(np.uint8)
+    pixels[100:400, 200:900] = (250, 20, 20)  # a marker in the sensor's top-left corner
+    exif = Image.Exif()
+    if orientation:
+        exif[0x0112] = orientation
+    Image.fromarray(pixels).save(path, quality=90, exif=exif)
+    return path
+
+
+@pytest.mark.parametrize("orientation", [None, 6, 8, 3])
+def test_a_large_jpeg_decodes_reduced_to_the_needed_side_and_upright(tmp_path, orientation):
+    path = _phone_photo(tmp_path / "phone.jpg", orientation)
+    full = load_rgb(path)
+    reduced = load_rgb(path, min_side=256)
+    # 1800 // 256 = 7: the 1/4 reduction is the largest that keeps both sides >= 256.
+    assert sorted(reduced.size) == [450, 600] and min(reduced.size) >= 256
+    assert (reduced.width > reduced.height) == (full.width > full.height)  # EXIF rotation applied
+    # The same picture up to resampling: compared at the reduced size, pixel by pixel.
+    difference = np.abs(np.asarray(full.resize(reduced.size, Image.Resampling.BOX), dtype=np.int16)
+                        - np.asarray(reduced, dtype=np.int16))
+    assert difference.mean() < 3
+
+
+def test_a_jpeg_decodes_in_full_when_a_reduction_would_go_below_the_needed_side(tmp_path):
+    path = _phone_photo(tmp_path / "phone.jpg", 6)
+    assert load_rgb(path, min_side=1000).size == (1800, 2400)  # 1800 // 1000 = 1: no reduction
+    assert load_rgb(path, min_side=800).size == (900, 1200)  # 1800 // 800 = 2
+    png = make_image(tmp_path / "a.png", (10, 20, 30), size=64)
+    assert load_rgb(png, min_side=8).size == (64, 64)  # only JPEG has DCT scaling
+
+
+def test_the_export_check_gets_phone_photos_reduced_but_upright_and_their_own_shape(tmp_path):
+    from tl_studio.core.samples import load_check_images
+
+    path = _phone_photo(tmp_path / "phone.jpg", 6)
+    (image,) = load_check_images([path, tmp_path / "missing.jpg"])
+    assert tuple(image.shape) == (1, 3, 1200, 900)  # 1800 // 512 = 3: the 1/2 reduction, turned upright

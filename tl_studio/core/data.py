@@ -14,9 +14,10 @@ This module imports neither torch nor numpy: ``tl-studio scan`` must start fast.
 
 from __future__ import annotations
 
+import errno
+import hashlib
 import math
 import os
-import random
 import threading
 import time
 from collections import defaultdict
@@ -313,6 +314,27 @@ def is_ignored_name(name: str) -> bool:
     return name.startswith(".") or name.casefold() in IGNORED_NAMES
 
 
+def _is_dots_only(name: str) -> bool:
+    return bool(name) and set(name) == {"."}
+
+
+def class_name_problem(name: str) -> str | None:
+    """Why a folder name cannot be a class name (one sentence), or None when it can. Such a folder is
+    reported by the scan rather than skipped without a word: its name would mean another folder
+    ("...", which some systems read as two levels up), vanish on Windows (trailing dots and spaces)
+    or garble the terminal and every file the app writes (control characters)."""
+    if _is_dots_only(name) or not name.strip():
+        return (f"Folder '{name}' cannot be a class: its name is only dots or spaces, so its images were "
+                "skipped; rename it to the name of the class")
+    if any(ord(character) < 32 or ord(character) == 127 for character in name):
+        return ("Folder name holds control characters, so it cannot be a class and its images were "
+                "skipped; rename it to the name of the class")
+    if name[-1] in ". ":
+        return (f"Folder '{name}' cannot be a class: Windows drops the dot or space at the end of a "
+                "folder name, so the class would not survive a copy; rename it")
+    return None
+
+
 class _Scanner:
     """One scan's state: the root, the problems found so far and the progress ticker."""
 
@@ -349,22 +371,47 @@ class _Scanner:
         return _Layout(True, class_folders, sorted(subfolders), present)
 
     def _subfolders(self, folder: str) -> dict[str, str]:
-        """Visible sub-folders by name; images lying directly in ``folder`` are reported as unlabelled."""
+        """Visible sub-folders by name; images lying directly in ``folder`` are reported as unlabelled,
+        and folders whose name cannot be a class name are reported and left out."""
         subfolders = {}
-        for entry in self._visible_entries(folder):
-            if entry.is_dir() and entry.name == EXCLUDED_FOLDER:
+        for entry in self._visible_entries(folder, keep=_is_dots_only):
+            kind = self._kind(entry)
+            if kind == "dir" and entry.name == EXCLUDED_FOLDER:
                 continue  # images the user set aside from the Evaluate step: not a class
-            if entry.is_dir() and self._first_visit(entry.path):
+            if kind == "dir" and (reason := class_name_problem(entry.name)):
+                self.report(entry.path, reason, "bad_class_name")
+            elif kind == "dir" and self._first_visit(entry.path):
                 subfolders[entry.name] = entry.path
-            elif entry.is_file() and _starts_like_an_image(entry.path):
+            elif kind == "file" and _starts_like_an_image(entry.path):
                 self.report(entry.path, "Not inside a class folder, so it has no label and was ignored "
                             "(move it into the folder of its class)", "outside_class")
         return dict(sorted(subfolders.items()))
 
-    def _visible_entries(self, folder: str) -> list[os.DirEntry]:
+    def _kind(self, entry: os.DirEntry) -> str:
+        """"file", "dir", or "other" for an entry; a link that leads nowhere (broken, or a loop of
+        links) is reported as a problem and is "other"."""
+        try:
+            if entry.is_file():
+                return "file"
+            if entry.is_dir():
+                return "dir"
+        except OSError as error:  # ELOOP: x1.jpg -> x2.jpg -> x1.jpg; is_file() only hides ENOENT
+            if error.errno == errno.ELOOP:
+                reason = ("Link loop: this link leads back to itself through other links and never to a "
+                          "file, so it was skipped; remove it or point it at a real file")
+            else:
+                reason = f"Cannot be read ({error.strerror or error}), so it was skipped"
+            self.report(entry.path, reason, "unreadable")
+            return "other"
+        if entry.is_symlink():
+            self.report(entry.path, "Broken link: it points to a file that does not exist", "unreadable")
+        return "other"
+
+    def _visible_entries(self, folder: str, keep: Callable[[str], bool] = lambda name: False) -> list[os.DirEntry]:
+        """The entries of ``folder`` less hidden and system ones (unless ``keep`` says otherwise)."""
         try:
             with os.scandir(folder) as entries:
-                return [entry for entry in entries if not is_ignored_name(entry.name)]
+                return [entry for entry in entries if keep(entry.name) or not is_ignored_name(entry.name)]
         except OSError as error:
             reason = "permission denied" if isinstance(error, PermissionError) else error.strerror or error
             self.report(folder, f"Folder cannot be read ({reason}), so its images were skipped", "unreadable")
@@ -397,13 +444,11 @@ class _Scanner:
         pending = [folder]
         while pending:
             for entry in self._visible_entries(pending.pop()):
-                if entry.is_file():
+                kind = self._kind(entry)
+                if kind == "file":
                     yield entry.path
-                elif entry.is_dir():
-                    if self._first_visit(entry.path):
-                        pending.append(entry.path)
-                elif entry.is_symlink():
-                    self.report(entry.path, "Broken link: it points to a file that does not exist", "unreadable")
+                elif kind == "dir" and self._first_visit(entry.path):
+                    pending.append(entry.path)
 
     def check_all(self, candidates: list[_Candidate]) -> list[_Checked]:
         checked = []
@@ -529,11 +574,20 @@ def _digest_or_path(path: str) -> bytes | str:
 # ---------------------------------------------------------------- splitting
 
 class _Splitter:
-    """The seeded, stratified split: the same folder and seed give the same split on any machine.
+    """The seeded, stratified split, stable per file: the same folder and seed give the same split on
+    any machine, and each image's split depends only on its own path (relative to the dataset
+    folder), the seed and the fractions. Moving, adding or removing one image therefore leaves every
+    other image in the split it was in (a split keyed by position would shift its neighbours).
 
-    Each class is split on its own (its files sorted, then shuffled by a Random seeded with the seed
-    and the class name), so adding images to one class does not reshuffle the others. Identical files
-    of a class move together, so that a duplicate never ends up in both train and val."""
+    Each file's path and the seed hash to a number in [0, 1); the file goes to val below
+    ``val_fraction``, to test below ``val_fraction + test_fraction``, else to train. Every class is
+    split on its own by the same rule, so each class gets close to the requested share (the shares
+    are exact on average; a class of n images is within about sqrt(n) images of them). Two
+    guarantees bend the rule for tiny classes only: a class of two or more images has at least one
+    val image (and one test image from three on, if a test split is asked for), every class keeps
+    at least one training image, and no held-out split of a class gets more than twice its share
+    (so that 4 of a class's 5 images never go to validation by chance). Identical files of a class move together, keyed by the first
+    of them, so that a duplicate never ends up in both train and val."""
 
     def __init__(self, val_fraction: float, test_fraction: float, seed: int):
         self.val_fraction, self.test_fraction, self.seed = val_fraction, test_fraction, seed
@@ -545,28 +599,51 @@ class _Splitter:
         pre-split dataset with train and test folders but no val folder)."""
         splits = {item.relative: item.split for item in checked if item.split is not None}
         to_split = [item for item in checked if item.split is None or (val_from_train and item.split == "train")]
-        for class_name, units in _units_by_class(to_split, duplicates).items():
-            splits.update(self._split_class(class_name, units))
+        for units in _units_by_class(to_split, duplicates).values():
+            splits.update(self._split_class(units))
         return splits
 
-    def _split_class(self, class_name: str, units: list[list[str]]) -> dict[str, str]:
-        units = sorted(units)
-        random.Random(f"{self.seed}/{class_name}").shuffle(units)
-        val_count, test_count = self.held_out_counts(len(units))
+    def position(self, relative: str) -> float:
+        """A file's fixed place in [0, 1), from its path and the seed alone."""
+        digest = hashlib.blake2b(f"{self.seed}\0{relative}".encode("utf-8", "surrogateescape"),
+                                 digest_size=8).digest()
+        return int.from_bytes(digest, "big") / 2**64
+
+    def _split_class(self, units: list[list[str]]) -> dict[str, str]:
+        ranked = sorted(units, key=lambda unit: (self.position(unit[0]), unit[0]))
+        positions = [self.position(unit[0]) for unit in ranked]
+        test_end = self.val_fraction + self.test_fraction
+        split_of = ["val" if p < self.val_fraction else "test" if p < test_end else "train" for p in positions]
+        self._keep_the_minimum_of_each_split(split_of)
         splits = {}
-        for index, unit in enumerate(units):
-            split = "val" if index < val_count else "test" if index < val_count + test_count else "train"
+        for unit, split in zip(ranked, split_of, strict=True):
             splits.update(dict.fromkeys(unit, split))
         return splits
 
-    def held_out_counts(self, n: int) -> tuple[int, int]:
-        """How many of n images go to val and test: the fractions rounded, at least one val image when
-        n >= 2 (and one test image when n >= 3 and a test split is asked for), at least one train image."""
-        val_count = max(1, int(n * self.val_fraction + 0.5)) if n >= 2 else 0
-        test_count = max(1, int(n * self.test_fraction + 0.5)) if self.test_fraction > 0 and n >= 3 else 0
-        test_count = max(0, min(test_count, n - 1 - val_count))
-        val_count = max(0, min(val_count, n - 1 - test_count))
-        return val_count, test_count
+    def _keep_the_minimum_of_each_split(self, split_of: list[str]) -> None:
+        """``split_of`` lists the class's units in order of position (val's region first, then
+        test's, then train's); when a split would be empty, the unit nearest its region moves in,
+        taken only from a split that has more than one (tiny classes only)."""
+        n = len(split_of)
+        if n and "train" not in split_of:
+            split_of[-1] = "train"
+        if n >= 2 and "val" not in split_of:
+            spare = [i for i, split in enumerate(split_of) if split == "test" or split_of.count(split) > 1]
+            split_of[spare[0]] = "val"
+        if self.test_fraction > 0 and n >= 3 and "test" not in split_of:
+            trains = [i for i, split in enumerate(split_of) if split == "train"]
+            vals = [i for i, split in enumerate(split_of) if split == "val"]
+            split_of[trains[0] if len(trains) > 1 else vals[-1]] = "test"
+        for split, fraction in (("test", self.test_fraction), ("val", self.val_fraction)):
+            self._cap(split_of, split, max(1, 2 * round(n * fraction)))
+
+    @staticmethod
+    def _cap(split_of: list[str], split: str, most: int) -> None:
+        """No held-out split gets more than ``most`` units (twice its share): the excess, furthest in
+        position from the split's region start, trains. Only small classes ever reach the cap."""
+        members = [i for i, name in enumerate(split_of) if name == split]
+        for index in members[most:]:
+            split_of[index] = "train"
 
 
 def _units_by_class(items: list[_Checked], duplicates: list[list[_Checked]]) -> dict[str, list[list[str]]]:

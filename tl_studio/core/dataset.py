@@ -59,6 +59,8 @@ class ImageDataset(Dataset):
         self.paths = [str(r.path) for r in records]
         self.labels = [int(r.label) for r in records]
         self.transform = transform
+        # The shorter side the transform needs (see transforms.py): larger JPEGs decode reduced.
+        self.decode_side = getattr(transform, "decode_side", None)
         self.cache = DecodedImageCache(cache_bytes) if cache_bytes > 0 else None
 
     def __len__(self) -> int:
@@ -67,7 +69,7 @@ class ImageDataset(Dataset):
     def _load(self, path: str):
         image = self.cache.get(path) if self.cache else None
         if image is None:
-            image = load_rgb(path)
+            image = load_rgb(path, min_side=self.decode_side)
             if self.cache:
                 self.cache.put(path, image)
         return image
@@ -76,8 +78,15 @@ class ImageDataset(Dataset):
         try:
             image = self._load(self.paths[index])
             return self.transform(image), self.labels[index], index
-        except (ImageLoadError, OSError, ValueError) as error:
-            return LoadFailure(index, str(getattr(error, "reason", None) or error))
+        except ImageLoadError as error:
+            return LoadFailure(index, error.reason)
+        except Exception as error:  # noqa: BLE001 - one image, whatever went wrong with it, never ends a run
+            return LoadFailure(index, _unexpected_failure_reason(error))
+
+
+def _unexpected_failure_reason(error: Exception) -> str:
+    detail = str(error).strip().splitlines()[0][:120] if str(error).strip() else type(error).__name__
+    return f"Could not be prepared for the model ({detail})"
 
 
 @dataclass

@@ -129,8 +129,8 @@ def _example_input() -> torch.Tensor:
 
 def _export_program(model: nn.Module):
     batch = torch.export.Dim("batch", min=1, max=4096)
-    height = torch.export.Dim("height", min=8, max=16384)
-    width = torch.export.Dim("width", min=8, max=16384)
+    height = torch.export.Dim("height", min=1, max=16384)
+    width = torch.export.Dim("width", min=1, max=16384)
     with torch.no_grad():
         return torch.export.export(model, (_example_input(),),
                                    dynamic_shapes={"images": {0: batch, 2: height, 3: width}})

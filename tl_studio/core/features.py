@@ -31,17 +31,21 @@ def extract_features(model: nn.Module, loader, device: torch.device, *, amp_dtyp
                      on_batch: Callable[[Batch, int], None] | None = None) -> FeatureSet:
     """Runs the frozen backbone over a loader. ``on_batch(batch, done)`` is called after each batch
     (progress, failed images, stop checks)."""
+    from tl_studio.core.device import is_channels_last, use_channels_last
     from tl_studio.core.models import forward_features
 
     model.eval()
-    # channels_last: measured 1.7x faster for EfficientNet-Lite0 inference on an AVX-512 CPU, and the
-    # usual layout on GPUs. The weights go back to the default layout afterwards.
-    model.to(memory_format=torch.channels_last)
+    # channels_last where it measured faster (device.use_channels_last: e.g. 2x for EfficientNet-Lite0
+    # inference on this CPU); the weights go back to the layout they had afterwards.
+    channels_last = use_channels_last(device, model, training=False)
+    layout_before = torch.channels_last if is_channels_last(model) else torch.contiguous_format
+    memory_format = torch.channels_last if channels_last else torch.contiguous_format
+    model.to(memory_format=memory_format)
     chunks, labels, indices = [], [], []
     done = 0
     for batch in loader:
         if len(batch):
-            images = batch.images.to(device, non_blocking=True).contiguous(memory_format=torch.channels_last)
+            images = batch.images.to(device, non_blocking=True).contiguous(memory_format=memory_format)
             with torch.autocast(device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
                 chunks.append(forward_features(model, images).float())
             labels.append(batch.labels.to(device))
@@ -49,8 +53,8 @@ def extract_features(model: nn.Module, loader, device: torch.device, *, amp_dtyp
         done += len(batch) + len(batch.failures)
         if on_batch:
             on_batch(batch, done)
-    if device.type != "cuda":
-        model.to(memory_format=torch.contiguous_format)
+    if layout_before != memory_format:
+        model.to(memory_format=layout_before)
     if not chunks:
         return FeatureSet(torch.empty(0, 0, device=device), torch.empty(0, dtype=torch.long, device=device),
                           torch.empty(0, dtype=torch.long))

@@ -52,6 +52,11 @@ def _symbolic_min(a: int, b: int) -> int:
     return torch.sym_min(a, b)
 
 
+@torch.jit.unused
+def _symbolic_max(a: int, b: int) -> int:
+    return torch.sym_max(a, b)
+
+
 class Preprocess(nn.Module):
     def __init__(self, spec: PreprocessSpec):
         super().__init__()
@@ -66,14 +71,20 @@ class Preprocess(nn.Module):
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         """images: N x 3 x H x W float RGB in [0, 1] -> N x 3 x C x C normalised."""
         height, width = images.shape[-2], images.shape[-1]
+        # Tiny images (1 x 1, 1 x N) must go through like any other, also inside an exported model
+        # whose H and W are symbolic. The crop keeps at least 2 pixels a side, and the image gets a
+        # 1-pixel border of its own edge pixels first: the crop then never spans the whole padded
+        # image and never has a side of 1, the two cases torch.export would otherwise specialise
+        # away. For any image of 3 px or more a side the crop is exactly the same pixels as without
+        # the border; for smaller ones the border repeats the edge, so the picture is unchanged.
         if torch.jit.is_scripting():
-            shorter = min(height, width)
+            side = max(2, (min(height, width) * self.crop_size) // self.resize_size)
         else:
-            shorter = _symbolic_min(height, width)
-        side = (shorter * self.crop_size) // self.resize_size
-        top = (height - side) // 2
-        left = (width - side) // 2
-        square = images[:, :, top:top + side, left:left + side]
+            side = _symbolic_max(2, (_symbolic_min(height, width) * self.crop_size) // self.resize_size)
+        padded = F.pad(images, (1, 1, 1, 1), mode="replicate")
+        top = (height + 2 - side) // 2
+        left = (width + 2 - side) // 2
+        square = padded[:, :, top:top + side, left:left + side]
         size = (self.crop_size, self.crop_size)
         if self.mode == "nearest":
             resized = F.interpolate(square, size=size, mode="nearest")

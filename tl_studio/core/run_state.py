@@ -14,6 +14,7 @@ import torch
 
 from tl_studio.core import checkpoint as ckpt
 from tl_studio.core import events, loops
+from tl_studio.core.device import use_channels_last
 from tl_studio.core.config import TrainConfig
 from tl_studio.core.errors import UserError
 from tl_studio.core.run_data import RunData
@@ -123,7 +124,7 @@ class RunState:
         self.phase = phase
         report = freeze(self.model, phase.freeze)
         self.features = None
-        if self.device.is_cuda:
+        if use_channels_last(self.device, self.model, training=True):
             self.model.to(memory_format=torch.channels_last)
         first = max(phase.first_epoch, self.epoch + 1)
         self._make_optimizer(phase, epochs=phase.last_epoch - first + 1)
@@ -252,7 +253,7 @@ class RunState:
             optimizer=self.optimizer, scheduler=self.scheduler,
             criterion=make_criterion(self.data.class_weights_on(self.device.device), self.config.label_smoothing),
             device=self.device.device, amp_dtype=self.device.amp_dtype, scaler=self.scaler,
-            channels_last=self.device.is_cuda, between_batches=self.control.checkpoint,
+            channels_last=use_channels_last(self.device, self.model, training=True), between_batches=self.control.checkpoint,
             on_batch=self._on_batch, on_failures=lambda failures: self._report_failures(failures, "train"),
             # the head was trained on features computed with the running statistics: keep them, so
             # unfreezing does not change every feature the head sees (and small batches add no noise)

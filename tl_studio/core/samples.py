@@ -35,7 +35,7 @@ def make_thumbnail(path: str, size: int = THUMBNAIL_PX) -> np.ndarray:
     from PIL import ImageOps
 
     try:
-        image = load_rgb(path)
+        image = load_rgb(path, min_side=size)  # a large JPEG decodes reduced: much faster
     except (ImageLoadError, OSError):
         return np.full((size, size, 3), 128, dtype=np.uint8)
     return np.asarray(ImageOps.fit(image, (size, size)), dtype=np.uint8).copy()
@@ -57,9 +57,14 @@ def sample_predictions(epoch: int, classes: Sequence[str], records: Sequence, in
     return events.SamplePredictions(epoch, tuple(classes), tuple(samples))
 
 
+CHECK_MIN_SIDE = 512
+
+
 def load_check_images(paths: Sequence, limit: int = 8) -> list[torch.Tensor]:
     """Up to ``limit`` images at their own sizes as 1 x 3 x H x W tensors in [0, 1], the way a model
-    file's users feed it: the inputs of the export check. Unreadable files are passed over."""
+    file's users feed it: the inputs of the export check. Unreadable files are passed over. Phone-size
+    JPEGs decode at a reduction that keeps their shape and at least CHECK_MIN_SIDE pixels: the check
+    needs varied real sizes, not 12-megapixel tensors (seconds each through the model, twice)."""
     from tl_studio.core.preprocess import to_unit_tensor
 
     images = []
@@ -67,7 +72,7 @@ def load_check_images(paths: Sequence, limit: int = 8) -> list[torch.Tensor]:
         if len(images) == limit:
             break
         try:
-            images.append(to_unit_tensor(load_rgb(path)).unsqueeze(0))
+            images.append(to_unit_tensor(load_rgb(path, min_side=CHECK_MIN_SIDE)).unsqueeze(0))
         except (ImageLoadError, OSError):
             continue
     return images

@@ -14,6 +14,7 @@ preprocessing, so augmentation does not apply (see docs/training.md).
 
 from __future__ import annotations
 
+import math
 from typing import Callable
 
 import torch
@@ -47,7 +48,15 @@ def train_transform(preset: str, spec: PreprocessSpec) -> Callable:
     else:
         raise ValueError(f"unknown augmentation preset {preset!r}")
     tail = [v2.RandomErasing(p=0.25)] if preset == "strong" else []
-    return v2.Compose(steps + _normalise(spec) + tail)
+    transform = v2.Compose(steps + _normalise(spec) + tail)
+    transform.decode_side = train_decode_side(steps[0].scale[0], spec)
+    return transform
+
+
+def train_decode_side(smallest_crop_area: float, spec: PreprocessSpec) -> int:
+    """The shorter side an image must keep for a random crop of ``smallest_crop_area`` of it to still
+    hold ``crop_size`` pixels a side (JPEGs larger than that decode reduced; see images.load_rgb)."""
+    return max(spec.resize_size, math.ceil(spec.crop_size / math.sqrt(smallest_crop_area)))
 
 
 class EvalTransform:
@@ -56,6 +65,9 @@ class EvalTransform:
     def __init__(self, spec: PreprocessSpec):
         self.spec = spec
         self.preprocess = Preprocess(spec)
+        # The preprocessing crops a square of min(H, W) * crop / resize and scales it to crop: an
+        # image whose shorter side is resize_size gives the crop every pixel it uses.
+        self.decode_side = spec.resize_size
 
     def __call__(self, image) -> torch.Tensor:
         return preprocess_one(self.preprocess, image)
