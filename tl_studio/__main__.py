@@ -1,4 +1,4 @@
-"""``python -m tl_studio`` and the frozen app's entry script (packaging/tl_studio.spec)."""
+"""``python -m tl_studio``."""
 
 import sys
 
