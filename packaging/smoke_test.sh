@@ -21,24 +21,7 @@ step() { printf '\n== %s\n' "$*"; }
 fail() { echo "SMOKE TEST FAILED: $*" >&2; exit 1; }
 
 step "generating 3 classes x 16 images (48 px PNG)"
-python3 - "$work/data" <<'PY'
-import random, struct, sys, zlib
-from pathlib import Path
-
-def png(path, rgb, size=48, noise=40, rng=random.Random(0)):
-    rows = b"".join(b"\x00" + bytes(max(0, min(255, c + rng.randint(-noise, noise)))
-                                     for _ in range(size) for c in rgb) for _ in range(size))
-    chunk = lambda kind, data: (struct.pack(">I", len(data)) + kind + data
-                                + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF))
-    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", size, size, 8, 2, 0, 0, 0))
-                     + chunk(b"IDAT", zlib.compress(rows)) + chunk(b"IEND", b""))
-
-for name, rgb in {"red": (200, 40, 40), "green": (40, 180, 60), "blue": (40, 60, 200)}.items():
-    folder = Path(sys.argv[1]) / name
-    folder.mkdir(parents=True)
-    for i in range(16):
-        png(folder / f"{name}_{i:02d}.png", rgb)
-PY
+python3 "$(dirname "$0")/smoke_images.py" "$work/data"
 
 step "tl-studio --help"
 "$app" --help | grep -q "transfer learning on images" || fail "--help did not print the usage"
