@@ -49,6 +49,12 @@ for model in model.pt2 model.onnx; do
   step "tl-studio predict with $model"
   "$app" predict --json "$work/run/$model" "$work/data/green" > "$work/predict.jsonl"
   [[ $(wc -l < "$work/predict.jsonl") -eq 16 ]] || fail "predict with $model did not answer for all 16 images"
+  # the generated classes are plain colours: a trained model gets nearly all of them right
+  right=$(python3 -c 'import json, sys
+records = [json.loads(line) for line in open(sys.argv[1])]
+# top label: "labels"[0] (today) or "top"[0]["label"] (the calibrated output of PRODUCT.md)
+print(sum((r["top"][0]["label"] if "top" in r else r["labels"][0]) == "green" for r in records))' "$work/predict.jsonl")
+  [[ $right -ge 12 ]] || fail "predict with $model named only $right of the 16 green images green"
   head -n 2 "$work/predict.jsonl"
 done
 
