@@ -139,30 +139,60 @@ def copy_diagnostics(check: SystemCheck, say: Callable[[str], None] | None = Non
     check.request()
 
 
-def first_run_check(window, check: SystemCheck, settings: QSettings | None = None) -> None:
+class FirstRunCheck(QObject):
     """Once per installed version: where training will run, in the status bar; and when an NVIDIA GPU
-    sits unused, a (non-blocking) message with the command that fixes it."""
-    settings = settings or QSettings()
-    if settings.value(FIRST_RUN_KEY) == __version__:
-        return
+    sits unused, a (non-blocking) message with the command that fixes it.
 
-    def checked(report) -> None:
-        check.ready.disconnect(checked)
-        settings.setValue(FIRST_RUN_KEY, __version__)
+    A QObject with slots rather than closures: a closure that held the window and stayed connected to
+    one of the window's children would tie the window's lifetime to Python's garbage collector."""
+
+    def __init__(self, window, check: SystemCheck, settings: QSettings | None = None):
+        super().__init__(window)
+        self.check = check
+        self.say = window.session.say
+        self.settings = settings or QSettings()
+
+    def start(self) -> None:
+        if self.settings.value(FIRST_RUN_KEY) == __version__:
+            return
+        self.check.ready.connect(self._checked)
+        self.check.request()
+
+    def _checked(self, report) -> None:
+        self.check.ready.disconnect(self._checked)
+        self.settings.setValue(FIRST_RUN_KEY, __version__)
         summary = f"PyTorch {report.torch.version} ({report.torch.kind}). {system_info.gpu_summary(report)}"
-        window.session.say(summary)
+        self.say(summary)
         advice = system_info.install_advice(report)
         if advice:
             box = QMessageBox(QMessageBox.Information, "Your GPU is not used", f"{summary}\n\n{advice}",
-                              QMessageBox.Ok, window)
+                              QMessageBox.Ok, self.parent())
             box.setObjectName("firstRunAdvice")
             box.setTextInteractionFlags(Qt.TextSelectableByMouse)
             box.setModal(False)
             box.setAttribute(Qt.WA_DeleteOnClose)
             box.show()
 
-    check.ready.connect(checked)
-    check.request()
+
+def first_run_check(window, check: SystemCheck, settings: QSettings | None = None) -> FirstRunCheck:
+    first_run = FirstRunCheck(window, check, settings)
+    first_run.start()
+    return first_run
+
+
+class _HelpActions(QObject):
+    """The Help menu's slots (bound methods, not closures over the window: see FirstRunCheck)."""
+
+    def __init__(self, window, check: SystemCheck):
+        super().__init__(window)
+        self.check = check
+        self.say = window.session.say
+
+    def show_about(self) -> None:
+        AboutDialog(self.check, self.parent()).exec()
+
+    def copy_diagnostics(self) -> None:
+        copy_diagnostics(self.check, self.say)
 
 
 class _ShutdownOnClose(QObject):
@@ -192,13 +222,14 @@ def add_help_actions(menu, window) -> SystemCheck:
     on screen. ``window`` needs ``session.say`` (the status bar)."""
     system_info.record_errors()
     check = attach_system_check(window)
+    slots = _HelpActions(window, check)
     about = QAction("&About TL Studio…", window)
-    about.triggered.connect(lambda: AboutDialog(check, window).exec())
+    about.triggered.connect(slots.show_about)
     copy = QAction("&Copy Diagnostics", window)
     copy.setToolTip("Copy versions, devices and the last error to the clipboard, for a bug report")
-    copy.triggered.connect(lambda: copy_diagnostics(check, window.session.say))
+    copy.triggered.connect(slots.copy_diagnostics)
     menu.addAction(about)
     menu.addAction(copy)
-    # after the window is on screen; never if the window is gone by then (the check is its child)
-    QTimer.singleShot(0, check, lambda: first_run_check(window, check))
+    # after the window is on screen (a slot of the window's child: never runs once the window is gone)
+    QTimer.singleShot(0, FirstRunCheck(window, check).start)
     return check
