@@ -58,8 +58,11 @@ print(sum((r["top"][0]["label"] if "top" in r else r["labels"][0]) == "green" fo
   head -n 2 "$work/predict.jsonl"
 done
 
-step "the window, offscreen: opened, libraries loaded, closed"
+step "the window, offscreen: opened, libraries loaded, a batch through the fork server's loaders, closed"
 TL_STUDIO_CLOSE_AFTER_START=1 timeout 180 "$app" gui "$work/data" || fail "the window did not open and close cleanly"
+
+step "a model file opened with the app (a file manager's \"Open with\"): the Predict step, then closed"
+TL_STUDIO_CLOSE_AFTER_START=1 timeout 180 "$app" "$work/run/model.onnx" || fail "opening model.onnx with the app failed"
 
 echo
 echo "SMOKE TEST PASSED: $app"
