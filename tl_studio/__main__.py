@@ -1,5 +1,8 @@
+"""``python -m tl_studio``."""
+
 import sys
 
 from tl_studio.entry import main
 
-sys.exit(main())
+if __name__ == "__main__":
+    sys.exit(main())

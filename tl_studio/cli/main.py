@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import importlib.util  # find_spec: "import importlib" alone does not load it in a plain install
 import sys
 
 from tl_studio import __version__

@@ -10,7 +10,7 @@ from PySide6.QtGui import QAction, QKeySequence
 from PySide6.QtWidgets import (QHBoxLayout, QLabel, QMainWindow, QMessageBox, QProgressDialog, QStackedWidget,
                                QWidget)
 
-from tl_studio import __version__
+from tl_studio.gui.about_dialog import add_help_actions
 from tl_studio.gui import recent
 from tl_studio.gui.session import Session
 from tl_studio.gui.steps import STEPS, StepBar
@@ -152,7 +152,7 @@ class MainWindow(QMainWindow):
         train_menu.addAction(QAction("S&top", self, shortcut=QKeySequence("Ctrl+."), triggered=train.stop))
         train_menu.addAction(QAction("&Resume a Run…", self, triggered=train.choose_run_to_resume))
         help_menu = self.menuBar().addMenu("&Help")
-        help_menu.addAction(QAction("&About TL Studio", self, triggered=self._about))
+        add_help_actions(help_menu, self)  # About, Copy Diagnostics, the first-run check
 
     def _fill_recent_menu(self) -> None:
         self.recent_menu.clear()
@@ -182,11 +182,6 @@ class MainWindow(QMainWindow):
         if self.session.run_dir is not None:
             enabled |= {"Export"}
         self.steps.set_enabled_steps(enabled)
-
-    def _about(self) -> None:
-        QMessageBox.about(self, "About TL Studio",
-                          f"TL Studio {__version__}\nTransfer learning on images: from a folder of labelled "
-                          f"images to a trained model file.")
 
     # ---- drag and drop ------------------------------------------------------------------------------
     def dragEnterEvent(self, event) -> None:
