@@ -131,8 +131,13 @@ def test_a_large_dataset_is_probed_on_a_bounded_subsample_and_gets_fine_tuning(t
     # 2 x 1,900 tiny images: "large" (1,520 training images per class), cheap to make and scan
     data = make_image_folder(tmp_path / "large", classes=("red", "blue"), per_class=1900, size=16)
     seen = []
-    result = analyse_dataset(TrainConfig(data_dir=str(data), img_size=32), max_images=60, progress=seen.append)
-    assert result.data_level == "large" and result.stats.num_train == 3040
+    config = TrainConfig(data_dir=str(data), img_size=32)
+    result = analyse_dataset(config, max_images=60, progress=seen.append)
+    from tl_studio.core.data import scan_dataset
+
+    expected = len(list(scan_dataset(data, val_fraction=config.val_fraction, seed=config.seed).split("train")))
+    assert result.data_level == "large" and result.stats.num_train == expected  # about 80 % of 3,800
+    assert 2900 < expected < 3200
     assert result.probe.images == 60 and max(p.total for p in seen if p.stage == "features") == 60
     assert result.freeze not in ("all",) and result.schedule == "fine-tune"
     config = check_usable(result)

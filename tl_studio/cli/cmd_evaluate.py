@@ -24,6 +24,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="which images: val (the default: the split the model was validated on), test, "
                              "train, or all")
     parser.add_argument("--json", action="store_true", help="print one JSON object instead of the report")
+    parser.add_argument("--ood", metavar="DIR",
+                        help="also measure the unknown answer on a folder of images the model should not know: "
+                             "the share rejected, the share of known images kept, and the AUROC")
     parser.add_argument("--trust", action="store_true",
                         help="allow a TorchScript file (.ts/.pt/.pth/.jit): TorchScript runs code when it is "
                              "loaded, so use this only for files you trust")
@@ -54,14 +57,35 @@ def run(args: argparse.Namespace) -> int:
     if not result.paths:
         print("No image could be evaluated.", file=sys.stderr)
         return 1
+    ood = _unknown_figures(model, result, args.ood) if args.ood else None
     if args.json:
         payload = result.to_dict()
+        if ood is not None:
+            payload["ood"] = ood.to_dict()
         print(json.dumps(payload))
     else:
         print(for_terminal_lines(format_report(result)))
+        print(f"Expected calibration error {result.ece:.3f} (15 bins).")
+        if ood is not None:
+            print(ood.describe())
         if args.split is None:
             print(f"(The {split} split by default; --split chooses val, test, train or all.)")
     return 0
+
+
+def _unknown_figures(model, known, ood_dir: str):
+    """The model file's unknown rule on --ood; a file written before it had one gets the rule a new export
+    would choose (95 % of these known images kept), and says so."""
+    from tl_studio.core.evaluation import evaluate_unknown
+    from tl_studio.core.predict import collect_image_paths, unknown_rule_of
+    from tl_studio.core.unknown import rule_for
+
+    rule = unknown_rule_of(model.metadata)
+    if rule is None:
+        rule = rule_for(known.probabilities)
+        print("This model file has no unknown rule (an older export); using one that keeps 95 % of the "
+              "evaluated images.", file=sys.stderr)
+    return evaluate_unknown(model.predict, collect_image_paths([ood_dir]), known, rule)
 
 
 def _progress_line(done: int, total: int) -> None:

@@ -1,4 +1,8 @@
-"""``tl-studio export RUN_DIR --format pt2|onnx|torchscript``: write a checked model file."""
+"""``tl-studio export RUN_DIR --format pt2|onnx|torchscript|onnx-int8``: write a checked model file.
+
+Every file's probabilities are calibrated on the run's validation split and carry the unknown rule
+(``--keep``: the share of validation images it keeps). ``onnx-int8`` is quantised with ONNX Runtime and only
+written when it agrees with the fp32 model on the validation split (core/quantize.py)."""
 
 from __future__ import annotations
 
@@ -6,19 +10,60 @@ import argparse
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("run_dir", help="a run folder written by `tl-studio train`")
     from tl_studio.core.export_formats import FORMAT_NAMES
 
-    parser.add_argument("--format", choices=FORMAT_NAMES, default=FORMAT_NAMES[0])
-    parser.add_argument("--out", help="file to write (default: RUN_DIR/model.pt2, .onnx or .ts)")
+    parser.add_argument("run_dir", help="a run folder written by `tl-studio train`")
+    parser.add_argument("--format", choices=(*FORMAT_NAMES, "onnx-int8"), default=FORMAT_NAMES[0])
+    parser.add_argument("--out", help="file to write (default: RUN_DIR/model.pt2, .onnx, .ts or .int8.onnx)")
     parser.add_argument("--overwrite", action="store_true", help="replace --out if it exists")
+    parser.add_argument("--keep", type=float, default=None, metavar="SHARE",
+                        help="share of validation images the unknown answer keeps (default 0.95): a higher share "
+                             "answers more images, a lower one says 'unknown' more often")
 
 
 def run(args: argparse.Namespace) -> int:
+    from tl_studio.core.errors import UserError
+
+    try:
+        from tl_studio.core.unknown import DEFAULT_KEEP, check_keep
+
+        check_keep(DEFAULT_KEEP if args.keep is None else args.keep)
+    except ValueError as error:
+        raise UserError(f"--keep: {error}.") from None
+    if args.format == "onnx-int8":
+        return _int8(args)
     from tl_studio.core.runs import export_run
 
-    report = export_run(args.run_dir, args.format, args.out, overwrite=args.overwrite)
+    report = export_run(args.run_dir, args.format, args.out, overwrite=args.overwrite, keep=args.keep)
     print(f"Wrote {report.path} ({args.format}, {report.path.stat().st_size / 2**20:.1f} MB) "
           f"in {report.seconds:.1f} s.")
     print(report.check.describe())
+    _describe_calibration(report.path)
     return 0
+
+
+def _int8(args: argparse.Namespace) -> int:
+    import time
+
+    from tl_studio.core.quantize import export_int8_run
+
+    started = time.perf_counter()
+    result = export_int8_run(args.run_dir, args.out, overwrite=args.overwrite, keep=args.keep)
+    print(f"Wrote {result.path} (onnx-int8, {result.int8_bytes / 2**20:.1f} MB, the fp32 file is "
+          f"{result.fp32_bytes / 2**20:.1f} MB) in {time.perf_counter() - started:.1f} s.")
+    print(result.check.describe())
+    _describe_calibration(result.path)
+    return 0
+
+
+def _describe_calibration(path) -> None:
+    from tl_studio.core.calibration import Calibration
+    from tl_studio.core.model_file import load_model_file
+
+    metadata = load_model_file(path, trust_torchscript=True).metadata  # the file this command just wrote
+    if metadata.get("calibration"):
+        print(Calibration.from_dict(metadata["calibration"]).describe())
+    if metadata.get("unknown"):
+        rule = metadata["unknown"]
+        print(f"Unknown answer: below {rule['threshold']:.3f} confidence (keeps {rule['kept_on_val']:.1%} of the "
+              f"validation images).")

@@ -3,10 +3,11 @@
 Output contract (README, "Predicting from the command line"):
 
 - default: one line per image, ``PATH: label 97.1%, label 2.9%``; an unreadable file goes to stderr.
-- ``--json``: one JSON object per line and image, ``{"path": ..., "top": [{"label": ..., "prob": ...}, ...]}``
-  best first; a file that could not be classified is ``{"path": ..., "error": ...}``.
-- ``--csv FILE``: ``path, label1, prob1, ..., labelK, probK, error``; text cells that a spreadsheet would
-  run as a formula start with an apostrophe.
+- default: an image the model file's unknown rule rejects reads ``PATH: unknown (closest: label 41.0%)``.
+- ``--json``: one JSON object per line and image, ``{"path": ..., "top": [{"label": ..., "prob": ...}, ...],
+  "unknown": true|false}`` best first; a file that could not be classified is ``{"path": ..., "error": ...}``.
+- ``--csv FILE``: ``path, label1, prob1, ..., labelK, probK, unknown, error``; text cells that a spreadsheet
+  would run as a formula start with an apostrophe.
 """
 
 from __future__ import annotations
@@ -43,14 +44,15 @@ def run(args: argparse.Namespace) -> int:
 
     from tl_studio.core.fileio import check_writable_file
     from tl_studio.core.model_file import load_model_file
-    from tl_studio.core.predict import collect_image_paths, predict_paths
+    from tl_studio.core.predict import collect_image_paths, predict_paths, unknown_rule_of
 
     if args.csv:  # before the work, not after minutes of it
         check_writable_file(Path(args.csv))
     model = load_model_file(args.model_file, trust_torchscript=args.trust)
     paths = collect_image_paths(args.inputs)
     predictions = []
-    for prediction in predict_paths(model.predict, model.classes, paths, top_k=args.top_k):
+    for prediction in predict_paths(model.predict, model.classes, paths, top_k=args.top_k,
+                                    unknown_rule=unknown_rule_of(model.metadata)):
         predictions.append(prediction)
         _print(prediction, args.json)
     if args.csv:
@@ -68,7 +70,8 @@ def json_record(prediction) -> dict:
     if not prediction.ok:
         return {"path": readable(prediction.path), "error": prediction.error}
     return {"path": readable(prediction.path),
-            "top": [{"label": label, "prob": prob} for label, prob in zip(prediction.labels, prediction.probs)]}
+            "top": [{"label": label, "prob": prob} for label, prob in zip(prediction.labels, prediction.probs)],
+            "unknown": prediction.unknown}
 
 
 def _print(prediction, as_json: bool) -> None:
@@ -76,6 +79,9 @@ def _print(prediction, as_json: bool) -> None:
 
     if as_json:  # json.dumps escapes control characters itself
         print(json.dumps(json_record(prediction)), flush=True)
+    elif prediction.ok and prediction.unknown:
+        print(f"{for_terminal(prediction.path)}: unknown (closest: {for_terminal(prediction.labels[0])} "
+              f"{prediction.probs[0]:.1%})", flush=True)
     elif prediction.ok:
         ranked = ", ".join(f"{for_terminal(label)} {prob:.1%}" for label, prob in zip(prediction.labels, prediction.probs))
         print(f"{for_terminal(prediction.path)}: {ranked}", flush=True)
@@ -90,11 +96,12 @@ def _write_csv(path: str, predictions: list, top_k: int) -> None:
     from tl_studio.core.fileio import atomic_path
     from tl_studio.core.safe_text import csv_row
 
-    header = ["path"] + [f"{kind}{i}" for i in range(1, top_k + 1) for kind in ("label", "prob")] + ["error"]
+    header = ["path"] + [f"{kind}{i}" for i in range(1, top_k + 1) for kind in ("label", "prob")] + ["unknown", "error"]
     with atomic_path(Path(path)) as tmp, open(tmp, "w", newline="", encoding="utf-8") as handle:
         writer = csv.writer(handle)
         writer.writerow(header)
         for p in predictions:
             cells = [v for label, prob in zip(p.labels, p.probs) for v in (csv_row([label])[0], f"{prob:.6f}")]
             cells += [""] * (2 * top_k - len(cells))
-            writer.writerow([*csv_row([p.path]), *cells, *csv_row([p.error or ""])])
+            unknown = "" if not p.ok else ("yes" if p.unknown else "no")
+            writer.writerow([*csv_row([p.path]), *cells, unknown, *csv_row([p.error or ""])])

@@ -25,6 +25,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "train": ("cmd_train", "train a model on a dataset folder"),
     "export": ("cmd_export", "export a trained run to model.pt2, ONNX or TorchScript"),
     "predict": ("cmd_predict", "classify images with a trained model file"),
+    "benchmark": ("cmd_benchmark", "size, speed and accuracy of a run's model in every export format"),
     "evaluate": ("cmd_evaluate", "evaluate a trained model file on a dataset"),
     "lr-find": ("cmd_lr_find", "find a good learning rate for a dataset and model"),
     "advise": ("cmd_advise", "recommend freeze depth, learning rate and epochs for a dataset"),

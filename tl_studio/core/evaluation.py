@@ -142,11 +142,27 @@ class Evaluation:
     def likely_mislabelled(self, limit: int | None = None) -> list[eval_metrics.Suspect]:
         return eval_metrics.likely_mislabelled(self.probabilities, self.true, limit)
 
+    @property
+    def ece(self) -> float:
+        """Expected calibration error of the probabilities as the file returned them (15 bins)."""
+        from tl_studio.core.calibration import expected_calibration_error
+
+        return expected_calibration_error(self.probabilities, self.true) if len(self.true) else float("nan")
+
+    def reliability(self) -> list:
+        """The reliability diagram's bins: confidence against accuracy (core/calibration.py)."""
+        from tl_studio.core.calibration import reliability_bins
+
+        return list(reliability_bins(self.probabilities, self.true)) if len(self.true) else []
+
     def to_dict(self) -> dict:
         """The JSON object of ``tl-studio evaluate --json``."""
+        from dataclasses import asdict
+
         return {
             "model_file": self.model_path, "source": self.source, "split": self.split, "classes": list(self.classes),
             "num_images": len(self.paths), "accuracy": self.accuracy, "macro_f1": self.macro_f1,
+            "ece": self.ece, "reliability": [asdict(b) for b in self.reliability()],
             "per_class": [metrics.to_dict() for metrics in self.per_class()],
             "confusion_matrix": self.confusion_matrix().tolist(),
             "failed": [{"path": path, "reason": reason} for path, reason in self.failed],
@@ -213,3 +229,25 @@ def format_report(evaluation: Evaluation) -> str:
     for name, row in zip(evaluation.classes, matrix):
         lines.append(f"{name:<{width}}  " + " ".join(f"{int(count):>{cell}}" for count in row))
     return "\n".join(lines)
+
+
+def evaluate_unknown(predict: Callable, ood_paths: list, known: Evaluation, rule, *,
+                     progress: ProgressCallback | None = None, cancel: Callable[[], bool] | None = None):
+    """How the model file's unknown rule does on images it should not know (``--ood DIR``): the share of
+    them rejected, the share of ``known``'s images kept, and the AUROC of the score (core/unknown.py)."""
+    from tl_studio.core.predict import predict_paths
+    from tl_studio.core.unknown import unknown_report
+
+    if not ood_paths:
+        raise UserError("The folder of unfamiliar images holds no files; give a folder with images the model "
+                        "was not trained on.")
+    rows = []
+    for done, prediction in enumerate(predict_paths(predict, list(known.classes), ood_paths,
+                                                    top_k=1, cancel=cancel), 1):
+        if prediction.ok:
+            rows.append(prediction.probabilities)
+        if progress:
+            progress(done, len(ood_paths))
+    if not rows:
+        raise UserError("None of the unfamiliar images could be read; check the folder.")
+    return unknown_report(rule, known.probabilities, np.asarray(rows))

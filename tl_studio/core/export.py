@@ -38,15 +38,22 @@ class ExportCheckError(UserError):
 
 
 class ExportedClassifier(nn.Module):
-    """Preprocessing + network + softmax: the whole contract in one module."""
+    """Preprocessing + network + calibrated softmax: the whole contract in one module. ``temperature``
+    is the one scalar of temperature scaling (core/calibration.py); 1.0 leaves the softmax as trained."""
 
-    def __init__(self, network: nn.Module, spec: PreprocessSpec):
+    def __init__(self, network: nn.Module, spec: PreprocessSpec, temperature: float = 1.0):
         super().__init__()
         self.preprocess = Preprocess(spec)
         self.network = network
+        self.register_buffer("temperature", torch.tensor(float(temperature)), persistent=False)
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
-        return torch.softmax(self.network(self.preprocess(images)).float(), dim=1)
+        return torch.softmax(self.network(self.preprocess(images)).float() / self.temperature, dim=1)
+
+
+def temperature_of(metadata: dict) -> float:
+    """The calibration temperature a model file's metadata records (1.0 for files without one)."""
+    return float((metadata.get("calibration") or {}).get("temperature", 1.0))
 
 
 @dataclass(frozen=True)
@@ -92,7 +99,7 @@ def export_model(network: nn.Module, spec: PreprocessSpec, metadata: dict, path:
     files from elsewhere must pass."""
     export_format = get_format(fmt)
     started = time.perf_counter()
-    model = ExportedClassifier(network.cpu().float().eval(), spec).eval()
+    model = ExportedClassifier(network.cpu().float().eval(), spec, temperature_of(metadata)).eval()
     images = list(check_images) or _synthetic_images()
     path = Path(path)
     with atomic_path(path) as tmp:
@@ -159,7 +166,8 @@ def write_torchscript(model: ExportedClassifier, metadata: dict, path: Path) -> 
     crop = model.preprocess.crop_size
     with torch.no_grad(), torchscript_is_deliberate():
         network = torch.jit.trace(model.network, torch.rand(2, 3, crop, crop))
-        scripted = torch.jit.script(_TorchScriptClassifier(torch.jit.script(model.preprocess), network))
+        scripted = torch.jit.script(_TorchScriptClassifier(torch.jit.script(model.preprocess), network,
+                                                           float(model.temperature)))
         torch.jit.save(scripted, str(path), _extra_files={METADATA_KEY: json.dumps(metadata)})
 
 
@@ -174,10 +182,11 @@ def torchscript_is_deliberate():
 
 
 class _TorchScriptClassifier(nn.Module):
-    def __init__(self, preprocess, network):
+    def __init__(self, preprocess, network, temperature: float):
         super().__init__()
         self.preprocess = preprocess
         self.network = network
+        self.temperature = temperature
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
-        return torch.softmax(self.network(self.preprocess(images)).float(), dim=1)
+        return torch.softmax(self.network(self.preprocess(images)).float() / self.temperature, dim=1)

@@ -25,6 +25,7 @@ class Prediction:
     probs: tuple[float, ...] = ()
     error: str | None = None  # why the image could not be classified
     probabilities: tuple[float, ...] = ()  # every class, in the model's class order
+    unknown: bool = False  # the model file's unknown rule rejects the image (labels still say the closest)
 
     @property
     def ok(self) -> bool:
@@ -46,8 +47,19 @@ def collect_image_paths(inputs: Iterable) -> list[Path]:
     return found
 
 
+def unknown_rule_of(metadata: dict):
+    """The model file's unknown rule (core/unknown.py), or None for a file written before it existed."""
+    from tl_studio.core.unknown import UnknownRule
+
+    try:
+        return UnknownRule.from_dict(metadata.get("unknown"))
+    except (ValueError, KeyError, TypeError):
+        return None
+
+
 def predict_paths(predict: Callable[[torch.Tensor], torch.Tensor], classes: list[str], paths: Iterable,
-                  top_k: int = 3, cancel: Callable[[], bool] | None = None) -> Iterator[Prediction]:
+                  top_k: int = 3, cancel: Callable[[], bool] | None = None, unknown_rule=None) -> Iterator[Prediction]:
+    """``unknown_rule``: applied to each image's probabilities (see ``unknown_rule_of``)."""
     from tl_studio.core.preprocess import to_unit_tensor
 
     for path in paths:
@@ -59,10 +71,11 @@ def predict_paths(predict: Callable[[torch.Tensor], torch.Tensor], classes: list
             yield Prediction(str(path), error=str(getattr(error, "reason", None) or error))
             continue
         probabilities = torch.as_tensor(predict(image))[0].float()
-        yield _top(str(path), probabilities, classes, top_k)
+        yield _top(str(path), probabilities, classes, top_k, unknown_rule)
 
 
-def _top(path: str, probabilities: torch.Tensor, classes: list[str], top_k: int) -> Prediction:
+def _top(path: str, probabilities: torch.Tensor, classes: list[str], top_k: int, unknown_rule=None) -> Prediction:
     top = torch.topk(probabilities, k=min(top_k, len(classes)))
+    rejected = bool(unknown_rule.is_unknown(probabilities.numpy()[None])[0]) if unknown_rule else False
     return Prediction(path, tuple(classes[i] for i in top.indices.tolist()), tuple(top.values.tolist()),
-                      probabilities=tuple(probabilities.tolist()))
+                      probabilities=tuple(probabilities.tolist()), unknown=rejected)

@@ -25,6 +25,8 @@ import numpy as np
 
 from tl_studio.core.errors import UserError
 
+INT8_FORMAT = "onnx-int8"  # the name on the command line and in the Export step
+INT8_SUFFIX = ".int8.onnx"
 MIN_AGREEMENT = 0.99
 MAX_ACCURACY_DROP = 0.01
 CALIBRATION_IMAGES = 64
@@ -177,8 +179,8 @@ class Int8Export:
     int8_bytes: int
 
 
-def export_int8_run(folder: Path, out: Path, *, overwrite: bool = False, per_channel: bool = True,
-                    cancel: Callable[[], bool] | None = None) -> Int8Export:
+def export_int8_run(folder: Path, out: Path | None = None, *, overwrite: bool = False, per_channel: bool = True,
+                    keep: float | None = None, cancel: Callable[[], bool] | None = None) -> Int8Export:
     """The run's ONNX file quantised to int8, calibrated on its training split and checked on its
     validation split; written to ``out`` only when the check passes."""
     import os
@@ -189,7 +191,7 @@ def export_int8_run(folder: Path, out: Path, *, overwrite: bool = False, per_cha
     from tl_studio.core.runs import export_run, open_run
 
     run = open_run(folder)
-    out = Path(out)
+    out = Path(out) if out else run.folder / f"model{INT8_SUFFIX}"
     if out.exists() and not overwrite:
         raise UserError(f"{out} already exists; choose another --out file or add --overwrite.")
     try:
@@ -205,7 +207,7 @@ def export_int8_run(folder: Path, out: Path, *, overwrite: bool = False, per_cha
 
     with tempfile.TemporaryDirectory(prefix=".tl_studio_int8_", dir=out.parent) as work:
         fp32_path, int8_path = Path(work) / "fp32.onnx", Path(work) / "int8.onnx"
-        export_run(run.folder, "onnx", fp32_path, overwrite=True)
+        export_run(run.folder, "onnx", fp32_path, overwrite=True, keep=keep)  # calibrated, with its unknown rule
         calibration = (image for image, _ in labelled_arrays(pick_calibration_records(train_records, seed=run.config.seed)))
         quantize_onnx(fp32_path, int8_path, calibration, per_channel=per_channel)
         records = [_Record(val.paths[i], val.labels[i]) for i in checked]
@@ -213,9 +215,28 @@ def export_int8_run(folder: Path, out: Path, *, overwrite: bool = False, per_cha
         if not check.passed:
             raise Int8CheckError(check.describe() + " The int8 file was not written; ship the fp32 ONNX file, "
                                  "or train longer or with another model and try again.")
+        _record_check(int8_path, check)
         fp32_bytes, int8_bytes = fp32_path.stat().st_size, int8_path.stat().st_size
         os.replace(int8_path, out)
     return Int8Export(out, check, fp32_bytes, int8_bytes)
+
+
+def _record_check(path: Path, check: Int8Check) -> None:
+    """tl_studio.json of the int8 file says it is int8 and how it did against the fp32 model."""
+    import json
+
+    import onnx
+
+    from tl_studio.core.model_file import METADATA_KEY
+
+    model = onnx.load(str(path))
+    for entry in model.metadata_props:
+        if entry.key == METADATA_KEY:
+            metadata = json.loads(entry.value)
+            metadata["quantization"] = {"format": INT8_FORMAT, "weights": "int8 per channel", "activations": "uint8",
+                                        "depthwise_convolutions": "float", "check": check.to_dict()}
+            entry.value = json.dumps(metadata)
+    onnx.save(model, str(path))
 
 
 @dataclass(frozen=True)

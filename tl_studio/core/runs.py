@@ -10,6 +10,8 @@ from tl_studio.core.config import TrainConfig
 from tl_studio.core.errors import UserError
 from tl_studio.core.preprocess import PreprocessSpec
 
+MODEL_FILE = "model.pt2"  # run_folder.MODEL_FILE once the run layer lands
+
 
 @dataclass
 class Run:
@@ -39,32 +41,59 @@ def open_run(folder: Path) -> Run:
                PreprocessSpec.from_dict(best["preprocess"]), int(best["epoch"]), float(best["val_acc"]), best["model"])
 
 
-def check_images_for(run: Run, limit: int = 8) -> list:
-    """Validation images of the run's dataset when it is still there, else none (synthetic ones are
-    then used by the export check)."""
+def scan_of(run: Run):
+    """The run's data set scanned with its own split settings, or None when the folder is gone."""
     from tl_studio.core.data import scan_dataset
-    from tl_studio.core.samples import load_check_images, pick_samples
 
     try:
-        scan = scan_dataset(run.config.data_dir, val_fraction=run.config.val_fraction,
+        return scan_dataset(run.config.data_dir, val_fraction=run.config.val_fraction,
                             test_fraction=run.config.test_fraction, seed=run.config.seed)
     except UserError:
+        return None
+
+
+def check_images_for(run: Run, limit: int = 8, scan=None) -> list:
+    """Validation images of the run's dataset when it is still there, else none (synthetic ones are
+    then used by the export check)."""
+    from tl_studio.core.samples import load_check_images, pick_samples
+
+    scan = scan or scan_of(run)
+    if scan is None:
         return []
     records = list(scan.split("val")) or list(scan.split("train"))
     chosen = pick_samples(records, len(scan.classes), limit=limit, seed=run.config.seed)
     return load_check_images([records[i].path for i in chosen], limit)
 
 
-def export_run(folder: Path, fmt: str, out: Path | None = None, *, overwrite: bool = False):
+def validation_records_for(run: Run, scan) -> list:
+    """The validation images of the run's data set, labelled in the run's class order (matched by name)."""
+    if scan is None:
+        return []
+    from dataclasses import replace
+
+    index_of = {name: i for i, name in enumerate(run.classes)}
+    return [replace(r, label=index_of[scan.classes[r.label]]) for r in scan.split("val")
+            if scan.classes[r.label] in index_of]
+
+
+def export_run(folder: Path, fmt: str, out: Path | None = None, *, overwrite: bool = False, keep: float | None = None):
+    """``keep``: the share of validation images the unknown rule keeps (core/unknown.py, default 0.95).
+    The model file's probabilities are calibrated on the validation split (core/run_calibration.py)."""
     from tl_studio.core.export import export_model, metadata_for_run
     from tl_studio.core.export_formats import get_format
     from tl_studio.core.fileio import check_writable_file
+    from tl_studio.core.run_calibration import calibrate_for_export
+    from tl_studio.core.unknown import DEFAULT_KEEP, check_keep
 
     export_format = get_format(fmt)
+    keep = check_keep(DEFAULT_KEEP if keep is None else keep)
     run = open_run(folder)
     out = Path(out) if out else export_format.default_file(run.folder)
-    if out.exists() and not overwrite and not (fmt == "pt2" and out == run.folder / "model.pt2"):
+    if out.exists() and not overwrite and not (fmt == "pt2" and out == run.folder / MODEL_FILE):
         raise UserError(f"{out} already exists; choose another --out file or add --overwrite.")
     check_writable_file(out)  # one sentence now, not an OSError after minutes of export work
+    scan = scan_of(run)
+    network = run.build_network()
     metadata = metadata_for_run(run.config, run.classes, run.spec, run.best_epoch, run.best_val_acc)
-    return export_model(run.build_network(), run.spec, metadata, out, fmt, check_images_for(run))
+    metadata = calibrate_for_export(network, run.spec, metadata, validation_records_for(run, scan), keep)
+    return export_model(network, run.spec, metadata, out, fmt, check_images_for(run, scan=scan))

@@ -27,6 +27,7 @@ TOP_K = 3
 THUMB_PX = 64
 SORT_ROLE = Qt.UserRole + 1
 PATH_ROLE = Qt.UserRole + 2
+LABEL_ROLE = Qt.UserRole + 3  # the class name itself, where the cell says "unknown (closest: ...)"
 COLUMNS = ["Image", "File", "1st", "%", "2nd", "%", "3rd", "%", "Problem"]
 PROBLEM_COLUMN = COLUMNS.index("Problem")
 
@@ -44,7 +45,7 @@ def _classify(model_path: Path, trusted: bool, cache: dict, inputs: list, report
     import torch
 
     from tl_studio.core.model_file import load_model_file
-    from tl_studio.core.predict import collect_image_paths, predict_paths
+    from tl_studio.core.predict import collect_image_paths, predict_paths, unknown_rule_of
     from tl_studio.gui.thumbnails import decode_thumbnail
 
     torch.set_num_threads(max(1, (os.cpu_count() or 2) - 1))  # leave the GUI thread a core
@@ -55,7 +56,8 @@ def _classify(model_path: Path, trusted: bool, cache: dict, inputs: list, report
         cache[model_path] = load_model_file(model_path, trust_torchscript=trusted)
     model = cache[model_path]
     count = 0
-    for count, prediction in enumerate(predict_paths(model.predict, model.classes, paths, TOP_K, cancelled), 1):
+    rule = unknown_rule_of(model.metadata)
+    for count, prediction in enumerate(predict_paths(model.predict, model.classes, paths, TOP_K, cancelled, rule), 1):
         report((prediction, decode_thumbnail(prediction.path, THUMB_PX)))
     return count
 
@@ -211,7 +213,14 @@ class PredictPage(QWidget):
         for rank in range(TOP_K):
             if rank < len(prediction.labels):
                 probability = prediction.probs[rank]
-                row += [_item(prediction.labels[rank]), _item(f"{probability:.1%}", probability)]
+                label = _item(prediction.labels[rank])
+                label.setData(prediction.labels[rank], LABEL_ROLE)
+                if rank == 0 and prediction.unknown:  # the model's unknown rule rejects this image
+                    label.setText(f"unknown (closest: {prediction.labels[0]} {probability:.0%})")
+                    label.setForeground(BAD)
+                    label.setToolTip("Unlike the images the model was trained on: its confidence is below the "
+                                     "threshold stored in the model file.")
+                row += [label, _item(f"{probability:.1%}", probability)]
             else:
                 row += [_item(""), _item("", -1.0)]
         problem = _item(prediction.error or "")
@@ -259,9 +268,10 @@ class PredictPage(QWidget):
         result = []
         for row in range(self.table_model.rowCount()):
             cell = lambda column: self.table_model.item(row, column)  # noqa: E731
-            labels = [cell(2 + 2 * k).text() for k in range(TOP_K) if cell(2 + 2 * k).text()]
+            labels = [cell(2 + 2 * k).data(LABEL_ROLE) for k in range(TOP_K) if cell(2 + 2 * k).text()]
             probs = [float(cell(3 + 2 * k).data(SORT_ROLE)) for k in range(len(labels))]
             result.append({"path": cell(0).data(PATH_ROLE), "labels": labels, "probs": probs,
+                           "unknown": cell(2).text().startswith("unknown (closest"),
                            "error": cell(PROBLEM_COLUMN).text()})
         return result
 
@@ -269,10 +279,12 @@ class PredictPage(QWidget):
         buffer = io.StringIO()
         writer = csv.writer(buffer, lineterminator="\n")
         ranks = [f"{kind}{k}" for k in range(1, TOP_K + 1) for kind in ("label", "prob")]
-        writer.writerow(["path", *ranks, "error"])  # the columns of `tl-studio predict --csv`
+        writer.writerow(["path", *ranks, "unknown", "error"])  # the columns of `tl-studio predict --csv`
         for row in self.rows():
             cells = [v for label, prob in zip(row["labels"], row["probs"]) for v in (csv_cell(label), f"{prob:.6f}")]
-            writer.writerow([csv_cell(row["path"]), *cells, *[""] * (2 * TOP_K - len(cells)), csv_cell(row["error"])])
+            unknown = "" if row["error"] else ("yes" if row["unknown"] else "no")
+            writer.writerow([csv_cell(row["path"]), *cells, *[""] * (2 * TOP_K - len(cells)), unknown,
+                             csv_cell(row["error"])])
         return buffer.getvalue()
 
     def choose_export_file(self) -> None:
