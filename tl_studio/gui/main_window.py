@@ -53,6 +53,7 @@ class MainWindow(QMainWindow):
         self._update_steps()
         self.steps.go_to("Data")
         self._restore_geometry()
+        self._closing = False
         # torch and the model catalogue load after the window is on screen (start-up time)
         QTimer.singleShot(0, self._after_shown)
 
@@ -87,6 +88,8 @@ class MainWindow(QMainWindow):
         from tl_studio.gui.libraries import load_libraries
         from tl_studio.gui.tasks import TaskRunner
 
+        if self._closing:  # closed before the event loop got here: start nothing
+            return
         self.warm_up = TaskRunner(self)
         self.warm_up.start(lambda report, cancelled: load_libraries(), "load-libraries")
         for page in self.pages.values():
@@ -193,6 +196,12 @@ class MainWindow(QMainWindow):
             self.resize(1280, 820)
 
     def closeEvent(self, event) -> None:
+        """Closing is safe at any moment: a run stops after its current batch (its last finished
+        epoch is kept), then every background task is cancelled and joined before the window goes.
+        A QThread still running when its object is destroyed would abort the whole process."""
+        if self._closing:
+            event.accept()
+            return
         train = self.pages["Train"]
         if train.running:
             answer = QMessageBox.question(
@@ -201,19 +210,43 @@ class MainWindow(QMainWindow):
             if answer != QMessageBox.Yes:
                 event.ignore()
                 return
-            self._stop_training_and_wait(train)
+            self._closing = True
+            stop_run_showing_progress(self, train)
+        self._closing = True
+        QSettings().setValue("window/geometry", self.saveGeometry())
+        self.hide()  # the user sees the window go at once; joining the tasks below takes a moment
         if hasattr(self, "warm_up"):
             self.warm_up.shutdown()
         for page in self.pages.values():
             shutdown = getattr(page, "shutdown", None)
             if shutdown:
                 shutdown()
-        QSettings().setValue("window/geometry", self.saveGeometry())
         super().closeEvent(event)
 
-    def _stop_training_and_wait(self, train) -> None:
-        dialog = QProgressDialog("Stopping training after the current batch…", None, 0, 0, self)
-        dialog.setWindowModality(Qt.WindowModal)
-        dialog.show()
-        train.controller.stop_and_wait()
-        dialog.close()
+
+def stop_run_showing_progress(parent, train) -> None:
+    """Stops the run and waits for it in a nested event loop, so the dialog paints and counts the
+    seconds (a blocking wait would leave a blank dialog). The engine stops within one batch and keeps
+    the last finished epoch's checkpoint."""
+    from PySide6.QtCore import QElapsedTimer, QEventLoop
+
+    dialog = QProgressDialog("Stopping training after the current batch…", None, 0, 0, parent)
+    dialog.setWindowTitle("Quitting")
+    dialog.setWindowModality(Qt.ApplicationModal)
+    dialog.setMinimumDuration(0)
+    loop = QEventLoop()
+    clock = QElapsedTimer()
+    clock.start()
+    ticker = QTimer(dialog)
+    ticker.timeout.connect(lambda: dialog.setLabelText(
+        f"Stopping training after the current batch… {clock.elapsed() // 1000} s\n"
+        f"The last finished epoch is kept; Train > Resume a Run… continues it later."))
+    ticker.start(250)
+    train.controller.finished.connect(loop.quit)
+    train.controller.stop()
+    dialog.show()
+    if train.running:
+        loop.exec()
+    ticker.stop()
+    dialog.close()
+    train.controller.finished.disconnect(loop.quit)
