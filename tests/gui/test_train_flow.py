@@ -62,7 +62,72 @@ def test_stop_midway_returns_the_ui_to_idle(window, qtbot):
         stop.click()
     assert finished.args[0].status == "stopped"
     assert start.isEnabled() and not stop.isEnabled()
-    assert not page.controller.active or page.controller._run_done
+    assert not page.running
+    qtbot.waitUntil(lambda: not page.controller.active, timeout=10_000)  # the thread itself has ended
+
+
+def _stop_after_first_epoch(page, qtbot):
+    with qtbot.waitSignal(page.runFinished, timeout=RUN_TIMEOUT_MS) as finished:
+        page.controller.epochEnded.connect(lambda _: page.stop())
+        page.start()
+    page.controller.epochEnded.disconnect()
+    return finished.args[0]
+
+
+def test_a_stopped_run_resumes_to_its_planned_epochs_with_its_curves(window, qtbot, monkeypatch):
+    from PySide6.QtWidgets import QInputDialog
+
+    page = window.pages["Train"]
+    window.session.update_config(epochs=3)
+    stopped = _stop_after_first_epoch(page, qtbot)
+    assert stopped.status == "stopped" and stopped.epochs_done == 1
+    run_dir = page.current_run_dir
+    asked = {}
+
+    def answer(parent, title, label, value, minimum, maximum):
+        asked.update(label=label, value=value, minimum=minimum)
+        return value, True
+
+    monkeypatch.setattr(QInputDialog, "getInt", answer)
+    with qtbot.waitSignal(page.runFinished, timeout=RUN_TIMEOUT_MS) as finished:
+        page.resume_run(run_dir)
+    assert "can continue: 1 of 3 epochs done" in asked["label"] and "finished" not in asked["label"]
+    assert asked["value"] == 3 and asked["minimum"] == 2  # its planned epochs; the user may raise them
+    assert finished.args[0].status == "completed" and finished.args[0].epochs_done == 3
+    assert page.curves.point_counts()["val_acc"] == 3  # epoch 1's point came back with the resumed run
+
+    # a finished run is extended: the question says so and offers more epochs than it had
+    with qtbot.waitSignal(page.runFinished, timeout=RUN_TIMEOUT_MS):
+        monkeypatch.setattr(QInputDialog, "getInt", lambda *a: (answer(*a), (4, True))[1])
+        page.resume_run(run_dir)
+    assert "has finished (3 of 3 epochs done)" in asked["label"] and asked["minimum"] == 4
+
+
+def test_pause_holds_the_run_and_resume_continues_it(window, qtbot):
+    page = window.pages["Train"]
+    status = window._status  # the status line
+    window.session.update_config(epochs=20, feature_cache=False, augment="none")
+    pause = find(window, QPushButton, "pauseButton")
+    with qtbot.waitSignal(page.controller.batches, timeout=RUN_TIMEOUT_MS):
+        page.start()
+    with qtbot.waitSignal(page.controller.pausedChanged):
+        pause.click()
+    assert pause.text() == "Resume" and "Paused" in status.text()
+    seen = []
+    page.controller.batches.connect(seen.append)
+    # paused: at most the batch in flight arrives, then nothing for a while
+    qtbot.wait_signal(page.controller.batches, timeout=1500, raising=False)
+    count = len(seen)
+    with qtbot.assertNotEmitted(page.controller.batches, wait=1500):
+        pass
+    assert len(seen) == count and page.running
+    pause.click()
+    assert pause.text() == "Pause" and "Paused" not in status.text()
+    with qtbot.waitSignal(page.controller.batches, timeout=RUN_TIMEOUT_MS):
+        pass  # batches flow again
+    with qtbot.waitSignal(page.runFinished, timeout=RUN_TIMEOUT_MS) as finished:
+        page.stop()
+    assert finished.args[0].status == "stopped"
 
 
 def test_export_writes_a_file_that_loads(window, qtbot, tmp_path):

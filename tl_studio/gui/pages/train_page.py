@@ -218,12 +218,18 @@ class TrainPage(QWidget):
         dialog.deleteLater()
 
     def choose_run_to_resume(self) -> None:
-        folder = QFileDialog.getExistingDirectory(self, "Choose a run folder to resume")
+        from tl_studio.gui.runs_folder import runs_folder
+
+        start_in = runs_folder() if runs_folder().is_dir() else Path.home()
+        folder = QFileDialog.getExistingDirectory(self, "Choose a run folder to resume", str(start_in))
         if folder:
             self.resume_run(Path(folder))
 
     def resume_run(self, run_dir: Path, epochs: int | None = None) -> None:
+        """A stopped or crashed run continues to its planned epochs (the user may raise them); a
+        finished one is extended. ``epochs`` given: no question asked."""
         from tl_studio.core.config import TrainConfig
+        from tl_studio.gui.run_progress import read_run_progress
 
         if self.running:
             return
@@ -232,12 +238,20 @@ class TrainPage(QWidget):
         except UserError as error:
             QMessageBox.warning(self, "Cannot resume", str(error))
             return
-        if epochs is None and (run_dir / "model.pt2").exists():
-            epochs, ok = QInputDialog.getInt(self, "Extend the run", "This run has finished. Train until epoch:",
-                                             config.epochs + 5, config.epochs + 1, 10_000)
+        progress = read_run_progress(run_dir)
+        if not progress.resumable:
+            QMessageBox.warning(self, "Cannot resume", f"{run_dir.name} has no checkpoint of a finished epoch "
+                                "(it stopped during its first epoch); start a new run instead.")
+            return
+        if epochs is None:
+            planned = max(config.epochs, progress.planned_epochs)
+            lowest = progress.finished_epochs + 1
+            default = planned + 5 if progress.finished else max(planned, lowest)
+            epochs, ok = QInputDialog.getInt(self, "Resume the run", f"{progress.describe()}\nTrain until epoch:",
+                                             default, lowest, 10_000)
             if not ok:
                 return
-        config = config.replace(epochs=epochs or config.epochs)
+        config = config.replace(epochs=epochs)
         self.session.update_config(**{k: getattr(config, k) for k in ("model", "freeze", "epochs")})
         self._begin(config, run_dir, resume=True)
 
@@ -283,6 +297,8 @@ class TrainPage(QWidget):
         self.pause_button.setText("Resume" if paused else "Pause")
         if paused:
             self.session.say("Paused. Press Resume to continue.")
+        elif self.running and not self.controller.control.stop_requested:
+            self.session.say("Resumed: training continues.")
 
     def _on_finished(self, finished) -> None:
         self._set_running(False)
