@@ -19,7 +19,12 @@ def find(window, kind, name):
 
 
 @pytest.fixture
-def window(qtbot, tiny_dataset):
+def window(qtbot, tiny_dataset, monkeypatch):
+    from PySide6.QtWidgets import QMessageBox
+
+    # a test that fails mid-run closes the window while training: answer "stop and quit" (a modal
+    # question offscreen would wait forever)
+    monkeypatch.setattr(QMessageBox, "question", lambda *args, **kwargs: QMessageBox.Yes)
     assert gui_app.main([str(tiny_dataset)]) == 0  # reuses the test's QApplication and returns
     windows = [w for w in QApplication.topLevelWidgets()
                if isinstance(w, QMainWindow) and w.objectName() == "MainWindow" and w.isVisible()]
@@ -67,10 +72,13 @@ def test_stop_midway_returns_the_ui_to_idle(window, qtbot):
 
 
 def _stop_after_first_epoch(page, qtbot):
+    def stop(_epoch):
+        page.stop()
+
+    page.controller.epochEnded.connect(stop)
     with qtbot.waitSignal(page.runFinished, timeout=RUN_TIMEOUT_MS) as finished:
-        page.controller.epochEnded.connect(lambda _: page.stop())
         page.start()
-    page.controller.epochEnded.disconnect()
+    page.controller.epochEnded.disconnect(stop)
     return finished.args[0]
 
 

@@ -109,7 +109,11 @@ class MainWindow(QMainWindow):
     def choose_model_file(self) -> None:
         from PySide6.QtWidgets import QFileDialog
 
-        path, _ = QFileDialog.getOpenFileName(self, "Open a trained model", "", "Model files (*.pt2 *.onnx *.ts)")
+        from tl_studio.gui.runs_folder import runs_folder
+
+        start_in = runs_folder() if runs_folder().is_dir() else Path.home()
+        path, _ = QFileDialog.getOpenFileName(self, "Open a trained model", str(start_in),
+                                              "Model files (*.pt2 *.onnx *.ts)")
         if path:
             self.open_model_file(path)
 
@@ -123,6 +127,13 @@ class MainWindow(QMainWindow):
         self.steps.go_to("Evaluate")
 
     def _build_menus(self) -> None:
+        self._build_file_menu()
+        self._build_edit_menu()
+        self._build_go_menu()
+        self._build_train_menu()
+        self._build_help_menu()
+
+    def _build_file_menu(self) -> None:
         file_menu = self.menuBar().addMenu("&File")
         file_menu.addAction(QAction("&Open Folder…", self, shortcut=QKeySequence.Open, triggered=self.choose_folder))
         file_menu.addAction(QAction("Open &Model File…", self, shortcut=QKeySequence("Ctrl+Shift+O"),
@@ -133,6 +144,45 @@ class MainWindow(QMainWindow):
         file_menu.addAction(QAction("&Export Model…", self, shortcut=QKeySequence("Ctrl+E"), triggered=self._export))
         file_menu.addSeparator()
         file_menu.addAction(QAction("&Quit", self, shortcut=QKeySequence.Quit, triggered=self.close))
+
+    def _build_edit_menu(self) -> None:
+        """Undo of the Evaluate step's moves: window-wide, so Ctrl+Z works wherever the focus is (a text
+        field still undoes its own typing first), and named after what it will undo."""
+        edit_menu = self.menuBar().addMenu("&Edit")
+        self.undo_action = QAction("Undo", self, shortcut=QKeySequence.Undo, triggered=self._undo)
+        self.undo_action.setEnabled(False)
+        edit_menu.addAction(self.undo_action)
+        fixer = getattr(self.pages["Evaluate"], "fixer", None)
+        if fixer is not None:
+            fixer.undoAvailable.connect(lambda *_: self._update_undo())
+            fixer.moved.connect(lambda *_: self._update_undo())
+
+    def _update_undo(self) -> None:
+        fixer = getattr(self.pages["Evaluate"], "fixer", None)
+        can_undo = fixer is not None and fixer.can_undo
+        self.undo_action.setEnabled(can_undo)
+        self.undo_action.setText(fixer.undo_text() if can_undo else "Undo")
+
+    def _undo(self) -> None:
+        fixer = getattr(self.pages["Evaluate"], "fixer", None)
+        if fixer is not None and fixer.can_undo:
+            fixer.undo()
+        self._update_undo()
+
+    def _build_go_menu(self) -> None:
+        go_menu = self.menuBar().addMenu("&Go")
+        for number, name in enumerate(STEPS, start=1):
+            go_menu.addAction(QAction(f"&{number} {name}", self, shortcut=QKeySequence(f"Ctrl+{number}"),
+                                      triggered=lambda _=False, n=name: self._go_to(n)))
+
+    def _go_to(self, name: str) -> None:
+        row = STEPS.index(name)
+        if self.steps.item(row).flags() & Qt.ItemIsEnabled:
+            self.steps.go_to(name)
+        else:
+            self.session.say(f"{name} is not available yet: {self.steps.item(row).toolTip()}.")
+
+    def _build_train_menu(self) -> None:
         train_menu = self.menuBar().addMenu("&Train")
         train = self.pages["Train"]
         train_menu.addAction(QAction("&Start Training", self, shortcut=QKeySequence("Ctrl+R"),
@@ -140,9 +190,24 @@ class MainWindow(QMainWindow):
         train_menu.addAction(QAction("&Pause / Resume", self, shortcut=QKeySequence("Ctrl+P"),
                                      triggered=train.toggle_pause))
         train_menu.addAction(QAction("S&top", self, shortcut=QKeySequence("Ctrl+."), triggered=train.stop))
-        train_menu.addAction(QAction("&Resume a Run…", self, triggered=train.choose_run_to_resume))
-        help_menu = self.menuBar().addMenu("&Help")
-        help_menu.addAction(QAction("&About TL Studio", self, triggered=self._about))
+        train_menu.addAction(QAction("&Resume a Run…", self, shortcut=QKeySequence("Ctrl+Shift+R"),
+                                     triggered=train.choose_run_to_resume))
+
+    def _build_help_menu(self) -> None:
+        """The Help menu in one place (other Help entries hook in here)."""
+        self.help_menu = self.menuBar().addMenu("&Help")
+        self.help_menu.addAction(QAction("&Getting Started", self, shortcut=QKeySequence.HelpContents,
+                                         triggered=self.show_getting_started))
+        self.help_menu.addSeparator()
+        self.help_menu.addAction(QAction("&About TL Studio", self, triggered=self._about))
+
+    def show_getting_started(self):
+        from tl_studio.gui.getting_started import GettingStartedDialog
+
+        dialog = GettingStartedDialog(self.menuBar(), self)
+        dialog.setAttribute(Qt.WA_DeleteOnClose)
+        dialog.show()
+        return dialog
 
     def _fill_recent_menu(self) -> None:
         self.recent_menu.clear()

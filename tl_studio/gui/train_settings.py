@@ -82,8 +82,15 @@ class TrainSettings(QWidget):
                                       "when the largest class has more than 3x the images of the smallest.")
         self._layout()
         self._connect()
+        self._restore_remembered()
         self.show_config(session.config)
         session.configChanged.connect(self.show_config)
+
+    def _restore_remembered(self) -> None:
+        """The settings chosen at the last launch come back (the README promises it)."""
+        config = self.session.config
+        remembered = remembered_config(config)
+        self.session.update_config(**{k: getattr(remembered, k) for k in REMEMBERED})
 
     def _layout(self) -> None:
         basic = QGroupBox("Training")

@@ -9,13 +9,14 @@ from pathlib import Path
 from PySide6.QtCore import Qt
 from PySide6.QtGui import QStandardItem, QStandardItemModel
 from PySide6.QtWidgets import (QComboBox, QDoubleSpinBox, QFileDialog, QFormLayout, QGroupBox, QHBoxLayout, QHeaderView,
-                               QLabel, QProgressBar, QPushButton, QSpinBox, QSplitter, QTableView, QTabWidget,
-                               QVBoxLayout, QWidget)
+                               QLabel, QProgressBar, QPushButton, QSpinBox, QSplitter, QStackedWidget, QTableView,
+                               QTabWidget, QVBoxLayout, QWidget)
 
 from tl_studio.gui import recent
 from tl_studio.gui.class_chart import ClassChart
 from tl_studio.gui.tasks import TaskRunner
 from tl_studio.gui.thumbnails import ThumbnailModel, thumbnail_view
+from tl_studio.gui.welcome import Welcome
 
 ALL = "__all__"
 
@@ -76,10 +77,18 @@ class DataPage(QWidget):
         splitter.addWidget(left)
         splitter.addWidget(self._tabs())
         splitter.setSizes([420, 700])
+        # Before any data set: a welcome (how to begin, recent folders, an example layout), not an
+        # empty chart.
+        self.welcome = Welcome()
+        self.welcome.chooseFolder.connect(self.choose_folder)
+        self.welcome.openFolder.connect(self.open_folder)
+        self.body = QStackedWidget()
+        self.body.addWidget(self.welcome)
+        self.body.addWidget(splitter)
         layout = QVBoxLayout(self)
         layout.addLayout(top)
         layout.addLayout(progress_row)
-        layout.addWidget(splitter, 1)
+        layout.addWidget(self.body, 1)
 
     def _split_box(self) -> QGroupBox:
         self.split_box = QGroupBox("Split (for folders without train/ and val/)")
@@ -178,8 +187,19 @@ class DataPage(QWidget):
         self._verify(scan)
 
     def _on_failed(self, message: str) -> None:
-        self._scan_ended(message)
-        self.summary.setText(message)
+        """The folder cannot be used: say so, and say which data set is still loaded (its chart and
+        thumbnails stay on screen), so nobody mistakes them for the folder just chosen."""
+        failed = self.folder
+        loaded = self.session.scan
+        self.folder = str(loaded.root) if loaded is not None else None  # Apply split acts on what is shown
+        if loaded is None:
+            self._scan_ended(message)
+            self.summary.setText(message)
+            return
+        self._scan_ended(f"Could not open {failed}; still using {loaded.root}.")
+        self.summary.setText(f"<b>Could not open {failed}</b>: {message}<br><br>Still loaded: <b>{loaded.root}</b> "
+                             f"({len(loaded.records)} images in {len(loaded.classes)} classes); the other steps "
+                             f"use it.")
 
     def _scan_ended(self, message: str) -> None:
         self.progress.hide()
@@ -221,7 +241,9 @@ class DataPage(QWidget):
     # ---- showing a scan -----------------------------------------------------------------------------
     def _show_scan(self, scan) -> None:
         if scan is None:
+            self.body.setCurrentWidget(self.welcome)
             return
+        self.body.setCurrentIndex(1)
         counts = scan.counts()
         layout = "already split into train/val folders" if scan.presplit else \
             f"split {1 - scan.val_fraction - scan.test_fraction:.0%} / {scan.val_fraction:.0%} / {scan.test_fraction:.0%}" \
@@ -278,6 +300,8 @@ class DataPage(QWidget):
         self.recent_box.addItems(recent.recent_folders())
         self.recent_box.setCurrentIndex(-1)
         self.recent_box.blockSignals(False)
+        if hasattr(self, "welcome"):
+            self.welcome.refresh()
 
     def shutdown(self) -> None:
         self._cancel_scan()

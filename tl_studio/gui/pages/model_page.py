@@ -239,6 +239,7 @@ class ModelPage(QWidget):
         self._describe_depth(value)
 
     def _describe_depth(self, value: int) -> None:
+        from tl_studio.core.advice_rules import images_per_class
         from tl_studio.core.diagnostics import freeze_hint
 
         summary, stages = self.summary, len(self.summary.names)
@@ -255,7 +256,8 @@ class ModelPage(QWidget):
                                  f"({trainable / summary.total_params:.1%}).")
         scan = self.session.scan
         if scan is not None:
-            self.hint.setText(freeze_hint(len(scan.split("train")), len(scan.classes), value, stages))
+            per_class = images_per_class(scan.counts()["train"].values())
+            self.hint.setText(freeze_hint(per_class, value, stages))
 
     def _config_changed(self, config) -> None:
         index = self.weights_choice.findData(config.weights if config.weights in ("default", "none") else "default")

@@ -27,11 +27,13 @@ class RunProgress:
         self.batches = 1
         self.started = time.monotonic()
         self.done_at_start = 0
+        self._features = (self.started, 0, 0)  # (when this pass began, images done then, images done now)
 
     def start(self, event) -> None:
         self.epochs, self.batches = event.epochs, event.batches_per_epoch
         self.done_at_start = (event.start_epoch - 1) * self.batches
         self.started = time.monotonic()
+        self._features = (self.started, 0, 0)
         self.bar.setRange(0, self.epochs * self.batches)
         self.bar.setValue(self.done_at_start)
         self.bar.setFormat(f"Starting epoch {event.start_epoch} of {self.epochs}...")
@@ -47,8 +49,23 @@ class RunProgress:
         self.bar.setFormat(f"Epoch {event.epoch}/{self.epochs} · batch {event.batch}/{event.num_batches} · "
                            f"{event.images_per_s:.0f} img/s · {_clock(left)} left")
 
-    def features(self, event) -> None:
-        self.bar.setFormat(f"Computing features once for the frozen backbone: {event.done}/{event.total} images")
+    def features(self, event) -> str:
+        """Feature extraction (frozen backbone) can take minutes before the first epoch: its own
+        progress, rate and time left. Returns the text, for the status line too."""
+        now = time.monotonic()
+        began, done_then, done_last = self._features
+        if event.done < done_last:  # a new pass (the validation images after the training images)
+            began, done_then = now, 0
+        self._features = (began, done_then, event.done)
+        elapsed = now - began
+        rate = (event.done - done_then) / elapsed if elapsed > 0 and event.done > done_then else 0.0
+        left = (event.total - event.done) / rate if rate > 0 else float("nan")
+        self.bar.setRange(0, max(1, event.total))
+        self.bar.setValue(event.done)
+        text = (f"Computing features once (frozen backbone): {event.done}/{event.total} images · "
+                f"{rate:.0f} img/s · {_clock(left)} left")
+        self.bar.setFormat(text)
+        return text
 
     def finish(self, completed: bool) -> None:
         if completed:
@@ -76,6 +93,7 @@ class TrainPage(QWidget):
         self.current_run_dir: Path | None = None
         self._build()
         self._connect()
+        session.datasetChanged.connect(lambda _: self._update_start_button())
         self._set_running(False)
 
     # ---- layout -------------------------------------------------------------------------------------
@@ -149,7 +167,7 @@ class TrainPage(QWidget):
         c = self.controller
         c.fitStarted.connect(self._on_fit_started)
         c.phaseStarted.connect(lambda e: self.session.say(e.description))
-        c.featureProgress.connect(self.run_progress.features)
+        c.featureProgress.connect(lambda e: self.session.say(self.run_progress.features(e)))
         c.batches.connect(self._on_batches)
         c.epochEnded.connect(self._on_epoch)
         c.samplesReady.connect(self.samples.show_predictions)
@@ -185,7 +203,8 @@ class TrainPage(QWidget):
             return
         scan = self.session.scan
         if scan is None:
-            QMessageBox.information(self, "No dataset", "Choose a dataset folder on the Data step first.")
+            QMessageBox.information(self, "No data set ready", "No data set is ready yet: choose a folder on the "
+                                    "Data step, or wait for its scan to finish there.")
             return
         try:
             config = self.session.config.replace(data_dir=str(scan.root)).validate()
@@ -318,6 +337,18 @@ class TrainPage(QWidget):
     def _note(self, message: str) -> None:
         self.summary.setText(self.summary.text() + "\n" + message)
 
+    def _update_start_button(self) -> None:
+        """Start waits for a data set that is scanned and ready; the tooltip says why it waits."""
+        ready = self.session.scan is not None
+        self.start_button.setEnabled(ready and not self.running)
+        if self.running:
+            self.start_button.setToolTip("A run is in progress: Pause or Stop it first.")
+        elif ready:
+            self.start_button.setToolTip("Start training (Ctrl+R)")
+        else:
+            self.start_button.setToolTip("Start is available once a data set folder is scanned "
+                                         "(choose one on the Data step; a scan in progress shows there).")
+
     def _set_running(self, running: bool) -> None:
         self.start_button.setEnabled(not running)
         self.resume_button.setEnabled(not running)
@@ -327,3 +358,4 @@ class TrainPage(QWidget):
         self.pause_button.setText("Pause")
         self.settings.set_running(running)
         self.session.set_training(running)
+        self._update_start_button()
