@@ -131,10 +131,15 @@ def test_a_double_click_opens_one_viewer_and_enter_opens_one_too(page, qtbot):
 
     page.matrix.choose_cell(0, int(page.evaluation.predicted[page.evaluation.true == 0][0]))
     view = page.cell_gallery.view
-    page.cell_gallery.show()
+    page.show()
+    qtbot.waitExposed(page)
+    qtbot.waitUntil(lambda: view.visualRect(page.cell_gallery.thumbnails.index(0)).isValid())
     rect = view.visualRect(page.cell_gallery.thumbnails.index(0))
-    qtbot.mouseDClick(view.viewport(), Qt.LeftButton, pos=rect.center())
+    # what a real double-click delivers in Qt 6: press, release, press, double-click, release
+    for act in (qtbot.mousePress, qtbot.mouseRelease, qtbot.mousePress, qtbot.mouseDClick, qtbot.mouseRelease):
+        act(view.viewport(), Qt.LeftButton, pos=rect.center())
     assert len(page.details) == 1
+    view.setFocus()
     view.setCurrentIndex(page.cell_gallery.thumbnails.index(0))
     qtbot.keyClick(view, Qt.Key_Return)
     assert len(page.details) == 2

@@ -50,11 +50,9 @@ class Gallery(QWidget):
         self.thumbnails = _GalleryModel(self)
         self.view = thumbnail_view(self.thumbnails)
         self.view.setSelectionMode(QAbstractItemView.ExtendedSelection)
-        # One viewer per double-click: "activated" also fires on a double-click (and, in some desktop
-        # styles, on a single click), so only doubleClicked and the Enter/Return keys open an image.
-        self.view.doubleClicked.connect(lambda index: self._open(index.row()))
-        for key in (Qt.Key_Return, Qt.Key_Enter):
-            QShortcut(QKeySequence(key), self.view, activated=self._open_current, context=Qt.WidgetShortcut)
+        # One viewer per double-click: "activated" is the platform's own open gesture (a double-click,
+        # or a single click where the desktop says so, and Enter); doubleClicked as well opened two.
+        self.view.activated.connect(lambda index: self._open(index.row()))
         self.view.selectionModel().selectionChanged.connect(self._update_buttons)
         self.view.selectionModel().selectionChanged.connect(self._suggest_class)
         layout = QVBoxLayout(self)
@@ -111,9 +109,6 @@ class Gallery(QWidget):
     def _open(self, row: int) -> None:
         if 0 <= row < len(self.items):
             self.openRequested.emit(self.items[row].index)
-
-    def _open_current(self) -> None:
-        self._open(self.view.currentIndex().row())
 
     def _suggest_class(self, *_args) -> None:
         """Selecting an image offers its predicted (or suggested) class as the target: the likely fix."""
