@@ -11,6 +11,7 @@ from PySide6.QtWidgets import (QFileDialog, QHBoxLayout, QInputDialog, QLabel, Q
 
 from tl_studio.core.diagnostics import overfitting_hint
 from tl_studio.core.errors import UserError
+from tl_studio.gui.cpu_share import explain_cpu
 from tl_studio.gui.plots import TrainingCurves
 from tl_studio.gui.runs_folder import new_run_dir
 from tl_studio.gui.sample_grid import SampleGrid
@@ -182,8 +183,10 @@ class TrainPage(QWidget):
 
         def detect(report, cancelled):
             from tl_studio.core.device import available_devices
+            from tl_studio.gui.cpu_share import explain_cpu
 
-            return available_devices()
+            # what a run started here will use (see cpu_share): the info line says the same
+            return [(setting, explain_cpu(text)) for setting, text in available_devices()]
 
         self.tasks = TaskRunner(self)
         self.tasks.start(detect, "detect-devices").succeeded.connect(self.settings.set_devices)
@@ -295,7 +298,8 @@ class TrainPage(QWidget):
         cache = " Features are computed once and cached (frozen backbone)." if event.feature_cache else ""
         notes = " ".join(event.notes)
         self.summary.setText(f"{event.num_train} training and {event.num_val} validation images, "
-                             f"{len(event.classes)} classes, on {event.device}. {event.trainable_params:,} of "
+                             f"{len(event.classes)} classes, on {explain_cpu(event.device)}. "
+                             f"{event.trainable_params:,} of "
                              f"{event.total_params:,} parameters train.{cache} {notes}\nRun folder: {event.run_dir}")
 
     def _on_batches(self, batches) -> None:
