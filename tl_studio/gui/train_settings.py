@@ -29,6 +29,17 @@ def remember_config(config: TrainConfig) -> None:
     QSettings().setValue(SETTINGS_KEY, json.dumps({k: getattr(config, k) for k in REMEMBERED}))
 
 
+def automatic_rate(config: TrainConfig) -> tuple[float, str]:
+    """The rate an automatic-rate run trains at, as the form shows it, and a note for a second phase:
+    the two-phase schedule fine-tunes at a small rate (advice_rules.TUNE_LR, the engine's fine-tune
+    phase default) after a head phase at the head-only rate, so its main rate is not resolved_lr()."""
+    from tl_studio.core.advice_rules import HEAD_LR, TUNE_LR
+
+    if config.schedule == "fine-tune":
+        return TUNE_LR[config.optimizer], f" (head phase first at {HEAD_LR[config.optimizer]:g})"
+    return config.resolved_lr(), ""
+
+
 def _combo(items: list[tuple[str, str]], tip: str) -> QComboBox:
     box = QComboBox()
     for value, text in items:
@@ -143,7 +154,9 @@ class TrainSettings(QWidget):
             self.batch_size.setValue(config.batch_size)
             self.auto_lr.setChecked(config.lr is None)
             self.lr.setEnabled(config.lr is not None)
-            self.lr.setValue(config.resolved_lr())
+            rate, note = automatic_rate(config) if config.lr is None else (config.lr, "")
+            self.lr.setValue(rate)
+            self.auto_lr.setText(f"automatic{note}")
             for box, value in ((self.optimizer, config.optimizer), (self.schedule, config.schedule),
                                (self.augment, config.augment), (self.device, config.device),
                                (self.class_weighting, config.class_weighting)):
