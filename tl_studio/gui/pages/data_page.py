@@ -7,13 +7,13 @@ import threading
 from pathlib import Path
 
 from PySide6.QtCore import Qt
-from PySide6.QtGui import QStandardItem, QStandardItemModel
-from PySide6.QtWidgets import (QComboBox, QDoubleSpinBox, QFileDialog, QFormLayout, QGroupBox, QHBoxLayout, QHeaderView,
-                               QLabel, QProgressBar, QPushButton, QSpinBox, QSplitter, QStackedWidget, QTableView,
-                               QTabWidget, QVBoxLayout, QWidget)
+from PySide6.QtWidgets import (QComboBox, QDoubleSpinBox, QFileDialog, QFormLayout, QGroupBox, QHBoxLayout, QLabel,
+                               QProgressBar, QPushButton, QSpinBox, QSplitter, QStackedWidget, QTabWidget,
+                               QVBoxLayout, QWidget)
 
 from tl_studio.gui import recent
 from tl_studio.gui.class_chart import ClassChart
+from tl_studio.gui.problems_view import ProblemsView
 from tl_studio.gui.tasks import TaskRunner
 from tl_studio.gui.thumbnails import ThumbnailModel, thumbnail_view
 from tl_studio.gui.welcome import Welcome
@@ -31,6 +31,7 @@ class DataPage(QWidget):
         # Set while a training run is active: the full decode check waits (see verify_images).
         self.verify_hold = threading.Event()
         self.folder: str | None = None
+        self.fixer = None  # a DataFixer, made when the user first excludes a problem file
         self._build()
         session.datasetChanged.connect(self._show_scan)
         session.trainingStateChanged.connect(self._training_state_changed)
@@ -126,17 +127,12 @@ class DataPage(QWidget):
         row.addWidget(self.split_filter)
         browser_layout.addLayout(row)
         browser_layout.addWidget(self.thumbnail_view, 1)
-        self.problem_model = QStandardItemModel(0, 2, self)
-        self.problem_model.setHorizontalHeaderLabels(["File", "Problem"])
-        self.problem_view = QTableView()
-        self.problem_view.setObjectName("problemsView")
-        self.problem_view.setModel(self.problem_model)
-        self.problem_view.horizontalHeader().setSectionResizeMode(1, QHeaderView.Stretch)
-        self.problem_view.setSortingEnabled(True)
-        self.problem_view.setEditTriggers(QTableView.NoEditTriggers)
+        self.problems = ProblemsView()
+        self.problems.excludeRequested.connect(self._exclude_problem_files)
+        self.problem_model, self.problem_view = self.problems.model, self.problems.table
         self.tabs = QTabWidget()
         self.tabs.addTab(browser, "Images")
-        self.tabs.addTab(self.problem_view, "Problems")
+        self.tabs.addTab(self.problems, "Problems")
         return self.tabs
 
     # ---- scanning -----------------------------------------------------------------------------------
@@ -255,7 +251,7 @@ class DataPage(QWidget):
         self._show_imbalance(scan)
         self.chart.show_counts(list(scan.classes), counts)
         self.split_box.setEnabled(not scan.presplit)
-        self._show_problems(scan.problems)
+        self._show_problems(scan.problems, scan.root)
         self._fill_classes(scan)
 
     def _show_imbalance(self, scan) -> None:
@@ -265,12 +261,19 @@ class DataPage(QWidget):
                                  f"smallest. Training will weight the loss by class so rare classes still count.")
         self.warning.setVisible(ratio > 3)
 
-    def _show_problems(self, problems) -> None:
-        self.problem_model.removeRows(0, self.problem_model.rowCount())
-        for problem in problems:
-            self.problem_model.appendRow([QStandardItem(problem.path), QStandardItem(problem.reason)])
-        self.problem_view.resizeColumnToContents(0)
+    def _show_problems(self, problems, root) -> None:
+        self.problems.set_problems(problems, Path(root))
         self.tabs.setTabText(1, f"Problems ({len(problems)})")
+
+    def _exclude_problem_files(self, paths: list[str]) -> None:
+        """Out of the class folders into _excluded (asked once per data set, never deleted); the
+        fixer rescans, so the file leaves the list."""
+        from tl_studio.gui.data_fixer import DataFixer
+
+        if self.fixer is None:
+            self.fixer = DataFixer(self.session, self.tasks, self)
+        self.fixer.set_dataset(self.session.scan)
+        self.fixer.exclude(paths)
 
     def _fill_classes(self, scan) -> None:
         totals = scan.class_counts()
