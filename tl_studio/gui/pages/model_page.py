@@ -5,7 +5,8 @@ from __future__ import annotations
 
 from PySide6.QtCore import QItemSelectionModel, Qt, Signal
 from PySide6.QtWidgets import (QComboBox, QFileDialog, QFormLayout, QGroupBox, QHBoxLayout, QLabel, QLineEdit,
-                               QMessageBox, QProgressBar, QPushButton, QSlider, QSplitter, QVBoxLayout, QWidget)
+                               QMessageBox, QProgressBar, QPushButton, QScrollArea, QSlider, QSplitter, QVBoxLayout,
+                               QWidget)
 
 from tl_studio.gui.model_table import ModelFilter, ModelTableModel, model_table_view
 from tl_studio.gui.stage_diagram import StageDiagram
@@ -102,7 +103,15 @@ class ModelPage(QWidget):
         self.advisor = AdvisorPanel(self.session)
         layout.addWidget(self.advisor)
         layout.addStretch(1)
-        return layout_widget
+        # The details scroll rather than squeeze: the advisor's reasons can be long, and the model
+        # table beside them keeps its width.
+        scroll = QScrollArea()
+        scroll.setObjectName("modelDetails")
+        scroll.setWidget(layout_widget)
+        scroll.setWidgetResizable(True)
+        scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarAlwaysOff)
+        scroll.setFrameShape(QScrollArea.NoFrame)
+        return scroll
 
     def _freeze_box(self) -> QGroupBox:
         box = QGroupBox("How much to freeze")
