@@ -20,12 +20,15 @@ def leave_a_core_for_the_window() -> None:
     torch.set_num_threads(work_threads())
 
 
-def explain_cpu(description: str) -> str:
-    """A device description as the window's runs will use it: "CPU (2 threads)" measured before the
-    window took its core becomes "CPU (1 thread; 1 core left to the window)". Other devices unchanged."""
+def explain_cpu(description: str, short: bool = False) -> str:
+    """A device description as the window's runs will use it: "CPU (2 threads)", measured before the
+    window took its core, becomes "CPU (1 of 2 cores; one is left to keep the window responsive)",
+    or "CPU (1 of 2 cores)" when ``short`` (a combo box). Other devices are unchanged."""
     if not description.startswith("CPU"):
-        return re.sub(r"CPU \(\d+ threads?\)", lambda m: explain_cpu(m.group(0)), description)
-    threads = work_threads()
-    spare = (os.cpu_count() or 2) - threads
-    left = f"; {spare} core left to the window" if spare > 0 else ""
-    return f"CPU ({threads} thread{'s' if threads != 1 else ''}{left})"
+        return re.sub(r"CPU \(\d+ threads?\)", lambda m: explain_cpu(m.group(0), short), description)
+    threads, cores = work_threads(), os.cpu_count() or 2
+    if threads >= cores:
+        return f"CPU ({threads} thread{'s' if threads != 1 else ''})"
+    why = "" if short else f"; {'one is' if cores - threads == 1 else f'{cores - threads} are'} left to keep " \
+                           f"the window responsive"
+    return f"CPU ({threads} of {cores} cores{why})"

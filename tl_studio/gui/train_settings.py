@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 
-from PySide6.QtCore import QSettings
+from PySide6.QtCore import QSettings, Qt
 from PySide6.QtWidgets import (QCheckBox, QComboBox, QDoubleSpinBox, QFormLayout, QGroupBox, QHBoxLayout,
                                QSpinBox, QVBoxLayout, QWidget)
 
@@ -142,8 +142,11 @@ class TrainSettings(QWidget):
         current = self.session.config.device
         self._updating = True
         self.device.clear()
+        from tl_studio.gui.cpu_share import explain_cpu
+
         for value, text in devices:
             self.device.addItem(text, value)
+            self.device.setItemData(self.device.count() - 1, explain_cpu(text), Qt.ToolTipRole)
         self._updating = False
         self._select(self.device, current)
 

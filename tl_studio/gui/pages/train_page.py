@@ -186,7 +186,7 @@ class TrainPage(QWidget):
             from tl_studio.gui.cpu_share import explain_cpu
 
             # what a run started here will use (see cpu_share): the info line says the same
-            return [(setting, explain_cpu(text)) for setting, text in available_devices()]
+            return [(setting, explain_cpu(text, short=True)) for setting, text in available_devices()]
 
         self.tasks = TaskRunner(self)
         self.tasks.start(detect, "detect-devices").succeeded.connect(self.settings.set_devices)
