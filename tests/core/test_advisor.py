@@ -142,3 +142,55 @@ def test_a_large_dataset_is_probed_on_a_bounded_subsample_and_gets_fine_tuning(t
     assert result.freeze not in ("all",) and result.schedule == "fine-tune"
     config = check_usable(result)
     assert config.freeze_epochs >= 1
+
+
+def _phase_rates(config: TrainConfig) -> list[tuple[str, float]]:
+    """The learning rate each phase of a run with this config trains at (the engine's own rule)."""
+    from types import SimpleNamespace
+
+    from tl_studio.core.engine import plan_phases
+    from tl_studio.core.run_state import RunState
+
+    return [(phase.name, RunState._phase_lr(SimpleNamespace(config=config), phase)) for phase in plan_phases(config)]
+
+
+@pytest.mark.parametrize("per_class, accuracy, optimizer", [(12, 0.99, "adamw"), (2000, 0.3, "adamw"),
+                                                            (400, 0.6, "sgd")])
+def test_the_printed_command_trains_exactly_what_apply_sets(per_class, accuracy, optimizer, tmp_path):
+    """`tl-studio advise` prints a train command: it must give the run that Apply gives in the app,
+    and name the recommended learning rate."""
+    import shlex
+
+    from tl_studio.cli.cmd_advise import train_command
+    from tl_studio.cli.cmd_train import build_config
+    from tl_studio.cli.main import build_parser
+
+    recommendation = recommend(stats(per_class, optimizer=optimizer), probe(accuracy))
+    command = train_command(recommendation, str(tmp_path))
+    assert f"--lr {recommendation.lr:g}" in command
+    words = shlex.split(command)
+    assert words[:2] == ["tl-studio", "train"]
+    args = build_parser().parse_args(words[1:] + ["--optimizer", optimizer] * (optimizer != "adamw"))
+    from_command = build_config(args)
+    applied = TrainConfig(data_dir=str(tmp_path.resolve()), optimizer=optimizer).replace(
+        **recommendation.config_changes())
+    for field in ("model", "freeze", "epochs", "schedule", "augment", "img_size"):
+        assert getattr(from_command, field) == getattr(applied, field), field
+    if recommendation.schedule == "fine-tune":
+        assert from_command.freeze_epochs == applied.freeze_epochs
+    assert _phase_rates(from_command) == _phase_rates(applied)
+    assert _phase_rates(applied)[-1][1] == recommendation.lr  # the advice's rate is the main phase's
+
+
+def test_images_per_class_is_one_figure_everywhere(tiny_dataset):
+    """The advisor's summary and the Model step's freeze hint quote the same images-per-class figure."""
+    from tl_studio.core.advice_rules import images_per_class
+    from tl_studio.core.advisor import dataset_stats
+    from tl_studio.core.data import scan_dataset
+    from tl_studio.core.diagnostics import freeze_hint
+
+    assert images_per_class([300, 10, 500, 0]) == 300 and images_per_class([4, 6]) == 5
+    scan = scan_dataset(tiny_dataset)
+    per_class = dataset_stats(scan, TrainConfig(), 64, 5, 224).per_class_median
+    assert per_class == images_per_class(scan.counts()["train"].values())
+    assert f"~{per_class:.0f} training images per class" in freeze_hint(per_class, 5, 5)

@@ -12,6 +12,18 @@ pytest.importorskip("PySide6")
 from PySide6.QtCore import QCoreApplication, QSettings, QThread  # noqa: E402
 
 
+@pytest.fixture(scope="session", autouse=True)
+def libraries_loaded_first():
+    """torch, torchvision and timm imported once, here, before any test or background task needs them.
+    The app's background tasks serialise their imports (gui/libraries.py), but a test's own code imports
+    torch in the main thread (fixtures that train a model, plain-torch references): two threads importing
+    torchvision at once fail ("partially initialized module") or worse."""
+    from tl_studio.gui.libraries import load_libraries
+
+    load_libraries()
+    yield
+
+
 @pytest.fixture(autouse=True)
 def isolated_settings(tmp_path, monkeypatch, qapp):
     QSettings.setDefaultFormat(QSettings.IniFormat)

@@ -124,3 +124,47 @@ def _exists(path: str) -> bool:
     from pathlib import Path
 
     return Path(path).is_file()
+
+
+def test_a_double_click_opens_one_viewer_and_enter_opens_one_too(page, qtbot):
+    from PySide6.QtCore import Qt
+
+    page.matrix.choose_cell(0, int(page.evaluation.predicted[page.evaluation.true == 0][0]))
+    view = page.cell_gallery.view
+    page.show()
+    qtbot.waitExposed(page)
+    qtbot.waitUntil(lambda: view.visualRect(page.cell_gallery.thumbnails.index(0)).isValid())
+    rect = view.visualRect(page.cell_gallery.thumbnails.index(0))
+    # what a real double-click delivers in Qt 6: press, release, press, double-click, release
+    for act in (qtbot.mousePress, qtbot.mouseRelease, qtbot.mousePress, qtbot.mouseDClick, qtbot.mouseRelease):
+        act(view.viewport(), Qt.LeftButton, pos=rect.center())
+    assert len(page.details) == 1
+    view.setFocus()
+    view.setCurrentIndex(page.cell_gallery.thumbnails.index(0))
+    qtbot.keyClick(view, Qt.Key_Return)
+    assert len(page.details) == 2
+    for detail in list(page.details):
+        detail.close()
+
+
+def test_selecting_an_image_offers_its_predicted_class_as_the_move_target(page):
+    evaluation = page.evaluation
+    gallery = page.loss_gallery if page.loss_gallery.items else None
+    if gallery is None:  # no mistakes: any cell's images still have a prediction
+        page.matrix.choose_cell(0, int(evaluation.predicted[evaluation.true == 0][0]))
+        gallery = page.cell_gallery
+    for row, item in enumerate(gallery.items[:3]):
+        gallery.class_box.setCurrentIndex(0 if gallery.class_box.currentIndex() else 1)  # anything else first
+        gallery.select_rows([row])
+        assert gallery.class_box.currentText() == evaluation.classes[int(evaluation.predicted[item.index])]
+
+
+def test_long_captions_are_elided_in_the_middle_with_the_full_text_as_tooltip(page):
+    from PySide6.QtCore import Qt
+
+    page.matrix.choose_cell(0, int(page.evaluation.predicted[page.evaluation.true == 0][0]))
+    gallery = page.cell_gallery
+    assert gallery.view.textElideMode() == Qt.ElideMiddle
+    index = gallery.thumbnails.index(0)
+    caption = gallery.thumbnails.data(index, Qt.DisplayRole)
+    assert gallery.thumbnails.data(index, Qt.ToolTipRole).startswith(caption + "\n")

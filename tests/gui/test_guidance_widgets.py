@@ -117,3 +117,23 @@ def test_closing_the_advisor_mid_run_stops_its_thread(qtbot, session, panel):
     assert panel.running and panel.progress.isVisibleTo(panel)
     panel.shutdown()
     assert not panel.task.thread.isRunning()
+
+
+@pytest.mark.parametrize("per_class, accuracy", [(12, 0.99), (2000, 0.3)])
+def test_after_apply_the_train_step_shows_the_rate_the_advice_gave(qtbot, session, panel, per_class, accuracy):
+    """Apply puts the advice into the Train step's form; the rate it shows is the one the advice named
+    (for the two-phase schedule: the fine-tuning rate, with the head phase's rate beside it)."""
+    from tests.core.test_advisor import probe, stats
+    from tl_studio.core.advice_rules import recommend
+    from tl_studio.gui.train_settings import TrainSettings
+
+    form = TrainSettings(session)
+    qtbot.addWidget(form)
+    recommendation = recommend(stats(per_class), probe(accuracy))
+    panel.show_recommendation(panel._target(), recommendation)
+    panel.apply_button.click()
+    assert abs(form.lr.value() - recommendation.lr) < 1e-12
+    shown_in_panel = panel.findChild(QLabel, "advice_lr").text()
+    assert float(shown_in_panel) == recommendation.lr
+    if recommendation.schedule == "fine-tune":
+        assert "head phase first at 0.001" in form.auto_lr.text()

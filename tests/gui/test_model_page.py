@@ -39,3 +39,36 @@ def test_the_zoo_table_lists_models_and_the_slider_sets_the_freeze_depth(qtbot, 
     assert window.session.config.model == "resnet18"
     assert page.summary.names == ("stem", "stage1", "stage2", "stage3", "stage4")
     window.close()
+
+
+def test_the_advice_and_the_model_table_are_readable_at_the_default_window_size(qtbot, tiny_dataset):
+    """At the window's first size the advisor's reasons wrap over the details' full width, and the model
+    table keeps room for its columns (they were clipped to a few words and squeezed the table)."""
+    from PySide6.QtWidgets import QLabel, QScrollArea
+
+    from tests.core.test_advisor import probe, stats
+    from tl_studio.core.advice_rules import recommend
+
+    window = MainWindow()
+    qtbot.addWidget(window)
+    window.show()
+    qtbot.waitExposed(window)
+    window.steps.go_to("Model")
+    page = window.pages["Model"]
+    table = window.findChild(QAbstractItemView, "modelTable")
+    qtbot.waitUntil(lambda: table.model().rowCount() > 50, timeout=60_000)
+    recommendation = recommend(stats(2000), probe(0.3))  # the longest reasons: fine-tuning
+    page.advisor.show_recommendation(page.advisor._target(), recommendation)
+    details = window.findChild(QScrollArea, "modelDetails")
+
+    def every_reason_fully_shown():
+        for setting in ("freeze", "schedule", "lr", "epochs", "img_size", "augment"):
+            reason = page.advisor.findChild(QLabel, f"reason_{setting}")
+            # wrapped over the details' width, not wider than what is visible, every line shown
+            assert 0.8 * details.viewport().width() <= reason.width() <= details.viewport().width(), setting
+            assert reason.height() >= reason.heightForWidth(reason.width()), setting
+
+    qtbot.waitUntil(every_reason_fully_shown, timeout=5000)
+    widths = sum(table.columnWidth(column) for column in range(table.model().columnCount()))
+    assert table.viewport().width() >= widths  # no column squeezed out of view
+    window.close()

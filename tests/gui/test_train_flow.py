@@ -19,7 +19,12 @@ def find(window, kind, name):
 
 
 @pytest.fixture
-def window(qtbot, tiny_dataset):
+def window(qtbot, tiny_dataset, monkeypatch):
+    from PySide6.QtWidgets import QMessageBox
+
+    # a test that fails mid-run closes the window while training: answer "stop and quit" (a modal
+    # question offscreen would wait forever)
+    monkeypatch.setattr(QMessageBox, "question", lambda *args, **kwargs: QMessageBox.Yes)
     assert gui_app.main([str(tiny_dataset)]) == 0  # reuses the test's QApplication and returns
     windows = [w for w in QApplication.topLevelWidgets()
                if isinstance(w, QMainWindow) and w.objectName() == "MainWindow" and w.isVisible()]
@@ -62,7 +67,77 @@ def test_stop_midway_returns_the_ui_to_idle(window, qtbot):
         stop.click()
     assert finished.args[0].status == "stopped"
     assert start.isEnabled() and not stop.isEnabled()
-    assert not page.controller.active or page.controller._run_done
+    assert not page.running
+    qtbot.waitUntil(lambda: not page.controller.active, timeout=10_000)  # the thread itself has ended
+
+
+def _stop_after_first_epoch(page, qtbot):
+    def stop(_epoch):
+        page.stop()
+
+    page.controller.epochEnded.connect(stop)
+    with qtbot.waitSignal(page.runFinished, timeout=RUN_TIMEOUT_MS) as finished:
+        page.start()
+    page.controller.epochEnded.disconnect(stop)
+    return finished.args[0]
+
+
+def test_a_stopped_run_resumes_to_its_planned_epochs_with_its_curves(window, qtbot, monkeypatch):
+    from PySide6.QtWidgets import QInputDialog
+
+    page = window.pages["Train"]
+    window.session.update_config(epochs=3)
+    stopped = _stop_after_first_epoch(page, qtbot)
+    assert stopped.status == "stopped" and stopped.epochs_done == 1
+    run_dir = page.current_run_dir
+    asked = {}
+
+    def answer(parent, title, label, value, minimum, maximum):
+        asked.update(label=label, value=value, minimum=minimum)
+        return value, True
+
+    monkeypatch.setattr(QInputDialog, "getInt", answer)
+    with qtbot.waitSignal(page.runFinished, timeout=RUN_TIMEOUT_MS) as finished:
+        page.resume_run(run_dir)
+    assert "can continue: 1 of 3 epochs done" in asked["label"] and "finished" not in asked["label"]
+    assert asked["value"] == 3 and asked["minimum"] == 2  # its planned epochs; the user may raise them
+    assert finished.args[0].status == "completed" and finished.args[0].epochs_done == 3
+    assert page.curves.point_counts()["val_acc"] == 3  # epoch 1's point came back with the resumed run
+
+    # a finished run is extended: the question says so and offers more epochs than it had
+    with qtbot.waitSignal(page.runFinished, timeout=RUN_TIMEOUT_MS):
+        monkeypatch.setattr(QInputDialog, "getInt", lambda *a: (answer(*a), (4, True))[1])
+        page.resume_run(run_dir)
+    assert "has finished (3 of 3 epochs done)" in asked["label"] and asked["minimum"] == 4
+
+
+def test_pause_holds_the_run_and_resume_continues_it(window, qtbot):
+    page = window.pages["Train"]
+    status = window._status  # the status line
+    window.session.update_config(epochs=20, feature_cache=False, augment="none")
+    pause = find(window, QPushButton, "pauseButton")
+    with qtbot.waitSignal(page.controller.batches, timeout=RUN_TIMEOUT_MS):
+        page.start()
+    with qtbot.waitSignal(page.controller.pausedChanged):
+        pause.click()
+    assert pause.text() == "Resume" and "Paused" in status.text()
+    # the batch in flight when Pause was pressed may still arrive (on a busy machine, seconds later);
+    # after that nothing does
+    for _ in range(20):
+        with qtbot.waitSignal(page.controller.batches, timeout=3000, raising=False) as late:
+            pass
+        if not late.signal_triggered:
+            break
+    with qtbot.assertNotEmitted(page.controller.batches, wait=2000):
+        pass
+    assert page.running and pause.text() == "Resume"
+    pause.click()
+    assert pause.text() == "Pause" and "Paused" not in status.text()
+    with qtbot.waitSignal(page.controller.batches, timeout=RUN_TIMEOUT_MS):
+        pass  # batches flow again
+    with qtbot.waitSignal(page.runFinished, timeout=RUN_TIMEOUT_MS) as finished:
+        page.stop()
+    assert finished.args[0].status == "stopped"
 
 
 def test_export_writes_a_file_that_loads(window, qtbot, tmp_path):

@@ -87,6 +87,9 @@ def _shown(item) -> str:
 def train_command(recommendation, data_dir: str) -> str:
     parts = ["tl-studio", "train", data_dir, "--out", "RUN_DIR", "--model", recommendation.stats.model]
     changes = recommendation.config_changes()
+    # The rate always, though the GUI's Apply may leave it automatic: the same value either way (the
+    # advice's rate is the one the run's main phase uses), and a reader sees the number the advice gave.
+    changes["lr"] = recommendation.lr
     for setting, (_, flag) in LABELS.items():
         value = changes.get(setting)
         if value is not None:

@@ -115,6 +115,16 @@ class Recommendation:
         return data
 
 
+def images_per_class(train_counts) -> float:
+    """The one "images per class" figure the app shows anywhere: the median over the classes that have
+    training images (the mean would let one large class speak for all)."""
+    present = sorted(count for count in train_counts if count > 0)
+    if not present:
+        return 0.0
+    middle = len(present) // 2
+    return float(present[middle]) if len(present) % 2 else (present[middle - 1] + present[middle]) / 2
+
+
 # ---- levels ---------------------------------------------------------------------------------------
 def data_level(per_class: float) -> str:
     return next(name for name, below in DATA_LEVELS if per_class < below)

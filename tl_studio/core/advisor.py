@@ -18,7 +18,7 @@ from typing import Sequence
 import torch
 import torch.nn.functional as F
 
-from tl_studio.core.advice_rules import DatasetStats, ProbeResult, Recommendation, recommend
+from tl_studio.core.advice_rules import DatasetStats, ProbeResult, Recommendation, images_per_class, recommend
 from tl_studio.core.config import TrainConfig
 from tl_studio.core.workbench import (CancelCallback, ProgressCallback, check_cancel, open_workbench, record_features,
                                       report, stratified_subsample)
@@ -54,7 +54,7 @@ def dataset_stats(scan, config: TrainConfig, median_side: int | None, num_stages
     counts = [count for count in scan.counts()["train"].values()]
     present = [count for count in counts if count > 0] or [0]
     return DatasetStats(
-        num_classes=len(scan.classes), num_train=sum(counts), per_class_median=float(statistics.median(present)),
+        num_classes=len(scan.classes), num_train=sum(counts), per_class_median=images_per_class(counts),
         per_class_min=min(present), imbalance_ratio=max(present) / max(1, min(present)),
         median_short_side=median_side, model=config.model, model_size=model_size, num_stages=num_stages,
         batch_size=config.batch_size, optimizer=config.optimizer)

@@ -33,12 +33,12 @@ def overfitting_hint(history: Sequence, freeze: str = "all", augment: str = "sta
             f"fell. Try " + ", ".join(advice[:-1]) + f" or {advice[-1]}.")
 
 
-def freeze_hint(train_images: int, num_classes: int, frozen: int, num_stages: int) -> str:
+def freeze_hint(per_class: float, frozen: int, num_stages: int) -> str:
     """One line of transfer-learning practice for the chosen freeze depth: few images (and a domain
-    like ImageNet's photos) -> freeze more; many images or a distant domain -> fine-tune more."""
+    like ImageNet's photos) -> freeze more; many images or a distant domain -> fine-tune more.
+    ``per_class`` is advice_rules.images_per_class, the figure the advisor shows too."""
     from tl_studio.core.advice_rules import data_level
 
-    per_class = train_images / max(1, num_classes)
     share = frozen / max(1, num_stages)
     level = data_level(per_class)  # the advisor's thresholds: tiny < 20 <= small < 250 <= medium < 1500
     if level in ("tiny", "small"):

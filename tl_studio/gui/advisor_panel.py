@@ -73,9 +73,12 @@ class AdvisorPanel(QWidget):
         self.summary = QLabel(objectName="advisorSummary")
         self.summary.setWordWrap(True)
         self.summary.hide()  # until there is a result
+        # Two columns (setting, value) with each reason on its own full-width row below: a third
+        # column for the reasons left them a few words wide and clipped at the default window size.
         self.grid = QGridLayout()
-        self.grid.setColumnStretch(2, 1)
+        self.grid.setColumnStretch(1, 1)
         self.grid.setHorizontalSpacing(12)
+        self.grid.setVerticalSpacing(2)
         buttons = QHBoxLayout()
         for button in (self.analyse_button, self.cancel_button):
             buttons.addWidget(button)
@@ -176,17 +179,21 @@ class AdvisorPanel(QWidget):
     def _fill_grid(self, recommendation) -> None:
         while self.grid.count():
             self.grid.takeAt(0).widget().deleteLater()
-        for row, item in enumerate(recommendation.advice):
+        for number, item in enumerate(recommendation.advice):
             name = QLabel(f"<b>{LABELS.get(item.setting, item.setting)}</b>")
             value = QLabel(shown_value(item.setting, item.value, recommendation))
             value.setObjectName(f"advice_{item.setting}")
+            value.setWordWrap(True)
             reason = QLabel(item.reason)
             reason.setWordWrap(True)
             reason.setObjectName(f"reason_{item.setting}")
-            for column, label in enumerate((name, value, reason)):
+            reason.setContentsMargins(12, 0, 0, 6)
+            for label in (name, value, reason):
                 label.setAlignment(Qt.AlignLeft | Qt.AlignTop)
                 label.setTextInteractionFlags(Qt.TextSelectableByMouse)
-                self.grid.addWidget(label, row, column)
+            self.grid.addWidget(name, 2 * number, 0)
+            self.grid.addWidget(value, 2 * number, 1)
+            self.grid.addWidget(reason, 2 * number + 1, 0, 1, 2)
 
     def is_stale(self) -> bool:
         return self.recommendation is not None and self._analysed_for != self._target()

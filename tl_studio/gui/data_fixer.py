@@ -42,6 +42,13 @@ class DataFixer(QObject):
     def can_undo(self) -> bool:
         return self.editor is not None and self.editor.can_undo
 
+    def undo_text(self) -> str:
+        """What Undo would do, in a few words (Edit > Undo names it)."""
+        if not self.can_undo:
+            return "Undo"
+        last = self.editor.moves[-1]
+        return f"Undo: move {last.destination.name} back to {last.source.parent.name}/"
+
     def move(self, paths: list[str], class_name: str) -> list[Move]:
         if not paths or not self._ready():
             return []

@@ -19,6 +19,7 @@ class GalleryItem:
     path: str  # where the image is now
     caption: str
     tooltip: str
+    suggested: str | None = None  # the class "Move to class" offers first (the prediction or suggestion)
 
 
 class _GalleryModel(ThumbnailModel):
@@ -30,7 +31,8 @@ class _GalleryModel(ThumbnailModel):
 
     def data(self, index, role=Qt.DisplayRole):
         if role == Qt.ToolTipRole and index.isValid():
-            return self.tooltips[index.row()]
+            # the full caption first: the view elides long captions in the middle
+            return f"{self.captions[index.row()]}\n{self.tooltips[index.row()]}"
         return super().data(index, role)
 
 
@@ -48,9 +50,11 @@ class Gallery(QWidget):
         self.thumbnails = _GalleryModel(self)
         self.view = thumbnail_view(self.thumbnails)
         self.view.setSelectionMode(QAbstractItemView.ExtendedSelection)
-        self.view.doubleClicked.connect(lambda index: self.openRequested.emit(self.items[index.row()].index))
-        self.view.activated.connect(lambda index: self.openRequested.emit(self.items[index.row()].index))
+        # One viewer per double-click: "activated" is the platform's own open gesture (a double-click,
+        # or a single click where the desktop says so, and Enter); doubleClicked as well opened two.
+        self.view.activated.connect(lambda index: self._open(index.row()))
         self.view.selectionModel().selectionChanged.connect(self._update_buttons)
+        self.view.selectionModel().selectionChanged.connect(self._suggest_class)
         layout = QVBoxLayout(self)
         layout.setContentsMargins(4, 4, 4, 4)
         layout.addWidget(self.title)
@@ -71,9 +75,9 @@ class Gallery(QWidget):
         # Widget-scoped: several galleries live in one window, and a window-wide shortcut would be ambiguous.
         QShortcut(QKeySequence.Delete, self.view, activated=self.exclude_button.click, context=Qt.WidgetShortcut)
         self.undo_button = QPushButton("Undo move")
-        self.undo_button.setToolTip("Move the last moved image back (Ctrl+Z)")
+        # Ctrl+Z itself is Edit > Undo in the main window, so it works wherever the focus is.
+        self.undo_button.setToolTip("Move the last moved image back (Ctrl+Z, Edit > Undo)")
         self.undo_button.clicked.connect(self.undoRequested)
-        QShortcut(QKeySequence.Undo, self, activated=self.undo_button.click, context=Qt.WidgetWithChildrenShortcut)
         row = QHBoxLayout()
         row.addWidget(self.move_button)
         row.addWidget(self.class_box, 1)
@@ -101,6 +105,18 @@ class Gallery(QWidget):
         if title is not None:
             self.title.setText(title)
         self._update_buttons()
+
+    def _open(self, row: int) -> None:
+        if 0 <= row < len(self.items):
+            self.openRequested.emit(self.items[row].index)
+
+    def _suggest_class(self, *_args) -> None:
+        """Selecting an image offers its predicted (or suggested) class as the target: the likely fix."""
+        rows = sorted(index.row() for index in self.view.selectionModel().selectedIndexes())
+        if rows and rows[0] < len(self.items):
+            suggested = self.items[rows[0]].suggested
+            if suggested and self.class_box.findText(suggested) >= 0:
+                self.class_box.setCurrentText(suggested)
 
     def selected(self) -> list[int]:
         rows = sorted(index.row() for index in self.view.selectionModel().selectedIndexes())

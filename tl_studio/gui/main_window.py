@@ -57,6 +57,7 @@ class MainWindow(QMainWindow):
         self._update_steps()
         self.steps.go_to("Data")
         self._restore_geometry()
+        self._closing = False
         # torch and the model catalogue load after the window is on screen (start-up time)
         QTimer.singleShot(0, self._after_shown)
 
@@ -93,6 +94,8 @@ class MainWindow(QMainWindow):
         from tl_studio.gui.libraries import load_libraries
         from tl_studio.gui.tasks import TaskRunner
 
+        if self._closing:  # closed before the event loop got here: start nothing
+            return
         self.warm_up = TaskRunner(self)
         self.warm_up.start(lambda report, cancelled: load_libraries(), "load-libraries")
         for page in self.pages.values():
@@ -113,8 +116,10 @@ class MainWindow(QMainWindow):
         from PySide6.QtWidgets import QFileDialog
 
         from tl_studio.core.export_formats import open_dialog_filter
+        from tl_studio.gui.runs_folder import runs_folder
 
-        path, _ = QFileDialog.getOpenFileName(self, "Open a trained model", "", open_dialog_filter())
+        start_in = runs_folder() if runs_folder().is_dir() else Path.home()
+        path, _ = QFileDialog.getOpenFileName(self, "Open a trained model", str(start_in), open_dialog_filter())
         if path:
             self.open_model_file(path)
 
@@ -133,6 +138,13 @@ class MainWindow(QMainWindow):
         self.steps.go_to("Evaluate")
 
     def _build_menus(self) -> None:
+        self._build_file_menu()
+        self._build_edit_menu()
+        self._build_go_menu()
+        self._build_train_menu()
+        self._build_help_menu()
+
+    def _build_file_menu(self) -> None:
         file_menu = self.menuBar().addMenu("&File")
         file_menu.addAction(QAction("&Open Folder…", self, shortcut=QKeySequence.Open, triggered=self.choose_folder))
         file_menu.addAction(QAction("Open &Model File…", self, shortcut=QKeySequence("Ctrl+Shift+O"),
@@ -143,6 +155,45 @@ class MainWindow(QMainWindow):
         file_menu.addAction(QAction("&Export Model…", self, shortcut=QKeySequence("Ctrl+E"), triggered=self._export))
         file_menu.addSeparator()
         file_menu.addAction(QAction("&Quit", self, shortcut=QKeySequence.Quit, triggered=self.close))
+
+    def _build_edit_menu(self) -> None:
+        """Undo of the Evaluate step's moves: window-wide, so Ctrl+Z works wherever the focus is (a text
+        field still undoes its own typing first), and named after what it will undo."""
+        edit_menu = self.menuBar().addMenu("&Edit")
+        self.undo_action = QAction("Undo", self, shortcut=QKeySequence.Undo, triggered=self._undo)
+        self.undo_action.setEnabled(False)
+        edit_menu.addAction(self.undo_action)
+        fixer = getattr(self.pages["Evaluate"], "fixer", None)
+        if fixer is not None:
+            fixer.undoAvailable.connect(lambda *_: self._update_undo())
+            fixer.moved.connect(lambda *_: self._update_undo())
+
+    def _update_undo(self) -> None:
+        fixer = getattr(self.pages["Evaluate"], "fixer", None)
+        can_undo = fixer is not None and fixer.can_undo
+        self.undo_action.setEnabled(can_undo)
+        self.undo_action.setText(fixer.undo_text() if can_undo else "Undo")
+
+    def _undo(self) -> None:
+        fixer = getattr(self.pages["Evaluate"], "fixer", None)
+        if fixer is not None and fixer.can_undo:
+            fixer.undo()
+        self._update_undo()
+
+    def _build_go_menu(self) -> None:
+        go_menu = self.menuBar().addMenu("&Go")
+        for number, name in enumerate(STEPS, start=1):
+            go_menu.addAction(QAction(f"&{number} {name}", self, shortcut=QKeySequence(f"Ctrl+{number}"),
+                                      triggered=lambda _=False, n=name: self._go_to(n)))
+
+    def _go_to(self, name: str) -> None:
+        row = STEPS.index(name)
+        if self.steps.item(row).flags() & Qt.ItemIsEnabled:
+            self.steps.go_to(name)
+        else:
+            self.session.say(f"{name} is not available yet: {self.steps.item(row).toolTip()}.")
+
+    def _build_train_menu(self) -> None:
         train_menu = self.menuBar().addMenu("&Train")
         train = self.pages["Train"]
         train_menu.addAction(QAction("&Start Training", self, shortcut=QKeySequence("Ctrl+R"),
@@ -150,9 +201,24 @@ class MainWindow(QMainWindow):
         train_menu.addAction(QAction("&Pause / Resume", self, shortcut=QKeySequence("Ctrl+P"),
                                      triggered=train.toggle_pause))
         train_menu.addAction(QAction("S&top", self, shortcut=QKeySequence("Ctrl+."), triggered=train.stop))
-        train_menu.addAction(QAction("&Resume a Run…", self, triggered=train.choose_run_to_resume))
-        help_menu = self.menuBar().addMenu("&Help")
-        add_help_actions(help_menu, self)  # About, Copy Diagnostics, the first-run check
+        train_menu.addAction(QAction("&Resume a Run…", self, shortcut=QKeySequence("Ctrl+Shift+R"),
+                                     triggered=train.choose_run_to_resume))
+
+    def _build_help_menu(self) -> None:
+        """The Help menu in one place (other Help entries hook in here)."""
+        self.help_menu = self.menuBar().addMenu("&Help")
+        self.help_menu.addAction(QAction("&Getting Started", self, shortcut=QKeySequence.HelpContents,
+                                         triggered=self.show_getting_started))
+        self.help_menu.addSeparator()
+        add_help_actions(self.help_menu, self)  # About, Copy Diagnostics, the first-run check
+
+    def show_getting_started(self):
+        from tl_studio.gui.getting_started import GettingStartedDialog
+
+        dialog = GettingStartedDialog(self.menuBar(), self)
+        dialog.setAttribute(Qt.WA_DeleteOnClose)
+        dialog.show()
+        return dialog
 
     def _fill_recent_menu(self) -> None:
         self.recent_menu.clear()
@@ -201,6 +267,12 @@ class MainWindow(QMainWindow):
             self.resize(1280, 820)
 
     def closeEvent(self, event) -> None:
+        """Closing is safe at any moment: a run stops after its current batch (its last finished
+        epoch is kept), then every background task is cancelled and joined before the window goes.
+        A QThread still running when its object is destroyed would abort the whole process."""
+        if self._closing:
+            event.accept()
+            return
         train = self.pages["Train"]
         if train.running:
             answer = QMessageBox.question(
@@ -209,19 +281,43 @@ class MainWindow(QMainWindow):
             if answer != QMessageBox.Yes:
                 event.ignore()
                 return
-            self._stop_training_and_wait(train)
+            self._closing = True
+            stop_run_showing_progress(self, train)
+        self._closing = True
+        QSettings().setValue("window/geometry", self.saveGeometry())
+        self.hide()  # the user sees the window go at once; joining the tasks below takes a moment
         if hasattr(self, "warm_up"):
             self.warm_up.shutdown()
         for page in self.pages.values():
             shutdown = getattr(page, "shutdown", None)
             if shutdown:
                 shutdown()
-        QSettings().setValue("window/geometry", self.saveGeometry())
         super().closeEvent(event)
 
-    def _stop_training_and_wait(self, train) -> None:
-        dialog = QProgressDialog("Stopping training after the current batch…", None, 0, 0, self)
-        dialog.setWindowModality(Qt.WindowModal)
-        dialog.show()
-        train.controller.stop_and_wait()
-        dialog.close()
+
+def stop_run_showing_progress(parent, train) -> None:
+    """Stops the run and waits for it in a nested event loop, so the dialog paints and counts the
+    seconds (a blocking wait would leave a blank dialog). The engine stops within one batch and keeps
+    the last finished epoch's checkpoint."""
+    from PySide6.QtCore import QElapsedTimer, QEventLoop
+
+    dialog = QProgressDialog("Stopping training after the current batch…", None, 0, 0, parent)
+    dialog.setWindowTitle("Quitting")
+    dialog.setWindowModality(Qt.ApplicationModal)
+    dialog.setMinimumDuration(0)
+    loop = QEventLoop()
+    clock = QElapsedTimer()
+    clock.start()
+    ticker = QTimer(dialog)
+    ticker.timeout.connect(lambda: dialog.setLabelText(
+        f"Stopping training after the current batch… {clock.elapsed() // 1000} s\n"
+        f"The last finished epoch is kept; Train > Resume a Run… continues it later."))
+    ticker.start(250)
+    train.controller.finished.connect(loop.quit)
+    train.controller.stop()
+    dialog.show()
+    if train.running:
+        loop.exec()
+    ticker.stop()
+    dialog.close()
+    train.controller.finished.disconnect(loop.quit)

@@ -84,27 +84,33 @@ class Task(QObject):
         self.thread.finished.connect(self.worker.deleteLater)
         self.thread.finished.connect(self.finished)
         self.running = False
+        # Set when the window closes: the pages that would receive a result are being torn down, so
+        # nothing more is delivered to them (a late result could start new work mid-shutdown).
+        self.silenced = False
 
     # slots on this GUI-thread object, so the payloads are delivered in the GUI thread
     @Slot(object)
     def _on_progress(self, payload) -> None:
-        if not self._cancel.is_set():
+        if not self._cancel.is_set() and not self.silenced:
             self.progress.emit(payload)
 
     @Slot(object)
     def _on_succeeded(self, result) -> None:
         self.running = False
-        self.succeeded.emit(result)
+        if not self.silenced:
+            self.succeeded.emit(result)
 
     @Slot(str)
     def _on_failed(self, message: str) -> None:
         self.running = False
-        self.failed.emit(message)
+        if not self.silenced:
+            self.failed.emit(message)
 
     @Slot()
     def _on_cancelled(self) -> None:
         self.running = False
-        self.cancelled.emit()
+        if not self.silenced:
+            self.cancelled.emit()
 
     def start(self) -> "Task":
         self.running = True
@@ -114,20 +120,30 @@ class Task(QObject):
     def cancel(self) -> None:
         self._cancel.set()
 
-    def wait(self, timeout_ms: int = 60_000) -> bool:
+    def wait(self, timeout_ms: int | None = None) -> bool:
+        """Joins the thread; without a timeout, until it ends (a QThread destroyed while it runs
+        aborts the whole process, so when in doubt, wait)."""
+        if timeout_ms is None:
+            return self.thread.wait()
         return self.thread.wait(timeout_ms)
 
 
 class TaskRunner(QObject):
-    """Starts tasks and keeps them alive until their threads end; ``shutdown`` cancels and waits for
-    all of them (closing the window)."""
+    """Starts tasks and keeps them alive until their threads end; ``shutdown`` cancels and joins all
+    of them and refuses new ones (closing the window)."""
 
     def __init__(self, parent: QObject | None = None):
         super().__init__(parent)
         self.tasks: list[Task] = []
+        self.closed = False
 
     def start(self, fn: Callable, name: str = "task") -> Task:
         task = Task(fn, name, self)
+        if self.closed:
+            # The window is closing: a handler that ran late must not start a thread that would
+            # outlive the window. The caller still gets a handle; it never starts nor reports.
+            task.silenced = True
+            return task
         self.tasks.append(task)
         task.finished.connect(lambda: self._forget(task))
         return task.start()
@@ -140,8 +156,12 @@ class TaskRunner(QObject):
         task.thread.wait()
         task.deleteLater()
 
-    def shutdown(self, timeout_ms: int = 60_000) -> None:
+    def shutdown(self) -> None:
+        """Cancels every task, joins every thread (a task that does not poll ``cancelled`` is waited
+        for: the window is already hidden), and refuses new tasks from then on."""
+        self.closed = True
         for task in list(self.tasks):
+            task.silenced = True
             task.cancel()
         for task in list(self.tasks):
-            task.wait(timeout_ms)
+            task.wait()

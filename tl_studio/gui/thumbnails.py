@@ -86,8 +86,9 @@ class ThumbnailModel(QAbstractListModel):
             return self._pixmap(path)
         if role == Qt.DisplayRole:
             return self.captions[index.row()]
-        if role == Qt.ToolTipRole:
-            return path
+        if role == Qt.ToolTipRole:  # the full caption (the view elides it in the middle) and the file
+            caption = self.captions[index.row()]
+            return path if caption == Path(path).name else f"{caption}\n{path}"
         if role == self.PathRole:
             return path
         return None

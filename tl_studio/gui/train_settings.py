@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 
-from PySide6.QtCore import QSettings
+from PySide6.QtCore import QSettings, Qt
 from PySide6.QtWidgets import (QCheckBox, QComboBox, QDoubleSpinBox, QFormLayout, QGroupBox, QHBoxLayout,
                                QSpinBox, QVBoxLayout, QWidget)
 
@@ -27,6 +27,17 @@ def remembered_config(base: TrainConfig) -> TrainConfig:
 
 def remember_config(config: TrainConfig) -> None:
     QSettings().setValue(SETTINGS_KEY, json.dumps({k: getattr(config, k) for k in REMEMBERED}))
+
+
+def automatic_rate(config: TrainConfig) -> tuple[float, str]:
+    """The rate an automatic-rate run trains at, as the form shows it, and a note for a second phase:
+    the two-phase schedule fine-tunes at a small rate (advice_rules.TUNE_LR, the engine's fine-tune
+    phase default) after a head phase at the head-only rate, so its main rate is not resolved_lr()."""
+    from tl_studio.core.advice_rules import HEAD_LR, TUNE_LR
+
+    if config.schedule == "fine-tune":
+        return TUNE_LR[config.optimizer], f" (head phase first at {HEAD_LR[config.optimizer]:g})"
+    return config.resolved_lr(), ""
 
 
 def _combo(items: list[tuple[str, str]], tip: str) -> QComboBox:
@@ -82,8 +93,15 @@ class TrainSettings(QWidget):
                                       "when the largest class has more than 3x the images of the smallest.")
         self._layout()
         self._connect()
+        self._restore_remembered()
         self.show_config(session.config)
         session.configChanged.connect(self.show_config)
+
+    def _restore_remembered(self) -> None:
+        """The settings chosen at the last launch come back (the README promises it)."""
+        config = self.session.config
+        remembered = remembered_config(config)
+        self.session.update_config(**{k: getattr(remembered, k) for k in REMEMBERED})
 
     def _layout(self) -> None:
         basic = QGroupBox("Training")
@@ -124,8 +142,11 @@ class TrainSettings(QWidget):
         current = self.session.config.device
         self._updating = True
         self.device.clear()
+        from tl_studio.gui.cpu_share import explain_cpu
+
         for value, text in devices:
             self.device.addItem(text, value)
+            self.device.setItemData(self.device.count() - 1, explain_cpu(text), Qt.ToolTipRole)
         self._updating = False
         self._select(self.device, current)
 
@@ -136,7 +157,9 @@ class TrainSettings(QWidget):
             self.batch_size.setValue(config.batch_size)
             self.auto_lr.setChecked(config.lr is None)
             self.lr.setEnabled(config.lr is not None)
-            self.lr.setValue(config.resolved_lr())
+            rate, note = automatic_rate(config) if config.lr is None else (config.lr, "")
+            self.lr.setValue(rate)
+            self.auto_lr.setText(f"automatic{note}")
             for box, value in ((self.optimizer, config.optimizer), (self.schedule, config.schedule),
                                (self.augment, config.augment), (self.device, config.device),
                                (self.class_weighting, config.class_weighting)):

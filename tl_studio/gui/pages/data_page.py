@@ -7,15 +7,16 @@ import threading
 from pathlib import Path
 
 from PySide6.QtCore import Qt
-from PySide6.QtGui import QStandardItem, QStandardItemModel
-from PySide6.QtWidgets import (QComboBox, QDoubleSpinBox, QFileDialog, QFormLayout, QGroupBox, QHBoxLayout, QHeaderView,
-                               QLabel, QProgressBar, QPushButton, QSpinBox, QSplitter, QTableView, QTabWidget,
+from PySide6.QtWidgets import (QComboBox, QDoubleSpinBox, QFileDialog, QFormLayout, QGroupBox, QHBoxLayout, QLabel,
+                               QProgressBar, QPushButton, QSpinBox, QSplitter, QStackedWidget, QTabWidget,
                                QVBoxLayout, QWidget)
 
 from tl_studio.gui import recent
 from tl_studio.gui.class_chart import ClassChart
+from tl_studio.gui.problems_view import ProblemsView
 from tl_studio.gui.tasks import TaskRunner
 from tl_studio.gui.thumbnails import ThumbnailModel, thumbnail_view
+from tl_studio.gui.welcome import Welcome
 
 ALL = "__all__"
 
@@ -30,6 +31,7 @@ class DataPage(QWidget):
         # Set while a training run is active: the full decode check waits (see verify_images).
         self.verify_hold = threading.Event()
         self.folder: str | None = None
+        self.fixer = None  # a DataFixer, made when the user first excludes a problem file
         self._build()
         session.datasetChanged.connect(self._show_scan)
         session.trainingStateChanged.connect(self._training_state_changed)
@@ -76,10 +78,18 @@ class DataPage(QWidget):
         splitter.addWidget(left)
         splitter.addWidget(self._tabs())
         splitter.setSizes([420, 700])
+        # Before any data set: a welcome (how to begin, recent folders, an example layout), not an
+        # empty chart.
+        self.welcome = Welcome()
+        self.welcome.chooseFolder.connect(self.choose_folder)
+        self.welcome.openFolder.connect(self.open_folder)
+        self.body = QStackedWidget()
+        self.body.addWidget(self.welcome)
+        self.body.addWidget(splitter)
         layout = QVBoxLayout(self)
         layout.addLayout(top)
         layout.addLayout(progress_row)
-        layout.addWidget(splitter, 1)
+        layout.addWidget(self.body, 1)
 
     def _split_box(self) -> QGroupBox:
         self.split_box = QGroupBox("Split (for folders without train/ and val/)")
@@ -117,17 +127,12 @@ class DataPage(QWidget):
         row.addWidget(self.split_filter)
         browser_layout.addLayout(row)
         browser_layout.addWidget(self.thumbnail_view, 1)
-        self.problem_model = QStandardItemModel(0, 2, self)
-        self.problem_model.setHorizontalHeaderLabels(["File", "Problem"])
-        self.problem_view = QTableView()
-        self.problem_view.setObjectName("problemsView")
-        self.problem_view.setModel(self.problem_model)
-        self.problem_view.horizontalHeader().setSectionResizeMode(1, QHeaderView.Stretch)
-        self.problem_view.setSortingEnabled(True)
-        self.problem_view.setEditTriggers(QTableView.NoEditTriggers)
+        self.problems = ProblemsView()
+        self.problems.excludeRequested.connect(self._exclude_problem_files)
+        self.problem_model, self.problem_view = self.problems.model, self.problems.table
         self.tabs = QTabWidget()
         self.tabs.addTab(browser, "Images")
-        self.tabs.addTab(self.problem_view, "Problems")
+        self.tabs.addTab(self.problems, "Problems")
         return self.tabs
 
     # ---- scanning -----------------------------------------------------------------------------------
@@ -178,8 +183,19 @@ class DataPage(QWidget):
         self._verify(scan)
 
     def _on_failed(self, message: str) -> None:
-        self._scan_ended(message)
-        self.summary.setText(message)
+        """The folder cannot be used: say so, and say which data set is still loaded (its chart and
+        thumbnails stay on screen), so nobody mistakes them for the folder just chosen."""
+        failed = self.folder
+        loaded = self.session.scan
+        self.folder = str(loaded.root) if loaded is not None else None  # Apply split acts on what is shown
+        if loaded is None:
+            self._scan_ended(message)
+            self.summary.setText(message)
+            return
+        self._scan_ended(f"Could not open {failed}; still using {loaded.root}.")
+        self.summary.setText(f"<b>Could not open {failed}</b>: {message}<br><br>Still loaded: <b>{loaded.root}</b> "
+                             f"({len(loaded.records)} images in {len(loaded.classes)} classes); the other steps "
+                             f"use it.")
 
     def _scan_ended(self, message: str) -> None:
         self.progress.hide()
@@ -221,7 +237,9 @@ class DataPage(QWidget):
     # ---- showing a scan -----------------------------------------------------------------------------
     def _show_scan(self, scan) -> None:
         if scan is None:
+            self.body.setCurrentWidget(self.welcome)
             return
+        self.body.setCurrentIndex(1)
         counts = scan.counts()
         layout = "already split into train/val folders" if scan.presplit else \
             f"split {1 - scan.val_fraction - scan.test_fraction:.0%} / {scan.val_fraction:.0%} / {scan.test_fraction:.0%}" \
@@ -233,7 +251,7 @@ class DataPage(QWidget):
         self._show_imbalance(scan)
         self.chart.show_counts(list(scan.classes), counts)
         self.split_box.setEnabled(not scan.presplit)
-        self._show_problems(scan.problems)
+        self._show_problems(scan.problems, scan.root)
         self._fill_classes(scan)
 
     def _show_imbalance(self, scan) -> None:
@@ -243,12 +261,19 @@ class DataPage(QWidget):
                                  f"smallest. Training will weight the loss by class so rare classes still count.")
         self.warning.setVisible(ratio > 3)
 
-    def _show_problems(self, problems) -> None:
-        self.problem_model.removeRows(0, self.problem_model.rowCount())
-        for problem in problems:
-            self.problem_model.appendRow([QStandardItem(problem.path), QStandardItem(problem.reason)])
-        self.problem_view.resizeColumnToContents(0)
+    def _show_problems(self, problems, root) -> None:
+        self.problems.set_problems(problems, Path(root))
         self.tabs.setTabText(1, f"Problems ({len(problems)})")
+
+    def _exclude_problem_files(self, paths: list[str]) -> None:
+        """Out of the class folders into _excluded (asked once per data set, never deleted); the
+        fixer rescans, so the file leaves the list."""
+        from tl_studio.gui.data_fixer import DataFixer
+
+        if self.fixer is None:
+            self.fixer = DataFixer(self.session, self.tasks, self)
+        self.fixer.set_dataset(self.session.scan)
+        self.fixer.exclude(paths)
 
     def _fill_classes(self, scan) -> None:
         totals = scan.class_counts()
@@ -278,6 +303,8 @@ class DataPage(QWidget):
         self.recent_box.addItems(recent.recent_folders())
         self.recent_box.setCurrentIndex(-1)
         self.recent_box.blockSignals(False)
+        if hasattr(self, "welcome"):
+            self.welcome.refresh()
 
     def shutdown(self) -> None:
         self._cancel_scan()

@@ -280,7 +280,8 @@ class EvaluatePage(QWidget):
                    f"({confidence:.1%})\nloss: {float(evaluation.losses[index]):.3f}")
         if index in self.moved_to:
             tooltip += f"\nmoved to {self.moved_to[index]}/"
-        return GalleryItem(index, self.current_paths[index], caption, tooltip)
+        offered = evaluation.classes[suggested if suggested is not None else predicted]
+        return GalleryItem(index, self.current_paths[index], caption, tooltip, offered)
 
     # ---- image view and data fixing -----------------------------------------------------------------
     def open_image(self, index: int) -> ImageDetail | None:

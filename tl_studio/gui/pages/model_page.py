@@ -5,7 +5,8 @@ from __future__ import annotations
 
 from PySide6.QtCore import QItemSelectionModel, Qt, Signal
 from PySide6.QtWidgets import (QComboBox, QFileDialog, QFormLayout, QGroupBox, QHBoxLayout, QLabel, QLineEdit,
-                               QMessageBox, QProgressBar, QPushButton, QSlider, QSplitter, QVBoxLayout, QWidget)
+                               QMessageBox, QProgressBar, QPushButton, QScrollArea, QSlider, QSplitter, QVBoxLayout,
+                               QWidget)
 
 from tl_studio.gui.model_table import ModelFilter, ModelTableModel, model_table_view
 from tl_studio.gui.stage_diagram import StageDiagram
@@ -102,7 +103,15 @@ class ModelPage(QWidget):
         self.advisor = AdvisorPanel(self.session)
         layout.addWidget(self.advisor)
         layout.addStretch(1)
-        return layout_widget
+        # The details scroll rather than squeeze: the advisor's reasons can be long, and the model
+        # table beside them keeps its width.
+        scroll = QScrollArea()
+        scroll.setObjectName("modelDetails")
+        scroll.setWidget(layout_widget)
+        scroll.setWidgetResizable(True)
+        scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarAlwaysOff)
+        scroll.setFrameShape(QScrollArea.NoFrame)
+        return scroll
 
     def _freeze_box(self) -> QGroupBox:
         box = QGroupBox("How much to freeze")
@@ -239,6 +248,7 @@ class ModelPage(QWidget):
         self._describe_depth(value)
 
     def _describe_depth(self, value: int) -> None:
+        from tl_studio.core.advice_rules import images_per_class
         from tl_studio.core.diagnostics import freeze_hint
 
         summary, stages = self.summary, len(self.summary.names)
@@ -255,7 +265,8 @@ class ModelPage(QWidget):
                                  f"({trainable / summary.total_params:.1%}).")
         scan = self.session.scan
         if scan is not None:
-            self.hint.setText(freeze_hint(len(scan.split("train")), len(scan.classes), value, stages))
+            per_class = images_per_class(scan.counts()["train"].values())
+            self.hint.setText(freeze_hint(per_class, value, stages))
 
     def _config_changed(self, config) -> None:
         index = self.weights_choice.findData(config.weights if config.weights in ("default", "none") else "default")

@@ -11,6 +11,7 @@ from PySide6.QtWidgets import (QFileDialog, QHBoxLayout, QInputDialog, QLabel, Q
 
 from tl_studio.core.diagnostics import overfitting_hint
 from tl_studio.core.errors import UserError
+from tl_studio.gui.cpu_share import explain_cpu
 from tl_studio.gui.plots import TrainingCurves
 from tl_studio.gui.runs_folder import new_run_dir
 from tl_studio.gui.sample_grid import SampleGrid
@@ -27,11 +28,13 @@ class RunProgress:
         self.batches = 1
         self.started = time.monotonic()
         self.done_at_start = 0
+        self._features = (self.started, 0, 0)  # (when this pass began, images done then, images done now)
 
     def start(self, event) -> None:
         self.epochs, self.batches = event.epochs, event.batches_per_epoch
         self.done_at_start = (event.start_epoch - 1) * self.batches
         self.started = time.monotonic()
+        self._features = (self.started, 0, 0)
         self.bar.setRange(0, self.epochs * self.batches)
         self.bar.setValue(self.done_at_start)
         self.bar.setFormat(f"Starting epoch {event.start_epoch} of {self.epochs}...")
@@ -47,8 +50,23 @@ class RunProgress:
         self.bar.setFormat(f"Epoch {event.epoch}/{self.epochs} · batch {event.batch}/{event.num_batches} · "
                            f"{event.images_per_s:.0f} img/s · {_clock(left)} left")
 
-    def features(self, event) -> None:
-        self.bar.setFormat(f"Computing features once for the frozen backbone: {event.done}/{event.total} images")
+    def features(self, event) -> str:
+        """Feature extraction (frozen backbone) can take minutes before the first epoch: its own
+        progress, rate and time left. Returns the text, for the status line too."""
+        now = time.monotonic()
+        began, done_then, done_last = self._features
+        if event.done < done_last:  # a new pass (the validation images after the training images)
+            began, done_then = now, 0
+        self._features = (began, done_then, event.done)
+        elapsed = now - began
+        rate = (event.done - done_then) / elapsed if elapsed > 0 and event.done > done_then else 0.0
+        left = (event.total - event.done) / rate if rate > 0 else float("nan")
+        self.bar.setRange(0, max(1, event.total))
+        self.bar.setValue(event.done)
+        text = (f"Computing features once (frozen backbone): {event.done}/{event.total} images · "
+                f"{rate:.0f} img/s · {_clock(left)} left")
+        self.bar.setFormat(text)
+        return text
 
     def finish(self, completed: bool) -> None:
         if completed:
@@ -76,6 +94,7 @@ class TrainPage(QWidget):
         self.current_run_dir: Path | None = None
         self._build()
         self._connect()
+        session.datasetChanged.connect(lambda _: self._update_start_button())
         self._set_running(False)
 
     # ---- layout -------------------------------------------------------------------------------------
@@ -149,7 +168,7 @@ class TrainPage(QWidget):
         c = self.controller
         c.fitStarted.connect(self._on_fit_started)
         c.phaseStarted.connect(lambda e: self.session.say(e.description))
-        c.featureProgress.connect(self.run_progress.features)
+        c.featureProgress.connect(lambda e: self.session.say(self.run_progress.features(e)))
         c.batches.connect(self._on_batches)
         c.epochEnded.connect(self._on_epoch)
         c.samplesReady.connect(self.samples.show_predictions)
@@ -164,8 +183,10 @@ class TrainPage(QWidget):
 
         def detect(report, cancelled):
             from tl_studio.core.device import available_devices
+            from tl_studio.gui.cpu_share import explain_cpu
 
-            return available_devices()
+            # what a run started here will use (see cpu_share): the info line says the same
+            return [(setting, explain_cpu(text, short=True)) for setting, text in available_devices()]
 
         self.tasks = TaskRunner(self)
         self.tasks.start(detect, "detect-devices").succeeded.connect(self.settings.set_devices)
@@ -185,7 +206,8 @@ class TrainPage(QWidget):
             return
         scan = self.session.scan
         if scan is None:
-            QMessageBox.information(self, "No dataset", "Choose a dataset folder on the Data step first.")
+            QMessageBox.information(self, "No data set ready", "No data set is ready yet: choose a folder on the "
+                                    "Data step, or wait for its scan to finish there.")
             return
         try:
             config = self.session.config.replace(data_dir=str(scan.root)).validate()
@@ -218,12 +240,18 @@ class TrainPage(QWidget):
         dialog.deleteLater()
 
     def choose_run_to_resume(self) -> None:
-        folder = QFileDialog.getExistingDirectory(self, "Choose a run folder to resume")
+        from tl_studio.gui.runs_folder import runs_folder
+
+        start_in = runs_folder() if runs_folder().is_dir() else Path.home()
+        folder = QFileDialog.getExistingDirectory(self, "Choose a run folder to resume", str(start_in))
         if folder:
             self.resume_run(Path(folder))
 
     def resume_run(self, run_dir: Path, epochs: int | None = None) -> None:
+        """A stopped or crashed run continues to its planned epochs (the user may raise them); a
+        finished one is extended. ``epochs`` given: no question asked."""
         from tl_studio.core.config import TrainConfig
+        from tl_studio.gui.run_progress import read_run_progress
 
         if self.running:
             return
@@ -232,12 +260,20 @@ class TrainPage(QWidget):
         except UserError as error:
             QMessageBox.warning(self, "Cannot resume", str(error))
             return
-        if epochs is None and (run_dir / "model.pt2").exists():
-            epochs, ok = QInputDialog.getInt(self, "Extend the run", "This run has finished. Train until epoch:",
-                                             config.epochs + 5, config.epochs + 1, 10_000)
+        progress = read_run_progress(run_dir)
+        if not progress.resumable:
+            QMessageBox.warning(self, "Cannot resume", f"{run_dir.name} has no checkpoint of a finished epoch "
+                                "(it stopped during its first epoch); start a new run instead.")
+            return
+        if epochs is None:
+            planned = max(config.epochs, progress.planned_epochs)
+            lowest = progress.finished_epochs + 1
+            default = planned + 5 if progress.finished else max(planned, lowest)
+            epochs, ok = QInputDialog.getInt(self, "Resume the run", f"{progress.describe()}\nTrain until epoch:",
+                                             default, lowest, 10_000)
             if not ok:
                 return
-        config = config.replace(epochs=epochs or config.epochs)
+        config = config.replace(epochs=epochs)
         self.session.update_config(**{k: getattr(config, k) for k in ("model", "freeze", "epochs")})
         self._begin(config, run_dir, resume=True)
 
@@ -262,7 +298,8 @@ class TrainPage(QWidget):
         cache = " Features are computed once and cached (frozen backbone)." if event.feature_cache else ""
         notes = " ".join(event.notes)
         self.summary.setText(f"{event.num_train} training and {event.num_val} validation images, "
-                             f"{len(event.classes)} classes, on {event.device}. {event.trainable_params:,} of "
+                             f"{len(event.classes)} classes, on {explain_cpu(event.device)}. "
+                             f"{event.trainable_params:,} of "
                              f"{event.total_params:,} parameters train.{cache} {notes}\nRun folder: {event.run_dir}")
 
     def _on_batches(self, batches) -> None:
@@ -283,6 +320,8 @@ class TrainPage(QWidget):
         self.pause_button.setText("Resume" if paused else "Pause")
         if paused:
             self.session.say("Paused. Press Resume to continue.")
+        elif self.running and not self.controller.control.stop_requested:
+            self.session.say("Resumed: training continues.")
 
     def _on_finished(self, finished) -> None:
         self._set_running(False)
@@ -302,6 +341,18 @@ class TrainPage(QWidget):
     def _note(self, message: str) -> None:
         self.summary.setText(self.summary.text() + "\n" + message)
 
+    def _update_start_button(self) -> None:
+        """Start waits for a data set that is scanned and ready; the tooltip says why it waits."""
+        ready = self.session.scan is not None
+        self.start_button.setEnabled(ready and not self.running)
+        if self.running:
+            self.start_button.setToolTip("A run is in progress: Pause or Stop it first.")
+        elif ready:
+            self.start_button.setToolTip("Start training (Ctrl+R)")
+        else:
+            self.start_button.setToolTip("Start is available once a data set folder is scanned "
+                                         "(choose one on the Data step; a scan in progress shows there).")
+
     def _set_running(self, running: bool) -> None:
         self.start_button.setEnabled(not running)
         self.resume_button.setEnabled(not running)
@@ -311,3 +362,4 @@ class TrainPage(QWidget):
         self.pause_button.setText("Pause")
         self.settings.set_running(running)
         self.session.set_training(running)
+        self._update_start_button()

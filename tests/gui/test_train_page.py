@@ -1,0 +1,62 @@
+"""The Train step without a real run: what it shows for the engine's events (feature extraction
+progress, the device it trains on), fed straight into its controller's signals."""
+
+from __future__ import annotations
+
+import os
+import re
+
+import pytest
+from PySide6.QtCore import Qt
+
+from tl_studio.core import events
+from tl_studio.gui.cpu_share import explain_cpu, work_threads
+from tl_studio.gui.pages.train_page import TrainPage
+from tl_studio.gui.session import Session
+
+
+@pytest.fixture
+def page(qtbot):
+    session = Session()
+    train_page = TrainPage(session)
+    qtbot.addWidget(train_page)
+    yield train_page
+    train_page.shutdown()
+
+
+def fit_start(device: str) -> events.FitStart:
+    return events.FitStart(run_dir="/tmp/run", classes=("a", "b"), num_train=10, num_val=4, epochs=3, start_epoch=1,
+                           batches_per_epoch=2, device=device, trainable_params=10, total_params=100,
+                           feature_cache=True, class_weights=None)
+
+
+def test_feature_extraction_shows_progress_and_time_left_per_batch(page, qtbot):
+    said = []
+    page.session.statusMessage.connect(said.append)
+    page.controller.fitStarted.emit(fit_start("CPU (1 thread)"))
+    for done in (32, 64, 96):
+        qtbot.wait(20)  # time passes between batches: the rate and the time left are known
+        page.controller.featureProgress.emit(events.FeatureProgress(done, 400))
+        assert page.progress.maximum() == 400 and page.progress.value() == done
+        text = page.progress.format()
+        assert re.search(rf"{done}/400 images · \d+ img/s · \d+:\d\d left", text), text
+        assert said[-1] == text  # the status line says it too
+    page.controller.featureProgress.emit(events.FeatureProgress(16, 80))  # the next pass (validation)
+    assert page.progress.maximum() == 80 and "16/80 images" in page.progress.format()
+
+
+def test_the_device_box_and_the_run_say_the_same_threads_and_why(page, qtbot):
+    page.after_window_shown()  # lists the devices in the background
+    device_box = page.settings.device
+    qtbot.waitUntil(lambda: device_box.findData("cpu") >= 0, timeout=60_000)
+    cpu_text = device_box.itemText(device_box.findData("cpu"))
+    threads, cores = work_threads(), os.cpu_count() or 2
+    # what the engine measures in the worker thread, after the window took its core
+    page.controller.fitStarted.emit(fit_start("CPU (1 thread)" if threads == 1 else f"CPU ({threads} threads)"))
+    summary = page.summary.text()
+    if threads < cores:
+        assert cpu_text == f"CPU ({threads} of {cores} cores)"
+        assert f"on CPU ({threads} of {cores} cores; one is left to keep the window responsive)." in summary
+        assert "left to keep the window responsive" in device_box.itemData(device_box.findData("cpu"),
+                                                                         Qt.ToolTipRole)
+    assert explain_cpu("NVIDIA H200 (139.8 GB)") == "NVIDIA H200 (139.8 GB)"

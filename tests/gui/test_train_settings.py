@@ -1,0 +1,39 @@
+"""The Train step's settings are remembered from one launch to the next (README): what the user chose
+comes back in a new window's form and in the config the next run uses."""
+
+from __future__ import annotations
+
+from tl_studio.core.config import TrainConfig
+from tl_studio.gui.session import Session
+from tl_studio.gui.train_settings import TrainSettings
+
+
+def launch(qtbot) -> TrainSettings:
+    settings = TrainSettings(Session())
+    qtbot.addWidget(settings)
+    return settings
+
+
+def test_settings_chosen_at_one_launch_are_there_at_the_next(qtbot):
+    first = launch(qtbot)
+    assert first.epochs.value() == TrainConfig().epochs  # nothing remembered yet: the defaults
+    first.epochs.setValue(17)
+    first.auto_lr.setChecked(False)
+    first.lr.setValue(0.0005)
+    first.augment.setCurrentIndex(first.augment.findData("strong"))
+
+    second = launch(qtbot)  # a new window: a new session, the same QSettings
+    assert second.epochs.value() == 17 and not second.auto_lr.isChecked()
+    assert abs(second.lr.value() - 0.0005) < 1e-9
+    assert second.augment.currentData() == "strong"
+    config = second.session.config
+    assert (config.epochs, config.lr, config.augment) == (17, 0.0005, "strong")
+
+
+def test_an_unreadable_remembered_value_falls_back_to_the_defaults(qtbot):
+    from PySide6.QtCore import QSettings
+
+    from tl_studio.gui.train_settings import SETTINGS_KEY
+
+    QSettings().setValue(SETTINGS_KEY, '{"epochs": -3}')
+    assert launch(qtbot).session.config.epochs == TrainConfig().epochs
