@@ -102,14 +102,13 @@ class TrainingWorker(QObject):
         finished = None
         try:
             load_libraries()  # one thread at a time imports torch (see libraries.py)
-            from tl_studio.core.callbacks import MetricsCsvWriter
             from tl_studio.core.engine import Trainer
 
             _leave_a_core_for_the_window()
             from tl_studio.gui.processes import child_process_context, write_model_file_in_child_process
 
             trainer = Trainer(self.config, self.run_dir,
-                              [MetricsCsvWriter(self.run_dir / "metrics.csv"), SignalBridge(self)],
+                              [SignalBridge(self)],
                               self.control, scan=self.scan, mp_context=child_process_context(),
                               model_file_writer=write_model_file_in_child_process)
             finished = trainer.fit(resume=self.resume)

@@ -1,0 +1,243 @@
+"""A run folder: the one place that knows its file names and how to read and write them.
+
+    config.json    the resolved TrainConfig (written when the run starts)
+    status.json    running / done / stopped / failed, with its reason, times, host and versions
+    events.jsonl   every engine event as one JSON line, appended and flushed as it happens
+    metrics.csv    one row per finished epoch
+    last.ckpt      everything needed to resume (after every epoch)
+    best.ckpt      the best epoch's weights
+    model.pt2      the exported best model
+    .lock          held (flock) by the process writing the run
+
+Readers (the CLI, the GUI, a run-history table) use ``RunFolder(path)``: ``is_run()``, ``status()``,
+``config()``, ``metrics()``, ``events()``. Nothing here imports torch, so reading is cheap.
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import json
+import os
+import platform
+import shutil
+import socket
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from tl_studio.core.errors import UserError
+
+CONFIG = "config.json"
+STATUS = "status.json"
+EVENTS = "events.jsonl"
+METRICS = "metrics.csv"
+LAST_CHECKPOINT = "last.ckpt"
+BEST_CHECKPOINT = "best.ckpt"
+MODEL_FILE = "model.pt2"
+LOCK = ".lock"
+
+# What a run leaves behind once it has finished an epoch: a folder holding any of these holds a run.
+RESULT_FILES = (METRICS, LAST_CHECKPOINT, BEST_CHECKPOINT, MODEL_FILE)
+# Every file a run writes (what --overwrite may replace; nothing else in the folder is touched).
+RUN_FILES = (CONFIG, STATUS, EVENTS, *RESULT_FILES)
+
+STATES = ("running", "done", "stopped", "failed")
+
+
+@dataclass(frozen=True)
+class RunStatus:
+    """status.json. ``state`` is one of STATES; ``reason`` is one sentence for stopped and failed runs
+    (and the engine's summary for done ones). Times are seconds since the epoch (UTC)."""
+    state: str
+    reason: str = ""
+    started: float | None = None
+    ended: float | None = None
+    host: str = ""
+    pid: int | None = None
+    tl_studio_version: str = ""
+    torch_version: str = ""
+    python_version: str = ""
+    planned_epochs: int = 0
+    epochs_done: int = 0
+    best_epoch: int | None = None
+    best_val_acc: float | None = None
+    model: str = ""
+    data_dir: str = ""
+
+    @property
+    def resumable(self) -> bool:
+        """A stopped or failed run with epochs left can continue with --resume."""
+        return self.state in ("stopped", "failed") and 0 < self.epochs_done < self.planned_epochs
+
+
+def new_status(config, *, epochs_done: int = 0) -> RunStatus:
+    """The status of a run that starts now in this process."""
+    import torch
+
+    from tl_studio import __version__
+
+    return RunStatus(state="running", started=time.time(), host=socket.gethostname(), pid=os.getpid(),
+                     tl_studio_version=__version__, torch_version=torch.__version__,
+                     python_version=platform.python_version(), planned_epochs=config.epochs,
+                     epochs_done=epochs_done, model=config.model, data_dir=config.data_dir)
+
+
+class RunFolder:
+    def __init__(self, path):
+        self.path = Path(path)
+
+    def file(self, name: str) -> Path:
+        return self.path / name
+
+    # ---- reading ----------------------------------------------------------------------------------
+    def is_run(self) -> bool:
+        """True when a run was started here (even one that never finished an epoch)."""
+        return any(self.file(name).is_file() for name in (STATUS, *RESULT_FILES))
+
+    def has_results(self) -> bool:
+        """True when a run here finished at least one epoch (something a new run would overwrite)."""
+        return any(self.file(name).is_file() for name in RESULT_FILES)
+
+    def status(self) -> RunStatus | None:
+        """None when there is no readable status. A "running" status whose writer is gone (killed,
+        crashed, machine restarted) is reported as "stopped", since that is what it is now."""
+        try:
+            data = json.loads(self.file(STATUS).read_text(encoding="utf-8"))
+            known = {f.name for f in dataclasses.fields(RunStatus)}
+            status = RunStatus(**{k: v for k, v in data.items() if k in known})
+        except (OSError, ValueError, TypeError):
+            return None
+        if status.state == "running" and not self.is_locked():
+            return dataclasses.replace(status, state="stopped",
+                                       reason="The training process ended without finishing (killed or crashed).")
+        return status
+
+    def config(self):
+        """The run's TrainConfig, or None when config.json is missing."""
+        from tl_studio.core.config import TrainConfig
+
+        return TrainConfig.load(self.file(CONFIG)) if self.file(CONFIG).is_file() else None
+
+    def metrics(self) -> list[dict]:
+        """metrics.csv as rows: epoch an int, every other column a float (None where empty)."""
+        def typed(key: str, value: str):
+            return None if value in ("", None) else int(value) if key == "epoch" else float(value)
+
+        try:
+            with open(self.file(METRICS), newline="", encoding="utf-8") as handle:
+                return [{key: typed(key, value) for key, value in row.items()} for row in csv.DictReader(handle)]
+        except FileNotFoundError:
+            return []
+
+    def events(self) -> list[dict]:
+        """events.jsonl, parsed. A line still being written (no newline yet, or cut short by a crash)
+        is left out, so a live run can be followed by reading the file again."""
+        try:
+            text = self.file(EVENTS).read_text(encoding="utf-8", errors="replace")
+        except FileNotFoundError:
+            return []
+        found = []
+        for line in text.split("\n")[:-1]:  # the part after the last newline is incomplete
+            try:
+                found.append(json.loads(line))
+            except ValueError:
+                continue
+        return found
+
+    def free_mb(self) -> float:
+        return shutil.disk_usage(self.path).free / 2**20
+
+    # ---- the lock ---------------------------------------------------------------------------------
+    def is_locked(self) -> bool:
+        """True while some process holds this folder's write lock."""
+        if not self.file(LOCK).is_file():
+            return False
+        try:
+            lock = RunLock(self.file(LOCK))
+            lock.acquire()
+        except RunLocked:
+            return True
+        lock.release()
+        return False
+
+    def lock(self) -> "RunLock":
+        """Takes the folder's write lock (until ``release()``); a second writer gets one sentence."""
+        self.path.mkdir(parents=True, exist_ok=True)
+        lock = RunLock(self.file(LOCK))
+        try:
+            lock.acquire()
+        except RunLocked as error:
+            raise UserError(f"{self.path} is being written by another training run ({error}); wait for it to "
+                            f"finish or choose another output folder.") from None
+        return lock
+
+    # ---- starting a run ---------------------------------------------------------------------------
+    def check_new_run(self, *, resume: bool, overwrite: bool) -> None:
+        """A new run only goes into a new or empty folder, or one left by a run that never finished an
+        epoch; ``overwrite`` replaces an earlier run's files (never anything else in the folder).
+        Only checks: nothing is written or removed (see ``start_run``)."""
+        if resume:
+            if overwrite:
+                raise UserError("--resume continues the run in the folder and --overwrite replaces it; give one.")
+            return
+        if not self.path.is_dir():
+            return
+        if self.has_results() and not overwrite:
+            raise UserError(f"{self.path} already holds a run; add --resume to continue it, --overwrite to "
+                            f"replace it, or choose another output folder.")
+        foreign = [p.name for p in self.path.iterdir() if p.name not in RUN_FILES and not p.name.startswith(".")]
+        if foreign:
+            raise UserError(f"{self.path} is not empty (it holds {foreign[0]}); choose a new or empty output "
+                            f"folder for the run.")
+
+    def start_run(self, *, resume: bool, overwrite: bool) -> None:
+        """With the lock held: check again (another run may have written here meanwhile), then remove
+        the files of an earlier run that never finished an epoch, or of the one --overwrite replaces."""
+        self.check_new_run(resume=resume, overwrite=overwrite)
+        if not resume:
+            for name in RUN_FILES:
+                self.file(name).unlink(missing_ok=True)
+
+    # ---- writing (the engine's built-in callbacks, see run_writers.py) -----------------------------
+    def write_status(self, status: RunStatus) -> None:
+        from tl_studio.core.fileio import atomic_write_text
+
+        atomic_write_text(self.file(STATUS), json.dumps(dataclasses.asdict(status), indent=2) + "\n")
+
+
+class RunLocked(Exception):
+    """The lock is held by another process (the message says which, when known)."""
+
+
+class RunLock:
+    """An advisory lock on a file (``flock``): released when the process ends, however it ends, so a
+    killed run never leaves a stale lock behind. Where flock does not exist the lock is a no-op."""
+
+    def __init__(self, path: Path):
+        self.path = Path(path)
+        self.handle = None
+
+    def acquire(self) -> None:
+        try:
+            import fcntl
+        except ImportError:  # Windows: no flock; a second writer is not detected there
+            return
+        handle = open(self.path, "a+", encoding="utf-8")
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            handle.seek(0)
+            holder = handle.read().strip()
+            handle.close()
+            raise RunLocked(f"process {holder}" if holder else "another process") from None
+        handle.seek(0)
+        handle.truncate()
+        handle.write(f"{os.getpid()} on {socket.gethostname()}")
+        handle.flush()
+        self.handle = handle
+
+    def release(self) -> None:
+        if self.handle is not None:
+            self.handle.close()  # closing the file releases the flock
+            self.handle = None
