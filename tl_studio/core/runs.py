@@ -9,6 +9,7 @@ from tl_studio.core import checkpoint as ckpt
 from tl_studio.core.config import TrainConfig
 from tl_studio.core.errors import UserError
 from tl_studio.core.preprocess import PreprocessSpec
+from tl_studio.core.run_folder import MODEL_FILE
 
 
 @dataclass
@@ -62,7 +63,7 @@ def export_run(folder: Path, fmt: str, out: Path | None = None, *, overwrite: bo
     if fmt not in FORMATS:
         raise UserError(f"Unknown export format {fmt!r}; choose pt2, onnx or torchscript.")
     out = Path(out) if out else run.folder / f"model{FORMATS[fmt]}"
-    if out.exists() and not overwrite and not (fmt == "pt2" and out == run.folder / "model.pt2"):
+    if out.exists() and not overwrite and not (fmt == "pt2" and out == run.folder / MODEL_FILE):
         raise UserError(f"{out} already exists; choose another --out file or add --overwrite.")
     metadata = metadata_for_run(run.config, run.classes, run.spec, run.best_epoch, run.best_val_acc)
     return export_model(run.build_network(), run.spec, metadata, out, fmt, check_images_for(run))
