@@ -164,7 +164,7 @@ class Trainer:
             epoch=epoch, train_loss=train.loss, train_acc=train.accuracy, val_loss=val.loss, val_acc=val.accuracy,
             lr=state.policy.current_lr, seconds=time.perf_counter() - started,
             train_images_per_s=result.train_images / max(result.train_seconds, 1e-9),
-            is_best=self.best.judge(epoch, val.accuracy, val.loss), skipped_images=state._epoch_skips,
+            is_best=self.best.judge(epoch, val.accuracy, val.loss), skipped_images=result.skipped_images,
             peak_memory_mb=peak_memory_mb(state.device), phase=state.phase.name,
             feature_images_per_s=result.feature_images_per_s)
         state.finish_epoch(event)

@@ -43,6 +43,7 @@ class EpochResult:
     train_seconds: float  # the training pass, feature extraction included
     train_images: int  # distinct training images seen (a frozen-backbone epoch repeats its passes)
     feature_images_per_s: float | None  # when the feature cache was filled in this epoch
+    skipped_images: int  # images that failed to load in this epoch
 
 
 class RunState:
@@ -164,7 +165,8 @@ class RunState:
         val = self._retrying_on_oom("inference", self._validate_once)
         if val.seen and not math.isfinite(val.loss):  # the last step left weights that give nan
             raise UserError(_non_finite_message("validation", epoch, val.loss, self.policy.lr))
-        return EpochResult(train, val, train_seconds, train.seen // self._feature_passes(self.phase), feature_rate)
+        return EpochResult(train, val, train_seconds, train.seen // self._feature_passes(self.phase), feature_rate,
+                           self._epoch_skips)
 
     def finish_epoch(self, event: events.EpochEnd) -> None:
         self.history.append(event)

@@ -11,6 +11,7 @@ from PySide6.QtWidgets import (QHBoxLayout, QLabel, QMainWindow, QMessageBox, QP
                                QWidget)
 
 from tl_studio import __version__
+from tl_studio.core import run_folder
 from tl_studio.gui import recent
 from tl_studio.gui.session import Session
 from tl_studio.gui.steps import STEPS, StepBar
@@ -114,7 +115,7 @@ class MainWindow(QMainWindow):
         """A model trained earlier (or elsewhere): the Evaluate and Predict steps work on it. Its run
         folder, when the file sits in one, also enables Export."""
         path = Path(path)
-        run_dir = path.parent if (path.parent / "best.ckpt").is_file() else None
+        run_dir = path.parent if (path.parent / run_folder.BEST_CHECKPOINT).is_file() else None
         self.session.set_run(run_dir, path)
         self.session.say(f"Opened {path.name}.")
         self.steps.go_to("Evaluate")

@@ -10,6 +10,7 @@ from PySide6.QtWidgets import (QFileDialog, QHBoxLayout, QInputDialog, QLabel, Q
                                QPushButton, QScrollArea, QSplitter, QTabWidget, QVBoxLayout, QWidget)
 
 from tl_studio.core.diagnostics import overfitting_hint
+from tl_studio.core import run_folder
 from tl_studio.core.errors import UserError
 from tl_studio.gui.plots import TrainingCurves
 from tl_studio.gui.runs_folder import new_run_dir
@@ -228,11 +229,11 @@ class TrainPage(QWidget):
         if self.running:
             return
         try:
-            config = TrainConfig.load(run_dir / "config.json")
+            config = TrainConfig.load(run_dir / run_folder.CONFIG)
         except UserError as error:
             QMessageBox.warning(self, "Cannot resume", str(error))
             return
-        if epochs is None and (run_dir / "model.pt2").exists():
+        if epochs is None and (run_dir / run_folder.MODEL_FILE).exists():
             epochs, ok = QInputDialog.getInt(self, "Extend the run", "This run has finished. Train until epoch:",
                                              config.epochs + 5, config.epochs + 1, 10_000)
             if not ok:
