@@ -21,6 +21,8 @@ FLAG_FIELDS = {
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    from tl_studio.core import config  # choice lists from one place (no torch import)
+
     parser.add_argument("data_dir", help="dataset folder: one sub-folder per class (or train/ and val/)")
     parser.add_argument("--out", required=True, help="run folder for checkpoints, metrics.csv and model.pt2")
     parser.add_argument("--config", help="a config.json to start from (flags override it)")
@@ -30,19 +32,20 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--epochs", type=int)
     parser.add_argument("--batch-size", type=int)
     parser.add_argument("--lr", type=float, help="learning rate (default: 1e-3 for a frozen backbone, else 3e-4)")
-    parser.add_argument("--img-size", type=int, help="input size in pixels (default: the model's own)")
+    parser.add_argument("--img-size", type=int,
+                        help=f"input size in pixels, {config.MIN_IMG_SIZE} to {config.MAX_IMG_SIZE} (default: the model's own)")
     parser.add_argument("--val-fraction", type=float, help="validation share for unsplit folders (default 0.2)")
     parser.add_argument("--test-fraction", type=float, help="test share for unsplit folders (default 0)")
     parser.add_argument("--seed", type=int)
-    parser.add_argument("--device", choices=["auto", "cpu", "cuda", "mps"])
+    parser.add_argument("--device", choices=config.DEVICES)
     parser.add_argument("--workers", type=int, help="data loader processes (default 2)")
-    parser.add_argument("--augment", choices=["none", "light", "standard", "strong"])
-    parser.add_argument("--optimizer", choices=["adamw", "sgd"])
-    parser.add_argument("--schedule", choices=["onecycle", "cosine", "fine-tune"])
+    parser.add_argument("--augment", choices=config.AUGMENTATIONS)
+    parser.add_argument("--optimizer", choices=config.OPTIMIZERS)
+    parser.add_argument("--schedule", choices=config.SCHEDULES)
     parser.add_argument("--freeze-epochs", type=int, help="head-only epochs of --schedule fine-tune")
     parser.add_argument("--weight-decay", type=float)
     parser.add_argument("--label-smoothing", type=float)
-    parser.add_argument("--class-weights", choices=["auto", "on", "off"])
+    parser.add_argument("--class-weights", choices=config.CLASS_WEIGHTING)
     parser.add_argument("--early-stopping", type=int, metavar="PATIENCE", help="stop after N epochs without improvement")
     parser.add_argument("--no-feature-cache", dest="feature_cache", action="store_const", const=False)
     parser.add_argument("--no-amp", dest="amp", action="store_const", const=False, help="no mixed precision on CUDA")
