@@ -146,3 +146,65 @@ def test_train_with_a_missing_folder_is_one_line_and_exit_2(tmp_path, capsys):
     assert main(["train", str(tmp_path / "nowhere"), "--out", str(tmp_path / "run")]) == 2
     err = capsys.readouterr().err
     assert "Traceback" not in err and len(err.strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize("flag, value, words", [("--lr", "inf", "learning rate"), ("--lr", "nan", "learning rate"),
+                                                ("--img-size", "100000", "between 32 and 1024 pixels")])
+def test_impossible_settings_get_one_sentence(tiny_dataset, tmp_path, capsys, flag, value, words):
+    code = main(["train", str(tiny_dataset), "--out", str(tmp_path / "run"), flag, value])
+    err = capsys.readouterr().err
+    assert code == 2 and words in err and err.count("\n") == 1 and not (tmp_path / "run").exists()
+
+
+def test_a_folder_holding_a_run_needs_resume_or_overwrite(trained_run, capsys):
+    data, run = trained_run
+    before = (run / "metrics.csv").read_text()
+    assert main(["train", str(data), "--out", str(run), *FAST]) == 2
+    err = capsys.readouterr().err
+    assert "--resume" in err and "--overwrite" in err and (run / "metrics.csv").read_text() == before
+    assert main(["train", str(data), "--out", str(run), "--resume", "--overwrite"]) == 2
+
+
+def _group_is_gone(pgid: int) -> bool:
+    import os
+
+    try:
+        os.killpg(pgid, 0)
+    except ProcessLookupError:
+        return True
+    return False
+
+
+def _start_training_with_workers(data, run) -> subprocess.Popen:
+    """Default loader workers (2), training on images, in its own process group like a terminal job."""
+    process = tl_studio("train", str(data), "--out", str(run), "--no-feature-cache", "--epochs", "50",
+                        "--batch-size", "4", "--img-size", "64", start_new_session=True)
+    wait_for(lambda: '"BatchEnd"' in ((run / "events.jsonl").read_text() if (run / "events.jsonl").exists() else ""))
+    return process
+
+
+def test_ctrl_c_in_the_first_epoch_says_one_true_thing(tiny_dataset, tmp_path):
+    import os
+
+    process = _start_training_with_workers(tiny_dataset, tmp_path / "run")
+    os.killpg(process.pid, signal.SIGINT)  # what a terminal sends: to the workers as well
+    out, err = process.communicate(timeout=120)
+    assert process.returncode == 130 and "Traceback" not in err
+    assert err.count("Stopping") == 1, err
+    assert "nothing was saved" in err and "checkpoint" not in err
+    wait_for(lambda: _group_is_gone(process.pid), timeout=15)
+
+
+def test_a_second_ctrl_c_ends_at_once_without_a_traceback(tiny_dataset, tmp_path):
+    import os
+
+    process = _start_training_with_workers(tiny_dataset, tmp_path / "run")
+    os.killpg(process.pid, signal.SIGINT)
+    time.sleep(0.5)  # handled apart (two signals close together count as one)
+    try:
+        os.killpg(process.pid, signal.SIGINT)
+    except ProcessLookupError:  # the first one had already ended it
+        pass
+    out, err = process.communicate(timeout=120)
+    assert process.returncode == 130 and "Traceback" not in err, err
+    wait_for(lambda: _group_is_gone(process.pid), timeout=15)

@@ -10,10 +10,11 @@ import threading
 import torch
 
 from tl_studio.core import events
-from tl_studio.core.callbacks import Callback, MetricsCsvWriter, Recorder
+from tl_studio.core.callbacks import Callback, Recorder
 from tl_studio.core.config import TrainConfig
 from tl_studio.core.control import RunControl
 from tl_studio.core.engine import Trainer
+from tl_studio.core.run_folder import RunFolder
 from tests.helpers import make_image_folder
 
 FAST = dict(epochs=2, batch_size=8, workers=0, img_size=64, seed=0)
@@ -26,7 +27,7 @@ def lite0_config(data_dir, **changes) -> TrainConfig:
 
 def fit(config, run_dir, *callbacks, control=None, resume=False):
     recorder = Recorder()
-    trainer = Trainer(config, run_dir, [MetricsCsvWriter(run_dir / "metrics.csv"), recorder, *callbacks], control,
+    trainer = Trainer(config, run_dir, [recorder, *callbacks], control,
                       strict_callbacks=True)
     finished = trainer.fit(resume=resume)
     if trainer.error is not None:
@@ -44,7 +45,7 @@ def test_a_frozen_lite0_run_writes_everything_a_user_expects(tiny_dataset, tmp_p
     rows = list(csv.DictReader(open(run / "metrics.csv")))
     assert [r["epoch"] for r in rows] == ["1", "2"]
     assert list(rows[0]) == ["epoch", "train_loss", "train_acc", "val_loss", "val_acc", "lr", "seconds",
-                             "train_images_per_s"]
+                             "train_images_per_s", "feature_images_per_s"]
     assert (run / "last.ckpt").is_file() and (run / "best.ckpt").is_file()
     # the model file works with plain torch, at any image size, and knows its classes
     extra = {"tl_studio.json": ""}
@@ -61,6 +62,20 @@ def test_a_frozen_lite0_run_writes_everything_a_user_expects(tiny_dataset, tmp_p
     samples = recorder.of_type(events.SamplePredictions)[-1].samples
     assert 0 < len(samples) <= 16 and {s.true_label for s in samples} == {0, 1, 2}
     assert samples[0].thumbnail.dtype.name == "uint8" and samples[0].thumbnail.ndim == 3
+    # the run folder tells any process how the run went, event by event
+    folder = RunFolder(run)
+    logged = folder.events()
+    assert logged[0]["event"] == "FitStart" and logged[-1]["event"] == "RunFinished"
+    assert [e["epoch"] for e in logged if e["event"] == "EpochEnd"] == [1, 2]
+    assert len([e for e in logged if e["event"] == "BatchEnd"]) == len(recorder.of_type(events.BatchEnd))
+    status = folder.status()
+    assert status.state == "done" and status.epochs_done == 2 and status.best_epoch == finished.best_epoch
+    assert status.torch_version == torch.__version__ and status.ended >= status.started
+    assert not folder.is_locked()
+    # a frozen-backbone epoch counts each training image once, and reports the feature rate apart
+    first = recorder.of_type(events.EpochEnd)[0]
+    assert first.feature_images_per_s > 0 and recorder.of_type(events.EpochEnd)[1].feature_images_per_s is None
+    assert first.train_images_per_s <= 27 / (first.seconds * 0.5)
 
 
 def test_a_random_init_torchvision_model_fine_tunes_on_images(tiny_dataset, tmp_path):

@@ -13,7 +13,7 @@ import math
 import pytest
 
 from tl_studio.core import events
-from tl_studio.core.callbacks import Callback, MetricsCsvWriter, Recorder
+from tl_studio.core.callbacks import Callback, Recorder
 from tl_studio.core.config import TrainConfig
 from tl_studio.core.control import RunControl
 from tl_studio.core.engine import Phase, Trainer, plan_phases
@@ -46,7 +46,7 @@ class PhaseInspector(Callback):
         self.phases[event.name] = {
             "trainable": {n for n, p in state.model.named_parameters() if p.requires_grad},
             "groups": [(g["name"], _peak_lr(g), {names[id(p)] for p in g["params"]})
-                       for g in state.optimizer.param_groups],
+                       for g in state.policy.optimizer.param_groups],
             "event": event}
 
     def on_batch_end(self, event: events.BatchEnd) -> None:
@@ -61,7 +61,7 @@ def _peak_lr(group: dict) -> float:
 
 def fit(config, run_dir, *callbacks, control=None, resume=False):
     recorder = Recorder()
-    trainer = Trainer(config, run_dir, [MetricsCsvWriter(run_dir / "metrics.csv"), recorder, *callbacks], control,
+    trainer = Trainer(config, run_dir, [recorder, *callbacks], control,
                       strict_callbacks=True)
     for callback in callbacks:
         if isinstance(callback, PhaseInspector):
@@ -134,7 +134,7 @@ def test_the_phase_change_unfreezes_exactly_the_later_stages_with_discriminative
     names = [name for name, _ in inspector.trainer.state.model.named_parameters()]
     expected = {name for name in names if not name.startswith(FROZEN_AT_DEPTH_2)}
     assert tune["trainable"] == expected
-    base = 1e-4  # run_state.FINE_TUNE_PHASE_LR for AdamW
+    base = 1e-4  # optim.FINE_TUNE_PHASE_LR for AdamW
     rates = {name: lr for name, lr, _ in tune["groups"]}
     assert rates == pytest.approx({"head": base, "stage4": base * 0.5, "stage3": base * 0.25, "stage2": base * 0.125})
     # every trainable parameter is in exactly one group, the head's in the head group

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import signal
 import sys
 from pathlib import Path
@@ -20,6 +21,8 @@ FLAG_FIELDS = {
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    from tl_studio.core import config  # choice lists from one place (no torch import)
+
     parser.add_argument("data_dir", help="dataset folder: one sub-folder per class (or train/ and val/)")
     parser.add_argument("--out", required=True, help="run folder for checkpoints, metrics.csv and model.pt2")
     parser.add_argument("--config", help="a config.json to start from (flags override it)")
@@ -29,30 +32,34 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--epochs", type=int)
     parser.add_argument("--batch-size", type=int)
     parser.add_argument("--lr", type=float, help="learning rate (default: 1e-3 for a frozen backbone, else 3e-4)")
-    parser.add_argument("--img-size", type=int, help="input size in pixels (default: the model's own)")
+    parser.add_argument("--img-size", type=int,
+                        help=f"input size in pixels, {config.MIN_IMG_SIZE} to {config.MAX_IMG_SIZE} (default: the model's own)")
     parser.add_argument("--val-fraction", type=float, help="validation share for unsplit folders (default 0.2)")
     parser.add_argument("--test-fraction", type=float, help="test share for unsplit folders (default 0)")
     parser.add_argument("--seed", type=int)
-    parser.add_argument("--device", choices=["auto", "cpu", "cuda", "mps"])
+    parser.add_argument("--device", choices=config.DEVICES)
     parser.add_argument("--workers", type=int, help="data loader processes (default 2)")
-    parser.add_argument("--augment", choices=["none", "light", "standard", "strong"])
-    parser.add_argument("--optimizer", choices=["adamw", "sgd"])
-    parser.add_argument("--schedule", choices=["onecycle", "cosine", "fine-tune"])
+    parser.add_argument("--augment", choices=config.AUGMENTATIONS)
+    parser.add_argument("--optimizer", choices=config.OPTIMIZERS)
+    parser.add_argument("--schedule", choices=config.SCHEDULES)
     parser.add_argument("--freeze-epochs", type=int, help="head-only epochs of --schedule fine-tune")
     parser.add_argument("--weight-decay", type=float)
     parser.add_argument("--label-smoothing", type=float)
-    parser.add_argument("--class-weights", choices=["auto", "on", "off"])
+    parser.add_argument("--class-weights", choices=config.CLASS_WEIGHTING)
     parser.add_argument("--early-stopping", type=int, metavar="PATIENCE", help="stop after N epochs without improvement")
     parser.add_argument("--no-feature-cache", dest="feature_cache", action="store_const", const=False)
     parser.add_argument("--no-amp", dest="amp", action="store_const", const=False, help="no mixed precision on CUDA")
     parser.add_argument("--resume", action="store_true", help="continue the run in --out (after a crash or Ctrl-C)")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="replace the earlier run in --out (its checkpoints, metrics and model file)")
     parser.add_argument("--json", action="store_true", help="JSON Lines on stdout instead of a progress bar")
 
 
 def build_config(args: argparse.Namespace):
     from tl_studio.core.config import TrainConfig
+    from tl_studio.core.run_folder import CONFIG
 
-    run_config = Path(args.out) / "config.json"
+    run_config = Path(args.out) / CONFIG
     if args.resume and run_config.is_file():
         config = TrainConfig.load(run_config)  # a resumed run keeps its settings unless a flag says otherwise
     elif args.config:
@@ -68,36 +75,50 @@ def build_config(args: argparse.Namespace):
 
 def run(args: argparse.Namespace) -> int:
     from tl_studio.cli.reporters import JsonLines, ProgressBar
-    from tl_studio.core.callbacks import MetricsCsvWriter
     from tl_studio.core.control import RunControl
     from tl_studio.core.engine import Trainer
 
     config = build_config(args)
     control = RunControl()
-    run_dir = Path(args.out)
     reporters = [JsonLines()] if args.json else [ProgressBar()]
-    trainer = Trainer(config, run_dir, [MetricsCsvWriter(run_dir / "metrics.csv"), *reporters], control)
+    trainer = Trainer(config, Path(args.out), reporters, control)
     previous = signal.signal(signal.SIGINT, _stop_on_interrupt(control))
     try:
-        finished = trainer.fit(resume=args.resume)
+        finished = trainer.fit(resume=args.resume, overwrite=args.overwrite)
+    except KeyboardInterrupt:  # the second Ctrl-C arrived while the run was already winding up
+        print("tl-studio train: interrupted", file=sys.stderr)
+        return 130
     finally:
         signal.signal(signal.SIGINT, previous)
     return _report(finished, trainer, args)
 
 
 def _stop_on_interrupt(control):
+    """The first Ctrl-C asks the loop to stop after the current batch (the run then writes its model
+    file); the second ends the run at once (the engine unwinds, ends the loader workers, and the
+    command still exits with one line). Loader worker processes inherit this handler when they are
+    forked and receive the same Ctrl-C from the terminal: they ignore it (the main process ends them)."""
+    main_pid = os.getpid()
+
     def handler(signum, frame):
-        print("\nStopping after the current batch (Ctrl-C again to abort at once)...", file=sys.stderr)
+        if os.getpid() != main_pid:
+            return
+        if control.stop_requested:
+            signal.signal(signal.SIGINT, signal.SIG_IGN)  # a third Ctrl-C must not interrupt the clean-up
+            raise KeyboardInterrupt
+        print("\nStopping after the current batch (Ctrl-C again to stop at once)...", file=sys.stderr)
         control.request_stop()
-        signal.signal(signal.SIGINT, signal.default_int_handler)
     return handler
 
 
 def _report(finished, trainer, args) -> int:
     out = sys.stderr if args.json else sys.stdout
     if finished.status == "stopped":
-        print(f"Stopped after epoch {finished.epochs_done}. The last checkpoint is in {args.out}; "
-              f"continue with: tl-studio train {args.data_dir} --out {args.out} --resume", file=sys.stderr)
+        if finished.epochs_done == 0:
+            print("Stopped before the first epoch finished; nothing was saved.", file=sys.stderr)
+        else:
+            print(f"Stopped after epoch {finished.epochs_done}. The last checkpoint is in {args.out}; "
+                  f"continue with: tl-studio train {args.data_dir} --out {args.out} --resume", file=sys.stderr)
         return 130
     if finished.status == "failed":
         print(f"tl-studio train: {finished.message}", file=sys.stderr)

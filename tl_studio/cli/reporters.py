@@ -53,7 +53,10 @@ class ProgressBar(Callback):
     def on_feature_progress(self, event: events.FeatureProgress) -> None:
         if time.perf_counter() - self.last_draw > 0.1 or event.done == event.total:
             self.last_draw = time.perf_counter()
-            self._line(f"computing features {self._bar(event.done / max(1, event.total))} {event.done}/{event.total}")
+            left = event.seconds / event.done * (event.total - event.done) if event.done else math.inf
+            rate = event.done / event.seconds if event.seconds > 0 else 0.0
+            self._line(f"computing features {self._bar(event.done / max(1, event.total))} {event.done}/{event.total} "
+                       f"{rate:.1f} img/s, time left {_clock(left)}")
 
     def on_batch_end(self, event: events.BatchEnd) -> None:
         now = time.perf_counter()
@@ -81,9 +84,10 @@ class ProgressBar(Callback):
         self.epoch_seconds.append(event.seconds)
         best = "  *best*" if event.is_best else ""
         skipped = f", {event.skipped_images} images skipped" if event.skipped_images else ""
+        features = f" (features {event.feature_images_per_s:.1f} img/s)" if event.feature_images_per_s else ""
         self._line(f"epoch {event.epoch}/{self.epochs}: train loss {event.train_loss:.4f} acc {event.train_acc:.3f} | "
                    f"val loss {event.val_loss:.4f} acc {event.val_acc:.3f} | {event.seconds:.1f} s, "
-                   f"{event.train_images_per_s:.1f} img/s{skipped}{best}", final=True)
+                   f"{event.train_images_per_s:.1f} img/s{features}{skipped}{best}", final=True)
 
     def on_image_skipped(self, event: events.ImageSkipped) -> None:
         self._line(f"skipped {event.path}: {event.reason}", final=True)

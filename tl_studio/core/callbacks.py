@@ -1,7 +1,15 @@
-"""Observers of a training run. Each hook is a typed no-op; a callback overrides what it needs.
+"""Callbacks: everything that happens around the training loop besides the training itself.
 
-The console progress bar, the CSV writer, the checkpoint saver and the GUI bridge are peers: the
-engine calls them all in order and knows nothing about any of them.
+Two kinds of hook, both no-ops here so a callback overrides only what it needs:
+
+- observer hooks ``on_*(event)`` receive the engine's frozen events (console, CSV, events log, GUI);
+- loop hooks ``before_*/after_*(trainer, ...)`` (fastai's ``_with_events`` style, see engine.py) let
+  the built-in callbacks act on the run: judge the best epoch, stop early, write checkpoints and the
+  model file. After-hooks run when a run is stopped or fails too.
+
+A callback with state that a resumed run must continue (best epoch, early-stopping patience) returns it
+from ``state_dict()``; the checkpoint keeps it under the callback's ``name`` and ``load_state_dict()``
+restores it.
 """
 
 from __future__ import annotations
@@ -12,8 +20,15 @@ from tl_studio.core import events
 
 log = logging.getLogger(__name__)
 
+OBSERVER_HOOKS = ("on_fit_start", "on_phase_start", "on_feature_progress", "on_batch_end", "on_epoch_end",
+                  "on_sample_predictions", "on_image_skipped", "on_notice", "on_fit_end")
+LOOP_HOOKS = ("before_fit", "after_fit", "before_phase", "after_phase", "before_epoch", "after_epoch")
+
 
 class Callback:
+    name = ""  # set by callbacks that have state to keep in the checkpoint
+
+    # observer hooks
     def on_fit_start(self, event: events.FitStart) -> None: ...
     def on_phase_start(self, event: events.PhaseStart) -> None: ...
     def on_feature_progress(self, event: events.FeatureProgress) -> None: ...
@@ -24,9 +39,24 @@ class Callback:
     def on_notice(self, event: events.Notice) -> None: ...
     def on_fit_end(self, event: events.RunFinished) -> None: ...
 
+    # loop hooks (``outcome`` of an after-hook: "completed", "stopped", "failed"...)
+    def before_fit(self, trainer) -> None: ...
+    def after_fit(self, trainer, outcome: str) -> None: ...
+    def before_phase(self, trainer, phase) -> None: ...
+    def after_phase(self, trainer, phase, outcome: str) -> None: ...
+    def before_epoch(self, trainer, epoch: int) -> None: ...
+    def after_epoch(self, trainer, event: events.EpochEnd) -> None: ...
+
+    # resume
+    def state_dict(self) -> dict:
+        return {}
+
+    def load_state_dict(self, state: dict) -> None: ...
+
 
 class CallbackList(Callback):
-    """Calls every callback in order. A failing observer must not kill the run, except in tests."""
+    """Calls every callback in order. A failing observer must not kill the run, except in tests; a
+    failing loop hook of a built-in callback (a checkpoint that cannot be written) does."""
 
     def __init__(self, callbacks=(), *, strict: bool = False):
         self.callbacks = list(callbacks)
@@ -40,6 +70,21 @@ class CallbackList(Callback):
                 if self.strict:
                     raise
                 log.exception("callback %s.%s failed", type(callback).__name__, hook)
+
+    def call_loop_hook(self, hook: str, *args) -> None:
+        for callback in self.callbacks:
+            getattr(callback, hook)(*args)
+
+    def state_dicts(self) -> dict:
+        return {c.name: c.state_dict() for c in self.callbacks if c.name}
+
+    def load_state_dicts(self, states: dict) -> None:
+        for callback in self.callbacks:
+            if callback.name and callback.name in states:
+                callback.load_state_dict(states[callback.name])
+
+    def find(self, kind):
+        return next((c for c in self.callbacks if isinstance(c, kind)), None)
 
     def on_fit_start(self, event): self._call("on_fit_start", event)
     def on_phase_start(self, event): self._call("on_phase_start", event)
@@ -66,35 +111,3 @@ class Recorder(Callback):
 
     def of_type(self, kind) -> list:
         return [e for e in self.events if isinstance(e, kind)]
-
-
-class MetricsCsvWriter(Callback):
-    """Writes ``metrics.csv``: one row per epoch, epochs numbered from 1. The whole file is rewritten
-    atomically each epoch, so a resumed run continues it and a crash never leaves half a row."""
-
-    HEADER = ("epoch", "train_loss", "train_acc", "val_loss", "val_acc", "lr", "seconds", "train_images_per_s")
-
-    def __init__(self, path):
-        from pathlib import Path
-
-        self.path = Path(path)
-        self.rows: list[dict] = []
-
-    def on_fit_start(self, event: events.FitStart) -> None:
-        self.rows = [e.to_row() for e in event.history]
-
-    def on_epoch_end(self, event: events.EpochEnd) -> None:
-        self.rows.append(event.to_row())
-        self._write()
-
-    def _write(self) -> None:
-        from tl_studio.core.fileio import atomic_write_text
-
-        lines = [",".join(self.HEADER)]
-        for row in self.rows:
-            lines.append(",".join(_csv_value(row[key]) for key in self.HEADER))
-        atomic_write_text(self.path, "\n".join(lines) + "\n")
-
-
-def _csv_value(value) -> str:
-    return str(value) if isinstance(value, int) else f"{value:.6g}"

@@ -5,7 +5,10 @@ tensors and plain Python values, never code.
 
 from __future__ import annotations
 
+import errno
+import io
 import random
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -13,10 +16,16 @@ import torch
 
 from tl_studio.core.errors import UserError
 from tl_studio.core.fileio import atomic_path
+from tl_studio.core.run_folder import BEST_CHECKPOINT as BEST
+from tl_studio.core.run_folder import LAST_CHECKPOINT as LAST
 
-LAST = "last.ckpt"
-BEST = "best.ckpt"
 FORMAT_VERSION = 1
+# Room left on the disk beyond the file itself (file-system metadata, the rename's temporary copy).
+DISK_MARGIN_BYTES = 8 * 2**20
+
+
+class DiskFull(UserError):
+    """The disk ran out of space while a run wrote a file; the message says how much is free and needed."""
 
 
 def capture_rng_state() -> dict:
@@ -52,9 +61,38 @@ def _to_tuple(value):
 
 
 def save_checkpoint(path: Path, payload: dict) -> None:
-    payload = {"format": FORMAT_VERSION, **payload}
-    with atomic_path(Path(path)) as tmp:
-        torch.save(payload, tmp)
+    """Serialised in memory first: torch's zip writer aborts the whole process (C++ terminate) when the
+    disk fills up under it, whereas a plain Python write raises OSError. Disk full ends the run with
+    :class:`DiskFull`; the previous checkpoint stays and no partial file is left."""
+    path = Path(path)
+    buffer = io.BytesIO()
+    torch.save({"format": FORMAT_VERSION, **payload}, buffer)
+    data = buffer.getbuffer()
+    check_free_space(path.parent, len(data), what="a checkpoint")
+    try:
+        with atomic_path(path) as tmp:
+            write_file(tmp, data)
+    except OSError as error:
+        if error.errno in (errno.ENOSPC, errno.EDQUOT):
+            raise DiskFull(disk_full_message(path.parent, len(data), "a checkpoint")) from None
+        raise
+
+
+def write_file(path: Path, data) -> None:
+    with open(path, "wb") as handle:
+        handle.write(data)
+
+
+def check_free_space(folder: Path, size: int, what: str) -> None:
+    """Refuses to start a write that cannot fit (a full disk is better found before than during)."""
+    if shutil.disk_usage(folder).free < size + DISK_MARGIN_BYTES:
+        raise DiskFull(disk_full_message(folder, size, what))
+
+
+def disk_full_message(folder: Path, size: int, what: str = "a checkpoint") -> str:
+    free = shutil.disk_usage(folder).free / 2**20
+    return (f"The disk holding {folder} is full: {free:.0f} MB free, {what} needs about "
+            f"{(size + DISK_MARGIN_BYTES) / 2**20:.0f} MB; free some space, then continue with --resume.")
 
 
 def load_checkpoint(path: Path, map_location="cpu") -> dict:

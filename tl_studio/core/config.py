@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -18,6 +19,10 @@ SCHEDULES = ("onecycle", "cosine", "fine-tune")
 AUGMENTATIONS = ("none", "light", "standard", "strong")
 DEVICES = ("auto", "cpu", "cuda", "mps")
 CLASS_WEIGHTING = ("auto", "on", "off")
+# Memory for activations grows with the square of the input side: 1024 px is 21x the pixels of the
+# usual 224 px (and above every torchvision model's own size, 518 px at most), so larger sizes only
+# run out of memory.
+MIN_IMG_SIZE, MAX_IMG_SIZE = 32, 1024
 
 
 @dataclass(frozen=True)
@@ -68,7 +73,8 @@ class TrainConfig:
         checks = [
             (self.epochs >= 1, "epochs must be at least 1"),
             (self.batch_size >= 1, "batch size must be at least 1"),
-            (self.lr is None or self.lr > 0, "the learning rate must be positive"),
+            (self.lr is None or (self.lr > 0 and math.isfinite(self.lr)),
+             "the learning rate must be a positive number (e.g. 1e-3)"),
             (self.optimizer in OPTIMIZERS, f"optimizer must be one of {', '.join(OPTIMIZERS)}"),
             (self.schedule in SCHEDULES, f"schedule must be one of {', '.join(SCHEDULES)}"),
             (self.augment in AUGMENTATIONS, f"augment must be one of {', '.join(AUGMENTATIONS)}"),
@@ -78,7 +84,9 @@ class TrainConfig:
             (0 <= self.test_fraction < 1 - self.val_fraction, "validation + test fractions must be below 1"),
             (self.workers >= 0, "workers must be 0 or more"),
             (0 <= self.label_smoothing < 1, "label smoothing must be in [0, 1)"),
-            (self.img_size is None or self.img_size >= 32, "image size must be at least 32 pixels"),
+            (self.img_size is None or MIN_IMG_SIZE <= self.img_size <= MAX_IMG_SIZE,
+             f"image size must be between {MIN_IMG_SIZE} and {MAX_IMG_SIZE} pixels (memory grows with its "
+             f"square; leave it out for the model's own size)"),
             (self.schedule != "fine-tune" or 1 <= self.freeze_epochs < self.epochs,
              "the fine-tune schedule needs 1 <= --freeze-epochs < --epochs"),
             (self.schedule != "fine-tune" or self.freeze != "all",

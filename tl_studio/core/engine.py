@@ -1,18 +1,21 @@
-"""The training engine: one loop, many observers (ARCHITECTURE.md §2).
+"""The training engine: one loop, many callbacks (ARCHITECTURE.md §2).
 
-``Trainer.fit()`` scans the data, builds the model, runs the planned phases epoch by epoch, writes
-checkpoints after every epoch and ``model.pt2`` at the end, and reports everything through callbacks
-with frozen event payloads. It knows nothing about who is watching (console, CSV, GUI).
+    fit -> phase -> epoch -> batch
 
-Stop and pause come through a ``RunControl`` checked before every batch. Stopping unwinds through the
-same ``finally`` as success, so the last checkpoint and model file are written and a ``RunFinished``
-event always arrives.
+``fit`` and each phase run inside ``_with_events`` (fastai's pattern): the callbacks' before-hook, the
+body, then the after-hook, which runs however the body ends (completed, stopped, failed), with that
+outcome. An epoch's after-hook (``after_epoch(trainer, event)``) runs when the epoch finished, since
+only then are there results to judge and save. Batches report through ``on_batch_end`` and give stop
+and pause their chance (RunControl) before each batch.
+
+Judging epochs (epoch_rules.py) and everything written to the run folder (run_writers.py) are built-in
+callbacks; the Trainer holds the folder's lock while it writes. Stopping unwinds through the same
+after-hooks as success, so the model file is written and a ``RunFinished`` event always arrives.
 """
 
 from __future__ import annotations
 
 import logging
-import math
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,13 +24,14 @@ from tl_studio.core import events
 from tl_studio.core.callbacks import CallbackList
 from tl_studio.core.config import TrainConfig
 from tl_studio.core.control import RunControl, StopRequested
+from tl_studio.core.epoch_rules import BestEpoch, EarlyStopping
 from tl_studio.core.errors import UserError
+from tl_studio.core.fileio import check_writable_folder
+from tl_studio.core.run_folder import RunFolder
 from tl_studio.core.run_state import RunState
+from tl_studio.core.run_writers import run_folder_writers
 
 log = logging.getLogger(__name__)
-
-CONFIG_FILE = "config.json"
-MODEL_FILE = "model.pt2"
 
 
 @dataclass(frozen=True)
@@ -50,32 +54,46 @@ def plan_phases(config: TrainConfig) -> list[Phase]:
 class Trainer:
     def __init__(self, config: TrainConfig, run_dir: Path, callbacks=(), control: RunControl | None = None, *,
                  scan=None, mp_context=None, model_file_writer=None, strict_callbacks: bool = False):
-        """``model_file_writer(run_dir, path) -> path`` replaces the in-process export of model.pt2
-        (the GUI writes it in a child process, see gui/processes.py); ``mp_context`` is how loader
+        """``model_file_writer(run_dir, path) -> path`` replaces the in-process export of the model
+        file (the GUI writes it in a child process, see gui/processes.py); ``mp_context`` is how loader
         worker processes start."""
         self.config = config.validate()
-        self.run_dir = Path(run_dir)
-        self.callbacks = CallbackList(callbacks, strict=strict_callbacks)
+        self.folder = RunFolder(run_dir)
+        self.run_dir = self.folder.path
+        self.user_callbacks = list(callbacks)
+        self.strict_callbacks = strict_callbacks
+        self.callbacks = CallbackList(self.user_callbacks, strict=strict_callbacks)
         self.control = control or RunControl()
         self.scan = scan
         self.mp_context = mp_context
         self.model_file_writer = model_file_writer
         self.state: RunState | None = None
+        self.best = BestEpoch()
+        self.stop_early = False  # set by EarlyStopping
+        self.model_file: str | None = None
+        self.model_file_error = ""
         self.error: BaseException | None = None  # the unexpected exception behind a "failed" run
 
     # ---- the run -------------------------------------------------------------------------------
-    def fit(self, resume: bool = False) -> events.RunFinished:
+    def fit(self, resume: bool = False, overwrite: bool = False) -> events.RunFinished:
         started = time.perf_counter()
-        status, message = "failed", ""
+        outcome, message, lock = "failed", "", None
         try:
-            self.state = RunState.prepare(self, resume)
-            self.config = self.state.config
-            remaining = [p for p in plan_phases(self.config) if p.last_epoch > self.state.epoch] or \
-                plan_phases(self.config)[-1:]
-            self.callbacks.on_fit_start(self.state.fit_start_event(remaining[0]))
-            status = self._run_phases()
+            self.folder.check_new_run(resume=resume, overwrite=overwrite)  # before anything is written
+            scan = self.scan or _scan(self.config)
+            check_writable_folder(self.run_dir)
+            lock = self.folder.lock()
+            self.folder.start_run(resume=resume, overwrite=overwrite)
+            self._attach_builtin_callbacks()
+            payload = _checkpoint_to_resume(self.folder) if resume else None
+            if payload is not None:
+                self.callbacks.load_state_dicts(_callback_states(payload))
+            self.state = RunState.prepare(self.config, scan, payload, self.callbacks, self.control, self.mp_context)
+            outcome = self._with_events("fit", self._fit)
         except StopRequested:
-            status = "stopped"
+            outcome = "stopped"
+        except KeyboardInterrupt:  # a second Ctrl-C: end now, without the model file
+            outcome = "aborted"
         except UserError as error:
             message = str(error)
         except Exception as error:  # a bug or an environment failure: keep it for the log and the caller
@@ -83,57 +101,93 @@ class Trainer:
             self.error = error
             message = _describe_failure(error)
         finally:
-            model_file, export_message = self._write_model_file()
-            if export_message and status != "failed":
-                status, message = "failed", export_message
-            finished = self._finished(status, message, model_file, time.perf_counter() - started)
+            if self.model_file_error and outcome != "failed":
+                outcome, message = "failed", self.model_file_error
+            finished = self._finished(outcome, message, time.perf_counter() - started)
             self.callbacks.on_fit_end(finished)
+            if self.state is not None:
+                self.state.data.close()
+            if lock is not None:
+                lock.release()
         return finished
 
-    def _run_phases(self) -> str:
+    def _attach_builtin_callbacks(self) -> None:
+        """Called once the folder's lock is held: only the process that holds it writes the folder."""
+        builtin = [self.best, EarlyStopping(self.config.early_stopping_patience),
+                   *run_folder_writers(self.folder, self.model_file_writer)]
+        self.callbacks = CallbackList([*builtin, *self.user_callbacks], strict=self.strict_callbacks)
+
+    def _with_events(self, name: str, body, *args) -> str:
+        self.callbacks.call_loop_hook(f"before_{name}", self, *args)
+        outcome = "failed"
+        try:
+            outcome = body(*args)
+        except StopRequested:
+            outcome = "stopped"
+            raise
+        except KeyboardInterrupt:
+            outcome = "aborted"
+            raise
+        finally:
+            self.callbacks.call_loop_hook(f"after_{name}", self, *args, outcome)
+        return outcome
+
+    def _fit(self) -> str:
         state = self.state
-        for phase in plan_phases(self.config):
-            if phase.last_epoch <= state.epoch:
-                continue  # finished before a resume
-            state.enter_phase(phase)
-            for epoch in range(max(phase.first_epoch, state.epoch + 1), phase.last_epoch + 1):
-                if state.run_epoch(epoch, phase):
+        phases = plan_phases(self.config)
+        remaining = [p for p in phases if p.last_epoch > state.epoch] or phases[-1:]
+        self.callbacks.on_fit_start(state.fit_start_event(self.run_dir, remaining[0]))
+        for phase in phases:
+            if phase.last_epoch > state.epoch:  # else finished before a resume
+                if self._with_events("phase", self._phase, phase) == "early-stopped":
                     return "early-stopped"
         return "completed"
 
-    # ---- the end of a run ----------------------------------------------------------------------
-    def _write_model_file(self) -> tuple[str | None, str]:
-        """model.pt2 from the best epoch, when there is one; a failure is reported, not raised."""
+    def _phase(self, phase: Phase) -> str:
         state = self.state
-        if state is None or state.best_epoch is None:
-            return None, ""
-        try:
-            if self.model_file_writer is not None:
-                return str(self.model_file_writer(self.run_dir, self.run_dir / MODEL_FILE)), ""
-            return str(state.export_best(self.run_dir / MODEL_FILE)), ""
-        except UserError as error:
-            return None, str(error)
-        except Exception as error:
-            log.exception("writing the model file failed")
-            self.error = self.error or error
-            return None, f"Training finished but the model file could not be written: {_describe_failure(error)}"
+        self.callbacks.on_phase_start(state.enter_phase(phase))
+        for epoch in range(max(phase.first_epoch, state.epoch + 1), phase.last_epoch + 1):
+            self._epoch(epoch)
+            if self.stop_early:
+                return "early-stopped"
+        return "completed"
 
-    def _finished(self, status: str, message: str, model_file, seconds: float) -> events.RunFinished:
+    def _epoch(self, epoch: int) -> None:
+        from tl_studio.core.device import peak_memory_mb
+
         state = self.state
-        best_acc = state.best_val_acc if state else None
+        self.callbacks.call_loop_hook("before_epoch", self, epoch)
+        started = time.perf_counter()
+        result = state.run_epoch(epoch)
+        train, val = result.train, result.val
+        event = events.EpochEnd(
+            epoch=epoch, train_loss=train.loss, train_acc=train.accuracy, val_loss=val.loss, val_acc=val.accuracy,
+            lr=state.policy.current_lr, seconds=time.perf_counter() - started,
+            train_images_per_s=result.train_images / max(result.train_seconds, 1e-9),
+            is_best=self.best.judge(epoch, val.accuracy, val.loss), skipped_images=result.skipped_images,
+            peak_memory_mb=peak_memory_mb(state.device), phase=state.phase.name,
+            feature_images_per_s=result.feature_images_per_s)
+        state.finish_epoch(event)
+        self.callbacks.call_loop_hook("after_epoch", self, event)  # early stopping, then checkpoints
+        self.callbacks.on_epoch_end(event)
+        self.callbacks.on_sample_predictions(state.data.sample_predictions(epoch, val.probabilities))
+
+    # ---- the end of a run ----------------------------------------------------------------------
+    def _finished(self, outcome: str, message: str, seconds: float) -> events.RunFinished:
+        state = self.state
+        status = "stopped" if outcome == "aborted" else outcome
         if not message and state is not None:
-            message = _summary(status, state, model_file)
+            message = _summary(status, self.best, self.model_file)
         return events.RunFinished(
-            status=status, epochs_done=state.epoch if state else 0,
-            best_epoch=state.best_epoch if state else None,
-            best_val_acc=best_acc, model_file=model_file, seconds=seconds, message=message,
+            status=status, epochs_done=state.epoch if state else 0, best_epoch=self.best.epoch,
+            best_val_acc=self.best.val_acc, model_file=self.model_file, seconds=seconds, message=message,
             skipped_images=tuple(state.skipped.values()) if state else ())
 
 
-def _summary(status: str, state: RunState, model_file) -> str:
-    if state.best_epoch is None:
+def _summary(status: str, best: BestEpoch, model_file) -> str:
+    if best.epoch is None:
         return "Stopped before the first epoch finished; nothing was saved." if status == "stopped" else ""
-    text = f"Best val accuracy {state.best_val_acc:.3f} at epoch {state.best_epoch}"
+    text = f"Best val accuracy {best.val_acc:.3f} at epoch {best.epoch}"
     return text + (f"; model saved to {model_file}." if model_file else ".")
 
 
@@ -143,5 +197,27 @@ def _describe_failure(error: BaseException) -> str:
     return f"{type(error).__name__}: {error}"
 
 
-def steps_per_epoch(num_images: int, batch_size: int) -> int:
-    return max(1, math.ceil(num_images / batch_size))
+def _checkpoint_to_resume(folder: RunFolder) -> dict:
+    from tl_studio.core import checkpoint as ckpt
+    from tl_studio.core.run_folder import LAST_CHECKPOINT
+
+    return ckpt.load_checkpoint(folder.file(LAST_CHECKPOINT))
+
+
+def _callback_states(payload: dict) -> dict:
+    """Checkpoints written before the callbacks kept their own state held it under "best"."""
+    if "callbacks" in payload:
+        return payload["callbacks"]
+    best = payload["best"]
+    return {"best_epoch": {"epoch": best["epoch"], "val_acc": best["val_acc"], "val_loss": best["val_loss"]},
+            "early_stopping": {"lowest_val_loss": best["lowest_val_loss"],
+                               "epochs_without_improvement": best["epochs_without_improvement"]}}
+
+
+def _scan(config: TrainConfig):
+    from tl_studio.core.data import scan_dataset
+
+    if not config.data_dir:
+        raise UserError("No dataset folder given; choose a folder with one sub-folder per class.")
+    return scan_dataset(config.data_dir, val_fraction=config.val_fraction, test_fraction=config.test_fraction,
+                        seed=config.seed)

@@ -37,9 +37,11 @@ class PhaseStart:
 
 @dataclass(frozen=True)
 class FeatureProgress:
-    """The feature cache is being filled (first epoch of a frozen-backbone run)."""
+    """The feature cache is being filled (first epoch of a frozen-backbone run): ``done`` of ``total``
+    images after ``seconds`` (enough for a time-left estimate)."""
     done: int
     total: int
+    seconds: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -62,17 +64,18 @@ class EpochEnd:
     val_acc: float
     lr: float
     seconds: float
-    train_images_per_s: float
+    train_images_per_s: float  # distinct training images / the training pass's seconds
     is_best: bool = False
     skipped_images: int = 0  # images that failed to load in this epoch
     peak_memory_mb: float | None = None  # GPU memory high-water mark (CUDA only)
     phase: str = "train"
+    feature_images_per_s: float | None = None  # the feature cache's fill rate, in the epoch that filled it
 
     def to_row(self) -> dict:
         """The metrics.csv / --json fields."""
         return {"epoch": self.epoch, "train_loss": self.train_loss, "train_acc": self.train_acc,
                 "val_loss": self.val_loss, "val_acc": self.val_acc, "lr": self.lr, "seconds": self.seconds,
-                "train_images_per_s": self.train_images_per_s}
+                "train_images_per_s": self.train_images_per_s, "feature_images_per_s": self.feature_images_per_s}
 
 
 @dataclass(frozen=True)

@@ -33,6 +33,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from tl_studio.core import run_folder
 from tl_studio.core.errors import UserError
 from tl_studio.core.preprocess import Preprocess, PreprocessSpec
 
@@ -66,7 +67,7 @@ def _trained_weights(model_path: Path, run_dir: Path | None) -> dict[str, Tensor
         program, _ = load_exported_program(model_path)  # checked: a model file never runs code
         return {key[len(NETWORK_PREFIX):]: value for key, value in program.state_dict.items()
                 if key.startswith(NETWORK_PREFIX)}
-    if run_dir is not None and (Path(run_dir) / "best.ckpt").is_file():
+    if run_dir is not None and (Path(run_dir) / run_folder.BEST_CHECKPOINT).is_file():
         from tl_studio.core.runs import open_run
 
         return open_run(Path(run_dir)).weights

@@ -6,6 +6,7 @@ Plain functions over explicit arguments; the Trainer decides which to call and o
 
 from __future__ import annotations
 
+import math
 import time
 from dataclasses import dataclass, field
 from typing import Callable
@@ -55,8 +56,20 @@ class EpochTotals:
         return self.correct / self.seen if self.seen else float("nan")
 
 
-def _optimise(ctx: StepContext, loss: torch.Tensor) -> float:
-    """One optimizer step; returns the learning rate the step used (the schedule moves on after it)."""
+class NonFiniteLoss(Exception):
+    """The training loss is nan or infinite: stepping on it would make every weight nan."""
+
+    def __init__(self, value: float):
+        super().__init__(f"loss {value}")
+        self.value = value
+
+
+def _optimise(ctx: StepContext, loss: torch.Tensor) -> tuple[float, float]:
+    """One optimizer step; returns the loss and the learning rate the step used (the schedule moves on
+    after it). A non-finite loss raises NonFiniteLoss before it can reach the weights."""
+    loss_value = float(loss.detach())
+    if not math.isfinite(loss_value):
+        raise NonFiniteLoss(loss_value)
     lr = _current_lr(ctx)
     ctx.optimizer.zero_grad(set_to_none=True)
     if ctx.scaler is not None:  # fp16 needs loss scaling; bf16 and fp32 do not
@@ -67,7 +80,7 @@ def _optimise(ctx: StepContext, loss: torch.Tensor) -> float:
         loss.backward()
         ctx.optimizer.step()
     ctx.scheduler.step()
-    return lr
+    return loss_value, lr
 
 
 def _current_lr(ctx: StepContext) -> float:
@@ -93,8 +106,7 @@ def train_on_images(model: nn.Module, loader, ctx: StepContext) -> EpochTotals:
         with torch.autocast(ctx.device.type, dtype=ctx.amp_dtype, enabled=ctx.amp_dtype is not None):
             logits = model(images)
             loss = ctx.criterion(logits.float(), labels)
-        lr = _optimise(ctx, loss)
-        loss_value = float(loss.detach())
+        loss_value, lr = _optimise(ctx, loss)
         totals.add(loss_value, logits.detach(), labels)
         totals.seconds = time.perf_counter() - started
         ctx.on_batch(number, num_batches, loss_value, lr, totals.seen / max(totals.seconds, 1e-9))
@@ -116,8 +128,7 @@ def train_on_features(head: nn.Module, classify: Callable, features: FeatureSet,
         x, labels = features.features[rows], features.labels[rows]
         logits = classify(x)
         loss = ctx.criterion(logits, labels)
-        lr = _optimise(ctx, loss)
-        loss_value = float(loss.detach())
+        loss_value, lr = _optimise(ctx, loss)
         totals.add(loss_value, logits.detach(), labels)
         totals.seconds = time.perf_counter() - started
         ctx.on_batch(number, len(batches), loss_value, lr, totals.seen / max(totals.seconds, 1e-9))

@@ -76,3 +76,59 @@ def class_weights(counts: Sequence[int], setting: str) -> torch.Tensor | None:
 
 def make_criterion(weights: torch.Tensor | None, label_smoothing: float) -> nn.Module:
     return nn.CrossEntropyLoss(weight=weights, label_smoothing=label_smoothing)
+
+
+# A frozen backbone's new head, and the fine-tuning phase after it: see PhasePolicy.phase_lr.
+FINE_TUNE_PHASE_LR = {"adamw": 1e-4, "sgd": 1e-3}
+
+
+class PhasePolicy:
+    """The learning-rate policy of one training phase: its rate(s), optimizer, schedule and (fp16)
+    gradient scaler, built for a number of optimizer steps. One object per phase; a resumed run
+    restores it with ``load_state_dict``; after an out-of-memory retry ``rebuild`` makes a schedule
+    over more, smaller steps."""
+
+    def __init__(self, model: nn.Module, phase, config: TrainConfig, total_steps: int, fp16: bool):
+        self.model, self.phase, self.config, self.fp16 = model, phase, config, fp16
+        self.lr = phase_lr(phase, config)
+        self._build(total_steps)
+
+    def _build(self, total_steps: int) -> None:
+        self.optimizer = make_optimizer(param_groups(self.model, self.lr, self.phase.stage_lr_factor), self.config)
+        self.scheduler = make_scheduler(self.optimizer, self.config, total_steps)
+        self.scaler = torch.amp.GradScaler("cuda") if self.fp16 else None
+
+    def rebuild(self, total_steps: int) -> None:
+        """A new schedule over ``total_steps``; the optimizer's moments are kept."""
+        moments = self.optimizer.state_dict()
+        self._build(total_steps)
+        self.optimizer.load_state_dict(moments)
+
+    @property
+    def current_lr(self) -> float:
+        return float(self.optimizer.param_groups[0]["lr"])
+
+    def state_dict(self) -> dict:
+        return {"optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict(),
+                "scaler": self.scaler.state_dict() if self.scaler else None}
+
+    def load_state_dict(self, state: dict, *, schedule: bool = True) -> None:
+        """``schedule=False``: keep the optimizer's moments but not the schedule (a run extended with
+        more epochs starts a fresh schedule for the rest)."""
+        self.optimizer.load_state_dict(state["optimizer"])
+        if schedule:
+            self.scheduler.load_state_dict(state["scheduler"])
+        if self.scaler is not None and state.get("scaler"):
+            self.scaler.load_state_dict(state["scaler"])
+
+
+def phase_lr(phase, config: TrainConfig) -> float:
+    """config.lr (set by hand or from the LR finder) is the rate of the phase that trains at the
+    config's freeze depth; the head phase of the fine-tune schedule uses the head-only default, and
+    the fine-tuning phase after it small steps (a head that already works needs pretrained layers
+    adapted, not undone)."""
+    if phase.name == "head":
+        return config.replace(freeze="all", lr=None).resolved_lr()
+    if phase.name == "fine-tune" and config.lr is None:
+        return FINE_TUNE_PHASE_LR[config.optimizer]
+    return config.replace(freeze=phase.freeze).resolved_lr()

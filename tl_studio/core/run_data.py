@@ -28,6 +28,8 @@ class RunData:
         self.val_records = list(scan.split("val"))
         self._check_splits()
         self.batch_size = config.batch_size
+        # feature extraction and validation: no gradients, so larger batches fit (halved after OOM)
+        self.inference_batch_size = max(config.batch_size, FEATURE_BATCH)
         counts = [sum(1 for r in self.train_records if r.label == i) for i in range(len(self.classes))]
         self.class_weights = class_weights(counts, config.class_weighting)
         self.notes = self._notes(counts)
@@ -85,19 +87,30 @@ class RunData:
     def train_eval_loader(self):
         """The training images through the evaluation preprocessing: the feature cache's input."""
         return self._loader("train_eval", self.train_records, eval_transform(self.spec), False,
-                            batch_size=max(self.batch_size, FEATURE_BATCH))
+                            batch_size=self.inference_batch_size)
 
     def val_loader(self):
         return self._loader("val", self.val_records, eval_transform(self.spec), False,
-                            batch_size=max(self.batch_size, FEATURE_BATCH))
+                            batch_size=self.inference_batch_size)
 
     def release_feature_loaders(self) -> None:
         """Once features are cached, their loaders' worker processes are no longer needed."""
         for key in ("train_eval", "val"):
-            self._loaders.pop(key, None)
+            _shut_down_workers(self._loaders.pop(key, None))
 
     def set_batch_size(self, batch_size: int) -> None:
         self.batch_size = max(1, batch_size)
+        self.close()
+
+    def set_inference_batch_size(self, batch_size: int) -> None:
+        self.inference_batch_size = max(1, batch_size)
+        self.close()
+
+    def close(self) -> None:
+        """Ends every loader's worker processes now (not whenever the garbage collector gets to them):
+        none may outlive the run, however it ends."""
+        for loader in self._loaders.values():
+            _shut_down_workers(loader)
         self._loaders.clear()
 
     # ---- what the user sees ------------------------------------------------------------------------
@@ -110,3 +123,10 @@ class RunData:
         from tl_studio.core.samples import load_check_images
 
         return load_check_images([self.val_records[i].path for i in self.sample_indices], EXPORT_CHECK_IMAGES)
+
+
+def _shut_down_workers(loader) -> None:
+    """A DataLoader with persistent workers keeps them in its iterator until that is collected."""
+    iterator = getattr(loader, "_iterator", None)
+    if iterator is not None and hasattr(iterator, "_shutdown_workers"):
+        iterator._shutdown_workers()

@@ -120,11 +120,13 @@ class RunFolder:
         return TrainConfig.load(self.file(CONFIG)) if self.file(CONFIG).is_file() else None
 
     def metrics(self) -> list[dict]:
-        """metrics.csv as rows: epoch an int, every other column a float."""
+        """metrics.csv as rows: epoch an int, every other column a float (None where empty)."""
+        def typed(key: str, value: str):
+            return None if value in ("", None) else int(value) if key == "epoch" else float(value)
+
         try:
             with open(self.file(METRICS), newline="", encoding="utf-8") as handle:
-                return [{key: int(value) if key == "epoch" else float(value) for key, value in row.items()}
-                        for row in csv.DictReader(handle)]
+                return [{key: typed(key, value) for key, value in row.items()} for row in csv.DictReader(handle)]
         except FileNotFoundError:
             return []
 

@@ -9,8 +9,8 @@ from tl_studio.core import checkpoint as ckpt
 from tl_studio.core.config import TrainConfig
 from tl_studio.core.errors import UserError
 from tl_studio.core.preprocess import PreprocessSpec
+from tl_studio.core.run_folder import MODEL_FILE
 
-MODEL_FILE = "model.pt2"  # run_folder.MODEL_FILE once the run layer lands
 
 
 @dataclass

@@ -11,6 +11,7 @@ from PySide6.QtWidgets import (QHBoxLayout, QLabel, QMainWindow, QMessageBox, QP
                                QWidget)
 
 from tl_studio.gui.about_dialog import add_help_actions
+from tl_studio.core import run_folder
 from tl_studio.gui import recent
 from tl_studio.gui.session import Session
 from tl_studio.gui.steps import STEPS, StepBar
@@ -132,7 +133,7 @@ class MainWindow(QMainWindow):
         if not confirm_model_file(self, self.session, path):
             return
         path = Path(path)
-        run_dir = path.parent if (path.parent / "best.ckpt").is_file() else None
+        run_dir = path.parent if (path.parent / run_folder.BEST_CHECKPOINT).is_file() else None
         self.session.set_run(run_dir, path)
         self.session.say(f"Opened {path.name}.")
         self.steps.go_to("Evaluate")

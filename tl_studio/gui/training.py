@@ -22,29 +22,31 @@ BATCH_CHUNK_SECONDS = 0.1
 
 
 class SignalBridge(Callback):
-    """Turns engine events into worker signals; batches are buffered (one chunk per 100 ms at most)."""
+    """Turns engine events into the worker's typed signals; batches are buffered (one chunk per
+    100 ms at most)."""
 
     def __init__(self, worker: "TrainingWorker"):
         self.worker = worker
+        self.run_id = worker.run_id
         self.pending: list[events.BatchEnd] = []
         self.last_flush = 0.0
 
     def _flush(self) -> None:
         if self.pending:
-            self.worker.send("batches", tuple(self.pending))
+            self.worker.batches.emit(self.run_id, tuple(self.pending))
             self.pending = []
         self.last_flush = time.monotonic()
 
     def on_fit_start(self, event):
-        self.worker.send("fitStarted", event)
+        self.worker.fitStarted.emit(self.run_id, event)
 
     def on_phase_start(self, event):
-        self.worker.send("phaseStarted", event)
+        self.worker.phaseStarted.emit(self.run_id, event)
 
     def on_feature_progress(self, event):
         if time.monotonic() - self.last_flush >= BATCH_CHUNK_SECONDS or event.done == event.total:
             self.last_flush = time.monotonic()
-            self.worker.send("featureProgress", event)
+            self.worker.featureProgress.emit(self.run_id, event)
 
     def on_batch_end(self, event):
         self.pending.append(event)
@@ -53,16 +55,16 @@ class SignalBridge(Callback):
 
     def on_epoch_end(self, event):
         self._flush()
-        self.worker.send("epochEnded", event)
+        self.worker.epochEnded.emit(self.run_id, event)
 
     def on_sample_predictions(self, event):
-        self.worker.send("samplesReady", event)
+        self.worker.samplesReady.emit(self.run_id, event)
 
     def on_image_skipped(self, event):
-        self.worker.send("imageSkipped", event)
+        self.worker.imageSkipped.emit(self.run_id, event)
 
     def on_notice(self, event):
-        self.worker.send("notice", event)
+        self.worker.notice.emit(self.run_id, event)
 
     def on_fit_end(self, event):
         self._flush()
@@ -78,9 +80,16 @@ def _leave_a_core_for_the_window() -> None:
 
 
 class TrainingWorker(QObject):
-    # (run id, kind, payload): kind names a TrainingController signal; the payload is a frozen event
-    # (for "batches", a tuple of BatchEnd)
-    event = Signal(int, str, object)
+    # (run id, payload): the payload is the engine's frozen event of that kind (for batches, a tuple
+    # of BatchEnd); the controller re-emits the current run's under the same names
+    fitStarted = Signal(int, object)  # FitStart
+    phaseStarted = Signal(int, object)  # PhaseStart
+    featureProgress = Signal(int, object)  # FeatureProgress
+    batches = Signal(int, object)  # tuple[BatchEnd, ...]
+    epochEnded = Signal(int, object)  # EpochEnd
+    samplesReady = Signal(int, object)  # SamplePredictions
+    imageSkipped = Signal(int, object)  # ImageSkipped
+    notice = Signal(int, object)  # Notice
     finished = Signal(int, object)  # RunFinished
 
     def __init__(self, run_id: int, config, run_dir: Path, control: RunControl, resume: bool, scan=None):
@@ -92,9 +101,6 @@ class TrainingWorker(QObject):
         self.resume = resume
         self.scan = scan
 
-    def send(self, kind: str, payload) -> None:
-        self.event.emit(self.run_id, kind, payload)
-
     @Slot()
     def run(self) -> None:
         from tl_studio.gui.libraries import load_libraries
@@ -102,14 +108,13 @@ class TrainingWorker(QObject):
         finished = None
         try:
             load_libraries()  # one thread at a time imports torch (see libraries.py)
-            from tl_studio.core.callbacks import MetricsCsvWriter
             from tl_studio.core.engine import Trainer
 
             _leave_a_core_for_the_window()
             from tl_studio.gui.processes import child_process_context, write_model_file_in_child_process
 
             trainer = Trainer(self.config, self.run_dir,
-                              [MetricsCsvWriter(self.run_dir / "metrics.csv"), SignalBridge(self)],
+                              [SignalBridge(self)],
                               self.control, scan=self.scan, mp_context=child_process_context(),
                               model_file_writer=write_model_file_in_child_process)
             finished = trainer.fit(resume=self.resume)
@@ -175,13 +180,56 @@ class TrainingController(QObject):
     def _connect(self, worker: TrainingWorker) -> None:
         # Slots of this object (which lives in the GUI thread): queued connections, so the payloads
         # arrive in the GUI thread.
-        worker.event.connect(self._on_event)
+        worker.fitStarted.connect(self._on_fit_started)
+        worker.phaseStarted.connect(self._on_phase_started)
+        worker.featureProgress.connect(self._on_feature_progress)
+        worker.batches.connect(self._on_batches)
+        worker.epochEnded.connect(self._on_epoch_ended)
+        worker.samplesReady.connect(self._on_samples_ready)
+        worker.imageSkipped.connect(self._on_image_skipped)
+        worker.notice.connect(self._on_notice)
         worker.finished.connect(self._on_finished)
 
-    @Slot(int, str, object)
-    def _on_event(self, run_id: int, kind: str, payload) -> None:
-        if run_id == self.run_id:  # an older run's late signals are dropped
-            getattr(self, kind).emit(payload)
+    # an older run's late signals are dropped
+    @Slot(int, object)
+    def _on_fit_started(self, run_id: int, event) -> None:
+        if run_id == self.run_id:
+            self.fitStarted.emit(event)
+
+    @Slot(int, object)
+    def _on_phase_started(self, run_id: int, event) -> None:
+        if run_id == self.run_id:
+            self.phaseStarted.emit(event)
+
+    @Slot(int, object)
+    def _on_feature_progress(self, run_id: int, event) -> None:
+        if run_id == self.run_id:
+            self.featureProgress.emit(event)
+
+    @Slot(int, object)
+    def _on_batches(self, run_id: int, chunk) -> None:
+        if run_id == self.run_id:
+            self.batches.emit(chunk)
+
+    @Slot(int, object)
+    def _on_epoch_ended(self, run_id: int, event) -> None:
+        if run_id == self.run_id:
+            self.epochEnded.emit(event)
+
+    @Slot(int, object)
+    def _on_samples_ready(self, run_id: int, event) -> None:
+        if run_id == self.run_id:
+            self.samplesReady.emit(event)
+
+    @Slot(int, object)
+    def _on_image_skipped(self, run_id: int, event) -> None:
+        if run_id == self.run_id:
+            self.imageSkipped.emit(event)
+
+    @Slot(int, object)
+    def _on_notice(self, run_id: int, event) -> None:
+        if run_id == self.run_id:
+            self.notice.emit(event)
 
     @Slot(int, object)
     def _on_finished(self, run_id: int, payload) -> None:

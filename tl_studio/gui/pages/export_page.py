@@ -11,6 +11,7 @@ from PySide6.QtWidgets import (QButtonGroup, QFileDialog, QFormLayout, QGroupBox
                                QMessageBox, QPlainTextEdit, QPushButton, QRadioButton, QVBoxLayout, QWidget)
 
 from tl_studio.core.export_formats import EXPORT_FORMATS
+from tl_studio.core import run_folder
 from tl_studio.gui.tasks import TaskRunner
 
 def snippet_for(fmt: str, path: Path) -> str:
@@ -120,7 +121,7 @@ class ExportPage(QWidget):
         fmt, _ = self.current_format()
         out = Path(self.path_edit.text()).expanduser()
         run_dir = self.session.run_dir
-        own_model_file = fmt == "pt2" and out == Path(run_dir) / "model.pt2"  # the same best epoch again
+        own_model_file = fmt == "pt2" and out == Path(run_dir) / run_folder.MODEL_FILE  # the same best epoch again
         overwrite = own_model_file
         if out.exists() and not own_model_file:
             answer = QMessageBox.question(self, "Replace file?", f"{out} already exists. Replace it?")

@@ -10,6 +10,7 @@ from PySide6.QtWidgets import (QFileDialog, QHBoxLayout, QInputDialog, QLabel, Q
                                QPushButton, QScrollArea, QSplitter, QTabWidget, QVBoxLayout, QWidget)
 
 from tl_studio.core.diagnostics import overfitting_hint
+from tl_studio.core import run_folder
 from tl_studio.core.errors import UserError
 from tl_studio.gui.cpu_share import explain_cpu
 from tl_studio.gui.plots import TrainingCurves
@@ -256,7 +257,7 @@ class TrainPage(QWidget):
         if self.running:
             return
         try:
-            config = TrainConfig.load(run_dir / "config.json")
+            config = TrainConfig.load(run_dir / run_folder.CONFIG)
         except UserError as error:
             QMessageBox.warning(self, "Cannot resume", str(error))
             return

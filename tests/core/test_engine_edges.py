@@ -1,0 +1,151 @@
+"""The engine at its edges: a loss that turns nan, a full disk, running out of memory, and seeded runs
+that repeat whatever the model-catalogue cache held."""
+
+from __future__ import annotations
+
+import csv
+import errno
+
+import torch
+
+from tl_studio.core import checkpoint as ckpt
+from tl_studio.core import events
+from tl_studio.core import run_folder as names
+from tl_studio.core.callbacks import Recorder
+from tl_studio.core.config import TrainConfig
+from tl_studio.core.engine import Trainer
+
+FAST = dict(batch_size=8, workers=0, img_size=64, seed=0)
+
+
+def config_for(data_dir, **changes) -> TrainConfig:
+    return TrainConfig(**{"data_dir": str(data_dir), "model": "efficientnet_lite0", "freeze": "all", "epochs": 2,
+                          **FAST, **changes})
+
+
+def fit(config, run_dir):
+    recorder = Recorder()
+    trainer = Trainer(config, run_dir, [recorder], strict_callbacks=True)
+    finished = trainer.fit()
+    assert trainer.error is None, trainer.error
+    return finished, recorder
+
+
+def rows(run_dir) -> list[dict]:
+    return list(csv.DictReader(open(run_dir / names.METRICS)))
+
+
+def test_a_non_finite_loss_stops_the_run_and_keeps_the_last_finite_epoch(tiny_dataset, tmp_path, monkeypatch):
+    import tl_studio.core.optim as optim
+
+    real = optim.make_criterion
+    calls = {"n": 0}
+
+    def criterion_that_turns_nan(weights, smoothing):
+        loss = real(weights, smoothing)
+
+        def compute(logits, labels):
+            calls["n"] += 1
+            value = loss(logits, labels)
+            return value * float("nan") if calls["n"] > 8 else value  # from the first step of epoch 3
+        return compute
+
+    monkeypatch.setattr(optim, "make_criterion", criterion_that_turns_nan)
+    run = tmp_path / "run"
+    config = config_for(tiny_dataset, epochs=3, feature_cache=False, augment="none")  # 4 steps an epoch
+    finished, recorder = fit(config, run)
+    assert finished.status == "failed" and "learning rate" in finished.message and "\n" not in finished.message
+    assert finished.epochs_done == 2 and [r["epoch"] for r in rows(run)] == ["1", "2"]
+    assert ckpt.load_checkpoint(run / names.LAST_CHECKPOINT)["epoch"] == 2
+    assert all(torch.isfinite(t).all() for t in ckpt.load_checkpoint(run / names.BEST_CHECKPOINT)["model"].values()
+               if t.is_floating_point())
+    assert [b.epoch for b in recorder.of_type(events.BatchEnd)][-1] == 2  # no step was taken on the nan
+    assert names.RunFolder(run).status().state == "failed"
+
+
+def test_a_full_disk_ends_the_run_with_one_sentence_and_keeps_the_last_checkpoint(tiny_dataset, tmp_path,
+                                                                                     monkeypatch):
+    real = ckpt.write_file
+    writes = {"n": 0}
+
+    def write_until_the_disk_fills(path, data):
+        writes["n"] += 1
+        if writes["n"] > 2:  # epoch 1's best.ckpt and last.ckpt fit; nothing after
+            with open(path, "wb") as handle:
+                handle.write(bytes(data[: len(data) // 2]))
+            raise OSError(errno.ENOSPC, "No space left on device")
+        real(path, data)
+
+    monkeypatch.setattr(ckpt, "write_file", write_until_the_disk_fills)
+    run = tmp_path / "run"
+    finished, _ = fit(config_for(tiny_dataset, epochs=3), run)
+    assert finished.status == "failed" and finished.message.startswith(f"The disk holding {run} is full")
+    assert "MB free" in finished.message and "\n" not in finished.message
+    assert ckpt.load_checkpoint(run / names.LAST_CHECKPOINT)["epoch"] == 1
+    assert sorted(p.name for p in run.iterdir() if p.name.startswith(".") and p.name != names.LOCK) == []
+    assert (run / names.MODEL_FILE).is_file()  # from the best epoch that was saved
+
+
+def test_out_of_memory_in_training_retries_the_epoch_from_its_start(tiny_dataset, tmp_path, monkeypatch):
+    import tl_studio.core.loops as loops
+
+    config = config_for(tiny_dataset, epochs=1, feature_cache=False, augment="none", freeze="none",
+                        batch_size=8)
+    _, reference = fit(config.replace(batch_size=4), tmp_path / "reference")
+
+    real = loops._optimise
+    steps = {"n": 0}
+
+    def optimise_then_run_out_of_memory(ctx, loss):
+        steps["n"] += 1
+        if steps["n"] == 2:  # after one real step changed the weights and the schedule
+            raise torch.OutOfMemoryError("CUDA out of memory (faked)")
+        return real(ctx, loss)
+
+    monkeypatch.setattr(loops, "_optimise", optimise_then_run_out_of_memory)
+    finished, recorder = fit(config, tmp_path / "run")
+    assert finished.status == "completed", finished.message
+    notices = [n.message for n in recorder.of_type(events.Notice)]
+    assert any("training batch size 8; continuing with batch size 4" in n for n in notices), notices
+    # the retried epoch is exactly the epoch a run at batch size 4 trains
+    keys = ("train_loss", "train_acc", "val_loss", "val_acc")
+    assert [{k: r[k] for k in keys} for r in rows(tmp_path / "run")] == \
+           [{k: r[k] for k in keys} for r in rows(tmp_path / "reference")]
+    # the step counter starts again too: the events count the steps the model took
+    assert recorder.of_type(events.BatchEnd)[-1].step == reference.of_type(events.BatchEnd)[-1].step
+
+
+def test_out_of_memory_while_computing_features_halves_that_batch(tiny_dataset, tmp_path, monkeypatch):
+    import tl_studio.core.features as features
+
+    real = features.extract_features
+    calls = {"n": 0}
+
+    def extract_or_run_out_of_memory(*args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == 1:
+            raise torch.OutOfMemoryError("CUDA out of memory (faked)")
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(features, "extract_features", extract_or_run_out_of_memory)
+    finished, recorder = fit(config_for(tiny_dataset, epochs=1), tmp_path / "run")
+    assert finished.status == "completed", finished.message
+    notices = [n.message for n in recorder.of_type(events.Notice)]
+    assert any("feature and validation batch size 64; continuing with batch size 32" in n for n in notices)
+    assert recorder.of_type(events.FeatureProgress)[-1].done == 36
+
+
+def test_a_seeded_run_repeats_whether_the_model_catalogue_was_cached_or_not(tiny_dataset, tmp_path, monkeypatch):
+    from tl_studio.core import catalog
+
+    monkeypatch.setenv("TL_STUDIO_CACHE_DIR", str(tmp_path / "cache"))
+    config = config_for(tiny_dataset, epochs=1, feature_cache=False, augment="standard")
+    catalog.clear_memo()
+    fit(config, tmp_path / "cold")  # builds the catalogue cache on the way
+    assert catalog.catalog_cache_path().is_file()
+    catalog.clear_memo()
+    fit(config, tmp_path / "warm")  # reads it
+    catalog.clear_memo()
+    keys = ("train_loss", "val_loss")
+    assert [{k: r[k] for k in keys} for r in rows(tmp_path / "cold")] == \
+           [{k: r[k] for k in keys} for r in rows(tmp_path / "warm")]

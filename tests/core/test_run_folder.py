@@ -1,0 +1,90 @@
+"""The run folder: its reader API, the write lock, and refusing to overwrite another run."""
+
+from __future__ import annotations
+
+import json
+import os
+
+import pytest
+
+from tl_studio.core import run_folder as names
+from tl_studio.core.errors import UserError
+from tl_studio.core.run_folder import RunFolder, RunStatus
+
+
+def test_events_leave_out_a_half_written_last_line(tmp_path):
+    (tmp_path / names.EVENTS).write_text('{"event": "FitStart"}\n{"event": "EpochEnd", "epoch": 1}\n{"event": "Ba')
+    assert [e["event"] for e in RunFolder(tmp_path).events()] == ["FitStart", "EpochEnd"]
+
+
+def test_metrics_are_typed_rows(tmp_path):
+    (tmp_path / names.METRICS).write_text("epoch,val_acc,feature_images_per_s\n1,0.5,\n2,0.75,12.5\n")
+    rows = RunFolder(tmp_path).metrics()
+    assert rows[1]["epoch"] == 2 and rows[1]["val_acc"] == 0.75 and rows[1]["feature_images_per_s"] == 12.5
+    assert rows[0]["feature_images_per_s"] is None
+    assert RunFolder(tmp_path / "missing").metrics() == []
+
+
+def test_a_running_status_without_its_writer_reads_as_stopped(tmp_path):
+    folder = RunFolder(tmp_path)
+    folder.write_status(RunStatus(state="running", planned_epochs=5, epochs_done=2))
+    assert folder.status().state == "stopped" and folder.status().resumable
+    lock = folder.lock()
+    try:
+        assert folder.is_locked() and folder.status().state == "running"
+    finally:
+        lock.release()
+    assert not folder.is_locked()
+
+
+def test_a_second_writer_gets_one_sentence(tmp_path):
+    folder = RunFolder(tmp_path / "run")
+    lock = folder.lock()
+    try:
+        with pytest.raises(UserError, match="being written by another training run") as error:
+            RunFolder(tmp_path / "run").lock()
+        assert str(os.getpid()) in str(error.value) and "\n" not in str(error.value)
+    finally:
+        lock.release()
+
+
+@pytest.mark.parametrize("leftover", [names.MODEL_FILE, names.BEST_CHECKPOINT, names.METRICS])
+def test_a_folder_holding_another_run_is_refused_unless_overwrite(tmp_path, leftover):
+    (tmp_path / leftover).write_bytes(b"an earlier run")
+    folder = RunFolder(tmp_path)
+    with pytest.raises(UserError, match="--overwrite"):
+        folder.check_new_run(resume=False, overwrite=False)
+    folder.check_new_run(resume=False, overwrite=True)
+    assert (tmp_path / leftover).exists()  # checking never removes anything
+    folder.start_run(resume=False, overwrite=True)
+    assert not (tmp_path / leftover).exists()
+
+
+def test_overwrite_never_touches_the_users_own_files(tmp_path):
+    (tmp_path / names.MODEL_FILE).write_bytes(b"an earlier run")
+    (tmp_path / "notes.txt").write_text("mine")
+    with pytest.raises(UserError, match="not empty"):
+        RunFolder(tmp_path).start_run(resume=False, overwrite=True)
+    assert (tmp_path / "notes.txt").read_text() == "mine" and (tmp_path / names.MODEL_FILE).exists()
+
+
+def test_a_trainer_into_a_locked_folder_leaves_it_alone(tiny_dataset, tmp_path):
+    from tl_studio.core.config import TrainConfig
+    from tl_studio.core.engine import Trainer
+
+    run = tmp_path / "run"
+    lock = RunFolder(run).lock()
+    (run / names.CONFIG).write_text("{}")  # the other run's, before its first epoch
+    try:
+        finished = Trainer(TrainConfig(data_dir=str(tiny_dataset), workers=0), run).fit()
+    finally:
+        lock.release()
+    assert finished.status == "failed" and "another training run" in finished.message
+    assert (run / names.CONFIG).read_text() == "{}" and not (run / names.STATUS).exists()
+
+
+def test_status_json_round_trips(tmp_path):
+    folder = RunFolder(tmp_path)
+    folder.write_status(RunStatus(state="failed", reason="The disk is full.", planned_epochs=3, epochs_done=1))
+    assert json.loads((tmp_path / names.STATUS).read_text())["reason"] == "The disk is full."
+    assert folder.status().state == "failed" and folder.is_run()

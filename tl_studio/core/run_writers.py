@@ -1,0 +1,200 @@
+"""The built-in callbacks that write a run folder (layout: run_folder.py).
+
+``run_folder_writers()`` is the one place that decides who writes the run folder: the engine attaches
+these after it holds the folder's lock, for every front end. (A multi-process strategy would attach
+them in the one process that writes.)
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import errno
+import json
+import logging
+import time
+
+from tl_studio.core import checkpoint as ckpt
+from tl_studio.core import events
+from tl_studio.core import run_folder as names
+from tl_studio.core.callbacks import Callback
+from tl_studio.core.errors import UserError
+from tl_studio.core.run_folder import RunFolder
+
+log = logging.getLogger(__name__)
+
+
+def run_folder_writers(folder: RunFolder, model_file_writer=None) -> list[Callback]:
+    """In call order: checkpoints first (metrics.csv then never lists an epoch that no checkpoint
+    holds), then the files other processes read, then the model file at the end of the run."""
+    return [Checkpointer(folder), MetricsCsvWriter(folder.file(names.METRICS)), EventsLog(folder),
+            RunRecord(folder), ModelFileWriter(folder, model_file_writer)]
+
+
+# ---- checkpoints ----------------------------------------------------------------------------------
+class Checkpointer(Callback):
+    """``best.ckpt`` when an epoch is the best so far, ``last.ckpt`` after every epoch (everything a
+    resume needs, including every callback's state)."""
+
+    def __init__(self, folder: RunFolder):
+        self.folder = folder
+
+    def after_epoch(self, trainer, event: events.EpochEnd) -> None:
+        state = trainer.state
+        model_state = {k: v.detach().cpu() for k, v in state.model.state_dict().items()}
+        common = state.common_payload()
+        if event.is_best:
+            ckpt.save_checkpoint(self.folder.file(names.BEST_CHECKPOINT), {
+                **common, "model": model_state, "epoch": event.epoch, "val_acc": event.val_acc})
+        ckpt.save_checkpoint(self.folder.file(names.LAST_CHECKPOINT), {
+            **common, "model": model_state, **state.resume_payload_fields(),
+            "callbacks": trainer.callbacks.state_dicts()})
+
+
+# ---- metrics.csv ----------------------------------------------------------------------------------
+class MetricsCsvWriter(Callback):
+    """Writes ``metrics.csv``: one row per epoch, epochs numbered from 1. The whole file is rewritten
+    atomically each epoch, so a resumed run continues it and a crash never leaves half a row."""
+
+    HEADER = ("epoch", "train_loss", "train_acc", "val_loss", "val_acc", "lr", "seconds", "train_images_per_s",
+              "feature_images_per_s")
+
+    def __init__(self, path):
+        from pathlib import Path
+
+        self.path = Path(path)
+        self.rows: list[dict] = []
+
+    def on_fit_start(self, event: events.FitStart) -> None:
+        self.rows = [e.to_row() for e in event.history]
+
+    def on_epoch_end(self, event: events.EpochEnd) -> None:
+        self.rows.append(event.to_row())
+        self._write()
+
+    def _write(self) -> None:
+        from tl_studio.core.fileio import atomic_write_text
+
+        lines = [",".join(self.HEADER)]
+        for row in self.rows:
+            lines.append(",".join(_csv_value(row.get(key)) for key in self.HEADER))
+        atomic_write_text(self.path, "\n".join(lines) + "\n")
+
+
+def _csv_value(value) -> str:
+    if value is None:
+        return ""
+    return str(value) if isinstance(value, int) else f"{value:.6g}"
+
+
+# ---- events.jsonl ---------------------------------------------------------------------------------
+def event_record(event) -> dict:
+    """An engine event as a JSON-ready dict: ``{"event": "EpochEnd", "time": ..., fields...}``.
+    Sample thumbnails (pixel arrays) are left out; the image paths say which images they were."""
+    if isinstance(event, events.SamplePredictions):
+        fields = {"epoch": event.epoch, "classes": list(event.classes),
+                  "samples": [{"path": s.path, "true_label": s.true_label, "top_labels": list(s.top_labels),
+                               "top_probs": list(s.top_probs)} for s in event.samples]}
+    else:
+        fields = dataclasses.asdict(event)
+    return {"event": type(event).__name__, "time": round(time.time(), 3), **fields}
+
+
+class EventsLog(Callback):
+    """Appends every event to ``events.jsonl`` and flushes it at once, so another process (the GUI
+    following a run it did not start, a run-history table) can follow the run as it happens."""
+
+    def __init__(self, folder: RunFolder):
+        self.path = folder.file(names.EVENTS)
+        self.handle = None
+
+    def _append(self, event) -> None:
+        if self.handle is None:
+            self.handle = open(self.path, "a", encoding="utf-8")
+        self.handle.write(json.dumps(event_record(event), default=_plain) + "\n")
+        self.handle.flush()
+
+    on_fit_start = on_phase_start = on_feature_progress = on_batch_end = _append
+    on_epoch_end = on_sample_predictions = on_image_skipped = on_notice = _append
+
+    def on_fit_end(self, event: events.RunFinished) -> None:
+        self._append(event)
+        self.handle.close()
+        self.handle = None
+
+
+def _plain(value):
+    """numpy scalars and other odd values in an event: as plain numbers or text."""
+    try:
+        return value.item()
+    except AttributeError:
+        return str(value)
+
+
+# ---- config.json and status.json ------------------------------------------------------------------
+FINAL_STATES = {"completed": "done", "early-stopped": "done", "stopped": "stopped", "failed": "failed"}
+
+
+class RunRecord(Callback):
+    """``config.json`` when the run starts; ``status.json`` at the start, after every epoch and at the
+    end (see run_folder.RunStatus)."""
+
+    def __init__(self, folder: RunFolder):
+        self.folder = folder
+        self.status = None
+
+    def before_fit(self, trainer) -> None:
+        from tl_studio.core.run_folder import new_status
+
+        trainer.config.save(self.folder.file(names.CONFIG))
+        self.status = new_status(trainer.config, epochs_done=trainer.state.epoch)
+        self._write(best_epoch=trainer.best.epoch, best_val_acc=trainer.best.val_acc)
+
+    def on_epoch_end(self, event: events.EpochEnd) -> None:
+        if self.status is not None:
+            best = {"best_epoch": event.epoch, "best_val_acc": event.val_acc} if event.is_best else {}
+            self._write(epochs_done=event.epoch, **best)
+
+    def on_fit_end(self, event: events.RunFinished) -> None:
+        if self.status is not None:
+            self._write(state=FINAL_STATES.get(event.status, "failed"), reason=event.message, ended=time.time(),
+                        epochs_done=event.epochs_done, best_epoch=event.best_epoch,
+                        best_val_acc=event.best_val_acc)
+
+    def _write(self, **changes) -> None:
+        self.status = dataclasses.replace(self.status, **changes)
+        self.folder.write_status(self.status)
+
+
+# ---- model.pt2 ------------------------------------------------------------------------------------
+class ModelFileWriter(Callback):
+    """Exports the best epoch to ``model.pt2`` when the run ends (completed, stopped or failed, as
+    long as an epoch finished). ``writer(run_dir, path) -> path`` replaces the in-process export (the
+    GUI writes the file in a child process, see gui/processes.py). The result is left on the trainer:
+    ``trainer.model_file`` and, when writing failed, ``trainer.model_file_error`` (one sentence)."""
+
+    def __init__(self, folder: RunFolder, writer=None):
+        self.folder = folder
+        self.writer = writer
+
+    def after_fit(self, trainer, outcome: str) -> None:
+        state = trainer.state
+        if state is None or trainer.best.epoch is None or outcome == "aborted":
+            return
+        path = self.folder.file(names.MODEL_FILE)
+        try:
+            ckpt.check_free_space(self.folder.path, state.model_file_bytes(), what="the model file")
+            written = self.writer(self.folder.path, path) if self.writer else state.export_best(path)
+            trainer.model_file = str(written)
+        except UserError as error:
+            trainer.model_file_error = str(error)
+        except OSError as error:
+            if error.errno in (errno.ENOSPC, errno.EDQUOT):
+                trainer.model_file_error = ckpt.disk_full_message(self.folder.path, state.model_file_bytes())
+            else:
+                log.exception("writing the model file failed")
+                trainer.model_file_error = f"Training finished but the model file could not be written: {error}"
+        except Exception as error:
+            log.exception("writing the model file failed")
+            trainer.error = trainer.error or error
+            trainer.model_file_error = ("Training finished but the model file could not be written: "
+                                        f"{type(error).__name__}: {error}")
