@@ -301,12 +301,28 @@ class RunState:
 
     def export_best(self, path):
         from tl_studio.core.export import export_model, metadata_for_run
+        from tl_studio.core.run_calibration import calibrated_metadata
 
         best = ckpt.load_checkpoint(path.parent / ckpt.BEST)
         network = copy.deepcopy(self.model).cpu().float().to(memory_format=torch.contiguous_format)
         network.load_state_dict(best["model"])
         metadata = metadata_for_run(self.config, self.data.classes, self.spec, best["epoch"], best["val_acc"])
+        metadata = calibrated_metadata(metadata, *self._best_validation_logits(network))
         return export_model(network, self.spec, metadata, path, "pt2", self.data.check_images()).path
+
+    @torch.no_grad()
+    def _best_validation_logits(self, network):
+        """The best epoch's logits on the val split, for calibration: from the cached features when the
+        backbone stayed frozen (the head alone, milliseconds), else one pass over the val images."""
+        from tl_studio.core.models import classify_features
+        from tl_studio.core.run_calibration import validation_logits
+
+        cached = (self.features or {}).get("val")
+        if cached is not None and len(cached):
+            network.eval()
+            logits = classify_features(network, cached.features.cpu().float()).float().numpy()
+            return logits, cached.labels.cpu().numpy()
+        return validation_logits(network, self.spec, self.data.val_records)  # also after a stop: no cancel
 
 
 def _device_word(device) -> str:
