@@ -8,7 +8,9 @@ import sys
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    from tl_studio.core.format_report import REPORT_FORMATS
+    from tl_studio.core.export_formats import FORMAT_NAMES
+
+    REPORT_FORMATS = (*FORMAT_NAMES, "onnx-int8")  # no numpy or torch import while the parser is built
 
     parser.add_argument("run_dir", help="a run folder written by `tl-studio train`")
     parser.add_argument("--formats", nargs="+", choices=REPORT_FORMATS, default=list(REPORT_FORMATS),

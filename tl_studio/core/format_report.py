@@ -25,7 +25,6 @@ from pathlib import Path
 from typing import Callable, Sequence
 
 import numpy as np
-import torch
 
 from tl_studio.core.errors import Cancelled, UserError
 
@@ -113,7 +112,7 @@ def _load(path: Path):
     return load_model_file(path, trust_torchscript=True)  # written by this process a moment ago
 
 
-def _validation_images(run) -> tuple[list[torch.Tensor], list[int]]:
+def _validation_images(run) -> tuple[list, list[int]]:
     from tl_studio.core.data import scan_dataset
     from tl_studio.core.evaluation import evaluation_set
     from tl_studio.core.images import ImageLoadError, load_rgb
@@ -140,15 +139,19 @@ def _validation_images(run) -> tuple[list[torch.Tensor], list[int]]:
     return images, labels
 
 
-@torch.no_grad()
 def _app_predictions(run, images) -> list[int]:
+    import torch
+
     from tl_studio.core.export import ExportedClassifier
 
     app = ExportedClassifier(run.build_network(), run.spec).eval()
-    return [int(app(image).argmax(1)) for image in images]
+    with torch.no_grad():
+        return [int(app(image).argmax(1)) for image in images]
 
 
 def _measure(fmt: str, path: Path, images, labels, reference, cancel) -> FormatFigures:
+    import torch
+
     model = _load(path)
     predict = model.predict
     latency = _median_seconds(lambda: predict(images[0]), WARMUP_RUNS, LATENCY_RUNS, cancel) * 1000.0
@@ -181,6 +184,8 @@ def _median_seconds(call: Callable[[], object], warmup: int, runs: int, cancel) 
 
 def _device_name() -> str:
     import platform
+
+    import torch
 
     return f"CPU ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads)"
 
