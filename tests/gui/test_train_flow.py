@@ -155,3 +155,20 @@ def test_export_writes_a_file_that_loads(window, qtbot, tmp_path):
     assert model.classes == ["blue", "green", "red"]
     assert "passed" in export.result.text()
     assert "onnxruntime" in export.snippet.toPlainText()
+
+
+def test_quitting_during_training_keeps_the_epoch_and_does_not_wait_for_the_model_file(window, qtbot):
+    """"Yes, stop and quit": the run stops after the current batch with its checkpoint; the model file
+    (a whole export) is left for a resume or `export`, so closing takes seconds."""
+    from tl_studio.core.run_folder import LAST_CHECKPOINT, MODEL_FILE, RunFolder
+    from tl_studio.gui.main_window import stop_run_showing_progress
+
+    page = window.pages["Train"]
+    window.session.update_config(epochs=30)
+    with qtbot.waitSignal(page.controller.epochEnded, timeout=RUN_TIMEOUT_MS):
+        page.start()
+    run_dir = page.current_run_dir
+    stop_run_showing_progress(window, page)
+    assert not page.running
+    assert (run_dir / LAST_CHECKPOINT).is_file() and not (run_dir / MODEL_FILE).exists()
+    assert RunFolder(run_dir).status().state == "stopped"

@@ -168,7 +168,7 @@ class RunRecord(Callback):
 # ---- model.pt2 ------------------------------------------------------------------------------------
 class ModelFileWriter(Callback):
     """Exports the best epoch to ``model.pt2`` when the run ends (completed, stopped or failed, as
-    long as an epoch finished). ``writer(run_dir, path) -> path`` replaces the in-process export (the
+    long as an epoch finished). ``writer(run_dir, path) -> path or None`` replaces the in-process export (the
     GUI writes the file in a child process, see gui/processes.py). The result is left on the trainer:
     ``trainer.model_file`` and, when writing failed, ``trainer.model_file_error`` (one sentence)."""
 
@@ -184,7 +184,8 @@ class ModelFileWriter(Callback):
         try:
             ckpt.check_free_space(self.folder.path, state.model_file_bytes(), what="the model file")
             written = self.writer(self.folder.path, path) if self.writer else state.export_best(path)
-            trainer.model_file = str(written)
+            if written is not None:  # None: the front end chose not to write it now (quitting the app)
+                trainer.model_file = str(written)
         except UserError as error:
             trainer.model_file_error = str(error)
         except OSError as error:

@@ -315,7 +315,7 @@ def stop_run_showing_progress(parent, train) -> None:
         f"The last finished epoch is kept; Train > Resume a Run… continues it later."))
     ticker.start(250)
     train.controller.finished.connect(loop.quit)
-    train.controller.stop()
+    train.controller.stop(quitting=True)  # no model-file export on the way out: the checkpoints are kept
     dialog.show()
     if train.running:
         loop.exec()

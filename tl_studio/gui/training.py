@@ -8,6 +8,8 @@ an id; signals from an older run are ignored. Stop and pause go through the engi
 
 from __future__ import annotations
 
+import threading
+
 import itertools
 import time
 from pathlib import Path
@@ -100,6 +102,7 @@ class TrainingWorker(QObject):
         self.control = control
         self.resume = resume
         self.scan = scan
+        self.skip_model_file = threading.Event()
 
     @Slot()
     def run(self) -> None:
@@ -113,10 +116,17 @@ class TrainingWorker(QObject):
             _leave_a_core_for_the_window()
             from tl_studio.gui.processes import child_process_context, write_model_file_in_child_process
 
+            def model_file_writer(run_dir, path):
+                # Quitting the app: the checkpoints are kept and `export` or a resumed run writes the
+                # model file later, so the window does not wait for a whole export to close.
+                if self.skip_model_file.is_set():
+                    return None
+                return write_model_file_in_child_process(run_dir, path)
+
             trainer = Trainer(self.config, self.run_dir,
                               [SignalBridge(self)],
                               self.control, scan=self.scan, mp_context=child_process_context(),
-                              model_file_writer=write_model_file_in_child_process)
+                              model_file_writer=model_file_writer)
             finished = trainer.fit(resume=self.resume)
         except Exception as error:  # set-up errors before the engine's own reporting (e.g. bad config)
             finished = events.RunFinished("failed", 0, None, None, None, 0.0, str(error))
@@ -253,7 +263,14 @@ class TrainingController(QObject):
             self.control.resume()
             self.pausedChanged.emit(False)
 
-    def stop(self) -> None:
+    def stop(self, *, quitting: bool = False) -> None:
+        """``quitting``: the app is closing, so the run stops without writing model.pt2 (its checkpoints
+        are kept: resume the run or export it to write the file)."""
+        if quitting and self.worker is not None:
+            try:
+                self.worker.skip_model_file.set()
+            except RuntimeError:  # the worker is already gone: the run has ended
+                pass
         if self.control:
             self.control.request_stop()
             self.pausedChanged.emit(False)
@@ -263,5 +280,5 @@ class TrainingController(QObject):
         thread = self.thread
         if thread is None:
             return True
-        self.stop()
+        self.stop(quitting=True)
         return thread.wait(timeout_ms)
