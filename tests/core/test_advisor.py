@@ -146,12 +146,10 @@ def test_a_large_dataset_is_probed_on_a_bounded_subsample_and_gets_fine_tuning(t
 
 def _phase_rates(config: TrainConfig) -> list[tuple[str, float]]:
     """The learning rate each phase of a run with this config trains at (the engine's own rule)."""
-    from types import SimpleNamespace
-
     from tl_studio.core.engine import plan_phases
-    from tl_studio.core.run_state import RunState
+    from tl_studio.core.optim import phase_lr
 
-    return [(phase.name, RunState._phase_lr(SimpleNamespace(config=config), phase)) for phase in plan_phases(config)]
+    return [(phase.name, phase_lr(phase, config)) for phase in plan_phases(config)]
 
 
 @pytest.mark.parametrize("per_class, accuracy, optimizer", [(12, 0.99, "adamw"), (2000, 0.3, "adamw"),

@@ -66,7 +66,7 @@ def test_tokens_and_channels_last_become_a_grid():
 
 
 def test_network_from_the_model_file_answers_like_the_file(tmp_path_factory):
-    from tl_studio.core.export import load_model_file
+    from tl_studio.core.export import load_model_file, temperature_of
     from tl_studio.core.preprocess import Preprocess
 
     model = tiny_model(tmp_path_factory)
@@ -74,9 +74,12 @@ def test_network_from_the_model_file_answers_like_the_file(tmp_path_factory):
     network = load_network(model.model_file, model_file.metadata)
     spec = PreprocessSpec.from_dict(model_file.metadata["preprocessing"])
     image = torch.rand(1, 3, 64, 80)
+    temperature = temperature_of(model_file.metadata)  # the file's probabilities are calibrated
     with torch.no_grad():
-        ours = torch.softmax(network(Preprocess(spec)(image)), dim=1)
+        ours = torch.softmax(network(Preprocess(spec)(image)) / temperature, dim=1)
     torch.testing.assert_close(ours, model_file.predict(image), atol=1e-5, rtol=0)
+    shown = GradCam(network, spec, temperature=temperature)(image[0])
+    assert shown.probability == pytest.approx(float(ours[0, shown.class_index]), abs=1e-4)
     assert target_layer_name(network) == "bn2"  # efficientnet_lite0's last stage ends in its last norm + act
     result = GradCam(network, spec)(image[0])
     assert result.heatmap.shape == (64, 80)

@@ -108,8 +108,12 @@ def to_grid(activation: Tensor) -> Tensor:
 class GradCam:
     """Grad-CAM maps for one network; thread-safe (one map at a time)."""
 
-    def __init__(self, network: nn.Module, spec: PreprocessSpec, layer_name: str | None = None):
+    def __init__(self, network: nn.Module, spec: PreprocessSpec, layer_name: str | None = None,
+                 temperature: float = 1.0):
+        """``temperature``: the model file's calibration (export.temperature_of), so the probability
+        shown with the map is the one the file gives."""
         self.network = network.eval()
+        self.temperature = float(temperature)
         self.preprocess = Preprocess(spec)
         self.spec = spec
         self.layer_name = layer_name or target_layer_name(network)
@@ -121,7 +125,7 @@ class GradCam:
         predicted one)."""
         with self._lock, torch.enable_grad():
             activation, logits = self._forward(image.unsqueeze(0).float())
-            probabilities = torch.softmax(logits.detach().float(), dim=1)[0]
+            probabilities = torch.softmax(logits.detach().float() / self.temperature, dim=1)[0]
             target = int(probabilities.argmax()) if class_index is None else int(class_index)
             gradient, = torch.autograd.grad(logits[0, target], activation)
         cam = _weighted_map(to_grid(activation.detach()), to_grid(gradient))

@@ -46,7 +46,10 @@ class CamProvider:
         with self._lock:
             if self._cam is None:
                 network = load_network(self.model_path, self.metadata, self.run_dir)
-                self._cam = GradCam(network, PreprocessSpec.from_dict(self.metadata["preprocessing"]))
+                from tl_studio.core.export import temperature_of
+
+                self._cam = GradCam(network, PreprocessSpec.from_dict(self.metadata["preprocessing"]),
+                                    temperature=temperature_of(self.metadata))
             return self._cam
 
 
