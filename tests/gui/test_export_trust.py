@@ -113,7 +113,8 @@ def test_compare_formats_shows_the_report_as_a_table(page, qtbot, monkeypatch):
                                                          "97.5%"]
     assert table.cell_text(2, 0) == "int8 ONNX" and table.cell_text(2, 1) == "int8 check FAILED on 9 images."
     assert table.columnSpan(2, 1) == 5
-    assert "CPU (test, 1 threads)" in page.compare_result.text() and "40 validation images" in page.compare_result.text()
+    caption = page.compare_result.text()
+    assert "CPU (test, 1 threads)" in caption and "40 validation images" in caption
     assert page.compare_button.isEnabled() and page.compare_progress.isHidden()
 
 
