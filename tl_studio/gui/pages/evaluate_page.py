@@ -105,7 +105,8 @@ class EvaluatePage(QWidget):
         self.tabs.addTab(self.cell_gallery, "Cell images")
         self.tabs.addTab(self.loss_gallery, "Top losses")
         self.tabs.addTab(self.suspect_gallery, "Likely mislabelled")
-        self.tabs.addTab(self._calibration_panel(), "Calibration")
+        self.calibration_tab = self._calibration_panel()
+        self.tabs.addTab(self.calibration_tab, "Calibration")
         return self.tabs
 
     def _calibration_panel(self) -> QWidget:
