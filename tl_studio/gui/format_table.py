@@ -35,8 +35,9 @@ class FormatTable(QTableWidget):
         self.setSelectionBehavior(QAbstractItemView.SelectRows)
         self.verticalHeader().hide()
         header = self.horizontalHeader()
-        header.setSectionResizeMode(QHeaderView.ResizeToContents)
-        header.setStretchLastSection(True)
+        # the figures share the width evenly: a stretched last column alone would push its numbers far right
+        header.setSectionResizeMode(QHeaderView.Stretch)
+        header.setSectionResizeMode(0, QHeaderView.ResizeToContents)
         self.setMinimumHeight(150)
 
     def show_report(self, report) -> None:
