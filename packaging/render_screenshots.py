@@ -2,7 +2,8 @@
 README: `make screenshots` (or QT_QPA_PLATFORM=offscreen python packaging/render_screenshots.py DIR).
 
 It drives the app the way a user would: open the folder, pick the model, train three epochs, evaluate,
-export and classify a few images, grabbing the window after each step.
+export and classify a few images, grabbing the window after each step. The Evaluate step shows its
+reliability diagram, the Export step its table comparing the formats.
 """
 
 from __future__ import annotations
@@ -90,6 +91,7 @@ def _evaluate(window, out: Path) -> None:
     if cells and max(cells)[0] > 0:
         _, true_class, predicted_class = max(cells)
         page.show_cell(true_class, predicted_class)
+    page.tabs.setCurrentWidget(page.calibration_tab)  # the cell stays selected in the matrix
     grab(window, "Evaluate", out)
 
 
@@ -100,6 +102,10 @@ def _export(window, out: Path, work: Path) -> None:
     page.path_edit.setText(str(work / "exported" / "ants-bees.pt2"))
     page.export()
     wait_until(lambda: reports)
+    page.compare_formats()
+    wait_until(lambda: not page.comparing, timeout=1800)
+    if page.format_report is None:
+        raise RuntimeError(f"the format comparison failed: {page.compare_result.text()}")
     grab(window, "Export", out)
 
 

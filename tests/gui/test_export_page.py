@@ -4,7 +4,7 @@ and name the user typed, changing only the suffix."""
 from __future__ import annotations
 
 from tl_studio.core.export_formats import EXPORT_FORMATS
-from tl_studio.gui.pages.export_page import ExportPage
+from tl_studio.gui.pages.export_page import INT8_LABEL, ExportPage
 from tl_studio.gui.session import Session
 
 
@@ -19,7 +19,7 @@ def test_switching_the_format_keeps_the_typed_folder_and_name(qtbot, tmp_path):
     session.set_run(tmp_path / "run", None)
     page = ExportPage(session)
     qtbot.addWidget(page)
-    assert [b.text() for b in page.format_buttons.buttons()] == [f.label for f in EXPORT_FORMATS.values()]
+    assert [b.text() for b in page.format_buttons.buttons()] == [f.label for f in EXPORT_FORMATS.values()] + [INT8_LABEL]
     assert page.path_edit.text() == str(tmp_path / "run" / "model.pt2")
     typed = tmp_path / "deliveries" / "ants-v3.pt2"
     page.path_edit.setText(str(typed))
@@ -31,4 +31,25 @@ def test_switching_the_format_keeps_the_typed_folder_and_name(qtbot, tmp_path):
     page.path_edit.setText(str(tmp_path / "deliveries" / "no-suffix"))
     _choose(page, "pt2")
     assert page.path_edit.text() == str(tmp_path / "deliveries" / "no-suffix.pt2")
+    page.shutdown()
+
+
+def test_int8_onnx_is_a_choice_with_its_two_dot_suffix(qtbot, tmp_path):
+    session = Session()
+    session.set_run(tmp_path / "run", None)
+    page = ExportPage(session)
+    qtbot.addWidget(page)
+    page.path_edit.setText("")
+    _choose(page, "onnx-int8")
+    assert page.path_edit.text() == str(tmp_path / "run" / "model.int8.onnx")
+    assert "onnxruntime" in page.snippet.toPlainText() and "model.int8.onnx" in page.snippet.toPlainText()
+    page.path_edit.setText(str(tmp_path / "deliveries" / "ants-v3.int8.onnx"))
+    _choose(page, "onnx")
+    assert page.path_edit.text() == str(tmp_path / "deliveries" / "ants-v3.onnx")
+    _choose(page, "onnx-int8")
+    assert page.path_edit.text() == str(tmp_path / "deliveries" / "ants-v3.int8.onnx")
+    _choose(page, "pt2")
+    assert page.path_edit.text() == str(tmp_path / "deliveries" / "ants-v3.pt2")
+    keep = page.keep_box
+    assert (keep.minimum(), keep.maximum(), keep.value()) == (0.50, 0.99, 0.95) and "unknown" in keep.toolTip()
     page.shutdown()

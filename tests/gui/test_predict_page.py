@@ -94,3 +94,31 @@ def test_the_csv_escapes_names_that_a_spreadsheet_would_run(page, qtbot, tmp_pat
     page.table_model.item(0, 0).setData("=HYPERLINK(0).jpg", Qt.UserRole + 2)  # as a relative path would be
     row = next(csv.DictReader(page.csv_text().splitlines()))
     assert row["path"] == "'=HYPERLINK(0).jpg"
+
+
+def test_an_image_below_the_files_threshold_is_unknown_with_its_closest_class(page, qtbot, model, tmp_path):
+    from tl_studio.core.model_file import load_model_file
+    from tl_studio.core.runs import export_run
+
+    # a file that keeps half of the validation images: a threshold high enough for unfamiliar colours
+    strict = export_run(model.run_dir, "pt2", tmp_path / "strict.pt2", keep=0.5).path
+    page.session.set_run(model.run_dir, strict)
+    threshold = load_model_file(strict).metadata["unknown"]["threshold"]
+    colours = [(200, 40, 40), (40, 180, 60), (40, 60, 200)] + [(128, 128, 128), (200, 200, 40), (20, 20, 20),
+                                                                (240, 240, 240), (200, 40, 200), (40, 200, 200)]
+    images = [make_image(tmp_path / "mixed" / f"img{i}.jpg", colour, seed=i) for i, colour in enumerate(colours)]
+    with qtbot.waitSignal(page.predictionsFinished, timeout=TIMEOUT_MS):
+        page.add_paths([tmp_path / "mixed"])
+    expected = plain_torch_probabilities(strict, images)
+    classes = ["blue", "green", "red"]
+    texts = {page.table_model.item(row, 1).text(): page.table_model.item(row, 2).text()
+             for row in range(page.table_model.rowCount())}
+    unknown = 0
+    for path, probabilities in zip(images, expected):
+        closest, confidence = classes[int(probabilities.argmax())], float(probabilities.max())
+        if confidence < threshold:
+            unknown += 1
+            assert texts[path.name] == f"unknown (closest: {closest} {confidence:.0%})"
+        else:
+            assert texts[path.name] == closest
+    assert unknown >= 1, "none of the unfamiliar colours fell below the threshold"

@@ -11,13 +11,22 @@ import importlib
 from dataclasses import dataclass
 from pathlib import Path
 
-_TORCH_SNIPPET_TAIL = '''classes = json.loads(extra["tl_studio.json"])["classes"]
+# The answer, with the model file's unknown rule (core/unknown.py): calibrated probabilities whose maximum is
+# below tl_studio.json's "unknown" threshold mean "none of my classes"; the closest class is still shown.
+_ANSWER = '''best, confidence = int(probabilities.argmax()), float(probabilities.max())
+if confidence < threshold:
+    print(f"unknown (closest: {{classes[best]}} {{confidence:.0%}})")
+else:
+    print(f"{{classes[best]}} {{confidence:.0%}}")
+'''
+_TORCH_SNIPPET_TAIL = '''info = json.loads(extra["tl_studio.json"])
+classes = info["classes"]
+threshold = (info.get("unknown") or {{}}).get("threshold", 0.0)  # below it: an image unlike the training set
 
 image = pil_to_tensor(Image.open("photo.jpg").convert("RGB")).float().div(255).unsqueeze(0)
 with torch.no_grad():
     probabilities = model(image)[0]  # any image size: resizing and normalisation are inside
-print(classes[int(probabilities.argmax())], float(probabilities.max()))
-'''
+''' + _ANSWER
 _TORCH_SNIPPET_HEAD = '''import json, torch
 from PIL import Image
 from torchvision.transforms.functional import pil_to_tensor
@@ -56,12 +65,13 @@ EXPORT_FORMATS: dict[str, ExportFormat] = {f.name: f for f in (
 from PIL import Image
 
 session = onnxruntime.InferenceSession("{path}")
-classes = json.loads(session.get_modelmeta().custom_metadata_map["classes"])
+info = json.loads(session.get_modelmeta().custom_metadata_map["tl_studio.json"])
+classes = info["classes"]
+threshold = (info.get("unknown") or {{}}).get("threshold", 0.0)  # below it: an image unlike the training set
 
 image = np.asarray(Image.open("photo.jpg").convert("RGB"), dtype=np.float32) / 255
 probabilities = session.run(None, {{"images": image.transpose(2, 0, 1)[None]}})[0][0]
-print(classes[int(probabilities.argmax())], float(probabilities.max()))
-''', "tl_studio.core.export:write_onnx"),
+''' + _ANSWER, "tl_studio.core.export:write_onnx"),
     ExportFormat("torchscript", ".ts", "TorchScript (older PyTorch runtimes)", "TorchScript (*.ts *.pt *.pth *.jit)",
                  _TORCH_SNIPPET_HEAD + '# TorchScript runs code when loaded: load only files you trust\n'
                  'model = torch.jit.load("{path}", _extra_files=extra)\n' + _TORCH_SNIPPET_TAIL,

@@ -9,8 +9,10 @@ would freeze the window, run in a child process they cost the window nothing.
 from __future__ import annotations
 
 import multiprocessing
+import queue
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
+from typing import Callable
 
 PRELOAD = ["torch", "PIL.Image", "tl_studio.core.dataset", "tl_studio.core.transforms", "tl_studio.core.runs"]
 
@@ -23,12 +25,75 @@ def child_process_context():
     return context
 
 
-def export_in_child_process(run_dir: Path, fmt: str, out: Path, *, overwrite: bool = False):
+CANCEL_GRACE_S = 10.0  # a cancelled child that has not stopped by then is terminated
+
+
+def export_in_child_process(run_dir: Path, fmt: str, out: Path, *, overwrite: bool = False,
+                            keep: float | None = None):
     """``core.runs.export_run`` in a child process; returns its ExportReport or raises its error."""
     from tl_studio.core.runs import export_run
 
     with ProcessPoolExecutor(max_workers=1, mp_context=child_process_context()) as pool:
-        return pool.submit(export_run, Path(run_dir), fmt, Path(out), overwrite=overwrite).result()
+        return pool.submit(export_run, Path(run_dir), fmt, Path(out), overwrite=overwrite, keep=keep).result()
+
+
+def call_in_child_process(fn: Callable, *args, cancelled: Callable[[], bool], report: Callable | None = None,
+                          **kwargs):
+    """``fn(*args, cancel=..., **kwargs)`` in a child process, from a background task's thread: the
+    child polls the task's cancel through an Event, and with ``report`` gets ``progress=`` whose
+    calls come back to ``report`` as one tuple each. Returns fn's result or raises its exception
+    (``Cancelled`` included); a child that dies without a word is one sentence."""
+    from tl_studio.core.errors import Cancelled, UserError
+
+    context = child_process_context()
+    messages, cancel = context.Queue(), context.Event()
+    child = context.Process(target=_child_main, args=(fn, args, kwargs, messages, cancel, report is not None),
+                            daemon=True)
+    child.start()
+    cancel_asked_at = None
+    try:
+        while True:
+            if cancelled() and cancel_asked_at is None:
+                cancel.set()
+                cancel_asked_at = _now()
+            if cancel_asked_at is not None and _now() - cancel_asked_at > CANCEL_GRACE_S:
+                child.terminate()
+                raise Cancelled()
+            try:
+                kind, payload = messages.get(timeout=0.1)  # this task's thread, never the GUI's
+            except queue.Empty:
+                if not child.is_alive() and messages.empty():
+                    raise UserError(f"The background process ended unexpectedly (exit code {child.exitcode}); "
+                                    "see the log, and try again.") from None
+                continue
+            if kind == "progress":
+                report(payload)
+            elif kind == "result":
+                return payload
+            else:
+                raise payload
+    finally:
+        child.join(timeout=CANCEL_GRACE_S)
+        if child.is_alive():
+            child.terminate()
+            child.join()
+
+
+def _now() -> float:
+    import time
+
+    return time.monotonic()
+
+
+def _child_main(fn, args, kwargs, messages, cancel, with_progress: bool) -> None:
+    if with_progress:
+        kwargs = {**kwargs, "progress": lambda *payload: messages.put(("progress", payload))}
+    try:
+        result = fn(*args, cancel=cancel.is_set, **kwargs)
+    except BaseException as error:  # noqa: BLE001 - every error goes back to the parent to be shown there
+        messages.put(("error", error))
+    else:
+        messages.put(("result", result))
 
 
 def write_model_file_in_child_process(run_dir: Path, path: Path) -> Path:

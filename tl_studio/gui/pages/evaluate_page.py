@@ -1,6 +1,7 @@
 """The Evaluate step: run the model file over labelled images in the background, then the confusion
 matrix (click a cell to see its images), per-class metrics, the top losses, the likely mislabelled
-images, a large view with Grad-CAM, and moving images to fix the data (with undo)."""
+images, a large view with Grad-CAM, moving images to fix the data (with undo), the reliability diagram,
+and how the model file's "unknown" answer does on a folder of unfamiliar images."""
 
 from __future__ import annotations
 
@@ -17,10 +18,13 @@ from tl_studio.gui.data_fixer import DataFixer
 from tl_studio.gui.gallery import Gallery, GalleryItem
 from tl_studio.gui.image_view import CamProvider, ImageDetail, ImageFacts
 from tl_studio.gui.metrics_table import MetricsTable
+from tl_studio.gui.reliability_plot import ReliabilityPlot
 from tl_studio.gui.tasks import TaskRunner
 
 SOURCES = (("val", "Validation split"), ("test", "Test split"), ("all", "All images of the dataset"),
            ("folder", "Another folder…"))
+UNKNOWN_HINT = ("Unfamiliar images…: how often the model answers \"unknown\" on a folder of images it should not "
+                "know, and how many of the evaluated images it still answers.")
 GALLERY_LIMIT = 300  # top losses and suspects shown; the worst come first, so the rest matter less
 
 
@@ -34,6 +38,8 @@ class EvaluatePage(QWidget):
         self.fixer = DataFixer(session, self.tasks, self)
         self.task = None
         self.evaluation = None
+        self.metadata: dict | None = None  # the evaluated model file's tl_studio.json
+        self.ood_folder: str | None = None
         self.model_files: dict[Path, object] = {}  # loaded ModelFiles, reused by the next evaluation
         self.cams: CamProvider | None = None
         self.other_folder: str | None = None
@@ -99,11 +105,35 @@ class EvaluatePage(QWidget):
         self.tabs.addTab(self.cell_gallery, "Cell images")
         self.tabs.addTab(self.loss_gallery, "Top losses")
         self.tabs.addTab(self.suspect_gallery, "Likely mislabelled")
+        self.calibration_tab = self._calibration_panel()
+        self.tabs.addTab(self.calibration_tab, "Calibration")
         return self.tabs
+
+    def _calibration_panel(self) -> QWidget:
+        self.reliability = ReliabilityPlot()
+        self.unknown_button = QPushButton("Unfamiliar images…")
+        self.unknown_button.setObjectName("unknownButton")
+        self.unknown_button.setToolTip("Choose a folder of images the model should not know (other objects, "
+                                       "scenes): see how many it answers \"unknown\" and how many of these "
+                                       "evaluated images it still answers")
+        self.unknown_button.setEnabled(False)
+        self.unknown_result = QLabel(UNKNOWN_HINT)
+        self.unknown_result.setObjectName("unknownResult")
+        self.unknown_result.setWordWrap(True)
+        self.unknown_result.setTextInteractionFlags(Qt.TextSelectableByMouse)
+        row = QHBoxLayout()
+        row.addWidget(self.unknown_button)
+        row.addWidget(self.unknown_result, 1)
+        panel = QWidget()
+        layout = QVBoxLayout(panel)
+        layout.addWidget(self.reliability, 1)
+        layout.addLayout(row)
+        return panel
 
     def _connect(self) -> None:
         self.evaluate_button.clicked.connect(self.evaluate)
         self.cancel_button.clicked.connect(self.cancel)
+        self.unknown_button.clicked.connect(self._choose_unfamiliar_folder)
         self.source_box.activated.connect(self._source_chosen)
         self.matrix.cellChosen.connect(self.show_cell)
         for gallery in self.galleries:
@@ -157,6 +187,7 @@ class EvaluatePage(QWidget):
         self.progress.show()
         self.cancel_button.show()
         self.evaluate_button.setEnabled(False)
+        self.unknown_button.setEnabled(False)
         self.session.say(f"Evaluating {Path(model_path).name}…")
         self.task = self.tasks.start(lambda report, cancelled: self._run(model_path, scan, folder, split, report,
                                                                           cancelled), "evaluate")
@@ -199,6 +230,7 @@ class EvaluatePage(QWidget):
         if Path(evaluation.model_path) != self.session.model_file:
             return  # the model changed meanwhile
         self.cams = CamProvider(Path(evaluation.model_path), metadata, self.session.run_dir)
+        self.metadata = metadata
         self.fixer.set_dataset(scan)
         self._ended(f"Evaluated {len(evaluation.paths)} images: accuracy {evaluation.accuracy:.3f}, "
                     f"macro-F1 {evaluation.macro_f1:.3f}.")
@@ -209,6 +241,7 @@ class EvaluatePage(QWidget):
         self.progress.hide()
         self.cancel_button.hide()
         self.evaluate_button.setEnabled(self.session.model_file is not None)
+        self.unknown_button.setEnabled(self.evaluation is not None)
         self.session.say(message)
         if failed:
             self.summary.setText(message)
@@ -217,6 +250,53 @@ class EvaluatePage(QWidget):
         if self.running:
             self.task.cancel()
 
+    # ---- the unknown answer on unfamiliar images ----------------------------------------------------
+    def _choose_unfamiliar_folder(self) -> None:
+        folder = QFileDialog.getExistingDirectory(self, "Choose a folder of images the model should not know",
+                                                  self.ood_folder or "")
+        if folder:
+            self.ood_folder = folder
+            self.check_unknown(folder)
+
+    def check_unknown(self, folder: str) -> None:
+        """Runs the model over ``folder`` in the background and shows the unknown rule's figures there,
+        against the evaluated images as the known ones (as ``tl-studio evaluate --ood DIR``)."""
+        evaluation = self.evaluation
+        model = self.model_files.get(Path(evaluation.model_path)) if evaluation is not None else None
+        if model is None or self.running:
+            return
+        self.progress.setRange(0, 0)
+        self.progress.setFormat("Finding the images…")
+        self.progress.show()
+        self.cancel_button.show()
+        self.evaluate_button.setEnabled(False)
+        self.unknown_button.setEnabled(False)
+        self.unknown_result.setText(f"Classifying the images of {Path(folder).name}…")
+        self.session.say(f"Checking the unknown answer on {Path(folder).name}…")
+        self.task = self.tasks.start(lambda report, cancelled: _unknown_report(model, evaluation, folder, report,
+                                                                                cancelled), "unknown")
+        self.task.progress.connect(self._on_unknown_progress)
+        self.task.succeeded.connect(lambda outcome: self._on_unknown_checked(outcome, evaluation))
+        self.task.failed.connect(self._on_unknown_failed)
+        self.task.cancelled.connect(lambda: self._ended("Unknown check cancelled."))
+
+    def _on_unknown_progress(self, payload) -> None:
+        done, total = payload
+        self.progress.setRange(0, total)
+        self.progress.setValue(done)
+        self.progress.setFormat(f"Classifying unfamiliar images: {done}/{total}")
+
+    def _on_unknown_checked(self, outcome, evaluation) -> None:
+        report, note = outcome
+        if evaluation is not self.evaluation:
+            return  # evaluated again (or another model) meanwhile: the figures were against other images
+        self.unknown_result.setText(report.describe() + (f" {note}" if note else ""))
+        self._ended(report.describe())
+
+    def _on_unknown_failed(self, message: str) -> None:
+        self.unknown_result.setText(message)
+        self._ended(message)
+
     # ---- showing the result -------------------------------------------------------------------------
     def _show_evaluation(self, evaluation) -> None:
         self.evaluation = evaluation
@@ -224,6 +304,9 @@ class EvaluatePage(QWidget):
         self.moved_to = {}
         self.cell = None
         self.metrics.set_evaluation(evaluation)
+        self.reliability.show_evaluation(evaluation, self.metadata if evaluation is not None else None)
+        self.unknown_button.setEnabled(evaluation is not None and not self.running)
+        self.unknown_result.setText(UNKNOWN_HINT)
         if evaluation is None:
             self.matrix.set_matrix(_empty(), [])
             self.summary.setText("")
@@ -319,6 +402,23 @@ class EvaluatePage(QWidget):
         self.tasks.shutdown()
         for gallery in self.galleries:
             gallery.shutdown()
+
+
+def _unknown_report(model, known, folder: str, report, cancelled):
+    """Worker thread: the model file's unknown rule on ``folder``; a file written before it had one gets
+    the rule a new export would choose (95 % of the known images kept), and the note says so."""
+    from tl_studio.core.evaluation import evaluate_unknown
+    from tl_studio.core.predict import collect_image_paths, unknown_rule_of
+    from tl_studio.core.unknown import rule_for
+
+    rule = unknown_rule_of(model.metadata)
+    note = ""
+    if rule is None:
+        rule = rule_for(known.probabilities)
+        note = "(This model file has no unknown rule, an older export: this one keeps 95 % of the evaluated images.)"
+    paths = collect_image_paths([folder])
+    return evaluate_unknown(model.predict, paths, known, rule, progress=lambda done, total: report((done, total)),
+                            cancel=cancelled), note
 
 
 def _training_folder(model) -> str:

@@ -1,5 +1,6 @@
-"""The Export step: write model.pt2 (default), ONNX or TorchScript, see the export check, and copy a
-snippet that runs the file with plain PyTorch or ONNX Runtime."""
+"""The Export step: write model.pt2 (default), ONNX, int8 ONNX or TorchScript with the share of known
+images the "unknown" answer keeps, see the export check, copy a snippet that runs the file with plain
+PyTorch or ONNX Runtime, and compare the formats' size, speed and accuracy on this machine."""
 
 from __future__ import annotations
 
@@ -7,15 +8,63 @@ from pathlib import Path
 
 from PySide6.QtCore import Signal
 from PySide6.QtGui import QFontDatabase, QGuiApplication
-from PySide6.QtWidgets import (QButtonGroup, QFileDialog, QFormLayout, QGroupBox, QHBoxLayout, QLabel, QLineEdit,
-                               QMessageBox, QPlainTextEdit, QPushButton, QRadioButton, QVBoxLayout, QWidget)
+from PySide6.QtWidgets import (QButtonGroup, QDoubleSpinBox, QFileDialog, QFormLayout, QGroupBox, QHBoxLayout, QLabel,
+                               QLineEdit, QMessageBox, QPlainTextEdit, QProgressBar, QPushButton, QRadioButton,
+                               QVBoxLayout, QWidget)
 
-from tl_studio.core.export_formats import EXPORT_FORMATS
 from tl_studio.core import run_folder
+from tl_studio.core.export_formats import EXPORT_FORMATS
+from tl_studio.gui.format_table import FormatTable
 from tl_studio.gui.tasks import TaskRunner
 
+# int8 ONNX is a run-level export (quantised from the run's ONNX file and checked against it on the
+# validation split, core/quantize.py), not an entry of the format registry: the page handles it itself.
+INT8 = "onnx-int8"
+INT8_SUFFIX = ".int8.onnx"
+INT8_LABEL = "int8 ONNX (smaller, faster on CPU; checked against the full-precision file)"
+DEFAULT_KEEP = 0.95  # core/unknown.py's default; the core is not imported here (it imports numpy)
+KEEP_TOOLTIP = ("The share of the validation images the model still answers; the rest, the least sure, it "
+                "answers \"unknown\". The file's unknown threshold is chosen so: higher keeps more known "
+                "images but rejects fewer unfamiliar ones.")
+
+
 def snippet_for(fmt: str, path: Path) -> str:
-    return EXPORT_FORMATS[fmt].snippet_for(path)
+    return EXPORT_FORMATS["onnx" if fmt == INT8 else fmt].snippet_for(path)  # an int8 file runs as any ONNX
+
+
+def suffix_of(fmt: str) -> str:
+    return INT8_SUFFIX if fmt == INT8 else EXPORT_FORMATS[fmt].suffix
+
+
+def with_format_suffix(path: Path, fmt: str) -> Path:
+    """The same folder and name with the format's suffix in place of a known one (model.int8.onnx has two
+    dots), or added when the name has none of them."""
+    known = sorted({suffix_of(f) for f in (*EXPORT_FORMATS, INT8)}, key=len, reverse=True)
+    name = path.name
+    for suffix in known:
+        if name.lower().endswith(suffix) and len(name) > len(suffix):
+            name = name[:-len(suffix)]
+            break
+    return path.with_name(name + suffix_of(fmt))
+
+
+def export_int8_in_child_process(run_dir: Path, out: Path, *, overwrite: bool, keep: float, cancelled):
+    """``core.quantize.export_int8_run`` in a child process (it writes an ONNX file first, which holds the
+    GIL for long stretches); its Int8CheckError comes back as one sentence."""
+    from tl_studio.core.quantize import export_int8_run
+    from tl_studio.gui.processes import call_in_child_process
+
+    return call_in_child_process(export_int8_run, Path(run_dir), Path(out), overwrite=overwrite, keep=keep,
+                                 cancelled=cancelled)
+
+
+def measure_formats_in_child_process(run_dir: Path, report, cancelled):
+    """``core.format_report.measure_formats`` in a child process: it exports every format, and the figures
+    are fairer without the window's threads competing in the same process."""
+    from tl_studio.core.format_report import measure_formats
+    from tl_studio.gui.processes import call_in_child_process
+
+    return call_in_child_process(measure_formats, Path(run_dir), report=report, cancelled=cancelled)
 
 
 class ExportPage(QWidget):
@@ -26,7 +75,9 @@ class ExportPage(QWidget):
         self.session = session
         self.tasks = TaskRunner(self)
         self.task = None
+        self.compare_task = None
         self.last_report = None
+        self.format_report = None
         self._build()
         session.runDirChanged.connect(lambda _: self._suggest_path())
         self._suggest_path()
@@ -42,6 +93,13 @@ class ExportPage(QWidget):
             button.setProperty("format", export_format.name)
             self.format_buttons.addButton(button, index)
             format_layout.addWidget(button)
+        int8_button = QRadioButton(INT8_LABEL)
+        int8_button.setProperty("format", INT8)
+        int8_button.setToolTip("Quantised to 8-bit integers on the training images, then checked on the validation "
+                               "images: it is written only if it agrees with the full-precision model on at least "
+                               "99 % of them and loses at most 1 point of accuracy")
+        self.format_buttons.addButton(int8_button, len(EXPORT_FORMATS))
+        format_layout.addWidget(int8_button)
         self.format_buttons.button(0).setChecked(True)
         self.format_buttons.idToggled.connect(self._format_toggled)
         self.path_edit = QLineEdit()
@@ -50,8 +108,22 @@ class ExportPage(QWidget):
         path_row = QHBoxLayout()
         path_row.addWidget(self.path_edit, 1)
         path_row.addWidget(browse)
+        self.keep_box = QDoubleSpinBox()
+        self.keep_box.setObjectName("keepBox")
+        self.keep_box.setRange(0.50, 0.99)
+        self.keep_box.setSingleStep(0.01)
+        self.keep_box.setDecimals(2)
+        self.keep_box.setValue(DEFAULT_KEEP)
+        self.keep_box.setToolTip(KEEP_TOOLTIP)
+        keep_label = QLabel("Keep known images")
+        keep_label.setToolTip(KEEP_TOOLTIP)
         form = QFormLayout()
         form.addRow("Save as", path_row)
+        keep_row = QHBoxLayout()
+        keep_row.addWidget(self.keep_box)
+        keep_row.addWidget(QLabel("of the validation images answered; the rest, the least sure, \"unknown\""))
+        keep_row.addStretch(1)
+        form.addRow(keep_label, keep_row)
         self.export_button = QPushButton("Export")
         self.export_button.setObjectName("exportButton")
         self.export_button.setToolTip("Write the file and check it answers like the app (Ctrl+E)")
@@ -72,6 +144,36 @@ class ExportPage(QWidget):
         layout.addWidget(QLabel("Use it without TL Studio:"))
         layout.addWidget(self.snippet, 1)
         layout.addWidget(copy)
+        layout.addWidget(self._comparison_box(), 1)
+
+    def _comparison_box(self) -> QGroupBox:
+        box = QGroupBox("Which file to ship?")
+        self.compare_button = QPushButton("Compare formats")
+        self.compare_button.setObjectName("compareButton")
+        self.compare_button.setToolTip("Write the run's model in every format and measure its size, speed on this "
+                                       "machine and accuracy on the validation images (a few minutes)")
+        self.compare_button.clicked.connect(self.compare_formats)
+        self.compare_cancel = QPushButton("Cancel")
+        self.compare_cancel.hide()
+        self.compare_cancel.clicked.connect(self.cancel_comparison)
+        self.compare_progress = QProgressBar()
+        self.compare_progress.hide()
+        # the hint holds the row's width while no comparison runs, the progress bar while one does
+        self.compare_hint = QLabel("Each format's size, speed on this machine and accuracy on the validation "
+                                   "images (a few minutes).")
+        row = QHBoxLayout()
+        row.addWidget(self.compare_button)
+        row.addWidget(self.compare_hint, 1)
+        row.addWidget(self.compare_progress, 1)
+        row.addWidget(self.compare_cancel)
+        self.format_table = FormatTable()
+        self.compare_result = QLabel()
+        self.compare_result.setWordWrap(True)
+        layout = QVBoxLayout(box)
+        layout.addLayout(row)
+        layout.addWidget(self.format_table, 1)
+        layout.addWidget(self.compare_result)
+        return box
 
     def shutdown(self) -> None:
         self.tasks.shutdown()
@@ -79,7 +181,12 @@ class ExportPage(QWidget):
     def current_format(self) -> tuple[str, str]:
         button = self.format_buttons.checkedButton()
         fmt = button.property("format")
-        return fmt, EXPORT_FORMATS[fmt].suffix
+        return fmt, suffix_of(fmt)
+
+    def choose_format(self, fmt: str) -> None:
+        for button in self.format_buttons.buttons():
+            if button.property("format") == fmt:
+                button.setChecked(True)
 
     def _format_toggled(self, _id: int, checked: bool) -> None:
         """Keeps the folder and name the user typed; only the suffix follows the format."""
@@ -90,15 +197,14 @@ class ExportPage(QWidget):
         if not typed:
             self._suggest_path()
             return
-        path = Path(typed)
-        known = {f.suffix for f in EXPORT_FORMATS.values()}
-        path = path.with_suffix(ext) if path.suffix.lower() in known else path.with_name(path.name + ext)
+        path = with_format_suffix(Path(typed), fmt)
         self.path_edit.setText(str(path))
         self.snippet.setPlainText(snippet_for(fmt, path))
 
     def _suggest_path(self) -> None:
         run_dir = self.session.run_dir
         self.export_button.setEnabled(run_dir is not None)
+        self.compare_button.setEnabled(run_dir is not None and not self.comparing)
         if run_dir is None:
             return
         self.run_label.setText(f"Exporting the best epoch of {run_dir}.")
@@ -108,8 +214,8 @@ class ExportPage(QWidget):
 
     def _browse(self) -> None:
         fmt, ext = self.current_format()
-        path, _ = QFileDialog.getSaveFileName(self, "Export model", self.path_edit.text(),
-                                              EXPORT_FORMATS[fmt].dialog_filter)
+        dialog_filter = "int8 ONNX model (*.onnx)" if fmt == INT8 else EXPORT_FORMATS[fmt].dialog_filter
+        path, _ = QFileDialog.getSaveFileName(self, "Export model", self.path_edit.text(), dialog_filter)
         if path:
             self.path_edit.setText(path if path.endswith(ext) else path + ext)
 
@@ -128,26 +234,93 @@ class ExportPage(QWidget):
             if answer != QMessageBox.Yes:
                 return
             overwrite = True
+        keep = round(self.keep_box.value(), 2)
         self.export_button.setEnabled(False)
-        self.result.setText(f"Exporting to {out.name} and checking it against the app…")
         self.session.say(f"Exporting {fmt}…")
         # in a child process: torch.export holds the GIL long enough to freeze the window
-        self.task = self.tasks.start(
-            lambda report, cancelled: export_in_child_process(run_dir, fmt, out, overwrite=overwrite), "export")
+        if fmt == INT8:
+            self.result.setText(f"Quantising to {out.name} and checking it against the full-precision model on the "
+                                "validation images…")
+            self.task = self.tasks.start(lambda report, cancelled: export_int8_in_child_process(
+                run_dir, out, overwrite=overwrite, keep=keep, cancelled=cancelled), "export")
+        else:
+            self.result.setText(f"Exporting to {out.name} and checking it against the app…")
+            self.task = self.tasks.start(lambda report, cancelled: export_in_child_process(
+                run_dir, fmt, out, overwrite=overwrite, keep=keep), "export")
         self.task.succeeded.connect(lambda report: self._exported(report, fmt))
         self.task.failed.connect(self._failed)
+        self.task.cancelled.connect(lambda: self._failed("Export cancelled.", warn=False))
 
     def _exported(self, report, fmt: str) -> None:
         self.last_report = report
         self.export_button.setEnabled(True)
         size = report.path.stat().st_size / 2**20
-        self.result.setText(f"Wrote {report.path} ({size:.1f} MB) in {report.seconds:.1f} s.\n{report.check.describe()}")
+        if fmt == INT8:  # an Int8Export: its check is against the fp32 ONNX file, and the sizes say what it saved
+            self.result.setText(f"Wrote {report.path} ({size:.1f} MB; the full-precision ONNX file is "
+                                f"{report.fp32_bytes / 2**20:.1f} MB).\n{report.check.describe()}")
+        else:
+            self.result.setText(f"Wrote {report.path} ({size:.1f} MB) in {report.seconds:.1f} s.\n"
+                                f"{report.check.describe()}")
         self.snippet.setPlainText(snippet_for(fmt, report.path))
         self.session.say(f"Exported {report.path.name}.")
         self.exported.emit(report)
 
-    def _failed(self, message: str) -> None:
+    def _failed(self, message: str, warn: bool = True) -> None:
         self.export_button.setEnabled(True)
         self.result.setText(message)
-        QMessageBox.warning(self, "Export failed", message)
-        self.session.say("Export failed.")
+        if warn:
+            QMessageBox.warning(self, "Export failed", message)
+        self.session.say("Export failed." if warn else message)
+
+    # ---- comparing the formats ----------------------------------------------------------------------
+    @property
+    def comparing(self) -> bool:
+        return self.compare_task is not None and self.compare_task.running
+
+    def compare_formats(self) -> None:
+        run_dir = self.session.run_dir
+        if run_dir is None or self.comparing:
+            return
+        self.compare_button.setEnabled(False)
+        self.compare_cancel.show()
+        self.compare_progress.setRange(0, 0)
+        self.compare_progress.setFormat("Starting…")
+        self.compare_progress.show()
+        self.compare_hint.hide()
+        self.compare_result.setText("")
+        self.session.say("Comparing the export formats…")
+        self.compare_task = self.tasks.start(
+            lambda report, cancelled: measure_formats_in_child_process(run_dir, report, cancelled), "compare")
+        self.compare_task.progress.connect(self._on_compare_progress)
+        self.compare_task.succeeded.connect(lambda report: self._on_compared(report, run_dir))
+        self.compare_task.failed.connect(lambda message: self._comparison_ended(message))
+        self.compare_task.cancelled.connect(lambda: self._comparison_ended("Format comparison cancelled."))
+
+    def cancel_comparison(self) -> None:
+        if self.comparing:
+            self.compare_task.cancel()
+            self.compare_progress.setFormat("Cancelling…")
+
+    def _on_compare_progress(self, payload) -> None:
+        message, step, steps = payload
+        self.compare_progress.setRange(0, steps)
+        self.compare_progress.setValue(step)
+        self.compare_progress.setFormat(f"{message} ({step}/{steps})")
+
+    def _on_compared(self, report, run_dir) -> None:
+        if run_dir != self.session.run_dir:
+            self._comparison_ended("")  # another run was opened meanwhile: these figures are not its
+            return
+        self.format_report = report
+        self.format_table.show_report(report)
+        images = max((row.images for row in report.rows), default=0)
+        self._comparison_ended(f"Measured on {report.device}, accuracy and agreement on {images} validation images; "
+                               "the figures are this machine's.")
+
+    def _comparison_ended(self, message: str) -> None:
+        self.compare_button.setEnabled(self.session.run_dir is not None)
+        self.compare_cancel.hide()
+        self.compare_progress.hide()
+        self.compare_hint.show()
+        self.compare_result.setText(message)
+        self.session.say(message)
