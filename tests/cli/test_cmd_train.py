@@ -206,5 +206,7 @@ def test_a_second_ctrl_c_ends_at_once_without_a_traceback(tiny_dataset, tmp_path
     except ProcessLookupError:  # the first one had already ended it
         pass
     out, err = process.communicate(timeout=120)
-    assert process.returncode == 130 and "Traceback" not in err, err
+    # exit 130, or death by SIGINT once our handler has run (what a shell also reports as 130): see
+    # tests/cli/test_interrupt.py
+    assert process.returncode in (130, -2) and "Traceback" not in err, err
     wait_for(lambda: _group_is_gone(process.pid), timeout=15)
