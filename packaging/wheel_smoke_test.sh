@@ -9,6 +9,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 python=${1:-.venv/bin/python}
+# absolute (the script changes folder below), without resolving the venv's symlink to the base interpreter
+python=$(cd "$(dirname "$python")" && pwd)/$(basename "$python")
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 export QT_QPA_PLATFORM=offscreen HOME=$work/home XDG_CONFIG_HOME=$work/config TORCH_HOME=$work/torch_home
