@@ -113,17 +113,15 @@ def _load(path: Path):
 
 
 def _validation_images(run) -> tuple[list, list[int]]:
-    from tl_studio.core.data import scan_dataset
     from tl_studio.core.evaluation import evaluation_set
     from tl_studio.core.images import ImageLoadError, load_rgb
     from tl_studio.core.preprocess import to_unit_tensor
+    from tl_studio.core.runs import scan_of
 
-    try:
-        scan = scan_dataset(run.config.data_dir, val_fraction=run.config.val_fraction,
-                            test_fraction=run.config.test_fraction, seed=run.config.seed)
-    except UserError:
+    scan = scan_of(run)
+    if scan is None:
         raise UserError(f"The report measures accuracy on the run's validation images, but its data set "
-                        f"{run.config.data_dir} is not there any more; put it back and try again.") from None
+                        f"{run.config.data_dir} is not there any more; put it back and try again.")
     chosen = evaluation_set(scan, "val", run.classes)
     rng = np.random.default_rng(run.config.seed)
     picks = sorted(rng.choice(len(chosen.paths), size=min(MAX_ACCURACY_IMAGES, len(chosen.paths)), replace=False))

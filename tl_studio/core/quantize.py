@@ -186,20 +186,17 @@ def export_int8_run(folder: Path, out: Path | None = None, *, overwrite: bool = 
     import os
     import tempfile
 
-    from tl_studio.core.data import scan_dataset
     from tl_studio.core.evaluation import evaluation_set
-    from tl_studio.core.runs import export_run, open_run
+    from tl_studio.core.runs import export_run, open_run, scan_of
 
     run = open_run(folder)
     out = Path(out) if out else run.folder / f"model{INT8_SUFFIX}"
     if out.exists() and not overwrite:
         raise UserError(f"{out} already exists; choose another --out file or add --overwrite.")
-    try:
-        scan = scan_dataset(run.config.data_dir, val_fraction=run.config.val_fraction,
-                            test_fraction=run.config.test_fraction, seed=run.config.seed)
-    except UserError:
+    scan = scan_of(run)
+    if scan is None:
         raise UserError(f"An int8 file is calibrated and checked on the run's images, but its data set "
-                        f"{run.config.data_dir} is not there any more; put it back and export again.") from None
+                        f"{run.config.data_dir} is not there any more; put it back and export again.")
     val = evaluation_set(scan, "val", run.classes)
     train_records = [r for r in scan.split("train") if scan.classes[r.label] in run.classes]
     rng = np.random.default_rng(run.config.seed)
