@@ -82,8 +82,6 @@ def _stop_after_first_epoch(page, qtbot):
     return finished.args[0]
 
 
-@pytest.mark.skip(reason="after merging the run layer, resuming here waited past its timeout; the resume path is "
-                         "covered by tests/cli/test_cmd_train.py --resume; to be fixed (issue 16 note)")
 def test_a_stopped_run_resumes_to_its_planned_epochs_with_its_curves(window, qtbot, monkeypatch):
     from PySide6.QtWidgets import QInputDialog
 

@@ -248,6 +248,17 @@ class TrainingController(QObject):
             self.finished.emit(payload)
 
     def _thread_done(self) -> None:
+        """Joins and releases the current run's thread once that run has reported its end.
+
+        Called from ``start`` and, queued, from a thread's ``finished``. That signal may arrive late:
+        Resume right after a stopped run calls ``start``, which joins the stopped run's thread and
+        starts the next one while the old thread's ``finished`` is still in the GUI thread's queue.
+        Delivered then, it must not touch the new run: dropping the new worker can delete it before its
+        thread runs it, and waiting here for that thread then freezes the window for good. The new run
+        has not reported its end (``_run_done`` is False) until its worker's ``finished`` arrives, which
+        is always queued before its own thread's ``finished``."""
+        if not self._run_done:
+            return  # a late signal from an earlier run's thread, already joined by start()
         thread, self.thread, self.worker = self.thread, None, None
         if thread is not None:
             thread.wait()  # finished is emitted just before the thread returns; never delete it earlier
