@@ -13,7 +13,18 @@ from PySide6.QtCore import QCoreApplication, QSettings, QThread  # noqa: E402
 
 
 @pytest.fixture(scope="session", autouse=True)
-def libraries_loaded_first():
+def gc_in_gui_thread(qapp):
+    """As in the app (gui/collector.py): garbage cycles are collected in the GUI thread only. A test
+    session leaves many such cycles behind (closed windows' pyqtgraph menus); collected by a scan or
+    training thread, they deadlocked a window test."""
+    from tl_studio.gui.collector import collect_in_gui_thread
+
+    collect_in_gui_thread()
+    yield
+
+
+@pytest.fixture(scope="session", autouse=True)
+def libraries_loaded_first(gc_in_gui_thread):
     """torch, torchvision and timm imported once, here, before any test or background task needs them.
     The app's background tasks serialise their imports (gui/libraries.py), but a test's own code imports
     torch in the main thread (fixtures that train a model, plain-torch references): two threads importing
@@ -55,3 +66,4 @@ def _running(thread) -> bool:
         return thread.isRunning()
     except RuntimeError:  # the C++ object is already gone: not running
         return False
+

@@ -86,8 +86,6 @@ def test_the_start_page_welcomes_with_recent_folders_and_an_example(window, qtbo
         tiny_dataset.resolve())
 
 
-@pytest.mark.skip(reason="passes alone and after the other GUI tests, but once waited past its timeout in a full "
-                         "run of the suite; skipped until that is understood (issue 16 note)")
 def test_a_folder_that_cannot_be_used_names_the_data_set_still_loaded(window, qtbot, tiny_dataset, tmp_path):
     with qtbot.waitSignal(window.session.datasetChanged, timeout=TIMEOUT_MS):
         window.open_folder(str(tiny_dataset))

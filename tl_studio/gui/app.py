@@ -31,6 +31,9 @@ def application() -> tuple[QApplication, bool]:
     app.setOrganizationName("TL Studio")
     app.setApplicationName("TL Studio")
     app.setApplicationDisplayName("TL Studio")
+    from tl_studio.gui.collector import collect_in_gui_thread
+
+    collect_in_gui_thread()  # Qt objects in garbage cycles die in the GUI thread (see collector.py)
     return app, created
 
 

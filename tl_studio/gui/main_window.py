@@ -13,6 +13,7 @@ from PySide6.QtWidgets import (QHBoxLayout, QLabel, QMainWindow, QMessageBox, QP
 from tl_studio.gui.about_dialog import add_help_actions
 from tl_studio.core import run_folder
 from tl_studio.gui import recent
+from tl_studio.gui.collector import collect_in_gui_thread
 from tl_studio.gui.session import Session
 from tl_studio.gui.steps import STEPS, StepBar
 
@@ -27,6 +28,9 @@ def _placeholder(text: str) -> QWidget:
 class MainWindow(QMainWindow):
     def __init__(self, session: Session | None = None, parent=None):
         super().__init__(parent)
+        # A window made without app.main (tests, an embedding app) needs it too: a garbage collection
+        # in a background thread would destroy Qt objects there and can deadlock (see collector.py).
+        collect_in_gui_thread()
         self.setObjectName("MainWindow")
         self.setWindowTitle("TL Studio")
         # A closed window is gone (scripts that look for "MainWindow" never find a stale one).
