@@ -67,3 +67,45 @@ def _running(thread) -> bool:
     except RuntimeError:  # the C++ object is already gone: not running
         return False
 
+
+class ModalDialogOpened(AssertionError):
+    """The app opened a modal dialog that the test did not answer."""
+
+
+# Every way the app opens a modal dialog (QDialog.exec covers QMessageBox, QInputDialog and the app's
+# own dialogs). Offscreen nobody clicks, so a modal dialog waits forever.
+_MODAL_DIALOGS = {
+    "QMessageBox": ("question", "warning", "critical", "information", "about"),
+    "QInputDialog": ("getInt", "getDouble", "getText", "getMultiLineText", "getItem"),
+    "QFileDialog": ("getExistingDirectory", "getOpenFileName", "getOpenFileNames", "getSaveFileName",
+                    "getExistingDirectoryUrl", "getOpenFileUrl", "getOpenFileUrls", "getSaveFileUrl"),
+    "QDialog": ("exec",),
+}
+
+
+@pytest.fixture(autouse=True)
+def no_modal_dialogs(monkeypatch):
+    """A modal dialog the test did not expect fails the test with its title and text instead of
+    hanging it. Raised in the test's own call, it fails at once; raised in a slot, pytest-qt reports
+    it when the test ends (the wait in progress still runs to its timeout). A test that expects a
+    dialog answers it with its own ``monkeypatch.setattr`` (applied after this one, so it wins);
+    ``opened`` lists the dialogs refused."""
+    from PySide6 import QtWidgets
+
+    opened: list[str] = []
+
+    def refuse(name: str):
+        def modal(*args, **kwargs):
+            texts = [str(a) for a in args if isinstance(a, str)]
+            if args and isinstance(args[0], QtWidgets.QDialog):  # exec() on an instance
+                texts = [args[0].windowTitle(), getattr(args[0], "text", lambda: "")()]
+            opened.append(f"{name}: " + " | ".join(t for t in texts if t))
+            raise ModalDialogOpened(f"the app opened a modal dialog offscreen ({opened[-1]}); answer it in "
+                                    f"the test with monkeypatch, or let the app say it in the status line")
+        return modal
+
+    for class_name, methods in _MODAL_DIALOGS.items():
+        cls = getattr(QtWidgets, class_name)
+        for method in methods:
+            monkeypatch.setattr(cls, method, refuse(f"{class_name}.{method}"))
+    yield opened

@@ -60,3 +60,17 @@ def test_the_device_box_and_the_run_say_the_same_threads_and_why(page, qtbot):
         assert "left to keep the window responsive" in device_box.itemData(device_box.findData("cpu"),
                                                                          Qt.ToolTipRole)
     assert explain_cpu("NVIDIA H200 (139.8 GB)") == "NVIDIA H200 (139.8 GB)"
+
+
+def test_a_run_that_cannot_resume_says_why_in_the_status_line_not_in_a_dialog(page, tmp_path):
+    from tl_studio.core.config import TrainConfig
+
+    said = []
+    page.session.statusMessage.connect(said.append)
+    run_dir = tmp_path / "first-epoch-stopped"
+    run_dir.mkdir()
+    TrainConfig(epochs=3).save(run_dir / "config.json")  # stopped before its first checkpoint
+    page.resume_run(run_dir)  # a modal box here would fail the test (tests/gui/conftest.py)
+    assert said and said[-1].startswith("Cannot resume first-epoch-stopped: it has no checkpoint")
+    assert "start a new run instead" in page.summary.text()
+    assert not page.running

@@ -259,12 +259,12 @@ class TrainPage(QWidget):
         try:
             config = TrainConfig.load(run_dir / run_folder.CONFIG)
         except UserError as error:
-            QMessageBox.warning(self, "Cannot resume", str(error))
+            self._cannot_resume(run_dir, str(error))
             return
         progress = read_run_progress(run_dir)
         if not progress.resumable:
-            QMessageBox.warning(self, "Cannot resume", f"{run_dir.name} has no checkpoint of a finished epoch "
-                                "(it stopped during its first epoch); start a new run instead.")
+            self._cannot_resume(run_dir, "it has no checkpoint of a finished epoch (it stopped during its first "
+                                         "epoch); start a new run instead.")
             return
         if epochs is None:
             planned = max(config.epochs, progress.planned_epochs)
@@ -277,6 +277,12 @@ class TrainPage(QWidget):
         config = config.replace(epochs=epochs)
         self.session.update_config(**{k: getattr(config, k) for k in ("model", "freeze", "epochs")})
         self._begin(config, run_dir, resume=True)
+
+    def _cannot_resume(self, run_dir: Path, why: str) -> None:
+        """Said on this page and in the status line, not in a modal box: nothing here needs an answer."""
+        message = f"Cannot resume {Path(run_dir).name}: {why}"
+        self.summary.setText(message)
+        self.session.say(message)
 
     def toggle_pause(self) -> None:
         if not self.running:
