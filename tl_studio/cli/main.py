@@ -66,6 +66,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     from tl_studio.core.errors import UserError
 
+    args._argv = argv  # a command that starts itself again (train in several processes) repeats it
     try:
         return int(args._module.run(args) or 0)
     except UserError as error:
