@@ -81,6 +81,7 @@ def run(args: argparse.Namespace) -> int:
     from tl_studio.core.control import RunControl
     from tl_studio.core.engine import Trainer
 
+    torchrun_launch.check_arguments(args)
     config = build_config(args)
     if torchrun_launch.wants_several_processes(args):
         return torchrun_launch.launch(args, list(getattr(args, "_argv", sys.argv[1:]))[1:])

@@ -43,7 +43,8 @@ def wants_several_processes(args) -> bool:
 def check_arguments(args) -> None:
     from tl_studio.core.errors import UserError
 
-    nproc, nnodes = args.nproc_per_node or 1, args.nnodes or 1
+    nproc = 1 if args.nproc_per_node is None else args.nproc_per_node
+    nnodes = 1 if args.nnodes is None else args.nnodes
     if nproc < 1 or nnodes < 1:
         raise UserError("--nproc-per-node and --nnodes must be 1 or more.")
     if nnodes > 1 and (args.node_rank is None or not args.master_addr):
@@ -93,7 +94,6 @@ def launch(args, argv: list[str]) -> int:
     """Runs the training in several processes and returns the command's exit status."""
     from tl_studio.core.run_folder import RunFolder
 
-    check_arguments(args)
     folder = RunFolder(Path(args.out))
     folder.check_new_run(resume=args.resume, overwrite=args.overwrite)
     if args.resume and not (folder.file("last.ckpt").is_file()):
