@@ -92,16 +92,18 @@ def worker_environment(nproc: int, device: str) -> dict:
 
 def launch(args, argv: list[str]) -> int:
     """Runs the training in several processes and returns the command's exit status."""
-    from tl_studio.core.run_folder import RunFolder
+    from tl_studio.core.run_folder import LAST_CHECKPOINT, RunFolder
 
     folder = RunFolder(Path(args.out))
-    folder.check_new_run(resume=args.resume, overwrite=args.overwrite)
-    if args.resume and not (folder.file("last.ckpt").is_file()):
-        from tl_studio.core.errors import UserError
+    first_machine = (args.node_rank or 0) == 0  # the one whose rank 0 writes the run folder
+    if first_machine:
+        folder.check_new_run(resume=args.resume, overwrite=args.overwrite)
+        if args.resume and not folder.file(LAST_CHECKPOINT).is_file():
+            from tl_studio.core.errors import UserError
 
-        raise UserError(f"{args.out} holds no checkpoint to resume; start a new run without --resume.")
-    folder.path.mkdir(parents=True, exist_ok=True)
-    folder.clear_requests()
+            raise UserError(f"{args.out} holds no checkpoint to resume; start a new run without --resume.")
+        folder.path.mkdir(parents=True, exist_ok=True)
+        folder.clear_requests()
     command = torchrun_command(args, worker_argv(argv))
     nproc = args.nproc_per_node or 1
     process = subprocess.Popen(command, env=worker_environment(nproc, args.device or "auto"), start_new_session=True)
@@ -112,7 +114,10 @@ def launch(args, argv: list[str]) -> int:
         interrupts += 1
         if interrupts == 1:
             print("\nStopping after the current batch (Ctrl-C again to stop at once)...", file=sys.stderr)
-            folder.request("stop")
+            if first_machine:
+                folder.request("stop")
+            else:
+                _end_process_tree(process)  # the other machines end through torchrun
         else:
             signal.signal(signal.SIGINT, signal.SIG_IGN)
             _end_process_tree(process)
@@ -122,6 +127,8 @@ def launch(args, argv: list[str]) -> int:
         returncode = process.wait()
     finally:
         signal.signal(signal.SIGINT, previous)
+    if not first_machine:
+        return 0 if returncode == 0 else 2
     return _outcome(folder, args, returncode, aborted=interrupts > 1)
 
 
@@ -146,6 +153,8 @@ def _wait_for_unlock(folder, seconds: float = 15.0) -> None:
 
 
 def _outcome(folder, args, returncode: int, aborted: bool) -> int:
+    from tl_studio.core.run_folder import LAST_CHECKPOINT
+
     if aborted:
         _wait_for_unlock(folder)
         folder.mark_ended("Stopped at once (Ctrl-C twice); continue with --resume.")
@@ -153,7 +162,7 @@ def _outcome(folder, args, returncode: int, aborted: bool) -> int:
         return 130
     if returncode != 0:
         _wait_for_unlock(folder)
-        then = ("continue with --resume" if folder.file("last.ckpt").is_file()
+        then = ("continue with --resume" if folder.file(LAST_CHECKPOINT).is_file()
                 else "no epoch had finished, so start it again")
         folder.mark_ended(f"A training process ended unexpectedly (torchrun exit status {returncode}) and the "
                           f"others were ended; {then}.")
