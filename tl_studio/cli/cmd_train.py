@@ -84,7 +84,7 @@ def run(args: argparse.Namespace) -> int:
     torchrun_launch.check_arguments(args)
     config = build_config(args)
     if torchrun_launch.wants_several_processes(args):
-        return torchrun_launch.launch(args, list(getattr(args, "_argv", sys.argv[1:]))[1:])
+        return torchrun_launch.launch(args, list(getattr(args, "_argv", sys.argv[1:]))[1:], config.device)
     if args.distributed_worker:
         return _run_worker(args, config)
     control = RunControl()

@@ -84,13 +84,22 @@ def torchrun_command(args, worker_args: list[str]) -> list[str]:
 def worker_environment(nproc: int, device: str) -> dict:
     env = dict(os.environ)
     if "OMP_NUM_THREADS" not in env:
-        # the CPU's cores shared out between the processes (torchrun would set 1, with a warning)
+        # CPU processes share the cores out (torchrun would set 1 thread each, with a warning); GPU
+        # processes need few CPU threads of their own
         cores = os.cpu_count() or 1
-        env["OMP_NUM_THREADS"] = str(max(1, cores // nproc) if device == "cpu" else 1)
+        env["OMP_NUM_THREADS"] = str(max(1, cores // nproc) if _on_cpu(device) else 1)
     return env
 
 
-def launch(args, argv: list[str]) -> int:
+def _on_cpu(device: str) -> bool:
+    if device != "auto":
+        return device == "cpu"
+    import torch
+
+    return not torch.cuda.is_available()
+
+
+def launch(args, argv: list[str], device: str = "auto") -> int:
     """Runs the training in several processes and returns the command's exit status."""
     from tl_studio.core.run_folder import LAST_CHECKPOINT, RunFolder
 
@@ -106,7 +115,7 @@ def launch(args, argv: list[str]) -> int:
         folder.clear_requests()
     command = torchrun_command(args, worker_argv(argv))
     nproc = args.nproc_per_node or 1
-    process = subprocess.Popen(command, env=worker_environment(nproc, args.device or "auto"), start_new_session=True)
+    process = subprocess.Popen(command, env=worker_environment(nproc, device), start_new_session=True)
     interrupts = 0
 
     def on_interrupt(signum, frame):
