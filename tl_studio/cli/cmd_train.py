@@ -8,6 +8,8 @@ import signal
 import sys
 from pathlib import Path
 
+from tl_studio.cli import torchrun_launch
+
 # flag -> config field, for the flags that map one to one (their argparse default is None, so that
 # only flags the user gave override a config file or a resumed run's config)
 FLAG_FIELDS = {
@@ -53,6 +55,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--overwrite", action="store_true",
                         help="replace the earlier run in --out (its checkpoints, metrics and model file)")
     parser.add_argument("--json", action="store_true", help="JSON Lines on stdout instead of a progress bar")
+    torchrun_launch.add_arguments(parser)
 
 
 def build_config(args: argparse.Namespace):
@@ -78,7 +81,12 @@ def run(args: argparse.Namespace) -> int:
     from tl_studio.core.control import RunControl
     from tl_studio.core.engine import Trainer
 
+    torchrun_launch.check_arguments(args)
     config = build_config(args)
+    if torchrun_launch.wants_several_processes(args):
+        return torchrun_launch.launch(args, list(getattr(args, "_argv", sys.argv[1:]))[1:], config.device)
+    if args.distributed_worker:
+        return _run_worker(args, config)
     control = RunControl()
     reporters = [JsonLines()] if args.json else [ProgressBar()]
     trainer = Trainer(config, Path(args.out), reporters, control)
@@ -91,6 +99,34 @@ def run(args: argparse.Namespace) -> int:
     finally:
         signal.signal(signal.SIGINT, previous)
     return _report(finished, trainer, args)
+
+
+def _run_worker(args: argparse.Namespace, config) -> int:
+    """One of the processes torchrun started. Rank 0 shows the progress and writes the run folder;
+    stop and pause arrive through the folder (torchrun_launch.py). A run that ended as planned or
+    was stopped exits 0 (the launcher reads the outcome from status.json); a failed one exits non-zero,
+    so that torchrun ends the other processes at once instead of leaving them waiting for this one."""
+    from tl_studio.cli.reporters import JsonLines, ProgressBar
+    from tl_studio.core.control import FolderRequests, RunControl
+    from tl_studio.core.engine import Trainer
+    from tl_studio.core.run_folder import RunFolder
+    from tl_studio.core.strategy import strategy_for
+
+    strategy = strategy_for(config, distributed=True)
+    control = RunControl()
+    reporters = ([JsonLines()] if args.json else [ProgressBar()]) if strategy.is_writer else []
+    requests = FolderRequests(RunFolder(args.out), control).start() if strategy.is_writer else None
+    try:
+        finished = Trainer(config, Path(args.out), reporters, control, strategy=strategy).fit(
+            resume=args.resume, overwrite=args.overwrite)
+    finally:
+        if requests is not None:
+            requests.close()
+    if finished.status == "failed":
+        print(f"tl-studio train (process {strategy.rank}): {finished.message}", file=sys.stderr)
+        return 2
+    strategy.close()
+    return 0
 
 
 def _stop_on_interrupt(control):

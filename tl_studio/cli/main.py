@@ -29,6 +29,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "evaluate": ("cmd_evaluate", "evaluate a trained model file on a dataset"),
     "lr-find": ("cmd_lr_find", "find a good learning rate for a dataset and model"),
     "advise": ("cmd_advise", "recommend freeze depth, learning rate and epochs for a dataset"),
+    "cluster-script": ("cmd_cluster_script", "write a SLURM batch script that trains on several GPU machines"),
     "runs": ("cmd_runs", "list, compare and rank training runs (runs diff A B, runs best)"),
 }
 
@@ -66,6 +67,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     from tl_studio.core.errors import UserError
 
+    args._argv = argv  # a command that starts itself again (train in several processes) repeats it
     try:
         return int(args._module.run(args) or 0)
     except UserError as error:

@@ -50,3 +50,40 @@ class RunControl:
     def is_cancelled(self) -> bool:
         """For scan/download style ``cancel`` callbacks."""
         return self._stop.is_set()
+
+
+class FolderRequests:
+    """Applies the stop/pause/continue requests written to a run folder (``RunFolder.request``) to a
+    RunControl, from a background thread: how a run in other processes (started by torchrun) is
+    stopped or paused by the launcher or the window. Requests made before it started are ignored."""
+
+    POLL_SECONDS = 0.2
+
+    def __init__(self, folder, control: RunControl):
+        import time
+
+        self.folder, self.control = folder, control
+        self.since = time.time()
+        self._done = threading.Event()
+        self._thread = threading.Thread(target=self._follow, name="run-folder-requests", daemon=True)
+
+    def start(self) -> "FolderRequests":
+        self._thread.start()
+        return self
+
+    def close(self) -> None:
+        self._done.set()
+
+    def _follow(self) -> None:
+        applied = None
+        while not self._done.wait(self.POLL_SECONDS):
+            request = self.folder.requested(self.since)
+            if request == applied:
+                continue
+            applied = request
+            if request == "stop":
+                self.control.request_stop()
+            elif request == "pause":
+                self.control.pause()
+            elif request == "continue":
+                self.control.resume()

@@ -131,13 +131,19 @@ def _seed_worker(worker_id: int) -> None:
 
 
 def make_loader(dataset: Dataset, *, batch_size: int, shuffle: bool, workers: int, seed: int,
-                pin_memory: bool = False, drop_last: bool = False, mp_context=None) -> DataLoader:
+                pin_memory: bool = False, drop_last: bool = False, mp_context=None, sampler=None,
+                batch_sampler=None) -> DataLoader:
     """``mp_context``: how worker processes start (None: the platform default; the GUI passes a fork
-    server context, see gui/training.py)."""
+    server context, see gui/training.py). ``sampler``: the indices to load (a process's share of an
+    inference pass) instead of all of them; ``batch_sampler``: the batches themselves (a process's
+    training shard, see core/strategy.py), in place of batch size, shuffle and drop_last."""
+    if batch_sampler is not None:
+        batch_size, shuffle, drop_last = 1, False, False
     generator = torch.Generator()
     generator.manual_seed(seed)
     return DataLoader(
-        dataset, batch_size=batch_size, shuffle=shuffle, num_workers=workers,
+        dataset, batch_size=batch_size, shuffle=shuffle and sampler is None,
+        sampler=sampler, batch_sampler=batch_sampler, num_workers=workers,
         collate_fn=collate_skipping_failures, pin_memory=pin_memory, drop_last=drop_last,
         worker_init_fn=_seed_worker, generator=generator,
         persistent_workers=workers > 0, multiprocessing_context=mp_context if workers > 0 else None,

@@ -53,10 +53,14 @@ def plan_phases(config: TrainConfig) -> list[Phase]:
 
 class Trainer:
     def __init__(self, config: TrainConfig, run_dir: Path, callbacks=(), control: RunControl | None = None, *,
-                 scan=None, mp_context=None, model_file_writer=None, strict_callbacks: bool = False):
+                 scan=None, mp_context=None, model_file_writer=None, strict_callbacks: bool = False,
+                 strategy=None):
         """``model_file_writer(run_dir, path) -> path`` replaces the in-process export of the model
         file (the GUI writes it in a child process, see gui/processes.py); ``mp_context`` is how loader
-        worker processes start."""
+        worker processes start; ``strategy`` where the work runs (core/strategy.py: one process, or
+        this one of several started by torchrun, of which only rank 0 writes the run folder)."""
+        from tl_studio.core.strategy import SingleProcess
+
         self.config = config.validate()
         self.folder = RunFolder(run_dir)
         self.run_dir = self.folder.path
@@ -67,6 +71,7 @@ class Trainer:
         self.scan = scan
         self.mp_context = mp_context
         self.model_file_writer = model_file_writer
+        self.strategy = strategy or SingleProcess()
         self.state: RunState | None = None
         self.best = BestEpoch()
         self.stop_early = False  # set by EarlyStopping
@@ -79,16 +84,20 @@ class Trainer:
         started = time.perf_counter()
         outcome, message, lock = "failed", "", None
         try:
-            self.folder.check_new_run(resume=resume, overwrite=overwrite)  # before anything is written
+            writer = self.strategy.is_writer
+            if writer:
+                self.folder.check_new_run(resume=resume, overwrite=overwrite)  # before anything is written
             scan = self.scan or _scan(self.config)
-            check_writable_folder(self.run_dir)
-            lock = self.folder.lock()
-            self.folder.start_run(resume=resume, overwrite=overwrite)
+            if writer:
+                check_writable_folder(self.run_dir)
+                lock = self.folder.lock()
+                self.folder.start_run(resume=resume, overwrite=overwrite)
             self._attach_builtin_callbacks()
             payload = _checkpoint_to_resume(self.folder) if resume else None
             if payload is not None:
                 self.callbacks.load_state_dicts(_callback_states(payload))
-            self.state = RunState.prepare(self.config, scan, payload, self.callbacks, self.control, self.mp_context)
+            self.state = RunState.prepare(self.config, scan, payload, self.callbacks, self.control, self.mp_context,
+                                          self.strategy)
             outcome = self._with_events("fit", self._fit)
         except StopRequested:
             outcome = "stopped"
@@ -112,9 +121,10 @@ class Trainer:
         return finished
 
     def _attach_builtin_callbacks(self) -> None:
-        """Called once the folder's lock is held: only the process that holds it writes the folder."""
-        builtin = [self.best, EarlyStopping(self.config.early_stopping_patience),
-                   *run_folder_writers(self.folder, self.model_file_writer)]
+        """Called once the folder's lock is held: only the process that holds it writes the folder. The
+        judges of epochs run in every process (on the same reduced numbers: the same decisions)."""
+        writers = run_folder_writers(self.folder, self.model_file_writer) if self.strategy.is_writer else []
+        builtin = [self.best, EarlyStopping(self.config.early_stopping_patience), *writers]
         self.callbacks = CallbackList([*builtin, *self.user_callbacks], strict=self.strict_callbacks)
 
     def _with_events(self, name: str, body, *args) -> str:

@@ -17,8 +17,11 @@ FEATURE_BATCH = 64  # inference only: larger batches than training are faster an
 
 
 class RunData:
-    def __init__(self, scan, config: TrainConfig, spec, device, mp_context=None):
+    def __init__(self, scan, config: TrainConfig, spec, device, mp_context=None, strategy=None):
+        from tl_studio.core.strategy import SingleProcess
+
         self.scan = scan
+        self.strategy = strategy or SingleProcess()
         self.config = config
         self.spec = spec
         self.device = device
@@ -62,22 +65,52 @@ class RunData:
         return self.val_records if split == "val" else self.train_records
 
     def steps_per_epoch(self) -> int:
-        n, b = len(self.train_records), self.batch_size
+        """Batches of one training pass over the images, in this process (its share of them)."""
+        n, b = self._train_share(), self.process_batch_size
+        if self.strategy.distributed:
+            return self.strategy.train_batches(len(self.train_records), b).num_batches
         return max(1, n // b if self._drop_last() else -(-n // b))
+
+    @property
+    def process_batch_size(self) -> int:
+        """This process's part of the batch (``batch_size`` is the global batch over all processes)."""
+        return self.strategy.per_process_batch(self.batch_size)
+
+    @property
+    def process_inference_batch_size(self) -> int:
+        return self.strategy.per_process_batch(self.inference_batch_size)
+
+    def _train_share(self) -> int:
+        world = self.strategy.world_size
+        return -(-len(self.train_records) // world)  # the largest share
 
     def _drop_last(self) -> bool:
         # A last batch of one image breaks BatchNorm in training mode; drop it (it is reshuffled next epoch).
-        return len(self.train_records) % self.batch_size == 1 and len(self.train_records) > 1
+        n = self._train_share()
+        return n % self.process_batch_size == 1 and n > 1
+
+    def inference_batches(self, split: str) -> tuple[int, int]:
+        """(batches in this process's inference pass over ``split``, batches every process has)."""
+        count, b = len(self.records_of(split)), self.process_inference_batch_size
+        share = self.strategy.inference_share(count)
+        mine = -(-(count if share is None else len(share)) // b)
+        return mine, self.strategy.common_batches(count, b)
 
     # ---- loaders, created on first use and kept (persistent workers) -------------------------------
     def _loader(self, key: str, records: list, transform, shuffle: bool, cache_mb: int = 0,
                 batch_size: int | None = None):
+        """Training: shuffled (across processes: a shard of each epoch's shuffle); inference passes: this
+        process's share of the images, in order. Batch indices are always positions in ``records``."""
         if key not in self._loaders:
             dataset = ImageDataset(records, transform, cache_bytes=cache_mb * 2**20)
+            batch_size = batch_size or self.process_batch_size
             self._loaders[key] = make_loader(
-                dataset, batch_size=batch_size or self.batch_size, shuffle=shuffle, workers=self.config.workers,
+                dataset, batch_size=batch_size, shuffle=shuffle, workers=self.config.workers,
                 seed=self.config.seed, pin_memory=self.device.pin_memory,
-                drop_last=shuffle and self._drop_last(), mp_context=self.mp_context)
+                drop_last=shuffle and self._drop_last(), mp_context=self.mp_context,
+                sampler=None if shuffle else self.strategy.inference_share(len(records)),
+                batch_sampler=(self.strategy.train_batches(len(records), batch_size, self.config.seed * 1000)
+                               if shuffle else None))
         return self._loaders[key]
 
     def train_loader(self):
@@ -87,11 +120,11 @@ class RunData:
     def train_eval_loader(self):
         """The training images through the evaluation preprocessing: the feature cache's input."""
         return self._loader("train_eval", self.train_records, eval_transform(self.spec), False,
-                            batch_size=self.inference_batch_size)
+                            batch_size=self.process_inference_batch_size)
 
     def val_loader(self):
         return self._loader("val", self.val_records, eval_transform(self.spec), False,
-                            batch_size=self.inference_batch_size)
+                            batch_size=self.process_inference_batch_size)
 
     def release_feature_loaders(self) -> None:
         """Once features are cached, their loaders' worker processes are no longer needed."""

@@ -7,6 +7,8 @@
     last.ckpt      everything needed to resume (after every epoch)
     best.ckpt      the best epoch's weights
     model.pt2      the exported best model
+    control.json   a stop/pause/continue request for a run in other processes (several
+                   processes started by torchrun: the launcher or the window writes it, rank 0 reads it)
     .lock          held (flock) by the process writing the run
 
 Readers (the CLI, the GUI, a run-history table) use ``RunFolder(path)``: ``is_run()``, ``status()``,
@@ -35,14 +37,16 @@ METRICS = "metrics.csv"
 LAST_CHECKPOINT = "last.ckpt"
 BEST_CHECKPOINT = "best.ckpt"
 MODEL_FILE = "model.pt2"
+CONTROL = "control.json"
 LOCK = ".lock"
 
 # What a run leaves behind once it has finished an epoch: a folder holding any of these holds a run.
 RESULT_FILES = (METRICS, LAST_CHECKPOINT, BEST_CHECKPOINT, MODEL_FILE)
 # Every file a run writes (what --overwrite may replace; nothing else in the folder is touched).
-RUN_FILES = (CONFIG, STATUS, EVENTS, *RESULT_FILES)
+RUN_FILES = (CONFIG, STATUS, EVENTS, CONTROL, *RESULT_FILES)
 
 STATES = ("running", "done", "stopped", "failed")
+REQUESTS = ("stop", "pause", "continue")
 
 
 @dataclass(frozen=True)
@@ -204,6 +208,42 @@ class RunFolder:
         from tl_studio.core.fileio import atomic_write_text
 
         atomic_write_text(self.file(STATUS), json.dumps(dataclasses.asdict(status), indent=2) + "\n")
+
+    def mark_ended(self, reason: str) -> bool:
+        """The run's processes are gone while status.json still says "running" (the writing process
+        was killed): record it as failed with ``reason``. False when the status said something else."""
+        try:
+            data = json.loads(self.file(STATUS).read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return False
+        if data.get("state") != "running" or self.is_locked():
+            return False
+        known = {f.name for f in dataclasses.fields(RunStatus)}
+        status = RunStatus(**{k: v for k, v in data.items() if k in known})
+        self.write_status(dataclasses.replace(status, state="failed", reason=reason, ended=time.time()))
+        return True
+
+    # ---- requests to a run in other processes ------------------------------------------------------
+    def request(self, action: str) -> None:
+        """Asks the run's processes to stop, pause or continue (read by ``requested()`` in rank 0)."""
+        from tl_studio.core.fileio import atomic_write_text
+
+        if action not in REQUESTS:
+            raise ValueError(f"unknown request {action!r}")
+        atomic_write_text(self.file(CONTROL), json.dumps({"request": action, "time": time.time()}) + "\n")
+
+    def requested(self, since: float = 0.0) -> str | None:
+        """The latest request made after ``since`` (seconds since the epoch), or None."""
+        try:
+            data = json.loads(self.file(CONTROL).read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return None
+        if data.get("request") in REQUESTS and float(data.get("time", 0)) >= since:
+            return data["request"]
+        return None
+
+    def clear_requests(self) -> None:
+        self.file(CONTROL).unlink(missing_ok=True)
 
 
 class RunLocked(Exception):

@@ -9,6 +9,7 @@ epoch (batches, skipped images, notices), never the Trainer.
 from __future__ import annotations
 
 import copy
+import dataclasses
 import math
 import random
 import time
@@ -48,9 +49,13 @@ class EpochResult:
 
 
 class RunState:
-    def __init__(self, config: TrainConfig, data: RunData, model, device, spec, callbacks, control):
+    def __init__(self, config: TrainConfig, data: RunData, model, device, spec, callbacks, control, strategy=None):
+        from tl_studio.core.strategy import SingleProcess
+
         self.config, self.data, self.model, self.device, self.spec = config, data, model, device, spec
         self.callbacks, self.control = callbacks, control
+        self.strategy = strategy or SingleProcess()
+        self.train_model = model  # what the training pass runs: the model, or DDP around it
         self.epoch = 0  # last finished epoch
         self.step = 0
         self.history: list[events.EpochEnd] = []
@@ -64,20 +69,24 @@ class RunState:
 
     # ---- set-up ----------------------------------------------------------------------------------
     @classmethod
-    def prepare(cls, config: TrainConfig, scan, payload: dict | None, callbacks, control, mp_context=None):
+    def prepare(cls, config: TrainConfig, scan, payload: dict | None, callbacks, control, mp_context=None,
+                strategy=None):
         from tl_studio.core.catalog import get_model_info
         from tl_studio.core.device import resolve_device
         from tl_studio.core.models import build_model
         from tl_studio.core.preprocess import PreprocessSpec
 
-        device = resolve_device(config.device, config.amp)
+        from tl_studio.core.strategy import SingleProcess
+
+        strategy = strategy or SingleProcess()
+        device = strategy.place(resolve_device(config.device, config.amp))
         spec = PreprocessSpec.for_model(get_model_info(config.model), config.img_size)
         # Seeded here, right before the first random draw of the run (the new head's initial weights):
         # whatever ran before (building the model catalogue cache on a first run) cannot shift it.
         seed_everything(config.seed)
         model = build_model(config.model, len(scan.classes), config.weights, cancel=control.is_cancelled)
-        data = RunData(scan, config, spec, device, mp_context)
-        state = cls(config, data, model.to(device.device), device, spec, callbacks, control)
+        data = RunData(scan, config, spec, device, mp_context, strategy)
+        state = cls(config, data, model.to(device.device), device, spec, callbacks, control, strategy)
         if payload is not None:
             state._restore(payload)
         return state
@@ -117,6 +126,9 @@ class RunState:
         self.features = None
         if use_channels_last(self.device, self.model, training=True):
             self.model.to(memory_format=torch.channels_last)
+        # On cached features every process trains the same head on all of them (milliseconds, and
+        # no gradients to exchange); images are shared out, so their gradients are averaged (DDP).
+        self.train_model = self.model if self._uses_cache(phase) else self.strategy.wrap(self.model)
         first = max(phase.first_epoch, self.epoch + 1)
         self.policy = PhasePolicy(self.model, phase, self.config, self._phase_steps(first),
                                   fp16=self.device.amp_dtype == torch.float16)
@@ -166,8 +178,9 @@ class RunState:
         val = self._retrying_on_oom("inference", self._validate_once)
         if val.seen and not math.isfinite(val.loss):  # the last step left weights that give nan
             raise UserError(_non_finite_message("validation", epoch, val.loss, self.policy.lr))
+        skips = self.strategy.reduce_count(self._epoch_skips)
         return EpochResult(train, val, train_seconds, train.seen // self._feature_passes(self.phase), feature_rate,
-                           self._epoch_skips)
+                           skips)
 
     def finish_epoch(self, event: events.EpochEnd) -> None:
         self.history.append(event)
@@ -176,21 +189,37 @@ class RunState:
     def _train_once(self) -> loops.EpochTotals:
         ctx = self._step_context()
         shuffle_seed = self.config.seed * 1000 + self._current_epoch  # per epoch, so a resumed run sees the same order
-        if self._uses_cache(self.phase):
+        if self._uses_cache(self.phase):  # the same on every process: nothing to reduce
             generator = torch.Generator().manual_seed(shuffle_seed)
             return loops.train_on_features(_head(self.model), self._classify, self.features["train"],
                                            self.data.batch_size, generator, ctx,
                                            passes=self._feature_passes(self.phase))
         loader = self.data.train_loader()
         loader.generator.manual_seed(shuffle_seed)
-        return loops.train_on_images(self.model, loader, ctx)
+        self.strategy.set_epoch(loader.batch_sampler, self._current_epoch)
+        return self.strategy.reduce_totals(loops.train_on_images(self.train_model, loader, ctx))
 
     def _validate_once(self) -> loops.EpochTotals:
         keep = set(self.data.sample_indices)
         if self._uses_cache(self.phase):
             return loops.validate_on_features(_head(self.model), self._classify, self.features["val"],
                                               self.data.inference_batch_size, keep)
-        return loops.validate_on_images(self.model, self.data.val_loader(), self._step_context(), keep)
+        self.strategy.sync_buffers(self.model)
+        ctx = dataclasses.replace(self._step_context(), between_batches=self._inference_checks("val", extra=1))
+        return self.strategy.reduce_totals(loops.validate_on_images(self.model, self.data.val_loader(), ctx, keep))
+
+    def _inference_checks(self, split: str, extra: int = 0):
+        """Stop/pause checks for an inference pass over this process's share of ``split``: agreed
+        across processes while every process has a batch left (``extra``: checks the loop makes
+        beyond one per batch), this process's own after that."""
+        common = self.data.inference_batches(split)[1] + extra
+        calls = 0
+
+        def check() -> None:
+            nonlocal calls
+            calls += 1
+            self.strategy.between_batches(self.control, collective=calls <= common)
+        return check
 
     def _classify(self, features: torch.Tensor) -> torch.Tensor:
         from tl_studio.core.models import classify_features
@@ -203,16 +232,19 @@ class RunState:
 
         total = len(self.data.train_records) + len(self.data.val_records)
         offset = {"train": 0, "val": len(self.data.train_records)}
+        world = self.strategy.world_size  # each process extracts its share; progress is this one's, scaled
         started = time.perf_counter()
         result = {}
         for split, loader in (("train", self.data.train_eval_loader()), ("val", self.data.val_loader())):
-            def on_batch(batch, done, split=split):
+            def on_batch(batch, done, split=split, check=self._inference_checks(split)):
                 self._report_failures(batch.failures, split)
+                split_size = len(self.data.records_of(split))
                 self.callbacks.on_feature_progress(events.FeatureProgress(
-                    offset[split] + done, total, time.perf_counter() - started))
-                self.control.checkpoint()
-            result[split] = extract_features(self.model, loader, self.device.device,
-                                             amp_dtype=self.device.amp_dtype, on_batch=on_batch)
+                    offset[split] + min(split_size, done * world), total, time.perf_counter() - started))
+                check()
+            features = extract_features(self.model, loader, self.device.device,
+                                        amp_dtype=self.device.amp_dtype, on_batch=on_batch)
+            result[split] = self.strategy.gather_features(features)
         self.data.release_feature_loaders()
         self.features = result
 
@@ -224,7 +256,7 @@ class RunState:
             criterion=make_criterion(self.data.class_weights_on(self.device.device), self.config.label_smoothing),
             device=self.device.device, amp_dtype=self.device.amp_dtype, scaler=self.policy.scaler,
             channels_last=use_channels_last(self.device, self.model, training=True),
-            between_batches=self.control.checkpoint,
+            between_batches=lambda: self.strategy.between_batches(self.control),
             on_batch=self._on_batch, on_failures=lambda failures: self._report_failures(failures, "train"),
             # the head was trained on features computed with the running statistics: keep them, so
             # unfreezing does not change every feature the head sees (and small batches add no noise)
@@ -267,6 +299,10 @@ class RunState:
                 return work()
             except torch.OutOfMemoryError:
                 old = self.data.batch_size if kind == "train" else self.data.inference_batch_size
+                if self.strategy.distributed:  # one process alone cannot change the batch of all of them
+                    raise UserError(f"A GPU ran out of memory at batch size {old} over "
+                                    f"{self.strategy.world_size} processes; start again with a lower "
+                                    f"--batch-size (--resume keeps the epochs done).") from None
                 if old <= 1:
                     raise UserError("Out of memory even at batch size 1; choose a smaller model or image "
                                     "size, or train on the CPU.") from None

@@ -1,8 +1,8 @@
 """The built-in callbacks that write a run folder (layout: run_folder.py).
 
 ``run_folder_writers()`` is the one place that decides who writes the run folder: the engine attaches
-these after it holds the folder's lock, for every front end. (A multi-process strategy would attach
-them in the one process that writes.)
+these after it holds the folder's lock, for every front end, and with several processes (DDP) in
+rank 0 only.
 """
 
 from __future__ import annotations

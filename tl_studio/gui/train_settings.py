@@ -86,6 +86,10 @@ class TrainSettings(QWidget):
         self.img_size.setSpecialValueText("model default")
         self.device = _combo([("auto", "Automatic")], "Where to train. A CUDA GPU is much faster than the CPU.")
         self.workers = _spin(0, 32, "Processes that decode and augment images in parallel with training.")
+        self.processes = _spin(1, 1, "Train in several processes, one GPU each (PyTorch's torchrun): each takes "
+                                     "its share of every batch. Available with more than one CUDA GPU.")
+        self.processes.setObjectName("processesSpin")
+        self.processes.setEnabled(False)
         self.early_stopping = _spin(0, 100, "Stop when val loss has not improved for this many epochs; 0 = off.")
         self.early_stopping.setSpecialValueText("off")
         self.class_weighting = _combo([("auto", "Automatic"), ("on", "On"), ("off", "Off")],
@@ -116,6 +120,7 @@ class TrainSettings(QWidget):
         form.addRow("Head-only epochs", self.freeze_epochs)
         form.addRow("Augmentation", self.augment)
         form.addRow("Device", self.device)
+        form.addRow("Processes / GPUs", self.processes)
         advanced = QGroupBox("Advanced")
         advanced_form = QFormLayout(advanced)
         advanced_form.addRow("Optimizer", self.optimizer)
@@ -149,6 +154,11 @@ class TrainSettings(QWidget):
             self.device.setItemData(self.device.count() - 1, explain_cpu(text), Qt.ToolTipRole)
         self._updating = False
         self._select(self.device, current)
+
+    def set_process_limit(self, limit: int) -> None:
+        """One process per CUDA GPU at most (see gui/training.py process_limit); off with one."""
+        self.processes.setMaximum(max(1, limit))
+        self.processes.setEnabled(limit > 1)
 
     def show_config(self, config: TrainConfig) -> None:
         self._updating = True
@@ -201,3 +211,7 @@ class TrainSettings(QWidget):
 
     def set_running(self, running: bool) -> None:
         self.setEnabled(not running)
+
+    @property
+    def process_count(self) -> int:
+        return self.processes.value() if self.processes.isEnabled() else 1

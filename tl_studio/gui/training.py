@@ -106,9 +106,20 @@ class TrainingWorker(QObject):
 
     @Slot()
     def run(self) -> None:
+        """The thread's entry (the one slot: an override in a subclass would not be a Qt slot of the
+        worker, and PySide would call it in the window's thread); ``work()`` is what differs."""
+        finished = None
+        try:
+            finished = self.work()
+        finally:
+            # Back to the GUI thread so that deleteLater destroys the worker there (see tasks.py).
+            self.moveToThread(QCoreApplication.instance().thread())
+            self.finished.emit(self.run_id, finished)
+
+    def work(self):
+        """Trains in this process; returns the RunFinished event."""
         from tl_studio.gui.libraries import load_libraries
 
-        finished = None
         try:
             load_libraries()  # one thread at a time imports torch (see libraries.py)
             from tl_studio.core.engine import Trainer
@@ -127,13 +138,113 @@ class TrainingWorker(QObject):
                               [SignalBridge(self)],
                               self.control, scan=self.scan, mp_context=child_process_context(),
                               model_file_writer=model_file_writer)
-            finished = trainer.fit(resume=self.resume)
+            return trainer.fit(resume=self.resume)
         except Exception as error:  # set-up errors before the engine's own reporting (e.g. bad config)
-            finished = events.RunFinished("failed", 0, None, None, None, 0.0, str(error))
-        finally:
-            # Back to the GUI thread so that deleteLater destroys the worker there (see tasks.py).
-            self.moveToThread(QCoreApplication.instance().thread())
-            self.finished.emit(self.run_id, finished)
+            return events.RunFinished("failed", 0, None, None, None, 0.0, str(error))
+
+
+class ProcessTreeWorker(TrainingWorker):
+    """A run in several processes: ``tl-studio train --nproc-per-node N`` (torchrun) as a child process
+    tree. The window follows it through the run folder's events.jsonl (core/run_follow.py) with the
+    same signals as a run in this process; stop and pause become requests in the run folder."""
+
+    POLL_SECONDS = 0.1
+
+    def __init__(self, run_id: int, config, run_dir: Path, control: RunControl, resume: bool, processes: int):
+        super().__init__(run_id, config, run_dir, control, resume)
+        self.processes = processes
+
+    def command(self, config_file: Path) -> list[str]:
+        import sys
+
+        arguments = ["train", self.config.data_dir, "--out", str(self.run_dir), "--config", str(config_file),
+                     "--nproc-per-node", str(self.processes), "--json"]
+        if self.resume:
+            arguments.append("--resume")
+        return [sys.executable, "-m", "tl_studio", *arguments]
+
+    def work(self):
+        import subprocess
+        import tempfile
+
+        from tl_studio.core.run_folder import RunFolder
+        from tl_studio.core.run_follow import RunFollower
+
+        finished = None
+        bridge = SignalBridge(self)
+        folder = RunFolder(self.run_dir)
+        try:
+            with tempfile.TemporaryDirectory(prefix="tl_studio_run_") as scratch:
+                config_file = Path(scratch) / "config.json"
+                self.config.save(config_file)
+                follower = RunFollower(folder)
+                with open(Path(scratch) / "stderr.txt", "w+", encoding="utf-8", errors="replace") as errors:
+                    launcher = subprocess.Popen(self.command(config_file), stdout=subprocess.DEVNULL,
+                                                stderr=errors)
+                    finished = self._follow(launcher, follower, folder, bridge)
+                    errors.seek(0)
+                    lines = [line for line in errors.read().splitlines() if line.startswith("tl-studio train")]
+                if finished is None:
+                    finished = _finished_from_status(folder, lines[-1] if lines else "")
+        except Exception as error:  # could not start the processes (e.g. no Python to run them)
+            finished = events.RunFinished("failed", 0, None, None, None, 0.0, f"The training processes could not "
+                                          f"start: {error}")
+        bridge.on_fit_end(finished)
+        return finished
+
+    def _follow(self, launcher, follower, folder, bridge):
+        """Relays events until the launcher ends; passes stop and pause on as folder requests."""
+        finished, sent = None, {"stop": False, "paused": False}
+        while True:
+            ended = launcher.poll() is not None
+            for event in follower.poll():
+                if isinstance(event, events.RunFinished):
+                    finished = event
+                else:
+                    _relay(bridge, event)
+            if ended:
+                return finished
+            if self.control.stop_requested and not sent["stop"]:
+                folder.request("stop")
+                sent["stop"] = True
+            elif self.control.paused != sent["paused"] and not sent["stop"]:
+                folder.request("pause" if self.control.paused else "continue")
+                sent["paused"] = self.control.paused
+            time.sleep(self.POLL_SECONDS)  # a worker thread: sleeping here never blocks the window
+
+
+def _relay(bridge: SignalBridge, event) -> None:
+    handler = {events.FitStart: bridge.on_fit_start, events.PhaseStart: bridge.on_phase_start,
+               events.FeatureProgress: bridge.on_feature_progress, events.BatchEnd: bridge.on_batch_end,
+               events.EpochEnd: bridge.on_epoch_end, events.SamplePredictions: bridge.on_sample_predictions,
+               events.ImageSkipped: bridge.on_image_skipped, events.Notice: bridge.on_notice}.get(type(event))
+    if handler is not None:
+        handler(event)
+
+
+def _finished_from_status(folder, error_line: str):
+    """The processes ended without a RunFinished event (one was killed): what status.json says."""
+    status = folder.status()
+    reason = (status.reason if status is not None and status.reason else
+              error_line.partition(": ")[2] or "The training processes ended before the run started.")
+    state = status.state if status is not None and status.state in ("stopped", "failed") else "failed"
+    return events.RunFinished(state, status.epochs_done if status else 0, status.best_epoch if status else None,
+                              status.best_val_acc if status else None, None, 0.0, reason)
+
+
+def process_limit() -> int:
+    """How many processes a run may use: one per CUDA GPU; TL_STUDIO_CPU_PROCESSES=N allows N CPU
+    processes (for trying and testing the multi-process path without GPUs). 1: the setting is off."""
+    import os
+
+    import torch
+
+    gpus = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    try:
+        cpu = int(os.environ.get("TL_STUDIO_CPU_PROCESSES", "0"))
+    except ValueError:
+        cpu = 0
+    return max(1, gpus, cpu)
 
 
 class TrainingController(QObject):
@@ -164,7 +275,8 @@ class TrainingController(QObject):
     def active(self) -> bool:
         return self.thread is not None
 
-    def start(self, config, run_dir: Path, *, resume: bool = False, scan=None) -> int:
+    def start(self, config, run_dir: Path, *, resume: bool = False, scan=None, processes: int = 1) -> int:
+        """``processes`` > 1: the run goes to that many processes (torchrun), followed through its folder."""
         if self.active:
             if not self._run_done:
                 raise RuntimeError("a run is already active")
@@ -175,7 +287,10 @@ class TrainingController(QObject):
         self.control = RunControl()
         self.thread = QThread(self)
         self.thread.setObjectName(f"training-{self.run_id}")
-        self.worker = TrainingWorker(self.run_id, config, run_dir, self.control, resume, scan)
+        if processes > 1:
+            self.worker = ProcessTreeWorker(self.run_id, config, run_dir, self.control, resume, processes)
+        else:
+            self.worker = TrainingWorker(self.run_id, config, run_dir, self.control, resume, scan)
         self.worker.moveToThread(self.thread)
         self._connect(self.worker)
         self.thread.started.connect(self.worker.run)

@@ -186,11 +186,18 @@ class TrainPage(QWidget):
             from tl_studio.core.device import available_devices
             from tl_studio.gui.cpu_share import explain_cpu
 
+            from tl_studio.gui.training import process_limit
+
             # what a run started here will use (see cpu_share): the info line says the same
-            return [(setting, explain_cpu(text, short=True)) for setting, text in available_devices()]
+            return [(setting, explain_cpu(text, short=True)) for setting, text in available_devices()], process_limit()
+
+        def found(result) -> None:
+            devices, processes = result
+            self.settings.set_devices(devices)
+            self.settings.set_process_limit(processes)
 
         self.tasks = TaskRunner(self)
-        self.tasks.start(detect, "detect-devices").succeeded.connect(self.settings.set_devices)
+        self.tasks.start(detect, "detect-devices").succeeded.connect(found)
 
     def shutdown(self) -> None:
         self.controller.stop_and_wait()
@@ -224,7 +231,7 @@ class TrainPage(QWidget):
         self.samples.clear()
         self.hint.hide()
         self.summary.setText(f"Run folder: {run_dir}")
-        self.controller.start(config, run_dir, resume=resume, scan=scan)
+        self.controller.start(config, run_dir, resume=resume, scan=scan, processes=self.settings.process_count)
         self._set_running(True)
         self.session.say(f"Training {config.model}…")
 

@@ -1,0 +1,78 @@
+"""A run in several processes from the window (TL_STUDIO_CPU_PROCESSES allows CPU processes here, as
+several CUDA GPUs do on a real machine): the run goes to torchrun as a child process tree, and the
+window follows it through the run folder with the same live curves, samples, progress, pause and stop."""
+
+from __future__ import annotations
+
+import pytest
+from shiboken6 import isValid
+from PySide6.QtWidgets import QApplication, QMainWindow, QPushButton, QSpinBox
+
+from tl_studio.core.run_folder import RunFolder
+from tl_studio.gui import app as gui_app
+
+RUN_TIMEOUT_MS = 300_000
+
+
+def find(window, kind, name):
+    widget = window.findChild(kind, name)
+    assert widget is not None, f"no {kind.__name__} named {name}"
+    return widget
+
+
+@pytest.fixture
+def window(qtbot, tiny_dataset, monkeypatch):
+    from PySide6.QtWidgets import QMessageBox
+
+    monkeypatch.setattr(QMessageBox, "question", lambda *args, **kwargs: QMessageBox.Yes)
+    monkeypatch.setenv("TL_STUDIO_CPU_PROCESSES", "2")
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    assert gui_app.main([str(tiny_dataset)]) == 0
+    main_window = next(w for w in QApplication.topLevelWidgets()
+                       if isinstance(w, QMainWindow) and w.objectName() == "MainWindow" and w.isVisible())
+    qtbot.waitUntil(lambda: main_window.session.scan is not None, timeout=30_000)
+    main_window.session.update_config(img_size=64, workers=0, batch_size=8, device="cpu")
+    processes = find(main_window, QSpinBox, "processesSpin")
+    qtbot.waitUntil(processes.isEnabled, timeout=120_000)  # the devices are found in the background
+    processes.setValue(2)
+    yield main_window
+    main_window.close()
+    qtbot.waitUntil(lambda: not isValid(main_window), timeout=120_000)
+
+
+def test_a_two_process_run_fills_the_curves_and_samples_like_one(window, qtbot):
+    page = window.pages["Train"]
+    find(window, QSpinBox, "epochsSpin").setValue(2)
+    start = find(window, QPushButton, "startButton")
+    with qtbot.waitSignal(page.runFinished, timeout=RUN_TIMEOUT_MS) as finished:
+        start.click()
+    assert finished.args[0].status == "completed", finished.args[0].message
+    counts = page.curves.point_counts()
+    assert counts["batch"] > 0 and counts["val_loss"] == 2 and counts["val_acc"] == 2
+    assert page.samples.shown_count() > 0
+    folder = RunFolder(page.current_run_dir)
+    assert folder.status().state == "done" and len(folder.metrics()) == 2
+    assert window.session.model_file is not None and window.session.model_file.is_file()
+
+
+def test_pause_holds_every_process_and_stop_ends_the_run(window, qtbot):
+    page = window.pages["Train"]
+    # long enough to be running whatever the machine's speed (a tiny epoch here takes a fraction of a second)
+    window.session.update_config(epochs=1000, feature_cache=False, augment="none")
+    start, stop = find(window, QPushButton, "startButton"), find(window, QPushButton, "stopButton")
+    pause = find(window, QPushButton, "pauseButton")
+    with qtbot.waitSignal(page.controller.batches, timeout=RUN_TIMEOUT_MS):
+        start.click()
+    with qtbot.waitSignal(page.controller.pausedChanged, timeout=5000):
+        pause.click()
+    assert page.controller.control.paused and pause.text() == "Resume"
+    qtbot.wait(3000)  # a nested event loop (not qWait): batches already on their way land
+    with qtbot.assertNotEmitted(page.controller.batches, wait=3000):
+        pass
+    with qtbot.waitSignal(page.controller.batches, timeout=60_000):
+        pause.click()  # continue
+    with qtbot.waitSignal(page.runFinished, timeout=RUN_TIMEOUT_MS) as finished:
+        stop.click()
+    assert finished.args[0].status == "stopped", finished.args[0].message
+    assert start.isEnabled() and not page.running
+    assert RunFolder(page.current_run_dir).status().state == "stopped"
