@@ -72,7 +72,7 @@ def test_a_frozen_sweep_on_cached_features_suggests_a_sane_rate_in_seconds(froze
 
 
 def test_the_users_model_is_left_exactly_as_it_was(frozen_config):
-    from tl_studio.core.models import build_model, freeze
+    from tl_studio.core.models import build_model, freeze, frozen_depth
 
     model = build_model("efficientnet_lite0", 3)
     freeze(model, "all")
@@ -85,7 +85,7 @@ def test_the_users_model_is_left_exactly_as_it_was(frozen_config):
     after = model.state_dict()
     assert all(torch.equal(before[name], after[name]) for name in before)
     assert {name: p.requires_grad for name, p in model.named_parameters()} == grads
-    assert not model.training and getattr(model, "tl_frozen_depth") == 5
+    assert not model.training and frozen_depth(model) == 5
     assert all(p.grad is None for p in model.parameters())
 
 

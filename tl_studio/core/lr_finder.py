@@ -245,14 +245,13 @@ def _result(bench: Workbench, sweep: _Sweep, uses_cache: bool, seconds: float) -
 
 class _ModelSnapshot:
     """Everything the sweep changes on a model (weights, BatchNorm statistics, which parameters train,
-    train/eval modes, freeze depth), put back afterwards."""
+    train/eval modes), put back afterwards (the freeze depth follows from which parameters train)."""
 
     def __init__(self, model: nn.Module):
         self.model = model
         self.state = {name: tensor.detach().clone() for name, tensor in model.state_dict().items()}
         self.requires_grad = {name: p.requires_grad for name, p in model.named_parameters()}
         self.modes = {module: module.training for module in model.modules()}
-        self.frozen_depth = getattr(model, "tl_frozen_depth", 0)
 
     def restore(self) -> None:
         with torch.no_grad():
@@ -262,4 +261,3 @@ class _ModelSnapshot:
             parameter.grad = None
         for module, training in self.modes.items():
             module.training = training
-        self.model.tl_frozen_depth = self.frozen_depth

@@ -100,7 +100,6 @@ def build_model(name: str, num_classes: int, weights: str | Path | None = "defau
     model.tl_num_classes = num_classes
     model.tl_input_size = info.crop_size
     model.tl_weights = str(weights if weights is not None else "none")
-    model.tl_frozen_depth = 0
     model.tl_stage_plans = _plan_stages(model)  # now, while no other thread can be using the model
     return model
 
@@ -423,7 +422,6 @@ def freeze(model: nn.Module, depth: int | str) -> FreezeReport:
     for stage in stages[:count]:
         for parameter in stage.parameters():
             parameter.requires_grad_(False)
-    model.tl_frozen_depth = count
     trainable, total = param_counts(model)
     return FreezeReport(count, len(stages), tuple(s.name for s in stages[:count]),
                         tuple(s.name for s in stages[count:]), trainable, total)
@@ -435,11 +433,22 @@ def set_train_mode(model: nn.Module, freeze_all_norms: bool = False) -> None:
     ``freeze_all_norms`` every such layer stays in eval mode (its affine weights still train)."""
     model.train()
     stages = model_stages(model)
-    for stage in stages if freeze_all_norms else stages[:getattr(model, "tl_frozen_depth", 0)]:
+    for stage in stages if freeze_all_norms else stages[:frozen_depth(model)]:
         for module in stage.modules:
             for layer in module.modules():
                 if _has_running_stats(layer):
                     layer.eval()
+
+
+def frozen_depth(model: nn.Module) -> int:
+    """The leading stages ``freeze`` froze: read from the parameters themselves (nothing kept on the
+    model that could disagree with them)."""
+    depth = 0
+    for stage in model_stages(model):
+        if any(p.requires_grad for p in stage.parameters()):
+            break
+        depth += 1
+    return depth
 
 
 def _has_running_stats(layer: nn.Module) -> bool:
