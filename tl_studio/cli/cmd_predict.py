@@ -79,11 +79,13 @@ def run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from tl_studio.cli.progress import progress_for
+    from tl_studio.core.allocator import keep_freed_memory
     from tl_studio.core.fileio import check_writable_file
     from tl_studio.core.inference import plan_for
     from tl_studio.core.model_file import load_model_file
     from tl_studio.core.predict import collect_image_paths, predict_paths, unknown_rule_of
 
+    keep_freed_memory()  # each batch reuses the last one's memory (core/allocator.py)
     if args.csv:  # before the work, not after minutes of it
         check_writable_file(Path(args.csv))
     model = load_model_file(args.model_file, trust_torchscript=args.trust)
