@@ -114,3 +114,24 @@ def test_a_bad_batch_size_gets_a_sentence(pt2, folder, capsys):
         assert exit_info.value.code == 2
         err = capsys.readouterr().err
         assert "give" in err and "Traceback" not in err
+
+
+@pytest.mark.parametrize("command", ["predict", "evaluate"])
+def test_the_commands_let_openmp_threads_sleep_before_torch_loads(pt2, folder, tmp_path, command):
+    # In a fresh process, as a user runs them: the setting only works if made before torch is imported.
+    import os
+    import shutil
+    import subprocess
+    import sys
+
+    data = tmp_path / "data"
+    for name, images in (("a", sorted(folder.iterdir())[:3]), ("b", sorted(folder.iterdir())[3:6])):
+        (data / name).mkdir(parents=True)
+        for image in images:
+            shutil.copy(image, data / name / image.name)
+    arguments = [command, str(pt2), str(data)] + (["--split", "all"] if command == "evaluate" else [])
+    code = ("import os, sys\nfrom tl_studio.cli.main import main\n"
+            f"code = main({arguments!r})\nprint(code, os.environ.get('OMP_WAIT_POLICY'), file=sys.stderr)")
+    env = {name: value for name, value in os.environ.items() if name != "OMP_WAIT_POLICY"}
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=300)
+    assert result.stderr.split()[-2:] == ["0", "PASSIVE"], result.stderr

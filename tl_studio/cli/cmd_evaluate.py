@@ -37,16 +37,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from tl_studio.cli.cmd_predict import explain_plan, worker_count
+    from tl_studio.cli.cmd_predict import explain_plan, settle_for_batches, worker_count
+
+    settle_for_batches()  # before torch is imported
     from tl_studio.cli.progress import progress_for
-    from tl_studio.core.allocator import keep_freed_memory
     from tl_studio.core.evaluation import (default_split, evaluate, evaluation_set, format_report,
                                            scan_for_model)
     from tl_studio.core.inference import plan_for
     from tl_studio.core.model_file import load_model_file
     from tl_studio.core.safe_text import for_terminal
 
-    keep_freed_memory()  # each batch reuses the last one's memory (core/allocator.py)
     model = load_model_file(args.model_file, trust_torchscript=args.trust)
     if not model.classes:
         from tl_studio.core.errors import UserError

@@ -76,16 +76,15 @@ def _count(text: str) -> int:
 
 
 def run(args: argparse.Namespace) -> int:
+    settle_for_batches()  # before torch is imported
     from pathlib import Path
 
     from tl_studio.cli.progress import progress_for
-    from tl_studio.core.allocator import keep_freed_memory
     from tl_studio.core.fileio import check_writable_file
     from tl_studio.core.inference import plan_for
     from tl_studio.core.model_file import load_model_file
     from tl_studio.core.predict import collect_image_paths, predict_paths, unknown_rule_of
 
-    keep_freed_memory()  # each batch reuses the last one's memory (core/allocator.py)
     if args.csv:  # before the work, not after minutes of it
         check_writable_file(Path(args.csv))
     model = load_model_file(args.model_file, trust_torchscript=args.trust)
@@ -111,6 +110,15 @@ def run(args: argparse.Namespace) -> int:
     if failed:
         print(f"{failed} of {done} files could not be classified (see above).", file=sys.stderr)
     return 0 if done > failed else 1
+
+
+def settle_for_batches() -> None:
+    """This process's OpenMP threads sleep when idle and its freed memory serves the next batch
+    (core/cpu_settings.py). First thing in a command: OpenMP reads its setting when torch loads."""
+    from tl_studio.core.cpu_settings import keep_freed_memory, let_waiting_threads_sleep
+
+    let_waiting_threads_sleep()
+    keep_freed_memory()
 
 
 def explain_plan(plan, batch_size: int, verb: str = "Classifying") -> None:

@@ -1,5 +1,6 @@
-"""Keeping freed memory (core/allocator.py): a batch's large activations, freed and asked for again by the
-next batch, no longer cost a page fault per page. In child processes: the setting is process-wide."""
+"""Process settings for batch commands (core/cpu_settings.py), in child processes since they are
+process-wide: a batch's large activations, freed and asked for again by the next batch, no longer cost a
+page fault per page; OpenMP's idle threads sleep, unless the user chose otherwise."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ import pytest
 BATCHES = """
 import resource, sys
 import torch
-from tl_studio.core.allocator import keep_freed_memory
+from tl_studio.core.cpu_settings import keep_freed_memory
 kept = keep_freed_memory() if sys.argv[1] == "keep" else False
 torch.set_num_threads(1)
 images, weights = torch.rand(32, 8, 112, 112), torch.rand(32, 8, 3, 3)
@@ -40,3 +41,24 @@ def test_the_next_batch_reuses_freed_memory_without_faulting_it_in_again():
     # blocks over glibc's largest mmap threshold (32 MiB) go back to the system when freed and come again
     # page by page: about 50,000 faults a batch
     assert faults_default > 100_000 and faults_kept < faults_default / 5
+
+
+WAIT_POLICY = """
+import os, sys
+from tl_studio.core.cpu_settings import let_waiting_threads_sleep
+took = let_waiting_threads_sleep()
+import torch
+print(took, os.environ.get("OMP_WAIT_POLICY"), let_waiting_threads_sleep())
+"""
+
+
+@pytest.mark.parametrize("users, expected", [(None, "True PASSIVE False"), ("ACTIVE", "True ACTIVE False")])
+def test_openmp_threads_sleep_when_idle_unless_the_user_chose(users, expected):
+    import os
+
+    env = {name: value for name, value in os.environ.items() if name != "OMP_WAIT_POLICY"}
+    if users:
+        env["OMP_WAIT_POLICY"] = users
+    out = subprocess.run([sys.executable, "-c", WAIT_POLICY], capture_output=True, text=True, check=True, env=env)
+    # set before torch loads OpenMP; once torch is in, the call says it is too late and changes nothing
+    assert out.stdout.split() == expected.split()
