@@ -52,10 +52,6 @@ class InputPlan:
     def batched(self) -> bool:
         return self.spec is not None
 
-    @property
-    def decode_side(self) -> int | None:
-        return self.spec.resize_size if self.spec else None
-
 
 ONE_AT_A_TIME = InputPlan()
 
