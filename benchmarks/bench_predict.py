@@ -10,9 +10,10 @@ the runs are paired: baseline, then this tree, then this tree, then baseline, ..
 the medians of each side and the median of the per-pair ratios. The answers are compared too: the same
 top-1 class for every image.
 
---busy N runs N busy-looping processes beside each timed command, as on a machine doing other work: one
-image per forward pass then waits on the other work at every one of the model's ~200 parallel operations
-per image (torch's threads meet at each), a batch of 32 only once per 32 images.
+--busy N runs N other PyTorch jobs (small matrix products on torch's default threads, without end) beside
+each timed command, as on a machine doing other work: one image per forward pass then waits for a core at
+every one of the model's ~200 parallel operations per image (torch's threads meet at each), a batch of
+32 only once per 32 images.
 
 Usage: .venv/bin/python benchmarks/bench_predict.py [--pairs 5] [--images 2000] [--model FILE]
                                                    [--extra "--batch-size 16"] [--busy 2]
@@ -35,6 +36,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_DATA = ROOT.parent / "shared" / "datasets" / "hymenoptera"
 BASELINE = "cc69019"  # the last commit of main before predict and evaluate were batched
+# Another PyTorch job on the machine: small matrix products on torch's default threads, without end.
+BUSY = "import torch\na = torch.rand(192, 192)\nwhile True:\n    a @ a"
 
 
 def make_images(source: Path, folder: Path, count: int) -> None:
@@ -68,7 +71,7 @@ def _env(tree: Path) -> dict:
 
 def predict(tree: Path, model: Path, images: Path, out: Path, extra: list[str], busy: int) -> float:
     command = [sys.executable, "-m", "tl_studio", "predict", str(model), str(images), *extra]
-    spinners = [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(busy)]
+    spinners = [subprocess.Popen([sys.executable, "-c", BUSY]) for _ in range(busy)]
     try:
         started = time.perf_counter()
         with out.open("w") as stdout:
@@ -100,7 +103,7 @@ def main() -> None:
     parser.add_argument("--model", type=Path, help="a model file (default: train one for 1 epoch)")
     parser.add_argument("--baseline", default=BASELINE, help=f"commit to compare with (default {BASELINE})")
     parser.add_argument("--extra", default="", help="flags for this tree's predict, e.g. '--batch-size 16'")
-    parser.add_argument("--busy", type=int, default=0, help="busy-looping processes beside each timed command")
+    parser.add_argument("--busy", type=int, default=0, help="other PyTorch jobs beside each timed command")
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="tl_bench_predict_"))
     base_tree = work / "baseline"
@@ -110,7 +113,7 @@ def main() -> None:
         make_images(args.data, work / "images", args.images)
         model = args.model or make_model(args.data, work)
         print(f"{args.images} images in {work / 'images'}; model {model}; baseline {args.baseline}; "
-              f"{args.busy} busy processes beside each command; load average {os.getloadavg()[0]:.2f}", flush=True)
+              f"{args.busy} other PyTorch jobs beside each command; load average {os.getloadavg()[0]:.2f}", flush=True)
         sides = {"baseline": (base_tree, []), "batched": (ROOT, shlex.split(args.extra))}
         seconds: dict[str, list[float]] = {"baseline": [], "batched": []}
         for pair in range(args.pairs):
