@@ -61,9 +61,10 @@ def tiny_exports(folder: Path, classes=("a", "b")) -> dict[str, Path]:
     torch.manual_seed(0)
     network = nn.Sequential(nn.Conv2d(3, 4, 3), nn.BatchNorm2d(4), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(4, 2))
     files = {}
+    spec = PreprocessSpec(32, 36)
+    metadata = {"classes": list(classes), "model": "tiny", "preprocessing": spec.to_dict()}  # as every export's
     for name, fmt in EXPORT_FORMATS.items():
-        report = export_model(network, PreprocessSpec(32, 36), {"classes": list(classes), "model": "tiny"},
-                              folder / f"model{fmt.suffix}", name, [torch.rand(1, 3, 40, 50)])
+        report = export_model(network, spec, metadata, folder / f"model{fmt.suffix}", name, [torch.rand(1, 3, 40, 50)])
         files[name] = report.path
     return files
 

@@ -88,3 +88,16 @@ def test_user_mistakes_get_one_sentence(model, tmp_path, capsys):
     data = copy_dataset(model.data_dir, tmp_path / "data")
     assert main(["evaluate", str(model.model_file), str(data), "--split", "test"]) == 2
     assert "test split" in capsys.readouterr().err
+
+
+def test_the_batch_size_changes_no_figure(model, capsys):
+    reports = []
+    for flags in (["--batch-size", "1", "--workers", "0"], [], ["--batch-size", "7", "--workers", "2"]):
+        assert main(["evaluate", str(model.model_file), str(model.data_dir), "--json", "--split", "all", *flags]) == 0
+        reports.append(json.loads(capsys.readouterr().out))
+    first = reports[0]
+    assert first["num_images"] == 30
+    for other in reports[1:]:
+        for key in ("num_images", "confusion_matrix", "accuracy", "macro_f1", "per_class", "failed"):
+            assert other[key] == first[key], key
+        assert other["ece"] == pytest.approx(first["ece"], abs=1e-5)

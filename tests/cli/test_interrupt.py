@@ -4,6 +4,8 @@ within 15 s with exit code 130 and one line, never a traceback."""
 
 from __future__ import annotations
 
+import csv
+import json
 import os
 import pty
 import select
@@ -106,10 +108,50 @@ def test_ctrl_c_in_scan(slow_dataset, tmp_path):
 
 
 def test_ctrl_c_in_predict(slow_dataset, pt2, tmp_path):
-    code, seconds, output = interrupt(["predict", str(pt2), str(slow_dataset), "--csv", "p.csv"],
+    code, seconds, output = interrupt(["predict", str(pt2), str(slow_dataset), "--csv", "p.csv", "--batch-size", "4"],
                                       lambda out: b".png: " in out, tmp_path)
     assert_one_line_and_130("predict", code, seconds, output)
-    assert not any(tmp_path.iterdir()), "no CSV and no temporary file is left behind"
+    # The CSV keeps a whole row for each image the terminal showed, and nothing else is left behind.
+    assert [p.name for p in tmp_path.iterdir()] == ["p.csv"]
+    with (tmp_path / "p.csv").open(encoding="utf-8", newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    pieces = output.replace("\r\n", "\n").replace("\x1b[K", "").replace("\r", "\n").split("\n")  # progress too
+    shown = [piece.split(": ")[0] for piece in pieces if ".png: " in piece]
+    assert [row["path"] for row in rows] == shown and all(row["label1"] for row in rows)
+
+
+def test_ctrl_c_in_predict_keeps_the_json_lines_and_csv_rows_written_to_files(slow_dataset, pt2, tmp_path):
+    # stdout to a file is block-buffered (as for a user: without PYTHONUNBUFFERED): only the command's own
+    # flushes put the lines on disk while it works.
+    out, table = tmp_path / "out.jsonl", tmp_path / "p.csv"
+    env = {name: value for name, value in os.environ.items() if name != "PYTHONUNBUFFERED"}
+    with out.open("w") as stdout:
+        process = subprocess.Popen([sys.executable, "-m", "tl_studio", "predict", str(pt2), str(slow_dataset), "--json",
+                                    "--csv", str(table), "--batch-size", "4"], stdin=subprocess.DEVNULL, stdout=stdout,
+                                   stderr=subprocess.PIPE, cwd=tmp_path, start_new_session=True, env=env)
+        try:
+            started = time.monotonic()
+            while _rows(table) < 4 and process.poll() is None and time.monotonic() - started < START_LIMIT_S:
+                time.sleep(0.1)
+            assert process.poll() is None and _rows(table) >= 4, "finished, or never got to work"
+            # each image's line is printed before its row is written: at least as many lines are on disk
+            assert len(out.read_text().splitlines()) >= _rows(table)
+            os.killpg(process.pid, signal.SIGINT)
+            _, err = process.communicate(timeout=INTERRUPT_LIMIT_S)
+        finally:
+            if process.poll() is None:
+                os.killpg(process.pid, signal.SIGKILL)
+                process.wait()
+    assert process.returncode in (130, -signal.SIGINT) and "Traceback" not in err.decode(errors="replace")
+    with table.open(encoding="utf-8", newline="") as handle:
+        rows = [row["path"] for row in csv.DictReader(handle)]
+    lines = [json.loads(line)["path"] for line in out.read_text().splitlines()]
+    assert len(rows) >= 4 and lines == rows
+
+
+def _rows(table: Path) -> int:
+    """Whole rows of a CSV being written, the header aside."""
+    return max(0, table.read_text(encoding="utf-8").count("\n") - 1) if table.exists() else 0
 
 
 def test_ctrl_c_in_evaluate(slow_dataset, pt2, tmp_path):

@@ -98,6 +98,31 @@ def test_evaluate_equals_plain_torch(model):
     assert [m.support for m in result.per_class()] == [10, 10, 10]
 
 
+def test_batches_change_no_figure(model, tmp_path):
+    # The metrics of a real model file (efficientnet_lite0) in batches of 32, decoded by a loader process,
+    # against one image at a time and whole, as evaluate ran before batching; a broken file among them.
+    from tl_studio.core.export import load_model_file
+    from tl_studio.core.inference import plan_for
+
+    model_file = load_model_file(model.model_file)
+    chosen = evaluation_set(scan_for_model(model.data_dir, model_file.metadata), "all", model_file.classes)
+    broken = tmp_path / "broken.jpg"
+    broken.write_bytes(b"\xff\xd8\xff not really a jpeg")
+    chosen = EvaluationSet((*chosen.paths[:7], broken, *chosen.paths[7:]), (*chosen.labels[:7], 0, *chosen.labels[7:]),
+                           chosen.classes)
+    before = evaluate(model_file.predict, chosen)
+    plan = plan_for(model_file, 32)
+    assert plan.batched, plan.note
+    after = evaluate(model_file.predict, chosen, plan=plan, workers=1)
+    kept = [(str(path), label) for path, label in zip(chosen.paths, chosen.labels) if path != broken]
+    assert list(zip(after.paths, after.true.tolist())) == list(zip(before.paths, before.true.tolist())) == kept
+    assert after.failed == before.failed and [path for path, _ in after.failed] == [str(broken)]
+    np.testing.assert_allclose(after.probabilities, before.probabilities, atol=1e-5)
+    assert after.confusion_matrix().tolist() == before.confusion_matrix().tolist()
+    assert (after.accuracy, after.macro_f1) == (before.accuracy, before.macro_f1)
+    assert after.ece == pytest.approx(before.ece, abs=1e-5)
+
+
 def test_val_split_is_the_split_the_model_was_trained_against(model):
     from tl_studio.core.config import TrainConfig
     from tl_studio.core.data import scan_dataset

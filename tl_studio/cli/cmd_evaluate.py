@@ -5,7 +5,8 @@ DATA_DIR is scanned with the split settings the model was trained with, so ``--s
 validation split it was trained against. The val split is the default (as on the Evaluate step), for a
 pre-split folder (train/ and val/) and a plain folder of classes alike; a folder too small to have one is
 evaluated on every image. The report and ``--json`` say which split was used. Classes are matched to the
-model's by name.
+model's by name. Images go through the model in batches (``--batch-size``, ``--workers``; as ``predict``),
+with the same figures as one at a time.
 """
 
 from __future__ import annotations
@@ -13,6 +14,8 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+
+from tl_studio.cli.cmd_predict import add_batch_arguments
 
 SPLITS = ("val", "test", "train", "all")
 
@@ -30,11 +33,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--trust", action="store_true",
                         help="allow a TorchScript file (.ts/.pt/.pth/.jit): TorchScript runs code when it is "
                              "loaded, so use this only for files you trust")
+    add_batch_arguments(parser)
 
 
 def run(args: argparse.Namespace) -> int:
+    from tl_studio.cli.cmd_predict import explain_plan, settle_for_batches, worker_count
+
+    settle_for_batches()  # before torch is imported
+    from tl_studio.cli.progress import progress_for
     from tl_studio.core.evaluation import (default_split, evaluate, evaluation_set, format_report,
                                            scan_for_model)
+    from tl_studio.core.inference import plan_for
     from tl_studio.core.model_file import load_model_file
     from tl_studio.core.safe_text import for_terminal
 
@@ -48,16 +57,19 @@ def run(args: argparse.Namespace) -> int:
     chosen = evaluation_set(scan, split, model.classes)
     if chosen.unknown:
         print(for_terminal(chosen.describe_unknown()), file=sys.stderr)
-    progress = None if args.json or not sys.stderr.isatty() else _progress_line
-    result = evaluate(model.predict, chosen, progress=progress, model_path=str(args.model_file))
-    if progress is not None:
-        print(file=sys.stderr)
+    plan = plan_for(model, args.batch_size)
+    explain_plan(plan, args.batch_size, "Evaluating")
+    line = progress_for("Evaluating", len(chosen.paths), enabled=not args.json)
+    result = evaluate(model.predict, chosen, progress=line and (lambda done, total: line.update(done)),
+                      model_path=str(args.model_file), plan=plan, workers=worker_count(args))
+    if line:
+        line.finish()
     for path, reason in result.failed:
         print(f"{for_terminal(path)}: not evaluated: {for_terminal(reason)}", file=sys.stderr)
     if not result.paths:
         print("No image could be evaluated.", file=sys.stderr)
         return 1
-    ood = _unknown_figures(model, result, args.ood) if args.ood else None
+    ood = _unknown_figures(model, result, args.ood, plan, worker_count(args)) if args.ood else None
     if args.json:
         payload = result.to_dict()
         if ood is not None:
@@ -73,7 +85,7 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _unknown_figures(model, known, ood_dir: str):
+def _unknown_figures(model, known, ood_dir: str, plan, workers: int):
     """The model file's unknown rule on --ood; a file written before it had one gets the rule a new export
     would choose (95 % of these known images kept), and says so."""
     from tl_studio.core.evaluation import evaluate_unknown
@@ -85,11 +97,7 @@ def _unknown_figures(model, known, ood_dir: str):
         rule = rule_for(known.probabilities)
         print("This model file has no unknown rule (an older export); using one that keeps 95 % of the "
               "evaluated images.", file=sys.stderr)
-    return evaluate_unknown(model.predict, collect_image_paths([ood_dir]), known, rule)
-
-
-def _progress_line(done: int, total: int) -> None:
-    print(f"\rEvaluating: {done}/{total} images", end="", file=sys.stderr, flush=True)
+    return evaluate_unknown(model.predict, collect_image_paths([ood_dir]), known, rule, plan=plan, workers=workers)
 
 
 def for_terminal_lines(text: str) -> str:

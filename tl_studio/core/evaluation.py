@@ -1,9 +1,10 @@
 """Evaluating a trained model file on labelled images: which images, running the model, and the result.
 
 The images come from a dataset scan (its validation or test split, or all of it), matched to the model's
-classes by name; images of classes the model does not know are counted and skipped. Each image goes
-through the model file on its own, at its own size, as a [0, 1] float RGB tensor: exactly what
-``core.predict`` and a user with plain torch do, so the figures here are the figures a user reproduces.
+classes by name; images of classes the model does not know are counted and skipped. The images go
+through the model file as ``core.predict`` sends them (core/inference.py): each whole and on its own, as a
+[0, 1] float RGB tensor, which is what a user with plain torch does, or in batches whose answers are
+the file's own (checked when the plan is made), so the figures here are the figures a user reproduces.
 A file that cannot be read is reported with its reason and the rest go on.
 
 The :class:`Evaluation` holds every image's class probabilities; the metrics and rankings
@@ -185,29 +186,31 @@ class Evaluation:
 
 
 def evaluate(predict: Callable, chosen: EvaluationSet, *, progress: ProgressCallback | None = None,
-             cancel: Callable[[], bool] | None = None, model_path: str = "") -> Evaluation:
-    """Runs ``predict`` (a ModelFile's) on every image of ``chosen``, one image at a time."""
-    import torch
-
-    from tl_studio.core.images import ImageLoadError, load_rgb
-    from tl_studio.core.preprocess import to_unit_tensor
+             cancel: Callable[[], bool] | None = None, model_path: str = "", plan=None,
+             workers: int = 0) -> Evaluation:
+    """Runs ``predict`` (a ModelFile's) on every image of ``chosen``: one image at a time and whole, or
+    in batches with ``plan`` (``inference.plan_for``) and ``workers`` loader processes (core/inference.py)."""
+    from tl_studio.core import inference
 
     rows, paths, true, failed = [], [], [], []
-    last_report, total = 0.0, len(chosen.paths)
-    for done, (path, label) in enumerate(zip(chosen.paths, chosen.labels), start=1):
-        if cancel is not None and cancel():
-            raise Cancelled("The evaluation was cancelled.")
-        try:
-            image = to_unit_tensor(load_rgb(path)).unsqueeze(0)
-        except (ImageLoadError, OSError) as error:
-            failed.append((str(path), str(getattr(error, "reason", None) or error)))
-        else:
-            rows.append(torch.as_tensor(predict(image))[0].float().numpy())
-            paths.append(str(path))
-            true.append(label)
-        if progress is not None and (time.monotonic() - last_report >= PROGRESS_INTERVAL_S or done == total):
-            last_report = time.monotonic()
-            progress(done, total)
+    last_report, total, done = 0.0, len(chosen.paths), 0
+    try:
+        for results in inference.run(predict, chosen.paths, plan or inference.ONE_AT_A_TIME, workers=workers,
+                                     cancel=cancel):
+            for result in results:
+                path = str(chosen.paths[result.index])
+                if result.error is not None:
+                    failed.append((path, result.error))
+                else:
+                    rows.append(result.probabilities.numpy())
+                    paths.append(path)
+                    true.append(chosen.labels[result.index])
+            done += len(results)
+            if progress is not None and (time.monotonic() - last_report >= PROGRESS_INTERVAL_S or done == total):
+                last_report = time.monotonic()
+                progress(done, total)
+    except Cancelled:
+        raise Cancelled("The evaluation was cancelled.") from None
     probabilities = np.stack(rows) if rows else np.zeros((0, len(chosen.classes)), dtype=np.float32)
     return Evaluation(chosen.classes, tuple(paths), np.asarray(true, dtype=np.int64), probabilities,
                       tuple(failed), dict(chosen.unknown), chosen.source, model_path, chosen.split)
@@ -232,7 +235,8 @@ def format_report(evaluation: Evaluation) -> str:
 
 
 def evaluate_unknown(predict: Callable, ood_paths: list, known: Evaluation, rule, *,
-                     progress: ProgressCallback | None = None, cancel: Callable[[], bool] | None = None):
+                     progress: ProgressCallback | None = None, cancel: Callable[[], bool] | None = None,
+                     plan=None, workers: int = 0):
     """How the model file's unknown rule does on images it should not know (``--ood DIR``): the share of
     them rejected, the share of ``known``'s images kept, and the AUROC of the score (core/unknown.py)."""
     from tl_studio.core.predict import predict_paths
@@ -243,7 +247,7 @@ def evaluate_unknown(predict: Callable, ood_paths: list, known: Evaluation, rule
                         "was not trained on.")
     rows = []
     for done, prediction in enumerate(predict_paths(predict, list(known.classes), ood_paths,
-                                                    top_k=1, cancel=cancel), 1):
+                                                    top_k=1, cancel=cancel, plan=plan, workers=workers), 1):
         if prediction.ok:
             rows.append(prediction.probabilities)
         if progress:

@@ -1,8 +1,10 @@
 """Classifying images with a trained model: a model file from disk or the model just trained.
 
-Each image goes through the model at its own size (the model contains its preprocessing), so the
-answer is exactly what the exported file gives. A file that cannot be read gets an error entry and
-the rest go on.
+The model contains its preprocessing, so the answer is the exported file's own. Given a plan
+(``inference.plan_for``), images are decoded in loader workers and go through the file in batches
+(core/inference.py says how images of different sizes share a batch); without one, each image goes
+through whole and on its own. A file that cannot be read gets an error entry and the rest go on;
+predictions come out in input order, batch by batch, as they are made.
 """
 
 from __future__ import annotations
@@ -14,8 +16,7 @@ from typing import Callable, Iterable, Iterator
 
 import torch
 
-from tl_studio.core.errors import Cancelled, UserError
-from tl_studio.core.images import ImageLoadError, load_rgb
+from tl_studio.core.errors import UserError
 
 
 @dataclass(frozen=True)
@@ -58,20 +59,21 @@ def unknown_rule_of(metadata: dict):
 
 
 def predict_paths(predict: Callable[[torch.Tensor], torch.Tensor], classes: list[str], paths: Iterable,
-                  top_k: int = 3, cancel: Callable[[], bool] | None = None, unknown_rule=None) -> Iterator[Prediction]:
-    """``unknown_rule``: applied to each image's probabilities (see ``unknown_rule_of``)."""
-    from tl_studio.core.preprocess import to_unit_tensor
+                  top_k: int = 3, cancel: Callable[[], bool] | None = None, unknown_rule=None, *,
+                  plan=None, workers: int = 0) -> Iterator[Prediction]:
+    """``unknown_rule``: applied to each image's probabilities (see ``unknown_rule_of``). ``plan``: how
+    images reach the model (``inference.plan_for(model_file, batch_size)``; None: one at a time, whole);
+    ``workers``: loader processes that decode images beside the model (0: in this thread)."""
+    from tl_studio.core import inference
 
-    for path in paths:
-        if cancel and cancel():
-            raise Cancelled()
-        try:
-            image = to_unit_tensor(load_rgb(path)).unsqueeze(0)
-        except (ImageLoadError, OSError) as error:
-            yield Prediction(str(path), error=str(getattr(error, "reason", None) or error))
-            continue
-        probabilities = torch.as_tensor(predict(image))[0].float()
-        yield _top(str(path), probabilities, classes, top_k, unknown_rule)
+    paths = list(paths)
+    for results in inference.run(predict, paths, plan or inference.ONE_AT_A_TIME, workers=workers, cancel=cancel):
+        for result in results:
+            path = str(paths[result.index])
+            if result.error is not None:
+                yield Prediction(path, error=result.error)
+            else:
+                yield _top(path, result.probabilities, classes, top_k, unknown_rule)
 
 
 def _top(path: str, probabilities: torch.Tensor, classes: list[str], top_k: int, unknown_rule=None) -> Prediction:

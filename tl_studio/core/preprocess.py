@@ -70,6 +70,11 @@ class Preprocess(nn.Module):
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         """images: N x 3 x H x W float RGB in [0, 1] -> N x 3 x C x C normalised."""
+        return (self.crop_and_resize(images) - self.mean) / self.std
+
+    def crop_and_resize(self, images: torch.Tensor) -> torch.Tensor:
+        """The centre crop resampled to C x C, not yet normalised (what batched prediction prepares in
+        its loader workers, see core/inference.py)."""
         height, width = images.shape[-2], images.shape[-1]
         # Tiny images (1 x 1, 1 x N) must go through like any other, also inside an exported model
         # whose H and W are symbolic. The crop keeps at least 2 pixels a side, and the image gets a
@@ -90,7 +95,7 @@ class Preprocess(nn.Module):
             resized = F.interpolate(square, size=size, mode="nearest")
         else:
             resized = F.interpolate(square, size=size, mode=self.mode, align_corners=False, antialias=True)
-        return (resized - self.mean) / self.std
+        return resized
 
 
 def to_unit_tensor(image) -> torch.Tensor:

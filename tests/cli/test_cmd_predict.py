@@ -1,0 +1,137 @@
+"""`tl-studio predict` in batches: every line, JSON object and CSV row is on disk as soon as its batch is
+done (an interrupted run keeps what it did); the batch size changes no answer; progress goes to a
+terminal's stderr only, and stdout keeps its contract."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+
+import pytest
+
+from tests.evaluation_helpers import one_torch_thread
+from tests.helpers import make_image
+from tests.model_file_helpers import tiny_exports
+from tl_studio.cli.main import main
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _one_thread():
+    yield from one_torch_thread()
+
+
+@pytest.fixture(scope="module")
+def pt2(tmp_path_factory):
+    return tiny_exports(tmp_path_factory.mktemp("exports"))["pt2"]
+
+
+@pytest.fixture(scope="module")
+def folder(tmp_path_factory):
+    root = tmp_path_factory.mktemp("in")
+    for i in range(13):
+        make_image(root / f"{i:02d}.png", ((i * 40) % 256, 90, 200 - i * 10), size=24 + 7 * i, seed=i)
+    return root
+
+
+@pytest.fixture
+def sigint_handler_restored():
+    """The command's Ctrl-C handling ignores a second SIGINT from then on; give pytest its own back."""
+    import signal
+
+    before = signal.getsignal(signal.SIGINT)
+    yield
+    signal.signal(signal.SIGINT, before)
+
+
+def _interrupt_after(monkeypatch, count: int, on_interrupt) -> None:
+    """predict_paths as the command calls it, with a Ctrl-C after ``count`` predictions; just before it,
+    ``on_interrupt()`` looks at what is on disk while the command is still at work."""
+    from tl_studio.core import predict
+
+    real = predict.predict_paths
+
+    def interrupted(*args, **kwargs):
+        for done, prediction in enumerate(real(*args, **kwargs)):
+            if done == count:
+                on_interrupt()
+                raise KeyboardInterrupt
+            yield prediction
+
+    monkeypatch.setattr(predict, "predict_paths", interrupted)
+
+
+def test_csv_rows_and_json_lines_are_written_as_they_come(pt2, folder, tmp_path, monkeypatch, capsys,
+                                                         sigint_handler_restored):
+    out = tmp_path / "p.csv"
+    seen = {}
+    _interrupt_after(monkeypatch, 8, lambda: seen.update(rows=list(csv.DictReader(out.open(encoding="utf-8"))),
+                                                        lines=capsys.readouterr().out.splitlines()))
+    assert main(["predict", str(pt2), str(folder), "--csv", str(out), "--json", "--batch-size", "4"]) == 130
+    images = sorted(str(p) for p in folder.iterdir())
+    assert [row["path"] for row in seen["rows"]] == images[:8]  # on disk before the run ended
+    assert [json.loads(line)["path"] for line in seen["lines"]] == images[:8]
+    kept = list(csv.DictReader(out.open(encoding="utf-8")))
+    assert [row["path"] for row in kept] == images[:8] and all(row["label1"] in ("a", "b") for row in kept)
+
+
+def test_the_batch_size_changes_no_answer(pt2, folder, capsys):
+    answers = []
+    for flags in (["--batch-size", "1", "--workers", "0"], ["--batch-size", "32"],
+                  ["--batch-size", "5", "--workers", "2"]):
+        assert main(["predict", str(pt2), str(folder), "--json", *flags]) == 0
+        answers.append([json.loads(line) for line in capsys.readouterr().out.splitlines()])
+    first = answers[0]
+    assert len(first) == 13
+    for other in answers[1:]:
+        assert [a["path"] for a in other] == [a["path"] for a in first]
+        for mine, theirs in zip(other, first):
+            assert [t["label"] for t in mine["top"]] == [t["label"] for t in theirs["top"]]
+            assert [t["prob"] for t in mine["top"]] == pytest.approx([t["prob"] for t in theirs["top"]], abs=1e-5)
+
+
+class _Terminal(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+def test_progress_goes_to_a_terminals_stderr_and_stdout_keeps_its_lines(pt2, folder, monkeypatch, capsys):
+    assert main(["predict", str(pt2), str(folder)]) == 0
+    plain = capsys.readouterr()
+    assert "img/s" not in plain.err  # stderr is not a terminal here: no progress
+    terminal = _Terminal()
+    monkeypatch.setattr("sys.stderr", terminal)
+    assert main(["predict", str(pt2), str(folder), "--batch-size", "4"]) == 0
+    assert capsys.readouterr().out == plain.out
+    shown = terminal.getvalue()
+    assert "Classifying: 13/13 images" in shown and "img/s, time left" in shown and shown.endswith("\n")
+
+
+def test_a_bad_batch_size_gets_a_sentence(pt2, folder, capsys):
+    for flags in (["--batch-size", "0"], ["--workers", "-1"], ["--batch-size", "many"]):
+        with pytest.raises(SystemExit) as exit_info:
+            main(["predict", str(pt2), str(folder), *flags])
+        assert exit_info.value.code == 2
+        err = capsys.readouterr().err
+        assert "give" in err and "Traceback" not in err
+
+
+@pytest.mark.parametrize("command", ["predict", "evaluate"])
+def test_the_commands_let_openmp_threads_sleep_before_torch_loads(pt2, folder, tmp_path, command):
+    # In a fresh process, as a user runs them: the setting only works if made before torch is imported.
+    import os
+    import shutil
+    import subprocess
+    import sys
+
+    data = tmp_path / "data"
+    for name, images in (("a", sorted(folder.iterdir())[:3]), ("b", sorted(folder.iterdir())[3:6])):
+        (data / name).mkdir(parents=True)
+        for image in images:
+            shutil.copy(image, data / name / image.name)
+    arguments = [command, str(pt2), str(data)] + (["--split", "all"] if command == "evaluate" else [])
+    code = ("import os, sys\nfrom tl_studio.cli.main import main\n"
+            f"code = main({arguments!r})\nprint(code, os.environ.get('OMP_WAIT_POLICY'), file=sys.stderr)")
+    env = {name: value for name, value in os.environ.items() if name != "OMP_WAIT_POLICY"}
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=300)
+    assert result.stderr.split()[-2:] == ["0", "PASSIVE"], result.stderr
