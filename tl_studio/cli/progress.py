@@ -8,13 +8,7 @@ import math
 import sys
 import time
 
-
-def clock(seconds: float) -> str:
-    if not math.isfinite(seconds):
-        return "--:--"
-    seconds = int(seconds)
-    return f"{seconds // 3600}:{seconds % 3600 // 60:02d}:{seconds % 60:02d}" if seconds >= 3600 \
-        else f"{seconds // 60:02d}:{seconds % 60:02d}"
+from tl_studio.cli.reporters import StatusLine, clock
 
 
 class ProgressLine:
@@ -23,37 +17,27 @@ class ProgressLine:
     def __init__(self, verb: str, total: int, stream=None):
         self.verb = verb
         self.total = total
-        self.stream = stream or sys.stderr
+        self.line = StatusLine(stream or sys.stderr)
         self.started = time.perf_counter()
         self.last_draw = -math.inf
-        self.shown = False
 
     def update(self, done: int) -> None:
         now = time.perf_counter()
-        if self.shown and now - self.last_draw < self.INTERVAL_S and done != self.total:
+        if self.line.shown and now - self.last_draw < self.INTERVAL_S and done != self.total:
             return
         self.last_draw = now
         elapsed = now - self.started
         rate = done / elapsed if elapsed > 0 else 0.0
         left = (self.total - done) / rate if rate > 0 else math.inf
-        self.stream.write(f"\r\033[K{self.verb}: {done}/{self.total} images, {rate:.1f} img/s, "
-                          f"time left {clock(left)}")
-        self.stream.flush()
-        self.shown = True
+        self.line.show(f"{self.verb}: {done}/{self.total} images, {rate:.1f} img/s, time left {clock(left)}")
 
     def clear(self) -> None:
         """Erases the line, so that other output on the same terminal starts on a clean line."""
-        if self.shown:
-            self.stream.write("\r\033[K")
-            self.stream.flush()
-            self.shown = False
+        self.line.clear()
 
     def finish(self) -> None:
         """Leaves the last figures on screen and moves to the next line."""
-        if self.shown:
-            self.stream.write("\n")
-            self.stream.flush()
-            self.shown = False
+        self.line.finish()
 
 
 def progress_for(verb: str, total: int, enabled: bool) -> ProgressLine | None:

@@ -11,7 +11,8 @@ from tl_studio.core import events
 from tl_studio.core.callbacks import Callback
 
 
-def _clock(seconds: float) -> str:
+def clock(seconds: float) -> str:
+    """mm:ss, or h:mm:ss from an hour; --:-- when unknown."""
     if not math.isfinite(seconds):
         return "--:--"
     seconds = int(seconds)
@@ -56,7 +57,7 @@ class ProgressBar(Callback):
             left = event.seconds / event.done * (event.total - event.done) if event.done else math.inf
             rate = event.done / event.seconds if event.seconds > 0 else 0.0
             self._line(f"computing features {self._bar(event.done / max(1, event.total))} {event.done}/{event.total} "
-                       f"{rate:.1f} img/s, time left {_clock(left)}")
+                       f"{rate:.1f} img/s, time left {clock(left)}")
 
     def on_batch_end(self, event: events.BatchEnd) -> None:
         now = time.perf_counter()
@@ -67,7 +68,7 @@ class ProgressBar(Callback):
             self.epoch_started = now
         self._line(f"epoch {event.epoch}/{self.epochs} {self._bar(event.batch / event.num_batches)} "
                    f"{event.batch}/{event.num_batches} loss {event.loss:.4f} lr {event.lr:.2e} "
-                   f"{event.images_per_s:.1f} img/s, time left {_clock(self._time_left(event))}")
+                   f"{event.images_per_s:.1f} img/s, time left {clock(self._time_left(event))}")
 
     def _time_left(self, event: events.BatchEnd) -> float:
         elapsed = time.perf_counter() - self.epoch_started
@@ -124,7 +125,10 @@ class StatusLine:
         self.shown = False
 
     def __call__(self, event) -> None:
-        self.stream.write("\r\033[K" + event.text)
+        self.show(event.text)
+
+    def show(self, text: str) -> None:
+        self.stream.write("\r\033[K" + text)
         self.stream.flush()
         self.shown = True
 
@@ -132,6 +136,14 @@ class StatusLine:
         if self.shown:
             self.stream.write("\r\033[K")
             self.stream.flush()
+            self.shown = False
+
+    def finish(self) -> None:
+        """Leaves the line on screen and moves to the next one."""
+        if self.shown:
+            self.stream.write("\n")
+            self.stream.flush()
+            self.shown = False
 
 
 def run_with_status_line(command: str, work):
