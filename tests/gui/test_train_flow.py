@@ -5,17 +5,11 @@ from __future__ import annotations
 
 import pytest
 from shiboken6 import isValid
-from PySide6.QtWidgets import QApplication, QMainWindow, QProgressBar, QPushButton, QSpinBox
+from PySide6.QtWidgets import QProgressBar, QPushButton, QSpinBox
 
-from tl_studio.gui import app as gui_app
+from tests.gui.windows import find, open_main_window
 
 RUN_TIMEOUT_MS = 240_000
-
-
-def find(window, kind, name):
-    widget = window.findChild(kind, name)
-    assert widget is not None, f"no {kind.__name__} named {name}"
-    return widget
 
 
 @pytest.fixture
@@ -25,12 +19,7 @@ def window(qtbot, tiny_dataset, monkeypatch):
     # a test that fails mid-run closes the window while training: answer "stop and quit" (a modal
     # question offscreen would wait forever)
     monkeypatch.setattr(QMessageBox, "question", lambda *args, **kwargs: QMessageBox.Yes)
-    assert gui_app.main([str(tiny_dataset)]) == 0  # reuses the test's QApplication and returns
-    windows = [w for w in QApplication.topLevelWidgets()
-               if isinstance(w, QMainWindow) and w.objectName() == "MainWindow" and w.isVisible()]
-    assert len(windows) == 1
-    main_window = windows[0]
-    qtbot.waitUntil(lambda: main_window.session.scan is not None, timeout=30_000)
+    main_window = open_main_window(qtbot, tiny_dataset)
     # small and fast: 64 px images, no loader processes
     main_window.session.update_config(img_size=64, workers=0, batch_size=8)
     yield main_window

@@ -6,18 +6,12 @@ from __future__ import annotations
 
 import pytest
 from shiboken6 import isValid
-from PySide6.QtWidgets import QApplication, QMainWindow, QPushButton, QSpinBox
+from PySide6.QtWidgets import QPushButton, QSpinBox
 
 from tl_studio.core.run_folder import RunFolder
-from tl_studio.gui import app as gui_app
+from tests.gui.windows import find, open_main_window
 
 RUN_TIMEOUT_MS = 300_000
-
-
-def find(window, kind, name):
-    widget = window.findChild(kind, name)
-    assert widget is not None, f"no {kind.__name__} named {name}"
-    return widget
 
 
 @pytest.fixture
@@ -27,10 +21,7 @@ def window(qtbot, tiny_dataset, monkeypatch):
     monkeypatch.setattr(QMessageBox, "question", lambda *args, **kwargs: QMessageBox.Yes)
     monkeypatch.setenv("TL_STUDIO_CPU_PROCESSES", "2")
     monkeypatch.setenv("OMP_NUM_THREADS", "1")
-    assert gui_app.main([str(tiny_dataset)]) == 0
-    main_window = next(w for w in QApplication.topLevelWidgets()
-                       if isinstance(w, QMainWindow) and w.objectName() == "MainWindow" and w.isVisible())
-    qtbot.waitUntil(lambda: main_window.session.scan is not None, timeout=30_000)
+    main_window = open_main_window(qtbot, tiny_dataset)
     main_window.session.update_config(img_size=64, workers=0, batch_size=8, device="cpu")
     processes = find(main_window, QSpinBox, "processesSpin")
     qtbot.waitUntil(processes.isEnabled, timeout=120_000)  # the devices are found in the background
