@@ -122,9 +122,11 @@ class DistributedProcesses(SingleProcess):
         if device_info.is_cuda:
             props = torch.cuda.get_device_properties(self.local_rank)
             return dataclasses.replace(device_info, device=torch.device("cuda", self.local_rank),
-                                       description=f"{self.world_size} processes; this one: {props.name}")
-        return dataclasses.replace(device_info, description=f"{self.world_size} processes on "
-                                                            f"{device_info.description}")
+                                       description=f"{self.world_size} processes, one GPU each (this one: "
+                                                   f"{props.name})")
+        threads = torch.get_num_threads()  # torchrun_launch shares the cores out between the processes
+        return dataclasses.replace(device_info, description=f"{self.world_size} CPU processes ({threads} thread"
+                                                            f"{'s' if threads != 1 else ''} each)")
 
     def wrap(self, model):
         from torch.nn.parallel import DistributedDataParallel
