@@ -14,6 +14,7 @@ import pytest
 from PIL import Image
 
 from tests.helpers import make_image
+from tests.unprivileged import reachable_folder, run_without_privileges
 from tl_studio.core.data import SPLITS, DatasetScan, ImageRecord, Problem, scan_dataset, verify_images
 from tl_studio.core.errors import Cancelled, DatasetError, UserError
 from tl_studio.core.images import NOT_AN_IMAGE, ImageLoadError, load_rgb
@@ -250,15 +251,19 @@ def test_unreadable_files_and_folders_are_reported(tmp_path, monkeypatch):
     assert "permission denied" in problems_by_path(scan)["cats/img_000.jpg"].reason
 
 
-@pytest.mark.skipif(not hasattr(os, "geteuid") or os.geteuid() == 0, reason="root reads folders without permission")
-def test_a_folder_without_permission_is_reported(tmp_path):
-    make_classes(tmp_path, cats=2, dogs=2)
-    add_images(tmp_path / "cats" / "private", 2)
-    (tmp_path / "cats" / "private").chmod(0)
-    try:
-        assert problems_by_path(scan_dataset(tmp_path))["cats/private"].kind == "unreadable"
-    finally:
-        (tmp_path / "cats" / "private").chmod(0o755)
+def test_a_folder_without_permission_is_reported():
+    with reachable_folder() as folder:
+        make_classes(folder, cats=2, dogs=2)
+        add_images(folder / "cats" / "private", 2)
+        for path in folder.rglob("*"):
+            path.chmod(0o755 if path.is_dir() else 0o644)
+        (folder / "cats" / "private").chmod(0)
+
+        def check():
+            problems = problems_by_path(scan_dataset(folder))
+            assert problems["cats/private"].kind == "unreadable", problems
+
+        run_without_privileges(check)
 
 
 def test_verify_images_finds_damage_the_quick_scan_cannot_see(tmp_path):

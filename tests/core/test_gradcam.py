@@ -32,6 +32,8 @@ def _check_heatmap(heatmap: np.ndarray, spec: PreprocessSpec) -> None:
     ("resnet18", 64, "layer4"),
     ("efficientnet_b0", 64, "features.8"),
     ("vit_b_16", 224, "encoder.layers.encoder_layer_10"),  # the input of the last block, not its output
+    ("swin_t", 224, "norm"),  # N x H x W x C after the last stage's norm
+    ("maxvit_t", 224, "blocks.3"),  # the last block keeps a 7 x 7 grid
 ])
 def test_heatmap_has_the_image_size_for_each_family(name, crop, expected_layer):
     torch.manual_seed(0)
@@ -42,6 +44,8 @@ def test_heatmap_has_the_image_size_for_each_family(name, crop, expected_layer):
     result = cam(torch.rand(3, HEIGHT, WIDTH))
     _check_heatmap(result.heatmap, spec)
     assert 0 <= result.class_index < 3 and 0 < result.probability <= 1
+    seen = result.heatmap[result.heatmap > 0]
+    assert seen.size and seen.max() > 0.5 and seen.std() > 0.01  # a map with a peak, not a flat square
 
 
 def test_positive_evidence_shows_up_in_the_map():

@@ -13,6 +13,7 @@ import pytest
 from PIL import Image, features
 
 from tests.helpers import make_image
+from tests.unprivileged import reachable_folder, run_without_privileges
 from tl_studio.core import images
 from tl_studio.core.images import ImageLoadError, check_image, load_rgb, sniff_format, to_rgb
 
@@ -159,12 +160,16 @@ def test_an_unreadable_file_is_reported(tmp_path, monkeypatch):
         assert error.value.kind == "unreadable" and "permission denied" in error.value.reason
 
 
-@pytest.mark.skipif(not hasattr(os, "geteuid") or os.geteuid() == 0, reason="root reads files without permission")
-def test_a_file_without_read_permission_is_reported(tmp_path):
-    path = make_image(tmp_path / "locked.jpg", (1, 2, 3))
-    path.chmod(0)
-    with pytest.raises(ImageLoadError, match="permission denied"):
-        check_image(path)
+def test_a_file_without_read_permission_is_reported():
+    with reachable_folder() as folder:
+        path = make_image(folder / "locked.jpg", (1, 2, 3))
+        path.chmod(0)
+
+        def check():
+            with pytest.raises(ImageLoadError, match="permission denied"):
+                check_image(path)
+
+        run_without_privileges(check)
 
 
 # ---------------------------------------------------------------- loading as RGB
