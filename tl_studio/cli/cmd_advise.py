@@ -11,40 +11,28 @@ from __future__ import annotations
 import argparse
 import json
 import textwrap
-from pathlib import Path
 
-FLAG_FIELDS = {"model": "model", "weights": "weights", "batch_size": "batch_size", "optimizer": "optimizer",
-               "img_size": "img_size", "seed": "seed", "device": "device", "val_fraction": "val_fraction"}
-# how each setting is shown and passed to `tl-studio train`
-LABELS = {"freeze": ("Freeze", "--freeze"), "schedule": ("Schedule", "--schedule"), "lr": ("Learning rate", "--lr"),
-          "epochs": ("Epochs", "--epochs"), "img_size": ("Image size", "--img-size"),
-          "augment": ("Augmentation", "--augment")}
+from tl_studio.cli import config_flags
+
+# the settings advise's probe takes from the command line (config_flags holds each flag's type and choices)
+SETTINGS = ("model", "weights", "batch_size", "optimizer", "img_size", "val_fraction", "seed", "device")
+# how each recommended setting is shown; its flag for `tl-studio train` comes from config_flags
+LABELS = {"freeze": "Freeze", "schedule": "Schedule", "lr": "Learning rate", "epochs": "Epochs",
+          "img_size": "Image size", "augment": "Augmentation"}
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("data_dir", metavar="DATA_DIR",
-                        help="dataset folder: one sub-folder per class (or train/ and val/)")
-    parser.add_argument("--config", help="a config.json to start from (flags override it)")
-    parser.add_argument("--model", help="model name (see `tl-studio models`); default efficientnet_lite0")
-    parser.add_argument("--weights", help="default (pretrained), none, or a .pth file")
-    parser.add_argument("--batch-size", type=int, help="the batch size you will train with (default 32)")
-    parser.add_argument("--optimizer", choices=["adamw", "sgd"])
-    parser.add_argument("--img-size", type=int, help="size the probe looks at (default: the model's own)")
+    config_flags.add_data_arguments(parser)
+    config_flags.add_config_flags(parser, SETTINGS, helps={
+        "batch_size": "the batch size you will train with (default 32)",
+        "img_size": "size the probe looks at (default: the model's own)"})
     parser.add_argument("--max-images", type=int, default=400,
                         help="at most this many training images for the probe (default 400)")
-    parser.add_argument("--val-fraction", type=float, help="validation share for unsplit folders (default 0.2)")
-    parser.add_argument("--seed", type=int)
-    parser.add_argument("--device", choices=["auto", "cpu", "cuda", "mps"])
     parser.add_argument("--json", action="store_true", help="print one JSON object instead of a summary")
 
 
 def build_config(args: argparse.Namespace):
-    from tl_studio.core.config import TrainConfig
-
-    config = TrainConfig.load(Path(args.config)) if args.config else TrainConfig()
-    changes = {field: getattr(args, flag) for flag, field in FLAG_FIELDS.items() if getattr(args, flag) is not None}
-    changes["data_dir"] = str(Path(args.data_dir).resolve())
-    return config.replace(**changes).validate()
+    return config_flags.build_config(args, SETTINGS)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -70,7 +58,7 @@ def print_recommendation(recommendation, data_dir: str) -> None:
     print(textwrap.fill(recommendation.summary, width=100))
     print(f"\nRecommended for {recommendation.stats.model} (analysed in {recommendation.seconds:.1f} s):")
     for item in recommendation.advice:
-        prefix = f"  {LABELS[item.setting][0]:<14} {_shown(item):<10} "
+        prefix = f"  {LABELS[item.setting]:<14} {_shown(item):<10} "
         print(textwrap.fill(item.reason, width=110, initial_indent=prefix, subsequent_indent=" " * len(prefix)))
     print("\nTrain with these settings:")
     print("  " + train_command(recommendation, data_dir))
@@ -90,10 +78,10 @@ def train_command(recommendation, data_dir: str) -> str:
     # The rate always, though the GUI's Apply may leave it automatic: the same value either way (the
     # advice's rate is the one the run's main phase uses), and a reader sees the number the advice gave.
     changes["lr"] = recommendation.lr
-    for setting, (_, flag) in LABELS.items():
+    for setting in LABELS:
         value = changes.get(setting)
         if value is not None:
-            parts += [flag, f"{value:g}" if isinstance(value, float) else str(value)]
+            parts += [config_flags.flag_for(setting), f"{value:g}" if isinstance(value, float) else str(value)]
     if recommendation.schedule == "fine-tune":
-        parts += ["--freeze-epochs", str(recommendation.freeze_epochs)]
+        parts += [config_flags.flag_for("freeze_epochs"), str(recommendation.freeze_epochs)]
     return " ".join(parts)

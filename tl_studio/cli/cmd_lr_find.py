@@ -10,52 +10,33 @@ from __future__ import annotations
 
 import argparse
 import json
-from pathlib import Path
 
-# flag -> TrainConfig field, for the flags that map one to one (default None: only given flags override)
-FLAG_FIELDS = {
-    "model": "model", "weights": "weights", "batch_size": "batch_size", "img_size": "img_size",
-    "optimizer": "optimizer", "schedule": "schedule", "augment": "augment", "seed": "seed", "device": "device",
-    "workers": "workers", "val_fraction": "val_fraction", "feature_cache": "feature_cache",
-}
+from tl_studio.cli import config_flags
+
+# the settings lr-find offers (config_flags holds each flag's type, choices and help; default None: only
+# given flags override)
+SETTINGS = ("model", "weights", "freeze", "batch_size", "img_size", "optimizer", "schedule", "augment",
+            "val_fraction", "seed", "device", "workers", "feature_cache")
 CHART_ROWS = 14
 BAR_WIDTH = 40
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("data_dir", metavar="DATA_DIR",
-                        help="dataset folder: one sub-folder per class (or train/ and val/)")
-    parser.add_argument("--config", help="a config.json to start from (flags override it)")
-    parser.add_argument("--model", help="model name (see `tl-studio models`); default efficientnet_lite0")
-    parser.add_argument("--weights", help="default (pretrained), none, or a .pth file")
-    parser.add_argument("--freeze", help="all (only the new head trains: fast, the default), none, or N first stages")
-    parser.add_argument("--batch-size", type=int)
-    parser.add_argument("--img-size", type=int, help="input size in pixels (default: the model's own)")
-    parser.add_argument("--optimizer", choices=["adamw", "sgd"])
-    parser.add_argument("--schedule", choices=["onecycle", "cosine", "fine-tune"],
-                        help="fine-tune: sweep with the discriminative per-stage rates of the fine-tune phase")
-    parser.add_argument("--augment", choices=["none", "light", "standard", "strong"])
+    config_flags.add_data_arguments(parser)
+    config_flags.add_config_flags(parser, SETTINGS, helps={
+        "freeze": "all (only the new head trains: fast, the default), none, or N first stages",
+        "img_size": "input size in pixels (default: the model's own)",
+        "schedule": "fine-tune: sweep with the discriminative per-stage rates of the fine-tune phase",
+        "workers": "data loader processes for the image sweep (default 2)"})
     parser.add_argument("--start-lr", type=float, default=1e-7, help="first rate of the sweep (default 1e-7)")
     parser.add_argument("--end-lr", type=float, default=10.0, help="last rate of the sweep (default 10)")
     parser.add_argument("--steps", type=int, default=100, help="training steps of the sweep (default 100)")
-    parser.add_argument("--val-fraction", type=float, help="validation share for unsplit folders (default 0.2)")
-    parser.add_argument("--seed", type=int)
-    parser.add_argument("--device", choices=["auto", "cpu", "cuda", "mps"])
-    parser.add_argument("--workers", type=int, help="data loader processes for the image sweep (default 2)")
-    parser.add_argument("--no-feature-cache", dest="feature_cache", action="store_const", const=False)
     parser.add_argument("--json", action="store_true",
                         help="print one JSON object (suggested_lr, lrs, losses, ...) instead of a chart")
 
 
 def build_config(args: argparse.Namespace):
-    from tl_studio.core.config import TrainConfig
-
-    config = TrainConfig.load(Path(args.config)) if args.config else TrainConfig()
-    changes = {field: getattr(args, flag) for flag, field in FLAG_FIELDS.items() if getattr(args, flag) is not None}
-    if args.freeze is not None:
-        changes["freeze"] = args.freeze.strip().lower()
-    changes["data_dir"] = str(Path(args.data_dir).resolve())
-    return config.replace(**changes).validate()
+    return config_flags.build_config(args, SETTINGS)
 
 
 def run(args: argparse.Namespace) -> int:

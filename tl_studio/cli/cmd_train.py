@@ -8,49 +8,19 @@ import signal
 import sys
 from pathlib import Path
 
-from tl_studio.cli import torchrun_launch
+from tl_studio.cli import config_flags, torchrun_launch
 
-# flag -> config field, for the flags that map one to one (their argparse default is None, so that
-# only flags the user gave override a config file or a resumed run's config)
-FLAG_FIELDS = {
-    "model": "model", "weights": "weights", "freeze": "freeze", "epochs": "epochs", "batch_size": "batch_size",
-    "lr": "lr", "img_size": "img_size", "val_fraction": "val_fraction", "test_fraction": "test_fraction",
-    "seed": "seed", "device": "device", "workers": "workers", "augment": "augment", "optimizer": "optimizer",
-    "schedule": "schedule", "freeze_epochs": "freeze_epochs", "weight_decay": "weight_decay",
-    "label_smoothing": "label_smoothing", "class_weights": "class_weighting",
-    "early_stopping": "early_stopping_patience", "feature_cache": "feature_cache", "amp": "amp",
-}
+# every setting train offers (config_flags holds each flag's type, choices and help); the argparse default is
+# None, so only flags the user gave override a config file or a resumed run's config
+SETTINGS = ("model", "weights", "freeze", "epochs", "batch_size", "lr", "img_size", "val_fraction", "test_fraction",
+            "seed", "device", "workers", "augment", "optimizer", "schedule", "freeze_epochs", "weight_decay",
+            "label_smoothing", "class_weights", "early_stopping", "feature_cache", "amp")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    from tl_studio.core import config  # choice lists from one place (no torch import)
-
-    parser.add_argument("data_dir", help="dataset folder: one sub-folder per class (or train/ and val/)")
+    config_flags.add_data_arguments(parser)
     parser.add_argument("--out", required=True, help="run folder for checkpoints, metrics.csv and model.pt2")
-    parser.add_argument("--config", help="a config.json to start from (flags override it)")
-    parser.add_argument("--model", help="model name (see `tl-studio models`); default efficientnet_lite0")
-    parser.add_argument("--weights", help="default (pretrained), none, or a .pth file")
-    parser.add_argument("--freeze", help="all (train only the new head), none (fine-tune all) or N first stages")
-    parser.add_argument("--epochs", type=int)
-    parser.add_argument("--batch-size", type=int)
-    parser.add_argument("--lr", type=float, help="learning rate (default: 1e-3 for a frozen backbone, else 3e-4)")
-    parser.add_argument("--img-size", type=int,
-                        help=f"input size in pixels, {config.MIN_IMG_SIZE} to {config.MAX_IMG_SIZE} (default: the model's own)")
-    parser.add_argument("--val-fraction", type=float, help="validation share for unsplit folders (default 0.2)")
-    parser.add_argument("--test-fraction", type=float, help="test share for unsplit folders (default 0)")
-    parser.add_argument("--seed", type=int)
-    parser.add_argument("--device", choices=config.DEVICES)
-    parser.add_argument("--workers", type=int, help="data loader processes (default 2)")
-    parser.add_argument("--augment", choices=config.AUGMENTATIONS)
-    parser.add_argument("--optimizer", choices=config.OPTIMIZERS)
-    parser.add_argument("--schedule", choices=config.SCHEDULES)
-    parser.add_argument("--freeze-epochs", type=int, help="head-only epochs of --schedule fine-tune")
-    parser.add_argument("--weight-decay", type=float)
-    parser.add_argument("--label-smoothing", type=float)
-    parser.add_argument("--class-weights", choices=config.CLASS_WEIGHTING)
-    parser.add_argument("--early-stopping", type=int, metavar="PATIENCE", help="stop after N epochs without improvement")
-    parser.add_argument("--no-feature-cache", dest="feature_cache", action="store_const", const=False)
-    parser.add_argument("--no-amp", dest="amp", action="store_const", const=False, help="no mixed precision on CUDA")
+    config_flags.add_config_flags(parser, SETTINGS)
     parser.add_argument("--resume", action="store_true", help="continue the run in --out (after a crash or Ctrl-C)")
     parser.add_argument("--overwrite", action="store_true",
                         help="replace the earlier run in --out (its checkpoints, metrics and model file)")
@@ -63,17 +33,10 @@ def build_config(args: argparse.Namespace):
     from tl_studio.core.run_folder import CONFIG
 
     run_config = Path(args.out) / CONFIG
+    start = None
     if args.resume and run_config.is_file():
-        config = TrainConfig.load(run_config)  # a resumed run keeps its settings unless a flag says otherwise
-    elif args.config:
-        config = TrainConfig.load(Path(args.config))
-    else:
-        config = TrainConfig()
-    changes = {field: getattr(args, flag) for flag, field in FLAG_FIELDS.items() if getattr(args, flag) is not None}
-    if args.freeze is not None:
-        changes["freeze"] = args.freeze.strip().lower()
-    changes["data_dir"] = str(Path(args.data_dir).resolve())
-    return config.replace(**changes).validate()
+        start = TrainConfig.load(run_config)  # a resumed run keeps its settings unless a flag says otherwise
+    return config_flags.build_config(args, SETTINGS, start)
 
 
 def run(args: argparse.Namespace) -> int:

@@ -1,0 +1,116 @@
+"""One table of the command-line flags that set a training setting (``core.config.TrainConfig``), shared by
+every command that builds a config (`train`, `lr-find`, `advise`): each flag's name, the config field it sets,
+its type and its choices (taken from ``core.config``, so a new choice appears in every command at once).
+
+A command picks the flags it offers and may word a flag's help for itself (the probe of `advise` reads
+--img-size differently from `train`); the flag's meaning, type and choices stay the table's.
+"""
+
+from __future__ import annotations
+
+import argparse
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from tl_studio.core import config as settings  # choice lists, no torch import
+
+
+@dataclass(frozen=True)
+class ConfigFlag:
+    dest: str  # argparse's name for it: "batch_size" for --batch-size
+    field: str  # the TrainConfig field it sets
+    options: dict = field(default_factory=dict)  # argparse keywords: type, choices, help, ...
+
+    @property
+    def flag(self) -> str:
+        return "--" + self.dest.replace("_", "-")
+
+
+def _flag(dest: str, config_field: str | None = None, **options) -> ConfigFlag:
+    return ConfigFlag(dest, config_field or dest, options)
+
+
+FLAGS: dict[str, ConfigFlag] = {flag.dest: flag for flag in (
+    _flag("model", help="model name (see `tl-studio models`); default efficientnet_lite0"),
+    _flag("weights", help="default (pretrained), none, or a .pth file"),
+    _flag("freeze", help="all (train only the new head), none (fine-tune all) or N first stages"),
+    _flag("epochs", type=int),
+    _flag("batch_size", type=int),
+    _flag("lr", type=float, help="learning rate (default: 1e-3 for a frozen backbone, else 3e-4)"),
+    _flag("img_size", type=int,
+          help=f"input size in pixels, {settings.MIN_IMG_SIZE} to {settings.MAX_IMG_SIZE} (default: the model's own)"),
+    _flag("val_fraction", type=float, help="validation share for unsplit folders (default 0.2)"),
+    _flag("test_fraction", type=float, help="test share for unsplit folders (default 0)"),
+    _flag("seed", type=int),
+    _flag("device", choices=settings.DEVICES),
+    _flag("workers", type=int, help="data loader processes (default 2)"),
+    _flag("augment", choices=settings.AUGMENTATIONS),
+    _flag("optimizer", choices=settings.OPTIMIZERS),
+    _flag("schedule", choices=settings.SCHEDULES),
+    _flag("freeze_epochs", type=int, help="head-only epochs of --schedule fine-tune"),
+    _flag("weight_decay", type=float),
+    _flag("label_smoothing", type=float),
+    _flag("class_weights", "class_weighting", choices=settings.CLASS_WEIGHTING),
+    _flag("early_stopping", "early_stopping_patience", type=int, metavar="PATIENCE",
+          help="stop after N epochs without improvement"),
+)}
+# Switches that turn a default off: no value to type, so they live outside the typed table's shape.
+SWITCHES: dict[str, tuple[str, str]] = {
+    "feature_cache": ("--no-feature-cache", "run every epoch through the frozen backbone instead of caching its features"),
+    "amp": ("--no-amp", "no mixed precision on CUDA"),
+}
+
+
+def flag_for(config_field: str) -> str:
+    """The command-line flag that sets ``config_field`` (e.g. "lr" -> "--lr")."""
+    for flag in FLAGS.values():
+        if flag.field == config_field:
+            return flag.flag
+    raise KeyError(config_field)
+
+
+def add_data_arguments(parser: argparse.ArgumentParser) -> None:
+    """The data set and the config file every config-building command starts from."""
+    parser.add_argument("data_dir", metavar="DATA_DIR",
+                        help="dataset folder: one sub-folder per class (or train/ and val/)")
+    parser.add_argument("--config", help="a config.json to start from (flags override it)")
+
+
+def add_config_flags(parser: argparse.ArgumentParser, dests: tuple[str, ...], *,
+                     helps: dict[str, str] | None = None) -> None:
+    """Adds the flags named in ``dests`` (table order), with a command's own ``helps`` where given."""
+    helps = helps or {}
+    for dest in dests:
+        if dest in SWITCHES:
+            flag, text = SWITCHES[dest]
+            parser.add_argument(flag, dest=dest, action="store_const", const=False, help=helps.get(dest, text))
+            continue
+        entry = FLAGS[dest]
+        options = dict(entry.options)
+        if dest in helps:
+            options["help"] = helps[dest]
+        parser.add_argument(entry.flag, dest=dest, **options)
+
+
+def config_changes(args: argparse.Namespace, dests: tuple[str, ...]) -> dict:
+    """The TrainConfig fields the user set on the command line (flags left out change nothing), with the
+    data set folder made absolute."""
+    changes = {}
+    for dest in dests:
+        value = getattr(args, dest, None)
+        if value is None:
+            continue
+        config_field = dest if dest in SWITCHES else FLAGS[dest].field
+        changes[config_field] = value.strip().lower() if dest == "freeze" else value
+    changes["data_dir"] = str(Path(args.data_dir).resolve())
+    return changes
+
+
+def build_config(args: argparse.Namespace, dests: tuple[str, ...], start=None):
+    """``start`` (a TrainConfig; else --config's file, else the defaults) with the command line's changes,
+    validated: a bad value ends in one sentence from ``TrainConfig.validate``."""
+    from tl_studio.core.config import TrainConfig
+
+    if start is None:
+        start = TrainConfig.load(Path(args.config)) if getattr(args, "config", None) else TrainConfig()
+    return start.replace(**config_changes(args, dests)).validate()
