@@ -123,6 +123,10 @@ def test_int8_export_writes_a_checked_file_with_the_same_contract(model, tmp_pat
 
     graph = onnx.load(str(out)).graph
     assert any(node.op_type == "QuantizeLinear" for node in graph.node)
+    made_by = {output: node.op_type for node in graph.node for output in node.output}
+    convolutions = [node for node in graph.node if node.op_type == "Conv"]
+    assert made_by.get(convolutions[0].input[1]) != "DequantizeLinear"  # the stem's weights stay float
+    assert any(made_by.get(node.input[1]) == "DequantizeLinear" for node in convolutions[1:])
 
 
 def test_benchmark_reports_each_format(model, capsys):

@@ -55,3 +55,21 @@ def test_calibration_draw_is_balanced_and_seeded():
     chosen = quantize.pick_calibration_records(records, count=16, seed=3)
     assert sum(r.label == 1 for r in chosen) == 8 and len(chosen) == 16
     assert chosen == quantize.pick_calibration_records(records, count=16, seed=3)
+
+
+def test_the_stem_and_the_depthwise_convolutions_stay_float(tmp_path):
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    def conv(name, source, out_channels, in_channels, group=1):
+        weight = numpy_helper.from_array(np.ones((out_channels, in_channels // group, 3, 3), np.float32), name + ".w")
+        return helper.make_node("Conv", [source, weight.name], [name], name=name, group=group, pads=[1, 1, 1, 1]), weight
+
+    nodes, weights = zip(conv("stem", "images", 8, 3), conv("depthwise", "stem", 8, 8, group=8),
+                         conv("pointwise", "depthwise", 4, 8), conv("second_depthwise", "pointwise", 4, 4, group=4))
+    graph = helper.make_graph(list(nodes), "g", [helper.make_tensor_value_info("images", TensorProto.FLOAT, [1, 3, 8, 8])],
+                              [helper.make_tensor_value_info("second_depthwise", TensorProto.FLOAT, [1, 4, 8, 8])],
+                              initializer=list(weights))
+    path = tmp_path / "model.onnx"
+    onnx.save(helper.make_model(graph), str(path))
+    assert quantize.float_convolutions(path) == ["stem", "depthwise", "second_depthwise"]
