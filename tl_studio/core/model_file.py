@@ -88,6 +88,9 @@ _EXPRESSION_NAMES = frozenset({
     "IsNonOverlappingAndDenseIndicator", "BitwiseFn_bitwise_and", "BitwiseFn_bitwise_or",
     "and", "or", "not", "L", "size", "torch", "sym_min", "sym_max", "sym_not", "sym_int", "sym_float",
     "sym_ite", "math", "isnan", "inf", "floor", "ceil", "trunc",
+    # pure builtins torch's Python printer writes for Max, Min, Abs and RoundToInt: torch 2.13 (the CPU
+    # build the app bundle carries) puts them in input guards, e.g. a centre crop's "max(2, (7*min(H, W)) // 8)"
+    "max", "min", "abs", "round",
 })
 _EXPRESSION_TOKEN = re.compile(r"\s+|[A-Za-z][A-Za-z0-9]*(_[A-Za-z0-9]+)*|'[A-Za-z_]\w*'|\d+(\.\d+)?(e[+-]?\d+)?"
                                r"|\*\*|//|==|!=|<=|>=|[()\[\],=+\-*/%<>.]")
