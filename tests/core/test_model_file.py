@@ -171,3 +171,15 @@ def test_a_pt2_with_compiled_code_or_pickled_objects_is_refused(exports, tmp_pat
     with pytest.raises(UnsafeModelFile, match="pickled Python or TorchBind object"):
         check_model_file(_rewrite_zip(exports["pt2"], tmp_path / "opaque.pt2", opaque_constant))
 
+
+
+def test_guards_with_the_number_builtins_torch_writes_are_accepted(exports, tmp_path):
+    """torch 2.13 (the app bundle's build) writes a centre crop's input guard with max and min; the app must
+    open its own files, while the same builtins cannot call anything else."""
+    from tl_studio.core.model_file import UnsafeModelFile, check_model_file
+
+    guard = ["max(2, (7*min(s0, s1)) // 8) <= s2", "abs(s0 - s1) >= 0", "round(s0 / 2) > 0"]
+    check_model_file(_edit_program(exports["pt2"], tmp_path / "guards.pt2", lambda p: p.update(guards_code=guard)))
+    with pytest.raises(UnsafeModelFile, match="names 'getattr'"):
+        check_model_file(_edit_program(exports["pt2"], tmp_path / "call.pt2",
+                                       lambda p: p.update(guards_code=["max(getattr(s0, 'x'), 1)"])))
