@@ -67,6 +67,7 @@ def measure_formats(folder: Path, formats: Sequence[str] = REPORT_FORMATS, *, pr
                     cancel: Callable[[], bool] | None = None) -> FormatReport:
     from tl_studio.core.runs import open_run
 
+    formats = tuple(dict.fromkeys(formats))  # a format named twice is measured once
     unknown = [f for f in formats if f not in REPORT_FORMATS]
     if unknown:
         raise UserError(f"Unknown format {unknown[0]!r}; choose from {', '.join(REPORT_FORMATS)}.")
