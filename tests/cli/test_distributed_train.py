@@ -144,7 +144,9 @@ def _metrics(run: Path) -> list[dict]:
 
 def test_two_processes_give_the_numbers_of_one_and_only_rank_0_writes(tiny_dataset, tmp_path):
     """A frozen backbone: each process extracts the features of half the images, all of them train the
-    same head on all features, so the epochs are those of one process at the same batch size."""
+    same head on all features, so the epochs are those of one process at the same batch size. Images that
+    fail to load in either process are all named in the run's report, as one process names them."""
+    broken = _add_undecodable_images(tiny_dataset / "red", 4)
     one = _train(str(tiny_dataset), "--out", str(tmp_path / "one"), "--epochs", "2", "--json", *FAST)
     two = _train(str(tiny_dataset), "--out", str(tmp_path / "two"), "--epochs", "2", "--json", *FAST,
                  "--nproc-per-node", "2")
@@ -162,6 +164,26 @@ def test_two_processes_give_the_numbers_of_one_and_only_rank_0_writes(tiny_datas
         assert float(a["train_loss"]) == pytest.approx(float(b["train_loss"]), rel=1e-3)
     status = RunFolder(tmp_path / "two").status()
     assert status.state == "done" and (tmp_path / "two" / "model.pt2").is_file()
+    skipped = [{e["path"] for e in RunFolder(tmp_path / run).events() if e["event"] == "ImageSkipped"}
+               for run in ("one", "two")]
+    assert skipped[0] == skipped[1] == {str(path) for path in broken}
+
+
+def _add_undecodable_images(folder: Path, count: int) -> list[Path]:
+    """PNGs whose header and size are fine (the scan accepts them) but whose pixel data cannot be decoded:
+    they fail while training, wherever they land."""
+    from PIL import Image
+
+    paths = []
+    for i in range(count):
+        path = folder / f"damaged_{i}.png"
+        Image.effect_noise((64, 64), 60).convert("RGB").save(path)
+        data = bytearray(path.read_bytes())
+        start = data.index(b"IDAT") + 10
+        data[start:start + 30] = bytes(byte ^ 0x55 for byte in data[start:start + 30])
+        path.write_bytes(bytes(data))
+        paths.append(path.resolve())
+    return paths
 
 
 def _rank_process(rank: int) -> int | None:

@@ -179,6 +179,7 @@ class RunState:
         if val.seen and not math.isfinite(val.loss):  # the last step left weights that give nan
             raise UserError(_non_finite_message("validation", epoch, val.loss, self.policy.lr))
         skips = self.strategy.reduce_count(self._epoch_skips)
+        self._merge_skipped_of_all_processes()
         return EpochResult(train, val, train_seconds, train.seen // self._feature_passes(self.phase), feature_rate,
                            skips)
 
@@ -275,6 +276,17 @@ class RunState:
             if path not in self.skipped:
                 self.skipped[path] = events.ImageSkipped(path, failure.reason)
                 self.callbacks.on_image_skipped(self.skipped[path])
+
+    def _merge_skipped_of_all_processes(self) -> None:
+        """Each process only sees the images of its own share fail; only rank 0 writes the run's report.
+        Every process learns every skipped image (name and reason), so the report lists them all, not only
+        rank 0's, and all processes keep the same list for the end of the run."""
+        mine = [(path, event.reason) for path, event in self.skipped.items()]
+        for share in self.strategy.gather_objects(mine):
+            for path, reason in share:
+                if path not in self.skipped:
+                    self.skipped[path] = events.ImageSkipped(path, reason)
+                    self.callbacks.on_image_skipped(self.skipped[path])
 
     # ---- out of memory ----------------------------------------------------------------------------
     def _snapshot(self) -> dict:
