@@ -13,8 +13,6 @@ from __future__ import annotations
 
 import json
 import time
-import warnings
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Sequence
@@ -26,7 +24,7 @@ from tl_studio import __version__
 from tl_studio.core.errors import UserError
 from tl_studio.core.export_formats import EXPORT_FORMATS, get_format
 from tl_studio.core.fileio import atomic_path
-from tl_studio.core.model_file import METADATA_KEY, check_model_file, load_model_file
+from tl_studio.core.model_file import METADATA_KEY, check_model_file, load_model_file, torchscript_is_deliberate
 from tl_studio.core.preprocess import Preprocess, PreprocessSpec
 
 FORMATS = {name: fmt.suffix for name, fmt in EXPORT_FORMATS.items()}  # name -> suffix
@@ -169,16 +167,6 @@ def write_torchscript(model: ExportedClassifier, metadata: dict, path: Path) -> 
         scripted = torch.jit.script(_TorchScriptClassifier(torch.jit.script(model.preprocess), network,
                                                            float(model.temperature)))
         torch.jit.save(scripted, str(path), _extra_files={METADATA_KEY: json.dumps(metadata)})
-
-
-@contextmanager
-def torchscript_is_deliberate():
-    """TorchScript is deprecated in favour of torch.export; the TorchScript export exists for older
-    runtimes on purpose, so its deprecation warnings are not the user's concern."""
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", category=FutureWarning, message=".*torch.jit.*")
-        warnings.filterwarnings("ignore", category=DeprecationWarning, message=".*TorchScript.*")
-        yield
 
 
 class _TorchScriptClassifier(nn.Module):

@@ -41,6 +41,7 @@ import os
 import pickletools
 import re
 import threading
+import warnings
 import zipfile
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -323,10 +324,18 @@ def _load_pt2(path: Path) -> ModelFile:
     return ModelFile(path, "pt2", metadata, _no_grad(program.module()))
 
 
+@contextmanager
+def torchscript_is_deliberate():
+    """TorchScript is deprecated in favour of torch.export; the TorchScript export exists for older
+    runtimes on purpose, so its deprecation warnings are not the user's concern."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", category=FutureWarning, message=".*torch.jit.*")
+        warnings.filterwarnings("ignore", category=DeprecationWarning, message=".*TorchScript.*")
+        yield
+
+
 def _load_torchscript(path: Path) -> ModelFile:
     import torch
-
-    from tl_studio.core.export import torchscript_is_deliberate
 
     extra = {METADATA_KEY: ""}
     with torchscript_is_deliberate(), weights_only_everywhere():
