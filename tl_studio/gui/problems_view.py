@@ -49,7 +49,7 @@ class ProblemsView(QWidget):
         self.open_folder_button.clicked.connect(self.open_containing_folder)
         self.exclude_button = QPushButton("Exclude from the data set")
         self.exclude_button.setToolTip("Move the selected files into an _excluded folder beside the class folders "
-                                       "(nothing is deleted: move a file back from there to include it again)")
+                                       "(nothing is deleted; Ctrl+Z or Edit > Undo moves it back)")
         self.exclude_button.clicked.connect(lambda: self.excludeRequested.emit(self.selected_paths()))
         side = QWidget()
         side_layout = QVBoxLayout(side)

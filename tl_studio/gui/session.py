@@ -1,5 +1,6 @@
 """The app's state in one plain object with signals: the dataset, the training config, the current
-run and model file. Pages read it and subscribe to it; none of them owns it (no god-object window)."""
+run and model file, and the dataset's edit history. Pages read it and subscribe to it; none of them
+owns it (no god-object window)."""
 
 from __future__ import annotations
 
@@ -8,6 +9,8 @@ from pathlib import Path
 from PySide6.QtCore import QObject, Signal
 
 from tl_studio.core.config import TrainConfig
+from tl_studio.gui.data_fixer import DataFixer
+from tl_studio.gui.tasks import TaskRunner
 
 
 class Session(QObject):
@@ -26,6 +29,9 @@ class Session(QObject):
         self.model_file: Path | None = None
         self.run_dir: Path | None = None
         self.trusted_model_files: set[Path] = set()  # TorchScript files the user confirmed (gui/model_trust.py)
+        # Moves and excludes in the data set, from any step, with one undo history (gui/data_fixer.py).
+        self.tasks = TaskRunner(self)
+        self.fixer = DataFixer(self, self.tasks)
 
     def set_dataset(self, scan) -> None:
         self.scan = scan
@@ -52,3 +58,7 @@ class Session(QObject):
 
     def say(self, message: str) -> None:
         self.statusMessage.emit(message)
+
+    def shutdown(self) -> None:
+        """Cancels and joins the session's own background work (the rescan after a move)."""
+        self.tasks.shutdown()

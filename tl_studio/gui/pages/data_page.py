@@ -31,7 +31,6 @@ class DataPage(QWidget):
         # Set while a training run is active: the full decode check waits (see verify_images).
         self.verify_hold = threading.Event()
         self.folder: str | None = None
-        self.fixer = None  # a DataFixer, made when the user first excludes a problem file
         self._build()
         session.datasetChanged.connect(self._show_scan)
         session.trainingStateChanged.connect(self._training_state_changed)
@@ -266,14 +265,10 @@ class DataPage(QWidget):
         self.tabs.setTabText(1, f"Problems ({len(problems)})")
 
     def _exclude_problem_files(self, paths: list[str]) -> None:
-        """Out of the class folders into _excluded (asked once per data set, never deleted); the
-        fixer rescans, so the file leaves the list."""
-        from tl_studio.gui.data_fixer import DataFixer
-
-        if self.fixer is None:
-            self.fixer = DataFixer(self.session, self.tasks, self)
-        self.fixer.set_dataset(self.session.scan)
-        self.fixer.exclude(paths)
+        """Out of the class folders into _excluded (asked once per data set, never deleted), through the
+        session's fixer: the same undo history as the Evaluate step's moves. It rescans, so the file
+        leaves the list."""
+        self.session.fixer.exclude(paths, self.session.scan)
 
     def _fill_classes(self, scan) -> None:
         totals = scan.class_counts()

@@ -14,7 +14,6 @@ from PySide6.QtWidgets import (QComboBox, QFileDialog, QHBoxLayout, QLabel, QPro
 
 from tl_studio.core.dataset_edit import EXCLUDED
 from tl_studio.gui.confusion_matrix import ConfusionMatrixView
-from tl_studio.gui.data_fixer import DataFixer
 from tl_studio.gui.gallery import Gallery, GalleryItem
 from tl_studio.gui.image_view import CamProvider, ImageDetail, ImageFacts
 from tl_studio.gui.metrics_table import MetricsTable
@@ -35,7 +34,8 @@ class EvaluatePage(QWidget):
         super().__init__(parent)
         self.session = session
         self.tasks = TaskRunner(self)
-        self.fixer = DataFixer(session, self.tasks, self)
+        self.fixer = session.fixer  # shared with the Data step: one undo history
+        self.scan = None  # the data set of the evaluated images (moves happen in its folders)
         self.task = None
         self.evaluation = None
         self.metadata: dict | None = None  # the evaluated model file's tl_studio.json
@@ -138,11 +138,13 @@ class EvaluatePage(QWidget):
         self.matrix.cellChosen.connect(self.show_cell)
         for gallery in self.galleries:
             gallery.openRequested.connect(self.open_image)
-            gallery.moveRequested.connect(lambda indices, name: self.fixer.move(self._paths(indices), name))
-            gallery.excludeRequested.connect(lambda indices: self.fixer.exclude(self._paths(indices)))
+            gallery.moveRequested.connect(
+                lambda indices, name: self.fixer.move(self._paths(indices), name, self.scan))
+            gallery.excludeRequested.connect(lambda indices: self.fixer.exclude(self._paths(indices), self.scan))
             gallery.undoRequested.connect(self.fixer.undo)
         self.fixer.moved.connect(self._on_moved)
-        self.fixer.undoAvailable.connect(lambda on: [g.set_undo_enabled(on) for g in self.galleries])
+        self.fixer.undoAvailable.connect(self._undo_available)
+        self._undo_available(self.fixer.can_undo)
         self.session.modelFileChanged.connect(self._model_changed)
 
     # ---- evaluating ---------------------------------------------------------------------------------
@@ -231,7 +233,7 @@ class EvaluatePage(QWidget):
             return  # the model changed meanwhile
         self.cams = CamProvider(Path(evaluation.model_path), metadata, self.session.run_dir)
         self.metadata = metadata
-        self.fixer.set_dataset(scan)
+        self.scan = scan
         self._ended(f"Evaluated {len(evaluation.paths)} images: accuracy {evaluation.accuracy:.3f}, "
                     f"macro-F1 {evaluation.macro_f1:.3f}.")
         self._show_evaluation(evaluation)
@@ -315,7 +317,7 @@ class EvaluatePage(QWidget):
             return
         self.matrix.set_matrix(evaluation.confusion_matrix(), list(evaluation.classes))
         self.summary.setText(_summary(evaluation))
-        classes = sorted(set(evaluation.classes) | set(self.fixer.scan.classes if self.fixer.scan else ()))
+        classes = sorted(set(evaluation.classes) | set(self.scan.classes if self.scan else ()))
         for gallery in self.galleries:
             gallery.set_classes(classes)
         self.cell_gallery.set_items([], "Click a cell of the confusion matrix to see its images here.")
@@ -381,6 +383,12 @@ class EvaluatePage(QWidget):
 
     def _paths(self, indices: list[int]) -> list[str]:
         return [self.current_paths[i] for i in indices]
+
+    def _undo_available(self, available: bool) -> None:
+        """The galleries' Undo takes back the last change in the data set, whichever step made it."""
+        text = self.fixer.undo_text() if available else "Move the last moved image back"
+        for gallery in self.galleries:
+            gallery.set_undo_enabled(available, f"{text} (Ctrl+Z, Edit > Undo)")
 
     def _on_moved(self, move) -> None:
         source, destination = str(move.source), str(move.destination)
