@@ -121,10 +121,10 @@ class MainWindow(QMainWindow):
         from PySide6.QtWidgets import QFileDialog
 
         from tl_studio.core.export_formats import open_dialog_filter
-        from tl_studio.gui.runs_folder import runs_folder
+        from tl_studio.gui.runs_folder import dialog_start_folder
 
-        start_in = runs_folder() if runs_folder().is_dir() else Path.home()
-        path, _ = QFileDialog.getOpenFileName(self, "Open a trained model", str(start_in), open_dialog_filter())
+        path, _ = QFileDialog.getOpenFileName(self, "Open a trained model", str(dialog_start_folder()),
+                                              open_dialog_filter())
         if path:
             self.open_model_file(path)
 

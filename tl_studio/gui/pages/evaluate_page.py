@@ -18,6 +18,7 @@ from tl_studio.gui.gallery import Gallery, GalleryItem
 from tl_studio.gui.image_view import CamProvider, ImageDetail, ImageFacts
 from tl_studio.gui.metrics_table import MetricsTable
 from tl_studio.gui.reliability_plot import ReliabilityPlot
+from tl_studio.gui.runs_folder import model_caption
 from tl_studio.gui.tasks import TaskRunner
 
 SOURCES = (("val", "Validation split"), ("test", "Test split"), ("all", "All images of the dataset"),
@@ -54,6 +55,7 @@ class EvaluatePage(QWidget):
     # ---- layout -------------------------------------------------------------------------------------
     def _build(self) -> None:
         self.model_label = QLabel()
+        self.model_label.setWordWrap(True)  # a long run name wraps instead of widening the window
         self.source_box = QComboBox()
         for key, text in SOURCES:
             self.source_box.addItem(text, key)
@@ -152,8 +154,9 @@ class EvaluatePage(QWidget):
         self.cancel()
         self._show_evaluation(None)
         self.cams = None
-        self.model_label.setText(f"Model: <b>{Path(path).name}</b> <small>{path}</small>" if path else
+        self.model_label.setText(model_caption(path) if path else
                                  "No model yet: train one, or open a model.pt2 (File > Open Model File).")
+        self.model_label.setToolTip(str(path or ""))
         self.evaluate_button.setEnabled(path is not None)
 
     def showEvent(self, event) -> None:

@@ -248,10 +248,9 @@ class TrainPage(QWidget):
         dialog.deleteLater()
 
     def choose_run_to_resume(self) -> None:
-        from tl_studio.gui.runs_folder import runs_folder
+        from tl_studio.gui.runs_folder import dialog_start_folder
 
-        start_in = runs_folder() if runs_folder().is_dir() else Path.home()
-        folder = QFileDialog.getExistingDirectory(self, "Choose a run folder to resume", str(start_in))
+        folder = QFileDialog.getExistingDirectory(self, "Choose a run folder to resume", str(dialog_start_folder()))
         if folder:
             self.resume_run(Path(folder))
 
