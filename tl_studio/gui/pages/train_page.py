@@ -126,6 +126,7 @@ class TrainPage(QWidget):
         scroll.setWidget(left)
         scroll.setWidgetResizable(True)
         scroll.setMinimumWidth(330)
+        self.settings_scroll = scroll
 
         self.progress = QProgressBar()
         self.progress.setObjectName("trainProgress")
@@ -191,13 +192,29 @@ class TrainPage(QWidget):
             # what a run started here will use (see cpu_share): the info line says the same
             return [(setting, explain_cpu(text, short=True)) for setting, text in available_devices()], process_limit()
 
-        def found(result) -> None:
-            devices, processes = result
-            self.settings.set_devices(devices)
-            self.settings.set_process_limit(processes)
-
         self.tasks = TaskRunner(self)
-        self.tasks.start(detect, "detect-devices").succeeded.connect(found)
+        self.tasks.start(detect, "detect-devices").succeeded.connect(self._devices_found)
+
+    def _devices_found(self, result) -> None:
+        devices, processes = result
+        self.settings.set_devices(devices)
+        self.settings.set_process_limit(processes)
+        self._fit_settings_width()
+
+    def _fit_settings_width(self) -> None:
+        """The device names arrive after the layout was made, and a scroll area keeps the size its widget
+        first asked for: widen the settings column now, so the device box shows its text whole. Each
+        layout from the device box up is redone at once (a redone layout tells its parent), so the
+        column's size hint is the new one, not one from before the names came."""
+        scroll = self.settings_scroll
+        widget = self.settings.device.parentWidget()
+        while widget is not None and widget is not scroll.viewport():
+            if widget.layout() is not None:
+                widget.layout().activate()
+            widget = widget.parentWidget()
+        wanted = scroll.widget().sizeHint().width() + scroll.verticalScrollBar().sizeHint().width() \
+            + 2 * scroll.frameWidth()
+        scroll.setMinimumWidth(max(scroll.minimumWidth(), wanted))
 
     def shutdown(self) -> None:
         self.controller.stop_and_wait()
