@@ -168,3 +168,14 @@ def test_long_captions_are_elided_in_the_middle_with_the_full_text_as_tooltip(pa
     index = gallery.thumbnails.index(0)
     caption = gallery.thumbnails.data(index, Qt.DisplayRole)
     assert gallery.thumbnails.data(index, Qt.ToolTipRole).startswith(caption + "\n")
+
+
+def test_the_model_is_named_by_its_run_and_the_metrics_sit_under_the_matrix(page, model, qtbot):
+    assert f"of run <b>{model.run_dir.name}</b>" in page.model_label.text()
+    page.resize(1200, 760)
+    page.show()
+    qtbot.waitExposed(page)
+    page.tabs.setCurrentWidget(page.calibration_tab)
+    # three classes need a third of the height: the per-class table fills the rest, whatever tab is open
+    assert page.matrix.isVisible() and page.metrics.isVisible() and page.tabs.indexOf(page.metrics) == -1
+    assert page.metrics.geometry().top() > page.matrix.geometry().bottom()

@@ -86,24 +86,26 @@ class EvaluatePage(QWidget):
         layout.addWidget(splitter, 1)
 
     def _matrix_panel(self) -> QWidget:
+        """The matrix and, under it, the per-class metrics: the matrix takes the height its classes need
+        (a few classes leave room that the metrics fill, instead of an empty panel), many classes scroll."""
         self.matrix = ConfusionMatrixView()
+        self.metrics = MetricsTable()
         hint = QLabel("Rows: true class · columns: predicted class. Click a cell to see its images.")
         hint.setWordWrap(True)
         panel = QWidget()
         layout = QVBoxLayout(panel)
         layout.setContentsMargins(0, 0, 0, 0)
         layout.addWidget(hint)
-        layout.addWidget(self.matrix, 1)
+        layout.addWidget(self.matrix)
+        layout.addWidget(self.metrics, 1)
         return panel
 
     def _tabs(self) -> QTabWidget:
-        self.metrics = MetricsTable()
         self.cell_gallery = Gallery("Click a cell of the confusion matrix to see its images here.")
         self.loss_gallery = Gallery("The wrong predictions, the most confident first.")
         self.suspect_gallery = Gallery("Images whose label the model doubts most, with the label it suggests.")
         self.galleries = (self.cell_gallery, self.loss_gallery, self.suspect_gallery)
         self.tabs = QTabWidget()
-        self.tabs.addTab(self.metrics, "Per class")
         self.tabs.addTab(self.cell_gallery, "Cell images")
         self.tabs.addTab(self.loss_gallery, "Top losses")
         self.tabs.addTab(self.suspect_gallery, "Likely mislabelled")
