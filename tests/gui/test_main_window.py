@@ -180,3 +180,24 @@ def test_start_waits_for_a_scanned_data_set(window, qtbot, tiny_dataset):
     with qtbot.waitSignal(window.session.datasetChanged, timeout=TIMEOUT_MS):
         window.open_folder(str(tiny_dataset))
     assert start.isEnabled() and "Ctrl+R" in start.toolTip()
+
+
+def test_start_waits_for_the_scan_of_a_newly_chosen_folder(window, qtbot, tiny_dataset, tmp_path):
+    """With a data set loaded, choosing another folder must not leave Start on the old one meanwhile."""
+    import shutil
+
+    with qtbot.waitSignal(window.session.datasetChanged, timeout=TIMEOUT_MS):
+        window.open_folder(str(tiny_dataset))
+    other = tmp_path / "other"
+    shutil.copytree(tiny_dataset, other)
+    train = window.pages["Train"]
+    said = []
+    window.session.statusMessage.connect(said.append)
+    with qtbot.waitSignal(window.session.datasetChanged, timeout=TIMEOUT_MS):
+        window.open_folder(str(other))
+        # the scan runs in the background: until it reports, the old data set is still the session's
+        assert not train.start_button.isEnabled() and str(other) in train.start_button.toolTip()
+        window._start_training()  # Train > Start Training (Ctrl+R) does not start on the old data set
+        assert not train.running and "once" in said[-1] and str(other) in said[-1]
+    assert window.session.scan.root == other
+    assert train.start_button.isEnabled() and "Ctrl+R" in train.start_button.toolTip()

@@ -20,10 +20,12 @@ class Session(QObject):
     modelFileChanged = Signal(object)  # Path | None: the trained model the Evaluate/Export steps use
     runDirChanged = Signal(object)  # Path | None
     statusMessage = Signal(str)  # what the app is doing, for the status bar
+    scanningChanged = Signal(object)  # str | None: the folder whose scan is running (Start waits for it)
 
     def __init__(self, parent: QObject | None = None):
         super().__init__(parent)
         self.scan = None
+        self.scanning: str | None = None  # a folder being scanned to replace ``scan``
         self.config = TrainConfig()
         self.training = False
         self.model_file: Path | None = None
@@ -38,6 +40,13 @@ class Session(QObject):
         if scan is not None:
             self.update_config(data_dir=str(scan.root))
         self.datasetChanged.emit(scan)
+
+    def set_scanning(self, folder: str | None) -> None:
+        """A folder the user chose is being scanned (None: no scan running). Until it is done, ``scan``
+        is still the previous data set, which a run must not start on by mistake."""
+        if folder != self.scanning:
+            self.scanning = folder
+            self.scanningChanged.emit(folder)
 
     def update_config(self, **changes) -> None:
         new = self.config.replace(**changes)

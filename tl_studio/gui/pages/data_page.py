@@ -156,14 +156,18 @@ class DataPage(QWidget):
         self.progress.setFormat(f"Scanning {folder}…")
         self.progress.show()
         self.cancel_button.show()
+        self.session.set_scanning(folder)
         self.session.say(f"Scanning {folder}…")
         self.scan_task = self.tasks.start(
             lambda report, cancelled: scan_dataset(folder, val_fraction=val, test_fraction=test, seed=seed,
                                                    progress=lambda d, t: report((d, t)), cancel=cancelled), "scan")
-        self.scan_task.progress.connect(self._on_progress)
-        self.scan_task.succeeded.connect(self._on_scanned)
-        self.scan_task.failed.connect(self._on_failed)
-        self.scan_task.cancelled.connect(lambda: self._scan_ended("Scan cancelled."))
+        task = self.scan_task
+        # Only the latest scan reports: an older one, cancelled by this one, must not end it (hide its
+        # progress, let Start go ahead) when its own end arrives later.
+        task.progress.connect(lambda progress: self._on_progress(progress) if task is self.scan_task else None)
+        task.succeeded.connect(lambda scan: self._on_scanned(scan) if task is self.scan_task else None)
+        task.failed.connect(lambda message: self._on_failed(message) if task is self.scan_task else None)
+        task.cancelled.connect(lambda: self._scan_ended("Scan cancelled.") if task is self.scan_task else None)
 
     def _on_progress(self, progress) -> None:
         done, total = progress
@@ -199,6 +203,7 @@ class DataPage(QWidget):
     def _scan_ended(self, message: str) -> None:
         self.progress.hide()
         self.cancel_button.hide()
+        self.session.set_scanning(None)
         self.session.say(message)
 
     def _cancel_scan(self) -> None:

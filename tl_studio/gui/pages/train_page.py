@@ -96,6 +96,7 @@ class TrainPage(QWidget):
         self._build()
         self._connect()
         session.datasetChanged.connect(lambda _: self._update_start_button())
+        session.scanningChanged.connect(lambda _: self._update_start_button())
         self._set_running(False)
 
     # ---- layout -------------------------------------------------------------------------------------
@@ -230,6 +231,9 @@ class TrainPage(QWidget):
         if self.running:
             return
         scan = self.session.scan
+        if self.session.scanning:  # Train > Start Training while the folder just chosen is scanned
+            self.session.say(f"Training starts once {self.session.scanning} is scanned; press Start then.")
+            return
         if scan is None:
             QMessageBox.information(self, "No data set ready", "No data set is ready yet: choose a folder on the "
                                     "Data step, or wait for its scan to finish there.")
@@ -373,10 +377,13 @@ class TrainPage(QWidget):
 
     def _update_start_button(self) -> None:
         """Start waits for a data set that is scanned and ready; the tooltip says why it waits."""
-        ready = self.session.scan is not None
+        scanning = self.session.scanning
+        ready = self.session.scan is not None and not scanning
         self.start_button.setEnabled(ready and not self.running)
         if self.running:
             self.start_button.setToolTip("A run is in progress: Pause or Stop it first.")
+        elif scanning:  # the previous data set is still loaded, but the user chose another one
+            self.start_button.setToolTip(f"Start waits for the scan of {scanning} to finish (see the Data step).")
         elif ready:
             self.start_button.setToolTip("Start training (Ctrl+R)")
         else:
