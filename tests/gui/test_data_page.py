@@ -30,6 +30,7 @@ def page(qtbot, tiny_dataset, monkeypatch):
 def test_a_problem_file_has_a_preview_a_folder_and_can_be_excluded(page, qtbot, tiny_dataset, monkeypatch):
     problems = page.problems
     assert problems.model.rowCount() == 1 and page.tabs.tabText(1) == "Problems (1)"
+    assert page.summary.text().endswith(" 1 problem.")
     assert not problems.exclude_button.isEnabled()  # nothing selected yet
     problems.table.selectRow(0)
     assert problems.preview.text().startswith("No preview: ")  # not decodable: the reason instead
@@ -42,6 +43,7 @@ def test_a_problem_file_has_a_preview_a_folder_and_can_be_excluded(page, qtbot, 
     assert [p.name for p in (tiny_dataset / EXCLUDED).rglob("*") if p.is_file()] == ["broken.jpg"]
     assert not (tiny_dataset / "red" / "broken.jpg").exists()
     assert len(changed.args[0].problems) == 0 and problems.model.rowCount() == 0
+    assert page.summary.text().endswith(" 0 problems.")
 
 
 def test_a_decodable_problem_file_is_previewed(qtbot, tmp_path):

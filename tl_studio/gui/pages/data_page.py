@@ -251,7 +251,7 @@ class DataPage(QWidget):
         split_totals = ", ".join(f"{split} {sum(counts[split].values())}" for split in ("train", "val", "test")
                                  if sum(counts[split].values()))
         self.summary.setText(f"<b>{scan.root}</b><br>{len(scan.records)} images in {len(scan.classes)} classes, "
-                             f"{layout}: {split_totals}. {len(scan.problems)} problems.")
+                             f"{layout}: {split_totals}. {_count(len(scan.problems), 'problem')}.")
         self._show_imbalance(scan)
         self.chart.show_counts(list(scan.classes), counts)
         self.split_box.setEnabled(not scan.presplit)
@@ -310,3 +310,7 @@ class DataPage(QWidget):
         self._cancel_scan()
         self.tasks.shutdown()
         self.thumbnails.shutdown()
+
+
+def _count(number: int, noun: str) -> str:
+    return f"{number} {noun}" if number == 1 else f"{number} {noun}s"
