@@ -30,12 +30,14 @@ class RunProgress:
         self.started = time.monotonic()
         self.done_at_start = 0
         self._features = (self.started, 0, 0)  # (when this pass began, images done then, images done now)
+        self.stopping = False  # Stop was pressed: the bar says so until the run has ended
 
     def start(self, event) -> None:
         self.epochs, self.batches = event.epochs, event.batches_per_epoch
         self.done_at_start = (event.start_epoch - 1) * self.batches
         self.started = time.monotonic()
         self._features = (self.started, 0, 0)
+        self.stopping = False
         self.bar.setRange(0, self.epochs * self.batches)
         self.bar.setValue(self.done_at_start)
         self.bar.setFormat(f"Starting epoch {event.start_epoch} of {self.epochs}...")
@@ -48,8 +50,17 @@ class RunProgress:
         elapsed = time.monotonic() - self.started
         rate = (done - self.done_at_start) / elapsed if elapsed > 0 else 0
         left = (self.bar.maximum() - done) / rate if rate > 0 else float("nan")
-        self.bar.setFormat(f"Epoch {event.epoch}/{self.epochs} · batch {event.batch}/{event.num_batches} · "
-                           f"{event.images_per_s:.0f} img/s · {_clock(left)} left")
+        if not self.stopping:
+            self.bar.setFormat(f"Epoch {event.epoch}/{self.epochs} · batch {event.batch}/{event.num_batches} · "
+                               f"{event.images_per_s:.0f} img/s · {_clock(left)} left")
+
+    def stop_requested(self) -> str:
+        """After Stop the run still finishes its batch and then saves the best epoch as a model file,
+        which can take a minute on a CPU: say so instead of leaving the last batch's time left standing."""
+        self.stopping = True
+        text = "Stopping after the current batch, then saving the best epoch so far (this can take a minute)…"
+        self.bar.setFormat(text)
+        return text
 
     def features(self, event) -> str:
         """Feature extraction (frozen backbone) can take minutes before the first epoch: its own
@@ -66,6 +77,8 @@ class RunProgress:
         self.bar.setValue(event.done)
         text = (f"Computing features once (frozen backbone): {event.done}/{event.total} images · "
                 f"{rate:.0f} img/s · {_clock(left)} left")
+        if self.stopping:
+            return self.bar.format()
         self.bar.setFormat(text)
         return text
 
@@ -322,7 +335,7 @@ class TrainPage(QWidget):
     def stop(self) -> None:
         if self.running:
             self.controller.stop()
-            self.session.say("Stopping after the current batch…")
+            self.session.say(self.run_progress.stop_requested())
 
     # ---- run events ---------------------------------------------------------------------------------
     def _on_fit_started(self, event) -> None:
