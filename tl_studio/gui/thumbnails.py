@@ -21,7 +21,7 @@ SPACING_PX = 4
 # "cardboard · train" shows whole; longer ones are elided in the middle, with the full text as the
 # tooltip. (With uniform item sizes the view would otherwise size every item like one of them, and
 # cut every longer caption to that item's width.)
-ITEM_SIZE = QSize(THUMB_PX + 32, THUMB_PX + 22)
+ITEM_SIZE = QSize(THUMB_PX + 22, THUMB_PX + 22)  # no wider than needed: rows keep as many images
 CACHE_LIMIT = 3000  # pixmaps kept (about 100 MB at 96 px)
 
 
