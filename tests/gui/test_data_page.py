@@ -62,3 +62,26 @@ def test_a_decodable_problem_file_is_previewed(qtbot, tmp_path):
     view.set_problems([Problem()])
     view.table.selectRow(0)
     assert view.preview.pixmap() is not None and not view.preview.pixmap().isNull()
+
+
+def test_a_long_file_name_does_not_push_the_problem_out_of_sight(qtbot):
+    """hymenoptera has a 100-character file name: as a problem it made the File column 650 px wide, and
+    the reason (and the column's own header) ended up beyond the right edge."""
+    from tl_studio.gui.problems_view import ProblemsView
+
+    view = ProblemsView()
+    qtbot.addWidget(view)
+    view.resize(700, 400)
+    view.show()
+    qtbot.waitExposed(view)
+
+    class Problem:
+        def __init__(self, path, reason):
+            self.path, self.reason = path, reason
+
+    long_name = "bees/ants-devouring-remains-of-large-dead-insect-on-red-tile-in-Stellenbosch-South-Africa-closeup.jpg"
+    view.set_problems([Problem(long_name, "Identical to ants/x.jpg"), Problem("ants/x.jpg", "Too small")])
+    table = view.table
+    reason_left = table.columnViewportPosition(1)
+    assert 0 < reason_left and reason_left + 80 <= table.viewport().width()  # the reason is in sight
+    assert long_name in table.model().item(0, 0).toolTip()  # and the whole name in the tooltip

@@ -8,10 +8,11 @@ from pathlib import Path
 
 from PySide6.QtCore import QSize, Qt, QUrl, Signal
 from PySide6.QtGui import QDesktopServices, QImageReader, QPixmap, QStandardItem, QStandardItemModel
-from PySide6.QtWidgets import (QHBoxLayout, QHeaderView, QLabel, QPushButton, QSplitter, QTableView, QVBoxLayout,
+from PySide6.QtWidgets import (QHeaderView, QLabel, QPushButton, QSplitter, QTableView, QVBoxLayout,
                                QWidget)
 
 PREVIEW_PX = 220
+FILE_COLUMN_MAX_PX = 260  # one long file name must not push the Problem column out of sight
 
 
 def preview_pixmap(path: str) -> QPixmap | None:
@@ -39,6 +40,7 @@ class ProblemsView(QWidget):
         self.table.setSortingEnabled(True)
         self.table.setEditTriggers(QTableView.NoEditTriggers)
         self.table.setSelectionBehavior(QTableView.SelectRows)
+        self.table.setTextElideMode(Qt.ElideMiddle)  # a long name keeps its folder and its end; whole in the tooltip
         self.table.selectionModel().selectionChanged.connect(self._selection_changed)
         self.preview = QLabel("Select a file to see it here.")
         self.preview.setObjectName("problemPreview")
@@ -54,10 +56,10 @@ class ProblemsView(QWidget):
         side = QWidget()
         side_layout = QVBoxLayout(side)
         side_layout.addWidget(self.preview, 1)
-        buttons = QHBoxLayout()
-        buttons.addWidget(self.open_folder_button)
-        buttons.addWidget(self.exclude_button)
-        side_layout.addLayout(buttons)
+        # one above the other: side by side they made the preview column so wide that the table (and its
+        # Problem column) got half the room
+        side_layout.addWidget(self.open_folder_button)
+        side_layout.addWidget(self.exclude_button)
         splitter = QSplitter(Qt.Horizontal)
         splitter.addWidget(self.table)
         splitter.addWidget(side)
@@ -79,6 +81,7 @@ class ProblemsView(QWidget):
             reason_item.setToolTip(problem.reason)
             self.model.appendRow([file_item, reason_item])
         self.table.resizeColumnToContents(0)
+        self.table.setColumnWidth(0, min(self.table.columnWidth(0), FILE_COLUMN_MAX_PX))
         self._selection_changed()
 
     def selected_paths(self) -> list[str]:
