@@ -38,6 +38,11 @@ def test_a_problem_file_has_a_preview_a_folder_and_can_be_excluded(page, qtbot, 
     monkeypatch.setattr(QDesktopServices, "openUrl", lambda url: opened.append(url.toLocalFile()) or True)
     problems.open_folder_button.click()
     assert opened == [str(tiny_dataset / "red")]
+    said = []
+    page.session.statusMessage.connect(said.append)
+    monkeypatch.setattr(QDesktopServices, "openUrl", lambda url: False)  # no file manager on this desktop
+    problems.open_folder_button.click()
+    assert said and str(tiny_dataset / "red") in said[-1] and "broken.jpg" in said[-1]
     with qtbot.waitSignal(page.session.datasetChanged, timeout=TIMEOUT_MS) as changed:
         problems.exclude_button.click()
     assert [p.name for p in (tiny_dataset / EXCLUDED).rglob("*") if p.is_file()] == ["broken.jpg"]

@@ -28,6 +28,7 @@ def preview_pixmap(path: str) -> QPixmap | None:
 
 class ProblemsView(QWidget):
     excludeRequested = Signal(list)  # paths
+    message = Signal(str)  # one sentence for the status line
 
     def __init__(self, parent=None):
         super().__init__(parent)
@@ -108,5 +109,9 @@ class ProblemsView(QWidget):
 
     def open_containing_folder(self) -> None:
         paths = self.selected_paths()
-        if paths:
-            QDesktopServices.openUrl(QUrl.fromLocalFile(str(Path(paths[0]).parent)))
+        if not paths:
+            return
+        folder = Path(paths[0]).parent
+        if not QDesktopServices.openUrl(QUrl.fromLocalFile(str(folder))):
+            # no file manager (a bare desktop, a remote session): the click must not just do nothing
+            self.message.emit(f"No file manager could open {folder}; the file is {Path(paths[0]).name} there.")

@@ -128,6 +128,7 @@ class DataPage(QWidget):
         browser_layout.addWidget(self.thumbnail_view, 1)
         self.problems = ProblemsView()
         self.problems.excludeRequested.connect(self._exclude_problem_files)
+        self.problems.message.connect(self.session.say)
         self.problem_model, self.problem_view = self.problems.model, self.problems.table
         self.tabs = QTabWidget()
         self.tabs.addTab(browser, "Images")
