@@ -168,3 +168,34 @@ def test_long_captions_are_elided_in_the_middle_with_the_full_text_as_tooltip(pa
     index = gallery.thumbnails.index(0)
     caption = gallery.thumbnails.data(index, Qt.DisplayRole)
     assert gallery.thumbnails.data(index, Qt.ToolTipRole).startswith(caption + "\n")
+
+
+def test_usual_captions_show_whole_whatever_the_first_caption(qtbot, tmp_path):
+    """Every item is as wide as the grid allows, not as wide as the first one ("a"): the usual captions
+    are not cut (they were: "ants →…s 100%", "cardbo… train")."""
+    from tl_studio.gui.thumbnails import ThumbnailModel, thumbnail_view
+
+    model = ThumbnailModel()
+    view = thumbnail_view(model)
+    qtbot.addWidget(view)
+    view.resize(700, 400)
+    view.show()
+    qtbot.waitExposed(view)
+    usual = ["ants → bees 100%", "cardboard · train", "bees? → ants"]
+    model.set_paths([str(tmp_path / f"{i}.jpg") for i in range(4)], ["a"] + usual)
+    margin = 2 * (view.style().pixelMetric(view.style().PixelMetric.PM_FocusFrameHMargin) + 1)
+    for row, caption in enumerate(usual, start=1):
+        width = view.visualRect(model.index(row)).width()
+        assert view.fontMetrics().horizontalAdvance(caption) + margin <= width, caption
+    model.shutdown()
+
+
+def test_the_model_is_named_by_its_run_and_the_metrics_sit_under_the_matrix(page, model, qtbot):
+    assert f"of run <b>{model.run_dir.name}</b>" in page.model_label.text()
+    page.resize(1200, 760)
+    page.show()
+    qtbot.waitExposed(page)
+    page.tabs.setCurrentWidget(page.calibration_tab)
+    # three classes need a third of the height: the per-class table fills the rest, whatever tab is open
+    assert page.matrix.isVisible() and page.metrics.isVisible() and page.tabs.indexOf(page.metrics) == -1
+    assert page.metrics.geometry().top() > page.matrix.geometry().bottom()

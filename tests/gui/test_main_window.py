@@ -1,5 +1,6 @@
 """The main window's menus and orientation, offscreen: Edit > Undo names the move it undoes and Ctrl+Z
-works wherever the focus is on the Evaluate step; Help > Getting started lists the shortcuts; the Data
+works wherever the focus is, for the Evaluate step's moves and the Problems tab's excludes alike, in one
+history (last first); Help > Getting started lists the shortcuts; the Data
 step welcomes a new user and says which data set is loaded when a folder cannot be used; Start waits
 for a scanned data set."""
 
@@ -12,6 +13,7 @@ from shiboken6 import isValid
 
 from tests.evaluation_helpers import copy_dataset, one_torch_thread, tiny_model
 from tl_studio.core.data import scan_dataset
+from tl_studio.core.dataset_edit import EXCLUDED
 from tl_studio.gui.main_window import MainWindow
 
 TIMEOUT_MS = 120_000
@@ -62,6 +64,76 @@ def test_ctrl_z_anywhere_on_the_evaluate_step_undoes_the_move_edit_undo_names(wi
     assert not window.undo_action.isEnabled()
 
 
+def _exclude_problem(window, qtbot, name: str) -> None:
+    """Selects the problem file ``name`` on the Problems tab and clicks Exclude; waits for the rescan."""
+    data = window.pages["Data"]
+    problems = data.problems
+    row = next(r for r in range(problems.model.rowCount()) if problems.model.item(r, 0).text().endswith(name))
+    problems.table.selectRow(row)
+    with qtbot.waitSignal(window.session.datasetChanged, timeout=TIMEOUT_MS,
+                          check_params_cb=lambda scan: all(not p.path.endswith(name) for p in scan.problems)):
+        problems.exclude_button.click()
+
+
+def _undo_with_ctrl_z(window, qtbot, widget) -> None:
+    window.activateWindow()
+    widget.setFocus()
+    with qtbot.waitSignal(window.session.datasetChanged, timeout=TIMEOUT_MS):
+        qtbot.keyClick(widget, Qt.Key_Z, Qt.ControlModifier)
+
+
+def test_an_exclude_on_the_problems_tab_is_undone_by_ctrl_z_and_named_in_edit_undo(window, qtbot, tiny_dataset):
+    (tiny_dataset / "red" / "broken.jpg").write_bytes(b"not an image at all")
+    with qtbot.waitSignal(window.session.datasetChanged, timeout=TIMEOUT_MS):
+        window.open_folder(str(tiny_dataset))
+    data = window.pages["Data"]
+    data.tabs.setCurrentWidget(data.problems)
+    _exclude_problem(window, qtbot, "broken.jpg")
+    assert (tiny_dataset / EXCLUDED / "broken.jpg").is_file()
+    assert window.undo_action.isEnabled() and "broken.jpg" in window.undo_action.text()
+    assert "red/" in window.undo_action.text()
+    _undo_with_ctrl_z(window, qtbot, data.problems.table)  # the focus on the Data step, not the Evaluate step
+    assert (tiny_dataset / "red" / "broken.jpg").is_file() and not (tiny_dataset / EXCLUDED / "broken.jpg").exists()
+    assert data.tabs.tabText(1) == "Problems (1)"  # listed again
+    assert not window.undo_action.isEnabled() and window.undo_action.text() == "Undo"
+
+
+def test_data_step_excludes_and_evaluate_step_moves_undo_in_one_history_last_first(window, qtbot, tmp_path,
+                                                                                   tmp_path_factory):
+    model = tiny_model(tmp_path_factory)
+    data = copy_dataset(model.data_dir, tmp_path / "data")
+    for name in ("first.jpg", "third.jpg"):
+        (data / "red" / name).write_bytes(b"not an image at all")
+    with qtbot.waitSignal(window.session.datasetChanged, timeout=TIMEOUT_MS):
+        window.open_folder(str(data))
+    _exclude_problem(window, qtbot, "first.jpg")  # 1: on the Data step
+    window.open_model_file(str(model.model_file))
+    page = window.pages["Evaluate"]
+    qtbot.waitUntil(lambda: page.evaluation is not None, timeout=TIMEOUT_MS)  # arriving at the step evaluates
+    page.matrix.choose_cell(0, int(page.evaluation.predicted[page.evaluation.true == 0][0]))
+    gallery = page.cell_gallery
+    second = gallery.items[0].path
+    source_class = page.evaluation.classes[0]
+    target = next(name for name in page.evaluation.classes if name != source_class)
+    gallery.select_rows([0])
+    gallery.class_box.setCurrentText(target)
+    with qtbot.waitSignal(window.session.datasetChanged, timeout=TIMEOUT_MS):
+        gallery.move_button.click()  # 2: on the Evaluate step
+    second_name = second.rsplit("/", 1)[-1]
+    window.steps.go_to("Data")
+    _exclude_problem(window, qtbot, "third.jpg")  # 3: on the Data step again
+    expected = [("third.jpg", "red"), (second_name, source_class), ("first.jpg", "red")]
+    for step, (name, folder) in zip(("Evaluate", "Data", "Evaluate"), expected):
+        assert window.undo_action.isEnabled()
+        assert name in window.undo_action.text() and f"{folder}/" in window.undo_action.text()
+        window.steps.go_to(step)
+        _undo_with_ctrl_z(window, qtbot, window.pages[step])
+        assert (data / folder / name).is_file(), f"{name} is not back in {folder}/"
+    assert not window.undo_action.isEnabled()
+    assert not any((data / EXCLUDED).iterdir()) and not (data / target / second_name).exists()
+    assert page.current_paths[list(page.evaluation.paths).index(second)] == second  # the gallery follows
+
+
 def test_getting_started_explains_and_lists_the_menu_shortcuts(window):
     dialog = window.show_getting_started()
     text = dialog.browser.toPlainText()
@@ -108,3 +180,24 @@ def test_start_waits_for_a_scanned_data_set(window, qtbot, tiny_dataset):
     with qtbot.waitSignal(window.session.datasetChanged, timeout=TIMEOUT_MS):
         window.open_folder(str(tiny_dataset))
     assert start.isEnabled() and "Ctrl+R" in start.toolTip()
+
+
+def test_start_waits_for_the_scan_of_a_newly_chosen_folder(window, qtbot, tiny_dataset, tmp_path):
+    """With a data set loaded, choosing another folder must not leave Start on the old one meanwhile."""
+    import shutil
+
+    with qtbot.waitSignal(window.session.datasetChanged, timeout=TIMEOUT_MS):
+        window.open_folder(str(tiny_dataset))
+    other = tmp_path / "other"
+    shutil.copytree(tiny_dataset, other)
+    train = window.pages["Train"]
+    said = []
+    window.session.statusMessage.connect(said.append)
+    with qtbot.waitSignal(window.session.datasetChanged, timeout=TIMEOUT_MS):
+        window.open_folder(str(other))
+        # the scan runs in the background: until it reports, the old data set is still the session's
+        assert not train.start_button.isEnabled() and str(other) in train.start_button.toolTip()
+        window._start_training()  # Train > Start Training (Ctrl+R) does not start on the old data set
+        assert not train.running and "once" in said[-1] and str(other) in said[-1]
+    assert window.session.scan.root == other
+    assert train.start_button.isEnabled() and "Ctrl+R" in train.start_button.toolTip()

@@ -122,3 +122,27 @@ def test_an_image_below_the_files_threshold_is_unknown_with_its_closest_class(pa
         else:
             assert texts[path.name] == closest
     assert unknown >= 1, "none of the unfamiliar colours fell below the threshold"
+
+
+def test_the_model_is_named_by_its_run_and_open_starts_in_the_runs_folder(page, model, tmp_path, monkeypatch):
+    from PySide6.QtWidgets import QFileDialog
+
+    from tl_studio.core.run_history import annotate_run
+
+    assert f"of run <b>{model.run_dir.name}</b>" in page.model_label.text()  # not only "model.pt2"
+    exported = tmp_path / "shipped" / "flowers.pt2"
+    exported.parent.mkdir()
+    page.set_model(exported)
+    assert "flowers.pt2" in page.model_label.text() and str(exported.parent) in page.model_label.text()
+    runs = tmp_path / "runs"  # TL_STUDIO_RUNS_DIR in these tests
+    runs.mkdir(exist_ok=True)
+    started_in = []
+    monkeypatch.setattr(QFileDialog, "getOpenFileName", lambda *args, **kwargs: started_in.append(args[2]) or ("", ""))
+    page.choose_model()
+    assert started_in == [str(runs)]
+    named = tmp_path / "named_run"
+    (named).mkdir()
+    (named / "config.json").write_text("{}")
+    annotate_run(named, name="baseline (frozen)")
+    page.set_model(named / "model.pt2")
+    assert "of run <b>baseline (frozen)</b>" in page.model_label.text()

@@ -74,3 +74,42 @@ def test_a_run_that_cannot_resume_says_why_in_the_status_line_not_in_a_dialog(pa
     assert said and said[-1].startswith("Cannot resume first-epoch-stopped: it has no checkpoint")
     assert "start a new run instead" in page.summary.text()
     assert not page.running
+
+
+def test_the_device_box_shows_a_long_device_name_whole(qtbot):
+    """The device names arrive after the page was laid out (and while another step is on screen): the
+    settings column widens so the box is not cut ("Automatic: CPU (1 of 2 cor")."""
+    from PySide6.QtWidgets import QLabel, QStackedWidget
+
+    steps = QStackedWidget()
+    qtbot.addWidget(steps)
+    steps.addWidget(QLabel("another step"))
+    train_page = TrainPage(Session())
+    steps.addWidget(train_page)
+    steps.resize(1280, 820)
+    steps.show()
+    qtbot.waitExposed(steps)
+    name = "Automatic: NVIDIA GeForce RTX 4070 Laptop GPU (8 GB)"
+    train_page._devices_found(([("auto", name), ("cpu", "CPU (1 of 2 cores)")], 1))
+    steps.setCurrentWidget(train_page)
+    box = train_page.settings.device
+    qtbot.waitUntil(lambda: box.isVisible())
+    assert box.currentText() == name and box.width() >= box.sizeHint().width()
+    train_page.shutdown()
+
+
+def test_stop_says_the_best_epoch_is_being_saved_until_the_run_ends(page, monkeypatch):
+    """A stopped run still writes its model file, which took 40 s on a busy CPU while the bar kept the
+    last batch's "2:26 left": the bar and the status line say what is happening until the run ends."""
+    said = []
+    page.session.statusMessage.connect(said.append)
+    page.controller.fitStarted.emit(fit_start("CPU (1 thread)"))
+    page.controller.batches.emit([events.BatchEnd(epoch=2, batch=3, num_batches=11, step=14, loss=0.5, lr=1e-3,
+                                                  images_per_s=16.0)])
+    monkeypatch.setattr(TrainPage, "running", property(lambda self: True))
+    monkeypatch.setattr(page.controller, "stop", lambda *args, **kwargs: None)
+    page.stop()
+    assert "saving the best epoch" in page.progress.format() and said[-1] == page.progress.format()
+    page.controller.batches.emit([events.BatchEnd(epoch=2, batch=4, num_batches=11, step=15, loss=0.5, lr=1e-3,
+                                                  images_per_s=16.0)])  # the batch in flight still ends
+    assert "saving the best epoch" in page.progress.format() and page.progress.value() == 15

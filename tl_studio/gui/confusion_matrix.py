@@ -5,7 +5,7 @@ red, by the share of the true class they hold, so the worst confusions stand out
 from __future__ import annotations
 
 import numpy as np
-from PySide6.QtCore import QAbstractTableModel, QModelIndex, Qt, Signal
+from PySide6.QtCore import QAbstractTableModel, QModelIndex, QSize, Qt, Signal
 from PySide6.QtGui import QColor, QFont, QPalette, QPen
 from PySide6.QtWidgets import (QAbstractItemView, QFrame, QHeaderView, QStyle, QStyledItemDelegate,
                                QStyleOptionViewItem, QTableView)
@@ -13,8 +13,11 @@ from PySide6.QtWidgets import (QAbstractItemView, QFrame, QHeaderView, QStyle, Q
 from tl_studio.gui.theme import BAD, GOOD
 
 # Cells grow with the space there is (few classes) and shrink to these (many classes, then it scrolls).
-CELL_WIDTH = (64, 150)
-CELL_HEIGHT = (42, 100)
+CELL_WIDTH = (64, 220)
+CELL_HEIGHT = (42, 160)
+# The height the matrix asks for at most: more classes than fit scroll, and the room below stays for the
+# per-class metrics.
+PREFERRED_HEIGHT = 520
 
 
 def _blend(colour: QColor, strength: float) -> QColor:
@@ -127,7 +130,16 @@ class ConfusionMatrixView(QTableView):
     def set_matrix(self, matrix: np.ndarray, classes: list[str]) -> None:
         self.matrix_model.set_matrix(matrix, classes)
         self.clearSelection()
+        self.updateGeometry()  # the size hint follows the number of classes
         self._fit_cells()
+
+    def sizeHint(self) -> QSize:
+        """As tall as its classes' cells at full height (up to PREFERRED_HEIGHT), so a layout gives a
+        small matrix no more than it fills."""
+        hint = super().sizeHint()
+        cells = max(1, len(self.matrix_model.classes)) * CELL_HEIGHT[1]
+        height = self.horizontalHeader().sizeHint().height() + cells + 2 * self.frameWidth() + 4
+        return QSize(hint.width(), min(height, PREFERRED_HEIGHT))
 
     def resizeEvent(self, event) -> None:
         super().resizeEvent(event)

@@ -1,5 +1,10 @@
-"""Fixing the dataset from the Evaluate step: moves and undo through ``core.dataset_edit``, one question
-before the first write into the user's folder, then a background rescan so the Data step shows the change.
+"""Fixing the dataset: the Evaluate step's moves and the Data step's excludes, and their undo, through
+``core.dataset_edit``; one question before the first write into the user's folder, then a background
+rescan so every step shows the change.
+
+There is one DataFixer, owned by the session next to the data set it edits: both steps act through it,
+so Ctrl+Z and Edit > Undo take back the last change whichever step made it (one history per data set,
+the folder's journal). Undo acts on the data set moved in last, or the one the user opened since.
 
 Moving a file is a rename (instant), so it happens in the GUI thread; the rescan runs in the background.
 """
@@ -9,7 +14,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from PySide6.QtCore import QObject, Signal
-from PySide6.QtWidgets import QMessageBox, QWidget
+from PySide6.QtWidgets import QApplication, QMessageBox
 
 from tl_studio.core.dataset_edit import EXCLUDED, DatasetEditor, Move, rescan
 from tl_studio.core.errors import UserError
@@ -20,13 +25,24 @@ class DataFixer(QObject):
     undoAvailable = Signal(bool)
     rescanned = Signal(object)  # the new DatasetScan
 
-    def __init__(self, session, runner, parent_widget: QWidget):
-        super().__init__(parent_widget)
-        self.session, self.runner, self.parent_widget = session, runner, parent_widget
+    def __init__(self, session, runner):
+        super().__init__(session)
+        self.session, self.runner = session, runner
         self.scan = None
         self.editor: DatasetEditor | None = None
         self._confirmed_roots: set[Path] = set()
         self._rescan_task = None
+        self._opened_root: Path | None = None  # the session's data set folder, last seen
+        session.datasetChanged.connect(self._session_dataset_changed)
+
+    def _session_dataset_changed(self, scan) -> None:
+        """A folder the user opens becomes the one Undo acts on. The same folder scanned again (a rescan,
+        the full check) changes nothing, so a move in another folder (Evaluate's "Another folder") stays
+        undoable."""
+        root = Path(scan.root) if scan is not None else None
+        if root != self._opened_root:
+            self._opened_root = root
+            self.set_dataset(scan)
 
     def set_dataset(self, scan) -> None:
         """The dataset whose images are shown; moves happen in its folders."""
@@ -47,9 +63,14 @@ class DataFixer(QObject):
         if not self.can_undo:
             return "Undo"
         last = self.editor.moves[-1]
+        if last.destination.parent.name == EXCLUDED:
+            return f"Undo: exclude {last.destination.name} (back to {last.source.parent.name}/)"
         return f"Undo: move {last.destination.name} back to {last.source.parent.name}/"
 
-    def move(self, paths: list[str], class_name: str) -> list[Move]:
+    def move(self, paths: list[str], class_name: str, scan=None) -> list[Move]:
+        """Moves ``paths`` into ``class_name``'s folder of ``scan``'s data set (the current one when None)."""
+        if scan is not None:
+            self.set_dataset(scan)
         if not paths or not self._ready():
             return []
         moves = []
@@ -59,12 +80,12 @@ class DataFixer(QObject):
                 moves.append(move)
                 self.moved.emit(move)
         except UserError as error:
-            QMessageBox.warning(self.parent_widget, "Could not move the image", str(error))
+            QMessageBox.warning(_dialog_parent(), "Could not move the image", str(error))
         self._after_change(self._describe(moves, class_name))
         return moves
 
-    def exclude(self, paths: list[str]) -> list[Move]:
-        return self.move(paths, EXCLUDED)
+    def exclude(self, paths: list[str], scan=None) -> list[Move]:
+        return self.move(paths, EXCLUDED, scan)
 
     def undo(self) -> Move | None:
         if not self.can_undo:
@@ -72,7 +93,7 @@ class DataFixer(QObject):
         try:
             move = self.editor.undo()
         except UserError as error:
-            QMessageBox.warning(self.parent_widget, "Could not undo", str(error))
+            QMessageBox.warning(_dialog_parent(), "Could not undo", str(error))
             self.undoAvailable.emit(self.can_undo)
             return None
         self.moved.emit(move)
@@ -82,14 +103,14 @@ class DataFixer(QObject):
     def _ready(self) -> bool:
         """True once the user agreed that TL Studio may move files in this dataset folder."""
         if self.editor is None:
-            QMessageBox.information(self.parent_widget, "No dataset folder",
+            QMessageBox.information(_dialog_parent(), "No dataset folder",
                                     "These images are not from a dataset folder, so they cannot be moved.")
             return False
         root = self.editor.root
         if root in self._confirmed_roots:
             return True
         answer = QMessageBox.question(
-            self.parent_widget, "Change the dataset folder?",
+            _dialog_parent(), "Change the dataset folder?",
             f"TL Studio will move image files inside {root}: into another class folder, or into an "
             f"{EXCLUDED} folder beside the class folders. Nothing is deleted or overwritten, and every move "
             "can be undone. Go ahead?")
@@ -129,3 +150,9 @@ class DataFixer(QObject):
         if current is None or Path(current.root) == Path(scan.root):
             self.session.set_dataset(scan)  # the Data step shows the new counts
         self.rescanned.emit(scan)
+
+
+def _dialog_parent():
+    """Questions and warnings open over the window the user is working in (the main window, or an image
+    viewer window)."""
+    return QApplication.activeWindow()

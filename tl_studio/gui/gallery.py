@@ -128,8 +128,10 @@ class Gallery(QWidget):
         for row in rows:
             selection.select(self.thumbnails.index(row), QItemSelectionModel.Select)
 
-    def set_undo_enabled(self, enabled: bool) -> None:
+    def set_undo_enabled(self, enabled: bool, tooltip: str | None = None) -> None:
         self.undo_button.setEnabled(enabled)
+        if tooltip:
+            self.undo_button.setToolTip(tooltip)
 
     def _update_buttons(self, *_args) -> None:
         has_selection = bool(self.view.selectionModel().selectedIndexes())

@@ -121,10 +121,10 @@ class MainWindow(QMainWindow):
         from PySide6.QtWidgets import QFileDialog
 
         from tl_studio.core.export_formats import open_dialog_filter
-        from tl_studio.gui.runs_folder import runs_folder
+        from tl_studio.gui.runs_folder import dialog_start_folder
 
-        start_in = runs_folder() if runs_folder().is_dir() else Path.home()
-        path, _ = QFileDialog.getOpenFileName(self, "Open a trained model", str(start_in), open_dialog_filter())
+        path, _ = QFileDialog.getOpenFileName(self, "Open a trained model", str(dialog_start_folder()),
+                                              open_dialog_filter())
         if path:
             self.open_model_file(path)
 
@@ -162,27 +162,25 @@ class MainWindow(QMainWindow):
         file_menu.addAction(QAction("&Quit", self, shortcut=QKeySequence.Quit, triggered=self.close))
 
     def _build_edit_menu(self) -> None:
-        """Undo of the Evaluate step's moves: window-wide, so Ctrl+Z works wherever the focus is (a text
-        field still undoes its own typing first), and named after what it will undo."""
+        """Undo of the data set's moves and excludes (the Evaluate step's galleries, the Data step's
+        Problems tab: one history): window-wide, so Ctrl+Z works wherever the focus is (a text field
+        still undoes its own typing first), and named after what it will undo."""
         edit_menu = self.menuBar().addMenu("&Edit")
         self.undo_action = QAction("Undo", self, shortcut=QKeySequence.Undo, triggered=self._undo)
         self.undo_action.setEnabled(False)
         edit_menu.addAction(self.undo_action)
-        fixer = getattr(self.pages["Evaluate"], "fixer", None)
-        if fixer is not None:
-            fixer.undoAvailable.connect(lambda *_: self._update_undo())
-            fixer.moved.connect(lambda *_: self._update_undo())
+        fixer = self.session.fixer
+        fixer.undoAvailable.connect(lambda *_: self._update_undo())
+        fixer.moved.connect(lambda *_: self._update_undo())
+        self._update_undo()
 
     def _update_undo(self) -> None:
-        fixer = getattr(self.pages["Evaluate"], "fixer", None)
-        can_undo = fixer is not None and fixer.can_undo
-        self.undo_action.setEnabled(can_undo)
-        self.undo_action.setText(fixer.undo_text() if can_undo else "Undo")
+        fixer = self.session.fixer
+        self.undo_action.setEnabled(fixer.can_undo)
+        self.undo_action.setText(fixer.undo_text())
 
     def _undo(self) -> None:
-        fixer = getattr(self.pages["Evaluate"], "fixer", None)
-        if fixer is not None and fixer.can_undo:
-            fixer.undo()
+        self.session.fixer.undo()
         self._update_undo()
 
     def _build_go_menu(self) -> None:
@@ -297,6 +295,7 @@ class MainWindow(QMainWindow):
             shutdown = getattr(page, "shutdown", None)
             if shutdown:
                 shutdown()
+        self.session.shutdown()
         super().closeEvent(event)
 
 

@@ -8,10 +8,11 @@ from pathlib import Path
 
 from PySide6.QtCore import QSize, Qt, QUrl, Signal
 from PySide6.QtGui import QDesktopServices, QImageReader, QPixmap, QStandardItem, QStandardItemModel
-from PySide6.QtWidgets import (QHBoxLayout, QHeaderView, QLabel, QPushButton, QSplitter, QTableView, QVBoxLayout,
+from PySide6.QtWidgets import (QHeaderView, QLabel, QPushButton, QSplitter, QTableView, QVBoxLayout,
                                QWidget)
 
 PREVIEW_PX = 220
+FILE_COLUMN_MAX_PX = 260  # one long file name must not push the Problem column out of sight
 
 
 def preview_pixmap(path: str) -> QPixmap | None:
@@ -27,6 +28,7 @@ def preview_pixmap(path: str) -> QPixmap | None:
 
 class ProblemsView(QWidget):
     excludeRequested = Signal(list)  # paths
+    message = Signal(str)  # one sentence for the status line
 
     def __init__(self, parent=None):
         super().__init__(parent)
@@ -39,6 +41,7 @@ class ProblemsView(QWidget):
         self.table.setSortingEnabled(True)
         self.table.setEditTriggers(QTableView.NoEditTriggers)
         self.table.setSelectionBehavior(QTableView.SelectRows)
+        self.table.setTextElideMode(Qt.ElideMiddle)  # a long name keeps its folder and its end; whole in the tooltip
         self.table.selectionModel().selectionChanged.connect(self._selection_changed)
         self.preview = QLabel("Select a file to see it here.")
         self.preview.setObjectName("problemPreview")
@@ -49,15 +52,15 @@ class ProblemsView(QWidget):
         self.open_folder_button.clicked.connect(self.open_containing_folder)
         self.exclude_button = QPushButton("Exclude from the data set")
         self.exclude_button.setToolTip("Move the selected files into an _excluded folder beside the class folders "
-                                       "(nothing is deleted: move a file back from there to include it again)")
+                                       "(nothing is deleted; Ctrl+Z or Edit > Undo moves it back)")
         self.exclude_button.clicked.connect(lambda: self.excludeRequested.emit(self.selected_paths()))
         side = QWidget()
         side_layout = QVBoxLayout(side)
         side_layout.addWidget(self.preview, 1)
-        buttons = QHBoxLayout()
-        buttons.addWidget(self.open_folder_button)
-        buttons.addWidget(self.exclude_button)
-        side_layout.addLayout(buttons)
+        # one above the other: side by side they made the preview column so wide that the table (and its
+        # Problem column) got half the room
+        side_layout.addWidget(self.open_folder_button)
+        side_layout.addWidget(self.exclude_button)
         splitter = QSplitter(Qt.Horizontal)
         splitter.addWidget(self.table)
         splitter.addWidget(side)
@@ -79,6 +82,7 @@ class ProblemsView(QWidget):
             reason_item.setToolTip(problem.reason)
             self.model.appendRow([file_item, reason_item])
         self.table.resizeColumnToContents(0)
+        self.table.setColumnWidth(0, min(self.table.columnWidth(0), FILE_COLUMN_MAX_PX))
         self._selection_changed()
 
     def selected_paths(self) -> list[str]:
@@ -105,5 +109,9 @@ class ProblemsView(QWidget):
 
     def open_containing_folder(self) -> None:
         paths = self.selected_paths()
-        if paths:
-            QDesktopServices.openUrl(QUrl.fromLocalFile(str(Path(paths[0]).parent)))
+        if not paths:
+            return
+        folder = Path(paths[0]).parent
+        if not QDesktopServices.openUrl(QUrl.fromLocalFile(str(folder))):
+            # no file manager (a bare desktop, a remote session): the click must not just do nothing
+            self.message.emit(f"No file manager could open {folder}; the file is {Path(paths[0]).name} there.")

@@ -149,10 +149,9 @@ class ValidationCompare(QWidget):
         self.progress.hide()
         self.cancel_button.hide()
         self.thumbnails = ThumbnailModel(self)
-        self.gallery = thumbnail_view(self.thumbnails)
-        self.gallery.setObjectName("disagreementGallery")
         # two caption lines (A's and B's answer) under each thumbnail
-        self.gallery.setGridSize(QSize(THUMB_PX + 48, THUMB_PX + 46))
+        self.gallery = thumbnail_view(self.thumbnails, item_size=QSize(THUMB_PX + 40, THUMB_PX + 38))
+        self.gallery.setObjectName("disagreementGallery")
         self.gallery.setWordWrap(True)
         row = QHBoxLayout()
         row.addWidget(self.compare_button)

@@ -1,7 +1,9 @@
-"""Where the app puts its training runs: a folder the user can change, one sub-folder per run."""
+"""Where the app puts its training runs: a folder the user can change, one sub-folder per run; where the
+dialogs that open a model file or a run start; and how a model file is named on screen (by its run)."""
 
 from __future__ import annotations
 
+import html
 import os
 import re
 import time
@@ -37,3 +39,24 @@ def new_run_dir(dataset_name: str, model: str) -> Path:
         candidate = base.with_name(f"{base.name}-{number}")
         number += 1
     return candidate
+
+
+def dialog_start_folder() -> Path:
+    """Where "Open model file" and "Resume a run" dialogs start: the runs folder once it exists."""
+    folder = runs_folder()
+    return folder if folder.is_dir() else Path.home()
+
+
+def model_caption(path) -> str:
+    """``Model: <b>model.pt2</b> of run <b>flowers-resnet18-…</b>`` for a file inside a run folder (the
+    run's own name when the user gave one on the Runs step), else the file and its folder: several runs
+    all write a model.pt2, so the file name alone does not say which model answers."""
+    from tl_studio.core import run_folder
+    from tl_studio.core.run_history import read_sidecar
+
+    path = Path(path)
+    folder = path.parent
+    if (folder / run_folder.CONFIG).is_file():
+        run = read_sidecar(folder).get("name") or folder.name
+        return f"Model: <b>{html.escape(path.name)}</b> of run <b>{html.escape(str(run))}</b>"
+    return f"Model: <b>{html.escape(path.name)}</b> in {html.escape(str(folder))}"

@@ -1,5 +1,6 @@
 """The app's state in one plain object with signals: the dataset, the training config, the current
-run and model file. Pages read it and subscribe to it; none of them owns it (no god-object window)."""
+run and model file, and the dataset's edit history. Pages read it and subscribe to it; none of them
+owns it (no god-object window)."""
 
 from __future__ import annotations
 
@@ -8,6 +9,8 @@ from pathlib import Path
 from PySide6.QtCore import QObject, Signal
 
 from tl_studio.core.config import TrainConfig
+from tl_studio.gui.data_fixer import DataFixer
+from tl_studio.gui.tasks import TaskRunner
 
 
 class Session(QObject):
@@ -17,21 +20,33 @@ class Session(QObject):
     modelFileChanged = Signal(object)  # Path | None: the trained model the Evaluate/Export steps use
     runDirChanged = Signal(object)  # Path | None
     statusMessage = Signal(str)  # what the app is doing, for the status bar
+    scanningChanged = Signal(object)  # str | None: the folder whose scan is running (Start waits for it)
 
     def __init__(self, parent: QObject | None = None):
         super().__init__(parent)
         self.scan = None
+        self.scanning: str | None = None  # a folder being scanned to replace ``scan``
         self.config = TrainConfig()
         self.training = False
         self.model_file: Path | None = None
         self.run_dir: Path | None = None
         self.trusted_model_files: set[Path] = set()  # TorchScript files the user confirmed (gui/model_trust.py)
+        # Moves and excludes in the data set, from any step, with one undo history (gui/data_fixer.py).
+        self.tasks = TaskRunner(self)
+        self.fixer = DataFixer(self, self.tasks)
 
     def set_dataset(self, scan) -> None:
         self.scan = scan
         if scan is not None:
             self.update_config(data_dir=str(scan.root))
         self.datasetChanged.emit(scan)
+
+    def set_scanning(self, folder: str | None) -> None:
+        """A folder the user chose is being scanned (None: no scan running). Until it is done, ``scan``
+        is still the previous data set, which a run must not start on by mistake."""
+        if folder != self.scanning:
+            self.scanning = folder
+            self.scanningChanged.emit(folder)
 
     def update_config(self, **changes) -> None:
         new = self.config.replace(**changes)
@@ -52,3 +67,7 @@ class Session(QObject):
 
     def say(self, message: str) -> None:
         self.statusMessage.emit(message)
+
+    def shutdown(self) -> None:
+        """Cancels and joins the session's own background work (the rescan after a move)."""
+        self.tasks.shutdown()

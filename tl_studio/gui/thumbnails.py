@@ -16,6 +16,12 @@ from PySide6.QtGui import QColor, QImage, QPainter, QPixmap
 from PySide6.QtWidgets import QListView
 
 THUMB_PX = 96
+SPACING_PX = 4
+# Every item is this size, wider than its thumbnail, so that a caption like "ants → bees 100%" or
+# "cardboard · train" shows whole; longer ones are elided in the middle, with the full text as the
+# tooltip. (With uniform item sizes the view would otherwise size every item like one of them, and
+# cut every longer caption to that item's width.)
+ITEM_SIZE = QSize(THUMB_PX + 22, THUMB_PX + 22)  # no wider than needed: rows keep as many images
 CACHE_LIMIT = 3000  # pixmaps kept (about 100 MB at 96 px)
 
 
@@ -64,6 +70,7 @@ class ThumbnailModel(QAbstractListModel):
         self._signals.loaded.connect(self._on_loaded)
         self._placeholder = QPixmap(THUMB_PX, THUMB_PX)
         self._placeholder.fill(QColor(128, 128, 128, 60))
+        self.item_size = ITEM_SIZE  # thumbnail_view sets it with the view's grid
 
     def set_paths(self, paths: list, captions: list[str] | None = None) -> None:
         self.beginResetModel()
@@ -91,6 +98,8 @@ class ThumbnailModel(QAbstractListModel):
             return path if caption == Path(path).name else f"{caption}\n{path}"
         if role == self.PathRole:
             return path
+        if role == Qt.SizeHintRole:
+            return self.item_size
         return None
 
     def _pixmap(self, path: str) -> QPixmap:
@@ -127,7 +136,8 @@ class ThumbnailModel(QAbstractListModel):
         self.pool.waitForDone(5000)
 
 
-def thumbnail_view(model: ThumbnailModel, parent=None) -> QListView:
+def thumbnail_view(model: ThumbnailModel, parent=None, item_size: QSize = ITEM_SIZE) -> QListView:
+    """A grid of ``model``'s thumbnails, every item ``item_size`` (room for a thumbnail and its caption)."""
     view = QListView(parent)
     view.setViewMode(QListView.IconMode)
     view.setResizeMode(QListView.Adjust)
@@ -135,8 +145,9 @@ def thumbnail_view(model: ThumbnailModel, parent=None) -> QListView:
     view.setUniformItemSizes(True)  # lets the view lay out 20,000 items without asking each one
     view.setLayoutMode(QListView.Batched)
     view.setIconSize(QSize(THUMB_PX, THUMB_PX))
-    view.setGridSize(QSize(THUMB_PX + 24, THUMB_PX + 30))
-    view.setSpacing(4)
+    model.item_size = item_size
+    view.setGridSize(item_size + QSize(2 * SPACING_PX, 2 * SPACING_PX))
+    view.setSpacing(SPACING_PX)
     view.setWordWrap(False)
     view.setTextElideMode(Qt.ElideMiddle)
     view.setModel(model)

@@ -85,6 +85,8 @@ class TrainSettings(QWidget):
         self.img_size = _spin(0, 1024, "Input size in pixels; 0 uses the model's own size.", 16)
         self.img_size.setSpecialValueText("model default")
         self.device = _combo([("auto", "Automatic")], "Where to train. A CUDA GPU is much faster than the CPU.")
+        # "Automatic: CPU (1 of 2 cores)" or a GPU's name: the form widens to show it whole, not cut.
+        self.device.setSizeAdjustPolicy(QComboBox.AdjustToContents)
         self.workers = _spin(0, 32, "Processes that decode and augment images in parallel with training.")
         self.processes = _spin(1, 1, "Train in several processes, one GPU each (PyTorch's torchrun): each takes "
                                      "its share of every batch. Available with more than one CUDA GPU.")

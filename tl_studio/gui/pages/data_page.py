@@ -31,7 +31,6 @@ class DataPage(QWidget):
         # Set while a training run is active: the full decode check waits (see verify_images).
         self.verify_hold = threading.Event()
         self.folder: str | None = None
-        self.fixer = None  # a DataFixer, made when the user first excludes a problem file
         self._build()
         session.datasetChanged.connect(self._show_scan)
         session.trainingStateChanged.connect(self._training_state_changed)
@@ -129,6 +128,7 @@ class DataPage(QWidget):
         browser_layout.addWidget(self.thumbnail_view, 1)
         self.problems = ProblemsView()
         self.problems.excludeRequested.connect(self._exclude_problem_files)
+        self.problems.message.connect(self.session.say)
         self.problem_model, self.problem_view = self.problems.model, self.problems.table
         self.tabs = QTabWidget()
         self.tabs.addTab(browser, "Images")
@@ -157,14 +157,18 @@ class DataPage(QWidget):
         self.progress.setFormat(f"Scanning {folder}…")
         self.progress.show()
         self.cancel_button.show()
+        self.session.set_scanning(folder)
         self.session.say(f"Scanning {folder}…")
         self.scan_task = self.tasks.start(
             lambda report, cancelled: scan_dataset(folder, val_fraction=val, test_fraction=test, seed=seed,
                                                    progress=lambda d, t: report((d, t)), cancel=cancelled), "scan")
-        self.scan_task.progress.connect(self._on_progress)
-        self.scan_task.succeeded.connect(self._on_scanned)
-        self.scan_task.failed.connect(self._on_failed)
-        self.scan_task.cancelled.connect(lambda: self._scan_ended("Scan cancelled."))
+        task = self.scan_task
+        # Only the latest scan reports: an older one, cancelled by this one, must not end it (hide its
+        # progress, let Start go ahead) when its own end arrives later.
+        task.progress.connect(lambda progress: self._on_progress(progress) if task is self.scan_task else None)
+        task.succeeded.connect(lambda scan: self._on_scanned(scan) if task is self.scan_task else None)
+        task.failed.connect(lambda message: self._on_failed(message) if task is self.scan_task else None)
+        task.cancelled.connect(lambda: self._scan_ended("Scan cancelled.") if task is self.scan_task else None)
 
     def _on_progress(self, progress) -> None:
         done, total = progress
@@ -200,6 +204,7 @@ class DataPage(QWidget):
     def _scan_ended(self, message: str) -> None:
         self.progress.hide()
         self.cancel_button.hide()
+        self.session.set_scanning(None)
         self.session.say(message)
 
     def _cancel_scan(self) -> None:
@@ -247,7 +252,7 @@ class DataPage(QWidget):
         split_totals = ", ".join(f"{split} {sum(counts[split].values())}" for split in ("train", "val", "test")
                                  if sum(counts[split].values()))
         self.summary.setText(f"<b>{scan.root}</b><br>{len(scan.records)} images in {len(scan.classes)} classes, "
-                             f"{layout}: {split_totals}. {len(scan.problems)} problems.")
+                             f"{layout}: {split_totals}. {_count(len(scan.problems), 'problem')}.")
         self._show_imbalance(scan)
         self.chart.show_counts(list(scan.classes), counts)
         self.split_box.setEnabled(not scan.presplit)
@@ -266,14 +271,10 @@ class DataPage(QWidget):
         self.tabs.setTabText(1, f"Problems ({len(problems)})")
 
     def _exclude_problem_files(self, paths: list[str]) -> None:
-        """Out of the class folders into _excluded (asked once per data set, never deleted); the
-        fixer rescans, so the file leaves the list."""
-        from tl_studio.gui.data_fixer import DataFixer
-
-        if self.fixer is None:
-            self.fixer = DataFixer(self.session, self.tasks, self)
-        self.fixer.set_dataset(self.session.scan)
-        self.fixer.exclude(paths)
+        """Out of the class folders into _excluded (asked once per data set, never deleted), through the
+        session's fixer: the same undo history as the Evaluate step's moves. It rescans, so the file
+        leaves the list."""
+        self.session.fixer.exclude(paths, self.session.scan)
 
     def _fill_classes(self, scan) -> None:
         totals = scan.class_counts()
@@ -310,3 +311,7 @@ class DataPage(QWidget):
         self._cancel_scan()
         self.tasks.shutdown()
         self.thumbnails.shutdown()
+
+
+def _count(number: int, noun: str) -> str:
+    return f"{number} {noun}" if number == 1 else f"{number} {noun}s"

@@ -14,11 +14,11 @@ from PySide6.QtWidgets import (QComboBox, QFileDialog, QHBoxLayout, QLabel, QPro
 
 from tl_studio.core.dataset_edit import EXCLUDED
 from tl_studio.gui.confusion_matrix import ConfusionMatrixView
-from tl_studio.gui.data_fixer import DataFixer
 from tl_studio.gui.gallery import Gallery, GalleryItem
 from tl_studio.gui.image_view import CamProvider, ImageDetail, ImageFacts
 from tl_studio.gui.metrics_table import MetricsTable
 from tl_studio.gui.reliability_plot import ReliabilityPlot
+from tl_studio.gui.runs_folder import model_caption
 from tl_studio.gui.tasks import TaskRunner
 
 SOURCES = (("val", "Validation split"), ("test", "Test split"), ("all", "All images of the dataset"),
@@ -35,7 +35,8 @@ class EvaluatePage(QWidget):
         super().__init__(parent)
         self.session = session
         self.tasks = TaskRunner(self)
-        self.fixer = DataFixer(session, self.tasks, self)
+        self.fixer = session.fixer  # shared with the Data step: one undo history
+        self.scan = None  # the data set of the evaluated images (moves happen in its folders)
         self.task = None
         self.evaluation = None
         self.metadata: dict | None = None  # the evaluated model file's tl_studio.json
@@ -54,6 +55,7 @@ class EvaluatePage(QWidget):
     # ---- layout -------------------------------------------------------------------------------------
     def _build(self) -> None:
         self.model_label = QLabel()
+        self.model_label.setWordWrap(True)  # a long run name wraps instead of widening the window
         self.source_box = QComboBox()
         for key, text in SOURCES:
             self.source_box.addItem(text, key)
@@ -84,24 +86,26 @@ class EvaluatePage(QWidget):
         layout.addWidget(splitter, 1)
 
     def _matrix_panel(self) -> QWidget:
+        """The matrix and, under it, the per-class metrics: the matrix takes the height its classes need
+        (a few classes leave room that the metrics fill, instead of an empty panel), many classes scroll."""
         self.matrix = ConfusionMatrixView()
+        self.metrics = MetricsTable()
         hint = QLabel("Rows: true class · columns: predicted class. Click a cell to see its images.")
         hint.setWordWrap(True)
         panel = QWidget()
         layout = QVBoxLayout(panel)
         layout.setContentsMargins(0, 0, 0, 0)
         layout.addWidget(hint)
-        layout.addWidget(self.matrix, 1)
+        layout.addWidget(self.matrix)
+        layout.addWidget(self.metrics, 1)
         return panel
 
     def _tabs(self) -> QTabWidget:
-        self.metrics = MetricsTable()
         self.cell_gallery = Gallery("Click a cell of the confusion matrix to see its images here.")
         self.loss_gallery = Gallery("The wrong predictions, the most confident first.")
         self.suspect_gallery = Gallery("Images whose label the model doubts most, with the label it suggests.")
         self.galleries = (self.cell_gallery, self.loss_gallery, self.suspect_gallery)
         self.tabs = QTabWidget()
-        self.tabs.addTab(self.metrics, "Per class")
         self.tabs.addTab(self.cell_gallery, "Cell images")
         self.tabs.addTab(self.loss_gallery, "Top losses")
         self.tabs.addTab(self.suspect_gallery, "Likely mislabelled")
@@ -138,11 +142,13 @@ class EvaluatePage(QWidget):
         self.matrix.cellChosen.connect(self.show_cell)
         for gallery in self.galleries:
             gallery.openRequested.connect(self.open_image)
-            gallery.moveRequested.connect(lambda indices, name: self.fixer.move(self._paths(indices), name))
-            gallery.excludeRequested.connect(lambda indices: self.fixer.exclude(self._paths(indices)))
+            gallery.moveRequested.connect(
+                lambda indices, name: self.fixer.move(self._paths(indices), name, self.scan))
+            gallery.excludeRequested.connect(lambda indices: self.fixer.exclude(self._paths(indices), self.scan))
             gallery.undoRequested.connect(self.fixer.undo)
         self.fixer.moved.connect(self._on_moved)
-        self.fixer.undoAvailable.connect(lambda on: [g.set_undo_enabled(on) for g in self.galleries])
+        self.fixer.undoAvailable.connect(self._undo_available)
+        self._undo_available(self.fixer.can_undo)
         self.session.modelFileChanged.connect(self._model_changed)
 
     # ---- evaluating ---------------------------------------------------------------------------------
@@ -150,8 +156,9 @@ class EvaluatePage(QWidget):
         self.cancel()
         self._show_evaluation(None)
         self.cams = None
-        self.model_label.setText(f"Model: <b>{Path(path).name}</b> <small>{path}</small>" if path else
+        self.model_label.setText(model_caption(path) if path else
                                  "No model yet: train one, or open a model.pt2 (File > Open Model File).")
+        self.model_label.setToolTip(str(path or ""))
         self.evaluate_button.setEnabled(path is not None)
 
     def showEvent(self, event) -> None:
@@ -231,7 +238,7 @@ class EvaluatePage(QWidget):
             return  # the model changed meanwhile
         self.cams = CamProvider(Path(evaluation.model_path), metadata, self.session.run_dir)
         self.metadata = metadata
-        self.fixer.set_dataset(scan)
+        self.scan = scan
         self._ended(f"Evaluated {len(evaluation.paths)} images: accuracy {evaluation.accuracy:.3f}, "
                     f"macro-F1 {evaluation.macro_f1:.3f}.")
         self._show_evaluation(evaluation)
@@ -315,7 +322,7 @@ class EvaluatePage(QWidget):
             return
         self.matrix.set_matrix(evaluation.confusion_matrix(), list(evaluation.classes))
         self.summary.setText(_summary(evaluation))
-        classes = sorted(set(evaluation.classes) | set(self.fixer.scan.classes if self.fixer.scan else ()))
+        classes = sorted(set(evaluation.classes) | set(self.scan.classes if self.scan else ()))
         for gallery in self.galleries:
             gallery.set_classes(classes)
         self.cell_gallery.set_items([], "Click a cell of the confusion matrix to see its images here.")
@@ -381,6 +388,12 @@ class EvaluatePage(QWidget):
 
     def _paths(self, indices: list[int]) -> list[str]:
         return [self.current_paths[i] for i in indices]
+
+    def _undo_available(self, available: bool) -> None:
+        """The galleries' Undo takes back the last change in the data set, whichever step made it."""
+        text = self.fixer.undo_text() if available else "Move the last moved image back"
+        for gallery in self.galleries:
+            gallery.set_undo_enabled(available, f"{text} (Ctrl+Z, Edit > Undo)")
 
     def _on_moved(self, move) -> None:
         source, destination = str(move.source), str(move.destination)

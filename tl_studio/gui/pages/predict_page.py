@@ -19,6 +19,7 @@ from PySide6.QtWidgets import (QFileDialog, QHBoxLayout, QHeaderView, QLabel, QM
 
 from tl_studio.core.safe_text import csv_cell
 from tl_studio.gui.csv_files import ask_and_save_csv, save_text
+from tl_studio.gui.runs_folder import dialog_start_folder, model_caption
 from tl_studio.gui.sample_grid import pixmap_from_array
 from tl_studio.gui.tasks import TaskRunner
 from tl_studio.gui.theme import BAD
@@ -81,6 +82,7 @@ class PredictPage(QWidget):
 
     def _build(self) -> None:
         self.model_label = QLabel()
+        self.model_label.setWordWrap(True)  # a long run name wraps instead of widening the window
         buttons = QHBoxLayout()
         buttons.addWidget(self.model_label, 1)
         for text, slot in (("Open model file…", self.choose_model), ("Add images…", self.choose_images),
@@ -122,7 +124,7 @@ class PredictPage(QWidget):
     # ---- the model ----------------------------------------------------------------------------------
     def set_model(self, path) -> None:
         self.model_path = Path(path) if path else None
-        self.model_label.setText(f"Model: <b>{self.model_path.name}</b>" if self.model_path else
+        self.model_label.setText(model_caption(self.model_path) if self.model_path else
                                  "No model yet: train one, or open a model file.")
         self.model_label.setToolTip(str(self.model_path or ""))
 
@@ -130,7 +132,8 @@ class PredictPage(QWidget):
         from tl_studio.core.export_formats import open_dialog_filter
         from tl_studio.gui.model_trust import confirm_model_file
 
-        path, _ = QFileDialog.getOpenFileName(self, "Open a trained model", "", open_dialog_filter())
+        path, _ = QFileDialog.getOpenFileName(self, "Open a trained model", str(dialog_start_folder()),
+                                              open_dialog_filter())
         if path and confirm_model_file(self, self.session, path):
             self.set_model(path)
 

@@ -30,12 +30,14 @@ class RunProgress:
         self.started = time.monotonic()
         self.done_at_start = 0
         self._features = (self.started, 0, 0)  # (when this pass began, images done then, images done now)
+        self.stopping = False  # Stop was pressed: the bar says so until the run has ended
 
     def start(self, event) -> None:
         self.epochs, self.batches = event.epochs, event.batches_per_epoch
         self.done_at_start = (event.start_epoch - 1) * self.batches
         self.started = time.monotonic()
         self._features = (self.started, 0, 0)
+        self.stopping = False
         self.bar.setRange(0, self.epochs * self.batches)
         self.bar.setValue(self.done_at_start)
         self.bar.setFormat(f"Starting epoch {event.start_epoch} of {self.epochs}...")
@@ -48,8 +50,17 @@ class RunProgress:
         elapsed = time.monotonic() - self.started
         rate = (done - self.done_at_start) / elapsed if elapsed > 0 else 0
         left = (self.bar.maximum() - done) / rate if rate > 0 else float("nan")
-        self.bar.setFormat(f"Epoch {event.epoch}/{self.epochs} · batch {event.batch}/{event.num_batches} · "
-                           f"{event.images_per_s:.0f} img/s · {_clock(left)} left")
+        if not self.stopping:
+            self.bar.setFormat(f"Epoch {event.epoch}/{self.epochs} · batch {event.batch}/{event.num_batches} · "
+                               f"{event.images_per_s:.0f} img/s · {_clock(left)} left")
+
+    def stop_requested(self) -> str:
+        """After Stop the run still finishes its batch and then saves the best epoch as a model file,
+        which can take a minute on a CPU: say so instead of leaving the last batch's time left standing."""
+        self.stopping = True
+        text = "Stopping after the current batch, then saving the best epoch so far (this can take a minute)…"
+        self.bar.setFormat(text)
+        return text
 
     def features(self, event) -> str:
         """Feature extraction (frozen backbone) can take minutes before the first epoch: its own
@@ -66,6 +77,8 @@ class RunProgress:
         self.bar.setValue(event.done)
         text = (f"Computing features once (frozen backbone): {event.done}/{event.total} images · "
                 f"{rate:.0f} img/s · {_clock(left)} left")
+        if self.stopping:
+            return self.bar.format()
         self.bar.setFormat(text)
         return text
 
@@ -96,6 +109,7 @@ class TrainPage(QWidget):
         self._build()
         self._connect()
         session.datasetChanged.connect(lambda _: self._update_start_button())
+        session.scanningChanged.connect(lambda _: self._update_start_button())
         self._set_running(False)
 
     # ---- layout -------------------------------------------------------------------------------------
@@ -126,6 +140,7 @@ class TrainPage(QWidget):
         scroll.setWidget(left)
         scroll.setWidgetResizable(True)
         scroll.setMinimumWidth(330)
+        self.settings_scroll = scroll
 
         self.progress = QProgressBar()
         self.progress.setObjectName("trainProgress")
@@ -191,13 +206,29 @@ class TrainPage(QWidget):
             # what a run started here will use (see cpu_share): the info line says the same
             return [(setting, explain_cpu(text, short=True)) for setting, text in available_devices()], process_limit()
 
-        def found(result) -> None:
-            devices, processes = result
-            self.settings.set_devices(devices)
-            self.settings.set_process_limit(processes)
-
         self.tasks = TaskRunner(self)
-        self.tasks.start(detect, "detect-devices").succeeded.connect(found)
+        self.tasks.start(detect, "detect-devices").succeeded.connect(self._devices_found)
+
+    def _devices_found(self, result) -> None:
+        devices, processes = result
+        self.settings.set_devices(devices)
+        self.settings.set_process_limit(processes)
+        self._fit_settings_width()
+
+    def _fit_settings_width(self) -> None:
+        """The device names arrive after the layout was made, and a scroll area keeps the size its widget
+        first asked for: widen the settings column now, so the device box shows its text whole. Each
+        layout from the device box up is redone at once (a redone layout tells its parent), so the
+        column's size hint is the new one, not one from before the names came."""
+        scroll = self.settings_scroll
+        widget = self.settings.device.parentWidget()
+        while widget is not None and widget is not scroll.viewport():
+            if widget.layout() is not None:
+                widget.layout().activate()
+            widget = widget.parentWidget()
+        wanted = scroll.widget().sizeHint().width() + scroll.verticalScrollBar().sizeHint().width() \
+            + 2 * scroll.frameWidth()
+        scroll.setMinimumWidth(max(scroll.minimumWidth(), wanted))
 
     def shutdown(self) -> None:
         self.controller.stop_and_wait()
@@ -213,6 +244,9 @@ class TrainPage(QWidget):
         if self.running:
             return
         scan = self.session.scan
+        if self.session.scanning:  # Train > Start Training while the folder just chosen is scanned
+            self.session.say(f"Training starts once {self.session.scanning} is scanned; press Start then.")
+            return
         if scan is None:
             QMessageBox.information(self, "No data set ready", "No data set is ready yet: choose a folder on the "
                                     "Data step, or wait for its scan to finish there.")
@@ -248,10 +282,9 @@ class TrainPage(QWidget):
         dialog.deleteLater()
 
     def choose_run_to_resume(self) -> None:
-        from tl_studio.gui.runs_folder import runs_folder
+        from tl_studio.gui.runs_folder import dialog_start_folder
 
-        start_in = runs_folder() if runs_folder().is_dir() else Path.home()
-        folder = QFileDialog.getExistingDirectory(self, "Choose a run folder to resume", str(start_in))
+        folder = QFileDialog.getExistingDirectory(self, "Choose a run folder to resume", str(dialog_start_folder()))
         if folder:
             self.resume_run(Path(folder))
 
@@ -302,7 +335,7 @@ class TrainPage(QWidget):
     def stop(self) -> None:
         if self.running:
             self.controller.stop()
-            self.session.say("Stopping after the current batch…")
+            self.session.say(self.run_progress.stop_requested())
 
     # ---- run events ---------------------------------------------------------------------------------
     def _on_fit_started(self, event) -> None:
@@ -357,10 +390,13 @@ class TrainPage(QWidget):
 
     def _update_start_button(self) -> None:
         """Start waits for a data set that is scanned and ready; the tooltip says why it waits."""
-        ready = self.session.scan is not None
+        scanning = self.session.scanning
+        ready = self.session.scan is not None and not scanning
         self.start_button.setEnabled(ready and not self.running)
         if self.running:
             self.start_button.setToolTip("A run is in progress: Pause or Stop it first.")
+        elif scanning:  # the previous data set is still loaded, but the user chose another one
+            self.start_button.setToolTip(f"Start waits for the scan of {scanning} to finish (see the Data step).")
         elif ready:
             self.start_button.setToolTip("Start training (Ctrl+R)")
         else:
