@@ -131,7 +131,8 @@ def train_on_features(head: nn.Module, classify: Callable, features: FeatureSet,
         loss_value, lr = _optimise(ctx, loss)
         totals.add(loss_value, logits.detach(), labels)
         totals.seconds = time.perf_counter() - started
-        ctx.on_batch(number, len(batches), loss_value, lr, totals.seen / max(totals.seconds, 1e-9))
+        # images per second as the epoch line counts them: each image once, however many passes
+        ctx.on_batch(number, len(batches), loss_value, lr, totals.seen / passes / max(totals.seconds, 1e-9))
     return totals
 
 

@@ -118,6 +118,14 @@ def list_runs(roots) -> list[RunSummary]:
 
 
 # ---- one run --------------------------------------------------------------------------------------
+def _run_images_per_s(epoch_rates: list[float]) -> float | None:
+    """The run's training images per second: the images it trained on (each once an epoch) over the time
+    its training passes took. With the same images every epoch that is the harmonic mean of the epochs'
+    rates; a median would call a frozen-backbone run (a slow first epoch that computes the features, then
+    epochs of milliseconds on them) thousands of images a second, which no one could check with a clock."""
+    return statistics.harmonic_mean(epoch_rates) if epoch_rates else None
+
+
 def summarize_run(path) -> RunSummary:
     folder = RunFolder(path)
     config = read_config(folder)
@@ -141,7 +149,7 @@ def summarize_run(path) -> RunSummary:
         epochs_done=epochs_done, planned_epochs=planned, best_epoch=best_epoch, best_val_acc=best_acc,
         best_val_loss=best_row.get("val_loss") if best_row else None,
         train_seconds=sum(seconds) if seconds else None,
-        images_per_s=statistics.median(speeds) if speeds else None,
+        images_per_s=_run_images_per_s(speeds),
         device=read_device(folder) or str(config.get("device") or ""),
         has_model_file=folder.file(names.MODEL_FILE).is_file(),
         resumable=state in ("stopped", "failed") and folder.file(names.LAST_CHECKPOINT).is_file(),
