@@ -46,8 +46,6 @@ def train(name: str, flags: list[str], work: Path) -> Path:
 
 def measure(run_dir: Path, work: Path) -> None:
     import onnx
-    from onnxruntime.quantization import (CalibrationDataReader, CalibrationMethod, QuantFormat, QuantType,
-                                          quantize_static)
 
     from tl_studio.core import quantize
     from tl_studio.core.evaluation import evaluation_set
@@ -69,24 +67,12 @@ def measure(run_dir: Path, work: Path) -> None:
     choices = {"none": [], "depthwise": depthwise, "depthwise + stem": quantize.float_convolutions(fp32)}
     assert set(choices["depthwise + stem"]) == set(depthwise) | {convolutions[0].name}
 
-    class Reader(CalibrationDataReader):
-        def __init__(self):
-            self._images = iter(calibration)
-
-        def get_next(self):
-            image = next(self._images, None)
-            return None if image is None else {"images": image}
-
     print(f"\n{run_dir} ({run.config.model}), {len(images)} validation images, fp32 {fp32.stat().st_size / 2**20:.1f} MB")
     print(f"{'float convolutions':<20} {'agreement':>9} {'accuracy':>15} {'size':>8} {'gate':>6}")
     for label, kept_float in choices.items():
         out = work / f"{run_dir.name}.{label.replace(' ', '')}.onnx"
         started = time.perf_counter()
-        with quantize._quiet_quantizer():
-            quantize_static(str(fp32), str(out), Reader(), quant_format=QuantFormat.QDQ, per_channel=True,
-                            weight_type=QuantType.QInt8, activation_type=QuantType.QUInt8,
-                            op_types_to_quantize=list(quantize.QUANTIZED_OPS), nodes_to_exclude=kept_float,
-                            calibrate_method=CalibrationMethod.MinMax)
+        quantize.quantize_onnx(fp32, out, iter(calibration), keep_float=kept_float)
         predict = quantize.onnx_predictor(out)
         answers = [int(np.argmax(predict(x))) for x, _ in images]
         agreement = np.mean([a == b for a, b in zip(answers, fp32_answers)])

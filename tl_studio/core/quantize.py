@@ -84,8 +84,10 @@ def compare(fp32: Callable[[np.ndarray], np.ndarray], int8: Callable[[np.ndarray
     return Int8Check(seen, agree / seen, right_fp32 / seen, right_int8 / seen)
 
 
-def quantize_onnx(fp32_path: Path, out_path: Path, calibration: Iterable[np.ndarray], per_channel: bool = True) -> None:
-    """Writes the int8 QDQ model of ``fp32_path`` to ``out_path`` (not atomically: the caller owns that)."""
+def quantize_onnx(fp32_path: Path, out_path: Path, calibration: Iterable[np.ndarray], per_channel: bool = True,
+                  keep_float: Sequence[str] | None = None) -> None:
+    """Writes the int8 QDQ model of ``fp32_path`` to ``out_path`` (not atomically: the caller owns that).
+    ``keep_float``: the nodes left in float (default: ``float_convolutions``)."""
     from onnxruntime.quantization import (CalibrationDataReader, CalibrationMethod, QuantFormat, QuantType,
                                           quantize_static)
 
@@ -100,7 +102,7 @@ def quantize_onnx(fp32_path: Path, out_path: Path, calibration: Iterable[np.ndar
     with _quiet_quantizer():
         quantize_static(str(fp32_path), str(out_path), Reader(), quant_format=QuantFormat.QDQ,
                         per_channel=per_channel, weight_type=QuantType.QInt8, activation_type=QuantType.QUInt8,
-                        op_types_to_quantize=list(QUANTIZED_OPS), nodes_to_exclude=float_convolutions(fp32_path),
+                        op_types_to_quantize=list(QUANTIZED_OPS), nodes_to_exclude=list(float_convolutions(fp32_path) if keep_float is None else keep_float),
                         calibrate_method=CalibrationMethod.MinMax)
 
 
