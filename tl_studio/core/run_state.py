@@ -303,35 +303,17 @@ class RunState:
         ckpt.restore_rng_state(snapshot["rng"])
 
     def _retrying_on_oom(self, kind: str, work, snapshot: dict | None = None):
-        """Out of memory: halve the batch of this kind of pass ("train" or "inference": feature
-        extraction and validation) and run the pass again, telling the user; at batch size 1 there is
-        nothing left to lower, so say what else to change."""
-        while True:
-            try:
-                return work()
-            except torch.OutOfMemoryError:
-                old = self.data.batch_size if kind == "train" else self.data.inference_batch_size
-                if self.strategy.distributed:  # one process alone cannot change the batch of all of them
-                    raise UserError(f"A GPU ran out of memory at batch size {old} over "
-                                    f"{self.strategy.world_size} processes; start again with a lower "
-                                    f"--batch-size (--resume keeps the epochs done).") from None
-                if old <= 1:
-                    raise UserError("Out of memory even at batch size 1; choose a smaller model or image "
-                                    "size, or train on the CPU.") from None
-                if self.device.is_cuda:
-                    torch.cuda.empty_cache()
-                if kind == "train":
-                    self._restore_snapshot(snapshot)
-                    self.data.set_batch_size(old // 2)
-                    # more, smaller steps: a new schedule over the rest of the phase, moments kept
-                    self.policy.rebuild(self._phase_steps(self._current_epoch))
-                    new, what = self.data.batch_size, "training"
-                else:
-                    self.data.set_inference_batch_size(old // 2)
-                    new, what = self.data.inference_batch_size, "feature and validation"
-                self.callbacks.on_notice(events.Notice(
-                    f"The {_device_word(self.device)} ran out of memory at {what} batch size {old}; continuing with "
-                    f"batch size {new}."))
+        """``work()``, its batch halved on each out-of-memory error (oom_retry); a training pass starts
+        the epoch again from ``snapshot`` with more, smaller steps (a new schedule over the rest of the
+        phase, the optimizer's moments kept)."""
+        from tl_studio.core.oom_retry import retry_halving_batch
+
+        def start_again() -> None:
+            self._restore_snapshot(snapshot)
+            self.policy.rebuild(self._phase_steps(self._current_epoch))
+
+        return retry_halving_batch(work, kind, self.data, self.strategy, self.device, self.callbacks.on_notice,
+                                   start_again if kind == "train" else None)
 
     # ---- what the checkpoints and the model file hold ---------------------------------------------
     def common_payload(self) -> dict:
@@ -371,10 +353,6 @@ class RunState:
             logits = classify_features(network, cached.features.cpu().float()).float().numpy()
             return logits, cached.labels.cpu().numpy()
         return validation_logits(network, self.spec, self.data.val_records)  # also after a stop: no cancel
-
-
-def _device_word(device) -> str:
-    return {"cuda": "GPU", "mps": "Apple GPU", "cpu": "computer"}.get(device.device.type, "device")
 
 
 def _non_finite_message(name: str, epoch: int, value: float, lr: float) -> str:
