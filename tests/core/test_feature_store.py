@@ -113,7 +113,7 @@ def test_a_damaged_entry_is_recomputed_and_replaced(bench, private_cache_dir):
 
 
 @pytest.mark.parametrize("setting", ["blocked", "off"])
-def test_an_unusable_or_disabled_cache_only_costs_time(bench, tmp_path, monkeypatch, setting):
+def test_an_unusable_or_disabled_cache_only_costs_time(bench, tmp_path, monkeypatch, private_cache_dir, setting):
     if setting == "blocked":
         blocker = tmp_path / "a_file"
         blocker.write_text("x")
@@ -125,6 +125,7 @@ def test_an_unusable_or_disabled_cache_only_costs_time(bench, tmp_path, monkeypa
     for _ in range(2):
         assert len(record_features(bench, records)) == 6
     assert counter.images == 12
+    assert not (private_cache_dir / "features").exists()  # turned off: nothing written at all
 
 
 def test_the_folder_stays_within_its_bound_least_recently_used_first(bench, private_cache_dir, monkeypatch):
