@@ -99,13 +99,15 @@ def test_other_weights_or_preprocessing_never_share_features(tiny_dataset, priva
 def test_a_damaged_entry_is_recomputed_and_replaced(bench, private_cache_dir):
     records = bench.scan.split("train")
     first = record_features(bench, records)
-    damaged = entries(private_cache_dir)[:3]
-    damaged[0].write_bytes(damaged[0].read_bytes()[:40])  # a write cut short
-    damaged[1].write_bytes(b"not a tensor")
-    torch.save({"weights": torch.zeros(3)}, damaged[2])  # loadable, but not a feature vector
+    store = feature_store.open_store(bench.model, bench.spec, bench.device.device)
+    damaged = [store._entry(feature_store.file_digest(r.path)) for r in records[:4]]
+    torch.save(torch.zeros(7), damaged[0])  # a float vector, but not this model's (read first)
+    damaged[1].write_bytes(damaged[1].read_bytes()[:40])  # a write cut short
+    damaged[2].write_bytes(b"not a tensor")
+    torch.save({"weights": torch.zeros(3)}, damaged[3])  # loadable, but not a tensor
     counter = BackboneCounter(bench.model)
     again = record_features(bench, records)
-    assert counter.images == 3
+    assert counter.images == 4
     assert torch.equal(again.features, first.features)
     counter.images = 0
     record_features(bench, records)

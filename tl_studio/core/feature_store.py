@@ -128,8 +128,9 @@ class Lookup:
 
 
 class FeatureStore:
-    def __init__(self, root: Path, key: dict, limit: int):
-        self.root, self.key, self.limit = Path(root), key, limit
+    def __init__(self, root: Path, key: dict, limit: int, shape: tuple[int, ...] | None = None):
+        """``shape``: one image's feature shape where the model says it (a Linear head's inputs)."""
+        self.root, self.key, self.limit, self.shape = Path(root), key, limit, shape
         name = hashlib.blake2b(json.dumps(key, sort_keys=True).encode(), digest_size=16).hexdigest()
         self.folder = self.root / name
         self.written = 0  # entries this store wrote, for tests and the decision to trim
@@ -159,8 +160,9 @@ class FeatureStore:
             return None
         try:
             vector = torch.load(io.BytesIO(data), weights_only=True, map_location="cpu")
-            if not isinstance(vector, torch.Tensor) or vector.dim() != 1 or vector.dtype != torch.float32:
-                raise ValueError("not a feature vector")
+            if not isinstance(vector, torch.Tensor) or vector.dim() == 0 or vector.dtype != torch.float32 or (
+                    self.shape is not None and tuple(vector.shape) != self.shape):
+                raise ValueError("not a feature vector of this model")
         except Exception:  # noqa: BLE001 - truncated or foreign bytes: recompute, never crash a run
             _remove(path)
             return None
@@ -218,8 +220,12 @@ def open_store(model, spec, device: torch.device, amp_dtype=None) -> FeatureStor
     limit = limit_bytes()
     if limit <= 0:
         return None
+    from tl_studio.core.models import head_of
+
     channels_last = use_channels_last(device, model, training=False)
-    return FeatureStore(store_root(), feature_key(model, spec, device.type, amp_dtype, channels_last), limit)
+    in_features = getattr(head_of(model), "in_features", None)  # SqueezeNet's conv head has feature maps
+    return FeatureStore(store_root(), feature_key(model, spec, device.type, amp_dtype, channels_last), limit,
+                        (in_features,) if in_features else None)
 
 
 def complete(lookup: Lookup, computed, device: torch.device):
