@@ -168,6 +168,21 @@ def test_two_processes_give_the_numbers_of_one_and_only_rank_0_writes(tiny_datas
                for run in ("one", "two")]
     assert skipped[0] == skipped[1] == {str(path) for path in broken}
 
+    # Again with the persistent feature cache missing a third of the images (unevenly between the
+    # processes: one may have nothing to compute while the other computes): the same numbers.
+    stored = sorted((Path(os.environ["TL_STUDIO_CACHE_DIR"]) / "features").rglob("*.pt"))
+    assert len(stored) == 36
+    for path in stored[::3]:
+        path.unlink()
+    three = _train(str(tiny_dataset), "--out", str(tmp_path / "three"), "--epochs", "2", "--json", *FAST,
+                   "--nproc-per-node", "2")
+    _, err_three = three.communicate(timeout=600)
+    assert three.returncode == 0, err_three
+    for a, b in zip(single, _metrics(tmp_path / "three")):
+        assert float(a["val_acc"]) == pytest.approx(float(b["val_acc"]), abs=1e-6)
+        assert float(a["train_loss"]) == pytest.approx(float(b["train_loss"]), rel=1e-3)
+    assert len(sorted((Path(os.environ["TL_STUDIO_CACHE_DIR"]) / "features").rglob("*.pt"))) == 36
+
 
 def _add_undecodable_images(folder: Path, count: int) -> list[Path]:
     """PNGs whose header and size are fine (the scan accepts them) but whose pixel data cannot be decoded:

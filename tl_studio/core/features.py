@@ -2,7 +2,8 @@
 and the head trains on those vectors. Epochs after the first then cost almost nothing.
 
 Features come from the evaluation preprocessing (no augmentation): the frozen backbone is
-deterministic, so one pass gives exactly what every later epoch would have computed.
+deterministic, so one pass gives exactly what every later epoch would have computed. They are also
+kept on disk between runs (feature_store.py); feature_fill.py fills a run's cache from both.
 """
 
 from __future__ import annotations

@@ -117,19 +117,22 @@ class RunData:
         return self._loader("train", self.train_records, train_transform(self.config.augment, self.spec), True,
                             self.config.image_cache_mb)
 
-    def train_eval_loader(self):
-        """The training images through the evaluation preprocessing: the feature cache's input."""
-        return self._loader("train_eval", self.train_records, eval_transform(self.spec), False,
-                            batch_size=self.process_inference_batch_size)
-
     def val_loader(self):
         return self._loader("val", self.val_records, eval_transform(self.spec), False,
                             batch_size=self.process_inference_batch_size)
 
-    def release_feature_loaders(self) -> None:
-        """Once features are cached, their loaders' worker processes are no longer needed."""
-        for key in ("train_eval", "val"):
-            _shut_down_workers(self._loaders.pop(key, None))
+    def feature_loader(self, records: list, batch_size: int):
+        """A one-off loader over ``records`` (already this process's share) through the evaluation
+        preprocessing: the feature cache's input. Batch indices are positions in ``records``. Close it
+        with ``close_loader``."""
+        workers = min(self.config.workers, -(-len(records) // batch_size))  # no idle worker start-ups
+        return make_loader(ImageDataset(records, eval_transform(self.spec)), batch_size=batch_size, shuffle=False,
+                           workers=workers, seed=self.config.seed, pin_memory=self.device.pin_memory,
+                           mp_context=self.mp_context)
+
+    @staticmethod
+    def close_loader(loader) -> None:
+        _shut_down_workers(loader)
 
     def set_batch_size(self, batch_size: int) -> None:
         self.batch_size = max(1, batch_size)

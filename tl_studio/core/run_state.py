@@ -209,11 +209,12 @@ class RunState:
         ctx = dataclasses.replace(self._step_context(), between_batches=self._inference_checks("val", extra=1))
         return self.strategy.reduce_totals(loops.validate_on_images(self.model, self.data.val_loader(), ctx, keep))
 
-    def _inference_checks(self, split: str, extra: int = 0):
+    def _inference_checks(self, split: str, common: int | None = None, extra: int = 0):
         """Stop/pause checks for an inference pass over this process's share of ``split``: agreed
-        across processes while every process has a batch left (``extra``: checks the loop makes
-        beyond one per batch), this process's own after that."""
-        common = self.data.inference_batches(split)[1] + extra
+        across processes while every process has a batch left (``common`` batches, by default those
+        of a pass over the whole split; ``extra``: checks the loop makes beyond one per batch), this
+        process's own after that."""
+        common = (self.data.inference_batches(split)[1] if common is None else common) + extra
         calls = 0
 
         def check() -> None:
@@ -229,25 +230,10 @@ class RunState:
 
     def _fill_feature_cache(self) -> None:
         """Run in the first epoch of a frozen-backbone phase (progress reported), then reused."""
-        from tl_studio.core.features import extract_features
+        from tl_studio.core.feature_fill import RunFeatureFill
 
-        total = len(self.data.train_records) + len(self.data.val_records)
-        offset = {"train": 0, "val": len(self.data.train_records)}
-        world = self.strategy.world_size  # each process extracts its share; progress is this one's, scaled
-        started = time.perf_counter()
-        result = {}
-        for split, loader in (("train", self.data.train_eval_loader()), ("val", self.data.val_loader())):
-            def on_batch(batch, done, split=split, check=self._inference_checks(split)):
-                self._report_failures(batch.failures, split)
-                split_size = len(self.data.records_of(split))
-                self.callbacks.on_feature_progress(events.FeatureProgress(
-                    offset[split] + min(split_size, done * world), total, time.perf_counter() - started))
-                check()
-            features = extract_features(self.model, loader, self.device.device,
-                                        amp_dtype=self.device.amp_dtype, on_batch=on_batch)
-            result[split] = self.strategy.gather_features(features)
-        self.data.release_feature_loaders()
-        self.features = result
+        self.features = RunFeatureFill(self.data, self.model, self.device, self.spec, self.strategy, self.callbacks,
+                                       self._report_failures, self._inference_checks).run()
 
     def _step_context(self) -> loops.StepContext:
         from tl_studio.core.optim import make_criterion

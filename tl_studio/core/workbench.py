@@ -113,25 +113,39 @@ def stratified_subsample(records: Sequence, limit: int, seed: int = 0) -> list:
 def record_features(bench: Workbench, records: Sequence, *, progress: ProgressCallback | None = None,
                     cancel: CancelCallback | None = None):
     """The frozen backbone's features of ``records`` (evaluation preprocessing, no augmentation), as a
-    FeatureSet on the device; images that fail to load are left out. The model is left in eval mode."""
+    FeatureSet on the device; images that fail to load are left out. The model is left in eval mode.
+    Features the persistent store has (feature_store.py) are read from it; only the rest are computed."""
+    from tl_studio.core import features as feature_module
     from tl_studio.core.dataset import ImageDataset, make_loader
-    from tl_studio.core.features import extract_features
+    from tl_studio.core.feature_store import Lookup, complete, open_store
     from tl_studio.core.transforms import eval_transform
 
-    dataset = ImageDataset(records, eval_transform(bench.spec))
-    # No loader processes: the work is a few hundred images, and worker start-up would cost more than
-    # it saves (and forking from a GUI thread is best avoided).
-    loader = make_loader(dataset, batch_size=FEATURE_BATCH, shuffle=False, workers=0, seed=bench.config.seed)
     total = len(records)
+    report(progress, "features", 0, total, f"Computing features: 0/{total} images")
+    device = bench.device.device
+    store = open_store(bench.model, bench.spec, device, bench.device.amp_dtype)
+    lookup = store.lookup(records) if store else Lookup(list(records), list(range(total)), [None] * total)
+    hits = len(lookup.hits)
+    missing = [records[i] for i in lookup.missing]
 
     def on_batch(_batch, done: int) -> None:
-        report(progress, "features", done, total, f"Computing features: {done}/{total} images")
+        report(progress, "features", hits + done, total, f"Computing features: {hits + done}/{total} images")
         check_cancel(cancel)
 
-    report(progress, "features", 0, total, f"Computing features: 0/{total} images")
-    with torch.no_grad():
-        features = extract_features(bench.model, loader, bench.device.device, amp_dtype=bench.device.amp_dtype,
-                                    on_batch=on_batch)
+    bench.model.eval()
+    on_batch(None, 0)  # hits count as done at once
+    computed = None
+    if missing:
+        # No loader processes: the work is a few hundred images, and worker start-up would cost more than
+        # it saves (and forking from a GUI thread is best avoided).
+        loader = make_loader(ImageDataset(missing, eval_transform(bench.spec)), batch_size=FEATURE_BATCH,
+                             shuffle=False, workers=0, seed=bench.config.seed)
+        with torch.no_grad():
+            computed = feature_module.extract_features(bench.model, loader, device, amp_dtype=bench.device.amp_dtype,
+                                                       on_batch=on_batch)
+        if store is not None:
+            store.save(lookup, computed)
+    features = complete(lookup, computed, device)
     if len(features) == 0:
         raise UserError("None of the images could be read; check the dataset with `tl-studio scan`.")
     return features

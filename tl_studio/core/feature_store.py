@@ -1,0 +1,296 @@
+"""The persistent feature cache: a frozen backbone's output for each image, kept on disk between runs,
+so that a second run, an "Analyse my dataset" or a learning-rate sweep on the same images computes
+only the features it has never computed before.
+
+Where and how big: ``cache_dir()/features`` (catalog.py: $TL_STUDIO_CACHE_DIR, else the XDG cache),
+at most $TL_STUDIO_FEATURE_CACHE_MB megabytes (default 2048; 0 turns the cache off). When a fill adds
+entries past the bound, the least recently used go first (an entry's mtime is its last use: every hit
+touches it). Deleting the folder at any time is safe.
+
+The key of a set of features is everything that changes their numbers: the model's name, a digest of
+the backbone's weights and buffers as loaded (the new head excluded, it does not take part), so
+pretrained, random ("none", seeded) and imported weights each get their own entries; the evaluation
+preprocessing (PreprocessSpec); the device type, autocast dtype and memory format the backbone ran
+with; and the versions of torch, torchvision, timm, Pillow and TL Studio plus ``CODE_VERSION`` (bump it
+when decoding or feature extraction changes). Features come from the evaluation preprocessing only,
+never from augmented images: the frozen backbone is deterministic on them, as the in-run cache assumes.
+
+An image is identified by a hash of its bytes (BLAKE2b, 160 bits), not by its path, size or mtime:
+copies keep mtimes (``cp -p``, rsync, unzip), and a photo edited and saved within the same second or
+replaced by another of the same size would otherwise be served stale features. Reading the bytes costs
+a small fraction of decoding and running the backbone on them (about 0.1 s for the 46 MB ants/bees set
+here). A moved or renamed image with unchanged bytes reuses its entry; two files with the same bytes
+share one, which is correct because the same bytes give the same features. Labels are never stored: they
+come from the folder the image is in now.
+
+One file per image and key, written by ``torch.save`` to a temporary file in the same folder and
+renamed into place (atomic on POSIX and Windows), read back with ``torch.load(weights_only=True)``.
+Concurrent processes (two runs, or the DDP ranks, which look up and fill disjoint shares) at worst
+compute the same entry twice and rename identical files over each other. An entry that cannot be read
+or has the wrong shape is ignored, deleted and recomputed; a cache folder that is full, read-only or
+missing only costs speed, never a run.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import os
+import tempfile
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Sequence
+
+import torch
+
+# Bump when image decoding, the evaluation transform or feature extraction change their numbers.
+CODE_VERSION = 1
+DEFAULT_LIMIT_MB = 2048
+LIMIT_ENV = "TL_STUDIO_FEATURE_CACHE_MB"
+ENTRY_SUFFIX = ".pt"
+TMP_SUFFIX = ".tmp"
+STALE_TMP_SECONDS = 3600  # a temporary file this old was left by a crashed writer
+_HASH_CHUNK = 1 << 20
+_HASH_THREADS = 4  # hashlib releases the GIL: reading and hashing overlap across files
+
+
+def limit_bytes() -> int:
+    """The cache's bound from $TL_STUDIO_FEATURE_CACHE_MB; 0 (or a negative number) turns it off."""
+    raw = os.environ.get(LIMIT_ENV, "").strip()
+    try:
+        megabytes = float(raw) if raw else DEFAULT_LIMIT_MB
+    except ValueError:
+        megabytes = DEFAULT_LIMIT_MB  # a typo in a setting must not end a run
+    return max(0, int(megabytes * 2**20))
+
+
+def store_root() -> Path:
+    from tl_studio.core.catalog import cache_dir
+
+    return cache_dir() / "features"
+
+
+def file_digest(path) -> str | None:
+    """The hex digest of a file's bytes, or None when it cannot be read (the loader reports that)."""
+    digest = hashlib.blake2b(digest_size=20)
+    try:
+        with open(path, "rb") as handle:
+            while chunk := handle.read(_HASH_CHUNK):
+                digest.update(chunk)
+    except OSError:
+        return None
+    return digest.hexdigest()
+
+
+def weights_digest(model) -> str:
+    """A digest of every parameter and buffer outside the head, as they are now."""
+    from tl_studio.core.models import head_path
+
+    head = head_path(model) + "."
+    digest = hashlib.blake2b(digest_size=20)
+    for name, tensor in model.state_dict().items():
+        if name.startswith(head):
+            continue
+        flat = tensor.detach().to("cpu").contiguous().reshape(-1)
+        digest.update(f"{name}|{flat.dtype}|{tuple(tensor.shape)}|".encode())
+        digest.update(flat.view(torch.uint8).numpy().tobytes())
+    return digest.hexdigest()
+
+
+def feature_key(model, spec, device_type: str, amp_dtype, channels_last: bool) -> dict:
+    from tl_studio import __version__
+    from tl_studio.core.catalog import _installed_version
+
+    return {
+        "code": CODE_VERSION, "tl_studio": __version__, "model": getattr(model, "tl_name", type(model).__name__),
+        "weights": weights_digest(model), "preprocess": spec.to_dict(), "device": device_type,
+        "amp": str(amp_dtype), "channels_last": bool(channels_last),
+        "versions": {name: _installed_version(name) for name in ("torch", "torchvision", "timm", "pillow")},
+    }
+
+
+@dataclass
+class Lookup:
+    """What the store had for some records: ``hits`` (position -> feature vector, on the CPU) and the
+    positions still to compute. Positions are the caller's (e.g. places in a split's record list)."""
+    records: list
+    positions: list[int]
+    digests: list[str | None]
+    hits: dict[int, torch.Tensor] = field(default_factory=dict)
+
+    @property
+    def missing(self) -> list[int]:
+        """Indices into ``records`` (and ``positions``) of the images to compute."""
+        return [i for i, position in enumerate(self.positions) if position not in self.hits]
+
+
+class FeatureStore:
+    def __init__(self, root: Path, key: dict, limit: int, shape: tuple[int, ...] | None = None):
+        """``shape``: one image's feature shape where the model says it (a Linear head's inputs)."""
+        self.root, self.key, self.limit, self.shape = Path(root), key, limit, shape
+        name = hashlib.blake2b(json.dumps(key, sort_keys=True).encode(), digest_size=16).hexdigest()
+        self.folder = self.root / name
+        self.written = 0  # entries this store wrote, for tests and the decision to trim
+
+    # ---- reading ----------------------------------------------------------------------------------
+    def lookup(self, records: Sequence, positions: Sequence[int] | None = None) -> Lookup:
+        positions = list(range(len(records))) if positions is None else list(positions)
+        with ThreadPoolExecutor(_HASH_THREADS) as pool:
+            digests = list(pool.map(file_digest, [str(r.path) for r in records]))
+        lookup = Lookup(list(records), positions, digests)
+        size = None
+        for position, digest in zip(positions, digests):
+            vector = self._read(digest) if digest else None
+            if vector is not None and (size is None or vector.shape == size):
+                size = vector.shape
+                lookup.hits[position] = vector
+        return lookup
+
+    def _entry(self, digest: str) -> Path:
+        return self.folder / digest[:2] / (digest + ENTRY_SUFFIX)
+
+    def _read(self, digest: str) -> torch.Tensor | None:
+        path = self._entry(digest)
+        try:
+            data = path.read_bytes()
+        except OSError:
+            return None
+        try:
+            vector = torch.load(io.BytesIO(data), weights_only=True, map_location="cpu")
+            if not isinstance(vector, torch.Tensor) or vector.dim() == 0 or vector.dtype != torch.float32 or (
+                    self.shape is not None and tuple(vector.shape) != self.shape):
+                raise ValueError("not a feature vector of this model")
+        except Exception:  # noqa: BLE001 - truncated or foreign bytes: recompute, never crash a run
+            _remove(path)
+            return None
+        try:
+            os.utime(path)  # its last use, for least-recently-used eviction
+        except OSError:
+            pass
+        return vector
+
+    # ---- writing ----------------------------------------------------------------------------------
+    def save(self, lookup: Lookup, computed) -> None:
+        """Stores the vectors of ``computed`` (a FeatureSet whose indices are positions in ``lookup``'s
+        ``missing`` list), then trims the cache to its bound. Failures only cost speed."""
+        missing = lookup.missing
+        vectors = computed.features.detach().to("cpu", torch.float32)
+        for row, index in enumerate(computed.indices.tolist()):
+            digest = lookup.digests[missing[index]]
+            if digest and not self._write(digest, vectors[row].clone()):
+                break  # full or read-only: no point trying the rest
+        if self.written:
+            self._describe()
+            trim(self.root, self.limit)
+
+    def _write(self, digest: str, vector: torch.Tensor) -> bool:
+        path = self._entry(digest)
+        buffer = io.BytesIO()
+        torch.save(vector, buffer)
+        tmp = None
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            fd, tmp = tempfile.mkstemp(prefix=path.stem[:8], suffix=TMP_SUFFIX, dir=path.parent)
+            with os.fdopen(fd, "wb") as out:
+                out.write(buffer.getbuffer())
+            os.replace(tmp, path)
+        except OSError:
+            if tmp:
+                _remove(Path(tmp))
+            return False
+        self.written += 1
+        return True
+
+    def _describe(self) -> None:
+        """key.json beside the entries: what they were computed with, for a person looking at the folder."""
+        try:
+            (self.folder / "key.json").write_text(json.dumps(self.key, indent=1, sort_keys=True), encoding="utf-8")
+        except OSError:
+            pass
+
+
+def open_store(model, spec, device: torch.device, amp_dtype=None) -> FeatureStore | None:
+    """The store for the features ``extract_features`` computes with ``model`` on ``device`` under
+    ``spec``, or None when the cache is turned off."""
+    from tl_studio.core.device import use_channels_last
+
+    limit = limit_bytes()
+    if limit <= 0:
+        return None
+    from tl_studio.core.models import head_of
+
+    channels_last = use_channels_last(device, model, training=False)
+    in_features = getattr(head_of(model), "in_features", None)  # SqueezeNet's conv head has feature maps
+    return FeatureStore(store_root(), feature_key(model, spec, device.type, amp_dtype, channels_last), limit,
+                        (in_features,) if in_features else None)
+
+
+def complete(lookup: Lookup, computed, device: torch.device):
+    """Hits and newly computed features as one FeatureSet (on ``device``), in position order."""
+    from tl_studio.core.features import FeatureSet
+
+    missing = lookup.missing
+    index_of = {position: i for i, position in enumerate(lookup.positions)}
+    rows, labels, positions = [], [], []
+    for position, vector in lookup.hits.items():
+        rows.append(vector)
+        positions.append(position)
+        labels.append(int(lookup.records[index_of[position]].label))
+    if computed is not None and len(computed):
+        cpu = computed.features.detach().to("cpu", torch.float32)
+        for row, index in enumerate(computed.indices.tolist()):
+            rows.append(cpu[row])
+            positions.append(lookup.positions[missing[index]])
+            labels.append(int(lookup.records[missing[index]].label))
+    if not rows:
+        return FeatureSet(torch.empty(0, 0, device=device), torch.empty(0, dtype=torch.long, device=device),
+                          torch.empty(0, dtype=torch.long))
+    order = torch.tensor(positions).argsort()
+    return FeatureSet(torch.stack(rows)[order].to(device), torch.tensor(labels)[order].to(device),
+                      torch.tensor(positions)[order])
+
+
+def trim(root: Path, limit: int) -> None:
+    """Deletes the least recently used entries until the cache holds at most ``limit`` bytes, and
+    temporary files left by crashed writers."""
+    entries, total, now = [], 0, time.time()
+    for path in _walk(root):
+        try:
+            stat = path.stat()
+        except OSError:
+            continue
+        if path.name.endswith(TMP_SUFFIX):
+            if now - stat.st_mtime > STALE_TMP_SECONDS:
+                _remove(path)
+            continue
+        if path.name.endswith(ENTRY_SUFFIX):
+            entries.append((stat.st_mtime_ns, stat.st_size, path))
+            total += stat.st_size
+    entries.sort()
+    for _mtime, size, path in entries:
+        if total <= limit:
+            break
+        _remove(path)
+        total -= size
+
+
+def _walk(root: Path):
+    try:
+        with os.scandir(root) as items:
+            for item in items:
+                if item.is_dir(follow_symlinks=False):
+                    yield from _walk(Path(item.path))
+                elif item.is_file(follow_symlinks=False):
+                    yield Path(item.path)
+    except OSError:
+        return
+
+
+def _remove(path: Path) -> None:
+    try:
+        path.unlink()
+    except OSError:
+        pass
