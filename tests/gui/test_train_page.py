@@ -113,3 +113,25 @@ def test_stop_says_the_best_epoch_is_being_saved_until_the_run_ends(page, monkey
     page.controller.batches.emit([events.BatchEnd(epoch=2, batch=4, num_batches=11, step=15, loss=0.5, lr=1e-3,
                                                   images_per_s=16.0)])  # the batch in flight still ends
     assert "saving the best epoch" in page.progress.format() and page.progress.value() == 15
+
+
+def test_time_left_leaves_out_the_time_spent_paused(page, monkeypatch):
+    """10 s a batch, 6 batches: after a 1000 s pause the second batch still leaves 4 x 10 s, not the
+    33 minutes a rate that counted the pause would promise."""
+    from tl_studio.gui.pages import train_page
+
+    now = [0.0]
+    monkeypatch.setattr(train_page.time, "monotonic", lambda: now[0])
+    page.controller.fitStarted.emit(fit_start("CPU (1 thread)"))  # 3 epochs of 2 batches
+
+    def batch(step: int, at: float) -> str:
+        now[0] = at
+        page.controller.batches.emit([events.BatchEnd(epoch=1 + (step - 1) // 2, batch=1 + (step - 1) % 2,
+                                                      num_batches=2, step=step, loss=0.5, lr=1e-3, images_per_s=5.0)])
+        return page.progress.format()
+
+    assert batch(1, 10.0).endswith("0:50 left")
+    page.controller.pausedChanged.emit(True)
+    now[0] = 1010.0
+    page.controller.pausedChanged.emit(False)
+    assert batch(2, 1020.0).endswith("0:40 left")

@@ -31,6 +31,19 @@ class RunProgress:
         self.done_at_start = 0
         self._features = (self.started, 0, 0)  # (when this pass began, images done then, images done now)
         self.stopping = False  # Stop was pressed: the bar says so until the run has ended
+        self._paused_at: float | None = None
+
+    def paused(self, paused: bool) -> None:
+        """Time spent paused is not training time: leave it out of the rate, or time left would grow
+        with every minute the run waited for the user."""
+        now = time.monotonic()
+        if paused:
+            self._paused_at = self._paused_at or now
+        elif self._paused_at is not None:
+            gap, self._paused_at = now - self._paused_at, None
+            self.started += gap
+            began, done_then, done_last = self._features
+            self._features = (began + gap, done_then, done_last)
 
     def start(self, event) -> None:
         self.epochs, self.batches = event.epochs, event.batches_per_epoch
@@ -38,6 +51,7 @@ class RunProgress:
         self.started = time.monotonic()
         self._features = (self.started, 0, 0)
         self.stopping = False
+        self._paused_at = None
         self.bar.setRange(0, self.epochs * self.batches)
         self.bar.setValue(self.done_at_start)
         self.bar.setFormat(f"Starting epoch {event.start_epoch} of {self.epochs}...")
@@ -364,6 +378,7 @@ class TrainPage(QWidget):
         self.hint.setVisible(bool(hint))
 
     def _on_paused(self, paused: bool) -> None:
+        self.run_progress.paused(paused)
         self.pause_button.setText("Resume" if paused else "Pause")
         if paused:
             self.session.say("Paused. Press Resume to continue.")
