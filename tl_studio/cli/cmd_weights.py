@@ -37,7 +37,7 @@ def _download(name: str) -> int:
     if cached is not None:
         print(f"{info.name}: weights already on this machine ({cached}).")
         return 0
-    progress = ProgressLine(info.weights_file or info.name)
+    progress = DownloadLine(info.weights_file or info.name)
     try:
         path = weights.ensure_weights(info, progress=progress)
     except (KeyboardInterrupt, Cancelled):  # the partial file is already gone
@@ -64,14 +64,16 @@ def _import(name: str, file: str, force: bool) -> int:
     return 0
 
 
-class ProgressLine:
-    """A one-line progress display on stderr, redrawn at most ten times a second."""
+class DownloadLine:
+    """The download's size so far on a terminal's stderr, redrawn in place at most ten times a second
+    (drawn by the CLI's one StatusLine)."""
 
     def __init__(self, label: str, stream=None):
+        from tl_studio.cli.reporters import StatusLine
+
         self.label = label
-        self.stream = stream or sys.stderr
+        self.line = StatusLine(stream or sys.stderr)
         self._last_draw = 0.0
-        self._drawn = False
 
     def __call__(self, done: int, total: int | None) -> None:
         now = time.monotonic()
@@ -80,15 +82,9 @@ class ProgressLine:
         self._last_draw = now
         mb = done / 2**20
         if total:
-            text = f"{self.label}: {mb:.1f} / {total / 2**20:.1f} MB ({100 * done // total}%)"
+            self.line.show(f"{self.label}: {mb:.1f} / {total / 2**20:.1f} MB ({100 * done // total}%)")
         else:
-            text = f"{self.label}: {mb:.1f} MB"
-        self.stream.write("\r" + text)
-        self.stream.flush()
-        self._drawn = True
+            self.line.show(f"{self.label}: {mb:.1f} MB")
 
     def finish(self) -> None:
-        if self._drawn:
-            self.stream.write("\n")
-            self.stream.flush()
-            self._drawn = False
+        self.line.finish()
