@@ -15,7 +15,7 @@ import time
 
 from tl_studio.core import events
 from tl_studio.core.dataset import LoadFailure
-from tl_studio.core.feature_store import Lookup, complete, open_store
+from tl_studio.core.feature_store import look_up, open_store, store_and_complete
 
 
 class RunFeatureFill:
@@ -40,7 +40,7 @@ class RunFeatureFill:
         share = self.strategy.inference_share(len(records))
         positions = list(range(len(records))) if share is None else list(share)
         mine = [records[i] for i in positions]
-        lookup = store.lookup(mine, positions) if store else Lookup(mine, positions, [None] * len(mine))
+        lookup = look_up(store, mine, positions)
         missing = lookup.missing
         hits = len(lookup.hits)
         self._progress(offset, len(records), hits)
@@ -49,9 +49,7 @@ class RunFeatureFill:
         common = min(self.strategy.gather_objects(math.ceil(len(missing) / batch_size)))
         computed = self._compute(split, [mine[i] for i in missing], [positions[i] for i in missing],
                                  batch_size, offset, hits, self.checks(split, common)) if missing else None
-        if store is not None and computed is not None:
-            store.save(lookup, computed)
-        return self.strategy.gather_features(complete(lookup, computed, self.device.device))
+        return self.strategy.gather_features(store_and_complete(store, lookup, computed, self.device.device))
 
     def _compute(self, split, subset, subset_positions, batch_size, offset, hits, check):
         from tl_studio.core import features

@@ -228,6 +228,21 @@ def open_store(model, spec, device: torch.device, amp_dtype=None) -> FeatureStor
                         (in_features,) if in_features else None)
 
 
+def look_up(store: FeatureStore | None, records: Sequence, positions: Sequence[int] | None = None) -> Lookup:
+    """What ``store`` holds of ``records``; without a store (turned off or unusable) every one is missing."""
+    if store is not None:
+        return store.lookup(records, positions)
+    positions = list(range(len(records))) if positions is None else list(positions)
+    return Lookup(list(records), positions, [None] * len(records))
+
+
+def store_and_complete(store: FeatureStore | None, lookup: Lookup, computed, device: torch.device):
+    """Stores the newly ``computed`` features (when there is a store) and returns them with the hits."""
+    if store is not None and computed is not None:
+        store.save(lookup, computed)
+    return complete(lookup, computed, device)
+
+
 def complete(lookup: Lookup, computed, device: torch.device):
     """Hits and newly computed features as one FeatureSet (on ``device``), in position order."""
     from tl_studio.core.features import FeatureSet

@@ -117,14 +117,14 @@ def record_features(bench: Workbench, records: Sequence, *, progress: ProgressCa
     Features the persistent store has (feature_store.py) are read from it; only the rest are computed."""
     from tl_studio.core import features as feature_module
     from tl_studio.core.dataset import ImageDataset, make_loader
-    from tl_studio.core.feature_store import Lookup, complete, open_store
+    from tl_studio.core.feature_store import look_up, open_store, store_and_complete
     from tl_studio.core.transforms import eval_transform
 
     total = len(records)
     report(progress, "features", 0, total, f"Computing features: 0/{total} images")
     device = bench.device.device
     store = open_store(bench.model, bench.spec, device, bench.device.amp_dtype)
-    lookup = store.lookup(records) if store else Lookup(list(records), list(range(total)), [None] * total)
+    lookup = look_up(store, records)
     hits = len(lookup.hits)
     missing = [records[i] for i in lookup.missing]
 
@@ -143,9 +143,7 @@ def record_features(bench: Workbench, records: Sequence, *, progress: ProgressCa
         with torch.no_grad():
             computed = feature_module.extract_features(bench.model, loader, device, amp_dtype=bench.device.amp_dtype,
                                                        on_batch=on_batch)
-        if store is not None:
-            store.save(lookup, computed)
-    features = complete(lookup, computed, device)
+    features = store_and_complete(store, lookup, computed, device)
     if len(features) == 0:
         raise UserError("None of the images could be read; check the dataset with `tl-studio scan`.")
     return features
