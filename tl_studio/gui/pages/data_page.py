@@ -165,10 +165,13 @@ class DataPage(QWidget):
         task = self.scan_task
         # Only the latest scan reports: an older one, cancelled by this one, must not end it (hide its
         # progress, let Start go ahead) when its own end arrives later.
-        task.progress.connect(lambda progress: self._on_progress(progress) if task is self.scan_task else None)
-        task.succeeded.connect(lambda scan: self._on_scanned(scan) if task is self.scan_task else None)
-        task.failed.connect(lambda message: self._on_failed(message) if task is self.scan_task else None)
-        task.cancelled.connect(lambda: self._scan_ended("Scan cancelled.") if task is self.scan_task else None)
+        def latest(handler):
+            return lambda *args: handler(*args) if task is self.scan_task else None
+
+        task.progress.connect(latest(self._on_progress))
+        task.succeeded.connect(latest(self._on_scanned))
+        task.failed.connect(latest(self._on_failed))
+        task.cancelled.connect(latest(lambda: self._scan_ended("Scan cancelled.")))
 
     def _on_progress(self, progress) -> None:
         done, total = progress
