@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from tl_studio.core import events, feature_store
+from tl_studio.core import events, feature_store, features
 from tl_studio.core.callbacks import Recorder
 from tl_studio.core.config import TrainConfig
 from tl_studio.core.engine import Trainer
@@ -24,14 +24,21 @@ FAST = dict(model="efficientnet_lite0", freeze="all", epochs=2, batch_size=8, wo
 
 
 class BackboneCounter:
-    """Counts the images that go through a model's forward pass."""
+    """Counts the images that go through a model's backbone: the features ``extract_features`` computes
+    with it (the extraction runs a copy with its BatchNorms folded, core/bn_folding.py, so a hook on the
+    model itself would not see them)."""
 
-    def __init__(self, model):
+    def __init__(self, model, monkeypatch):
         self.images = 0
-        model.register_forward_pre_hook(self._count)
+        original = features.extract_features
 
-    def _count(self, _module, args):
-        self.images += int(args[0].shape[0])
+        def counting(network, *args, **kwargs):
+            result = original(network, *args, **kwargs)
+            if network is model:
+                self.images += len(result)
+            return result
+
+        monkeypatch.setattr(features, "extract_features", counting)
 
 
 @pytest.fixture
@@ -43,8 +50,8 @@ def entries(cache: Path) -> list[Path]:
     return sorted((cache / "features").rglob("*" + feature_store.ENTRY_SUFFIX))
 
 
-def test_a_second_pass_computes_nothing_and_gives_the_same_features(bench, private_cache_dir):
-    counter = BackboneCounter(bench.model)
+def test_a_second_pass_computes_nothing_and_gives_the_same_features(bench, private_cache_dir, monkeypatch):
+    counter = BackboneCounter(bench.model, monkeypatch)
     records = bench.scan.split("train")
     first = record_features(bench, records)
     assert counter.images == len(records) == len(entries(private_cache_dir))
@@ -54,8 +61,8 @@ def test_a_second_pass_computes_nothing_and_gives_the_same_features(bench, priva
     assert torch.equal(again.indices, first.indices)
 
 
-def test_changing_one_image_recomputes_that_image_only(bench):
-    counter = BackboneCounter(bench.model)
+def test_changing_one_image_recomputes_that_image_only(bench, monkeypatch):
+    counter = BackboneCounter(bench.model, monkeypatch)
     records = bench.scan.split("train")
     first = record_features(bench, records)
     changed = records[3].path
@@ -69,10 +76,10 @@ def test_changing_one_image_recomputes_that_image_only(bench):
     assert torch.equal(again.features[others], first.features[others])
 
 
-def test_a_moved_image_keeps_its_features_and_takes_its_new_label(bench, tiny_dataset):
+def test_a_moved_image_keeps_its_features_and_takes_its_new_label(bench, tiny_dataset, monkeypatch):
     records = bench.scan.split("train")
     first = record_features(bench, records)
-    counter = BackboneCounter(bench.model)
+    counter = BackboneCounter(bench.model, monkeypatch)
     source = Path(records[0].path)
     moved = source.with_name("moved_" + source.name)
     os.rename(source, moved)
@@ -83,20 +90,20 @@ def test_a_moved_image_keeps_its_features_and_takes_its_new_label(bench, tiny_da
     assert int(again.labels[0]) == 2
 
 
-def test_other_weights_or_preprocessing_never_share_features(tiny_dataset, private_cache_dir):
+def test_other_weights_or_preprocessing_never_share_features(tiny_dataset, private_cache_dir, monkeypatch):
     config = TrainConfig(data_dir=str(tiny_dataset), **FAST)
     pretrained = open_workbench(config)
     records = pretrained.scan.split("train")[:4]
     record_features(pretrained, records)
     for other in (open_workbench(TrainConfig(**{**config.to_dict(), "weights": "none"})),
                   open_workbench(TrainConfig(**{**config.to_dict(), "img_size": 96}))):
-        counter = BackboneCounter(other.model)
+        counter = BackboneCounter(other.model, monkeypatch)
         record_features(other, records)
         assert counter.images == 4
     assert len({path.parent.parent for path in entries(private_cache_dir)}) == 3
 
 
-def test_a_damaged_entry_is_recomputed_and_replaced(bench, private_cache_dir):
+def test_a_damaged_entry_is_recomputed_and_replaced(bench, private_cache_dir, monkeypatch):
     records = bench.scan.split("train")
     first = record_features(bench, records)
     store = feature_store.open_store(bench.model, bench.spec, bench.device.device)
@@ -105,7 +112,7 @@ def test_a_damaged_entry_is_recomputed_and_replaced(bench, private_cache_dir):
     damaged[1].write_bytes(damaged[1].read_bytes()[:40])  # a write cut short
     damaged[2].write_bytes(b"not a tensor")
     torch.save({"weights": torch.zeros(3)}, damaged[3])  # loadable, but not a tensor
-    counter = BackboneCounter(bench.model)
+    counter = BackboneCounter(bench.model, monkeypatch)
     again = record_features(bench, records)
     assert counter.images == 4
     assert torch.equal(again.features, first.features)
@@ -122,7 +129,7 @@ def test_an_unusable_or_disabled_cache_only_costs_time(bench, tmp_path, monkeypa
         monkeypatch.setenv("TL_STUDIO_CACHE_DIR", str(blocker / "cache"))  # cannot be created under a file
     else:
         monkeypatch.setenv(feature_store.LIMIT_ENV, "0")
-    counter = BackboneCounter(bench.model)
+    counter = BackboneCounter(bench.model, monkeypatch)
     records = bench.scan.split("train")[:6]
     for _ in range(2):
         assert len(record_features(bench, records)) == 6

@@ -47,7 +47,7 @@ from typing import Sequence
 import torch
 
 # Bump when image decoding, the evaluation transform or feature extraction change their numbers.
-CODE_VERSION = 1
+CODE_VERSION = 2  # 2: BatchNorm folded into the convolutions (bn_folding.py)
 DEFAULT_LIMIT_MB = 2048
 LIMIT_ENV = "TL_STUDIO_FEATURE_CACHE_MB"
 ENTRY_SUFFIX = ".pt"

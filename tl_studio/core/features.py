@@ -32,6 +32,7 @@ def extract_features(model: nn.Module, loader, device: torch.device, *, amp_dtyp
                      on_batch: Callable[[Batch, int], None] | None = None) -> FeatureSet:
     """Runs the frozen backbone over a loader. ``on_batch(batch, done)`` is called after each batch
     (progress, failed images, stop checks)."""
+    from tl_studio.core.bn_folding import folded_for_inference
     from tl_studio.core.device import is_channels_last, use_channels_last
     from tl_studio.core.models import forward_features
 
@@ -42,13 +43,16 @@ def extract_features(model: nn.Module, loader, device: torch.device, *, amp_dtyp
     layout_before = torch.channels_last if is_channels_last(model) else torch.contiguous_format
     memory_format = torch.channels_last if channels_last else torch.contiguous_format
     model.to(memory_format=memory_format)
+    network = None  # the model with its BatchNorms folded (bn_folding.py), made at the first batch
     chunks, labels, indices = [], [], []
     done = 0
     for batch in loader:
         if len(batch):
             images = batch.images.to(device, non_blocking=True).contiguous(memory_format=memory_format)
+            if network is None:
+                network = folded_for_inference(model, images[:2], forward_features).to(memory_format=memory_format)
             with torch.autocast(device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
-                chunks.append(forward_features(model, images).float())
+                chunks.append(forward_features(network, images).float())
             labels.append(batch.labels.to(device))
             indices.append(batch.indices)
         done += len(batch) + len(batch.failures)

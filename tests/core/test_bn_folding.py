@@ -1,0 +1,86 @@
+"""BatchNorm folded into the convolutions for feature extraction (core/bn_folding.py): the same
+features, fewer layers, and the model kept as it is when the registration order lies about the data
+flow."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from tl_studio.core.bn_folding import folded_for_inference
+from tl_studio.core.dataset import Batch
+from tl_studio.core.features import extract_features
+from tl_studio.core.models import build_model, forward_features
+
+
+def _with_trained_statistics(model: nn.Module) -> nn.Module:
+    """Random running statistics and affine parameters, as a trained network has (a fresh one's
+    mean 0 / variance 1 would make folding nearly a no-op and hide a wrong formula)."""
+    generator = torch.Generator().manual_seed(0)
+    for module in model.modules():
+        if isinstance(module, nn.BatchNorm2d):
+            n = module.num_features
+            module.running_mean.copy_(torch.randn(n, generator=generator) * 0.5)
+            module.running_var.copy_(torch.rand(n, generator=generator) * 2 + 0.1)
+            module.weight.data.copy_(torch.randn(n, generator=generator))
+            module.bias.data.copy_(torch.randn(n, generator=generator))
+    return model.eval()
+
+
+def _batch_norms(model: nn.Module) -> int:
+    return sum(isinstance(m, nn.BatchNorm2d) for m in model.modules())
+
+
+def _relative_error(got: torch.Tensor, expected: torch.Tensor) -> float:
+    return float((got - expected).abs().max() / expected.abs().max())
+
+
+def test_folding_keeps_the_features_of_resnet18_and_efficientnet_lite0():
+    images = torch.rand(3, 3, 128, 128, generator=torch.Generator().manual_seed(1))
+    for name in ("resnet18", "efficientnet_lite0"):
+        model = _with_trained_statistics(build_model(name, 3, "none"))
+        folded = folded_for_inference(model, images[:2], forward_features)
+        assert folded is not model
+        assert _batch_norms(model) > 0 and _batch_norms(folded) == 0, name  # every BatchNorm folded
+        with torch.no_grad():
+            expected, got = forward_features(model, images), forward_features(folded, images)
+        assert _relative_error(got, expected) < 1e-4, name
+        assert not any(p.requires_grad for p in folded.parameters())
+        assert _batch_norms(model) > 0  # the model itself is untouched
+
+
+class _NormBeforeConv(nn.Module):
+    """Registered conv then norm, but the norm runs first: folding by registration order would be wrong."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(3, 3, 3, padding=1)
+        self.norm = nn.BatchNorm2d(3)
+        self.head = nn.Linear(3, 2)
+
+    def forward(self, x):
+        return self.head(self.conv(self.norm(x)).mean((2, 3)))
+
+
+def test_a_pairing_the_data_flow_contradicts_keeps_the_model():
+    model = _with_trained_statistics(_NormBeforeConv())
+    images = torch.rand(2, 3, 16, 16)
+    assert folded_for_inference(model, images, forward_features) is model
+
+
+def test_batch_norms_in_training_mode_are_not_folded():
+    model = _with_trained_statistics(build_model("resnet18", 2, "none")).train()
+    assert folded_for_inference(model, torch.rand(2, 3, 64, 64), forward_features) is model
+
+
+def test_extract_features_gives_the_unfolded_models_features():
+    model = _with_trained_statistics(build_model("efficientnet_lite0", 2, "none"))
+    images = torch.rand(5, 3, 96, 96, generator=torch.Generator().manual_seed(2))
+    loader = [Batch(images[:3], torch.tensor([0, 1, 0]), torch.tensor([0, 1, 2]), []),
+              Batch(images[3:], torch.tensor([1, 1]), torch.tensor([3, 4]), [])]
+    features = extract_features(model, loader, torch.device("cpu"))
+    with torch.no_grad():
+        expected = forward_features(model, images)
+    assert _relative_error(features.features, expected) < 1e-4
+    assert features.indices.tolist() == [0, 1, 2, 3, 4]
+    assert _batch_norms(model) > 0
