@@ -40,12 +40,25 @@ class EpochTotals:
     seen: int = 0
     seconds: float = 0.0
     probabilities: dict = field(default_factory=dict)  # validation: index -> class probabilities
+    # validation, when asked for: (logits, labels) of every image, on the CPU (the best epoch's calibrate
+    # the model file without a second pass over the images)
+    logits: list[tuple[torch.Tensor, torch.Tensor]] | None = None
 
     def add(self, loss: float, logits: torch.Tensor, labels: torch.Tensor) -> None:
         count = int(labels.shape[0])
         self.loss_sum += loss * count
         self.correct += int((logits.argmax(1) == labels).sum())
         self.seen += count
+
+    def keep_logits(self, logits: torch.Tensor, labels: torch.Tensor) -> None:
+        if self.logits is not None:
+            self.logits.append((logits.detach().float().cpu(), labels.detach().cpu()))
+
+    def logit_arrays(self):
+        """(N x C logits, N labels) as numpy arrays, or None when they were not kept."""
+        if not self.logits:
+            return None
+        return (torch.cat([l for l, _ in self.logits]).numpy(), torch.cat([y for _, y in self.logits]).numpy())
 
     @property
     def loss(self) -> float:
@@ -137,11 +150,13 @@ def train_on_features(head: nn.Module, classify: Callable, features: FeatureSet,
 
 
 @torch.no_grad()
-def validate_on_images(model: nn.Module, loader, ctx: StepContext, keep: set[int]) -> EpochTotals:
+def validate_on_images(model: nn.Module, loader, ctx: StepContext, keep: set[int],
+                       keep_logits: bool = False) -> EpochTotals:
     """Plain cross-entropy (no smoothing, no class weights) so val loss means the same in every run.
-    ``keep``: validation indices whose probabilities are returned (the sample predictions)."""
+    ``keep``: validation indices whose probabilities are returned (the sample predictions);
+    ``keep_logits``: every image's logits are returned too (EpochTotals.logits)."""
     model.eval()
-    totals = EpochTotals()
+    totals = EpochTotals(logits=[] if keep_logits else None)
     plain = nn.CrossEntropyLoss()
     for batch in _checked(loader, ctx):
         if batch.failures:
@@ -155,20 +170,22 @@ def validate_on_images(model: nn.Module, loader, ctx: StepContext, keep: set[int
         with torch.autocast(ctx.device.type, dtype=ctx.amp_dtype, enabled=ctx.amp_dtype is not None):
             logits = model(images).float()
         totals.add(float(plain(logits, labels)), logits, labels)
+        totals.keep_logits(logits, labels)
         _keep_probabilities(totals, logits, batch.indices, keep)
     return totals
 
 
 @torch.no_grad()
 def validate_on_features(head: nn.Module, classify: Callable, features: FeatureSet, batch_size: int,
-                         keep: set[int]) -> EpochTotals:
+                         keep: set[int], keep_logits: bool = False) -> EpochTotals:
     head.eval()
-    totals = EpochTotals()
+    totals = EpochTotals(logits=[] if keep_logits else None)
     plain = nn.CrossEntropyLoss()
     for rows in torch.arange(len(features), device=features.features.device).split(batch_size):
         logits = classify(features.features[rows]).float()
         labels = features.labels[rows]
         totals.add(float(plain(logits, labels)), logits, labels)
+        totals.keep_logits(logits, labels)
         _keep_probabilities(totals, logits, features.indices[rows.cpu()], keep)
     return totals
 

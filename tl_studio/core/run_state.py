@@ -66,6 +66,8 @@ class RunState:
         self.resume_payload: dict | None = None
         self._epoch_skips = 0
         self._current_epoch = 0
+        self._val_logits = None  # (logits, labels) of the last validation, when kept (_keeps_val_logits)
+        self._best_val_logits = None  # ... of the best epoch of this process's run
 
     # ---- set-up ----------------------------------------------------------------------------------
     @classmethod
@@ -178,6 +180,7 @@ class RunState:
         val = self._retrying_on_oom("inference", self._validate_once)
         if val.seen and not math.isfinite(val.loss):  # the last step left weights that give nan
             raise UserError(_non_finite_message("validation", epoch, val.loss, self.policy.lr))
+        self._val_logits = val.logit_arrays()
         skips = self.strategy.reduce_count(self._epoch_skips)
         self._merge_skipped_of_all_processes()
         return EpochResult(train, val, train_seconds, train.seen // self._feature_passes(self.phase), feature_rate,
@@ -186,6 +189,8 @@ class RunState:
     def finish_epoch(self, event: events.EpochEnd) -> None:
         self.history.append(event)
         self.epoch = event.epoch
+        if event.is_best:
+            self._best_val_logits = self._val_logits
 
     def _train_once(self) -> loops.EpochTotals:
         ctx = self._step_context()
@@ -204,10 +209,17 @@ class RunState:
         keep = set(self.data.sample_indices)
         if self._uses_cache(self.phase):
             return loops.validate_on_features(_head(self.model), self._classify, self.features["val"],
-                                              self.data.inference_batch_size, keep)
+                                              self.data.inference_batch_size, keep, self._keeps_val_logits())
         self.strategy.sync_buffers(self.model)
         ctx = dataclasses.replace(self._step_context(), between_batches=self._inference_checks("val", extra=1))
-        return self.strategy.reduce_totals(loops.validate_on_images(self.model, self.data.val_loader(), ctx, keep))
+        return self.strategy.reduce_totals(loops.validate_on_images(self.model, self.data.val_loader(), ctx, keep,
+                                                                    self._keeps_val_logits()))
+
+    def _keeps_val_logits(self) -> bool:
+        """Validation keeps every image's logits for the model file's calibration when they are small
+        (up to 5M values, 20 MB) and this is the only process (with several, each sees a share and the
+        process writing the model file computes them itself)."""
+        return not self.strategy.distributed and len(self.data.val_records) * len(self.data.classes) <= 5_000_000
 
     def _inference_checks(self, split: str, common: int | None = None, extra: int = 0):
         """Stop/pause checks for an inference pass over this process's share of ``split``: agreed
@@ -328,11 +340,14 @@ class RunState:
 
     @torch.no_grad()
     def _best_validation_logits(self, network):
-        """The best epoch's logits on the val split, for calibration: from the cached features when the
+        """The best epoch's logits on the val split, for calibration: those its validation kept, else
+        (a run resumed after its best epoch, several processes) from the cached features when the
         backbone stayed frozen (the head alone, milliseconds), else one pass over the val images."""
         from tl_studio.core.models import classify_features
         from tl_studio.core.run_calibration import validation_logits
 
+        if self._best_val_logits is not None:
+            return self._best_val_logits
         cached = (self.features or {}).get("val")
         if cached is not None and len(cached):
             network.eval()
