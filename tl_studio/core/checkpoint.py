@@ -64,11 +64,22 @@ def save_checkpoint(path: Path, payload: dict) -> None:
     """Serialised in memory first: torch's zip writer aborts the whole process (C++ terminate) when the
     disk fills up under it, whereas a plain Python write raises OSError. Disk full ends the run with
     :class:`DiskFull`; the previous checkpoint stays and no partial file is left."""
-    path = Path(path)
+    data = serialise_checkpoint(payload)
+    check_free_space(Path(path).parent, len(data), what="a checkpoint")
+    write_checkpoint(path, data)
+
+
+def serialise_checkpoint(payload: dict) -> memoryview:
+    """The checkpoint file's bytes: a snapshot of ``payload`` as it is now (the weights may change
+    while the bytes are written out)."""
     buffer = io.BytesIO()
     torch.save({"format": FORMAT_VERSION, **payload}, buffer)
-    data = buffer.getbuffer()
-    check_free_space(path.parent, len(data), what="a checkpoint")
+    return buffer.getbuffer()
+
+
+def write_checkpoint(path: Path, data) -> None:
+    """Writes serialised checkpoint bytes atomically; a full disk raises :class:`DiskFull`."""
+    path = Path(path)
     try:
         with atomic_path(path) as tmp:
             write_file(tmp, data)

@@ -9,8 +9,11 @@ from __future__ import annotations
 
 import dataclasses
 import errno
+import functools
 import json
 import logging
+import queue
+import threading
 import time
 
 from tl_studio.core import checkpoint as ckpt
@@ -25,9 +28,69 @@ log = logging.getLogger(__name__)
 
 def run_folder_writers(folder: RunFolder, model_file_writer=None) -> list[Callback]:
     """In call order: checkpoints first (metrics.csv then never lists an epoch that no checkpoint
-    holds), then the files other processes read, then the model file at the end of the run."""
-    return [Checkpointer(folder), MetricsCsvWriter(folder.file(names.METRICS)), EventsLog(folder),
-            RunRecord(folder), ModelFileWriter(folder, model_file_writer)]
+    holds), then the files other processes read, then the model file at the end of the run. The
+    checkpoints, metrics.csv and status.json of each epoch reach the disk in that order on one
+    background thread (OrderedWrites), so the next epoch does not wait for them."""
+    writes = OrderedWrites()
+    return [Checkpointer(folder, writes), MetricsCsvWriter(folder.file(names.METRICS), writes), EventsLog(folder),
+            RunRecord(folder, writes), ModelFileWriter(folder, model_file_writer, writes)]
+
+
+class OrderedWrites:
+    """Writes done one after another, in the order they were asked for, on a background thread: a
+    resnet18 + AdamW checkpoint is ~140 MB, half a second to write and fsync here, which the next
+    epoch no longer waits for. At most ``QUEUED_AT_MOST`` writes wait (about one epoch's), so memory
+    holds at most about one epoch's serialised checkpoints and a run killed at any moment loses at most
+    the epoch before the one in progress.
+
+    A write that fails (a full disk) drops the writes queued after it (metrics.csv must not list an
+    epoch whose checkpoint is missing); its error is raised once, by the next ``submit``, ``check`` or
+    ``wait``; writes asked for after that run again (the run's final status)."""
+
+    QUEUED_AT_MOST = 4
+
+    def __init__(self, *, background: bool = True):
+        self._queue: queue.Queue = queue.Queue(maxsize=self.QUEUED_AT_MOST)
+        self._lock = threading.Lock()
+        self._error: BaseException | None = None
+        self._failed_since = False  # the error happened and has not been raised yet: drop writes
+        self._thread = None
+        self._background = background
+
+    def submit(self, write) -> None:
+        self.check()
+        if not self._background:
+            write()
+            return
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._work, name="run-folder-writes", daemon=True)
+            self._thread.start()
+        self._queue.put(write)
+
+    def wait(self) -> None:
+        """Returns when every write asked for so far is on the disk; raises a failed one's error."""
+        self._queue.join()
+        self.check()
+
+    def check(self) -> None:
+        with self._lock:
+            error, self._error, self._failed_since = self._error, None, False
+        if error is not None:
+            raise error
+
+    def _work(self) -> None:
+        while True:
+            write = self._queue.get()
+            try:
+                with self._lock:
+                    dropped = self._failed_since
+                if not dropped:
+                    write()
+            except BaseException as error:  # kept for the training thread, which reports it
+                with self._lock:
+                    self._error, self._failed_since = error, True
+            finally:
+                self._queue.task_done()
 
 
 # ---- checkpoints ----------------------------------------------------------------------------------
@@ -35,19 +98,26 @@ class Checkpointer(Callback):
     """``best.ckpt`` when an epoch is the best so far, ``last.ckpt`` after every epoch (everything a
     resume needs, including every callback's state)."""
 
-    def __init__(self, folder: RunFolder):
-        self.folder = folder
+    def __init__(self, folder: RunFolder, writes: OrderedWrites):
+        self.folder, self.writes = folder, writes
+
+    def before_epoch(self, trainer, epoch: int) -> None:
+        self.writes.check()  # a full disk found while the last epoch's files were written ends the run now
 
     def after_epoch(self, trainer, event: events.EpochEnd) -> None:
         state = trainer.state
         model_state = {k: v.detach().cpu() for k, v in state.model.state_dict().items()}
         common = state.common_payload()
+        files = []  # serialised now (a snapshot: the next epoch changes the weights), written in the background
         if event.is_best:
-            ckpt.save_checkpoint(self.folder.file(names.BEST_CHECKPOINT), {
-                **common, "model": model_state, "epoch": event.epoch, "val_acc": event.val_acc})
-        ckpt.save_checkpoint(self.folder.file(names.LAST_CHECKPOINT), {
+            files.append((names.BEST_CHECKPOINT, ckpt.serialise_checkpoint({
+                **common, "model": model_state, "epoch": event.epoch, "val_acc": event.val_acc})))
+        files.append((names.LAST_CHECKPOINT, ckpt.serialise_checkpoint({
             **common, "model": model_state, **state.resume_payload_fields(),
-            "callbacks": trainer.callbacks.state_dicts()})
+            "callbacks": trainer.callbacks.state_dicts()})))
+        ckpt.check_free_space(self.folder.path, sum(len(data) for _, data in files), what="a checkpoint")
+        for name, data in files:
+            self.writes.submit(functools.partial(ckpt.write_checkpoint, self.folder.file(name), data))
 
 
 # ---- metrics.csv ----------------------------------------------------------------------------------
@@ -58,10 +128,11 @@ class MetricsCsvWriter(Callback):
     HEADER = ("epoch", "train_loss", "train_acc", "val_loss", "val_acc", "lr", "seconds", "train_images_per_s",
               "feature_images_per_s")
 
-    def __init__(self, path):
+    def __init__(self, path, writes: OrderedWrites | None = None):
         from pathlib import Path
 
         self.path = Path(path)
+        self.writes = writes or OrderedWrites(background=False)
         self.rows: list[dict] = []
 
     def on_fit_start(self, event: events.FitStart) -> None:
@@ -77,7 +148,7 @@ class MetricsCsvWriter(Callback):
         lines = [",".join(self.HEADER)]
         for row in self.rows:
             lines.append(",".join(_csv_value(row.get(key)) for key in self.HEADER))
-        atomic_write_text(self.path, "\n".join(lines) + "\n")
+        self.writes.submit(functools.partial(atomic_write_text, self.path, "\n".join(lines) + "\n"))
 
 
 def _csv_value(value) -> str:
@@ -138,8 +209,8 @@ class RunRecord(Callback):
     """``config.json`` when the run starts; ``status.json`` at the start, after every epoch and at the
     end (see run_folder.RunStatus)."""
 
-    def __init__(self, folder: RunFolder):
-        self.folder = folder
+    def __init__(self, folder: RunFolder, writes: OrderedWrites):
+        self.folder, self.writes = folder, writes
         self.status = None
 
     def before_fit(self, trainer) -> None:
@@ -152,9 +223,14 @@ class RunRecord(Callback):
     def on_epoch_end(self, event: events.EpochEnd) -> None:
         if self.status is not None:
             best = {"best_epoch": event.epoch, "best_val_acc": event.val_acc} if event.is_best else {}
-            self._write(epochs_done=event.epoch, **best)
+            self.status = dataclasses.replace(self.status, epochs_done=event.epoch, **best)
+            self.writes.submit(functools.partial(self.folder.write_status, self.status))
 
     def on_fit_end(self, event: events.RunFinished) -> None:
+        try:
+            self.writes.wait()  # every epoch's files are on the disk before the final status
+        except Exception:  # already reported: the run's outcome and message say so
+            log.debug("an epoch's files could not be written", exc_info=True)
         if self.status is not None:
             self._write(state=FINAL_STATES.get(event.status, "failed"), reason=event.message, ended=time.time(),
                         epochs_done=event.epochs_done, best_epoch=event.best_epoch,
@@ -172,11 +248,16 @@ class ModelFileWriter(Callback):
     GUI writes the file in a child process, see gui/processes.py). The result is left on the trainer:
     ``trainer.model_file`` and, when writing failed, ``trainer.model_file_error`` (one sentence)."""
 
-    def __init__(self, folder: RunFolder, writer=None):
+    def __init__(self, folder: RunFolder, writer=None, writes: OrderedWrites | None = None):
         self.folder = folder
         self.writer = writer
+        self.writes = writes or OrderedWrites(background=False)
 
     def after_fit(self, trainer, outcome: str) -> None:
+        try:
+            self.writes.wait()  # best.ckpt on the disk first: the model file is made from it
+        except UserError as error:  # a full disk: the run fails with it; the best epoch that was saved is exported
+            trainer.model_file_error = str(error)
         state = trainer.state
         if state is None or trainer.best.epoch is None or outcome == "aborted":
             return
