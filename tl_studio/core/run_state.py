@@ -67,7 +67,7 @@ class RunState:
         self._epoch_skips = 0
         self._current_epoch = 0
         self._val_logits = None  # (logits, labels) of the last validation, when kept (_keeps_val_logits)
-        self._best_val_logits = None  # ... of the best epoch of this process's run
+        self.best_val_logits = None  # ... of the best epoch of this process's run (calibrates model.pt2)
 
     # ---- set-up ----------------------------------------------------------------------------------
     @classmethod
@@ -190,7 +190,7 @@ class RunState:
         self.history.append(event)
         self.epoch = event.epoch
         if event.is_best:
-            self._best_val_logits = self._val_logits
+            self.best_val_logits = self._val_logits
 
     def _train_once(self) -> loops.EpochTotals:
         ctx = self._step_context()
@@ -322,38 +322,6 @@ class RunState:
         return {"epoch": self.epoch, "step": self.step, "phase": self.phase.name, "batch_size": self.data.batch_size,
                 **self.policy.state_dict(), "rng": ckpt.capture_rng_state(),
                 "history": [asdict(e) for e in self.history]}
-
-    def model_file_bytes(self) -> int:
-        """About the size of model.pt2: the weights in float32 (the graph adds little)."""
-        return sum(t.numel() * 4 for t in self.model.state_dict().values())
-
-    def export_best(self, path):
-        from tl_studio.core.export import export_model, metadata_for_run
-        from tl_studio.core.run_calibration import calibrated_metadata
-
-        best = ckpt.load_checkpoint(path.parent / ckpt.BEST)
-        network = copy.deepcopy(self.model).cpu().float().to(memory_format=torch.contiguous_format)
-        network.load_state_dict(best["model"])
-        metadata = metadata_for_run(self.config, self.data.classes, self.spec, best["epoch"], best["val_acc"])
-        metadata = calibrated_metadata(metadata, *self._best_validation_logits(network))
-        return export_model(network, self.spec, metadata, path, "pt2", self.data.check_images()).path
-
-    @torch.no_grad()
-    def _best_validation_logits(self, network):
-        """The best epoch's logits on the val split, for calibration: those its validation kept, else
-        (a run resumed after its best epoch, several processes) from the cached features when the
-        backbone stayed frozen (the head alone, milliseconds), else one pass over the val images."""
-        from tl_studio.core.models import classify_features
-        from tl_studio.core.run_calibration import validation_logits
-
-        if self._best_val_logits is not None:
-            return self._best_val_logits
-        cached = (self.features or {}).get("val")
-        if cached is not None and len(cached):
-            network.eval()
-            logits = classify_features(network, cached.features.cpu().float()).float().numpy()
-            return logits, cached.labels.cpu().numpy()
-        return validation_logits(network, self.spec, self.data.val_records)  # also after a stop: no cancel
 
 
 def _non_finite_message(name: str, epoch: int, value: float, lr: float) -> str:

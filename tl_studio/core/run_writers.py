@@ -22,6 +22,7 @@ from tl_studio.core import run_folder as names
 from tl_studio.core.callbacks import Callback
 from tl_studio.core.errors import UserError
 from tl_studio.core.run_folder import RunFolder
+from tl_studio.core.run_model_file import export_best, model_file_bytes
 
 log = logging.getLogger(__name__)
 
@@ -263,15 +264,15 @@ class ModelFileWriter(Callback):
             return
         path = self.folder.file(names.MODEL_FILE)
         try:
-            ckpt.check_free_space(self.folder.path, state.model_file_bytes(), what="the model file")
-            written = self.writer(self.folder.path, path) if self.writer else state.export_best(path)
+            ckpt.check_free_space(self.folder.path, model_file_bytes(state.model), what="the model file")
+            written = self.writer(self.folder.path, path) if self.writer else export_best(state, path)
             if written is not None:  # None: the front end chose not to write it now (quitting the app)
                 trainer.model_file = str(written)
         except UserError as error:
             trainer.model_file_error = str(error)
         except OSError as error:
             if error.errno in (errno.ENOSPC, errno.EDQUOT):
-                trainer.model_file_error = ckpt.disk_full_message(self.folder.path, state.model_file_bytes())
+                trainer.model_file_error = ckpt.disk_full_message(self.folder.path, model_file_bytes(state.model))
             else:
                 log.exception("writing the model file failed")
                 trainer.model_file_error = f"Training finished but the model file could not be written: {error}"
