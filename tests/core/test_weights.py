@@ -15,7 +15,7 @@ import pytest
 import torch
 import torchvision.models
 
-from tl_studio.core import catalog, models, weights
+from tl_studio.core import catalog, models, weight_import, weights
 from tl_studio.core.errors import Cancelled, UserError, WeightsUnavailableError
 
 
@@ -159,47 +159,47 @@ def _resnet18_file(path: Path, seed: int) -> Path:
 
 def test_import_copies_a_fitting_file_under_the_expected_name(torch_home, tmp_path):
     source = _resnet18_file(tmp_path / "downloaded.pth", seed=1)
-    result = weights.import_weights("resnet18", source)
+    result = weight_import.import_weights("resnet18", source)
     assert result.path == torch_home / "hub" / "checkpoints" / "resnet18-f37072fd.pth"
     assert result.action == "copied" and result.matches_published_hash is False  # random weights, not torchvision's
     assert result.path.read_bytes() == source.read_bytes()
     assert catalog.weights_status(catalog.get_model_info("resnet18")) == "cached"
-    assert weights.import_weights("resnet18", source).action == "already cached"
+    assert weight_import.import_weights("resnet18", source).action == "already cached"
 
 
 def test_import_never_silently_replaces_different_cached_weights(torch_home, tmp_path):
     first = _resnet18_file(tmp_path / "first.pth", seed=1)
     second = _resnet18_file(tmp_path / "second.pth", seed=2)
-    cached = weights.import_weights("resnet18", first).path
+    cached = weight_import.import_weights("resnet18", first).path
     with pytest.raises(UserError, match="--force"):
-        weights.import_weights("resnet18", second)
+        weight_import.import_weights("resnet18", second)
     assert cached.read_bytes() == first.read_bytes()
-    assert weights.import_weights("resnet18", second, force=True).action == "replaced"
+    assert weight_import.import_weights("resnet18", second, force=True).action == "replaced"
     assert cached.read_bytes() == second.read_bytes()
 
 
 def test_import_refuses_weights_of_another_architecture(torch_home, tmp_path):
     torch.save(torchvision.models.resnet34(weights=None).state_dict(), tmp_path / "resnet34.pth")
     with pytest.raises(UserError, match="does not fit resnet18"):
-        weights.import_weights("resnet18", tmp_path / "resnet34.pth")
+        weight_import.import_weights("resnet18", tmp_path / "resnet34.pth")
     assert _checkpoint_files(torch_home) == []
 
 
 def test_import_refuses_files_that_would_run_code_or_are_not_weights(torch_home, tmp_path):
     torch.save({"optimizer": "state", "epoch": 3}, tmp_path / "checkpoint.pth")
     with pytest.raises(UserError, match="not a state dict"):
-        weights.import_weights("resnet18", tmp_path / "checkpoint.pth")
+        weight_import.import_weights("resnet18", tmp_path / "checkpoint.pth")
     torch.save(torch.nn.Linear(2, 2), tmp_path / "module.pth")
     with pytest.raises(UserError, match="weights_only=True"):
-        weights.import_weights("resnet18", tmp_path / "module.pth")
+        weight_import.import_weights("resnet18", tmp_path / "module.pth")
     (tmp_path / "text.pth").write_text("not a weights file")
     with pytest.raises(UserError, match="cannot be read"):
-        weights.import_weights("resnet18", tmp_path / "text.pth")
+        weight_import.import_weights("resnet18", tmp_path / "text.pth")
     with pytest.raises(UserError, match="not a file"):
-        weights.import_weights("resnet18", tmp_path / "missing.pth")
+        weight_import.import_weights("resnet18", tmp_path / "missing.pth")
     assert _checkpoint_files(torch_home) == []
 
 
 def test_the_bundled_model_has_nothing_to_import(torch_home, tmp_path):
     with pytest.raises(UserError, match="ships with its weights"):
-        weights.import_weights("efficientnet_lite0", tmp_path / "whatever.pth")
+        weight_import.import_weights("efficientnet_lite0", tmp_path / "whatever.pth")

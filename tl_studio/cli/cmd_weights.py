@@ -51,9 +51,9 @@ def _download(name: str) -> int:
 
 
 def _import(name: str, file: str, force: bool) -> int:
-    from tl_studio.core import weights
+    from tl_studio.core.weight_import import import_weights
 
-    result = weights.import_weights(name, file, force=force)
+    result = import_weights(name, file, force=force)
     if result.action == "already cached":
         print(f"{result.path} already holds these weights; nothing to do.")
         return 0

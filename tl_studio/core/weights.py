@@ -1,4 +1,5 @@
-"""Pretrained weights: the torch hub cache, downloads with progress and cancel, and importing a local file.
+"""Pretrained weights: the torch hub cache, downloads with progress and cancel, and reading weights files
+(importing a file downloaded elsewhere: weight_import.py).
 
 The cache is torch.hub's own (``$TORCH_HOME/hub/checkpoints``), so weights downloaded by torchvision elsewhere are
 found here and ours are found by torchvision. A download goes to a temporary file in that directory, is checked
@@ -15,12 +16,10 @@ import hashlib
 import http.client
 import os
 import re
-import shutil
 import tempfile
 import urllib.error
 import urllib.request
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -39,13 +38,6 @@ CHUNK_BYTES = 256 * 1024
 # torch.hub.HASH_REGEX: torchvision's file names carry the first hex digits of their SHA-256 ("resnet18-f37072fd.pth").
 HASH_REGEX = re.compile(r"-([a-f0-9]*)\.")
 IMPORT_HINT = '`tl-studio weights import {model} FILE` or "Import weights…" in the Model step'
-
-
-@dataclass(frozen=True)
-class ImportResult:
-    path: Path  # where the weights now are, in the hub cache
-    action: str  # "copied" | "replaced" | "already cached"
-    matches_published_hash: bool | None  # None where the file name carries no hash
 
 
 class _NetworkFailure(Exception):
@@ -110,7 +102,7 @@ def offline_message(info: ModelInfo, reason: str) -> str:
 
 def _download(url: str, destination: Path, progress: ProgressCallback | None,
               cancel: CancelCallback | None, timeout: float) -> Path:
-    directory = _writable_dir(destination.parent)
+    directory = writable_dir(destination.parent)
     fd, temp_name = tempfile.mkstemp(prefix=f".{destination.name}.", suffix=".partial", dir=directory)
     try:
         with os.fdopen(fd, "wb") as out, _open_url(url, timeout) as response:
@@ -123,7 +115,7 @@ def _download(url: str, destination: Path, progress: ProgressCallback | None,
     return destination
 
 
-def _writable_dir(directory: Path) -> Path:
+def writable_dir(directory: Path) -> Path:
     try:
         directory.mkdir(parents=True, exist_ok=True)
     except OSError as error:
@@ -189,7 +181,7 @@ def _check_hash(digest: str, filename: str) -> None:
                         "nothing was saved, please try again.")
 
 
-# --- loading and importing ------------------------------------------------------------------------------------
+# --- loading ------------------------------------------------------------------------------------------------------
 
 
 def load_state_dict_file(path: Path | str) -> dict[str, Tensor]:
@@ -213,57 +205,3 @@ def _is_state_dict(data) -> bool:
 
     return isinstance(data, Mapping) and bool(data) and all(
         isinstance(key, str) and isinstance(value, torch.Tensor) for key, value in data.items())
-
-
-def import_weights(name: str, file: Path | str, *, force: bool = False) -> ImportResult:
-    """Copy a downloaded weights file into the hub cache under the name torchvision expects.
-
-    The file is first loaded (weights_only=True) into the architecture with strict=True, so a wrong file is
-    refused before it is copied. An existing different file in the cache is valid and stays unless ``force``.
-    """
-    info = catalog.get_model_info(name)
-    if info.bundled:
-        raise UserError(f"{info.name} ships with its weights; there is nothing to import.")
-    source = Path(file).expanduser()
-    if not source.is_file():
-        raise UserError(f"{source} is not a file.")
-    from tl_studio.core.models import build_imagenet_model
-
-    build_imagenet_model(info, source)  # raises a UserError that says what does not fit
-    source_digest = _sha256(source)
-    destination = _writable_dir(catalog.hub_checkpoint_dir()) / info.weights_file
-    action = _import_action(destination, source_digest, force, info.name)
-    if action != "already cached":
-        _atomic_copy(source, destination)
-    prefix = expected_hash_prefix(info.weights_file)
-    return ImportResult(destination, action, source_digest.startswith(prefix) if prefix is not None else None)
-
-
-def _import_action(destination: Path, source_digest: str, force: bool, name: str) -> str:
-    if not destination.exists():
-        return "copied"
-    if _sha256(destination) == source_digest:
-        return "already cached"
-    if not force:
-        raise UserError(f"{destination} already holds other weights for {name} and they stay in use; "
-                        "import with --force to replace them.")
-    return "replaced"
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as stream:
-        for chunk in iter(lambda: stream.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
-def _atomic_copy(source: Path, destination: Path) -> None:
-    fd, temp_name = tempfile.mkstemp(prefix=f".{destination.name}.", suffix=".partial", dir=destination.parent)
-    os.close(fd)
-    try:
-        shutil.copyfile(source, temp_name)
-        os.replace(temp_name, destination)
-    except BaseException:
-        Path(temp_name).unlink(missing_ok=True)
-        raise

@@ -323,7 +323,7 @@ class ModelPage(QWidget):
 
     def import_weights(self) -> None:
         """Checks the file against the architecture in the background (large models take seconds)."""
-        from tl_studio.core.weights import import_weights
+        from tl_studio.core.weight_import import import_weights
 
         info = self.current_info()
         if info is None:

@@ -1,0 +1,76 @@
+"""Importing a weights file downloaded elsewhere (machines without internet): the file is loaded into
+the architecture with strict=True first (weights_only=True: a weights file never runs code), so a wrong
+file is refused before anything is copied, then copied atomically into torch.hub's cache under the name
+torchvision looks for."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+from tl_studio.core import catalog, weights
+from tl_studio.core.errors import UserError
+from tl_studio.core.models import build_imagenet_model
+
+
+@dataclass(frozen=True)
+class ImportResult:
+    path: Path  # where the weights now are, in the hub cache
+    action: str  # "copied" | "replaced" | "already cached"
+    matches_published_hash: bool | None  # None where the file name carries no hash
+
+
+def import_weights(name: str, file: Path | str, *, force: bool = False) -> ImportResult:
+    """Copy a downloaded weights file into the hub cache under the name torchvision expects.
+
+    The file is first loaded (weights_only=True) into the architecture with strict=True, so a wrong file is
+    refused before it is copied. An existing different file in the cache is valid and stays unless ``force``.
+    """
+    info = catalog.get_model_info(name)
+    if info.bundled:
+        raise UserError(f"{info.name} ships with its weights; there is nothing to import.")
+    source = Path(file).expanduser()
+    if not source.is_file():
+        raise UserError(f"{source} is not a file.")
+    build_imagenet_model(info, source)  # raises a UserError that says what does not fit
+    source_digest = _sha256(source)
+    destination = weights.writable_dir(catalog.hub_checkpoint_dir()) / info.weights_file
+    action = _import_action(destination, source_digest, force, info.name)
+    if action != "already cached":
+        _atomic_copy(source, destination)
+    prefix = weights.expected_hash_prefix(info.weights_file)
+    return ImportResult(destination, action, source_digest.startswith(prefix) if prefix is not None else None)
+
+
+def _import_action(destination: Path, source_digest: str, force: bool, name: str) -> str:
+    if not destination.exists():
+        return "copied"
+    if _sha256(destination) == source_digest:
+        return "already cached"
+    if not force:
+        raise UserError(f"{destination} already holds other weights for {name} and they stay in use; "
+                        "import with --force to replace them.")
+    return "replaced"
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as stream:
+        for chunk in iter(lambda: stream.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _atomic_copy(source: Path, destination: Path) -> None:
+    fd, temp_name = tempfile.mkstemp(prefix=f".{destination.name}.", suffix=".partial", dir=destination.parent)
+    os.close(fd)
+    try:
+        shutil.copyfile(source, temp_name)
+        os.replace(temp_name, destination)
+    except BaseException:
+        Path(temp_name).unlink(missing_ok=True)
+        raise
