@@ -94,8 +94,10 @@ def tl_studio_command(*args: str, full_decode: bool = False) -> list[str]:
 def train(data: Path, out: Path, epochs: int, full_decode: bool = False) -> dict:
     command = tl_studio_command("train", str(data), "--out", str(out), "--epochs", str(epochs), "--json",
                                 full_decode=full_decode)
+    # an empty feature cache on disk for every run: the first epoch decodes and extracts every image
+    env = {**_env(ROOT), "TL_STUDIO_CACHE_DIR": str(out.parent / f"{out.name}.cache")}
     started = time.perf_counter()
-    result = subprocess.run(command, capture_output=True, text=True, env=_env(ROOT))
+    result = subprocess.run(command, capture_output=True, text=True, env=env)
     wall = time.perf_counter() - started
     if result.returncode != 0:
         sys.exit(f"training failed ({result.returncode}):\n{result.stderr[-3000:]}")

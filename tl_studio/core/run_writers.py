@@ -41,8 +41,8 @@ class OrderedWrites:
     """Writes done one after another, in the order they were asked for, on a background thread: a
     resnet18 + AdamW checkpoint is ~140 MB, half a second to write and fsync here, which the next
     epoch no longer waits for. At most ``QUEUED_AT_MOST`` writes wait (about one epoch's), so memory
-    holds at most about one epoch's serialised checkpoints and a run killed at any moment loses at most
-    the epoch before the one in progress.
+    holds at most about one epoch's serialised checkpoints, and a run killed at any moment loses at most
+    the epoch in progress and the one before it.
 
     A write that fails (a full disk) drops the writes queued after it (metrics.csv must not list an
     epoch whose checkpoint is missing); its error is raised once, by the next ``submit``, ``check`` or
