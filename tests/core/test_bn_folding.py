@@ -84,3 +84,46 @@ def test_extract_features_gives_the_unfolded_models_features():
     assert _relative_error(features.features, expected) < 1e-4
     assert features.indices.tolist() == [0, 1, 2, 3, 4]
     assert _batch_norms(model) > 0
+
+
+# ---- in a model file's graph ----------------------------------------------------------------------
+def _model_file(tmp_path, name: str):
+    from tl_studio.core.catalog import get_model_info
+    from tl_studio.core.export import ExportedClassifier, write_pt2
+    from tl_studio.core.model_file import load_model_file
+    from tl_studio.core.preprocess import PreprocessSpec
+
+    network = _with_trained_statistics(build_model(name, 3, "none"))
+    spec = PreprocessSpec.for_model(get_model_info(name), 96)
+    path = tmp_path / f"{name}.pt2"
+    write_pt2(ExportedClassifier(network, spec).eval(), {"classes": ["a", "b", "c"], "preprocessing": spec.to_dict()},
+              path)
+    return load_model_file(path)
+
+
+def _graph_batch_norms(module) -> int:
+    return sum(node.op == "call_function" and node.target is torch.ops.aten.batch_norm.default
+               for node in module.graph.nodes)
+
+
+def test_a_model_file_for_many_images_runs_folded_with_the_same_answers(tmp_path):
+    from tl_studio.core.model_file import FOLD_FROM_IMAGES, for_many_images
+
+    model = _model_file(tmp_path, "resnet18")
+    assert for_many_images(model, FOLD_FROM_IMAGES - 1) is model  # a few images: not worth the fold
+    fast = for_many_images(model, FOLD_FROM_IMAGES)
+    assert _graph_batch_norms(model.module) == 20 and _graph_batch_norms(fast.module) == 0
+    images = torch.rand(4, 3, 120, 100, generator=torch.Generator().manual_seed(3))
+    expected, got = model.predict(images), fast.predict(images)
+    assert torch.allclose(got, expected, atol=1e-5) and torch.equal(got.argmax(1), expected.argmax(1))
+    weights = lambda module: sum(t.numel() for t in module.state_dict().values())  # noqa: E731
+    assert weights(fast.module) < weights(model.module)  # the folded-away tensors are dropped
+
+
+def test_a_graph_whose_folded_answers_differ_is_kept(tmp_path, monkeypatch):
+    from tl_studio.core import bn_folding
+    from tl_studio.core.model_file import for_many_images
+
+    model = _model_file(tmp_path, "efficientnet_lite0")
+    monkeypatch.setattr(bn_folding, "RELATIVE_TOLERANCE", -1.0)  # no fold can pass the check now
+    assert for_many_images(model, 1000) is model

@@ -44,7 +44,7 @@ def run(args: argparse.Namespace) -> int:
     from tl_studio.core.evaluation import (default_split, evaluate, evaluation_set, format_report,
                                            scan_for_model)
     from tl_studio.core.inference import plan_for
-    from tl_studio.core.model_file import load_model_file
+    from tl_studio.core.model_file import for_many_images, load_model_file
     from tl_studio.core.safe_text import for_terminal
 
     model = load_model_file(args.model_file, trust_torchscript=args.trust)
@@ -57,6 +57,7 @@ def run(args: argparse.Namespace) -> int:
     chosen = evaluation_set(scan, split, model.classes)
     if chosen.unknown:
         print(for_terminal(chosen.describe_unknown()), file=sys.stderr)
+    model = for_many_images(model, len(chosen.paths))
     plan = plan_for(model, args.batch_size)
     explain_plan(plan, args.batch_size, "Evaluating")
     line = progress_for("Evaluating", len(chosen.paths), enabled=not args.json)

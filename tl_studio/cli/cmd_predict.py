@@ -82,13 +82,14 @@ def run(args: argparse.Namespace) -> int:
     from tl_studio.cli.progress import progress_for
     from tl_studio.core.fileio import check_writable_file
     from tl_studio.core.inference import plan_for
-    from tl_studio.core.model_file import load_model_file
+    from tl_studio.core.model_file import for_many_images, load_model_file
     from tl_studio.core.predict import collect_image_paths, predict_paths, unknown_rule_of
 
     if args.csv:  # before the work, not after minutes of it
         check_writable_file(Path(args.csv))
     model = load_model_file(args.model_file, trust_torchscript=args.trust)
     paths = collect_image_paths(args.inputs)
+    model = for_many_images(model, len(paths))
     plan = plan_for(model, args.batch_size)
     explain_plan(plan, args.batch_size)
     progress = progress_for("Classifying", len(paths), enabled=not args.json)

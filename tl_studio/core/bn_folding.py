@@ -11,6 +11,9 @@ Which convolution feeds which BatchNorm is read from the order the modules are r
 bn1; timm's conv_pw, bn1; torchvision's Sequential(conv, bn, act)); that is a convention, not the data
 flow, so ``folded_for_inference`` checks the copy against the model on a probe batch and keeps the model
 when they disagree (e.g. a BatchNorm applied to a concatenation, as in DenseNet).
+
+``folded_graph`` does the same in a loaded .pt2 model file's graph, for `predict` and `evaluate` on
+many images (model_file.for_many_images); the file itself keeps its layers (Grad-CAM reads them).
 """
 
 from __future__ import annotations
@@ -83,3 +86,78 @@ def _fold(parent: nn.Module, conv_name: str, norm_name: str) -> None:
                                         norm.weight, norm.bias)
     conv.weight, conv.bias = weight.requires_grad_(False), bias.requires_grad_(False)
     setattr(parent, norm_name, _what_remains(norm))
+
+
+def folded_graph(module, probe: torch.Tensor):
+    """The same folding in a loaded model file's graph (``ExportedProgram.module()``: aten.conv2d
+    followed by aten.batch_norm in inference mode, parameters as attributes): a copy of ``module``
+    with each such pair one convolution, checked on ``probe`` (its outputs within RELATIVE_TOLERANCE
+    of the module's); ``module`` itself when nothing folds or the check fails. Here the data flow is
+    read from the graph, so only a convolution whose one user is the BatchNorm is folded."""
+    import torch.fx
+
+    if not isinstance(module, torch.fx.GraphModule):
+        return module
+    folded = copy.deepcopy(module)
+    aten = torch.ops.aten
+    count, replaced = 0, set()
+    for norm in list(folded.graph.nodes):
+        conv = norm.args[0] if norm.op == "call_function" and norm.target is aten.batch_norm.default else None
+        if conv is None or not _foldable_in_graph(conv, norm):
+            continue
+        weight, bias = fuse_conv_bn_weights(*(_attribute(folded, a) for a in (conv.args[1], _arg(conv, 2))),
+                                            *(_attribute(folded, a) for a in (norm.args[3], norm.args[4])),
+                                            norm.args[7], *(_attribute(folded, a) for a in norm.args[1:3]))
+        names = (f"_bn_folded_{count}_weight", f"_bn_folded_{count}_bias")
+        for name, value in zip(names, (weight, bias)):
+            folded.register_buffer(name, value.detach())
+        with folded.graph.inserting_before(conv):
+            weight_node, bias_node = (folded.graph.get_attr(name) for name in names)
+        replaced.update(a.target for a in (conv.args[1], _arg(conv, 2), *norm.args[1:5]) if a is not None)
+        conv.args = (conv.args[0], weight_node, bias_node, *conv.args[3:])
+        norm.replace_all_uses_with(conv)
+        folded.graph.erase_node(norm)
+        count += 1
+    if not count:
+        return module
+    folded.graph.eliminate_dead_code()
+    _drop_unused_attributes(folded, replaced)
+    folded.recompile()
+    with torch.no_grad():
+        expected, got = module(probe).float(), folded(probe).float()
+    scale = max(float(expected.abs().max()), 1e-6)
+    if got.shape != expected.shape or float((got - expected).abs().max()) / scale > RELATIVE_TOLERANCE:
+        log.info("batch-norm folding left out for a model file: its outputs changed")
+        return module
+    return folded
+
+
+def _foldable_in_graph(conv, norm) -> bool:
+    aten = torch.ops.aten
+    return (getattr(conv, "op", None) == "call_function" and conv.target is aten.conv2d.default
+            and len(conv.users) == 1 and norm.args[5] is False and len(norm.args) >= 8 and not norm.kwargs
+            and not conv.kwargs and getattr(conv.args[1], "op", None) == "get_attr"
+            and all(a is None or getattr(a, "op", None) == "get_attr" for a in (_arg(conv, 2), *norm.args[1:5]))
+            and norm.args[3] is not None and norm.args[4] is not None)
+
+
+def _arg(node, index: int):
+    return node.args[index] if len(node.args) > index else None
+
+
+def _attribute(module, node):
+    if node is None:
+        return None
+    value = module
+    for part in node.target.split("."):
+        value = getattr(value, part)
+    return value
+
+
+def _drop_unused_attributes(module, targets: set[str]) -> None:
+    """The folded-away weights and BatchNorm tensors no node reads any more (they would double the
+    convolutions' memory)."""
+    used = {node.target for node in module.graph.nodes if node.op == "get_attr"}
+    for target in targets - used:
+        owner_path, _, name = target.rpartition(".")
+        delattr(module.get_submodule(owner_path) if owner_path else module, name)

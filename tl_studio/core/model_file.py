@@ -257,6 +257,7 @@ class ModelFile:
     format: str
     metadata: dict
     predict: Callable  # N x 3 x H x W float in [0, 1] -> N x C probabilities
+    module: object = None  # .pt2: the torch module behind ``predict``
 
     @property
     def classes(self) -> list[str]:
@@ -321,7 +322,32 @@ def _export_load(path: Path):
 
 def _load_pt2(path: Path) -> ModelFile:
     program, metadata = _export_load(path)
-    return ModelFile(path, "pt2", metadata, _no_grad(program.module()))
+    module = program.module()
+    return ModelFile(path, "pt2", metadata, _no_grad(module), module)
+
+
+# Folding costs a copy of the graph and two passes of one image (~0.1-0.2 s here); from about two
+# batches on, the faster passes pay for it.
+FOLD_FROM_IMAGES = 64
+
+
+def for_many_images(model: ModelFile, count: int) -> ModelFile:
+    """``model`` with its BatchNorms folded into the convolutions before them (bn_folding.folded_graph:
+    EfficientNet-Lite0 ~1.5x faster on the CPU) when it is a .pt2 file about to classify ``count``
+    images; otherwise, or when folding would change its answers, ``model`` as it is."""
+    import dataclasses
+
+    import torch
+
+    from tl_studio.core.bn_folding import folded_graph
+
+    if model.format != "pt2" or model.module is None or count < FOLD_FROM_IMAGES:
+        return model
+    probe = torch.rand(1, 3, 96, 80, generator=torch.Generator().manual_seed(0))
+    folded = folded_graph(model.module, probe)
+    if folded is model.module:
+        return model
+    return dataclasses.replace(model, predict=_no_grad(folded), module=folded)
 
 
 @contextmanager
