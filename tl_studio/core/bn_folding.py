@@ -44,15 +44,20 @@ def folded_for_inference(model: nn.Module, probe: torch.Tensor, forward) -> nn.M
         parent = folded.get_submodule(parent_path)
         _fold(parent, conv_name, norm_name)
     with torch.no_grad():
-        expected = forward(model, probe).float()
-        got = forward(folded, probe).float()
-    scale = max(float(expected.abs().max()), 1e-6)
-    error = float((got - expected).abs().max()) / scale if got.shape == expected.shape else float("inf")
+        error = _relative_error(forward(folded, probe), forward(model, probe))
     if error > RELATIVE_TOLERANCE:
         log.info("batch-norm folding left out for %s: outputs differ by %.3g of their scale",
                  getattr(model, "tl_name", type(model).__name__), error)
         return model
     return folded
+
+
+def _relative_error(got: torch.Tensor, expected: torch.Tensor) -> float:
+    """The largest difference relative to the expected outputs' largest magnitude (inf: other shapes)."""
+    got, expected = got.float(), expected.float()
+    if got.shape != expected.shape:
+        return float("inf")
+    return float((got - expected).abs().max()) / max(float(expected.abs().max()), 1e-6)
 
 
 def _foldable_pairs(model: nn.Module) -> list[tuple[str, str, str]]:
@@ -124,10 +129,9 @@ def folded_graph(module, probe: torch.Tensor):
     _drop_unused_attributes(folded, replaced)
     folded.recompile()
     with torch.no_grad():
-        expected, got = module(probe).float(), folded(probe).float()
-    scale = max(float(expected.abs().max()), 1e-6)
-    if got.shape != expected.shape or float((got - expected).abs().max()) / scale > RELATIVE_TOLERANCE:
-        log.info("batch-norm folding left out for a model file: its outputs changed")
+        error = _relative_error(folded(probe), module(probe))
+    if error > RELATIVE_TOLERANCE:
+        log.info("batch-norm folding left out for a model file: outputs differ by %.3g of their scale", error)
         return module
     return folded
 
