@@ -44,12 +44,20 @@ def pt2(tmp_path_factory):
     return tiny_exports(tmp_path_factory.mktemp("exports"))["pt2"]
 
 
+def sigint_as_at_a_terminal() -> None:
+    """In the child before it starts: SIGINT as a user's terminal has it. A test runner started in the
+    background of a shell script inherits it ignored, and Python then installs no KeyboardInterrupt
+    handler, so the command would never see the Ctrl-C."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def interrupt(command: list[str], ready, cwd: Path) -> tuple[int, float, str]:
     """Runs ``tl-studio COMMAND`` on a pseudo-terminal (so progress lines show, as for a user), waits until
     ``ready(output_so_far)``, sends SIGINT to its process group; returns (exit code, seconds, output)."""
     main_fd, child_fd = pty.openpty()
     process = subprocess.Popen([sys.executable, "-m", "tl_studio", *command], stdin=subprocess.DEVNULL,
-                               stdout=child_fd, stderr=child_fd, cwd=cwd, start_new_session=True)
+                               stdout=child_fd, stderr=child_fd, cwd=cwd, start_new_session=True,
+                               preexec_fn=sigint_as_at_a_terminal)
     os.close(child_fd)
     output = bytearray()
 
@@ -128,7 +136,8 @@ def test_ctrl_c_in_predict_keeps_the_json_lines_and_csv_rows_written_to_files(sl
     with out.open("w") as stdout:
         process = subprocess.Popen([sys.executable, "-m", "tl_studio", "predict", str(pt2), str(slow_dataset), "--json",
                                     "--csv", str(table), "--batch-size", "4"], stdin=subprocess.DEVNULL, stdout=stdout,
-                                   stderr=subprocess.PIPE, cwd=tmp_path, start_new_session=True, env=env)
+                                   stderr=subprocess.PIPE, cwd=tmp_path, start_new_session=True, env=env,
+                                   preexec_fn=sigint_as_at_a_terminal)
         try:
             started = time.monotonic()
             while _rows(table) < 4 and process.poll() is None and time.monotonic() - started < START_LIMIT_S:
