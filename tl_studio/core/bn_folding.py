@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import copy
 import logging
+import operator
 
 import torch
 from torch import nn
@@ -150,12 +151,7 @@ def _arg(node, index: int):
 
 
 def _attribute(module, node):
-    if node is None:
-        return None
-    value = module
-    for part in node.target.split("."):
-        value = getattr(value, part)
-    return value
+    return None if node is None else operator.attrgetter(node.target)(module)
 
 
 def _drop_unused_attributes(module, targets: set[str]) -> None:

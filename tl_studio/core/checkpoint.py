@@ -60,25 +60,19 @@ def _to_tuple(value):
     return tuple(_to_tuple(v) for v in value) if isinstance(value, list) else value
 
 
-def save_checkpoint(path: Path, payload: dict) -> None:
-    """Serialised in memory first: torch's zip writer aborts the whole process (C++ terminate) when the
-    disk fills up under it, whereas a plain Python write raises OSError. Disk full ends the run with
-    :class:`DiskFull`; the previous checkpoint stays and no partial file is left."""
-    data = serialise_checkpoint(payload)
-    check_free_space(Path(path).parent, len(data), what="a checkpoint")
-    write_checkpoint(path, data)
-
-
 def serialise_checkpoint(payload: dict) -> memoryview:
     """The checkpoint file's bytes: a snapshot of ``payload`` as it is now (the weights may change
-    while the bytes are written out)."""
+    while the bytes are written out). Serialised in memory first: torch's zip writer aborts the whole
+    process (C++ terminate) when the disk fills up under it, whereas a plain Python write raises
+    OSError."""
     buffer = io.BytesIO()
     torch.save({"format": FORMAT_VERSION, **payload}, buffer)
     return buffer.getbuffer()
 
 
 def write_checkpoint(path: Path, data) -> None:
-    """Writes serialised checkpoint bytes atomically; a full disk raises :class:`DiskFull`."""
+    """Writes serialised checkpoint bytes atomically; a full disk raises :class:`DiskFull`, and the
+    previous checkpoint stays with no partial file left."""
     path = Path(path)
     try:
         with atomic_path(path) as tmp:

@@ -44,7 +44,7 @@ import threading
 import warnings
 import zipfile
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Callable, Iterator
 
@@ -335,8 +335,6 @@ def for_many_images(model: ModelFile, count: int) -> ModelFile:
     """``model`` with its BatchNorms folded into the convolutions before them (bn_folding.folded_graph:
     EfficientNet-Lite0 ~1.5x faster on the CPU) when it is a .pt2 file about to classify ``count``
     images; otherwise, or when folding would change its answers, ``model`` as it is."""
-    import dataclasses
-
     import torch
 
     from tl_studio.core.bn_folding import folded_graph
@@ -347,7 +345,7 @@ def for_many_images(model: ModelFile, count: int) -> ModelFile:
     folded = folded_graph(model.module, probe)
     if folded is model.module:
         return model
-    return dataclasses.replace(model, predict=_no_grad(folded), module=folded)
+    return replace(model, predict=_no_grad(folded), module=folded)
 
 
 @contextmanager

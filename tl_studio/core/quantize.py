@@ -99,10 +99,11 @@ def quantize_onnx(fp32_path: Path, out_path: Path, calibration: Iterable[np.ndar
             image = next(self._batches, None)
             return None if image is None else {"images": image}
 
+    kept_float = list(float_convolutions(fp32_path) if keep_float is None else keep_float)
     with _quiet_quantizer():
         quantize_static(str(fp32_path), str(out_path), Reader(), quant_format=QuantFormat.QDQ,
                         per_channel=per_channel, weight_type=QuantType.QInt8, activation_type=QuantType.QUInt8,
-                        op_types_to_quantize=list(QUANTIZED_OPS), nodes_to_exclude=list(float_convolutions(fp32_path) if keep_float is None else keep_float),
+                        op_types_to_quantize=list(QUANTIZED_OPS), nodes_to_exclude=kept_float,
                         calibrate_method=CalibrationMethod.MinMax)
 
 

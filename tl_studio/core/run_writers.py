@@ -50,19 +50,15 @@ class OrderedWrites:
 
     QUEUED_AT_MOST = 4
 
-    def __init__(self, *, background: bool = True):
+    def __init__(self):
         self._queue: queue.Queue = queue.Queue(maxsize=self.QUEUED_AT_MOST)
         self._lock = threading.Lock()
         self._error: BaseException | None = None
         self._failed_since = False  # the error happened and has not been raised yet: drop writes
         self._thread = None
-        self._background = background
 
     def submit(self, write) -> None:
         self.check()
-        if not self._background:
-            write()
-            return
         if self._thread is None:
             self._thread = threading.Thread(target=self._work, name="run-folder-writes", daemon=True)
             self._thread.start()
@@ -129,11 +125,11 @@ class MetricsCsvWriter(Callback):
     HEADER = ("epoch", "train_loss", "train_acc", "val_loss", "val_acc", "lr", "seconds", "train_images_per_s",
               "feature_images_per_s")
 
-    def __init__(self, path, writes: OrderedWrites | None = None):
+    def __init__(self, path, writes: OrderedWrites):
         from pathlib import Path
 
         self.path = Path(path)
-        self.writes = writes or OrderedWrites(background=False)
+        self.writes = writes
         self.rows: list[dict] = []
 
     def on_fit_start(self, event: events.FitStart) -> None:
@@ -249,10 +245,10 @@ class ModelFileWriter(Callback):
     GUI writes the file in a child process, see gui/processes.py). The result is left on the trainer:
     ``trainer.model_file`` and, when writing failed, ``trainer.model_file_error`` (one sentence)."""
 
-    def __init__(self, folder: RunFolder, writer=None, writes: OrderedWrites | None = None):
+    def __init__(self, folder: RunFolder, writer, writes: OrderedWrites):
         self.folder = folder
         self.writer = writer
-        self.writes = writes or OrderedWrites(background=False)
+        self.writes = writes
 
     def after_fit(self, trainer, outcome: str) -> None:
         try:
