@@ -21,6 +21,7 @@ import torch
 from torch import nn
 
 from tl_studio import __version__
+from tl_studio.core import program_cache
 from tl_studio.core.errors import UserError
 from tl_studio.core.export_formats import EXPORT_FORMATS, get_format
 from tl_studio.core.fileio import atomic_path
@@ -101,12 +102,35 @@ def export_model(network: nn.Module, spec: PreprocessSpec, metadata: dict, path:
     images = list(check_images) or _synthetic_images()
     path = Path(path)
     with atomic_path(path) as tmp:
-        export_format.write(model, metadata, tmp)
-        check_model_file(tmp, fmt)
-        check = check_agreement(model, load_model_file(tmp, fmt, trust_torchscript=True).predict, images)
+        check = _from_stored_program(model, metadata, tmp, images) if fmt == "pt2" else None
+        if check is None:
+            export_format.write(model, metadata, tmp)
+            check = _checked(model, tmp, fmt, images)
+            if check.passed and fmt == "pt2":
+                program_cache.remember(model, tmp)
         if not check.passed:
             raise ExportCheckError(check.describe() + " The file was not written; please report this model.")
     return ExportReport(path, fmt, check, time.perf_counter() - started)
+
+
+def _checked(model: nn.Module, written: Path, fmt: str, images: Sequence[torch.Tensor]) -> AgreementCheck:
+    check_model_file(written, fmt)
+    return check_agreement(model, load_model_file(written, fmt, trust_torchscript=True).predict, images)
+
+
+def _from_stored_program(model: nn.Module, metadata: dict, tmp: Path, images) -> AgreementCheck | None:
+    """Writes ``tmp`` from the program an earlier export of the same structure kept (program_cache.py),
+    with this model's weights, and checks it; None when there is none or it failed the check (then it
+    is forgotten and the model is traced afresh)."""
+    program = program_cache.stored_program(model)
+    if program is None:
+        return None
+    save_program(program, metadata, tmp)
+    check = _checked(model, tmp, "pt2", images)
+    if check.passed:
+        return check
+    program_cache.forget(model)
+    return None
 
 
 def _synthetic_images() -> list[torch.Tensor]:
@@ -142,7 +166,11 @@ def _export_program(model: nn.Module):
 
 
 def write_pt2(model: nn.Module, metadata: dict, path: Path) -> None:
-    torch.export.save(_export_program(model), str(path), extra_files={METADATA_KEY: json.dumps(metadata)})
+    save_program(_export_program(model), metadata, path)
+
+
+def save_program(program, metadata: dict, path: Path) -> None:
+    torch.export.save(program, str(path), extra_files={METADATA_KEY: json.dumps(metadata)})
 
 
 def write_onnx(model: nn.Module, metadata: dict, path: Path) -> None:

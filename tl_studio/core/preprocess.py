@@ -68,6 +68,10 @@ class Preprocess(nn.Module):
         self.register_buffer("mean", torch.tensor(spec.mean, dtype=torch.float32).view(1, 3, 1, 1), persistent=False)
         self.register_buffer("std", torch.tensor(spec.std, dtype=torch.float32).view(1, 3, 1, 1), persistent=False)
 
+    def extra_repr(self) -> str:
+        # what the traced graph depends on besides the mean and std buffers (program_cache.py keys on it)
+        return f"crop_size={self.crop_size}, resize_size={self.resize_size}, mode={self.mode!r}"
+
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         """images: N x 3 x H x W float RGB in [0, 1] -> N x 3 x C x C normalised."""
         return (self.crop_and_resize(images) - self.mean) / self.std

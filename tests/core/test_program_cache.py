@@ -1,0 +1,106 @@
+"""Exported programs reused between exports of models of the same structure (core/program_cache.py):
+a later export skips the trace, carries its own weights and metadata, and is checked like any other."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+
+from tl_studio.core import export, feature_store, program_cache
+from tl_studio.core.model_file import load_model_file
+from tl_studio.core.preprocess import PreprocessSpec
+
+SPEC = PreprocessSpec(crop_size=32, resize_size=36)
+
+
+def _network(classes: int = 2, seed: int = 0) -> nn.Module:
+    torch.manual_seed(seed)
+    network = nn.Sequential(nn.Conv2d(3, 8, 3), nn.BatchNorm2d(8), nn.ReLU(), nn.AdaptiveAvgPool2d(1),
+                            nn.Flatten(), nn.Linear(8, classes))
+    with torch.no_grad():  # running statistics that differ between seeds, as after training
+        network[1].running_mean.uniform_(-1, 1)
+        network[1].running_var.uniform_(0.5, 2)
+    return network.eval()
+
+
+def _images() -> list[torch.Tensor]:
+    generator = torch.Generator().manual_seed(3)
+    return [torch.rand(1, 3, 40, 50, generator=generator), torch.rand(1, 3, 37, 33, generator=generator)]
+
+
+@pytest.fixture
+def traces(monkeypatch) -> list[int]:
+    """Counts torch.export traces."""
+    counted = []
+    trace = export._export_program
+    monkeypatch.setattr(export, "_export_program", lambda model: counted.append(1) or trace(model))
+    return counted
+
+
+def _export(network, path, classes=("a", "b"), temperature=1.0, spec=SPEC):
+    metadata = {"classes": list(classes), "calibration": {"temperature": temperature}}
+    return export.export_model(network, spec, metadata, path, "pt2", _images())
+
+
+def _answers(path, image):
+    return torch.as_tensor(load_model_file(path, "pt2").predict(image)).float()
+
+
+def test_a_second_export_of_the_same_structure_reuses_the_program_with_its_own_weights(tmp_path, traces):
+    first, second = _network(seed=0), _network(seed=1)
+    _export(first, tmp_path / "first.pt2")
+    assert len(traces) == 1 and len(list(program_cache.folder().glob("*.pt2"))) == 1
+    report = _export(second, tmp_path / "second.pt2", classes=("x", "y"), temperature=2.0)
+    assert len(traces) == 1  # no second trace
+    assert report.check.passed
+    image = _images()[0]
+    reference = export.ExportedClassifier(second, SPEC, 2.0).eval()(image)
+    assert torch.allclose(_answers(tmp_path / "second.pt2", image), reference, atol=1e-6)
+    assert not torch.allclose(_answers(tmp_path / "first.pt2", image), reference, atol=1e-3)
+    assert load_model_file(tmp_path / "second.pt2", "pt2").metadata["classes"] == ["x", "y"]
+
+
+def test_another_class_count_or_preprocessing_is_traced_afresh(tmp_path, traces):
+    _export(_network(classes=2), tmp_path / "a.pt2")
+    _export(_network(classes=3), tmp_path / "b.pt2", classes=("a", "b", "c"))
+    _export(_network(classes=2), tmp_path / "c.pt2", spec=PreprocessSpec(crop_size=40, resize_size=44))
+    assert len(traces) == 3 and len(list(program_cache.folder().glob("*.pt2"))) == 3
+
+
+def test_a_stored_program_that_fails_the_check_is_forgotten_and_the_model_traced_afresh(tmp_path, traces,
+                                                                                        monkeypatch):
+    _export(_network(seed=0), tmp_path / "first.pt2")
+    # a program that keeps the weights it was stored with answers like the first model, not the second
+    monkeypatch.setattr(program_cache, "_with_weights_of", lambda program, model: program)
+    second = _network(seed=1)
+    report = _export(second, tmp_path / "second.pt2")
+    assert report.check.passed and len(traces) == 2
+    image = _images()[1]
+    assert torch.allclose(_answers(tmp_path / "second.pt2", image),
+                          export.ExportedClassifier(second, SPEC).eval()(image), atol=1e-6)
+
+
+def test_an_unreadable_stored_program_is_only_a_miss(tmp_path, traces):
+    _export(_network(seed=0), tmp_path / "first.pt2")
+    [entry] = program_cache.folder().glob("*.pt2")
+    entry.write_bytes(b"PK\x03\x04 not an archive")
+    assert _export(_network(seed=1), tmp_path / "second.pt2").check.passed
+    assert len(traces) == 2
+    assert program_cache.stored_program(export.ExportedClassifier(_network(seed=2), SPEC, 1.0).eval()) is not None
+
+
+def test_the_least_recently_used_programs_go_first(tmp_path, traces, monkeypatch):
+    monkeypatch.setattr(program_cache, "MAX_PROGRAMS", 2)
+    for classes in (2, 3, 4):
+        _export(_network(classes=classes), tmp_path / f"{classes}.pt2", classes=[str(i) for i in range(classes)])
+    assert len(list(program_cache.folder().glob("*.pt2"))) == 2
+    _export(_network(classes=2), tmp_path / "again.pt2")  # the oldest was evicted: traced again
+    assert len(traces) == 4
+
+
+def test_no_programs_are_kept_with_the_cache_turned_off(tmp_path, traces, monkeypatch):
+    monkeypatch.setenv(feature_store.LIMIT_ENV, "0")
+    _export(_network(seed=0), tmp_path / "first.pt2")
+    _export(_network(seed=1), tmp_path / "second.pt2")
+    assert len(traces) == 2 and not program_cache.folder().exists()
