@@ -170,6 +170,36 @@ def test_an_image_that_breaks_mid_run_is_skipped_and_reported(tiny_dataset, tmp_
     assert recorder.of_type(events.EpochEnd)[0].skipped_images == 1
 
 
+def test_the_feature_cache_fills_both_splits_in_one_pass_and_reports_each_split_s_broken_image(
+        tiny_dataset, tmp_path, monkeypatch):
+    from tl_studio.core.data import scan_dataset
+    from tl_studio.core.run_data import RunData
+
+    scan = scan_dataset(tiny_dataset)
+    broken = [scan.split("train")[2].path, scan.split("val")[1].path]
+    for path in broken:
+        path.write_bytes(b"\xff\xd8\xff\xe0 this is no longer a JPEG")  # corrupted after the scan
+    loaders = []
+    make_loader = RunData.feature_loader
+    monkeypatch.setattr(RunData, "feature_loader",
+                        lambda self, records, batch_size: loaders.append(len(records)) or make_loader(
+                            self, records, batch_size))
+    recorder = Recorder()
+    trainer = Trainer(lite0_config(tiny_dataset, epochs=1), tmp_path / "run", [recorder], scan=scan,
+                      strict_callbacks=True)
+    finished = trainer.fit()
+    assert finished.status == "completed", finished.message
+    total = len(scan.split("train")) + len(scan.split("val"))
+    assert loaders == [total]  # one loader, one start of its workers, for both splits
+    assert sorted(s.path for s in finished.skipped_images) == sorted(str(p) for p in broken)
+    features = trainer.state.features
+    assert len(features["train"]) == len(scan.split("train")) - 1
+    assert len(features["val"]) == len(scan.split("val")) - 1
+    assert 2 not in features["train"].indices.tolist() and 1 not in features["val"].indices.tolist()
+    progress = recorder.of_type(events.FeatureProgress)
+    assert progress[-1].done == progress[-1].total == total
+
+
 def test_imbalanced_classes_switch_on_class_weighting(tmp_path):
     data = make_image_folder(tmp_path / "data", classes=("red", "blue"), per_class=4)
     make_image_folder(tmp_path / "data", classes=("green",), per_class=30, seed=7)

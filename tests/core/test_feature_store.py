@@ -46,6 +46,14 @@ def bench(tiny_dataset):
     return open_workbench(TrainConfig(data_dir=str(tiny_dataset), **FAST))
 
 
+def _store_of(bench):
+    """The store the workbench's feature pass uses (its key has the autocast dtype device.py picks)."""
+    from tl_studio.core.device import autocast_dtype
+
+    return feature_store.open_store(bench.model, bench.spec, bench.device.device,
+                                    autocast_dtype(bench.device, bench.model, purpose="features"))
+
+
 def entries(cache: Path) -> list[Path]:
     return sorted((cache / "features").rglob("*" + feature_store.ENTRY_SUFFIX))
 
@@ -106,7 +114,7 @@ def test_other_weights_or_preprocessing_never_share_features(tiny_dataset, priva
 def test_a_damaged_entry_is_recomputed_and_replaced(bench, private_cache_dir, monkeypatch):
     records = bench.scan.split("train")
     first = record_features(bench, records)
-    store = feature_store.open_store(bench.model, bench.spec, bench.device.device)
+    store = _store_of(bench)
     damaged = [store._entry(feature_store.file_digest(r.path)) for r in records[:4]]
     torch.save(torch.zeros(7), damaged[0])  # a float vector, but not this model's (read first)
     damaged[1].write_bytes(damaged[1].read_bytes()[:40])  # a write cut short
@@ -140,7 +148,7 @@ def test_an_unusable_or_disabled_cache_only_costs_time(bench, tmp_path, monkeypa
 def test_the_folder_stays_within_its_bound_least_recently_used_first(bench, private_cache_dir, monkeypatch):
     records = bench.scan.split("train")
     record_features(bench, records[:4])
-    store = feature_store.open_store(bench.model, bench.spec, bench.device.device)
+    store = _store_of(bench)
     paths = [store._entry(feature_store.file_digest(r.path)) for r in records[:7]]
     for age, path in enumerate(paths[:4]):
         os.utime(path, (1_000_000 + age, 1_000_000 + age))  # used long ago, records[0] first
@@ -167,7 +175,7 @@ def test_writers_racing_on_the_same_entries_never_show_a_reader_half_a_file(benc
     """Two runs at once compute and store the same images: every read sees a whole entry or none."""
     records = bench.scan.split("train")
     first = record_features(bench, records)
-    store = feature_store.open_store(bench.model, bench.spec, bench.device.device)
+    store = _store_of(bench)
     lookup = feature_store.Lookup(list(records), list(range(len(records))),
                                   [feature_store.file_digest(r.path) for r in records])
     failures = []

@@ -57,7 +57,7 @@ FLAGS: dict[str, ConfigFlag] = {flag.dest: flag for flag in (
 # Switches that turn a default off: no value to type, so they live outside the typed table's shape.
 SWITCHES: dict[str, tuple[str, str]] = {
     "feature_cache": ("--no-feature-cache", "run every epoch through the frozen backbone instead of caching its features"),
-    "amp": ("--no-amp", "no mixed precision on CUDA"),
+    "amp": ("--no-amp", "float32 throughout: no mixed precision on CUDA, no bf16 on CPUs with bf16 matrix units"),
 }
 
 

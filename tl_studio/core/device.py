@@ -45,8 +45,20 @@ def resolve_device(name: str = "auto", amp: bool = True) -> DeviceInfo:
         return DeviceInfo(torch.device("mps"), "Apple GPU (MPS)", None, False)
     if name == "cpu":
         threads = torch.get_num_threads()
-        return DeviceInfo(torch.device("cpu"), f"CPU ({threads} thread{'s' if threads != 1 else ''})", None, False)
+        dtype = torch.bfloat16 if amp and cpu_has_bf16_matrix_units() else None  # see autocast_dtype
+        return DeviceInfo(torch.device("cpu"), f"CPU ({threads} thread{'s' if threads != 1 else ''})", dtype, False)
     raise UserError(f"Unknown device {name!r}; use auto, cpu, cuda or mps.")
+
+
+def cpu_has_bf16_matrix_units() -> bool:
+    """Whether this CPU multiplies bfloat16 matrices in hardware (Intel AMX, Xeon 4th generation and
+    later), which oneDNN uses for convolutions and matrix products under bf16 autocast. On other CPUs
+    bf16 is converted back and forth around float32 arithmetic and runs slower than float32."""
+    probe = getattr(torch.cpu, "_is_amx_tile_supported", None)  # torch's own CPU feature check
+    try:
+        return bool(probe is not None and probe() and torch.backends.mkldnn.is_available())
+    except (RuntimeError, AttributeError):
+        return False
 
 
 def available_devices() -> list[tuple[str, str]]:
@@ -60,27 +72,70 @@ def available_devices() -> list[tuple[str, str]]:
     return [("auto", f"Automatic: {found[0][1]}")] + found
 
 
-# Measured on this project's 2-core Xeon CPU (AVX-512, oneDNN) with benchmarks/bench_channels_last.py:
-# batch 32, 224 px, medians of 5, contiguous time / channels_last time:
-#   efficientnet_lite0  eval 2.07x, train step 2.15x  (depthwise convolutions gain most from NHWC)
-#   resnet18            eval 1.26x, train step 0.76x  (its backward pass is slower in NHWC on the CPU)
-# Families not measured stay in the default layout on the CPU.
-_CPU_CHANNELS_LAST = {"eval": ("efficientnet", "resnet"), "train": ("efficientnet",)}
+# Measured on this project's 2-core Xeon CPU (AVX-512 and AMX, oneDNN) with
+# benchmarks/bench_channels_last.py: batch 32, 224 px, medians of 3, speed against float32 in the
+# contiguous layout:
+#                       float32 channels_last   bf16 contiguous        bf16 channels_last
+#   efficientnet_lite0  eval 1.51x, train 1.53x eval 1.38x, train 1.47x eval 2.03x, train 1.55x
+#   resnet18            eval 1.21x, train 1.18x eval 1.77x, train 2.17x eval 3.40x, train 3.11x
+#   resnet50            eval 1.23x, train 1.32x eval 1.39x, train 1.82x eval 2.94x, train 2.80x
+#   mobilenet_v3_large  eval 1.49x, train 1.46x eval 1.33x, train 1.08x eval 2.20x, train 1.20x
+#   convnext_tiny       eval 1.28x, train 1.02x eval 2.04x, train 1.36x eval 1.81x, train 1.32x
+# (An earlier float32 measurement, medians of 5: efficientnet_lite0 2.07x / 2.15x, resnet18 1.26x / 0.76x:
+# resnet training steps stay contiguous in float32.) bf16 is used where it beats the best float32
+# layout by a margin (efficientnet and mobilenet training steps gain nothing from it), in its fastest
+# layout; families not measured run in float32 in the default layout. bf16 needs the CPU's bf16 matrix
+# units (cpu_has_bf16_matrix_units): elsewhere it is slower than float32.
+_CPU_BF16 = {"eval": ("efficientnet", "resnet", "mobilenet", "convnext"), "train": ("resnet", "convnext")}
+_CPU_CHANNELS_LAST = {
+    ("float32", "eval"): ("efficientnet", "resnet", "mobilenet"),
+    ("float32", "train"): ("efficientnet", "mobilenet"),  # resnet: its backward pass was slower in NHWC
+    ("bf16", "eval"): ("efficientnet", "resnet", "mobilenet"),
+    ("bf16", "train"): ("resnet",),
+}
 
 
-def use_channels_last(device: DeviceInfo | torch.device, model: "torch.nn.Module | str", *, training: bool) -> bool:
+def _family(model: "torch.nn.Module | str") -> str:
+    return str(model if isinstance(model, str) else getattr(model, "tl_name", type(model).__name__.lower()))
+
+
+PURPOSES = ("train", "features", "validate")
+
+
+def autocast_dtype(device: DeviceInfo, model: "torch.nn.Module | str", *, purpose: str) -> torch.dtype | None:
+    """The dtype to autocast ``model`` to on ``device``, or None for float32. The one place this is
+    decided. ``purpose``: "train" (training steps), "features" (a frozen backbone's features of the
+    training images, or of an analysis's images) or "validate" (validation: the accuracy a run reports
+    and the logits the model file's calibration is fitted on).
+
+    CUDA: the device's mixed precision (bf16, or fp16 with a grad scaler) for all three, unless it is
+    turned off. CPU: bf16 for training steps and features where the CPU has bf16 matrix units and it
+    measured faster for the model family (see the table above); validation in float32, so that the
+    accuracy a run reports and its model file's calibration are those of the float32 file it writes."""
+    if purpose not in PURPOSES:
+        raise ValueError(f"unknown purpose {purpose!r}")
+    if device.amp_dtype is None or device.device.type != "cpu":
+        return device.amp_dtype
+    if purpose == "validate":
+        return None
+    return device.amp_dtype if _family(model).startswith(_CPU_BF16["train" if purpose == "train" else "eval"]) else None
+
+
+def use_channels_last(device: DeviceInfo | torch.device, model: "torch.nn.Module | str", *, training: bool,
+                      autocast: torch.dtype | None = None) -> bool:
     """Whether to run ``model`` with channels_last (NHWC) tensors and weights on ``device``, for
-    training steps or for inference (feature extraction, validation). The one place this is decided.
+    training steps or for inference (feature extraction, validation), under ``autocast`` (the dtype
+    autocast_dtype gives, None for float32). The one place this is decided.
 
-    CUDA: always (cuDNN's NHWC kernels and tensor cores). Apple MPS: no (no measured gain). CPU: for
-    the model families where it measured faster here, per mode (see the table above)."""
+    CUDA: always (cuDNN's NHWC kernels and tensor cores). Apple MPS: no (no measured gain). CPU: for the
+    model families where it measured faster here, per precision and mode (see the table above)."""
     kind = device.device.type if isinstance(device, DeviceInfo) else torch.device(device).type
     if kind == "cuda":
         return True
     if kind != "cpu":
         return False
-    name = model if isinstance(model, str) else getattr(model, "tl_name", type(model).__name__.lower())
-    return str(name).startswith(_CPU_CHANNELS_LAST["train" if training else "eval"])
+    precision = "bf16" if autocast == torch.bfloat16 else "float32"
+    return _family(model).startswith(_CPU_CHANNELS_LAST[(precision, "train" if training else "eval")])
 
 
 def is_channels_last(model: "torch.nn.Module") -> bool:

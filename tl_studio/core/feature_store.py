@@ -222,7 +222,7 @@ def open_store(model, spec, device: torch.device, amp_dtype=None) -> FeatureStor
         return None
     from tl_studio.core.models import head_of
 
-    channels_last = use_channels_last(device, model, training=False)
+    channels_last = use_channels_last(device, model, training=False, autocast=amp_dtype)
     in_features = getattr(head_of(model), "in_features", None)  # SqueezeNet's conv head has feature maps
     return FeatureStore(store_root(), feature_key(model, spec, device.type, amp_dtype, channels_last), limit,
                         (in_features,) if in_features else None)

@@ -149,13 +149,20 @@ def train_on_features(head: nn.Module, classify: Callable, features: FeatureSet,
     return totals
 
 
+InferenceCopy = Callable[[nn.Module, torch.Tensor], "tuple[nn.Module, bool]"]
+
+
 @torch.no_grad()
 def validate_on_images(model: nn.Module, loader, ctx: StepContext, keep: set[int],
-                       keep_logits: bool = False) -> EpochTotals:
+                       keep_logits: bool = False, inference_copy: InferenceCopy | None = None) -> EpochTotals:
     """Plain cross-entropy (no smoothing, no class weights) so val loss means the same in every run.
     ``keep``: validation indices whose probabilities are returned (the sample predictions);
-    ``keep_logits``: every image's logits are returned too (EpochTotals.logits)."""
+    ``keep_logits``: every image's logits are returned too (EpochTotals.logits);
+    ``inference_copy(model, first_images)``: the network to validate with and whether it takes
+    channels_last inputs (a copy made for inference, see RunState._inference_copy), asked once at the
+    first batch; without it, ``model`` in the training layout."""
     model.eval()
+    network, channels_last = (None if inference_copy else model), ctx.channels_last
     totals = EpochTotals(logits=[] if keep_logits else None)
     plain = nn.CrossEntropyLoss()
     for batch in _checked(loader, ctx):
@@ -164,11 +171,13 @@ def validate_on_images(model: nn.Module, loader, ctx: StepContext, keep: set[int
         if not len(batch):
             continue
         images = batch.images.to(ctx.device, non_blocking=True)
-        if ctx.channels_last:
+        if network is None:
+            network, channels_last = inference_copy(model, images)
+        if channels_last:
             images = images.contiguous(memory_format=torch.channels_last)
         labels = batch.labels.to(ctx.device, non_blocking=True)
         with torch.autocast(ctx.device.type, dtype=ctx.amp_dtype, enabled=ctx.amp_dtype is not None):
-            logits = model(images).float()
+            logits = network(images).float()
         totals.add(float(plain(logits, labels)), logits, labels)
         totals.keep_logits(logits, labels)
         _keep_probabilities(totals, logits, batch.indices, keep)

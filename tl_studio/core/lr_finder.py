@@ -132,6 +132,7 @@ def _prepare_model(bench: Workbench) -> bool:
 
 def _make_context(bench: Workbench, sweep: _Sweep, class_counts: Sequence[int]):
     from tl_studio.core import loops
+    from tl_studio.core.device import autocast_dtype
     from tl_studio.core.optim import class_weights, make_criterion, make_optimizer, param_groups
 
     config = bench.config
@@ -143,7 +144,7 @@ def _make_context(bench: Workbench, sweep: _Sweep, class_counts: Sequence[int]):
     return loops.StepContext(
         optimizer=optimizer, scheduler=scheduler,
         criterion=make_criterion(None if weights is None else weights.to(device.device), config.label_smoothing),
-        device=device.device, amp_dtype=device.amp_dtype,
+        device=device.device, amp_dtype=autocast_dtype(device, bench.model, purpose="train"),
         scaler=torch.amp.GradScaler("cuda") if device.amp_dtype == torch.float16 else None,
         channels_last=device.is_cuda, between_batches=sweep.between_batches,
         on_batch=lambda batch, num_batches, loss, lr, images_per_s: sweep.record(loss))

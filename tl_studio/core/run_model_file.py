@@ -31,16 +31,17 @@ def export_best(state, path):
 
 @torch.no_grad()
 def _best_validation_logits(state, network):
-    """The best epoch's logits on the val split, for calibration: those its validation kept, else
-    (a run resumed after its best epoch, several processes) from the cached features when the
-    backbone stayed frozen (the head alone, milliseconds), else one pass over the val images."""
+    """The best epoch's logits on the val split, for calibration, as the float32 file computes them:
+    those its validation kept, else (a run resumed after its best epoch, several processes) from the
+    cached features when the backbone stayed frozen and they are float32 (the head alone,
+    milliseconds), else one pass over the val images."""
     from tl_studio.core.models import classify_features
     from tl_studio.core.run_calibration import validation_logits
 
     if state.best_val_logits is not None:
         return state.best_val_logits
     cached = (state.features or {}).get("val")
-    if cached is not None and len(cached):
+    if cached is not None and len(cached) and state.validates_in_float32:
         network.eval()
         logits = classify_features(network, cached.features.cpu().float()).float().numpy()
         return logits, cached.labels.cpu().numpy()

@@ -20,7 +20,7 @@ import torch
 
 from tl_studio.core import checkpoint as ckpt
 from tl_studio.core import events, loops
-from tl_studio.core.device import use_channels_last
+from tl_studio.core.device import autocast_dtype, use_channels_last
 from tl_studio.core.config import TrainConfig
 from tl_studio.core.errors import UserError
 from tl_studio.core.run_data import RunData
@@ -126,7 +126,7 @@ class RunState:
         self.phase = phase
         report = freeze(self.model, phase.freeze)
         self.features = None
-        if use_channels_last(self.device, self.model, training=True):
+        if self._precision("train")[1]:
             self.model.to(memory_format=torch.channels_last)
         # On cached features every process trains the same head on all of them (milliseconds, and
         # no gradients to exchange); images are shared out, so their gradients are averaged (DDP).
@@ -211,15 +211,45 @@ class RunState:
             return loops.validate_on_features(_head(self.model), self._classify, self.features["val"],
                                               self.data.inference_batch_size, keep, self._keeps_val_logits())
         self.strategy.sync_buffers(self.model)
-        ctx = dataclasses.replace(self._step_context(), between_batches=self._inference_checks("val", extra=1))
-        return self.strategy.reduce_totals(loops.validate_on_images(self.model, self.data.val_loader(), ctx, keep,
-                                                                    self._keeps_val_logits()))
+        ctx = dataclasses.replace(self._step_context(), amp_dtype=self._precision("validate")[0],
+                                  between_batches=self._inference_checks("val", extra=1))
+        return self.strategy.reduce_totals(loops.validate_on_images(
+            self.model, self.data.val_loader(), ctx, keep, self._keeps_val_logits(),
+            inference_copy=self._inference_copy if self.device.device.type == "cpu" else None))
+
+    def _inference_copy(self, model: torch.nn.Module, images: torch.Tensor) -> tuple[torch.nn.Module, bool]:
+        """On the CPU, validation runs a copy of the model with its BatchNorms folded into the
+        convolutions before them (bn_folding.py, checked on two of ``images``), in the layout that is
+        fastest for inference (device.use_channels_last), which for ResNets is not the training one.
+        Measured on the 2-core CPU, resnet18 at batch 16 in float32: 294 ms -> 220 ms a batch, the copy
+        made in 0.1 s. Not on a GPU: a second copy of the weights there would take memory the training
+        needs."""
+        from tl_studio.core.bn_folding import folded_for_inference
+
+        folded = folded_for_inference(model, images[:2], lambda network, inputs: network(inputs))
+        if folded is model:  # nothing folded, or the check failed: the model as it trains
+            return model, self._precision("train")[1]
+        channels_last = self._precision("validate")[1]
+        return folded.to(memory_format=torch.channels_last if channels_last else torch.contiguous_format), channels_last
+
+    def _precision(self, purpose: str) -> tuple[torch.dtype | None, bool]:
+        """(autocast dtype or None, channels_last) for this model on this device for ``purpose`` (see
+        device.autocast_dtype; device.py decides both)."""
+        dtype = autocast_dtype(self.device, self.model, purpose=purpose)
+        return dtype, use_channels_last(self.device, self.model, training=purpose == "train", autocast=dtype)
+
+    @property
+    def validates_in_float32(self) -> bool:
+        """Whether validation (on images, or on the val split's cached features) computes what the
+        float32 model file computes, so that its logits can calibrate that file."""
+        return self._precision("validate")[0] is None
 
     def _keeps_val_logits(self) -> bool:
-        """Validation keeps every image's logits for the model file's calibration when they are small
-        (up to 5M values, 20 MB) and this is the only process (with several, each sees a share and the
-        process writing the model file computes them itself)."""
-        return not self.strategy.distributed and len(self.data.val_records) * len(self.data.classes) <= 5_000_000
+        """Validation keeps every image's logits for the model file's calibration when they are the
+        float32 file's own, small (up to 5M values, 20 MB), and this is the only process (with several,
+        each sees a share and the process writing the model file computes them itself)."""
+        return (self.validates_in_float32 and not self.strategy.distributed
+                and len(self.data.val_records) * len(self.data.classes) <= 5_000_000)
 
     def _inference_checks(self, split: str, common: int | None = None, extra: int = 0):
         """Stop/pause checks for an inference pass over this process's share of ``split``: agreed
@@ -253,8 +283,8 @@ class RunState:
         return loops.StepContext(
             optimizer=self.policy.optimizer, scheduler=self.policy.scheduler,
             criterion=make_criterion(self.data.class_weights_on(self.device.device), self.config.label_smoothing),
-            device=self.device.device, amp_dtype=self.device.amp_dtype, scaler=self.policy.scaler,
-            channels_last=use_channels_last(self.device, self.model, training=True),
+            device=self.device.device, amp_dtype=self._precision("train")[0], scaler=self.policy.scaler,
+            channels_last=self._precision("train")[1],
             between_batches=lambda: self.strategy.between_batches(self.control),
             on_batch=self._on_batch, on_failures=lambda failures: self._report_failures(failures, "train"),
             # the head was trained on features computed with the running statistics: keep them, so

@@ -117,13 +117,15 @@ def record_features(bench: Workbench, records: Sequence, *, progress: ProgressCa
     Features the persistent store has (feature_store.py) are read from it; only the rest are computed."""
     from tl_studio.core import features as feature_module
     from tl_studio.core.dataset import ImageDataset, make_loader
+    from tl_studio.core.device import autocast_dtype
     from tl_studio.core.feature_store import look_up, open_store, store_and_complete
     from tl_studio.core.transforms import eval_transform
 
     total = len(records)
     report(progress, "features", 0, total, f"Computing features: 0/{total} images")
     device = bench.device.device
-    store = open_store(bench.model, bench.spec, device, bench.device.amp_dtype)
+    autocast = autocast_dtype(bench.device, bench.model, purpose="features")
+    store = open_store(bench.model, bench.spec, device, autocast)
     lookup = look_up(store, records)
     hits = len(lookup.hits)
     missing = [records[i] for i in lookup.missing]
@@ -141,7 +143,7 @@ def record_features(bench: Workbench, records: Sequence, *, progress: ProgressCa
         loader = make_loader(ImageDataset(missing, eval_transform(bench.spec)), batch_size=FEATURE_BATCH,
                              shuffle=False, workers=0, seed=bench.config.seed)
         with torch.no_grad():
-            computed = feature_module.extract_features(bench.model, loader, device, amp_dtype=bench.device.amp_dtype,
+            computed = feature_module.extract_features(bench.model, loader, device, amp_dtype=autocast,
                                                        on_batch=on_batch)
     features = store_and_complete(store, lookup, computed, device)
     if len(features) == 0:
