@@ -35,9 +35,9 @@ def extract_features(model: nn.Module, loader, device: torch.device, *, amp_dtyp
     ``on_batch(batch, done)`` is called after each batch (progress, failed images, stop checks).
     ``probe_size``: the side of the loader's (square) images; given it, the BatchNorm-folded copy is made
     and checked on two random images of that size before the loader's workers start (0.1 s for
-    EfficientNet-Lite0 on the 2-core CPU; 0.5-1.4 s at the first batch, beside the workers decoding),
-    else at the first batch. ``float32_from``: the images at this index
-    of the loader's dataset and after are computed in float32 (validation images, see feature_fill.py)."""
+    EfficientNet-Lite0 on the 2-core CPU, against 0.5-1.4 s at the first batch beside the decoding
+    workers), else at the first batch. ``float32_from``: the images at this index of the loader's
+    dataset and after are computed in float32 (validation images, see feature_fill.py)."""
     from tl_studio.core.bn_folding import folded_for_inference
     from tl_studio.core.device import is_channels_last, use_channels_last
     from tl_studio.core.models import forward_features
