@@ -223,6 +223,11 @@ def _batches_of_epoch(run: Path, epoch: int) -> int:
     return sum(1 for e in RunFolder(run).events() if e["event"] == "BatchEnd" and e["epoch"] == epoch)
 
 
+def _epochs_on_disk(run: Path) -> int:
+    status = RunFolder(run).status()  # None until it is written
+    return (status.epochs_done or 0) if status is not None else 0
+
+
 @pytest.mark.skipif(not Path("/proc/self/environ").exists(), reason="finds the ranks through /proc")
 def test_a_killed_process_ends_the_run_within_a_minute_and_resume_finishes_it(tiny_dataset, tmp_path):
     run = tmp_path / "run"
@@ -230,7 +235,9 @@ def test_a_killed_process_ends_the_run_within_a_minute_and_resume_finishes_it(ti
             "--weights", "none", "--freeze", "none", "--nproc-per-node", "2"]
     launcher = _train(*args, "--epochs", "3")
     deadline = time.monotonic() + 600
-    while _batches_of_epoch(run, 2) < 2:  # well into the second epoch
+    # well into the second epoch, with the first one's files on disk (they are written in the background
+    # while the next epoch trains, status.json last, after last.ckpt and metrics.csv: docs/training.md)
+    while _batches_of_epoch(run, 2) < 2 or _epochs_on_disk(run) < 1:
         assert launcher.poll() is None, launcher.communicate()[1]
         assert time.monotonic() < deadline, "the run did not reach its second epoch"
         time.sleep(0.1)
