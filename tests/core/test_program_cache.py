@@ -99,6 +99,15 @@ def test_the_least_recently_used_programs_go_first(tmp_path, traces, monkeypatch
     assert len(traces) == 4
 
 
+def test_the_programs_kept_stay_within_their_byte_bound_the_newest_always_kept(tmp_path, traces, monkeypatch):
+    _export(_network(classes=2), tmp_path / "2.pt2", classes=["0", "1"])
+    [first] = program_cache.folder().glob("*.pt2")
+    monkeypatch.setattr(program_cache, "MAX_BYTES", first.stat().st_size + 1)  # room for one
+    _export(_network(classes=3), tmp_path / "3.pt2", classes=["0", "1", "2"])
+    [kept] = program_cache.folder().glob("*.pt2")
+    assert kept != first
+
+
 def test_no_programs_are_kept_with_the_cache_turned_off(tmp_path, traces, monkeypatch):
     monkeypatch.setenv(feature_store.LIMIT_ENV, "0")
     _export(_network(seed=0), tmp_path / "first.pt2")

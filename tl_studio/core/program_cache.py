@@ -11,9 +11,9 @@ it writes is then read back and compared with the PyTorch model like every expor
 stored program that fails that check is deleted and the model traced afresh.
 
 Measured on the 2-core CPU (whole export: trace or reuse, save, read back, agreement check): see
-``REUSE_MEASURED`` below. At most ``MAX_PROGRAMS`` are kept (the least recently used go first);
-``TL_STUDIO_FEATURE_CACHE_MB=0``, which turns off the feature cache, turns this off too. Deleting the
-folder at any time is safe.
+``REUSE_MEASURED`` below. At most ``MAX_PROGRAMS`` taking at most ``MAX_BYTES`` are kept (the least
+recently used go first); ``TL_STUDIO_FEATURE_CACHE_MB=0``, which turns off the feature cache, turns this
+off too. Deleting the folder at any time is safe.
 """
 
 from __future__ import annotations
@@ -32,6 +32,7 @@ log = logging.getLogger(__name__)
 
 CODE_VERSION = 1  # bump when export.py changes what it traces (the example input, the dynamic dimensions)
 MAX_PROGRAMS = 8
+MAX_BYTES = 1 << 30  # a ViT-B/16 program is 330 MB, resnet50's 100 MB, efficientnet_lite0's 16 MB
 SUFFIX = ".pt2"
 REUSE_MEASURED = ("efficientnet_lite0, 2 classes: 3.29 s -> 2.54 s; resnet18: 2.26 s -> 1.85 s "
                   "(medians of 3 processes, each exporting once)")
@@ -139,10 +140,25 @@ def forget(model: nn.Module) -> None:
 
 
 def _evict(keep: Path) -> None:
-    entries = sorted(folder().glob("*" + SUFFIX), key=_last_use, reverse=True)
-    for entry in entries[MAX_PROGRAMS:]:
-        if entry != keep:
+    """The most recently used programs stay while they are at most MAX_PROGRAMS and MAX_BYTES together;
+    ``keep`` (the one just stored) always stays."""
+    total = _size(keep)
+    kept = 1
+    for entry in sorted(folder().glob("*" + SUFFIX), key=_last_use, reverse=True):
+        if entry == keep:
+            continue
+        size = _size(entry)
+        if kept < MAX_PROGRAMS and total + size <= MAX_BYTES:
+            kept, total = kept + 1, total + size
+        else:
             _remove(entry)
+
+
+def _size(path: Path) -> int:
+    try:
+        return path.stat().st_size
+    except OSError:
+        return 0
 
 
 def _last_use(path: Path) -> float:
