@@ -87,7 +87,8 @@ def test_an_unreadable_stored_program_is_only_a_miss(tmp_path, traces):
     entry.write_bytes(b"PK\x03\x04 not an archive")
     assert _export(_network(seed=1), tmp_path / "second.pt2").check.passed
     assert len(traces) == 2
-    assert program_cache.stored_program(export.ExportedClassifier(_network(seed=2), SPEC, 1.0).eval()) is not None
+    model = export.ExportedClassifier(_network(seed=2), SPEC, 1.0).eval()
+    assert program_cache.stored_program(program_cache.entry_for(model), model) is not None
 
 
 def test_the_least_recently_used_programs_go_first(tmp_path, traces, monkeypatch):

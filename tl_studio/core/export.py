@@ -102,12 +102,13 @@ def export_model(network: nn.Module, spec: PreprocessSpec, metadata: dict, path:
     images = list(check_images) or _synthetic_images()
     path = Path(path)
     with atomic_path(path) as tmp:
-        check = _from_stored_program(model, metadata, tmp, images) if fmt == "pt2" else None
+        entry = program_cache.entry_for(model) if fmt == "pt2" else None
+        check = _from_stored_program(entry, model, metadata, tmp, images)
         if check is None:
             export_format.write(model, metadata, tmp)
             check = _checked(model, tmp, fmt, images)
-            if check.passed and fmt == "pt2":
-                program_cache.remember(model, tmp)
+            if check.passed:
+                program_cache.remember(entry, tmp)
         if not check.passed:
             raise ExportCheckError(check.describe() + " The file was not written; please report this model.")
     return ExportReport(path, fmt, check, time.perf_counter() - started)
@@ -118,18 +119,20 @@ def _checked(model: nn.Module, written: Path, fmt: str, images: Sequence[torch.T
     return check_agreement(model, load_model_file(written, fmt, trust_torchscript=True).predict, images)
 
 
-def _from_stored_program(model: nn.Module, metadata: dict, tmp: Path, images) -> AgreementCheck | None:
-    """Writes ``tmp`` from the program an earlier export of the same structure kept (program_cache.py),
-    with this model's weights, and checks it; None when there is none or it failed the check (then it
-    is forgotten and the model is traced afresh)."""
-    program = program_cache.stored_program(model)
+def _from_stored_program(entry: Path | None, model: nn.Module, metadata: dict, tmp: Path,
+                         images) -> AgreementCheck | None:
+    """Writes ``tmp`` from the program an earlier export of the same structure kept at ``entry``
+    (program_cache.py; None: not a .pt2 export, or the store is off), with this model's weights, and
+    checks it; None when there is none or it failed the check (then it is forgotten and the model is
+    traced afresh)."""
+    program = program_cache.stored_program(entry, model)
     if program is None:
         return None
     save_program(program, metadata, tmp)
     check = _checked(model, tmp, "pt2", images)
     if check.passed:
         return check
-    program_cache.forget(model)
+    program_cache.forget(entry)
     return None
 
 

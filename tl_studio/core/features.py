@@ -89,8 +89,10 @@ def _features(network: nn.Module, images: torch.Tensor, indices: torch.Tensor, a
     if amp_dtype is None or float32_from is None:
         return run(images, amp_dtype)
     fast = (indices < float32_from).to(images.device)
-    if bool(fast.all()) or not bool(fast.any()):
-        return run(images, amp_dtype if bool(fast.all()) else None)
+    if bool(fast.all()):
+        return run(images, amp_dtype)
+    if not bool(fast.any()):
+        return run(images, None)
     head, tail = run(images[fast], amp_dtype), run(images[~fast], None)
     out = torch.empty((len(images), *head.shape[1:]), dtype=torch.float32, device=head.device)
     out[fast], out[~fast] = head, tail

@@ -73,27 +73,29 @@ def _named_tensors(model: nn.Module) -> dict[str, torch.Tensor]:
     return named
 
 
-def stored_program(model: nn.Module):
-    """The stored program of ``model``'s structure with ``model``'s weights in it, or None (none stored,
-    the store turned off or unreadable, or the stored program's tensors do not match the model's)."""
+def entry_for(model: nn.Module) -> Path | None:
+    """Where the program of ``model``'s structure is kept, or None with the store turned off. An export
+    asks once and passes the path on (the key prints the whole model)."""
+    return folder() / (structure_key(model) + SUFFIX) if enabled() else None
+
+
+def stored_program(entry: Path | None, model: nn.Module):
+    """The program kept at ``entry`` (entry_for(model)) with ``model``'s weights in it, or None (none
+    stored, the store turned off, the entry unreadable or its tensors not matching the model's)."""
     from tl_studio.core.model_file import load_exported_program
 
-    if not enabled():
-        return None
-    path = folder() / (structure_key(model) + SUFFIX)
-    if not path.is_file():
+    if entry is None or not entry.is_file():
         return None
     try:
-        program, _metadata = load_exported_program(path)
+        program, _metadata = load_exported_program(entry)
         swapped = _with_weights_of(program, model)
     except Exception as error:  # an unreadable or refused entry is a cache miss, never a failed export
-        log.info("stored program %s not used: %s", path.name, error)
-        _remove(path)
-        return None
+        log.info("stored program %s not used: %s", entry.name, error)
+        swapped = None
     if swapped is None:
-        _remove(path)
+        _remove(entry)
         return None
-    _touch(path)
+    _touch(entry)
     return swapped
 
 
@@ -119,24 +121,25 @@ def _with_weights_of(program, model: nn.Module):
     return program
 
 
-def remember(model: nn.Module, checked_file: Path) -> None:
-    """Keeps a copy of ``checked_file`` (a .pt2 file of ``model`` that passed the export check) for later
-    exports of the same structure. Failing to keep it only costs a later export its speed."""
-    if not enabled():
+def remember(entry: Path | None, checked_file: Path) -> None:
+    """Keeps a copy of ``checked_file`` (a .pt2 file that passed the export check) at ``entry``
+    (entry_for(its model)) for later exports of the same structure. Failing to keep it only costs a
+    later export its speed."""
+    if entry is None:
         return
     from tl_studio.core.fileio import atomic_path
 
-    target = folder() / (structure_key(model) + SUFFIX)
     try:
-        with atomic_path(target) as tmp:
+        with atomic_path(entry) as tmp:
             shutil.copyfile(checked_file, tmp)
-        _evict(keep=target)
+        _evict(keep=entry)
     except OSError as error:
         log.info("exported program not kept: %s", error)
 
 
-def forget(model: nn.Module) -> None:
-    _remove(folder() / (structure_key(model) + SUFFIX))
+def forget(entry: Path | None) -> None:
+    if entry is not None:
+        _remove(entry)
 
 
 def _evict(keep: Path) -> None:

@@ -280,11 +280,11 @@ class RunState:
     def _step_context(self) -> loops.StepContext:
         from tl_studio.core.optim import make_criterion
 
+        amp_dtype, channels_last = self._precision("train")
         return loops.StepContext(
             optimizer=self.policy.optimizer, scheduler=self.policy.scheduler,
             criterion=make_criterion(self.data.class_weights_on(self.device.device), self.config.label_smoothing),
-            device=self.device.device, amp_dtype=self._precision("train")[0], scaler=self.policy.scaler,
-            channels_last=self._precision("train")[1],
+            device=self.device.device, amp_dtype=amp_dtype, scaler=self.policy.scaler, channels_last=channels_last,
             between_batches=lambda: self.strategy.between_batches(self.control),
             on_batch=self._on_batch, on_failures=lambda failures: self._report_failures(failures, "train"),
             # the head was trained on features computed with the running statistics: keep them, so
