@@ -47,7 +47,7 @@ def full_size(self, spec):
     original(self, spec)
     self.decode_side = None
 transforms.EvalTransform.__init__ = full_size
-from tl_studio.cli.main import main
+from tl_studio.entry import main
 sys.exit(main(sys.argv[1:]))
 """
 

@@ -43,7 +43,7 @@ def main(argv: list[str] | None = None) -> int:
         return gui_main(argv[1:])
     from tl_studio.cli.main import main as cli_main
 
-    return cli_main(argv)
+    return cli_main(argv, owns_the_process=True)
 
 
 if __name__ == "__main__":

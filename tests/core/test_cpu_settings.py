@@ -62,3 +62,37 @@ def test_openmp_threads_sleep_when_idle_unless_the_user_chose(users, expected):
     out = subprocess.run([sys.executable, "-c", WAIT_POLICY], capture_output=True, text=True, check=True, env=env)
     # set before torch loads OpenMP; once torch is in, the call says it is too late and changes nothing
     assert out.stdout.split() == expected.split()
+
+
+EVERY_COMMAND = BATCHES.replace("kept = keep_freed_memory() if sys.argv[1] == \"keep\" else False", """
+import gc
+from tl_studio.entry import main
+code = main(["scan", sys.argv[2]])  # any command, as `tl-studio` runs it; this one fails at once (no folder)
+kept = (code, gc.get_freeze_count() > 1000)""")
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc's mallopt; elsewhere the call does nothing")
+def test_every_command_keeps_freed_memory_and_leaves_its_objects_to_the_exit(tmp_path):
+    assert "keep_freed_memory()" not in EVERY_COMMAND.split("from tl_studio.entry")[1]
+    out = subprocess.run([sys.executable, "-c", EVERY_COMMAND, "cli", str(tmp_path / "missing")],
+                         capture_output=True, text=True, check=True).stdout
+    kept, faults = out.rsplit(None, 1)
+    # the command failed (exit code 2) and still left the settings: its objects frozen, out of the
+    # collection at exit, and the batches after it reuse freed memory (see the test above)
+    assert kept == "(2, True)"
+    assert int(faults) < 100_000
+
+
+IN_A_LONGER_PROCESS = """
+import gc, sys
+from tl_studio.cli.main import main
+before = gc.get_freeze_count()
+main(["scan", sys.argv[1]])
+print(gc.get_freeze_count() - before)
+"""
+
+
+def test_a_command_called_inside_a_longer_lived_process_leaves_its_settings_alone(tmp_path):
+    out = subprocess.run([sys.executable, "-c", IN_A_LONGER_PROCESS, str(tmp_path / "missing")],
+                         capture_output=True, text=True, check=True).stdout
+    assert out.split() == ["0"]  # nothing frozen: the caller's later garbage stays collectable

@@ -114,12 +114,12 @@ def run(args: argparse.Namespace) -> int:
 
 
 def settle_for_batches() -> None:
-    """This process's OpenMP threads sleep when idle and its freed memory serves the next batch
-    (core/cpu_settings.py). First thing in a command: OpenMP reads its setting when torch loads."""
-    from tl_studio.core.cpu_settings import keep_freed_memory, let_waiting_threads_sleep
+    """This process's OpenMP threads sleep when idle (core/cpu_settings.py; its freed memory serving the
+    next batch is every command's that owns its process, cli/main.py). First thing in a command: OpenMP reads its setting
+    when torch loads."""
+    from tl_studio.core.cpu_settings import let_waiting_threads_sleep
 
     let_waiting_threads_sleep()
-    keep_freed_memory()
 
 
 def explain_plan(plan, batch_size: int, verb: str = "Classifying") -> None:

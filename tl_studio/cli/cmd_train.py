@@ -42,8 +42,11 @@ def build_config(args: argparse.Namespace):
 def run(args: argparse.Namespace) -> int:
     from tl_studio.cli.reporters import JsonLines, ProgressBar
     from tl_studio.core.control import RunControl
+    from tl_studio.core.cpu_settings import leave_to_the_exit
     from tl_studio.core.engine import Trainer
 
+    if getattr(args, "_owns_the_process", False):
+        leave_to_the_exit()  # torch and the rest just imported: no collection during the run walks them again
     torchrun_launch.check_arguments(args)
     config = build_config(args)
     if torchrun_launch.wants_several_processes(args):

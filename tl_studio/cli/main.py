@@ -58,16 +58,23 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def main(argv: list[str] | None = None) -> int:
+def main(argv: list[str] | None = None, *, owns_the_process: bool = False) -> int:
+    """Runs one command. ``owns_the_process``: this process runs just this command and ends after it
+    (the console entry point, tl_studio/entry.py), so the command takes the process-wide settings of
+    core/cpu_settings.py; a caller in a longer-lived process (the tests) leaves them alone."""
     argv = sys.argv[1:] if argv is None else list(argv)
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.command is None or args.command == "gui":
         parser.print_help()
         return 2
+    from tl_studio.core.cpu_settings import keep_freed_memory, leave_to_the_exit
     from tl_studio.core.errors import UserError
 
     args._argv = argv  # a command that starts itself again (train in several processes) repeats it
+    args._owns_the_process = owns_the_process
+    if owns_the_process:
+        keep_freed_memory()  # before the first large block: a batch's memory serves the next one
     try:
         return int(args._module.run(args) or 0)
     except UserError as error:
@@ -82,6 +89,9 @@ def main(argv: list[str] | None = None) -> int:
         start = "\r\033[K" if sys.stderr.isatty() else ""  # over a progress line the command left behind
         print(f"{start}tl-studio {args.command}: interrupted", file=sys.stderr)
         return 130
+    finally:
+        if owns_the_process:
+            leave_to_the_exit()  # the interpreter's last collection would walk every object torch made
 
 
 if __name__ == "__main__":
