@@ -32,3 +32,33 @@ def test_the_best_epochs_validation_logits_calibrate_the_model_file(tiny_dataset
     logits, labels = separate_pass(run.build_network(), run.spec, records)
     expected = run_calibration.calibration.calibrate(logits, labels).temperature
     assert calibration["temperature"] == pytest.approx(expected, rel=0.05)
+
+
+def test_a_model_file_written_by_another_process_is_calibrated_on_the_logits_the_run_hands_it(
+        tiny_dataset, tmp_path, monkeypatch):
+    """The app writes model.pt2 in a child process (gui/processes.py): the run hands its writer the best
+    epoch's validation logits, and export_run fits on them instead of a pass over the val images."""
+    from tl_studio.core.runs import export_run
+
+    config = TrainConfig(data_dir=str(tiny_dataset), model="resnet18", weights="none", freeze="all", epochs=2,
+                         batch_size=8, workers=0, img_size=64, seed=0, lr=0.01)
+    passes, handed = [], []
+    separate_pass = run_calibration.validation_logits
+    monkeypatch.setattr(run_calibration, "validation_logits", lambda *a, **k: passes.append(1) or separate_pass(*a, **k))
+
+    def writer(run_dir, path, validation):
+        handed.append(validation)
+        return export_run(run_dir, "pt2", path, overwrite=True, validation=validation).path
+
+    finished = Trainer(config, tmp_path / "run", [], model_file_writer=writer).fit()
+    assert finished.model_file, finished.message
+    assert passes == []
+    logits, labels = handed[0]
+    metadata = load_model_file(finished.model_file).metadata
+    run = open_run(tmp_path / "run")
+    assert metadata["calibration"]["images"] == len(labels) == len(validation_records_for(run, scan_of(run)))
+    assert metadata["calibration"]["temperature"] == pytest.approx(
+        run_calibration.calibration.calibrate(logits, labels).temperature)
+    # without them (an older run exported later) the pass is made, as before
+    export_run(tmp_path / "run", "pt2", tmp_path / "again.pt2")
+    assert passes == [1]

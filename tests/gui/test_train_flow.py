@@ -61,12 +61,20 @@ def test_stop_midway_returns_the_ui_to_idle(window, qtbot):
 
 
 def _stop_after_first_epoch(page, qtbot):
+    """Stop is clicked when the first epoch ends. The stop request itself is made in the training
+    thread as the epoch ends (the control is thread-safe): epochs after the first run in milliseconds
+    on cached features, and a click that waited for the window's event loop could come after the
+    second one had ended too."""
+    from PySide6.QtCore import Qt
+
     def stop(_epoch):
         page.stop()
 
     page.controller.epochEnded.connect(stop)
     with qtbot.waitSignal(page.runFinished, timeout=RUN_TIMEOUT_MS) as finished:
-        page.start()
+        page.start()  # the first epoch (the feature pass) takes seconds: the connection below is in time
+        control = page.controller.control
+        page.controller.worker.epochEnded.connect(lambda *_: control.request_stop(), Qt.DirectConnection)
     page.controller.epochEnded.disconnect(stop)
     return finished.args[0]
 

@@ -55,8 +55,10 @@ class Trainer:
     def __init__(self, config: TrainConfig, run_dir: Path, callbacks=(), control: RunControl | None = None, *,
                  scan=None, mp_context=None, model_file_writer=None, strict_callbacks: bool = False,
                  strategy=None):
-        """``model_file_writer(run_dir, path) -> path`` replaces the in-process export of the model
-        file (the GUI writes it in a child process, see gui/processes.py); ``mp_context`` is how loader
+        """``model_file_writer(run_dir, path, validation) -> path`` replaces the in-process export of
+        the model file (the GUI writes it in a child process, see gui/processes.py; ``validation`` is
+        (logits, labels) of the best epoch on the val split for its calibration, or None when this
+        process did not keep them); ``mp_context`` is how loader
         worker processes start; ``strategy`` where the work runs (core/strategy.py: one process, or
         this one of several started by torchrun, of which only rank 0 writes the run folder)."""
         from tl_studio.core.strategy import SingleProcess

@@ -241,8 +241,10 @@ class RunRecord(Callback):
 # ---- model.pt2 ------------------------------------------------------------------------------------
 class ModelFileWriter(Callback):
     """Exports the best epoch to ``model.pt2`` when the run ends (completed, stopped or failed, as
-    long as an epoch finished). ``writer(run_dir, path) -> path or None`` replaces the in-process export (the
-    GUI writes the file in a child process, see gui/processes.py). The result is left on the trainer:
+    long as an epoch finished). ``writer(run_dir, path, validation) -> path or None`` replaces the in-process
+    export (the GUI writes the file in a child process, see gui/processes.py); ``validation`` is what the
+    best epoch's validation computed for the calibration (RunState.best_val_logits), so that the writer
+    need not run the network over the val images again, or None. The result is left on the trainer:
     ``trainer.model_file`` and, when writing failed, ``trainer.model_file_error`` (one sentence)."""
 
     def __init__(self, folder: RunFolder, writer, writes: OrderedWrites):
@@ -261,7 +263,8 @@ class ModelFileWriter(Callback):
         path = self.folder.file(names.MODEL_FILE)
         try:
             ckpt.check_free_space(self.folder.path, model_file_bytes(state.model), what="the model file")
-            written = self.writer(self.folder.path, path) if self.writer else export_best(state, path)
+            written = (self.writer(self.folder.path, path, state.best_val_logits) if self.writer
+                       else export_best(state, path))
             if written is not None:  # None: the front end chose not to write it now (quitting the app)
                 trainer.model_file = str(written)
         except UserError as error:

@@ -76,13 +76,16 @@ def validation_records_for(run: Run, scan) -> list:
             if scan.classes[r.label] in index_of]
 
 
-def export_run(folder: Path, fmt: str, out: Path | None = None, *, overwrite: bool = False, keep: float | None = None):
+def export_run(folder: Path, fmt: str, out: Path | None = None, *, overwrite: bool = False, keep: float | None = None,
+               validation=None):
     """``keep``: the share of validation images the unknown rule keeps (core/unknown.py, default 0.95).
-    The model file's probabilities are calibrated on the validation split (core/run_calibration.py)."""
+    The model file's probabilities are calibrated on the validation split (core/run_calibration.py):
+    on ``validation`` = (logits, labels) of the run's best weights there when the caller has them (the
+    run that has just trained them), else with one pass over the validation images."""
     from tl_studio.core.export import export_model, metadata_for_run
     from tl_studio.core.export_formats import get_format
     from tl_studio.core.fileio import check_writable_file
-    from tl_studio.core.run_calibration import calibrate_for_export
+    from tl_studio.core.run_calibration import calibrate_for_export, calibrated_metadata
     from tl_studio.core.unknown import DEFAULT_KEEP, check_keep
 
     export_format = get_format(fmt)
@@ -95,5 +98,8 @@ def export_run(folder: Path, fmt: str, out: Path | None = None, *, overwrite: bo
     scan = scan_of(run)
     network = run.build_network()
     metadata = metadata_for_run(run.config, run.classes, run.spec, run.best_epoch, run.best_val_acc)
-    metadata = calibrate_for_export(network, run.spec, metadata, validation_records_for(run, scan), keep)
+    if validation is not None:
+        metadata = calibrated_metadata(metadata, *validation, keep)
+    else:
+        metadata = calibrate_for_export(network, run.spec, metadata, validation_records_for(run, scan), keep)
     return export_model(network, run.spec, metadata, out, fmt, check_images_for(run, scan=scan))

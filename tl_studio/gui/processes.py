@@ -29,12 +29,13 @@ CANCEL_GRACE_S = 10.0  # a cancelled child that has not stopped by then is termi
 
 
 def export_in_child_process(run_dir: Path, fmt: str, out: Path, *, overwrite: bool = False,
-                            keep: float | None = None):
+                            keep: float | None = None, validation=None):
     """``core.runs.export_run`` in a child process; returns its ExportReport or raises its error."""
     from tl_studio.core.runs import export_run
 
     with ProcessPoolExecutor(max_workers=1, mp_context=child_process_context()) as pool:
-        return pool.submit(export_run, Path(run_dir), fmt, Path(out), overwrite=overwrite, keep=keep).result()
+        return pool.submit(export_run, Path(run_dir), fmt, Path(out), overwrite=overwrite, keep=keep,
+                           validation=validation).result()
 
 
 def call_in_child_process(fn: Callable, *args, cancelled: Callable[[], bool], report: Callable | None = None,
@@ -96,6 +97,7 @@ def _child_main(fn, args, kwargs, messages, cancel, with_progress: bool) -> None
         messages.put(("result", result))
 
 
-def write_model_file_in_child_process(run_dir: Path, path: Path) -> Path:
-    """The engine's model-file writer for GUI runs (see Trainer's ``model_file_writer``)."""
-    return export_in_child_process(run_dir, "pt2", path, overwrite=True).path
+def write_model_file_in_child_process(run_dir: Path, path: Path, validation=None) -> Path:
+    """The engine's model-file writer for GUI runs (see Trainer's ``model_file_writer``): ``validation``,
+    the best epoch's (logits, labels) on the val split, spares the child a pass over the val images."""
+    return export_in_child_process(run_dir, "pt2", path, overwrite=True, validation=validation).path

@@ -127,12 +127,12 @@ class TrainingWorker(QObject):
             _leave_a_core_for_the_window()
             from tl_studio.gui.processes import child_process_context, write_model_file_in_child_process
 
-            def model_file_writer(run_dir, path):
+            def model_file_writer(run_dir, path, validation):
                 # Quitting the app: the checkpoints are kept and `export` or a resumed run writes the
                 # model file later, so the window does not wait for a whole export to close.
                 if self.skip_model_file.is_set():
                     return None
-                return write_model_file_in_child_process(run_dir, path)
+                return write_model_file_in_child_process(run_dir, path, validation)
 
             trainer = Trainer(self.config, self.run_dir,
                               [SignalBridge(self)],
