@@ -10,7 +10,7 @@ import pytest
 from PySide6.QtCore import Qt
 
 from tl_studio.core import events
-from tl_studio.gui.cpu_share import explain_cpu, work_threads
+from tl_studio.gui.cpu_share import explain_cpu, lowers_background_priority, work_threads
 from tl_studio.gui.pages.train_page import TrainPage
 from tl_studio.gui.session import Session
 
@@ -54,7 +54,10 @@ def test_the_device_box_and_the_run_say_the_same_threads_and_why(page, qtbot):
     # what the engine measures in the worker thread, after the window took its core
     page.controller.fitStarted.emit(fit_start("CPU (1 thread)" if threads == 1 else f"CPU ({threads} threads)"))
     summary = page.summary.text()
-    if threads < cores:
+    if lowers_background_priority():  # every core, below the window's priority (gui/cpu_share.py)
+        assert threads == cores and cpu_text == f"CPU ({threads} thread{'s' if threads > 1 else ''})"
+        assert "; the window keeps priority)." in summary
+    elif threads < cores:
         assert cpu_text == f"CPU ({threads} of {cores} cores)"
         assert f"on CPU ({threads} of {cores} cores; one is left to keep the window responsive)." in summary
         assert "left to keep the window responsive" in device_box.itemData(device_box.findData("cpu"),

@@ -12,7 +12,7 @@ from PySide6.QtCore import Qt, Signal
 from PySide6.QtWidgets import (QGridLayout, QGroupBox, QHBoxLayout, QLabel, QProgressBar, QPushButton, QVBoxLayout,
                                QWidget)
 
-from tl_studio.gui.cpu_share import leave_a_core_for_the_window
+from tl_studio.gui.cpu_share import share_the_cpu_with_the_window
 from tl_studio.gui.tasks import TaskRunner
 
 LABELS = {"freeze": "Freeze", "schedule": "Schedule", "lr": "Learning rate", "epochs": "Epochs",
@@ -122,7 +122,7 @@ class AdvisorPanel(QWidget):
         def analyse(report, cancelled):
             from tl_studio.core.advisor import analyse_dataset
 
-            leave_a_core_for_the_window()
+            share_the_cpu_with_the_window()
             return target, analyse_dataset(config, scan, progress=report, cancel=cancelled)
 
         self._clear_results()  # a new analysis replaces the old one; Apply waits for it

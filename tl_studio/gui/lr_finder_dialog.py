@@ -15,7 +15,7 @@ import pyqtgraph as pg
 from PySide6.QtCore import Qt, Signal
 from PySide6.QtWidgets import QDialog, QHBoxLayout, QLabel, QProgressBar, QPushButton, QVBoxLayout
 
-from tl_studio.gui.cpu_share import leave_a_core_for_the_window
+from tl_studio.gui.cpu_share import share_the_cpu_with_the_window
 from tl_studio.gui.tasks import TaskRunner
 from tl_studio.gui.theme import SERIES, configure_pyqtgraph
 
@@ -129,7 +129,7 @@ class LrFinderDialog(QDialog):
         def sweep(report, cancelled):
             from tl_studio.core.lr_finder import find_lr
 
-            leave_a_core_for_the_window()
+            share_the_cpu_with_the_window()
             # loader processes start with "spawn": forking a process that runs Qt threads is unsafe
             return find_lr(config, scan, progress=report, cancel=cancelled, mp_context="spawn")
 

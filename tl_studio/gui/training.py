@@ -19,6 +19,7 @@ from PySide6.QtCore import QCoreApplication, QObject, Qt, QThread, Signal, Slot
 from tl_studio.core import events
 from tl_studio.core.callbacks import Callback
 from tl_studio.core.control import RunControl
+from tl_studio.gui.cpu_share import share_the_cpu_with_the_window
 
 BATCH_CHUNK_SECONDS = 0.1
 
@@ -72,15 +73,6 @@ class SignalBridge(Callback):
         self._flush()
 
 
-def _leave_a_core_for_the_window() -> None:
-    """On the CPU, torch would take every core; one fewer keeps the window responsive."""
-    import os
-
-    import torch
-
-    torch.set_num_threads(max(1, (os.cpu_count() or 2) - 1))
-
-
 class TrainingWorker(QObject):
     # (run id, payload): the payload is the engine's frozen event of that kind (for batches, a tuple
     # of BatchEnd); the controller re-emits the current run's under the same names
@@ -124,7 +116,7 @@ class TrainingWorker(QObject):
             load_libraries()  # one thread at a time imports torch (see libraries.py)
             from tl_studio.core.engine import Trainer
 
-            _leave_a_core_for_the_window()
+            share_the_cpu_with_the_window()  # gui/cpu_share.py: every core, below the window's priority
             from tl_studio.gui.processes import child_process_context, write_model_file_in_child_process
 
             def model_file_writer(run_dir, path, validation):
