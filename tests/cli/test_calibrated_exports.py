@@ -10,7 +10,6 @@ import numpy as np
 import pytest
 
 from tests.evaluation_helpers import one_torch_thread, tiny_model
-from tests.helpers import make_image_folder
 from tl_studio.cli.main import main
 
 

@@ -201,3 +201,19 @@ def test_start_waits_for_the_scan_of_a_newly_chosen_folder(window, qtbot, tiny_d
         assert not train.running and "once" in said[-1] and str(other) in said[-1]
     assert window.session.scan.root == other
     assert train.start_button.isEnabled() and "Ctrl+R" in train.start_button.toolTip()
+
+
+def test_the_runs_fork_server_starts_with_the_window_not_with_the_first_run(qtbot, monkeypatch):
+    """The fork server takes seconds to import torch; started when the window is shown, the first
+    run's loader workers and model-file child do not wait for it (gui/processes.py)."""
+    from tl_studio.gui import processes
+    from tl_studio.gui.launch import start_up_finished
+
+    started = []
+    monkeypatch.setattr(processes, "start_child_process_server", lambda: started.append(True))
+    main_window = MainWindow()
+    qtbot.addWidget(main_window)
+    main_window.show()
+    qtbot.waitUntil(lambda: start_up_finished(main_window), timeout=120_000)
+    assert started == [True]
+    main_window.close()

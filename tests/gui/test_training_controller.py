@@ -30,7 +30,7 @@ def test_a_run_started_before_the_last_runs_thread_reported_its_end_still_runs(q
             return events.RunFinished("completed", 1, 1, 1.0, None, 0.0)
 
     monkeypatch.setattr(engine, "Trainer", EngineStandIn)
-    monkeypatch.setattr(training, "_leave_a_core_for_the_window", lambda: None)
+    monkeypatch.setattr(training, "share_the_cpu_with_the_window", lambda: None)
     controller = TrainingController()
     ended = threading.Event()
     with qtbot.waitSignal(controller.finished, timeout=10_000):

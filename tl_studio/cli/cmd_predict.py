@@ -114,9 +114,9 @@ def run(args: argparse.Namespace) -> int:
 
 
 def settle_for_batches() -> None:
-    """This process's OpenMP threads sleep when idle (core/cpu_settings.py; its freed memory serving the
-    next batch is every command's that owns its process, cli/main.py). First thing in a command: OpenMP reads its setting
-    when torch loads."""
+    """This process's OpenMP threads sleep when idle (core/cpu_settings.py; keeping freed memory for the
+    next batch is every command's, cli/main.py). First thing in a command: OpenMP reads its setting when
+    torch loads."""
     from tl_studio.core.cpu_settings import let_waiting_threads_sleep
 
     let_waiting_threads_sleep()

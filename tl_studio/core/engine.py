@@ -58,9 +58,9 @@ class Trainer:
         """``model_file_writer(run_dir, path, validation) -> path`` replaces the in-process export of
         the model file (the GUI writes it in a child process, see gui/processes.py; ``validation`` is
         (logits, labels) of the best epoch on the val split for its calibration, or None when this
-        process did not keep them); ``mp_context`` is how loader
-        worker processes start; ``strategy`` where the work runs (core/strategy.py: one process, or
-        this one of several started by torchrun, of which only rank 0 writes the run folder)."""
+        process did not keep them); ``mp_context`` is how loader worker processes start; ``strategy``
+        where the work runs (core/strategy.py: one process, or this one of several started by torchrun,
+        of which only rank 0 writes the run folder)."""
         from tl_studio.core.strategy import SingleProcess
 
         self.config = config.validate()

@@ -3,6 +3,7 @@ session do the work."""
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 from PySide6.QtCore import QSettings, Qt, QTimer
@@ -16,6 +17,8 @@ from tl_studio.gui import recent
 from tl_studio.gui.collector import collect_in_gui_thread
 from tl_studio.gui.session import Session
 from tl_studio.gui.steps import STEPS, StepBar
+
+log = logging.getLogger(__name__)
 
 
 def _placeholder(text: str) -> QWidget:
@@ -95,14 +98,25 @@ class MainWindow(QMainWindow):
 
     def _after_shown(self) -> None:
         """torch and the engine load now, in the background, so they are ready before the user
-        starts a run (an import holds Python's GIL for a moment; better now than mid-run)."""
+        starts a run (an import holds Python's GIL for a moment; better now than mid-run), and the
+        fork server that starts the runs' child processes starts beside them (gui/processes.py)."""
         from tl_studio.gui.libraries import load_libraries
         from tl_studio.gui.tasks import TaskRunner
 
         if self._closing:  # closed before the event loop got here: start nothing
             return
+
+        def load_in_the_background(report, cancelled):
+            from tl_studio.gui.processes import start_child_process_server
+
+            try:
+                start_child_process_server()  # its own process imports torch while this one does
+            except Exception:  # only a head start: the first run starts the server (and reports) itself
+                log.exception("the fork server for child processes did not start early")
+            load_libraries()
+
         self.warm_up = TaskRunner(self)
-        self.warm_up.start(lambda report, cancelled: load_libraries(), "load-libraries")
+        self.warm_up.start(load_in_the_background, "load-libraries")
         for page in self.pages.values():
             warm_up = getattr(page, "after_window_shown", None)
             if warm_up:
