@@ -9,11 +9,11 @@ import sys
 
 import pytest
 
+# {settings} sets ``kept`` (what to print beside the page faults) and whatever it changes in the process
 BATCHES = """
 import resource, sys
 import torch
-from tl_studio.core.cpu_settings import keep_freed_memory
-kept = keep_freed_memory() if sys.argv[1] == "keep" else False
+{settings}
 torch.set_num_threads(1)
 images, weights = torch.rand(32, 8, 112, 112), torch.rand(32, 8, 3, 3)
 def batch():  # a convolution and two element-wise steps: 51 MB blocks, as in a network's first layers
@@ -28,7 +28,10 @@ print(kept, resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before)
 
 
 def _faults(mode: str) -> tuple[str, int]:
-    out = subprocess.run([sys.executable, "-c", BATCHES, mode], capture_output=True, text=True, check=True).stdout
+    script = BATCHES.format(settings="""
+from tl_studio.core.cpu_settings import keep_freed_memory
+kept = keep_freed_memory() if sys.argv[1] == "keep" else False""")
+    out = subprocess.run([sys.executable, "-c", script, mode], capture_output=True, text=True, check=True).stdout
     kept, faults = out.split()
     return kept, int(faults)
 
@@ -64,7 +67,7 @@ def test_openmp_threads_sleep_when_idle_unless_the_user_chose(users, expected):
     assert out.stdout.split() == expected.split()
 
 
-EVERY_COMMAND = BATCHES.replace("kept = keep_freed_memory() if sys.argv[1] == \"keep\" else False", """
+EVERY_COMMAND = BATCHES.format(settings="""
 import gc
 from tl_studio.entry import main
 code = main(["scan", sys.argv[2]])  # any command, as `tl-studio` runs it; this one fails at once (no folder)
@@ -73,7 +76,7 @@ kept = (code, gc.get_freeze_count() > 1000)""")
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc's mallopt; elsewhere the call does nothing")
 def test_every_command_keeps_freed_memory_and_leaves_its_objects_to_the_exit(tmp_path):
-    assert "keep_freed_memory()" not in EVERY_COMMAND.split("from tl_studio.entry")[1]
+    assert "keep_freed_memory()" not in EVERY_COMMAND  # the command does it, not this script
     out = subprocess.run([sys.executable, "-c", EVERY_COMMAND, "cli", str(tmp_path / "missing")],
                          capture_output=True, text=True, check=True).stdout
     kept, faults = out.rsplit(None, 1)
