@@ -27,7 +27,8 @@ from typing import Callable, Iterator, NamedTuple, Sequence
 import torch
 
 from tl_studio.core.errors import Cancelled
-from tl_studio.core.preprocess import Preprocess, PreprocessSpec, to_unit_tensor
+from tl_studio.core.preprocess import (Preprocess, PreprocessSpec, crop_and_resize_pixels, to_pixels,
+                                       to_unit_tensor)
 
 DEFAULT_BATCH_SIZE = 32
 # Probe images for the plan's check: blocky colour patterns (a crop off by a pixel changes the answer), of
@@ -108,15 +109,16 @@ class PrepareImage:
         self.decode_side = spec.resize_size if spec else None  # read by ImageDataset
 
     def __call__(self, image) -> torch.Tensor:
-        whole = to_unit_tensor(image)
-        return whole if self.spec is None else to_canvas(self.preprocess, self.spec, whole.unsqueeze(0))[0]
+        if self.spec is None:
+            return to_unit_tensor(image)
+        return to_canvas(self.preprocess, self.spec, to_pixels(image).unsqueeze(0))[0]
 
 
 def to_canvas(preprocess: Preprocess, spec: PreprocessSpec, images: torch.Tensor) -> torch.Tensor:
-    """N x 3 x H x W in [0, 1] -> N x 3 x S x S canvases (S = ``canvas_side``)."""
+    """N x 3 x H x W, uint8 or float in [0, 1] -> N x 3 x S x S float canvases (S = ``canvas_side``)."""
     side, offset, crop = canvas_side(spec), canvas_offset(spec), spec.crop_size
     with torch.no_grad():
-        square = preprocess.crop_and_resize(images)
+        square = crop_and_resize_pixels(preprocess, images)
     canvas = square.new_zeros(square.shape[0], 3, side, side)
     canvas[:, :, offset:offset + crop, offset:offset + crop] = square
     return canvas
