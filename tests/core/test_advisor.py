@@ -146,7 +146,7 @@ def test_a_large_dataset_is_probed_on_a_bounded_subsample_and_gets_fine_tuning(t
 
 def _phase_rates(config: TrainConfig) -> list[tuple[str, float]]:
     """The learning rate each phase of a run with this config trains at (the engine's own rule)."""
-    from tl_studio.core.engine import plan_phases
+    from tl_studio.core.config import plan_phases
     from tl_studio.core.optim import phase_lr
 
     return [(phase.name, phase_lr(phase, config)) for phase in plan_phases(config)]

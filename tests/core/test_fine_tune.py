@@ -14,9 +14,9 @@ import pytest
 
 from tl_studio.core import events
 from tl_studio.core.callbacks import Callback, Recorder
-from tl_studio.core.config import TrainConfig
+from tl_studio.core.config import Phase, TrainConfig, plan_phases
 from tl_studio.core.control import RunControl
-from tl_studio.core.engine import Phase, Trainer, plan_phases
+from tl_studio.core.engine import Trainer
 from tests.helpers import make_image_folder
 
 # efficientnet_lite0's stages (models.py): stem = conv_stem, bn1, blocks.0; stage1 = blocks.1; then

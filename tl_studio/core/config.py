@@ -128,3 +128,26 @@ class TrainConfig:
         except (OSError, json.JSONDecodeError) as error:
             raise UserError(f"Could not read the config file {path}: {error}.") from None
         return cls.from_dict(data)
+
+
+@dataclass(frozen=True)
+class Phase:
+    name: str  # "train", or "head" then "fine-tune" for the two-phase schedule
+    first_epoch: int
+    last_epoch: int
+    freeze: str
+    stage_lr_factor: float | None  # discriminative learning rates (fine-tune phase)
+
+
+def plan_phases(config: TrainConfig) -> list[Phase]:
+    if config.schedule == "fine-tune":
+        k = config.freeze_epochs
+        return [Phase("head", 1, k, "all", None),
+                Phase("fine-tune", k + 1, config.epochs, config.freeze, config.stage_lr_factor)]
+    return [Phase("train", 1, config.epochs, config.freeze, None)]
+
+
+def uses_feature_cache(config: TrainConfig, phase: Phase) -> bool:
+    """Whether ``phase`` trains the head on cached features of the frozen backbone (computed in its first
+    epoch, or read from the persistent store) instead of running the images through the network."""
+    return config.feature_cache and phase.freeze == "all"

@@ -17,12 +17,11 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
 from tl_studio.core import events
 from tl_studio.core.callbacks import CallbackList
-from tl_studio.core.config import TrainConfig
+from tl_studio.core.config import Phase, TrainConfig, plan_phases
 from tl_studio.core.control import RunControl, StopRequested
 from tl_studio.core.epoch_rules import BestEpoch, EarlyStopping
 from tl_studio.core.errors import UserError
@@ -32,23 +31,6 @@ from tl_studio.core.run_state import RunState
 from tl_studio.core.run_writers import run_folder_writers
 
 log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class Phase:
-    name: str  # "train", or "head" then "fine-tune" for the two-phase schedule
-    first_epoch: int
-    last_epoch: int
-    freeze: str
-    stage_lr_factor: float | None  # discriminative learning rates (fine-tune phase)
-
-
-def plan_phases(config: TrainConfig) -> list[Phase]:
-    if config.schedule == "fine-tune":
-        k = config.freeze_epochs
-        return [Phase("head", 1, k, "all", None),
-                Phase("fine-tune", k + 1, config.epochs, config.freeze, config.stage_lr_factor)]
-    return [Phase("train", 1, config.epochs, config.freeze, None)]
 
 
 class Trainer:

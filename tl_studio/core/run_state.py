@@ -21,7 +21,7 @@ import torch
 from tl_studio.core import checkpoint as ckpt
 from tl_studio.core import events, loops
 from tl_studio.core.device import autocast_dtype, use_channels_last
-from tl_studio.core.config import TrainConfig
+from tl_studio.core.config import TrainConfig, uses_feature_cache
 from tl_studio.core.errors import UserError
 from tl_studio.core.run_data import RunData
 
@@ -147,7 +147,7 @@ class RunState:
         return self.steps_per_epoch(self.phase) * (self.phase.last_epoch - first_epoch + 1)
 
     def _uses_cache(self, phase) -> bool:
-        return self.config.feature_cache and phase.freeze == "all"
+        return uses_feature_cache(self.config, phase)
 
     def steps_per_epoch(self, phase) -> int:
         """Optimizer steps in one epoch of ``phase``. On cached features no batch is dropped (a head has
