@@ -40,22 +40,35 @@ def build_config(args: argparse.Namespace):
 
 
 def run(args: argparse.Namespace) -> int:
+    from tl_studio.core import read_ahead
+
+    torchrun_launch.check_arguments(args)
+    config = build_config(args)
+    if torchrun_launch.wants_several_processes(args):
+        return torchrun_launch.launch(args, list(getattr(args, "_argv", sys.argv[1:]))[1:], config.device)
+    owns_the_process = getattr(args, "_owns_the_process", False)
+    # the images decoded on the idle core while torch is imported below (core/read_ahead.py); a process
+    # that is not this command's alone keeps its interpreter settings and threads to itself
+    ahead = read_ahead.begin(config) if owns_the_process and not args.distributed_worker else None
+    try:
+        return _train(args, config, ahead, owns_the_process)
+    finally:
+        read_ahead.end()
+
+
+def _train(args: argparse.Namespace, config, ahead, owns_the_process: bool) -> int:
     from tl_studio.cli.reporters import JsonLines, ProgressBar
     from tl_studio.core.control import RunControl
     from tl_studio.core.cpu_settings import leave_to_the_exit
     from tl_studio.core.engine import Trainer
 
-    if getattr(args, "_owns_the_process", False):
+    if owns_the_process:
         leave_to_the_exit()  # torch and the rest just imported: no collection during the run walks them again
-    torchrun_launch.check_arguments(args)
-    config = build_config(args)
-    if torchrun_launch.wants_several_processes(args):
-        return torchrun_launch.launch(args, list(getattr(args, "_argv", sys.argv[1:]))[1:], config.device)
     if args.distributed_worker:
         return _run_worker(args, config)
     control = RunControl()
     reporters = [JsonLines()] if args.json else [ProgressBar()]
-    trainer = Trainer(config, Path(args.out), reporters, control)
+    trainer = Trainer(config, Path(args.out), reporters, control, scan=ahead.scanned() if ahead else None)
     previous = signal.signal(signal.SIGINT, _stop_on_interrupt(control))
     try:
         finished = trainer.fit(resume=args.resume, overwrite=args.overwrite)

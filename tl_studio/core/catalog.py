@@ -81,6 +81,21 @@ def get_model_info(name: str) -> ModelInfo:
     raise UserError(f"Unknown model '{name}': {hint}`tl-studio models` lists them all.")
 
 
+def cached_model_info(name: str) -> ModelInfo | None:
+    """The model called ``name`` from the catalogue file if it is there and current, else None: never
+    builds the catalogue (which imports torchvision), so a thread may ask while torch is being imported."""
+    entries = _read_cache(catalog_cache_path(), catalog_key())
+    key = normalise_name(name)
+    return next((ModelInfo.from_dict(entry) for entry in entries or () if entry.get("name") == key), None)
+
+
+def resize_side(info: ModelInfo, img_size: int | None = None) -> int:
+    """The shorter side the evaluation preprocessing resizes to, for the model's own crop or for
+    ``img_size`` with the same crop ratio (preprocess.PreprocessSpec.for_model)."""
+    crop = img_size or info.crop_size
+    return round(crop * info.resize_size / info.crop_size)
+
+
 def normalise_name(name: str) -> str:
     return name.strip().lower().replace("-", "_")
 

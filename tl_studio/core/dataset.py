@@ -14,6 +14,7 @@ from typing import Callable, Sequence
 import torch
 from torch.utils.data import DataLoader, Dataset
 
+from tl_studio.core import read_ahead
 from tl_studio.core.images import ImageLoadError, load_rgb
 
 
@@ -69,7 +70,9 @@ class ImageDataset(Dataset):
     def _load(self, path: str):
         image = self.cache.get(path) if self.cache else None
         if image is None:
-            image = load_rgb(path, min_side=self.decode_side)
+            image = read_ahead.take(path, self.decode_side)  # decoded while the process imported torch
+            if image is None:
+                image = load_rgb(path, min_side=self.decode_side)
             if self.cache:
                 self.cache.put(path, image)
         return image

@@ -15,7 +15,7 @@ import time
 
 import torch
 
-from tl_studio.core import events
+from tl_studio.core import events, read_ahead
 from tl_studio.core.dataset import LoadFailure
 from tl_studio.core.feature_store import look_up, open_store, store_and_complete
 
@@ -90,6 +90,7 @@ class RunFeatureFill:
                                              float32_from=float32_from)
         finally:
             self.data.close_loader(loader)
+            read_ahead.end()  # what this process decoded ahead was for this pass (core/read_ahead.py)
 
     def _autocast(self, purpose: str):
         from tl_studio.core.device import autocast_dtype

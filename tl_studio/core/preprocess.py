@@ -33,9 +33,10 @@ class PreprocessSpec:
     def for_model(cls, info, img_size: int | None = None) -> "PreprocessSpec":
         """The model's own preset (from torchvision's or timm's metadata), optionally at another size
         with the same crop ratio."""
-        crop = img_size or info.crop_size
-        resize = round(crop * info.resize_size / info.crop_size)
-        return cls(crop, resize, info.interpolation, tuple(info.mean), tuple(info.std))
+        from tl_studio.core.catalog import resize_side
+
+        return cls(img_size or info.crop_size, resize_side(info, img_size), info.interpolation, tuple(info.mean),
+                   tuple(info.std))
 
     def to_dict(self) -> dict:
         return asdict(self)
