@@ -9,6 +9,7 @@ import os
 import subprocess
 import sys
 import textwrap
+import time
 from pathlib import Path
 
 import pytest
@@ -114,8 +115,20 @@ def test_forked_loader_workers_use_the_images_decoded_ahead(folder, monkeypatch)
     assert sum(len(batch) for batch in got) == len(records)
 
 
-def test_the_thread_stops_before_a_fork_and_the_switch_interval_comes_back(tmp_path):
-    root = make_image_folder(tmp_path / "data", classes=("red", "blue"), per_class=60, size=700)
+def _slow_decoding(monkeypatch):
+    """Each image takes 20 ms more, so that the thread is surely still at work a moment later."""
+    decode = read_ahead.load_rgb
+
+    def slow(path, **options):
+        time.sleep(0.02)
+        return decode(path, **options)
+
+    monkeypatch.setattr(read_ahead, "load_rgb", slow)
+
+
+def test_the_thread_stops_before_a_fork_and_the_switch_interval_comes_back(tmp_path, monkeypatch):
+    root = make_image_folder(tmp_path / "data", classes=("red", "blue"), per_class=60, size=96)
+    _slow_decoding(monkeypatch)
     interval = sys.getswitchinterval()
     ahead = read_ahead.ReadAhead(_config(root), 256)
     read_ahead._active = ahead.start()
@@ -182,8 +195,9 @@ def test_tl_studio_train_reads_ahead_and_trains_exactly_as_without(folder, tmp_p
     assert [[e[k] for k in keys] for e in epochs_ahead] == [[e[k] for k in keys] for e in epochs_plain]
 
 
-def test_a_loader_in_this_process_that_catches_up_ends_the_thread(tmp_path):
-    root = make_image_folder(tmp_path / "data", classes=("red", "blue"), per_class=60, size=700)
+def test_a_loader_in_this_process_that_catches_up_ends_the_thread(tmp_path, monkeypatch):
+    root = make_image_folder(tmp_path / "data", classes=("red", "blue"), per_class=60, size=96)
+    _slow_decoding(monkeypatch)
     ahead = read_ahead.ReadAhead(_config(root), 256)
     read_ahead._active = ahead.start()
     records = ahead.scanned(60).split("train")
