@@ -11,7 +11,7 @@ run: $(STAMP)
 	$(BIN)/tl-studio
 
 test: $(STAMP)
-	QT_QPA_PLATFORM=offscreen $(BIN)/python -m pytest -q
+	QT_QPA_PLATFORM=offscreen $(BIN)/python -m pytest -q --durations=15
 
 setup: $(STAMP)
 
