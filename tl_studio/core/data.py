@@ -167,6 +167,16 @@ def scan_dataset(root: Path | str, *, val_fraction: float = 0.2, test_fraction: 
                        val_fraction=val_fraction, test_fraction=test_fraction, seed=seed, max_pixels=max_pixels)
 
 
+
+def scan_for(config) -> DatasetScan:
+    """The scan of a TrainConfig's folder with its split settings: what a run, the advisor, the LR finder
+    and the read-ahead of ``train`` (read_ahead.py) all scan."""
+    if not config.data_dir:
+        raise UserError("No dataset folder given; choose a folder with one sub-folder per class.")
+    return scan_dataset(config.data_dir, val_fraction=config.val_fraction, test_fraction=config.test_fraction,
+                        seed=config.seed)
+
+
 def _sorted_by_path(problems: list[Problem]) -> tuple[Problem, ...]:
     return tuple(sorted(problems, key=lambda problem: problem.path))  # stable: a file's own order kept
 

@@ -23,6 +23,7 @@ from tl_studio.core import events
 from tl_studio.core.callbacks import CallbackList
 from tl_studio.core.config import Phase, TrainConfig, plan_phases
 from tl_studio.core.control import RunControl, StopRequested
+from tl_studio.core.data import scan_for
 from tl_studio.core.epoch_rules import BestEpoch, EarlyStopping
 from tl_studio.core.errors import UserError
 from tl_studio.core.fileio import check_writable_folder
@@ -71,7 +72,7 @@ class Trainer:
             writer = self.strategy.is_writer
             if writer:
                 self.folder.check_new_run(resume=resume, overwrite=overwrite)  # before anything is written
-            scan = self.scan or _scan(self.config)
+            scan = self.scan or scan_for(self.config)
             if writer:
                 check_writable_folder(self.run_dir)
                 lock = self.folder.lock()
@@ -206,12 +207,3 @@ def _callback_states(payload: dict) -> dict:
     return {"best_epoch": {"epoch": best["epoch"], "val_acc": best["val_acc"], "val_loss": best["val_loss"]},
             "early_stopping": {"lowest_val_loss": best["lowest_val_loss"],
                                "epochs_without_improvement": best["epochs_without_improvement"]}}
-
-
-def _scan(config: TrainConfig):
-    from tl_studio.core.data import scan_dataset
-
-    if not config.data_dir:
-        raise UserError("No dataset folder given; choose a folder with one sub-folder per class.")
-    return scan_dataset(config.data_dir, val_fraction=config.val_fraction, test_fraction=config.test_fraction,
-                        seed=config.seed)

@@ -101,9 +101,17 @@ class ReadAhead:
             return None
         return entry[1] if entry[0] == _identity(path) else None
 
+    def close(self) -> None:
+        """Stops the thread and drops every image it still holds."""
+        self.stop()
+        with self._lock:
+            self.decoded.clear()
+
     def _run(self) -> None:
+        from tl_studio.core.data import scan_for
+
         try:
-            self.scan = _scan_as_the_run_will(self.config)
+            self.scan = scan_for(self.config)
         except Exception as error:  # noqa: BLE001 - the run scans again and reports it in its own words
             log.debug("read-ahead scan failed: %s", error)
         finally:
@@ -133,13 +141,6 @@ class ReadAhead:
             previous, self._previous_interval = self._previous_interval, None
         if previous is not None:
             sys.setswitchinterval(previous)
-
-
-def _scan_as_the_run_will(config):
-    from tl_studio.core.data import scan_dataset
-
-    return scan_dataset(config.data_dir, val_fraction=config.val_fraction, test_fraction=config.test_fraction,
-                        seed=config.seed)
 
 
 _active: ReadAhead | None = None
@@ -179,9 +180,7 @@ def end() -> None:
     global _active
     active, _active = _active, None
     if active is not None:
-        active.stop()
-        with active._lock:
-            active.decoded.clear()
+        active.close()
 
 
 def _stop_before_fork() -> None:

@@ -54,6 +54,7 @@ def open_workbench(config: TrainConfig, scan=None, *, model: nn.Module | None = 
     """Scans ``config.data_dir`` unless ``scan`` is given, and builds the model (pretrained weights, a new
     head) unless ``model`` is given. Seeds every random generator from ``config.seed``."""
     from tl_studio.core.catalog import get_model_info
+    from tl_studio.core.data import scan_for
     from tl_studio.core.device import resolve_device
     from tl_studio.core.models import build_model
     from tl_studio.core.preprocess import PreprocessSpec
@@ -70,15 +71,6 @@ def open_workbench(config: TrainConfig, scan=None, *, model: nn.Module | None = 
         report(progress, "model", 0, 1, f"Loading {config.model}...")
         model = build_model(config.model, len(scan.classes), config.weights, cancel=cancel)
     return Workbench(config, scan, model.to(device.device), device, spec)
-
-
-def scan_for(config: TrainConfig):
-    from tl_studio.core.data import scan_dataset
-
-    if not config.data_dir:
-        raise UserError("No dataset folder given; choose a folder with one sub-folder per class.")
-    return scan_dataset(config.data_dir, val_fraction=config.val_fraction, test_fraction=config.test_fraction,
-                        seed=config.seed)
 
 
 def report(progress: ProgressCallback | None, stage: str, done: int, total: int, text: str) -> None:
