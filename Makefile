@@ -12,7 +12,7 @@ run: $(STAMP)
 
 # The suite runs as parallel workers (pytest-xdist, one per core, at most 4), each test file whole on
 # one worker (so a file's module fixtures are built once), every test on one torch thread: on this
-# project's 2-core machine half the wall time of one process on both cores (667-733 s against 1,423 s),
+# project's 2-core machine about half the wall time of one process on both cores (667-816 s in five runs against 1,423 s),
 # which spent much of its time importing, starting processes and waiting with a core idle. Files go
 # out in collection order (--no-loadscope-reorder; xdist would otherwise send those with the most tests
 # first), which tests/conftest.py starts with the longest files.
