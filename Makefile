@@ -10,11 +10,11 @@ STAMP := $(VENV)/.installed
 run: $(STAMP)
 	$(BIN)/tl-studio
 
-# The suite runs as parallel workers (pytest-xdist, one per core, at most 4), each test file whole on
-# one worker (so a file's module fixtures are built once), every test on one torch thread: on this
-# project's 2-core machine about half the wall time of one process on both cores (667-816 s in five runs against 1,423 s),
-# which spent much of its time importing, starting processes and waiting with a core idle. Files go
-# out in collection order (--no-loadscope-reorder; xdist would otherwise send those with the most tests
+# The suite runs as parallel workers (pytest-xdist, one per core, at most 4), each test file whole on one
+# worker (so a file's module fixtures are built once), every test on one torch thread: on this project's
+# 2-core machine about half the wall time of one process on both cores (667-816 s in five runs against
+# 1,423 s), which spent much of its time importing, starting processes and waiting with a core idle. Files
+# go out in collection order (--no-loadscope-reorder; xdist would otherwise send those with the most tests
 # first), which tests/conftest.py starts with the longest files.
 test: $(STAMP)
 	QT_QPA_PLATFORM=offscreen OMP_NUM_THREADS=1 $(BIN)/python -m pytest -q --numprocesses=auto \
