@@ -167,7 +167,6 @@ def scan_dataset(root: Path | str, *, val_fraction: float = 0.2, test_fraction: 
                        val_fraction=val_fraction, test_fraction=test_fraction, seed=seed, max_pixels=max_pixels)
 
 
-
 def scan_for(config) -> DatasetScan:
     """The scan of a TrainConfig's folder with its split settings: what a run, the advisor, the LR finder
     and the read-ahead of ``train`` (read_ahead.py) all scan."""

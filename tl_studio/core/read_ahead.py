@@ -108,7 +108,7 @@ class ReadAhead:
             self.decoded.clear()
 
     def _run(self) -> None:
-        from tl_studio.core.data import scan_for
+        from tl_studio.core.data import scan_for  # imported here, in the thread, beside the command's imports
 
         try:
             self.scan = scan_for(self.config)
