@@ -1,5 +1,6 @@
 """Memory layout and precision on this machine's CPU (issue 15): channels_last against the default
-(contiguous) layout, and bfloat16 autocast against float32 where the CPU has bf16 matrix units.
+(contiguous) layout, and bfloat16 autocast against float32 where the CPU does bf16 arithmetic in hardware
+(AMX matrix units or AVX512-BF16 instructions: device.cpu_bf16_support).
 
 For each model (random weights: the same arithmetic as pretrained ones), batch 32 at 224 px: the eval
 forward pass (what feature extraction and validation do) and one training step (forward, backward,
@@ -26,9 +27,9 @@ FORMATS = {"contiguous": torch.contiguous_format, "channels_last": torch.channel
 
 
 def precisions() -> dict[str, torch.dtype | None]:
-    from tl_studio.core.device import cpu_has_bf16_matrix_units
+    from tl_studio.core.device import cpu_bf16_support
 
-    return {"fp32": None, **({"bf16": torch.bfloat16} if cpu_has_bf16_matrix_units() else {})}
+    return {"fp32": None, **({"bf16": torch.bfloat16} if cpu_bf16_support() else {})}
 
 
 def time_eval(model: nn.Module, images: torch.Tensor, dtype) -> float:
@@ -79,8 +80,10 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=32)
     parser.add_argument("--models", nargs="+", default=["efficientnet_lite0", "resnet18"])
     args = parser.parse_args()
+    from tl_studio.core.device import cpu_bf16_support
+
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, batch {args.batch}, "
-          f"medians of {args.repeats}, precisions: {', '.join(precisions())}")
+          f"medians of {args.repeats}, precisions: {', '.join(precisions())} (bf16 arithmetic: {cpu_bf16_support()})")
     for name in args.models:
         times = measure(name, args.repeats, args.batch)
         for mode in ("eval", "train step"):

@@ -1,5 +1,6 @@
-"""bfloat16 on the CPU: decided in one place (device.autocast_dtype) from the CPU's bf16 matrix units and
-the measured model families, and followed by the training steps, validation and feature extraction."""
+"""bfloat16 on the CPU: decided in one place (device.autocast_dtype) from the CPU's bf16 arithmetic (AMX
+matrix units or AVX512-BF16 instructions) and the measured model families, and followed by the training
+steps, validation and feature extraction."""
 
 from __future__ import annotations
 
@@ -20,7 +21,7 @@ def _cpu(dtype) -> DeviceInfo:
 
 
 def test_bf16_autocast_where_it_measured_faster_and_validation_in_float32():
-    amx = _cpu(torch.bfloat16)
+    amx = _cpu(torch.bfloat16)  # AMX or AVX512-BF16: the two measured alike (device.py)
     assert autocast_dtype(amx, "efficientnet_lite0", purpose="features") == torch.bfloat16
     assert autocast_dtype(amx, "efficientnet_lite0", purpose="train") is None  # no gain in its training step
     assert autocast_dtype(amx, "resnet18", purpose="train") == torch.bfloat16
@@ -37,12 +38,24 @@ def test_bf16_autocast_where_it_measured_faster_and_validation_in_float32():
     assert not use_channels_last(amx, "resnet18", training=True, autocast=None)
 
 
-def test_the_cpu_gets_bf16_only_with_matrix_units_and_mixed_precision_on(monkeypatch):
-    monkeypatch.setattr(device, "cpu_has_bf16_matrix_units", lambda: True)
-    assert resolve_device("cpu").amp_dtype == torch.bfloat16
-    assert resolve_device("cpu", amp=False).amp_dtype is None
-    monkeypatch.setattr(device, "cpu_has_bf16_matrix_units", lambda: False)
+def test_the_cpu_gets_bf16_only_with_bf16_arithmetic_and_mixed_precision_on(monkeypatch):
+    for kind in ("amx", "avx512_bf16"):
+        monkeypatch.setattr(device, "cpu_bf16_support", lambda kind=kind: kind)
+        assert resolve_device("cpu").amp_dtype == torch.bfloat16
+        assert resolve_device("cpu", amp=False).amp_dtype is None
+    monkeypatch.setattr(device, "cpu_bf16_support", lambda: None)
     assert resolve_device("cpu").amp_dtype is None
+
+
+def test_the_probe_names_the_cpus_bf16_arithmetic(monkeypatch):
+    monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: False)
+    monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: True)
+    assert device.cpu_bf16_support() == ("avx512_bf16" if torch.backends.mkldnn.is_available() else None)
+    monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: True)
+    assert device.cpu_bf16_support() == ("amx" if torch.backends.mkldnn.is_available() else None)
+    monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: False)
+    monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: False)
+    assert device.cpu_bf16_support() is None
 
 
 class _Dtypes:
@@ -60,7 +73,7 @@ class _Dtypes:
 
 
 def _fine_tune(tiny_dataset, tmp_path, monkeypatch, amp: bool):
-    monkeypatch.setattr(device, "cpu_has_bf16_matrix_units", lambda: True)
+    monkeypatch.setattr(device, "cpu_bf16_support", lambda: "amx")
     seen = _Dtypes()
     networks = []
     from tl_studio.core import run_state
@@ -106,7 +119,7 @@ def test_without_mixed_precision_the_cpu_trains_in_float32(tiny_dataset, tmp_pat
 
 
 def test_frozen_training_features_are_bf16_and_validation_features_float32(tiny_dataset, tmp_path, monkeypatch):
-    monkeypatch.setattr(device, "cpu_has_bf16_matrix_units", lambda: True)
+    monkeypatch.setattr(device, "cpu_bf16_support", lambda: "amx")
     from tl_studio.core import feature_store, features
 
     calls = []
@@ -150,6 +163,6 @@ def test_a_batch_of_training_and_validation_images_gets_each_its_precision():
     assert not torch.equal(mixed[:3], exact[:3])  # bf16 rounding shows
 
 
-@pytest.mark.skipif(not device.cpu_has_bf16_matrix_units(), reason="this CPU has no bf16 matrix units")
-def test_this_cpu_detects_its_bf16_units():
+@pytest.mark.skipif(not device.cpu_bf16_support(), reason="this CPU does no bf16 arithmetic in hardware")
+def test_this_cpu_detects_its_bf16_arithmetic():
     assert resolve_device("cpu").amp_dtype == torch.bfloat16

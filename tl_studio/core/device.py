@@ -45,20 +45,26 @@ def resolve_device(name: str = "auto", amp: bool = True) -> DeviceInfo:
         return DeviceInfo(torch.device("mps"), "Apple GPU (MPS)", None, False)
     if name == "cpu":
         threads = torch.get_num_threads()
-        dtype = torch.bfloat16 if amp and cpu_has_bf16_matrix_units() else None  # see autocast_dtype
+        dtype = torch.bfloat16 if amp and cpu_bf16_support() else None  # see autocast_dtype
         return DeviceInfo(torch.device("cpu"), f"CPU ({threads} thread{'s' if threads != 1 else ''})", dtype, False)
     raise UserError(f"Unknown device {name!r}; use auto, cpu, cuda or mps.")
 
 
-def cpu_has_bf16_matrix_units() -> bool:
-    """Whether this CPU multiplies bfloat16 matrices in hardware (Intel AMX, Xeon 4th generation and
-    later), which oneDNN uses for convolutions and matrix products under bf16 autocast. On other CPUs
-    bf16 is converted back and forth around float32 arithmetic and runs slower than float32."""
-    probe = getattr(torch.cpu, "_is_amx_tile_supported", None)  # torch's own CPU feature check
+def cpu_bf16_support() -> str | None:
+    """How this CPU does bfloat16 arithmetic, which oneDNN uses for convolutions and matrix products
+    under bf16 autocast: "amx" (Intel AMX matrix units, Xeon 4th generation and later), "avx512_bf16"
+    (bf16 dot-product instructions: AMD Zen 4 and later, Intel Cooper Lake), or None, where bf16 is
+    converted back and forth around float32 arithmetic and runs slower than float32."""
+    probes = (("amx", "_is_amx_tile_supported"), ("avx512_bf16", "_is_avx512_bf16_supported"))
     try:
-        return bool(probe is not None and probe() and torch.backends.mkldnn.is_available())
+        if not torch.backends.mkldnn.is_available():
+            return None
+        for name, probe in probes:  # torch's own CPU feature checks
+            if getattr(torch.cpu, probe, lambda: False)():
+                return name
     except (RuntimeError, AttributeError):
-        return False
+        pass
+    return None
 
 
 def available_devices() -> list[tuple[str, str]]:
@@ -72,20 +78,28 @@ def available_devices() -> list[tuple[str, str]]:
     return [("auto", f"Automatic: {found[0][1]}")] + found
 
 
-# Measured on this project's 2-core Xeon CPU (AVX-512 and AMX, oneDNN) with
-# benchmarks/bench_channels_last.py: batch 32, 224 px, medians of 3, speed against float32 in the
-# contiguous layout:
+# Measured with benchmarks/bench_channels_last.py: batch 32, 224 px, medians of 3, speed against float32
+# in the contiguous layout, on two 2-core CPUs. A Xeon with AMX (cpu_bf16_support "amx"):
 #                       float32 channels_last   bf16 contiguous        bf16 channels_last
 #   efficientnet_lite0  eval 1.51x, train 1.53x eval 1.38x, train 1.47x eval 2.03x, train 1.55x
 #   resnet18            eval 1.21x, train 1.18x eval 1.77x, train 2.17x eval 3.40x, train 3.11x
 #   resnet50            eval 1.23x, train 1.32x eval 1.39x, train 1.82x eval 2.94x, train 2.80x
 #   mobilenet_v3_large  eval 1.49x, train 1.46x eval 1.33x, train 1.08x eval 2.20x, train 1.20x
 #   convnext_tiny       eval 1.28x, train 1.02x eval 2.04x, train 1.36x eval 1.81x, train 1.32x
-# (An earlier float32 measurement, medians of 5: efficientnet_lite0 2.07x / 2.15x, resnet18 1.26x / 0.76x:
-# resnet training steps stay contiguous in float32.) bf16 is used where it beats the best float32
-# layout by a margin (efficientnet and mobilenet training steps gain nothing from it), in its fastest
-# layout; families not measured run in float32 in the default layout. bf16 needs the CPU's bf16 matrix
-# units (cpu_has_bf16_matrix_units): elsewhere it is slower than float32.
+# An AMD EPYC (Zen 4) with AVX512-BF16 and no AMX ("avx512_bf16"):
+#   efficientnet_lite0  eval 1.39x, train 1.79x eval 2.11x, train 2.61x eval 3.68x, train 3.47x
+#   resnet18            eval 1.15x, train 1.14x eval 1.92x, train 2.02x eval 2.04x, train 2.35x
+#   resnet50            eval 1.15x, train 1.27x eval 1.71x, train 2.56x eval 2.06x, train 3.39x
+#   mobilenet_v3_large  eval 1.51x, train 1.83x eval 1.92x, train 1.43x eval 2.71x, train 1.55x
+#   convnext_tiny       eval 1.14x, train 1.03x eval 2.35x, train 2.39x eval 2.41x, train 2.45x
+# (An earlier float32 measurement on the Xeon, medians of 5: efficientnet_lite0 2.07x / 2.15x, resnet18
+# 1.26x / 0.76x: resnet training steps stay contiguous in float32.) bf16 is used where it beats the best
+# float32 layout by a margin, in its fastest layout; both CPUs agree on where. EfficientNet's training
+# step is the exception on the EPYC: 1.9x faster than float32 channels_last here, but in a whole
+# `--freeze none` epoch of the engine (AdamW, the pretrained network) its backward pass and optimizer
+# step took 9.0-11.9 s in bf16 against 6.7-7.5 s in float32 and the epoch was no faster, so it stays
+# float32 on both, as does MobileNet's. Families not measured run in float32 in the default layout.
+# CPUs with neither kind of bf16 arithmetic always run float32: there bf16 is slower.
 _CPU_BF16 = {"eval": ("efficientnet", "resnet", "mobilenet", "convnext"), "train": ("resnet", "convnext")}
 _CPU_CHANNELS_LAST = {
     ("float32", "eval"): ("efficientnet", "resnet", "mobilenet"),
@@ -109,9 +123,10 @@ def autocast_dtype(device: DeviceInfo, model: "torch.nn.Module | str", *, purpos
     and the logits the model file's calibration is fitted on).
 
     CUDA: the device's mixed precision (bf16, or fp16 with a grad scaler) for all three, unless it is
-    turned off. CPU: bf16 for training steps and features where the CPU has bf16 matrix units and it
-    measured faster for the model family (see the table above); validation in float32, so that the
-    accuracy a run reports and its model file's calibration are those of the float32 file it writes."""
+    turned off. CPU: bf16 for training steps and features where the CPU does bf16 arithmetic in hardware
+    and it measured faster for the model family (see the tables above); validation in float32, so that
+    the accuracy a run reports and its model file's calibration are those of the float32 file it
+    writes."""
     if purpose not in PURPOSES:
         raise ValueError(f"unknown purpose {purpose!r}")
     if device.amp_dtype is None or device.device.type != "cpu":
@@ -128,7 +143,7 @@ def use_channels_last(device: DeviceInfo | torch.device, model: "torch.nn.Module
     autocast_dtype gives, None for float32). The one place this is decided.
 
     CUDA: always (cuDNN's NHWC kernels and tensor cores). Apple MPS: no (no measured gain). CPU: for the
-    model families where it measured faster here, per precision and mode (see the table above)."""
+    model families where it measured faster, per precision and mode (see the tables above)."""
     kind = device.device.type if isinstance(device, DeviceInfo) else torch.device(device).type
     if kind == "cuda":
         return True
