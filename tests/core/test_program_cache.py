@@ -61,6 +61,23 @@ def test_a_second_export_of_the_same_structure_reuses_the_program_with_its_own_w
     assert load_model_file(tmp_path / "second.pt2", "pt2").metadata["classes"] == ["x", "y"]
 
 
+def test_a_model_file_carries_a_small_example_input_not_the_traced_one(tmp_path, traces):
+    import zipfile
+
+    from tl_studio.core.model_file import load_exported_program
+
+    _export(_network(seed=0), tmp_path / "first.pt2")
+    _export(_network(seed=1), tmp_path / "second.pt2")  # from the stored program
+    for name in ("first.pt2", "second.pt2"):
+        with zipfile.ZipFile(tmp_path / name) as archive:
+            sizes = [entry.file_size for entry in archive.infolist() if "/sample_inputs/" in entry.filename]
+        assert sizes and max(sizes) < 100_000  # the traced 2 x 3 x 301 x 257 input is 1.9 MB
+        program, _ = load_exported_program(tmp_path / name)
+        (example,), _kwargs = program.example_inputs
+        assert torch.equal(example, export.stored_example_input())
+        assert program.module()(example).shape == (1, 2)  # it is an input the file takes
+
+
 def test_another_class_count_or_preprocessing_is_traced_afresh(tmp_path, traces):
     _export(_network(classes=2), tmp_path / "a.pt2")
     _export(_network(classes=3), tmp_path / "b.pt2", classes=("a", "b", "c"))
