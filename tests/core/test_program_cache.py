@@ -131,3 +131,16 @@ def test_no_programs_are_kept_with_the_cache_turned_off(tmp_path, traces, monkey
     _export(_network(seed=0), tmp_path / "first.pt2")
     _export(_network(seed=1), tmp_path / "second.pt2")
     assert len(traces) == 2 and not program_cache.folder().exists()
+
+
+def test_the_same_model_exported_twice_gives_the_same_bytes(tmp_path, traces, monkeypatch):
+    import zipfile
+
+    monkeypatch.setenv(feature_store.LIMIT_ENV, "0")  # both traced
+    _export(_network(seed=0), tmp_path / "a.pt2")
+    _export(_network(seed=0), tmp_path / "b.pt2")
+    assert len(traces) == 2
+    # the archive's root folder is not named after the temporary file each was written to
+    with zipfile.ZipFile(tmp_path / "a.pt2") as archive:
+        assert {name.split("/")[0] for name in archive.namelist()} == {"archive"}
+    assert (tmp_path / "a.pt2").read_bytes() == (tmp_path / "b.pt2").read_bytes()

@@ -182,7 +182,10 @@ def stored_example_input() -> torch.Tensor:
 
 def save_program(program, metadata: dict, path: Path) -> None:
     program.example_inputs = ((stored_example_input(),), {})
-    torch.export.save(program, str(path), extra_files={METADATA_KEY: json.dumps(metadata)})
+    # Given an open file, torch names the archive's root folder "archive"; given a path, it takes the
+    # file's name, here a temporary one (fileio.atomic_path), and two exports of one model would differ.
+    with open(path, "wb") as file:
+        torch.export.save(program, file, extra_files={METADATA_KEY: json.dumps(metadata)})
 
 
 def write_onnx(model: nn.Module, metadata: dict, path: Path) -> None:
