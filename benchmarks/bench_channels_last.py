@@ -21,14 +21,13 @@ import time
 import torch
 from torch import nn
 
+from tl_studio.core.device import cpu_bf16_support
 from tl_studio.core.models import build_model
 
 FORMATS = {"contiguous": torch.contiguous_format, "channels_last": torch.channels_last}
 
 
 def precisions() -> dict[str, torch.dtype | None]:
-    from tl_studio.core.device import cpu_bf16_support
-
     return {"fp32": None, **({"bf16": torch.bfloat16} if cpu_bf16_support() else {})}
 
 
@@ -80,8 +79,6 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=32)
     parser.add_argument("--models", nargs="+", default=["efficientnet_lite0", "resnet18"])
     args = parser.parse_args()
-    from tl_studio.core.device import cpu_bf16_support
-
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, batch {args.batch}, "
           f"medians of {args.repeats}, precisions: {', '.join(precisions())} (bf16 arithmetic: {cpu_bf16_support()})")
     for name in args.models:

@@ -3,12 +3,14 @@ a later export skips the trace, carries its own weights and metadata, and is che
 
 from __future__ import annotations
 
+import zipfile
+
 import pytest
 import torch
 from torch import nn
 
 from tl_studio.core import export, feature_store, program_cache
-from tl_studio.core.model_file import load_model_file
+from tl_studio.core.model_file import load_exported_program, load_model_file
 from tl_studio.core.preprocess import PreprocessSpec
 
 SPEC = PreprocessSpec(crop_size=32, resize_size=36)
@@ -62,10 +64,6 @@ def test_a_second_export_of_the_same_structure_reuses_the_program_with_its_own_w
 
 
 def test_a_model_file_carries_a_small_example_input_not_the_traced_one(tmp_path, traces):
-    import zipfile
-
-    from tl_studio.core.model_file import load_exported_program
-
     _export(_network(seed=0), tmp_path / "first.pt2")
     _export(_network(seed=1), tmp_path / "second.pt2")  # from the stored program
     for name in ("first.pt2", "second.pt2"):
@@ -134,8 +132,6 @@ def test_no_programs_are_kept_with_the_cache_turned_off(tmp_path, traces, monkey
 
 
 def test_the_same_model_exported_twice_gives_the_same_bytes(tmp_path, traces, monkeypatch):
-    import zipfile
-
     monkeypatch.setenv(feature_store.LIMIT_ENV, "0")  # both traced
     _export(_network(seed=0), tmp_path / "a.pt2")
     _export(_network(seed=0), tmp_path / "b.pt2")
