@@ -10,7 +10,7 @@ import torch
 from torch import nn
 
 from tl_studio.core import export, feature_store, program_cache
-from tl_studio.core.model_file import load_exported_program, load_model_file
+from tl_studio.core.model_file import METADATA_KEY, load_exported_program, load_model_file
 from tl_studio.core.preprocess import PreprocessSpec
 
 SPEC = PreprocessSpec(crop_size=32, resize_size=36)
@@ -85,9 +85,13 @@ def test_another_class_count_or_preprocessing_is_traced_afresh(tmp_path, traces)
 
 def test_a_stored_program_that_fails_the_check_is_forgotten_and_the_model_traced_afresh(tmp_path, traces,
                                                                                         monkeypatch):
-    _export(_network(seed=0), tmp_path / "first.pt2")
-    # a program that keeps the weights it was stored with answers like the first model, not the second
-    monkeypatch.setattr(program_cache, "_with_weights_of", lambda program, model: program)
+    first = _network(seed=0)
+    _export(first, tmp_path / "first.pt2")
+    # a file written with the first model's weights answers like the first model, not the second
+    records_of = program_cache._records_with_weights_of
+    stale = export.ExportedClassifier(first, SPEC).eval()
+    monkeypatch.setattr(program_cache, "_records_with_weights_of",
+                        lambda entry, model, extra_files: records_of(entry, stale, extra_files))
     second = _network(seed=1)
     report = _export(second, tmp_path / "second.pt2")
     assert report.check.passed and len(traces) == 2
@@ -103,7 +107,8 @@ def test_an_unreadable_stored_program_is_only_a_miss(tmp_path, traces):
     assert _export(_network(seed=1), tmp_path / "second.pt2").check.passed
     assert len(traces) == 2
     model = export.ExportedClassifier(_network(seed=2), SPEC, 1.0).eval()
-    assert program_cache.stored_program(program_cache.entry_for(model), model) is not None
+    assert program_cache.write_with_weights(program_cache.entry_for(model), model, {METADATA_KEY: "{}"},
+                                            tmp_path / "third.pt2")
 
 
 def test_the_least_recently_used_programs_go_first(tmp_path, traces, monkeypatch):
@@ -140,3 +145,32 @@ def test_the_same_model_exported_twice_gives_the_same_bytes(tmp_path, traces, mo
     with zipfile.ZipFile(tmp_path / "a.pt2") as archive:
         assert {name.split("/")[0] for name in archive.namelist()} == {"archive"}
     assert (tmp_path / "a.pt2").read_bytes() == (tmp_path / "b.pt2").read_bytes()
+
+
+def test_a_file_from_the_stored_program_is_the_file_a_trace_writes(tmp_path, traces, monkeypatch):
+    _export(_network(seed=0), tmp_path / "first.pt2")
+    _export(_network(seed=1), tmp_path / "stored.pt2", classes=("x", "y"), temperature=2.0)
+    assert len(traces) == 1
+    monkeypatch.setenv(feature_store.LIMIT_ENV, "0")  # the store off: traced
+    _export(_network(seed=1), tmp_path / "traced.pt2", classes=("x", "y"), temperature=2.0)
+    assert len(traces) == 2
+    assert (tmp_path / "stored.pt2").read_bytes() == (tmp_path / "traced.pt2").read_bytes()
+
+
+@pytest.mark.parametrize("offset, traced_again", [(0, False), (100, True)])
+def test_weights_that_lie_in_a_larger_storage_are_exported_from_the_stored_program_or_traced(
+        tmp_path, traces, offset, traced_again):
+    _export(_network(seed=0), tmp_path / "first.pt2")
+    # as when weights are mapped from one file: the conv's weight is a view into a larger storage, at
+    # its start (its own bytes go into the file) or further in (not the stored layout: traced afresh)
+    second = _network(seed=1)
+    conv = second[0]
+    count = conv.weight.numel()
+    shared = torch.zeros(offset + count + 100)
+    shared[offset:offset + count] = conv.weight.detach().flatten()
+    conv.weight = nn.Parameter(shared[offset:offset + count].view_as(conv.weight))
+    assert _export(second, tmp_path / "second.pt2").check.passed
+    assert len(traces) == (2 if traced_again else 1)
+    image = _images()[0]
+    assert torch.allclose(_answers(tmp_path / "second.pt2", image),
+                          export.ExportedClassifier(second, SPEC).eval()(image), atol=1e-6)

@@ -125,10 +125,8 @@ def _from_stored_program(entry: Path | None, model: nn.Module, metadata: dict, t
     (program_cache.py; None: not a .pt2 export, or the store is off), with this model's weights, and
     checks it; None when there is none or it failed the check (then it is forgotten and the model is
     traced afresh)."""
-    program = program_cache.stored_program(entry, model)
-    if program is None:
+    if not program_cache.write_with_weights(entry, model, {METADATA_KEY: json.dumps(metadata)}, tmp):
         return None
-    save_program(program, metadata, tmp)
     check = _checked(model, tmp, "pt2", images)
     if check.passed:
         return check
