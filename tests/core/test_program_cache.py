@@ -174,3 +174,19 @@ def test_weights_that_lie_in_a_larger_storage_are_exported_from_the_stored_progr
     image = _images()[0]
     assert torch.allclose(_answers(tmp_path / "second.pt2", image),
                           export.ExportedClassifier(second, SPEC).eval()(image), atol=1e-6)
+
+
+def test_a_stored_program_the_writer_cannot_copy_is_only_a_miss(tmp_path, traces, monkeypatch):
+    _export(_network(seed=0), tmp_path / "first.pt2")
+
+    def refuse(records, path):
+        path.write_bytes(b"half a file")
+        raise RuntimeError("a record this torch does not take")
+
+    monkeypatch.setattr(program_cache, "_write_records", refuse)
+    second = _network(seed=1)
+    assert _export(second, tmp_path / "second.pt2").check.passed
+    assert len(traces) == 2  # traced afresh over the half-written file
+    image = _images()[0]
+    assert torch.allclose(_answers(tmp_path / "second.pt2", image),
+                          export.ExportedClassifier(second, SPEC).eval()(image), atol=1e-6)

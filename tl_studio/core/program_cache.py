@@ -98,25 +98,30 @@ def write_with_weights(entry: Path | None, model: nn.Module, extra_files: dict[s
         return False
     try:
         records = _records_with_weights_of(entry, model, extra_files)
+        if records is not None:
+            _write_records(records, path)
     except Exception as error:  # an unreadable entry is a cache miss, never a failed export
         log.info("stored program %s not used: %s", entry.name, error)
         records = None
     if records is None:
         _remove(entry)
         return False
+    _touch(entry)
+    return True
+
+
+# Records torch's archive writer adds itself when it closes the archive (the zip format's version, the
+# byte order, an id of the contents). Left to it, they come last, where a trace's file has them.
+_WRITER_RECORDS = frozenset({".data/version", "byteorder", ".data/serialization_id"})
+
+
+def _write_records(records: list[tuple[str, bytes]], path: Path) -> None:
     from torch.export.pt2_archive import PT2ArchiveWriter
 
     # Given an open file, torch names the archive's root folder "archive", as export.save_program does.
     with open(path, "wb") as file, PT2ArchiveWriter(file) as writer:
         for name, data in records:
             writer.write_bytes(name, data)
-    _touch(entry)
-    return True
-
-
-# Records torch's archive writer adds itself when it closes the archive (the zip format's version, the
-# byte order, an id of the contents); copying them as well would write them twice.
-_WRITER_RECORDS = frozenset({".data/version", "byteorder", ".data/serialization_id"})
 
 
 def _records_with_weights_of(entry: Path, model: nn.Module, extra_files: dict[str, str]):
