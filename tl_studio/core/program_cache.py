@@ -126,9 +126,9 @@ def _write_records(records: list[tuple[str, bytes]], path: Path) -> None:
 
 def _records_with_weights_of(entry: Path, model: nn.Module, extra_files: dict[str, str]):
     """The (name, bytes) records of the archive at ``entry``, in its order, with each weight record
-    replaced by the model's tensors' bytes and each extra file by ``extra_files``'; None when the
-    tensors' names, sizes, strides or storage layout differ from the stored ones' or the extra files'
-    names differ. Dtypes, shapes and strides are in the entry's key already (structure_key)."""
+    replaced by the bytes of the model's tensors and the extra files by ``extra_files``; None when the
+    tensors' names, sizes, strides or storage layout differ from the stored ones, or the extra files'
+    names do. Dtypes, shapes and strides are in the entry's key already (structure_key)."""
     from torch.export.pt2_archive.constants import (CONSTANTS_CONFIG_FILENAME_FORMAT, EXTRA_DIR,
                                                     WEIGHTS_CONFIG_FILENAME_FORMAT)
 
