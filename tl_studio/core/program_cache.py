@@ -13,7 +13,7 @@ PyTorch model like every export (export.py), and a stored program that fails tha
 the model traced afresh.
 
 Measured on the 2-core CPU (whole export: trace or reuse, save, read back, agreement check): see
-``REUSE_MEASURED`` below. At most ``MAX_PROGRAMS`` taking at most ``MAX_BYTES`` are kept (the least
+``REUSE_MEASURED`` below and benchmarks/bench_program_cache.py. At most ``MAX_PROGRAMS`` taking at most ``MAX_BYTES`` are kept (the least
 recently used go first); ``TL_STUDIO_FEATURE_CACHE_MB=0``, which turns off the feature cache, turns this
 off too. Deleting the folder at any time is safe.
 """
