@@ -120,8 +120,10 @@ def _env(code_root: Path) -> dict:
 
 def scan_seconds(data: Path, code_root: Path) -> float:
     started = time.perf_counter()
+    # run in the code's folder: `python -m` puts the working folder ahead of PYTHONPATH, and from elsewhere
+    # (this checkout) the baseline's scan ran this checkout's code
     subprocess.run([sys.executable, "-m", "tl_studio", "scan", str(data), "--json"], capture_output=True,
-                   env=_env(code_root), check=True)
+                   env=_env(code_root), check=True, cwd=code_root)
     return time.perf_counter() - started
 
 
