@@ -125,7 +125,7 @@ def _from_stored_program(entry: Path | None, model: nn.Module, metadata: dict, t
     (program_cache.py; None: not a .pt2 export, or the store is off), with this model's weights, and
     checks it; None when there is none or it failed the check (then it is forgotten and the model is
     traced afresh)."""
-    if not program_cache.write_with_weights(entry, model, {METADATA_KEY: json.dumps(metadata)}, tmp):
+    if not program_cache.write_with_weights(entry, model, metadata_files(metadata), tmp):
         return None
     check = _checked(model, tmp, "pt2", images)
     if check.passed:
@@ -178,12 +178,18 @@ def stored_example_input() -> torch.Tensor:
     return torch.rand(1, 3, 64, 64, generator=torch.Generator().manual_seed(0))
 
 
+def metadata_files(metadata: dict) -> dict[str, str]:
+    """The extra file a .pt2 or TorchScript file carries TL Studio's metadata in (model_file.py reads it),
+    however the file is written: traced, copied from a stored program, or scripted."""
+    return {METADATA_KEY: json.dumps(metadata)}
+
+
 def save_program(program, metadata: dict, path: Path) -> None:
     program.example_inputs = ((stored_example_input(),), {})
     # Given an open file, torch names the archive's root folder "archive"; given a path, it takes the
     # file's name, here a temporary one (fileio.atomic_path), and two exports of one model would differ.
     with open(path, "wb") as file:
-        torch.export.save(program, file, extra_files={METADATA_KEY: json.dumps(metadata)})
+        torch.export.save(program, file, extra_files=metadata_files(metadata))
 
 
 def write_onnx(model: nn.Module, metadata: dict, path: Path) -> None:
@@ -207,7 +213,7 @@ def write_torchscript(model: ExportedClassifier, metadata: dict, path: Path) -> 
         network = torch.jit.trace(model.network, torch.rand(2, 3, crop, crop))
         scripted = torch.jit.script(_TorchScriptClassifier(torch.jit.script(model.preprocess), network,
                                                            float(model.temperature)))
-        torch.jit.save(scripted, str(path), _extra_files={METADATA_KEY: json.dumps(metadata)})
+        torch.jit.save(scripted, str(path), _extra_files=metadata_files(metadata))
 
 
 class _TorchScriptClassifier(nn.Module):

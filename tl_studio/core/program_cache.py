@@ -13,9 +13,9 @@ PyTorch model like every export (export.py), and a stored program that fails tha
 the model traced afresh.
 
 Measured on the 2-core CPU (whole export: trace or reuse, save, read back, agreement check): see
-``REUSE_MEASURED`` below and benchmarks/bench_program_cache.py. At most ``MAX_PROGRAMS`` taking at most ``MAX_BYTES`` are kept (the least
-recently used go first); ``TL_STUDIO_FEATURE_CACHE_MB=0``, which turns off the feature cache, turns this
-off too. Deleting the folder at any time is safe.
+``REUSE_MEASURED`` below and benchmarks/bench_program_cache.py. At most ``MAX_PROGRAMS`` taking at most
+``MAX_BYTES`` are kept (the least recently used go first); ``TL_STUDIO_FEATURE_CACHE_MB=0``, which turns
+off the feature cache, turns this off too. Deleting the folder at any time is safe.
 """
 
 from __future__ import annotations
@@ -147,15 +147,14 @@ def _records_with_weights_of(entry: Path, model: nn.Module, extra_files: dict[st
     if set(weights) - set(named) or set(named) - set(weights) - set(constants):
         return None
     weights_dir, constants_dir = weights_config.rsplit("/", 1)[0], constants_config.rsplit("/", 1)[0]
-    directories = {name: weights_dir for name in weights}
-    directories.update({name: constants_dir for name in constants if name in named})
-    groups: dict[str, list[str]] = {}
-    stored = {**constants, **weights}
-    for name, directory in directories.items():
-        meta = stored[name]
-        if meta.get("use_pickle") or not _same_layout(meta.get("tensor_meta") or {}, named[name]):
-            return None
-        groups.setdefault(directory + "/" + meta["path_name"], []).append(name)
+    model_constants = {name: meta for name, meta in constants.items() if name in named}
+    tables = [(weights_dir, weights), (constants_dir, model_constants)]
+    groups: dict[str, list[str]] = {}  # record -> the model's tensors stored in it
+    for directory, table in tables:
+        for name, meta in table.items():
+            if meta.get("use_pickle") or not _same_layout(meta.get("tensor_meta") or {}, named[name]):
+                return None
+            groups.setdefault(directory + "/" + meta["path_name"], []).append(name)
     # constants of the program that are not the model's (tensors torch lifted out of the graph) stay
     untouched_constants = {constants_dir + "/" + meta["path_name"] for name, meta in constants.items()
                            if name not in named}
@@ -186,15 +185,14 @@ def _same_layout(meta: dict, tensor: torch.Tensor) -> bool:
 def _storage_bytes(tensors: list[torch.Tensor]) -> bytes | None:
     """The bytes torch's archive writer would store for tensors that share one storage: the whole
     storage, as the tensors lie in it; None when they do not share one."""
-    storages = {tensor.untyped_storage().data_ptr() for tensor in tensors}
-    if len(storages) != 1:
+    if len({tensor.untyped_storage().data_ptr() for tensor in tensors}) != 1:
         return None
-    storage = tensors[0].detach().untyped_storage()
     if len(tensors) == 1 and tensors[0].storage_offset() == 0:
         # a tensor that is a view into a larger storage (weights mapped from one file) is stored alone
         single = tensors[0].detach()
-        storage = torch.empty_strided(single.shape, single.stride(), dtype=single.dtype).copy_(single)
-        storage = storage.untyped_storage()
+        storage = torch.empty_strided(single.shape, single.stride(), dtype=single.dtype).copy_(single).untyped_storage()
+    else:
+        storage = tensors[0].detach().untyped_storage()
     return torch.tensor([], dtype=torch.uint8).set_(storage).numpy().tobytes()
 
 
