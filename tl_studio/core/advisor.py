@@ -20,8 +20,8 @@ import torch.nn.functional as F
 
 from tl_studio.core.advice_rules import DatasetStats, ProbeResult, Recommendation, images_per_class, recommend
 from tl_studio.core.config import TrainConfig
-from tl_studio.core.workbench import (CancelCallback, ProgressCallback, check_cancel, open_workbench, record_features,
-                                      report, stratified_subsample)
+from tl_studio.core.workbench import (CancelCallback, ProgressCallback, check_cancel, look_up_stored, open_workbench,
+                                      record_features, report, stored_feature_set, stratified_subsample)
 
 MAX_PROBE_IMAGES = 400
 SIZE_SAMPLE = 100  # image headers read for the typical size
@@ -36,16 +36,22 @@ def analyse_dataset(config: TrainConfig, scan=None, *, model=None, max_images: i
     from tl_studio.core.models import model_stages
 
     started = time.perf_counter()
-    bench = open_workbench(config, scan, model=model, progress=progress, cancel=cancel)
+    bench = open_workbench(config, scan, model=model, progress=progress, cancel=cancel, build=False)
     train = bench.scan.split("train")
     records = stratified_subsample(train, max_images, config.seed)
     side = median_short_side(records[:SIZE_SAMPLE])
-    features = record_features(bench, records, progress=progress, cancel=cancel)
+    # After a run on these images every feature is stored: the model need not be built at all.
+    stored = look_up_stored(bench, records)
+    if stored is not None and stored.complete:
+        features, stages = stored_feature_set(bench, stored, progress), stored.facts.stages
+    else:
+        bench.ensure_model(progress, cancel)
+        features = record_features(bench, records, progress=progress, cancel=cancel, stored=stored)
+        stages = len(model_stages(bench.model))
     report(progress, "probe", 0, 1, "Testing how well the frozen features separate your classes...")
     probe = linear_probe(features.features, features.labels, bench.num_classes, seed=config.seed, cancel=cancel)
     report(progress, "probe", 1, 1, "Done.")
-    stats = dataset_stats(bench.scan, config, side, len(model_stages(bench.model)),
-                          get_model_info(config.model).crop_size)
+    stats = dataset_stats(bench.scan, config, side, stages, get_model_info(config.model).crop_size)
     return replace(recommend(stats, probe), seconds=time.perf_counter() - started)
 
 

@@ -14,6 +14,8 @@ preprocessing (PreprocessSpec); the device type, autocast dtype and memory forma
 with; and the versions of torch, torchvision, timm, Pillow and TL Studio plus ``CODE_VERSION`` (bump it
 when decoding or feature extraction changes). Features come from the evaluation preprocessing only,
 never from augmented images: the frozen backbone is deterministic on them, as the in-run cache assumes.
+The weights digest needs the built model; backbone_facts.py records it per weights file, so that an
+analysis whose features are all stored can open its store without building the model.
 
 An image is identified by a hash of its bytes (BLAKE2b, 160 bits), not by its path, size or mtime:
 copies keep mtimes (``cp -p``, rsync, unzip), and a photo edited and saved within the same second or
@@ -100,13 +102,14 @@ def weights_digest(model) -> str:
     return digest.hexdigest()
 
 
-def feature_key(model, spec, device_type: str, amp_dtype, channels_last: bool) -> dict:
+def feature_key(model_name: str, weights: str, spec, device_type: str, amp_dtype, channels_last: bool) -> dict:
+    """The key of the features of model ``model_name`` whose backbone has the digest ``weights``."""
     from tl_studio import __version__
     from tl_studio.core.catalog import _installed_version
 
     return {
-        "code": CODE_VERSION, "tl_studio": __version__, "model": getattr(model, "tl_name", type(model).__name__),
-        "weights": weights_digest(model), "preprocess": spec.to_dict(), "device": device_type,
+        "code": CODE_VERSION, "tl_studio": __version__, "model": model_name,
+        "weights": weights, "preprocess": spec.to_dict(), "device": device_type,
         "amp": str(amp_dtype), "channels_last": bool(channels_last),
         "versions": {name: _installed_version(name) for name in ("torch", "torchvision", "timm", "pillow")},
     }
@@ -215,17 +218,34 @@ class FeatureStore:
 def open_store(model, spec, device: torch.device, amp_dtype=None) -> FeatureStore | None:
     """The store for the features ``extract_features`` computes with ``model`` on ``device`` under
     ``spec``, or None when the cache is turned off."""
+    if limit_bytes() <= 0:
+        return None
+    from tl_studio.core import backbone_facts
+    from tl_studio.core.models import head_of
+
+    weights = weights_digest(model)
+    in_features = getattr(head_of(model), "in_features", None)  # SqueezeNet's conv head has feature maps
+    shape = (in_features,) if in_features else None
+    backbone_facts.remember(model, weights, shape)
+    return _open(getattr(model, "tl_name", type(model).__name__), weights, shape, spec, device, amp_dtype)
+
+
+def open_store_without_model(model_name: str, facts, spec, device: torch.device,
+                             amp_dtype=None) -> FeatureStore | None:
+    """open_store's store for the model ``model_name`` that backbone_facts recalled as ``facts``,
+    without building it; None when the cache is turned off."""
+    return _open(model_name, facts.weights, facts.feature_shape, spec, device, amp_dtype)
+
+
+def _open(model_name: str, weights: str, shape, spec, device: torch.device, amp_dtype) -> FeatureStore | None:
     from tl_studio.core.device import use_channels_last
 
     limit = limit_bytes()
     if limit <= 0:
         return None
-    from tl_studio.core.models import head_of
-
-    channels_last = use_channels_last(device, model, training=False, autocast=amp_dtype)
-    in_features = getattr(head_of(model), "in_features", None)  # SqueezeNet's conv head has feature maps
-    return FeatureStore(store_root(), feature_key(model, spec, device.type, amp_dtype, channels_last), limit,
-                        (in_features,) if in_features else None)
+    channels_last = use_channels_last(device, model_name, training=False, autocast=amp_dtype)
+    return FeatureStore(store_root(), feature_key(model_name, weights, spec, device.type, amp_dtype, channels_last),
+                        limit, shape)
 
 
 def look_up(store: FeatureStore | None, records: Sequence, positions: Sequence[int] | None = None) -> Lookup:

@@ -94,13 +94,17 @@ def build_model(name: str, num_classes: int, weights: str | Path | None = "defau
     info = catalog.get_model_info(name)
     if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 1:
         raise UserError(f"A model needs at least one class, not {num_classes!r}.")
-    model = build_imagenet_model(info, weights, progress=progress, cancel=cancel)
+    model, weights_file = _build_imagenet(info, weights, progress, cancel)
     _replace_head(model, num_classes)
     model.tl_name = info.name
     model.tl_num_classes = num_classes
     model.tl_input_size = info.crop_size
     model.tl_weights = str(weights if weights is not None else "none")
     model.tl_stage_plans = _plan_stages(model)  # now, while no other thread can be using the model
+    if weights_file is not None:
+        from tl_studio.core import backbone_facts
+
+        backbone_facts.stamp(model, weights_file)  # as loaded: the store's record of it must be of these
     return model
 
 
@@ -108,7 +112,14 @@ def build_imagenet_model(info: ModelInfo, weights: str | Path | None = "default"
                          progress: ProgressCallback | None = None,
                          cancel: CancelCallback | None = None) -> nn.Module:
     """The architecture with its 1000-class ImageNet head and the chosen weights loaded strictly."""
-    state_dict, source = _state_dict_for(info, weights, progress, cancel)
+    return _build_imagenet(info, weights, progress, cancel)[0]
+
+
+def _build_imagenet(info: ModelInfo, weights: str | Path | None, progress: ProgressCallback | None,
+                    cancel: CancelCallback | None) -> tuple[nn.Module, Path | None]:
+    """build_imagenet_model's model, and the weights file it loaded (None for random weights)."""
+    state_dict, path = _state_dict_for(info, weights, progress, cancel)
+    source = path.name if path is not None else ""
     if info.bundled:
         model = lite0.create_architecture()
         if state_dict is not None:
@@ -118,20 +129,20 @@ def build_imagenet_model(info: ModelInfo, weights: str | Path | None = "default"
     if state_dict is not None:
         load_strict(model, state_dict, source, info.name)
     _drop_aux_heads(model)
-    return model
+    return model, path
 
 
 def _state_dict_for(info: ModelInfo, choice: str | Path | None, progress: ProgressCallback | None,
-                    cancel: CancelCallback | None) -> tuple[dict[str, Tensor] | None, str]:
+                    cancel: CancelCallback | None) -> tuple[dict[str, Tensor] | None, Path | None]:
     if choice is None or choice == "none":
-        return None, ""
+        return None, None
     if choice == "default":
         path = weights.ensure_weights(info, progress=progress, cancel=cancel)
     else:
         path = Path(choice).expanduser()
         if not path.is_file():
             raise UserError(f"The weights file {path} does not exist (use 'default', 'none' or a file).")
-    return weights.load_state_dict_file(path), path.name
+    return weights.load_state_dict_file(path), path
 
 
 def _torchvision_architecture(info: ModelInfo, state_dict: dict[str, Tensor] | None) -> nn.Module:
