@@ -52,20 +52,24 @@ def _answer(recommendation) -> dict:
 
 def test_an_analysis_after_a_run_reads_its_features_without_building_the_model(tiny_dataset, tmp_path,
                                                                                private_cache_dir, monkeypatch):
-    cold = _answer(_analyse(tiny_dataset))  # before any run: builds the model, computes and stores
+    import shutil
+
     trainer = Trainer(TrainConfig(data_dir=str(tiny_dataset), **FAST), tmp_path / "run", [Recorder()],
                       strict_callbacks=True)
     trainer.fit()
     if trainer.error is not None:
         raise trainer.error
-    assert len(records_of(private_cache_dir)) == 1
+    assert len(records_of(private_cache_dir)) == 1  # the run's feature fill left it
     builds = BuildCounter(monkeypatch)
     computed = []
     real = feature_store.complete
     monkeypatch.setattr(feature_store, "complete", lambda lookup, new, device: computed.append(new) or real(
         lookup, new, device))
-    assert _answer(_analyse(tiny_dataset)) == cold  # the same probe score, stage count and advice
+    warm = _answer(_analyse(tiny_dataset))
     assert builds.builds == 0 and computed == [None]  # no model, nothing computed
+    shutil.rmtree(private_cache_dir / "features" / backbone_facts.FOLDER)
+    assert _answer(_analyse(tiny_dataset)) == warm  # the same probe score, stage count and advice as a build
+    assert builds.builds == 1
 
 
 def test_a_changed_image_builds_the_model_and_recomputes_that_image_only(tiny_dataset, private_cache_dir,

@@ -1,16 +1,18 @@
 """What a pretrained backbone is, remembered by the weights file it was built from, so that an analysis
 whose features are all in the feature store (an "Analyse my dataset" after a run on the same images)
-finds them without building the model: the build (about 1 s for efficientnet_lite0 here) and the
-torchvision and timm imports it needs (1.5-2 s more) were most of such an analysis's time.
+finds them without building the model: the build (about 0.9 s for efficientnet_lite0 on the 2-core
+CPU) and the timm and torchvision imports only it needs (0.4-0.7 s) were a third of such an analysis's
+time (a warm `tl-studio advise` of ants/bees: 5.0 -> 4.2 s, medians of 7, paired).
 
 The feature store's key (feature_store.py) holds a digest of the backbone's weights as loaded, which
 needs the built model. Building from a weights file is deterministic: the file's bytes, the model's
 name and the code that builds it (TL Studio's, torch's, torchvision's and timm's versions) give the
 same backbone every time. So a model built from a file is stamped with the file's digest (BLAKE2b of
-its bytes, as the store identifies images) and its backbone's digest right after loading; when the
-store later computes the key of that model and finds the backbone unchanged since the build, it writes
-a record here: the backbone digest, the feature vector's shape and the number of freezable stages,
-under a name derived from the file digest, the model and the versions.
+its bytes, as the store identifies images) and its backbone's digest right after the build; when a
+store is later opened for that model (a run's feature fill, an analysis) and its backbone is found
+unchanged since the build, a record is written here: the backbone digest, the feature vector's shape
+and the number of freezable stages, under a name derived from the file digest, the model and the
+versions.
 
 Only a backbone found unchanged is recorded (its digest is compared with the one taken at the build,
 by value, so batch-norm statistics that moved count as a change): a fine-tuned model never stands for
@@ -40,12 +42,15 @@ class BackboneFacts:
     stages: int  # freezable backbone stages (models.model_stages)
 
 
-def stamp(model, weights_file: Path) -> None:
-    """Notes, right after ``model`` was built from ``weights_file``, the file's digest and the backbone's
-    digest, for ``remember``. Nothing when the feature store is off (nothing would use them)."""
+def stamp(model) -> None:
+    """Notes, right after ``model`` was built (models.build_model), the digest of the weights file it
+    loaded and its backbone's digest, for ``remember``. Called by the builders of runs and analyses; a
+    model never stamped is never recorded. Nothing for random weights, or when the feature store is off
+    (nothing would use them)."""
     from tl_studio.core.feature_store import file_digest, limit_bytes, weights_digest
 
-    if limit_bytes() <= 0:
+    weights_file = getattr(model, "tl_weights_file", None)
+    if weights_file is None or limit_bytes() <= 0:
         return
     source = file_digest(weights_file)
     if source is not None:
@@ -53,17 +58,17 @@ def stamp(model, weights_file: Path) -> None:
         model.tl_built_weights = weights_digest(model)
 
 
-def remember(model, weights: str, feature_shape: tuple[int, ...] | None) -> None:
-    """Records what ``model``'s backbone is, when it was stamped at its build and ``weights`` (its digest
-    now) is still the digest it had then. Failures only cost a later build."""
+def remember(model, store) -> None:
+    """Records what ``model``'s backbone is, given the store feature_store.open_store opened for it (None:
+    the store is off), when the model was stamped at its build and its backbone's digest in the store's
+    key is still the one it had then. Failures only cost a later build."""
     from tl_studio.core.models import model_stages
 
     source = getattr(model, "tl_weights_source", None)
-    if source is None or weights != getattr(model, "tl_built_weights", None):
+    if store is None or source is None or store.key["weights"] != getattr(model, "tl_built_weights", None):
         return
-    record = {"identity": _identity(model.tl_name, source), "weights": weights,
-              "feature_shape": list(feature_shape) if feature_shape else None,
-              "stages": len(model_stages(model))}
+    record = {"identity": _identity(model.tl_name, source), "weights": store.key["weights"],
+              "feature_shape": list(store.shape) if store.shape else None, "stages": len(model_stages(model))}
     path = _record_path(record["identity"])
     try:
         if json.loads(path.read_text(encoding="utf-8")) == record:

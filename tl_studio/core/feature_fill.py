@@ -15,7 +15,7 @@ import time
 
 import torch
 
-from tl_studio.core import events, read_ahead
+from tl_studio.core import backbone_facts, events, read_ahead
 from tl_studio.core.dataset import LoadFailure
 from tl_studio.core.feature_store import look_up, open_store, store_and_complete
 
@@ -42,6 +42,7 @@ class RunFeatureFill:
         for split in splits:
             if dtypes[split] not in stores:
                 stores[dtypes[split]] = open_store(self.model, self.spec, self.device.device, dtypes[split])
+                backbone_facts.remember(self.model, stores[dtypes[split]])
         lookups = {split: self._look_up(split, stores[dtypes[split]]) for split in splits}
         hits = sum(len(lookup.hits) for lookup in lookups.values())
         self._progress(hits * self.strategy.world_size)

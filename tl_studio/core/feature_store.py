@@ -220,14 +220,11 @@ def open_store(model, spec, device: torch.device, amp_dtype=None) -> FeatureStor
     ``spec``, or None when the cache is turned off."""
     if limit_bytes() <= 0:
         return None
-    from tl_studio.core import backbone_facts
     from tl_studio.core.models import head_of
 
-    weights = weights_digest(model)
     in_features = getattr(head_of(model), "in_features", None)  # SqueezeNet's conv head has feature maps
-    shape = (in_features,) if in_features else None
-    backbone_facts.remember(model, weights, shape)
-    return _open(getattr(model, "tl_name", type(model).__name__), weights, shape, spec, device, amp_dtype)
+    return _open(getattr(model, "tl_name", type(model).__name__), weights_digest(model),
+                 (in_features,) if in_features else None, spec, device, amp_dtype)
 
 
 def open_store_without_model(model_name: str, facts, spec, device: torch.device,

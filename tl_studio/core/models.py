@@ -100,11 +100,8 @@ def build_model(name: str, num_classes: int, weights: str | Path | None = "defau
     model.tl_num_classes = num_classes
     model.tl_input_size = info.crop_size
     model.tl_weights = str(weights if weights is not None else "none")
+    model.tl_weights_file = weights_file  # the file loaded (None: random weights), for backbone_facts.stamp
     model.tl_stage_plans = _plan_stages(model)  # now, while no other thread can be using the model
-    if weights_file is not None:
-        from tl_studio.core import backbone_facts
-
-        backbone_facts.stamp(model, weights_file)  # as loaded: the store's record of it must be of these
     return model
 
 

@@ -73,6 +73,7 @@ class RunState:
     @classmethod
     def prepare(cls, config: TrainConfig, scan, payload: dict | None, callbacks, control, mp_context=None,
                 strategy=None):
+        from tl_studio.core import backbone_facts
         from tl_studio.core.catalog import get_model_info
         from tl_studio.core.device import resolve_device
         from tl_studio.core.models import build_model
@@ -87,6 +88,7 @@ class RunState:
         # whatever ran before (building the model catalogue cache on a first run) cannot shift it.
         seed_everything(config.seed)
         model = build_model(config.model, len(scan.classes), config.weights, cancel=control.is_cancelled)
+        backbone_facts.stamp(model)  # as loaded: a later analysis may find this run's features by it
         data = RunData(scan, config, spec, device, mp_context, strategy)
         state = cls(config, data, model.to(device.device), device, spec, callbacks, control, strategy)
         if payload is not None:

@@ -59,10 +59,12 @@ class Workbench:
 
             seed_everything(self.config.seed)
             if self.model is None:
+                from tl_studio.core import backbone_facts
                 from tl_studio.core.models import build_model
 
                 report(progress, "model", 0, 1, f"Loading {self.config.model}...")
                 self.model = build_model(self.config.model, self.num_classes, self.config.weights, cancel=cancel)
+                backbone_facts.stamp(self.model)
             self.model = self.model.to(self.device.device)
             self._ready = True
         return self.model
@@ -168,6 +170,7 @@ def record_features(bench: Workbench, records: Sequence, *, progress: ProgressCa
     Features the persistent store has (feature_store.py) are read from it; only the rest are computed.
     ``stored``: look_up_stored's lookup of the same records, used instead of a second one when it was
     made under the same key as the built model's (the images are not read and hashed again)."""
+    from tl_studio.core import backbone_facts
     from tl_studio.core import features as feature_module
     from tl_studio.core.dataset import ImageDataset, make_loader
     from tl_studio.core.device import autocast_dtype
@@ -179,6 +182,7 @@ def record_features(bench: Workbench, records: Sequence, *, progress: ProgressCa
     device = bench.device.device
     autocast = autocast_dtype(bench.device, bench.model, purpose="features")
     store = open_store(bench.model, bench.spec, device, autocast)
+    backbone_facts.remember(bench.model, store)
     same_key = stored is not None and store is not None and stored.store.key == store.key
     lookup = stored.lookup if same_key and list(stored.lookup.records) == list(records) else look_up(store, records)
     hits = len(lookup.hits)
