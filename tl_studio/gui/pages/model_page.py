@@ -25,21 +25,6 @@ def setting_to_depth(setting: str, num_stages: int) -> int:
     return min(int(setting), num_stages)
 
 
-class DetailsScroll(QScrollArea):
-    """A vertical scroll area that is never narrower than its contents: a QScrollArea's own minimum
-    is a few pixels, so the splitter beside it squeezed the details under their narrowest layout and,
-    with no horizontal scroll bar, cut off their right side (the weights choice, the freeze labels,
-    the advisor's reasons). The model table, which scrolls sideways, gives way instead."""
-
-    def minimumSizeHint(self):
-        hint = super().minimumSizeHint()
-        inner = self.widget()
-        if inner is not None:
-            hint.setWidth(inner.minimumSizeHint().width() + self.verticalScrollBar().sizeHint().width()
-                          + 2 * self.frameWidth())
-        return hint
-
-
 class ModelPage(QWidget):
     stagesShown = Signal(str)  # the model whose stages the freeze controls now show
 
@@ -120,7 +105,7 @@ class ModelPage(QWidget):
         layout.addStretch(1)
         # The details scroll rather than squeeze: the advisor's reasons can be long, and the model
         # table beside them keeps its width.
-        scroll = DetailsScroll()
+        scroll = QScrollArea()
         scroll.setObjectName("modelDetails")
         scroll.setWidget(layout_widget)
         scroll.setWidgetResizable(True)
