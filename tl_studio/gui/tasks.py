@@ -154,6 +154,12 @@ class TaskRunner(QObject):
         # "finished" is emitted from the thread just before it exits; deleting a QThread that has not
         # quite returned aborts the process, so join it first (immediate at this point).
         task.thread.wait()
+        # Out of this runner's tree before it goes: the slots connected to a task are released while it
+        # is destroyed, and a closure among them may hold the last reference to a parentless widget
+        # that owns this runner (a page or dialog whose caller let go of it). Freed there, that widget
+        # would delete its children, this task included, in the middle of the task's own destructor: a
+        # double free (heap corruption; gdb showed ~QObject -> a closure's cell -> ~QWidget).
+        task.setParent(None)
         task.deleteLater()
 
     def shutdown(self) -> None:
