@@ -15,10 +15,12 @@ run: $(STAMP)
 # 2-core machine about half the wall time of one process on both cores (667-816 s in five runs against
 # 1,423 s), which spent much of its time importing, starting processes and waiting with a core idle. Files
 # go out in collection order (--no-loadscope-reorder; xdist would otherwise send those with the most tests
-# first), which tests/conftest.py starts with the longest files.
+# first), which tests/conftest.py starts with the longest files. A worker that dies (a crash in native
+# code) ends the suite at once, naming the test it was running (--max-worker-restart=0): pytest-xdist 3.8
+# restarting a worker under --dist=loadfile can wait forever (pytest-xdist issues 784 and 1323).
 test: $(STAMP)
 	QT_QPA_PLATFORM=offscreen OMP_NUM_THREADS=1 $(BIN)/python -m pytest -q --numprocesses=auto \
-		--maxprocesses=4 --dist=loadfile --no-loadscope-reorder --durations=15
+		--maxprocesses=4 --dist=loadfile --no-loadscope-reorder --max-worker-restart=0 --durations=15
 
 setup: $(STAMP)
 
