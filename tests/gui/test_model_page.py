@@ -72,3 +72,28 @@ def test_the_advice_and_the_model_table_are_readable_at_the_default_window_size(
     widths = sum(table.columnWidth(column) for column in range(table.model().columnCount()))
     assert table.viewport().width() >= widths  # no column squeezed out of view
     window.close()
+
+
+def test_the_details_are_never_cut_off_in_a_narrower_window(qtbot):
+    """The window at its narrowest (about 900 px: a smaller screen, or the user's own size): the table
+    gives way, and the details keep at least their narrowest layout in view (they have no horizontal
+    scroll bar, and the splitter squeezed them until the weights choice, the freeze labels and the
+    advisor's Apply button were cut off on the right)."""
+    from PySide6.QtWidgets import QScrollArea
+
+    window = MainWindow()
+    qtbot.addWidget(window)
+    window.show()
+    qtbot.waitExposed(window)
+    window.steps.go_to("Model")
+    window.resize(1, 650)  # Qt keeps a window at least as wide as its minimum
+    details = window.findChild(QScrollArea, "modelDetails")
+    contents = details.widget()
+
+    def contents_fit():
+        assert window.width() <= 1000
+        assert contents.width() <= details.viewport().width()
+        assert details.viewport().width() >= contents.minimumSizeHint().width()
+
+    qtbot.waitUntil(contents_fit, timeout=5000)
+    window.close()

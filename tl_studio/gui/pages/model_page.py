@@ -111,6 +111,11 @@ class ModelPage(QWidget):
         scroll.setWidgetResizable(True)
         scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarAlwaysOff)
         scroll.setFrameShape(QScrollArea.NoFrame)
+        # Never narrower than the details' narrowest layout: a scroll area's own minimum is a few pixels,
+        # so the splitter squeezed them and, with no horizontal scroll bar, cut off their right side (the
+        # weights choice, the freeze labels, the advisor's Apply). The model table, which scrolls
+        # sideways, gives way instead. Set once: what is shown later (the advisor's reasons) wraps.
+        scroll.setMinimumWidth(layout_widget.minimumSizeHint().width() + scroll.verticalScrollBar().sizeHint().width())
         return scroll
 
     def _freeze_box(self) -> QGroupBox:
