@@ -30,6 +30,8 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
+from tl_studio.core.fileio import atomic_path
+
 FOLDER = "backbones"
 
 
@@ -130,8 +132,6 @@ def _record_path(identity: dict) -> Path:
 
 
 def _write(path: Path, text: str) -> None:
-    from tl_studio.core.fileio import atomic_path
-
     try:
         with atomic_path(path) as tmp:
             tmp.write_text(text, encoding="utf-8")
