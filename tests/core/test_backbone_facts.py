@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from tl_studio.core import backbone_facts, feature_store, features, models
+from tl_studio.core import backbone_facts, feature_layout, feature_store, features, models
 from tl_studio.core.callbacks import Recorder
 from tl_studio.core.config import TrainConfig
 from tl_studio.core.engine import Trainer
@@ -136,7 +136,7 @@ def test_other_weights_random_weights_a_damaged_record_or_the_cache_off_are_neve
     records_of(private_cache_dir)[0].write_text('{"weights": 3}', encoding="utf-8")
     assert backbone_facts.recall(MODEL, str(imported)) is None
 
-    monkeypatch.setenv(feature_store.LIMIT_ENV, "0")
+    monkeypatch.setenv(feature_layout.LIMIT_ENV, "0")
     off = open_workbench(config)
     assert not hasattr(off.model, "tl_built_weights") and backbone_facts.recall(MODEL, str(imported)) is None
 

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from tl_studio.core import events, feature_store, features
+from tl_studio.core import events, feature_layout, feature_store, features
 from tl_studio.core.callbacks import Recorder
 from tl_studio.core.config import TrainConfig
 from tl_studio.core.engine import Trainer
@@ -136,7 +136,7 @@ def test_an_unusable_or_disabled_cache_only_costs_time(bench, tmp_path, monkeypa
         blocker.write_text("x")
         monkeypatch.setenv("TL_STUDIO_CACHE_DIR", str(blocker / "cache"))  # cannot be created under a file
     else:
-        monkeypatch.setenv(feature_store.LIMIT_ENV, "0")
+        monkeypatch.setenv(feature_layout.LIMIT_ENV, "0")
     counter = BackboneCounter(bench.model, monkeypatch)
     records = bench.scan.split("train")[:6]
     for _ in range(2):
@@ -154,7 +154,7 @@ def test_the_folder_stays_within_its_bound_least_recently_used_first(bench, priv
         os.utime(path, (1_000_000 + age, 1_000_000 + age))  # used long ago, records[0] first
     record_features(bench, records[:1])  # a hit: records[0] becomes the most recently used
     size = paths[0].stat().st_size
-    monkeypatch.setenv(feature_store.LIMIT_ENV, str(6.5 * size / 2**20))
+    monkeypatch.setenv(feature_layout.LIMIT_ENV, str(6.5 * size / 2**20))
     record_features(bench, records[4:7])  # three new entries make 7 > 6.5: the oldest one goes
     assert [path.exists() for path in paths] == [True, False, True, True, True, True, True]
     assert sum(path.stat().st_size for path in entries(private_cache_dir)) <= 6.5 * size

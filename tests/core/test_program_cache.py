@@ -9,7 +9,7 @@ import pytest
 import torch
 from torch import nn
 
-from tl_studio.core import export, feature_store, program_cache
+from tl_studio.core import export, feature_layout, program_cache
 from tl_studio.core.model_file import METADATA_KEY, load_exported_program, load_model_file
 from tl_studio.core.preprocess import PreprocessSpec
 
@@ -130,14 +130,14 @@ def test_the_programs_kept_stay_within_their_byte_bound_the_newest_always_kept(t
 
 
 def test_no_programs_are_kept_with_the_cache_turned_off(tmp_path, traces, monkeypatch):
-    monkeypatch.setenv(feature_store.LIMIT_ENV, "0")
+    monkeypatch.setenv(feature_layout.LIMIT_ENV, "0")
     _export(_network(seed=0), tmp_path / "first.pt2")
     _export(_network(seed=1), tmp_path / "second.pt2")
     assert len(traces) == 2 and not program_cache.folder().exists()
 
 
 def test_the_same_model_exported_twice_gives_the_same_bytes(tmp_path, traces, monkeypatch):
-    monkeypatch.setenv(feature_store.LIMIT_ENV, "0")  # both traced
+    monkeypatch.setenv(feature_layout.LIMIT_ENV, "0")  # both traced
     _export(_network(seed=0), tmp_path / "a.pt2")
     _export(_network(seed=0), tmp_path / "b.pt2")
     assert len(traces) == 2
@@ -151,7 +151,7 @@ def test_a_file_from_the_stored_program_is_the_file_a_trace_writes(tmp_path, tra
     _export(_network(seed=0), tmp_path / "first.pt2")
     _export(_network(seed=1), tmp_path / "stored.pt2", classes=("x", "y"), temperature=2.0)
     assert len(traces) == 1
-    monkeypatch.setenv(feature_store.LIMIT_ENV, "0")  # the store off: traced
+    monkeypatch.setenv(feature_layout.LIMIT_ENV, "0")  # the store off: traced
     _export(_network(seed=1), tmp_path / "traced.pt2", classes=("x", "y"), temperature=2.0)
     assert len(traces) == 2
     assert (tmp_path / "stored.pt2").read_bytes() == (tmp_path / "traced.pt2").read_bytes()

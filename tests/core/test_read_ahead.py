@@ -17,7 +17,7 @@ import torch
 
 from tests.helpers import make_image, make_image_folder
 from tl_studio.core import dataset as dataset_module
-from tl_studio.core import read_ahead
+from tl_studio.core import feature_layout, read_ahead
 from tl_studio.core.config import TrainConfig
 from tl_studio.core.data import scan_dataset
 from tl_studio.core.dataset import ImageDataset, make_loader
@@ -99,6 +99,53 @@ def test_an_image_decoded_at_another_side_is_not_taken(folder):
     assert read_ahead.take(path, SPEC.resize_size) is None  # handed out once
 
 
+def _store_features_of(records, model: str, code: int = feature_layout.CODE_VERSION) -> Path:
+    """A key folder of the feature store laid out as feature_store.py writes one, with an entry for each
+    of ``records`` (the read-ahead only looks whether an entry is there; the store reads and checks it)."""
+    folder = feature_layout.store_root() / f"key-{model}-{code}"
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / feature_layout.KEY_FILE).write_text(json.dumps({"model": model, "code": code}), encoding="utf-8")
+    for record in records:
+        entry = feature_layout.entry_path(folder, feature_layout.file_digest(record.path))
+        entry.parent.mkdir(parents=True, exist_ok=True)
+        entry.write_bytes(b"")
+    return folder
+
+
+def test_images_whose_features_are_stored_are_not_decoded_and_their_digests_are_kept(folder):
+    records = _records(folder)
+    stored, rest = records[::2], records[1::2]
+    _store_features_of(stored, "efficientnet_lite0")
+    _store_features_of(rest, "resnet18")  # another model's features: its pixels are still needed
+    _store_features_of(rest, "efficientnet_lite0", code=feature_layout.CODE_VERSION - 1)  # older code's
+    ahead = _decoded_ahead(folder)
+    assert sorted(ahead.decoded) == sorted(str(r.path) for r in rest)
+    assert all(read_ahead.known_digest(str(r.path)) == feature_layout.file_digest(r.path) for r in records)
+    changed = records[0].path
+    make_image(changed, (0, 255, 0), size=96, seed=999)
+    os.utime(changed, ns=(os.stat(changed).st_atime_ns, os.stat(changed).st_mtime_ns + 10**9))
+    assert read_ahead.known_digest(str(changed)) is None  # changed since it was read: read again
+    read_ahead.end()
+    assert read_ahead.known_digest(str(records[1].path)) is None
+
+
+def test_the_store_lookup_takes_the_digests_read_ahead(folder, monkeypatch):
+    from tl_studio.core import feature_store
+
+    records = _records(folder)
+    _decoded_ahead(folder)
+    hashed = []
+    real_digest = feature_store.file_digest
+    monkeypatch.setattr(feature_store, "file_digest", lambda path: hashed.append(path) or real_digest(path))
+    store = feature_store.FeatureStore(feature_layout.store_root(), {"model": "efficientnet_lite0"}, 1 << 30)
+    changed = records[3].path
+    make_image(changed, (0, 255, 0), size=96, seed=999)
+    os.utime(changed, ns=(os.stat(changed).st_atime_ns, os.stat(changed).st_mtime_ns + 10**9))
+    lookup = store.lookup(records)
+    assert hashed == [str(changed)]  # only the file changed since the read-ahead read it
+    assert lookup.digests == [real_digest(r.path) for r in records]
+
+
 @pytest.mark.skipif("fork" not in multiprocessing.get_all_start_methods(), reason="needs fork")
 def test_forked_loader_workers_use_the_images_decoded_ahead(folder, monkeypatch):
     records = _records(folder)
@@ -169,18 +216,25 @@ SCRIPT = textwrap.dedent("""
         started.append(ahead is not None and len(ahead.scanned(60).records))
         return ahead
     read_ahead.begin = recording
+    decode = read_ahead.ReadAhead._decode
+    decoding = []
+    def counting(self, records):
+        decoding.append(len(records))
+        return decode(self, records)
+    read_ahead.ReadAhead._decode = counting
     from tl_studio.{module} import main
     code = main(sys.argv[1:])
-    print(json.dumps({{"code": code, "read_ahead": started}}))
+    print(json.dumps({{"code": code, "read_ahead": started, "decoding": decoding}}))
 """)
 
 
-def _train(tmp_path: Path, data: Path, name: str, module: str) -> tuple[dict, list[dict]]:
-    """``tl-studio train`` in a process of its own, through ``tl_studio.{module}.main``."""
+def _train(tmp_path: Path, data: Path, name: str, module: str, cache: str | None = None) -> tuple[dict, list[dict]]:
+    """``tl-studio train`` in a process of its own, through ``tl_studio.{module}.main``, with the cache
+    folder ``cache`` (by default one of its own)."""
     command = [sys.executable, "-c", SCRIPT.format(module=module), "train", str(data), "--out",
                str(tmp_path / name), "--epochs", "2", "--batch-size", "8", "--json"]
     result = subprocess.run(command, capture_output=True, text=True, cwd=ROOT, timeout=600,
-                            env={**os.environ, "TL_STUDIO_CACHE_DIR": str(tmp_path / f"{name}.cache")})
+                            env={**os.environ, "TL_STUDIO_CACHE_DIR": str(tmp_path / f"{cache or name}.cache")})
     assert result.returncode == 0, result.stderr[-2000:]
     lines = [json.loads(line) for line in result.stdout.splitlines() if line.startswith("{")]
     return lines[-1], [line for line in lines if line.get("event") == "epoch"]
@@ -189,10 +243,21 @@ def _train(tmp_path: Path, data: Path, name: str, module: str) -> tuple[dict, li
 def test_tl_studio_train_reads_ahead_and_trains_exactly_as_without(folder, tmp_path):
     ahead, epochs_ahead = _train(tmp_path, folder, "ahead", "entry")  # the console command: owns its process
     plain, epochs_plain = _train(tmp_path, folder, "plain", "cli.main")  # inside another program: no thread
-    assert ahead == {"code": 0, "read_ahead": [15]} and plain == {"code": 0, "read_ahead": []}
-    keys = ("train_loss", "val_loss", "val_acc")
+    assert ahead == {"code": 0, "read_ahead": [15], "decoding": [15]}
+    assert plain == {"code": 0, "read_ahead": [], "decoding": []}
     assert len(epochs_ahead) == 2
-    assert [[e[k] for k in keys] for e in epochs_ahead] == [[e[k] for k in keys] for e in epochs_plain]
+    assert _figures(epochs_ahead) == _figures(epochs_plain)
+
+
+def _figures(epochs: list[dict]) -> list[list[float]]:
+    return [[e[k] for k in ("train_loss", "val_loss", "val_acc")] for e in epochs]
+
+
+def test_a_second_run_on_the_same_images_decodes_none_of_them_ahead(folder, tmp_path):
+    first, epochs_first = _train(tmp_path, folder, "first", "entry", cache="shared")
+    second, epochs_second = _train(tmp_path, folder, "second", "entry", cache="shared")
+    assert first["decoding"] == [15] and second["decoding"] == [0]  # every feature read back from the store
+    assert second["code"] == 0 and _figures(epochs_second) == _figures(epochs_first)
 
 
 def test_a_loader_in_this_process_that_catches_up_ends_the_thread(tmp_path, monkeypatch):

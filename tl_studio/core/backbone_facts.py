@@ -30,6 +30,7 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
+from tl_studio.core.feature_layout import CODE_VERSION, file_digest, limit_bytes, store_root
 from tl_studio.core.fileio import atomic_path
 
 FOLDER = "backbones"
@@ -47,7 +48,7 @@ def stamp(model) -> None:
     loaded and its backbone's digest, for ``remember``. Called by the builders of runs and analyses; a
     model never stamped is never recorded. Nothing for random weights, or when the feature store is off
     (nothing would use them)."""
-    from tl_studio.core.feature_store import file_digest, limit_bytes, weights_digest
+    from tl_studio.core.feature_store import weights_digest
 
     weights_file = getattr(model, "tl_weights_file", None)
     if weights_file is None or limit_bytes() <= 0:
@@ -82,8 +83,6 @@ def recall(model_name: str, weights_choice) -> BackboneFacts | None:
     """The facts recorded for ``model_name`` built with ``weights_choice`` ("default" or a file's path)
     as the weights file on this machine is now, or None (not recorded, random weights, the weights not
     on this machine yet, the store off)."""
-    from tl_studio.core.feature_store import file_digest, limit_bytes
-
     if limit_bytes() <= 0:
         return None
     path = _weights_file(model_name, weights_choice)
@@ -118,15 +117,12 @@ def _weights_file(model_name: str, weights_choice) -> Path | None:
 def _identity(model_name: str, source: str) -> dict:
     from tl_studio import __version__
     from tl_studio.core.catalog import _installed_version
-    from tl_studio.core.feature_store import CODE_VERSION
 
     return {"model": model_name, "weights_file": source, "code": CODE_VERSION, "tl_studio": __version__,
             "versions": {name: _installed_version(name) for name in ("torch", "torchvision", "timm")}}
 
 
 def _record_path(identity: dict) -> Path:
-    from tl_studio.core.feature_store import store_root
-
     name = hashlib.blake2b(json.dumps(identity, sort_keys=True).encode(), digest_size=16).hexdigest()
     return store_root() / FOLDER / f"{name}.json"
 

@@ -48,43 +48,12 @@ from typing import Sequence
 
 import torch
 
-# Bump when image decoding, the evaluation transform or feature extraction change their numbers.
-CODE_VERSION = 2  # 2: BatchNorm folded into the convolutions (bn_folding.py)
-DEFAULT_LIMIT_MB = 2048
-LIMIT_ENV = "TL_STUDIO_FEATURE_CACHE_MB"
-ENTRY_SUFFIX = ".pt"
-TMP_SUFFIX = ".tmp"
-STALE_TMP_SECONDS = 3600  # a temporary file this old was left by a crashed writer
-_HASH_CHUNK = 1 << 20
+from tl_studio.core import read_ahead
+from tl_studio.core.feature_layout import (CODE_VERSION, ENTRY_SUFFIX, KEY_FILE, TMP_SUFFIX, entry_path, file_digest,
+                                          limit_bytes, store_root)
+
 _HASH_THREADS = 4  # hashlib releases the GIL: reading and hashing overlap across files
-
-
-def limit_bytes() -> int:
-    """The cache's bound from $TL_STUDIO_FEATURE_CACHE_MB; 0 (or a negative number) turns it off."""
-    raw = os.environ.get(LIMIT_ENV, "").strip()
-    try:
-        megabytes = float(raw) if raw else DEFAULT_LIMIT_MB
-    except ValueError:
-        megabytes = DEFAULT_LIMIT_MB  # a typo in a setting must not end a run
-    return max(0, int(megabytes * 2**20))
-
-
-def store_root() -> Path:
-    from tl_studio.core.catalog import cache_dir
-
-    return cache_dir() / "features"
-
-
-def file_digest(path) -> str | None:
-    """The hex digest of a file's bytes, or None when it cannot be read (the loader reports that)."""
-    digest = hashlib.blake2b(digest_size=20)
-    try:
-        with open(path, "rb") as handle:
-            while chunk := handle.read(_HASH_CHUNK):
-                digest.update(chunk)
-    except OSError:
-        return None
-    return digest.hexdigest()
+STALE_TMP_SECONDS = 3600  # a temporary file this old was left by a crashed writer
 
 
 def weights_digest(model) -> str:
@@ -141,8 +110,13 @@ class FeatureStore:
     # ---- reading ----------------------------------------------------------------------------------
     def lookup(self, records: Sequence, positions: Sequence[int] | None = None) -> Lookup:
         positions = list(range(len(records))) if positions is None else list(positions)
+        paths = [str(r.path) for r in records]
+        # digests that train's read-ahead took while torch was being imported, for files unchanged since
+        digests = [read_ahead.known_digest(path) for path in paths]
+        unknown = [i for i, digest in enumerate(digests) if digest is None]
         with ThreadPoolExecutor(_HASH_THREADS) as pool:
-            digests = list(pool.map(file_digest, [str(r.path) for r in records]))
+            for i, digest in zip(unknown, pool.map(file_digest, [paths[i] for i in unknown])):
+                digests[i] = digest
         lookup = Lookup(list(records), positions, digests)
         size = None
         for position, digest in zip(positions, digests):
@@ -153,7 +127,7 @@ class FeatureStore:
         return lookup
 
     def _entry(self, digest: str) -> Path:
-        return self.folder / digest[:2] / (digest + ENTRY_SUFFIX)
+        return entry_path(self.folder, digest)
 
     def _read(self, digest: str) -> torch.Tensor | None:
         path = self._entry(digest)
@@ -210,7 +184,7 @@ class FeatureStore:
     def _describe(self) -> None:
         """key.json beside the entries: what they were computed with, for a person looking at the folder."""
         try:
-            (self.folder / "key.json").write_text(json.dumps(self.key, indent=1, sort_keys=True), encoding="utf-8")
+            (self.folder / KEY_FILE).write_text(json.dumps(self.key, indent=1, sort_keys=True), encoding="utf-8")
         except OSError:
             pass
 

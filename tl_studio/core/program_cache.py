@@ -51,7 +51,7 @@ def folder() -> Path:
 
 
 def enabled() -> bool:
-    from tl_studio.core.feature_store import limit_bytes
+    from tl_studio.core.feature_layout import limit_bytes
 
     return limit_bytes() > 0
 

@@ -15,6 +15,13 @@ decoding the file again (``take``, called by ``dataset.ImageDataset``): the same
 call with the same arguments made it, so the pixels are the ones the loader would have made. An image
 is only taken if its file still has the size, modification time and inode it had when it was decoded.
 
+Before decoding, the thread reads every file's digest (feature_layout.file_digest, what the feature
+store looks images up by) and skips the images whose features the store already holds for this model:
+a second run on the same folder reads its features back and never needs their pixels (decoding them
+anyway took the idle core from a second run's imports and after them both cores: phone photos' second
+run 12.2 -> 8.6 s). The run's store lookup takes these digests instead of reading the files again, for
+each file that still has the size, modification time and inode it had when it was read.
+
 The thread stops before any fork (loader workers are forked: a thread inside Pillow at that moment
 would leave the child a lock it cannot take); forked workers inherit the decoded images (copy on write,
 the pixel memory is never written). ``end`` drops what is left; the trainer's first epoch is over by
@@ -30,6 +37,7 @@ import os
 import sys
 import threading
 
+from tl_studio.core.feature_layout import entry_path, file_digest, key_folders_of
 from tl_studio.core.images import ImageLoadError, load_rgb
 
 log = logging.getLogger(__name__)
@@ -54,6 +62,7 @@ class ReadAhead:
         self.min_side = min_side
         self.budget_bytes = budget_bytes
         self.decoded: dict[str, tuple[tuple[int, int, int], object]] = {}
+        self.digests: dict[str, tuple[tuple[int, int, int], str]] = {}
         self.bytes = 0
         self.scan = None  # the folder's DatasetScan, once the thread has made it (None if it failed)
         self._scanned = threading.Event()
@@ -101,11 +110,18 @@ class ReadAhead:
             return None
         return entry[1] if entry[0] == _identity(path) else None
 
+    def known_digest(self, path: str) -> str | None:
+        """The digest of ``path``'s bytes the thread read, if the file has not changed since."""
+        with self._lock:
+            entry = self.digests.get(path)
+        return entry[1] if entry is not None and entry[0] == _identity(path) else None
+
     def close(self) -> None:
-        """Stops the thread and drops every image it still holds."""
+        """Stops the thread and drops every image and digest it still holds."""
         self.stop()
         with self._lock:
             self.decoded.clear()
+            self.digests.clear()
 
     def _run(self) -> None:
         from tl_studio.core.data import scan_for  # imported here, in the thread, beside the command's imports
@@ -118,12 +134,33 @@ class ReadAhead:
             self._scanned.set()
         try:
             if self.scan is not None:
-                self._decode(self.scan)
+                records = (*self.scan.split("train"), *self.scan.split("val"))
+                self._decode(self._features_not_stored(records))
         finally:
             self._restore_interval()
 
-    def _decode(self, scan) -> None:
-        for record in (*scan.split("train"), *scan.split("val")):
+    def _features_not_stored(self, records) -> list:
+        """``records`` less those whose features the store holds for this model, each file's digest
+        kept for the run's lookup. Which of the model's key folders the run opens is not known before
+        torch is imported: an image found in another one is left to the loader to decode."""
+        folders = key_folders_of(self.config.model)
+        left = []
+        for record in records:
+            if self._stop.is_set():
+                break
+            path = str(record.path)
+            identity, digest = _identity(path), file_digest(path)
+            if identity is None or digest is None:
+                left.append(record)  # unreadable: the loader meets it and records why
+                continue
+            with self._lock:
+                self.digests[path] = (identity, digest)
+            if not any(entry_path(folder, digest).is_file() for folder in folders):
+                left.append(record)
+        return left
+
+    def _decode(self, records) -> None:
+        for record in records:
             if self._stop.is_set() or self.bytes >= self.budget_bytes:
                 return
             path = str(record.path)
@@ -173,6 +210,12 @@ def take(path: str, min_side: int | None):
     """The image the active read-ahead decoded from ``path`` at ``min_side``, or None."""
     active = _active
     return None if active is None else active.take(path, min_side)
+
+
+def known_digest(path: str) -> str | None:
+    """The digest of ``path``'s bytes the active read-ahead read, if the file has not changed since."""
+    active = _active
+    return None if active is None else active.known_digest(path)
 
 
 def end() -> None:
