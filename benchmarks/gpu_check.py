@@ -1,34 +1,95 @@
-"""The CUDA path, checked in one short run on a GPU machine (prints what it finds; exits 1 on a failure).
+"""The CUDA path, checked in one short run on a GPU machine (issue 15's GPU point). Prints one line per
+check ("ok" or "FAIL") and a throughput table; exits 1 when a check failed.
 
-1. Device and mixed precision: the engine picks CUDA and bf16 (or fp16 with a grad scaler).
-2. A real run on generated data with pinned memory and loader workers: epochs finish, GPU memory
-   is reported (EpochEnd.peak_memory_mb), the model file is written and checked.
-3. Out-of-memory recovery: a batch size far too large; the engine halves it until it fits, says so,
-   and the run completes.
-4. Throughput: training images per second of resnet50 fine-tuning at 224 px, batch 128, with the
-   engine, against the same model in a plain loop with the same AMP setting (ratio).
+1. Device: ``auto`` picks CUDA, mixed precision (bf16, or fp16 with a grad scaler), pinned memory.
+2. A real run: resnet50 fine-tuning on generated photo-like JPEGs with loader workers: the epochs
+   finish, GPU memory is reported (EpochEnd.peak_memory_mb), the model file is written and checked.
+3. Out-of-memory recovery: a batch far too large; the engine halves it until it fits, says so, and the
+   run completes.
+4. Full fine-tuning throughput, resnet50 and efficientnet_b0 (224 px, batch 128, AMP + channels_last):
+   the engine's training images/s in each of two epochs against a plain AMP loop written out below on
+   the same JPEG folder (torchvision ImageFolder, the same augmentation, workers and pinned memory): the
+   target is at least 0.95x. Beside it, for finding the bound: the same loop on random tensors already
+   on the GPU (the GPU's ceiling, with cuDNN's autotuner off as the engine has it, and on), and the
+   loader alone (decoding and augmenting on the CPU, no model).
+5. Feature extraction (a frozen backbone: the feature cache's first fill): the engine's first-epoch
+   feature images/s against a plain no-grad AMP loop over the same folder with the evaluation
+   preprocessing.
 
-Usage (on the device machine): python benchmarks/gpu_check.py [--quick]
+On the device machine (its image has torch, torchvision, timm, Pillow and numpy; this project's other
+runtime needs travel as wheels: here, in the checkout, ``echo /.whl/ >> .git/info/exclude`` then
+``python3 -m pip download --no-deps --only-binary=:all: --python-version 3.12 -d .whl picklescan
+send2trash``), one call with ``carry: [".whl"]``:
+
+    python3 -m pip install -q --no-index --no-deps --target /tmp/site .whl/*.whl && \\
+    PYTHONPATH=/tmp/site PYTHONUNBUFFERED=1 python3 benchmarks/gpu_check.py
+
+It takes about 5 minutes there. Without a GPU, ``--cpu-dry-run`` runs every step but the device and
+out-of-memory checks small on the CPU, so that the script is known to work before device time is spent
+on it (tests/test_gpu_check.py runs it in the suite).
 """
 
 from __future__ import annotations
 
 import argparse
+import os
+import shutil
+import statistics
 import sys
 import tempfile
 import time
+from dataclasses import dataclass
+from multiprocessing import Pool
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-
-def make_data(folder: Path, per_class: int) -> Path:
-    from tests.helpers import make_image_folder
-
-    return make_image_folder(folder, classes=("red", "green", "blue", "yellow"), per_class=per_class, size=256)
+CLASSES = ("amber", "moss", "sky", "slate")
+TINTS = {"amber": (60, 20, -40), "moss": (-20, 40, -20), "sky": (-30, 0, 50), "slate": (0, 0, 0)}
+IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
 
 
+@dataclass(frozen=True)
+class Sizes:
+    """What one check runs with: the full sizes on the GPU, small ones for the CPU dry run."""
+    per_class: int
+    photo: tuple[int, int]  # width, height of the generated JPEGs
+    crop: int
+    batch: int
+    workers: int
+    plain_steps: int  # steps of the GPU-resident loop
+    oom_batch: int
+
+
+GPU = Sizes(per_class=320, photo=(500, 375), crop=224, batch=128, workers=8, plain_steps=20, oom_batch=32768)
+CPU_DRY_RUN = Sizes(per_class=10, photo=(160, 120), crop=64, batch=8, workers=2, plain_steps=2, oom_batch=0)
+
+
+# ---- data ------------------------------------------------------------------------------------------
+def _photo(job: tuple[Path, str, int, tuple[int, int]]) -> None:
+    """A photo-like JPEG: smooth random shapes of light and colour, sensor-like noise, a class tint,
+    saved at quality 90 (about 60 KB at 500 x 375, so decoding costs what it costs for real photos)."""
+    import numpy as np
+    from PIL import Image
+
+    path, name, seed, (width, height) = job
+    rng = np.random.default_rng(seed)
+    coarse = Image.fromarray(rng.integers(0, 256, (9, 12, 3), dtype=np.uint8)).resize((width, height), Image.BICUBIC)
+    pixels = np.asarray(coarse, dtype=np.float32) + rng.normal(0, 12, (height, width, 3)) + TINTS[name]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(np.clip(pixels, 0, 255).astype(np.uint8)).save(path, quality=90)
+
+
+def make_photos(folder: Path, sizes: Sizes) -> Path:
+    jobs = [(folder / name / f"{name}_{i:04d}.jpg", name, 1000 * c + i, sizes.photo)
+            for c, name in enumerate(CLASSES) for i in range(sizes.per_class)]
+    with Pool(min(16, os.cpu_count() or 1)) as pool:
+        pool.map(_photo, jobs, chunksize=16)
+    return folder
+
+
+# ---- the engine ------------------------------------------------------------------------------------
 def run(config, run_dir: Path):
     from tl_studio.core.callbacks import Recorder
     from tl_studio.core.engine import Trainer
@@ -47,68 +108,223 @@ def check(condition: bool, message: str, failures: list) -> None:
         failures.append(message)
 
 
-def plain_loop_images_per_s(data: Path, batch: int, steps: int, dtype) -> float:
+# ---- the plain loops, written out as a user would ----------------------------------------------------
+def _synchronize(device) -> None:
+    import torch
+
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+
+
+def _plain_model(name: str, classes: int, device):
     import torch
     import torchvision
 
-    model = torchvision.models.resnet50(weights=None, num_classes=4).cuda().to(memory_format=torch.channels_last)
+    model = torchvision.models.get_model(name, weights=None, num_classes=classes)
+    return model.to(device).to(memory_format=torch.channels_last)
+
+
+def _loader(data: Path, transform, sizes: Sizes, device, shuffle: bool):
+    import torch
+    import torchvision
+
+    dataset = torchvision.datasets.ImageFolder(str(data), transform)
+    # training drops a last partial batch (as the engine does), where a single image would fail BatchNorm
+    return torch.utils.data.DataLoader(dataset, batch_size=sizes.batch, shuffle=shuffle, num_workers=sizes.workers,
+                                       pin_memory=device.type == "cuda", persistent_workers=sizes.workers > 0,
+                                       drop_last=shuffle)
+
+
+def _train_transform(crop: int):
+    from torchvision import transforms as T
+
+    return T.Compose([T.RandomResizedCrop(crop), T.RandomHorizontalFlip(), T.ToTensor(),
+                      T.Normalize(IMAGENET_MEAN, IMAGENET_STD)])
+
+
+def _eval_transform(crop: int):
+    from torchvision import transforms as T
+
+    return T.Compose([T.Resize(round(crop * 256 / 224)), T.CenterCrop(crop), T.ToTensor(),
+                      T.Normalize(IMAGENET_MEAN, IMAGENET_STD)])
+
+
+def plain_fine_tuning(name: str, data: Path, sizes: Sizes, device, dtype, epochs: int = 2) -> list[float]:
+    """Training images/s of each epoch of the usual AMP loop on the JPEG folder."""
+    import torch
+    import torch.nn.functional as F
+
+    loader = _loader(data, _train_transform(sizes.crop), sizes, device, shuffle=True)
+    model = _plain_model(name, len(CLASSES), device)
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4)
-    x = torch.rand(batch, 3, 224, 224, device="cuda").contiguous(memory_format=torch.channels_last)
-    y = torch.randint(0, 4, (batch,), device="cuda")
-    for i in range(steps + 3):
-        if i == 3:
-            torch.cuda.synchronize()
-            started = time.perf_counter()
-        with torch.autocast("cuda", dtype=dtype):
-            loss = torch.nn.functional.cross_entropy(model(x), y)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-    torch.cuda.synchronize()
-    return batch * steps / (time.perf_counter() - started)
+    scaler = torch.amp.GradScaler(device.type, enabled=dtype == torch.float16)
+    rates = []
+    for _ in range(epochs):
+        model.train()
+        seen = 0
+        _synchronize(device)
+        started = time.perf_counter()
+        for images, labels in loader:
+            images = images.to(device, non_blocking=True).contiguous(memory_format=torch.channels_last)
+            labels = labels.to(device, non_blocking=True)
+            with torch.autocast(device.type, dtype=dtype or torch.float32, enabled=dtype is not None):
+                loss = F.cross_entropy(model(images), labels)
+            optimizer.zero_grad(set_to_none=True)
+            scaler.scale(loss).backward()
+            scaler.step(optimizer)
+            scaler.update()
+            seen += len(labels)
+        _synchronize(device)
+        rates.append(seen / (time.perf_counter() - started))
+    return rates
 
 
+def plain_on_device_tensors(name: str, sizes: Sizes, device, dtype, cudnn_benchmark: bool) -> float:
+    """Training images/s of the same loop on random tensors already on the device: no loading at all."""
+    import torch
+    import torch.nn.functional as F
+
+    previous = torch.backends.cudnn.benchmark
+    torch.backends.cudnn.benchmark = cudnn_benchmark
+    try:
+        model = _plain_model(name, len(CLASSES), device)
+        optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4)
+        images = torch.rand(sizes.batch, 3, sizes.crop, sizes.crop, device=device)
+        images = images.contiguous(memory_format=torch.channels_last)
+        labels = torch.randint(0, len(CLASSES), (sizes.batch,), device=device)
+        warm = 3
+        for step in range(sizes.plain_steps + warm):
+            if step == warm:
+                _synchronize(device)
+                started = time.perf_counter()
+            with torch.autocast(device.type, dtype=dtype or torch.float32, enabled=dtype is not None):
+                loss = F.cross_entropy(model(images), labels)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+        _synchronize(device)
+        return sizes.batch * sizes.plain_steps / (time.perf_counter() - started)
+    finally:
+        torch.backends.cudnn.benchmark = previous
+
+
+def loader_alone(data: Path, sizes: Sizes, device) -> float:
+    """Images/s of decoding and augmenting the folder on the CPU (workers, pinned memory), no model."""
+    loader = _loader(data, _train_transform(sizes.crop), sizes, device, shuffle=True)
+    iter(loader)  # starts the workers outside the timing, as an epoch after the first finds them
+    seen = 0
+    started = time.perf_counter()
+    for images, _labels in loader:
+        seen += len(images)
+    return seen / (time.perf_counter() - started)
+
+
+def plain_features(name: str, data: Path, sizes: Sizes, device, dtype) -> float:
+    """Images/s of a no-grad AMP pass of the backbone (the classifier removed) over the folder."""
+    import torch
+
+    loader = _loader(data, _eval_transform(sizes.crop), sizes, device, shuffle=False)
+    model = _plain_model(name, len(CLASSES), device).eval()
+    model.classifier = torch.nn.Identity()
+    seen = 0
+    _synchronize(device)
+    started = time.perf_counter()
+    with torch.no_grad(), torch.autocast(device.type, dtype=dtype or torch.float32, enabled=dtype is not None):
+        for images, _labels in loader:
+            model(images.to(device, non_blocking=True).contiguous(memory_format=torch.channels_last))
+            seen += len(images)
+    _synchronize(device)
+    return seen / (time.perf_counter() - started)
+
+
+# ---- the checks ------------------------------------------------------------------------------------
 def main() -> int:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--cpu-dry-run", action="store_true",
+                        help="every step but the device and out-of-memory checks, small, on the CPU")
+    args = parser.parse_args()
+    work = Path(tempfile.mkdtemp(prefix="tl_gpu_"))
+    # a cache folder of its own: the feature fill must compute, and nothing lands in the user's cache
+    os.environ["TL_STUDIO_CACHE_DIR"] = str(work / "cache")
+    try:
+        return checks(CPU_DRY_RUN if args.cpu_dry_run else GPU, args.cpu_dry_run, work)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def checks(sizes: Sizes, cpu_dry_run: bool, work: Path) -> int:
     import torch
 
     from tl_studio.core import events
     from tl_studio.core.config import TrainConfig
     from tl_studio.core.device import resolve_device
 
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--quick", action="store_true")
-    args = parser.parse_args()
     failures: list[str] = []
-    work = Path(tempfile.mkdtemp(prefix="tl_gpu_"))
-    device = resolve_device("auto")
-    check(device.is_cuda, f"auto picks CUDA: {device.description}", failures)
-    check(device.amp_dtype in (torch.bfloat16, torch.float16), f"mixed precision dtype {device.amp_dtype}", failures)
-    check(device.pin_memory, "pinned memory on", failures)
-    data = make_data(work / "data", 64 if args.quick else 256)
+    started = time.perf_counter()
+    info = resolve_device("cpu" if cpu_dry_run else "auto")
+    if not cpu_dry_run:
+        check(info.is_cuda, f"auto picks CUDA: {info.description}", failures)
+        check(info.amp_dtype in (torch.bfloat16, torch.float16), f"mixed precision dtype {info.amp_dtype}", failures)
+        check(info.pin_memory, "pinned memory on", failures)
+    data = make_photos(work / "data", sizes)
+    print(f"generated {len(CLASSES) * sizes.per_class} JPEGs of {sizes.photo[0]} x {sizes.photo[1]} "
+          f"in {time.perf_counter() - started:.1f} s", flush=True)
 
+    device_name = "cpu" if cpu_dry_run else "auto"
     base = TrainConfig(data_dir=str(data), model="resnet50", weights="none", freeze="none", epochs=2,
-                       batch_size=64, workers=4, augment="standard")
+                       batch_size=sizes.batch // 2, workers=sizes.workers // 2, augment="standard",
+                       img_size=sizes.crop, device=device_name)
     finished, recorder = run(base, work / "run")
     epochs = recorder.of_type(events.EpochEnd)
-    check(finished.status == "completed", f"fine-tuning run: {finished.status} {finished.message}", failures)
-    check(all(e.peak_memory_mb and e.peak_memory_mb > 0 for e in epochs),
-          f"GPU memory reported: {[round(e.peak_memory_mb or 0) for e in epochs]} MB", failures)
-    check(bool(finished.model_file), f"model file written and checked: {finished.model_file}", failures)
+    check(finished.status == "completed" and len(epochs) == 2,
+          f"fine-tuning run: {finished.status} {finished.message}", failures)
+    if not cpu_dry_run:
+        check(all(e.peak_memory_mb and e.peak_memory_mb > 0 for e in epochs),
+              f"GPU memory reported: {[round(e.peak_memory_mb or 0) for e in epochs]} MB", failures)
+    check(bool(finished.model_file) and Path(finished.model_file).is_file(),
+          f"model file written and checked: {finished.model_file}", failures)
 
-    torch.cuda.empty_cache()
-    huge = base.replace(model="resnet152", batch_size=32768, img_size=384, epochs=1)
-    finished, recorder = run(huge, work / "oom")
-    notices = [n.message for n in recorder.of_type(events.Notice)]
-    check(finished.status == "completed" and any("out of memory" in n for n in notices),
-          f"out-of-memory recovery: {finished.status}; notices: {notices[:3]}…", failures)
+    if not cpu_dry_run:
+        torch.cuda.empty_cache()
+        huge = base.replace(model="resnet152", batch_size=sizes.oom_batch, img_size=384, epochs=1)
+        finished, recorder = run(huge, work / "oom")
+        notices = [n.message for n in recorder.of_type(events.Notice)]
+        check(finished.status == "completed" and any("out of memory" in n for n in notices),
+              f"out-of-memory recovery: {finished.status}; notices: {notices[:3]}", failures)
+        torch.cuda.empty_cache()
 
-    torch.cuda.empty_cache()
-    fast = base.replace(batch_size=128, epochs=2, workers=8)
-    _, recorder = run(fast, work / "speed")
-    ours = recorder.of_type(events.EpochEnd)[-1].train_images_per_s
-    plain = plain_loop_images_per_s(data, 128, 20, device.amp_dtype)
-    print(f"throughput resnet50 224 px batch 128: engine {ours:.0f} img/s (with data loading), "
-          f"plain loop on GPU-resident tensors {plain:.0f} img/s, ratio {ours / plain:.2f}")
+    rows = []
+    for name in ("resnet50", "efficientnet_b0"):
+        config = base.replace(model=name, batch_size=sizes.batch, workers=sizes.workers, epochs=2)
+        _, recorder = run(config, work / f"speed_{name}")
+        ours = [e.train_images_per_s for e in recorder.of_type(events.EpochEnd)]
+        plain = plain_fine_tuning(name, data, sizes, info.device, info.amp_dtype)
+        ceiling = [plain_on_device_tensors(name, sizes, info.device, info.amp_dtype, tuned) for tuned in (False, True)]
+        loading = loader_alone(data, sizes, info.device)
+        ratios = [a / b for a, b in zip(ours, plain)]
+        rows.append((name, ours, plain, ratios, ceiling, loading))
+        check(min(ratios) >= 0.95 or cpu_dry_run,
+              f"{name} fine-tuning images/s against the plain AMP loop: {', '.join(f'{r:.2f}' for r in ratios)} "
+              f"(epochs 1, 2; target >= 0.95)", failures)
+
+    feature_config = base.replace(model="efficientnet_b0", freeze="all", batch_size=sizes.batch,
+                                  workers=sizes.workers, epochs=1)
+    _, recorder = run(feature_config, work / "features")
+    ours_features = recorder.of_type(events.EpochEnd)[0].feature_images_per_s or 0.0
+    plain_feature_rate = plain_features("efficientnet_b0", data, sizes, info.device, info.amp_dtype)
+    check(ours_features > 0, f"feature extraction images/s reported: {ours_features:.0f}", failures)
+
+    print(f"\nthroughput, {sizes.crop} px, batch {sizes.batch}, {sizes.workers} loader workers, "
+          f"{info.description}, AMP {info.amp_dtype}, channels_last (images/s):")
+    print(f"{'model':16} {'engine e1':>10} {'engine e2':>10} {'plain e1':>9} {'plain e2':>9} {'ratio e1':>9} "
+          f"{'ratio e2':>9} {'on-GPU':>8} {'+cudnn':>8} {'loader':>8}")
+    for name, ours, plain, ratios, ceiling, loading in rows:
+        print(f"{name:16} {ours[0]:10.0f} {ours[-1]:10.0f} {plain[0]:9.0f} {plain[-1]:9.0f} {ratios[0]:9.2f} "
+              f"{ratios[-1]:9.2f} {ceiling[0]:8.0f} {ceiling[1]:8.0f} {loading:8.0f}")
+    print(f"feature extraction efficientnet_b0: engine {ours_features:.0f}, plain no-grad loop "
+          f"{plain_feature_rate:.0f} images/s ({ours_features / plain_feature_rate:.2f}x)")
+    print(f"median engine/plain over models and epochs: {statistics.median(r for row in rows for r in row[3]):.2f}; "
+          f"whole check {time.perf_counter() - started:.0f} s")
     print("FAILURES: " + "; ".join(failures) if failures else "all checks passed")
     return 1 if failures else 0
 

@@ -19,7 +19,7 @@ HYMENOPTERA = Path(__file__).resolve().parents[2] / "shared" / "datasets" / "hym
 LONGEST_FILES = ("tests/core/test_models.py", "tests/gui/test_close_anytime.py", "tests/gui/test_train_flow.py",
                  "tests/core/test_engine.py", "tests/core/test_export_snippets.py",
                  "tests/cli/test_calibrated_exports.py", "tests/cli/test_cmd_train.py",
-                 "tests/cli/test_distributed_train.py")
+                 "tests/cli/test_distributed_train.py", "tests/test_gpu_check.py")
 
 
 def pytest_collection_modifyitems(items):

@@ -1,0 +1,26 @@
+"""benchmarks/gpu_check.py is run on a GPU machine only when one is lent, for a few minutes; its dry run
+on the CPU keeps every step of it working in between (the engine's events, configs and the plain loops
+it compares with), so that device time is never spent finding a broken script."""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_the_gpu_check_runs_through_on_the_cpu(tmp_path):
+    result = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "gpu_check.py"), "--cpu-dry-run"],
+                            capture_output=True, text=True, timeout=600, cwd=tmp_path,
+                            env={**os.environ, "TMPDIR": str(tmp_path), "OMP_NUM_THREADS": "1"})
+    output = result.stdout + result.stderr
+    assert result.returncode == 0, output[-3000:]
+    assert "all checks passed" in output
+    lines = output.splitlines()
+    for model in ("resnet50", "efficientnet_b0"):
+        row = next(line for line in lines if line.startswith(model + " "))
+        figures = [float(value) for value in row.split()[1:]]
+        assert len(figures) == 9 and all(value > 0 for value in figures), row
+    assert any(line.startswith("feature extraction efficientnet_b0: engine ") for line in lines)
+    assert not list(tmp_path.glob("tl_gpu_*"))  # its generated photos and runs are gone
