@@ -146,6 +146,27 @@ def test_the_store_lookup_takes_the_digests_read_ahead(folder, monkeypatch):
     assert lookup.digests == [real_digest(r.path) for r in records]
 
 
+def test_a_store_lookup_that_catches_up_with_the_thread_reads_the_rest_itself(tmp_path, monkeypatch):
+    from tl_studio.core import feature_store
+
+    root = make_image_folder(tmp_path / "data", classes=("red", "blue"), per_class=30, size=96)
+    digest = read_ahead.file_digest
+
+    def slow(path):
+        time.sleep(0.02)  # 60 files: the thread is surely still reading digests when the lookup starts
+        return digest(path)
+
+    monkeypatch.setattr(read_ahead, "file_digest", slow)
+    ahead = read_ahead.ReadAhead(_config(root), 256)
+    read_ahead._active = ahead.start()
+    scan = ahead.scanned(60)
+    records = [*scan.split("train"), *scan.split("val")]
+    store = feature_store.FeatureStore(feature_layout.store_root(), {"model": "efficientnet_lite0"}, 1 << 30)
+    lookup = store.lookup(records)
+    assert not ahead.running and not ahead.decoded and len(ahead.digests) < len(records)
+    assert lookup.digests == [digest(r.path) for r in records]
+
+
 @pytest.mark.skipif("fork" not in multiprocessing.get_all_start_methods(), reason="needs fork")
 def test_forked_loader_workers_use_the_images_decoded_ahead(folder, monkeypatch):
     records = _records(folder)

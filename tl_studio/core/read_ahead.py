@@ -19,8 +19,10 @@ Before decoding, the thread reads every file's digest (feature_layout.file_diges
 store looks images up by) and skips the images whose features the store already holds for this model:
 a second run on the same folder reads its features back and never needs their pixels (decoding them
 anyway took the idle core from a second run's imports and after them both cores: phone photos' second
-run 10.7 -> 7.7 s, docs/training.md). The run's store lookup takes these digests instead of reading the files again, for
-each file that still has the size, modification time and inode it had when it was read.
+run 10.7 -> 7.7 s, docs/training.md). The run's store lookup takes these digests instead of reading
+the files again, for each file that still has the size, modification time and inode it had when it was
+read; a lookup that starts while the thread is still reading digests (a folder of many gigabytes) stops
+it and reads the rest itself, so no file is read twice.
 
 The thread stops before any fork (loader workers are forked: a thread inside Pillow at that moment
 would leave the child a lock it cannot take); forked workers inherit the decoded images (copy on write,
@@ -67,6 +69,7 @@ class ReadAhead:
         self.scan = None  # the folder's DatasetScan, once the thread has made it (None if it failed)
         self._scanned = threading.Event()
         self._stop = threading.Event()
+        self._hashed = threading.Event()  # every file's digest read (or the thread stopped before)
         self._lock = threading.Lock()
         self._thread = threading.Thread(target=self._run, name="tl-studio read-ahead", daemon=True)
         self._previous_interval: float | None = None
@@ -114,7 +117,11 @@ class ReadAhead:
         """The digest of ``path``'s bytes the thread read, if the file has not changed since."""
         with self._lock:
             entry = self.digests.get(path)
-        return entry[1] if entry is not None and entry[0] == _identity(path) else None
+        if entry is None:
+            if self.running and not self._hashed.is_set():
+                self.stop()  # the store's lookup has caught up with the thread: it reads the rest itself
+            return None
+        return entry[1] if entry[0] == _identity(path) else None
 
     def close(self) -> None:
         """Stops the thread and drops every image and digest it still holds."""
@@ -145,18 +152,21 @@ class ReadAhead:
         torch is imported: an image found in another one is left to the loader to decode."""
         folders = key_folders_of(self.config.model)
         left = []
-        for record in records:
-            if self._stop.is_set():
-                break
-            path = str(record.path)
-            identity, digest = _identity(path), file_digest(path)
-            if identity is None or digest is None:
-                left.append(record)  # unreadable: the loader meets it and records why
-                continue
-            with self._lock:
-                self.digests[path] = (identity, digest)
-            if not any(entry_path(folder, digest).is_file() for folder in folders):
-                left.append(record)
+        try:
+            for record in records:
+                if self._stop.is_set():
+                    break
+                path = str(record.path)
+                identity, digest = _identity(path), file_digest(path)
+                if identity is None or digest is None:
+                    left.append(record)  # unreadable: the loader meets it and records why
+                    continue
+                with self._lock:
+                    self.digests[path] = (identity, digest)
+                if not any(entry_path(folder, digest).is_file() for folder in folders):
+                    left.append(record)
+        finally:
+            self._hashed.set()
         return left
 
     def _decode(self, records) -> None:
