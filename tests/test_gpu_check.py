@@ -18,9 +18,9 @@ def test_the_gpu_check_runs_through_on_the_cpu(tmp_path):
     assert result.returncode == 0, output[-3000:]
     assert "all checks passed" in output
     lines = output.splitlines()
-    for model in ("resnet50", "efficientnet_b0"):
+    for model in ("resnet18", "mobilenet_v3_small"):  # the dry run's networks (gpu_check.CPU_DRY_RUN)
         row = next(line for line in lines if line.startswith(model + " "))
         figures = [float(value) for value in row.split()[1:]]
         assert len(figures) == 9 and all(value > 0 for value in figures), row
-    assert any(line.startswith("feature extraction efficientnet_b0: engine ") for line in lines)
+    assert any(line.startswith("feature extraction mobilenet_v3_small: engine ") for line in lines)
     assert not list(tmp_path.glob("tl_gpu_*"))  # its generated photos and runs are gone
