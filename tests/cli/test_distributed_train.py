@@ -201,15 +201,17 @@ def _add_undecodable_images(folder: Path, count: int) -> list[Path]:
     return paths
 
 
-def _rank_process(rank: int) -> int | None:
-    """The pid of the training process with RANK=rank (not one of its loader workers)."""
+def _rank_process(run: Path, rank: int) -> int | None:
+    """The pid of the training process with RANK=rank (not one of its loader workers) of the run writing
+    to ``run``: another test file's torchrun may be training beside this one."""
     for pid in (int(p) for p in os.listdir("/proc") if p.isdigit()):
         try:
             cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
             environ = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
         except OSError:
             continue
-        if b"--distributed-worker" in cmdline and f"RANK={rank}".encode() in environ:
+        if (b"--distributed-worker" in cmdline and str(run).encode() in cmdline
+                and f"RANK={rank}".encode() in environ):
             parent = int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
             try:
                 if b"torch.distributed.run" in Path(f"/proc/{parent}/cmdline").read_bytes():
@@ -241,7 +243,7 @@ def test_a_killed_process_ends_the_run_within_a_minute_and_resume_finishes_it(ti
         assert launcher.poll() is None, launcher.communicate()[1]
         assert time.monotonic() < deadline, "the run did not reach its second epoch"
         time.sleep(0.1)
-    victim = _rank_process(1)
+    victim = _rank_process(run, 1)
     assert victim is not None
     os.kill(victim, signal.SIGKILL)
     killed = time.monotonic()
@@ -251,7 +253,7 @@ def test_a_killed_process_ends_the_run_within_a_minute_and_resume_finishes_it(ti
     assert "ended unexpectedly" in err and "--resume" in err
     status = RunFolder(run).status()
     assert status.state == "failed" and status.epochs_done == 1
-    assert _rank_process(0) is None and _rank_process(1) is None  # nothing left waiting
+    assert _rank_process(run, 0) is None and _rank_process(run, 1) is None  # nothing left waiting
 
     resumed = _train(*args, "--resume")
     _, err = resumed.communicate(timeout=600)
