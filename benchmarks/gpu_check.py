@@ -156,30 +156,48 @@ def _eval_transform(crop: int):
                       T.Normalize(IMAGENET_MEAN, IMAGENET_STD)])
 
 
+def _autocast(device, dtype):
+    import torch
+
+    return torch.autocast(device.type, dtype=dtype or torch.float32, enabled=dtype is not None)
+
+
+class _PlainSteps:
+    """One network, AdamW, and the usual AMP training step (a grad scaler with fp16)."""
+
+    def __init__(self, name: str, device, dtype):
+        import torch
+
+        self.device, self.dtype = device, dtype
+        self.model = _plain_model(name, len(CLASSES), device).train()
+        self.optimizer = torch.optim.AdamW(self.model.parameters(), lr=1e-4)
+        self.scaler = torch.amp.GradScaler(device.type, enabled=dtype == torch.float16)
+
+    def step(self, images, labels) -> None:
+        import torch.nn.functional as F
+
+        with _autocast(self.device, self.dtype):
+            loss = F.cross_entropy(self.model(images), labels)
+        self.optimizer.zero_grad(set_to_none=True)
+        self.scaler.scale(loss).backward()
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
+
+
 def plain_fine_tuning(name: str, data: Path, sizes: Sizes, device, dtype) -> list[float]:
     """Training images/s of each epoch of the usual AMP loop on the JPEG folder."""
     import torch
-    import torch.nn.functional as F
 
     loader = _loader(data, _train_transform(sizes.crop), sizes, device, shuffle=True)
-    model = _plain_model(name, len(CLASSES), device)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4)
-    scaler = torch.amp.GradScaler(device.type, enabled=dtype == torch.float16)
+    steps = _PlainSteps(name, device, dtype)
     rates = []
     for _ in range(sizes.epochs):
-        model.train()
         seen = 0
         _synchronize(device)
         started = time.perf_counter()
         for images, labels in loader:
-            images = images.to(device, non_blocking=True).contiguous(memory_format=torch.channels_last)
-            labels = labels.to(device, non_blocking=True)
-            with torch.autocast(device.type, dtype=dtype or torch.float32, enabled=dtype is not None):
-                loss = F.cross_entropy(model(images), labels)
-            optimizer.zero_grad(set_to_none=True)
-            scaler.scale(loss).backward()
-            scaler.step(optimizer)
-            scaler.update()
+            steps.step(images.to(device, non_blocking=True).contiguous(memory_format=torch.channels_last),
+                       labels.to(device, non_blocking=True))
             seen += len(labels)
         _synchronize(device)
         rates.append(seen / (time.perf_counter() - started))
@@ -189,13 +207,11 @@ def plain_fine_tuning(name: str, data: Path, sizes: Sizes, device, dtype) -> lis
 def plain_on_device_tensors(name: str, sizes: Sizes, device, dtype, cudnn_benchmark: bool) -> float:
     """Training images/s of the same loop on random tensors already on the device: no loading at all."""
     import torch
-    import torch.nn.functional as F
 
     previous = torch.backends.cudnn.benchmark
     torch.backends.cudnn.benchmark = cudnn_benchmark
     try:
-        model = _plain_model(name, len(CLASSES), device)
-        optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4)
+        steps = _PlainSteps(name, device, dtype)
         images = torch.rand(sizes.batch, 3, sizes.crop, sizes.crop, device=device)
         images = images.contiguous(memory_format=torch.channels_last)
         labels = torch.randint(0, len(CLASSES), (sizes.batch,), device=device)
@@ -204,11 +220,7 @@ def plain_on_device_tensors(name: str, sizes: Sizes, device, dtype, cudnn_benchm
             if step == warm:
                 _synchronize(device)
                 started = time.perf_counter()
-            with torch.autocast(device.type, dtype=dtype or torch.float32, enabled=dtype is not None):
-                loss = F.cross_entropy(model(images), labels)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
+            steps.step(images, labels)
         _synchronize(device)
         return sizes.batch * sizes.plain_steps / (time.perf_counter() - started)
     finally:
@@ -236,7 +248,7 @@ def plain_features(name: str, data: Path, sizes: Sizes, device, dtype) -> float:
     seen = 0
     _synchronize(device)
     started = time.perf_counter()
-    with torch.no_grad(), torch.autocast(device.type, dtype=dtype or torch.float32, enabled=dtype is not None):
+    with torch.no_grad(), _autocast(device, dtype):
         for images, _labels in loader:
             model(images.to(device, non_blocking=True).contiguous(memory_format=torch.channels_last))
             seen += len(images)

@@ -65,6 +65,12 @@ def _decoded_ahead(root: Path) -> read_ahead.ReadAhead:
     return ahead
 
 
+def _change(path: Path) -> None:
+    """New content under the same name: another size and a later modification time."""
+    make_image(path, (0, 255, 0), size=96, seed=999)
+    os.utime(path, ns=(os.stat(path).st_atime_ns, os.stat(path).st_mtime_ns + 10**9))
+
+
 def test_the_loader_takes_the_images_decoded_ahead_and_they_are_its_own(folder):
     records = _records(folder)
     expected = _items(records, workers=0)
@@ -81,8 +87,7 @@ def test_a_file_changed_after_it_was_decoded_is_decoded_again(folder):
     records = _records(folder)
     _decoded_ahead(folder)
     changed = records[0].path
-    make_image(changed, (0, 255, 0), size=96, seed=999)  # new content (size and modification time)
-    os.utime(changed, ns=(os.stat(changed).st_atime_ns, os.stat(changed).st_mtime_ns + 10**9))
+    _change(changed)
     fresh = ImageDataset(records[:1], eval_transform(SPEC))
     got = fresh[0][0]
     read_ahead.end()
@@ -122,8 +127,7 @@ def test_images_whose_features_are_stored_are_not_decoded_and_their_digests_are_
     assert sorted(ahead.decoded) == sorted(str(r.path) for r in rest)
     assert all(read_ahead.known_digest(str(r.path)) == feature_layout.file_digest(r.path) for r in records)
     changed = records[0].path
-    make_image(changed, (0, 255, 0), size=96, seed=999)
-    os.utime(changed, ns=(os.stat(changed).st_atime_ns, os.stat(changed).st_mtime_ns + 10**9))
+    _change(changed)
     assert read_ahead.known_digest(str(changed)) is None  # changed since it was read: read again
     read_ahead.end()
     assert read_ahead.known_digest(str(records[1].path)) is None
@@ -139,8 +143,7 @@ def test_the_store_lookup_takes_the_digests_read_ahead(folder, monkeypatch):
     monkeypatch.setattr(feature_store, "file_digest", lambda path: hashed.append(path) or real_digest(path))
     store = feature_store.FeatureStore(feature_layout.store_root(), {"model": "efficientnet_lite0"}, 1 << 30)
     changed = records[3].path
-    make_image(changed, (0, 255, 0), size=96, seed=999)
-    os.utime(changed, ns=(os.stat(changed).st_atime_ns, os.stat(changed).st_mtime_ns + 10**9))
+    _change(changed)
     lookup = store.lookup(records)
     assert hashed == [str(changed)]  # only the file changed since the read-ahead read it
     assert lookup.digests == [real_digest(r.path) for r in records]
