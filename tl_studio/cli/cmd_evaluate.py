@@ -37,7 +37,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from tl_studio.cli.cmd_predict import explain_plan, settle_for_batches, worker_count
+    from tl_studio.cli.cmd_predict import advise_on_shared_memory, explain_plan, settle_for_batches, worker_count
 
     settle_for_batches()  # before torch is imported
     from tl_studio.cli.progress import progress_for
@@ -65,6 +65,7 @@ def run(args: argparse.Namespace) -> int:
                       model_path=str(args.model_file), plan=plan, workers=worker_count(args))
     if line:
         line.finish()
+    advise_on_shared_memory()
     for path, reason in result.failed:
         print(f"{for_terminal(path)}: not evaluated: {for_terminal(reason)}", file=sys.stderr)
     if not result.paths:

@@ -110,7 +110,16 @@ def run(args: argparse.Namespace) -> int:
         progress.finish()
     if failed:
         print(f"{failed} of {done} files could not be classified (see above).", file=sys.stderr)
+    advise_on_shared_memory()
     return 0 if done > failed else 1
+
+
+def advise_on_shared_memory() -> None:
+    """One line on stderr when loader processes' batches did not fit in shared memory (core/dataset.py)."""
+    from tl_studio.core.dataset import SHARED_MEMORY_ADVICE, batches_through_pipe
+
+    if batches_through_pipe():
+        print(SHARED_MEMORY_ADVICE, file=sys.stderr)
 
 
 def settle_for_batches() -> None:

@@ -3,6 +3,15 @@
 An image that fails to load mid-run (deleted, corrupted since the scan) is skipped: the dataset returns
 a failure marker, the collate function drops it and hands its index and reason to the engine, which
 counts and reports it. A run never ends because of one bad file.
+
+Loader processes hand their batches over in shared memory (``/dev/shm`` on Linux), which can be far
+smaller than a batch in flight: 64 MB in a Docker container unless it is started with ``--shm-size``,
+while two workers at batch 32 keep about 150 MB in flight. Handed over as PyTorch does by default, a
+batch that did not fit was lost in the worker's queue thread (a traceback on the terminal) and the run
+waited for it forever. So a worker's batch is put into shared memory while it is collated, where a
+failure can be caught, and a batch that does not fit travels by value through the worker's pipe
+instead: slower (a copy more), never lost. ``batches_through_pipe()`` counts those in this process, for
+the notice that says how to give the loaders more room (``SHARED_MEMORY_ADVICE``).
 """
 
 from __future__ import annotations
@@ -98,9 +107,16 @@ class Batch:
     labels: torch.Tensor
     indices: torch.Tensor
     failures: list  # LoadFailure items dropped from this batch
+    through_pipe: bool = False  # shared memory could not hold it: it travels by value (see the module doc)
 
     def __len__(self) -> int:
         return int(self.labels.shape[0])
+
+    def __reduce_ex__(self, protocol):
+        if not self.through_pipe:
+            return super().__reduce_ex__(protocol)
+        # numpy arrays pickle their bytes; tensors would ask for shared memory again
+        return _batch_by_value, (self.images.numpy(), self.labels.numpy(), self.indices.numpy(), self.failures)
 
     def pin_memory(self) -> "Batch":
         # DataLoader(pin_memory=True) calls this on custom batch types.
@@ -109,16 +125,40 @@ class Batch:
         return self
 
 
+SHARED_MEMORY_ADVICE = ("Shared memory (/dev/shm) was too small for the loader processes' batches, so some "
+                        "travelled through a pipe instead, which is slower. For full speed, give it more room "
+                        "(Docker: --shm-size=2g) or set fewer loader workers.")
+_through_pipe = {"batches": 0}  # received in this process
+
+
+def batches_through_pipe() -> int:
+    """How many batches this process has received by value because shared memory was full."""
+    return _through_pipe["batches"]
+
+
+def _batch_by_value(images, labels, indices, failures) -> Batch:
+    _through_pipe["batches"] += 1
+    return Batch(torch.from_numpy(images), torch.from_numpy(labels), torch.from_numpy(indices), failures,
+                 through_pipe=True)
+
+
 def collate_skipping_failures(items: list) -> Batch:
     good = [item for item in items if not isinstance(item, LoadFailure)]
     failures = [item for item in items if isinstance(item, LoadFailure)]
     if not good:
         empty = torch.empty(0)
         return Batch(empty, torch.empty(0, dtype=torch.long), torch.empty(0, dtype=torch.long), failures)
-    images = torch.stack([item[0] for item in good])
+    images = [item[0] for item in good]
     labels = torch.tensor([item[1] for item in good], dtype=torch.long)
     indices = torch.tensor([item[2] for item in good], dtype=torch.long)
-    return Batch(images, labels, indices, failures)
+    if torch.utils.data.get_worker_info() is None:  # collated where it is used: nothing to hand over
+        return Batch(torch.stack(images), labels, indices, failures)
+    try:
+        # in a loader process, default_collate stacks straight into shared memory
+        return Batch(torch.utils.data.default_collate(images), labels.share_memory_(), indices.share_memory_(),
+                     failures)
+    except RuntimeError:  # shared memory full (or another fault of stacking, which the next line raises again)
+        return Batch(torch.stack(images), labels, indices, failures, through_pipe=True)
 
 
 def _seed_worker(worker_id: int) -> None:

@@ -27,6 +27,7 @@ from tl_studio.core.data import scan_for
 from tl_studio.core.epoch_rules import BestEpoch, EarlyStopping
 from tl_studio.core.errors import UserError
 from tl_studio.core.fileio import check_writable_folder
+from tl_studio.core.loader_notice import SharedMemoryNotice
 from tl_studio.core.run_folder import RunFolder
 from tl_studio.core.run_state import RunState
 from tl_studio.core.run_writers import run_folder_writers
@@ -109,7 +110,7 @@ class Trainer:
         """Called once the folder's lock is held: only the process that holds it writes the folder. The
         judges of epochs run in every process (on the same reduced numbers: the same decisions)."""
         writers = run_folder_writers(self.folder, self.model_file_writer) if self.strategy.is_writer else []
-        builtin = [self.best, EarlyStopping(self.config.early_stopping_patience), *writers]
+        builtin = [self.best, EarlyStopping(self.config.early_stopping_patience), SharedMemoryNotice(), *writers]
         self.callbacks = CallbackList([*builtin, *self.user_callbacks], strict=self.strict_callbacks)
 
     def _with_events(self, name: str, body, *args) -> str:
