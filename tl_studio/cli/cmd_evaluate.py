@@ -65,13 +65,13 @@ def run(args: argparse.Namespace) -> int:
                       model_path=str(args.model_file), plan=plan, workers=worker_count(args))
     if line:
         line.finish()
-    advise_on_shared_memory()
     for path, reason in result.failed:
         print(f"{for_terminal(path)}: not evaluated: {for_terminal(reason)}", file=sys.stderr)
     if not result.paths:
         print("No image could be evaluated.", file=sys.stderr)
         return 1
     ood = _unknown_figures(model, result, args.ood, plan, worker_count(args)) if args.ood else None
+    advise_on_shared_memory()  # after both passes over images
     if args.json:
         payload = result.to_dict()
         if ood is not None:
