@@ -74,6 +74,17 @@ def test_forward_gives_one_logit_per_class_and_features_are_what_the_head_sees(b
     assert torch.allclose(from_features, logits, atol=1e-5)
 
 
+def test_the_stage_summary_built_on_the_meta_device_is_the_models(built):
+    """What the Model step shows for every model (RegNet's builder computes its widths with tensors,
+    which the shapes-only build had to leave on the CPU)."""
+    summary = models.summarize_stages(built.info.name, NUM_CLASSES)
+    stages = models.model_stages(built.model)
+    assert summary.names == tuple(stage.name for stage in stages)
+    assert summary.params == tuple(stage.num_params for stage in stages)
+    assert summary.head_params == sum(p.numel() for p in models.head_of(built.model).parameters())
+    assert summary.total_params == sum(p.numel() for p in built.model.parameters())
+
+
 def test_head_is_new_and_sized_to_the_classes(built):
     head = models.head_of(built.model)
     size = head.out_features if isinstance(head, nn.Linear) else head.out_channels

@@ -97,3 +97,39 @@ def test_the_details_are_never_cut_off_in_a_narrower_window(qtbot):
 
     qtbot.waitUntil(contents_fit, timeout=5000)
     window.close()
+
+
+def test_every_family_shows_its_stages_and_a_model_whose_stages_fail_leaves_no_stale_slider(qtbot, monkeypatch):
+    """RegNet's builder computes its layer widths with tensors, which the shapes-only build on the meta
+    device could not read back: picking any of the 15 RegNets said "Something went wrong" and left the
+    previous model's stages on the slider. Now its stages show; and where listing them fails anyway, the
+    slider and diagram of the previous model go with one sentence."""
+    from tl_studio.core import models
+    from tl_studio.core.errors import UserError
+
+    window = MainWindow()
+    qtbot.addWidget(window)
+    window.show()
+    window.steps.go_to("Model")
+    page = window.pages["Model"]
+    slider = window.findChild(QSlider, "freezeDepthSlider")
+    table = window.findChild(QAbstractItemView, "modelTable")
+    qtbot.waitUntil(lambda: table.model().rowCount() > 50 and page.summary is not None, timeout=60_000)
+
+    with qtbot.waitSignal(page.stagesShown, timeout=60_000, check_params_cb=lambda name: name == "regnet_y_400mf"):
+        page.select("regnet_y_400mf")
+    assert page.summary.names[0] == "stem" and len(page.summary.names) == 5 and slider.isEnabled()
+    assert "Backbone frozen" in page.freeze_text.text() and slider.maximum() == 5
+
+    def refuse(name, num_classes):
+        raise UserError(f"{name} cannot be summarised here.")
+
+    monkeypatch.setattr(models, "summarize_stages", refuse)
+    page.select("resnet34")
+    qtbot.waitUntil(lambda: "could not be listed" in page.freeze_text.text(), timeout=30_000)
+    assert page.summary is None and not slider.isEnabled() and page.diagram.stages == []
+    assert page.freeze_text.text() == ('The stages of resnet34 could not be listed (resnet34 cannot be summarised '
+                                       'here), so the freeze depth cannot be chosen here; training uses freeze "all".')
+    slider.setValue(0)  # a disabled slider moved by code changes nothing either
+    assert window.session.config.freeze == "all"
+    window.close()

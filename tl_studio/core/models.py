@@ -29,6 +29,7 @@ from pathlib import Path
 
 import torch
 from torch import Tensor, nn
+from torch.overrides import TorchFunctionMode
 
 from tl_studio.core import catalog, lite0, weights
 from tl_studio.core.catalog import ModelInfo
@@ -473,6 +474,28 @@ def param_counts(model: nn.Module) -> tuple[int, int]:
 # --- a model's stages at a glance (for choosing a freeze depth) ---------------------------------------------------
 
 
+def build_shapes_only(name: str, num_classes: int) -> nn.Module:
+    """``build_model(name, num_classes, "none")`` with its parameters and buffers on the meta device: their
+    shapes without their memory or the time their random initialisation takes (seconds for the largest)."""
+    with torch.device("meta"), _ArithmeticOnTheCpu():
+        return build_model(name, num_classes, "none")
+
+
+class _ArithmeticOnTheCpu(TorchFunctionMode):
+    """Inside ``torch.device("meta")``: ``torch.arange`` and ``torch.tensor`` without a device make CPU tensors.
+    Builders compute with them on plain numbers and read the result back (RegNet's layer widths:
+    ``torch.arange(depth) * w_a + w_0 ... .tolist()``), which a meta tensor, having no data, cannot do;
+    storage for parameters comes from the other factories (``empty``, ``zeros``, ``ones``...), still meta."""
+
+    FACTORIES = (torch.arange, torch.tensor)
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        kwargs = dict(kwargs or {})
+        if func in self.FACTORIES and kwargs.get("device") is None:
+            kwargs["device"] = "cpu"  # the enclosing torch.device("meta") leaves a given device as it is
+        return func(*args, **kwargs)
+
+
 @dataclass(frozen=True)
 class StageSummary:
     """Stage names and parameter counts, enough to say what each freeze depth trains without the model."""
@@ -494,8 +517,7 @@ class StageSummary:
 def summarize_stages(name: str, num_classes: int) -> StageSummary:
     """Builds the architecture on the meta device (shapes only: instant even for the largest models, no
     memory, no download) and reports its stages."""
-    with torch.device("meta"):
-        model = build_model(name, num_classes, "none")
+    model = build_shapes_only(name, num_classes)
     stages = model_stages(model)
     head = sum(p.numel() for p in head_of(model).parameters())
     total = sum(p.numel() for p in model.parameters())

@@ -222,6 +222,7 @@ class ModelPage(QWidget):
             self._stages_ready(key, self.summaries[key])
             return
         self.freeze_text.setText("Loading the model's stages…")
+        self.freeze_slider.setEnabled(False)  # its stops are still the previous model's stages
 
         def summarise(report, cancelled, key=key):
             from tl_studio.core.models import summarize_stages
@@ -230,13 +231,24 @@ class ModelPage(QWidget):
 
         task = self.tasks.start(summarise, "model-stages")
         task.succeeded.connect(lambda result: self._stages_ready(*result))
-        task.failed.connect(self.freeze_text.setText)
+        task.failed.connect(lambda message, key=key: self._stages_failed(key, message))
+
+    def _stages_failed(self, key, message: str) -> None:
+        if key != (self.session.config.model, self._num_classes()):
+            return
+        self.summary = None  # the slider and the diagram described another model: neither stays
+        self.diagram.set_stages([], 0)
+        self.params_text.setText("")
+        self.freeze_text.setText(f"The stages of {key[0]} could not be listed ({message.rstrip('.')}), so the "
+                                 f"freeze depth cannot be chosen here; training uses "
+                                 f"freeze \"{self.session.config.freeze}\".")
 
     def _stages_ready(self, key, summary) -> None:
         self.summaries[key] = summary
         if key != (self.session.config.model, self._num_classes()):
             return  # the user has moved on to another model meanwhile
         self.summary = summary
+        self.freeze_slider.setEnabled(True)
         stages = len(summary.names)
         self.diagram.set_stages(list(zip(summary.names, summary.params)), summary.head_params)
         self.freeze_slider.blockSignals(True)
