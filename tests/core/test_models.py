@@ -362,3 +362,15 @@ def _preprocess(path: Path) -> torch.Tensor:
         T.Normalize(info.mean, info.std)])
     with Image.open(path) as image:
         return transform(image.convert("RGB"))
+
+
+def test_a_model_built_again_reuses_its_stage_plan_and_gets_the_same_stages():
+    """The plan is computed once per architecture in a process (a shapes-only forward pass); a second
+    build, with another head, has the same stages over its own modules."""
+    first = models.build_model("resnet18", 2, weights="none")
+    second = models.build_model("resnet18", 5, weights="none")
+    assert second.tl_stage_plans is first.tl_stage_plans
+    first_stages, second_stages = models.model_stages(first), models.model_stages(second)
+    assert [s.module_names for s in first_stages] == [s.module_names for s in second_stages]
+    assert all(a is not b for s1, s2 in zip(first_stages, second_stages) for a, b in zip(s1.modules, s2.modules))
+    assert models.head_of(second).out_features == 5

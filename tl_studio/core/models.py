@@ -102,7 +102,7 @@ def build_model(name: str, num_classes: int, weights: str | Path | None = "defau
     model.tl_input_size = info.crop_size
     model.tl_weights = str(weights if weights is not None else "none")
     model.tl_weights_file = weights_file  # the file loaded (None: random weights), for backbone_facts.stamp
-    model.tl_stage_plans = _plan_stages(model)  # now, while no other thread can be using the model
+    model.tl_stage_plans = _stage_plans_for(info.name, model)  # now, while no other thread can be using it
     return model
 
 
@@ -274,6 +274,20 @@ def model_stages(model: nn.Module) -> list[Stage]:
         plans = model.tl_stage_plans = _plan_stages(model)
     return [Stage(plan.name, tuple(model.get_submodule(p) for p in plan.module_names), plan.module_names,
                   tuple(model.get_parameter(p) for p in plan.parameter_names), plan.stride) for plan in plans]
+
+
+# The stages of each architecture built in this process, by model name: a name always builds the same modules
+# (the head, replaced before planning, is not in a stage), and planning costs a shapes-only forward pass of
+# 0.2-0.5 s that a process building the model again (the Model step's summary, a run, its export, Grad-CAM)
+# then skips. Plans hold names only, never modules.
+_stage_plans_by_name: dict[str, tuple[_StagePlan, ...]] = {}
+
+
+def _stage_plans_for(name: str, model: nn.Module) -> tuple[_StagePlan, ...]:
+    plans = _stage_plans_by_name.get(name)
+    if plans is None:
+        plans = _stage_plans_by_name[name] = _plan_stages(model)
+    return plans
 
 
 def _plan_stages(model: nn.Module) -> tuple[_StagePlan, ...]:
