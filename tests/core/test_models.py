@@ -312,6 +312,43 @@ def test_a_model_rebuilt_without_weights_computes_what_the_trained_one_did(tmp_p
             assert torch.equal(trained(x), rebuilt(x))
 
 
+@pytest.mark.parametrize("name", ["resnet18", "regnet_x_400mf", "swin_t", "maxvit_t", DEFAULT_MODEL])
+def test_a_model_built_for_weights_skips_its_random_values_and_computes_what_the_usual_build_does(name, tmp_path):
+    """Pretrained and trained weights load into uninitialised memory (models._uninitialised); the model is the
+    one the usual build then load gives, buffers computed by the builder (Swin's and MaxViT's relative position
+    indices) included, and owns its values (not the state dict's tensors)."""
+    torch.manual_seed(0)
+    trained = models.build_model(name, 3, weights="none").eval()
+    state = trained.state_dict()
+    rebuilt = models.build_trained_model(name, 3, state, "test").eval()
+    imagenet_file = tmp_path / "imagenet.pth"
+    torch.save(models.build_imagenet_model(catalog.get_model_info(name), "none").state_dict(), imagenet_file)
+    pretrained = models.build_model(name, 3, weights=imagenet_file)
+    usual = models.build_imagenet_model(catalog.get_model_info(name), "none")
+    usual.load_state_dict(torch.load(imagenet_file, weights_only=True))
+    for model, reference in ((rebuilt, state), (pretrained, usual.state_dict())):
+        values = model.state_dict()
+        assert all(key in values and torch.equal(values[key], reference[key]) for key in reference
+                   if not key.startswith(("fc.", "classifier.", "head"))), name  # the new head aside
+        assert not any(p.is_meta for p in model.parameters()) and not any(b.is_meta for b in model.buffers())
+    assert not {p.data_ptr() for p in rebuilt.parameters()} & {t.data_ptr() for t in state.values()}
+    side = max(catalog.get_model_info(name).min_size, 64)
+    x = torch.randn(2, 3, side, side)
+    with torch.no_grad():
+        assert torch.equal(rebuilt(x), trained(x))
+
+
+def test_a_builder_value_no_state_dict_holds_is_kept_by_building_as_usual():
+    class WithConstant(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.layer = nn.Linear(2, 2)
+            self.register_buffer("scale", torch.full((2,), 3.0), persistent=False)
+
+    model = models._uninitialised(WithConstant)
+    assert torch.equal(model.scale, torch.full((2,), 3.0)) and not model.layer.weight.is_meta
+
+
 def _pretrained_file(name: str, folder: Path) -> Path:
     path = folder / f"{name}.pth"
     torch.save(torchvision.models.get_model(name, weights=None, aux_logits=True, init_weights=False).state_dict(),

@@ -16,7 +16,7 @@ token); they are all turned into a grid. The map is computed over the centre cro
 same arithmetic as ``core.preprocess.Preprocess``), then placed into a map the size of the whole image:
 the parts of the image outside the crop are 0, because the model never saw them.
 
-The network is rebuilt from the model file's metadata with ``build_model(name, classes, "none")`` and
+The network is rebuilt from the model file's metadata with ``build_trained_model(name, classes, ...)`` and
 the trained weights, taken from the ``.pt2`` file itself (its state dict, "network." prefix stripped) or
 from the run's ``best.ckpt`` for other formats.
 """
@@ -50,14 +50,13 @@ class CamResult:
 
 def load_network(model_path: Path, metadata: dict, run_dir: Path | None = None) -> nn.Module:
     """The trained network of a model file (no preprocessing), on the CPU, in eval mode."""
-    from tl_studio.core.models import build_model, load_strict
+    from tl_studio.core.models import build_trained_model
 
     name, classes = metadata.get("model"), metadata.get("classes") or []
     if not name or not classes:
         raise UserError(f"{Path(model_path).name} does not say which model it is; Grad-CAM needs a TL Studio file.")
-    network = build_model(name, len(classes), "none")
-    load_strict(network, _trained_weights(Path(model_path), run_dir), Path(model_path).name, name)
-    return network.eval()
+    weights = _trained_weights(Path(model_path), run_dir)
+    return build_trained_model(name, len(classes), weights, Path(model_path).name).eval()
 
 
 def _trained_weights(model_path: Path, run_dir: Path | None) -> dict[str, Tensor]:

@@ -25,10 +25,9 @@ class Run:
 
     def build_network(self):
         """The trained network (no preprocessing), on the CPU, in eval mode."""
-        from tl_studio.core.models import build_model
+        from tl_studio.core.models import build_trained_model
 
-        network = build_model(self.config.model, len(self.classes), "none")
-        network.load_state_dict(self.weights)
+        network = build_trained_model(self.config.model, len(self.classes), self.weights, ckpt.BEST)
         return network.eval()
 
 
