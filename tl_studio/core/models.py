@@ -120,17 +120,16 @@ def _build_imagenet(info: ModelInfo, weights: str | Path | None, progress: Progr
     source = path.name if path is not None else ""
     # Drawn at random even when the weights replace every value: the new head is drawn next, from the random
     # state these draws leave, so skipping them (_uninitialised) would give a seed another run.
-    model = _architecture(info, state_dict)
-    if state_dict is not None:
-        if info.bundled:
+    if info.bundled:
+        model = lite0.create_architecture()
+        if state_dict is not None:
             state_dict = lite0.to_timm_keys(state_dict, model)
+    else:
+        model = _torchvision_architecture(info, state_dict)
+    if state_dict is not None:
         load_strict(model, state_dict, source, info.name)
     _drop_aux_heads(model)
     return model, path
-
-
-def _architecture(info: ModelInfo, state_dict: dict[str, Tensor] | None) -> nn.Module:
-    return lite0.create_architecture() if info.bundled else _torchvision_architecture(info, state_dict)
 
 
 def build_trained_model(name: str, num_classes: int, state_dict: dict[str, Tensor], source: str) -> nn.Module:
@@ -146,12 +145,37 @@ def _uninitialised(build) -> nn.Module:
     included: drawing random weights only to replace them took seconds for larger models (convnext_base 1.1 s,
     swin_b 1.5 s here). A model that keeps a value no state dict holds (a non-persistent buffer) is built as
     usual."""
-    with torch.device("meta"), _ArithmeticOnTheCpu():
-        model = build()
+    model = _shapes_only(build)
     saved = model.state_dict().keys()
     if any(name not in saved for name, _ in model.named_buffers()):
         return build()
     return model.to_empty(device="cpu")
+
+
+def build_shapes_only(name: str, num_classes: int) -> nn.Module:
+    """``build_model(name, num_classes, "none")`` with its parameters and buffers on the meta device: their
+    shapes without their memory or the time their random initialisation takes (seconds for the largest)."""
+    return _shapes_only(lambda: build_model(name, num_classes, "none"))
+
+
+def _shapes_only(build) -> nn.Module:
+    with torch.device("meta"), _ArithmeticOnTheCpu():
+        return build()
+
+
+class _ArithmeticOnTheCpu(TorchFunctionMode):
+    """Inside ``torch.device("meta")``: ``torch.arange`` and ``torch.tensor`` without a device make CPU tensors.
+    Builders compute with them on plain numbers and read the result back (RegNet's layer widths:
+    ``torch.arange(depth) * w_a + w_0 ... .tolist()``), which a meta tensor, having no data, cannot do;
+    storage for parameters comes from the other factories (``empty``, ``zeros``, ``ones``...), still meta."""
+
+    FACTORIES = (torch.arange, torch.tensor)
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        kwargs = dict(kwargs or {})
+        if func in self.FACTORIES and kwargs.get("device") is None:
+            kwargs["device"] = "cpu"  # the enclosing torch.device("meta") leaves a given device as it is
+        return func(*args, **kwargs)
 
 
 def _state_dict_for(info: ModelInfo, choice: str | Path | None, progress: ProgressCallback | None,
@@ -510,28 +534,6 @@ def param_counts(model: nn.Module) -> tuple[int, int]:
 
 
 # --- a model's stages at a glance (for choosing a freeze depth) ---------------------------------------------------
-
-
-def build_shapes_only(name: str, num_classes: int) -> nn.Module:
-    """``build_model(name, num_classes, "none")`` with its parameters and buffers on the meta device: their
-    shapes without their memory or the time their random initialisation takes (seconds for the largest)."""
-    with torch.device("meta"), _ArithmeticOnTheCpu():
-        return build_model(name, num_classes, "none")
-
-
-class _ArithmeticOnTheCpu(TorchFunctionMode):
-    """Inside ``torch.device("meta")``: ``torch.arange`` and ``torch.tensor`` without a device make CPU tensors.
-    Builders compute with them on plain numbers and read the result back (RegNet's layer widths:
-    ``torch.arange(depth) * w_a + w_0 ... .tolist()``), which a meta tensor, having no data, cannot do;
-    storage for parameters comes from the other factories (``empty``, ``zeros``, ``ones``...), still meta."""
-
-    FACTORIES = (torch.arange, torch.tensor)
-
-    def __torch_function__(self, func, types, args=(), kwargs=None):
-        kwargs = dict(kwargs or {})
-        if func in self.FACTORIES and kwargs.get("device") is None:
-            kwargs["device"] = "cpu"  # the enclosing torch.device("meta") leaves a given device as it is
-        return func(*args, **kwargs)
 
 
 @dataclass(frozen=True)

@@ -233,8 +233,12 @@ class ModelPage(QWidget):
         task.succeeded.connect(lambda result: self._stages_ready(*result))
         task.failed.connect(lambda message, key=key: self._stages_failed(key, message))
 
+    def _is_current(self, key) -> bool:
+        """False once the user has moved on to another model (or data set) while its stages loaded."""
+        return key == (self.session.config.model, self._num_classes())
+
     def _stages_failed(self, key, message: str) -> None:
-        if key != (self.session.config.model, self._num_classes()):
+        if not self._is_current(key):
             return
         self.summary = None  # the slider and the diagram described another model: neither stays
         self.diagram.set_stages([], 0)
@@ -245,8 +249,8 @@ class ModelPage(QWidget):
 
     def _stages_ready(self, key, summary) -> None:
         self.summaries[key] = summary
-        if key != (self.session.config.model, self._num_classes()):
-            return  # the user has moved on to another model meanwhile
+        if not self._is_current(key):
+            return
         self.summary = summary
         self.freeze_slider.setEnabled(True)
         stages = len(summary.names)
