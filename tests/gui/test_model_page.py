@@ -133,3 +133,28 @@ def test_every_family_shows_its_stages_and_a_model_whose_stages_fail_leaves_no_s
     slider.setValue(0)  # a disabled slider moved by code changes nothing either
     assert window.session.config.freeze == "all"
     window.close()
+
+
+def test_a_filter_that_hides_the_chosen_model_highlights_nothing_and_one_click_chooses(qtbot, tiny_dataset):
+    """Filtering to "regnet_y_4" left regnet_y_400mf highlighted as current while the details still showed
+    efficientnet_lite0; clicking the highlighted row changed nothing."""
+    from PySide6.QtCore import Qt
+    from PySide6.QtTest import QTest
+
+    window = MainWindow()
+    qtbot.addWidget(window)
+    window.show()
+    window.open_folder(str(tiny_dataset))
+    qtbot.waitUntil(lambda: window.session.scan is not None, timeout=30_000)
+    window.steps.go_to("Model")
+    page = window.pages["Model"]
+    table = window.findChild(QAbstractItemView, "modelTable")
+    qtbot.waitUntil(lambda: table.model().rowCount() > 50, timeout=60_000)
+    page.filter.setText("regnet_y_4")
+    assert table.model().rowCount() == 1 and not table.selectionModel().hasSelection()
+    assert window.session.config.model == "efficientnet_lite0"
+    QTest.mouseClick(table.viewport(), Qt.LeftButton, pos=table.visualRect(table.model().index(0, 0)).center())
+    assert window.session.config.model == "regnet_y_400mf"
+    page.filter.setText("regnet")  # the chosen model still listed: it stays highlighted
+    assert table.currentIndex().data() == "regnet_y_400mf"
+    window.close()

@@ -148,10 +148,14 @@ class ModelPage(QWidget):
         return box
 
     def _filter_changed(self, text: str) -> None:
-        """Filtering hides rows; it must not choose another model for the user."""
+        """Filtering hides rows; it must not choose another model for the user. Nor may it leave another
+        row highlighted: when the chosen model's row is hidden, Qt makes a visible one current, which
+        looked chosen, and a click on it then changed nothing."""
         self._filtering = True
         try:
             self.proxy.set_text(text)
+            self.table.selectionModel().clear()
+            self.select(self.session.config.model)  # highlighted again where still visible
         finally:
             self._filtering = False
 
