@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 import json
+import re
 import signal
 import subprocess
 import sys
@@ -52,6 +53,27 @@ def test_train_json_prints_one_line_per_epoch_and_a_done_line(tiny_dataset, tmp_
                              "train_images_per_s"}
     assert lines[-1]["model_file"] == str(tmp_path / "run" / "model.pt2")
     assert lines[-1]["best_epoch"] in (1, 2) and 0 <= lines[-1]["best_val_acc"] <= 1
+
+
+def test_train_names_the_files_the_scan_left_out_and_trains_on_the_rest(tiny_dataset, tmp_path, capsys):
+    import shutil
+
+    (tiny_dataset / "red" / "notes.jpg").write_text("not an image")
+    first_blue = sorted((tiny_dataset / "blue").iterdir())[0]
+    (tiny_dataset / "green" / "cut.png").write_bytes(first_blue.read_bytes()[:200])
+    shutil.copy(first_blue, tiny_dataset / "green" / "also_blue.png")  # the same image with two labels
+    code = main(["train", str(tiny_dataset), "--out", str(tmp_path / "run"), *FAST])
+    output = capsys.readouterr().err
+    assert code == 0
+    assert ("Note: The dataset scan found 3 problems: 2 files left out of the run (green/cut.png, red/notes.jpg); "
+            "1 duplicate image with another label or in another split (green/also_blue.png)") in output
+    train, val = re.search(r"Training on (\d+) images, validating on (\d+),", output).groups()
+    assert int(train) + int(val) == 3 * 12 + 1  # the usable duplicate trains; the two broken files do not
+
+
+def test_a_dataset_without_problems_gets_no_problem_note(tiny_dataset, tmp_path, capsys):
+    assert main(["train", str(tiny_dataset), "--out", str(tmp_path / "run"), *FAST]) == 0
+    assert "problem" not in capsys.readouterr().err
 
 
 def test_ctrl_c_stops_after_the_batch_and_says_how_to_resume(tiny_dataset, tmp_path):

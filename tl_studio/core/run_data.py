@@ -9,6 +9,7 @@ from tl_studio.core.config import TrainConfig
 from tl_studio.core.dataset import ImageDataset, make_loader
 from tl_studio.core.errors import DatasetError
 from tl_studio.core.optim import IMBALANCE_THRESHOLD, class_weights
+from tl_studio.core.problem_summary import problems_sentence
 from tl_studio.core.samples import make_thumbnail, pick_samples, sample_predictions
 from tl_studio.core.transforms import eval_transform, train_transform
 
@@ -52,6 +53,10 @@ class RunData:
             raise DatasetError(f"No training images for class {', '.join(missing)}; add some or remove the folder.")
 
     def _notes(self, counts: list[int]) -> list[str]:
+        problems = problems_sentence(self.scan.problems)
+        return ([problems] if problems else []) + self._weighting_notes(counts)
+
+    def _weighting_notes(self, counts: list[int]) -> list[str]:
         ratio = max(counts) / max(1, min(counts))
         if self.class_weights is None:
             return [f"Classes are imbalanced ({ratio:.1f}x); class weighting is off."] if ratio > IMBALANCE_THRESHOLD else []
