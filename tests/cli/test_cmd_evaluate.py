@@ -101,3 +101,12 @@ def test_the_batch_size_changes_no_figure(model, capsys):
         for key in ("num_images", "confusion_matrix", "accuracy", "macro_f1", "per_class", "failed"):
             assert other[key] == first[key], key
         assert other["ece"] == pytest.approx(first["ece"], abs=1e-5)
+
+
+def test_evaluate_names_the_files_the_scan_left_out(model, tmp_path, capsys):
+    test_dir = copy_dataset(model.data_dir, tmp_path / "data")
+    (test_dir / "red" / "notes.jpg").write_text("not an image")
+    assert main(["evaluate", str(model.model_file), str(test_dir), "--json", "--split", "all"]) == 0
+    out, err = capsys.readouterr()
+    assert ("The dataset scan found 1 problem: 1 file left out of the evaluation (red/notes.jpg).") in err
+    assert json.loads(out)["num_images"] == 3 * 10

@@ -34,3 +34,23 @@ def test_a_long_list_names_only_the_first_few():
     sentence = problems_sentence(problems)
     assert f"a/{EXAMPLES - 1}.jpg" in sentence and f"a/{EXAMPLES}.jpg" not in sentence
     assert f"and {40 - EXAMPLES} more" in sentence
+
+
+def test_a_file_name_that_is_not_utf8_is_shown_byte_by_byte():
+    name = b"blue/bad\xff.jpg".decode("utf-8", "surrogateescape")  # as os.listdir gives it
+    sentence = problems_sentence([Problem(name, "Not an image file", "not_image")], left_out_of="the evaluation")
+    assert "1 file left out of the evaluation (blue/bad\\xff.jpg)" in sentence
+    sentence.encode("utf-8")  # printable and writable to the run's event log
+
+
+def test_the_cli_shows_a_note_s_control_characters_instead_of_obeying_them():
+    import io
+
+    from tl_studio.cli.reporters import ProgressBar
+    from tl_studio.core.events import FitStart
+
+    stream = io.StringIO()
+    note = problems_sentence([Problem("blue/bad\x1b[2J.jpg", "Not an image file", "not_image")])
+    ProgressBar(stream).on_fit_start(FitStart("run", ("a", "b"), 8, 2, 1, 1, 1, "CPU", 1, 2, True, None,
+                                              notes=(note,)))
+    assert "\x1b" not in stream.getvalue() and "blue/bad\\x1b[2J.jpg" in stream.getvalue()

@@ -199,3 +199,19 @@ def test_the_model_is_named_by_its_run_and_the_metrics_sit_under_the_matrix(page
     # three classes need a third of the height: the per-class table fills the rest, whatever tab is open
     assert page.matrix.isVisible() and page.metrics.isVisible() and page.tabs.indexOf(page.metrics) == -1
     assert page.metrics.geometry().top() > page.matrix.geometry().bottom()
+
+
+def test_the_summary_names_the_files_the_scan_left_out_as_text(qtbot, model, tmp_path):
+    data = copy_dataset(model.data_dir, tmp_path / "data")
+    (data / "red" / "<b>notes&.jpg").write_text("not an image")  # a name that would be markup
+    session = Session()
+    session.set_dataset(scan_dataset(data))
+    session.set_run(model.run_dir, model.model_file)
+    evaluate_page = EvaluatePage(session)
+    qtbot.addWidget(evaluate_page)
+    with qtbot.waitSignal(evaluate_page.evaluated, timeout=TIMEOUT_MS):
+        evaluate_page.evaluate_button.click()
+    summary = evaluate_page.summary.text()
+    evaluate_page.shutdown()
+    assert ("The dataset scan found 1 problem: 1 file left out of the evaluation "
+            "(red/&lt;b&gt;notes&amp;.jpg).") in summary

@@ -138,3 +138,15 @@ def test_time_left_leaves_out_the_time_spent_paused(page, monkeypatch):
     now[0] = 1010.0
     page.controller.pausedChanged.emit(False)
     assert batch(2, 1020.0).endswith("0:40 left")
+
+
+def test_a_note_naming_the_users_files_is_shown_as_written(page):
+    from dataclasses import replace
+
+    from tl_studio.core.data import Problem
+    from tl_studio.core.problem_summary import problems_sentence
+
+    note = problems_sentence([Problem("red/<b>notes&.jpg", "Not an image file", "not_image")])
+    page.controller.fitStarted.emit(replace(fit_start("CPU (1 thread)"), notes=(note,)))
+    assert page.summary.textFormat() == Qt.PlainText
+    assert "1 file left out of the run (red/<b>notes&.jpg)" in page.summary.text()

@@ -45,6 +45,7 @@ def run(args: argparse.Namespace) -> int:
                                            scan_for_model)
     from tl_studio.core.inference import plan_for
     from tl_studio.core.model_file import for_many_images, load_model_file
+    from tl_studio.core.problem_summary import problems_sentence
     from tl_studio.core.safe_text import for_terminal
 
     model = load_model_file(args.model_file, trust_torchscript=args.trust)
@@ -55,6 +56,8 @@ def run(args: argparse.Namespace) -> int:
     scan = scan_for_model(args.data_dir, model.metadata)
     split = args.split or default_split(scan)
     chosen = evaluation_set(scan, split, model.classes)
+    if problems := problems_sentence(scan.problems, left_out_of="the evaluation"):
+        print(for_terminal(problems), file=sys.stderr)
     if chosen.unknown:
         print(for_terminal(chosen.describe_unknown()), file=sys.stderr)
     model = for_many_images(model, len(chosen.paths))

@@ -9,6 +9,7 @@ import time
 
 from tl_studio.core import events
 from tl_studio.core.callbacks import Callback
+from tl_studio.core.safe_text import for_terminal
 
 
 def clock(seconds: float) -> str:
@@ -43,8 +44,8 @@ class ProgressBar(Callback):
         print(f"Training on {event.num_train} images, validating on {event.num_val}, {len(event.classes)} classes, "
               f"{event.device}; {event.trainable_params:,} of {event.total_params:,} parameters train{cache}.",
               file=self.stream)
-        for note in event.notes:
-            print(f"Note: {note}", file=self.stream)
+        for note in event.notes:  # a note can name the user's files
+            print(f"Note: {for_terminal(note)}", file=self.stream)
         self.epoch_seconds = [e.seconds for e in event.history]
         self.epoch_started = time.perf_counter()
 
@@ -91,7 +92,7 @@ class ProgressBar(Callback):
                    f"{event.train_images_per_s:.1f} img/s{features}{skipped}{best}", final=True)
 
     def on_image_skipped(self, event: events.ImageSkipped) -> None:
-        self._line(f"skipped {event.path}: {event.reason}", final=True)
+        self._line(f"skipped {for_terminal(event.path)}: {event.reason}", final=True)
 
     def on_notice(self, event: events.Notice) -> None:
         self._line(event.message, final=True)

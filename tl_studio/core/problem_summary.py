@@ -1,15 +1,16 @@
-"""One sentence that tells a training run's user what the dataset scan found wrong, so that files left
-out of the run or an image with two labels are never passed over in silence (the scan itself, and the
+"""One sentence that tells the user of a run or an evaluation what the dataset scan found wrong, so that
+files left out or an image with two labels are never passed over in silence (the scan itself, and the
 Data step's Problems tab, give each problem's reason)."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 
-# What each kind of problem means for the run, with the number of them: (one, several). The kinds of
-# a file that is not a usable image (core/images.py) and of an image outside any class folder all mean
-# the same thing here: the run does not see that file.
-_LEFT_OUT = ("file left out of the run", "files left out of the run")
+from tl_studio.core.safe_text import readable
+
+# What each kind of problem means, with the number of them: (one, several). Every other kind (those of
+# a file that is not a usable image, core/images.py, and of an image outside any class folder) means the
+# same thing here: the run does not see that file.
 _GROUPS = {
     "duplicate": ("duplicate image with another label or in another split",
                   "duplicate images with another label or in another split"),
@@ -22,14 +23,17 @@ _GROUPS = {
 EXAMPLES = 3  # paths named per group; the scan lists them all
 
 
-def problems_sentence(problems: Sequence) -> str | None:
-    """``problems``: the scan's (path, reason, kind) records. None when there are none."""
+def problems_sentence(problems: Sequence, left_out_of: str = "the run") -> str | None:
+    """``problems``: the scan's (path, reason, kind) records; ``left_out_of``: what the files are left
+    out of. None when there are none. File names that are not UTF-8 are shown as ``\\xNN``, so that the
+    sentence can be printed and written to the run's event log."""
     if not problems:
         return None
     groups: dict[tuple[str, str], list[str]] = {}
+    left_out = (f"file left out of {left_out_of}", f"files left out of {left_out_of}")
     for problem in problems:
-        groups.setdefault(_GROUPS.get(problem.kind, _LEFT_OUT), []).append(problem.path)
-    order = [_LEFT_OUT, *_GROUPS.values()]
+        groups.setdefault(_GROUPS.get(problem.kind, left_out), []).append(readable(problem.path))
+    order = [left_out, *_GROUPS.values()]
     parts = [_part(names, paths) for names in order if (paths := groups.get(names))]
     count = len(problems)
     return (f"The dataset scan found {count} problem{'s' if count != 1 else ''}: {'; '.join(parts)}. "

@@ -321,7 +321,7 @@ class EvaluatePage(QWidget):
                 gallery.set_items([])
             return
         self.matrix.set_matrix(evaluation.confusion_matrix(), list(evaluation.classes))
-        self.summary.setText(_summary(evaluation))
+        self.summary.setText(_summary(evaluation, self.scan.problems if self.scan else ()))
         classes = sorted(set(evaluation.classes) | set(self.scan.classes if self.scan else ()))
         for gallery in self.galleries:
             gallery.set_classes(classes)
@@ -451,14 +451,21 @@ def _empty():
     return np.zeros((0, 0), dtype=np.int64)
 
 
-def _summary(evaluation) -> str:
+def _summary(evaluation, problems) -> str:
+    """Rich text; the names in it are the user's (files, class folders), so they are escaped."""
+    from html import escape
+
+    from tl_studio.core.problem_summary import problems_sentence
+
     parts = [f"<b>Accuracy {evaluation.accuracy:.1%}</b> · macro-F1 {evaluation.macro_f1:.3f} · "
-             f"{len(evaluation.paths)} images ({evaluation.source})"]
+             f"{len(evaluation.paths)} images ({escape(evaluation.source)})"]
     if evaluation.failed:
         names = ", ".join(Path(path).name for path, _ in evaluation.failed[:5])
-        parts.append(f"{len(evaluation.failed)} files could not be read and were left out: {names}"
-                     + (" …" if len(evaluation.failed) > 5 else ""))
+        parts.append(escape(f"{len(evaluation.failed)} files could not be read and were left out: {names}"
+                            + (" …" if len(evaluation.failed) > 5 else "")))
     if evaluation.unknown:
         names = ", ".join(f"{name} ({count})" for name, count in sorted(evaluation.unknown.items()))
-        parts.append(f"Skipped images of classes the model does not know: {names}")
+        parts.append(escape(f"Skipped images of classes the model does not know: {names}"))
+    if sentence := problems_sentence(problems, left_out_of="the evaluation"):
+        parts.append(escape(sentence))
     return "<br>".join(parts)

@@ -163,6 +163,7 @@ class TrainPage(QWidget):
         self.run_progress = RunProgress(self.progress)
         self.summary = QLabel("Press Start to train. Curves and sample predictions appear here live.")
         self.summary.setWordWrap(True)
+        self.summary.setTextFormat(Qt.PlainText)  # it shows the user's file and folder names, never markup
         self.summary.setTextInteractionFlags(Qt.TextSelectableByMouse)
         self.hint = QLabel()
         self.hint.setWordWrap(True)
