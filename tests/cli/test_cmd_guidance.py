@@ -55,6 +55,17 @@ def test_advise_summary_ends_with_the_command_to_train(tiny_dataset, capsys):
     assert f"tl-studio train {tiny_dataset} --out RUN_DIR --model efficientnet_lite0 --freeze all" in out
 
 
+def test_advise_names_the_files_the_scan_left_out(tiny_dataset, capsys):
+    (tiny_dataset / "red" / "notes.jpg").write_text("not an image")
+    assert main(["advise", str(tiny_dataset), "--img-size", "64", "--json"]) == 0
+    sentence = json.loads(capsys.readouterr().out)["dataset_problems"]
+    assert sentence.startswith("The dataset scan found 1 problem: 1 file left out of the analysis (red/notes.jpg).")
+    assert main(["advise", str(tiny_dataset), "--img-size", "64"]) == 0
+    out = capsys.readouterr().out
+    assert " ".join(out.split()).count(sentence) == 1  # wrapped, but every word of it
+    assert "`tl-studio scan`" in out  # a command is not split at its hyphen
+
+
 def test_advise_on_a_missing_folder_is_one_sentence(tmp_path, capsys):
     assert main(["advise", str(tmp_path / "nowhere")]) == 2
     err = capsys.readouterr().err

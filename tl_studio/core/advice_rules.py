@@ -95,6 +95,7 @@ class Recommendation:
     stats: DatasetStats
     probe: ProbeResult | None
     seconds: float = 0.0
+    dataset_problems: str | None = None  # what the scan found wrong, in one sentence (problem_summary.py)
 
     @property
     def reasons(self) -> list[str]:

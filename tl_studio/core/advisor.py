@@ -34,6 +34,7 @@ def analyse_dataset(config: TrainConfig, scan=None, *, model=None, max_images: i
     given, is the model with its new head (only read: its backbone computes the features)."""
     from tl_studio.core.catalog import get_model_info
     from tl_studio.core.models import model_stages
+    from tl_studio.core.problem_summary import problems_sentence
 
     started = time.perf_counter()
     bench = open_workbench(config, scan, model=model, progress=progress, cancel=cancel, build=False)
@@ -52,7 +53,8 @@ def analyse_dataset(config: TrainConfig, scan=None, *, model=None, max_images: i
     probe = linear_probe(features.features, features.labels, bench.num_classes, seed=config.seed, cancel=cancel)
     report(progress, "probe", 1, 1, "Done.")
     stats = dataset_stats(bench.scan, config, side, stages, get_model_info(config.model).crop_size)
-    return replace(recommend(stats, probe), seconds=time.perf_counter() - started)
+    return replace(recommend(stats, probe), seconds=time.perf_counter() - started,
+                   dataset_problems=problems_sentence(bench.scan.problems, left_out_of="the analysis"))
 
 
 def dataset_stats(scan, config: TrainConfig, median_side: int | None, num_stages: int,
