@@ -90,3 +90,41 @@ def test_a_long_file_name_does_not_push_the_problem_out_of_sight(qtbot):
     reason_left = table.columnViewportPosition(1)
     assert 0 < reason_left and reason_left + 80 <= table.viewport().width()  # the reason is in sight
     assert long_name in table.model().item(0, 0).toolTip()  # and the whole name in the tooltip
+
+
+def test_names_from_the_disk_are_shown_as_written(qtbot, tmp_path):
+    """Folder, class and file names may hold <, > and &: Qt took `<i>ants&bees` for markup (an italic
+    "ants&bees" in the summary), `bees<br>x` for a line break and `<b>broken.jpg` for a bold "broken.jpg"."""
+    from PySide6.QtCore import Qt
+
+    from tests.gui.shown_text import label_shows, shown
+    from tests.helpers import make_image_folder
+
+    root = make_image_folder(tmp_path / "<i>ants&bees", classes=("<u>ants", "bees<br>x"), per_class=6)
+    broken = root / "<u>ants" / "<b>broken.jpg"
+    broken.write_bytes(b"not an image at all")
+    page = DataPage(Session())
+    qtbot.addWidget(page)
+    with qtbot.waitSignal(page.session.datasetChanged, timeout=TIMEOUT_MS):
+        page.open_folder(str(root))
+    assert label_shows(page.summary).split("\n")[0] == str(root)
+    assert "12 images in 2 classes" in label_shows(page.summary)  # the label's own line break stays
+
+    page.class_box.setCurrentIndex(0)  # all classes: each thumbnail's caption names its class
+    thumbnails = page.thumbnails
+    tooltips = [shown(thumbnails.data(thumbnails.index(row), Qt.ToolTipRole)) for row in range(thumbnails.rowCount())]
+    assert any(tip.startswith("<u>ants · ") and tip.endswith(".jpg") for tip in tooltips)
+    assert any(tip.startswith("bees<br>x · ") for tip in tooltips)
+
+    problems = page.problems
+    assert problems.model.rowCount() == 1
+    assert shown(problems.model.item(0, 0).toolTip()) == str(broken)
+    problems.table.selectRow(0)
+    assert shown(problems.preview.toolTip()).startswith(f"{broken}\n")
+
+    page.open_folder(str(tmp_path / "<b>gone"))  # cannot be used: the summary names both folders
+    qtbot.waitUntil(lambda: "Could not open" in page.summary.text(), timeout=TIMEOUT_MS)
+    summary = label_shows(page.summary)
+    assert summary.startswith(f"Could not open {tmp_path / '<b>gone'}: ")
+    assert f"Still loaded: {root} (12 images in 2 classes)" in summary
+    page.shutdown()

@@ -215,3 +215,33 @@ def test_the_summary_names_the_files_the_scan_left_out_as_text(qtbot, model, tmp
     evaluate_page.shutdown()
     assert ("The dataset scan found 1 problem: 1 file left out of the evaluation "
             "(red/&lt;b&gt;notes&amp;.jpg).") in summary
+
+
+def test_class_names_from_the_model_file_are_shown_as_written(page, qtbot):
+    """The class names come from the model file (perhaps someone else's) and are folder names: `<u>ants`
+    was shown underlined as "ants" in the cell's title, the matrix's tooltips and the image view, and
+    `bees<br>x` on two lines."""
+    import dataclasses
+
+    from PySide6.QtCore import Qt
+
+    from tests.gui.shown_text import label_shows, shown
+
+    names = ("<u>ants", "bees<br>x", "a&b")
+    evaluation = dataclasses.replace(page.evaluation, classes=names)  # the same figures under these names
+    page._show_evaluation(evaluation)
+    predicted = int(evaluation.predicted[evaluation.true == 0][0])
+    page.matrix.choose_cell(0, predicted)
+    assert label_shows(page.cell_gallery.title).startswith(f"True <u>ants, predicted {names[predicted]}: ")
+    thumbnails = page.cell_gallery.thumbnails
+    tooltip = shown(thumbnails.data(thumbnails.index(0), Qt.ToolTipRole))
+    assert f"\nlabel: <u>ants\npredicted: {names[predicted]} (" in tooltip
+    matrix = page.matrix.model()
+    assert shown(matrix.headerData(1, Qt.Horizontal, Qt.ToolTipRole)) == "predicted class: bees<br>x"
+    assert shown(matrix.headerData(2, Qt.Vertical, Qt.ToolTipRole)) == "true class: a&b"
+    assert " images of <u>ants (" in shown(matrix.data(matrix.index(0, 1), Qt.ToolTipRole))
+    detail = page.open_image(page.cell_gallery.items[0].index)
+    qtbot.waitUntil(lambda: "image" in detail.arrays, timeout=TIMEOUT_MS)
+    caption = label_shows(detail.caption)
+    assert "labelled <u>ants (" in caption and caption.endswith(f"\n{page.cell_gallery.items[0].path}")
+    detail.close()

@@ -146,3 +146,23 @@ def test_the_model_is_named_by_its_run_and_open_starts_in_the_runs_folder(page, 
     annotate_run(named, name="baseline (frozen)")
     page.set_model(named / "model.pt2")
     assert "of run <b>baseline (frozen)</b>" in page.model_label.text()
+
+
+def test_file_and_model_names_are_shown_as_written(page, qtbot, tmp_path, monkeypatch):
+    """A tooltip guesses markup: the image `<b>x&y.jpg` showed as a bold "x&y.jpg", and a model file in a
+    folder `<i>shipped` lost its `<i>`; a failure that quotes such a name said it without them."""
+    from PySide6.QtWidgets import QMessageBox
+
+    from tests.gui.shown_text import shown
+
+    image = make_image(tmp_path / "<b>x&y.jpg", (200, 40, 40))
+    with qtbot.waitSignal(page.predictionsFinished, timeout=TIMEOUT_MS):
+        page.add_paths([image])
+    assert shown(page.table_model.item(0, 0).toolTip()) == str(image)
+    exported = tmp_path / "<i>shipped" / "flowers.pt2"
+    page.set_model(exported)
+    assert shown(page.model_label.toolTip()) == str(exported)
+    warned = []
+    monkeypatch.setattr(QMessageBox, "warning", lambda parent, title, text: warned.append(shown(text)))
+    page._on_failed(f"{exported} could not be loaded.")
+    assert warned == [f"{exported} could not be loaded."]

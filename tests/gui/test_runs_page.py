@@ -263,3 +263,40 @@ def test_an_added_folder_is_listed_remembered_and_removed(page, qtbot, tmp_path,
         page.remove_folder_button.click()
     assert page.proxy.rowCount() == 4 and (elsewhere / "project-x" / "run-1" / "status.json").is_file()
     assert not page.remove_folder_button.isEnabled()
+
+
+def test_run_names_and_folders_are_shown_as_written(page, runs, qtbot, monkeypatch):
+    """A run's folder and the name the user gives it may hold <, > and &: in the best-run hint (rich text,
+    with its link), the table's tooltips, the curves' legend and the compare button's tooltip they were
+    taken for markup (`<b>baseline</b>` in bold, `<i>` gone)."""
+    from PySide6.QtGui import QTextDocument
+
+    from tests.gui.shown_text import label_shows, shown
+
+    best = write_run(runs / 'top "<i>&', final_acc=0.99, started=5_000_000)
+    with qtbot.waitSignal(page.loader.finished, timeout=10_000):
+        page.refresh()
+    assert label_shows(page.best_label).startswith('Best run: top "<i>&: best val accuracy 99')
+    document = QTextDocument()
+    document.setHtml(page.best_label.text())
+    links = {fragment.fragment().charFormat().anchorHref() for block in _blocks(document) for fragment in block}
+    assert str(best) in links  # the link still leads to the run
+    page.best_label.linkActivated.emit(str(best))
+    assert [run.path for run in page.selected_runs()] == [str(best)]
+
+    monkeypatch.setattr(QInputDialog, "getText", lambda *a, **k: ("<b>baseline</b>", True))
+    page.rename_selected()
+    assert label_shows(page.best_label).startswith("Best run: <b>baseline</b>: ")
+    row = next(r for r in range(page.proxy.rowCount()) if page.proxy.index(r, 1).data() == "<b>baseline</b>")
+    assert shown(page.proxy.index(row, 1).data(Qt.ToolTipRole)).startswith(f"{best}\nStatus: ")
+    page.select_paths([str(best), str(runs / "lite0")])
+    legend = page.curves.accuracy_plot.getPlotItem().legend
+    assert sorted(label.item.toPlainText() for _, label in legend.items) == ["<b>baseline</b>", "lite0"]
+    assert "<b>baseline</b> (" in shown(page.validation.compare_button.toolTip())
+
+
+def _blocks(document):
+    block = document.begin()
+    while block.isValid():
+        yield block
+        block = block.next()

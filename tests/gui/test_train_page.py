@@ -150,3 +150,18 @@ def test_a_note_naming_the_users_files_is_shown_as_written(page):
     page.controller.fitStarted.emit(replace(fit_start("CPU (1 thread)"), notes=(note,)))
     assert page.summary.textFormat() == Qt.PlainText
     assert "1 file left out of the run (red/<b>notes&.jpg)" in page.summary.text()
+
+
+def test_the_sample_predictions_show_class_and_file_names_as_written(page):
+    """The class names are the user's folders: `<u>ants` was an underlined "ants" under a sample, and
+    `bees<br>x` two lines; the tooltip lost the `<b>` of `<b>a&b.jpg`."""
+    import numpy as np
+
+    from tests.gui.shown_text import label_shows, shown
+
+    sample = events.SamplePrediction(thumbnail=np.zeros((8, 8, 3), np.uint8), path="/data/<u>ants/<b>a&b.jpg",
+                                     true_label=0, top_labels=(1, 0), top_probs=(0.7, 0.3))
+    page.controller.samplesReady.emit(events.SamplePredictions(1, ("<u>ants", "bees<br>x"), (sample,)))
+    tile = page.samples.tiles[0]
+    assert label_shows(tile.caption) == "bees<br>x 70%\ntrue: <u>ants"
+    assert shown(tile.toolTip()) == "/data/<u>ants/<b>a&b.jpg\ntrue: <u>ants\nbees<br>x: 70.0%\n<u>ants: 30.0%"

@@ -69,6 +69,7 @@ class AdvisorPanel(QWidget):
         self.apply_button.clicked.connect(self.apply)
         self.progress = QProgressBar(objectName="advisorProgress")
         self.status = QLabel(objectName="advisorStatus")
+        self.status.setTextFormat(Qt.PlainText)  # a failure may quote an image file, never markup
         self.status.setWordWrap(True)
         self.summary = QLabel(objectName="advisorSummary")
         self.summary.setWordWrap(True)

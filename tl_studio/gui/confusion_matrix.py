@@ -10,6 +10,7 @@ from PySide6.QtGui import QColor, QFont, QPalette, QPen
 from PySide6.QtWidgets import (QAbstractItemView, QFrame, QHeaderView, QStyle, QStyledItemDelegate,
                                QStyleOptionViewItem, QTableView)
 
+from tl_studio.gui.literal_text import as_written
 from tl_studio.gui.theme import BAD, GOOD
 
 # Cells grow with the space there is (few classes) and shrink to these (many classes, then it scrolls).
@@ -87,7 +88,8 @@ class ConfusionModel(QAbstractTableModel):
         if role == Qt.ToolTipRole:
             truth, predicted = self.classes[row], self.classes[column]
             verb = "correctly predicted" if row == column else f"predicted as {predicted}"
-            return f"{count} images of {truth} ({share:.1%}) {verb}. Click to see them."
+            # as written: tooltips guess markup, and the class names are the model's
+            return as_written(f"{count} images of {truth} ({share:.1%}) {verb}. Click to see them.")
         return None
 
     def headerData(self, section: int, orientation, role=Qt.DisplayRole):
@@ -95,7 +97,7 @@ class ConfusionModel(QAbstractTableModel):
             return self.classes[section]
         if role == Qt.ToolTipRole and 0 <= section < len(self.classes):
             kind = "true class" if orientation == Qt.Vertical else "predicted class"
-            return f"{kind}: {self.classes[section]}"
+            return as_written(f"{kind}: {self.classes[section]}")
         return None
 
 

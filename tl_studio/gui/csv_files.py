@@ -9,6 +9,7 @@ from pathlib import Path
 from PySide6.QtWidgets import QFileDialog, QMessageBox, QWidget
 
 from tl_studio.core.fileio import atomic_write_text
+from tl_studio.gui.literal_text import as_written
 
 
 def ask_and_save_csv(parent: QWidget, title: str, default_name: str, text: Callable[[], str]) -> None:
@@ -22,7 +23,7 @@ def save_text(parent: QWidget, path: str, text: str) -> bool:
     try:
         atomic_write_text(Path(path), text)
     except OSError as error:
-        QMessageBox.warning(parent, "Could not save", f"{path} could not be written ({error.strerror or error}); "
-                            "choose another place.")
+        QMessageBox.warning(parent, "Could not save", as_written(f"{path} could not be written "
+                                                                f"({error.strerror or error}); choose another place."))
         return False
     return True

@@ -18,6 +18,7 @@ from PySide6.QtWidgets import QApplication, QMessageBox
 
 from tl_studio.core.dataset_edit import EXCLUDED, DatasetEditor, Move, rescan
 from tl_studio.core.errors import UserError
+from tl_studio.gui.literal_text import as_written
 
 
 class DataFixer(QObject):
@@ -80,7 +81,7 @@ class DataFixer(QObject):
                 moves.append(move)
                 self.moved.emit(move)
         except UserError as error:
-            QMessageBox.warning(_dialog_parent(), "Could not move the image", str(error))
+            QMessageBox.warning(_dialog_parent(), "Could not move the image", as_written(str(error)))  # names files
         self._after_change(self._describe(moves, class_name))
         return moves
 
@@ -93,7 +94,7 @@ class DataFixer(QObject):
         try:
             move = self.editor.undo()
         except UserError as error:
-            QMessageBox.warning(_dialog_parent(), "Could not undo", str(error))
+            QMessageBox.warning(_dialog_parent(), "Could not undo", as_written(str(error)))
             self.undoAvailable.emit(self.can_undo)
             return None
         self.moved.emit(move)
@@ -111,9 +112,9 @@ class DataFixer(QObject):
             return True
         answer = QMessageBox.question(
             _dialog_parent(), "Change the dataset folder?",
-            f"TL Studio will move image files inside {root}: into another class folder, or into an "
-            f"{EXCLUDED} folder beside the class folders. Nothing is deleted or overwritten, and every move "
-            "can be undone. Go ahead?")
+            as_written(f"TL Studio will move image files inside {root}: into another class folder, or into an "
+                       f"{EXCLUDED} folder beside the class folders. Nothing is deleted or overwritten, and every "
+                       "move can be undone. Go ahead?"))
         if answer != QMessageBox.Yes:
             return False
         self._confirmed_roots.add(root)

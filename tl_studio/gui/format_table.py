@@ -8,6 +8,8 @@ import math
 from PySide6.QtCore import Qt
 from PySide6.QtWidgets import QAbstractItemView, QHeaderView, QTableWidget, QTableWidgetItem
 
+from tl_studio.gui.literal_text import as_written
+
 COLUMNS = ("Format", "Size (MB)", "Latency (ms, batch 1)", "Images/s (batch 32)", "Val accuracy", "Agreement")
 FORMAT_NAMES = {"pt2": "PyTorch program (.pt2)", "onnx": "ONNX", "onnx-int8": "int8 ONNX",
                 "torchscript": "TorchScript (.ts)"}
@@ -54,7 +56,7 @@ class FormatTable(QTableWidget):
                 self.setItem(r, c, item)
             if row.error:  # the reason, across the figures' columns
                 self.setSpan(r, 1, 1, len(COLUMNS) - 1)
-                self.item(r, 1).setToolTip(row.error)
+                self.item(r, 1).setToolTip(as_written(row.error))  # it may quote a path
 
     def cell_text(self, row: int, column: int) -> str:
         item = self.item(row, column)

@@ -10,6 +10,7 @@ from PySide6.QtCore import QItemSelectionModel, Qt, Signal
 from PySide6.QtGui import QKeySequence, QShortcut
 from PySide6.QtWidgets import QAbstractItemView, QComboBox, QHBoxLayout, QLabel, QPushButton, QVBoxLayout, QWidget
 
+from tl_studio.gui.literal_text import as_written
 from tl_studio.gui.thumbnails import ThumbnailModel, thumbnail_view
 
 
@@ -31,8 +32,9 @@ class _GalleryModel(ThumbnailModel):
 
     def data(self, index, role=Qt.DisplayRole):
         if role == Qt.ToolTipRole and index.isValid():
-            # the full caption first: the view elides long captions in the middle
-            return f"{self.captions[index.row()]}\n{self.tooltips[index.row()]}"
+            # the full caption first: the view elides long captions in the middle; as written, since
+            # tooltips guess markup and the class and file names are the user's
+            return as_written(f"{self.captions[index.row()]}\n{self.tooltips[index.row()]}")
         return super().data(index, role)
 
 
@@ -93,7 +95,8 @@ class Gallery(QWidget):
             self.class_box.setCurrentText(current)
 
     def set_items(self, items: list[GalleryItem], title: str | None = None) -> None:
-        """Shows these images; the selection is kept for images still shown."""
+        """Shows these images; the selection is kept for images still shown. ``title`` may be rich text
+        (with any names in it escaped)."""
         selected = set(self.selected())
         self.items = list(items)
         self.thumbnails.tooltips = [item.tooltip for item in self.items]
@@ -131,7 +134,7 @@ class Gallery(QWidget):
     def set_undo_enabled(self, enabled: bool, tooltip: str | None = None) -> None:
         self.undo_button.setEnabled(enabled)
         if tooltip:
-            self.undo_button.setToolTip(tooltip)
+            self.undo_button.setToolTip(as_written(tooltip))  # it names the last moved file
 
     def _update_buttons(self, *_args) -> None:
         has_selection = bool(self.view.selectionModel().selectedIndexes())

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import threading
 from dataclasses import dataclass
+from html import escape
 from pathlib import Path
 
 import numpy as np
@@ -170,15 +171,16 @@ class ImageDetail(QDialog):
         self.arrays.update({key: result[key] for key in ("image", "overlay") if key in result})
         if "overlay" in result:
             self.cam_toggle.setEnabled(True)
-            self.caption.setText(_caption(self.facts) + f"<br>Grad-CAM of <b>{self.facts.classes[result['cam_class']]}"
-                                 "</b>: the warmer, the more that area raised this class.")
+            cam_class = escape(self.facts.classes[result["cam_class"]])
+            self.caption.setText(_caption(self.facts) + f"<br>Grad-CAM of <b>{cam_class}</b>: the warmer, the more "
+                                 "that area raised this class.")
             self.camFinished.emit()
         self._show_picture()
 
     def _failed(self, message: str) -> None:
         self.cam_toggle.setEnabled(False)
         self.cam_toggle.setChecked(False)
-        self.caption.setText(_caption(self.facts) + f"<br><span style='color:{BAD.name()}'>{message}</span>")
+        self.caption.setText(_caption(self.facts) + f"<br><span style='color:{BAD.name()}'>{escape(message)}</span>")
         self.camFinished.emit()
 
     def _show_picture(self) -> None:
@@ -191,9 +193,10 @@ class ImageDetail(QDialog):
 
 
 def _caption(facts: ImageFacts) -> str:
+    """Rich text; the class names (the model's) and the file's path are escaped."""
     predicted = int(np.argmax(facts.probabilities))
-    text = f"<b>{facts.classes[predicted]}</b> {facts.probabilities[predicted]:.1%}"
+    text = f"<b>{escape(facts.classes[predicted])}</b> {facts.probabilities[predicted]:.1%}"
     if facts.true_label is not None:
         verdict = "right" if predicted == facts.true_label else "wrong"
-        text += f" · labelled <b>{facts.classes[facts.true_label]}</b> ({verdict})"
-    return text + f"<br><small>{facts.path}</small>"
+        text += f" · labelled <b>{escape(facts.classes[facts.true_label])}</b> ({verdict})"
+    return text + f"<br><small>{escape(facts.path)}</small>"

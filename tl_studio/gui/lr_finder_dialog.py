@@ -16,6 +16,7 @@ from PySide6.QtCore import Qt, Signal
 from PySide6.QtWidgets import QDialog, QHBoxLayout, QLabel, QProgressBar, QPushButton, QVBoxLayout
 
 from tl_studio.gui.cpu_share import share_the_cpu_with_the_window
+from tl_studio.gui.literal_text import as_written
 from tl_studio.gui.tasks import TaskRunner
 from tl_studio.gui.theme import SERIES, configure_pyqtgraph
 
@@ -160,7 +161,7 @@ class LrFinderDialog(QDialog):
         self.show_result(result)
 
     def _on_failed(self, message: str) -> None:
-        self.message.setText(message)
+        self.message.setText(as_written(message))  # it may quote an image file
         self._set_running(False)
         self.failed.emit(message)
 

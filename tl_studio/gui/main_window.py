@@ -57,6 +57,7 @@ class MainWindow(QMainWindow):
         runs.resumeRequested.connect(lambda folder, epochs: (self.steps.go_to("Train"),
                                                              self.pages["Train"].resume_run(folder, epochs)))
         self._status = QLabel("Choose a folder of labelled images to begin (File > Open Folder, or drop it here).")
+        self._status.setTextFormat(Qt.PlainText)  # its sentences name the user's files and folders, never markup
         self.statusBar().addWidget(self._status, 1)
         self.session.statusMessage.connect(self._status.setText)
         for signal in (self.session.datasetChanged, self.session.modelFileChanged, self.session.trainingStateChanged):

@@ -9,6 +9,8 @@ from pathlib import Path
 
 from PySide6.QtWidgets import QMessageBox, QWidget
 
+from tl_studio.gui.literal_text import as_written
+
 
 def confirm_model_file(parent: QWidget, session, path) -> bool:
     """True when ``path`` may be opened: it passed the check, and a TorchScript file was confirmed."""
@@ -22,7 +24,7 @@ def confirm_model_file(parent: QWidget, session, path) -> bool:
             return False
         check_model_file(path, fmt)
     except UserError as error:
-        QMessageBox.warning(parent, "Model file not opened", str(error))
+        QMessageBox.warning(parent, "Model file not opened", as_written(str(error)))  # it quotes the file
         return False
     if fmt == "torchscript":
         session.trusted_model_files.add(path)
@@ -36,6 +38,7 @@ def is_trusted(session, path) -> bool:
 def _user_trusts(parent: QWidget, path: Path, warning: str) -> bool:
     answer = QMessageBox.warning(
         parent, "Open a TorchScript file?",
-        f"{warning}\n\nA .pt2 or ONNX file cannot run code and is the safer choice. Open {path.name} anyway?",
+        as_written(f"{warning}\n\nA .pt2 or ONNX file cannot run code and is the safer choice. Open {path.name} "
+                   "anyway?"),
         QMessageBox.Open | QMessageBox.Cancel, QMessageBox.Cancel)
     return answer == QMessageBox.Open

@@ -11,6 +11,8 @@ from PySide6.QtGui import QDesktopServices, QImageReader, QPixmap, QStandardItem
 from PySide6.QtWidgets import (QHeaderView, QLabel, QPushButton, QSplitter, QTableView, QVBoxLayout,
                                QWidget)
 
+from tl_studio.gui.literal_text import as_written
+
 PREVIEW_PX = 220
 FILE_COLUMN_MAX_PX = 260  # one long file name must not push the Problem column out of sight
 
@@ -47,6 +49,7 @@ class ProblemsView(QWidget):
         self.preview.setObjectName("problemPreview")
         self.preview.setAlignment(Qt.AlignCenter)
         self.preview.setWordWrap(True)
+        self.preview.setTextFormat(Qt.PlainText)  # the reason names the user's files, never markup
         self.preview.setMinimumSize(PREVIEW_PX, PREVIEW_PX)
         self.open_folder_button = QPushButton("Open containing folder")
         self.open_folder_button.clicked.connect(self.open_containing_folder)
@@ -77,9 +80,9 @@ class ProblemsView(QWidget):
             full = str(Path(root, problem.path)) if root is not None else problem.path
             file_item = QStandardItem(problem.path)
             file_item.setData(full, Qt.UserRole)
-            file_item.setToolTip(full)
+            file_item.setToolTip(as_written(full))  # tooltips guess markup; a file may be named <b>x.jpg
             reason_item = QStandardItem(problem.reason)
-            reason_item.setToolTip(problem.reason)
+            reason_item.setToolTip(as_written(problem.reason))
             self.model.appendRow([file_item, reason_item])
         self.table.resizeColumnToContents(0)
         self.table.setColumnWidth(0, min(self.table.columnWidth(0), FILE_COLUMN_MAX_PX))
@@ -105,7 +108,7 @@ class ProblemsView(QWidget):
             self.preview.setText(f"No preview: {reason}")
         else:
             self.preview.setPixmap(pixmap)
-        self.preview.setToolTip(f"{paths[0]}\n{reason}")
+        self.preview.setToolTip(as_written(f"{paths[0]}\n{reason}"))
 
     def open_containing_folder(self) -> None:
         paths = self.selected_paths()

@@ -3,6 +3,7 @@ settings that differ, and the two runs' models on the same validation images."""
 
 from __future__ import annotations
 
+from html import escape
 
 import pyqtgraph as pg
 from PySide6.QtCore import QSize, Qt, Signal
@@ -11,6 +12,7 @@ from PySide6.QtWidgets import (QHBoxLayout, QLabel, QProgressBar, QPushButton, Q
 
 from tl_studio.core.run_folder import RunFolder
 from tl_studio.core.run_history import RunSummary, config_diff, read_metrics, resolved_lr
+from tl_studio.gui.literal_text import as_written
 from tl_studio.gui.theme import configure_pyqtgraph
 
 # Enough distinct colours for a comparison someone can still read (tab10).
@@ -61,11 +63,12 @@ class RunCurves(QWidget):
             rows = read_metrics(RunFolder(run.path))
             epochs = [row["epoch"] for row in rows]
             solid, dashed = pg.mkPen(colour, width=2), pg.mkPen(colour, width=1, style=Qt.DashLine)
+            legend_name = escape(run.name)  # pyqtgraph's legend shows its names as HTML
             self.loss_plot.plot(epochs, [_value(r, "val_loss") for r in rows], pen=solid, symbol="o", symbolSize=5,
-                                symbolBrush=colour, name=run.name)
+                                symbolBrush=colour, name=legend_name)
             self.loss_plot.plot(epochs, [_value(r, "train_loss") for r in rows], pen=dashed)
             self.accuracy_plot.plot(epochs, [_value(r, "val_acc") for r in rows], pen=solid, symbol="o",
-                                    symbolSize=5, symbolBrush=colour, name=run.name)
+                                    symbolSize=5, symbolBrush=colour, name=legend_name)
             self.accuracy_plot.plot(epochs, [_value(r, "train_acc") for r in rows], pen=dashed)
             self.shown.append(run.name)
         if len(runs) >= 2:
@@ -177,7 +180,8 @@ class ValidationCompare(QWidget):
         elif not ready:
             self.compare_button.setToolTip("Both runs need a model file (model.pt2)")
         else:
-            self.compare_button.setToolTip(f"Run {pair[0].name} (A) and {pair[1].name} (B) on the same images")
+            self.compare_button.setToolTip(as_written(f"Run {pair[0].name} (A) and {pair[1].name} (B) on the same "
+                                                      "images"))
 
     def _request(self) -> None:
         if self.pair:
@@ -197,7 +201,7 @@ class ValidationCompare(QWidget):
 
     def show_error(self, message: str) -> None:
         self.set_busy(False)
-        self.summary.setText(message)
+        self.summary.setText(as_written(message))  # it may quote a run folder
 
     def show_result(self, result) -> None:
         self.result = result
@@ -206,12 +210,13 @@ class ValidationCompare(QWidget):
             return
         self.set_busy(False)
         a, b = self.pair
-        text = (f"On {result.images} validation images: <b>A</b> {a.name} {result.accuracy_a:.1%}, "
-                f"<b>B</b> {b.name} {result.accuracy_b:.1%}. They disagree on {len(result.disagreements)} "
+        # rich text: the run names are the user's, escaped
+        text = (f"On {result.images} validation images: <b>A</b> {escape(a.name)} {result.accuracy_a:.1%}, "
+                f"<b>B</b> {escape(b.name)} {result.accuracy_b:.1%}. They disagree on {len(result.disagreements)} "
                 f"image{'s' if len(result.disagreements) != 1 else ''}"
                 + (":" if result.disagreements else "."))
         if result.note:
-            text += f"<br><i>{result.note}</i>"
+            text += f"<br><i>{escape(result.note)}</i>"
         self.summary.setText(text)
         captions = [f"A: {d.label_a} {d.prob_a:.0%}\nB: {d.label_b} {d.prob_b:.0%}" for d in result.disagreements]
         self.thumbnails.set_paths([d.path for d in result.disagreements], captions)

@@ -17,6 +17,7 @@ from PySide6.QtCore import QAbstractTableModel, QModelIndex, QSortFilterProxyMod
 from PySide6.QtGui import QColor
 
 from tl_studio.core.run_history import RunSummary, format_age
+from tl_studio.gui.literal_text import as_written
 
 SORT_ROLE = int(Qt.UserRole) + 1
 SEARCH_ROLE = int(Qt.UserRole) + 3  # every column's text of a row, for the filter
@@ -195,6 +196,7 @@ def _cells(run: RunSummary) -> list[dict]:
 
 
 def _tooltip(run: RunSummary) -> str:
+    """As written: a tooltip guesses markup, and the folder and the note are the user's."""
     lines = [run.path, f"Status: {_status(run)}"]
     if run.best_epoch is not None:
         lines.append(f"Best epoch {run.best_epoch}: val accuracy {_pct(run.best_val_acc)}")
@@ -202,7 +204,7 @@ def _tooltip(run: RunSummary) -> str:
         lines.append(f"Note: {run.note}")
     if run.created:
         lines.append(f"Started {time.strftime('%Y-%m-%d %H:%M:%S', time.localtime(run.created))}")
-    return "\n".join(lines)
+    return as_written("\n".join(lines))
 
 
 def runs_filter(model: RunsModel, parent=None) -> QSortFilterProxyModel:

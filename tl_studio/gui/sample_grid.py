@@ -3,10 +3,13 @@ framed green (right) or red (wrong), refreshed every epoch."""
 
 from __future__ import annotations
 
+from html import escape
+
 from PySide6.QtCore import Qt
 from PySide6.QtGui import QImage, QPixmap
 from PySide6.QtWidgets import QFrame, QGridLayout, QLabel, QVBoxLayout, QWidget
 
+from tl_studio.gui.literal_text import as_written
 from tl_studio.gui.theme import BAD, GOOD
 
 
@@ -40,9 +43,11 @@ class SampleTile(QFrame):
         self.correct = sample.top_labels[0] == sample.true_label
         colour = GOOD if self.correct else BAD
         self.setStyleSheet(f"SampleTile {{ border: 3px solid {colour.name()}; border-radius: 4px; }}")
-        self.caption.setText(f"<b>{predicted}</b> {sample.top_probs[0]:.0%}<br><small>true: {truth}</small>")
+        # the class names are the user's class folders: escaped in the rich caption, as written in the tooltip
+        self.caption.setText(f"<b>{escape(predicted)}</b> {sample.top_probs[0]:.0%}<br><small>true: "
+                             f"{escape(truth)}</small>")
         ranked = "\n".join(f"{classes[i]}: {p:.1%}" for i, p in zip(sample.top_labels, sample.top_probs))
-        self.setToolTip(f"{sample.path}\ntrue: {truth}\n{ranked}")
+        self.setToolTip(as_written(f"{sample.path}\ntrue: {truth}\n{ranked}"))
 
 
 class SampleGrid(QWidget):

@@ -15,6 +15,8 @@ from PySide6.QtCore import QAbstractListModel, QModelIndex, QObject, QRunnable, 
 from PySide6.QtGui import QColor, QImage, QPainter, QPixmap
 from PySide6.QtWidgets import QListView
 
+from tl_studio.gui.literal_text import as_written
+
 THUMB_PX = 96
 SPACING_PX = 4
 # Every item is this size, wider than its thumbnail, so that a caption like "ants → bees 100%" or
@@ -95,7 +97,8 @@ class ThumbnailModel(QAbstractListModel):
             return self.captions[index.row()]
         if role == Qt.ToolTipRole:  # the full caption (the view elides it in the middle) and the file
             caption = self.captions[index.row()]
-            return path if caption == Path(path).name else f"{caption}\n{path}"
+            return as_written(  # tooltips guess markup; class and file names are the user's
+                path if caption == Path(path).name else f"{caption}\n{path}")
         if role == self.PathRole:
             return path
         if role == Qt.SizeHintRole:

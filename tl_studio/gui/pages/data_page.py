@@ -4,6 +4,7 @@ and show the classes, counts per split, imbalance, every problem file and a thum
 from __future__ import annotations
 
 import threading
+from html import escape
 from pathlib import Path
 
 from PySide6.QtCore import Qt
@@ -13,6 +14,7 @@ from PySide6.QtWidgets import (QComboBox, QDoubleSpinBox, QFileDialog, QFormLayo
 
 from tl_studio.gui import recent
 from tl_studio.gui.class_chart import ClassChart
+from tl_studio.gui.literal_text import as_written
 from tl_studio.gui.problems_view import ProblemsView
 from tl_studio.gui.tasks import TaskRunner
 from tl_studio.gui.thumbnails import ThumbnailModel, thumbnail_view
@@ -197,10 +199,12 @@ class DataPage(QWidget):
         self.folder = str(loaded.root) if loaded is not None else None  # Apply split acts on what is shown
         if loaded is None:
             self._scan_ended(message)
-            self.summary.setText(message)
+            self.summary.setText(as_written(message))  # it may quote the folder's name
             return
         self._scan_ended(f"Could not open {failed}; still using {loaded.root}.")
-        self.summary.setText(f"<b>Could not open {failed}</b>: {message}<br><br>Still loaded: <b>{loaded.root}</b> "
+        # rich text: the folder names in it are the user's, escaped
+        self.summary.setText(f"<b>Could not open {escape(str(failed))}</b>: {escape(message)}<br><br>"
+                             f"Still loaded: <b>{escape(str(loaded.root))}</b> "
                              f"({len(loaded.records)} images in {len(loaded.classes)} classes); the other steps "
                              f"use it.")
 
@@ -254,8 +258,10 @@ class DataPage(QWidget):
             f" (train / val / test, seed {scan.seed})"
         split_totals = ", ".join(f"{split} {sum(counts[split].values())}" for split in ("train", "val", "test")
                                  if sum(counts[split].values()))
-        self.summary.setText(f"<b>{scan.root}</b><br>{len(scan.records)} images in {len(scan.classes)} classes, "
-                             f"{layout}: {split_totals}. {_count(len(scan.problems), 'problem')}.")
+        # rich text: the folder's name is the user's, escaped
+        self.summary.setText(f"<b>{escape(str(scan.root))}</b><br>{len(scan.records)} images in "
+                             f"{len(scan.classes)} classes, {layout}: {split_totals}. "
+                             f"{_count(len(scan.problems), 'problem')}.")
         self._show_imbalance(scan)
         self.chart.show_counts(list(scan.classes), counts)
         self.split_box.setEnabled(not scan.presplit)

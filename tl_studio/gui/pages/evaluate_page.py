@@ -6,6 +6,7 @@ and how the model file's "unknown" answer does on a folder of unfamiliar images.
 from __future__ import annotations
 
 import os
+from html import escape
 from pathlib import Path
 
 from PySide6.QtCore import Qt, Signal
@@ -16,6 +17,7 @@ from tl_studio.core.dataset_edit import EXCLUDED
 from tl_studio.gui.confusion_matrix import ConfusionMatrixView
 from tl_studio.gui.gallery import Gallery, GalleryItem
 from tl_studio.gui.image_view import CamProvider, ImageDetail, ImageFacts
+from tl_studio.gui.literal_text import as_written
 from tl_studio.gui.metrics_table import MetricsTable
 from tl_studio.gui.reliability_plot import ReliabilityPlot
 from tl_studio.gui.runs_folder import model_caption
@@ -124,6 +126,7 @@ class EvaluatePage(QWidget):
         self.unknown_result = QLabel(UNKNOWN_HINT)
         self.unknown_result.setObjectName("unknownResult")
         self.unknown_result.setWordWrap(True)
+        self.unknown_result.setTextFormat(Qt.PlainText)  # it names the user's folder, never markup
         self.unknown_result.setTextInteractionFlags(Qt.TextSelectableByMouse)
         row = QHBoxLayout()
         row.addWidget(self.unknown_button)
@@ -158,7 +161,7 @@ class EvaluatePage(QWidget):
         self.cams = None
         self.model_label.setText(model_caption(path) if path else
                                  "No model yet: train one, or open a model.pt2 (File > Open Model File).")
-        self.model_label.setToolTip(str(path or ""))
+        self.model_label.setToolTip(as_written(str(path or "")))
         self.evaluate_button.setEnabled(path is not None)
 
     def showEvent(self, event) -> None:
@@ -251,7 +254,7 @@ class EvaluatePage(QWidget):
         self.unknown_button.setEnabled(self.evaluation is not None)
         self.session.say(message)
         if failed:
-            self.summary.setText(message)
+            self.summary.setText(as_written(message))  # it may quote a file or folder name
 
     def cancel(self) -> None:
         if self.running:
@@ -344,7 +347,8 @@ class EvaluatePage(QWidget):
             truth, predicted = (evaluation.classes[i] for i in self.cell)
             indices = evaluation.cell(*self.cell)
             self.cell_gallery.set_items([self._item(i) for i in indices],
-                                        f"True <b>{truth}</b>, predicted <b>{predicted}</b>: {len(indices)} images, "
+                                        f"True <b>{escape(truth)}</b>, predicted <b>{escape(predicted)}</b>: "
+                                        f"{len(indices)} images, "
                                         "the highest loss first. Double-click one for a closer look.")
         losses = evaluation.top_losses(GALLERY_LIMIT)
         self.loss_gallery.set_items([self._item(i) for i in losses],
@@ -453,8 +457,6 @@ def _empty():
 
 def _summary(evaluation, problems) -> str:
     """Rich text; the names in it are the user's (files, class folders), so they are escaped."""
-    from html import escape
-
     from tl_studio.core.problem_summary import problems_sentence
 
     parts = [f"<b>Accuracy {evaluation.accuracy:.1%}</b> · macro-F1 {evaluation.macro_f1:.3f} · "

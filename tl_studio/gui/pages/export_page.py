@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from PySide6.QtCore import Signal
+from PySide6.QtCore import Qt, Signal
 from PySide6.QtGui import QFontDatabase, QGuiApplication
 from PySide6.QtWidgets import (QButtonGroup, QDoubleSpinBox, QFileDialog, QFormLayout, QGroupBox, QHBoxLayout, QLabel,
                                QLineEdit, QMessageBox, QPlainTextEdit, QProgressBar, QPushButton, QRadioButton,
@@ -15,6 +15,7 @@ from PySide6.QtWidgets import (QButtonGroup, QDoubleSpinBox, QFileDialog, QFormL
 from tl_studio.core import run_folder
 from tl_studio.core.export_formats import EXPORT_FORMATS
 from tl_studio.gui.format_table import FormatTable
+from tl_studio.gui.literal_text import as_written
 from tl_studio.gui.tasks import TaskRunner
 
 # int8 ONNX is a run-level export (quantised from the run's ONNX file and checked against it on the
@@ -85,6 +86,7 @@ class ExportPage(QWidget):
     def _build(self) -> None:
         self.run_label = QLabel("Train a model first; its best epoch is exported.")
         self.run_label.setWordWrap(True)
+        self.run_label.setTextFormat(Qt.PlainText)  # the run folder's name, never markup
         self.format_buttons = QButtonGroup(self)
         format_box = QGroupBox("Format")
         format_layout = QVBoxLayout(format_box)
@@ -130,6 +132,7 @@ class ExportPage(QWidget):
         self.export_button.clicked.connect(self.export)
         self.result = QLabel()
         self.result.setWordWrap(True)
+        self.result.setTextFormat(Qt.PlainText)  # the file written and its path, never markup
         self.snippet = QPlainTextEdit(readOnly=True)
         self.snippet.setFont(QFontDatabase.systemFont(QFontDatabase.FixedFont))
         self.snippet.setPlaceholderText("After the export, a snippet that loads and runs the file appears here.")
@@ -169,6 +172,7 @@ class ExportPage(QWidget):
         self.format_table = FormatTable()
         self.compare_result = QLabel()
         self.compare_result.setWordWrap(True)
+        self.compare_result.setTextFormat(Qt.PlainText)  # a failure may quote a path
         layout = QVBoxLayout(box)
         layout.addLayout(row)
         layout.addWidget(self.format_table, 1)
@@ -230,7 +234,7 @@ class ExportPage(QWidget):
         own_model_file = fmt == "pt2" and out == Path(run_dir) / run_folder.MODEL_FILE  # the same best epoch again
         overwrite = own_model_file
         if out.exists() and not own_model_file:
-            answer = QMessageBox.question(self, "Replace file?", f"{out} already exists. Replace it?")
+            answer = QMessageBox.question(self, "Replace file?", as_written(f"{out} already exists. Replace it?"))
             if answer != QMessageBox.Yes:
                 return
             overwrite = True
@@ -269,7 +273,7 @@ class ExportPage(QWidget):
         self.export_button.setEnabled(True)
         self.result.setText(message)
         if warn:
-            QMessageBox.warning(self, "Export failed", message)
+            QMessageBox.warning(self, "Export failed", as_written(message))  # it may quote a path
         self.session.say("Export failed." if warn else message)
 
     # ---- comparing the formats ----------------------------------------------------------------------

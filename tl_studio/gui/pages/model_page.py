@@ -8,6 +8,7 @@ from PySide6.QtWidgets import (QComboBox, QFileDialog, QFormLayout, QGroupBox, Q
                                QMessageBox, QProgressBar, QPushButton, QScrollArea, QSlider, QSplitter, QVBoxLayout,
                                QWidget)
 
+from tl_studio.gui.literal_text import as_written
 from tl_studio.gui.model_table import ModelFilter, ModelTableModel, model_table_view
 from tl_studio.gui.stage_diagram import StageDiagram
 from tl_studio.gui.tasks import TaskRunner
@@ -66,6 +67,7 @@ class ModelPage(QWidget):
         self.title = QLabel("<h3>efficientnet_lite0</h3>")
         self.facts = QLabel()
         self.facts.setWordWrap(True)
+        self.facts.setTextFormat(Qt.PlainText)  # a failure to list the models may quote a path
         weights_box = QGroupBox("Pretrained weights")
         self.weights_choice = QComboBox()
         self.weights_choice.addItem("ImageNet weights (transfer learning)", "default")
@@ -74,6 +76,7 @@ class ModelPage(QWidget):
             lambda: self.session.update_config(weights=self.weights_choice.currentData()))
         self.weights_state = QLabel()
         self.weights_state.setWordWrap(True)
+        self.weights_state.setTextFormat(Qt.PlainText)  # a failed download may quote a path
         self.weights_state.setTextInteractionFlags(Qt.TextSelectableByMouse)
         self.download_button = QPushButton("Download")
         self.download_button.clicked.connect(self.download)
@@ -134,6 +137,7 @@ class ModelPage(QWidget):
         self.diagram = StageDiagram()
         self.freeze_text = QLabel("Loading the model's stages…")
         self.freeze_text.setWordWrap(True)
+        self.freeze_text.setTextFormat(Qt.PlainText)  # a failure to list the stages may quote a path
         self.params_text = QLabel()
         self.hint = QLabel()
         self.hint.setWordWrap(True)
@@ -360,7 +364,8 @@ class ModelPage(QWidget):
         task = self.tasks.start(lambda report, cancelled: import_weights(info.name, path), "import-weights")
         task.succeeded.connect(lambda result: self._weights_ready(
             info, f"Imported weights for {info.name} ({result.action})."))
-        task.failed.connect(lambda message: QMessageBox.warning(self, "Cannot import these weights", message))
+        task.failed.connect(lambda message: QMessageBox.warning(self, "Cannot import these weights",
+                                                                as_written(message)))  # it quotes the file
 
     def shutdown(self) -> None:
         self.advisor.shutdown()

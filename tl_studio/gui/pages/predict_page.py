@@ -19,6 +19,7 @@ from PySide6.QtWidgets import (QFileDialog, QHBoxLayout, QHeaderView, QLabel, QM
 
 from tl_studio.core.safe_text import csv_cell
 from tl_studio.gui.csv_files import ask_and_save_csv, save_text
+from tl_studio.gui.literal_text import as_written
 from tl_studio.gui.runs_folder import dialog_start_folder, model_caption
 from tl_studio.gui.sample_grid import pixmap_from_array
 from tl_studio.gui.tasks import TaskRunner
@@ -126,7 +127,7 @@ class PredictPage(QWidget):
         self.model_path = Path(path) if path else None
         self.model_label.setText(model_caption(self.model_path) if self.model_path else
                                  "No model yet: train one, or open a model file.")
-        self.model_label.setToolTip(str(self.model_path or ""))
+        self.model_label.setToolTip(as_written(str(self.model_path or "")))  # tooltips guess markup
 
     def choose_model(self) -> None:
         from tl_studio.core.export_formats import open_dialog_filter
@@ -211,7 +212,7 @@ class PredictPage(QWidget):
             array = np.full((THUMB_PX, THUMB_PX, 3), (222, 160, 160), dtype=np.uint8)
         image.setData(pixmap_from_array(array), Qt.DecorationRole)
         image.setData(prediction.path, PATH_ROLE)
-        image.setToolTip(prediction.path)
+        image.setToolTip(as_written(prediction.path))
         row = [image, _item(Path(prediction.path).name)]
         for rank in range(TOP_K):
             if rank < len(prediction.labels):
@@ -246,7 +247,7 @@ class PredictPage(QWidget):
 
     def _on_failed(self, message: str) -> None:
         self._batch_ended(message)
-        QMessageBox.warning(self, "Could not classify", message)
+        QMessageBox.warning(self, "Could not classify", as_written(message))  # it may quote a file
 
     def _batch_ended(self, message: str) -> None:
         self.session.say(message)

@@ -9,6 +9,7 @@ Train step (to continue up to the epochs it planned).
 
 from __future__ import annotations
 
+from html import escape
 from pathlib import Path
 
 from PySide6.QtCore import QItemSelectionModel, QSettings, Qt, Signal
@@ -19,6 +20,7 @@ from PySide6.QtWidgets import (QAbstractItemView, QCheckBox, QFileDialog, QHBoxL
 
 from tl_studio.core.errors import UserError
 from tl_studio.core.run_history import best_run, summary_diff, with_annotations
+from tl_studio.gui.literal_text import as_written
 from tl_studio.gui.run_compare import ConfigDiffTable, RunCurves, ValidationCompare
 from tl_studio.gui.run_loader import LiveRuns, RunLoader
 from tl_studio.gui.runs_folder import runs_folder
@@ -67,6 +69,7 @@ class RunsPage(QWidget):
     def _build(self) -> None:
         self.folders_label = QLabel()
         self.folders_label.setWordWrap(True)
+        self.folders_label.setTextFormat(Qt.PlainText)  # the user's folder names, never markup
         self.add_folder_button = QPushButton("Add folder…")
         self.add_folder_button.setToolTip("Also list the runs in another folder (remembered)")
         self.remove_folder_button = QPushButton("Remove folder…")
@@ -81,6 +84,7 @@ class RunsPage(QWidget):
         self.best_label = QLabel()
         self.best_label.setObjectName("bestRunHint")
         self.best_label.setWordWrap(True)
+        self.best_label.setTextFormat(Qt.RichText)  # its link; the run's name in it is escaped
         self.best_label.setStyleSheet("QLabel { background: #e7f1ff; color: #084298; padding: 6px; border-radius: 4px; }")
         self.best_label.hide()
 
@@ -262,7 +266,7 @@ class RunsPage(QWidget):
         best = best_run(self.model.runs)
         self.best_label.setVisible(best is not None and len(self.model.runs) >= 2)
         if best is not None:
-            self.best_label.setText(f"Best run: {best.why} <a href=\"{best.run.path}\">Select it</a>")
+            self.best_label.setText(f"Best run: {escape(best.why)} <a href=\"{escape(best.run.path)}\">Select it</a>")
             self.best_label.setToolTip("Ranked by val accuracy; within 0.5 points, by val loss, then train time")
 
     # ---- selection ----------------------------------------------------------------------------------
@@ -313,7 +317,7 @@ class RunsPage(QWidget):
         try:
             annotate_run(run.path, **changes)
         except UserError as error:
-            QMessageBox.warning(self, "Could not save", str(error))
+            QMessageBox.warning(self, "Could not save", as_written(str(error)))  # it may quote the run folder
             return
         self.model.update_run(with_annotations(run))
 
@@ -328,7 +332,7 @@ class RunsPage(QWidget):
         runs = self.selected_runs()
         if len(runs) != 1:
             return
-        text, ok = QInputDialog.getMultiLineText(self, "Note", f"A note for {runs[0].name}:", runs[0].note)
+        text, ok = QInputDialog.getMultiLineText(self, "Note", as_written(f"A note for {runs[0].name}:"), runs[0].note)
         if ok:
             self._annotate(runs[0], note=text.strip())
             self._after_rows_changed()
@@ -362,7 +366,7 @@ class RunsPage(QWidget):
             names = ", ".join(t.original.name for t in trashed)
             self.session.say(f"Moved {names} to the trash. Undo delete puts {'it' if len(trashed) == 1 else 'them'} back.")
         if problems:
-            QMessageBox.warning(self, "Not deleted", "\n".join(problems))
+            QMessageBox.warning(self, "Not deleted", as_written("\n".join(problems)))
         self._after_rows_changed()
 
     def undo_delete(self) -> None:
@@ -378,7 +382,7 @@ class RunsPage(QWidget):
         self.trashed = []
         self.undo_button.setEnabled(False)
         if problems:
-            QMessageBox.warning(self, "Not restored", "\n".join(problems))
+            QMessageBox.warning(self, "Not restored", as_written("\n".join(problems)))
         self._after_rows_changed()
 
     # ---- the same validation images ------------------------------------------------------------------

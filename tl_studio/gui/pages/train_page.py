@@ -13,6 +13,7 @@ from tl_studio.core.diagnostics import overfitting_hint
 from tl_studio.core import run_folder
 from tl_studio.core.errors import UserError
 from tl_studio.gui.cpu_share import explain_cpu
+from tl_studio.gui.literal_text import as_written
 from tl_studio.gui.plots import TrainingCurves
 from tl_studio.gui.runs_folder import new_run_dir
 from tl_studio.gui.sample_grid import SampleGrid
@@ -269,7 +270,7 @@ class TrainPage(QWidget):
         try:
             config = self.session.config.replace(data_dir=str(scan.root)).validate()
         except UserError as error:
-            QMessageBox.warning(self, "Check the settings", str(error))
+            QMessageBox.warning(self, "Check the settings", as_written(str(error)))  # it may quote the folder
             return
         self._begin(config, new_run_dir(Path(scan.root).name, config.model), resume=False, scan=scan)
 
@@ -391,7 +392,7 @@ class TrainPage(QWidget):
         self.run_progress.finish(finished.status in ("completed", "early-stopped"))
         if finished.status == "failed":
             self.progress.setFormat("Failed")
-            QMessageBox.warning(self, "Training failed", finished.message)
+            QMessageBox.warning(self, "Training failed", as_written(finished.message))  # it may quote a file
         else:
             label = {"completed": "Done", "early-stopped": "Stopped early", "stopped": "Stopped"}[finished.status]
             self.progress.setFormat(f"{label} · best val accuracy "
@@ -412,7 +413,8 @@ class TrainPage(QWidget):
         if self.running:
             self.start_button.setToolTip("A run is in progress: Pause or Stop it first.")
         elif scanning:  # the previous data set is still loaded, but the user chose another one
-            self.start_button.setToolTip(f"Start waits for the scan of {scanning} to finish (see the Data step).")
+            self.start_button.setToolTip(as_written(f"Start waits for the scan of {scanning} to finish (see the Data "
+                                                    "step)."))
         elif ready:
             self.start_button.setToolTip("Start training (Ctrl+R)")
         else:
