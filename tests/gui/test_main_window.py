@@ -217,3 +217,20 @@ def test_the_runs_fork_server_starts_with_the_window_not_with_the_first_run(qtbo
     qtbot.waitUntil(lambda: start_up_finished(main_window), timeout=120_000)
     assert started == [True]
     main_window.close()
+
+
+def test_the_recent_folders_and_edit_undo_show_names_with_an_ampersand_as_written(window, qtbot, tmp_path):
+    """A menu entry takes "&" for its keyboard shortcut: the folder ants&bees was listed as "antsbees"
+    (the b underlined) under File > Open Recent, and Edit > Undo named the file x&y.jpg "xy.jpg"."""
+    from tests.helpers import make_image_folder
+
+    data_dir = make_image_folder(tmp_path / "ants&bees", per_class=6)
+    (data_dir / "red" / "x&y.jpg").write_bytes(b"not an image at all")
+    with qtbot.waitSignal(window.session.datasetChanged, timeout=TIMEOUT_MS):
+        window.open_folder(str(data_dir))
+    window.recent_menu.aboutToShow.emit()
+    # iconText: the entry's text as the menu shows it, without its shortcut marks
+    assert [action.iconText() for action in window.recent_menu.actions()] == [str(data_dir.resolve())]
+    window.pages["Data"].tabs.setCurrentWidget(window.pages["Data"].problems)
+    _exclude_problem(window, qtbot, "x&y.jpg")
+    assert window.undo_action.iconText() == "Undo: exclude x&y.jpg (back to red/)"

@@ -192,7 +192,7 @@ class MainWindow(QMainWindow):
     def _update_undo(self) -> None:
         fixer = self.session.fixer
         self.undo_action.setEnabled(fixer.can_undo)
-        self.undo_action.setText(fixer.undo_text())
+        self.undo_action.setText(_menu_text(fixer.undo_text()))
 
     def _undo(self) -> None:
         self.session.fixer.undo()
@@ -244,7 +244,7 @@ class MainWindow(QMainWindow):
         if not folders:
             self.recent_menu.addAction("No recent folders").setEnabled(False)
         for folder in folders:
-            self.recent_menu.addAction(folder, lambda f=folder: self.open_folder(f))
+            self.recent_menu.addAction(_menu_text(folder), lambda f=folder: self.open_folder(f))
 
     def _start_training(self) -> None:
         self.steps.go_to("Train")
@@ -312,6 +312,12 @@ class MainWindow(QMainWindow):
                 shutdown()
         self.session.shutdown()
         super().closeEvent(event)
+
+
+def _menu_text(name: str) -> str:
+    """A name as a menu entry shows it: a menu takes "&" for its keyboard shortcut (the folder ants&bees
+    was "antsbees" with the b underlined), "&&" for an "&"."""
+    return name.replace("&", "&&")
 
 
 def stop_run_showing_progress(parent, train) -> None:
