@@ -7,6 +7,7 @@ from __future__ import annotations
 import math
 
 import pytest
+from PySide6.QtCore import Qt
 from PySide6.QtWidgets import QDialog, QLabel
 
 from tl_studio.core.data import scan_dataset
@@ -137,3 +138,19 @@ def test_after_apply_the_train_step_shows_the_rate_the_advice_gave(qtbot, sessio
     assert float(shown_in_panel) == recommendation.lr
     if recommendation.schedule == "fine-tune":
         assert "head phase first at 0.001" in form.auto_lr.text()
+
+
+def test_the_advisor_says_what_the_scan_left_out_with_names_as_written(panel):
+    from dataclasses import replace
+
+    from tests.core.test_advisor import probe, stats
+    from tl_studio.core.advice_rules import recommend
+    from tl_studio.core.data import Problem
+    from tl_studio.core.problem_summary import problems_sentence
+
+    sentence = problems_sentence([Problem("red/<b>notes&.jpg", "Not an image file", "not_image")], "the analysis")
+    recommendation = replace(recommend(stats(12), probe(0.99)), dataset_problems=sentence)
+    panel.show_recommendation(panel._target(), recommendation)
+    assert panel.summary.text() == f"{recommendation.summary}\n{sentence}"
+    assert "1 file left out of the analysis (red/<b>notes&.jpg)" in panel.summary.text()
+    assert panel.summary.textFormat() == Qt.PlainText

@@ -72,6 +72,7 @@ class AdvisorPanel(QWidget):
         self.status.setTextFormat(Qt.PlainText)  # a failure may quote an image file, never markup
         self.status.setWordWrap(True)
         self.summary = QLabel(objectName="advisorSummary")
+        self.summary.setTextFormat(Qt.PlainText)  # it may name the user's files (what the scan left out)
         self.summary.setWordWrap(True)
         self.summary.hide()  # until there is a result
         # Two columns (setting, value) with each reason on its own full-width row below: a third
@@ -163,7 +164,8 @@ class AdvisorPanel(QWidget):
     # ---- the result ---------------------------------------------------------------------------------
     def show_recommendation(self, target: tuple[str, str], recommendation) -> None:
         self.recommendation, self._analysed_for = recommendation, target
-        self.summary.setText(recommendation.summary)
+        problems = f"\n{recommendation.dataset_problems}" if recommendation.dataset_problems else ""
+        self.summary.setText(recommendation.summary + problems)
         self.summary.show()
         self._fill_grid(recommendation)
         self.status.setText(f"Analysed in {recommendation.seconds:.1f} s. Apply sets all of these at once; you "
