@@ -30,6 +30,15 @@ def test_lr_find_prints_a_chart_and_the_command_to_use_it(tiny_dataset, capsys):
     assert f"tl-studio train {tiny_dataset} --out RUN_DIR" in out and "--lr " in out
 
 
+def test_lr_find_names_the_files_the_scan_left_out(tiny_dataset, capsys):
+    (tiny_dataset / "red" / "notes.jpg").write_text("not an image")
+    assert main(["lr-find", str(tiny_dataset), *FAST, "--json"]) == 0
+    sentence = json.loads(capsys.readouterr().out)["dataset_problems"]
+    assert sentence.startswith("The dataset scan found 1 problem: 1 file left out of the sweep (red/notes.jpg).")
+    assert main(["lr-find", str(tiny_dataset), *FAST]) == 0
+    assert " ".join(capsys.readouterr().out.split()).count(sentence) == 1
+
+
 @pytest.mark.parametrize("args, words", [(["--start-lr", "1", "--end-lr", "0.1"], "--start-lr"),
                                          (["--steps", "3"], "--steps"),
                                          (["--freeze", "99"], "out of range")])

@@ -8,6 +8,7 @@ import math
 
 import pytest
 from PySide6.QtCore import Qt
+from PySide6.QtGui import QTextDocumentFragment
 from PySide6.QtWidgets import QDialog, QLabel
 
 from tl_studio.core.data import scan_dataset
@@ -154,3 +155,21 @@ def test_the_advisor_says_what_the_scan_left_out_with_names_as_written(panel):
     assert panel.summary.text() == f"{recommendation.summary}\n{sentence}"
     assert "1 file left out of the analysis (red/<b>notes&.jpg)" in panel.summary.text()
     assert panel.summary.textFormat() == Qt.PlainText
+
+
+@pytest.mark.parametrize("suggested", [True, False])
+def test_the_finder_says_what_the_scan_left_out_with_names_as_written(dialog, suggested):
+    from tl_studio.core.data import Problem
+    from tl_studio.core.lr_finder import LrFindResult
+    from tl_studio.core.problem_summary import problems_sentence
+
+    sentence = problems_sentence([Problem("red/<b>notes&.jpg", "Not an image file", "not_image")], "the sweep")
+    lrs = tuple(10 ** (-6 + i / 4) for i in range(20))
+    losses = tuple(1.0 - i / 40 for i in range(20))
+    result = LrFindResult(lrs=lrs, losses=losses, raw_losses=losses, suggested_lr=lrs[8] if suggested else None,
+                          suggested_index=8 if suggested else None, min_loss_lr=lrs[-1], diverged=False,
+                          feature_cache=True, model="efficientnet_lite0", freeze="all", seconds=1.0,
+                          message="The loss fell.", dataset_problems=sentence)
+    dialog.show_result(result)
+    shown = QTextDocumentFragment.fromHtml(dialog.message.text()).toPlainText()
+    assert "1 file left out of the sweep (red/<b>notes&.jpg)" in shown

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import textwrap
 
 from tl_studio.cli import config_flags
 
@@ -67,6 +68,10 @@ def _print_summary(result, args, config) -> None:
     for line in chart_lines(result.lrs, result.losses, result.suggested_index):
         print(line)
     print(result.message)
+    if result.dataset_problems:
+        from tl_studio.core.safe_text import for_terminal
+
+        print(textwrap.fill(for_terminal(result.dataset_problems), width=100, break_on_hyphens=False))
     if result.suggested_lr is None:
         return
     print(f"Suggested learning rate: {result.suggested_lr:.1e}")

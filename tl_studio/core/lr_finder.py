@@ -22,6 +22,7 @@ import torch
 from torch import nn
 
 from tl_studio.core.config import TrainConfig
+from tl_studio.core.problem_summary import problems_sentence
 from tl_studio.core.workbench import (CancelCallback, ProgressCallback, Workbench, check_cancel, open_workbench,
                                       record_features, report, stratified_subsample)
 
@@ -46,6 +47,7 @@ class LrFindResult:
     freeze: str
     seconds: float
     message: str  # one or two sentences for the user
+    dataset_problems: str | None = None  # what the scan found wrong, in one sentence (problem_summary.py)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -241,7 +243,7 @@ def _result(bench: Workbench, sweep: _Sweep, uses_cache: bool, seconds: float) -
         suggested_lr=None if index is None else float(sweep.lrs[index]), suggested_index=index,
         min_loss_lr=None if lowest is None else float(sweep.lrs[lowest]), diverged=sweep.diverged,
         feature_cache=uses_cache, model=bench.config.model, freeze=str(bench.config.freeze), seconds=seconds,
-        message=message)
+        message=message, dataset_problems=problems_sentence(bench.scan.problems, left_out_of="the sweep"))
 
 
 class _ModelSnapshot:

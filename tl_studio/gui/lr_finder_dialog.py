@@ -9,6 +9,7 @@ point of the curve drags it there. The Train step opens the dialog and calls ``s
 from __future__ import annotations
 
 import math
+from html import escape
 
 import numpy as np
 import pyqtgraph as pg
@@ -212,7 +213,7 @@ class LrFinderDialog(QDialog):
     def _show_choice(self) -> None:
         result = self.sweep_result
         if self.chosen_lr is None:
-            self.message.setText(result.message)
+            self.message.setText(escape(result.message) + _problems_line(result))
             self.use_button.setEnabled(False)
             return
         index = int(np.argmin(np.abs(np.log10(result.lrs) - math.log10(self.chosen_lr))))
@@ -223,7 +224,8 @@ class LrFinderDialog(QDialog):
             text = f"Suggested learning rate: <b>{suggested:.1e}</b>. {result.message}"
         else:
             text = f"Chosen learning rate: <b>{self.chosen_lr:.1e}</b> (suggested {suggested:.1e})."
-        self.message.setText(f"{text} <i>({len(result.lrs)} steps in {result.seconds:.1f} s.)</i>")
+        self.message.setText(f"{text} <i>({len(result.lrs)} steps in {result.seconds:.1f} s.)</i>"
+                             + _problems_line(result))
         self.use_button.setEnabled(not self.running)
 
     def use_value(self) -> None:
@@ -243,3 +245,8 @@ class LrFinderDialog(QDialog):
     def done(self, code: int) -> None:
         self.shutdown()
         super().done(code)
+
+
+def _problems_line(result) -> str:
+    """Rich text: what the scan left out of the sweep, on a line of its own; the file names are escaped."""
+    return f"<br>{escape(result.dataset_problems)}" if result.dataset_problems else ""
