@@ -1,6 +1,6 @@
-"""One sentence that tells the user of a run or an evaluation what the dataset scan found wrong, so that
-files left out or an image with two labels are never passed over in silence (the scan itself, and the
-Data step's Problems tab, give each problem's reason)."""
+"""One sentence that tells the user of a run, an evaluation, an analysis or a learning-rate sweep what the
+dataset scan found wrong, so that files left out or an image with two labels are never passed over in
+silence (the scan itself, and the Data step's Problems tab, give each problem's reason)."""
 
 from __future__ import annotations
 
