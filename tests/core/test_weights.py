@@ -6,6 +6,8 @@ import dataclasses
 import functools
 import hashlib
 import http.server
+import os
+import pickle
 import socket
 import threading
 import urllib.error
@@ -190,10 +192,11 @@ def test_import_refuses_files_that_would_run_code_or_are_not_weights(torch_home,
     with pytest.raises(UserError, match="not a state dict"):
         weight_import.import_weights("resnet18", tmp_path / "checkpoint.pth")
     torch.save(torch.nn.Linear(2, 2), tmp_path / "module.pth")
-    with pytest.raises(UserError, match="weights_only=True"):
+    with pytest.raises(UserError, match="holds Python objects .* can run code") as refused:
         weight_import.import_weights("resnet18", tmp_path / "module.pth")
+    assert "weights_only=False" not in str(refused.value)  # torch's own advice would be to run the code
     (tmp_path / "text.pth").write_text("not a weights file")
-    with pytest.raises(UserError, match="cannot be read"):
+    with pytest.raises(UserError, match="cannot be read as a weights file: torch.save did not write it"):
         weight_import.import_weights("resnet18", tmp_path / "text.pth")
     with pytest.raises(UserError, match="not a file"):
         weight_import.import_weights("resnet18", tmp_path / "missing.pth")
@@ -203,3 +206,25 @@ def test_import_refuses_files_that_would_run_code_or_are_not_weights(torch_home,
 def test_the_bundled_model_has_nothing_to_import(torch_home, tmp_path):
     with pytest.raises(UserError, match="ships with its weights"):
         weight_import.import_weights("efficientnet_lite0", tmp_path / "whatever.pth")
+
+
+class _RunsAShellCommand:
+    def __reduce__(self):
+        return os.system, ("true",)  # harmless if it ever ran; the load must refuse it anyway
+
+
+def test_a_weights_file_that_would_run_code_or_is_damaged_gets_its_own_sentence_without_torch_s_advice(tmp_path):
+    torch.save({"fc.weight": torch.zeros(2, 2), "hook": _RunsAShellCommand()}, tmp_path / "code.pth")
+    good = tmp_path / "good.pth"
+    torch.save(torchvision.models.resnet18(weights=None).state_dict(), good)
+    (tmp_path / "cut.pth").write_bytes(good.read_bytes()[: good.stat().st_size // 2])  # an incomplete download
+    with open(tmp_path / "pickled.pth", "wb") as handle:  # a pickle that torch.save did not write
+        pickle.dump({"fc.weight": [0.0]}, handle, protocol=4)
+    expected = {"code.pth": "loading those can run code", "cut.pth": "torch.save did not write it, or it is damaged",
+                "pickled.pth": "torch.save did not write it, or it is damaged"}
+    for name, words in expected.items():
+        with pytest.raises(UserError) as refused:
+            weights.load_state_dict_file(tmp_path / name)
+        message = str(refused.value)
+        assert message.startswith(name) and words in message, message
+        assert "weights_only=False" not in message and "\n" not in message, message

@@ -19,6 +19,7 @@ import re
 import tempfile
 import urllib.error
 import urllib.request
+import warnings
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -190,14 +191,37 @@ def load_state_dict_file(path: Path | str) -> dict[str, Tensor]:
 
     path = Path(path)
     try:
-        data = torch.load(path, map_location="cpu", weights_only=True)
+        with warnings.catch_warnings():  # torch's note on an unusual pickle protocol is not the user's business
+            warnings.filterwarnings("ignore", message="Detected pickle protocol")
+            data = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as error:  # torch raises UnpicklingError, RuntimeError, EOFError... depending on the damage
-        reason = (str(error).strip().splitlines() or [type(error).__name__])[0]
-        raise UserError(f"{path.name} cannot be read as a weights file with weights_only=True ({reason}).") from error
+        if _holds_more_than_weights(path, error):  # torch's own text advises weights_only=False: never pass that on
+            raise UserError(f"{path.name} was not loaded: besides tensors it holds Python objects (a whole pickled "
+                            "model, for instance), and loading those can run code. Use a file of weights only, "
+                            "saved with torch.save(model.state_dict(), FILE), or the model's official "
+                            "weights.") from error
+        raise UserError(f"{path.name} cannot be read as a weights file: torch.save did not write it, or it is "
+                        "damaged (an incomplete download?); download or copy it again.") from error
     if not _is_state_dict(data):
         raise UserError(f"{path.name} holds a {type(data).__name__}, not a state dict (a mapping of parameter names "
                         "to tensors, as saved by torch.save(model.state_dict(), FILE)).")
     return dict(data)
+
+
+def _holds_more_than_weights(path: Path, error: Exception) -> bool:
+    """torch.load(weights_only=True) refused a whole archive that torch.save wrote: its pickle names a
+    class or function beyond tensors (a pickled module, say). torch's message cannot tell: every failure,
+    a text file's too, starts "Weights only load failed", and its detail changes between releases."""
+    import pickle
+    import zipfile
+
+    if not isinstance(error, pickle.UnpicklingError) or not zipfile.is_zipfile(path):
+        return False
+    try:
+        with zipfile.ZipFile(path) as archive:
+            return any(name.endswith("/data.pkl") for name in archive.namelist())
+    except (OSError, zipfile.BadZipFile):
+        return False
 
 
 def _is_state_dict(data) -> bool:
