@@ -228,3 +228,16 @@ def test_a_weights_file_that_would_run_code_or_is_damaged_gets_its_own_sentence_
         message = str(refused.value)
         assert message.startswith(name) and words in message, message
         assert "weights_only=False" not in message and "\n" not in message, message
+
+
+def test_a_runs_checkpoint_or_model_file_given_as_weights_says_what_it_is_and_what_to_do(tmp_path_factory):
+    from tests.evaluation_helpers import tiny_model
+
+    run = tiny_model(tmp_path_factory)
+    with pytest.raises(UserError, match=r"best.ckpt is a checkpoint of a TL Studio run, not pretrained weights: .*"
+                                        r"--resume"):
+        weights.load_state_dict_file(run.run_dir / "best.ckpt")
+    with pytest.raises(UserError, match=r"model.pt2 is an exported model file, not pretrained weights: .*predict"):
+        weights.load_state_dict_file(run.model_file)
+    with pytest.raises(UserError, match="is an exported model file"):
+        models.build_model("efficientnet_lite0", 3, weights=run.model_file)

@@ -190,6 +190,7 @@ def load_state_dict_file(path: Path | str) -> dict[str, Tensor]:
     import torch
 
     path = Path(path)
+    _refuse_tl_studio_files(path)
     try:
         with warnings.catch_warnings():  # torch's note on an unusual pickle protocol is not the user's business
             warnings.filterwarnings("ignore", message="Detected pickle protocol")
@@ -202,10 +203,34 @@ def load_state_dict_file(path: Path | str) -> dict[str, Tensor]:
                             "weights.") from error
         raise UserError(f"{path.name} cannot be read as a weights file: torch.save did not write it, or it is "
                         "damaged (an incomplete download?); download or copy it again.") from error
+    if _is_run_checkpoint(data):
+        raise UserError(f"{path.name} is a checkpoint of a TL Studio run, not pretrained weights: to go on "
+                        f"training that run, resume it (`tl-studio train DATA_DIR --out {path.parent} --resume`, "
+                        f"or Resume on the Runs step). {_WHAT_WEIGHTS_ARE}")
     if not _is_state_dict(data):
         raise UserError(f"{path.name} holds a {type(data).__name__}, not a state dict (a mapping of parameter names "
                         "to tensors, as saved by torch.save(model.state_dict(), FILE)).")
     return dict(data)
+
+
+_WHAT_WEIGHTS_ARE = ("Pretrained weights are a state dict (.pth) of the whole architecture with its ImageNet "
+                     "head, as torch.save(model.state_dict(), FILE) writes it.")
+
+
+def _refuse_tl_studio_files(path: Path) -> None:
+    """A model file TL Studio exported is the usual wrong pick (it sits beside the checkpoints): it is
+    named for what it is, and never handed to torch.load."""
+    from tl_studio.core.export_formats import EXPORT_FORMATS
+
+    if path.suffix.lower() in {fmt.suffix for fmt in EXPORT_FORMATS.values()}:
+        raise UserError(f"{path.name} is an exported model file, not pretrained weights: it classifies images "
+                        f"(`tl-studio predict`, the Predict step) but cannot start a run. {_WHAT_WEIGHTS_ARE}")
+
+
+def _is_run_checkpoint(data) -> bool:
+    """best.ckpt and last.ckpt of a run (core/checkpoint.py): the weights sit under "model", beside the
+    run's settings and epoch."""
+    return isinstance(data, Mapping) and {"format", "model", "epoch", "config"} <= set(data)
 
 
 def _holds_more_than_weights(path: Path, error: Exception) -> bool:
