@@ -131,6 +131,21 @@ def test_export_never_overwrites_a_file_silently(trained_run, tmp_path, capsys):
     assert "--overwrite" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize("fmt, name, words", [
+    ("pt2", "model.onnx", "model.onnx does not end in .pt2, and a model file is opened by its suffix; name it model.pt2"),
+    ("onnx", "model.pt2", "model.pt2 does not end in .onnx"),
+    ("onnx-int8", "model.ts", "model.ts does not end in .onnx"),
+    ("pt2", "mymodel", "name it mymodel.pt2"),
+    ("onnx", "a_folder", "a_folder is a folder; give a file name to write."),
+])
+def test_export_refuses_a_file_name_that_would_not_open_as_its_format(trained_run, tmp_path, capsys, fmt, name, words):
+    _, run = trained_run
+    (tmp_path / "a_folder").mkdir()
+    assert main(["export", str(run), "--format", fmt, "--out", str(tmp_path / name), "--overwrite"]) == 2
+    assert words in capsys.readouterr().err
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["a_folder"]  # nothing written, before any work
+
+
 def test_predict_goes_on_past_a_broken_file(trained_run, tmp_path, capsys):
     data, run = trained_run
     broken = tmp_path / "broken.jpg"

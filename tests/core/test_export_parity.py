@@ -53,10 +53,11 @@ def test_the_exported_file_run_without_the_app_gives_the_apps_probabilities(tmp_
     import onnxruntime
     import torch
 
+    from tl_studio.core.export_formats import get_format
     from tl_studio.core.runs import export_run
 
     model = tiny_model(tmp_path_factory)
-    out = tmp_path_factory.mktemp(fmt) / f"model.{fmt}"
+    out = get_format(fmt).default_file(tmp_path_factory.mktemp(fmt))  # model.onnx, model.ts
     export_run(model.run_dir, fmt, out)
     if fmt == "onnx":
         session = onnxruntime.InferenceSession(str(out), providers=["CPUExecutionProvider"])

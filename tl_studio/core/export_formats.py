@@ -91,6 +91,19 @@ def format_for_suffix(path: Path) -> str:
     raise UserError(f"{Path(path).name} is not a model file TL Studio knows ({known}).")
 
 
+def check_suffix_fits(path: Path, fmt: ExportFormat) -> None:
+    """A model file is opened by its suffix (format_for_suffix: the checked loader, the Predict and
+    Evaluate steps; other tools too), so a file written in one format under another's suffix could not
+    be opened: a .pt2 program named model.onnx was written, and then failed as an ONNX file."""
+    suffix = Path(path).suffix.lower()
+    if suffix == fmt.suffix or suffix in fmt.also_opens:
+        return
+    from tl_studio.core.errors import UserError
+
+    raise UserError(f"{Path(path).name} does not end in {fmt.suffix}, and a model file is opened by its suffix; "
+                    f"name it {Path(path).stem}{fmt.suffix}, or choose the format its suffix names.")
+
+
 def open_dialog_filter() -> str:
     """Every model file TL Studio opens, then one filter per format."""
     patterns = " ".join(f"*{s}" for f in EXPORT_FORMATS.values() for s in (f.suffix, *f.also_opens))
