@@ -278,7 +278,8 @@ def load_model_file(path: Path, fmt: str | None = None, *, trust_torchscript: bo
     except UserError:
         raise
     except Exception as error:  # noqa: BLE001 - any failure of a third-party loader is one sentence
-        raise UserError(f"{path.name} could not be loaded as a {fmt} model ({type(error).__name__}); "
+        article = "an" if fmt[0] in "aeiou" else "a"
+        raise UserError(f"{path.name} could not be loaded as {article} {fmt} model ({type(error).__name__}); "
                         f"is it a TL Studio export?") from None
 
 
