@@ -6,6 +6,7 @@ from __future__ import annotations
 import csv
 import errno
 
+import pytest
 import torch
 
 from tl_studio.core import checkpoint as ckpt
@@ -149,3 +150,23 @@ def test_a_seeded_run_repeats_whether_the_model_catalogue_was_cached_or_not(tiny
     keys = ("train_loss", "val_loss")
     assert [{k: r[k] for k in keys} for r in rows(tmp_path / "cold")] == \
            [{k: r[k] for k in keys} for r in rows(tmp_path / "warm")]
+
+
+@pytest.mark.parametrize("feature_cache", [True, False])
+def test_a_dataset_gone_after_the_scan_ends_the_run_with_one_sentence(tiny_dataset, tmp_path, feature_cache):
+    """The folder is moved or unplugged between the scan and Start (the window scans long before):
+    every image fails to load, and the run says so instead of failing on an empty batch of features."""
+    import shutil
+
+    from tl_studio.core.data import scan_dataset
+
+    config = config_for(tiny_dataset, feature_cache=feature_cache)
+    scan = scan_dataset(tiny_dataset, seed=config.seed)
+    shutil.rmtree(tiny_dataset)
+    trainer = Trainer(config, tmp_path / "run", scan=scan)
+    finished = trainer.fit()
+    train_images = len(scan.split("train"))
+    assert finished.status == "failed" and trainer.error is None  # a user's situation, not a bug
+    assert finished.message.startswith(f"None of the {train_images} training images could be loaded; has "
+                                       f"{tiny_dataset} moved or changed since it was scanned?"), finished.message
+    assert "The first failure, " in finished.message and "no longer exists" in finished.message

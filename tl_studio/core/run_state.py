@@ -11,6 +11,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 import math
+import os
 import random
 import time
 from dataclasses import asdict, dataclass
@@ -22,7 +23,7 @@ from tl_studio.core import checkpoint as ckpt
 from tl_studio.core import events, loops
 from tl_studio.core.device import autocast_dtype, use_channels_last
 from tl_studio.core.config import TrainConfig, uses_feature_cache
-from tl_studio.core.errors import UserError
+from tl_studio.core.errors import DatasetError, UserError
 from tl_studio.core.run_data import RunData
 
 # A new head needs enough updates to converge. On a small dataset an epoch is a handful of them (245
@@ -172,14 +173,18 @@ class RunState:
         feature_rate = None
         if self._uses_cache(self.phase) and self.features is None:
             self._retrying_on_oom("inference", self._fill_feature_cache)
+            self._check_some_loaded("train", len(self.features["train"]))
+            self._check_some_loaded("val", len(self.features["val"]))
             feature_rate = (len(self.features["train"]) + len(self.features["val"])) / max(
                 time.perf_counter() - started, 1e-9)
         try:
             train = self._retrying_on_oom("train", self._train_once, snapshot=self._snapshot())
         except loops.NonFiniteLoss as error:
             raise UserError(_non_finite_message("training", epoch, error.value, self.policy.lr)) from None
+        self._check_some_loaded("train", train.seen)
         train_seconds = time.perf_counter() - started
         val = self._retrying_on_oom("inference", self._validate_once)
+        self._check_some_loaded("val", val.seen)
         if val.seen and not math.isfinite(val.loss):  # the last step left weights that give nan
             raise UserError(_non_finite_message("validation", epoch, val.loss, self.policy.lr))
         self._val_logits = val.logit_arrays()
@@ -187,6 +192,19 @@ class RunState:
         self._merge_skipped_of_all_processes()
         return EpochResult(train, val, train_seconds, train.seen // self._feature_passes(self.phase), feature_rate,
                            skips)
+
+    def _check_some_loaded(self, split: str, count: int) -> None:
+        """Ends the run with a sentence when no image of ``split`` loaded (in any process): its folder was
+        moved, deleted or unplugged after the scan. Without this the first empty batch of features failed
+        as "mat1 and mat2 shapes cannot be multiplied (0x0 and 1280x2)"."""
+        if self.strategy.reduce_count(count):
+            return
+        name = "training" if split == "train" else "validation"
+        first = next(iter(self.skipped.values()), None)
+        example = f" The first failure, {os.path.basename(first.path)}: {first.reason}." if first else ""
+        raise DatasetError(f"None of the {len(self.data.records_of(split))} {name} images could be loaded; has "
+                           f"{self.config.data_dir} moved or changed since it was scanned? Check the folder and "
+                           f"train again.{example}")
 
     def finish_epoch(self, event: events.EpochEnd) -> None:
         self.history.append(event)
