@@ -76,6 +76,26 @@ def test_a_dataset_without_problems_gets_no_problem_note(tiny_dataset, tmp_path,
     assert "problem" not in capsys.readouterr().err
 
 
+def test_a_run_resumes_only_with_its_own_images_or_the_folder_they_moved_to(tiny_dataset, tmp_path, capsys):
+    from tests.helpers import make_image_folder
+    from tl_studio.core.config import TrainConfig
+
+    run = tmp_path / "run"
+    assert main(["train", str(tiny_dataset), "--out", str(run), *FAST]) == 0
+    other = make_image_folder(tmp_path / "other", classes=("red", "green", "blue"), per_class=12, size=64, seed=3)
+    capsys.readouterr()
+    assert main(["train", str(other), "--out", str(run), "--resume", *FAST[2:], "--epochs", "3"]) == 2
+    assert (f"was trained on {tiny_dataset}, and a resumed run goes on with its own images: resume it with that "
+            f"folder, or train on {other} in a new run (another --out).") in capsys.readouterr().err
+    assert TrainConfig.load(run / "config.json").data_dir == str(tiny_dataset)
+    assert len((run / "metrics.csv").read_text().splitlines()) == 1 + 2  # no epoch on the other images
+
+    moved = tiny_dataset.rename(tmp_path / "moved")  # the same images in another place: the run goes on
+    assert main(["train", str(moved), "--out", str(run), "--resume", *FAST[2:], "--epochs", "3"]) == 0
+    assert TrainConfig.load(run / "config.json").data_dir == str(moved)
+    assert len((run / "metrics.csv").read_text().splitlines()) == 1 + 3
+
+
 def test_ctrl_c_stops_after_the_batch_and_says_how_to_resume(tiny_dataset, tmp_path):
     run = tmp_path / "run"
     process = tl_studio("train", str(tiny_dataset), "--out", str(run), "--json", "--no-feature-cache",

@@ -36,7 +36,21 @@ def build_config(args: argparse.Namespace):
     start = None
     if args.resume and run_config.is_file():
         start = TrainConfig.load(run_config)  # a resumed run keeps its settings unless a flag says otherwise
+        _check_the_resumed_runs_images(start.data_dir, args.data_dir, args.out)
     return config_flags.build_config(args, SETTINGS, start)
+
+
+def _check_the_resumed_runs_images(trained_on: str, given: str, out: str) -> None:
+    """A resumed run goes on with the images it was trained on: another folder would put two data sets'
+    validation accuracies into one run (its best epoch chosen across them) and rewrite the data folder its
+    config.json records. A folder that has moved (nothing left at the old path) is accepted."""
+    from tl_studio.core.errors import UserError
+
+    before, now = Path(trained_on).expanduser().resolve(), Path(given).expanduser().resolve()
+    if before == now or not before.exists():
+        return
+    raise UserError(f"{out} was trained on {trained_on}, and a resumed run goes on with its own images: resume "
+                    f"it with that folder, or train on {given} in a new run (another --out).")
 
 
 def run(args: argparse.Namespace) -> int:
