@@ -96,6 +96,18 @@ def test_a_run_resumes_only_with_its_own_images_or_the_folder_they_moved_to(tiny
     assert len((run / "metrics.csv").read_text().splitlines()) == 1 + 3
 
 
+def test_resuming_a_finished_run_says_how_to_train_it_further_and_rewrites_nothing(tiny_dataset, tmp_path, capsys):
+    run = tmp_path / "run"
+    assert main(["train", str(tiny_dataset), "--out", str(run), *FAST]) == 0
+    before = {path.name: path.stat().st_mtime_ns for path in run.iterdir()}
+    capsys.readouterr()
+    assert main(["train", str(tiny_dataset), "--out", str(run), "--resume"]) == 0
+    out = capsys.readouterr().out
+    assert f"{run} has already trained its 2 epochs (best val accuracy " in out
+    assert out.rstrip().endswith("to train it further, resume with more epochs, e.g. --epochs 7.")
+    assert {path.name: path.stat().st_mtime_ns for path in run.iterdir()} == before
+
+
 def test_ctrl_c_stops_after_the_batch_and_says_how_to_resume(tiny_dataset, tmp_path):
     run = tmp_path / "run"
     process = tl_studio("train", str(tiny_dataset), "--out", str(run), "--json", "--no-feature-cache",

@@ -40,6 +40,21 @@ def build_config(args: argparse.Namespace):
     return config_flags.build_config(args, SETTINGS, start)
 
 
+def _finished_already(out: str, epochs: int) -> str | None:
+    """What to say when --resume finds a run that already trained every epoch asked for (it would only
+    write the same model file again), else None."""
+    from tl_studio.core.run_folder import MODEL_FILE, RunFolder
+
+    folder = RunFolder(out)
+    status = folder.status()
+    if status is None or status.state != "done" or status.epochs_done < epochs or not folder.file(MODEL_FILE).is_file():
+        return None
+    best = f" (best val accuracy {status.best_val_acc:.3f} at epoch {status.best_epoch})" \
+        if status.best_val_acc is not None else ""
+    return (f"{out} has already trained its {status.epochs_done} epochs{best}; to train it further, resume with "
+            f"more epochs, e.g. --epochs {status.epochs_done + 5}.")
+
+
 def _check_the_resumed_runs_images(trained_on: str, given: str, out: str) -> None:
     """A resumed run goes on with the images it was trained on: another folder would put two data sets'
     validation accuracies into one run (its best epoch chosen across them) and rewrite the data folder its
@@ -58,6 +73,9 @@ def run(args: argparse.Namespace) -> int:
 
     torchrun_launch.check_arguments(args)
     config = build_config(args)
+    if args.resume and not args.overwrite and (finished := _finished_already(args.out, config.epochs)):
+        print(finished)
+        return 0
     if torchrun_launch.wants_several_processes(args):
         return torchrun_launch.launch(args, list(getattr(args, "_argv", sys.argv[1:]))[1:], config.device)
     owns_the_process = getattr(args, "_owns_the_process", False)
