@@ -193,7 +193,10 @@ def save_program(program, metadata: dict, path: Path) -> None:
 
 
 def write_onnx(model: nn.Module, metadata: dict, path: Path) -> None:
-    import onnx
+    from tl_studio.core.interrupts import ctrl_c_deferred
+
+    with ctrl_c_deferred():  # onnx's extension crashes when a Ctrl-C interrupts its initialisation
+        import onnx
 
     program = torch.onnx.export(_export_program(model), (_example_input(),), dynamo=True,
                                 input_names=["images"], output_names=["probabilities"], verbose=False)

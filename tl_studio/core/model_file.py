@@ -369,8 +369,12 @@ def _load_torchscript(path: Path) -> ModelFile:
 
 
 def _load_onnx(path: Path) -> ModelFile:
-    import onnxruntime
     import torch
+
+    from tl_studio.core.interrupts import ctrl_c_deferred
+
+    with ctrl_c_deferred():  # a native library's initialisation is no place for a KeyboardInterrupt
+        import onnxruntime
 
     session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     meta = session.get_modelmeta().custom_metadata_map

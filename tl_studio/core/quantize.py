@@ -88,8 +88,11 @@ def quantize_onnx(fp32_path: Path, out_path: Path, calibration: Iterable[np.ndar
                   keep_float: Sequence[str] | None = None) -> None:
     """Writes the int8 QDQ model of ``fp32_path`` to ``out_path`` (not atomically: the caller owns that).
     ``keep_float``: the nodes left in float (default: ``float_convolutions``)."""
-    from onnxruntime.quantization import (CalibrationDataReader, CalibrationMethod, QuantFormat, QuantType,
-                                          quantize_static)
+    from tl_studio.core.interrupts import ctrl_c_deferred
+
+    with ctrl_c_deferred():  # a native library's initialisation is no place for a KeyboardInterrupt
+        from onnxruntime.quantization import (CalibrationDataReader, CalibrationMethod, QuantFormat, QuantType,
+                                              quantize_static)
 
     class Reader(CalibrationDataReader):
         def __init__(self):
@@ -145,7 +148,10 @@ class _quiet_quantizer:
 
 
 def onnx_predictor(path: Path) -> Callable[[np.ndarray], np.ndarray]:
-    import onnxruntime
+    from tl_studio.core.interrupts import ctrl_c_deferred
+
+    with ctrl_c_deferred():  # a native library's initialisation is no place for a KeyboardInterrupt
+        import onnxruntime
 
     session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     name = session.get_inputs()[0].name
