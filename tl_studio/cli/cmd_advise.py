@@ -55,11 +55,11 @@ def run(args: argparse.Namespace) -> int:
 
 
 def print_recommendation(recommendation, data_dir: str) -> None:
-    from tl_studio.core.safe_text import for_terminal
+    from tl_studio.cli.reporters import print_wrapped
 
     print(textwrap.fill(recommendation.summary, width=100))
     if recommendation.dataset_problems:
-        print(textwrap.fill(for_terminal(recommendation.dataset_problems), width=100, break_on_hyphens=False))
+        print_wrapped(recommendation.dataset_problems)
     print(f"\nRecommended for {recommendation.stats.model} (analysed in {recommendation.seconds:.1f} s):")
     for item in recommendation.advice:
         prefix = f"  {LABELS[item.setting]:<14} {_shown(item):<10} "

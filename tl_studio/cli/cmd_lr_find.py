@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import textwrap
 
 from tl_studio.cli import config_flags
 
@@ -69,9 +68,9 @@ def _print_summary(result, args, config) -> None:
         print(line)
     print(result.message)
     if result.dataset_problems:
-        from tl_studio.core.safe_text import for_terminal
+        from tl_studio.cli.reporters import print_wrapped
 
-        print(textwrap.fill(for_terminal(result.dataset_problems), width=100, break_on_hyphens=False))
+        print_wrapped(result.dataset_problems)
     if result.suggested_lr is None:
         return
     print(f"Suggested learning rate: {result.suggested_lr:.1e}")

@@ -162,3 +162,11 @@ def run_with_status_line(command: str, work):
             progress.clear()
     print(f"tl-studio {command}: interrupted", file=sys.stderr)
     return None
+
+
+def print_wrapped(sentence: str, width: int = 100) -> None:
+    """A long sentence that may name the user's files (what the dataset scan found), on lines of ``width``:
+    shown as written on a terminal, and never broken at a hyphen (`tl-studio scan` stays whole)."""
+    import textwrap
+
+    print(textwrap.fill(for_terminal(sentence), width=width, break_on_hyphens=False))

@@ -55,6 +55,11 @@ class ExportFormat:
     def default_file(self, folder: Path) -> Path:
         return Path(folder) / f"model{self.suffix}"
 
+    def opens(self, path: Path) -> bool:
+        """Whether a file of this name is read as this format (its own suffix or one it also opens)."""
+        suffix = Path(path).suffix.lower()
+        return suffix == self.suffix or suffix in self.also_opens
+
 
 EXPORT_FORMATS: dict[str, ExportFormat] = {f.name: f for f in (
     ExportFormat("pt2", ".pt2", "PyTorch program (model.pt2) — recommended", "PyTorch program (*.pt2)",
@@ -81,9 +86,8 @@ FORMAT_NAMES = tuple(EXPORT_FORMATS)
 
 
 def format_for_suffix(path: Path) -> str:
-    suffix = Path(path).suffix.lower()
     for fmt in EXPORT_FORMATS.values():
-        if suffix == fmt.suffix or suffix in fmt.also_opens:
+        if fmt.opens(path):
             return fmt.name
     known = ", ".join(f.suffix for f in EXPORT_FORMATS.values())
     from tl_studio.core.errors import UserError
@@ -95,8 +99,7 @@ def check_suffix_fits(path: Path, fmt: ExportFormat) -> None:
     """A model file is opened by its suffix (format_for_suffix: the checked loader, the Predict and
     Evaluate steps; other tools too), so a file written in one format under another's suffix could not
     be opened: a .pt2 program named model.onnx was written, and then failed as an ONNX file."""
-    suffix = Path(path).suffix.lower()
-    if suffix == fmt.suffix or suffix in fmt.also_opens:
+    if fmt.opens(path):
         return
     from tl_studio.core.errors import UserError
 

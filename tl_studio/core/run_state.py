@@ -171,7 +171,8 @@ class RunState:
         self._current_epoch, self._epoch_skips = epoch, 0
         started = time.perf_counter()
         feature_rate = None
-        if self._uses_cache(self.phase) and self.features is None:
+        on_features = self._uses_cache(self.phase)
+        if on_features and self.features is None:
             self._retrying_on_oom("inference", self._fill_feature_cache)
             self._check_some_loaded("train", len(self.features["train"]))
             self._check_some_loaded("val", len(self.features["val"]))
@@ -181,10 +182,12 @@ class RunState:
             train = self._retrying_on_oom("train", self._train_once, snapshot=self._snapshot())
         except loops.NonFiniteLoss as error:
             raise UserError(_non_finite_message("training", epoch, error.value, self.policy.lr)) from None
-        self._check_some_loaded("train", train.seen)
+        if not on_features:  # features were checked once, when they were computed
+            self._check_some_loaded("train", train.seen)
         train_seconds = time.perf_counter() - started
         val = self._retrying_on_oom("inference", self._validate_once)
-        self._check_some_loaded("val", val.seen)
+        if not on_features:
+            self._check_some_loaded("val", val.seen)
         if val.seen and not math.isfinite(val.loss):  # the last step left weights that give nan
             raise UserError(_non_finite_message("validation", epoch, val.loss, self.policy.lr))
         self._val_logits = val.logit_arrays()
