@@ -27,7 +27,7 @@ def test_lr_find_prints_a_chart_and_the_command_to_use_it(tiny_dataset, capsys):
     assert main(["lr-find", str(tiny_dataset), *FAST, "--steps", "40"]) == 0
     out = capsys.readouterr().out
     assert "<- suggested" in out and "Suggested learning rate:" in out
-    assert f"tl-studio train {tiny_dataset} --out RUN_DIR" in out and "--lr " in out
+    assert f"Use it: tl-studio train {tiny_dataset} --model efficientnet_lite0 --lr " in out
 
 
 def test_lr_find_names_the_files_the_scan_left_out(tiny_dataset, capsys):
@@ -61,7 +61,7 @@ def test_advise_summary_ends_with_the_command_to_train(tiny_dataset, capsys):
     assert main(["advise", str(tiny_dataset), "--img-size", "64"]) == 0
     out = capsys.readouterr().out
     assert "Recommended for efficientnet_lite0" in out and "Freeze" in out and "memorise" in out
-    assert f"tl-studio train {tiny_dataset} --out RUN_DIR --model efficientnet_lite0 --freeze all" in out
+    assert f"tl-studio train {tiny_dataset} --model efficientnet_lite0 --freeze all" in out
 
 
 def test_advise_names_the_files_the_scan_left_out(tiny_dataset, capsys):

@@ -76,6 +76,55 @@ def test_a_dataset_without_problems_gets_no_problem_note(tiny_dataset, tmp_path,
     assert "problem" not in capsys.readouterr().err
 
 
+def test_without_out_a_run_gets_a_new_folder_in_the_runs_folder_that_runs_lists(tiny_dataset, tmp_path,
+                                                                                   monkeypatch, capsys):
+    runs = tmp_path / "my runs"
+    monkeypatch.setenv("TL_STUDIO_RUNS_DIR", str(runs))
+    assert main(["train", str(tiny_dataset), *FAST]) == 0
+    assert main(["train", str(tiny_dataset), *FAST]) == 0  # the same second: a second folder, nothing replaced
+    out = capsys.readouterr().out
+    folders = sorted(runs.iterdir())
+    assert len(folders) == 2 and all((folder / "model.pt2").is_file() for folder in folders)
+    assert all(re.fullmatch(rf"{tiny_dataset.name}-efficientnet_lite0-\d{{8}}-\d{{6}}(-2)?", f.name) for f in folders)
+    assert out.count("Run folder: ") == 2 and f"Run folder: {folders[0]}" in out
+    assert main(["runs", "--json"]) == 0
+    assert sorted(row["path"] for row in json.loads(capsys.readouterr().out)) == [str(f) for f in folders]
+
+
+def test_without_out_what_cannot_start_leaves_no_folder_and_resume_asks_for_it(tmp_path, monkeypatch, capsys):
+    runs = tmp_path / "runs"
+    monkeypatch.setenv("TL_STUDIO_RUNS_DIR", str(runs))
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    assert main(["train", str(tmp_path / "nowhere")]) == 2
+    assert "nowhere does not exist" in capsys.readouterr().err and not runs.exists()
+    assert main(["train", str(empty)]) == 2
+    assert "no usable class" in capsys.readouterr().err and list(runs.iterdir()) == []
+    assert main(["train", str(empty), "--resume"]) == 2
+    assert "--resume continues a run: name its folder with --out RUN_DIR" in capsys.readouterr().err
+    assert main(["train", str(empty), "--nnodes", "2", "--node-rank", "0", "--master-addr", "h"]) == 2
+    assert "needs --out RUN_DIR" in capsys.readouterr().err
+    (tmp_path / "file").write_text("")
+    monkeypatch.setenv("TL_STUDIO_RUNS_DIR", str(tmp_path / "file" / "runs"))
+    assert main(["train", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert "Cannot make a run folder in" in err and "--out RUN_DIR" in err and err.count("\n") == 1
+
+
+def test_the_resume_command_a_stopped_run_suggests_pastes_into_a_shell(tmp_path, capsys):
+    import argparse
+    import shlex
+    from types import SimpleNamespace
+
+    from tl_studio.cli.cmd_train import _report
+
+    data, run = tmp_path / "my photos", tmp_path / "TL Studio" / "runs" / "a run"
+    args = argparse.Namespace(json=False, data_dir=str(data), out=str(run))
+    assert _report(SimpleNamespace(status="stopped", epochs_done=3), None, args) == 130
+    command = capsys.readouterr().err.split("continue with: ")[1]
+    assert shlex.split(command) == ["tl-studio", "train", str(data), "--out", str(run), "--resume"]
+
+
 def test_a_run_resumes_only_with_its_own_images_or_the_folder_they_moved_to(tiny_dataset, tmp_path, capsys):
     from tests.helpers import make_image_folder
     from tl_studio.core.config import TrainConfig

@@ -164,13 +164,15 @@ def test_the_printed_command_trains_exactly_what_apply_sets(per_class, accuracy,
     from tl_studio.cli.main import build_parser
 
     recommendation = recommend(stats(per_class, optimizer=optimizer), probe(accuracy))
-    command = train_command(recommendation, str(tmp_path))
+    data = tmp_path / "my photos"  # pasted into a shell, the command keeps it one word
+    command = train_command(recommendation, str(data))
     assert f"--lr {recommendation.lr:g}" in command
     words = shlex.split(command)
     assert words[:2] == ["tl-studio", "train"]
     args = build_parser().parse_args(words[1:] + ["--optimizer", optimizer] * (optimizer != "adamw"))
     from_command = build_config(args)
-    applied = TrainConfig(data_dir=str(tmp_path.resolve()), optimizer=optimizer).replace(
+    assert from_command.data_dir == str(data.resolve())
+    applied = TrainConfig(data_dir=str(data.resolve()), optimizer=optimizer).replace(
         **recommendation.config_changes())
     for field in ("model", "freeze", "epochs", "schedule", "augment", "img_size"):
         assert getattr(from_command, field) == getattr(applied, field), field

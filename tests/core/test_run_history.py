@@ -224,3 +224,25 @@ def test_summarising_300_runs_is_fast(tmp_path):
     runs = history.list_runs([root])
     assert len(runs) == 300
     assert time.perf_counter() - started < 3.0  # the benchmark measures it properly; this guards the order
+
+
+def test_a_new_run_folder_is_named_for_its_data_and_model_and_never_an_existing_one(tmp_path):
+    import threading
+
+    first = history.new_run_dir(tmp_path, ".my photos/2026", "resnet18")
+    assert first.parent == tmp_path and not first.exists()
+    # no hidden folder (the run list skips those) and no path separators from the data folder's name
+    assert first.name.startswith("my-photos-2026-resnet18-")
+    made, start = [], threading.Barrier(4)
+
+    def make():
+        start.wait()
+        made.append(history.new_run_dir(tmp_path, "flowers", "resnet18", create=True))
+
+    threads = [threading.Thread(target=make) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert len(set(made)) == 4 and all(folder.is_dir() for folder in made)  # each command its own folder
+    assert history.new_run_dir(tmp_path, "", "m").name.startswith("dataset-m-")

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shlex
 import textwrap
 
 from tl_studio.cli import config_flags
@@ -77,7 +78,7 @@ def _shown(item) -> str:
 
 
 def train_command(recommendation, data_dir: str) -> str:
-    parts = ["tl-studio", "train", data_dir, "--out", "RUN_DIR", "--model", recommendation.stats.model]
+    parts = ["tl-studio", "train", data_dir, "--model", recommendation.stats.model]
     changes = recommendation.config_changes()
     # The rate always, though the GUI's Apply may leave it automatic: the same value either way (the
     # advice's rate is the one the run's main phase uses), and a reader sees the number the advice gave.
@@ -88,4 +89,4 @@ def train_command(recommendation, data_dir: str) -> str:
             parts += [config_flags.flag_for(setting), f"{value:g}" if isinstance(value, float) else str(value)]
     if recommendation.schedule == "fine-tune":
         parts += [config_flags.flag_for("freeze_epochs"), str(recommendation.freeze_epochs)]
-    return " ".join(parts)
+    return shlex.join(parts)  # a folder with a space in its name pastes into a shell as one word

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shlex
 
 from tl_studio.cli import config_flags
 
@@ -75,7 +76,7 @@ def _print_summary(result, args, config) -> None:
         return
     print(f"Suggested learning rate: {result.suggested_lr:.1e}")
     freeze = "" if config.freeze == "all" else f" --freeze {config.freeze}"
-    print(f"Use it: tl-studio train {args.data_dir} --out RUN_DIR --model {config.model}{freeze} "
+    print(f"Use it: tl-studio train {shlex.quote(args.data_dir)} --model {config.model}{freeze} "
           f"--lr {result.suggested_lr:.1e}")
 
 

@@ -62,7 +62,7 @@ def _list(words: list[str], as_json: bool) -> int:
         print(json.dumps([run.to_json() for run in runs], indent=2))
         return 0
     if not runs:
-        print(f"No runs under {', '.join(roots)}. Train one with `tl-studio train DATA_DIR --out RUN_DIR`, "
+        print(f"No runs under {', '.join(roots)}. Train one with `tl-studio train DATA_DIR`, "
               f"or give the folder that holds your runs.", file=sys.stderr)
         return 0
     print("  ".join(header.ljust(width) for header, width, _ in TABLE).rstrip())

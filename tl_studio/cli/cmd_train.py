@@ -1,9 +1,12 @@
-"""``tl-studio train DATA_DIR --out RUN_DIR``: train a model; Ctrl-C stops after the current batch."""
+"""``tl-studio train DATA_DIR [--out RUN_DIR]``: train a model; Ctrl-C stops after the current batch. Without
+--out the run gets a new folder in the runs folder, the one the app's Runs step and `tl-studio runs` list."""
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
+import shlex
 import signal
 import sys
 from pathlib import Path
@@ -19,7 +22,8 @@ SETTINGS = ("model", "weights", "freeze", "epochs", "batch_size", "lr", "img_siz
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     config_flags.add_data_arguments(parser)
-    parser.add_argument("--out", required=True, help="run folder for checkpoints, metrics.csv and model.pt2")
+    parser.add_argument("--out", help="run folder for checkpoints, metrics.csv and model.pt2 (default: a new "
+                        "folder in the runs folder, $TL_STUDIO_RUNS_DIR or Documents/TL Studio/runs)")
     config_flags.add_config_flags(parser, SETTINGS)
     parser.add_argument("--resume", action="store_true", help="continue the run in --out (after a crash or Ctrl-C)")
     parser.add_argument("--overwrite", action="store_true",
@@ -32,12 +36,41 @@ def build_config(args: argparse.Namespace):
     from tl_studio.core.config import TrainConfig
     from tl_studio.core.run_folder import CONFIG
 
-    run_config = Path(args.out) / CONFIG
     start = None
-    if args.resume and run_config.is_file():
+    if args.resume and (run_config := Path(args.out) / CONFIG).is_file():
         start = TrainConfig.load(run_config)  # a resumed run keeps its settings unless a flag says otherwise
         _check_the_resumed_runs_images(start.data_dir, args.data_dir, args.out)
     return config_flags.build_config(args, SETTINGS, start)
+
+
+def _check_out_given_where_needed(args: argparse.Namespace) -> None:
+    """A resumed run and a run on several machines need the folder named: the first continues a run
+    that exists, and every machine of the second must write to the same folder."""
+    from tl_studio.core.errors import UserError
+
+    if args.out is not None:
+        return
+    if args.resume:
+        raise UserError("--resume continues a run: name its folder with --out RUN_DIR (`tl-studio runs` lists "
+                        "the runs).")
+    if (args.nnodes or 1) > 1:
+        raise UserError("A run on several machines needs --out RUN_DIR, the same folder on every machine (a "
+                        "shared file system).")
+
+
+def _new_run_folder(data_dir: str, model: str) -> Path:
+    """A new folder in the runs folder, named after the data and the model, made now (see new_run_dir)."""
+    from tl_studio.core.data import dataset_root
+    from tl_studio.core.errors import UserError
+    from tl_studio.core.run_history import default_runs_root, new_run_dir
+
+    data = dataset_root(data_dir).resolve()  # a missing data folder is said before any folder is made
+    root = default_runs_root()
+    try:
+        return new_run_dir(root, data.name, model, create=True)
+    except OSError as error:
+        raise UserError(f"Cannot make a run folder in {root} ({error.strerror or error}); name one with --out "
+                        f"RUN_DIR, or set TL_STUDIO_RUNS_DIR to a folder you can write to.") from None
 
 
 def _finished_already(out: str, epochs: int) -> str | None:
@@ -69,15 +102,30 @@ def _check_the_resumed_runs_images(trained_on: str, given: str, out: str) -> Non
 
 
 def run(args: argparse.Namespace) -> int:
-    from tl_studio.core import read_ahead
-
     torchrun_launch.check_arguments(args)
+    _check_out_given_where_needed(args)
     config = build_config(args)
     if args.resume and not args.overwrite and (finished := _finished_already(args.out, config.epochs)):
         print(finished)
         return 0
+    argv = list(getattr(args, "_argv", sys.argv[1:]))[1:]
+    if args.out is not None:
+        return _run_into_out(args, config, argv)
+    made = _new_run_folder(args.data_dir, config.model)
+    args.out = str(made)
+    print(f"Run folder: {made}", file=sys.stderr if args.json else sys.stdout, flush=True)
+    try:
+        return _run_into_out(args, config, [*argv, "--out", args.out])  # torchrun's processes write there too
+    finally:
+        with contextlib.suppress(OSError):  # a run that never started (a missing data folder) leaves no folder
+            made.rmdir()  # only when empty
+
+
+def _run_into_out(args: argparse.Namespace, config, argv: list[str]) -> int:
+    from tl_studio.core import read_ahead
+
     if torchrun_launch.wants_several_processes(args):
-        return torchrun_launch.launch(args, list(getattr(args, "_argv", sys.argv[1:]))[1:], config.device)
+        return torchrun_launch.launch(args, argv, config.device)
     owns_the_process = getattr(args, "_owns_the_process", False)
     # the images decoded on the idle core while torch is imported below (core/read_ahead.py); a process
     # that is not this command's alone keeps its interpreter settings and threads to itself
@@ -165,7 +213,8 @@ def _report(finished, trainer, args) -> int:
             print("Stopped before the first epoch finished; nothing was saved.", file=sys.stderr)
         else:
             print(f"Stopped after epoch {finished.epochs_done}. The last checkpoint is in {args.out}; "
-                  f"continue with: tl-studio train {args.data_dir} --out {args.out} --resume", file=sys.stderr)
+                  f"continue with: tl-studio train {shlex.quote(args.data_dir)} --out {shlex.quote(args.out)} --resume",
+                  file=sys.stderr)
         return 130
     if finished.status == "failed":
         print(f"tl-studio train: {finished.message}", file=sys.stderr)

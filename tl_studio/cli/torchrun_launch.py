@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import shlex
 import signal
 import subprocess
 import sys
@@ -189,8 +190,8 @@ def _outcome(folder, args, returncode: int, aborted: bool) -> int:
             print("Stopped before the first epoch finished; nothing was saved.", file=sys.stderr)
         else:
             print(f"Stopped after epoch {status.epochs_done}. The last checkpoint is in {args.out}; continue with: "
-                  f"tl-studio train {args.data_dir} --out {args.out} --resume --nproc-per-node "
-                  f"{args.nproc_per_node or 1}", file=sys.stderr)
+                  f"tl-studio train {shlex.quote(args.data_dir)} --out {shlex.quote(args.out)} --resume "
+                  f"--nproc-per-node {args.nproc_per_node or 1}", file=sys.stderr)
         return 130
     print(f"tl-studio train: {status.reason}", file=sys.stderr)
     return 2

@@ -147,7 +147,7 @@ def scan_dataset(root: Path | str, *, val_fraction: float = 0.2, test_fraction: 
     ``cancel()`` returning True stops the scan with Cancelled. Raises DatasetError when the folder is
     missing or has fewer than two usable classes, UserError for invalid fractions."""
     _check_options(val_fraction, test_fraction, max_pixels)
-    root_path = _dataset_root(root)
+    root_path = dataset_root(root)
     scanner = _Scanner(root_path, max_pixels, _Ticker(progress, cancel))
     layout = scanner.find_layout()
     candidates = scanner.list_candidates(layout)
@@ -235,7 +235,8 @@ def _check_options(val_fraction: float, test_fraction: float, max_pixels: int | 
         raise UserError(f"The pixel limit must be a positive number of pixels, not {max_pixels}.")
 
 
-def _dataset_root(root: Path | str) -> Path:
+def dataset_root(root: Path | str) -> Path:
+    """``root`` as an absolute path, once it is known to be a folder (else one sentence on what it is)."""
     path = Path(os.path.abspath(os.path.expanduser(os.fspath(root))))
     if not path.exists():
         raise DatasetError(f"{path} does not exist; give the folder that holds one sub-folder per class.")

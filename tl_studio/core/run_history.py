@@ -15,6 +15,7 @@ from __future__ import annotations
 import csv
 import json
 import os
+import re
 import statistics
 import time
 from dataclasses import asdict, dataclass, field, replace
@@ -79,6 +80,26 @@ def default_runs_root() -> Path:
     if override:
         return Path(override).expanduser()
     return Path.home() / "Documents" / "TL Studio" / "runs"
+
+
+def new_run_dir(root: Path, dataset_name: str, model: str, *, create: bool = False) -> Path:
+    """A fresh, readable run folder under ``root``, e.g. ``flowers-resnet18-20261203-154501``; never an
+    existing one (nothing is overwritten). With ``create`` the folder is made here, so that two commands
+    started in the same second each get their own (the one that makes it first keeps the name)."""
+    safe = re.sub(r"[^A-Za-z0-9._-]+", "-", dataset_name).strip("-.") or "dataset"
+    base = Path(root) / f"{safe}-{model}-{time.strftime('%Y%m%d-%H%M%S')}"
+    candidate, number = base, 2
+    while True:
+        if create:
+            try:
+                candidate.mkdir(parents=True)
+                return candidate
+            except FileExistsError:
+                pass
+        elif not candidate.exists():
+            return candidate
+        candidate = base.with_name(f"{base.name}-{number}")
+        number += 1
 
 
 def discover_runs(roots, max_depth: int = MAX_DEPTH) -> list[Path]:

@@ -16,6 +16,7 @@ import hashlib
 import http.client
 import os
 import re
+import shlex
 import tempfile
 import urllib.error
 import urllib.request
@@ -204,8 +205,9 @@ def load_state_dict_file(path: Path | str) -> dict[str, Tensor]:
         raise UserError(f"{path.name} cannot be read as a weights file: torch.save did not write it, or it is "
                         "damaged (an incomplete download?); download or copy it again.") from error
     if _is_run_checkpoint(data):
+        run = shlex.quote(str(path.parent))
         raise UserError(f"{path.name} is a checkpoint of a TL Studio run, not pretrained weights: to go on "
-                        f"training that run, resume it (`tl-studio train DATA_DIR --out {path.parent} --resume`, "
+                        f"training that run, resume it (`tl-studio train DATA_DIR --out {run} --resume`, "
                         f"or Resume on the Runs step). {_WHAT_WEIGHTS_ARE}")
     if not _is_state_dict(data):
         raise UserError(f"{path.name} holds a {type(data).__name__}, not a state dict (a mapping of parameter names "

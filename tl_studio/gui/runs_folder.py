@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import html
 import os
-import re
-import time
 from pathlib import Path
 
 from PySide6.QtCore import QSettings, QStandardPaths
@@ -31,14 +29,10 @@ def set_runs_folder(folder: Path) -> None:
 
 
 def new_run_dir(dataset_name: str, model: str) -> Path:
-    """A fresh, readable folder name; never an existing one (nothing is overwritten)."""
-    safe = re.sub(r"[^A-Za-z0-9._-]+", "-", dataset_name).strip("-") or "dataset"
-    base = runs_folder() / f"{safe}-{model}-{time.strftime('%Y%m%d-%H%M%S')}"
-    candidate, number = base, 2
-    while candidate.exists():
-        candidate = base.with_name(f"{base.name}-{number}")
-        number += 1
-    return candidate
+    """A fresh, readable folder name in the runs folder; never an existing one (nothing is overwritten)."""
+    from tl_studio.core.run_history import new_run_dir as fresh_run_dir
+
+    return fresh_run_dir(runs_folder(), dataset_name, model)
 
 
 def dialog_start_folder() -> Path:
