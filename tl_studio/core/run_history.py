@@ -73,13 +73,16 @@ class RunSummary:
 
 # ---- finding runs ---------------------------------------------------------------------------------
 def default_runs_root() -> Path:
-    """Where the app puts runs unless told otherwise (gui/runs_folder.py uses the same default, plus
-    the folder chosen in the app, which lives in Qt's settings): $TL_STUDIO_RUNS_DIR, else
-    Documents/TL Studio/runs."""
+    """Where runs go unless told otherwise, in the app and the CLI alike: $TL_STUDIO_RUNS_DIR, else
+    "TL Studio/runs" in the user's Documents folder, found as Qt finds it for the app (the folder
+    xdg-user-dirs names on Linux, ~/Dokumente in a German desktop; the Documents known folder on
+    Windows, wherever it was moved to), so that a run the CLI makes is one the Runs step lists."""
     override = os.environ.get("TL_STUDIO_RUNS_DIR")
     if override:
         return Path(override).expanduser()
-    return Path.home() / "Documents" / "TL Studio" / "runs"
+    import platformdirs
+
+    return Path(platformdirs.user_documents_dir()) / "TL Studio" / "runs"
 
 
 def new_run_dir(root: Path, dataset_name: str, model: str, *, create: bool = False) -> Path:

@@ -1,31 +1,19 @@
-"""Where the app puts its training runs: a folder the user can change, one sub-folder per run; where the
-dialogs that open a model file or a run start; and how a model file is named on screen (by its run)."""
+"""Where the app puts its training runs: one sub-folder per run in the runs folder ($TL_STUDIO_RUNS_DIR
+moves it); where the dialogs that open a model file or a run start; and how a model file is named on
+screen (by its run)."""
 
 from __future__ import annotations
 
 import html
-import os
 from pathlib import Path
-
-from PySide6.QtCore import QSettings, QStandardPaths
-
-KEY = "runs/folder"
 
 
 def runs_folder() -> Path:
-    """TL_STUDIO_RUNS_DIR, else the folder chosen last time, else Documents/TL Studio/runs."""
-    override = os.environ.get("TL_STUDIO_RUNS_DIR")
-    if override:
-        return Path(override)
-    saved = QSettings().value(KEY)
-    if saved:
-        return Path(saved)
-    documents = QStandardPaths.writableLocation(QStandardPaths.DocumentsLocation) or str(Path.home())
-    return Path(documents) / "TL Studio" / "runs"
+    """TL_STUDIO_RUNS_DIR, else Documents/TL Studio/runs: the folder `tl-studio train` and `tl-studio runs`
+    use too (core/run_history.default_runs_root)."""
+    from tl_studio.core.run_history import default_runs_root
 
-
-def set_runs_folder(folder: Path) -> None:
-    QSettings().setValue(KEY, str(folder))
+    return default_runs_root()
 
 
 def new_run_dir(dataset_name: str, model: str) -> Path:
