@@ -64,9 +64,9 @@ def test_a_label_or_path_that_starts_like_a_formula_is_escaped_in_predicts_csv(e
     monkeypatch.chdir(tmp_path)
     out_csv = tmp_path / "out.csv"
     assert main(["predict", str(exports["pt2"]), "img.png", "--csv", str(out_csv)]) == 0
-    assert main(["predict", str(exports["pt2"]), "=img.png", "--csv", str(out_csv)]) == 2  # does not exist
+    assert main(["predict", str(exports["pt2"]), "=img.png", "--csv", str(out_csv), "--overwrite"]) == 2  # no file
     os.rename(tmp_path / "img.png", tmp_path / "=img.png")
-    assert main(["predict", str(exports["pt2"]), "=img.png", "--csv", str(out_csv)]) == 0
+    assert main(["predict", str(exports["pt2"]), "=img.png", "--csv", str(out_csv), "--overwrite"]) == 0
     row = next(csv.DictReader(out_csv.open(encoding="utf-8")))
     assert row["path"] == "'=img.png"
 

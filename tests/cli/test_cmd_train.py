@@ -241,6 +241,19 @@ def test_predict_goes_on_past_a_broken_file(trained_run, tmp_path, capsys):
     assert "1 of 3 files could not be classified" in captured.err
 
 
+def test_predict_never_replaces_a_csv_file_without_overwrite(trained_run, tmp_path, capsys):
+    data, run = trained_run
+    image = str(sorted((data / "red").glob("*.jpg"))[0])
+    table = tmp_path / "answers.csv"
+    table.write_text("the user's own table\n")
+    assert main(["predict", str(run / "model.pt2"), image, "--csv", str(table)]) == 2
+    err = capsys.readouterr().err
+    assert "answers.csv already exists; choose another --csv file or add --overwrite." in err and err.count("\n") == 1
+    assert table.read_text() == "the user's own table\n"
+    assert main(["predict", str(run / "model.pt2"), image, "--csv", str(table), "--overwrite"]) == 0
+    assert table.read_text().splitlines()[1].startswith(f"{image},")
+
+
 def test_predict_matches_the_model_file_run_with_plain_torch(trained_run):
     from PIL import Image
     from torchvision.transforms.functional import pil_to_tensor

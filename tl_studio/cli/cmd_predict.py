@@ -7,7 +7,7 @@ Output contract (README, "Predicting from the command line"):
 - ``--json``: one JSON object per line and image, ``{"path": ..., "top": [{"label": ..., "prob": ...}, ...],
   "unknown": true|false}`` best first; a file that could not be classified is ``{"path": ..., "error": ...}``.
 - ``--csv FILE``: ``path, label1, prob1, ..., labelK, probK, unknown, error``; text cells that a spreadsheet
-  would run as a formula start with an apostrophe.
+  would run as a formula start with an apostrophe. An existing FILE is replaced only with ``--overwrite``.
 
 Images are classified in batches (``--batch-size``, decoded by ``--workers`` loader processes; see
 core/inference.py) and every line, JSON object and CSV row is written and flushed as its batch is done,
@@ -39,6 +39,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--top-k", type=positive_int, default=3, help="how many labels to show per image (default 3)")
     parser.add_argument("--json", action="store_true", help="one JSON object per image on stdout")
     parser.add_argument("--csv", metavar="FILE", help="also write the predictions to a CSV file")
+    parser.add_argument("--overwrite", action="store_true", help="replace the --csv file if it exists")
     parser.add_argument("--trust", action="store_true",
                         help="allow a TorchScript file (.ts/.pt/.pth/.jit): TorchScript runs code when it is "
                              "loaded, so use this only for files you trust")
@@ -87,6 +88,10 @@ def run(args: argparse.Namespace) -> int:
 
     if args.csv:  # before the work, not after minutes of it
         check_writable_file(Path(args.csv))
+        if Path(args.csv).expanduser().exists() and not args.overwrite:  # it may hold the last run's answers
+            from tl_studio.core.errors import UserError
+
+            raise UserError(f"{args.csv} already exists; choose another --csv file or add --overwrite.")
     model = load_model_file(args.model_file, trust_torchscript=args.trust)
     paths = collect_image_paths(args.inputs)
     model = for_many_images(model, len(paths))
