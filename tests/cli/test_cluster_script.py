@@ -45,6 +45,13 @@ def test_the_script_asks_for_the_machines_and_gpus_and_passes_the_train_flags(ti
     assert 'RESUME_FLAG=--resume' in text and '$RESUME_FLAG' in inner
 
 
+def test_the_script_needs_the_run_folder_named_though_train_alone_does_not(tiny_dataset, capsys):
+    with pytest.raises(SystemExit) as ended:
+        main(["cluster-script", str(tiny_dataset), "--nodes", "2"])
+    assert ended.value.code == 2
+    assert "the following arguments are required: --out" in capsys.readouterr().err
+
+
 def test_the_script_is_written_to_a_file_but_never_over_one(tiny_dataset, tmp_path, capsys):
     target = tmp_path / "job.sbatch"
     args = ["cluster-script", str(tiny_dataset), "--out", str(tmp_path / "run"), "--script", str(target)]

@@ -27,6 +27,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     for action in train._actions:  # train's own flags, the same table (minus the launcher's)
         if action.dest not in {"nproc_per_node", "nnodes", "node_rank", "master_addr", "master_port",
                                "resume", "overwrite", "help"}:
+            if action.dest == "out":  # every machine writes to it: named, never a default in one's home
+                action.required, action.help = True, "run folder, on a file system every machine reaches"
             parser._add_action(action)
     group = parser.add_argument_group("the cluster")
     group.add_argument("--nodes", type=int, default=1, metavar="K", help="machines (default 1)")
