@@ -100,3 +100,12 @@ def test_without_a_root_the_apps_runs_folder_is_read(runs_root, monkeypatch, cap
     assert len(json.loads(capsys.readouterr().out)) == 3
     assert main(["runs", "best"]) == 0
     assert capsys.readouterr().out.strip() == str(runs_root / "resnet-full")
+
+
+def test_the_table_shortens_long_run_names_in_the_middle_so_their_times_still_differ(tmp_path, capsys):
+    for time_of_day in ("160310", "160345"):
+        write_run(tmp_path / f"hymenoptera-efficientnet_lite0-20261203-{time_of_day}")
+    assert main(["runs", str(tmp_path)]) == 0
+    names = [line.split("  ")[0] for line in capsys.readouterr().out.splitlines()[1:]]
+    assert len(names) == 2 and all(len(name) == 30 and "…" in name for name in names)
+    assert sorted(name[-6:] for name in names) == ["160310", "160345"]

@@ -300,3 +300,23 @@ def _blocks(document):
     while block.isValid():
         yield block
         block = block.next()
+
+
+def test_long_run_names_keep_their_distinct_ends_when_shortened(page, runs_dir, qtbot):
+    from PySide6.QtWidgets import QStyleOptionViewItem
+
+    for time_of_day in ("160310", "160345"):
+        write_run(runs_dir / f"hymenoptera-efficientnet_lite0-20261203-{time_of_day}", started=5_000_000)
+    with qtbot.waitSignal(page.loader.finished, timeout=10_000):
+        page.refresh()
+    name_column = [c.field for c in COLUMNS].index("name")
+    shown = []
+    for row in range(page.proxy.rowCount()):
+        index = page.proxy.index(row, name_column)
+        if index.data().startswith("hymenoptera"):
+            option = QStyleOptionViewItem()
+            option.textElideMode = page.table.textElideMode()  # as the view sets it before its delegate
+            page.table.itemDelegateForColumn(name_column).initStyleOption(option, index)
+            shown.append(option.fontMetrics.elidedText(option.text, option.textElideMode, 150))
+    assert len(shown) == 2 and all("…" in text for text in shown)  # too long for the column's width
+    assert sorted(text[-6:] for text in shown) == ["160310", "160345"]

@@ -67,7 +67,7 @@ def _list(words: list[str], as_json: bool) -> int:
         return 0
     print("  ".join(header.ljust(width) for header, width, _ in TABLE).rstrip())
     for summary in runs:
-        cells = [_fit(str(show(summary)), width) for _, width, show in TABLE]
+        cells = [_fit(str(show(summary)), width, keep_end=header == "NAME") for header, width, show in TABLE]
         line = "  ".join(cells).rstrip()
         if summary.status in ("failed", "stopped") and summary.reason:
             line += f"\n    {summary.reason}"
@@ -133,8 +133,15 @@ def _show(value) -> str:
     return "-" if value is None or value == "" else str(value)
 
 
-def _fit(text: str, width: int) -> str:
-    return text.ljust(width) if len(text) <= width else text[: width - 1] + "…"
+def _fit(text: str, width: int, keep_end: bool = False) -> str:
+    """``text`` in ``width`` characters. ``keep_end`` cuts the middle instead of the end: run names made
+    for the same data and model differ only in their time at the end (hymenoptera-…-20261203-160345)."""
+    if len(text) <= width:
+        return text.ljust(width)
+    if keep_end:
+        head = (width - 1) // 2
+        return text[:head] + "…" + text[len(text) - (width - 1 - head):]
+    return text[: width - 1] + "…"
 
 
 def _date(created) -> str:

@@ -15,6 +15,7 @@ from typing import Callable
 
 from PySide6.QtCore import QAbstractTableModel, QModelIndex, QSortFilterProxyModel, Qt
 from PySide6.QtGui import QColor
+from PySide6.QtWidgets import QStyledItemDelegate
 
 from tl_studio.core.run_history import RunSummary, format_age
 from tl_studio.gui.literal_text import as_written
@@ -205,6 +206,16 @@ def _tooltip(run: RunSummary) -> str:
     if run.created:
         lines.append(f"Started {time.strftime('%Y-%m-%d %H:%M:%S', time.localtime(run.created))}")
     return as_written("\n".join(lines))
+
+
+class KeepTheEnd(QStyledItemDelegate):
+    """Shortens a cell's text in the middle: run names made for the same data and model differ only in
+    their time at the end (hymenoptera-efficientnet_lite0-20261203-160345), which an ellipsis at the end
+    would hide."""
+
+    def initStyleOption(self, option, index) -> None:
+        super().initStyleOption(option, index)
+        option.textElideMode = Qt.ElideMiddle
 
 
 def runs_filter(model: RunsModel, parent=None) -> QSortFilterProxyModel:

@@ -24,7 +24,8 @@ from tl_studio.gui.literal_text import as_written
 from tl_studio.gui.run_compare import ConfigDiffTable, RunCurves, ValidationCompare
 from tl_studio.gui.run_loader import LiveRuns, RunLoader
 from tl_studio.gui.runs_folder import runs_folder
-from tl_studio.gui.runs_table import ALWAYS_SHOWN, COLUMNS, WIDTHS, RunsModel, runs_filter, visible_runs
+from tl_studio.gui.runs_table import (ALWAYS_SHOWN, COLUMNS, WIDTHS, KeepTheEnd, RunsModel, runs_filter,
+                                      visible_runs)
 
 EXTRA_FOLDERS_KEY = "runs/history_folders"  # folders the user added to the Runs step
 
@@ -105,6 +106,7 @@ class RunsPage(QWidget):
         header.setStretchLastSection(True)
         for index, column in enumerate(COLUMNS):
             self.table.setColumnWidth(index, WIDTHS.get(column.field, 100))
+        self.table.setItemDelegateForColumn([c.field for c in COLUMNS].index("name"), KeepTheEnd(self.table))
 
         self.open_button = QPushButton("Open")
         self.open_button.setObjectName("openRunButton")
