@@ -116,6 +116,17 @@ def test_a_bad_batch_size_gets_a_sentence(pt2, folder, capsys):
         assert "give" in err and "Traceback" not in err
 
 
+def test_a_folder_without_files_gets_a_sentence_not_silence(pt2, tmp_path, capsys):
+    empty = tmp_path / "new photos"
+    empty.mkdir()
+    (empty / ".DS_Store").write_bytes(b"\0")  # hidden: skipped
+    assert main(["predict", str(pt2), str(empty)]) == 2
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    assert captured.err == (f"tl-studio predict: No files in {empty} (hidden files are skipped); give image files, "
+                            "or folders that hold them.\n")
+
+
 @pytest.mark.parametrize("command", ["predict", "evaluate"])
 def test_the_commands_let_openmp_threads_sleep_before_torch_loads(pt2, folder, tmp_path, command):
     # In a fresh process, as a user runs them: the setting only works if made before torch is imported.

@@ -81,6 +81,7 @@ def run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from tl_studio.cli.progress import progress_for
+    from tl_studio.core.errors import UserError
     from tl_studio.core.fileio import check_writable_file
     from tl_studio.core.inference import plan_for
     from tl_studio.core.model_file import for_many_images, load_model_file
@@ -89,12 +90,12 @@ def run(args: argparse.Namespace) -> int:
     if args.csv:  # before the work, not after minutes of it
         check_writable_file(Path(args.csv))
         if Path(args.csv).expanduser().exists() and not args.overwrite:  # it may hold the last run's answers
-            from tl_studio.core.errors import UserError
-
             raise UserError(f"{args.csv} already exists; choose another --csv file or add --overwrite.")
-    model = load_model_file(args.model_file, trust_torchscript=args.trust)
     paths = collect_image_paths(args.inputs)
-    model = for_many_images(model, len(paths))
+    if not paths:  # else nothing at all would be printed, and the command would end with status 1
+        raise UserError(f"No files in {', '.join(args.inputs)} (hidden files are skipped); give image files, or "
+                        "folders that hold them.")
+    model = for_many_images(load_model_file(args.model_file, trust_torchscript=args.trust), len(paths))
     plan = plan_for(model, args.batch_size)
     explain_plan(plan, args.batch_size)
     progress = progress_for("Classifying", len(paths), enabled=not args.json)
