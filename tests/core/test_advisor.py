@@ -194,3 +194,14 @@ def test_images_per_class_is_one_figure_everywhere(tiny_dataset):
     per_class = dataset_stats(scan, TrainConfig(), 64, 5, 224).per_class_median
     assert per_class == images_per_class(scan.counts()["train"].values())
     assert f"~{per_class:.0f} training images per class" in freeze_hint(per_class, 5, 5)
+
+
+def test_one_image_per_class_is_said_in_the_singular():
+    from tl_studio.core.diagnostics import freeze_hint
+
+    assert freeze_hint(1.0, 5, 5).startswith("~1 training image per class: ")
+    assert freeze_hint(1.0, 0, 5).startswith("Only ~1 training image per class: ")
+    assert freeze_hint(2.0, 5, 5).startswith("~2 training images per class: ")
+    recommendation = recommend(stats(1), None)
+    freeze = next(reason for reason in recommendation.reasons if "retraining the pretrained layers" in reason)
+    assert freeze.startswith("With about 1 image per class, ")

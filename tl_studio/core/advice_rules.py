@@ -181,6 +181,10 @@ def _per_class(stats: DatasetStats) -> str:
     return f"{stats.per_class_median:.0f}"
 
 
+def _images(n: str) -> str:
+    return "1 image" if n == "1" else f"{n} images"
+
+
 def _probe_words(probe: ProbeResult | None) -> str:
     if probe is None:
         return "(the features could not be tested)"
@@ -191,15 +195,15 @@ def _freeze_reason(stats: DatasetStats, probe, data: str, fit: str, trainable: i
     n, test = _per_class(stats), _probe_words(probe)
     if trainable == 0 and data == "tiny":
         more = " More images would help most." if fit == "weak" else ""
-        return (f"With about {n} images per class, retraining the pretrained layers would only memorise them, "
+        return (f"With about {_images(n)} per class, retraining the pretrained layers would only memorise them, "
                 f"so train just the new head {test}.{more}")
     if trainable == 0:
         return (f"The pretrained features already separate your classes well {test}, so training only the new "
-                f"head is fast and accurate; with about {n} images per class, retraining more would gain little.")
+                f"head is fast and accurate; with about {_images(n)} per class, retraining more would gain little.")
     if trainable >= stats.num_stages:
         return (f"Your images look unlike the pretraining photos {test} and there are plenty of them (about {n} "
                 f"per class), so retrain every layer.")
-    return (f"Retrain the last {trainable} of the model's {stats.num_stages} stages: with about {n} images per "
+    return (f"Retrain the last {trainable} of the model's {stats.num_stages} stages: with about {_images(n)} per "
             f"class and features that fit your classes {'only partly' if fit != 'strong' else 'well'} {test}, "
             f"adapting the later, more specific layers helps while the early, generic ones stay as they are.")
 

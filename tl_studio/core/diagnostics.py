@@ -41,16 +41,18 @@ def freeze_hint(per_class: float, frozen: int, num_stages: int) -> str:
 
     share = frozen / max(1, num_stages)
     level = data_level(per_class)  # the advisor's thresholds: tiny < 20 <= small < 250 <= medium < 1500
+    count = f"{per_class:.0f}"
+    images = f"~{count} training {'image' if count == '1' else 'images'} per class"
     if level in ("tiny", "small"):
         if share < 0.5:
-            return (f"Only ~{per_class:.0f} training images per class: fine-tuning this much risks overfitting. "
+            return (f"Only {images}: fine-tuning this much risks overfitting. "
                     f"Freeze more, unless your images look nothing like everyday photos.")
-        return (f"~{per_class:.0f} training images per class: a frozen backbone with a new head is the safe "
+        return (f"{images}: a frozen backbone with a new head is the safe "
                 f"start; unfreeze the last stages later if accuracy stalls.")
     if level == "medium":
-        return (f"~{per_class:.0f} training images per class: freezing the early stages and fine-tuning the "
+        return (f"{images}: freezing the early stages and fine-tuning the "
                 f"later ones usually works best; freeze more if your images resemble everyday photos.")
     if share > 0.5:
-        return (f"~{per_class:.0f} training images per class: plenty to fine-tune more of the network, "
+        return (f"{images}: plenty to fine-tune more of the network, "
                 f"especially if your images differ from everyday photos (medical, satellite, microscopy).")
-    return f"~{per_class:.0f} training images per class: enough data to fine-tune most of the network."
+    return f"{images}: enough data to fine-tune most of the network."
