@@ -59,6 +59,15 @@ def test_a_broken_file_gets_its_reason_and_the_rest_go_on(page, qtbot, model, tm
     assert all(page.table_model.item(row, 0).data(Qt.DecorationRole) is not None for row in range(4))
 
 
+def test_one_dropped_image_is_one_image_in_the_status_line(page, qtbot, tmp_path):
+    said = []
+    page.session.statusMessage.connect(said.append)
+    photo = make_image(tmp_path / "photo.jpg", (200, 40, 40))
+    with qtbot.waitSignal(page.predictionsFinished, timeout=TIMEOUT_MS):
+        page.add_paths([photo])
+    assert said[-1] == "Classified 1 image."
+
+
 def test_sorting_by_confidence_and_csv_export(page, qtbot, tmp_path):
     paths = [make_image(tmp_path / f"p{i}.jpg", (40 * i, 200 - 40 * i, 90), seed=i) for i in range(4)]
     with qtbot.waitSignal(page.predictionsFinished, timeout=TIMEOUT_MS):

@@ -114,7 +114,7 @@ def run(args: argparse.Namespace) -> int:
                 progress.update(done)
     if progress:
         progress.finish()
-    if failed:
+    if failed and done > 1:  # one file: the line above said it
         print(f"{failed} of {done} files could not be classified (see above).", file=sys.stderr)
     advise_on_shared_memory()
     return 0 if done > failed else 1

@@ -25,6 +25,7 @@ import numpy as np
 from tl_studio.core import eval_metrics
 from tl_studio.core.errors import Cancelled, UserError
 from tl_studio.core.safe_text import csv_cell
+from tl_studio.core.wording import counted
 
 SPLIT_CHOICES = ("val", "test", "train", "all")
 PROGRESS_INTERVAL_S = 0.1
@@ -218,7 +219,7 @@ def evaluate(predict: Callable, chosen: EvaluationSet, *, progress: ProgressCall
 
 def format_report(evaluation: Evaluation) -> str:
     """The plain-text report of ``tl-studio evaluate``: overall figures, per-class table, confusion matrix."""
-    lines = [f"Evaluated {len(evaluation.paths)} images ({evaluation.source}).",
+    lines = [f"Evaluated {counted(len(evaluation.paths), 'image')} ({evaluation.source}).",
              f"Accuracy {evaluation.accuracy:.4f}   macro-F1 {evaluation.macro_f1:.4f}", ""]
     width = max([len(name) for name in evaluation.classes] + [5])
     lines.append(f"{'class':<{width}}  precision  recall     f1  support")

@@ -10,6 +10,7 @@ from PySide6.QtGui import QColor, QFont, QPalette, QPen
 from PySide6.QtWidgets import (QAbstractItemView, QFrame, QHeaderView, QStyle, QStyledItemDelegate,
                                QStyleOptionViewItem, QTableView)
 
+from tl_studio.core.wording import counted
 from tl_studio.gui.literal_text import as_written
 from tl_studio.gui.theme import BAD, GOOD
 
@@ -89,7 +90,7 @@ class ConfusionModel(QAbstractTableModel):
             truth, predicted = self.classes[row], self.classes[column]
             verb = "correctly predicted" if row == column else f"predicted as {predicted}"
             # as written: tooltips guess markup, and the class names are the model's
-            return as_written(f"{count} images of {truth} ({share:.1%}) {verb}. Click to see them.")
+            return as_written(f"{counted(count, 'image')} of {truth} ({share:.1%}) {verb}. Click to see them.")
         return None
 
     def headerData(self, section: int, orientation, role=Qt.DisplayRole):

@@ -8,6 +8,7 @@ from PySide6.QtGui import QGuiApplication, QStandardItem, QStandardItemModel
 from PySide6.QtWidgets import (QHBoxLayout, QHeaderView, QLabel, QPushButton, QTableView,
                                QVBoxLayout, QWidget)
 
+from tl_studio.core.wording import counted
 from tl_studio.gui.csv_files import ask_and_save_csv, save_text
 from tl_studio.gui.theme import BAD
 
@@ -69,7 +70,7 @@ class MetricsTable(QWidget):
                 row[3].setForeground(BAD)
             self.model.appendRow(row)
         self.overall.setText(f"Accuracy <b>{evaluation.accuracy:.3f}</b> · macro-F1 <b>{evaluation.macro_f1:.3f}</b>"
-                             f" · {len(evaluation.paths)} images")
+                             f" · {counted(len(evaluation.paths), 'image')}")
         self.table.sortByColumn(-1, Qt.AscendingOrder)  # the model's class order until the user sorts
 
     def csv_text(self) -> str:

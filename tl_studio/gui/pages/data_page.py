@@ -12,6 +12,7 @@ from PySide6.QtWidgets import (QComboBox, QDoubleSpinBox, QFileDialog, QFormLayo
                                QProgressBar, QPushButton, QSpinBox, QSplitter, QStackedWidget, QTabWidget,
                                QVBoxLayout, QWidget)
 
+from tl_studio.core.wording import counted
 from tl_studio.gui import recent
 from tl_studio.gui.class_chart import ClassChart
 from tl_studio.gui.literal_text import as_written
@@ -261,7 +262,7 @@ class DataPage(QWidget):
         # rich text: the folder's name is the user's, escaped
         self.summary.setText(f"<b>{escape(str(scan.root))}</b><br>{len(scan.records)} images in "
                              f"{len(scan.classes)} classes, {layout}: {split_totals}. "
-                             f"{_count(len(scan.problems), 'problem')}.")
+                             f"{counted(len(scan.problems), 'problem')}.")
         self._show_imbalance(scan)
         self.chart.show_counts(list(scan.classes), counts)
         self.split_box.setEnabled(not scan.presplit)
@@ -322,5 +323,3 @@ class DataPage(QWidget):
         self.thumbnails.shutdown()
 
 
-def _count(number: int, noun: str) -> str:
-    return f"{number} {noun}" if number == 1 else f"{number} {noun}s"

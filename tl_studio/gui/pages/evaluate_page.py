@@ -14,6 +14,7 @@ from PySide6.QtWidgets import (QComboBox, QFileDialog, QHBoxLayout, QLabel, QPro
                                QTabWidget, QVBoxLayout, QWidget)
 
 from tl_studio.core.dataset_edit import EXCLUDED
+from tl_studio.core.wording import counted
 from tl_studio.gui.confusion_matrix import ConfusionMatrixView
 from tl_studio.gui.gallery import Gallery, GalleryItem
 from tl_studio.gui.image_view import CamProvider, ImageDetail, ImageFacts
@@ -242,7 +243,7 @@ class EvaluatePage(QWidget):
         self.cams = CamProvider(Path(evaluation.model_path), metadata, self.session.run_dir)
         self.metadata = metadata
         self.scan = scan
-        self._ended(f"Evaluated {len(evaluation.paths)} images: accuracy {evaluation.accuracy:.3f}, "
+        self._ended(f"Evaluated {counted(len(evaluation.paths), 'image')}: accuracy {evaluation.accuracy:.3f}, "
                     f"macro-F1 {evaluation.macro_f1:.3f}.")
         self._show_evaluation(evaluation)
         self.evaluated.emit(evaluation)
@@ -348,15 +349,15 @@ class EvaluatePage(QWidget):
             indices = evaluation.cell(*self.cell)
             self.cell_gallery.set_items([self._item(i) for i in indices],
                                         f"True <b>{escape(truth)}</b>, predicted <b>{escape(predicted)}</b>: "
-                                        f"{len(indices)} images, "
+                                        f"{counted(len(indices), 'image')}, "
                                         "the highest loss first. Double-click one for a closer look.")
         losses = evaluation.top_losses(GALLERY_LIMIT)
         self.loss_gallery.set_items([self._item(i) for i in losses],
-                                    f"{len(losses)} wrong predictions, the most confident first.")
+                                    f"{counted(len(losses), 'wrong prediction')}, the most confident first.")
         suspects = evaluation.likely_mislabelled(GALLERY_LIMIT)
         self.suspect_gallery.set_items(
             [self._item(s.index, suggested=s.suggested) for s in suspects],
-            f"{len(suspects)} images whose label the model doubts, the least likely label first; the caption "
+            f"{counted(len(suspects), 'image')} whose label the model doubts, the least likely label first; the caption "
             "shows the label it suggests.")
 
     def _item(self, index: int, suggested: int | None = None) -> GalleryItem:
@@ -460,10 +461,10 @@ def _summary(evaluation, problems) -> str:
     from tl_studio.core.problem_summary import problems_sentence
 
     parts = [f"<b>Accuracy {evaluation.accuracy:.1%}</b> · macro-F1 {evaluation.macro_f1:.3f} · "
-             f"{len(evaluation.paths)} images ({escape(evaluation.source)})"]
+             f"{counted(len(evaluation.paths), 'image')} ({escape(evaluation.source)})"]
     if evaluation.failed:
         names = ", ".join(Path(path).name for path, _ in evaluation.failed[:5])
-        parts.append(escape(f"{len(evaluation.failed)} files could not be read and were left out: {names}"
+        parts.append(escape(f"{counted(len(evaluation.failed), 'file')} could not be read and were left out: {names}"
                             + (" …" if len(evaluation.failed) > 5 else "")))
     if evaluation.unknown:
         names = ", ".join(f"{name} ({count})" for name, count in sorted(evaluation.unknown.items()))

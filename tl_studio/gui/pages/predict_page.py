@@ -18,6 +18,7 @@ from PySide6.QtWidgets import (QFileDialog, QHBoxLayout, QHeaderView, QLabel, QM
                                QTableView, QVBoxLayout, QWidget)
 
 from tl_studio.core.safe_text import csv_cell
+from tl_studio.core.wording import counted
 from tl_studio.gui.csv_files import ask_and_save_csv, save_text
 from tl_studio.gui.literal_text import as_written
 from tl_studio.gui.runs_folder import dialog_start_folder, model_caption
@@ -242,7 +243,7 @@ class PredictPage(QWidget):
 
     def _on_finished(self, count: int) -> None:
         self._hide_unused_ranks()
-        self._batch_ended(f"Classified {count} images." if count else "No images found there.")
+        self._batch_ended(f"Classified {counted(count, 'image')}." if count else "No images found there.")
         self.predictionsFinished.emit(count)
 
     def _on_failed(self, message: str) -> None:
