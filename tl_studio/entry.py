@@ -36,6 +36,12 @@ def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     model_file = model_file_argument(argv)
     gui = not argv or argv[0] == "gui" or model_file
+    if gui and "-h" not in argv and "--help" not in argv:
+        from tl_studio.gui.display import missing_display
+
+        if reason := missing_display():
+            print(f"tl-studio: {reason}", file=sys.stderr)
+            return 2
     if gui and (model_file or os.environ.get("TL_STUDIO_CLOSE_AFTER_START")):
         from tl_studio.gui.launch import main as launch_main
 
