@@ -254,6 +254,22 @@ def test_predict_never_replaces_a_csv_file_without_overwrite(trained_run, tmp_pa
     assert table.read_text().splitlines()[1].startswith(f"{image},")
 
 
+def test_a_run_folder_stands_for_its_model_file_and_a_model_file_for_its_run(trained_run, tmp_path, capsys):
+    data, run = trained_run
+    image = str(sorted((data / "red").glob("*.jpg"))[0])
+    assert main(["predict", str(run), image, "--json"]) == 0
+    from_folder = json.loads(capsys.readouterr().out)
+    assert main(["predict", str(run / "model.pt2"), image, "--json"]) == 0
+    assert from_folder == json.loads(capsys.readouterr().out)
+    assert main(["export", str(run / "model.pt2"), "--format", "onnx", "--out", str(tmp_path / "m.onnx")]) == 0
+    assert (tmp_path / "m.onnx").is_file()
+    capsys.readouterr()
+    assert main(["predict", str(data), image]) == 2
+    assert "is a folder without a model file (model.pt2); give a model file" in capsys.readouterr().err
+    assert main(["export", str(tmp_path / "m.onnx"), "--format", "onnx"]) == 2
+    assert "m.onnx is a file; this starts from the run folder that trained the model" in capsys.readouterr().err
+
+
 def test_predict_matches_the_model_file_run_with_plain_torch(trained_run):
     from PIL import Image
     from torchvision.transforms.functional import pil_to_tensor

@@ -21,7 +21,8 @@ SPLITS = ("val", "test", "train", "all")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("model_file", help="a model.pt2 (or .onnx / .ts) written by TL Studio")
+    parser.add_argument("model_file", help="a model.pt2 (or .onnx / .ts) written by TL Studio, or the run folder "
+                        "that wrote its model.pt2")
     parser.add_argument("data_dir", help="a folder with one sub-folder per class, or train/ and val/ folders")
     parser.add_argument("--split", choices=SPLITS, default=None,
                         help="which images: val (the default: the split the model was validated on), test, "

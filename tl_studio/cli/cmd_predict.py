@@ -34,7 +34,8 @@ def positive_int(text: str) -> int:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("model_file", help="a model.pt2 (or .onnx / .ts) written by TL Studio")
+    parser.add_argument("model_file", help="a model.pt2 (or .onnx / .ts) written by TL Studio, or the run folder "
+                        "that wrote its model.pt2")
     parser.add_argument("inputs", nargs="+", help="image files or folders (searched recursively)")
     parser.add_argument("--top-k", type=positive_int, default=3, help="how many labels to show per image (default 3)")
     parser.add_argument("--json", action="store_true", help="one JSON object per image on stdout")

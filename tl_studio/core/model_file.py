@@ -49,6 +49,7 @@ from pathlib import Path
 from typing import Callable, Iterator
 
 from tl_studio.core.errors import UserError
+from tl_studio.core.run_folder import MODEL_FILE as RUN_MODEL_FILE
 
 METADATA_KEY = "tl_studio.json"
 TORCHSCRIPT_SUFFIXES = (".ts", ".pt", ".pth", ".jit")
@@ -267,6 +268,11 @@ class ModelFile:
 def load_model_file(path: Path, fmt: str | None = None, *, trust_torchscript: bool = False) -> ModelFile:
     """The checked loader. TorchScript needs ``trust_torchscript`` (the user's explicit consent)."""
     path = Path(path)
+    if path.is_dir() and (path / RUN_MODEL_FILE).is_file():
+        path = path / RUN_MODEL_FILE  # a run folder, given for the model file it wrote
+    elif path.is_dir():
+        raise UserError(f"{path} is a folder without a model file ({RUN_MODEL_FILE}); give a model file "
+                        f"(.pt2, .onnx or .ts) or the run folder that wrote one.")
     if not path.is_file():
         raise UserError(f"No model file at {path}; train a model first or pick an existing file.")
     fmt = fmt or format_of(path)

@@ -32,7 +32,14 @@ class Run:
 
 
 def open_run(folder: Path) -> Run:
+    """The run in ``folder``; a file inside a run folder (its model.pt2, given where the folder was
+    meant) stands for that run."""
     folder = Path(folder)
+    if folder.is_file() and (folder.parent / ckpt.BEST).is_file():
+        folder = folder.parent
+    elif folder.is_file():
+        raise UserError(f"{folder} is a file; this starts from the run folder that trained the model (the one "
+                        f"holding {ckpt.BEST}): give that folder.")
     if not (folder / ckpt.BEST).is_file():
         raise UserError(f"{folder} holds no trained run (no {ckpt.BEST}); train one with `tl-studio train`.")
     best = ckpt.load_checkpoint(folder / ckpt.BEST)
