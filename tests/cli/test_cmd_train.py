@@ -91,7 +91,8 @@ def test_without_out_a_run_gets_a_new_folder_in_the_runs_folder_that_runs_lists(
     assert sorted(row["path"] for row in json.loads(capsys.readouterr().out)) == [str(f) for f in folders]
 
 
-def test_without_out_what_cannot_start_leaves_no_folder_and_resume_asks_for_it(tmp_path, monkeypatch, capsys):
+def test_without_out_what_cannot_start_leaves_no_folder_and_resume_asks_for_it(tiny_dataset, tmp_path, monkeypatch,
+                                                                               capsys):
     runs = tmp_path / "runs"
     monkeypatch.setenv("TL_STUDIO_RUNS_DIR", str(runs))
     empty = tmp_path / "empty"
@@ -100,6 +101,9 @@ def test_without_out_what_cannot_start_leaves_no_folder_and_resume_asks_for_it(t
     assert "nowhere does not exist" in capsys.readouterr().err and not runs.exists()
     assert main(["train", str(empty)]) == 2
     assert "no usable class" in capsys.readouterr().err and list(runs.iterdir()) == []
+    torch.save({"not": torch.zeros(1)}, tmp_path / "other.pth")  # fails as the model is built: the run has begun
+    assert main(["train", str(tiny_dataset), "--weights", str(tmp_path / "other.pth"), *FAST]) == 2
+    assert "other.pth does not fit efficientnet_lite0" in capsys.readouterr().err and list(runs.iterdir()) == []
     assert main(["train", str(empty), "--resume"]) == 2
     assert "--resume continues a run: name its folder with --out RUN_DIR" in capsys.readouterr().err
     assert main(["train", str(empty), "--nnodes", "2", "--node-rank", "0", "--master-addr", "h"]) == 2

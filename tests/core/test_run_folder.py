@@ -88,3 +88,19 @@ def test_status_json_round_trips(tmp_path):
     folder.write_status(RunStatus(state="failed", reason="The disk is full.", planned_epochs=3, epochs_done=1))
     assert json.loads((tmp_path / names.STATUS).read_text())["reason"] == "The disk is full."
     assert folder.status().state == "failed" and folder.is_run()
+
+
+def test_a_folder_made_for_a_run_that_never_started_is_removed_and_nothing_else(tmp_path):
+    never = RunFolder(tmp_path / "never")
+    never.lock().release()
+    never.file(names.EVENTS).write_text('{"event": "RunFinished", "status": "failed"}\n')
+    assert never.remove_if_never_started() and not never.path.exists()
+    started = RunFolder(tmp_path / "started")
+    started.path.mkdir()
+    started.write_status(RunStatus(state="failed", reason="Freeze depth 99 is out of range"))
+    assert not started.remove_if_never_started() and started.file(names.STATUS).is_file()  # listed as failed
+    theirs = tmp_path / "theirs"
+    theirs.mkdir()
+    (theirs / "notes.txt").write_text("mine")
+    assert not RunFolder(theirs).remove_if_never_started() and (theirs / "notes.txt").read_text() == "mine"
+    assert not RunFolder(tmp_path / "missing").remove_if_never_started()

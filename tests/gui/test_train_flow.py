@@ -45,6 +45,25 @@ def test_two_epochs_fill_the_curves_and_the_sample_grid(window, qtbot):
     assert window.session.model_file is not None and window.session.model_file.is_file()
 
 
+def test_a_run_that_fails_before_it_starts_says_why_and_leaves_no_folder(window, qtbot, tmp_path, monkeypatch):
+    import os
+    from pathlib import Path
+
+    import torch
+    from PySide6.QtWidgets import QMessageBox
+
+    warned = []
+    monkeypatch.setattr(QMessageBox, "warning", lambda parent, title, text, *rest: warned.append(text))
+    torch.save({"not": torch.zeros(1)}, tmp_path / "other.pth")  # refused as the model is built
+    window.session.update_config(weights=str(tmp_path / "other.pth"))
+    page = window.pages["Train"]
+    with qtbot.waitSignal(page.runFinished, timeout=RUN_TIMEOUT_MS) as finished:
+        find(window, QPushButton, "startButton").click()
+    assert finished.args[0].status == "failed" and "other.pth does not fit" in warned[0]
+    runs = Path(os.environ["TL_STUDIO_RUNS_DIR"])
+    assert not page.current_run_dir.exists() and (not runs.exists() or list(runs.iterdir()) == [])
+
+
 def test_stop_midway_returns_the_ui_to_idle(window, qtbot):
     page = window.pages["Train"]
     window.session.update_config(epochs=30, feature_cache=False, augment="none")

@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import argparse
-import contextlib
 import os
 import shlex
 import signal
@@ -117,8 +116,9 @@ def run(args: argparse.Namespace) -> int:
     try:
         return _run_into_out(args, config, [*argv, "--out", args.out])  # torchrun's processes write there too
     finally:
-        with contextlib.suppress(OSError):  # a run that never started (a missing data folder) leaves no folder
-            made.rmdir()  # only when empty
+        from tl_studio.core.run_folder import RunFolder
+
+        RunFolder(made).remove_if_never_started()  # e.g. weights that could not be downloaded: no litter
 
 
 def _run_into_out(args: argparse.Namespace, config, argv: list[str]) -> int:

@@ -152,6 +152,20 @@ class RunFolder:
     def free_mb(self) -> float:
         return shutil.disk_usage(self.path).free / 2**20
 
+    def remove_if_never_started(self) -> bool:
+        """For a folder made for a run that ended before it started (the data folder missing, the weights
+        not downloadable): removes what that run wrote (an events.jsonl with its failure, the lock) and
+        the folder, if nothing else is in it. A folder that holds a run, or anything else, is kept."""
+        if not self.path.is_dir() or self.is_run():
+            return False
+        for name in (*RUN_FILES, LOCK):
+            self.file(name).unlink(missing_ok=True)
+        try:
+            self.path.rmdir()
+        except OSError:  # something else is in it
+            return False
+        return True
+
     # ---- the lock ---------------------------------------------------------------------------------
     def is_locked(self) -> bool:
         """True while some process holds this folder's write lock."""

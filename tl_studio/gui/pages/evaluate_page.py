@@ -357,8 +357,8 @@ class EvaluatePage(QWidget):
         suspects = evaluation.likely_mislabelled(GALLERY_LIMIT)
         self.suspect_gallery.set_items(
             [self._item(s.index, suggested=s.suggested) for s in suspects],
-            f"{counted(len(suspects), 'image')} whose label the model doubts, the least likely label first; the caption "
-            "shows the label it suggests.")
+            f"{counted(len(suspects), 'image')} whose label the model doubts, the least likely label first; the "
+            "caption shows the label it suggests.")
 
     def _item(self, index: int, suggested: int | None = None) -> GalleryItem:
         evaluation = self.evaluation

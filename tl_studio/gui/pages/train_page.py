@@ -121,6 +121,7 @@ class TrainPage(QWidget):
         self.samples = SampleGrid()
         self.history: list = []
         self.current_run_dir: Path | None = None
+        self.current_run_is_new = False
         self._build()
         self._connect()
         session.datasetChanged.connect(lambda _: self._update_start_button())
@@ -276,6 +277,7 @@ class TrainPage(QWidget):
 
     def _begin(self, config, run_dir: Path, *, resume: bool, scan=None) -> None:
         self.current_run_dir = run_dir
+        self.current_run_is_new = not resume  # its folder was made for it (new_run_dir)
         self.history = []
         self.curves.clear()
         self.samples.clear()
@@ -392,6 +394,8 @@ class TrainPage(QWidget):
         self.run_progress.finish(finished.status in ("completed", "early-stopped"))
         if finished.status == "failed":
             self.progress.setFormat("Failed")
+            if self.current_run_is_new:  # a run that failed before it started leaves no empty folder behind
+                run_folder.RunFolder(self.current_run_dir).remove_if_never_started()
             QMessageBox.warning(self, "Training failed", as_written(finished.message))  # it may quote a file
         else:
             label = {"completed": "Done", "early-stopped": "Stopped early", "stopped": "Stopped"}[finished.status]
