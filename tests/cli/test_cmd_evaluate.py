@@ -67,7 +67,20 @@ def test_an_unsplit_folder_defaults_to_the_val_split_and_says_so(model, capsys):
     assert report["split"] == "val" and report["num_images"] == len(val_images)
     assert main(["evaluate", str(model.model_file), str(model.data_dir)]) == 0
     out = capsys.readouterr().out
-    assert "(the val split of" in out and "The val split by default" in out
+    assert "(the val split of" in out
+    assert "(By default the val split the run made of the folder it trained on, so that no training image" in out
+
+
+def test_another_unsplit_folder_is_evaluated_whole(model, tmp_path, capsys):
+    # New images in a folder of class folders: every one of them, not the fifth a split would keep.
+    other = make_image_folder(tmp_path / "new photos", classes=CLASSES, per_class=5, size=64, seed=9)
+    assert main(["evaluate", str(model.model_file), str(other), "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["split"] == "all" and report["num_images"] == 15
+    assert main(["evaluate", str(model.model_file), str(other)]) == 0
+    out = capsys.readouterr().out
+    assert "Evaluated 15 images (every image of" in out
+    assert "(By default every image, as this is not the folder the model was trained on; --split" in out
 
 
 def test_presplit_folder_defaults_to_val_and_prints_a_report(model, tmp_path, capsys):

@@ -247,3 +247,40 @@ def test_class_names_from_the_model_file_are_shown_as_written(page, qtbot):
     caption = label_shows(detail.caption)
     assert "labelled <u>ants (" in caption and caption.endswith(f"\n{page.cell_gallery.items[0].path}")
     detail.close()
+
+
+def test_another_folder_of_class_folders_is_evaluated_whole(page, qtbot, tmp_path, monkeypatch):
+    """New labelled images in a folder of class folders: every one of them is scored, not the fifth that
+    a split with the model's training seed would call validation."""
+    from PySide6.QtWidgets import QFileDialog
+
+    from tests.helpers import make_image_folder
+
+    other = make_image_folder(tmp_path / "new photos", classes=("blue", "green", "red"), per_class=5, size=64,
+                              seed=9)
+    monkeypatch.setattr(QFileDialog, "getExistingDirectory", lambda *args, **kwargs: str(other))
+    choice = page.source_box.findData("folder")
+    with qtbot.waitSignal(page.evaluated, timeout=TIMEOUT_MS):
+        page.source_box.setCurrentIndex(choice)
+        page.source_box.activated.emit(choice)  # as a user's pick does
+    assert len(page.evaluation.paths) == 15 and page.evaluation.split == "all"
+
+
+def test_a_split_without_images_clears_the_last_results_instead_of_leaving_them_under_its_name(page, qtbot):
+    assert page.evaluation is not None and not list(page.session.scan.split("test"))
+    choice = page.source_box.findData("test")  # the dataset has no test split
+    page.source_box.setCurrentIndex(choice)
+    with qtbot.waitSignal(page.session.statusMessage, timeout=TIMEOUT_MS,
+                          check_params_cb=lambda message: "has no images" in message):
+        page.source_box.activated.emit(choice)
+    assert page.evaluation is None and page.metrics.model.rowCount() == 0
+    assert "The test split of" in page.summary.text() and "choose the validation split or every image" in \
+        page.summary.text()
+
+
+def test_a_model_opened_while_the_step_is_shown_is_evaluated_at_once(page, qtbot, model):
+    page.show()
+    qtbot.waitExposed(page)
+    with qtbot.waitSignal(page.evaluated, timeout=TIMEOUT_MS):
+        page.session.set_run(model.run_dir, model.model_file)  # File > Open Model File, or a run opened
+    assert page.evaluation is not None

@@ -42,8 +42,7 @@ def run(args: argparse.Namespace) -> int:
 
     settle_for_batches()  # before torch is imported
     from tl_studio.cli.progress import progress_for
-    from tl_studio.core.evaluation import (default_split, evaluate, evaluation_set, format_report,
-                                           scan_for_model)
+    from tl_studio.core.evaluation import default_choice, evaluate, evaluation_set, format_report, scan_for_model
     from tl_studio.core.inference import plan_for
     from tl_studio.core.model_file import for_many_images, load_model_file
     from tl_studio.core.problem_summary import problems_sentence
@@ -55,7 +54,7 @@ def run(args: argparse.Namespace) -> int:
 
         raise UserError(f"{args.model_file} has no class names in its metadata; is it a TL Studio export?")
     scan = scan_for_model(args.data_dir, model.metadata)
-    split = args.split or default_split(scan)
+    split, why = (args.split, "") if args.split else default_choice(scan, model.metadata)
     chosen = evaluation_set(scan, split, model.classes)
     if problems := problems_sentence(scan.problems, left_out_of="the evaluation"):
         print(for_terminal(problems), file=sys.stderr)
@@ -87,7 +86,7 @@ def run(args: argparse.Namespace) -> int:
         if ood is not None:
             print(ood.describe())
         if args.split is None:
-            print(f"(The {split} split by default; --split chooses val, test, train or all.)")
+            print(f"(By default {why}; --split chooses val, test, train or all.)")
     return 0
 
 

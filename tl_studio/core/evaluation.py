@@ -13,6 +13,7 @@ The :class:`Evaluation` holds every image's class probabilities; the metrics and
 
 from __future__ import annotations
 
+import os
 import time
 from collections import Counter
 from dataclasses import dataclass, field
@@ -51,10 +52,32 @@ class EvaluationSet:
         return f"Skipped images of classes the model does not know: {names}."
 
 
-def default_split(scan) -> str:
-    """The validation split (the images the model was validated on, not trained on), as the Evaluate step
-    does; every image only when the folder has no validation images at all."""
-    return "val" if any(True for _ in scan.split("val")) else "all"
+def default_split(scan, metadata: dict | None = None) -> str:
+    return default_choice(scan, metadata)[0]
+
+
+def default_choice(scan, metadata: dict | None = None) -> tuple[str, str]:
+    """Which images to evaluate when the user did not say, and why in a few words. A folder split into
+    train/ and val/: its validation split. The folder the model was trained on (its metadata's
+    data_dir): the validation split the run made of it (scan_for_model splits it with the run's seed),
+    so that no training image is counted. Any other folder: every image in it."""
+    if not any(True for _ in scan.split("val")):
+        return "all", "every image, as the folder has no validation images"
+    if scan.presplit:
+        return "val", "the val split, the folder's own"
+    if metadata is None:
+        return "val", "the val split"
+    trained_on = (metadata.get("training_config") or {}).get("data_dir")
+    if trained_on and _same_folder(scan.root, trained_on):
+        return "val", "the val split the run made of the folder it trained on, so that no training image counts"
+    return "all", "every image, as this is not the folder the model was trained on"
+
+
+def _same_folder(a, b) -> bool:
+    try:
+        return os.path.samefile(a, b)
+    except OSError:  # the training folder is not here (another machine, moved or deleted)
+        return False
 
 
 def records_of(scan, split: str) -> list:
@@ -62,7 +85,8 @@ def records_of(scan, split: str) -> list:
         raise UserError(f"Unknown split '{split}'; choose one of {', '.join(SPLIT_CHOICES)}.")
     records = list(scan.records) if split == "all" else list(scan.split(split))
     if not records:
-        raise UserError(f"The {split} split of {scan.root} has no images; choose another split (or 'all').")
+        raise UserError(f"The {split} split of {scan.root} has no images; choose the validation split or every "
+                        f"image instead.")
     return records
 
 

@@ -164,6 +164,8 @@ class EvaluatePage(QWidget):
                                  "No model yet: train one, or open a model.pt2 (File > Open Model File).")
         self.model_label.setToolTip(as_written(str(path or "")))
         self.evaluate_button.setEnabled(path is not None)
+        if path is not None and self.isVisible():  # opened while the step is shown: as arriving at it
+            self.evaluate()
 
     def showEvent(self, event) -> None:
         super().showEvent(event)
@@ -222,7 +224,7 @@ class EvaluatePage(QWidget):
         if scan is None:
             report("Scanning the images…")
             scan = scan_for_model(folder or _training_folder(model), model.metadata, cancel=cancelled)
-        chosen = evaluation_set(scan, split or default_split(scan), model.classes)
+        chosen = evaluation_set(scan, split or default_split(scan, model.metadata), model.classes)
         result = evaluate(model.predict, chosen, progress=lambda done, total: report((done, total)),
                           cancel=cancelled, model_path=str(model_path))
         return result, scan, model.metadata
@@ -254,7 +256,8 @@ class EvaluatePage(QWidget):
         self.evaluate_button.setEnabled(self.session.model_file is not None)
         self.unknown_button.setEnabled(self.evaluation is not None)
         self.session.say(message)
-        if failed:
+        if failed:  # the last results were for other images: they go, so they are not read as these
+            self._show_evaluation(None)
             self.summary.setText(as_written(message))  # it may quote a file or folder name
 
     def cancel(self) -> None:
