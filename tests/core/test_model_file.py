@@ -46,6 +46,26 @@ def test_every_file_tl_studio_writes_passes_the_check(exports, fmt):
     assert model.classes == ["a", "b"] and model.metadata["model"] == "tiny"
 
 
+@pytest.mark.parametrize("fmt", ["onnx", "pt2"])
+def test_a_damaged_or_foreign_file_is_refused_when_opened_with_one_sentence(exports, tmp_path, fmt):
+    """File > Open Model File checks a file before the app accepts it; for ONNX that is its protobuf
+    structure: random bytes, text and a cut-short download are refused at once, a real export passes."""
+    import os
+
+    from tl_studio.core.model_file import UnsafeModelFile, check_model_file
+
+    whole = exports[fmt].read_bytes()
+    for name, content in (("random", os.urandom(5000)), ("text", b"not a model at all\n" * 50),
+                          ("cut", whole[: len(whole) // 2]), ("empty", b"")):
+        path = tmp_path / f"{name}.{fmt}"
+        path.write_bytes(content)
+        with pytest.raises(UnsafeModelFile) as refused:
+            check_model_file(path)
+        assert str(refused.value) == (f"{path.name} was not opened: it is not a readable {fmt} file (damaged, cut "
+                                      "short, or another kind of file saved under this name).")
+    assert check_model_file(exports[fmt]) == fmt
+
+
 def test_a_pt2_whose_pickle_runs_code_is_refused_and_nothing_runs(evil_pt2, marker):
     from tl_studio.core.model_file import UnsafeModelFile, load_exported_program, load_model_file
 

@@ -43,6 +43,11 @@ def test_open_model_file_refuses_crafted_files(qtbot, crafted, warnings):
     window.open_model_file(str(crafted["ts"]))
     assert window.session.model_file is None
     assert "TorchScript" in warnings[-1][0] and "runs when they are loaded" in warnings[-1][1]
+    damaged = crafted["good"].parent / "random.onnx"
+    damaged.write_bytes(bytes(range(256)) * 40)
+    window.open_model_file(str(damaged))
+    assert window.session.model_file is None
+    assert warnings[-1][1].startswith("random.onnx was not opened: it is not a readable onnx file")
     window.open_model_file(str(crafted["good"]))
     assert window.session.model_file == crafted["good"]
     assert not crafted["marker"].exists()

@@ -68,6 +68,19 @@ def test_one_dropped_image_is_one_image_in_the_status_line(page, qtbot, tmp_path
     assert said[-1] == "Classified 1 image."
 
 
+def test_open_model_file_on_the_step_opens_it_for_every_step(qtbot, model, monkeypatch):
+    from PySide6.QtWidgets import QFileDialog
+
+    session = Session()
+    predict_page = PredictPage(session)
+    qtbot.addWidget(predict_page)
+    monkeypatch.setattr(QFileDialog, "getOpenFileName", lambda *args, **kwargs: (str(model.model_file), ""))
+    predict_page.choose_model()
+    assert predict_page.model_path == model.model_file
+    assert session.model_file == model.model_file and session.run_dir == model.run_dir  # Evaluate, Export
+    predict_page.shutdown()
+
+
 def test_sorting_by_confidence_and_csv_export(page, qtbot, tmp_path):
     paths = [make_image(tmp_path / f"p{i}.jpg", (40 * i, 200 - 40 * i, 90), seed=i) for i in range(4)]
     with qtbot.waitSignal(page.predictionsFinished, timeout=TIMEOUT_MS):

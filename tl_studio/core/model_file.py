@@ -121,7 +121,8 @@ def format_of(path: Path) -> str:
 
 def check_model_file(path: Path, fmt: str | None = None) -> str:
     """Raises ``UnsafeModelFile`` (one sentence naming the file and the reason) unless ``path`` passes the
-    check of its format; returns the format. Reads the file with zipfile/json/pickletools only."""
+    check of its format; returns the format. Reads the file with zipfile/json/pickletools (ONNX: its
+    protobuf structure) only."""
     path = Path(path)
     fmt = fmt or format_of(path)
     try:
@@ -129,10 +130,50 @@ def check_model_file(path: Path, fmt: str | None = None) -> str:
             check_pt2(path)
         elif fmt == "torchscript":
             check_torchscript_pickles(path)
-    except (zipfile.BadZipFile, OSError, ValueError, KeyError) as error:
-        raise UnsafeModelFile(f"{path.name} was not opened: it is not a readable {fmt} archive "
-                              f"({type(error).__name__}).") from None
+        elif fmt == "onnx":
+            check_onnx_structure(path)
+    except (zipfile.BadZipFile, OSError, ValueError, KeyError):
+        raise UnsafeModelFile(f"{path.name} was not opened: it is not a readable {fmt} file (damaged, cut short, "
+                              f"or another kind of file saved under this name).") from None
     return fmt
+
+
+def check_onnx_structure(path: Path) -> None:
+    """An ONNX model is one protobuf ModelProto. Walks its top-level fields (a tag, then a value whose
+    length the wire type gives) to the end of the file and requires the IR version (field 1) and the
+    graph (field 7): random bytes, a text file or a cut-short download fail here at once, without
+    importing onnx (about a second) in the window's thread. ValueError when the structure is wrong."""
+    seen = set()
+    with open(path, "rb") as file:
+        size = file.seek(0, os.SEEK_END)
+        file.seek(0)
+        while file.tell() < size:
+            tag = _varint(file)
+            field, wire = tag >> 3, tag & 7
+            if field == 0 or wire not in (0, 1, 2, 5):  # 3 and 4 (groups) never occur in ONNX
+                raise ValueError("not a protobuf message")
+            if wire == 0:
+                _varint(file)
+            else:
+                length = {1: 8, 5: 4}.get(wire) or _varint(file)
+                if file.tell() + length > size:
+                    raise ValueError("a field runs past the end of the file")
+                file.seek(length, os.SEEK_CUR)
+            seen.add(field)
+    if not {1, 7} <= seen:
+        raise ValueError("no IR version or no graph")
+
+
+def _varint(file) -> int:
+    value = shift = 0
+    while True:
+        byte = file.read(1)
+        if not byte or shift > 63:
+            raise ValueError("a number runs past the end of the file")
+        value |= (byte[0] & 0x7F) << shift
+        shift += 7
+        if byte[0] < 0x80:
+            return value
 
 
 def check_pt2(path: Path) -> None:

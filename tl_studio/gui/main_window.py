@@ -12,7 +12,6 @@ from PySide6.QtWidgets import (QHBoxLayout, QLabel, QMainWindow, QMessageBox, QP
                                QWidget)
 
 from tl_studio.gui.about_dialog import add_help_actions
-from tl_studio.core import run_folder
 from tl_studio.gui import recent
 from tl_studio.gui.collector import collect_in_gui_thread
 from tl_studio.gui.session import Session
@@ -147,15 +146,10 @@ class MainWindow(QMainWindow):
         """A model trained earlier (or elsewhere): the Evaluate and Predict steps work on it. Its run
         folder, when the file sits in one, also enables Export. The file is checked first (a model file
         never runs code; TorchScript needs the user's confirmation)."""
-        from tl_studio.gui.model_trust import confirm_model_file
+        from tl_studio.gui.model_trust import open_for_the_app
 
-        if not confirm_model_file(self, self.session, path):
-            return
-        path = Path(path)
-        run_dir = path.parent if (path.parent / run_folder.BEST_CHECKPOINT).is_file() else None
-        self.session.set_run(run_dir, path)
-        self.session.say(f"Opened {path.name}.")
-        self.steps.go_to("Evaluate")
+        if open_for_the_app(self, self.session, path):
+            self.steps.go_to("Evaluate")
 
     def _build_menus(self) -> None:
         self._build_file_menu()

@@ -31,6 +31,19 @@ def confirm_model_file(parent: QWidget, session, path) -> bool:
     return True
 
 
+def open_for_the_app(parent: QWidget, session, path) -> bool:
+    """Makes ``path`` the model every step works on, once it passed ``confirm_model_file``; its run
+    folder too, when the file sits in one (Export works from the run). True when it was opened."""
+    from tl_studio.core import run_folder
+
+    if not confirm_model_file(parent, session, path):
+        return False
+    path = Path(path)
+    session.set_run(path.parent if (path.parent / run_folder.BEST_CHECKPOINT).is_file() else None, path)
+    session.say(f"Opened {path.name}.")
+    return True
+
+
 def is_trusted(session, path) -> bool:
     return path is not None and Path(path) in session.trusted_model_files
 

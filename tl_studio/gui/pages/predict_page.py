@@ -132,12 +132,12 @@ class PredictPage(QWidget):
 
     def choose_model(self) -> None:
         from tl_studio.core.export_formats import open_dialog_filter
-        from tl_studio.gui.model_trust import confirm_model_file
+        from tl_studio.gui.model_trust import open_for_the_app
 
         path, _ = QFileDialog.getOpenFileName(self, "Open a trained model", str(dialog_start_folder()),
                                               open_dialog_filter())
-        if path and confirm_model_file(self, self.session, path):
-            self.set_model(path)
+        if path:  # the model of every step, as File > Open Model File (the session hands it to set_model)
+            open_for_the_app(self, self.session, path)
 
     # ---- adding images ------------------------------------------------------------------------------
     def choose_images(self) -> None:
