@@ -81,6 +81,34 @@ def test_open_model_file_on_the_step_opens_it_for_every_step(qtbot, model, monke
     predict_page.shutdown()
 
 
+def test_a_folder_added_again_is_not_listed_twice_and_selected_rows_can_be_removed(page, qtbot, tmp_path):
+    from PySide6.QtCore import QItemSelectionModel
+
+    said = []
+    page.session.statusMessage.connect(said.append)
+    folder = tmp_path / "photos"
+    images = [make_image(folder / f"img{i}.jpg", colour, seed=i)
+              for i, colour in enumerate([(200, 40, 40), (40, 180, 60), (40, 60, 200)])]
+    (folder / "notes.txt").write_text("not a photo")
+    with qtbot.waitSignal(page.predictionsFinished, timeout=TIMEOUT_MS):
+        page.add_paths([folder, images[0]])  # the file is in the folder too: once
+    assert said[-1] == "Classified 3 images; 1 file could not be read (see Problem)."
+    assert len(page.rows()) == 4
+    make_image(folder / "img9.jpg", (90, 90, 90), seed=9)
+    with qtbot.waitSignal(page.predictionsFinished, timeout=TIMEOUT_MS) as finished:
+        page.add_paths([folder])
+    assert finished.args == [1] and said[-1] == "Classified 1 image (4 files already in the list)."
+    assert sorted(row["path"] for row in page.rows()) == sorted(str(p) for p in [*folder.iterdir()])
+    assert not page.remove_button.isEnabled()
+    selection = page.table.selectionModel()
+    for row in (0, 2):
+        selection.select(page.table_model.index(row, 0), QItemSelectionModel.Select | QItemSelectionModel.Rows)
+    kept = [row["path"] for i, row in enumerate(page.rows()) if i not in (0, 2)]
+    assert page.remove_button.isEnabled()
+    page.remove_button.click()
+    assert [row["path"] for row in page.rows()] == kept
+
+
 def test_sorting_by_confidence_and_csv_export(page, qtbot, tmp_path):
     paths = [make_image(tmp_path / f"p{i}.jpg", (40 * i, 200 - 40 * i, 90), seed=i) for i in range(4)]
     with qtbot.waitSignal(page.predictionsFinished, timeout=TIMEOUT_MS):

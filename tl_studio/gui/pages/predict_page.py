@@ -13,9 +13,9 @@ import os
 from pathlib import Path
 
 from PySide6.QtCore import QSize, Qt, Signal
-from PySide6.QtGui import QStandardItem, QStandardItemModel
-from PySide6.QtWidgets import (QFileDialog, QHBoxLayout, QHeaderView, QLabel, QMessageBox, QProgressBar, QPushButton,
-                               QTableView, QVBoxLayout, QWidget)
+from PySide6.QtGui import QKeySequence, QStandardItem, QStandardItemModel
+from PySide6.QtWidgets import (QAbstractItemView, QFileDialog, QHBoxLayout, QHeaderView, QLabel, QMessageBox,
+                               QProgressBar, QPushButton, QTableView, QVBoxLayout, QWidget)
 
 from tl_studio.core.safe_text import csv_cell
 from tl_studio.core.wording import counted
@@ -42,9 +42,10 @@ def _item(text: str, sort_value=None) -> QStandardItem:
     return item
 
 
-def _classify(model_path: Path, trusted: bool, cache: dict, inputs: list, report, cancelled) -> int:
+def _classify(model_path: Path, trusted: bool, cache: dict, inputs: list, listed: set, report, cancelled) -> int:
     """Worker thread: one progress report per image, (Prediction, thumbnail) with the thumbnail as
-    (width, height, RGB bytes) or None."""
+    (width, height, RGB bytes) or None. Files found twice in ``inputs`` are classified once; those already
+    ``listed`` in the table (a folder added again) not again, reported as ("already listed", count)."""
     import torch
 
     from tl_studio.core.model_file import load_model_file
@@ -52,7 +53,10 @@ def _classify(model_path: Path, trusted: bool, cache: dict, inputs: list, report
     from tl_studio.gui.thumbnails import decode_thumbnail
 
     torch.set_num_threads(max(1, (os.cpu_count() or 2) - 1))  # leave the GUI thread a core
-    paths = collect_image_paths(inputs)
+    found = list(dict.fromkeys(collect_image_paths(inputs)))  # a file given alone and inside its folder: once
+    paths = [path for path in found if str(path) not in listed]
+    if len(paths) < len(found):
+        report(("already listed", len(found) - len(paths)))
     report(("total", len(paths)))
     if model_path not in cache:
         cache.clear()
@@ -77,6 +81,7 @@ class PredictPage(QWidget):
         self.models: dict[Path, object] = {}  # the loaded model file, reused
         self.pending: list[str] = []  # dropped while a batch was running
         self.total = 0
+        self.batch_failed = self.already_listed = 0  # of the batch being classified
         self.setAcceptDrops(True)
         self._build()
         session.modelFileChanged.connect(self.set_model)
@@ -88,14 +93,22 @@ class PredictPage(QWidget):
         buttons = QHBoxLayout()
         buttons.addWidget(self.model_label, 1)
         for text, slot in (("Open model file…", self.choose_model), ("Add images…", self.choose_images),
-                           ("Add folder…", self.choose_folder), ("Clear", self.clear)):
+                           ("Add folder…", self.choose_folder)):
             button = QPushButton(text)
             button.clicked.connect(slot)
             buttons.addWidget(button)
+        self.remove_button = QPushButton("Remove")
+        self.remove_button.setToolTip("Take the selected images off the list (Delete)")
+        self.remove_button.setShortcut(QKeySequence.Delete)
+        self.remove_button.clicked.connect(self.remove_selected)
+        buttons.addWidget(self.remove_button)
+        clear = QPushButton("Clear")
+        clear.clicked.connect(self.clear)
+        buttons.addWidget(clear)
         self.export_button = QPushButton("Export CSV…")
         self.export_button.clicked.connect(self.choose_export_file)
         buttons.addWidget(self.export_button)
-        self.hint = QLabel("Drop images or folders here, or use Add images… / Add folder….")
+        self.hint = QLabel("Drop images or folders here, or use Add images… or Add folder…")
         self.progress = QProgressBar()
         self.progress.hide()
         self.cancel_button = QPushButton("Cancel")
@@ -111,6 +124,10 @@ class PredictPage(QWidget):
         self.table.setObjectName("predictionsTable")
         self.table.setModel(self.table_model)
         self.table.setSortingEnabled(True)
+        self.table.setSelectionBehavior(QAbstractItemView.SelectRows)
+        self.table.setEditTriggers(QAbstractItemView.NoEditTriggers)
+        self.table.selectionModel().selectionChanged.connect(self._selection_changed)
+        self._selection_changed()
         self.table.setIconSize(QSize(THUMB_PX, THUMB_PX))
         self.table.verticalHeader().setDefaultSectionSize(THUMB_PX + 6)
         self.table.verticalHeader().hide()
@@ -180,11 +197,14 @@ class PredictPage(QWidget):
 
         model_path, cache = self.model_path, self.models
         trusted = is_trusted(self.session, model_path)
+        listed = {row["path"] for row in self.rows()}
+        self.batch_failed = self.already_listed = 0
+        self.session.say("Classifying…")  # not the last batch's outcome while this one runs
         self.progress.setRange(0, 0)
         self.progress.setFormat("Loading the model…")
         self.progress.show()
         self.cancel_button.show()
-        self.task = self.tasks.start(lambda report, cancelled: _classify(model_path, trusted, cache, inputs,
+        self.task = self.tasks.start(lambda report, cancelled: _classify(model_path, trusted, cache, inputs, listed,
                                                                           report, cancelled), "predict")
         self.task.progress.connect(self._on_progress)
         self.task.succeeded.connect(self._on_finished)
@@ -192,12 +212,16 @@ class PredictPage(QWidget):
         self.task.cancelled.connect(lambda: self._batch_ended("Prediction cancelled."))
 
     def _on_progress(self, payload) -> None:
+        if payload[0] == "already listed":
+            self.already_listed = payload[1]
+            return
         if payload[0] == "total":
             self.total = payload[1]
             self.progress.setRange(0, max(1, self.total))
             self.progress.setValue(0)
             return
         prediction, thumbnail = payload
+        self.batch_failed += not prediction.ok
         self._add_row(prediction, thumbnail)
         self.progress.setValue(self.progress.value() + 1)
         self.progress.setFormat(f"Classifying: {self.progress.value()}/{self.total}")
@@ -214,7 +238,9 @@ class PredictPage(QWidget):
         image.setData(pixmap_from_array(array), Qt.DecorationRole)
         image.setData(prediction.path, PATH_ROLE)
         image.setToolTip(as_written(prediction.path))
-        row = [image, _item(Path(prediction.path).name)]
+        name = _item(Path(prediction.path).name)
+        name.setToolTip(as_written(prediction.path))  # two folders may each hold an img_001.jpg
+        row = [image, name]
         for rank in range(TOP_K):
             if rank < len(prediction.labels):
                 probability = prediction.probs[rank]
@@ -243,8 +269,17 @@ class PredictPage(QWidget):
 
     def _on_finished(self, count: int) -> None:
         self._hide_unused_ranks()
-        self._batch_ended(f"Classified {counted(count, 'image')}." if count else "No images found there.")
+        self._batch_ended(self._outcome(count))
         self.predictionsFinished.emit(count)
+
+    def _outcome(self, count: int) -> str:
+        listed = f" ({counted(self.already_listed, 'file')} already in the list)" if self.already_listed else ""
+        if not count:
+            return f"Nothing new to classify{listed}." if listed else "No images found there."
+        if not self.batch_failed:
+            return f"Classified {counted(count, 'image')}{listed}."
+        return (f"Classified {counted(count - self.batch_failed, 'image')}; {counted(self.batch_failed, 'file')} "
+                f"could not be read (see Problem){listed}.")
 
     def _on_failed(self, message: str) -> None:
         self._batch_ended(message)
@@ -266,6 +301,13 @@ class PredictPage(QWidget):
     def clear(self) -> None:
         self.cancel()
         self.table_model.removeRows(0, self.table_model.rowCount())
+
+    def remove_selected(self) -> None:
+        for row in sorted((index.row() for index in self.table.selectionModel().selectedRows()), reverse=True):
+            self.table_model.removeRow(row)
+
+    def _selection_changed(self, *_) -> None:
+        self.remove_button.setEnabled(self.table.selectionModel().hasSelection())
 
     # ---- reading the table --------------------------------------------------------------------------
     def rows(self) -> list[dict]:
