@@ -222,6 +222,8 @@ def test_export_never_overwrites_a_file_silently(trained_run, tmp_path, capsys):
     ("onnx-int8", "model.ts", "model.ts does not end in .onnx"),
     ("pt2", "mymodel", "name it mymodel.pt2"),
     ("onnx", "a_folder", "a_folder is a folder; give a file name to write."),
+    ("onnx-int8", "new/folders/model.pt2", "model.pt2 does not end in .onnx"),  # and the folders are not made
+    ("onnx", "new/folders/model.pt2", "model.pt2 does not end in .onnx"),
 ])
 def test_export_refuses_a_file_name_that_would_not_open_as_its_format(trained_run, tmp_path, capsys, fmt, name, words):
     _, run = trained_run

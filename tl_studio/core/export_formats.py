@@ -107,6 +107,17 @@ def check_suffix_fits(path: Path, fmt: ExportFormat) -> None:
                     f"name it {Path(path).stem}{fmt.suffix}, or choose the format its suffix names.")
 
 
+def check_output_file(path: Path, fmt: ExportFormat) -> None:
+    """Before an export's work: a folder, a suffix of another format, or a place that cannot be written
+    gets its sentence, in that order (checking the place makes its missing folders, so a file refused
+    for its suffix must be refused first: it would leave them behind)."""
+    from tl_studio.core.fileio import check_writable_file
+
+    if not Path(path).expanduser().is_dir():  # a folder: check_writable_file's "is a folder"
+        check_suffix_fits(path, fmt)
+    check_writable_file(path)
+
+
 def open_dialog_filter() -> str:
     """Every model file TL Studio opens, then one filter per format."""
     patterns = " ".join(f"*{s}" for f in EXPORT_FORMATS.values() for s in (f.suffix, *f.also_opens))

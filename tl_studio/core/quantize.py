@@ -205,14 +205,12 @@ def export_int8_run(folder: Path, out: Path | None = None, *, overwrite: bool = 
     import tempfile
 
     from tl_studio.core.evaluation import evaluation_set
-    from tl_studio.core.export_formats import check_suffix_fits, get_format
-    from tl_studio.core.fileio import check_writable_file
+    from tl_studio.core.export_formats import check_output_file, get_format
     from tl_studio.core.runs import export_run, open_run, scan_of
 
     run = open_run(folder)
     out = Path(out) if out else run.folder / f"model{INT8_SUFFIX}"
-    check_writable_file(out)  # a folder, or a place that cannot be written: one sentence before the work
-    check_suffix_fits(out, get_format("onnx"))
+    check_output_file(out, get_format("onnx"))  # one sentence before the work
     if out.exists() and not overwrite:
         raise UserError(f"{out} already exists; choose another --out file or add --overwrite.")
     scan = scan_of(run)

@@ -89,8 +89,7 @@ def export_run(folder: Path, fmt: str, out: Path | None = None, *, overwrite: bo
     on ``validation`` = (logits, labels) of the run's best weights there when the caller has them (the
     run that has just trained them), else with one pass over the validation images."""
     from tl_studio.core.export import export_model, metadata_for_run
-    from tl_studio.core.export_formats import check_suffix_fits, get_format
-    from tl_studio.core.fileio import check_writable_file
+    from tl_studio.core.export_formats import check_output_file, get_format
     from tl_studio.core.run_calibration import calibrate_for_export, calibrated_metadata
     from tl_studio.core.unknown import DEFAULT_KEEP, check_keep
 
@@ -98,8 +97,7 @@ def export_run(folder: Path, fmt: str, out: Path | None = None, *, overwrite: bo
     keep = check_keep(DEFAULT_KEEP if keep is None else keep)
     run = open_run(folder)
     out = Path(out) if out else export_format.default_file(run.folder)
-    check_writable_file(out)  # a folder, or a place that cannot be written: one sentence now, not after the work
-    check_suffix_fits(out, export_format)
+    check_output_file(out, export_format)  # one sentence now, not after the work
     if out.exists() and not overwrite and not (fmt == "pt2" and out == run.folder / MODEL_FILE):
         raise UserError(f"{out} already exists; choose another --out file or add --overwrite.")
     scan = scan_of(run)
