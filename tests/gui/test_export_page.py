@@ -53,3 +53,26 @@ def test_int8_onnx_is_a_choice_with_its_two_dot_suffix(qtbot, tmp_path):
     keep = page.keep_box
     assert (keep.minimum(), keep.maximum(), keep.value()) == (0.50, 0.99, 0.95) and "unknown" in keep.toolTip()
     page.shutdown()
+
+
+def test_a_bare_file_name_is_written_into_the_run_folder_and_another_run_clears_the_last_result(qtbot, tmp_path,
+                                                                                                monkeypatch):
+    from types import SimpleNamespace
+
+    session = Session()
+    session.set_run(tmp_path / "run", None)
+    page = ExportPage(session)
+    qtbot.addWidget(page)
+    _choose(page, "onnx")
+    page.path_edit.setText("relative.onnx")  # typed: not the folder the app happened to start in
+    signal = SimpleNamespace(connect=lambda slot: None)
+    started = []
+    monkeypatch.setattr(page.tasks, "start", lambda work, name: started.append(name) or SimpleNamespace(
+        succeeded=signal, failed=signal, cancelled=signal, running=True))
+    page.export()
+    assert started == ["export"] and page.path_edit.text() == str(tmp_path / "run" / "relative.onnx")
+    page.result.setText(f"Wrote {tmp_path / 'run' / 'relative.onnx'} (13.1 MB) in 2.0 s.")
+    session.set_run(tmp_path / "another run", None)
+    assert page.result.text() == "" and page.path_edit.text() == str(tmp_path / "another run" / "model.onnx")
+    page.task = None
+    page.shutdown()

@@ -81,7 +81,7 @@ class ExportPage(QWidget):
         self.last_report = None
         self.format_report = None
         self._build()
-        session.runDirChanged.connect(lambda _: self._suggest_path())
+        session.runDirChanged.connect(self._run_changed)
         self._suggest_path()
 
     def _build(self) -> None:
@@ -206,6 +206,11 @@ class ExportPage(QWidget):
         self.path_edit.setText(str(path))
         self.snippet.setPlainText(snippet_for(fmt, path))
 
+    def _run_changed(self, _run_dir) -> None:
+        self.result.setText("")  # the last export was another run's
+        self.last_report = None
+        self._suggest_path()
+
     def _suggest_path(self) -> None:
         run_dir = self.session.run_dir
         self.export_button.setEnabled(run_dir is not None)
@@ -230,8 +235,10 @@ class ExportPage(QWidget):
         if self.session.run_dir is None or (self.task is not None and self.task.running):
             return
         fmt, _ = self.current_format()
-        out = Path(self.path_edit.text()).expanduser()
         run_dir = self.session.run_dir
+        # a bare name typed into the box goes into the run folder, not the folder the app was started from
+        out = Path(run_dir) / Path(self.path_edit.text().strip()).expanduser()
+        self.path_edit.setText(str(out))
         own_model_file = fmt == "pt2" and out == Path(run_dir) / run_folder.MODEL_FILE  # the same best epoch again
         overwrite = own_model_file
         if out.exists() and not own_model_file:
