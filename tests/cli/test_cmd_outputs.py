@@ -144,3 +144,12 @@ def test_written_files_get_the_users_umask_and_stale_temporaries_go(tmp_path):
     target.chmod(0o604)  # a replaced file keeps the mode its owner gave it
     atomic_write_text(target, "again")
     assert stat.S_IMODE(target.stat().st_mode) == 0o604
+
+
+def test_a_two_class_models_csv_has_no_empty_third_label_column(exports, tmp_path):
+    make_image(tmp_path / "img.png", (10, 10, 200), size=40)
+    table = tmp_path / "out.csv"
+    assert main(["predict", str(exports["pt2"]), str(tmp_path / "img.png"), "--csv", str(table)]) == 0
+    rows = list(csv.reader(table.open(encoding="utf-8")))
+    assert rows[0] == ["path", "label1", "prob1", "label2", "prob2", "unknown", "error"]
+    assert len(rows[1]) == 7 and rows[1][1] in ("a", "b") and rows[1][3] in ("a", "b")

@@ -216,3 +216,10 @@ def test_file_and_model_names_are_shown_as_written(page, qtbot, tmp_path, monkey
     monkeypatch.setattr(QMessageBox, "warning", lambda parent, title, text: warned.append(shown(text)))
     page._on_failed(f"{exported} could not be loaded.")
     assert warned == [f"{exported} could not be loaded."]
+
+
+def test_the_csv_of_a_two_class_model_has_two_label_columns(page, monkeypatch):
+    monkeypatch.setattr(page, "rows", lambda: [{"path": "a.jpg", "labels": ["ants", "bees"], "probs": [0.9, 0.1],
+                                                "unknown": False, "error": ""}])
+    assert page.csv_text().splitlines() == ["path,label1,prob1,label2,prob2,unknown,error",
+                                            "a.jpg,ants,0.900000,bees,0.100000,no,"]

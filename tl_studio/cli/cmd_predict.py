@@ -101,8 +101,9 @@ def run(args: argparse.Namespace) -> int:
     explain_plan(plan, args.batch_size)
     progress = progress_for("Classifying", len(paths), enabled=not args.json)
     done = failed = 0
-    with _CsvRows(args.csv, args.top_k) as rows:
-        for prediction in predict_paths(model.predict, model.classes, paths, top_k=args.top_k,
+    top_k = min(args.top_k, len(model.classes) or args.top_k)  # a 2-class model has no 3rd label column
+    with _CsvRows(args.csv, top_k) as rows:
+        for prediction in predict_paths(model.predict, model.classes, paths, top_k=top_k,
                                         unknown_rule=unknown_rule_of(model.metadata), plan=plan,
                                         workers=worker_count(args)):
             if progress:

@@ -325,12 +325,14 @@ class PredictPage(QWidget):
     def csv_text(self) -> str:
         buffer = io.StringIO()
         writer = csv.writer(buffer, lineterminator="\n")
-        ranks = [f"{kind}{k}" for k in range(1, TOP_K + 1) for kind in ("label", "prob")]
+        rows = self.rows()
+        top_k = max((len(row["labels"]) for row in rows), default=0) or TOP_K  # a 2-class model: 2 ranks
+        ranks = [f"{kind}{k}" for k in range(1, top_k + 1) for kind in ("label", "prob")]
         writer.writerow(["path", *ranks, "unknown", "error"])  # the columns of `tl-studio predict --csv`
-        for row in self.rows():
+        for row in rows:
             cells = [v for label, prob in zip(row["labels"], row["probs"]) for v in (csv_cell(label), f"{prob:.6f}")]
             unknown = "" if row["error"] else ("yes" if row["unknown"] else "no")
-            writer.writerow([csv_cell(row["path"]), *cells, *[""] * (2 * TOP_K - len(cells)), unknown,
+            writer.writerow([csv_cell(row["path"]), *cells, *[""] * (2 * top_k - len(cells)), unknown,
                              csv_cell(row["error"])])
         return buffer.getvalue()
 
