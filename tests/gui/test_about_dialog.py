@@ -131,7 +131,7 @@ def main_window(qtbot):
 
 
 def test_the_main_window_has_the_help_actions_runs_the_first_run_check_and_opens_model_files(
-        qtbot, main_window, tmp_path):
+        qtbot, main_window, tmp_path, monkeypatch):
     # One window for all of it: each MainWindow loads torch models in its start-up threads.
     from tl_studio.entry import model_file_argument
     from tl_studio.gui.launch import open_model_in_predict
@@ -146,15 +146,28 @@ def test_the_main_window_has_the_help_actions_runs_the_first_run_check_and_opens
 
     assert window.statusBar().findChild(QLabel).text().startswith(f"PyTorch {torch.__version__}")
 
-    # a model file handed to the app (a file manager's "Open with") lands in the Predict step
+    # a model file handed to the app (a file manager's "Open with") lands in the Predict step, the model
+    # of every step; a file that is not a model is refused with the check's sentence
+    from PySide6.QtCore import Qt
+
+    from tests.model_file_helpers import tiny_exports
+    from tl_studio.gui.steps import STEPS
+
+    exports = tiny_exports(tmp_path / "exports")
+    warned = []
+    monkeypatch.setattr(QMessageBox, "warning", lambda parent, title, text, *rest: warned.append(text))
     for suffix in (".pt2", ".onnx"):
-        model = tmp_path / f"model{suffix}"
-        model.write_bytes(b"not checked here: the Predict step's own model path checks it")
+        model = exports["pt2" if suffix == ".pt2" else "onnx"]
         assert model_file_argument([str(model)]) == str(model)
         assert model_file_argument(["gui", str(model)]) == str(model)
         window.steps.go_to("Data")
         open_model_in_predict(window, str(model))
         assert window.stack.currentWidget() is window.pages["Predict"]
-        assert window.pages["Predict"].model_path == model
+        assert window.pages["Predict"].model_path == model and window.session.model_file == model
+        assert all(window.steps.item(STEPS.index(name)).flags() & Qt.ItemIsEnabled for name in ("Evaluate", "Predict"))
+        bogus = tmp_path / f"bogus{suffix}"
+        bogus.write_bytes(b"not a model file at all")
+        open_model_in_predict(window, str(bogus))
+        assert warned[-1].startswith(f"bogus{suffix} was not opened") and window.session.model_file == model
     assert model_file_argument(["predict", str(model), "img.jpg"]) is None
     assert model_file_argument([str(tmp_path / "missing.pt2")]) is None

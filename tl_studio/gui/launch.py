@@ -1,9 +1,9 @@
 """Two ways into the app beside the plain ``tl-studio``:
 
 - a model file handed over by a file manager ("Open with TL Studio", ``tl-studio MODEL.pt2``): the
-  window opens on the Predict step with it. The file goes through that step's own "open model" path
-  (``PredictPage.set_model``, what its "Open model file…" button calls), so it gets the same checks
-  before anything is loaded from it;
+  window opens on the Predict step with it. The file goes the way File > Open Model File and the
+  step's "Open model file…" button take (``model_trust.open_for_the_app``), so it gets the same checks
+  before anything is loaded from it, and every step works on it;
 - ``TL_STUDIO_CLOSE_AFTER_START=1``: the window opens, waits until its background start-up (torch and
   the engine) has finished, and closes; the exit status says whether all of it worked. With a data
   folder it first loads one batch through two loader processes started the way GUI training starts
@@ -29,8 +29,12 @@ CHECK_EVERY_MS = 200
 
 
 def open_model_in_predict(window, path: str) -> None:
-    window.steps.go_to("Predict")
-    window.pages["Predict"].set_model(str(Path(path).resolve()))
+    """As File > Open Model File, then the Predict step: the model of every step (Evaluate and Export
+    too; given to the Predict step alone, every step but Data stayed greyed out)."""
+    from tl_studio.gui.model_trust import open_for_the_app
+
+    window.steps.go_to("Predict")  # behind the message box of a refused file too
+    open_for_the_app(window, window.session, str(Path(path).resolve()))
 
 
 def main_window():
