@@ -109,6 +109,7 @@ def test_exclude_keeps_the_file_out_of_the_classes(page, qtbot):
     scan = changed.args[0]
     assert EXCLUDED not in scan.classes and len(scan.records) == 29
     assert (scan.root / EXCLUDED).is_dir() and len(list((scan.root / EXCLUDED).iterdir())) == 1
+    assert gallery.items[0].caption == "excluded"  # short enough for a thumbnail's caption
 
 
 def test_the_image_view_shows_probabilities_and_grad_cam(page, qtbot):

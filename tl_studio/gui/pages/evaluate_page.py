@@ -368,8 +368,9 @@ class EvaluatePage(QWidget):
         truth = evaluation.classes[evaluation.true[index]]
         predicted = int(evaluation.predicted[index])
         confidence = float(evaluation.probabilities[index, predicted])
-        if index in self.moved_to:
-            caption = f"moved → {self.moved_to[index]}"
+        if index in self.moved_to:  # short: a thumbnail's caption ("moved → excluded" was cut to "moved …cluded")
+            moved = self.moved_to[index]
+            caption = "excluded" if moved == "excluded" else f"moved → {moved}"
         elif suggested is not None:
             caption = f"{truth}? → {evaluation.classes[suggested]}"
         else:
