@@ -84,10 +84,13 @@ def test_move_to_another_class_updates_the_dataset_and_undo_restores_it(page, qt
     target = next(name for name in page.evaluation.classes if name != source_class)
     gallery.select_rows([0])
     gallery.class_box.setCurrentText(target)
+    detail = page.open_image(first.index)  # a closer look, open while the image moves
     with qtbot.waitSignal(session.datasetChanged, timeout=TIMEOUT_MS) as changed:
         gallery.move_button.click()
     moved_to = page.current_paths[first.index]
     assert not _exists(original) and _exists(moved_to) and f"/{target}/" in moved_to
+    assert detail.facts.path == moved_to and f"labelled <b>{target}</b>" in detail.caption.text()
+    detail.close()
     counts = changed.args[0].class_counts()
     assert counts[source_class] == 9 and counts[target] == 11
     assert gallery.items[0].caption == f"moved → {target}" and gallery.undo_button.isEnabled()

@@ -7,7 +7,7 @@ worker returns uint8 arrays and the pixmaps are made here, in the GUI thread."""
 from __future__ import annotations
 
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from html import escape
 from pathlib import Path
 
@@ -190,6 +190,14 @@ class ImageDetail(QDialog):
 
     def showing_overlay(self) -> bool:
         return self.cam_toggle.isChecked() and "overlay" in self.arrays
+
+    def relabel(self, path: str, true_label: int | None) -> None:
+        """The image was moved (to another class folder, or set aside) while this window showed it: the
+        caption, the chart's label and a later Grad-CAM follow it to its new place."""
+        self.facts = replace(self.facts, path=path, true_label=true_label)
+        self.setWindowTitle(Path(path).name)
+        self.caption.setText(_caption(self.facts))
+        self.chart.show_probabilities(self.facts.classes, self.facts.probabilities, true_label)
 
 
 def _caption(facts: ImageFacts) -> str:

@@ -415,6 +415,11 @@ class EvaluatePage(QWidget):
         else:
             folder = move.destination.parent.name
             self.moved_to[index] = "excluded" if folder == EXCLUDED else folder
+        classes = self.evaluation.classes if self.evaluation is not None else ()
+        folder = move.destination.parent.name
+        for detail in self.details:  # a closer look at this image says where it is now
+            if detail.facts.path == source:
+                detail.relabel(destination, classes.index(folder) if folder in classes else None)
         self._refresh_galleries()
 
     def shutdown(self) -> None:
