@@ -223,3 +223,10 @@ def test_the_csv_of_a_two_class_model_has_two_label_columns(page, monkeypatch):
                                                 "unknown": False, "error": ""}])
     assert page.csv_text().splitlines() == ["path,label1,prob1,label2,prob2,unknown,error",
                                             "a.jpg,ants,0.900000,bees,0.100000,no,"]
+
+
+def test_file_names_sort_by_their_numbers_as_a_file_manager_does():
+    from tl_studio.gui.pages.predict_page import _name_order
+
+    names = ["img_10.jpg", "IMG_2.jpg", "img_100.jpg", "img_1.jpg", "b.jpg", "a.jpg"]
+    assert sorted(names, key=_name_order) == ["a.jpg", "b.jpg", "img_1.jpg", "IMG_2.jpg", "img_10.jpg", "img_100.jpg"]

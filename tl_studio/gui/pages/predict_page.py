@@ -10,6 +10,7 @@ from __future__ import annotations
 import csv
 import io
 import os
+import re
 from pathlib import Path
 
 from PySide6.QtCore import QSize, Qt, Signal
@@ -37,9 +38,14 @@ PROBLEM_COLUMN = COLUMNS.index("Problem")
 
 def _item(text: str, sort_value=None) -> QStandardItem:
     item = QStandardItem(text)
-    item.setData(text.casefold() if sort_value is None else sort_value, SORT_ROLE)
+    item.setData(_name_order(text) if sort_value is None else sort_value, SORT_ROLE)
     item.setEditable(False)
     return item
+
+
+def _name_order(text: str) -> str:
+    """Sorts as a file manager does: img_2 before img_10 (numbers padded), case ignored."""
+    return re.sub(r"\d+", lambda number: number.group().zfill(12), text.casefold())
 
 
 def _classify(model_path: Path, trusted: bool, cache: dict, inputs: list, listed: set, report, cancelled) -> int:
@@ -229,7 +235,7 @@ class PredictPage(QWidget):
     def _add_row(self, prediction, thumbnail) -> None:
         import numpy as np
 
-        image = _item("", Path(prediction.path).name.casefold())  # the picture only; sorts by file name
+        image = _item("", _name_order(Path(prediction.path).name))  # the picture only; sorts by file name
         if thumbnail is not None:
             width, height, data = thumbnail
             array = np.frombuffer(data, np.uint8).reshape(height, width, 3)
