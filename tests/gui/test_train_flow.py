@@ -165,11 +165,18 @@ def test_export_writes_a_file_that_loads(window, qtbot, tmp_path):
         find(window, QPushButton, "startButton").click()
     export.format_buttons.button(1).setChecked(True)  # ONNX
     export.path_edit.setText(str(tmp_path / "exported.onnx"))
+    import re
+    import time
+
+    clicked = time.monotonic()
     with qtbot.waitSignal(export.exported, timeout=RUN_TIMEOUT_MS):
         find(window, QPushButton, "exportButton").click()
+    waited = time.monotonic() - clicked
     model = load_model_file(tmp_path / "exported.onnx")
     assert model.classes == ["blue", "green", "red"]
     assert "passed" in export.result.text()
+    reported = float(re.search(r"\) in ([\d.]+) s\.", export.result.text()).group(1))
+    assert waited - 0.5 <= reported <= waited + 0.1  # the whole wait: the child process and the check too
     assert "onnxruntime" in export.snippet.toPlainText()
 
 
