@@ -61,7 +61,7 @@ def test_the_reliability_diagram_shows_the_evaluated_images_bins(page, model):
     caption = page.reliability.caption.text()
     assert f"ECE {ece:.3f}</b> on these {len(confidence)} images" in caption
     recorded = load_model_file(model.model_file).metadata["calibration"]
-    assert (f"ECE {recorded['ece_before']:.3f} -> {recorded['ece_after']:.3f} after calibration "
+    assert (f"ECE {recorded['ece_before']:.3f} → {recorded['ece_after']:.3f} after calibration "
             f"(T = {recorded['temperature']:.2f})") in caption
 
 

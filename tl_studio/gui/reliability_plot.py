@@ -15,7 +15,7 @@ from tl_studio.gui.theme import SERIES, configure_pyqtgraph
 
 
 def calibration_sentence(metadata: dict | None) -> str:
-    """"ECE 0.068 -> 0.014 after calibration (T = 0.56)" from tl_studio.json, or "" when it has none (an
+    """"ECE 0.068 → 0.014 after calibration (T = 0.56)" from tl_studio.json, or "" when it has none (an
     older file, or a calibration record this version cannot read)."""
     from tl_studio.core.calibration import Calibration
 
@@ -26,7 +26,7 @@ def calibration_sentence(metadata: dict | None) -> str:
         calibration = Calibration.from_dict(record)
     except (KeyError, TypeError, ValueError):
         return ""
-    return (f"On the validation split: ECE {calibration.ece_before:.3f} -> {calibration.ece_after:.3f} after "
+    return (f"On the validation split: ECE {calibration.ece_before:.3f} → {calibration.ece_after:.3f} after "
             f"calibration (T = {calibration.temperature:.2f}).")
 
 
