@@ -64,7 +64,7 @@ def default_choice(scan, metadata: dict | None = None) -> tuple[str, str]:
     if not any(True for _ in scan.split("val")):
         return "all", "every image, as the folder has no validation images"
     if scan.presplit:
-        return "val", "the val split, the folder's own"
+        return "val", "the images in its val/ folder"
     if metadata is None:
         return "val", "the val split"
     trained_on = (metadata.get("training_config") or {}).get("data_dir")
