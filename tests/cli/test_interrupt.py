@@ -209,3 +209,23 @@ def test_the_temporary_file_of_a_killed_export_goes_at_the_next_write(tmp_path_f
     unrelated.write_text("not ours")
     atomic_write_bytes(out, b"the next write of model.pt2")
     assert not left[0].exists() and unrelated.exists() and out.read_bytes() == b"the next write of model.pt2"
+
+
+def test_a_ctrl_c_during_a_status_lines_write_still_has_the_line_wiped():
+    """The rare failure of the lr-find case above: Ctrl-C arrived right after a progress line was written
+    and before it was marked shown, so "interrupted" was printed after "Loading efficientnet_lite0..."."""
+    import io
+
+    from tl_studio.cli.reporters import StatusLine
+
+    class InterruptedAtFlush(io.StringIO):
+        def flush(self):
+            raise KeyboardInterrupt  # as Python raises it: between two bytecodes, here right after the write
+
+    stream = InterruptedAtFlush()
+    line = StatusLine(stream)
+    with pytest.raises(KeyboardInterrupt):
+        line.show("Loading efficientnet_lite0...")
+    stream.flush = lambda: None
+    line.clear()
+    assert stream.getvalue() == "\r\x1b[KLoading efficientnet_lite0...\r\x1b[K"

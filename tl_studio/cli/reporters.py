@@ -129,9 +129,11 @@ class StatusLine:
         self.show(event.text)
 
     def show(self, text: str) -> None:
+        # shown first: a Ctrl-C that arrives during the write (KeyboardInterrupt is raised between two
+        # bytecodes, here right after flush) must still have clear() wipe the line before "interrupted"
+        self.shown = True
         self.stream.write("\r\033[K" + text)
         self.stream.flush()
-        self.shown = True
 
     def clear(self) -> None:
         if self.shown:
