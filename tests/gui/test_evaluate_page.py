@@ -221,6 +221,7 @@ def test_the_summary_names_the_files_the_scan_left_out_as_text(qtbot, model, tmp
     evaluate_page.shutdown()
     assert ("The dataset scan found 1 problem: 1 file left out of the evaluation "
             "(red/&lt;b&gt;notes&amp;.jpg).") in summary
+    assert "or the Data step&#x27;s Problems tab gives the reason for each." in summary  # escaped
 
 
 def test_class_names_from_the_model_file_are_shown_as_written(page, qtbot):
@@ -262,12 +263,16 @@ def test_another_folder_of_class_folders_is_evaluated_whole(page, qtbot, tmp_pat
 
     other = make_image_folder(tmp_path / "new photos", classes=("blue", "green", "red"), per_class=5, size=64,
                               seed=9)
+    (other / "red" / "notes.jpg").write_text("not an image")
     monkeypatch.setattr(QFileDialog, "getExistingDirectory", lambda *args, **kwargs: str(other))
     choice = page.source_box.findData("folder")
     with qtbot.waitSignal(page.evaluated, timeout=TIMEOUT_MS):
         page.source_box.setCurrentIndex(choice)
         page.source_box.activated.emit(choice)  # as a user's pick does
     assert len(page.evaluation.paths) == 15 and page.evaluation.split == "all"
+    # the Data step shows another data set: the reasons are where this folder's scan is
+    summary = page.summary.text()
+    assert f"`tl-studio scan {other}` gives the reason for each." in summary and "Data step" not in summary
 
 
 def test_a_split_without_images_clears_the_last_results_instead_of_leaving_them_under_its_name(page, qtbot):

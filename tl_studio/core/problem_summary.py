@@ -23,10 +23,12 @@ _GROUPS = {
 EXAMPLES = 3  # paths named per group; the scan lists them all
 
 
-def problems_sentence(problems: Sequence, left_out_of: str = "the run") -> str | None:
+def problems_sentence(problems: Sequence, left_out_of: str = "the run",
+                      reasons_in: str = "`tl-studio scan` or the Data step's Problems tab") -> str | None:
     """``problems``: the scan's (path, reason, kind) records; ``left_out_of``: what the files are left
-    out of. None when there are none. File names that are not UTF-8 are shown as ``\\xNN``, so that the
-    sentence can be printed and written to the run's event log."""
+    out of; ``reasons_in``: where the user finds each problem's reason. None when there are none. File
+    names that are not UTF-8 are shown as ``\\xNN``, so that the sentence can be printed and written to
+    the run's event log."""
     if not problems:
         return None
     groups: dict[tuple[str, str], list[str]] = {}
@@ -37,7 +39,7 @@ def problems_sentence(problems: Sequence, left_out_of: str = "the run") -> str |
     parts = [_part(names, paths) for names in order if (paths := groups.get(names))]
     count = len(problems)
     return (f"The dataset scan found {count} problem{'s' if count != 1 else ''}: {'; '.join(parts)}. "
-            "`tl-studio scan` or the Data step's Problems tab gives the reason for each.")
+            f"{reasons_in} gives the reason for each.")
 
 
 def _part(names: tuple[str, str], paths: list[str]) -> str:

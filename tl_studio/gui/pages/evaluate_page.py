@@ -328,7 +328,7 @@ class EvaluatePage(QWidget):
                 gallery.set_items([])
             return
         self.matrix.set_matrix(evaluation.confusion_matrix(), list(evaluation.classes))
-        self.summary.setText(_summary(evaluation, self.scan.problems if self.scan else ()))
+        self.summary.setText(_summary(evaluation, self.scan, self.scan is self.session.scan))
         classes = sorted(set(evaluation.classes) | set(self.scan.classes if self.scan else ()))
         for gallery in self.galleries:
             gallery.set_classes(classes)
@@ -465,8 +465,9 @@ def _empty():
     return np.zeros((0, 0), dtype=np.int64)
 
 
-def _summary(evaluation, problems) -> str:
-    """Rich text; the names in it are the user's (files, class folders), so they are escaped."""
+def _summary(evaluation, scan, on_the_data_step: bool) -> str:
+    """Rich text; the names in it are the user's (files, class folders), so they are escaped. A folder
+    evaluated from Images: Another folder… is not the one the Data step shows (its Problems tab)."""
     from tl_studio.core.problem_summary import problems_sentence
 
     parts = [f"<b>Accuracy {evaluation.accuracy:.1%}</b> · macro-F1 {evaluation.macro_f1:.3f} · "
@@ -478,6 +479,8 @@ def _summary(evaluation, problems) -> str:
     if evaluation.unknown:
         names = ", ".join(f"{name} ({count})" for name, count in sorted(evaluation.unknown.items()))
         parts.append(escape(f"Skipped images of classes the model does not know: {names}"))
-    if sentence := problems_sentence(problems, left_out_of="the evaluation"):
+    reasons_in = ("`tl-studio scan` or the Data step's Problems tab" if on_the_data_step or scan is None else
+                  f"`tl-studio scan {scan.root}`")
+    if sentence := problems_sentence(scan.problems if scan else (), "the evaluation", reasons_in):
         parts.append(escape(sentence))
     return "<br>".join(parts)
