@@ -272,7 +272,8 @@ def test_another_folder_of_class_folders_is_evaluated_whole(page, qtbot, tmp_pat
     assert len(page.evaluation.paths) == 15 and page.evaluation.split == "all"
     # the Data step shows another data set: the reasons are where this folder's scan is
     summary = page.summary.text()
-    assert f"`tl-studio scan {other}` gives the reason for each." in summary and "Data step" not in summary
+    assert f"`tl-studio scan &#x27;{other}&#x27;` gives the reason for each." in summary  # quoted: a space
+    assert "Data step" not in summary
 
 
 def test_a_split_without_images_clears_the_last_results_instead_of_leaving_them_under_its_name(page, qtbot):

@@ -6,6 +6,7 @@ and how the model file's "unknown" answer does on a folder of unfamiliar images.
 from __future__ import annotations
 
 import os
+import shlex
 from html import escape
 from pathlib import Path
 
@@ -480,7 +481,7 @@ def _summary(evaluation, scan, on_the_data_step: bool) -> str:
         names = ", ".join(f"{name} ({count})" for name, count in sorted(evaluation.unknown.items()))
         parts.append(escape(f"Skipped images of classes the model does not know: {names}"))
     reasons_in = ("`tl-studio scan` or the Data step's Problems tab" if on_the_data_step or scan is None else
-                  f"`tl-studio scan {scan.root}`")
+                  f"`tl-studio scan {shlex.quote(str(scan.root))}`")
     if sentence := problems_sentence(scan.problems if scan else (), "the evaluation", reasons_in):
         parts.append(escape(sentence))
     return "<br>".join(parts)
