@@ -52,11 +52,7 @@ class EvaluationSet:
         return f"Skipped images of classes the model does not know: {names}."
 
 
-def default_split(scan, metadata: dict | None = None) -> str:
-    return default_choice(scan, metadata)[0]
-
-
-def default_choice(scan, metadata: dict | None = None) -> tuple[str, str]:
+def default_choice(scan, metadata: dict) -> tuple[str, str]:
     """Which images to evaluate when the user did not say, and why in a few words. A folder split into
     train/ and val/: its validation split. The folder the model was trained on (its metadata's
     data_dir): the validation split the run made of it (scan_for_model splits it with the run's seed),
@@ -65,8 +61,6 @@ def default_choice(scan, metadata: dict | None = None) -> tuple[str, str]:
         return "all", "every image, as the folder has no validation images"
     if scan.presplit:
         return "val", "the images in its val/ folder"
-    if metadata is None:
-        return "val", "the val split"
     trained_on = (metadata.get("training_config") or {}).get("data_dir")
     if trained_on and _same_folder(scan.root, trained_on):
         return "val", "the val split the run made of the folder it trained on, so that no training image counts"

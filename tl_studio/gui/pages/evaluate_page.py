@@ -214,7 +214,7 @@ class EvaluatePage(QWidget):
         """Worker thread: load the model (once per file), find the images, classify them."""
         import torch
 
-        from tl_studio.core.evaluation import default_split, evaluate, evaluation_set, scan_for_model
+        from tl_studio.core.evaluation import default_choice, evaluate, evaluation_set, scan_for_model
         from tl_studio.core.model_file import load_model_file
         from tl_studio.gui.model_trust import is_trusted
 
@@ -225,7 +225,7 @@ class EvaluatePage(QWidget):
         if scan is None:
             report("Scanning the images…")
             scan = scan_for_model(folder or _training_folder(model), model.metadata, cancel=cancelled)
-        chosen = evaluation_set(scan, split or default_split(scan, model.metadata), model.classes)
+        chosen = evaluation_set(scan, split or default_choice(scan, model.metadata)[0], model.classes)
         result = evaluate(model.predict, chosen, progress=lambda done, total: report((done, total)),
                           cancel=cancelled, model_path=str(model_path))
         return result, scan, model.metadata
@@ -411,13 +411,12 @@ class EvaluatePage(QWidget):
             return  # an image this evaluation does not show (an older move undone)
         index = self.current_paths.index(source)
         self.current_paths[index] = destination
+        folder = move.destination.parent.name
         if self.evaluation is not None and destination == self.evaluation.paths[index]:
             self.moved_to.pop(index, None)  # back where it was evaluated
         else:
-            folder = move.destination.parent.name
             self.moved_to[index] = "excluded" if folder == EXCLUDED else folder
         classes = self.evaluation.classes if self.evaluation is not None else ()
-        folder = move.destination.parent.name
         for detail in self.details:  # a closer look at this image says where it is now
             if detail.facts.path == source:
                 detail.relabel(destination, classes.index(folder) if folder in classes else None)

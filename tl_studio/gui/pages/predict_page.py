@@ -203,7 +203,7 @@ class PredictPage(QWidget):
 
         model_path, cache = self.model_path, self.models
         trusted = is_trusted(self.session, model_path)
-        listed = {row["path"] for row in self.rows()}
+        listed = {self.table_model.item(row, 0).data(PATH_ROLE) for row in range(self.table_model.rowCount())}
         self.batch_failed = self.already_listed = 0
         self.session.say("Classifying…")  # not the last batch's outcome while this one runs
         self.progress.setRange(0, 0)
