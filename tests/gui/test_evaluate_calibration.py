@@ -65,6 +65,18 @@ def test_the_reliability_diagram_shows_the_evaluated_images_bins(page, model):
             f"(T = {recorded['temperature']:.2f})") in caption
 
 
+def test_an_int8_files_recorded_calibration_is_said_to_be_the_full_precision_models(page, model):
+    # an int8 file keeps the fp32 file's tl_studio.json (with "quantization" added): its recorded ECE was
+    # measured before quantisation, and the caption must not pass it off as the int8 file's own
+    metadata = dict(load_model_file(model.model_file).metadata)
+    page.reliability.show_evaluation(page.evaluation, metadata)
+    assert "full-precision" not in page.reliability.caption.text()
+    metadata["quantization"] = {"format": "onnx-int8"}
+    page.reliability.show_evaluation(page.evaluation, metadata)
+    assert "after calibration" in page.reliability.caption.text()
+    assert "measured on the full-precision model before int8 quantisation" in page.reliability.caption.text()
+
+
 def test_a_model_file_without_calibration_says_so(page):
     page.reliability.show_evaluation(page.evaluation, {"classes": list(page.evaluation.classes)})
     assert "records no calibration" in page.reliability.caption.text()

@@ -16,7 +16,8 @@ from tl_studio.gui.theme import SERIES, configure_pyqtgraph
 
 def calibration_sentence(metadata: dict | None) -> str:
     """"ECE 0.068 → 0.014 after calibration (T = 0.56)" from tl_studio.json, or "" when it has none (an
-    older file, or a calibration record this version cannot read)."""
+    older file, or a calibration record this version cannot read); for an int8 file it says the figures are
+    the full-precision model's."""
     from tl_studio.core.calibration import Calibration
 
     record = (metadata or {}).get("calibration")
@@ -26,8 +27,13 @@ def calibration_sentence(metadata: dict | None) -> str:
         calibration = Calibration.from_dict(record)
     except (KeyError, TypeError, ValueError):
         return ""
-    return (f"On the validation split: ECE {calibration.ece_before:.3f} → {calibration.ece_after:.3f} after "
-            f"calibration (T = {calibration.temperature:.2f}).")
+    sentence = (f"On the validation split: ECE {calibration.ece_before:.3f} → {calibration.ece_after:.3f} after "
+                f"calibration (T = {calibration.temperature:.2f})")
+    if (metadata or {}).get("quantization"):
+        # an int8 file keeps the fp32 file's metadata, so the recorded figures are not this file's own; the
+        # ECE of the evaluated images above is
+        return sentence + ", measured on the full-precision model before int8 quantisation."
+    return sentence + "."
 
 
 class ReliabilityPlot(QWidget):
