@@ -123,6 +123,12 @@ def test_the_image_view_shows_probabilities_and_grad_cam(page, qtbot):
         detail.cam_toggle.setChecked(True)
     assert detail.showing_overlay()
     assert detail.arrays["overlay"].shape == detail.arrays["image"].shape
+    # the uncoloured border is explained where it shows: the share of the shorter side the model sees
+    import re
+
+    spec = detail.cams.metadata["preprocessing"]
+    said = re.search(r"sees only the centre square \((\d+)% of the shorter side\)", detail.caption.text())
+    assert said and abs(int(said.group(1)) - 100 * spec["crop_size"] / spec["resize_size"]) <= 1
     detail.close()
 
 

@@ -72,7 +72,8 @@ def load_display_image(path: str, with_cam: CamProvider | None, class_index: int
         heatmap = np.asarray(Image.fromarray(cam.heatmap.astype(np.float32)).resize(shown.size, Image.BILINEAR))
         scale = shown.width / image.width
         box = tuple(round(v * scale) for v in cam.crop_box)
-        result.update(overlay=overlay(result["image"], heatmap, box=box), cam_class=cam.class_index)
+        result.update(overlay=overlay(result["image"], heatmap, box=box), cam_class=cam.class_index,
+                      cam_square=cam.crop_box[2] / min(image.width, image.height))
     return result
 
 
@@ -172,8 +173,12 @@ class ImageDetail(QDialog):
         if "overlay" in result:
             self.cam_toggle.setEnabled(True)
             cam_class = escape(self.facts.classes[result["cam_class"]])
+            # the model never sees the edges outside its centre crop; said here, where the uncoloured border
+            # shows, and not only in the toggle's tooltip
             self.caption.setText(_caption(self.facts) + f"<br>Grad-CAM of <b>{cam_class}</b>: the warmer, the more "
-                                 "that area raised this class.")
+                                 "that area raised this class. The model sees only the centre square "
+                                 f"({result['cam_square']:.0%} of the shorter side); the uncoloured edges are "
+                                 "outside it.")
             self.camFinished.emit()
         self._show_picture()
 
