@@ -234,3 +234,27 @@ def test_the_recent_folders_and_edit_undo_show_names_with_an_ampersand_as_writte
     window.pages["Data"].tabs.setCurrentWidget(window.pages["Data"].problems)
     _exclude_problem(window, qtbot, "x&y.jpg")
     assert window.undo_action.iconText() == "Undo: exclude x&y.jpg (back to red/)"
+
+
+def test_the_window_fits_a_small_laptop_screen_on_every_step_with_a_model_evaluated(window, qtbot, tmp_path,
+                                                                                   tmp_path_factory):
+    # 1000 x 620 is what a 1366 x 768 laptop leaves a window; the window is as large as the largest
+    # minimum of its steps (a QStackedWidget's), so one tall or wide step grew it whichever step showed:
+    # the Export step (choices, snippet and comparison, about 650 px tall) and the Evaluate step's
+    # metrics row once a model was evaluated
+    from PySide6.QtCore import QSize
+
+    from tl_studio.gui.steps import STEPS
+
+    model = tiny_model(tmp_path_factory)
+    window.session.set_dataset(scan_dataset(copy_dataset(model.data_dir, tmp_path / "data")))
+    window.open_model_file(str(model.model_file))
+    page = window.pages["Evaluate"]
+    with qtbot.waitSignal(page.evaluated, timeout=TIMEOUT_MS):
+        window._go_to("Evaluate")
+    window.resize(1000, 620)
+    for step in STEPS:
+        window._go_to(step)
+        hint = window.minimumSizeHint()
+        assert hint.boundedTo(QSize(1000, 620)) == hint, (step, hint)
+    assert window.size() == QSize(1000, 620)

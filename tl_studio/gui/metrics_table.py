@@ -39,6 +39,7 @@ class MetricsTable(QWidget):
         self.table.verticalHeader().hide()
         self.table.horizontalHeader().setSectionResizeMode(0, QHeaderView.Stretch)
         self.overall = QLabel()
+        self.overall.setWordWrap(True)  # unwrapped it held the Evaluate step, and so the window, 40 px wider
         self.copy_button = QPushButton("Copy as CSV")
         self.copy_button.clicked.connect(self.copy)
         self.export_button = QPushButton("Export CSV…")

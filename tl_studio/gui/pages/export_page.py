@@ -11,7 +11,7 @@ from PySide6.QtCore import Qt, Signal
 from PySide6.QtGui import QFontDatabase, QGuiApplication
 from PySide6.QtWidgets import (QButtonGroup, QDoubleSpinBox, QFileDialog, QFormLayout, QGroupBox, QHBoxLayout, QLabel,
                                QLineEdit, QMessageBox, QPlainTextEdit, QProgressBar, QPushButton, QRadioButton,
-                               QVBoxLayout, QWidget)
+                               QScrollArea, QVBoxLayout, QWidget)
 
 from tl_studio.core import run_folder
 from tl_studio.core.export_formats import EXPORT_FORMATS
@@ -141,7 +141,19 @@ class ExportPage(QWidget):
         self.snippet.setPlaceholderText("After the export, a snippet that loads and runs the file appears here.")
         copy = QPushButton("Copy snippet")
         copy.clicked.connect(lambda: QGuiApplication.clipboard().setText(self.snippet.toPlainText()))
-        layout = QVBoxLayout(self)
+        # The step scrolls rather than holding the window taller than a laptop screen: its choices, the
+        # snippet and the comparison table together need about 650 px, which made the whole window grow
+        # past 1000x620 (a QStackedWidget is as large as its largest page) whichever step was shown.
+        content = QWidget()
+        scroll = QScrollArea()
+        scroll.setObjectName("exportScroll")
+        scroll.setWidget(content)
+        scroll.setWidgetResizable(True)
+        scroll.setFrameShape(QScrollArea.NoFrame)
+        outer = QVBoxLayout(self)
+        outer.setContentsMargins(0, 0, 0, 0)
+        outer.addWidget(scroll)
+        layout = QVBoxLayout(content)
         layout.addWidget(self.run_label)
         layout.addWidget(format_box)
         layout.addLayout(form)
@@ -167,6 +179,7 @@ class ExportPage(QWidget):
         # the hint holds the row's width while no comparison runs, the progress bar while one does
         self.compare_hint = QLabel("Each format's size, speed on this machine and accuracy on the validation "
                                    "images (a few minutes).")
+        self.compare_hint.setWordWrap(True)  # it would hold the page (and so the window) 600 px wide
         row = QHBoxLayout()
         row.addWidget(self.compare_button)
         row.addWidget(self.compare_hint, 1)
