@@ -38,6 +38,8 @@ class MetricsTable(QWidget):
         self.table.setEditTriggers(QTableView.NoEditTriggers)
         self.table.verticalHeader().hide()
         self.table.horizontalHeader().setSectionResizeMode(0, QHeaderView.Stretch)
+        for column in range(1, len(COLUMNS)):  # "0.944" needs a third of the default 100 px: all five fit
+            self.table.horizontalHeader().setSectionResizeMode(column, QHeaderView.ResizeToContents)
         self.overall = QLabel()
         self.overall.setWordWrap(True)  # unwrapped it held the Evaluate step, and so the window, 40 px wider
         self.copy_button = QPushButton("Copy as CSV")
