@@ -302,11 +302,41 @@ def test_train_with_a_missing_folder_is_one_line_and_exit_2(tmp_path, capsys):
 
 
 @pytest.mark.parametrize("flag, value, words", [("--lr", "inf", "learning rate"), ("--lr", "nan", "learning rate"),
-                                                ("--img-size", "100000", "between 32 and 1024 pixels")])
+                                                ("--img-size", "100000", "between 32 and 1024 pixels"),
+                                                ("--weight-decay", "-1", "weight decay must be 0 or a positive"),
+                                                ("--freeze", "banana", "is not 'all', 'none' or a number"),
+                                                ("--freeze-epochs", "-1", "head-only epochs")])
 def test_impossible_settings_get_one_sentence(tiny_dataset, tmp_path, capsys, flag, value, words):
     code = main(["train", str(tiny_dataset), "--out", str(tmp_path / "run"), flag, value])
     err = capsys.readouterr().err
     assert code == 2 and words in err and err.count("\n") == 1 and not (tmp_path / "run").exists()
+
+
+@pytest.mark.parametrize("command", ["train", "advise", "lr-find"])
+@pytest.mark.parametrize("content, words", [
+    (b"\xff\xd8\xff\xe0 a JPEG", "is not a text file"),
+    (b"[1, 2]", "holds one JSON object of settings"),
+    (b'{"epochs": "two"}', 'The setting "epochs" in the config must be a whole number, not "two"'),
+    (b'{"lr": "abc"}', 'The setting "lr" in the config must be a number or null (the default), not "abc"'),
+    (b'{"amp": 1}', 'must be true or false, not 1'),
+    (b'{"epochs": 2.5}', 'must be a whole number, not 2.5'),
+])
+def test_a_config_file_a_command_cannot_use_gets_one_sentence(tiny_dataset, tmp_path, capsys, command, content,
+                                                              words):
+    config = tmp_path / "config.json"
+    config.write_bytes(content)
+    out = ["--out", str(tmp_path / "run")] if command == "train" else []
+    code = main([command, str(tiny_dataset), "--config", str(config), *out])
+    err = capsys.readouterr().err
+    assert code == 2 and words in err and err.count("\n") == 1 and not (tmp_path / "run").exists(), err
+
+
+def test_a_config_files_freeze_may_be_a_number_as_on_the_command_line(tmp_path):
+    from tl_studio.core.config import TrainConfig
+
+    (tmp_path / "config.json").write_text('{"freeze": 2, "epochs": 3, "lr": 0.01, "img_size": null}')
+    config = TrainConfig.load(tmp_path / "config.json").validate()
+    assert (config.freeze, config.epochs, config.lr, config.img_size) == ("2", 3, 0.01, None)
 
 
 def test_a_folder_holding_a_run_needs_resume_or_overwrite(trained_run, capsys):

@@ -14,7 +14,7 @@ import torch
 import torchvision.models
 from torch import nn
 
-from tl_studio.core import catalog, models
+from tl_studio.core import catalog, config, models
 from tl_studio.core.catalog import DEFAULT_MODEL
 from tl_studio.core.errors import UserError
 
@@ -219,19 +219,19 @@ def test_squeezenet_head_is_a_conv_and_features_keep_their_spatial_shape():
 @pytest.mark.parametrize("text, expected", [("all", "all"), ("ALL", "all"), ("none", 0), ("0", 0), (" 3 ", 3),
                                             ("5", 5)])
 def test_parse_freeze_accepts_all_none_and_stage_counts(text, expected):
-    assert models.parse_freeze(text, 5) == expected
+    assert config.parse_freeze(text, 5) == expected
 
 
 @pytest.mark.parametrize("text", ["6", "-1", "half", "", "1.5"])
 def test_parse_freeze_refuses_bad_values_with_the_valid_range(text):
     with pytest.raises(UserError, match="Freeze depth"):
-        models.parse_freeze(text, 5)
+        config.parse_freeze(text, 5)
 
 
 def test_parse_freeze_without_a_stage_count_only_refuses_negative_depths():
-    assert models.parse_freeze("40") == 40
+    assert config.parse_freeze("40") == 40
     with pytest.raises(UserError, match="0 or more"):
-        models.parse_freeze("-2")
+        config.parse_freeze("-2")
 
 
 def test_freeze_refuses_a_depth_beyond_the_stages():

@@ -94,7 +94,15 @@ class TrainConfig:
             (self.schedule != "fine-tune" or self.freeze != "all",
              "the fine-tune schedule unfreezes down to --freeze, so give a depth other than 'all' (e.g. none)"),
             (self.early_stopping_patience >= 0, "early-stopping patience must be 0 (off) or more"),
+            (self.freeze_epochs >= 0, "head-only epochs (--freeze-epochs) must be 0 or more"),
+            (self.weight_decay >= 0 and math.isfinite(self.weight_decay),
+             "weight decay must be 0 or a positive number (e.g. 0.01)"),
+            (0 <= self.momentum < 1, "momentum must be in [0, 1)"),
+            (0 < self.stage_lr_factor <= 1, "the stage learning-rate factor must be in (0, 1]"),
+            (0 <= self.warmup_fraction < 1, "the warm-up fraction must be in [0, 1)"),
+            (self.image_cache_mb >= 0, "the image cache must be 0 MB (off) or more"),
         ]
+        parse_freeze(self.freeze)  # "banana" is said here, before a run folder is made, not at the model build
         for ok, message in checks:
             if not ok:
                 raise UserError(f"Invalid setting: {message}.")
@@ -108,10 +116,17 @@ class TrainConfig:
 
     @classmethod
     def from_dict(cls, data: dict) -> "TrainConfig":
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(data) - known)
+        if not isinstance(data, dict):
+            raise UserError("A config file holds one JSON object of settings, such as {\"epochs\": 10}.")
+        fields = {f.name: f for f in dataclasses.fields(cls)}
+        unknown = sorted(set(data) - set(fields))
         if unknown:
             raise UserError(f"Unknown setting(s) in the config: {', '.join(unknown)}; remove them or check the spelling.")
+        data = dict(data)
+        if isinstance(data.get("freeze"), int) and not isinstance(data["freeze"], bool):
+            data["freeze"] = str(data["freeze"])  # {"freeze": 2} means two stages, as --freeze 2 does
+        for name, value in data.items():
+            _check_type(name, value, fields[name].type)
         return cls(**data)
 
     def save(self, path: Path) -> None:
@@ -125,9 +140,51 @@ class TrainConfig:
             data = json.loads(Path(path).read_text())
         except FileNotFoundError:
             raise UserError(f"No config file at {path}.") from None
+        except IsADirectoryError:
+            raise UserError(f"{path} is a folder; give a config.json file (a run folder holds one).") from None
+        except UnicodeDecodeError:
+            raise UserError(f"{path} is not a text file; give a config.json file (a run folder holds one).") from None
         except (OSError, json.JSONDecodeError) as error:
             raise UserError(f"Could not read the config file {path}: {error}.") from None
         return cls.from_dict(data)
+
+
+# What each annotation of TrainConfig admits from a JSON file (the module's annotations are strings).
+_JSON_TYPES = {"int": (int,), "float": (int, float), "str": (str,), "bool": (bool,), "dict": (dict,),
+               "None": (type(None),)}
+_TYPE_WORDS = {"int": "a whole number", "float": "a number", "str": "text", "bool": "true or false",
+               "dict": "an object"}
+
+
+def _check_type(name: str, value, annotation: str) -> None:
+    """A config file's value of the wrong JSON type ({"epochs": "two"}) is said here, in one sentence,
+    instead of failing as a comparison of str and int somewhere in validate or training."""
+    kinds = [kind.strip() for kind in str(annotation).split("|")]
+    allowed = tuple(t for kind in kinds for t in _JSON_TYPES.get(kind, (object,)))
+    if isinstance(value, allowed) and not (isinstance(value, bool) and bool not in allowed):
+        return
+    words = " or ".join(_TYPE_WORDS[kind] for kind in kinds if kind in _TYPE_WORDS)
+    if "None" in kinds:
+        words += " or null (the default)"
+    raise UserError(f"The setting \"{name}\" in the config must be {words}, not {json.dumps(value)}.")
+
+
+def parse_freeze(value: str | int, num_stages: int | None = None) -> int | str:
+    """A freeze depth from CLI or config text: "all" (only the head trains), "none" (= 0) or a stage count."""
+    text = str(value).strip().lower()
+    if text == "all":
+        return "all"
+    if text == "none":
+        return 0
+    try:
+        depth = int(text)
+    except ValueError:
+        raise UserError(f"Freeze depth '{value}' is not 'all', 'none' or a number of stages.") from None
+    if depth < 0 or (num_stages is not None and depth > num_stages):
+        valid = f"0 to {num_stages}" if num_stages is not None else "0 or more"
+        stages = f"this model has {num_stages} stages, so use" if num_stages is not None else "use"
+        raise UserError(f"Freeze depth {depth} is out of range: {stages} {valid}, 'none' or 'all'.")
+    return depth
 
 
 @dataclass(frozen=True)

@@ -33,6 +33,7 @@ from torch.overrides import TorchFunctionMode
 
 from tl_studio.core import catalog, lite0, weights
 from tl_studio.core.catalog import ModelInfo
+from tl_studio.core.config import parse_freeze
 from tl_studio.core.errors import UserError
 from tl_studio.core.weights import CancelCallback, ProgressCallback
 
@@ -459,24 +460,6 @@ def _joins_previous(model: nn.Module, path: str, level: int | None, previous_lev
 
 
 # --- freezing -------------------------------------------------------------------------------------------------------
-
-
-def parse_freeze(value: str | int, num_stages: int | None = None) -> int | str:
-    """A freeze depth from CLI or config text: "all" (only the head trains), "none" (= 0) or a stage count."""
-    text = str(value).strip().lower()
-    if text == "all":
-        return "all"
-    if text == "none":
-        return 0
-    try:
-        depth = int(text)
-    except ValueError:
-        raise UserError(f"Freeze depth '{value}' is not 'all', 'none' or a number of stages.") from None
-    if depth < 0 or (num_stages is not None and depth > num_stages):
-        valid = f"0 to {num_stages}" if num_stages is not None else "0 or more"
-        stages = f"this model has {num_stages} stages, so use" if num_stages is not None else "use"
-        raise UserError(f"Freeze depth {depth} is out of range: {stages} {valid}, 'none' or 'all'.")
-    return depth
 
 
 def freeze(model: nn.Module, depth: int | str) -> FreezeReport:
