@@ -115,6 +115,32 @@ def test_without_out_what_cannot_start_leaves_no_folder_and_resume_asks_for_it(t
     assert "Cannot make a run folder in" in err and "--out RUN_DIR" in err and err.count("\n") == 1
 
 
+@pytest.mark.parametrize("flags, words", [(["--resume"], "No checkpoint at"),
+                                          (["--weights", "missing.pth"], "missing.pth does not exist"),
+                                          (["--model", "nosuch"], "Unknown model 'nosuch'")])
+def test_with_out_what_cannot_start_leaves_nothing_behind_and_keeps_the_users_folder(tiny_dataset, tmp_path,
+                                                                                     capsys, flags, words):
+    # a new --out folder goes again; a folder the user had made stays, without the lock and the events
+    # the failed start wrote (they made it look like a run folder to the next command)
+    made = tmp_path / "made"
+    made.mkdir()
+    for out in (tmp_path / "new", made):
+        assert main(["train", str(tiny_dataset), "--out", str(out), *flags]) == 2
+        assert words in capsys.readouterr().err
+    assert not (tmp_path / "new").exists() and made.is_dir() and list(made.iterdir()) == []
+
+
+def test_an_unknown_model_is_said_before_a_run_folder_is_named(tiny_dataset, tmp_path, monkeypatch, capsys):
+    from tl_studio.core.catalog import list_models
+
+    list_models()  # the catalogue file, as any earlier command leaves it
+    monkeypatch.setenv("TL_STUDIO_RUNS_DIR", str(tmp_path / "runs"))
+    assert main(["train", str(tiny_dataset), "--model", "resnet_18x"]) == 2
+    captured = capsys.readouterr()
+    assert "Run folder" not in captured.out and "Unknown model 'resnet_18x'" in captured.err
+    assert not (tmp_path / "runs").exists() or list((tmp_path / "runs").iterdir()) == []
+
+
 def test_the_resume_command_a_stopped_run_suggests_pastes_into_a_shell(tmp_path, capsys):
     import argparse
     import shlex

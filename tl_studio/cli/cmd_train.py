@@ -107,17 +107,24 @@ def run(args: argparse.Namespace) -> int:
     if args.resume and not args.overwrite and (finished := _finished_already(args.out, config.epochs)):
         print(finished)
         return 0
+    from tl_studio.core.catalog import refuse_unknown_name_if_cached
+    from tl_studio.core.run_folder import RunFolder
+
+    refuse_unknown_name_if_cached(config.model)  # before "Run folder: ..." names a folder for it
     argv = list(getattr(args, "_argv", sys.argv[1:]))[1:]
     if args.out is not None:
-        return _run_into_out(args, config, argv)
+        existed = Path(args.out).exists()
+        try:
+            return _run_into_out(args, config, argv)
+        finally:
+            if not args.distributed_worker:  # what this command wrote for a run that never started
+                RunFolder(args.out).remove_if_never_started(keep_folder=existed)
     made = _new_run_folder(args.data_dir, config.model)
     args.out = str(made)
     print(f"Run folder: {made}", file=sys.stderr if args.json else sys.stdout, flush=True)
     try:
         return _run_into_out(args, config, [*argv, "--out", args.out])  # torchrun's processes write there too
     finally:
-        from tl_studio.core.run_folder import RunFolder
-
         RunFolder(made).remove_if_never_started()  # e.g. weights that could not be downloaded: no litter
 
 

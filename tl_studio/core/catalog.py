@@ -89,6 +89,15 @@ def cached_model_info(name: str) -> ModelInfo | None:
     return next((ModelInfo.from_dict(entry) for entry in entries or () if entry.get("name") == key), None)
 
 
+def refuse_unknown_name_if_cached(name: str) -> None:
+    """A UserError for a model name the catalogue file does not hold (with close names, as
+    get_model_info says it); nothing when the file is missing or stale, as building it imports
+    torchvision: a command asks before it makes anything, and the model build asks again."""
+    entries = _read_cache(catalog_cache_path(), catalog_key())
+    if entries is not None and not any(entry.get("name") == normalise_name(name) for entry in entries):
+        get_model_info(name)
+
+
 def resize_side(info: ModelInfo, img_size: int | None = None) -> int:
     """The shorter side the evaluation preprocessing resizes to, for the model's own crop or for
     ``img_size`` with the same crop ratio (preprocess.PreprocessSpec.for_model)."""

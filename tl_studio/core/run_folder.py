@@ -152,14 +152,17 @@ class RunFolder:
     def free_mb(self) -> float:
         return shutil.disk_usage(self.path).free / 2**20
 
-    def remove_if_never_started(self) -> bool:
+    def remove_if_never_started(self, keep_folder: bool = False) -> bool:
         """For a folder made for a run that ended before it started (the data folder missing, the weights
         not downloadable): removes what that run wrote (an events.jsonl with its failure, the lock) and
-        the folder, if nothing else is in it. A folder that holds a run, or anything else, is kept."""
+        the folder, if nothing else is in it and not ``keep_folder`` (one the user had made). A folder
+        that holds a run keeps everything, and anything else in it is kept."""
         if not self.path.is_dir() or self.is_run():
             return False
         for name in (*RUN_FILES, LOCK):
             self.file(name).unlink(missing_ok=True)
+        if keep_folder:
+            return False
         try:
             self.path.rmdir()
         except OSError:  # something else is in it
