@@ -242,6 +242,28 @@ def test_export_never_overwrites_a_file_silently(trained_run, tmp_path, capsys):
     assert "--overwrite" in capsys.readouterr().err
 
 
+def test_export_rewrites_the_runs_model_file_only_as_it_was_unless_told(trained_run, tmp_path, capsys):
+    # RUN/model.pt2 is what predict and evaluate use for the run: the same best epoch and unknown rule
+    # again is harmless (the Export step's default), another --keep changes the run's answers
+    import shutil
+
+    from tl_studio.core.run_folder import RunFolder
+
+    run = shutil.copytree(trained_run[1], tmp_path / "run")
+    model = run / "model.pt2"
+    assert main(["export", str(run)]) == 0 and RunFolder(run).model_file_keep() == 0.95
+    before = model.read_bytes()
+    capsys.readouterr()
+    assert main(["export", str(run), "--keep", "0.5"]) == 2
+    err = capsys.readouterr().err
+    assert "is this run's model file, and it keeps 95% of the validation images known" in err
+    assert "add --overwrite" in err and err.count("\n") == 1 and model.read_bytes() == before
+    assert main(["export", str(run), "--keep", "0.5", "--overwrite"]) == 0
+    assert RunFolder(run).model_file_keep() == 0.5
+    assert main(["export", str(run)]) == 2  # back to the default share is a change too
+    assert main(["export", str(run), "--keep", "0.5"]) == 0
+
+
 @pytest.mark.parametrize("fmt, name, words", [
     ("pt2", "model.onnx", "model.onnx does not end in .pt2, and a model file is opened by its suffix; name it model.pt2"),
     ("onnx", "model.pt2", "model.pt2 does not end in .onnx"),

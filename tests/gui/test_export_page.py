@@ -76,3 +76,35 @@ def test_a_bare_file_name_is_written_into_the_run_folder_and_another_run_clears_
     assert page.result.text() == "" and page.path_edit.text() == str(tmp_path / "another run" / "model.onnx")
     page.task = None
     page.shutdown()
+
+
+def test_writing_the_runs_model_file_with_another_keep_asks_first(qtbot, tmp_path, monkeypatch):
+    import json
+    import zipfile
+    from types import SimpleNamespace
+
+    from PySide6.QtWidgets import QMessageBox
+
+    run = tmp_path / "run"
+    run.mkdir()
+    with zipfile.ZipFile(run / "model.pt2", "w") as archive:  # only the metadata the question reads
+        archive.writestr("model/extra/tl_studio.json", json.dumps({"unknown": {"threshold": 0.7, "keep": 0.95}}))
+    session = Session()
+    session.set_run(run, run / "model.pt2")
+    page = ExportPage(session)
+    qtbot.addWidget(page)
+    assert page.path_edit.text() == str(run / "model.pt2")
+    signal = SimpleNamespace(connect=lambda slot: None)
+    started, asked = [], []
+    monkeypatch.setattr(page.tasks, "start", lambda work, name: started.append(name) or SimpleNamespace(
+        succeeded=signal, failed=signal, cancelled=signal, running=False))
+    monkeypatch.setattr(QMessageBox, "question", lambda parent, title, text: asked.append(text) or QMessageBox.No)
+    page.keep_box.setValue(0.95)
+    page.export()  # the same best epoch and share again: no question
+    assert started == ["export"] and asked == []
+    page.keep_box.setValue(0.5)
+    page.export()
+    assert started == ["export"] and len(asked) == 1
+    assert "this run's model file, and it keeps 95% of the validation images known" in asked[0]
+    page.task = None
+    page.shutdown()

@@ -99,6 +99,30 @@ class RunFolder:
         """True when a run was started here (even one that never finished an epoch)."""
         return any(self.file(name).is_file() for name in (STATUS, *RESULT_FILES))
 
+    def model_file_keep(self) -> float | None:
+        """The share of validation images the unknown rule of this run's model.pt2 keeps, read from the
+        archive's tl_studio.json (JSON, never unpickled); None when there is no such file or record."""
+        import zipfile
+
+        try:
+            with zipfile.ZipFile(self.file(MODEL_FILE)) as archive:
+                name = next(n for n in archive.namelist() if n.endswith("/extra/tl_studio.json"))
+                rule = json.loads(archive.read(name)).get("unknown") or {}
+            return float(rule["keep"])
+        except (OSError, zipfile.BadZipFile, StopIteration, ValueError, KeyError, TypeError, AttributeError):
+            return None
+
+    def replacing_model_file_changes_it(self, keep: float) -> str | None:
+        """Writing this run's model.pt2 again with ``keep`` writes the same best epoch: harmless, and
+        what the Export step's default does. With another share kept, predict and evaluate answer
+        differently for this run afterwards, so the user must say so: the sentence why, else None."""
+        recorded = self.model_file_keep()
+        if recorded is None or abs(recorded - keep) < 1e-9:
+            return None
+        return (f"{self.file(MODEL_FILE)} is this run's model file, and it keeps {recorded:.0%} of the validation "
+                f"images known; written again keeping {keep:.0%}, it changes what predict and evaluate answer "
+                f"for this run")
+
     def has_results(self) -> bool:
         """True when a run here finished at least one epoch (something a new run would overwrite)."""
         return any(self.file(name).is_file() for name in RESULT_FILES)

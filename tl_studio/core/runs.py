@@ -9,7 +9,7 @@ from tl_studio.core import checkpoint as ckpt
 from tl_studio.core.config import TrainConfig
 from tl_studio.core.errors import UserError
 from tl_studio.core.preprocess import PreprocessSpec
-from tl_studio.core.run_folder import MODEL_FILE
+from tl_studio.core.run_folder import MODEL_FILE, RunFolder
 
 
 
@@ -98,8 +98,11 @@ def export_run(folder: Path, fmt: str, out: Path | None = None, *, overwrite: bo
     run = open_run(folder)
     out = Path(out) if out else export_format.default_file(run.folder)
     check_output_file(out, export_format)  # one sentence now, not after the work
-    if out.exists() and not overwrite and not (fmt == "pt2" and out == run.folder / MODEL_FILE):
+    own_model_file = fmt == "pt2" and out == run.folder / MODEL_FILE  # the same best epoch again
+    if out.exists() and not overwrite and not own_model_file:
         raise UserError(f"{out} already exists; choose another --out file or add --overwrite.")
+    if own_model_file and not overwrite and (change := RunFolder(run.folder).replacing_model_file_changes_it(keep)):
+        raise UserError(f"{change}: add --overwrite to replace it, or choose another --out file.")
     scan = scan_of(run)
     network = run.build_network()
     metadata = metadata_for_run(run.config, run.classes, run.spec, run.best_epoch, run.best_val_acc)

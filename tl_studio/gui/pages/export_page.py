@@ -254,14 +254,15 @@ class ExportPage(QWidget):
         # a bare name typed into the box goes into the run folder, not the folder the app was started from
         out = Path(run_dir) / Path(self.path_edit.text().strip()).expanduser()
         self.path_edit.setText(str(out))
+        keep = round(self.keep_box.value(), 2)
         own_model_file = fmt == "pt2" and out == Path(run_dir) / run_folder.MODEL_FILE  # the same best epoch again
         overwrite = own_model_file
-        if out.exists() and not own_model_file:
-            answer = QMessageBox.question(self, "Replace file?", as_written(f"{out} already exists. Replace it?"))
-            if answer != QMessageBox.Yes:
+        change = run_folder.RunFolder(Path(run_dir)).replacing_model_file_changes_it(keep) if own_model_file else None
+        if out.exists() and (change or not own_model_file):
+            question = f"{change}. Replace it?" if change else f"{out} already exists. Replace it?"
+            if QMessageBox.question(self, "Replace file?", as_written(question)) != QMessageBox.Yes:
                 return
             overwrite = True
-        keep = round(self.keep_box.value(), 2)
         self.export_started = time.monotonic()  # the wait the result reports: the child process and the check too
         self.export_button.setEnabled(False)
         self.session.say(f"Exporting {fmt}…")
