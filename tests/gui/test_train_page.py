@@ -165,3 +165,23 @@ def test_the_sample_predictions_show_class_and_file_names_as_written(page):
     tile = page.samples.tiles[0]
     assert label_shows(tile.caption) == "bees<br>x 70%\ntrue: <u>ants"
     assert shown(tile.toolTip()) == "/data/<u>ants/<b>a&b.jpg\ntrue: <u>ants\nbees<br>x: 70.0%\n<u>ants: 30.0%"
+
+
+def test_images_skipped_during_a_run_are_one_line_that_counts_them(page, monkeypatch):
+    """Images deleted while a run trains: a line each pushed Start, Pause and Stop off the screen (150
+    lines); one line counts them, and the end of the run says how many."""
+    said = []
+    page.session.statusMessage.connect(said.append)
+    page.controller.fitStarted.emit(fit_start("CPU (1 thread)"))
+    lines_before = page.summary.text().count("\n")
+    page.controller.imageSkipped.emit(events.ImageSkipped("/data/ants/first.jpg", "the file no longer exists"))
+    assert page.summary.text().endswith("Skipped first.jpg: the file no longer exists")
+    for index in range(149):
+        page.controller.imageSkipped.emit(events.ImageSkipped(f"/data/ants/{index}.jpg", "the file no longer exists"))
+    assert page.summary.text().count("\n") == lines_before + 1
+    assert ("Skipped 150 images that could not be read, the first first.jpg: the file no longer exists"
+            in page.summary.text())
+    monkeypatch.setattr(page.run_progress, "finish", lambda *args: None)
+    page.controller.finished.emit(events.RunFinished(status="completed", message="Done.", best_val_acc=0.9,
+                                                     epochs_done=3, best_epoch=3, model_file=None, seconds=1.0))
+    assert said[-1] == "Done. 150 images could not be read and were skipped."

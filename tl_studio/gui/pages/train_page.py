@@ -12,6 +12,7 @@ from PySide6.QtWidgets import (QFileDialog, QHBoxLayout, QInputDialog, QLabel, Q
 from tl_studio.core.diagnostics import overfitting_hint
 from tl_studio.core import run_folder
 from tl_studio.core.errors import UserError
+from tl_studio.core.wording import counted
 from tl_studio.gui.cpu_share import explain_cpu
 from tl_studio.gui.literal_text import as_written
 from tl_studio.gui.plots import TrainingCurves
@@ -117,6 +118,7 @@ class TrainPage(QWidget):
         self.session = session
         self.controller = TrainingController(self)
         self.settings = TrainSettings(session)
+        self.skipped, self.skipped_line = [], ""  # the images the run could not read, and the line saying so
         self.curves = TrainingCurves()
         self.samples = SampleGrid()
         self.history: list = []
@@ -206,7 +208,7 @@ class TrainPage(QWidget):
         c.epochEnded.connect(self._on_epoch)
         c.samplesReady.connect(self.samples.show_predictions)
         c.notice.connect(lambda e: self._note(e.message))
-        c.imageSkipped.connect(lambda e: self._note(f"Skipped {Path(e.path).name}: {e.reason}"))
+        c.imageSkipped.connect(self._on_image_skipped)
         c.finished.connect(self._on_finished)
         c.pausedChanged.connect(self._on_paused)
 
@@ -283,6 +285,7 @@ class TrainPage(QWidget):
         self.samples.clear()
         self.hint.hide()
         self.summary.setText(f"Run folder: {run_dir}")
+        self.skipped, self.skipped_line = [], ""
         self.controller.start(config, run_dir, resume=resume, scan=scan, processes=self.settings.process_count)
         self._set_running(True)
         self.session.say(f"Training {config.model}…")
@@ -401,13 +404,31 @@ class TrainPage(QWidget):
             label = {"completed": "Done", "early-stopped": "Stopped early", "stopped": "Stopped"}[finished.status]
             self.progress.setFormat(f"{label} · best val accuracy "
                                     f"{finished.best_val_acc:.3f}" if finished.best_val_acc is not None else label)
-        self.session.say(finished.message or finished.status)
+        skipped = f" {counted(len(self.skipped), 'image')} could not be read and were skipped." if self.skipped else ""
+        self.session.say((finished.message or finished.status) + skipped)
         if finished.model_file:
             self.session.set_run(self.current_run_dir, Path(finished.model_file))
         self.runFinished.emit(finished)
 
     def _note(self, message: str) -> None:
         self.summary.setText(self.summary.text() + "\n" + message)
+
+    def _on_image_skipped(self, event) -> None:
+        """One line for every image skipped, updated as more are: a line each pushed Start, Pause and
+        Stop off the screen when a folder's images went missing during a run (150 lines, the window
+        2,500 px tall)."""
+        self.skipped.append(event)
+        first = self.skipped[0]
+        reason = f"{Path(first.path).name}: {first.reason}"
+        line = (f"Skipped {reason}" if len(self.skipped) == 1 else
+                f"Skipped {counted(len(self.skipped), 'image')} that could not be read, the first {reason} "
+                "(each is listed in the run folder's events.jsonl).")
+        text = self.summary.text()
+        if self.skipped_line and self.skipped_line in text:
+            self.summary.setText(text.replace(self.skipped_line, line))
+        else:
+            self.summary.setText(text + "\n" + line)
+        self.skipped_line = line
 
     def _update_start_button(self) -> None:
         """Start waits for a data set that is scanned and ready; the tooltip says why it waits."""
