@@ -45,6 +45,7 @@ def _plot(object_name: str, title: str, y_label: str) -> pg.PlotWidget:
     item = widget.getPlotItem()
     item.setTitle(title)
     item.setLabel("bottom", "epoch")
+    item.getAxis("bottom").enableAutoSIPrefix(False)  # epoch 0.5, not 500 (x0.001), early in a run
     item.setLabel("left", y_label)
     item.getAxis("left").enableAutoSIPrefix(False)  # a loss reads 0.45, not 450 (x0.001)
     item.showGrid(x=True, y=True, alpha=0.25)

@@ -28,6 +28,7 @@ def _plot(name: str, title: str, y_label: str, legend_at: tuple[int, int]) -> pg
     item = widget.getPlotItem()
     item.setTitle(title)
     item.setLabel("bottom", "epoch")
+    item.getAxis("bottom").enableAutoSIPrefix(False)  # epoch 0.5, not 500 (x0.001), early in a run
     item.setLabel("left", y_label)
     item.getAxis("left").enableAutoSIPrefix(False)
     item.showGrid(x=True, y=True, alpha=0.25)

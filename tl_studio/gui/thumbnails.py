@@ -29,15 +29,15 @@ CACHE_LIMIT = 3000  # pixmaps kept (about 100 MB at 96 px)
 
 def decode_thumbnail(path: str, size: int = THUMB_PX) -> tuple[int, int, bytes] | None:
     """(width, height, RGB bytes) of a thumbnail, or None when the file cannot be read."""
-    from PIL import Image, ImageOps
+    from tl_studio.core.images import load_rgb
 
     try:
-        with Image.open(path) as image:
-            image.draft("RGB", (size * 2, size * 2))  # JPEG: decode at reduced scale, much faster
-            image = ImageOps.exif_transpose(image)
-            image.thumbnail((size, size))
-            rgb = image.convert("RGB")
-            return rgb.width, rgb.height, rgb.tobytes()
+        # the decode training uses, so a tile shows what the model sees: a 16-bit PNG scaled (a plain
+        # convert("RGB") showed it white), transparency on white (it showed pink); a JPEG is decoded
+        # at a reduced scale, as with draft()
+        rgb = load_rgb(path, min_side=size * 2)
+        rgb.thumbnail((size, size))
+        return rgb.width, rgb.height, rgb.tobytes()
     except Exception:  # any unreadable file: a grey tile instead (the scan report names the reason)
         return None
 

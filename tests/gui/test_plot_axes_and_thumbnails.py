@@ -1,0 +1,42 @@
+"""What the charts' axes and the data set's thumbnails show: fractions of an epoch read as such, and a
+thumbnail shows the pixels training decodes (16-bit and transparent images included)."""
+
+from __future__ import annotations
+
+import numpy as np
+from PIL import Image
+
+from tl_studio.gui.plots import TrainingCurves
+from tl_studio.gui.run_compare import RunCurves
+from tl_studio.gui.thumbnails import decode_thumbnail
+
+
+def _scale_after_range(plot, low: float, high: float) -> float:
+    item = plot.getPlotItem()
+    item.setXRange(low, high, padding=0)
+    assert abs(item.getAxis("bottom").range[1] - high) < 1e-9  # the axis followed the view
+    return item.getAxis("bottom").autoSIPrefixScale
+
+
+def test_the_epoch_axis_reads_fractions_of_an_epoch_as_they_are(qtbot):
+    # early in a fine-tuning run the curves span epochs 0.15-0.5: pyqtgraph's automatic SI prefix made
+    # that "epoch (x0.001)" with ticks 150...500
+    curves, compared = TrainingCurves(), RunCurves()
+    for plot in (curves.loss_plot, curves.accuracy_plot, curves.lr_plot, compared.loss_plot, compared.accuracy_plot):
+        qtbot.addWidget(plot)
+        assert _scale_after_range(plot, 0.15, 0.5) == 1.0
+
+
+def test_a_thumbnail_shows_what_training_decodes(tmp_path):
+    from tl_studio.core.images import load_rgb
+
+    grey16 = tmp_path / "grey16.png"
+    Image.fromarray(np.full((40, 40), 40000, dtype=np.uint16)).save(grey16)
+    clear_red = tmp_path / "clear_red.png"
+    Image.new("RGBA", (40, 40), (255, 0, 0, 0)).save(clear_red)
+    for path in (grey16, clear_red):
+        width, height, data = decode_thumbnail(str(path), size=20)
+        tile = np.frombuffer(data, dtype=np.uint8).reshape(height, width, 3)
+        expected = np.asarray(load_rgb(path).resize((width, height)))
+        assert np.abs(tile.astype(int) - expected.astype(int)).max() <= 2, (path.name, tile[0, 0], expected[0, 0])
+    assert decode_thumbnail(str(tmp_path / "missing.png")) is None
