@@ -27,7 +27,14 @@ def test_lr_find_prints_a_chart_and_the_command_to_use_it(tiny_dataset, capsys):
     assert main(["lr-find", str(tiny_dataset), *FAST, "--steps", "40"]) == 0
     out = capsys.readouterr().out
     assert "<- suggested" in out and "Suggested learning rate:" in out
-    assert f"Use it: tl-studio train {tiny_dataset} --model efficientnet_lite0 --lr " in out
+    assert f"Use it: tl-studio train {tiny_dataset} --model efficientnet_lite0 --batch-size 8 --img-size 64 --lr " in out
+
+
+def test_the_command_lr_find_suggests_keeps_the_settings_the_sweep_used(tiny_dataset, capsys):
+    # an SGD sweep's rate pasted into a default (AdamW) run would train at 10x its rate
+    assert main(["lr-find", str(tiny_dataset), *FAST, "--steps", "40", "--optimizer", "sgd", "--batch-size", "8"]) == 0
+    use = next(line for line in capsys.readouterr().out.splitlines() if line.startswith("Use it:"))
+    assert " --optimizer sgd" in use and " --batch-size 8" in use and " --img-size 64" in use and " --lr " in use
 
 
 def test_lr_find_names_the_files_the_scan_left_out(tiny_dataset, capsys):
@@ -62,6 +69,17 @@ def test_advise_summary_ends_with_the_command_to_train(tiny_dataset, capsys):
     out = capsys.readouterr().out
     assert "Recommended for efficientnet_lite0" in out and "Freeze" in out and "memorise" in out
     assert f"tl-studio train {tiny_dataset} --model efficientnet_lite0 --freeze all" in out
+
+
+def test_the_command_advise_suggests_keeps_the_settings_it_analysed(tiny_dataset, tmp_path, capsys):
+    # without them the pasted command trained other weights (downloading them, offline: a failure) or
+    # another optimizer than the advice's rate was for
+    (tmp_path / "my config.json").write_text('{"seed": 3}')
+    assert main(["advise", str(tiny_dataset), "--img-size", "64", "--weights", "none", "--optimizer", "sgd",
+                 "--batch-size", "16", "--config", str(tmp_path / "my config.json")]) == 0
+    command = capsys.readouterr().out.strip().splitlines()[-1]
+    assert " --weights none --batch-size 16 --optimizer sgd" in command
+    assert f" --config '{tmp_path / 'my config.json'}'" in command and command.count("--img-size") <= 1
 
 
 def test_advise_names_the_files_the_scan_left_out(tiny_dataset, capsys):

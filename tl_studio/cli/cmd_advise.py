@@ -51,11 +51,13 @@ def run(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(recommendation.to_dict()))
     else:
-        print_recommendation(recommendation, args.data_dir)
+        # the settings the analysis used that the advice does not set go into the command as given
+        carried = config_flags.given_flags(args, SETTINGS, leave_out=("model", *LABELS))
+        print_recommendation(recommendation, args.data_dir, carried)
     return 0
 
 
-def print_recommendation(recommendation, data_dir: str) -> None:
+def print_recommendation(recommendation, data_dir: str, carried: list[str] = ()) -> None:
     from tl_studio.cli.reporters import print_wrapped
 
     print(textwrap.fill(recommendation.summary, width=100))
@@ -66,7 +68,7 @@ def print_recommendation(recommendation, data_dir: str) -> None:
         prefix = f"  {LABELS[item.setting]:<14} {_shown(item):<10} "
         print(textwrap.fill(item.reason, width=110, initial_indent=prefix, subsequent_indent=" " * len(prefix)))
     print("\nTrain with these settings:")
-    print("  " + train_command(recommendation, data_dir))
+    print("  " + train_command(recommendation, data_dir, carried))
 
 
 def _shown(item) -> str:
@@ -77,8 +79,8 @@ def _shown(item) -> str:
     return str(item.value)
 
 
-def train_command(recommendation, data_dir: str) -> str:
-    parts = ["tl-studio", "train", data_dir, "--model", recommendation.stats.model]
+def train_command(recommendation, data_dir: str, carried: list[str] = ()) -> str:
+    parts = ["tl-studio", "train", data_dir, "--model", recommendation.stats.model, *carried]
     changes = recommendation.config_changes()
     # The rate always, though the GUI's Apply may leave it automatic: the same value either way (the
     # advice's rate is the one the run's main phase uses), and a reader sees the number the advice gave.

@@ -75,9 +75,11 @@ def _print_summary(result, args, config) -> None:
     if result.suggested_lr is None:
         return
     print(f"Suggested learning rate: {result.suggested_lr:.1e}")
-    freeze = "" if config.freeze == "all" else f" --freeze {config.freeze}"
-    print(f"Use it: tl-studio train {shlex.quote(args.data_dir)} --model {config.model}{freeze} "
-          f"--lr {result.suggested_lr:.1e}")
+    freeze = [] if config.freeze == "all" else ["--freeze", config.freeze]
+    # the sweep's other settings as given (an SGD rate suits SGD only; the batch size moves the rate)
+    carried = config_flags.given_flags(args, SETTINGS, leave_out=("model", "freeze"))
+    print("Use it: " + shlex.join(["tl-studio", "train", args.data_dir, "--model", config.model, *freeze, *carried,
+                                   "--lr", f"{result.suggested_lr:.1e}"]))
 
 
 def chart_lines(lrs, losses, marked: int | None, rows: int = CHART_ROWS) -> list[str]:

@@ -106,6 +106,22 @@ def config_changes(args: argparse.Namespace, dests: tuple[str, ...]) -> dict:
     return changes
 
 
+def given_flags(args: argparse.Namespace, dests: tuple[str, ...], leave_out: tuple[str, ...] = ()) -> list[str]:
+    """The flags (and --config) the user gave among ``dests``, as words for a `tl-studio train` command a
+    guidance command suggests: a suggestion that dropped --optimizer sgd or --weights none trained
+    something else than what was analysed (an SGD rate with AdamW; pretrained weights offline)."""
+    words = ["--config", args.config] if getattr(args, "config", None) else []
+    for dest in dests:
+        value = getattr(args, dest, None)
+        if value is None or dest in leave_out:
+            continue
+        if dest in SWITCHES:
+            words.append(SWITCHES[dest][0])
+        else:
+            words += [FLAGS[dest].flag, f"{value:g}" if isinstance(value, float) else str(value)]
+    return words
+
+
 def build_config(args: argparse.Namespace, dests: tuple[str, ...], start=None):
     """``start`` (a TrainConfig; else --config's file, else the defaults) with the command line's changes,
     validated: a bad value ends in one sentence from ``TrainConfig.validate``."""
