@@ -66,9 +66,19 @@ class RunProgress:
         elapsed = time.monotonic() - self.started
         rate = (done - self.done_at_start) / elapsed if elapsed > 0 else 0
         left = (self.bar.maximum() - done) / rate if rate > 0 else float("nan")
-        if not self.stopping:
+        if self.stopping:
+            return
+        if done >= self.bar.maximum():  # the batches are done, not the run: "0:00 left" stood for seconds
+            self.bar.setFormat(f"Epoch {event.epoch}/{self.epochs} · validating…")
+        else:
             self.bar.setFormat(f"Epoch {event.epoch}/{self.epochs} · batch {event.batch}/{event.num_batches} · "
                                f"{event.images_per_s:.0f} img/s · {_clock(left)} left")
+
+    def epoch_ended(self, event) -> None:
+        """After the last epoch the run still writes its model file and checks it (10-40 s on a CPU):
+        say so, not a full bar at "0:00 left"."""
+        if not self.stopping and event.epoch >= self.epochs:
+            self.bar.setFormat("Saving the best epoch as the run's model file and checking it…")
 
     def stop_requested(self) -> str:
         """After Stop the run still finishes its batch and then saves the best epoch as a model file,
@@ -379,6 +389,7 @@ class TrainPage(QWidget):
         self.curves.add_epoch(event)
         self.session.say(f"Epoch {event.epoch}: val accuracy {event.val_acc:.3f}, val loss {event.val_loss:.4f} "
                          f"({event.seconds:.1f} s)")
+        self.run_progress.epoch_ended(event)  # the status line keeps the epoch's figures, the bar what follows
         config = self.session.config
         hint = overfitting_hint(self.history, config.freeze, config.augment, feature_cache=config.feature_cache)
         self.hint.setText(hint or "")
