@@ -113,6 +113,17 @@ def test_the_advisor_shows_reasons_and_applies_them_in_one_click(qtbot, session,
     session.update_config(model="resnet18")  # another model: the advice no longer applies
     assert panel.is_stale() and not panel.apply_button.isEnabled() and "analyse again" in panel.status.text()
 
+    # another data folder: its figures would read as the new folder's, so they go
+    from pathlib import Path
+
+    from tests.helpers import make_image_folder
+
+    other = make_image_folder(Path(session.config.data_dir).parent / "other photos", classes=("x", "y"), per_class=4)
+    session.set_dataset(scan_dataset(other))
+    assert not panel.summary.isVisibleTo(panel) and panel.grid.count() == 0 and panel.recommendation is None
+    assert panel.status.text() == "Analyse to get recommendations for other photos."
+    assert not panel.apply_button.isEnabled()
+
 
 def test_closing_the_advisor_mid_run_stops_its_thread(qtbot, session, panel):
     panel.start()

@@ -50,7 +50,7 @@ class AdvisorPanel(QWidget):
         self._analysed_for = None  # (model, dataset folder) of the shown recommendation
         self._build()
         session.configChanged.connect(lambda _config: self._check_stale())
-        session.datasetChanged.connect(lambda _scan: self._check_stale())
+        session.datasetChanged.connect(self._dataset_changed)
         self._set_running(False)
 
     # ---- layout ---------------------------------------------------------------------------------
@@ -200,6 +200,17 @@ class AdvisorPanel(QWidget):
 
     def is_stale(self) -> bool:
         return self.recommendation is not None and self._analysed_for != self._target()
+
+    def _dataset_changed(self, scan) -> None:
+        """Another folder's figures ("245 training images in 2 classes") under "Recommended settings for
+        this dataset" read as this one's: they go. The same folder rescanned (an image moved) keeps them,
+        marked for analysing again; so does another model, which the user may switch back from."""
+        if self._analysed_for is not None and scan is not None and self._analysed_for[1] != str(scan.root):
+            self._clear_results()
+            self.status.setText(f"Analyse to get recommendations for {scan.root.name}.")
+            self._set_running(self.running)
+            return
+        self._check_stale()
 
     def _check_stale(self) -> None:
         if self.is_stale():
