@@ -128,3 +128,13 @@ def test_names_from_the_disk_are_shown_as_written(qtbot, tmp_path):
     assert summary.startswith(f"Could not open {tmp_path / '<b>gone'}: ")
     assert f"Still loaded: {root} (12 images in 2 classes)" in summary
     page.shutdown()
+
+
+def test_the_full_checks_last_word_does_not_read_as_no_problems_beside_the_problems_tab(page):
+    # "Every image decodes. 30 images in 3 classes." stood in the status bar beside "Problems (1)"
+    said = []
+    page.session.statusMessage.connect(said.append)
+    page._verified(page.session.scan, [])
+    images = len(page.session.scan.records)
+    assert said[-1] == (f"Full check: the {images} images in 3 classes decode; the Problems tab lists the 1 file "
+                        "the scan left out.")

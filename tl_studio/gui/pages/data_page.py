@@ -241,11 +241,15 @@ class DataPage(QWidget):
     def _verified(self, scan, problems) -> None:
         if self.session.scan is not scan:
             return  # a newer scan replaced it meanwhile
+        images = f"{counted(len(scan.records), 'image')} in {counted(len(scan.classes), 'class', 'classes')}"
         if problems:
             self.session.set_dataset(scan.with_problems(problems))
-            self.session.say(f"Full check: {len(problems)} more images cannot be used (see Problems).")
+            self.session.say(f"Full check: {counted(len(problems), 'more image')} cannot be used (see Problems).")
+        elif scan.problems:  # "Every image decodes" read as "no problems" beside a Problems (4) tab
+            self.session.say(f"Full check: the {images} decode; the Problems tab lists the "
+                             f"{counted(len(scan.problems), 'file')} the scan left out.")
         else:
-            self.session.say(f"Every image decodes. {len(scan.records)} images in {len(scan.classes)} classes.")
+            self.session.say(f"Every image decodes. {images}.")
 
     # ---- showing a scan -----------------------------------------------------------------------------
     def _show_scan(self, scan) -> None:
