@@ -109,3 +109,9 @@ def test_the_table_shortens_long_run_names_in_the_middle_so_their_times_still_di
     names = [line.split("  ")[0] for line in capsys.readouterr().out.splitlines()[1:]]
     assert len(names) == 2 and all(len(name) == 30 and "…" in name for name in names)
     assert sorted(name[-6:] for name in names) == ["160310", "160345"]
+
+
+def test_a_folder_that_is_not_there_is_said_not_listed_as_an_empty_history(tmp_path, capsys):
+    assert main(["runs", str(tmp_path / "typo")]) == 2  # was "No runs under ..." and exit 0
+    assert "typo is not a folder; give the folder that holds your runs" in capsys.readouterr().err
+    assert main(["runs", str(tmp_path)]) == 0 and "No runs under" in capsys.readouterr().err

@@ -343,6 +343,23 @@ def test_predict_matches_the_model_file_run_with_plain_torch(trained_run):
         assert prediction.probs[0] == pytest.approx(float(expected.max()), abs=1e-6)
 
 
+def test_paths_of_the_wrong_kind_are_named_for_what_they_are(tiny_dataset, tmp_path, capsys):
+    (tmp_path / "afile.txt").write_text("")
+    (tmp_path / "weights").mkdir()
+    cases = [(["train", str(tiny_dataset), "--out", str(tmp_path / "afile.txt")], "afile.txt is a file, not a folder"),
+             (["train", str(tiny_dataset), "--out", str(tmp_path / "run"), "--weights", str(tmp_path / "weights")],
+              "weights is a folder; --weights takes"),
+             (["export", str(tmp_path / "nowhere")], "nowhere does not exist; give a run folder"),
+             (["benchmark", str(tmp_path / "nowhere")], "nowhere does not exist; give a run folder"),
+             (["predict", str(tmp_path / "m.pt2"), str(tiny_dataset), "--csv", str(tmp_path / "afile.txt" / "o.csv")],
+              "cannot be made or written")]
+    for words, said in cases:
+        assert main(words) == 2, words
+        err = capsys.readouterr().err
+        assert said in err and err.count("\n") == 1, err
+    assert not (tmp_path / "run").exists()
+
+
 def test_train_with_a_missing_folder_is_one_line_and_exit_2(tmp_path, capsys):
     assert main(["train", str(tmp_path / "nowhere"), "--out", str(tmp_path / "run")]) == 2
     err = capsys.readouterr().err

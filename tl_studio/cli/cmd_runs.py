@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import json
+from pathlib import Path
 import sys
 
 ACTIONS = ("diff", "best")
@@ -56,7 +57,13 @@ def _roots(words: list[str]) -> list[str]:
 def _list(words: list[str], as_json: bool) -> int:
     from tl_studio.core.run_history import list_runs
 
+    from tl_studio.core.errors import UserError
+
     roots = _roots(words)
+    missing = [root for root in words if not Path(root).expanduser().is_dir()]  # a typo is not an empty history
+    if missing:
+        raise UserError(f"{missing[0]} is not a folder; give the folder that holds your runs (by default "
+                        f"{_roots([])[0]}).")
     runs = list_runs(roots)
     if as_json:
         print(json.dumps([run.to_json() for run in runs], indent=2))

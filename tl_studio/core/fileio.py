@@ -124,6 +124,8 @@ def check_writable_folder(folder: Path) -> Path:
     from tl_studio.core.errors import UserError
 
     folder = Path(folder).expanduser()
+    if folder.exists() and not folder.is_dir():  # mkdir's "File exists" did not say which thing was wrong
+        raise UserError(f"{folder} is a file, not a folder; choose another output folder.")
     try:
         folder.mkdir(parents=True, exist_ok=True)
         probe = folder / ".tl_studio_write_test"
@@ -146,6 +148,6 @@ def check_writable_file(target: Path) -> Path:
     try:
         check_writable_folder(target.parent)
     except UserError:
-        raise UserError(f"Cannot write {target}: its folder {target.parent} is not writable; "
+        raise UserError(f"Cannot write {target}: its folder {target.parent} cannot be made or written; "
                         f"choose another place.") from None
     return target

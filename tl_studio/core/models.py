@@ -187,6 +187,8 @@ def _state_dict_for(info: ModelInfo, choice: str | Path | None, progress: Progre
         path = weights.ensure_weights(info, progress=progress, cancel=cancel)
     else:
         path = Path(choice).expanduser()
+        if path.is_dir():
+            raise UserError(f"{path} is a folder; --weights takes 'default', 'none' or a .pth file.")
         if not path.is_file():
             raise UserError(f"The weights file {path} does not exist (use 'default', 'none' or a file).")
     return weights.load_state_dict_file(path), path

@@ -40,6 +40,8 @@ def open_run(folder: Path) -> Run:
     elif folder.is_file():
         raise UserError(f"{folder} is a file; this starts from the run folder that trained the model (the one "
                         f"holding {ckpt.BEST}): give that folder.")
+    if not folder.exists():
+        raise UserError(f"{folder} does not exist; give a run folder (`tl-studio runs` lists them).")
     if not (folder / ckpt.BEST).is_file():
         raise UserError(f"{folder} holds no trained run (no {ckpt.BEST}); train one with `tl-studio train`.")
     best = ckpt.load_checkpoint(folder / ckpt.BEST)
