@@ -83,6 +83,19 @@ def test_another_unsplit_folder_is_evaluated_whole(model, tmp_path, capsys):
     assert "(By default every image, as this is not the folder the model was trained on; --split" in out
 
 
+def test_a_folder_of_new_images_of_one_class_is_evaluated(model, tmp_path, capsys):
+    # new photos of one class test the model as well: refused before as "only one usable class"
+    other = make_image_folder(tmp_path / "new reds", classes=("red",), per_class=6, size=64, seed=3)
+    assert main(["evaluate", str(model.model_file), str(other), "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["num_images"] == 6 and report["split"] == "all"
+    empty = tmp_path / "empty"
+    (empty / "red").mkdir(parents=True)
+    assert main(["evaluate", str(model.model_file), str(empty)]) == 2
+    err = capsys.readouterr().err
+    assert "has no usable class" in err and "at least two" not in err and err.count("\n") == 1
+
+
 def test_presplit_folder_defaults_to_val_and_prints_a_report(model, tmp_path, capsys):
     data = make_image_folder(tmp_path / "split", classes=CLASSES, per_class=2, size=64, splits=("train", "val"))
     assert main(["evaluate", str(model.model_file), str(data)]) == 0

@@ -139,13 +139,14 @@ class DatasetScan:
 
 def scan_dataset(root: Path | str, *, val_fraction: float = 0.2, test_fraction: float = 0.0, seed: int = 0,
                  max_pixels: int | None = DEFAULT_MAX_PIXELS, progress: ProgressCallback | None = None,
-                 cancel: CancelCallback | None = None) -> DatasetScan:
+                 cancel: CancelCallback | None = None, min_classes: int = 2) -> DatasetScan:
     """Scan a dataset folder: find its classes and images, check every file at header level, find
     duplicates, and split it (respecting an existing train/val/test split).
 
     ``progress(done, total)`` is called now and then (total is None while files are being listed);
     ``cancel()`` returning True stops the scan with Cancelled. Raises DatasetError when the folder is
-    missing or has fewer than two usable classes, UserError for invalid fractions."""
+    missing or has fewer than ``min_classes`` usable classes (two to train on; one to evaluate a model
+    on new images of one class), UserError for invalid fractions."""
     _check_options(val_fraction, test_fraction, max_pixels)
     root_path = dataset_root(root)
     scanner = _Scanner(root_path, max_pixels, _Ticker(progress, cancel))
@@ -155,8 +156,8 @@ def scan_dataset(root: Path | str, *, val_fraction: float = 0.2, test_fraction: 
     duplicates = _duplicate_groups(checked, scanner.ticker)
     classes = sorted({item.class_name for item in checked})
     scanner.report_classes(layout, candidates, checked)
-    if len(classes) < 2:
-        raise _too_few_classes(root_path, classes, layout)
+    if len(classes) < min_classes:
+        raise _too_few_classes(root_path, classes, layout, min_classes)
     # A pre-split dataset keeps its folders' split; only a missing val folder is drawn from train.
     splitter = _Splitter(val_fraction, 0.0 if layout.presplit else test_fraction, seed)
     val_from_train = layout.presplit and "val" not in layout.present_splits
@@ -246,12 +247,14 @@ def dataset_root(root: Path | str) -> Path:
     return path
 
 
-def _too_few_classes(root: Path, classes: list[str], layout: _Layout) -> DatasetError:
+def _too_few_classes(root: Path, classes: list[str], layout: _Layout, needed: int = 2) -> DatasetError:
     found = f"only one usable class ({classes[0]})" if classes else "no usable class"
     hint = "put the images of each class in their own sub-folder, e.g. cats/ and dogs/"
-    if len(layout.subfolder_names) == 1 and not layout.presplit:
+    if classes and len(layout.subfolder_names) == 1 and not layout.presplit:
         only = layout.subfolder_names[0]
         hint = f"if the class folders are inside {only}/, scan {root / only} instead"
+    if needed == 1:
+        return DatasetError(f"{root} has {found}: {hint}.")
     return DatasetError(f"{root} has {found}, and a dataset needs at least two: {hint}.")
 
 

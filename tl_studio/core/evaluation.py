@@ -105,13 +105,14 @@ def evaluation_set(scan, split: str, model_classes: list[str] | tuple[str, ...])
 
 def scan_for_model(data_dir: Path | str, metadata: dict, progress=None, cancel=None):
     """Scans ``data_dir`` with the split settings the model was trained with, so that its "val" split
-    is the one it was validated on (a pre-split folder keeps its own split anyway)."""
+    is the one it was validated on (a pre-split folder keeps its own split anyway). One class folder is
+    enough: a folder of new bee photos tests a bees-vs-ants model."""
     from tl_studio.core.data import scan_dataset
 
     config = metadata.get("training_config") or {}
     scan = scan_dataset(data_dir, val_fraction=float(config.get("val_fraction", 0.2)),
                         test_fraction=float(config.get("test_fraction", 0.0)), seed=int(config.get("seed", 0)),
-                        progress=progress, cancel=cancel)
+                        progress=progress, cancel=cancel, min_classes=1)  # new photos of one class are a test too
     return scan
 
 
