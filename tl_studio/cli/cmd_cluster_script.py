@@ -14,6 +14,7 @@ import sys
 from pathlib import Path
 
 from tl_studio.cli import cmd_train
+from tl_studio.core.wording import counted
 
 # train's flags the script sets itself (the machines, the rendezvous, resuming) or that do not apply
 NOT_PASSED = {"data_dir", "out", "resume", "overwrite", "distributed_worker", "nproc_per_node", "nnodes",
@@ -76,7 +77,7 @@ def render(args: argparse.Namespace) -> str:
                        (("partition", args.partition), ("account", args.account)) if value)
     return f"""#!/bin/bash
 # Written by `tl-studio cluster-script` (TL Studio {__version__}). Submit with: sbatch {args.script or 'THIS_FILE'}
-# Trains on {args.nodes} machine(s) x {args.gpus_per_node} GPU(s): srun starts
+# Trains on {counted(args.nodes, 'machine')} x {counted(args.gpus_per_node, 'GPU')}: srun starts
 # `tl-studio train --nproc-per-node {args.gpus_per_node}` on each machine, which starts torchrun.
 # When SLURM requeues the job (a node failed, or the time limit is {REQUEUE_WARNING_SECONDS} s away),
 # the next attempt continues the run with --resume.

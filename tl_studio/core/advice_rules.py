@@ -19,6 +19,8 @@ from __future__ import annotations
 import math
 from dataclasses import asdict, dataclass
 
+from tl_studio.core.wording import counted
+
 # images per class (median over classes, training split) below which a dataset is in that level
 DATA_LEVELS = (("tiny", 20), ("small", 250), ("medium", 1500), ("large", math.inf))
 # how well a linear head on the frozen features separates the classes, as a share of the way from
@@ -212,7 +214,7 @@ def _schedule(head_only: bool, freeze_epochs: int) -> tuple[str, str]:
     if head_only:
         return "onecycle", ("One-cycle warms the learning rate up and then lowers it, which trains a new head "
                             "quickly and reliably.")
-    return "fine-tune", (f"Train the new head alone for {freeze_epochs} epoch(s) first (fast, on cached features), "
+    return "fine-tune", (f"Train the new head alone for {counted(freeze_epochs, 'epoch')} first (fast, on cached features), "
                          f"so that its random start does not send large, damaging updates into the pretrained "
                          f"layers once they are unfrozen.")
 
@@ -236,7 +238,7 @@ def _epochs(stats: DatasetStats, head_only: bool) -> tuple[int, int, str]:
                            f"every epoch after the first takes well under a second.")
     head = min(5, max(1, math.ceil(HEAD_STEPS / 2 / steps)))
     tune = min(15, max(3, math.ceil(TUNE_STEPS / steps)))
-    return head + tune, head, (f"{head} head-only epoch(s) then {tune} fine-tuning epochs (about {tune * steps} "
+    return head + tune, head, (f"{counted(head, 'head-only epoch')} then {counted(tune, 'fine-tuning epoch')} (about {tune * steps} "
                                f"updates): enough to adapt to {stats.num_train} images without memorising them.")
 
 

@@ -12,6 +12,7 @@ from PySide6.QtCore import Qt, Signal
 from PySide6.QtWidgets import (QGridLayout, QGroupBox, QHBoxLayout, QLabel, QProgressBar, QPushButton, QVBoxLayout,
                                QWidget)
 
+from tl_studio.core.wording import counted
 from tl_studio.gui.cpu_share import share_the_cpu_with_the_window
 from tl_studio.gui.tasks import TaskRunner
 
@@ -27,7 +28,7 @@ def shown_value(setting: str, value, recommendation) -> str:
             value, f"first {value} of {recommendation.stats.num_stages} stages")
     if setting == "schedule":
         text = SCHEDULES.get(value, value)
-        return f"{text}, {recommendation.freeze_epochs} head epoch(s) first" if value == "fine-tune" else text
+        return f"{text}, {counted(recommendation.freeze_epochs, 'head epoch')} first" if value == "fine-tune" else text
     if setting == "lr":
         return f"{value:g}"
     if setting == "img_size":

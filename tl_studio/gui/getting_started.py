@@ -11,8 +11,9 @@ from PySide6.QtWidgets import QDialog, QDialogButtonBox, QTextBrowser, QVBoxLayo
 
 GUIDE = """
 <h2>Getting started</h2>
-<p>TL Studio turns a folder of labelled images into an image classifier, in five steps on the left:
-<b>Data</b>, <b>Model</b>, <b>Train</b>, <b>Evaluate</b>, <b>Export</b> (and <b>Predict</b> on new images).</p>
+<p>TL Studio turns a folder of labelled images into an image classifier, in the steps on the left:
+<b>Data</b>, <b>Model</b>, <b>Train</b>, <b>Evaluate</b>, <b>Export</b>, then <b>Predict</b> on new images and
+<b>Runs</b>, every run you trained, to compare and go back to.</p>
 
 <h3>1. A data set folder</h3>
 <p>One sub-folder per class, named after the class; the images inside it are that class:</p>
@@ -21,7 +22,7 @@ hymenoptera/ants/…
 hymenoptera/bees/1092977343.jpg
 hymenoptera/bees/…</pre>
 <p>If the folder already holds <code>train/</code> and <code>val/</code> (each with the class folders), that
-split is kept; otherwise TL Studio holds back 20&nbsp;% of each class for validation. A few dozen images per
+split is kept; otherwise TL Studio holds back 20% of each class for validation. A few dozen images per
 class is enough to start; broken and duplicate files are found and listed under <i>Problems</i>.</p>
 
 <h3>2. Freezing: how much of the pretrained model to keep</h3>
