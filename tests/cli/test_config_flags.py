@@ -74,3 +74,25 @@ def test_a_bad_choice_is_refused_by_every_command(tmp_path):
         words = [str(tmp_path), "--device", "tpu"] + (["--out", "x"] if name == "train" else [])
         with pytest.raises(argparse.ArgumentError, match="invalid choice"):
             parser_of(command).parse_args(words)
+
+
+def test_every_default_a_flags_help_states_is_the_configs():
+    # the help is what a user reads; a default changed in core.config must not leave it saying the old one
+    import re
+
+    from tl_studio.cli.config_flags import FLAGS
+    from tl_studio.core.config import TrainConfig
+
+    defaults = TrainConfig()
+    stated = 0
+    for flag in FLAGS.values():
+        said = re.search(r"default:? ([\w.]+)", flag.options.get("help", ""))
+        if said is None or flag.field in ("lr", "img_size"):  # said in words: it depends on --freeze, on the model
+            continue
+        value, expected = said.group(1), getattr(defaults, flag.field)
+        try:
+            assert float(value) == float(expected), flag.flag
+        except ValueError:
+            assert value == str(expected), flag.flag
+        stated += 1
+    assert stated >= 12
