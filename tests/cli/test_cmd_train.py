@@ -71,6 +71,20 @@ def test_train_names_the_files_the_scan_left_out_and_trains_on_the_rest(tiny_dat
     assert int(train) + int(val) == 3 * 12 + 1  # the usable duplicate trains; the two broken files do not
 
 
+def test_the_summary_says_each_thing_once_and_which_seconds_a_rate_belongs_to(tiny_dataset, tmp_path, capsys):
+    assert main(["train", str(tiny_dataset), "--out", str(tmp_path / "run"), *FAST, "--no-feature-cache"]) == 0
+    captured = capsys.readouterr()
+    out = captured.out + captured.err
+    assert out.count("parameters train") == 1  # "Training: N of M parameters train." repeated the first line
+    epochs = [line for line in out.splitlines() if line.startswith("epoch ")]
+    assert len(epochs) == 2 and all(re.search(r"\| \d+\.\d s \(training \d+\.\d img/s\)", line) for line in epochs)
+    assert main(["train", str(tiny_dataset), "--out", str(tmp_path / "two phases"), "--epochs", "2", "--batch-size",
+                 "8", "--workers", "0", "--img-size", "64", "--schedule", "fine-tune", "--freeze", "none"]) == 0
+    captured = capsys.readouterr()
+    out = captured.out + captured.err
+    assert "Phase 1: training the new head" in out and "Phase 2: fine-tuning" in out
+
+
 def test_a_dataset_without_problems_gets_no_problem_note(tiny_dataset, tmp_path, capsys):
     assert main(["train", str(tiny_dataset), "--out", str(tmp_path / "run"), *FAST]) == 0
     assert "problem" not in capsys.readouterr().err

@@ -50,7 +50,8 @@ class ProgressBar(Callback):
         self.epoch_started = time.perf_counter()
 
     def on_phase_start(self, event: events.PhaseStart) -> None:
-        print(event.description, file=self.stream)
+        if event.name != "train":  # a one-phase run's parameter counts are already in the "Training on" line
+            print(event.description, file=self.stream)
 
     def on_feature_progress(self, event: events.FeatureProgress) -> None:
         if time.perf_counter() - self.last_draw > 0.1 or event.done == event.total:
@@ -86,10 +87,12 @@ class ProgressBar(Callback):
         self.epoch_seconds.append(event.seconds)
         best = "  *best*" if event.is_best else ""
         skipped = f", {event.skipped_images} images skipped" if event.skipped_images else ""
-        features = f" (features {event.feature_images_per_s:.1f} img/s)" if event.feature_images_per_s else ""
+        features = f", features {event.feature_images_per_s:.1f} img/s" if event.feature_images_per_s else ""
+        # the rate is the training pass's; the seconds are the whole epoch's, validation included: said so,
+        # or "9.0 s, 72.2 img/s" for 245 images read as a sum that does not add up
         self._line(f"epoch {event.epoch}/{self.epochs}: train loss {event.train_loss:.4f} acc {event.train_acc:.3f} | "
-                   f"val loss {event.val_loss:.4f} acc {event.val_acc:.3f} | {event.seconds:.1f} s, "
-                   f"{event.train_images_per_s:.1f} img/s{features}{skipped}{best}", final=True)
+                   f"val loss {event.val_loss:.4f} acc {event.val_acc:.3f} | {event.seconds:.1f} s (training "
+                   f"{event.train_images_per_s:.1f} img/s{features}){skipped}{best}", final=True)
 
     def on_image_skipped(self, event: events.ImageSkipped) -> None:
         self._line(f"skipped {for_terminal(event.path)}: {event.reason}", final=True)
