@@ -138,3 +138,13 @@ def test_the_full_checks_last_word_does_not_read_as_no_problems_beside_the_probl
     images = len(page.session.scan.records)
     assert said[-1] == (f"Full check: the {images} images in 3 classes decode; the Problems tab lists the 1 file "
                         "the scan left out.")
+
+
+def test_the_summary_gives_the_shares_each_split_got_beside_the_ones_asked(page):
+    counts = page.session.scan.counts()
+    totals = {split: sum(counts[split].values()) for split in ("train", "val", "test")}
+    total = sum(totals.values())
+    text = page.summary.text()
+    assert f"train {totals['train']} ({totals['train'] / total:.0%}), val {totals['val']} ({totals['val'] / total:.0%})" \
+        in text
+    assert "(asked 80% / 20% / 0%, seed 0)" in text

@@ -258,14 +258,22 @@ class DataPage(QWidget):
             return
         self.body.setCurrentIndex(1)
         counts = scan.counts()
-        layout = "already split into train/val folders" if scan.presplit else \
-            f"split {1 - scan.val_fraction - scan.test_fraction:.0%} / {scan.val_fraction:.0%} / {scan.test_fraction:.0%}" \
-            f" (train / val / test, seed {scan.seed})"
-        split_totals = ", ".join(f"{split} {sum(counts[split].values())}" for split in ("train", "val", "test")
-                                 if sum(counts[split].values()))
+        totals = {split: sum(counts[split].values()) for split in ("train", "val", "test")}
+        total = max(1, sum(totals.values()))
+        if scan.presplit:
+            layout = "already split into train/val folders: " + ", ".join(
+                f"{split} {count}" for split, count in totals.items() if count)
+        else:
+            # the shares each split got, beside the ones asked: a split is drawn per image from its file,
+            # so a small folder lands near the asked shares, not on them ("split 10% / 50% / 40%" above
+            # counts of 10% / 38% / 53% read as a miscount)
+            asked = (1 - scan.val_fraction - scan.test_fraction, scan.val_fraction, scan.test_fraction)
+            layout = ("split " + ", ".join(f"{split} {count} ({count / total:.0%})" for split, count in totals.items()
+                                           if count) +
+                      f" (asked {' / '.join(f'{share:.0%}' for share in asked)}, seed {scan.seed})")
         # rich text: the folder's name is the user's, escaped
-        self.summary.setText(f"<b>{escape(str(scan.root))}</b><br>{len(scan.records)} images in "
-                             f"{len(scan.classes)} classes, {layout}: {split_totals}. "
+        self.summary.setText(f"<b>{escape(str(scan.root))}</b><br>{counted(len(scan.records), 'image')} in "
+                             f"{counted(len(scan.classes), 'class', 'classes')}, {layout}. "
                              f"{counted(len(scan.problems), 'problem')}.")
         self._show_imbalance(scan)
         self.chart.show_counts(list(scan.classes), counts)
