@@ -258,3 +258,26 @@ def test_the_window_fits_a_small_laptop_screen_on_every_step_with_a_model_evalua
         hint = window.minimumSizeHint()
         assert hint.boundedTo(QSize(1000, 620)) == hint, (step, hint)
     assert window.size() == QSize(1000, 620)
+
+
+def test_the_menus_offer_what_the_step_bar_and_the_train_step_offer(window, tmp_path_factory):
+    # Go > Export (Ctrl+5) was enabled beside a greyed-out step and said "finish the previous step";
+    # Train > Pause and Stop were enabled with no run and did nothing
+    from tl_studio.gui.steps import STEPS
+
+    def offered():
+        return {name for name in STEPS if window.go_actions[name].isEnabled()}
+
+    assert offered() == {"Data", "Runs"}
+    assert "(open a data folder first)" in window.steps.item(STEPS.index("Model")).toolTip()
+    assert "(train a model first)" in window.steps.item(STEPS.index("Export")).toolTip()
+    model = tiny_model(tmp_path_factory)
+    window.session.set_dataset(scan_dataset(model.data_dir))
+    assert offered() == {"Data", "Model", "Train", "Runs"}
+    window.open_model_file(str(model.model_file))
+    assert offered() == set(STEPS)
+    assert not any(action.isEnabled() for action in window.run_actions)
+    window.session.set_training(True)
+    assert all(action.isEnabled() for action in window.run_actions)
+    window.session.set_training(False)
+    assert not any(action.isEnabled() for action in window.run_actions)

@@ -16,7 +16,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     download = actions.add_parser("download", help="download the pretrained weights of MODEL into the hub cache")
     download.add_argument("model", metavar="MODEL", help="a model name from `tl-studio models`")
     imported = actions.add_parser("import", help="copy a downloaded weights FILE for MODEL into the hub cache")
-    imported.add_argument("model", metavar="MODEL", help="the model the weights are for (`tl-studio models` lists them)")
+    imported.add_argument("model", metavar="MODEL",
+                          help="the model the weights are for (`tl-studio models` lists them)")
     imported.add_argument("file", metavar="FILE", help="a .pth file of its pretrained weights, downloaded elsewhere")
     imported.add_argument("--force", action="store_true",
                           help="replace different weights already cached for MODEL")

@@ -214,7 +214,8 @@ def _schedule(head_only: bool, freeze_epochs: int) -> tuple[str, str]:
     if head_only:
         return "onecycle", ("One-cycle warms the learning rate up and then lowers it, which trains a new head "
                             "quickly and reliably.")
-    return "fine-tune", (f"Train the new head alone for {counted(freeze_epochs, 'epoch')} first (fast, on cached features), "
+    return "fine-tune", (f"Train the new head alone for {counted(freeze_epochs, 'epoch')} first (fast, on cached "
+                         f"features), "
                          f"so that its random start does not send large, damaging updates into the pretrained "
                          f"layers once they are unfrozen.")
 
@@ -238,7 +239,8 @@ def _epochs(stats: DatasetStats, head_only: bool) -> tuple[int, int, str]:
                            f"every epoch after the first takes well under a second.")
     head = min(5, max(1, math.ceil(HEAD_STEPS / 2 / steps)))
     tune = min(15, max(3, math.ceil(TUNE_STEPS / steps)))
-    return head + tune, head, (f"{counted(head, 'head-only epoch')} then {counted(tune, 'fine-tuning epoch')} (about {tune * steps} "
+    return head + tune, head, (f"{counted(head, 'head-only epoch')} then {counted(tune, 'fine-tuning epoch')} "
+                               f"(about {tune * steps} "
                                f"updates): enough to adapt to {stats.num_train} images without memorising them.")
 
 

@@ -15,7 +15,7 @@ from tl_studio.gui.about_dialog import add_help_actions
 from tl_studio.gui import recent
 from tl_studio.gui.collector import collect_in_gui_thread
 from tl_studio.gui.session import Session
-from tl_studio.gui.steps import STEPS, StepBar
+from tl_studio.gui.steps import ALWAYS_ENABLED, STEPS, WAITS_FOR, StepBar
 
 log = logging.getLogger(__name__)
 
@@ -194,25 +194,32 @@ class MainWindow(QMainWindow):
 
     def _build_go_menu(self) -> None:
         go_menu = self.menuBar().addMenu("&Go")
+        self.go_actions = {}  # enabled as the step bar's items are (_update_steps)
         for number, name in enumerate(STEPS, start=1):
-            go_menu.addAction(QAction(f"&{number} {name}", self, shortcut=QKeySequence(f"Ctrl+{number}"),
-                                      triggered=lambda _=False, n=name: self._go_to(n)))
+            self.go_actions[name] = QAction(f"&{number} {name}", self, shortcut=QKeySequence(f"Ctrl+{number}"),
+                                            triggered=lambda _=False, n=name: self._go_to(n))
+            go_menu.addAction(self.go_actions[name])
 
     def _go_to(self, name: str) -> None:
         row = STEPS.index(name)
         if self.steps.item(row).flags() & Qt.ItemIsEnabled:
             self.steps.go_to(name)
         else:
-            self.session.say(f"{name} is not available yet: {self.steps.item(row).toolTip()}.")
+            self.session.say(f"{name} is not available yet: {WAITS_FOR[name]}.")
 
     def _build_train_menu(self) -> None:
         train_menu = self.menuBar().addMenu("&Train")
         train = self.pages["Train"]
         train_menu.addAction(QAction("&Start Training", self, shortcut=QKeySequence("Ctrl+R"),
                                      triggered=self._start_training))
-        train_menu.addAction(QAction("&Pause / Resume", self, shortcut=QKeySequence("Ctrl+P"),
-                                     triggered=train.toggle_pause))
-        train_menu.addAction(QAction("S&top", self, shortcut=QKeySequence("Ctrl+."), triggered=train.stop))
+        # offered while a run is active, as the Train step's own buttons are
+        self.run_actions = [QAction("&Pause / Resume", self, shortcut=QKeySequence("Ctrl+P"),
+                                    triggered=train.toggle_pause),
+                            QAction("S&top", self, shortcut=QKeySequence("Ctrl+."), triggered=train.stop)]
+        for action in self.run_actions:
+            action.setEnabled(False)
+            train_menu.addAction(action)
+        self.session.trainingStateChanged.connect(lambda active: [a.setEnabled(active) for a in self.run_actions])
         train_menu.addAction(QAction("&Resume a Run…", self, shortcut=QKeySequence("Ctrl+Shift+R"),
                                      triggered=train.choose_run_to_resume))
 
@@ -260,6 +267,8 @@ class MainWindow(QMainWindow):
         if self.session.run_dir is not None:
             enabled |= {"Export"}
         self.steps.set_enabled_steps(enabled)
+        for name, action in self.go_actions.items():
+            action.setEnabled(name in enabled or name in ALWAYS_ENABLED)
 
     # ---- drag and drop ------------------------------------------------------------------------------
     def dragEnterEvent(self, event) -> None:

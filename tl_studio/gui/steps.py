@@ -17,6 +17,14 @@ HINTS = {
     "Runs": "Every run so far: compare them and carry the best one on",
 }
 ALWAYS_ENABLED = {"Runs"}  # earlier runs are there before any data set is chosen
+# what a greyed-out step waits for: the step to do, not "the previous step" (Export waits for Train)
+WAITS_FOR = {
+    "Model": "open a data folder first",
+    "Train": "open a data folder first",
+    "Evaluate": "train a model or open a model file first",
+    "Export": "train a model first",
+    "Predict": "train a model or open a model file first",
+}
 
 
 class StepBar(QListWidget):
@@ -41,7 +49,7 @@ class StepBar(QListWidget):
             flags = item.flags()
             on = name in enabled or name in ALWAYS_ENABLED
             item.setFlags(flags | Qt.ItemIsEnabled if on else flags & ~Qt.ItemIsEnabled)
-            item.setToolTip(HINTS[name] if on else f"{HINTS[name]} (finish the previous step first)")
+            item.setToolTip(HINTS[name] if on else f"{HINTS[name]} ({WAITS_FOR[name]})")
 
     def go_to(self, name: str) -> None:
         self.setCurrentRow(STEPS.index(name))
