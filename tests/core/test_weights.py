@@ -103,6 +103,7 @@ def test_offline_says_which_file_where_and_how_to_import_it(torch_home, monkeypa
     assert info.weights_file in message and info.weights_url in message
     assert "tl-studio weights import resnet18" in message and "Import weights" in message
     assert message.count(". ") == 0 and message.endswith(".")  # one sentence
+    assert "could not find the download server" in message and "Errno" not in message  # words, not errno
     assert (caught.value.filename, caught.value.url) == (info.weights_file, info.weights_url)
     assert _checkpoint_files(torch_home) == []
 
@@ -126,8 +127,9 @@ def test_http_errors_are_reported_as_unavailable(torch_home, web_server):
 
 def test_building_a_model_without_cached_weights_offline_fails_clearly(torch_home, monkeypatch):
     monkeypatch.setattr(weights.urllib.request, "urlopen", _refuse)
-    with pytest.raises(WeightsUnavailableError, match="tl-studio weights import resnet18"):
+    with pytest.raises(WeightsUnavailableError, match="tl-studio weights import resnet18") as caught:
         models.build_model("resnet18", 2)
+    assert "no connection (Connection refused); is this computer offline?" in str(caught.value)
 
 
 def _refuse(url, timeout=None):

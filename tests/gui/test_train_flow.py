@@ -62,6 +62,7 @@ def test_a_run_that_fails_before_it_starts_says_why_and_leaves_no_folder(window,
     assert finished.args[0].status == "failed" and "other.pth does not fit" in warned[0]
     runs = Path(os.environ["TL_STUDIO_RUNS_DIR"])
     assert not page.current_run_dir.exists() and (not runs.exists() or list(runs.iterdir()) == [])
+    assert page.summary.text().startswith("The run did not start: ") and "Run folder" not in page.summary.text()
 
 
 def test_stop_midway_returns_the_ui_to_idle(window, qtbot):

@@ -17,6 +17,7 @@ import http.client
 import os
 import re
 import shlex
+import socket
 import tempfile
 import urllib.error
 import urllib.request
@@ -138,7 +139,10 @@ def _describe_network_error(error: BaseException) -> str:
     if isinstance(error, TimeoutError) or isinstance(getattr(error, "reason", None), TimeoutError):
         return "the connection timed out; are you offline?"
     if isinstance(error, urllib.error.URLError):
-        return f"no connection: {error.reason}; are you offline?"
+        reason = error.reason
+        if isinstance(reason, socket.gaierror):  # "[Errno -2] Name or service not known": no name lookup
+            return "this computer could not find the download server; is it offline?"
+        return f"no connection ({getattr(reason, 'strerror', None) or reason}); is this computer offline?"
     return f"the connection failed: {error}"
 
 

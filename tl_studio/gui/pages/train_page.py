@@ -409,7 +409,9 @@ class TrainPage(QWidget):
         if finished.status == "failed":
             self.progress.setFormat("Failed")
             if self.current_run_is_new:  # a run that failed before it started leaves no empty folder behind
-                run_folder.RunFolder(self.current_run_dir).remove_if_never_started()
+                if run_folder.RunFolder(self.current_run_dir).remove_if_never_started():
+                    # "Run folder: ..." named a folder that is gone: say what happened instead
+                    self.summary.setText(f"The run did not start: {finished.message}")
             QMessageBox.warning(self, "Training failed", as_written(finished.message))  # it may quote a file
         else:
             label = {"completed": "Done", "early-stopped": "Stopped early", "stopped": "Stopped"}[finished.status]
