@@ -135,8 +135,10 @@ def test_time_left_leaves_out_the_time_spent_paused(page, monkeypatch):
 
     assert batch(1, 10.0).endswith("0:50 left")
     page.controller.pausedChanged.emit(True)
+    assert page.progress.format() == "Paused · press Resume to continue"  # not the last batch's time left
     now[0] = 1010.0
     page.controller.pausedChanged.emit(False)
+    assert page.progress.format().endswith("0:50 left")
     assert batch(2, 1020.0).endswith("0:40 left")
 
 

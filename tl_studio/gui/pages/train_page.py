@@ -34,6 +34,7 @@ class RunProgress:
         self._features = (self.started, 0, 0)  # (when this pass began, images done then, images done now)
         self.stopping = False  # Stop was pressed: the bar says so until the run has ended
         self._paused_at: float | None = None
+        self._before_pause = ""  # the bar's text when Pause was pressed, shown again on Resume
 
     def paused(self, paused: bool) -> None:
         """Time spent paused is not training time: leave it out of the rate, or time left would grow
@@ -41,7 +42,12 @@ class RunProgress:
         now = time.monotonic()
         if paused:
             self._paused_at = self._paused_at or now
+            if not self.stopping:  # the last batch's rate and time left stood as if it ran on
+                self._before_pause = self.bar.format()
+                self.bar.setFormat("Paused · press Resume to continue")
         elif self._paused_at is not None:
+            if not self.stopping and self.bar.format() == "Paused · press Resume to continue":
+                self.bar.setFormat(self._before_pause)
             gap, self._paused_at = now - self._paused_at, None
             self.started += gap
             began, done_then, done_last = self._features
