@@ -374,6 +374,15 @@ def test_paths_of_the_wrong_kind_are_named_for_what_they_are(tiny_dataset, tmp_p
     assert not (tmp_path / "run").exists()
 
 
+def test_a_run_folder_inside_the_data_set_is_refused_before_anything_is_written(tiny_dataset, capsys):
+    before = sorted(tiny_dataset.rglob("*"))
+    for out in (tiny_dataset / "run1", tiny_dataset / "red" / "run", tiny_dataset):
+        assert main(["train", str(tiny_dataset), "--out", str(out), *FAST]) == 2
+        err = capsys.readouterr().err
+        assert "is inside the data set" in err and err.count("\n") == 1
+    assert sorted(tiny_dataset.rglob("*")) == before
+
+
 def test_train_with_a_missing_folder_is_one_line_and_exit_2(tmp_path, capsys):
     assert main(["train", str(tmp_path / "nowhere"), "--out", str(tmp_path / "run")]) == 2
     err = capsys.readouterr().err

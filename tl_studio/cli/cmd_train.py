@@ -48,6 +48,12 @@ def _check_out_given_where_needed(args: argparse.Namespace) -> None:
     from tl_studio.core.errors import UserError
 
     if args.out is not None:
+        out, data = Path(args.out).expanduser().resolve(), Path(args.data_dir).expanduser().resolve()
+        if not args.resume and (out == data or data in out.parents):
+            # the next scan of the data set would list every checkpoint, CSV and JSON file as a problem
+            # (or, in a class folder, train on them)
+            raise UserError(f"{args.out} is inside the data set {args.data_dir}, whose next scan would take the "
+                            "run's files for images; put the run folder elsewhere, or leave out --out.")
         return
     if args.resume:
         raise UserError("--resume continues a run: name its folder with --out RUN_DIR (`tl-studio runs` lists "
