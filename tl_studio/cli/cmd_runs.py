@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import argparse
 import json
-from pathlib import Path
 import sys
+from pathlib import Path
 
 ACTIONS = ("diff", "best")
 # (header, width, how to show a RunSummary's value) for the text table
@@ -55,9 +55,8 @@ def _roots(words: list[str]) -> list[str]:
 
 
 def _list(words: list[str], as_json: bool) -> int:
-    from tl_studio.core.run_history import list_runs
-
     from tl_studio.core.errors import UserError
+    from tl_studio.core.run_history import list_runs
 
     roots = _roots(words)
     missing = [root for root in words if not Path(root).expanduser().is_dir()]  # a typo is not an empty history
