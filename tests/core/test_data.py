@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import re
 import shutil
 import threading
 import time
@@ -429,6 +430,17 @@ def test_fewer_than_two_usable_classes_is_a_dataset_error_with_a_way_forward(tmp
     (tmp_path / "empty").mkdir()
     with pytest.raises(DatasetError, match="no usable class"):
         scan_dataset(tmp_path / "empty")
+
+
+def test_class_folders_whose_every_file_is_refused_say_why_not_how_to_lay_out_folders(tiny_dataset):
+    # every image over the pixel limit: "put the images of each class in their own sub-folder" was
+    # advice on folders that were already right
+    with pytest.raises(DatasetError) as error:
+        scan_dataset(tiny_dataset, max_pixels=100)
+    message = str(error.value)
+    assert re.search(r"none of its \d+ files could be used \(the first, ", message)
+    assert "over the limit of 100 pixels" in message
+    assert "sub-folder" not in message
 
 
 def test_progress_is_reported_and_ends_complete(tiny_dataset):

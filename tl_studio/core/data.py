@@ -157,7 +157,7 @@ def scan_dataset(root: Path | str, *, val_fraction: float = 0.2, test_fraction: 
     classes = sorted({item.class_name for item in checked})
     scanner.report_classes(layout, candidates, checked)
     if len(classes) < min_classes:
-        raise _too_few_classes(root_path, classes, layout, min_classes)
+        raise _too_few_classes(root_path, classes, layout, min_classes, scanner.problems)
     # A pre-split dataset keeps its folders' split; only a missing val folder is drawn from train.
     splitter = _Splitter(val_fraction, 0.0 if layout.presplit else test_fraction, seed)
     val_from_train = layout.presplit and "val" not in layout.present_splits
@@ -247,10 +247,19 @@ def dataset_root(root: Path | str) -> Path:
     return path
 
 
-def _too_few_classes(root: Path, classes: list[str], layout: _Layout, needed: int = 2) -> DatasetError:
+def _too_few_classes(root: Path, classes: list[str], layout: _Layout, needed: int = 2,
+                     problems: list[Problem] = ()) -> DatasetError:
     found = f"only one usable class ({classes[0]})" if classes else "no usable class"
     hint = "put the images of each class in their own sub-folder, e.g. cats/ and dogs/"
-    if classes and len(layout.subfolder_names) == 1 and not layout.presplit:
+    refused = [problem for problem in problems if (root / problem.path).is_file()]
+    if refused and not classes:
+        # the class folders are there but every file was refused (all over --max-pixels, say): the
+        # reason, not advice on folders that are already right
+        first = refused[0]
+        reason = first.reason.rstrip(".")
+        hint = (f"its only file, {first.path}, could not be used ({reason})" if len(refused) == 1 else
+                f"none of its {len(refused)} files could be used (the first, {first.path}: {reason})")
+    elif classes and len(layout.subfolder_names) == 1 and not layout.presplit:
         only = layout.subfolder_names[0]
         hint = f"if the class folders are inside {only}/, scan {root / only} instead"
     if needed == 1:
