@@ -320,3 +320,14 @@ def test_long_run_names_keep_their_distinct_ends_when_shortened(page, runs_dir, 
             shown.append(option.fontMetrics.elidedText(option.text, option.textElideMode, 150))
     assert len(shown) == 2 and all("…" in text for text in shown)  # too long for the column's width
     assert sorted(text[-6:] for text in shown) == ["160310", "160345"]
+
+
+def test_the_figures_runs_are_compared_by_show_in_a_small_window(page, qtbot):
+    # in a 1000 x 620 window the step is about 850 px wide: Val acc and Val loss sat past its right edge
+    page.resize(850, 500)
+    page.show()
+    qtbot.waitExposed(page)
+    for title in ("Name", "Val acc", "Val loss", "Status"):
+        column = [c.title for c in COLUMNS].index(title)
+        right = page.table.columnViewportPosition(column) + page.table.columnWidth(column)
+        assert 0 <= page.table.columnViewportPosition(column) and right <= page.table.viewport().width(), title

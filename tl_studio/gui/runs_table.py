@@ -60,6 +60,10 @@ def _number(value) -> float:
 COLUMNS: tuple[Column, ...] = (
     Column("★", "starred", lambda r: "★" if r.starred else "", lambda r: int(r.starred)),
     Column("Name", "name", lambda r: r.name, lambda r: r.name.lower()),
+    # the figures runs are compared by, before the settings: at 1000 px they were past the right edge
+    Column("Val acc", "best_val_acc", lambda r: _pct(r.best_val_acc), lambda r: _number(r.best_val_acc), True),
+    Column("Val loss", "best_val_loss", lambda r: f"{r.best_val_loss:.4f}" if r.best_val_loss is not None else "–",
+           lambda r: _number(r.best_val_loss), True),
     Column("Status", "status", _status, lambda r: r.status),
     Column("Date", "created", lambda r: format_age(r.created), lambda r: r.created or 0.0),
     Column("Data set", "data_set", lambda r: r.data_set, lambda r: r.data_set.lower()),
@@ -69,9 +73,6 @@ COLUMNS: tuple[Column, ...] = (
     Column("LR", "lr", lambda r: f"{r.lr:.2g}" if r.lr is not None else "–", lambda r: _number(r.lr), True),
     Column("Epochs", "epochs_done", lambda r: f"{r.epochs_done}/{r.planned_epochs or '?'}",
            lambda r: r.epochs_done + r.planned_epochs / 1e6, True),
-    Column("Val acc", "best_val_acc", lambda r: _pct(r.best_val_acc), lambda r: _number(r.best_val_acc), True),
-    Column("Val loss", "best_val_loss", lambda r: f"{r.best_val_loss:.4f}" if r.best_val_loss is not None else "–",
-           lambda r: _number(r.best_val_loss), True),
     Column("Train time", "train_seconds", lambda r: _duration(r.train_seconds),
            lambda r: _number(r.train_seconds), True),
     Column("Images/s", "images_per_s", lambda r: f"{r.images_per_s:.0f}" if r.images_per_s else "–",
@@ -81,7 +82,7 @@ COLUMNS: tuple[Column, ...] = (
 )
 NAME_COLUMN = 1
 # Starting widths in pixels (the user can drag them); the last column (Note) takes what is left.
-WIDTHS = {"starred": 26, "name": 250, "status": 215, "created": 118, "data_set": 80, "model": 130, "freeze": 56,
+WIDTHS = {"starred": 26, "name": 250, "status": 130, "created": 118, "data_set": 80, "model": 130, "freeze": 56,
           "schedule": 76, "lr": 58, "epochs_done": 58, "best_val_acc": 64, "best_val_loss": 66, "train_seconds": 76,
           "images_per_s": 66, "device": 160}
 STATUS_COLUMN = [column.field for column in COLUMNS].index("status")
