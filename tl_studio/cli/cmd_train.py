@@ -48,12 +48,6 @@ def _check_out_given_where_needed(args: argparse.Namespace) -> None:
     from tl_studio.core.errors import UserError
 
     if args.out is not None:
-        out, data = Path(args.out).expanduser().resolve(), Path(args.data_dir).expanduser().resolve()
-        if not args.resume and (out == data or data in out.parents):
-            # the next scan of the data set would list every checkpoint, CSV and JSON file as a problem
-            # (or, in a class folder, train on them)
-            raise UserError(f"{args.out} is inside the data set {args.data_dir}, whose next scan would take the "
-                            "run's files for images; put the run folder elsewhere, or leave out --out.")
         return
     if args.resume:
         raise UserError("--resume continues a run: name its folder with --out RUN_DIR (`tl-studio runs` lists "
@@ -61,6 +55,19 @@ def _check_out_given_where_needed(args: argparse.Namespace) -> None:
     if (args.nnodes or 1) > 1:
         raise UserError("A run on several machines needs --out RUN_DIR, the same folder on every machine (a "
                         "shared file system).")
+
+
+def _check_out_is_not_in_the_data(args: argparse.Namespace) -> None:
+    """The next scan of the data set would list a run's checkpoints, CSVs and JSON files as problems
+    (or, in a class folder, train on them)."""
+    from tl_studio.core.errors import UserError
+
+    if args.out is None or args.resume:
+        return
+    out, data = Path(args.out).expanduser().resolve(), Path(args.data_dir).expanduser().resolve()
+    if out == data or data in out.parents:
+        raise UserError(f"{args.out} is inside the data set {args.data_dir}, whose next scan would take the "
+                        "run's files for images; put the run folder elsewhere, or leave out --out.")
 
 
 def _new_run_folder(data_dir: str, model: str) -> Path:
@@ -109,6 +116,7 @@ def _check_the_resumed_runs_images(trained_on: str, given: str, out: str) -> Non
 def run(args: argparse.Namespace) -> int:
     torchrun_launch.check_arguments(args)
     _check_out_given_where_needed(args)
+    _check_out_is_not_in_the_data(args)
     config = build_config(args)
     if args.resume and not args.overwrite and (finished := _finished_already(args.out, config.epochs)):
         print(finished)

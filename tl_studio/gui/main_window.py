@@ -219,9 +219,13 @@ class MainWindow(QMainWindow):
         for action in self.run_actions:
             action.setEnabled(False)
             train_menu.addAction(action)
-        self.session.trainingStateChanged.connect(lambda active: [a.setEnabled(active) for a in self.run_actions])
+        self.session.trainingStateChanged.connect(self._offer_run_actions)
         train_menu.addAction(QAction("&Resume a Run…", self, shortcut=QKeySequence("Ctrl+Shift+R"),
                                      triggered=train.choose_run_to_resume))
+
+    def _offer_run_actions(self, active: bool) -> None:
+        for action in self.run_actions:
+            action.setEnabled(active)
 
     def _build_help_menu(self) -> None:
         """The Help menu in one place (other Help entries hook in here)."""

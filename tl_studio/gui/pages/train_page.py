@@ -22,6 +22,9 @@ from tl_studio.gui.train_settings import TrainSettings
 from tl_studio.gui.training import TrainingController
 
 
+PAUSED_TEXT = "Paused · press Resume to continue"
+
+
 class RunProgress:
     """Progress bar maths: overall batches done, throughput and time left."""
 
@@ -44,9 +47,9 @@ class RunProgress:
             self._paused_at = self._paused_at or now
             if not self.stopping:  # the last batch's rate and time left stood as if it ran on
                 self._before_pause = self.bar.format()
-                self.bar.setFormat("Paused · press Resume to continue")
+                self.bar.setFormat(PAUSED_TEXT)
         elif self._paused_at is not None:
-            if not self.stopping and self.bar.format() == "Paused · press Resume to continue":
+            if not self.stopping and self.bar.format() == PAUSED_TEXT:
                 self.bar.setFormat(self._before_pause)
             gap, self._paused_at = now - self._paused_at, None
             self.started += gap
