@@ -205,3 +205,71 @@ def test_one_image_per_class_is_said_in_the_singular():
     recommendation = recommend(stats(1), None)
     freeze = next(reason for reason in recommendation.reasons if "retraining the pretrained layers" in reason)
     assert freeze.startswith("With about 1 image per class, ")
+
+
+# ---- random weights (--weights none): nothing to transfer ----------------------------------------
+@pytest.mark.parametrize("per_class", [12, 400, 2000])
+def test_random_weights_train_every_layer_from_scratch_whatever_the_data(per_class):
+    for measured in (None, probe(0.99), probe(0.25)):
+        recommendation = recommend(stats(per_class, pretrained=False), measured)
+        assert (recommendation.freeze, recommendation.schedule, recommendation.augment) == ("none", "onecycle",
+                                                                                             "strong")
+        assert recommendation.lr == 1e-3 and recommendation.epochs >= 30 and recommendation.probe is None
+        assert "--weights default" in recommendation.summary and "random" in recommendation.reasons[0]
+        # nothing reasons from pretrained layers, their training size or a probe of their features
+        assert not any(words in reason for reason in recommendation.reasons
+                       for words in ("pretrained layers", "pretrained at", "pretrained filters", "frozen features"))
+        config = check_usable(recommendation)
+        assert config.lr == 1e-3  # said, not left automatic (the automatic rate for "none" is a fine-tune's)
+    assert recommend(stats(400, pretrained=False, optimizer="sgd"), None).lr == 1e-2
+    # with pretrained weights the same data keeps the transfer-learning advice
+    assert recommend(stats(12), probe(0.99)).freeze == "all"
+
+
+def test_random_weights_are_not_frozen_further_against_overfitting():
+    from tl_studio.core.diagnostics import freeze_hint, overfitting_hint
+
+    remedies = {a.setting: a.value for a in overfitting_remedies("none", "light", best_epoch=4, num_stages=5,
+                                                                pretrained=False)}
+    assert remedies == {"epochs": 4, "weights": "default", "augment": "standard"}
+    assert remedies_sentence(overfitting_remedies("none", "strong", 3, 5, pretrained=False)) == \
+        "Next time try 3 epochs and pretrained weights."
+
+    class Epoch:
+        def __init__(self, epoch, train_loss, val_loss):
+            self.epoch, self.train_loss, self.val_loss = epoch, train_loss, val_loss
+
+    history = [Epoch(1, 1.0, 0.5), Epoch(2, 0.8, 0.6), Epoch(3, 0.6, 0.7)]
+    hint = overfitting_hint(history, "none", "standard", num_stages=5, pretrained=False)
+    assert "starting from pretrained weights" in hint and "freezing" not in hint
+    assert "freezing more of the backbone" in overfitting_hint(history, "none", "standard", num_stages=5)
+    assert freeze_hint(400, 2, 5, pretrained=False).startswith("Random starting weights: frozen stages stay random")
+    assert "from scratch" in freeze_hint(400, 0, 5, pretrained=False)
+
+
+def test_analysing_with_random_weights_skips_the_probe_and_its_features(tiny_dataset):
+    from tl_studio.core.advisor import analyse_dataset
+
+    seen = []
+    result = analyse_dataset(TrainConfig(data_dir=str(tiny_dataset), img_size=64, weights="none"),
+                             progress=seen.append)
+    assert result.probe is None and result.linear_probe_acc is None and result.freeze == "none"
+    assert not result.stats.pretrained and result.stats.num_stages == 5
+    assert "features" not in {p.stage for p in seen} and "probe" not in {p.stage for p in seen}
+    check_usable(result)
+
+
+def test_the_printed_command_for_random_weights_keeps_them_and_trains_from_scratch(tmp_path):
+    import shlex
+
+    from tl_studio.cli.cmd_advise import train_command
+    from tl_studio.cli.cmd_train import build_config
+    from tl_studio.cli.main import build_parser
+
+    recommendation = recommend(stats(100, pretrained=False), None)
+    command = train_command(recommendation, str(tmp_path), ["--weights", "none"])
+    config = build_config(build_parser().parse_args(shlex.split(command)[1:]))
+    applied = TrainConfig(data_dir=str(tmp_path), weights="none").replace(**recommendation.config_changes())
+    for field in ("weights", "freeze", "epochs", "schedule", "augment", "lr"):
+        assert getattr(config, field) == getattr(applied, field), field
+    assert (config.weights, config.freeze, config.lr) == ("none", "none", 1e-3)

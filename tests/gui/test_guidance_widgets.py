@@ -110,6 +110,10 @@ def test_the_advisor_shows_reasons_and_applies_them_in_one_click(qtbot, session,
     assert config.lr is None  # the recommended 1e-3 is the automatic rate
     assert set(applied.args[0]) >= {"freeze", "lr", "epochs", "img_size", "schedule", "freeze_epochs"}
 
+    session.update_config(weights="none")  # random weights get other advice (nothing to keep frozen)
+    assert panel.is_stale() and not panel.apply_button.isEnabled() and "analyse again" in panel.status.text()
+    session.update_config(weights="default")
+    assert not panel.is_stale() and panel.apply_button.isEnabled()
     session.update_config(model="resnet18")  # another model: the advice no longer applies
     assert panel.is_stale() and not panel.apply_button.isEnabled() and "analyse again" in panel.status.text()
 

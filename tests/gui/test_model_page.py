@@ -29,6 +29,15 @@ def test_the_zoo_table_lists_models_and_the_slider_sets_the_freeze_depth(qtbot, 
     slider.setValue(2)
     assert window.session.config.freeze == "2"
     assert "Frozen: stem, stage1" in page.freeze_text.text()
+    assert "per class" in page.hint.text()
+    page.weights_choice.setCurrentIndex(page.weights_choice.findData("none"))  # random weights: nothing to keep
+    assert window.session.config.weights == "none"
+    assert page.hint.text().startswith("Random starting weights: frozen stages stay random")
+    slider.setValue(0)
+    assert page.hint.text().startswith("Random starting weights: every layer trains from scratch")
+    page.weights_choice.setCurrentIndex(page.weights_choice.findData("default"))
+    assert "per class" in page.hint.text()
+    slider.setValue(2)
 
     page.filter.setText("resnet1")  # filter, then pick another model: its stages load
     visible = [table.model().index(row, 0).data() for row in range(table.model().rowCount())]

@@ -10,7 +10,9 @@ The textbook answer (CS231n's "Transfer Learning" notes, Yosinski et al. 2014) d
   stay as they are; when it does not, later (more specific) stages need to change.
 
 ``recommend`` turns those two into a freeze depth, a schedule, a learning rate, epochs, an image size
-and an augmentation, each with one sentence a beginner understands. ``overfitting_remedies`` applies
+and an augmentation, each with one sentence a beginner understands. Without pretrained weights
+(``--weights none``) there is nothing to transfer: every layer trains from its random start, longer
+and with stronger augmentation, and the summary says what that costs. ``overfitting_remedies`` applies
 the same reasoning to a run whose val loss has started to rise.
 """
 
@@ -38,6 +40,8 @@ TUNE_STEPS = 400  # fine-tuning steps before small datasets start to be memorise
 HEAD_LR = {"adamw": 1e-3, "sgd": 1e-2}  # TrainConfig.resolved_lr's defaults
 TUNE_LR = {"adamw": 1e-4, "sgd": 1e-3}  # run_state.FINE_TUNE_PHASE_LR
 STRONGER_AUGMENT = {"none": "light", "light": "standard", "standard": "strong"}
+SCRATCH_STEPS = 3000  # a network from random weights needs many more updates than a head or a fine-tune
+SCRATCH_EPOCHS = (30, 100)  # at least, at most (100 full passes of a small set: an hour on a laptop CPU)
 
 
 @dataclass(frozen=True)
@@ -53,6 +57,7 @@ class DatasetStats:
     num_stages: int  # backbone stages of the model (freeze depths 0..num_stages)
     batch_size: int = 32
     optimizer: str = "adamw"
+    pretrained: bool = True  # False: --weights none, every layer starts random
 
     @property
     def steps_per_epoch(self) -> int:
@@ -156,6 +161,8 @@ def freeze_setting(num_stages: int, trainable: int) -> str:
 
 # ---- the recommendation ---------------------------------------------------------------------------
 def recommend(stats: DatasetStats, probe: ProbeResult | None) -> Recommendation:
+    if not stats.pretrained:
+        return _recommend_from_scratch(stats)
     data, fit = data_level(stats.per_class_median), probe_level(probe)
     trainable = trainable_stages(data, fit, stats.num_stages)
     freeze = freeze_setting(stats.num_stages, trainable)
@@ -177,6 +184,35 @@ def recommend(stats: DatasetStats, probe: ProbeResult | None) -> Recommendation:
                           img_size=img_size, augment=augment,
                           linear_probe_acc=None if probe is None else probe.accuracy, data_level=data,
                           probe_level=fit, advice=advice, summary=_summary(stats, probe), stats=stats, probe=probe)
+
+
+def _recommend_from_scratch(stats: DatasetStats) -> Recommendation:
+    """Random weights: frozen layers would stay random (their features mean nothing), so everything
+    trains, at the rate a new network starts with, for many updates, with strong augmentation against
+    memorising a small dataset. No probe: random features say nothing about the data."""
+    data = data_level(stats.per_class_median)
+    steps = stats.steps_per_epoch
+    low, high = SCRATCH_EPOCHS
+    epochs = min(high, max(low, math.ceil(SCRATCH_STEPS / steps)))
+    lr = HEAD_LR[stats.optimizer]
+    size = stats.model_size
+    advice = (
+        Advice("freeze", "none", "With random starting weights (no pretraining) there are no learnt features to "
+                                 "keep: a frozen layer would stay random, so every layer trains."),
+        Advice("schedule", "onecycle", "One-cycle warms the learning rate up and then lowers it, which trains a "
+                                       "network from random weights quickly and stably."),
+        Advice("lr", lr, f"A network starting from random weights learns at {lr:g}, the usual rate for training "
+                         f"from scratch; the learning-rate finder on the Train step can refine it for your data."),
+        Advice("epochs", epochs, f"{epochs} epochs give about {epochs * steps} updates: a network that starts "
+                                 f"from nothing needs many more than a fine-tune."),
+        Advice("img_size", size, f"{size} px is the size {stats.model} is designed for."),
+        Advice("augment", "strong", "Strong augmentation (random crops and flips, TrivialAugment's colour and "
+                                    "shape changes, random erasing) shows every image in many versions, the main "
+                                    "defence against memorising when nothing is pretrained."),
+    )
+    return Recommendation(freeze="none", lr=lr, epochs=epochs, schedule="onecycle", freeze_epochs=1, img_size=size,
+                          augment="strong", linear_probe_acc=None, data_level=data, probe_level="untested",
+                          advice=advice, summary=_summary(stats, None), stats=stats, probe=None)
 
 
 def _per_class(stats: DatasetStats) -> str:
@@ -274,6 +310,10 @@ def _summary(stats: DatasetStats, probe: ProbeResult | None) -> str:
     if probe is not None:
         text += (f" A linear head on the frozen {stats.model} features scored {probe.accuracy:.0%} on held-out "
                  f"images (chance {probe.chance:.0%}).")
+    if not stats.pretrained:
+        text += (" Without pretrained weights the model learns from these images alone, which usually needs "
+                 "thousands per class to match what ImageNet weights reach with a few dozen; use them unless "
+                 "you have a reason not to (the Model step's \"Start from\", or --weights default).")
     if stats.imbalance_ratio > 3:
         text += (f" The largest class has {stats.imbalance_ratio:.1f}x the images of the smallest; class "
                  f"weighting switches on by itself.")
@@ -292,11 +332,16 @@ def freeze_more(freeze: str, num_stages: int | None = None) -> str | None:
 
 
 def overfitting_remedies(freeze: str, augment: str, best_epoch: int, num_stages: int | None = None,
-                         feature_cache: bool = True) -> tuple[Advice, ...]:
-    """What to change when val loss rises while train loss falls: the settings of the next run."""
+                         feature_cache: bool = True, pretrained: bool = True) -> tuple[Advice, ...]:
+    """What to change when val loss rises while train loss falls: the settings of the next run. Random
+    weights are never frozen further (frozen random layers keep meaning nothing): pretrained weights are
+    the remedy there."""
     remedies = [Advice("epochs", best_epoch, f"Val loss was lowest at epoch {best_epoch}; the epochs after it "
                                              f"only memorised the training images.")]
-    deeper = freeze_more(freeze, num_stages)
+    deeper = freeze_more(freeze, num_stages) if pretrained else None
+    if not pretrained:
+        remedies.append(Advice("weights", "default", "Pretrained weights start from features learnt on a million "
+                                                     "photos, so far fewer weights need to fit your images."))
     if deeper is not None:
         remedies.append(Advice("freeze", deeper, "Freezing more of the backbone leaves fewer weights free to "
                                                  "memorise the training images."))
@@ -311,7 +356,8 @@ def overfitting_remedies(freeze: str, augment: str, best_epoch: int, num_stages:
 def remedies_sentence(remedies: tuple[Advice, ...]) -> str:
     """The remedies as one sentence naming the settings, e.g. for the early-stopping notice:
     "Next time try 4 epochs, freeze depth 3 and standard augmentation." """
-    names = {"epochs": "{} epochs", "freeze": "freeze depth {}", "augment": "{} augmentation"}
+    names = {"epochs": "{} epochs", "freeze": "freeze depth {}", "augment": "{} augmentation",
+             "weights": "pretrained weights"}
     parts = ["the whole backbone frozen" if (r.setting, r.value) == ("freeze", "all") else
              names[r.setting].format(r.value) for r in remedies if r.setting in names]
     if not parts:

@@ -41,6 +41,21 @@ def analyse_dataset(config: TrainConfig, scan=None, *, model=None, max_images: i
     train = bench.scan.split("train")
     records = stratified_subsample(train, max_images, config.seed)
     side = median_short_side(records[:SIZE_SAMPLE])
+    if config.weights == "none":
+        # Random features say nothing about the data: no probe (advice_rules trains from scratch).
+        bench.ensure_model(progress, cancel)
+        probe, stages = None, len(model_stages(bench.model))
+    else:
+        probe, stages = _probe_features(bench, records, config, progress, cancel)
+    stats = dataset_stats(bench.scan, config, side, stages, get_model_info(config.model).crop_size)
+    return replace(recommend(stats, probe), seconds=time.perf_counter() - started,
+                   dataset_problems=problems_sentence(bench.scan.problems, left_out_of="the analysis"))
+
+
+def _probe_features(bench, records, config: TrainConfig, progress, cancel) -> tuple[ProbeResult | None, int]:
+    """(the linear probe on the frozen features of ``records``, the backbone's stages)."""
+    from tl_studio.core.models import model_stages
+
     # After a run on these images every feature is stored: the model need not be built at all.
     stored = look_up_stored(bench, records)
     if stored is not None and stored.complete:
@@ -52,9 +67,7 @@ def analyse_dataset(config: TrainConfig, scan=None, *, model=None, max_images: i
     report(progress, "probe", 0, 1, "Testing how well the frozen features separate your classes...")
     probe = linear_probe(features.features, features.labels, bench.num_classes, seed=config.seed, cancel=cancel)
     report(progress, "probe", 1, 1, "Done.")
-    stats = dataset_stats(bench.scan, config, side, stages, get_model_info(config.model).crop_size)
-    return replace(recommend(stats, probe), seconds=time.perf_counter() - started,
-                   dataset_problems=problems_sentence(bench.scan.problems, left_out_of="the analysis"))
+    return probe, stages
 
 
 def dataset_stats(scan, config: TrainConfig, median_side: int | None, num_stages: int,
@@ -65,7 +78,7 @@ def dataset_stats(scan, config: TrainConfig, median_side: int | None, num_stages
         num_classes=len(scan.classes), num_train=sum(counts), per_class_median=images_per_class(counts),
         per_class_min=min(present), imbalance_ratio=max(present) / max(1, min(present)),
         median_short_side=median_side, model=config.model, model_size=model_size, num_stages=num_stages,
-        batch_size=config.batch_size, optimizer=config.optimizer)
+        batch_size=config.batch_size, optimizer=config.optimizer, pretrained=config.weights != "none")
 
 
 def median_short_side(records: Sequence) -> int | None:

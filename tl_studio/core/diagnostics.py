@@ -16,7 +16,7 @@ def overfitting_epochs(history: Sequence) -> int:
 
 
 def overfitting_hint(history: Sequence, freeze: str = "all", augment: str = "standard",
-                     num_stages: int | None = None, feature_cache: bool = True) -> str | None:
+                     num_stages: int | None = None, feature_cache: bool = True, pretrained: bool = True) -> str | None:
     """One or two sentences when val loss has risen for 2+ epochs while train loss fell, else None.
     The remedies are the advisor's (advice_rules.overfitting_remedies), so both say the same."""
     from tl_studio.core.advice_rules import overfitting_remedies
@@ -26,18 +26,26 @@ def overfitting_hint(history: Sequence, freeze: str = "all", augment: str = "sta
         return None
     best = min(history, key=lambda e: e.val_loss)
     words = {"epochs": "fewer epochs (val loss was lowest at epoch {})", "freeze": "freezing more of the backbone",
-             "augment": "stronger augmentation ({})"}
-    remedies = overfitting_remedies(freeze, augment, best.epoch, num_stages, feature_cache)
+             "augment": "stronger augmentation ({})", "weights": "starting from pretrained weights"}
+    remedies = overfitting_remedies(freeze, augment, best.epoch, num_stages, feature_cache, pretrained)
     advice = [words[r.setting].format(r.value) for r in remedies] + ["more training images"]
     return (f"The model is starting to overfit: val loss has risen for {streak} epochs while train loss "
             f"fell. Try " + ", ".join(advice[:-1]) + f" or {advice[-1]}.")
 
 
-def freeze_hint(per_class: float, frozen: int, num_stages: int) -> str:
+def freeze_hint(per_class: float, frozen: int, num_stages: int, pretrained: bool = True) -> str:
     """One line of transfer-learning practice for the chosen freeze depth: few images (and a domain
     like ImageNet's photos) -> freeze more; many images or a distant domain -> fine-tune more.
-    ``per_class`` is advice_rules.images_per_class, the figure the advisor shows too."""
+    ``per_class`` is advice_rules.images_per_class, the figure the advisor shows too. Without pretrained
+    weights nothing is worth freezing."""
     from tl_studio.core.advice_rules import data_level
+
+    if not pretrained:
+        if frozen:
+            return ("Random starting weights: frozen stages stay random and learn nothing. Freeze nothing to "
+                    "train from scratch, or start from ImageNet weights.")
+        return ("Random starting weights: every layer trains from scratch, which needs many images and epochs; "
+                "ImageNet weights get further with few images.")
 
     share = frozen / max(1, num_stages)
     level = data_level(per_class)  # the advisor's thresholds: tiny < 20 <= small < 250 <= medium < 1500

@@ -73,4 +73,5 @@ def _next_time(trainer) -> str:
     config, state = trainer.config, trainer.state
     best = min(state.history, key=lambda e: e.val_loss).epoch
     return remedies_sentence(overfitting_remedies(config.freeze, config.augment, best,
-                                                  len(model_stages(state.model)), config.feature_cache))
+                                                  len(model_stages(state.model)), config.feature_cache,
+                                                  pretrained=config.weights != "none"))

@@ -2,8 +2,8 @@
 (progress, Cancel), then shows each recommended setting with its reason, and "Apply" puts them all
 into the session's config in one click.
 
-A result belongs to the model and dataset it was computed for: when either changes, it is marked as
-out of date (and Apply is disabled) until the user analyses again.
+A result belongs to the model, dataset and kind of weights (pretrained or random) it was computed for:
+when one changes, it is marked as out of date (and Apply is disabled) until the user analyses again.
 """
 
 from __future__ import annotations
@@ -24,7 +24,8 @@ SCHEDULES = {"onecycle": "one-cycle", "cosine": "cosine", "fine-tune": "two-phas
 def shown_value(setting: str, value, recommendation) -> str:
     """A recommended value as a person reads it."""
     if setting == "freeze":
-        return {"all": "whole backbone (head only)", "none": "nothing (fine-tune all)"}.get(
+        every = "nothing (fine-tune all)" if recommendation.stats.pretrained else "nothing (train all from scratch)"
+        return {"all": "whole backbone (head only)", "none": every}.get(
             value, f"first {value} of {recommendation.stats.num_stages} stages")
     if setting == "schedule":
         text = SCHEDULES.get(value, value)
@@ -48,7 +49,7 @@ class AdvisorPanel(QWidget):
         self.tasks = TaskRunner(self)
         self.task = None
         self.recommendation = None
-        self._analysed_for = None  # (model, dataset folder) of the shown recommendation
+        self._analysed_for = None  # _target() of the shown recommendation
         self._build()
         session.configChanged.connect(lambda _config: self._check_stale())
         session.datasetChanged.connect(self._dataset_changed)
@@ -110,9 +111,12 @@ class AdvisorPanel(QWidget):
     def running(self) -> bool:
         return self.task is not None and self.task.running
 
-    def _target(self) -> tuple[str, str]:
+    def _target(self) -> tuple[str, str, bool]:
+        """What an analysis is of: the model, the dataset, and whether the weights are pretrained (random
+        weights get other advice)."""
         scan = self.session.scan
-        return self.session.config.model, str(scan.root) if scan is not None else self.session.config.data_dir
+        config = self.session.config
+        return config.model, str(scan.root) if scan is not None else config.data_dir, config.weights != "none"
 
     def start(self) -> None:
         if self.running:
@@ -163,7 +167,7 @@ class AdvisorPanel(QWidget):
         self._set_running(False)
 
     # ---- the result ---------------------------------------------------------------------------------
-    def show_recommendation(self, target: tuple[str, str], recommendation) -> None:
+    def show_recommendation(self, target: tuple[str, str, bool], recommendation) -> None:
         self.recommendation, self._analysed_for = recommendation, target
         problems = f"\n{recommendation.dataset_problems}" if recommendation.dataset_problems else ""
         self.summary.setText(recommendation.summary + problems)

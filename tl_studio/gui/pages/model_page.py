@@ -295,7 +295,7 @@ class ModelPage(QWidget):
         scan = self.session.scan
         if scan is not None:
             per_class = images_per_class(scan.counts()["train"].values())
-            self.hint.setText(freeze_hint(per_class, value, stages))
+            self.hint.setText(freeze_hint(per_class, value, stages, pretrained=self.session.config.weights != "none"))
 
     def _config_changed(self, config) -> None:
         index = self.weights_choice.findData(config.weights if config.weights in ("default", "none") else "default")
@@ -308,6 +308,8 @@ class ModelPage(QWidget):
         elif self.summary is not None and config.freeze != depth_to_setting(self.freeze_slider.value(),
                                                                             len(self.summary.names)):
             self.freeze_slider.setValue(setting_to_depth(config.freeze, len(self.summary.names)))
+        elif self.summary is not None:
+            self._describe_depth(self.freeze_slider.value())  # the hint depends on the weights chosen
 
     # ---- weights ------------------------------------------------------------------------------------
     def download(self) -> None:

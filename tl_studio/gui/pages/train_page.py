@@ -400,7 +400,8 @@ class TrainPage(QWidget):
                          f"({event.seconds:.1f} s)")
         self.run_progress.epoch_ended(event)  # the status line keeps the epoch's figures, the bar what follows
         config = self.session.config
-        hint = overfitting_hint(self.history, config.freeze, config.augment, feature_cache=config.feature_cache)
+        hint = overfitting_hint(self.history, config.freeze, config.augment, feature_cache=config.feature_cache,
+                                pretrained=config.weights != "none")
         self.hint.setText(hint or "")
         self.hint.setVisible(bool(hint))
 
