@@ -11,7 +11,7 @@ from tl_studio.core.callbacks import Callback
 from tl_studio.core.config import TrainConfig
 from tl_studio.core.engine import Trainer
 from tl_studio.core.run_folder import RunFolder
-from tl_studio.core.run_follow import RunFollower
+from tl_studio.core.run_follow import RunFollower, earlier_batches
 from tl_studio.core.run_writers import event_record
 
 
@@ -60,3 +60,20 @@ def test_only_complete_new_lines_are_returned_and_a_replaced_file_is_read_from_i
     path.write_text(json.dumps(event_record(events.Notice("three"))) + "\n")  # a run started over
     assert follower.poll() == [events.Notice("three")]
     assert dataclasses.is_dataclass(RunFollower(folder, from_start=True).poll()[0])
+
+
+def test_a_resumed_runs_earlier_batches_come_back_each_once_from_its_last_pass(tmp_path):
+    folder = RunFolder(tmp_path)
+
+    def batch(epoch, number, loss):
+        return json.dumps(event_record(events.BatchEnd(epoch, number, 2, 2 * (epoch - 1) + number, loss, 1e-3, 9.0)))
+
+    lines = [batch(1, 1, 0.9), batch(1, 2, 0.8), json.dumps(event_record(events.Notice("x"))),
+             batch(2, 1, 0.7),  # epoch 2 stopped part-way, then trained again after a resume
+             '{"event": "BatchEnd", "epoch": "not a number"', batch(2, 1, 0.6), batch(2, 2, 0.5),
+             batch(3, 1, 0.4)]  # the epoch being trained again now: not earlier
+    folder.file("events.jsonl").write_text("\n".join(lines) + "\n")
+    found = earlier_batches(tmp_path, before_epoch=3)
+    assert [(b.epoch, b.batch, b.loss) for b in found] == [(1, 1, 0.9), (1, 2, 0.8), (2, 1, 0.6), (2, 2, 0.5)]
+    assert earlier_batches(tmp_path, before_epoch=1) == []
+    assert earlier_batches(tmp_path / "nothing here", before_epoch=3) == []

@@ -120,6 +120,10 @@ def test_a_stopped_run_resumes_to_its_planned_epochs_with_its_curves(window, qtb
     assert asked["value"] == 3 and asked["minimum"] == 2  # its planned epochs; the user may raise them
     assert finished.args[0].status == "completed" and finished.args[0].epochs_done == 3
     assert page.curves.point_counts()["val_acc"] == 3  # epoch 1's point came back with the resumed run
+    # and its batch losses (read back from events.jsonl): the loss curve starts at epoch 1, not 2
+    batch_xs = page.curves.series["batch"].x
+    assert len(batch_xs) == len(set(batch_xs)) and 0 < batch_xs[0] <= 1 and list(batch_xs) == sorted(batch_xs)
+    assert page.curves.point_counts()["batch"] == 3 * round(1 / batch_xs[0])
 
     # a finished run is extended: the question says so and offers more epochs than it had
     with qtbot.waitSignal(page.runFinished, timeout=RUN_TIMEOUT_MS):

@@ -209,3 +209,21 @@ def test_the_bar_says_validating_and_saving_instead_of_a_full_bar_at_no_time_lef
     assert batch(3, 1).endswith(" left")
     assert batch(3, 2) == "Epoch 3/3 · validating…"
     assert epoch_end(3) == "Saving the best epoch as the run's model file and checking it…"
+
+
+def test_a_resumed_runs_earlier_batches_draw_its_curve_but_do_not_move_the_bar(page):
+    """On resume the bridge replays the earlier epochs' batch losses (events.jsonl): the loss curve
+    continues, while the bar, its rate and time left belong to this start."""
+    import dataclasses
+
+    page.controller.fitStarted.emit(dataclasses.replace(fit_start("CPU (1 thread)"), start_epoch=3))
+    starting = page.progress.format()
+    assert starting == "Starting epoch 3 of 3..." and page.progress.value() == 4
+    earlier = [events.BatchEnd(epoch=e, batch=b, num_batches=2, step=0, loss=0.5, lr=1e-3, images_per_s=99.0)
+               for e in (1, 2) for b in (1, 2)]
+    page.controller.batches.emit(tuple(earlier))
+    assert page.curves.point_counts()["batch"] == 4
+    assert page.progress.format() == starting and page.progress.value() == 4
+    page.controller.batches.emit((events.BatchEnd(epoch=3, batch=1, num_batches=2, step=5, loss=0.4, lr=1e-3,
+                                                  images_per_s=5.0),))
+    assert page.progress.value() == 5 and page.progress.format().startswith("Epoch 3/3 · batch 1/2 · 5 img/s")

@@ -91,3 +91,29 @@ class RunFollower:
                 thumbnail=self._thumbnails[s["path"]], path=s["path"], true_label=int(s["true_label"]),
                 top_labels=tuple(s["top_labels"]), top_probs=tuple(s["top_probs"])))
         return events.SamplePredictions(int(record["epoch"]), tuple(record["classes"]), tuple(samples))
+
+
+def earlier_batches(folder: RunFolder | Path, before_epoch: int) -> list:
+    """The batch losses of a resumed run's finished epochs (those before ``before_epoch``), from its
+    ``events.jsonl``, so the window's loss curve continues where the run stopped: FitStart's history
+    carries only each epoch's figures. An epoch trained more than once (stopped part-way and resumed)
+    counts with its last pass. Lines that do not parse are skipped, as ``poll`` skips them."""
+    folder = folder if isinstance(folder, RunFolder) else RunFolder(folder)
+    names = {f.name for f in dataclasses.fields(events.BatchEnd)}
+    found: dict[tuple[int, int], events.BatchEnd] = {}
+    try:
+        handle = open(folder.file(EVENTS), "rb")
+    except OSError:
+        return []
+    with handle:
+        for line in handle:
+            if b'"BatchEnd"' not in line:  # most lines of a long run are batches, but the check is cheap
+                continue
+            try:
+                record = json.loads(line)
+                batch = events.BatchEnd(**{k: v for k, v in record.items() if k in names})
+            except (ValueError, TypeError):
+                continue
+            if record.get("event") == "BatchEnd" and batch.epoch < before_epoch:
+                found[batch.epoch, batch.batch] = batch
+    return [found[key] for key in sorted(found)]

@@ -42,6 +42,12 @@ class SignalBridge(Callback):
 
     def on_fit_start(self, event):
         self.worker.fitStarted.emit(self.run_id, event)
+        if event.start_epoch > 1:  # a resumed run: its loss curve so far, read here off the window's thread
+            from tl_studio.core.run_follow import earlier_batches
+
+            earlier = earlier_batches(Path(event.run_dir), event.start_epoch)
+            if earlier:
+                self.worker.batches.emit(self.run_id, tuple(earlier))
 
     def on_phase_start(self, event):
         self.worker.phaseStarted.emit(self.run_id, event)

@@ -68,8 +68,10 @@ class RunProgress:
         self.bar.setFormat(f"Starting epoch {event.start_epoch} of {self.epochs}...")
 
     def batch(self, event) -> None:
-        self.batches = event.num_batches
         done = (event.epoch - 1) * event.num_batches + event.batch
+        if done <= self.done_at_start:  # a resumed run's earlier curve, replayed: not this start's progress
+            return
+        self.batches = event.num_batches
         self.bar.setRange(0, self.epochs * self.batches)
         self.bar.setValue(done)
         elapsed = time.monotonic() - self.started
