@@ -148,3 +148,26 @@ def test_the_summary_gives_the_shares_each_split_got_beside_the_ones_asked(page)
     assert f"train {totals['train']} ({totals['train'] / total:.0%}), val {totals['val']} ({totals['val'] / total:.0%})" \
         in text
     assert "(asked 80% / 20% / 0%, seed 0)" in text
+
+
+def test_the_split_boxes_take_percentages_and_say_their_ranges(page, qtbot):
+    """A spin box refuses a keystroke that would leave its range (60 typed into the validation box
+    stops at "6"): each row's label says the range, and the boxes speak percent, as the summary does."""
+    from PySide6.QtCore import Qt
+    from PySide6.QtWidgets import QFormLayout
+
+    form = page.split_box.layout()
+    assert isinstance(form, QFormLayout)
+    labels = [form.itemAt(row, QFormLayout.LabelRole).widget().text() for row in range(2)]
+    assert labels == ["Validation (5-50 %)", "Test (0-40 %)"]
+    assert page.val_percent.text() == "20 %"
+    page.val_percent.lineEdit().selectAll()
+    qtbot.keyClicks(page.val_percent, "30")
+    page.test_percent.lineEdit().selectAll()
+    qtbot.keyClicks(page.test_percent, "10")
+    with qtbot.waitSignal(page.session.datasetChanged, timeout=TIMEOUT_MS):
+        qtbot.keyClick(page.test_percent, Qt.Key_Return)
+        page.rescan()
+    scan = page.session.scan
+    assert (scan.val_fraction, scan.test_fraction) == (0.3, 0.1)
+    assert "(asked 60% / 30% / 10%, seed 0)" in page.summary.text()

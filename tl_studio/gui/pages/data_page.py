@@ -8,7 +8,7 @@ from html import escape
 from pathlib import Path
 
 from PySide6.QtCore import Qt
-from PySide6.QtWidgets import (QComboBox, QDoubleSpinBox, QFileDialog, QFormLayout, QGroupBox, QHBoxLayout, QLabel,
+from PySide6.QtWidgets import (QComboBox, QFileDialog, QFormLayout, QGroupBox, QHBoxLayout, QLabel,
                                QProgressBar, QPushButton, QSpinBox, QSplitter, QStackedWidget, QTabWidget,
                                QVBoxLayout, QWidget)
 
@@ -96,16 +96,18 @@ class DataPage(QWidget):
     def _split_box(self) -> QGroupBox:
         self.split_box = QGroupBox("Split (for folders without train/ and val/)")
         form = QFormLayout(self.split_box)
-        self.val_fraction = QDoubleSpinBox(minimum=0.05, maximum=0.5, singleStep=0.05, value=0.2, decimals=2)
-        self.val_fraction.setToolTip("Share of each class held out for validation (stratified).")
-        self.test_fraction = QDoubleSpinBox(minimum=0.0, maximum=0.4, singleStep=0.05, value=0.0, decimals=2)
-        self.test_fraction.setToolTip("Share held out for a final test, never seen during training.")
+        # Percentages, as the summary shows the split; each row's label gives its range, because a spin
+        # box refuses a keystroke that would leave it (typing 60 into the validation box stops at "6").
+        self.val_percent = QSpinBox(minimum=5, maximum=50, singleStep=5, value=20, suffix=" %")
+        self.val_percent.setToolTip("Share of each class held out for validation (stratified), 5 to 50 %.")
+        self.test_percent = QSpinBox(minimum=0, maximum=40, singleStep=5, value=0, suffix=" %")
+        self.test_percent.setToolTip("Share held out for a final test, never seen during training, 0 to 40 %.")
         self.seed = QSpinBox(minimum=0, maximum=2**31 - 1)
         self.seed.setToolTip("The same seed gives the same split every time.")
         apply = QPushButton("Apply split")
         apply.clicked.connect(self.rescan)
-        form.addRow("Validation", self.val_fraction)
-        form.addRow("Test", self.test_fraction)
+        form.addRow(f"Validation ({self.val_percent.minimum()}-{self.val_percent.maximum()} %)", self.val_percent)
+        form.addRow(f"Test ({self.test_percent.minimum()}-{self.test_percent.maximum()} %)", self.test_percent)
         form.addRow("Seed", self.seed)
         form.addRow(apply)
         self.split_box.setEnabled(False)
@@ -155,7 +157,8 @@ class DataPage(QWidget):
         if not self.folder:
             return
         self._cancel_scan()
-        folder, val, test, seed = self.folder, self.val_fraction.value(), self.test_fraction.value(), self.seed.value()
+        folder, seed = self.folder, self.seed.value()
+        val, test = self.val_percent.value() / 100, self.test_percent.value() / 100
         self.progress.setRange(0, 0)
         self.progress.setFormat(f"Scanning {folder}…")
         self.progress.show()
