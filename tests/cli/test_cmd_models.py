@@ -45,13 +45,18 @@ def test_models_table_says_what_works_offline(capsys, torch_home):
     resnet18 = next(line for line in lines if line.startswith("resnet18 "))
     assert resnet18.split()[1:] == [f"{info.num_params / 1e6:.1f}M", f"{info.acc1:.1f}", f"{info.gflops:.2f}",
                                     "224", "download", f"{info.file_size_mb:.1f}", "MB"]
-    assert "efficientnet_lite0" not in out and "0 of " in out
+    assert "efficientnet_lite0" not in out
+    # the default is not listed: no footnote for its mark; none of these works offline, said so
+    assert "* default" not in out and f"None of these {len(lines) - 4} works offline yet" in out
+    assert "PARAMS: parameters as published, with the 1,000-class ImageNet head" in out
 
 
 def test_models_table_marks_the_bundled_default(capsys, torch_home):
     assert main(["models", "--filter", "lite0"]) == 0
-    line = capsys.readouterr().out.splitlines()[1]
+    out = capsys.readouterr().out
+    line = out.splitlines()[1]
     assert line.startswith("efficientnet_lite0 *") and line.endswith("bundled")
+    assert "* default.\nIt works offline now.\n" in out
 
 
 def test_a_filter_matching_nothing_says_so(capsys):

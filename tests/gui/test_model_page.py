@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from PySide6.QtCore import Qt
 from PySide6.QtWidgets import QAbstractItemView, QSlider
 
 from tl_studio.gui.main_window import MainWindow
@@ -26,6 +27,9 @@ def test_the_zoo_table_lists_models_and_the_slider_sets_the_freeze_depth(qtbot, 
     slider.setValue(0)
     assert window.session.config.freeze == "none"
     assert f"{page.summary.total_params:,}</b> of {page.summary.total_params:,}" in page.params_text.text()
+    # the published count (4.7 M for lite0) is with ImageNet's head, the count above with this run's: said
+    assert "M parameters with ImageNet's 1,000-class head" in page.facts.text()
+    assert "1,000-class ImageNet head" in table.model().headerData(1, Qt.Horizontal, Qt.ToolTipRole)
     slider.setValue(2)
     assert window.session.config.freeze == "2"
     assert "Frozen: stem, stage1" in page.freeze_text.text()

@@ -29,10 +29,23 @@ def run(args: argparse.Namespace) -> int:
         print(f"No model matches '{args.filter}'.", file=sys.stderr)
         return 1
     print(format_table(rows, catalog.DEFAULT_MODEL))
-    offline = sum(row["weights_status"] != "missing" for row in rows)
-    print(f"\n* default. {offline} of {len(rows)} models work offline now; the others download their weights "
-          f"on first use into {catalog.hub_checkpoint_dir()}.")
+    print()
+    if any(row["name"] == catalog.DEFAULT_MODEL for row in rows):
+        print("* default.")
+    print(offline_sentence(sum(row["weights_status"] != "missing" for row in rows), len(rows),
+                           catalog.hub_checkpoint_dir()))
+    print(f"PARAMS: {catalog.PUBLISHED_PARAMETERS_NOTE}.")
     return 0
+
+
+def offline_sentence(offline: int, listed: int, download_folder) -> str:
+    if offline == listed:
+        return "It works offline now." if listed == 1 else f"All {listed} work offline now."
+    into = f"on first use into {download_folder}"
+    if offline == 0:
+        return (f"It downloads its weights {into}." if listed == 1 else
+                f"None of these {listed} works offline yet: each downloads its weights {into}.")
+    return f"{offline} of {listed} models work offline now; the others download their weights {into}."
 
 
 def format_table(rows: list[dict], default_model: str) -> str:

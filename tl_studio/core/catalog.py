@@ -25,6 +25,10 @@ from tl_studio.core import lite0
 from tl_studio.core.errors import UserError
 
 DEFAULT_MODEL = lite0.NAME
+# A model's published parameter count includes its 1,000-class ImageNet head; the Model and Train steps
+# count the model with the head a run gives it, so the two figures differ and each place says which.
+PUBLISHED_PARAMETERS_NOTE = ("parameters as published, with the 1,000-class ImageNet head; a run replaces that head "
+                             "with one for your classes")
 
 # Bump when ModelInfo or the way its values are read changes: older cache files are then rebuilt.
 CATALOG_SCHEMA = 1

@@ -6,8 +6,15 @@ from __future__ import annotations
 from PySide6.QtCore import QAbstractTableModel, QModelIndex, QSortFilterProxyModel, Qt
 from PySide6.QtWidgets import QAbstractItemView, QHeaderView, QTableView
 
+from tl_studio.core.catalog import PUBLISHED_PARAMETERS_NOTE
+
 COLUMNS = ("Model", "Parameters", "ImageNet top-1", "Input", "Cost", "Weights")
 WEIGHTS_TEXT = {"bundled": "bundled (offline)", "cached": "downloaded"}
+HEADER_TIPS = {
+    1: PUBLISHED_PARAMETERS_NOTE[:1].upper() + PUBLISHED_PARAMETERS_NOTE[1:] + ".",
+    4: "Compute per image relative to efficientnet_lite0 (from GFLOPS): a rough guide to training and prediction "
+       "time",
+}
 
 
 class ModelTableModel(QAbstractTableModel):
@@ -43,8 +50,7 @@ class ModelTableModel(QAbstractTableModel):
         if orientation == Qt.Horizontal and role == Qt.DisplayRole:
             return COLUMNS[section]
         if orientation == Qt.Horizontal and role == Qt.ToolTipRole:
-            return ("Compute per image relative to efficientnet_lite0 (from GFLOPS): a rough guide to "
-                    "training and prediction time" if section == 4 else None)
+            return HEADER_TIPS.get(section)
         return None
 
     def data(self, index: QModelIndex, role=Qt.DisplayRole):

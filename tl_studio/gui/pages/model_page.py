@@ -204,8 +204,9 @@ class ModelPage(QWidget):
         acc = f"{info.acc1:.1f} % ImageNet top-1" if info.acc1 is not None else "ImageNet top-1 not published"
         cost = f", {info.gflops:.2f} GFLOPS" if info.gflops else ""
         self.title.setText(f"<h3>{info.name}</h3>")
-        self.facts.setText(f"{info.num_params / 1e6:.1f} M parameters, {acc}{cost}; trained at {info.crop_size} px "
-                           f"({info.interpolation} resize, minimum {info.min_size} px).")
+        # "with ImageNet's head": the count below the stages is this model with the run's head
+        self.facts.setText(f"{info.num_params / 1e6:.1f} M parameters with ImageNet's 1,000-class head, {acc}{cost}; "
+                           f"trained at {info.crop_size} px ({info.interpolation} resize, minimum {info.min_size} px).")
         self._show_weights_state(info)
         self._show_stages()
 
