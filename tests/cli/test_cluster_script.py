@@ -94,3 +94,29 @@ def test_the_script_trains_through_torchrun_and_a_requeued_attempt_resumes(tiny_
     assert "resuming the run" in again.stdout
     assert (tmp_path / "srun.log").read_text().splitlines()[-1] == "resume=--resume"
     assert RunFolder(run).status().state == "done"
+
+
+@pytest.mark.parametrize("limit", ["90", "30:00", "24:00:00", "2-00:00:00", "1-12", "3-6:30", "UNLIMITED"])
+def test_every_slurm_time_form_is_taken(limit, tiny_dataset, tmp_path, capsys):
+    text = script_text(capsys, str(tiny_dataset), "--out", str(tmp_path / "run"), "--time", limit)
+    assert f"#SBATCH --time={limit}\n" in text
+
+
+@pytest.mark.parametrize("flags, said", [
+    (["--time", "banana"], "'banana' is not a SLURM time limit"),
+    (["--time", "1:2:3:4"], "is not a SLURM time limit"),
+    (["--freeze", "banana"], "Freeze depth 'banana'"),
+    (["--weight-decay", "-1"], "weight decay"),
+])
+def test_a_mistake_is_refused_before_a_script_is_written_not_when_the_job_runs(flags, said, tiny_dataset, tmp_path,
+                                                                               capsys):
+    script = tmp_path / "job.sh"
+    try:  # argparse's refusals end the process (2); the checks after it return 2
+        code = main(["cluster-script", str(tiny_dataset), "--out", str(tmp_path / "run"), "--script", str(script),
+                     *flags])
+    except SystemExit as ended:
+        code = ended.code
+    assert code == 2
+    captured = capsys.readouterr()
+    assert said in captured.err and "Traceback" not in captured.err and not script.exists()
+    assert "#SBATCH" not in captured.out

@@ -115,3 +115,13 @@ def test_a_folder_that_is_not_there_is_said_not_listed_as_an_empty_history(tmp_p
     assert main(["runs", str(tmp_path / "typo")]) == 2  # was "No runs under ..." and exit 0
     assert "typo is not a folder; give the folder that holds your runs" in capsys.readouterr().err
     assert main(["runs", str(tmp_path)]) == 0 and "No runs under" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("words", [["runs", "--help"], ["runs", "diff", "--help"], ["runs", "best", "--help"]])
+def test_the_help_of_each_form_says_what_each_form_does(words, capsys):
+    with pytest.raises(SystemExit) as ended:
+        main(words)
+    assert ended.value.code == 0
+    out = capsys.readouterr().out
+    assert "tl-studio runs diff RUN_A RUN_B       the settings and results that differ between two runs" in out
+    assert "tl-studio runs best [ROOT...]         the best run's path (why, on stderr)" in out

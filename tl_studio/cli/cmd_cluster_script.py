@@ -9,11 +9,12 @@ machine sees.
 from __future__ import annotations
 
 import argparse
+import re
 import shlex
 import sys
 from pathlib import Path
 
-from tl_studio.cli import cmd_train
+from tl_studio.cli import cmd_train, config_flags
 from tl_studio.core.wording import counted
 
 # train's flags the script sets itself (the machines, the rendezvous, resuming) or that do not apply
@@ -35,11 +36,24 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--nodes", type=int, default=1, metavar="K", help="machines (default 1)")
     group.add_argument("--gpus-per-node", type=int, default=1, metavar="G", help="GPUs on each machine (default 1)")
     group.add_argument("--cpus-per-gpu", type=int, default=4, help="CPU cores per GPU for image loading (default 4)")
-    group.add_argument("--time", default="24:00:00", help="SLURM time limit per job attempt (default 24:00:00)")
+    group.add_argument("--time", default="24:00:00", type=slurm_time,
+                       help="SLURM time limit per job attempt: minutes, H:M:S or D-H:M:S (default 24:00:00)")
     group.add_argument("--partition", help="SLURM partition")
     group.add_argument("--account", help="SLURM account")
     group.add_argument("--job-name", default="tl-studio", help="SLURM job name (default tl-studio)")
     group.add_argument("--script", metavar="FILE", help="write the script to FILE (default: print it)")
+
+
+# the forms sbatch's --time takes: M, M:S, H:M:S, D-H, D-H:M, D-H:M:S, and no limit
+SLURM_TIME = re.compile(r"\d+(:\d+){0,2}|\d+-\d+(:\d+){0,2}|unlimited|infinite", re.IGNORECASE)
+
+
+def slurm_time(text: str) -> str:
+    """--time as sbatch takes it; anything else is refused here, not hours later when the job is queued."""
+    if not SLURM_TIME.fullmatch(text.strip()):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a SLURM time limit; give minutes (90), H:M:S (24:00:00) "
+                                         f"or D-H:M:S (2-00:00:00)")
+    return text.strip()
 
 
 def train_flags(args: argparse.Namespace) -> list[str]:
@@ -124,6 +138,8 @@ def run(args: argparse.Namespace) -> int:
         raise UserError("--nodes and --gpus-per-node must be 1 or more.")
     if not Path(args.data_dir).is_dir():
         raise UserError(f"{args.data_dir} is not a folder; give the dataset folder (one sub-folder per class).")
+    # the training settings are checked here, where a mistake costs a second, not a place in the queue
+    config_flags.build_config(args, cmd_train.SETTINGS)
     text = render(args)
     if not args.script:
         sys.stdout.write(text)

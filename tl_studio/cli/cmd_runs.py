@@ -1,8 +1,4 @@
-"""``tl-studio runs``: the run history.
-
-    tl-studio runs [ROOT...] [--json]     every run under the roots (default: the app's runs folder)
-    tl-studio runs diff RUN_A RUN_B       the settings and results that differ between two runs
-    tl-studio runs best [ROOT...]         the best run's path (why, on stderr)
+"""``tl-studio runs``: the run history, in the three forms that ``FORMS`` lists (and --help shows).
 
 Only small text files are read (status.json, config.json, metrics.csv): no torch, no checkpoints.
 """
@@ -15,6 +11,10 @@ import sys
 from pathlib import Path
 
 ACTIONS = ("diff", "best")
+FORMS = """\
+tl-studio runs [ROOT...] [--json]     every run under the roots (default: the app's runs folder)
+tl-studio runs diff RUN_A RUN_B       the settings and results that differ between two runs
+tl-studio runs best [ROOT...]         the best run's path (why, on stderr)"""
 # (header, width, how to show a RunSummary's value) for the text table
 TABLE = (
     ("NAME", 30, lambda r: r.name),
@@ -32,6 +32,9 @@ TABLE = (
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.usage = "tl-studio runs [ROOT ...] [--json] | runs diff RUN_A RUN_B [--json] | runs best [ROOT ...]"
+    # `runs diff --help` and `runs best --help` print this too: the three forms, each with what it does
+    parser.formatter_class = argparse.RawDescriptionHelpFormatter
+    parser.epilog = FORMS
     parser.add_argument("words", nargs="*", metavar="ROOT",
                         help="folders holding run folders (default: the app's runs folder, or $TL_STUDIO_RUNS_DIR); "
                              "or `diff RUN_A RUN_B`, or `best [ROOT ...]`")
