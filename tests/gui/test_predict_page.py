@@ -230,3 +230,37 @@ def test_file_names_sort_by_their_numbers_as_a_file_manager_does():
 
     names = ["img_10.jpg", "IMG_2.jpg", "img_100.jpg", "img_1.jpg", "b.jpg", "a.jpg"]
     assert sorted(names, key=_name_order) == ["a.jpg", "b.jpg", "img_1.jpg", "IMG_2.jpg", "img_10.jpg", "img_100.jpg"]
+
+
+def test_another_model_classifies_the_listed_images_again(page, qtbot, model, tmp_path):
+    """The rows were the old model's answers: after another model is opened (or the same file is
+    written again) they must be the new one's, not left standing under its name and exported as its."""
+    import json
+
+    from tests.model_file_helpers import _rewrite_zip
+
+    folder = tmp_path / "new"
+    for i, colour in enumerate([(200, 40, 40), (40, 180, 60), (40, 60, 200)]):
+        make_image(folder / f"img{i}.jpg", colour, seed=i)
+    with qtbot.waitSignal(page.predictionsFinished, timeout=TIMEOUT_MS):
+        page.add_paths([folder])
+    first = {row["path"]: row for row in page.rows()}
+    assert {label for row in first.values() for label in row["labels"]} == {"red", "green", "blue"}
+
+    def renamed(name, data):  # the same network, its classes named otherwise: its answers tell the models apart
+        if not name.endswith("tl_studio.json"):
+            return data
+        info = json.loads(data)
+        info["classes"] = [f"{c}-2" for c in info["classes"]]
+        return json.dumps(info).encode()
+
+    other = _rewrite_zip(model.model_file, tmp_path / "other.pt2", renamed)
+    with qtbot.waitSignal(page.predictionsFinished, timeout=TIMEOUT_MS) as finished:
+        page.session.set_run(None, other)
+    assert finished.args == [3] and page.model_path == other
+    again = {row["path"]: row for row in page.rows()}
+    assert set(again) == set(first)
+    for path, row in again.items():
+        assert row["labels"] == [f"{label}-2" for label in first[path]["labels"]]
+        np.testing.assert_allclose(row["probs"], first[path]["probs"], atol=1e-6)
+    assert "-2," in page.csv_text() and "red," not in page.csv_text()

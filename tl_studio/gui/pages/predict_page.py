@@ -64,15 +64,27 @@ def _classify(model_path: Path, trusted: bool, cache: dict, inputs: list, listed
     if len(paths) < len(found):
         report(("already listed", len(found) - len(paths)))
     report(("total", len(paths)))
-    if model_path not in cache:
+    key = file_identity(model_path)  # a file written again under the same name (another keep share) is reloaded
+    if key not in cache:
         cache.clear()
-        cache[model_path] = load_model_file(model_path, trust_torchscript=trusted)
-    model = cache[model_path]
+        cache[key] = load_model_file(model_path, trust_torchscript=trusted)
+    model = cache[key]
     count = 0
     rule = unknown_rule_of(model.metadata)
     for count, prediction in enumerate(predict_paths(model.predict, model.classes, paths, TOP_K, cancelled, rule), 1):
         report((prediction, decode_thumbnail(prediction.path, THUMB_PX)))
     return count
+
+
+def file_identity(path: Path | None) -> tuple | None:
+    """The path with the file's size and modification time: the same name written again is another model."""
+    if path is None:
+        return None
+    try:
+        stat = Path(path).stat()
+    except OSError:
+        return (str(path),)
+    return str(path), stat.st_size, stat.st_mtime_ns
 
 
 class PredictPage(QWidget):
@@ -83,9 +95,11 @@ class PredictPage(QWidget):
         self.session = session
         self.tasks = TaskRunner(self)
         self.task = None
-        self.model_path: Path | None = session.model_file
-        self.models: dict[Path, object] = {}  # the loaded model file, reused
+        self.model_path: Path | None = None
+        self.model_identity: tuple | None = None  # file_identity of the model the rows are from
+        self.models: dict[tuple, object] = {}  # the loaded model file, reused
         self.pending: list[str] = []  # dropped while a batch was running
+        self.batch_inputs: list[str] = []  # what the running batch classifies
         self.total = 0
         self.batch_failed = self.already_listed = 0  # of the batch being classified
         self.setAcceptDrops(True)
@@ -148,10 +162,27 @@ class PredictPage(QWidget):
 
     # ---- the model ----------------------------------------------------------------------------------
     def set_model(self, path) -> None:
+        """Another model (or the same file written again): the rows listed are the old model's answers,
+        so the same images are classified again with this one, never left standing under its name."""
         self.model_path = Path(path) if path else None
         self.model_label.setText(model_caption(self.model_path) if self.model_path else
                                  "No model yet: train one, or open a model file.")
         self.model_label.setToolTip(as_written(str(self.model_path or "")))  # tooltips guess markup
+        identity, self.model_identity = self.model_identity, file_identity(self.model_path)
+        if self.model_path is None or identity in (None, self.model_identity):
+            return
+        listed = [self.table_model.item(row, 0).data(PATH_ROLE) for row in range(self.table_model.rowCount())]
+        again = list(dict.fromkeys(listed + (self.batch_inputs if self.running else []) + self.pending))
+        if not again:
+            return
+        self.table_model.removeRows(0, self.table_model.rowCount())
+        self.pending = again
+        if self.running:
+            self.task.cancel()  # its end starts the pending batch (_batch_ended), with this model
+        else:
+            self._start_next()
+        self.session.say(f"Classifying {counted(len(listed), 'listed image')} again with {self.model_path.name}…"
+                         if listed else f"Classifying with {self.model_path.name}…")
 
     def choose_model(self) -> None:
         from tl_studio.core.export_formats import open_dialog_filter
@@ -199,6 +230,7 @@ class PredictPage(QWidget):
 
     def _start_next(self) -> None:
         inputs, self.pending = self.pending, []
+        self.batch_inputs = inputs
         from tl_studio.gui.model_trust import is_trusted
 
         model_path, cache = self.model_path, self.models
