@@ -264,3 +264,27 @@ def test_another_model_classifies_the_listed_images_again(page, qtbot, model, tm
         assert row["labels"] == [f"{label}-2" for label in first[path]["labels"]]
         np.testing.assert_allclose(row["probs"], first[path]["probs"], atol=1e-6)
     assert "-2," in page.csv_text() and "red," not in page.csv_text()
+
+
+def test_the_step_answers_as_tl_studio_predict_does_to_the_last_digit(page, qtbot, model, tmp_path, capsys):
+    """One model file, one answer: the window and the command line classify in the same batches with the
+    same decoding (a large JPEG decodes at a reduced size in both), so their CSV rows are identical."""
+    from PIL import Image
+
+    from tl_studio.cli.main import main
+
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    rng = np.random.default_rng(0)
+    for i in range(3):  # large enough for the reduced JPEG decode; blocky detail that resampling changes
+        blocks = rng.integers(0, 256, (60, 80, 3), dtype=np.uint8)
+        Image.fromarray(blocks).resize((960, 720), Image.NEAREST).save(folder / f"big{i}.jpg", quality=90)
+    make_image(folder / "small.png", (200, 40, 40))
+    with qtbot.waitSignal(page.predictionsFinished, timeout=TIMEOUT_MS):
+        page.add_paths([folder])
+    window_rows = set(page.csv_text().splitlines()[1:])
+    csv_file = tmp_path / "cli.csv"
+    assert main(["predict", str(model.model_file), str(folder), "--csv", str(csv_file), "--workers", "0"]) == 0
+    capsys.readouterr()
+    cli_rows = set(csv_file.read_text().splitlines()[1:])
+    assert len(window_rows) == 4 and window_rows == cli_rows

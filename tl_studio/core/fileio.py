@@ -151,3 +151,15 @@ def check_writable_file(target: Path) -> Path:
         raise UserError(f"Cannot write {target}: its folder {target.parent} cannot be made or written; "
                         f"choose another place.") from None
     return target
+
+
+def file_identity(path: Path | None) -> tuple | None:
+    """The path with the file's size and modification time, so that a file written again under the same
+    name (a model file exported again with another setting) is not taken for the one loaded before."""
+    if path is None:
+        return None
+    try:
+        stat = Path(path).stat()
+    except OSError:
+        return (str(path),)
+    return str(path), stat.st_size, stat.st_mtime_ns

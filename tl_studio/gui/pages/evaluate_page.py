@@ -46,6 +46,8 @@ class EvaluatePage(QWidget):
         self.metadata: dict | None = None  # the evaluated model file's tl_studio.json
         self.ood_folder: str | None = None
         self.model_files: dict[Path, object] = {}  # loaded ModelFiles, reused by the next evaluation
+        self.plans: dict[Path, object] = {}  # their inference plans (core/inference.py), as the CLI makes them
+        self.loaded: tuple | None = None  # fileio.file_identity of the model file loaded
         self.cams: CamProvider | None = None
         self.other_folder: str | None = None
         self.current_paths: list[str] = []  # where each evaluated image is now (after moves)
@@ -215,19 +217,25 @@ class EvaluatePage(QWidget):
         import torch
 
         from tl_studio.core.evaluation import default_choice, evaluate, evaluation_set, scan_for_model
+        from tl_studio.core.fileio import file_identity
+        from tl_studio.core.inference import DEFAULT_BATCH_SIZE, plan_for
         from tl_studio.core.model_file import load_model_file
         from tl_studio.gui.model_trust import is_trusted
 
         torch.set_num_threads(max(1, (os.cpu_count() or 2) - 1))  # leave the GUI thread a core
-        model = self.model_files.get(model_path) or load_model_file(
-            model_path, trust_torchscript=is_trusted(self.session, model_path))
-        self.model_files = {model_path: model}
+        identity = file_identity(model_path)  # the same name written again (another keep share) is reloaded
+        if identity != self.loaded:
+            model = load_model_file(model_path, trust_torchscript=is_trusted(self.session, model_path))
+            # in batches, decoded as `tl-studio evaluate` decodes: the same figures to the last digit
+            self.model_files, self.plans = {model_path: model}, {model_path: plan_for(model, DEFAULT_BATCH_SIZE)}
+            self.loaded = identity
+        model = self.model_files[model_path]
         if scan is None:
             report("Scanning the images…")
             scan = scan_for_model(folder or _training_folder(model), model.metadata, cancel=cancelled)
         chosen = evaluation_set(scan, split or default_choice(scan, model.metadata)[0], model.classes)
         result = evaluate(model.predict, chosen, progress=lambda done, total: report((done, total)),
-                          cancel=cancelled, model_path=str(model_path))
+                          cancel=cancelled, model_path=str(model_path), plan=self.plans[model_path])
         return result, scan, model.metadata
 
     def _on_progress(self, payload) -> None:
@@ -288,7 +296,8 @@ class EvaluatePage(QWidget):
         self.unknown_button.setEnabled(False)
         self.unknown_result.setText(f"Classifying the images of {Path(folder).name}…")
         self.session.say(f"Checking the unknown answer on {Path(folder).name}…")
-        self.task = self.tasks.start(lambda report, cancelled: _unknown_report(model, evaluation, folder, report,
+        plan = self.plans.get(Path(evaluation.model_path))
+        self.task = self.tasks.start(lambda report, cancelled: _unknown_report(model, plan, evaluation, folder, report,
                                                                                 cancelled), "unknown")
         self.task.progress.connect(self._on_unknown_progress)
         self.task.succeeded.connect(lambda outcome: self._on_unknown_checked(outcome, evaluation))
@@ -431,7 +440,7 @@ class EvaluatePage(QWidget):
             gallery.shutdown()
 
 
-def _unknown_report(model, known, folder: str, report, cancelled):
+def _unknown_report(model, plan, known, folder: str, report, cancelled):
     """Worker thread: the model file's unknown rule on ``folder``; a file written before it had one gets
     the rule a new export would choose (95 % of the known images kept), and the note says so."""
     from tl_studio.core.evaluation import evaluate_unknown
@@ -445,7 +454,7 @@ def _unknown_report(model, known, folder: str, report, cancelled):
         note = "(This model file has no unknown rule, an older export: this one keeps 95 % of the evaluated images.)"
     paths = collect_image_paths([folder])
     return evaluate_unknown(model.predict, paths, known, rule, progress=lambda done, total: report((done, total)),
-                            cancel=cancelled), note
+                            cancel=cancelled, plan=plan), note
 
 
 def _training_folder(model) -> str:

@@ -2,8 +2,8 @@
 row with its thumbnail and the top-3 labels with their confidences, sortable, exportable as CSV.
 
 It uses the session's model (the one just trained or opened) or any model file opened here. Images are
-classified in the background, one at a time, exactly as ``tl-studio predict`` does; a file that cannot
-be read gets a row that says why, and the others go on."""
+classified in the background, in batches, exactly as ``tl-studio predict`` does (the same plan and
+decoding, so the same answers); a file that cannot be read gets a row that says why, and the others go on."""
 
 from __future__ import annotations
 
@@ -18,6 +18,7 @@ from PySide6.QtGui import QKeySequence, QStandardItem, QStandardItemModel
 from PySide6.QtWidgets import (QAbstractItemView, QFileDialog, QHBoxLayout, QHeaderView, QLabel, QMessageBox,
                                QProgressBar, QPushButton, QTableView, QVBoxLayout, QWidget)
 
+from tl_studio.core.fileio import file_identity
 from tl_studio.core.safe_text import csv_cell
 from tl_studio.core.wording import counted
 from tl_studio.gui.csv_files import ask_and_save_csv, save_text
@@ -54,6 +55,7 @@ def _classify(model_path: Path, trusted: bool, cache: dict, inputs: list, listed
     ``listed`` in the table (a folder added again) not again, reported as ("already listed", count)."""
     import torch
 
+    from tl_studio.core.inference import DEFAULT_BATCH_SIZE, plan_for
     from tl_studio.core.model_file import load_model_file
     from tl_studio.core.predict import collect_image_paths, predict_paths, unknown_rule_of
     from tl_studio.gui.thumbnails import decode_thumbnail
@@ -67,24 +69,16 @@ def _classify(model_path: Path, trusted: bool, cache: dict, inputs: list, listed
     key = file_identity(model_path)  # a file written again under the same name (another keep share) is reloaded
     if key not in cache:
         cache.clear()
-        cache[key] = load_model_file(model_path, trust_torchscript=trusted)
-    model = cache[key]
+        model = load_model_file(model_path, trust_torchscript=trusted)
+        # in batches, decoded as `tl-studio predict` decodes: the same answers to the last digit
+        cache[key] = model, plan_for(model, DEFAULT_BATCH_SIZE)
+    model, plan = cache[key]
     count = 0
     rule = unknown_rule_of(model.metadata)
-    for count, prediction in enumerate(predict_paths(model.predict, model.classes, paths, TOP_K, cancelled, rule), 1):
+    for count, prediction in enumerate(predict_paths(model.predict, model.classes, paths, TOP_K, cancelled, rule,
+                                                     plan=plan), 1):
         report((prediction, decode_thumbnail(prediction.path, THUMB_PX)))
     return count
-
-
-def file_identity(path: Path | None) -> tuple | None:
-    """The path with the file's size and modification time: the same name written again is another model."""
-    if path is None:
-        return None
-    try:
-        stat = Path(path).stat()
-    except OSError:
-        return (str(path),)
-    return str(path), stat.st_size, stat.st_mtime_ns
 
 
 class PredictPage(QWidget):
@@ -97,7 +91,7 @@ class PredictPage(QWidget):
         self.task = None
         self.model_path: Path | None = None
         self.model_identity: tuple | None = None  # file_identity of the model the rows are from
-        self.models: dict[tuple, object] = {}  # the loaded model file, reused
+        self.models: dict[tuple, tuple] = {}  # the loaded model file and its inference plan, reused
         self.pending: list[str] = []  # dropped while a batch was running
         self.batch_inputs: list[str] = []  # what the running batch classifies
         self.total = 0
