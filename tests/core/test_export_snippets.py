@@ -51,3 +51,63 @@ def exported_threshold(path) -> float:
     from tl_studio.core.model_file import load_model_file
 
     return float(load_model_file(path).metadata["unknown"]["threshold"])
+
+
+@pytest.mark.parametrize("fmt", ["pt2", "onnx"])
+def test_the_snippet_reads_a_large_turned_phone_photo_as_the_app_does(tmp_path_factory, fmt):
+    """A camera JPEG: larger than the model's resize size (TL Studio decodes it at a reduced size) and
+    stored sideways with an EXIF orientation. The snippet's probability is the app's and `predict`'s."""
+    from PIL import Image
+
+    from tl_studio.core.inference import plan_for
+    from tl_studio.core.model_file import load_model_file
+    from tl_studio.core.predict import predict_paths
+    from tl_studio.core.runs import export_run
+
+    model = tiny_model(tmp_path_factory)
+    work = tmp_path_factory.mktemp(f"snippet_photo_{fmt}")
+    exported = export_run(model.run_dir, fmt, work / f"model{EXPORT_FORMATS[fmt].suffix}").path
+    rng = np.random.default_rng(1)
+    blocks = rng.integers(0, 256, (45, 80, 3), dtype=np.uint8)
+    blocks[:, :40] = (220, 30, 30)  # a red half on one side: turning the image changes what is cropped
+    exif = Image.Exif()
+    exif[0x0112] = 6  # "rotate 90 degrees clockwise to view"
+    Image.fromarray(blocks).resize((1280, 720), Image.NEAREST).save(work / "photo.jpg", quality=90, exif=exif)
+    code = EXPORT_FORMATS[fmt].snippet_for(exported) + "print(int(probabilities.argmax()), float(probabilities.max()))\n"
+    completed = subprocess.run([sys.executable, "-c", code], cwd=work, capture_output=True, text=True, timeout=300)
+    assert completed.returncode == 0, completed.stderr
+    best, confidence = completed.stdout.split()[-2:]
+    loaded = load_model_file(exported)
+    app = next(iter(predict_paths(loaded.predict, loaded.classes, [work / "photo.jpg"], plan=plan_for(loaded, 32))))
+    assert int(best) == loaded.classes.index(app.labels[0])
+    assert float(confidence) == pytest.approx(app.probs[0], abs=2e-5)
+
+
+def test_the_readmes_snippet_runs_as_printed_and_gives_the_apps_answer(tmp_path_factory):
+    """The README's first model-file snippet, copied as a user copies it, on a real exported file."""
+    import re
+    from pathlib import Path
+
+    from PIL import Image
+
+    from tl_studio.core.inference import plan_for
+    from tl_studio.core.model_file import load_model_file
+    from tl_studio.core.predict import predict_paths
+
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text(encoding="utf-8")
+    section = readme.split("## Using the trained model without TL Studio", 1)[1]
+    code = re.search(r"```python\n(.*?)```", section, re.S).group(1)
+    model = tiny_model(tmp_path_factory)
+    work = tmp_path_factory.mktemp("readme_snippet")
+    (work / "model.pt2").write_bytes(model.model_file.read_bytes())
+    exif = Image.Exif()
+    exif[0x0112] = 8  # sideways
+    photo = Image.new("RGB", (900, 500), (40, 60, 200))
+    photo.paste((220, 30, 30), (0, 0, 450, 500))
+    photo.save(work / "photo.jpg", quality=90, exif=exif)
+    completed = subprocess.run([sys.executable, "-c", code], cwd=work, capture_output=True, text=True, timeout=300)
+    assert completed.returncode == 0, completed.stderr
+    label, confidence = completed.stdout.split()
+    loaded = load_model_file(work / "model.pt2")
+    app = next(iter(predict_paths(loaded.predict, loaded.classes, [work / "photo.jpg"], plan=plan_for(loaded, 32))))
+    assert label == app.labels[0] and float(confidence) == pytest.approx(app.probs[0], abs=2e-5)
