@@ -56,6 +56,19 @@ def test_threshold_keeps_the_requested_share():
         assert keep <= kept <= keep + 0.002
 
 
+def test_no_validation_image_lies_on_the_threshold():
+    """A probability computed a few 1e-7 off (another runtime or batch) must not flip a validation image."""
+    rng = np.random.default_rng(2)
+    for size in (5, 19, 20, 153, 1000):
+        scores = rng.uniform(0.5, 1.0, size=size)
+        for keep in (0.5, 0.9, 0.95, 0.99):
+            threshold = unknown.choose_threshold(scores, keep)
+            assert np.min(np.abs(scores - threshold)) > 1e-6
+            for shift in (-1e-6, 1e-6):  # the same images kept when every score moves a little
+                assert np.array_equal(scores + shift >= threshold, scores >= threshold)
+            assert np.mean(scores >= threshold) >= keep
+
+
 def test_threshold_with_ties_keeps_at_least_the_share():
     scores = np.array([1.0] * 90 + [0.4] * 10)
     threshold = unknown.choose_threshold(scores, 0.95)
@@ -65,7 +78,8 @@ def test_threshold_with_ties_keeps_at_least_the_share():
 def test_rule_marks_low_confidence_unknown():
     val = np.array([[0.99, 0.01]] * 19 + [[0.6, 0.4]])
     rule = unknown.rule_for(val, keep=0.95)
-    assert rule.threshold == pytest.approx(0.99)  # one of 20 may fall below: the 0.6 image
+    # one of 20 may fall below, the 0.6 image: the threshold lies halfway between it and the 0.99 ones
+    assert rule.threshold == pytest.approx((0.99 + 0.6) / 2)
     assert rule.kept_on_val == pytest.approx(0.95)
     assert list(rule.is_unknown(np.array([[0.7, 0.3], [0.995, 0.005]]))) == [True, False]
     assert unknown.UnknownRule.from_dict(rule.to_dict()) == rule
