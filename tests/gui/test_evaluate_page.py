@@ -276,20 +276,49 @@ def test_another_folder_of_class_folders_is_evaluated_whole(page, qtbot, tmp_pat
         page.source_box.setCurrentIndex(choice)
         page.source_box.activated.emit(choice)  # as a user's pick does
     assert len(page.evaluation.paths) == 15 and page.evaluation.split == "all"
+    # the folder keeps its own item, and "Another folder…" stays offered below it for the next one
+    texts = [page.source_box.itemText(i) for i in range(page.source_box.count())]
+    assert texts[-2:] == ["Folder: new photos", "Another folder…"] and page.source_box.currentText() == texts[-2]
+    monkeypatch.setattr(QFileDialog, "getExistingDirectory", lambda *args, **kwargs: "")  # the dialog cancelled
+    page.source_box.setCurrentIndex(len(texts) - 1)
+    page.source_box.activated.emit(len(texts) - 1)
+    assert page.source_box.currentText() == "Folder: new photos" and not page.running
     # the Data step shows another data set: the reasons are where this folder's scan is
     summary = page.summary.text()
     assert f"`tl-studio scan &#x27;{other}&#x27;` gives the reason for each." in summary  # quoted: a space
     assert "Data step" not in summary
 
 
+def test_a_split_without_images_is_greyed_out_and_the_wheel_chooses_nothing(page, qtbot):
+    from PySide6.QtCore import QPoint, QPointF, Qt
+    from PySide6.QtGui import QWheelEvent
+    from PySide6.QtWidgets import QApplication
+
+    box = page.source_box
+    assert [box.itemText(i) for i in range(4)] == ["Validation split", "Test split", "Training split",
+                                                   "All images of the dataset"]
+    test_item = box.model().item(box.findData("test"))
+    assert not test_item.isEnabled() and test_item.toolTip() == "This data set has no test images."
+    assert box.model().item(box.findData("train")).isEnabled()
+    chosen = []
+    box.activated.connect(chosen.append)
+    before = box.currentIndex()
+    for delta in (-120, 120, -120):  # scrolling the page past the box: no evaluation, no folder dialog
+        QApplication.sendEvent(box, QWheelEvent(QPointF(5, 5), QPointF(5, 5), QPoint(), QPoint(0, delta),
+                                                Qt.NoButton, Qt.NoModifier, Qt.NoScrollPhase, False))
+    assert chosen == [] and box.currentIndex() == before and not page.running
+
+
 def test_a_split_without_images_clears_the_last_results_instead_of_leaving_them_under_its_name(page, qtbot):
     assert page.evaluation is not None and not list(page.session.scan.split("test"))
-    choice = page.source_box.findData("test")  # the dataset has no test split
+    assert page.galleries[-1].title.text()  # e.g. "2 images whose label the model doubts"
+    choice = page.source_box.findData("test")  # the dataset has no test split (a model opened without it)
     page.source_box.setCurrentIndex(choice)
     with qtbot.waitSignal(page.session.statusMessage, timeout=TIMEOUT_MS,
                           check_params_cb=lambda message: "has no images" in message):
         page.source_box.activated.emit(choice)
     assert page.evaluation is None and page.metrics.model.rowCount() == 0
+    assert all(gallery.title.text() == "" for gallery in page.galleries)  # no caption over an empty list
     assert "The test split of" in page.summary.text() and "choose the validation split or every image" in \
         page.summary.text()
 

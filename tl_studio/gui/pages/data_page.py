@@ -14,6 +14,7 @@ from PySide6.QtWidgets import (QComboBox, QFileDialog, QFormLayout, QGroupBox, Q
 
 from tl_studio.core.wording import counted
 from tl_studio.gui import recent
+from tl_studio.gui.choice_box import ChoiceBox
 from tl_studio.gui.class_chart import ClassChart
 from tl_studio.gui.literal_text import as_written
 from tl_studio.gui.problems_view import ProblemsView
@@ -44,7 +45,7 @@ class DataPage(QWidget):
         self.choose_button.setToolTip("A folder with one sub-folder per class (Ctrl+O). You can also drop a folder "
                                       "onto the window.")
         self.choose_button.clicked.connect(self.choose_folder)
-        self.recent_box = QComboBox()
+        self.recent_box = ChoiceBox()  # a pick opens a folder: never on a passing mouse wheel
         self.recent_box.setPlaceholderText("Recent folders")
         self.recent_box.setMinimumContentsLength(30)
         self.recent_box.activated.connect(lambda i: self.open_folder(self.recent_box.itemText(i)))

@@ -11,12 +11,13 @@ from html import escape
 from pathlib import Path
 
 from PySide6.QtCore import Qt, Signal
-from PySide6.QtWidgets import (QComboBox, QFileDialog, QHBoxLayout, QLabel, QProgressBar, QPushButton, QSplitter,
+from PySide6.QtWidgets import (QFileDialog, QHBoxLayout, QLabel, QProgressBar, QPushButton, QSplitter,
                                QTabWidget, QVBoxLayout, QWidget)
 
 from tl_studio.core.dataset_edit import EXCLUDED
 from tl_studio.core.wording import counted
 from tl_studio.gui.confusion_matrix import ConfusionMatrixView
+from tl_studio.gui.choice_box import ChoiceBox
 from tl_studio.gui.gallery import Gallery, GalleryItem
 from tl_studio.gui.image_view import CamProvider, ImageDetail, ImageFacts
 from tl_studio.gui.literal_text import as_written
@@ -25,8 +26,9 @@ from tl_studio.gui.reliability_plot import ReliabilityPlot
 from tl_studio.gui.runs_folder import model_caption
 from tl_studio.gui.tasks import TaskRunner
 
-SOURCES = (("val", "Validation split"), ("test", "Test split"), ("all", "All images of the dataset"),
-           ("folder", "Another folder…"))
+SPLITS = {"val": "Validation split", "test": "Test split", "train": "Training split"}
+SOURCES = (*SPLITS.items(), ("all", "All images of the dataset"), ("folder", "Another folder…"))
+CHOSEN_FOLDER = "chosen folder"  # the item of the folder last chosen, kept above "Another folder…"
 UNKNOWN_HINT = ("Unfamiliar images…: how often the model answers \"unknown\" on a folder of images it should not "
                 "know, and how many of the evaluated images it still answers.")
 GALLERY_LIMIT = 300  # top losses and suspects shown; the worst come first, so the rest matter less
@@ -62,9 +64,10 @@ class EvaluatePage(QWidget):
     def _build(self) -> None:
         self.model_label = QLabel()
         self.model_label.setWordWrap(True)  # a long run name wraps instead of widening the window
-        self.source_box = QComboBox()
+        self.source_box = ChoiceBox()  # a pick starts an evaluation: never on a passing mouse wheel
         for key, text in SOURCES:
             self.source_box.addItem(text, key)
+        self._source_index = 0  # the choice evaluated, restored when a folder dialog is cancelled
         self.source_box.setToolTip("Which labelled images to evaluate the model on")
         self.evaluate_button = QPushButton("Evaluate")
         self.evaluate_button.setObjectName("evaluateButton")
@@ -157,6 +160,8 @@ class EvaluatePage(QWidget):
         self.fixer.undoAvailable.connect(self._undo_available)
         self._undo_available(self.fixer.can_undo)
         self.session.modelFileChanged.connect(self._model_changed)
+        self.session.datasetChanged.connect(self._dataset_changed)
+        self._dataset_changed(self.session.scan)
 
     # ---- evaluating ---------------------------------------------------------------------------------
     def _model_changed(self, path) -> None:
@@ -184,10 +189,35 @@ class EvaluatePage(QWidget):
             folder = QFileDialog.getExistingDirectory(self, "Choose a folder of labelled images (one sub-folder "
                                                             "per class)", self.other_folder or "")
             if not folder:
+                self.source_box.setCurrentIndex(self._source_index)  # nothing chosen: the images shown stay
                 return
             self.other_folder = folder
-            self.source_box.setItemText(self.source_box.currentIndex(), f"Folder: {Path(folder).name}")
+            self._show_chosen_folder(folder)
+        self._source_index = self.source_box.currentIndex()
         self.evaluate()
+
+    def _show_chosen_folder(self, folder: str) -> None:
+        """The chosen folder gets its own item, and "Another folder…" stays below it for the next one."""
+        text = f"Folder: {Path(folder).name}"
+        index = self.source_box.findData(CHOSEN_FOLDER)
+        if index < 0:
+            index = self.source_box.findData("folder")
+            self.source_box.insertItem(index, text, CHOSEN_FOLDER)
+        self.source_box.setItemText(index, text)
+        self.source_box.setItemData(index, as_written(folder), Qt.ToolTipRole)
+        self.source_box.setCurrentIndex(index)
+
+    def _dataset_changed(self, scan) -> None:
+        """Splits without images are offered greyed out, saying so (evaluating one only failed)."""
+        for key, text in SPLITS.items():
+            index = self.source_box.findData(key)
+            item = self.source_box.model().item(index)
+            empty = scan is not None and not any(True for _ in scan.split(key))
+            item.setEnabled(not empty)
+            item.setToolTip(f"This data set has no {text.split()[0].lower()} images." if empty else "")
+            if empty and self.source_box.currentIndex() == index:
+                self.source_box.setCurrentIndex(self.source_box.findData("val"))
+                self._source_index = self.source_box.currentIndex()
 
     def evaluate(self) -> None:
         model_path = self.session.model_file
@@ -195,9 +225,9 @@ class EvaluatePage(QWidget):
             return
         self.cancel()
         source = self.source_box.currentData()
-        folder = self.other_folder if source == "folder" else None
+        folder = self.other_folder if source in ("folder", CHOSEN_FOLDER) else None
         scan = None if folder else self.session.scan
-        split = None if source == "folder" else source
+        split = None if folder else source
         self.progress.setRange(0, 0)
         self.progress.setFormat("Loading the model…")
         self.progress.show()
@@ -335,7 +365,7 @@ class EvaluatePage(QWidget):
             self.matrix.set_matrix(_empty(), [])
             self.summary.setText("")
             for gallery in self.galleries:
-                gallery.set_items([])
+                gallery.set_items([], "")  # "2 images whose label the model doubts" over an empty list read as now
             return
         self.matrix.set_matrix(evaluation.confusion_matrix(), list(evaluation.classes))
         self.summary.setText(_summary(evaluation, self.scan, self.scan is self.session.scan))
