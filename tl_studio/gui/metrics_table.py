@@ -40,6 +40,9 @@ class MetricsTable(QWidget):
         self.table.horizontalHeader().setSectionResizeMode(0, QHeaderView.Stretch)
         for column in range(1, len(COLUMNS)):  # "0.944" needs a third of the default 100 px: all five fit
             self.table.horizontalHeader().setSectionResizeMode(column, QHeaderView.ResizeToContents)
+        # never narrower than a figure: the F1 column was sized to its header (41 px, 1 px short of "0.958"
+        # with its margins) when the rows came in while the step was hidden, and showed "0.9…"
+        self.table.horizontalHeader().setMinimumSectionSize(self.table.fontMetrics().horizontalAdvance("0.000") + 16)
         self.overall = QLabel()
         self.overall.setWordWrap(True)  # unwrapped it held the Evaluate step, and so the window, 40 px wider
         self.copy_button = QPushButton("Copy as CSV")
