@@ -84,7 +84,6 @@ def hand_metrics(true: np.ndarray, predicted: np.ndarray, num_classes: int) -> d
         recall = tp / actual_c if actual_c else 0.0
         f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
         per_class.append({"precision": precision, "recall": recall, "f1": f1, "support": actual_c})
-    present = [c for c in range(num_classes)
-               if sum(matrix[c]) or sum(matrix[r][c] for r in range(num_classes))]
+    present = [c for c in range(num_classes) if sum(matrix[c])]  # the classes the images have
     return {"accuracy": sum(matrix[c][c] for c in range(num_classes)) / len(true), "matrix": matrix,
             "per_class": per_class, "macro_f1": sum(per_class[c]["f1"] for c in present) / len(present)}

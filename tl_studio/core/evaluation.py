@@ -154,6 +154,14 @@ class Evaluation:
     def macro_f1(self) -> float:
         return eval_metrics.macro_f1(self.confusion_matrix(), self.per_class())
 
+    def macro_f1_note(self) -> str:
+        """What the macro-F1 leaves out, when it does: "(over the 2 classes these images have; not flowers)"."""
+        absent = eval_metrics.absent_classes(self.per_class())
+        if not absent:
+            return ""
+        kept = len(self.classes) - len(absent)
+        return f"(over the {counted(kept, 'class', 'classes')} these images have; not {', '.join(absent)})"
+
     def cell(self, true_class: int, predicted_class: int) -> list[int]:
         return eval_metrics.cell_indices(self.probabilities, self.true, true_class, predicted_class)
 
@@ -236,18 +244,24 @@ def evaluate(predict: Callable, chosen: EvaluationSet, *, progress: ProgressCall
                       tuple(failed), dict(chosen.unknown), chosen.source, model_path, chosen.split)
 
 
+MATRIX_NAME_CHARS = 12  # the widest column heading of the text confusion matrix
+
+
 def format_report(evaluation: Evaluation) -> str:
     """The plain-text report of ``tl-studio evaluate``: overall figures, per-class table, confusion matrix."""
     lines = [f"Evaluated {counted(len(evaluation.paths), 'image')} ({evaluation.source}).",
-             f"Accuracy {evaluation.accuracy:.4f}   macro-F1 {evaluation.macro_f1:.4f}", ""]
+             f"Accuracy {evaluation.accuracy:.4f}   macro-F1 {evaluation.macro_f1:.4f} {evaluation.macro_f1_note()}"
+             .rstrip(), ""]
     width = max([len(name) for name in evaluation.classes] + [5])
     lines.append(f"{'class':<{width}}  precision  recall     f1  support")
     for m in evaluation.per_class():
         lines.append(f"{m.name:<{width}}  {m.precision:9.4f}  {m.recall:6.4f}  {m.f1:.4f}  {m.support:7d}")
     lines += ["", "Confusion matrix (rows: true class, columns: predicted):"]
     matrix = evaluation.confusion_matrix()
-    cell = max(len(str(int(matrix.max()))) if matrix.size else 1, 5)
-    short = [name[:cell] for name in evaluation.classes]
+    # as wide as the longest class name up to 12 characters ("flowe" read as no class at all), longer
+    # names shortened with "…"; the rows' names are whole
+    cell = max(len(str(int(matrix.max()))) if matrix.size else 1, min(width, MATRIX_NAME_CHARS))
+    short = [name if len(name) <= cell else name[:cell - 1] + "…" for name in evaluation.classes]
     lines.append(" " * width + "  " + " ".join(f"{name:>{cell}}" for name in short))
     for name, row in zip(evaluation.classes, matrix):
         lines.append(f"{name:<{width}}  " + " ".join(f"{int(count):>{cell}}" for count in row))

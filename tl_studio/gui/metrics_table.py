@@ -3,6 +3,8 @@ macro-F1, copied to the clipboard or saved as CSV."""
 
 from __future__ import annotations
 
+import html
+
 from PySide6.QtCore import Qt
 from PySide6.QtGui import QGuiApplication, QStandardItem, QStandardItemModel
 from PySide6.QtWidgets import (QHBoxLayout, QHeaderView, QLabel, QPushButton, QTableView,
@@ -75,8 +77,9 @@ class MetricsTable(QWidget):
             if metrics.support and metrics.f1 < WEAK_F1:
                 row[3].setForeground(BAD)
             self.model.appendRow(row)
+        note = f" {html.escape(evaluation.macro_f1_note())}" if evaluation.macro_f1_note() else ""
         self.overall.setText(f"Accuracy <b>{evaluation.accuracy:.3f}</b> · macro-F1 <b>{evaluation.macro_f1:.3f}</b>"
-                             f" · {counted(len(evaluation.paths), 'image')}")
+                             f"{note} · {counted(len(evaluation.paths), 'image')}")
         self.table.sortByColumn(-1, Qt.AscendingOrder)  # the model's class order until the user sorts
 
     def csv_text(self) -> str:

@@ -509,7 +509,8 @@ def _summary(evaluation, scan, on_the_data_step: bool) -> str:
     evaluated from Images: Another folder… is not the one the Data step shows (its Problems tab)."""
     from tl_studio.core.problem_summary import problems_sentence
 
-    parts = [f"<b>Accuracy {evaluation.accuracy:.1%}</b> · macro-F1 {evaluation.macro_f1:.3f} · "
+    note = f" {escape(evaluation.macro_f1_note())}" if evaluation.macro_f1_note() else ""
+    parts = [f"<b>Accuracy {evaluation.accuracy:.1%}</b> · macro-F1 {evaluation.macro_f1:.3f}{note} · "
              f"{counted(len(evaluation.paths), 'image')} ({escape(evaluation.source)})"]
     if evaluation.failed:
         names = ", ".join(Path(path).name for path, _ in evaluation.failed[:5])
