@@ -288,3 +288,20 @@ def test_the_step_answers_as_tl_studio_predict_does_to_the_last_digit(page, qtbo
     capsys.readouterr()
     cli_rows = set(csv_file.read_text().splitlines()[1:])
     assert len(window_rows) == 4 and window_rows == cli_rows
+
+
+def test_progress_gives_the_rate_and_time_left_and_cancel_says_how_far_it_got(page, qtbot, tmp_path):
+    import re
+
+    folder = tmp_path / "many"
+    for i in range(70):
+        make_image(folder / f"img{i:02d}.jpg", (200, 40, 40), seed=i)
+    with qtbot.waitSignal(page.table_model.rowsInserted, timeout=TIMEOUT_MS):
+        page.add_paths([folder])
+    assert re.fullmatch(r"Classifying: \d+/70 · \d+\.\d img/s · \d\d:\d\d left", page.progress.format()), \
+        page.progress.format()
+    with qtbot.waitSignal(page.session.statusMessage, timeout=TIMEOUT_MS,
+                          check_params_cb=lambda message: "cancelled" in message) as said:
+        page.cancel()
+    done = page.table_model.rowCount()
+    assert said.args[0] == f"Prediction cancelled after {done} of 70 images; the rows listed stay." and done < 70

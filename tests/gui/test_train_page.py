@@ -133,13 +133,13 @@ def test_time_left_leaves_out_the_time_spent_paused(page, monkeypatch):
                                                       num_batches=2, step=step, loss=0.5, lr=1e-3, images_per_s=5.0)])
         return page.progress.format()
 
-    assert batch(1, 10.0).endswith("0:50 left")
+    assert batch(1, 10.0).endswith("00:50 left")
     page.controller.pausedChanged.emit(True)
     assert page.progress.format() == "Paused · press Resume to continue"  # not the last batch's time left
     now[0] = 1010.0
     page.controller.pausedChanged.emit(False)
-    assert page.progress.format().endswith("0:50 left")
-    assert batch(2, 1020.0).endswith("0:40 left")
+    assert page.progress.format().endswith("00:50 left")
+    assert batch(2, 1020.0).endswith("00:40 left")
 
 
 def test_a_note_naming_the_users_files_is_shown_as_written(page):

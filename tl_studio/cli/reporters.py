@@ -10,15 +10,7 @@ import time
 from tl_studio.core import events
 from tl_studio.core.callbacks import Callback
 from tl_studio.core.safe_text import for_terminal
-
-
-def clock(seconds: float) -> str:
-    """mm:ss, or h:mm:ss from an hour; --:-- when unknown."""
-    if not math.isfinite(seconds):
-        return "--:--"
-    seconds = int(seconds)
-    return f"{seconds // 3600}:{seconds % 3600 // 60:02d}:{seconds % 60:02d}" if seconds >= 3600 \
-        else f"{seconds // 60:02d}:{seconds % 60:02d}"
+from tl_studio.core.wording import clock
 
 
 class ProgressBar(Callback):

@@ -1,8 +1,20 @@
 """Counts in the sentences the app shows: "1 image", "2 images" (a confusion-matrix cell, a single
-dropped photo and a one-image folder are everyday cases, not edge ones)."""
+dropped photo and a one-image folder are everyday cases, not edge ones); and times left, the same in
+the window and on the command line."""
 
 from __future__ import annotations
+
+import math
 
 
 def counted(number: int, noun: str, plural: str | None = None) -> str:
     return f"{number} {noun if number == 1 else plural or noun + 's'}"
+
+
+def clock(seconds: float) -> str:
+    """mm:ss, or h:mm:ss from an hour; --:-- when unknown."""
+    if not math.isfinite(seconds):
+        return "--:--"
+    seconds = int(seconds)
+    return f"{seconds // 3600}:{seconds % 3600 // 60:02d}:{seconds % 60:02d}" if seconds >= 3600 \
+        else f"{seconds // 60:02d}:{seconds % 60:02d}"

@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import csv
 import io
+import math
 import os
 import re
+import time
 from pathlib import Path
 
 from PySide6.QtCore import QSize, Qt, Signal
@@ -20,7 +22,7 @@ from PySide6.QtWidgets import (QAbstractItemView, QFileDialog, QHBoxLayout, QHea
 
 from tl_studio.core.fileio import file_identity
 from tl_studio.core.safe_text import csv_cell
-from tl_studio.core.wording import counted
+from tl_studio.core.wording import clock, counted
 from tl_studio.gui.csv_files import ask_and_save_csv, save_text
 from tl_studio.gui.literal_text import as_written
 from tl_studio.gui.runs_folder import dialog_start_folder, model_caption
@@ -94,6 +96,7 @@ class PredictPage(QWidget):
         self.models: dict[tuple, tuple] = {}  # the loaded model file and its inference plan, reused
         self.pending: list[str] = []  # dropped while a batch was running
         self.batch_inputs: list[str] = []  # what the running batch classifies
+        self.batch_started = time.monotonic()
         self.total = 0
         self.batch_failed = self.already_listed = 0  # of the batch being classified
         self.setAcceptDrops(True)
@@ -103,9 +106,11 @@ class PredictPage(QWidget):
 
     def _build(self) -> None:
         self.model_label = QLabel()
-        self.model_label.setWordWrap(True)  # a long run name wraps instead of widening the window
+        # A line of its own: beside six buttons at 1000 px a run's name had a third of the width, and one
+        # without spaces ("hymenoptera-efficientnet_lite0-20261203-215417") was cut off
+        self.model_label.setWordWrap(True)
         buttons = QHBoxLayout()
-        buttons.addWidget(self.model_label, 1)
+        buttons.addStretch(1)
         for text, slot in (("Open model file…", self.choose_model), ("Add images…", self.choose_images),
                            ("Add folder…", self.choose_folder)):
             button = QPushButton(text)
@@ -149,6 +154,7 @@ class PredictPage(QWidget):
         self.table.setColumnWidth(0, THUMB_PX + 12)
         self.table.setColumnWidth(1, 220)
         layout = QVBoxLayout(self)
+        layout.addWidget(self.model_label)
         layout.addLayout(buttons)
         layout.addWidget(self.hint)
         layout.addLayout(progress_row)
@@ -224,7 +230,7 @@ class PredictPage(QWidget):
 
     def _start_next(self) -> None:
         inputs, self.pending = self.pending, []
-        self.batch_inputs = inputs
+        self.batch_inputs, self.total = inputs, 0
         from tl_studio.gui.model_trust import is_trusted
 
         model_path, cache = self.model_path, self.models
@@ -241,7 +247,7 @@ class PredictPage(QWidget):
         self.task.progress.connect(self._on_progress)
         self.task.succeeded.connect(self._on_finished)
         self.task.failed.connect(self._on_failed)
-        self.task.cancelled.connect(lambda: self._batch_ended("Prediction cancelled."))
+        self.task.cancelled.connect(lambda: self._batch_ended(self._cancelled_text()))
 
     def _on_progress(self, payload) -> None:
         if payload[0] == "already listed":
@@ -251,12 +257,17 @@ class PredictPage(QWidget):
             self.total = payload[1]
             self.progress.setRange(0, max(1, self.total))
             self.progress.setValue(0)
+            self.batch_started = time.monotonic()  # the model is loaded: the rate counts from here
             return
         prediction, thumbnail = payload
         self.batch_failed += not prediction.ok
         self._add_row(prediction, thumbnail)
-        self.progress.setValue(self.progress.value() + 1)
-        self.progress.setFormat(f"Classifying: {self.progress.value()}/{self.total}")
+        done = self.progress.value() + 1
+        self.progress.setValue(done)
+        elapsed = time.monotonic() - self.batch_started
+        rate = done / elapsed if elapsed > 0 else 0.0
+        left = (self.total - done) / rate if rate > 0 else math.inf
+        self.progress.setFormat(f"Classifying: {done}/{self.total} · {rate:.1f} img/s · {clock(left)} left")
 
     def _add_row(self, prediction, thumbnail) -> None:
         import numpy as np
@@ -312,6 +323,11 @@ class PredictPage(QWidget):
             return f"Classified {counted(count, 'image')}{listed}."
         return (f"Classified {counted(count - self.batch_failed, 'image')}; {counted(self.batch_failed, 'file')} "
                 f"could not be read (see Problem){listed}.")
+
+    def _cancelled_text(self) -> str:
+        done = self.progress.value() if self.progress.maximum() > 0 else 0
+        return (f"Prediction cancelled after {done} of {counted(self.total, 'image')}; the rows listed stay."
+                if self.total else "Prediction cancelled.")
 
     def _on_failed(self, message: str) -> None:
         self._batch_ended(message)

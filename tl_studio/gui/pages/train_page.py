@@ -12,7 +12,7 @@ from PySide6.QtWidgets import (QFileDialog, QHBoxLayout, QInputDialog, QLabel, Q
 from tl_studio.core.diagnostics import overfitting_hint
 from tl_studio.core import run_folder
 from tl_studio.core.errors import UserError
-from tl_studio.core.wording import counted
+from tl_studio.core.wording import clock, counted
 from tl_studio.gui.cpu_share import explain_cpu
 from tl_studio.gui.literal_text import as_written
 from tl_studio.gui.plots import TrainingCurves
@@ -83,7 +83,7 @@ class RunProgress:
             self.bar.setFormat(f"Epoch {event.epoch}/{self.epochs} · validating…")
         else:
             self.bar.setFormat(f"Epoch {event.epoch}/{self.epochs} · batch {event.batch}/{event.num_batches} · "
-                               f"{event.images_per_s:.0f} img/s · {_clock(left)} left")
+                               f"{event.images_per_s:.0f} img/s · {clock(left)} left")
 
     def epoch_ended(self, event) -> None:
         """After the last epoch the run still writes its model file and checks it (10-40 s on a CPU):
@@ -113,7 +113,7 @@ class RunProgress:
         self.bar.setRange(0, max(1, event.total))
         self.bar.setValue(event.done)
         text = (f"Computing features once (frozen backbone): {event.done}/{event.total} images · "
-                f"{rate:.0f} img/s · {_clock(left)} left")
+                f"{rate:.0f} img/s · {clock(left)} left")
         if self.stopping:
             return self.bar.format()
         self.bar.setFormat(text)
@@ -122,13 +122,6 @@ class RunProgress:
     def finish(self, completed: bool) -> None:
         if completed:
             self.bar.setValue(self.bar.maximum())
-
-
-def _clock(seconds: float) -> str:
-    if seconds != seconds:  # NaN: not known yet
-        return "--:--"
-    seconds = int(seconds)
-    return f"{seconds // 60}:{seconds % 60:02d}"
 
 
 class TrainPage(QWidget):
