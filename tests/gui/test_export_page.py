@@ -71,6 +71,9 @@ def test_a_bare_file_name_is_written_into_the_run_folder_and_another_run_clears_
         succeeded=signal, failed=signal, cancelled=signal, running=True))
     page.export()
     assert started == ["export"] and page.path_edit.text() == str(tmp_path / "run" / "relative.onnx")
+    assert page.export_progress.isVisibleTo(page)  # something moves while the export works
+    page._failed("Export cancelled.", warn=False)
+    assert not page.export_progress.isVisibleTo(page)
     page.result.setText(f"Wrote {tmp_path / 'run' / 'relative.onnx'} (13.1 MB) in 2.0 s.")
     session.set_run(tmp_path / "another run", None)
     assert page.result.text() == "" and page.path_edit.text() == str(tmp_path / "another run" / "model.onnx")

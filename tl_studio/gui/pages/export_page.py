@@ -136,6 +136,12 @@ class ExportPage(QWidget):
         self.result = QLabel()
         self.result.setWordWrap(True)
         self.result.setTextFormat(Qt.PlainText)  # the file written and its path, never markup
+        # moving while an export works (10-40 s on a CPU; an int8 one quantises and checks too): text alone
+        # read as a stuck window
+        self.export_progress = QProgressBar()
+        self.export_progress.setRange(0, 0)
+        self.export_progress.setTextVisible(False)
+        self.export_progress.hide()
         self.snippet = QPlainTextEdit(readOnly=True)
         self.snippet.setFont(QFontDatabase.systemFont(QFontDatabase.FixedFont))
         self.snippet.setPlaceholderText("After the export, a snippet that loads and runs the file appears here.")
@@ -159,6 +165,7 @@ class ExportPage(QWidget):
         layout.addLayout(form)
         layout.addWidget(self.export_button)
         layout.addWidget(self.result)
+        layout.addWidget(self.export_progress)
         layout.addWidget(QLabel("Use it without TL Studio:"))
         layout.addWidget(self.snippet, 1)
         layout.addWidget(copy)
@@ -265,6 +272,7 @@ class ExportPage(QWidget):
             overwrite = True
         self.export_started = time.monotonic()  # the wait the result reports: the child process and the check too
         self.export_button.setEnabled(False)
+        self.export_progress.show()
         self.session.say(f"Exporting {fmt}…")
         # in a child process: torch.export holds the GIL long enough to freeze the window
         if fmt == INT8:
@@ -283,6 +291,7 @@ class ExportPage(QWidget):
     def _exported(self, report, fmt: str) -> None:
         self.last_report = report
         self.export_button.setEnabled(True)
+        self.export_progress.hide()
         size = report.path.stat().st_size / 2**20
         if fmt == INT8:  # an Int8Export: its check is against the fp32 ONNX file, and the sizes say what it saved
             self.result.setText(f"Wrote {report.path} ({size:.1f} MB; the full-precision ONNX file is "
@@ -297,6 +306,7 @@ class ExportPage(QWidget):
 
     def _failed(self, message: str, warn: bool = True) -> None:
         self.export_button.setEnabled(True)
+        self.export_progress.hide()
         self.result.setText(message)
         if warn:
             QMessageBox.warning(self, "Export failed", as_written(message))  # it may quote a path
