@@ -26,7 +26,8 @@ EXAMPLES = 3  # paths named per group; the scan lists them all
 def problems_sentence(problems: Sequence, left_out_of: str = "the run",
                       reasons_in: str = "`tl-studio scan` or the Data step's Problems tab") -> str | None:
     """``problems``: the scan's (path, reason, kind) records; ``left_out_of``: what the files are left
-    out of; ``reasons_in``: where the user finds each problem's reason. None when there are none. File
+    out of; ``reasons_in``: where the user finds each problem's reason (empty: the caller lists them). None
+    when there are none. File
     names that are not UTF-8 are shown as ``\\xNN``, so that the sentence can be printed and written to
     the run's event log."""
     if not problems:
@@ -38,8 +39,8 @@ def problems_sentence(problems: Sequence, left_out_of: str = "the run",
     order = [left_out, *_GROUPS.values()]
     parts = [_part(names, paths) for names in order if (paths := groups.get(names))]
     count = len(problems)
-    return (f"The dataset scan found {count} problem{'s' if count != 1 else ''}: {'; '.join(parts)}. "
-            f"{reasons_in} gives the reason for each.")
+    where = f" {reasons_in} gives the reason for each." if reasons_in else ""
+    return f"The dataset scan found {count} problem{'s' if count != 1 else ''}: {'; '.join(parts)}.{where}"
 
 
 def _part(names: tuple[str, str], paths: list[str]) -> str:

@@ -90,6 +90,6 @@ class ReliabilityPlot(QWidget):
                  if not math.isnan(ece) else "No ECE: no image was evaluated."]
         recorded = calibration_sentence(metadata)
         lines.append(recorded or "This model file records no calibration (an older export).")
-        lines.append("Bars: the share right in each confidence bin; dots: the mean confidence there; dashed: "
-                     "a perfectly calibrated model.")
+        lines.append("Bars: the share right in each confidence bin; dots: that share placed at the bin's mean "
+                     "confidence; dashed: a perfectly calibrated model (dots on it).")
         self.caption.setText("<br>".join(lines))

@@ -6,7 +6,6 @@ and how the model file's "unknown" answer does on a folder of unfamiliar images.
 from __future__ import annotations
 
 import os
-import shlex
 from html import escape
 from pathlib import Path
 
@@ -31,6 +30,7 @@ SOURCES = (*SPLITS.items(), ("all", "All images of the dataset"), ("folder", "An
 CHOSEN_FOLDER = "chosen folder"  # the item of the folder last chosen, kept above "Another folder…"
 UNKNOWN_HINT = ("Unfamiliar images…: how often the model answers \"unknown\" on a folder of images it should not "
                 "know, and how many of the evaluated images it still answers.")
+REASONS_SHOWN = 5  # problem files of another folder listed with their reasons under the figures
 GALLERY_LIMIT = 300  # top losses and suspects shown; the worst come first, so the rest matter less
 
 
@@ -519,8 +519,13 @@ def _summary(evaluation, scan, on_the_data_step: bool) -> str:
     if evaluation.unknown:
         names = ", ".join(f"{name} ({count})" for name, count in sorted(evaluation.unknown.items()))
         parts.append(escape(f"Skipped images of classes the model does not know: {names}"))
-    reasons_in = ("`tl-studio scan` or the Data step's Problems tab" if on_the_data_step or scan is None else
-                  f"`tl-studio scan {shlex.quote(str(scan.root))}`")
+    # A folder the Data step does not show: its files' reasons here, not a command to type in a terminal
+    own_list = not on_the_data_step and scan is not None
+    reasons_in = "" if own_list else "`tl-studio scan` or the Data step's Problems tab"
     if sentence := problems_sentence(scan.problems if scan else (), "the evaluation", reasons_in):
         parts.append(escape(sentence))
+        if own_list:
+            parts += [escape(f"{problem.path}: {problem.reason}") for problem in scan.problems[:REASONS_SHOWN]]
+            if len(scan.problems) > REASONS_SHOWN:
+                parts.append(escape(f"… and {len(scan.problems) - REASONS_SHOWN} more."))
     return "<br>".join(parts)
