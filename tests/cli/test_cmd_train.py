@@ -53,6 +53,9 @@ def test_train_json_prints_one_line_per_epoch_and_a_done_line(tiny_dataset, tmp_
                              "train_images_per_s"}
     assert lines[-1]["model_file"] == str(tmp_path / "run" / "model.pt2")
     assert lines[-1]["best_epoch"] in (1, 2) and 0 <= lines[-1]["best_val_acc"] <= 1
+    # how the run ended, as the README says; status.json files a completed run as "done"
+    assert lines[-1]["status"] == "completed"
+    assert json.loads((tmp_path / "run" / "status.json").read_text())["state"] == "done"
 
 
 def test_train_names_the_files_the_scan_left_out_and_trains_on_the_rest(tiny_dataset, tmp_path, capsys):

@@ -15,8 +15,8 @@ from PySide6.QtWidgets import (QFileDialog, QHBoxLayout, QLabel, QProgressBar, Q
 
 from tl_studio.core.dataset_edit import EXCLUDED
 from tl_studio.core.wording import counted
-from tl_studio.gui.confusion_matrix import ConfusionMatrixView
 from tl_studio.gui.choice_box import ChoiceBox
+from tl_studio.gui.confusion_matrix import ConfusionMatrixView
 from tl_studio.gui.gallery import Gallery, GalleryItem
 from tl_studio.gui.image_view import CamProvider, ImageDetail, ImageFacts
 from tl_studio.gui.literal_text import as_written

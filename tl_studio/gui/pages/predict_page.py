@@ -325,6 +325,8 @@ class PredictPage(QWidget):
                 f"could not be read (see Problem){listed}.")
 
     def _cancelled_text(self) -> str:
+        if self.pending:  # stopped for another model (set_model): the same images follow at once
+            return f"Classifying again with {self.model_path.name}…"
         done = self.progress.value() if self.progress.maximum() > 0 else 0
         return (f"Prediction cancelled after {done} of {counted(self.total, 'image')}; the rows listed stay."
                 if self.total else "Prediction cancelled.")
