@@ -170,3 +170,22 @@ def test_a_dataset_gone_after_the_scan_ends_the_run_with_one_sentence(tiny_datas
     assert finished.message.startswith(f"None of the {train_images} training images could be loaded; has "
                                        f"{tiny_dataset} moved or changed since it was scanned?"), finished.message
     assert "The first failure, " in finished.message and "no longer exists" in finished.message
+
+
+def test_a_run_on_a_given_scan_records_that_scans_split_so_it_can_be_made_again(tiny_dataset, tmp_path):
+    """The window trains on the Data step's scan (its Validation, Test and Seed boxes): config.json must
+    record those, or a resume, the model file's calibration and `evaluate` split the folder otherwise
+    and count training images as validation."""
+    from tl_studio.core.data import scan_dataset
+    from tl_studio.core.engine import Trainer
+    from tl_studio.core.evaluation import scan_for_model
+    from tl_studio.core.model_file import load_model_file
+
+    scan = scan_dataset(tiny_dataset, val_fraction=0.3, test_fraction=0.2, seed=7)
+    config = TrainConfig(data_dir=str(tiny_dataset), epochs=1, batch_size=8, workers=0, img_size=64)  # 0.2, 0, 0
+    finished = Trainer(config, tmp_path / "run", scan=scan).fit()
+    assert finished.status == "completed", finished.message
+    recorded = TrainConfig.load(tmp_path / "run" / names.CONFIG)
+    assert (recorded.val_fraction, recorded.test_fraction, recorded.seed) == (0.3, 0.2, 7)
+    again = scan_for_model(tiny_dataset, load_model_file(finished.model_file).metadata)
+    assert [r.path for r in again.split("val")] == [r.path for r in scan.split("val")]

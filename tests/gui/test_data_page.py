@@ -170,4 +170,6 @@ def test_the_split_boxes_take_percentages_and_say_their_ranges(page, qtbot):
         page.rescan()
     scan = page.session.scan
     assert (scan.val_fraction, scan.test_fraction) == (0.3, 0.1)
+    config = page.session.config  # the run trains on this split and records it (config.json)
+    assert (config.val_fraction, config.test_fraction, config.seed) == (0.3, 0.1, 0)
     assert "(asked 60% / 30% / 10%, seed 0)" in page.summary.text()

@@ -47,6 +47,11 @@ class Trainer:
         of which only rank 0 writes the run folder)."""
         from tl_studio.core.strategy import SingleProcess
 
+        if scan is not None:
+            # The run is validated on this scan's split (the window's Data step sets it): recorded as the
+            # run's own settings, or a resume, the model file's calibration and `evaluate` would split the
+            # folder with other ones and count training images as validation.
+            config = config.replace(val_fraction=scan.val_fraction, test_fraction=scan.test_fraction, seed=scan.seed)
         self.config = config.validate()
         self.folder = RunFolder(run_dir)
         self.run_dir = self.folder.path

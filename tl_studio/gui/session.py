@@ -37,8 +37,9 @@ class Session(QObject):
 
     def set_dataset(self, scan) -> None:
         self.scan = scan
-        if scan is not None:
-            self.update_config(data_dir=str(scan.root))
+        if scan is not None:  # its split settings (the Data step's boxes) are the run's, in config.json too
+            self.update_config(data_dir=str(scan.root), val_fraction=scan.val_fraction,
+                               test_fraction=scan.test_fraction, seed=scan.seed)
         self.datasetChanged.emit(scan)
 
     def set_scanning(self, folder: str | None) -> None:
