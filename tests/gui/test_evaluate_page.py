@@ -329,3 +329,23 @@ def test_a_model_opened_while_the_step_is_shown_is_evaluated_at_once(page, qtbot
     with qtbot.waitSignal(page.evaluated, timeout=TIMEOUT_MS):
         page.session.set_run(model.run_dir, model.model_file)  # File > Open Model File, or a run opened
     assert page.evaluation is not None
+
+
+def test_the_splits_are_the_models_own_whatever_the_data_step_asks(qtbot, model, tmp_path):
+    """The Data step set to another split (30 %, seed 3) must not make the Evaluate step count the model's
+    training images as validation: it evaluates the model's own split, as `tl-studio evaluate` does."""
+    from tl_studio.core.evaluation import scan_for_model
+    from tl_studio.core.model_file import load_model_file
+
+    session = Session()
+    other_split = scan_dataset(model.data_dir, val_fraction=0.3, seed=3)
+    session.set_dataset(other_split)
+    session.set_run(model.run_dir, model.model_file)
+    page = EvaluatePage(session)
+    qtbot.addWidget(page)
+    with qtbot.waitSignal(page.evaluated, timeout=TIMEOUT_MS):
+        page.evaluate_button.click()
+    own = scan_for_model(model.data_dir, load_model_file(model.model_file).metadata)
+    assert sorted(page.evaluation.paths) == sorted(str(r.path) for r in own.split("val"))
+    assert sorted(page.evaluation.paths) != sorted(str(r.path) for r in other_split.split("val"))
+    page.shutdown()

@@ -103,6 +103,17 @@ def evaluation_set(scan, split: str, model_classes: list[str] | tuple[str, ...])
                          split)
 
 
+def split_as_trained(scan, metadata: dict) -> bool:
+    """Whether ``scan`` splits its folder as the model's run did (a pre-split folder always does): a scan
+    made with other settings (the window's Data step set to 30 % or another seed) calls some of the
+    model's training images "val" or "test", and its scores would count them."""
+    if scan.presplit:
+        return True
+    config = metadata.get("training_config") or {}
+    return (scan.val_fraction, scan.test_fraction, scan.seed) == (
+        float(config.get("val_fraction", 0.2)), float(config.get("test_fraction", 0.0)), int(config.get("seed", 0)))
+
+
 def scan_for_model(data_dir: Path | str, metadata: dict, progress=None, cancel=None):
     """Scans ``data_dir`` with the split settings the model was trained with, so that its "val" split
     is the one it was validated on (a pre-split folder keeps its own split anyway). One class folder is

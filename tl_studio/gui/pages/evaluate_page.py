@@ -208,6 +208,13 @@ class EvaluatePage(QWidget):
         self.source_box.setCurrentIndex(index)
 
     def _dataset_changed(self, scan) -> None:
+        from tl_studio.core.evaluation import split_as_trained
+
+        # the Data step split otherwise than the evaluated model's run: its splits are not what is evaluated
+        if scan is None or self.metadata is None or split_as_trained(scan, self.metadata):
+            self._offer_splits(scan)
+
+    def _offer_splits(self, scan) -> None:
         """Splits without images are offered greyed out, saying so (evaluating one only failed)."""
         for key, text in SPLITS.items():
             index = self.source_box.findData(key)
@@ -246,7 +253,8 @@ class EvaluatePage(QWidget):
         """Worker thread: load the model (once per file), find the images, classify them."""
         import torch
 
-        from tl_studio.core.evaluation import default_choice, evaluate, evaluation_set, scan_for_model
+        from tl_studio.core.evaluation import (default_choice, evaluate, evaluation_set, scan_for_model,
+                                               split_as_trained)
         from tl_studio.core.fileio import file_identity
         from tl_studio.core.inference import DEFAULT_BATCH_SIZE, plan_for
         from tl_studio.core.model_file import load_model_file
@@ -260,6 +268,9 @@ class EvaluatePage(QWidget):
             self.model_files, self.plans = {model_path: model}, {model_path: plan_for(model, DEFAULT_BATCH_SIZE)}
             self.loaded = identity
         model = self.model_files[model_path]
+        if scan is not None and not split_as_trained(scan, model.metadata):
+            # the Data step splits the folder otherwise than the model's run did: its split, as `evaluate`
+            scan, folder = None, str(scan.root)
         if scan is None:
             report("Scanning the images…")
             scan = scan_for_model(folder or _training_folder(model), model.metadata, cancel=cancelled)
@@ -284,6 +295,8 @@ class EvaluatePage(QWidget):
         self.cams = CamProvider(Path(evaluation.model_path), metadata, self.session.run_dir)
         self.metadata = metadata
         self.scan = scan
+        if self.session.scan is not None and scan.root == self.session.scan.root:
+            self._offer_splits(scan)  # the splits offered are the model's split of the Data step's folder
         self._ended(f"Evaluated {counted(len(evaluation.paths), 'image')}: accuracy {evaluation.accuracy:.3f}, "
                     f"macro-F1 {evaluation.macro_f1:.3f}.")
         self._show_evaluation(evaluation)
