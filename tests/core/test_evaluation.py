@@ -179,3 +179,19 @@ def test_the_text_report_names_every_class_in_the_matrix_and_what_macro_f1_leave
         "Confusion matrix (rows: true class, columns: predicted):") + 1:])
     assert heading.split() == ["ants", "bees", "flowers", "a_very_long…"]  # "flowe" read as no class at all
     assert "(over the 2 classes these images have; not flowers, a_very_long_class_name_indeed)" in report
+    flowers = next(line for line in report.splitlines() if line.startswith("flowers "))
+    assert flowers.split()[1:] == ["0.0000", "-", "-", "0"]  # one ant called flowers: precision 0, no recall
+
+
+def test_the_metrics_table_shows_no_recall_or_f1_for_a_class_without_images(qtbot):
+    from tl_studio.core.evaluation import Evaluation
+    from tl_studio.gui.metrics_table import MetricsTable
+
+    classes = ("ants", "bees", "flowers")
+    evaluation = Evaluation(classes, ("a.jpg", "b.jpg", "c.jpg"), np.array([0, 1, 1]),
+                            np.eye(3, dtype=np.float32)[[0, 1, 2]], (), {}, "a folder", "model.pt2", "all")
+    table = MetricsTable()
+    qtbot.addWidget(table)
+    table.set_evaluation(evaluation)
+    flowers = [table.model.item(2, column).text() for column in range(5)]
+    assert flowers == ["flowers", "0.000", "—", "—", "0"]

@@ -21,7 +21,7 @@ def _app_answer(model_file, photo, threshold: float) -> str:
     model = load_model_file(model_file)
     probabilities = np.asarray(next(iter(predict_paths(model.predict, model.classes, [photo]))).probabilities)
     best, confidence = int(probabilities.argmax()), float(probabilities.max())
-    answer = f"{model.classes[best]} {confidence:.0%}"
+    answer = f"{model.classes[best]} {confidence:.1%}"
     return f"unknown (closest: {answer})" if confidence < threshold else answer
 
 

@@ -23,9 +23,9 @@ _PHOTO = "ImageOps.exif_transpose(photo).convert(\"RGB\")"
 # below tl_studio.json's "unknown" threshold mean "none of my classes"; the closest class is still shown.
 _ANSWER = '''best, confidence = int(probabilities.argmax()), float(probabilities.max())
 if confidence < threshold:
-    print(f"unknown (closest: {{classes[best]}} {{confidence:.0%}})")
+    print(f"unknown (closest: {{classes[best]}} {{confidence:.1%}})")
 else:
-    print(f"{{classes[best]}} {{confidence:.0%}}")
+    print(f"{{classes[best]}} {{confidence:.1%}}")  # as the app and `tl-studio predict` show it
 '''
 _TORCH_SNIPPET_TAIL = '''info = json.loads(extra["tl_studio.json"])
 classes = info["classes"]

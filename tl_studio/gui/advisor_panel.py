@@ -219,7 +219,8 @@ class AdvisorPanel(QWidget):
 
     def _check_stale(self) -> None:
         if self.is_stale():
-            self.status.setText("The model or dataset has changed since this analysis; analyse again.")
+            self.status.setText("The model, its starting weights or the dataset changed since this analysis; "
+                                "analyse again.")
         self._set_running(self.running)
 
     def apply(self) -> None:

@@ -16,6 +16,7 @@ from tl_studio.gui.theme import BAD
 
 SORT_ROLE = Qt.UserRole + 1
 COLUMNS = ("Class", "Precision", "Recall", "F1", "Support")
+NONE = "—"  # a figure that has no meaning for the row
 WEAK_F1 = 0.7  # F1 below this is shown in red: the classes to look at first
 
 
@@ -72,7 +73,9 @@ class MetricsTable(QWidget):
         for metrics in evaluation.per_class():
             name = QStandardItem(metrics.name)
             name.setData(metrics.name.casefold(), SORT_ROLE)
-            row = [name] + [_number_item(v, f"{v:.3f}") for v in (metrics.precision, metrics.recall, metrics.f1)]
+            # a class no image has: no recall or F1 to speak of ("0.000" read as a class the model misses)
+            row = [name, _number_item(metrics.precision, f"{metrics.precision:.3f}")] + [
+                _number_item(v, f"{v:.3f}" if metrics.support else NONE) for v in (metrics.recall, metrics.f1)]
             row.append(_number_item(metrics.support, str(metrics.support)))
             if metrics.support and metrics.f1 < WEAK_F1:
                 row[3].setForeground(BAD)

@@ -186,8 +186,9 @@ class EvaluatePage(QWidget):
 
     def _source_chosen(self, _index: int) -> None:
         if self.source_box.currentData() == "folder":
+            near = str(Path(self.session.scan.root).parent) if self.session.scan is not None else ""
             folder = QFileDialog.getExistingDirectory(self, "Choose a folder of labelled images (one sub-folder "
-                                                            "per class)", self.other_folder or "")
+                                                            "per class)", self.other_folder or near)
             if not folder:
                 self.source_box.setCurrentIndex(self._source_index)  # nothing chosen: the images shown stay
                 return
