@@ -152,6 +152,17 @@ def test_within_half_a_point_lower_val_loss_wins_then_shorter_training():
     assert "lowest val loss" in history.best_run(runs).why
 
 
+def test_the_best_run_says_when_the_runs_were_validated_on_different_images():
+    import dataclasses
+
+    same = [_summary("a", 0.90, 0.1, 10), _summary("b", 0.95, 0.5, 100)]
+    assert "different images" not in history.best_run(same).why
+    other_split = dataclasses.replace(same[0], config={"val_fraction": 0.3})
+    assert "validated on different images" in history.best_run([other_split, same[1]]).why
+    other_data = dataclasses.replace(same[0], data_dir="/data/other")
+    assert "validated on different images" in history.best_run([other_data, same[1]]).why
+
+
 def test_runs_without_any_epoch_are_not_ranked():
     assert history.best_run([_summary("a", None, None, None)]) is None
 
