@@ -37,10 +37,13 @@ def test_the_zoo_table_lists_models_and_the_slider_sets_the_freeze_depth(qtbot, 
     page.weights_choice.setCurrentIndex(page.weights_choice.findData("none"))  # random weights: nothing to keep
     assert window.session.config.weights == "none"
     assert page.hint.text().startswith("Random starting weights: frozen stages stay random")
+    assert page.weights_state.text() == ("Random initialisation needs no weights file. The ImageNet weights: "
+                                         "bundled with TL Studio: works offline.")
     slider.setValue(0)
     assert page.hint.text().startswith("Random starting weights: every layer trains from scratch")
     page.weights_choice.setCurrentIndex(page.weights_choice.findData("default"))
     assert "per class" in page.hint.text()
+    assert page.weights_state.text() == "Bundled with TL Studio: works offline."
     slider.setValue(2)
 
     page.filter.setText("resnet1")  # filter, then pick another model: its stages load

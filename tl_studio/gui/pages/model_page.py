@@ -215,8 +215,10 @@ class ModelPage(QWidget):
         texts = {"bundled": "Bundled with TL Studio: works offline.",
                  "cached": "Downloaded: in the torch hub cache, works offline."}
         size = f" ({info.file_size_mb:.0f} MB)" if info.file_size_mb else ""
-        self.weights_state.setText(texts.get(status, f"Not downloaded yet{size}. Download now, or import a "
-                                                     f"file downloaded elsewhere."))
+        text = texts.get(status, f"Not downloaded yet{size}. Download now, or import a file downloaded elsewhere.")
+        if self.session.config.weights == "none":  # the state said is the ImageNet weights', not this choice's
+            text = f"Random initialisation needs no weights file. The ImageNet weights: {text[0].lower()}{text[1:]}"
+        self.weights_state.setText(text)
         self.download_button.setVisible(status == "missing")
         self.import_button.setVisible(not info.bundled)
 
@@ -311,6 +313,8 @@ class ModelPage(QWidget):
             self.freeze_slider.setValue(setting_to_depth(config.freeze, len(self.summary.names)))
         elif self.summary is not None:
             self._describe_depth(self.freeze_slider.value())  # the hint depends on the weights chosen
+        if current is not None:
+            self._show_weights_state(current)
 
     # ---- weights ------------------------------------------------------------------------------------
     def download(self) -> None:
