@@ -135,3 +135,14 @@ def test_verify_decodes_every_image_and_reports_what_the_quick_scan_missed(tmp_p
     verified = scan_json(capsys, str(tmp_path), "--verify")
     assert [(p["path"], p["kind"]) for p in verified["problems"]] == [("cats/damaged.png", "corrupt")]
     assert verified["num_images"] == 6
+
+
+def test_a_lopsided_split_is_said_with_a_seed_to_try(tmp_path, capsys):
+    from tests.helpers import make_image_folder
+    from tl_studio.core.data import scan_dataset
+
+    data = make_image_folder(tmp_path / "small", classes=("ants", "bees"), per_class=20, size=16)
+    seed = next(s for s in range(60) if scan_dataset(data, val_fraction=0.3, seed=s).uneven_split())
+    assert main(["scan", str(data), "--val-fraction", "0.3", "--seed", str(seed)]) == 0
+    out = capsys.readouterr().out
+    assert "Another seed gives another split. (--seed " + str(seed + 1) + ", for example)" in out

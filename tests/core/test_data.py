@@ -525,3 +525,22 @@ def test_the_excluded_folder_is_not_a_class(tmp_path):
     scan = scan_dataset(data)
     assert scan.classes == ("blue", "red") and len(scan.records) == 8
     assert not scan.problems
+
+
+def test_a_split_far_from_the_asked_share_is_said_with_the_way_out(tmp_path):
+    """The per-file split leaves a small class within about sqrt(n) of its share; when a class lands far
+    from it (20 images at 30 %: 10 of them for validation), the scan says so and what to do."""
+    make_classes(tmp_path, ants=20, bees=20)
+    notes = {}
+    for seed in range(40):
+        scan = scan_dataset(tmp_path, val_fraction=0.3, seed=seed)
+        val = scan.counts()["val"]
+        far = any(abs(count - 6) >= 3 for count in val.values())
+        notes[seed] = scan.uneven_split()
+        assert (notes[seed] is not None) == far, (seed, val)
+    said = next(note for note in notes.values() if note)
+    assert "where 30% is about 6" in said and "Another seed gives another split." in said
+    assert any(note is None for note in notes.values())  # most seeds land near the share
+    pre = make_classes(tmp_path / "pre" / "train", a=20, b=20).parent
+    make_classes(pre / "val", a=1, b=19)
+    assert scan_dataset(pre).uneven_split() is None  # the user's own folders are the split

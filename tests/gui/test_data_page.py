@@ -173,3 +173,19 @@ def test_the_split_boxes_take_percentages_and_say_their_ranges(page, qtbot):
     config = page.session.config  # the run trains on this split and records it (config.json)
     assert (config.val_fraction, config.test_fraction, config.seed) == (0.3, 0.1, 0)
     assert "(asked 60% / 30% / 10%, seed 0)" in page.summary.text()
+
+
+def test_a_lopsided_split_is_said_under_the_summary(qtbot, tmp_path):
+    from tests.helpers import make_image_folder
+    from tl_studio.core.data import scan_dataset
+
+    data = make_image_folder(tmp_path / "small", classes=("ants", "bees"), per_class=20, size=16)
+    seed = next(s for s in range(60) if scan_dataset(data, val_fraction=0.3, seed=s).uneven_split())
+    page = DataPage(Session())
+    qtbot.addWidget(page)
+    page.val_percent.setValue(30)
+    page.seed.setValue(seed)
+    with qtbot.waitSignal(page.session.datasetChanged, timeout=TIMEOUT_MS):
+        page.open_folder(str(data))
+    assert "Another seed gives another split." in page.summary.text()
+    page.shutdown()

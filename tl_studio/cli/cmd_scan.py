@@ -74,7 +74,10 @@ def run(args: argparse.Namespace) -> int:
 def summary_lines(scan: DatasetScan, show_all: bool = False) -> list[str]:
     """The human-readable report of a DatasetScan."""
     counts = scan.counts()
-    lines = [f"Dataset: {scan.root}", _split_description(scan), ""]
+    lines = [f"Dataset: {scan.root}", _split_description(scan)]
+    if note := scan.uneven_split():
+        lines.append(note + f" (--seed {scan.seed + 1}, for example)")
+    lines.append("")
     lines += _class_table(scan.classes, counts, _bar_character())
     lines += _imbalance_note(counts["train"])
     lines += _problem_lines(scan.problems, show_all)

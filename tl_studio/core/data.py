@@ -38,6 +38,7 @@ from tl_studio.core.images import (
 )
 
 SPLITS = ("train", "val", "test")
+_SPLIT_WORDS = {"val": "validation", "test": "test"}
 # Folder names (compared case-insensitively) that mark a pre-split dataset, and the split each means.
 SPLIT_FOLDER_NAMES = {"train": "train", "val": "val", "valid": "val", "validation": "val", "test": "test"}
 # Files and folders that operating systems and tools leave behind; never data, never worth a word.
@@ -101,6 +102,25 @@ class DatasetScan:
         train_counts = self.counts()["train"].values()
         smallest, largest = min(train_counts, default=0), max(train_counts, default=0)
         return largest / smallest if smallest else math.inf
+
+    def uneven_split(self) -> str | None:
+        """One sentence when the split made here gave a class a validation or test share far from the one
+        asked, else None. Each image's split comes from its own file (so fixing one label moves no other
+        image), which leaves a small class within about the square root of its size of its share: 20
+        images at 30 % can give 4 or 10. Far: off by at least half the
+        share (and by 3 images or more). Another seed draws another split."""
+        if self.presplit:
+            return None
+        counts = self.counts()
+        for split, fraction in (("val", self.val_fraction), ("test", self.test_fraction)):
+            for name in self.classes:
+                size = sum(counts[s][name] for s in SPLITS)
+                wanted, got = size * fraction, counts[split][name]
+                if abs(got - wanted) >= max(3.0, wanted / 2):
+                    return (f"The split gave {name} {got} of its {size} images for {_SPLIT_WORDS[split]} where "
+                            f"{fraction:.0%} is about {wanted:.0f}: each image's split comes from its file, so a "
+                            f"small class can land far from the share. Another seed gives another split.")
+        return None
 
     def relative(self, path: Path | str) -> str:
         """A path as problems name it: relative to the dataset folder, posix style."""

@@ -276,9 +276,10 @@ class DataPage(QWidget):
                                            if count) +
                       f" (asked {' / '.join(f'{share:.0%}' for share in asked)}, seed {scan.seed})")
         # rich text: the folder's name is the user's, escaped
+        uneven = f"<br>{escape(note)}" if (note := scan.uneven_split()) else ""
         self.summary.setText(f"<b>{escape(str(scan.root))}</b><br>{counted(len(scan.records), 'image')} in "
                              f"{counted(len(scan.classes), 'class', 'classes')}, {layout}. "
-                             f"{counted(len(scan.problems), 'problem')}.")
+                             f"{counted(len(scan.problems), 'problem')}.{uneven}")
         self._show_imbalance(scan)
         self.chart.show_counts(list(scan.classes), counts)
         self.split_box.setEnabled(not scan.presplit)
