@@ -41,7 +41,7 @@ def analyse_dataset(config: TrainConfig, scan=None, *, model=None, max_images: i
     train = bench.scan.split("train")
     records = stratified_subsample(train, max_images, config.seed)
     side = median_short_side(records[:SIZE_SAMPLE])
-    if config.weights == "none":
+    if not config.pretrained:
         # Random features say nothing about the data: no probe (advice_rules trains from scratch).
         bench.ensure_model(progress, cancel)
         probe, stages = None, len(model_stages(bench.model))
@@ -78,7 +78,7 @@ def dataset_stats(scan, config: TrainConfig, median_side: int | None, num_stages
         num_classes=len(scan.classes), num_train=sum(counts), per_class_median=images_per_class(counts),
         per_class_min=min(present), imbalance_ratio=max(present) / max(1, min(present)),
         median_short_side=median_side, model=config.model, model_size=model_size, num_stages=num_stages,
-        batch_size=config.batch_size, optimizer=config.optimizer, pretrained=config.weights != "none")
+        batch_size=config.batch_size, optimizer=config.optimizer, pretrained=config.pretrained)
 
 
 def median_short_side(records: Sequence) -> int | None:

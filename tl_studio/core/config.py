@@ -60,6 +60,11 @@ class TrainConfig:
     extra: dict = field(default_factory=dict, compare=False)  # free-form notes kept with the run
 
     # ---- derived values -------------------------------------------------------------------------
+    @property
+    def pretrained(self) -> bool:
+        """Whether the backbone starts from learnt weights ("none" is a random start: nothing to transfer)."""
+        return self.weights != "none"
+
     def resolved_lr(self) -> float:
         """AdamW at 1e-3 suits a new head on frozen features; whole-network fine-tuning needs a
         smaller step so the pretrained features are not destroyed in the first epoch."""
@@ -154,6 +159,18 @@ _JSON_TYPES = {"int": (int,), "float": (int, float), "str": (str,), "bool": (boo
                "None": (type(None),)}
 _TYPE_WORDS = {"int": "a whole number", "float": "a number", "str": "text", "bool": "true or false",
                "dict": "an object"}
+
+
+SPLIT_SETTINGS = ("val_fraction", "test_fraction", "seed")
+
+
+def split_settings(stored: dict) -> dict:
+    """The split settings a stored config (a run's config.json, a model file's training_config) was made
+    with, TrainConfig's defaults where it says nothing: what scan_dataset needs to make its split again."""
+    defaults = TrainConfig()
+    return {"val_fraction": float(stored.get("val_fraction", defaults.val_fraction)),
+            "test_fraction": float(stored.get("test_fraction", defaults.test_fraction)),
+            "seed": int(stored.get("seed", defaults.seed))}
 
 
 def _check_type(name: str, value, annotation: str) -> None:

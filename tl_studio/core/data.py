@@ -107,8 +107,8 @@ class DatasetScan:
         """One sentence when the split made here gave a class a validation or test share far from the one
         asked, else None. Each image's split comes from its own file (so fixing one label moves no other
         image), which leaves a small class within about the square root of its size of its share: 20
-        images at 30 % can give 4 or 10. Far: off by at least half the
-        share (and by 3 images or more). Another seed draws another split."""
+        images at 30 % can give 4 or 10. Far: off by at least half the share and by 3 images or more.
+        Another seed draws another split."""
         if self.presplit:
             return None
         counts = self.counts()

@@ -74,4 +74,4 @@ def _next_time(trainer) -> str:
     best = min(state.history, key=lambda e: e.val_loss).epoch
     return remedies_sentence(overfitting_remedies(config.freeze, config.augment, best,
                                                   len(model_stages(state.model)), config.feature_cache,
-                                                  pretrained=config.weights != "none"))
+                                                  pretrained=config.pretrained))

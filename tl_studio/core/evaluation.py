@@ -24,6 +24,7 @@ from typing import Callable
 import numpy as np
 
 from tl_studio.core import eval_metrics
+from tl_studio.core.config import split_settings
 from tl_studio.core.errors import Cancelled, UserError
 from tl_studio.core.safe_text import csv_cell
 from tl_studio.core.wording import counted
@@ -109,9 +110,9 @@ def split_as_trained(scan, metadata: dict) -> bool:
     model's training images "val" or "test", and its scores would count them."""
     if scan.presplit:
         return True
-    config = metadata.get("training_config") or {}
+    trained = split_settings(metadata.get("training_config") or {})
     return (scan.val_fraction, scan.test_fraction, scan.seed) == (
-        float(config.get("val_fraction", 0.2)), float(config.get("test_fraction", 0.0)), int(config.get("seed", 0)))
+        trained["val_fraction"], trained["test_fraction"], trained["seed"])
 
 
 def scan_for_model(data_dir: Path | str, metadata: dict, progress=None, cancel=None):
@@ -120,11 +121,8 @@ def scan_for_model(data_dir: Path | str, metadata: dict, progress=None, cancel=N
     enough: a folder of new bee photos tests a bees-vs-ants model."""
     from tl_studio.core.data import scan_dataset
 
-    config = metadata.get("training_config") or {}
-    scan = scan_dataset(data_dir, val_fraction=float(config.get("val_fraction", 0.2)),
-                        test_fraction=float(config.get("test_fraction", 0.0)), seed=int(config.get("seed", 0)),
-                        progress=progress, cancel=cancel, min_classes=1)  # new photos of one class are a test too
-    return scan
+    return scan_dataset(data_dir, **split_settings(metadata.get("training_config") or {}), progress=progress,
+                        cancel=cancel, min_classes=1)  # new photos of one class are a test too
 
 
 @dataclass(frozen=True, eq=False)

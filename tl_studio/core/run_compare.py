@@ -11,11 +11,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
+from tl_studio.core.config import SPLIT_SETTINGS, split_settings
 from tl_studio.core.errors import Cancelled, UserError
 from tl_studio.core.run_folder import MODEL_FILE, RunFolder
 from tl_studio.core.run_history import read_config
 
-SPLIT_SETTINGS = ("val_fraction", "test_fraction", "seed")
 
 
 @dataclass(frozen=True)
@@ -61,9 +61,7 @@ def shared_validation_images(run_a, run_b, cancel: Callable[[], bool] | None = N
     if any(config_a.get(key) != config_b.get(key) for key in SPLIT_SETTINGS):
         note = ("The runs split the data differently; run A's validation images are used, so some of them "
                 "were training images for run B.")
-    defaults = {"val_fraction": 0.2, "test_fraction": 0.0, "seed": 0}
-    split = {key: config_a.get(key, defaults[key]) for key in SPLIT_SETTINGS}
-    scan = scan_dataset(dir_a, cancel=cancel, **split)
+    scan = scan_dataset(dir_a, cancel=cancel, **split_settings(config_a))
     records = list(scan.split("val"))
     if not records:
         raise UserError(f"{dir_a} has no validation images with these split settings; nothing to compare on.")

@@ -68,8 +68,7 @@ class RunFollower:
             return None
         if kind is events.SamplePredictions:
             return self._samples(record)
-        names = {f.name for f in dataclasses.fields(kind)}
-        fields = {k: v for k, v in record.items() if k in names}
+        fields = _fields(kind, record)
         if kind is events.FitStart:
             fields["classes"] = tuple(fields["classes"])
             fields["notes"] = tuple(fields.get("notes", ()))
@@ -99,7 +98,6 @@ def earlier_batches(folder: RunFolder | Path, before_epoch: int) -> list:
     carries only each epoch's figures. An epoch trained more than once (stopped part-way and resumed)
     counts with its last pass. Lines that do not parse are skipped, as ``poll`` skips them."""
     folder = folder if isinstance(folder, RunFolder) else RunFolder(folder)
-    names = {f.name for f in dataclasses.fields(events.BatchEnd)}
     found: dict[tuple[int, int], events.BatchEnd] = {}
     try:
         handle = open(folder.file(EVENTS), "rb")
@@ -107,13 +105,22 @@ def earlier_batches(folder: RunFolder | Path, before_epoch: int) -> list:
         return []
     with handle:
         for line in handle:
-            if b'"BatchEnd"' not in line:  # most lines of a long run are batches, but the check is cheap
+            if b'"BatchEnd"' not in line:  # other events are not parsed at all
                 continue
             try:
                 record = json.loads(line)
-                batch = events.BatchEnd(**{k: v for k, v in record.items() if k in names})
-            except (ValueError, TypeError):
+                if record.get("event") != "BatchEnd":
+                    continue
+                batch = events.BatchEnd(**_fields(events.BatchEnd, record))
+            except (ValueError, TypeError, AttributeError):
                 continue
-            if record.get("event") == "BatchEnd" and batch.epoch < before_epoch:
+            if batch.epoch < before_epoch:
                 found[batch.epoch, batch.batch] = batch
     return [found[key] for key in sorted(found)]
+
+
+def _fields(kind, record: dict) -> dict:
+    """The keys of a log record that ``kind`` (an event dataclass) takes: a newer version's extra ones
+    are left out."""
+    names = {f.name for f in dataclasses.fields(kind)}
+    return {key: value for key, value in record.items() if key in names}

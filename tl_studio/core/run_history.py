@@ -393,8 +393,9 @@ def best_run(runs) -> BestRun | None:
 
 def _validated_on(run) -> tuple:
     """What decides a run's validation images: its data set folder and split settings."""
-    config = run.config or {}
-    return (run.data_dir, config.get("val_fraction", 0.2), config.get("test_fraction", 0.0), config.get("seed", 0))
+    from tl_studio.core.config import split_settings
+
+    return run.data_dir, *split_settings(run.config or {}).values()
 
 
 # ---- what differs between configs -----------------------------------------------------------------

@@ -116,7 +116,7 @@ class AdvisorPanel(QWidget):
         weights get other advice)."""
         scan = self.session.scan
         config = self.session.config
-        return config.model, str(scan.root) if scan is not None else config.data_dir, config.weights != "none"
+        return config.model, str(scan.root) if scan is not None else config.data_dir, config.pretrained
 
     def start(self) -> None:
         if self.running:

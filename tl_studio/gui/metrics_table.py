@@ -80,7 +80,7 @@ class MetricsTable(QWidget):
             if metrics.support and metrics.f1 < WEAK_F1:
                 row[3].setForeground(BAD)
             self.model.appendRow(row)
-        note = f" {html.escape(evaluation.macro_f1_note())}" if evaluation.macro_f1_note() else ""
+        note = f" {html.escape(left_out)}" if (left_out := evaluation.macro_f1_note()) else ""
         self.overall.setText(f"Accuracy <b>{evaluation.accuracy:.3f}</b> · macro-F1 <b>{evaluation.macro_f1:.3f}</b>"
                              f"{note} · {counted(len(evaluation.paths), 'image')}")
         self.table.sortByColumn(-1, Qt.AscendingOrder)  # the model's class order until the user sorts

@@ -47,9 +47,9 @@ class EvaluatePage(QWidget):
         self.evaluation = None
         self.metadata: dict | None = None  # the evaluated model file's tl_studio.json
         self.ood_folder: str | None = None
-        self.model_files: dict[Path, object] = {}  # loaded ModelFiles, reused by the next evaluation
-        self.plans: dict[Path, object] = {}  # their inference plans (core/inference.py), as the CLI makes them
-        self.loaded: tuple | None = None  # fileio.file_identity of the model file loaded
+        # (fileio.file_identity, ModelFile, its inference plan as the CLI makes it) of the last model loaded,
+        # reused by the next evaluation and the unknown check
+        self.loaded: tuple | None = None
         self.cams: CamProvider | None = None
         self.other_folder: str | None = None
         self.current_paths: list[str] = []  # where each evaluated image is now (after moves)
@@ -263,12 +263,11 @@ class EvaluatePage(QWidget):
 
         torch.set_num_threads(max(1, (os.cpu_count() or 2) - 1))  # leave the GUI thread a core
         identity = file_identity(model_path)  # the same name written again (another keep share) is reloaded
-        if identity != self.loaded:
+        if self.loaded is None or self.loaded[0] != identity:
             model = load_model_file(model_path, trust_torchscript=is_trusted(self.session, model_path))
             # in batches, decoded as `tl-studio evaluate` decodes: the same figures to the last digit
-            self.model_files, self.plans = {model_path: model}, {model_path: plan_for(model, DEFAULT_BATCH_SIZE)}
-            self.loaded = identity
-        model = self.model_files[model_path]
+            self.loaded = identity, model, plan_for(model, DEFAULT_BATCH_SIZE)
+        _, model, plan = self.loaded
         if scan is not None and not split_as_trained(scan, model.metadata):
             # the Data step splits the folder otherwise than the model's run did: its split, as `evaluate`
             scan, folder = None, str(scan.root)
@@ -277,7 +276,7 @@ class EvaluatePage(QWidget):
             scan = scan_for_model(folder or _training_folder(model), model.metadata, cancel=cancelled)
         chosen = evaluation_set(scan, split or default_choice(scan, model.metadata)[0], model.classes)
         result = evaluate(model.predict, chosen, progress=lambda done, total: report((done, total)),
-                          cancel=cancelled, model_path=str(model_path), plan=self.plans[model_path])
+                          cancel=cancelled, model_path=str(model_path), plan=plan)
         return result, scan, model.metadata
 
     def _on_progress(self, payload) -> None:
@@ -325,12 +324,19 @@ class EvaluatePage(QWidget):
             self.ood_folder = folder
             self.check_unknown(folder)
 
+    def _model_of(self, evaluation) -> tuple | None:
+        """(ModelFile, inference plan) that made ``evaluation``, while it is the one loaded."""
+        if evaluation is None or self.loaded is None:
+            return None
+        identity, model, plan = self.loaded
+        return (model, plan) if identity[0] == str(evaluation.model_path) else None
+
     def check_unknown(self, folder: str) -> None:
         """Runs the model over ``folder`` in the background and shows the unknown rule's figures there,
         against the evaluated images as the known ones (as ``tl-studio evaluate --ood DIR``)."""
         evaluation = self.evaluation
-        model = self.model_files.get(Path(evaluation.model_path)) if evaluation is not None else None
-        if model is None or self.running:
+        loaded = self._model_of(evaluation)
+        if loaded is None or self.running:
             return
         self.progress.setRange(0, 0)
         self.progress.setFormat("Finding the images…")
@@ -340,7 +346,7 @@ class EvaluatePage(QWidget):
         self.unknown_button.setEnabled(False)
         self.unknown_result.setText(f"Classifying the images of {Path(folder).name}…")
         self.session.say(f"Checking the unknown answer on {Path(folder).name}…")
-        plan = self.plans.get(Path(evaluation.model_path))
+        model, plan = loaded
         self.task = self.tasks.start(lambda report, cancelled: _unknown_report(model, plan, evaluation, folder, report,
                                                                                 cancelled), "unknown")
         self.task.progress.connect(self._on_unknown_progress)
@@ -523,7 +529,7 @@ def _summary(evaluation, scan, on_the_data_step: bool) -> str:
     evaluated from Images: Another folder… is not the one the Data step shows (its Problems tab)."""
     from tl_studio.core.problem_summary import problems_sentence
 
-    note = f" {escape(evaluation.macro_f1_note())}" if evaluation.macro_f1_note() else ""
+    note = f" {escape(left_out)}" if (left_out := evaluation.macro_f1_note()) else ""
     parts = [f"<b>Accuracy {evaluation.accuracy:.1%}</b> · macro-F1 {evaluation.macro_f1:.3f}{note} · "
              f"{counted(len(evaluation.paths), 'image')} ({escape(evaluation.source)})"]
     if evaluation.failed:

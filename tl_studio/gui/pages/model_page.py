@@ -216,7 +216,7 @@ class ModelPage(QWidget):
                  "cached": "Downloaded: in the torch hub cache, works offline."}
         size = f" ({info.file_size_mb:.0f} MB)" if info.file_size_mb else ""
         text = texts.get(status, f"Not downloaded yet{size}. Download now, or import a file downloaded elsewhere.")
-        if self.session.config.weights == "none":  # the state said is the ImageNet weights', not this choice's
+        if not self.session.config.pretrained:  # the state said is the ImageNet weights', not this choice's
             text = f"Random initialisation needs no weights file. The ImageNet weights: {text[0].lower()}{text[1:]}"
         self.weights_state.setText(text)
         self.download_button.setVisible(status == "missing")
@@ -298,7 +298,7 @@ class ModelPage(QWidget):
         scan = self.session.scan
         if scan is not None:
             per_class = images_per_class(scan.counts()["train"].values())
-            self.hint.setText(freeze_hint(per_class, value, stages, pretrained=self.session.config.weights != "none"))
+            self.hint.setText(freeze_hint(per_class, value, stages, pretrained=self.session.config.pretrained))
 
     def _config_changed(self, config) -> None:
         index = self.weights_choice.findData(config.weights if config.weights in ("default", "none") else "default")

@@ -396,7 +396,7 @@ class TrainPage(QWidget):
         self.run_progress.epoch_ended(event)  # the status line keeps the epoch's figures, the bar what follows
         config = self.session.config
         hint = overfitting_hint(self.history, config.freeze, config.augment, feature_cache=config.feature_cache,
-                                pretrained=config.weights != "none")
+                                pretrained=config.pretrained)
         self.hint.setText(hint or "")
         self.hint.setVisible(bool(hint))
 
