@@ -44,7 +44,7 @@ def test_models_table_says_what_works_offline(capsys, torch_home):
     info = catalog.get_model_info("resnet18")
     resnet18 = next(line for line in lines if line.startswith("resnet18 "))
     assert resnet18.split()[1:] == [f"{info.num_params / 1e6:.1f}M", f"{info.acc1:.1f}", f"{info.gflops:.2f}",
-                                    "224", "download", f"{info.file_size_mb:.1f}", "MB"]
+                                    "224", "download", f"{info.file_bytes / 1e6:.1f}", "MB"]
     assert "efficientnet_lite0" not in out
     # the default is not listed: no footnote for its mark; none of these works offline, said so
     assert "* default" not in out and f"None of these {len(lines) - 4} works offline yet" in out

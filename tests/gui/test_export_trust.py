@@ -90,7 +90,7 @@ def test_a_failed_int8_gate_shows_its_sentence_and_writes_nothing(page, qtbot, t
 def _figures(fmt, error=""):
     if error:
         return FormatFigures(fmt, 0, float("nan"), float("nan"), float("nan"), float("nan"), 0, error)
-    return FormatFigures(fmt, 3 * 2**20, 12.34, 456.0, 0.9, 0.975, 40)
+    return FormatFigures(fmt, 3_000_000, 12.34, 456.0, 0.9, 0.975, 40)
 
 
 def test_compare_formats_shows_the_report_as_a_table(page, qtbot, monkeypatch):

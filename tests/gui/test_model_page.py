@@ -174,3 +174,16 @@ def test_a_filter_that_hides_the_chosen_model_highlights_nothing_and_one_click_c
     page.filter.setText("regnet")  # the chosen model still listed: it stays highlighted
     assert table.currentIndex().data() == "regnet_y_400mf"
     window.close()
+
+
+def test_a_download_over_2_gb_shows_its_progress_in_si_megabytes(qtbot):
+    """vit_h_14's weights are 2.5 GB: more bytes than the progress bar's 32-bit int holds."""
+    window = MainWindow()
+    qtbot.addWidget(window)
+    page = window.pages["Model"]
+    total = 2_530_000_000
+    page._download_progress((1_265_000_000, total))
+    bar = page.download_progress
+    assert bar.format() == "1265 / 2530 MB"
+    assert bar.value() * 2 == bar.maximum()
+    window.close()

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import argparse
 
+from tl_studio.core.wording import megabytes
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     from tl_studio.core.export_formats import FORMAT_NAMES
@@ -37,7 +39,7 @@ def run(args: argparse.Namespace) -> int:
     from tl_studio.core.runs import export_run
 
     report = export_run(args.run_dir, args.format, args.out, overwrite=args.overwrite, keep=args.keep)
-    print(f"Wrote {report.path} ({args.format}, {report.path.stat().st_size / 2**20:.1f} MB) "
+    print(f"Wrote {report.path} ({args.format}, {megabytes(report.path.stat().st_size)}) "
           f"in {report.seconds:.1f} s.")
     print(report.check.describe())
     _describe_calibration(report.path)
@@ -51,8 +53,8 @@ def _int8(args: argparse.Namespace) -> int:
 
     started = time.perf_counter()
     result = export_int8_run(args.run_dir, args.out, overwrite=args.overwrite, keep=args.keep)
-    print(f"Wrote {result.path} (onnx-int8, {result.int8_bytes / 2**20:.1f} MB, the fp32 file is "
-          f"{result.fp32_bytes / 2**20:.1f} MB) in {time.perf_counter() - started:.1f} s.")
+    print(f"Wrote {result.path} (onnx-int8, {megabytes(result.int8_bytes)}, the fp32 file is "
+          f"{megabytes(result.fp32_bytes)}) in {time.perf_counter() - started:.1f} s.")
     print(result.check.describe())
     _describe_calibration(result.path)
     return 0

@@ -9,6 +9,8 @@ import argparse
 import json
 import sys
 
+from tl_studio.core.wording import megabytes
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", action="store_true", help="print a JSON list instead of a table")
@@ -72,6 +74,6 @@ def _cells(row: dict, default_model: str) -> tuple[str, ...]:
 def _weights_cell(row: dict) -> str:
     if row["weights_status"] != "missing":
         return row["weights_status"]
-    if row["bundled"] or row["file_size_mb"] is None:
+    if row["bundled"] or row["file_bytes"] is None:
         return "missing"
-    return f"download {row['file_size_mb']:.1f} MB"
+    return f"download {megabytes(row['file_bytes'])}"

@@ -10,6 +10,8 @@ import argparse
 import sys
 import time
 
+from tl_studio.core.wording import MB, megabytes
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     actions = parser.add_subparsers(dest="action", metavar="ACTION", required=True)
@@ -81,9 +83,9 @@ class DownloadLine:
         if now - self._last_draw < 0.1 and done != total:
             return
         self._last_draw = now
-        mb = done / 2**20
+        mb = done / MB
         if total:
-            self.line.show(f"{self.label}: {mb:.1f} / {total / 2**20:.1f} MB ({100 * done // total}%)")
+            self.line.show(f"{self.label}: {mb:.1f} / {megabytes(total)} ({100 * done // total}%)")
         else:
             self.line.show(f"{self.label}: {mb:.1f} MB")
 

@@ -31,7 +31,7 @@ PUBLISHED_PARAMETERS_NOTE = ("parameters as published, with the 1,000-class Imag
                              "with one for your classes")
 
 # Bump when ModelInfo or the way its values are read changes: older cache files are then rebuilt.
-CATALOG_SCHEMA = 1
+CATALOG_SCHEMA = 2  # 2: file_bytes (was file_size_mb, in MiB)
 CACHE_FILE_NAME = "model_catalog.json"
 
 
@@ -44,7 +44,7 @@ class ModelInfo:
     num_params: int  # with the 1000-class ImageNet head
     acc1: float | None  # ImageNet-1K top-1 accuracy of the pretrained weights, in percent
     gflops: float | None  # at crop_size, counted like torchvision's `_ops` (multiply-adds)
-    file_size_mb: float | None  # of the pretrained weights file, in MiB
+    file_bytes: int | None  # of the pretrained weights file
     min_size: int  # smallest input side the architecture accepts
     crop_size: int  # the side the pretrained weights were evaluated at
     resize_size: int  # the shorter side is resized to this before the centre crop
@@ -230,7 +230,8 @@ def _torchvision_entry(name: str) -> ModelInfo:
         num_params=int(meta["num_params"]),
         acc1=_imagenet_acc1(meta),
         gflops=meta.get("_ops"),
-        file_size_mb=meta.get("_file_size"),
+        # torchvision records MiB (os.path.getsize / 2**20); the app says sizes in SI units (wording.MB)
+        file_bytes=round(meta["_file_size"] * 2**20) if meta.get("_file_size") else None,
         min_size=int(max(meta["min_size"])),
         crop_size=int(_first(preprocess.crop_size)),
         resize_size=int(_first(preprocess.resize_size)),

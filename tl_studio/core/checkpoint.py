@@ -18,10 +18,11 @@ from tl_studio.core.errors import UserError
 from tl_studio.core.fileio import atomic_path
 from tl_studio.core.run_folder import BEST_CHECKPOINT as BEST
 from tl_studio.core.run_folder import LAST_CHECKPOINT as LAST
+from tl_studio.core.wording import MB, megabytes
 
 FORMAT_VERSION = 1
 # Room left on the disk beyond the file itself (file-system metadata, the rename's temporary copy).
-DISK_MARGIN_BYTES = 8 * 2**20
+DISK_MARGIN_BYTES = 8 * MB
 
 
 class DiskFull(UserError):
@@ -95,9 +96,9 @@ def check_free_space(folder: Path, size: int, what: str) -> None:
 
 
 def disk_full_message(folder: Path, size: int, what: str = "a checkpoint") -> str:
-    free = shutil.disk_usage(folder).free / 2**20
-    return (f"The disk holding {folder} is full: {free:.0f} MB free, {what} needs about "
-            f"{(size + DISK_MARGIN_BYTES) / 2**20:.0f} MB; free some space, then continue with --resume.")
+    free = shutil.disk_usage(folder).free
+    return (f"The disk holding {folder} is full: {megabytes(free, 0)} free, {what} needs about "
+            f"{megabytes(size + DISK_MARGIN_BYTES, 0)}; free some space, then continue with --resume.")
 
 
 def load_checkpoint(path: Path, map_location="cpu") -> dict:

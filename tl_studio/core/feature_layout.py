@@ -14,6 +14,8 @@ import json
 import os
 from pathlib import Path
 
+from tl_studio.core.wording import MB
+
 # Bump when image decoding, the evaluation transform or feature extraction change their numbers.
 CODE_VERSION = 2  # 2: BatchNorm folded into the convolutions (bn_folding.py)
 DEFAULT_LIMIT_MB = 2048
@@ -31,7 +33,7 @@ def limit_bytes() -> int:
         megabytes = float(raw) if raw else DEFAULT_LIMIT_MB
     except ValueError:
         megabytes = DEFAULT_LIMIT_MB  # a typo in a setting must not end a run
-    return max(0, int(megabytes * 2**20))
+    return max(0, int(megabytes * MB))
 
 
 def store_root() -> Path:

@@ -27,6 +27,7 @@ from typing import Callable, Sequence
 import numpy as np
 
 from tl_studio.core.errors import Cancelled, UserError
+from tl_studio.core.wording import MB
 
 REPORT_FORMATS = ("pt2", "onnx", "onnx-int8", "torchscript")
 WARMUP_RUNS = 5
@@ -196,7 +197,7 @@ def format_table(report: FormatReport) -> str:
         if row.error:
             lines.append(f"{row.format:<12} {row.error}")
             continue
-        lines.append(f"{row.format:<12} {row.file_bytes / 2**20:>7.1f}MB {row.latency_ms:>8.1f} ms {row.images_per_s:>10.1f} "
+        lines.append(f"{row.format:<12} {row.file_bytes / MB:>7.1f}MB {row.latency_ms:>8.1f} ms {row.images_per_s:>10.1f} "
                      f"{row.val_accuracy:>8.3f} {row.agreement:>9.1%}")
     lines.append(f"Measured on {report.device}, {report.rows[0].images if report.rows else 0} validation images.")
     return "\n".join(lines)

@@ -97,7 +97,7 @@ def catalog_entry() -> dict:
         # Neither timm's pretrained_cfg nor the package records the accuracy of these weights: none is invented.
         "acc1": None,
         "gflops": _measure_gflops(model, crop_size, torch),
-        "file_size_mb": round(os.path.getsize(weights_file) / 2**20, 3) if weights_file else None,
+        "file_bytes": os.path.getsize(weights_file) if weights_file else None,
         # The tf_ variants pad "same", so any input size works (as torchvision's EfficientNets, min_size 1).
         "min_size": 1,
         "crop_size": crop_size,

@@ -23,6 +23,7 @@ from torch import nn
 
 from tl_studio.core.config import TrainConfig
 from tl_studio.core.problem_summary import problems_sentence
+from tl_studio.core.wording import MB
 from tl_studio.core.workbench import (CancelCallback, ProgressCallback, Workbench, check_cancel, open_workbench,
                                       record_features, report, stratified_subsample)
 
@@ -183,7 +184,7 @@ def _sweep_on_images(bench: Workbench, sweep: _Sweep, mp_context=None) -> None:
     records = list(bench.scan.split("train"))
     batch_size = min(config.batch_size, len(records))
     dataset = ImageDataset(records, train_transform(config.augment, bench.spec),
-                           cache_bytes=config.image_cache_mb * 2**20)
+                           cache_bytes=config.image_cache_mb * MB)
     # a last batch of one image breaks BatchNorm in training mode
     loader = make_loader(dataset, batch_size=batch_size, shuffle=True, workers=config.workers, seed=config.seed,
                          pin_memory=bench.device.pin_memory, drop_last=len(records) % batch_size == 1,

@@ -12,6 +12,7 @@ from tl_studio.core.optim import IMBALANCE_THRESHOLD, class_weights
 from tl_studio.core.problem_summary import problems_sentence
 from tl_studio.core.samples import make_thumbnail, pick_samples, sample_predictions
 from tl_studio.core.transforms import eval_transform, train_transform
+from tl_studio.core.wording import MB
 
 EXPORT_CHECK_IMAGES = 8
 FEATURE_BATCH = 64  # inference only: larger batches than training are faster and fit easily
@@ -107,7 +108,7 @@ class RunData:
         """Training: shuffled (across processes: a shard of each epoch's shuffle); inference passes: this
         process's share of the images, in order. Batch indices are always positions in ``records``."""
         if key not in self._loaders:
-            dataset = ImageDataset(records, transform, cache_bytes=cache_mb * 2**20)
+            dataset = ImageDataset(records, transform, cache_bytes=cache_mb * MB)
             batch_size = batch_size or self.process_batch_size
             self._loaders[key] = make_loader(
                 dataset, batch_size=batch_size, shuffle=shuffle, workers=self.config.workers,

@@ -22,7 +22,6 @@ import dataclasses
 import json
 import os
 import platform
-import shutil
 import socket
 import time
 from dataclasses import dataclass
@@ -172,9 +171,6 @@ class RunFolder:
             except ValueError:
                 continue
         return found
-
-    def free_mb(self) -> float:
-        return shutil.disk_usage(self.path).free / 2**20
 
     def remove_if_never_started(self, keep_folder: bool = False) -> bool:
         """For a folder made for a run that ended before it started (the data folder missing, the weights

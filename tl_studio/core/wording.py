@@ -18,3 +18,12 @@ def clock(seconds: float) -> str:
     seconds = int(seconds)
     return f"{seconds // 3600}:{seconds % 3600 // 60:02d}:{seconds % 60:02d}" if seconds >= 3600 \
         else f"{seconds // 60:02d}:{seconds % 60:02d}"
+
+
+# Sizes are in SI units everywhere in the app, as macOS and most Linux file managers show them: a
+# 46,830,571-byte file is "46.8 MB" in the window, on the command line and in the file manager.
+MB = 10**6
+
+
+def megabytes(n_bytes: float, digits: int = 1) -> str:
+    return f"{n_bytes / MB:.{digits}f} MB"

@@ -8,6 +8,7 @@ import math
 from PySide6.QtCore import Qt
 from PySide6.QtWidgets import QAbstractItemView, QHeaderView, QTableWidget, QTableWidgetItem
 
+from tl_studio.core.wording import MB
 from tl_studio.gui.literal_text import as_written
 
 COLUMNS = ("Format", "Size (MB)", "Latency (ms, batch 1)", "Images/s (batch 32)", "Val accuracy", "Agreement")
@@ -20,7 +21,7 @@ def row_texts(row) -> list[str]:
     name = FORMAT_NAMES.get(row.format, row.format)
     if row.error:
         return [name, row.error]
-    return [name, f"{row.file_bytes / 2**20:.1f}", _number(row.latency_ms, "{:.1f}"),
+    return [name, f"{row.file_bytes / MB:.1f}", _number(row.latency_ms, "{:.1f}"),
             _number(row.images_per_s, "{:.0f}"), _number(row.val_accuracy, "{:.1%}"), _number(row.agreement, "{:.1%}")]
 
 

@@ -7,6 +7,7 @@ from PySide6.QtCore import QAbstractTableModel, QModelIndex, QSortFilterProxyMod
 from PySide6.QtWidgets import QAbstractItemView, QHeaderView, QTableView
 
 from tl_studio.core.catalog import PUBLISHED_PARAMETERS_NOTE
+from tl_studio.core.wording import megabytes
 
 COLUMNS = ("Model", "Parameters", "ImageNet top-1", "Input", "Cost", "Weights")
 WEIGHTS_TEXT = {"bundled": "bundled (offline)", "cached": "downloaded"}
@@ -81,7 +82,7 @@ class ModelTableModel(QAbstractTableModel):
             return f"{info.gflops / self.reference_gflops:.1f}x" if info.gflops else "—"
         status = self.status.get(info.name, "missing")
         if status == "missing":
-            return f"download {info.file_size_mb:.0f} MB" if info.file_size_mb else "download"
+            return f"download {megabytes(info.file_bytes, 0)}" if info.file_bytes else "download"
         return WEIGHTS_TEXT.get(status, status)
 
     def _sort_key(self, info, column: int):

@@ -15,6 +15,7 @@ from PySide6.QtWidgets import (QButtonGroup, QDoubleSpinBox, QFileDialog, QFormL
 
 from tl_studio.core import run_folder
 from tl_studio.core.export_formats import EXPORT_FORMATS
+from tl_studio.core.wording import MB, megabytes
 from tl_studio.gui.format_table import FormatTable
 from tl_studio.gui.literal_text import as_written
 from tl_studio.gui.tasks import TaskRunner
@@ -292,10 +293,10 @@ class ExportPage(QWidget):
         self.last_report = report
         self.export_button.setEnabled(True)
         self.export_progress.hide()
-        size = report.path.stat().st_size / 2**20
+        size = report.path.stat().st_size / MB
         if fmt == INT8:  # an Int8Export: its check is against the fp32 ONNX file, and the sizes say what it saved
             self.result.setText(f"Wrote {report.path} ({size:.1f} MB; the full-precision ONNX file is "
-                                f"{report.fp32_bytes / 2**20:.1f} MB).\n{report.check.describe()}")
+                                f"{megabytes(report.fp32_bytes)}).\n{report.check.describe()}")
         else:
             waited = time.monotonic() - self.export_started
             self.result.setText(f"Wrote {report.path} ({size:.1f} MB) in {waited:.1f} s.\n"

@@ -8,6 +8,7 @@ from PySide6.QtWidgets import (QComboBox, QFileDialog, QFormLayout, QGroupBox, Q
                                QMessageBox, QProgressBar, QPushButton, QScrollArea, QSlider, QSplitter, QVBoxLayout,
                                QWidget)
 
+from tl_studio.core.wording import megabytes
 from tl_studio.gui.literal_text import as_written
 from tl_studio.gui.model_table import ModelFilter, ModelTableModel, model_table_view
 from tl_studio.gui.stage_diagram import StageDiagram
@@ -214,7 +215,7 @@ class ModelPage(QWidget):
         status = self.table_model.status.get(info.name, "missing")
         texts = {"bundled": "Bundled with TL Studio: works offline.",
                  "cached": "Downloaded: in the torch hub cache, works offline."}
-        size = f" ({info.file_size_mb:.0f} MB)" if info.file_size_mb else ""
+        size = f" ({megabytes(info.file_bytes, 0)})" if info.file_bytes else ""
         text = texts.get(status, f"Not downloaded yet{size}. Download now, or import a file downloaded elsewhere.")
         if not self.session.config.pretrained:  # the state said is the ImageNet weights', not this choice's
             text = f"Random initialisation needs no weights file. The ImageNet weights: {text[0].lower()}{text[1:]}"
@@ -338,9 +339,10 @@ class ModelPage(QWidget):
     def _download_progress(self, progress) -> None:
         done, total = progress
         if total:
-            self.download_progress.setRange(0, total)
-            self.download_progress.setValue(done)
-            self.download_progress.setFormat(f"{done / 2**20:.0f} / {total / 2**20:.0f} MB")
+            # in kilobytes: a QProgressBar holds a 32-bit int, and vit_h_14's weights are 2.5 GB
+            self.download_progress.setRange(0, total // 1000)
+            self.download_progress.setValue(done // 1000)
+            self.download_progress.setFormat(f"{done / 1e6:.0f} / {megabytes(total, 0)}")
 
     def _download_failed(self, message: str) -> None:
         self._download_ended("Download failed.")
