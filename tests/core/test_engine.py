@@ -45,7 +45,7 @@ def test_a_frozen_lite0_run_writes_everything_a_user_expects(tiny_dataset, tmp_p
     rows = list(csv.DictReader(open(run / "metrics.csv")))
     assert [r["epoch"] for r in rows] == ["1", "2"]
     assert list(rows[0]) == ["epoch", "train_loss", "train_acc", "val_loss", "val_acc", "lr", "seconds",
-                             "train_images_per_s", "feature_images_per_s"]
+                             "train_images_per_s", "feature_images_per_s", "gpu_memory_peak_mb"]
     assert (run / "last.ckpt").is_file() and (run / "best.ckpt").is_file()
     # the model file works with plain torch, at any image size, and knows its classes
     extra = {"tl_studio.json": ""}
@@ -225,3 +225,40 @@ def test_bad_settings_fail_with_one_sentence(tiny_dataset, tmp_path):
     finished, _ = fit(lite0_config(tmp_path / "missing"), tmp_path / "run")
     assert finished.status == "failed" and "\n" not in finished.message
     assert not (tmp_path / "run").exists()  # nothing written for a run that never started
+
+
+def test_each_epoch_reports_its_own_gpu_memory_peak_in_the_csv_the_cli_and_the_window(tiny_dataset, tmp_path,
+                                                                                   monkeypatch):
+    """No GPU here: the device's two memory calls are stood in for, to follow the figure from the engine
+    to metrics.csv, --json and the CLI's epoch line (the window's line is tests/gui/test_train_page.py)."""
+    import io
+
+    from tl_studio.cli.reporters import JsonLines, ProgressBar
+    from tl_studio.core import device
+
+    peaks = iter([3250.0, 1800.0])  # the second epoch after an out-of-memory retry at a smaller batch
+    calls = []
+    monkeypatch.setattr(device, "reset_peak_memory", lambda info: calls.append("reset"))
+    monkeypatch.setattr(device, "peak_memory_mb", lambda info: calls.append("peak") or next(peaks))
+    lines, json_lines = io.StringIO(), io.StringIO()
+    bar = ProgressBar(lines)
+    bar.epochs = 2
+    finished, recorder = fit(lite0_config(tiny_dataset), tmp_path / "run", bar, JsonLines(json_lines))
+
+    assert finished.status == "completed"
+    assert calls == ["reset", "peak", "reset", "peak"]  # each epoch's own high-water mark
+    rows = list(csv.DictReader(open(tmp_path / "run" / "metrics.csv")))
+    assert [r["gpu_memory_peak_mb"] for r in rows] == ["3250", "1800"]
+    assert [json.loads(line)["gpu_memory_peak_mb"] for line in json_lines.getvalue().splitlines()[:2]] == [3250, 1800]
+    assert ", GPU memory peak 3.2 GB)" in lines.getvalue() and ", GPU memory peak 1.8 GB)" in lines.getvalue()
+
+
+def test_a_cpu_run_says_nothing_of_gpu_memory(tmp_path):
+    import io
+
+    from tl_studio.cli.reporters import ProgressBar
+
+    lines = io.StringIO()
+    bar = ProgressBar(lines)
+    bar.on_epoch_end(events.EpochEnd(1, 0.5, 0.8, 0.4, 0.9, 1e-3, 2.0, 50.0))
+    assert "GPU" not in lines.getvalue() and lines.getvalue().rstrip().endswith("img/s)")

@@ -227,3 +227,15 @@ def test_a_resumed_runs_earlier_batches_draw_its_curve_but_do_not_move_the_bar(p
     page.controller.batches.emit((events.BatchEnd(epoch=3, batch=1, num_batches=2, step=5, loss=0.4, lr=1e-3,
                                                   images_per_s=5.0),))
     assert page.progress.value() == 5 and page.progress.format().startswith("Epoch 3/3 · batch 1/2 · 5 img/s")
+
+
+def test_an_epoch_on_a_gpu_says_its_memory_peak_and_on_the_cpu_nothing_of_it(page):
+    said = []
+    page.session.statusMessage.connect(said.append)
+    page.controller.fitStarted.emit(fit_start("NVIDIA GeForce RTX 4090 (24.0 GB)"))
+    for epoch, peak in ((1, 3250.0), (2, None)):
+        page.controller.epochEnded.emit(events.EpochEnd(epoch=epoch, train_loss=0.5, train_acc=0.8, val_loss=0.5,
+                                                        val_acc=0.8, lr=1e-3, seconds=1.0, train_images_per_s=5.0,
+                                                        peak_memory_mb=peak))
+    assert said[-2] == "Epoch 1: val accuracy 0.800, val loss 0.5000 (1.0 s, GPU memory peak 3.2 GB)"
+    assert said[-1] == "Epoch 2: val accuracy 0.800, val loss 0.5000 (1.0 s)"

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 import torch
 
 from tl_studio.core.errors import UserError
+from tl_studio.core.wording import MB
 
 
 @dataclass(frozen=True)
@@ -161,7 +162,16 @@ def is_channels_last(model: "torch.nn.Module") -> bool:
     return False
 
 
-def peak_memory_mb(info: DeviceInfo) -> float | None:
+def reset_peak_memory(info: DeviceInfo) -> None:
+    """Each epoch reports its own high-water mark: after an out-of-memory retry at a smaller batch the
+    figure falls with it, where a run-long peak would still show the batch that did not fit."""
     if info.is_cuda:
-        return torch.cuda.max_memory_allocated(info.device) / 2**20
+        torch.cuda.reset_peak_memory_stats(info.device)
+
+
+def peak_memory_mb(info: DeviceInfo) -> float | None:
+    """The GPU memory PyTorch's tensors held at most since the last reset, in MB (10**6 bytes);
+    None off CUDA (the CPU's memory is the system's to report)."""
+    if info.is_cuda:
+        return torch.cuda.max_memory_allocated(info.device) / MB
     return None

@@ -154,10 +154,11 @@ class Trainer:
         return "completed"
 
     def _epoch(self, epoch: int) -> None:
-        from tl_studio.core.device import peak_memory_mb
+        from tl_studio.core.device import peak_memory_mb, reset_peak_memory
 
         state = self.state
         self.callbacks.call_loop_hook("before_epoch", self, epoch)
+        reset_peak_memory(state.device)
         started = time.perf_counter()
         result = state.run_epoch(epoch)
         train, val = result.train, result.val

@@ -67,7 +67,7 @@ class EpochEnd:
     train_images_per_s: float  # distinct training images / the training pass's seconds
     is_best: bool = False
     skipped_images: int = 0  # images that failed to load in this epoch
-    peak_memory_mb: float | None = None  # GPU memory high-water mark (CUDA only)
+    peak_memory_mb: float | None = None  # this epoch's GPU memory high-water mark, MB (CUDA only)
     phase: str = "train"
     feature_images_per_s: float | None = None  # the feature cache's fill rate, in the epoch that filled it
 
@@ -75,7 +75,14 @@ class EpochEnd:
         """The metrics.csv / --json fields."""
         return {"epoch": self.epoch, "train_loss": self.train_loss, "train_acc": self.train_acc,
                 "val_loss": self.val_loss, "val_acc": self.val_acc, "lr": self.lr, "seconds": self.seconds,
-                "train_images_per_s": self.train_images_per_s, "feature_images_per_s": self.feature_images_per_s}
+                "train_images_per_s": self.train_images_per_s, "feature_images_per_s": self.feature_images_per_s,
+                "gpu_memory_peak_mb": self.peak_memory_mb}
+
+    def gpu_memory_text(self) -> str:
+        """", GPU memory peak 3.2 GB" for the epoch's line; empty off CUDA."""
+        if self.peak_memory_mb is None:
+            return ""
+        return f", GPU memory peak {self.peak_memory_mb / 1000:.1f} GB"
 
 
 @dataclass(frozen=True)

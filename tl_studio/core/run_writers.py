@@ -123,7 +123,7 @@ class MetricsCsvWriter(Callback):
     atomically each epoch, so a resumed run continues it and a crash never leaves half a row."""
 
     HEADER = ("epoch", "train_loss", "train_acc", "val_loss", "val_acc", "lr", "seconds", "train_images_per_s",
-              "feature_images_per_s")
+              "feature_images_per_s", "gpu_memory_peak_mb")
 
     def __init__(self, path, writes: OrderedWrites):
         from pathlib import Path

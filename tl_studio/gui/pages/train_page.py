@@ -392,7 +392,7 @@ class TrainPage(QWidget):
         self.history.append(event)
         self.curves.add_epoch(event)
         self.session.say(f"Epoch {event.epoch}: val accuracy {event.val_acc:.3f}, val loss {event.val_loss:.4f} "
-                         f"({event.seconds:.1f} s)")
+                         f"({event.seconds:.1f} s{event.gpu_memory_text()})")
         self.run_progress.epoch_ended(event)  # the status line keeps the epoch's figures, the bar what follows
         config = self.session.config
         hint = overfitting_hint(self.history, config.freeze, config.augment, feature_cache=config.feature_cache,
