@@ -168,13 +168,19 @@ def test_a_running_run_cannot_be_deleted_or_opened(page, runs):
 
 
 def test_open_hands_the_folder_on_and_a_failed_run_offers_resume(page, runs, qtbot):
+    page.select_paths([str(runs / "live")])
+    assert not page.resume_button.isEnabled()  # another process trains it
     page.select_paths([str(runs / "resnet")])
-    assert not page.resume_button.isEnabled()
     with qtbot.waitSignal(page.runOpened) as opened:
         page.open_button.click()
     assert opened.args == [runs / "resnet"]
+    # a finished run trains further: the Train step asks for the new number of epochs (0: ask)
+    assert page.resume_button.isEnabled() and page.resume_button.text() == "Train further…"
+    with qtbot.waitSignal(page.resumeRequested) as further:
+        page.resume_button.click()
+    assert further.args == [runs / "resnet", 0]
     page.select_paths([str(runs / "oom")])
-    assert page.resume_button.isEnabled()
+    assert page.resume_button.isEnabled() and page.resume_button.text() == "Resume…"
     with qtbot.waitSignal(page.resumeRequested) as resumed:
         page.resume_button.click()
     assert resumed.args == [runs / "oom", 5]  # continue up to the 5 epochs it planned
@@ -203,6 +209,8 @@ def test_the_main_window_has_the_runs_step_and_hands_runs_to_evaluate_and_train(
     assert window.steps.currentRow() == STEPS.index("Evaluate")
     window.pages["Runs"].resumeRequested.emit(runs / "oom", 5)
     assert resumed == [(runs / "oom", 5)] and window.steps.currentRow() == STEPS.index("Train")
+    window.pages["Runs"].resumeRequested.emit(runs / "resnet", 0)  # a finished run: the Train step asks
+    assert resumed[-1] == (runs / "resnet", None)
     # let the other steps finish what opening a model started (their own background tasks) first
     runners = [window.warm_up, *(p.tasks for p in window.pages.values() if hasattr(p, "tasks"))]
     qtbot.waitUntil(lambda: not any(runner.tasks for runner in runners), timeout=60_000)
@@ -331,3 +339,52 @@ def test_the_figures_runs_are_compared_by_show_in_a_small_window(page, qtbot):
         column = [c.title for c in COLUMNS].index(title)
         right = page.table.columnViewportPosition(column) + page.table.columnWidth(column)
         assert 0 <= page.table.columnViewportPosition(column) and right <= page.table.viewport().width(), title
+
+
+def test_resume_a_run_lists_the_runs_and_selects_the_newest_that_stopped(qtbot, runs, runs_dir):
+    """Train > Resume a Run… and the Train step's button opened a folder dialog: folder names only, any
+    folder, run or not. They now go to the Runs step, where each run shows its state and epochs."""
+    from tl_studio.gui.main_window import MainWindow
+    from tl_studio.gui.steps import STEPS
+
+    write_run(runs_dir / "stopped-old", state="stopped", epochs=8, done=3, started=500_000)
+    window = MainWindow()
+    qtbot.addWidget(window)
+    window.show()
+    runs_page = window.pages["Runs"]
+    said = []
+    window.session.statusMessage.connect(said.append)
+    action = next(a for a in window.menuBar().actions() if a.text() == "&Train").menu().actions()
+    resume = next(a for a in action if a.text() == "&Resume a Run…")
+    runs_page.filter_edit.setText("lite0")  # a filter left from before must not hide the run chosen
+    with qtbot.waitSignal(runs_page.loader.finished, timeout=10_000):
+        resume.trigger()
+    assert window.steps.currentRow() == STEPS.index("Runs")
+    assert [run.path for run in runs_page.selected_runs()] == [str(runs / "oom")]  # newer than stopped-old
+    assert runs_page.resume_button.isEnabled()
+    assert said[-1] == ("oom failed after epoch 1 of 5: press Resume… to continue it, or choose another run "
+                        "(2 can continue, 2 finished can train further).")
+    # the Train step's own button goes the same way
+    window.steps.go_to("Train")
+    with qtbot.waitSignal(runs_page.loader.finished, timeout=10_000):
+        window.pages["Train"].resume_button.click()
+    assert window.steps.currentRow() == STEPS.index("Runs")
+    runs_page.shutdown()
+    window.close()
+
+
+def test_with_no_run_to_continue_resume_a_run_says_so(qtbot, runs_dir):
+    from tl_studio.gui.main_window import MainWindow
+
+    write_run(runs_dir / "live", state="running", epochs=6, done=0, started=4_000_000)
+    window = MainWindow()
+    qtbot.addWidget(window)
+    window.show()
+    said = []
+    window.session.statusMessage.connect(said.append)
+    with qtbot.waitSignal(window.pages["Runs"].loader.finished, timeout=10_000):
+        window._choose_run_to_resume()
+    assert not window.pages["Runs"].selected_runs()
+    assert said[-1].startswith("No run listed here can continue")
+    window.pages["Runs"].shutdown()
+    window.close()

@@ -59,7 +59,8 @@ class RunSummary:
     images_per_s: float | None = None
     device: str = ""
     has_model_file: bool = False
-    resumable: bool = False
+    resumable: bool = False  # stopped or failed, with a checkpoint of a finished epoch: it can continue
+    extendable: bool = False  # finished, with its last checkpoint: more epochs can train it further
     starred: bool = False
     note: str = ""
     progress: str = ""  # a running run: where it is now, from the end of its events log
@@ -177,6 +178,7 @@ def summarize_run(path) -> RunSummary:
         device=read_device(folder) or str(config.get("device") or ""),
         has_model_file=folder.file(names.MODEL_FILE).is_file(),
         resumable=state in ("stopped", "failed") and folder.file(names.LAST_CHECKPOINT).is_file(),
+        extendable=state == "done" and folder.file(names.LAST_CHECKPOINT).is_file(),
         starred=bool(extras.get("starred")), note=str(extras.get("note") or ""),
         progress=live_progress(folder) if state == "running" else "", config=config)
 

@@ -54,7 +54,8 @@ class MainWindow(QMainWindow):
         runs = self.pages["Runs"]
         runs.runOpened.connect(lambda folder: self.open_model_file(str(folder / "model.pt2")))
         runs.resumeRequested.connect(lambda folder, epochs: (self.steps.go_to("Train"),
-                                                             self.pages["Train"].resume_run(folder, epochs)))
+                                                             self.pages["Train"].resume_run(folder, epochs or None)))
+        self.pages["Train"].resumeChosen.connect(self._choose_run_to_resume)
         self._status = QLabel("Choose a folder of labelled images to begin (File > Open Folder, or drop it here).")
         self._status.setTextFormat(Qt.PlainText)  # its sentences name the user's files and folders, never markup
         self.statusBar().addWidget(self._status, 1)
@@ -221,7 +222,13 @@ class MainWindow(QMainWindow):
             train_menu.addAction(action)
         self.session.trainingStateChanged.connect(self._offer_run_actions)
         train_menu.addAction(QAction("&Resume a Run…", self, shortcut=QKeySequence("Ctrl+Shift+R"),
-                                     triggered=train.choose_run_to_resume))
+                                     triggered=self._choose_run_to_resume))
+
+    def _choose_run_to_resume(self) -> None:
+        """From the Runs step's list, where each run says its state, epochs and accuracy: a folder
+        dialog showed folder names only, and any folder, run or not."""
+        self._go_to("Runs")
+        self.pages["Runs"].offer_resume()
 
     def _offer_run_actions(self, active: bool) -> None:
         for action in self.run_actions:

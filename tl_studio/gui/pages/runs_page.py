@@ -50,7 +50,9 @@ def remove_history_folder(folder: Path) -> None:
 
 class RunsPage(QWidget):
     runOpened = Signal(object)  # Path of a run folder holding model.pt2
-    resumeRequested = Signal(object, int)  # a stopped or failed run's folder, and the epochs it planned
+    # a run's folder and the epochs it is to reach: a stopped or failed run's planned ones; 0 for a finished
+    # run, whose new total the Train step asks for
+    resumeRequested = Signal(object, int)
 
     def __init__(self, session, parent=None):
         super().__init__(parent)
@@ -62,6 +64,7 @@ class RunsPage(QWidget):
         self.trashed: list = []  # the last delete, for undo
         self.compare_task = None
         self._loaded_once = False
+        self._offer_resume = False  # Train > Resume a Run…: select a run to continue when the listing ends
         self._build()
         self._connect()
         self._update_actions()
@@ -112,7 +115,8 @@ class RunsPage(QWidget):
         self.open_button.setObjectName("openRunButton")
         self.open_button.setToolTip("Use this run's model in the Evaluate, Export and Predict steps")
         self.resume_button = QPushButton("Resume…")
-        self.resume_button.setToolTip("Continue a stopped or failed run from its last checkpoint (Train step)")
+        self.resume_button.setToolTip("Continue a stopped or failed run from its last checkpoint, or train a "
+                                      "finished one for more epochs (Train step)")
         self.star_button = QPushButton("★ Star")
         self.note_button = QPushButton("Note…")
         self.rename_button = QPushButton("Rename…")
@@ -219,6 +223,9 @@ class RunsPage(QWidget):
             self.model.remove_run(path)
         self.live.follow(self.model.runs)
         self._after_rows_changed()
+        if self._offer_resume:
+            self._offer_resume = False
+            self._select_a_run_to_resume()
 
     def _on_run_changed(self, run) -> None:
         self.model.update_run(run)
@@ -296,7 +303,9 @@ class RunsPage(QWidget):
         runs = self.selected_runs()
         one = runs[0] if len(runs) == 1 else None
         self.open_button.setEnabled(one is not None and one.has_model_file and one.status != "running")
-        self.resume_button.setEnabled(one is not None and one.resumable and not self.session.training)
+        self.resume_button.setEnabled(one is not None and (one.resumable or one.extendable)
+                                      and not self.session.training)
+        self.resume_button.setText("Train further…" if one is not None and one.extendable else "Resume…")
         for button in (self.star_button, self.note_button, self.rename_button):
             button.setEnabled(bool(runs) if button is self.star_button else one is not None)
         self.delete_button.setEnabled(bool(runs) and all(run.status != "running" for run in runs))
@@ -312,6 +321,35 @@ class RunsPage(QWidget):
         runs = self.selected_runs()
         if len(runs) == 1 and runs[0].resumable:
             self.resumeRequested.emit(Path(runs[0].path), runs[0].planned_epochs)
+        elif len(runs) == 1 and runs[0].extendable:
+            self.resumeRequested.emit(Path(runs[0].path), 0)
+
+    def offer_resume(self) -> None:
+        """Train > Resume a Run…: the runs are read again and the newest one that stopped before its end
+        is selected (else the newest finished one, to train further), with what to press."""
+        self._offer_resume = True
+        self.refresh()
+
+    def _select_a_run_to_resume(self) -> None:
+        runs = self.model.runs
+        stopped = [run for run in runs if run.resumable]
+        finished = [run for run in runs if run.extendable]
+        newest = max(stopped or finished, key=lambda run: run.created or 0.0, default=None)
+        if newest is None:
+            self.session.say("No run listed here can continue: none stopped after a finished epoch or has its "
+                             "last checkpoint. Add folder… lists the runs kept in another folder.")
+            return
+        self.filter_edit.clear()  # a filter must not hide the run chosen for the user
+        self.select_paths([newest.path])
+        self.table.setFocus()
+        if stopped:
+            ended = "failed" if newest.status == "failed" else "stopped"
+            self.session.say(f"{newest.name} {ended} after epoch {newest.epochs_done} of {newest.planned_epochs}: "
+                             f"press Resume… to continue it, or choose another run "
+                             f"({len(stopped)} can continue, {len(finished)} finished can train further).")
+        else:
+            self.session.say(f"No run stopped before its end; {newest.name} is the newest finished one: press "
+                             f"Train further… to give it more epochs, or choose another run.")
 
     def _annotate(self, run, **changes) -> None:
         from tl_studio.core.run_history import annotate_run

@@ -6,7 +6,7 @@ import time
 from pathlib import Path
 
 from PySide6.QtCore import Qt, Signal
-from PySide6.QtWidgets import (QFileDialog, QHBoxLayout, QInputDialog, QLabel, QMessageBox, QProgressBar,
+from PySide6.QtWidgets import (QHBoxLayout, QInputDialog, QLabel, QMessageBox, QProgressBar,
                                QPushButton, QScrollArea, QSplitter, QTabWidget, QVBoxLayout, QWidget)
 
 from tl_studio.core.diagnostics import overfitting_hint
@@ -126,6 +126,7 @@ class RunProgress:
 
 class TrainPage(QWidget):
     runFinished = Signal(object)
+    resumeChosen = Signal()  # "Resume a run…": the window lists the runs to choose from (Runs step)
 
     def __init__(self, session, parent=None):
         super().__init__(parent)
@@ -158,7 +159,8 @@ class TrainPage(QWidget):
         self.lr_button.setToolTip("A short sweep of increasing learning rates on your data; suggests the rate "
                                   "where the loss falls fastest (the model you will train is not changed)")
         self.resume_button = QPushButton("Resume a run…")
-        self.resume_button.setToolTip("Continue a stopped or crashed run from its last checkpoint")
+        self.resume_button.setToolTip("Choose a stopped or crashed run to continue from its last checkpoint, or a "
+                                      "finished one to train further (Runs step)")
         buttons = QHBoxLayout()
         for button in (self.start_button, self.pause_button, self.stop_button):
             buttons.addWidget(button)
@@ -212,7 +214,7 @@ class TrainPage(QWidget):
         self.start_button.clicked.connect(self.start)
         self.pause_button.clicked.connect(self.toggle_pause)
         self.stop_button.clicked.connect(self.stop)
-        self.resume_button.clicked.connect(self.choose_run_to_resume)
+        self.resume_button.clicked.connect(self.resumeChosen)
         self.lr_button.clicked.connect(self.find_learning_rate)
         c = self.controller
         c.fitStarted.connect(self._on_fit_started)
@@ -315,13 +317,6 @@ class TrainPage(QWidget):
         dialog.exec()
         dialog.shutdown()
         dialog.deleteLater()
-
-    def choose_run_to_resume(self) -> None:
-        from tl_studio.gui.runs_folder import dialog_start_folder
-
-        folder = QFileDialog.getExistingDirectory(self, "Choose a run folder to resume", str(dialog_start_folder()))
-        if folder:
-            self.resume_run(Path(folder))
 
     def resume_run(self, run_dir: Path, epochs: int | None = None) -> None:
         """A stopped or crashed run continues to its planned epochs (the user may raise them); a
