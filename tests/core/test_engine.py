@@ -7,6 +7,7 @@ import csv
 import json
 import threading
 
+import pytest
 import torch
 
 from tl_studio.core import events
@@ -200,15 +201,19 @@ def test_the_feature_cache_fills_both_splits_in_one_pass_and_reports_each_split_
     assert progress[-1].done == progress[-1].total == total
 
 
-def test_imbalanced_classes_switch_on_class_weighting(tmp_path):
-    data = make_image_folder(tmp_path / "data", classes=("red", "blue"), per_class=4)
-    make_image_folder(tmp_path / "data", classes=("green",), per_class=30, seed=7)
+def test_imbalanced_classes_switch_on_class_weighting_but_not_for_a_class_of_a_few_images(tmp_path):
+    data = make_image_folder(tmp_path / "data", classes=("red", "blue"), per_class=9)
+    make_image_folder(tmp_path / "data", classes=("green",), per_class=60, seed=7)
+    make_image_folder(tmp_path / "data", classes=("grey",), per_class=2, seed=9)
     _, recorder = fit(lite0_config(data, epochs=1), tmp_path / "run")
     start = recorder.of_type(events.FitStart)[0]
     assert start.class_weights is not None
     weights = dict(zip(start.classes, start.class_weights))
     assert weights["red"] > weights["green"]
-    assert any("weighted" in note for note in start.notes)
+    assert weights["grey"] == pytest.approx(weights["green"])  # two photos: not weighted up
+    assert max(weights.values()) <= 10 * min(weights.values()) + 1e-6
+    assert any(note.startswith("Class-weighted loss is on") for note in start.notes)
+    assert any(note.startswith("grey: fewer than 5 training images, too few to weight up") for note in start.notes)
 
 
 def test_the_same_seed_gives_the_same_run_on_the_cpu(tiny_dataset, tmp_path):

@@ -189,3 +189,24 @@ def test_a_lopsided_split_is_said_under_the_summary(qtbot, tmp_path):
         page.open_folder(str(data))
     assert "Another seed gives another split." in page.summary.text()
     page.shutdown()
+
+
+def test_the_imbalance_line_says_what_the_run_will_do_with_its_class_weighting(qtbot, tmp_path):
+    """It said "Training will weight the loss by class" whatever the setting, and for a class of two
+    photos, which weighted 107x had made a model answer that class for everything."""
+    from tests.helpers import make_image_folder
+
+    data = make_image_folder(tmp_path / "data", classes=("red",), per_class=40)
+    make_image_folder(data, classes=("blue",), per_class=8, seed=3)
+    make_image_folder(data, classes=("grey",), per_class=2, seed=5)
+    data_page = DataPage(Session())
+    qtbot.addWidget(data_page)
+    with qtbot.waitSignal(data_page.session.datasetChanged, timeout=TIMEOUT_MS):
+        data_page.open_folder(str(data))
+    text = data_page.warning.text()
+    assert text.startswith("Class-weighted loss is on (the largest class has ")
+    assert "grey: fewer than 5 training images, too few to weight up" in text
+    data_page.session.update_config(class_weighting="off")  # the Train step's setting
+    assert data_page.warning.text().startswith("Classes are imbalanced (")
+    assert "too few" not in data_page.warning.text()  # "off" weighs nothing up: nothing to explain
+    data_page.shutdown()

@@ -55,8 +55,8 @@ FLAGS: dict[str, ConfigFlag] = {flag.dest: flag for flag in (
     _flag("weight_decay", type=float, help="weight decay, 0 or more (default 0.01)"),
     _flag("label_smoothing", type=float, help="label smoothing, 0 to below 1 (default 0.1)"),
     _flag("class_weights", "class_weighting", choices=settings.CLASS_WEIGHTING,
-          help="weight the loss by class size (default auto: when the largest class has over 3x the smallest's "
-               "images)"),
+          help="weight the loss by class size, 1/sqrt(images) capped at 10x (default auto: when the largest class "
+               "has over 3x the smallest's images; a class of fewer than 5 is not weighted up)"),
     _flag("early_stopping", "early_stopping_patience", type=int, metavar="PATIENCE",
           help="stop after N epochs without improvement (default 0: off)"),
 )}

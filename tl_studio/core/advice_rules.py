@@ -58,6 +58,7 @@ class DatasetStats:
     batch_size: int = 32
     optimizer: str = "adamw"
     pretrained: bool = True  # False: --weights none, every layer starts random
+    weighting: tuple[str, ...] = ()  # what the run's class weighting will do (class_weighting.py)
 
     @property
     def steps_per_epoch(self) -> int:
@@ -314,9 +315,8 @@ def _summary(stats: DatasetStats, probe: ProbeResult | None) -> str:
         text += (" Without pretrained weights the model learns from these images alone, which usually needs "
                  "thousands per class to match what ImageNet weights reach with a few dozen; use them unless "
                  "you have a reason not to (the Model step's \"Start from\", or --weights default).")
-    if stats.imbalance_ratio > 3:
-        text += (f" The largest class has {stats.imbalance_ratio:.1f}x the images of the smallest; class "
-                 f"weighting switches on by itself.")
+    if stats.weighting:
+        text += " " + " ".join(stats.weighting)
     return text
 
 

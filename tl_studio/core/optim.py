@@ -9,7 +9,6 @@ from torch import nn
 
 from tl_studio.core.config import TrainConfig
 
-IMBALANCE_THRESHOLD = 3.0  # largest class / smallest class above which "auto" weights the loss
 
 
 def param_groups(model: nn.Module, base_lr: float, stage_lr_factor: float | None = None) -> list[dict]:
@@ -65,13 +64,11 @@ def make_scheduler(optimizer: torch.optim.Optimizer, config: TrainConfig, total_
 
 
 def class_weights(counts: Sequence[int], setting: str) -> torch.Tensor | None:
-    """Inverse-frequency weights (mean 1), when asked for or when the imbalance is large."""
-    counts = [max(1, int(c)) for c in counts]
-    imbalanced = max(counts) / min(counts) > IMBALANCE_THRESHOLD
-    if setting == "off" or (setting == "auto" and not imbalanced):
-        return None
-    inverse = torch.tensor([1.0 / c for c in counts])
-    return inverse * len(counts) / inverse.sum()
+    """The loss's per-class weights (core/class_weighting.py), or None."""
+    from tl_studio.core.class_weighting import plan_weighting
+
+    weights = plan_weighting(counts, setting).weights
+    return None if weights is None else torch.tensor(weights, dtype=torch.float32)
 
 
 def make_criterion(weights: torch.Tensor | None, label_smoothing: float) -> nn.Module:

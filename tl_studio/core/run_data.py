@@ -8,7 +8,7 @@ import torch
 from tl_studio.core.config import TrainConfig
 from tl_studio.core.dataset import ImageDataset, make_loader
 from tl_studio.core.errors import DatasetError
-from tl_studio.core.optim import IMBALANCE_THRESHOLD, class_weights
+from tl_studio.core.optim import class_weights
 from tl_studio.core.problem_summary import problems_sentence
 from tl_studio.core.samples import make_thumbnail, pick_samples, sample_predictions
 from tl_studio.core.transforms import eval_transform, train_transform
@@ -58,11 +58,9 @@ class RunData:
         return ([problems] if problems else []) + self._weighting_notes(counts)
 
     def _weighting_notes(self, counts: list[int]) -> list[str]:
-        ratio = max(counts) / max(1, min(counts))
-        if self.class_weights is None:
-            return [f"Classes are imbalanced ({ratio:.1f}x); class weighting is off."] if ratio > IMBALANCE_THRESHOLD else []
-        why = f"the largest class has {ratio:.1f}x the images of the smallest" if ratio > IMBALANCE_THRESHOLD else "as asked"
-        return [f"Class-weighted loss is on ({why}): rarer classes count more."]
+        from tl_studio.core.class_weighting import plan_weighting
+
+        return plan_weighting(counts, self.config.class_weighting).sentences(self.classes)
 
     def class_weights_on(self, device):
         return None if self.class_weights is None else self.class_weights.to(device)

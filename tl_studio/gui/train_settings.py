@@ -95,8 +95,9 @@ class TrainSettings(QWidget):
         self.early_stopping = _spin(0, 100, "Stop when val loss has not improved for this many epochs; 0 = off.")
         self.early_stopping.setSpecialValueText("off")
         self.class_weighting = _combo([("auto", "Automatic"), ("on", "On"), ("off", "Off")],
-                                      "Weight the loss by inverse class frequency. Automatic switches it on "
-                                      "when the largest class has more than 3x the images of the smallest.")
+                                      "Rarer classes count more in the loss (1/sqrt of their images, at most "
+                                      "10x). Automatic switches it on when the largest class has more than 3x "
+                                      "the images of the smallest, and leaves a class of fewer than 5 as it is.")
         self._layout()
         self._connect()
         self._restore_remembered()

@@ -38,6 +38,8 @@ class DataPage(QWidget):
         self._build()
         session.datasetChanged.connect(self._show_scan)
         session.trainingStateChanged.connect(self._training_state_changed)
+        # the Train step's Class weighting decides what the imbalance line says
+        session.configChanged.connect(lambda _: self._show_imbalance(session.scan) if session.scan else None)
 
     # ---- layout -------------------------------------------------------------------------------------
     def _build(self) -> None:
@@ -287,11 +289,14 @@ class DataPage(QWidget):
         self._fill_classes(scan)
 
     def _show_imbalance(self, scan) -> None:
-        ratio = scan.imbalance_ratio()
-        if ratio > 3:
-            self.warning.setText(f"Classes are imbalanced: the largest has {ratio:.1f}x the training images of the "
-                                 f"smallest. Training will weight the loss by class so rare classes still count.")
-        self.warning.setVisible(ratio > 3)
+        """What the run will do about imbalanced classes, in the words of its own notes (the Train step's
+        Class weighting setting decides)."""
+        from tl_studio.core.class_weighting import plan_weighting
+
+        counts = [scan.counts()["train"].get(name, 0) for name in scan.classes]
+        said = plan_weighting(counts, self.session.config.class_weighting).sentences(scan.classes)
+        self.warning.setText(" ".join(said))
+        self.warning.setVisible(bool(said))
 
     def _show_problems(self, problems, root) -> None:
         self.problems.set_problems(problems, Path(root))
