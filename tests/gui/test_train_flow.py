@@ -107,6 +107,7 @@ def test_a_stopped_run_resumes_to_its_planned_epochs_with_its_curves(window, qtb
     stopped = _stop_after_first_epoch(page, qtbot)
     assert stopped.status == "stopped" and stopped.epochs_done == 1
     run_dir = page.current_run_dir
+    window.session.update_config(epochs=7, lr=0.005)  # the user's settings for a next run: a resume keeps them
     asked = {}
 
     def answer(parent, title, label, value, minimum, maximum):
@@ -130,6 +131,7 @@ def test_a_stopped_run_resumes_to_its_planned_epochs_with_its_curves(window, qtb
         monkeypatch.setattr(QInputDialog, "getInt", lambda *a: (answer(*a), (4, True))[1])
         page.resume_run(run_dir)
     assert "has finished (3 of 3 epochs done)" in asked["label"] and asked["minimum"] == 4
+    assert (window.session.config.epochs, window.session.config.lr) == (7, 0.005)
 
 
 def test_pause_holds_the_run_and_resume_continues_it(window, qtbot):

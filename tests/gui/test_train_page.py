@@ -239,3 +239,19 @@ def test_an_epoch_on_a_gpu_says_its_memory_peak_and_on_the_cpu_nothing_of_it(pag
                                                         peak_memory_mb=peak))
     assert said[-2] == "Epoch 1: val accuracy 0.800, val loss 0.5000 (1.0 s, GPU memory peak 3.2 GB)"
     assert said[-1] == "Epoch 2: val accuracy 0.800, val loss 0.5000 (1.0 s)"
+
+
+def test_a_run_of_several_processes_resumes_in_as_many_as_the_window_can_start_and_says_so(page, tmp_path):
+    import json
+
+    run = tmp_path / "ddp"
+    run.mkdir()
+    (run / "events.jsonl").write_text(json.dumps({"event": "FitStart", "processes": 2}) + "\n"
+                                      + json.dumps({"event": "EpochEnd", "epoch": 1}) + "\n")
+    assert not page.settings.processes.isEnabled()  # one CPU, no GPUs: one process here
+    processes, note = page._resume_processes(run, "/data/my photos")
+    assert processes == 1
+    assert note == ("ddp trained in 2 processes; this window can start 1 here, so it continues in 1. To keep 2: "
+                    f"tl-studio train '/data/my photos' --out {run} --resume --nproc-per-node 2")
+    (run / "events.jsonl").write_text(json.dumps({"event": "FitStart"}) + "\n")  # logs from before the field
+    assert page._resume_processes(run, "/data") == (1, "")

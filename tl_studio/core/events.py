@@ -24,6 +24,7 @@ class FitStart:
     class_weights: tuple[float, ...] | None  # set when the loss is class-weighted
     notes: tuple[str, ...] = ()  # things the user should know (class weighting switched on, ...)
     history: tuple["EpochEnd", ...] = ()  # earlier epochs of a resumed run, so curves continue
+    processes: int = 1  # training processes (torchrun's world size): a resume in the window keeps it
 
 
 @dataclass(frozen=True)

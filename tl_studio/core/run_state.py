@@ -119,7 +119,7 @@ class RunState:
             trainable_params=report.trainable_params, total_params=report.total_params,
             feature_cache=self._uses_cache(first_phase),
             class_weights=tuple(data.class_weights.tolist()) if data.class_weights is not None else None,
-            notes=tuple(data.notes), history=tuple(self.history))
+            notes=tuple(data.notes), history=tuple(self.history), processes=self.strategy.world_size)
 
     # ---- phases -----------------------------------------------------------------------------------
     def enter_phase(self, phase) -> events.PhaseStart:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shlex
 import time
 from pathlib import Path
 
@@ -291,9 +292,11 @@ class TrainPage(QWidget):
         except UserError as error:
             QMessageBox.warning(self, "Check the settings", as_written(str(error)))  # it may quote the folder
             return
-        self._begin(config, new_run_dir(Path(scan.root).name, config.model), resume=False, scan=scan)
+        self._begin(config, new_run_dir(Path(scan.root).name, config.model), resume=False, scan=scan,
+                    processes=self.settings.process_count)
 
-    def _begin(self, config, run_dir: Path, *, resume: bool, scan=None) -> None:
+    def _begin(self, config, run_dir: Path, *, resume: bool, processes: int, scan=None) -> None:
+        self.run_config = config  # this run's settings, for its hints: the steps may hold others
         self.current_run_dir = run_dir
         self.current_run_is_new = not resume  # its folder was made for it (new_run_dir)
         self.history = []
@@ -302,7 +305,7 @@ class TrainPage(QWidget):
         self.hint.hide()
         self.summary.setText(f"Run folder: {run_dir}")
         self.skipped, self.skipped_line = [], ""
-        self.controller.start(config, run_dir, resume=resume, scan=scan, processes=self.settings.process_count)
+        self.controller.start(config, run_dir, resume=resume, scan=scan, processes=processes)
         self._set_running(True)
         self.session.say(f"Training {config.model}…")
 
@@ -344,9 +347,27 @@ class TrainPage(QWidget):
                                              default, lowest, 10_000)
             if not ok:
                 return
+        # The run's own settings train it; the Model and Train steps keep the user's for the next new run
+        # (they were overwritten with the run's: another model, its freeze and epochs, and a Start after it
+        # trained that model, its weights left as the steps had them).
         config = config.replace(epochs=epochs)
-        self.session.update_config(**{k: getattr(config, k) for k in ("model", "freeze", "epochs")})
-        self._begin(config, run_dir, resume=True)
+        processes, note = self._resume_processes(run_dir, config.data_dir)
+        self._begin(config, run_dir, resume=True, processes=processes)
+        if note:
+            self.session.say(note)
+
+    def _resume_processes(self, run_dir: Path, data_dir: str) -> tuple[int, str]:
+        """The number of processes the run trained in (its last start's), where this window can start
+        them; else as many as it can, and a sentence saying so."""
+        recorded = next((int(event.get("processes") or 1) for event in reversed(run_folder.RunFolder(run_dir).events())
+                         if event.get("event") == "FitStart"), 1)
+        available = self.settings.processes.maximum() if self.settings.processes.isEnabled() else 1
+        if recorded <= available:
+            return recorded, ""
+        return available, (f"{run_dir.name} trained in {recorded} processes; this window can start "
+                           f"{available} here, so it continues in {available}. To keep {recorded}: tl-studio "
+                           f"train {shlex.quote(data_dir)} --out {shlex.quote(str(run_dir))} --resume "
+                           f"--nproc-per-node {recorded}")
 
     def _cannot_resume(self, run_dir: Path, why: str) -> None:
         """Said on this page and in the status line, not in a modal box: nothing here needs an answer."""
@@ -389,7 +410,7 @@ class TrainPage(QWidget):
         self.session.say(f"Epoch {event.epoch}: val accuracy {event.val_acc:.3f}, val loss {event.val_loss:.4f} "
                          f"({event.seconds:.1f} s{event.gpu_memory_text()})")
         self.run_progress.epoch_ended(event)  # the status line keeps the epoch's figures, the bar what follows
-        config = self.session.config
+        config = self.run_config
         hint = overfitting_hint(self.history, config.freeze, config.augment, feature_cache=config.feature_cache,
                                 pretrained=config.pretrained)
         self.hint.setText(hint or "")
