@@ -139,6 +139,7 @@ class TrainPage(QWidget):
         self.samples = SampleGrid()
         self.history: list = []
         self.current_run_dir: Path | None = None
+        self.run_config = session.config  # the settings of the run shown (_begin)
         self.current_run_is_new = False
         self._build()
         self._connect()
