@@ -82,6 +82,7 @@ def test_a_full_disk_ends_the_run_with_one_sentence_and_keeps_the_last_checkpoin
     finished, _ = fit(config_for(tiny_dataset, epochs=3), run)
     assert finished.status == "failed" and finished.message.startswith(f"The disk holding {run} is full")
     assert "MB free" in finished.message and "\n" not in finished.message
+    assert finished.message.endswith("free some space, then continue with --resume.")  # epoch 1's checkpoint
     assert ckpt.load_checkpoint(run / names.LAST_CHECKPOINT)["epoch"] == 1
     assert sorted(p.name for p in run.iterdir() if p.name.startswith(".") and p.name != names.LOCK) == []
     assert (run / names.MODEL_FILE).is_file()  # from the best epoch that was saved
@@ -189,3 +190,9 @@ def test_a_run_on_a_given_scan_records_that_scans_split_so_it_can_be_made_again(
     assert (recorded.val_fraction, recorded.test_fraction, recorded.seed) == (0.3, 0.2, 7)
     again = scan_for_model(tiny_dataset, load_model_file(finished.model_file).metadata)
     assert [r.path for r in again.split("val")] == [r.path for r in scan.split("val")]
+
+
+def test_a_disk_full_before_the_first_checkpoint_says_to_start_again_not_to_resume(tmp_path):
+    """`--resume` then answered "No checkpoint at .../last.ckpt"."""
+    message = ckpt.disk_full_message(tmp_path, 36_000_000)
+    assert message.endswith("free some space, then start the run again.")

@@ -95,12 +95,36 @@ def test_a_folder_made_for_a_run_that_never_started_is_removed_and_nothing_else(
     never.lock().release()
     never.file(names.EVENTS).write_text('{"event": "RunFinished", "status": "failed"}\n')
     assert never.remove_if_never_started() and not never.path.exists()
+    # a setting the model refuses fails in the set-up, after status.json: nothing trained, nothing kept
+    set_up = RunFolder(tmp_path / "set-up")
+    set_up.path.mkdir()
+    set_up.write_status(RunStatus(state="failed", reason="Freeze depth 99 is out of range"))
+    set_up.file(names.CONFIG).write_text("{}")
+    set_up.file(names.EVENTS).write_text('{"event": "RunFinished", "status": "failed"}\n')
+    assert set_up.remove_if_never_started() and not set_up.path.exists()
+    # a run that began training and failed keeps its folder, listed as failed
     started = RunFolder(tmp_path / "started")
     started.path.mkdir()
-    started.write_status(RunStatus(state="failed", reason="Freeze depth 99 is out of range"))
-    assert not started.remove_if_never_started() and started.file(names.STATUS).is_file()  # listed as failed
+    started.write_status(RunStatus(state="failed", reason="GPU out of memory at batch size 1"))
+    started.file(names.EVENTS).write_text('{"event": "FitStart"}\n{"event": "RunFinished", "status": "failed"}\n')
+    assert not started.remove_if_never_started() and started.file(names.STATUS).is_file()
     theirs = tmp_path / "theirs"
     theirs.mkdir()
     (theirs / "notes.txt").write_text("mine")
     assert not RunFolder(theirs).remove_if_never_started() and (theirs / "notes.txt").read_text() == "mine"
     assert not RunFolder(tmp_path / "missing").remove_if_never_started()
+
+
+def test_tidying_a_read_only_folder_after_a_run_that_could_not_write_there_raises_nothing(tmp_path, monkeypatch):
+    """`train --out` a read-only folder printed its one-line reason, then a traceback from the tidying."""
+    import errno
+    from pathlib import Path
+
+    folder = RunFolder(tmp_path / "ro")
+    folder.path.mkdir()
+
+    def read_only(self, missing_ok=False):
+        raise OSError(errno.EROFS, "Read-only file system", str(self))
+
+    monkeypatch.setattr(Path, "unlink", read_only)
+    assert not folder.remove_if_never_started(keep_folder=True)

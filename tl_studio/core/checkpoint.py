@@ -97,8 +97,10 @@ def check_free_space(folder: Path, size: int, what: str) -> None:
 
 def disk_full_message(folder: Path, size: int, what: str = "a checkpoint") -> str:
     free = shutil.disk_usage(folder).free
+    # --resume needs a checkpoint: the first one may be the one that did not fit
+    then = "continue with --resume" if (Path(folder) / LAST).is_file() else "start the run again"
     return (f"The disk holding {folder} is full: {megabytes(free, 0)} free, {what} needs about "
-            f"{megabytes(size + DISK_MARGIN_BYTES, 0)}; free some space, then continue with --resume.")
+            f"{megabytes(size + DISK_MARGIN_BYTES, 0)}; free some space, then {then}.")
 
 
 def load_checkpoint(path: Path, map_location="cpu") -> dict:

@@ -172,15 +172,26 @@ class RunFolder:
                 continue
         return found
 
+    def got_past_set_up(self) -> bool:
+        """A result file, or a training start logged: a run that failed in its set-up (a freeze depth
+        the model does not have, weights that cannot be downloaded) leaves only its failure."""
+        if any(self.file(name).is_file() for name in RESULT_FILES):
+            return True
+        return any(event.get("event") == "FitStart" for event in self.events())
+
     def remove_if_never_started(self, keep_folder: bool = False) -> bool:
         """For a folder made for a run that ended before it started (the data folder missing, the weights
-        not downloadable): removes what that run wrote (an events.jsonl with its failure, the lock) and
-        the folder, if nothing else is in it and not ``keep_folder`` (one the user had made). A folder
-        that holds a run keeps everything, and anything else in it is kept."""
-        if not self.path.is_dir() or self.is_run():
+        not downloadable, a setting the model refuses): removes what that run wrote (its config, status
+        and events with the failure, which the command has said; the lock) and the folder, if nothing
+        else is in it and not ``keep_folder`` (one the user had made). A folder that holds a run that got
+        past its set-up keeps everything, and anything else in it is kept."""
+        if not self.path.is_dir() or self.got_past_set_up():
             return False
         for name in (*RUN_FILES, LOCK):
-            self.file(name).unlink(missing_ok=True)
+            try:
+                self.file(name).unlink(missing_ok=True)
+            except OSError:  # a read-only folder (the run could not write there either): nothing to tidy
+                pass
         if keep_folder:
             return False
         try:
