@@ -107,6 +107,9 @@ def test_stop_takes_effect_within_one_batch_and_keeps_the_last_epoch(tiny_datase
     assert (batches[-1].epoch, batches[-1].batch) == (2, 1)  # nothing ran after the stop
     assert finished.epochs_done == 1 and (tmp_path / "run" / "model.pt2").is_file()
     assert isinstance(recorder.events[-1], events.RunFinished)
+    # the reason says how it ended, not only its best epoch (status.json, the Runs step's Status)
+    assert finished.message.startswith("Stopped after epoch 1 of 3. Best val accuracy ")
+    assert RunFolder(tmp_path / "run").status().reason == finished.message
 
 
 def test_pause_holds_between_batches_until_resumed(tiny_dataset, tmp_path):
@@ -140,9 +143,11 @@ def test_resume_continues_after_the_last_finished_epoch(tiny_dataset, tmp_path):
     config = lite0_config(tiny_dataset, epochs=3)
     first, _ = fit(config, run, StopAt(control, 2, 1), control=control)
     assert first.status == "stopped" and first.epochs_done == 1
+    began = RunFolder(run).status().started
 
     finished, recorder = fit(config, run, resume=True)
     assert finished.status == "completed"
+    assert RunFolder(run).status().started == began  # the run's date: when it began, not its last resume
     start = recorder.of_type(events.FitStart)[0]
     assert start.start_epoch == 2 and [e.epoch for e in start.history] == [1]
     assert [e.epoch for e in recorder.of_type(events.EpochEnd)] == [2, 3]

@@ -16,6 +16,7 @@ after-hooks as success, so the model file is written and a ``RunFinished`` event
 from __future__ import annotations
 
 import logging
+import shlex
 import time
 from pathlib import Path
 
@@ -179,18 +180,25 @@ class Trainer:
         state = self.state
         status = "stopped" if outcome == "aborted" else outcome
         if not message and state is not None:
-            message = _summary(status, self.best, self.model_file)
+            message = _summary(status, self.best, self.model_file, state.epoch, self.config.epochs, self.run_dir)
         return events.RunFinished(
             status=status, epochs_done=state.epoch if state else 0, best_epoch=self.best.epoch,
             best_val_acc=self.best.val_acc, model_file=self.model_file, seconds=seconds, message=message,
             skipped_images=tuple(state.skipped.values()) if state else ())
 
 
-def _summary(status: str, best: BestEpoch, model_file) -> str:
+def _summary(status: str, best: BestEpoch, model_file, epochs_done: int, planned: int, run_dir) -> str:
+    """The run's last word (status.json's reason, the Runs step's Status): how it ended, then its best."""
     if best.epoch is None:
         return "Stopped before the first epoch finished; nothing was saved." if status == "stopped" else ""
     text = f"Best val accuracy {best.val_acc:.3f} at epoch {best.epoch}"
-    return text + (f"; model saved to {model_file}." if model_file else ".")
+    if model_file:
+        text += f"; model saved to {model_file}."
+    elif status == "stopped":  # a second Ctrl-C stops at once, before the model file
+        text += f"; no model file yet: tl-studio export {shlex.quote(str(run_dir))} makes it from the best epoch."
+    else:
+        text += "."
+    return f"Stopped after epoch {epochs_done} of {planned}. {text}" if status == "stopped" else text
 
 
 def _describe_failure(error: BaseException) -> str:

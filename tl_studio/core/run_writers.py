@@ -215,6 +215,9 @@ class RunRecord(Callback):
 
         trainer.config.save(self.folder.file(names.CONFIG))
         self.status = new_status(trainer.config, epochs_done=trainer.state.epoch)
+        earlier = self.folder.status() if trainer.state.epoch else None
+        if earlier is not None and earlier.started:  # a resume: the run's date stays the day it began
+            self.status = dataclasses.replace(self.status, started=earlier.started)
         self._write(best_epoch=trainer.best.epoch, best_val_acc=trainer.best.val_acc)
 
     def on_epoch_end(self, event: events.EpochEnd) -> None:
