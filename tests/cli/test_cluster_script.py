@@ -13,6 +13,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.run_folders import write_run
+from tl_studio.cli.cmd_cluster_script import slurm_seconds
 from tl_studio.cli.main import main
 from tl_studio.core.run_folder import RunFolder
 
@@ -107,6 +109,12 @@ def test_every_slurm_time_form_is_taken(limit, tiny_dataset, tmp_path, capsys):
     (["--time", "1:2:3:4"], "is not a SLURM time limit"),
     (["--freeze", "banana"], "Freeze depth 'banana'"),
     (["--weight-decay", "-1"], "weight decay"),
+    (["--cpus-per-gpu", "0"], "--cpus-per-gpu must be 1 or more (it is 0)"),
+    (["--cpus-per-gpu", "-3"], "--cpus-per-gpu must be 1 or more (it is -3)"),
+    (["--nodes", "0"], "--nodes must be 1 or more"),
+    (["--gpus-per-node", "0"], "--gpus-per-node must be 1 or more"),
+    (["--model", "nosuchmodel"], "Unknown model 'nosuchmodel'"),
+    (["--model", "resnet"], "did you mean resnet50"),
 ])
 def test_a_mistake_is_refused_before_a_script_is_written_not_when_the_job_runs(flags, said, tiny_dataset, tmp_path,
                                                                                capsys):
@@ -120,3 +128,53 @@ def test_a_mistake_is_refused_before_a_script_is_written_not_when_the_job_runs(f
     captured = capsys.readouterr()
     assert said in captured.err and "Traceback" not in captured.err and not script.exists()
     assert "#SBATCH" not in captured.out
+
+
+@pytest.mark.parametrize("limit, seconds", [
+    ("90", 90 * 60), ("1:00", 60), ("1:30", 120), ("0:05", 60), ("24:00:00", 86400), ("25:61:00", 26 * 3600 + 60),
+    ("1-12", 36 * 3600), ("3-6:30", 3 * 86400 + 6 * 3600 + 1800), ("2-00:00:01", 2 * 86400 + 60),
+    ("0", None), ("unlimited", None), ("INFINITE", None),
+])
+def test_the_time_limit_is_counted_as_slurm_counts_it(limit, seconds):
+    # two fields are minutes:seconds, seconds round up to a whole minute, zero is no limit
+    assert slurm_seconds(limit) == seconds
+
+
+@pytest.mark.parametrize("limit, said", [
+    ("1:00", "--time 1:00 is 1 min to SLURM (minutes:seconds)"),
+    ("9:00", "give 10 min or more, e.g. --time 9:00:00 (9 h, hours:minutes:seconds)"),
+    ("5", "--time 5 is 5 min to SLURM (minutes)"),
+    ("0-0:09", "is 9 min to SLURM (days-hours:minutes)"),
+])
+def test_a_time_limit_that_leaves_no_time_to_train_is_refused_saying_how_slurm_reads_it(limit, said, tiny_dataset,
+                                                                                        tmp_path, capsys):
+    script = tmp_path / "job.sh"
+    code = main(["cluster-script", str(tiny_dataset), "--out", str(tmp_path / "run"), "--script", str(script),
+                 "--time", limit])
+    err = capsys.readouterr().err
+    assert code == 2 and said in err and "requeued" in err and "Traceback" not in err and not script.exists()
+
+
+def test_a_long_limit_slurm_adds_up_is_taken_and_said_in_plain_words(tiny_dataset, tmp_path, capsys):
+    text = script_text(capsys, str(tiny_dataset), "--out", str(tmp_path / "run"), "--time", "25:61:00")
+    assert "#SBATCH --time=25:61:00\n" in text and "time limit 26 h 1 min per attempt" in text
+    assert "time limit 10 min per attempt" in script_text(capsys, str(tiny_dataset), "--out", str(tmp_path / "run"),
+                                                          "--time", "9:59")  # rounded up: the shortest taken
+
+
+def test_a_run_folder_the_jobs_resume_would_refuse_is_refused_now(tiny_dataset, tmp_path, capsys):
+    run = write_run(tmp_path / "run", model="resnet18", epochs=5, data_dir=str(tiny_dataset.resolve()))
+    common = ["cluster-script", str(tiny_dataset), "--out", str(run)]
+    assert main([*common, "--model", "efficientnet_lite0", "--epochs", "8"]) == 2  # train: "another model"
+    err = capsys.readouterr().err
+    assert f"{run} holds a run of resnet18" in err and "give another --out" in err
+    assert main(common) == 2  # all 5 epochs done: every attempt would only write the model file again
+    assert "has already trained its 5 epochs" in capsys.readouterr().err
+    assert main([*common, "--epochs", "8"]) == 0  # the same run, further: the script resumes it
+    assert "--epochs 8" in capsys.readouterr().out
+
+    other_files = tmp_path / "notes"
+    other_files.mkdir()
+    (other_files / "notes.txt").write_text("mine")
+    assert main(["cluster-script", str(tiny_dataset), "--out", str(other_files)]) == 2
+    assert "is not empty (it holds notes.txt)" in capsys.readouterr().err

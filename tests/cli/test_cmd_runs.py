@@ -117,6 +117,15 @@ def test_a_folder_that_is_not_there_is_said_not_listed_as_an_empty_history(tmp_p
     assert main(["runs", str(tmp_path)]) == 0 and "No runs under" in capsys.readouterr().err
 
 
+def test_best_and_diff_say_a_folder_that_is_not_there_as_runs_does(runs_root, tmp_path, capsys):
+    typo = str(tmp_path / "typo")
+    assert main(["runs", "best", typo]) == 2  # was "No run under ... has finished an epoch yet"
+    assert "typo is not a folder; give the folder that holds your runs" in capsys.readouterr().err
+    assert main(["runs", "diff", str(runs_root / "lite0-frozen"), typo]) == 2  # was "is not a run folder"
+    err = capsys.readouterr().err
+    assert "typo is not a folder; give two run folders" in err and "Traceback" not in err
+
+
 @pytest.mark.parametrize("words", [["runs", "--help"], ["runs", "diff", "--help"], ["runs", "best", "--help"]])
 def test_the_help_of_each_form_says_what_each_form_does(words, capsys):
     with pytest.raises(SystemExit) as ended:

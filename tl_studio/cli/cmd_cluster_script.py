@@ -14,13 +14,17 @@ import shlex
 import sys
 from pathlib import Path
 
-from tl_studio.cli import cmd_train, config_flags
+from tl_studio.cli import cmd_train
 from tl_studio.core.wording import counted
 
 # train's flags the script sets itself (the machines, the rendezvous, resuming) or that do not apply
 NOT_PASSED = {"data_dir", "out", "resume", "overwrite", "distributed_worker", "nproc_per_node", "nnodes",
               "node_rank", "master_addr", "master_port", "help"}
 REQUEUE_WARNING_SECONDS = 120
+# the shortest --time taken: the requeue warning comes REQUEUE_WARNING_SECONDS before the limit (SLURM may send it up
+# to a minute earlier still), and an attempt must get past start-up and through an epoch before it, or every attempt
+# is requeued before it saves anything, for ever
+SHORTEST_TIME_SECONDS = 10 * 60
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -37,7 +41,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--gpus-per-node", type=int, default=1, metavar="G", help="GPUs on each machine (default 1)")
     group.add_argument("--cpus-per-gpu", type=int, default=4, help="CPU cores per GPU for image loading (default 4)")
     group.add_argument("--time", default="24:00:00", type=slurm_time,
-                       help="SLURM time limit per job attempt: minutes, H:M:S or D-H:M:S (default 24:00:00)")
+                       help="SLURM time limit per job attempt, as sbatch reads it: minutes (90), M:S, H:M:S, D-H, "
+                            "D-H:M or D-H:M:S (1-12:00:00), or unlimited; 10 minutes or more (default 24:00:00)")
     group.add_argument("--partition", help="SLURM partition")
     group.add_argument("--account", help="SLURM account")
     group.add_argument("--job-name", default="tl-studio", help="SLURM job name (default tl-studio)")
@@ -46,6 +51,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 # the forms sbatch's --time takes: M, M:S, H:M:S, D-H, D-H:M, D-H:M:S, and no limit
 SLURM_TIME = re.compile(r"\d+(:\d+){0,2}|\d+-\d+(:\d+){0,2}|unlimited|infinite", re.IGNORECASE)
+# what each form's fields are, by (has a day, number of ':'-separated fields): the names the messages use
+TIME_FORMS = {(False, 1): "minutes", (False, 2): "minutes:seconds", (False, 3): "hours:minutes:seconds",
+              (True, 1): "days-hours", (True, 2): "days-hours:minutes", (True, 3): "days-hours:minutes:seconds"}
 
 
 def slurm_time(text: str) -> str:
@@ -54,6 +62,50 @@ def slurm_time(text: str) -> str:
         raise argparse.ArgumentTypeError(f"{text!r} is not a SLURM time limit; give minutes (90), H:M:S (24:00:00) "
                                          f"or D-H:M:S (2-00:00:00)")
     return text.strip()
+
+
+def slurm_seconds(text: str) -> int | None:
+    """The limit ``text`` (a slurm_time) sets, in seconds, as SLURM counts it; None for no limit. SLURM adds
+    the fields up whatever their size (25:61:00 is 26 h 1 min), rounds seconds up to a whole minute, and
+    takes a limit of zero for none."""
+    if text.lower() in ("unlimited", "infinite"):
+        return None
+    days, _, clock = text.rpartition("-")
+    fields = [int(field) for field in clock.split(":")]
+    if days:  # D-H, D-H:M, D-H:M:S: the hours come first
+        hours, minutes, seconds = (fields + [0, 0])[:3]
+        hours += 24 * int(days)
+    else:  # M, M:S, H:M:S: two fields are minutes and seconds, not hours and minutes
+        hours, minutes, seconds = {1: [0, *fields, 0], 2: [0, *fields], 3: fields}[len(fields)]
+    minutes_in_all = -(-(((hours * 60) + minutes) * 60 + seconds) // 60)
+    return minutes_in_all * 60 or None
+
+
+def plain_duration(seconds: int) -> str:
+    """26 h 1 min, 3 days 4 h: whole minutes (what SLURM counts), days from two on."""
+    days, rest = divmod(seconds // 60, 24 * 60) if seconds >= 2 * 86400 else (0, seconds // 60)
+    parts = [(days, "days"), (rest // 60, "h"), (rest % 60, "min")]
+    return " ".join(f"{value} {unit}" for value, unit in parts if value) or "0 min"
+
+
+def check_time(text: str) -> None:
+    """A limit that leaves an attempt no time to train is refused, saying how SLURM reads what was given
+    (1:00 is one minute, not one hour)."""
+    from tl_studio.core.errors import UserError
+
+    limit = slurm_seconds(text)
+    if limit is None or limit >= SHORTEST_TIME_SECONDS:
+        return
+    days, _, clock = text.rpartition("-")
+    form = TIME_FORMS[(bool(days), clock.count(":") + 1)]
+    as_hours = f"{text}:00"  # what a user who wrote H:M usually meant
+    meant = slurm_seconds(as_hours) if form == "minutes:seconds" else None
+    example = (f"{as_hours} ({plain_duration(meant)}, hours:minutes:seconds)"
+               if meant and meant >= SHORTEST_TIME_SECONDS else "2:00:00 (2 h, hours:minutes:seconds)")
+    raise UserError(f"--time {text} is {plain_duration(limit)} to SLURM ({form}), and the job asks to be requeued "
+                    f"{REQUEUE_WARNING_SECONDS // 60} min before its limit, so every attempt would be requeued before "
+                    f"it trained anything; give {plain_duration(SHORTEST_TIME_SECONDS)} or more, e.g. --time "
+                    f"{example}.")
 
 
 def train_flags(args: argparse.Namespace) -> list[str]:
@@ -95,6 +147,7 @@ def render(args: argparse.Namespace) -> str:
 # `tl-studio train --nproc-per-node {args.gpus_per_node}` on each machine, which starts torchrun.
 # When SLURM requeues the job (a node failed, or the time limit is {REQUEUE_WARNING_SECONDS} s away),
 # the next attempt continues the run with --resume.
+# --time {args.time}: {time_in_words(args.time)}, as SLURM reads it.
 #SBATCH --job-name={quote(args.job_name)}
 #SBATCH --nodes={args.nodes}
 #SBATCH --ntasks-per-node=1
@@ -134,12 +187,14 @@ wait $!
 def run(args: argparse.Namespace) -> int:
     from tl_studio.core.errors import UserError
 
-    if args.nodes < 1 or args.gpus_per_node < 1:
-        raise UserError("--nodes and --gpus-per-node must be 1 or more.")
+    for flag, count in (("--nodes", args.nodes), ("--gpus-per-node", args.gpus_per_node),
+                        ("--cpus-per-gpu", args.cpus_per_gpu)):
+        if count < 1:
+            raise UserError(f"{flag} must be 1 or more (it is {count}).")
+    check_time(args.time)
     if not Path(args.data_dir).is_dir():
         raise UserError(f"{args.data_dir} is not a folder; give the dataset folder (one sub-folder per class).")
-    # the training settings are checked here, where a mistake costs a second, not a place in the queue
-    config_flags.build_config(args, cmd_train.SETTINGS)
+    check_training(args)
     text = render(args)
     if not args.script:
         sys.stdout.write(text)
@@ -149,6 +204,45 @@ def run(args: argparse.Namespace) -> int:
         raise UserError(f"{path} already exists; choose another --script file or remove it first.")
     path.write_text(text, encoding="utf-8")
     path.chmod(0o755)
-    print(f"Wrote {path}; submit it with: sbatch {path}", file=sys.stderr)
+    print(f"Wrote {path} ({time_in_words(args.time)}); submit it with: sbatch {path}", file=sys.stderr)
     return 0
 
+
+def check_training(args: argparse.Namespace) -> None:
+    """What `tl-studio train` would refuse on the cluster, refused here with train's own checks, where a
+    mistake costs a second, not a place in the queue: the first attempt as a new run, or, when --out
+    already holds a last checkpoint, as the --resume the script adds then."""
+    from tl_studio.core.catalog import get_model_info
+    from tl_studio.core.run_folder import LAST_CHECKPOINT, RunFolder
+
+    folder = RunFolder(args.out)
+    resumes = folder.file(LAST_CHECKPOINT).is_file()
+    as_train = argparse.Namespace(**{**vars(args), "resume": resumes, "overwrite": False})
+    cmd_train.check_out_is_not_in_the_data(as_train, way_out="")
+    config = cmd_train.build_config(as_train)  # a resumed run's own settings, its images checked
+    # train asks the catalogue only when its file is there (building it imports torchvision, seconds) and
+    # leaves the rest to the model build; in the queue that build comes hours later, so ask now
+    get_model_info(config.model)
+    folder.check_new_run(resume=resumes, overwrite=False)  # a folder of other files, or a run to replace
+    if resumes:
+        check_the_run_continues(folder, config, args.out)
+
+
+def check_the_run_continues(folder, config, out: str) -> None:
+    """The run in --out, which every attempt continues: of the same model (else train refuses to resume
+    it, after loading the model and the checkpoint), and not finished already (else each attempt only
+    writes its model file again)."""
+    from tl_studio.core.errors import UserError
+
+    trained = folder.config()
+    if trained is not None and trained.model != config.model:  # the comparison train's resume makes
+        raise UserError(f"{out} holds a run of {trained.model}, which the job would continue (train --resume) "
+                        f"with {config.model}, and train refuses that; give another --out for a new run, or "
+                        f"leave out --model to continue that one.")
+    if finished := cmd_train.finished_already(out, config.epochs):
+        raise UserError(finished)
+
+
+def time_in_words(text: str) -> str:
+    limit = slurm_seconds(text)
+    return f"time limit {plain_duration(limit)} per attempt" if limit is not None else "no time limit"

@@ -57,15 +57,24 @@ def _roots(words: list[str]) -> list[str]:
     return words or [str(default_runs_root())]
 
 
-def _list(words: list[str], as_json: bool) -> int:
+def _refuse_missing(words: list[str], way_forward: str) -> None:
+    """A folder that is not there is said as such: a typo is not an empty history, nor a folder without a run."""
     from tl_studio.core.errors import UserError
+
+    missing = next((word for word in words if not Path(word).expanduser().is_dir()), None)
+    if missing is not None:
+        raise UserError(f"{missing} is not a folder; {way_forward}")
+
+
+def _refuse_missing_roots(words: list[str]) -> None:
+    _refuse_missing(words, f"give the folder that holds your runs (by default {_roots([])[0]}).")
+
+
+def _list(words: list[str], as_json: bool) -> int:
     from tl_studio.core.run_history import list_runs
 
     roots = _roots(words)
-    missing = [root for root in words if not Path(root).expanduser().is_dir()]  # a typo is not an empty history
-    if missing:
-        raise UserError(f"{missing[0]} is not a folder; give the folder that holds your runs (by default "
-                        f"{_roots([])[0]}).")
+    _refuse_missing_roots(words)
     runs = list_runs(roots)
     if as_json:
         print(json.dumps([run.to_json() for run in runs], indent=2))
@@ -90,6 +99,7 @@ def _diff(words: list[str], as_json: bool) -> int:
 
     if len(words) != 2:
         raise UserError("`tl-studio runs diff` compares two runs: give RUN_A and RUN_B (two run folders).")
+    _refuse_missing(words, "give two run folders (`tl-studio runs` lists them).")
     runs = [run_by_path(word) for word in words]
     settings = config_diff([run.config for run in runs])
     results = {column: [getattr(run, column) for run in runs]
@@ -119,6 +129,7 @@ def _best(words: list[str], as_json: bool) -> int:
     from tl_studio.core.run_history import best_run, list_runs
 
     roots = _roots(words)
+    _refuse_missing_roots(words)
     best = best_run(list_runs(roots))
     if best is None:
         raise UserError(f"No run under {', '.join(roots)} has finished an epoch yet; train one first.")

@@ -57,9 +57,9 @@ def _check_out_given_where_needed(args: argparse.Namespace) -> None:
                         "shared file system).")
 
 
-def _check_out_is_not_in_the_data(args: argparse.Namespace) -> None:
+def check_out_is_not_in_the_data(args: argparse.Namespace, way_out: str = ", or leave out --out") -> None:
     """The next scan of the data set would list a run's checkpoints, CSVs and JSON files as problems
-    (or, in a class folder, train on them)."""
+    (or, in a class folder, train on them). Also cluster-script's check, where --out is required."""
     from tl_studio.core.errors import UserError
 
     if args.out is None or args.resume:
@@ -67,7 +67,7 @@ def _check_out_is_not_in_the_data(args: argparse.Namespace) -> None:
     out, data = Path(args.out).expanduser().resolve(), Path(args.data_dir).expanduser().resolve()
     if out == data or data in out.parents:
         raise UserError(f"{args.out} is inside the data set {args.data_dir}, whose next scan would take the "
-                        "run's files for images; put the run folder elsewhere, or leave out --out.")
+                        f"run's files for images; put the run folder elsewhere{way_out}.")
 
 
 def _new_run_folder(data_dir: str, model: str) -> Path:
@@ -85,7 +85,7 @@ def _new_run_folder(data_dir: str, model: str) -> Path:
                         f"RUN_DIR, or set TL_STUDIO_RUNS_DIR to a folder you can write to.") from None
 
 
-def _finished_already(out: str, epochs: int) -> str | None:
+def finished_already(out: str, epochs: int) -> str | None:
     """What to say when --resume finds a run that already trained every epoch asked for (it would only
     write the same model file again), else None."""
     from tl_studio.core.run_folder import MODEL_FILE, RunFolder
@@ -116,9 +116,9 @@ def _check_the_resumed_runs_images(trained_on: str, given: str, out: str) -> Non
 def run(args: argparse.Namespace) -> int:
     torchrun_launch.check_arguments(args)
     _check_out_given_where_needed(args)
-    _check_out_is_not_in_the_data(args)
+    check_out_is_not_in_the_data(args)
     config = build_config(args)
-    if args.resume and not args.overwrite and (finished := _finished_already(args.out, config.epochs)):
+    if args.resume and not args.overwrite and (finished := finished_already(args.out, config.epochs)):
         print(finished)
         return 0
     from tl_studio.core.catalog import refuse_unknown_name_if_cached
