@@ -81,6 +81,24 @@ def _env() -> dict:
     return dict(os.environ)
 
 
+def test_models_are_listed_by_name_as_people_count(capsys, torch_home):
+    """Sorted as text, the list read resnet101, resnet152, resnet18, resnet34."""
+    from tl_studio.core.natural_order import natural_key
+
+    assert main(["models", "--filter", "resnet"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    listed = [line.split()[0] for line in lines[1:lines.index("")]]
+    assert listed == ["resnet18", "resnet34", "resnet50", "resnet101", "resnet152", "resnext50_32x4d",
+                      "resnext101_32x8d", "resnext101_64x4d", "wide_resnet50_2", "wide_resnet101_2"]
+    assert main(["models", "--json"]) == 0
+    names = [row["name"] for row in json.loads(capsys.readouterr().out)]
+    assert names[0] == catalog.DEFAULT_MODEL and names[1:] == sorted(names[1:], key=natural_key)
+    assert names.index("vit_b_16") < names.index("vit_b_32")
+    efficientnets = [name for name in names[1:] if name.startswith("efficientnet")]
+    assert efficientnets == [*(f"efficientnet_b{n}" for n in range(8)), "efficientnet_v2_l", "efficientnet_v2_m",
+                             "efficientnet_v2_s"]
+
+
 # --- tl-studio weights ---------------------------------------------------------------------------------------------
 
 

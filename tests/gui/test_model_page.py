@@ -48,8 +48,8 @@ def test_the_zoo_table_lists_models_and_the_slider_sets_the_freeze_depth(qtbot, 
 
     page.filter.setText("resnet1")  # filter, then pick another model: its stages load
     visible = [table.model().index(row, 0).data() for row in range(table.model().rowCount())]
-    assert visible == ["resnet101", "resnet152", "resnet18", "wide_resnet101_2"]
-    table.selectRow(2)
+    assert visible == ["resnet18", "resnet101", "resnet152", "wide_resnet101_2"]  # numbers read as numbers
+    table.selectRow(0)
     with qtbot.waitSignal(page.stagesShown, timeout=60_000, check_params_cb=lambda name: name == "resnet18"):
         pass
     assert window.session.config.model == "resnet18"
@@ -187,3 +187,33 @@ def test_a_download_over_2_gb_shows_its_progress_in_si_megabytes(qtbot):
     assert bar.format() == "1265 / 2530 MB"
     assert bar.value() * 2 == bar.maximum()
     window.close()
+
+
+def test_the_model_table_sorts_names_as_people_count(qtbot):
+    """Sorted as text, the list read resnet101, resnet152, resnet18, resnet34."""
+    from tl_studio.core.catalog import DEFAULT_MODEL, list_models
+    from tl_studio.gui.model_table import ModelFilter, ModelTableModel, model_table_view
+
+    model = ModelTableModel()
+    proxy = ModelFilter()
+    proxy.setSourceModel(model)
+    view = model_table_view(proxy)
+    qtbot.addWidget(view)
+    model.set_models(list_models(), {})
+
+    def names() -> list[str]:
+        return [proxy.index(row, 0).data() for row in range(proxy.rowCount())]
+
+    def in_order(*expected) -> bool:
+        listed = names()
+        return [listed.index(name) for name in expected] == sorted(listed.index(name) for name in expected)
+
+    assert names()[0] == DEFAULT_MODEL  # unsorted: the bundled default first, then by name
+    assert in_order("resnet18", "resnet34", "resnet50", "resnet101", "resnet152")
+    assert in_order("vit_b_16", "vit_b_32", "vit_h_14", "vit_l_16")
+    assert in_order(*(f"efficientnet_b{n}" for n in range(8)), "efficientnet_v2_l", "efficientnet_v2_m")
+    view.sortByColumn(0, Qt.AscendingOrder)  # the user clicks the Model header
+    assert in_order("efficientnet_b7", "efficientnet_lite0", "efficientnet_v2_s", "resnet18", "resnet101")
+    assert names()[0] != DEFAULT_MODEL and in_order("vgg11", "vgg11_bn", "vgg13", "vgg19_bn")
+    view.sortByColumn(0, Qt.DescendingOrder)
+    assert in_order("resnet152", "resnet101", "resnet50", "resnet34", "resnet18")

@@ -6,7 +6,8 @@ from __future__ import annotations
 from PySide6.QtCore import QAbstractTableModel, QModelIndex, QSortFilterProxyModel, Qt
 from PySide6.QtWidgets import QAbstractItemView, QHeaderView, QTableView
 
-from tl_studio.core.catalog import PUBLISHED_PARAMETERS_NOTE
+from tl_studio.core.catalog import DEFAULT_MODEL, PUBLISHED_PARAMETERS_NOTE
+from tl_studio.core.natural_order import natural_key
 from tl_studio.core.wording import megabytes
 
 COLUMNS = ("Model", "Parameters", "ImageNet top-1", "Input", "Cost", "Weights")
@@ -26,10 +27,17 @@ class ModelTableModel(QAbstractTableModel):
         self.models: list = []
         self.status: dict[str, str] = {}
         self.reference_gflops = 1.0
+        self.name_rank: dict[str, int] = {}
 
     def set_models(self, models: list, status: dict[str, str]) -> None:
         self.beginResetModel()
-        self.models = list(models)
+        # unsorted, the table shows this order: the default model first, then by name as people count
+        # (resnet18 before resnet101; the catalog's own order is text order)
+        self.models = sorted(models, key=lambda info: (info.name != DEFAULT_MODEL, natural_key(info.name)))
+        # sorting by the Model column compares these ranks: the proxy compares plain numbers in C++,
+        # where a Python key would not compare at all
+        self.name_rank = {name: rank for rank, name in enumerate(sorted((m.name for m in self.models),
+                                                                          key=natural_key))}
         self.status = dict(status)
         reference = next((m for m in self.models if m.bundled and m.gflops), None)
         self.reference_gflops = reference.gflops if reference else 1.0
@@ -86,7 +94,7 @@ class ModelTableModel(QAbstractTableModel):
         return WEIGHTS_TEXT.get(status, status)
 
     def _sort_key(self, info, column: int):
-        keys = (info.name, info.num_params, info.acc1 or 0.0, info.crop_size, info.gflops or 0.0,
+        keys = (self.name_rank[info.name], info.num_params, info.acc1 or 0.0, info.crop_size, info.gflops or 0.0,
                 self.status.get(info.name, "missing"))
         return keys[column]
 
@@ -124,7 +132,7 @@ def model_table_view(proxy: ModelFilter) -> QTableView:
     view.setSelectionBehavior(QAbstractItemView.SelectRows)
     view.setSelectionMode(QAbstractItemView.SingleSelection)
     view.setSortingEnabled(True)
-    view.sortByColumn(-1, Qt.AscendingOrder)  # the registry's own order: the default model first
+    view.sortByColumn(-1, Qt.AscendingOrder)  # the model's own order: the default model first, then by name
     view.verticalHeader().hide()
     view.setEditTriggers(QAbstractItemView.NoEditTriggers)
     # the figures take the width they need; the model name, what people read first, gets the rest

@@ -7,8 +7,8 @@ from html import escape
 
 import pyqtgraph as pg
 from PySide6.QtCore import QSize, Qt, Signal
-from PySide6.QtWidgets import (QHBoxLayout, QLabel, QProgressBar, QPushButton, QTableWidget, QTableWidgetItem,
-                               QVBoxLayout, QWidget)
+from PySide6.QtWidgets import (QFrame, QHBoxLayout, QLabel, QProgressBar, QPushButton, QSizePolicy, QTableWidget,
+                               QTableWidgetItem, QVBoxLayout, QWidget)
 
 from tl_studio.core.run_folder import RunFolder
 from tl_studio.core.run_history import RunSummary, config_diff, read_metrics, resolved_lr
@@ -19,9 +19,10 @@ from tl_studio.gui.theme import configure_pyqtgraph
 RUN_COLOURS = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f",
                "#bcbd22", "#17becf")
 MAX_RUNS = len(RUN_COLOURS)
+LEGEND_SPACING = 24  # px between one name in the legend and the next run's line
 
 
-def _plot(name: str, title: str, y_label: str, legend_at: tuple[int, int]) -> pg.PlotWidget:
+def _plot(name: str, title: str, y_label: str) -> pg.PlotWidget:
     configure_pyqtgraph()
     widget = pg.PlotWidget()
     widget.setObjectName(name)
@@ -32,21 +33,37 @@ def _plot(name: str, title: str, y_label: str, legend_at: tuple[int, int]) -> pg
     item.setLabel("left", y_label)
     item.getAxis("left").enableAutoSIPrefix(False)
     item.showGrid(x=True, y=True, alpha=0.25)
-    item.addLegend(offset=legend_at)  # where the curves are not: top right for loss, bottom right for accuracy
     widget.setMinimumHeight(160)
     return widget
 
 
 class RunCurves(QWidget):
-    """Val loss and val accuracy per epoch of each selected run (train values dashed)."""
+    """Val loss and val accuracy per epoch of each selected run (train values dashed), and one legend
+    for both plots under them."""
 
     def __init__(self, parent=None):
         super().__init__(parent)
-        self.loss_plot = _plot("runsLossPlot", "Loss", "loss", (-10, 10))
-        self.accuracy_plot = _plot("runsAccuracyPlot", "Accuracy", "accuracy", (-10, -10))
-        self.hint = QLabel("Select two or more runs to overlay their curves.")
+        self.loss_plot = _plot("runsLossPlot", "Loss", "loss")
+        self.accuracy_plot = _plot("runsAccuracyPlot", "Accuracy", "accuracy")
+        # The legend has a row of its own under the plots: inside them, no corner stays free of the data
+        # (a run that over-fits turns its loss up and its accuracy down at the right), and at 1000 x 620
+        # the run names covered half of each plot. Both plots draw the same runs in the same colours, so
+        # it is shown once; the accuracy plot's named curves fill it (PlotItem adds them to its legend).
+        self.legend_view = pg.GraphicsLayoutWidget()
+        self.legend_view.setObjectName("runsLegend")
+        self.legend_view.setSizePolicy(QSizePolicy.Ignored, QSizePolicy.Fixed)  # the plots set the width
+        self.legend_view.setHorizontalScrollBarPolicy(Qt.ScrollBarAlwaysOff)
+        self.legend_view.setVerticalScrollBarPolicy(Qt.ScrollBarAlwaysOff)
+        self.legend_view.setFrameShape(QFrame.NoFrame)
+        self.legend_view.ci.setContentsMargins(0, 0, 0, 0)
+        self.legend = pg.LegendItem()
+        self.legend.setSizePolicy(QSizePolicy.Fixed, QSizePolicy.Fixed)  # its entries side by side, not spread out
+        self.legend_view.addItem(self.legend)
+        self.accuracy_plot.getPlotItem().legend = self.legend
+        self.hint = QLabel()
         self.hint.setAlignment(Qt.AlignCenter)
         self.shown: list[str] = []  # run names, in legend order
+        self._drawn: list | None = None  # what the plots show: each run's folder, name and metrics rows
         plots = QHBoxLayout()
         plots.addWidget(self.loss_plot)
         plots.addWidget(self.accuracy_plot)
@@ -54,28 +71,60 @@ class RunCurves(QWidget):
         layout.setContentsMargins(0, 0, 0, 0)
         layout.addWidget(self.hint)
         layout.addLayout(plots, 1)
+        layout.addWidget(self.legend_view)
+        self.show_runs([])
 
     def show_runs(self, runs: list[RunSummary]) -> None:
+        """Draws the runs' curves from their metrics.csv as it is now; called again when a selected run
+        is renamed or has new epochs (drawn again only if something it shows changed)."""
+        runs = runs[:MAX_RUNS]
+        metrics = [read_metrics(RunFolder(run.path)) for run in runs]
+        drawn = [(run.path, run.name, rows) for run, rows in zip(runs, metrics)]
+        if drawn != self._drawn:
+            self._draw(runs, metrics)
+            self._drawn = drawn
+        if len(runs) >= 2:
+            self.hint.setText("Solid: validation; dashed: training.")
+        elif runs:
+            self.hint.setText("Solid: validation; dashed: training. Ctrl+click or Shift+click more runs to "
+                              "overlay their curves.")
+        else:
+            self.hint.setText("Select runs to see their curves (Ctrl+click or Shift+click to overlay several).")
+
+    def _draw(self, runs: list[RunSummary], metrics: list[list[dict]]) -> None:
         for plot in (self.loss_plot, self.accuracy_plot):
             plot.getPlotItem().clear()  # also empties the legend
         self.shown = []
-        runs = runs[:MAX_RUNS]
-        for colour, run in zip(RUN_COLOURS, runs):
-            rows = read_metrics(RunFolder(run.path))
+        for colour, run, rows in zip(RUN_COLOURS, runs, metrics):
             epochs = [row["epoch"] for row in rows]
             solid, dashed = pg.mkPen(colour, width=2), pg.mkPen(colour, width=1, style=Qt.DashLine)
-            legend_name = escape(run.name)  # pyqtgraph's legend shows its names as HTML
             self.loss_plot.plot(epochs, [_value(r, "val_loss") for r in rows], pen=solid, symbol="o", symbolSize=5,
-                                symbolBrush=colour, name=legend_name)
+                                symbolBrush=colour)
             self.loss_plot.plot(epochs, [_value(r, "train_loss") for r in rows], pen=dashed)
             self.accuracy_plot.plot(epochs, [_value(r, "val_acc") for r in rows], pen=solid, symbol="o",
-                                    symbolSize=5, symbolBrush=colour, name=legend_name)
+                                    symbolSize=5, symbolBrush=colour,
+                                    name=escape(run.name))  # pyqtgraph's legend shows its names as HTML
             self.accuracy_plot.plot(epochs, [_value(r, "train_acc") for r in rows], pen=dashed)
             self.shown.append(run.name)
-        if len(runs) >= 2:
-            self.hint.setText("Solid: validation; dashed: training.")
-        else:
-            self.hint.setText("Select two or more runs to overlay their curves (Ctrl+click or Shift+click).")
+        self.legend_view.setVisible(bool(runs))
+        self._fit_legend()
+
+    def resizeEvent(self, event) -> None:
+        super().resizeEvent(event)
+        self._fit_legend()
+
+    def _fit_legend(self) -> None:
+        """As many names side by side as the width holds, so that the legend takes few rows."""
+        entries = [sample.boundingRect().width() + label.boundingRect().width() + LEGEND_SPACING + 6
+                   for sample, label in self.legend.items]
+        if not entries:
+            return
+        columns = max(1, min(len(entries), int(self.width() // max(entries))))
+        self.legend.setColumnCount(columns)
+        for label_column in range(1, 2 * columns, 2):  # each entry is a sample column and a label column
+            self.legend.layout.setColumnSpacing(label_column, LEGEND_SPACING)
+        self.legend.layout.activate()
+        self.legend_view.setFixedHeight(int(self.legend.layout.preferredHeight()) + 2)
 
 
 def _value(row: dict, key: str) -> float:
@@ -171,9 +220,13 @@ class ValidationCompare(QWidget):
 
     def set_runs(self, runs: list[RunSummary]) -> None:
         pair = tuple(runs) if len(runs) == 2 else None
-        if pair != self.pair:
+        if _models(pair) != _models(self.pair):
             self.pair = pair
             self.show_result(None)
+        elif pair != self.pair:  # the same two models, renamed, starred or noted: keep the result, new names
+            self.pair = pair
+            if self.result is not None:
+                self.show_result(self.result)
         ready = pair is not None and all(run.has_model_file for run in pair)
         self.compare_button.setEnabled(ready and self.progress.isHidden())
         if pair is None:
@@ -224,3 +277,8 @@ class ValidationCompare(QWidget):
 
     def shutdown(self) -> None:
         self.thumbnails.shutdown()
+
+
+def _models(pair: tuple[RunSummary, RunSummary] | None) -> tuple | None:
+    """What a comparison on the validation images depends on: which runs, and how far each trained."""
+    return None if pair is None else tuple((run.path, run.epochs_done, run.has_model_file) for run in pair)

@@ -12,16 +12,16 @@ from __future__ import annotations
 from html import escape
 from pathlib import Path
 
-from PySide6.QtCore import QItemSelectionModel, QSettings, Qt, Signal
+from PySide6.QtCore import QFileSystemWatcher, QItemSelectionModel, QSettings, Qt, QTimer, Signal
 from PySide6.QtGui import QKeySequence, QShortcut
 from PySide6.QtWidgets import (QAbstractItemView, QCheckBox, QFileDialog, QHBoxLayout, QHeaderView, QInputDialog,
                                QLabel, QLineEdit, QMessageBox, QPushButton, QSplitter, QTableView, QTabWidget,
                                QVBoxLayout, QWidget)
 
 from tl_studio.core.errors import UserError
-from tl_studio.core.run_history import best_run, summary_diff, with_annotations
+from tl_studio.core.run_history import best_run, summarize_run, summary_diff, with_annotations
 from tl_studio.gui.literal_text import as_written
-from tl_studio.gui.run_compare import ConfigDiffTable, RunCurves, ValidationCompare
+from tl_studio.gui.run_compare import MAX_RUNS, ConfigDiffTable, RunCurves, ValidationCompare
 from tl_studio.gui.run_loader import LiveRuns, RunLoader
 from tl_studio.gui.runs_folder import runs_folder
 from tl_studio.gui.runs_table import (ALWAYS_SHOWN, COLUMNS, WIDTHS, KeepTheEnd, RunsModel, runs_filter,
@@ -61,6 +61,11 @@ class RunsPage(QWidget):
         self.proxy = runs_filter(self.model, self)
         self.loader = RunLoader(self)
         self.live = LiveRuns(parent=self)
+        # The selected runs' folders, watched whatever their state: LiveRuns follows only the runs that were
+        # training when the folders were listed, so a finished run trained further (from the Train step or
+        # the CLI) kept its old curves while selected.
+        self.selected_files = QFileSystemWatcher(self)
+        self._reread = QTimer(self, singleShot=True, interval=200)  # an epoch rewrites several files at once
         self.trashed: list = []  # the last delete, for undo
         self.compare_task = None
         self._loaded_once = False
@@ -171,6 +176,11 @@ class RunsPage(QWidget):
         self.loader.finished.connect(self._on_listing_done)
         self.loader.progress.connect(lambda count: self.count_label.setText(f"Reading run folders… {count}"))
         self.live.changed.connect(self._on_run_changed)
+        self.selected_files.fileChanged.connect(lambda _: self._reread.start())
+        self.selected_files.directoryChanged.connect(lambda _: self._reread.start())
+        self._reread.timeout.connect(self._reread_selected)
+        # a selected run's row changed (renamed, read again with new epochs): the comparison follows it
+        self.model.dataChanged.connect(self._on_rows_updated)
         self.live.rootsChanged.connect(self.refresh)
         self.add_folder_button.clicked.connect(self.choose_folder)
         self.remove_folder_button.clicked.connect(self.choose_folder_to_remove)
@@ -228,10 +238,35 @@ class RunsPage(QWidget):
             self._select_a_run_to_resume()
 
     def _on_run_changed(self, run) -> None:
-        self.model.update_run(run)
+        self.model.update_run(run)  # a selected run's comparison follows in _on_rows_updated
         self._after_rows_changed()
-        if any(selected.path == run.path for selected in self.selected_runs()):
+
+    def _on_rows_updated(self, top, bottom, _roles=None) -> None:
+        changed = {self.model.run_at(row).path for row in range(top.row(), bottom.row() + 1)}
+        if any(run.path in changed for run in self.selected_runs()):
             self._on_selection()
+
+    def _reread_selected(self) -> None:
+        """A selected run's files changed: its row (and so its curves) is read again, and LiveRuns
+        follows it from now on if it is training."""
+        for run in self.selected_runs()[:MAX_RUNS]:
+            try:
+                self.model.update_run(summarize_run(run.path))
+            except OSError:
+                continue  # moved away or deleted meanwhile: the next listing drops it
+        self.live.follow(self.model.runs)
+        self._after_rows_changed()
+
+    def _watch_selected(self, runs) -> None:
+        """The folders (new and replaced files) and the files the engine appends to, of the runs shown."""
+        if self.selected_files.files() or self.selected_files.directories():
+            self.selected_files.removePaths(self.selected_files.files() + self.selected_files.directories())
+        paths = []
+        for run in runs[:MAX_RUNS]:
+            paths.append(run.path)
+            paths += [str(Path(run.path) / name) for name in LiveRuns.WATCHED if (Path(run.path) / name).is_file()]
+        if paths:
+            self.selected_files.addPaths(paths)
 
     def _after_rows_changed(self) -> None:
         runs = self.model.runs
@@ -294,6 +329,7 @@ class RunsPage(QWidget):
 
     def _on_selection(self) -> None:
         runs = self.selected_runs()
+        self._watch_selected(runs)
         self.curves.show_runs(runs)
         self.diff_table.show_runs(runs)
         self.validation.set_runs(runs)
@@ -451,6 +487,7 @@ class RunsPage(QWidget):
 
     def shutdown(self) -> None:
         self.live.timer.stop()
+        self._reread.stop()
         self.loader.shutdown()
         if hasattr(self, "tasks"):
             self.tasks.shutdown()
