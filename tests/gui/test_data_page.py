@@ -136,8 +136,18 @@ def test_the_full_checks_last_word_does_not_read_as_no_problems_beside_the_probl
     page.session.statusMessage.connect(said.append)
     page._verified(page.session.scan, [])
     images = len(page.session.scan.records)
-    assert said[-1] == (f"Full check: the {images} images in 3 classes decode; the Problems tab lists the 1 file "
-                        "the scan left out.")
+    assert said[-1] == (f"Full check: the {images} images in 3 classes decode; the Problems tab lists 1 problem "
+                        "(1 file left out).")
+    # a class of one image is a problem, not a file left out: it said "the 2 files the scan left out"
+    import dataclasses
+
+    from tl_studio.core.data import Problem
+
+    scan = page.session.scan
+    page.session.set_dataset(dataclasses.replace(scan, problems=scan.problems + (
+        Problem("grey", "Only one image: a class needs several to be learnt", "small_class"),)))
+    page._verified(page.session.scan, [])
+    assert said[-1].endswith("the Problems tab lists 2 problems (1 file left out).")
 
 
 def test_the_summary_gives_the_shares_each_split_got_beside_the_ones_asked(page):

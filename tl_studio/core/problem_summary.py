@@ -43,6 +43,12 @@ def problems_sentence(problems: Sequence, left_out_of: str = "the run",
     return f"The dataset scan found {count} problem{'s' if count != 1 else ''}: {'; '.join(parts)}.{where}"
 
 
+def files_left_out(problems: Sequence) -> int:
+    """How many of ``problems`` are files the scan left out (the rest are notes about folders, classes and
+    images it kept: a duplicate, a class of one image)."""
+    return sum(problem.kind not in _GROUPS for problem in problems)
+
+
 def _part(names: tuple[str, str], paths: list[str]) -> str:
     shown = ", ".join(paths[:EXAMPLES])
     more = f" and {len(paths) - EXAMPLES} more" if len(paths) > EXAMPLES else ""

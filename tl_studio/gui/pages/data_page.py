@@ -252,8 +252,13 @@ class DataPage(QWidget):
             self.session.set_dataset(scan.with_problems(problems))
             self.session.say(f"Full check: {counted(len(problems), 'more image')} cannot be used (see Problems).")
         elif scan.problems:  # "Every image decodes" read as "no problems" beside a Problems (4) tab
-            self.session.say(f"Full check: the {images} decode; the Problems tab lists the "
-                             f"{counted(len(scan.problems), 'file')} the scan left out.")
+            from tl_studio.core.problem_summary import files_left_out
+
+            # not every problem is a file left out: a duplicate or a class of one image is kept
+            left_out = files_left_out(scan.problems)
+            extra = f" ({counted(left_out, 'file')} left out)" if left_out else ""
+            self.session.say(f"Full check: the {images} decode; the Problems tab lists "
+                             f"{counted(len(scan.problems), 'problem')}{extra}.")
         else:
             self.session.say(f"Every image decodes. {images}.")
 
