@@ -202,3 +202,28 @@ def test_quitting_during_training_keeps_the_epoch_and_does_not_wait_for_the_mode
     assert not page.running
     assert (run_dir / LAST_CHECKPOINT).is_file() and not (run_dir / MODEL_FILE).exists()
     assert RunFolder(run_dir).status().state == "stopped"
+
+
+def test_stop_during_the_first_epoch_says_nothing_is_kept_and_leaves_nothing_to_press(window, qtbot, monkeypatch):
+    """Stop and Quit in the first epoch promised "the best epoch so far" and "the last finished epoch is
+    kept"; Pause stayed pressable after Stop and turned into "Resume" for a run that was ending."""
+    from PySide6.QtWidgets import QMessageBox
+
+    page = window.pages["Train"]
+    window.session.update_config(epochs=20, feature_cache=False, augment="none")
+    pause, stop = find(window, QPushButton, "pauseButton"), find(window, QPushButton, "stopButton")
+    asked = []
+    monkeypatch.setattr(QMessageBox, "question", lambda parent, title, text, *rest: asked.append(text)
+                        or QMessageBox.No)
+    with qtbot.waitSignal(page.controller.batches, timeout=RUN_TIMEOUT_MS):
+        page.start()
+    window.close()  # answered No: the run goes on
+    assert asked == ["Stop training and quit? No epoch has finished yet, so nothing of this run is kept."]
+    with qtbot.waitSignal(page.runFinished, timeout=RUN_TIMEOUT_MS) as finished:
+        stop.click()
+        progress = find(window, QProgressBar, "trainProgress").format()
+        assert progress.endswith("no epoch has finished yet, so nothing of this run is kept.")
+        assert not pause.isEnabled() and not stop.isEnabled()
+        page.toggle_pause()  # Train > Pause / Resume (Ctrl+P) after Stop: nothing to pause
+        assert pause.text() == "Pause" and not page.controller.control.paused
+    assert finished.args[0].status == "stopped" and finished.args[0].epochs_done == 0

@@ -255,3 +255,21 @@ def test_a_run_of_several_processes_resumes_in_as_many_as_the_window_can_start_a
                     f"tl-studio train '/data/my photos' --out {run} --resume --nproc-per-node 2")
     (run / "events.jsonl").write_text(json.dumps({"event": "FitStart"}) + "\n")  # logs from before the field
     assert page._resume_processes(run, "/data") == (1, "")
+
+
+def test_a_batch_arriving_after_pause_leaves_the_bar_saying_paused(page):
+    """The batch in flight when Pause was pressed put "2 img/s · 04:05 left" back on the bar."""
+    from tl_studio.gui.pages.train_page import PAUSED_TEXT
+
+    page.controller.fitStarted.emit(fit_start("CPU (1 thread)"))
+
+    def batch(number: int) -> None:
+        page.controller.batches.emit([events.BatchEnd(epoch=1, batch=number, num_batches=2, step=number, loss=0.5,
+                                                      lr=1e-3, images_per_s=5.0)])
+
+    batch(1)
+    page.run_progress.paused(True)
+    batch(2)
+    assert page.progress.format() == PAUSED_TEXT and page.progress.value() == 2
+    page.run_progress.paused(False)
+    assert page.progress.format() != PAUSED_TEXT

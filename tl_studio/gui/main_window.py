@@ -307,9 +307,9 @@ class MainWindow(QMainWindow):
             return
         train = self.pages["Train"]
         if train.running:
-            answer = QMessageBox.question(
-                self, "Training is running",
-                "Stop training and quit? The last finished epoch is kept; you can resume the run later.")
+            kept = ("The last finished epoch is kept; you can resume the run later." if train.epoch_finished else
+                    "No epoch has finished yet, so nothing of this run is kept.")
+            answer = QMessageBox.question(self, "Training is running", f"Stop training and quit? {kept}")
             if answer != QMessageBox.Yes:
                 event.ignore()
                 return
@@ -348,9 +348,10 @@ def stop_run_showing_progress(parent, train) -> None:
     clock = QElapsedTimer()
     clock.start()
     ticker = QTimer(dialog)
+    kept = ("The last finished epoch is kept; Train > Resume a Run… continues it later." if train.epoch_finished
+            else "No epoch had finished: nothing of this run is kept.")
     ticker.timeout.connect(lambda: dialog.setLabelText(
-        f"Stopping training after the current batch… {clock.elapsed() // 1000} s\n"
-        f"The last finished epoch is kept; Train > Resume a Run… continues it later."))
+        f"Stopping training after the current batch… {clock.elapsed() // 1000} s\n{kept}"))
     ticker.start(250)
     train.controller.finished.connect(loop.quit)
     train.controller.stop(quitting=True)  # no model-file export on the way out: the checkpoints are kept

@@ -75,6 +75,8 @@ class RunProgress:
         self.batches = event.num_batches
         self.bar.setRange(0, self.epochs * self.batches)
         self.bar.setValue(done)
+        if self._paused_at is not None:  # the batch in flight when Pause was pressed: the bar keeps "Paused"
+            return
         elapsed = time.monotonic() - self.started
         rate = (done - self.done_at_start) / elapsed if elapsed > 0 else 0
         left = (self.bar.maximum() - done) / rate if rate > 0 else float("nan")
@@ -92,11 +94,14 @@ class RunProgress:
         if not self.stopping and event.epoch >= self.epochs:
             self.bar.setFormat("Saving the best epoch as the run's model file and checking it…")
 
-    def stop_requested(self) -> str:
+    def stop_requested(self, epoch_finished: bool) -> str:
         """After Stop the run still finishes its batch and then saves the best epoch as a model file,
-        which can take a minute on a CPU: say so instead of leaving the last batch's time left standing."""
+        which can take a minute on a CPU: say so instead of leaving the last batch's time left standing.
+        Before its first epoch has finished there is nothing to save: said too."""
         self.stopping = True
-        text = "Stopping after the current batch, then saving the best epoch so far (this can take a minute)…"
+        text = ("Stopping after the current batch, then saving the best epoch so far (this can take a minute)…"
+                if epoch_finished else
+                "Stopping after the current batch; no epoch has finished yet, so nothing of this run is kept.")
         self.bar.setFormat(text)
         return text
 
@@ -376,8 +381,13 @@ class TrainPage(QWidget):
         self.summary.setText(message)
         self.session.say(message)
 
+    @property
+    def epoch_finished(self) -> bool:
+        """Whether the run shown has a finished epoch (a checkpoint to keep, resume and export from)."""
+        return bool(self.history)
+
     def toggle_pause(self) -> None:
-        if not self.running:
+        if not self.running or self.controller.control.stop_requested:  # Ctrl+P after Stop: nothing to pause
             return
         if self.controller.control.paused:
             self.controller.resume()
@@ -387,7 +397,9 @@ class TrainPage(QWidget):
     def stop(self) -> None:
         if self.running:
             self.controller.stop()
-            self.session.say(self.run_progress.stop_requested())
+            self.pause_button.setEnabled(False)  # the run is ending: Pause then read "Paused" for a run that ends
+            self.stop_button.setEnabled(False)
+            self.session.say(self.run_progress.stop_requested(self.epoch_finished))
 
     # ---- run events ---------------------------------------------------------------------------------
     def _on_fit_started(self, event) -> None:
