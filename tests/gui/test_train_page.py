@@ -107,6 +107,8 @@ def test_stop_says_the_best_epoch_is_being_saved_until_the_run_ends(page, monkey
     said = []
     page.session.statusMessage.connect(said.append)
     page.controller.fitStarted.emit(fit_start("CPU (1 thread)"))
+    page.controller.epochEnded.emit(events.EpochEnd(epoch=1, train_loss=0.5, train_acc=0.8, val_loss=0.5,
+                                                    val_acc=0.8, lr=1e-3, seconds=1.0, train_images_per_s=5.0))
     page.controller.batches.emit([events.BatchEnd(epoch=2, batch=3, num_batches=11, step=14, loss=0.5, lr=1e-3,
                                                   images_per_s=16.0)])
     monkeypatch.setattr(TrainPage, "running", property(lambda self: True))
