@@ -60,6 +60,21 @@ def test_a_folder_holding_another_run_is_refused_unless_overwrite(tmp_path, left
     assert not (tmp_path / leftover).exists()
 
 
+def test_overwrite_replaces_the_run_with_its_name_star_and_note(tmp_path):
+    """They labelled the replaced run: "my favourite ★, important note" stood on a new 1-epoch run."""
+    from tl_studio.core.run_history import annotate_run, read_sidecar
+
+    (tmp_path / names.MODEL_FILE).write_bytes(b"an earlier run")
+    annotate_run(str(tmp_path), name="my favourite", starred=True, note="important note")
+    RunFolder(tmp_path).start_run(resume=False, overwrite=True)
+    assert read_sidecar(tmp_path) == {}
+    # a run that never finished an epoch is replaced without --overwrite: nothing of the user's to drop
+    # with it, and a resume keeps them
+    annotate_run(str(tmp_path), name="keep")
+    RunFolder(tmp_path).start_run(resume=True, overwrite=False)
+    assert read_sidecar(tmp_path)["name"] == "keep"
+
+
 def test_overwrite_never_touches_the_users_own_files(tmp_path):
     (tmp_path / names.MODEL_FILE).write_bytes(b"an earlier run")
     (tmp_path / "notes.txt").write_text("mine")

@@ -38,6 +38,7 @@ BEST_CHECKPOINT = "best.ckpt"
 MODEL_FILE = "model.pt2"
 CONTROL = "control.json"
 LOCK = ".lock"
+ANNOTATIONS = ".tl_studio_run.json"  # the user's name, star and note for the run (run_history.py)
 
 # What a run leaves behind once it has finished an epoch: a folder holding any of these holds a run.
 RESULT_FILES = (METRICS, LAST_CHECKPOINT, BEST_CHECKPOINT, MODEL_FILE)
@@ -248,7 +249,9 @@ class RunFolder:
         the files of an earlier run that never finished an epoch, or of the one --overwrite replaces."""
         self.check_new_run(resume=resume, overwrite=overwrite)
         if not resume:
-            for name in RUN_FILES:
+            # the name, star and note were the replaced run's: a 1-epoch test run must not inherit them
+            replaced = (ANNOTATIONS,) if overwrite and self.has_results() else ()
+            for name in (*RUN_FILES, *replaced):
                 self.file(name).unlink(missing_ok=True)
 
     # ---- writing (the engine's built-in callbacks, see run_writers.py) -----------------------------

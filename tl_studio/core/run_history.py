@@ -25,7 +25,7 @@ from tl_studio.core import run_folder as names
 from tl_studio.core.errors import UserError
 from tl_studio.core.run_folder import RunFolder
 
-SIDECAR = ".tl_studio_run.json"
+SIDECAR = names.ANNOTATIONS
 # A folder holding any of these holds a run (the same rule as RunFolder.is_run, on one directory listing).
 RUN_MARKERS = frozenset((names.STATUS, *names.RESULT_FILES))
 # How far below a root runs are looked for (a root may be a runs folder, or a folder of runs folders).
