@@ -443,6 +443,21 @@ def test_class_folders_whose_every_file_is_refused_say_why_not_how_to_lay_out_fo
     assert "sub-folder" not in message
 
 
+def test_a_class_left_with_no_file_under_the_pixel_limit_is_said_as_the_reason(tmp_path):
+    from PIL import Image
+
+    for name, size, count in (("ants", (4, 4), 3), ("bees", (40, 40), 3)):
+        (tmp_path / name).mkdir()
+        for index in range(count):
+            Image.new("RGB", size, (index * 40, 90, 30)).save(tmp_path / name / f"{index}.png")
+    with pytest.raises(DatasetError) as error:
+        scan_dataset(tmp_path, max_pixels=100)  # the 4 x 4 ants pass, the 40 x 40 bees do not
+    message = str(error.value)
+    assert "only one usable class (ants)" in message and "sub-folder" not in message
+    assert "the files of the other class folders could not be used (3 files; the first, bees/" in message
+    assert "over the limit of 100 pixels" in message
+
+
 def test_progress_is_reported_and_ends_complete(tiny_dataset):
     calls = []
     scan_dataset(tiny_dataset, progress=lambda done, total: calls.append((done, total)))

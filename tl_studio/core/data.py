@@ -36,6 +36,7 @@ from tl_studio.core.images import (
     load_rgb,
     sniff_format,
 )
+from tl_studio.core.wording import counted
 
 SPLITS = ("train", "val", "test")
 _SPLIT_WORDS = {"val": "validation", "test": "test"}
@@ -279,6 +280,11 @@ def _too_few_classes(root: Path, classes: list[str], layout: _Layout, needed: in
         reason = first.reason.rstrip(".")
         hint = (f"its only file, {first.path}, could not be used ({reason})" if len(refused) == 1 else
                 f"none of its {len(refused)} files could be used (the first, {first.path}: {reason})")
+    elif classes and (others := [problem for problem in refused if classes[0] not in Path(problem.path).parts]):
+        # the other class folders are there, their files refused (over --max-pixels, say): that is why
+        first = others[0]
+        hint = (f"the files of the other class folders could not be used ({counted(len(others), 'file')}; the "
+                f"first, {first.path}: {first.reason.rstrip('.')})")
     elif classes and len(layout.subfolder_names) == 1 and not layout.presplit:
         only = layout.subfolder_names[0]
         hint = f"if the class folders are inside {only}/, scan {root / only} instead"
