@@ -96,8 +96,10 @@ def finished_already(out: str, epochs: int) -> str | None:
         return None
     best = f" (best val accuracy {status.best_val_acc:.3f} at epoch {status.best_epoch})" \
         if status.best_val_acc is not None else ""
-    return (f"{out} has already trained its {status.epochs_done} epochs{best}; to train it further, resume with "
-            f"more epochs, e.g. --epochs {status.epochs_done + 5}.")
+    from tl_studio.core.wording import counted
+
+    return (f"{out} has already trained its {counted(status.epochs_done, 'epoch')}{best}; to train it further, "
+            f"resume with more epochs, e.g. --epochs {status.epochs_done + 5}.")
 
 
 def _check_the_resumed_runs_images(trained_on: str, given: str, out: str) -> None:
