@@ -34,8 +34,11 @@ def test_one_photo_of_a_class_is_not_weighted_up_and_the_run_says_why():
 
 
 def test_balanced_or_off_says_what_it_does():
-    assert plan_weighting([50, 60], "auto").weights is None and plan_weighting([50, 60], "auto").sentences(["a", "b"]) == []
+    even = plan_weighting([50, 60], "auto")
+    assert even.weights is None and even.sentences(["a", "b"]) == []
     assert plan_weighting([3, 4], "auto").sentences(["a", "b"]) == []  # small but even: nothing to explain
-    assert plan_weighting([124, 12], "off").sentences(["a", "b"]) == ["Classes are imbalanced (10.3x); class weighting is off."]
+    assert plan_weighting([124, 12], "off").sentences(["a", "b"]) == [
+        "Classes are imbalanced (10.3x); class weighting is off."]
     assert plan_weighting([10, 10], "on").sentences(["a", "b"]) == [
-        "Class-weighted loss is on, as asked; the classes are about the same size, so every image counts about the same."]
+        "Class-weighted loss is on, as asked; the classes are about the same size, so every image counts about "
+        "the same."]

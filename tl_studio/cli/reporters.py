@@ -84,7 +84,8 @@ class ProgressBar(Callback):
         # or "9.0 s, 72.2 img/s" for 245 images read as a sum that does not add up
         self._line(f"epoch {event.epoch}/{self.epochs}: train loss {event.train_loss:.4f} acc {event.train_acc:.3f} | "
                    f"val loss {event.val_loss:.4f} acc {event.val_acc:.3f} | {event.seconds:.1f} s (training "
-                   f"{event.train_images_per_s:.1f} img/s{features}{event.gpu_memory_text()}){skipped}{best}", final=True)
+                   f"{event.train_images_per_s:.1f} img/s{features}{event.gpu_memory_text()}){skipped}{best}",
+                   final=True)
 
     def on_image_skipped(self, event: events.ImageSkipped) -> None:
         self._line(f"skipped {for_terminal(event.path)}: {event.reason}", final=True)
