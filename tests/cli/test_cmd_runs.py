@@ -78,6 +78,9 @@ def test_diff_shows_only_what_differs(runs_root, capsys):
     text = capsys.readouterr().out
     assert "freeze" in text and "resnet18" in text and "data_dir" not in text
     assert "0.001 (default)  |  0.0003" in text  # the rate each run used
+    # the second run's column lines up under its name
+    bars = {line.index("|") for line in text.splitlines() if "|" in line}
+    assert len(bars) == 1, text
 
 
 def test_diff_of_a_folder_that_is_no_run_says_so(runs_root, tmp_path, capsys):

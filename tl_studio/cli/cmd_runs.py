@@ -108,15 +108,18 @@ def _diff(words: list[str], as_json: bool) -> int:
         print(json.dumps({"runs": [run.path for run in runs], "settings": settings, "results": results}, indent=2))
         return 0
     width = max([len(key) for key in (*settings, *results)] + [8])
-    print(f"{'':{width}}  {runs[0].name}  |  {runs[1].name}")
+    cells = {title: [(key, *(_setting(key, value, run) for value, run in zip(values, runs)))
+                     for key, values in rows.items()] for title, rows in (("settings", settings), ("results", results))}
+    # the first run's column as wide as its longest cell, so the second lines up under its name
+    left_width = max([len(runs[0].name)] + [len(left) for rows in cells.values() for _, left, _ in rows])
+    print(f"{'':{width}}  {runs[0].name:{left_width}}  |  {runs[1].name}")
     if not settings:
         print("Both runs used the same settings.")
-    for title, rows in (("settings", settings), ("results", results)):
+    for title, rows in cells.items():
         if rows:
             print(f"-- {title} that differ")
-        for key, values in rows.items():
-            left, right = (_setting(key, value, run) for value, run in zip(values, runs))
-            print(f"{key:{width}}  {left}  |  {right}")
+        for key, left, right in rows:
+            print(f"{key:{width}}  {left:{left_width}}  |  {right}")
     return 0
 
 
