@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 
@@ -77,7 +78,7 @@ def test_diff_shows_only_what_differs(runs_root, capsys):
     assert main(["runs", "diff", str(runs_root / "lite0-frozen"), str(runs_root / "resnet-full")]) == 0
     text = capsys.readouterr().out
     assert "freeze" in text and "resnet18" in text and "data_dir" not in text
-    assert "0.001 (default)  |  0.0003" in text  # the rate each run used
+    assert re.search(r"0\.001 \(default\) +\|  0\.0003", text)  # the rate each run used
     # the second run's column lines up under its name
     bars = {line.index("|") for line in text.splitlines() if "|" in line}
     assert len(bars) == 1, text
