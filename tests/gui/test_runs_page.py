@@ -514,3 +514,14 @@ def test_a_renamed_pair_keeps_its_comparison_on_the_validation_images(qtbot):
     compare.set_runs([a, dataclasses.replace(b, epochs_done=7)])  # b trained further: another model
     assert compare.result is None
     compare.shutdown()
+
+
+def test_a_stop_reason_that_says_its_state_is_not_prefixed_with_it_again():
+    from tl_studio.core.run_history import RunSummary
+    from tl_studio.gui.runs_table import _status
+
+    stopped = RunSummary(path="/r", name="r", status="stopped",
+                         reason="Stopped after epoch 9 of 20. Best val accuracy 0.902 at epoch 9.")
+    assert _status(stopped) == "Stopped after epoch 9 of 20. Best val accuracy 0.902 at epoch 9."
+    failed = RunSummary(path="/r", name="r", status="failed", reason=FAILED_REASON)
+    assert _status(failed) == f"failed: {FAILED_REASON}"

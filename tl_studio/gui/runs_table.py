@@ -49,7 +49,10 @@ def _status(run: RunSummary) -> str:
     if run.status == "running":
         where = f" · {run.progress}" if run.progress else ""
         return f"running ({run.epochs_done}/{run.planned_epochs or '?'}{where})"
-    return f"{run.status}: {run.reason}" if run.status in ("failed", "stopped") and run.reason else run.status
+    if run.status not in ("failed", "stopped") or not run.reason:
+        return run.status
+    # "Stopped after epoch 9 of 20. Best ..." says the state itself: "stopped: Stopped after" said it twice
+    return run.reason if run.reason.lower().startswith(run.status) else f"{run.status}: {run.reason}"
 
 
 def _number(value) -> float:
