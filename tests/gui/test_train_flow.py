@@ -132,6 +132,9 @@ def test_a_stopped_run_resumes_to_its_planned_epochs_with_its_curves(window, qtb
         page.resume_run(run_dir)
     assert "has finished (3 of 3 epochs done)" in asked["label"] and asked["minimum"] == 4
     assert (window.session.config.epochs, window.session.config.lr) == (7, 0.005)
+    # the greyed settings on the left are the user's: the summary says what the resumed run trains with
+    assert "Resumed with its own settings: efficientnet_lite0, freeze all, learning rate 0.001, 4 epochs." in \
+        page.summary.text()
 
 
 def test_pause_holds_the_run_and_resume_continues_it(window, qtbot):

@@ -411,7 +411,17 @@ class TrainPage(QWidget):
         self.summary.setText(f"{event.num_train} training and {event.num_val} validation images, "
                              f"{len(event.classes)} classes, on {explain_cpu(event.device)}. "
                              f"{event.trainable_params:,} of "
-                             f"{event.total_params:,} parameters train.{cache} {notes}\nRun folder: {event.run_dir}")
+                             f"{event.total_params:,} parameters train.{cache} {notes}\nRun folder: {event.run_dir}"
+                             f"{self._resumed_settings()}")
+
+    def _resumed_settings(self) -> str:
+        """A resumed run trains with its own settings, not the greyed ones on the left (the user's, for
+        the next new run): said, or "Epochs 5" stood beside "Epoch 10/20"."""
+        if self.current_run_is_new:
+            return ""
+        config = self.run_config
+        return (f"\nResumed with its own settings: {config.model}, freeze {config.freeze}, learning rate "
+                f"{config.resolved_lr():g}, {config.epochs} epochs. The settings on the left are for your next run.")
 
     def _on_batches(self, batches) -> None:
         self.curves.add_batches(batches)
