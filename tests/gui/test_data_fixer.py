@@ -42,3 +42,28 @@ def test_undo_follows_the_folder_the_user_opens_not_a_rescan_of_it(session, qtbo
     session.set_dataset(third)  # another folder opened: Undo belongs to it now (nothing to undo there)
     assert not fixer.can_undo and fixer.undo_text() == "Undo"
     assert (tmp_path / "other" / "green" / image.name).is_file()
+
+
+def test_one_undo_takes_back_every_image_one_change_moved(session, qtbot, tmp_path, monkeypatch):
+    """Five images moved with one menu choice come back with one Undo; a moved image deleted since is
+    said once, and the rest of that change stays one Undo."""
+    scan = scan_dataset(make_image_folder(tmp_path / "data", per_class=6, size=32))
+    session.set_dataset(scan)
+    fixer = session.fixer
+    reds = sorted(Path(r.path) for r in scan.records if Path(r.path).parent.name == "red")[:3]
+    with qtbot.waitSignal(fixer.rescanned, timeout=TIMEOUT_MS):
+        fixer.move([str(p) for p in reds], "blue")
+    with qtbot.waitSignal(fixer.rescanned, timeout=TIMEOUT_MS):
+        fixer.move([str(next(Path(r.path) for r in scan.records if Path(r.path).parent.name == "green"))], "blue")
+    assert fixer.undo_text().startswith("Undo: move green_")
+    with qtbot.waitSignal(fixer.rescanned, timeout=TIMEOUT_MS):
+        fixer.undo()
+    assert fixer.undo_text() == "Undo: move 3 images back to their folders"
+    (tmp_path / "data" / "blue" / reds[-1].name).unlink()  # deleted by hand since
+    warned = []
+    monkeypatch.setattr(QMessageBox, "warning", lambda *args: warned.append(args[2]))
+    assert fixer.undo() is None and len(warned) == 1 and reds[-1].name in warned[0]
+    assert fixer.undo_text() == "Undo: move 2 images back to their folders"
+    with qtbot.waitSignal(fixer.rescanned, timeout=TIMEOUT_MS):
+        fixer.undo()
+    assert all(p.is_file() for p in reds[:2]) and not fixer.can_undo

@@ -4,7 +4,10 @@ deleted), after which it leaves the list."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
+from PySide6.QtCore import QItemSelectionModel
 from PySide6.QtGui import QDesktopServices
 from PySide6.QtWidgets import QMessageBox
 
@@ -220,3 +223,215 @@ def test_the_imbalance_line_says_what_the_run_will_do_with_its_class_weighting(q
     assert data_page.warning.text().startswith("Classes are imbalanced (")
     assert "too few" not in data_page.warning.text()  # "off" weighs nothing up: nothing to explain
     data_page.shutdown()
+
+
+# ---- fixing labels in the thumbnail browser ---------------------------------------------------------
+
+@pytest.fixture
+def browser(qtbot, tiny_dataset, monkeypatch):
+    """The Data step on red/green/blue (12 images each), the user having agreed to file moves."""
+    monkeypatch.setattr(QMessageBox, "question", lambda *args, **kwargs: QMessageBox.Yes)
+    data_page = DataPage(Session())
+    qtbot.addWidget(data_page)
+    with qtbot.waitSignal(data_page.session.datasetChanged, timeout=TIMEOUT_MS):
+        data_page.open_folder(str(tiny_dataset))
+    yield data_page
+    data_page.shutdown()
+    data_page.session.shutdown()
+
+
+def _show_class(page, name: str) -> None:
+    page.class_box.setCurrentIndex(page.class_box.findData(list(page.session.scan.classes).index(name)))
+
+
+def _menu_action(menu, *texts):
+    """The action reached through ``texts`` (a submenu's title, then an item)."""
+    for text in texts[:-1]:
+        menu = next(a.menu() for a in menu.actions() if a.menu() is not None and a.text() == text)
+    return next(a for a in menu.actions() if a.text() == texts[-1])
+
+
+def _splits(scan) -> dict:
+    return {r.path.name: r.split for r in scan.records}
+
+
+def test_a_thumbnail_moved_to_another_class_is_counted_there_and_undo_brings_it_back(browser, qtbot, tiny_dataset):
+    """A wasp among the ants: right-click, Move to class > the right one. The file moves, the counts and
+    the class list follow, no other image changes split, and Edit > Undo (the fixer's undo) moves it back."""
+    page = browser
+    before = page.session.scan
+    _show_class(page, "red")
+    assert page.class_box.currentText() == "red (12)"
+    index = page.thumbnails.index(0)
+    name = Path(page.thumbnails.paths[0]).name
+    menu = page.thumbnail_menu(index)
+    move_menu = _menu_action(menu, "Move to class").menu()
+    assert [a.text() for a in move_menu.actions()] == ["blue", "green"]  # not where it already is
+    with qtbot.waitSignal(page.session.datasetChanged, timeout=TIMEOUT_MS) as changed:
+        _menu_action(menu, "Move to class", "blue").trigger()
+    assert (tiny_dataset / "blue" / name).is_file() and not (tiny_dataset / "red" / name).exists()
+    after = changed.args[0]
+    assert after.class_counts() == {"blue": 13, "green": 12, "red": 11}
+    assert page.class_box.currentText() == "red (11)" and page.thumbnails.rowCount() == 11
+    assert name not in [Path(p).name for p in page.thumbnails.paths]
+    assert {k: v for k, v in _splits(after).items() if k != name} == \
+        {k: v for k, v in _splits(before).items() if k != name}  # fixing one label moves no other image
+    assert page.session.fixer.can_undo and "back to red/" in page.session.fixer.undo_text()
+    with qtbot.waitSignal(page.session.datasetChanged, timeout=TIMEOUT_MS):
+        page.session.fixer.undo()
+    assert (tiny_dataset / "red" / name).is_file() and not (tiny_dataset / "blue" / name).exists()
+    assert page.class_box.currentText() == "red (12)"
+    assert _splits(page.session.scan) == _splits(before)
+
+
+def test_excluding_selected_thumbnails_from_the_menu_is_undoable(browser, qtbot, tiny_dataset):
+    page = browser
+    _show_class(page, "green")
+    selection = page.thumbnail_view.selectionModel()
+    for row in (1, 3):
+        selection.select(page.thumbnails.index(row), QItemSelectionModel.Select)
+    names = sorted(Path(page.thumbnails.paths[row]).name for row in (1, 3))
+    menu = page.thumbnail_menu(page.thumbnails.index(3))  # right-click inside the selection: both
+    with qtbot.waitSignal(page.session.datasetChanged, timeout=TIMEOUT_MS) as changed:
+        _menu_action(menu, "Exclude 2 images from the data set").trigger()
+    assert sorted(p.name for p in (tiny_dataset / EXCLUDED).rglob("*") if p.is_file()) == names
+    assert changed.args[0].class_counts()["green"] == 10 and page.class_box.currentText() == "green (10)"
+    fixer = page.session.fixer
+    assert fixer.undo_text() == "Undo: exclude 2 images (back to their folders)"  # one change, one Undo
+    said = []
+    page.session.statusMessage.connect(said.append)
+    with qtbot.waitSignal(page.session.datasetChanged, timeout=TIMEOUT_MS):
+        fixer.undo()
+    assert all((tiny_dataset / "green" / name).is_file() for name in names)
+    assert page.class_box.currentText() == "green (12)" and not fixer.can_undo
+    assert said[0] == "Moved 2 images back to their folders."
+
+
+def test_a_right_click_outside_the_selection_acts_on_that_image_alone(browser):
+    page = browser
+    _show_class(page, "green")
+    page.thumbnail_view.selectionModel().select(page.thumbnails.index(0), QItemSelectionModel.Select)
+    menu = page.thumbnail_menu(page.thumbnails.index(2))
+    assert page.selected_image_paths() == [page.thumbnails.paths[2]]
+    assert _menu_action(menu, "Exclude from the data set") is not None
+
+
+def test_a_move_onto_a_taken_name_keeps_both_files(browser, qtbot, tiny_dataset):
+    """blue/ already has a red_000.jpg (another photo): the moved one gets a free name, nothing is replaced."""
+    from tests.helpers import make_image
+
+    page = browser
+    make_image(tiny_dataset / "blue" / "red_000.jpg", (40, 60, 200), seed=999)
+    with qtbot.waitSignal(page.session.datasetChanged, timeout=TIMEOUT_MS):
+        page.rescan()
+    resident = (tiny_dataset / "blue" / "red_000.jpg").read_bytes()
+    moved = (tiny_dataset / "red" / "red_000.jpg").read_bytes()
+    _show_class(page, "red")
+    row = [Path(p).name for p in page.thumbnails.paths].index("red_000.jpg")
+    menu = page.thumbnail_menu(page.thumbnails.index(row))
+    with qtbot.waitSignal(page.session.datasetChanged, timeout=TIMEOUT_MS):
+        _menu_action(menu, "Move to class", "blue").trigger()
+    assert (tiny_dataset / "blue" / "red_000.jpg").read_bytes() == resident
+    assert (tiny_dataset / "blue" / "red_000 (1).jpg").read_bytes() == moved
+    assert page.session.scan.class_counts()["blue"] == 14
+    with qtbot.waitSignal(page.session.datasetChanged, timeout=TIMEOUT_MS):
+        page.session.fixer.undo()
+    assert (tiny_dataset / "red" / "red_000.jpg").read_bytes() == moved
+    assert (tiny_dataset / "blue" / "red_000.jpg").read_bytes() == resident
+    assert not (tiny_dataset / "blue" / "red_000 (1).jpg").exists()
+
+
+def test_a_move_that_cannot_be_done_is_one_sentence_in_the_status_line(browser, qtbot, tiny_dataset, monkeypatch):
+    """A file gone since the scan, a folder that cannot be written: no dialog, no traceback; the gone file
+    leaves the browser with the rescan."""
+    import tl_studio.core.dataset_edit as dataset_edit
+
+    page = browser
+    said = []
+    page.session.statusMessage.connect(said.append)
+    _show_class(page, "red")
+    gone = page.thumbnails.paths[0]
+    Path(gone).unlink()
+    with qtbot.waitSignal(page.session.datasetChanged, timeout=TIMEOUT_MS):
+        _menu_action(page.thumbnail_menu(page.thumbnails.index(0)), "Move to class", "green").trigger()
+    assert said[-1] == f"{Path(gone).name} is no longer at {Path(gone).parent}; rescan the dataset."
+    assert gone not in page.thumbnails.paths and page.class_box.currentText() == "red (11)"
+
+    def read_only(source, destination):
+        raise PermissionError(13, "Permission denied")
+
+    monkeypatch.setattr(dataset_edit, "_move_without_overwrite", read_only)
+    name = Path(page.thumbnails.paths[0]).name
+    with qtbot.waitSignal(page.session.datasetChanged, timeout=TIMEOUT_MS):
+        _menu_action(page.thumbnail_menu(page.thumbnails.index(0)), "Exclude from the data set").trigger()
+    assert said[-1].startswith(f"{name} could not be moved to ") and said[-1].endswith(
+        "(Permission denied); check that the folder can be written.")
+    assert (tiny_dataset / "red" / name).is_file() and not page.session.fixer.can_undo
+
+
+def test_a_thumbnail_names_its_file_opens_larger_and_shows_its_folder(browser, qtbot, tiny_dataset, monkeypatch):
+    from PySide6.QtCore import Qt
+
+    from tl_studio.gui.image_view import ImagePreview
+
+    page = browser
+    _show_class(page, "blue")
+    page.resize(900, 600)
+    page.show()
+    qtbot.waitExposed(page)
+    index = page.thumbnails.index(0)
+    path = page.thumbnails.paths[0]
+    tooltip = page.thumbnails.data(index, Qt.ToolTipRole)
+    assert Path(path).name in tooltip and str(tiny_dataset / "blue") in tooltip
+    view = page.thumbnail_view
+    centre = view.visualRect(index).center()
+    qtbot.mouseClick(view.viewport(), Qt.LeftButton, pos=centre)  # a double-click begins with a click
+    qtbot.mouseDClick(view.viewport(), Qt.LeftButton, pos=centre)
+    qtbot.mouseRelease(view.viewport(), Qt.LeftButton, pos=centre)
+    previews = page.findChildren(ImagePreview)
+    assert len(previews) == 1  # one window per double-click
+    preview = previews[0]
+    qtbot.waitUntil(lambda: preview.picture.pixmap() is not None and not preview.picture.pixmap().isNull(),
+                    timeout=TIMEOUT_MS)
+    assert preview.windowTitle() == Path(path).name
+    assert preview.picture.pixmap().width() > page.thumbnail_view.iconSize().width()  # larger than the thumbnail
+    assert "blue · " in preview.caption.text() and Path(path).name in preview.caption.text()
+    preview.close()
+    opened = []
+    monkeypatch.setattr(QDesktopServices, "openUrl", lambda url: opened.append(url.toLocalFile()) or True)
+    _menu_action(page.thumbnail_menu(index), "Show in folder").trigger()
+    assert opened == [str(tiny_dataset / "blue")]
+
+
+def test_a_move_during_the_full_check_is_not_reported_as_a_missing_file(qtbot, tiny_dataset, monkeypatch):
+    """The full decode check, still running when an image moved, ended before the rescan and called the
+    moved file missing ("Cannot be read: the file no longer exists"), with a class one image short."""
+    import threading
+
+    import tl_studio.gui.data_fixer as data_fixer
+
+    monkeypatch.setattr(QMessageBox, "question", lambda *args, **kwargs: QMessageBox.Yes)
+    rescan_may_go = threading.Event()
+    real_rescan = data_fixer.rescan
+    monkeypatch.setattr(data_fixer, "rescan", lambda scan, **kw: rescan_may_go.wait(30) and real_rescan(scan, **kw))
+    page = DataPage(Session())
+    qtbot.addWidget(page)
+    page.verify_hold.set()  # as during a training run: the check waits
+    with qtbot.waitSignal(page.session.datasetChanged, timeout=TIMEOUT_MS):
+        page.open_folder(str(tiny_dataset))
+    check = page.verify_task
+    assert check.running
+    _show_class(page, "red")
+    page.move_images([page.thumbnails.paths[0]], "blue")
+    changes = []
+    page.session.datasetChanged.connect(changes.append)
+    page.verify_hold.clear()
+    qtbot.waitUntil(lambda: not check.running, timeout=TIMEOUT_MS)
+    assert changes == []  # the old check's verdict on files that moved is not shown
+    with qtbot.waitSignal(page.session.datasetChanged, timeout=TIMEOUT_MS):
+        rescan_may_go.set()
+    assert page.session.scan.class_counts() == {"blue": 13, "green": 12, "red": 11}
+    qtbot.waitUntil(lambda: not page.verify_task.running, timeout=TIMEOUT_MS)  # the check after the move
+    assert page.session.scan.problems == () and page.tabs.tabText(1) == "Problems (0)"
+    page.shutdown()
+    page.session.shutdown()

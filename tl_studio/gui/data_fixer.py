@@ -34,6 +34,10 @@ class DataFixer(QObject):
         self._confirmed_roots: set[Path] = set()
         self._rescan_task = None
         self._opened_root: Path | None = None  # the session's data set folder, last seen
+        # How many moves each change of this session made, last last: moving 5 selected images is one
+        # change, and one Undo takes all 5 back (the journal keeps single moves; those from before a
+        # restart are undone one by one).
+        self._batches: list[int] = []
         session.datasetChanged.connect(self._session_dataset_changed)
 
     def _session_dataset_changed(self, scan) -> None:
@@ -48,9 +52,10 @@ class DataFixer(QObject):
     def set_dataset(self, scan) -> None:
         """The dataset whose images are shown; moves happen in its folders."""
         if scan is None:
-            self.scan, self.editor = None, None
+            self.scan, self.editor, self._batches = None, None, []
         elif self.scan is None or Path(scan.root) != Path(self.scan.root) or scan.presplit != self.scan.presplit:
             self.scan, self.editor = scan, DatasetEditor.for_scan(scan)
+            self._batches = []
         else:
             self.scan = scan
         self.undoAvailable.emit(self.can_undo)
@@ -63,43 +68,73 @@ class DataFixer(QObject):
         """What Undo would do, in a few words (Edit > Undo names it)."""
         if not self.can_undo:
             return "Undo"
-        last = self.editor.moves[-1]
+        last, count = self.editor.moves[-1], self._last_batch()
+        if count > 1:
+            if last.destination.parent.name == EXCLUDED:
+                return f"Undo: exclude {count} images (back to their folders)"
+            return f"Undo: move {count} images back to their folders"
         if last.destination.parent.name == EXCLUDED:
             return f"Undo: exclude {last.destination.name} (back to {last.source.parent.name}/)"
         return f"Undo: move {last.destination.name} back to {last.source.parent.name}/"
 
-    def move(self, paths: list[str], class_name: str, scan=None) -> list[Move]:
-        """Moves ``paths`` into ``class_name``'s folder of ``scan``'s data set (the current one when None)."""
+    def move(self, paths: list[str], class_name: str, scan=None, errors_in_status: bool = False) -> list[Move]:
+        """Moves ``paths`` into ``class_name``'s folder of ``scan``'s data set (the current one when None).
+        A move that cannot be done (a read-only folder, a file gone) stops there, in a message box, or with
+        ``errors_in_status`` in the status line after what was moved (the Data step's thumbnail menu,
+        where a dialog would interrupt sorting images)."""
         if scan is not None:
             self.set_dataset(scan)
         if not paths or not self._ready():
             return []
-        moves = []
+        moves, problem = [], ""
         try:
             for path in paths:
                 move = self.editor.move_to_class(Path(path), class_name)
                 moves.append(move)
                 self.moved.emit(move)
         except UserError as error:
-            QMessageBox.warning(_dialog_parent(), "Could not move the image", as_written(str(error)))  # names files
-        self._after_change(self._describe(moves, class_name))
+            if errors_in_status:
+                problem = str(error)
+            else:
+                QMessageBox.warning(_dialog_parent(), "Could not move the image", as_written(str(error)))  # names files
+        if moves:
+            self._batches.append(len(moves))
+        # a rescan follows even when nothing moved: a file gone since the scan then leaves the view
+        self._after_change(" ".join(part for part in (self._describe(moves, class_name), problem) if part))
         return moves
 
-    def exclude(self, paths: list[str], scan=None) -> list[Move]:
-        return self.move(paths, EXCLUDED, scan)
+    def exclude(self, paths: list[str], scan=None, errors_in_status: bool = False) -> list[Move]:
+        return self.move(paths, EXCLUDED, scan, errors_in_status)
 
     def undo(self) -> Move | None:
+        """Takes back the last change (all the images it moved); returns the last move undone."""
         if not self.can_undo:
             return None
+        count = self._last_batch()
+        if self._batches:
+            self._batches.pop()
+        undone: list[Move] = []
         try:
-            move = self.editor.undo()
+            for _ in range(count):
+                undone.append(self.editor.undo())
+                self.moved.emit(undone[-1])
         except UserError as error:
+            if count - len(undone) > 1:  # the rest of that change stays one Undo
+                self._batches.append(count - len(undone) - 1)
             QMessageBox.warning(_dialog_parent(), "Could not undo", as_written(str(error)))
-            self.undoAvailable.emit(self.can_undo)
-            return None
-        self.moved.emit(move)
-        self._after_change(f"Moved {move.destination.name} back to {move.destination.parent.name}/.")
+            if not undone:
+                self.undoAvailable.emit(self.can_undo)
+                return None
+        move = undone[-1]
+        if len(undone) == 1:
+            self._after_change(f"Moved {move.destination.name} back to {move.destination.parent.name}/.")
+        else:
+            self._after_change(f"Moved {len(undone)} images back to their folders.")
         return move
+
+    def _last_batch(self) -> int:
+        """How many moves the last change made (1 for moves from before a restart)."""
+        return min(self._batches[-1], len(self.editor.moves)) if self._batches and self.editor else 1
 
     def _ready(self) -> bool:
         """True once the user agreed that TL Studio may move files in this dataset folder."""

@@ -205,6 +205,72 @@ class ImageDetail(QDialog):
         self.chart.show_probabilities(self.facts.classes, self.facts.probabilities, true_label)
 
 
+class ImagePreview(QDialog):
+    """The large view of one image of the data set (the Data step's double-click): the picture, its file
+    name as the window title, its class, split and path underneath. Not modal, like ImageDetail. The
+    decode runs in the background (``runner``, a TaskRunner); the pixmap is made here."""
+
+    loaded = Signal()  # the picture, or why there is none, is shown
+
+    def __init__(self, path: str, where: str, runner, parent=None):
+        super().__init__(parent)
+        self.setObjectName("imagePreview")
+        self.setAttribute(Qt.WA_DeleteOnClose)
+        self.path = str(path)
+        self.setWindowTitle(Path(self.path).name)
+        self.picture = QLabel("Loading…", alignment=Qt.AlignCenter)
+        self.picture.setMinimumSize(DISPLAY_PX, DISPLAY_PX * 3 // 4)
+        self.picture.setSizePolicy(QSizePolicy.Expanding, QSizePolicy.Expanding)
+        # rich text: the file, class and folder names are the user's, escaped
+        self._caption = (f"<b>{escape(Path(self.path).name)}</b>" + (f" · {escape(where)}" if where else ""),
+                         f"<br><small>{escape(self.path)}</small>")
+        self.caption = QLabel("".join(self._caption))
+        self.caption.setWordWrap(True)
+        self.caption.setTextInteractionFlags(Qt.TextSelectableByMouse)
+        layout = QVBoxLayout(self)
+        layout.addWidget(self.picture, 1)
+        layout.addWidget(self.caption)
+        path = self.path
+        task = runner.start(lambda report, cancelled: _load_preview(path), "image-preview")
+        # bound methods, not lambdas: Qt drops the connection when the window is closed before the decode ends
+        task.succeeded.connect(self._show)
+        task.failed.connect(self._failed)
+        self.resize(DISPLAY_PX + 80, DISPLAY_PX + 120)
+
+    def _show(self, result: dict) -> None:
+        pixmap = pixmap_from_array(result["image"])
+        if max(pixmap.width(), pixmap.height()) < DISPLAY_PX:
+            # a small photo enlarged to the view (the point of a larger view), its real size said below
+            pixmap = pixmap.scaled(DISPLAY_PX, DISPLAY_PX, Qt.KeepAspectRatio, Qt.SmoothTransformation)
+        self.picture.setPixmap(pixmap)
+        width, height = result["size"]
+        self.caption.setText(self._caption[0] + f" · {width} × {height} px" + self._caption[1])
+        self.loaded.emit()
+
+    def _failed(self, message: str) -> None:
+        # a file removed or broken since the scan: one sentence where the picture would be
+        self.picture.setTextFormat(Qt.PlainText)  # it names the user's file, never markup
+        self.picture.setText(message)
+        self.loaded.emit()
+
+
+def _load_preview(path: str) -> dict:
+    """Worker side of ImagePreview: the reason an image cannot be shown is a sentence for the user, not
+    an unexpected failure with a traceback in the log."""
+    from tl_studio.core.errors import UserError
+    from tl_studio.core.images import ImageLoadError
+
+    try:
+        result = load_display_image(path, None, None)
+    except ImageLoadError as error:
+        raise UserError(f"{Path(path).name} cannot be shown: {error.reason}") from None
+    from PIL import Image
+
+    with Image.open(path) as image:  # the header only: its size as stored, for the caption
+        result["size"] = image.size
+    return result
+
+
 def _caption(facts: ImageFacts) -> str:
     """Rich text; the class names (the model's) and the file's path are escaped."""
     predicted = int(np.argmax(facts.probabilities))

@@ -1,5 +1,10 @@
 """The Data step: choose a folder (button, drag and drop, recent folders), scan it in the background,
-and show the classes, counts per split, imbalance, every problem file and a thumbnail browser."""
+and show the classes, counts per split, imbalance, every problem file and a thumbnail browser.
+
+In the browser a wrongly labelled photo is fixed in place: double-click shows it larger, right-click
+moves the selected images to another class folder, excludes them (into ``_excluded``) or shows their
+folder. Moves and excludes go through the session's DataFixer, so Edit > Undo takes them back and the
+rescan that follows updates the counts and the chart."""
 
 from __future__ import annotations
 
@@ -7,15 +12,17 @@ import threading
 from html import escape
 from pathlib import Path
 
-from PySide6.QtCore import Qt
-from PySide6.QtWidgets import (QComboBox, QFileDialog, QFormLayout, QGroupBox, QHBoxLayout, QLabel,
-                               QProgressBar, QPushButton, QSpinBox, QSplitter, QStackedWidget, QTabWidget,
-                               QVBoxLayout, QWidget)
+from PySide6.QtCore import QItemSelectionModel, QModelIndex, QPoint, Qt, QUrl
+from PySide6.QtGui import QDesktopServices, QKeySequence, QShortcut
+from PySide6.QtWidgets import (QAbstractItemView, QComboBox, QFileDialog, QFormLayout, QGroupBox, QHBoxLayout,
+                               QLabel, QMenu, QProgressBar, QPushButton, QSpinBox, QSplitter, QStackedWidget,
+                               QTabWidget, QVBoxLayout, QWidget)
 
 from tl_studio.core.wording import counted
 from tl_studio.gui import recent
 from tl_studio.gui.choice_box import ChoiceBox
 from tl_studio.gui.class_chart import ClassChart
+from tl_studio.gui.image_view import ImagePreview
 from tl_studio.gui.literal_text import as_written
 from tl_studio.gui.problems_view import ProblemsView
 from tl_studio.gui.tasks import TaskRunner
@@ -34,9 +41,16 @@ class DataPage(QWidget):
         self.verify_task = None
         # Set while a training run is active: the full decode check waits (see verify_images).
         self.verify_hold = threading.Event()
+        # The last finished full check: (folder, the files it decoded, the problems it found). After a move
+        # only the files with a new path are decoded again.
+        self._full_check: tuple | None = None
+        self._file_changes = 0  # moves and undos so far: a check begun before one of them is stale
+        self._say_progress = False  # whether the full check's progress goes to the status line
         self.folder: str | None = None
         self._build()
         session.datasetChanged.connect(self._show_scan)
+        session.fixer.moved.connect(self._files_changed)
+        session.fixer.rescanned.connect(self._fix_rescanned)
         session.trainingStateChanged.connect(self._training_state_changed)
         # the Train step's Class weighting decides what the imbalance line says
         session.configChanged.connect(lambda _: self._show_imbalance(session.scan) if session.scan else None)
@@ -126,6 +140,20 @@ class DataPage(QWidget):
         self.thumbnails = ThumbnailModel(self)
         self.thumbnail_view = thumbnail_view(self.thumbnails)
         self.thumbnail_view.setObjectName("thumbnailView")
+        self.thumbnail_view.setSelectionMode(QAbstractItemView.ExtendedSelection)  # fix several labels at once
+        self.thumbnail_view.setContextMenuPolicy(Qt.CustomContextMenu)
+        self.thumbnail_view.customContextMenuRequested.connect(self._thumbnail_menu_requested)
+        # "activated" is the platform's open gesture (double-click, or Enter); doubleClicked too opened two
+        self.thumbnail_view.activated.connect(self.open_image)
+        # widget-scoped, as in the Evaluate step's galleries: Delete elsewhere must not exclude images
+        QShortcut(QKeySequence.Delete, self.thumbnail_view, context=Qt.WidgetShortcut,
+                  activated=lambda: self.exclude_images(self.selected_image_paths()))
+        self.image_hint = QLabel("Double-click an image to see it larger; right-click to move it to another class "
+                                 "or exclude it (Edit > Undo takes it back).")
+        self.image_hint.setWordWrap(True)
+        self.image_hint.setStyleSheet("QLabel { color: palette(placeholder-text); }")
+        self._shown_labels: list[int] = []  # the class of each thumbnail shown, row by row
+        self._shown: tuple | None = None  # (class, split, folder) shown in the browser
         browser = QWidget()
         browser_layout = QVBoxLayout(browser)
         row = QHBoxLayout()
@@ -134,6 +162,7 @@ class DataPage(QWidget):
         row.addWidget(self.split_filter)
         browser_layout.addLayout(row)
         browser_layout.addWidget(self.thumbnail_view, 1)
+        browser_layout.addWidget(self.image_hint)
         self.problems = ProblemsView()
         self.problems.excludeRequested.connect(self._exclude_problem_files)
         self.problems.message.connect(self.session.say)
@@ -226,17 +255,51 @@ class DataPage(QWidget):
             if task is not None and task.running:
                 task.cancel()
 
-    def _verify(self, scan) -> None:
-        """The full decode check, after the fast header-level scan, in the background."""
+    def _verify(self, scan, after_fix: bool = False) -> None:
+        """The full decode check, after the fast header-level scan, in the background.
+
+        ``after_fix``: ``scan`` is the rescan after a move or an undo. A finished full check of this folder
+        still holds for every file at the same path, so only the files with a new path (the moved ones) are
+        decoded again, and quietly: the status line keeps "Moved ... Undo with Ctrl+Z"."""
+        from dataclasses import replace
+
         from tl_studio.core.data import verify_images
 
+        known = self._full_check if after_fix and self._full_check and self._full_check[0] == scan.root else None
+        if known is None:
+            self._full_check = None  # until this check ends, nothing is known to hold
+            to_check, carried = scan, []
+        else:
+            present = {scan.relative(r.path) for r in scan.records}
+            carried = [problem for problem in known[2] if problem.path in present]
+            to_check = replace(scan, records=tuple(r for r in scan.records if scan.relative(r.path) not in known[1]))
+        changes = self._file_changes
         self.verify_task = self.tasks.start(
-            lambda report, cancelled: verify_images(scan, progress=lambda d, t: report((d, t)), cancel=cancelled,
-                                                    hold=self.verify_hold),
+            lambda report, cancelled: verify_images(to_check, progress=lambda d, t: report((d, t)),
+                                                    cancel=cancelled, hold=self.verify_hold),
             "verify")
-        self.verify_task.progress.connect(
-            lambda p: self.session.say(f"Checking every image fully: {p[0]}/{p[1]}") if p[1] else None)
-        self.verify_task.succeeded.connect(lambda problems: self._verified(scan, problems))
+        if not after_fix:
+            # not once the user moves files: "Checking…" would hide what the move said (or why it failed)
+            self._say_progress = True
+            self.verify_task.progress.connect(
+                lambda p: self.session.say(f"Checking every image fully: {p[0]}/{p[1]}")
+                if p[1] and self._say_progress and changes == self._file_changes else None)
+        self.verify_task.succeeded.connect(
+            lambda problems: self._verified(scan, carried + list(problems), changes, quiet=after_fix))
+
+    def _files_changed(self, _move=None) -> None:
+        """A move or an undo in the data set: a full check still running describes files that are no longer
+        where it looked (it would call the moved file missing); it stops, and runs again after the rescan."""
+        self._file_changes += 1
+        if self.verify_task is not None and self.verify_task.running:
+            self.verify_task.cancel()
+
+    def _fix_rescanned(self, scan) -> None:
+        """The rescan after a fix (or a fix that failed: a file gone since the scan) replaces the scan any
+        running check was for."""
+        if self.session.scan is scan and self.folder and Path(scan.root) == Path(self.folder):
+            self._files_changed()
+            self._verify(scan, after_fix=True)
 
     def _training_state_changed(self, active: bool) -> None:
         if active:
@@ -244,9 +307,14 @@ class DataPage(QWidget):
         else:
             self.verify_hold.clear()
 
-    def _verified(self, scan, problems) -> None:
-        if self.session.scan is not scan:
-            return  # a newer scan replaced it meanwhile
+    def _verified(self, scan, problems, changes: int | None = None, quiet: bool = False) -> None:
+        if self.session.scan is not scan or changes not in (None, self._file_changes):
+            return  # a newer scan replaced it meanwhile, or files moved since the check began
+        self._full_check = (scan.root, frozenset(scan.relative(r.path) for r in scan.records), tuple(problems))
+        if quiet:  # the re-check after a move: only a problem is news
+            if problems:
+                self.session.set_dataset(scan.with_problems(problems))
+            return
         images = f"{counted(len(scan.records), 'image')} in {counted(len(scan.classes), 'class', 'classes')}"
         if problems:
             self.session.set_dataset(scan.with_problems(problems))
@@ -311,6 +379,7 @@ class DataPage(QWidget):
         """Out of the class folders into _excluded (asked once per data set, never deleted), through the
         session's fixer: the same undo history as the Evaluate step's moves. It rescans, so the file
         leaves the list."""
+        self._say_progress = False
         self.session.fixer.exclude(paths, self.session.scan)
 
     def _fill_classes(self, scan) -> None:
@@ -333,7 +402,94 @@ class DataPage(QWidget):
         label, split = self.class_box.currentData(), self.split_filter.currentData()
         records = [r for r in scan.records if (label == ALL or r.label == label) and (split == ALL or r.split == split)]
         captions = [f"{scan.classes[r.label]} · {r.split}" if label == ALL else Path(r.path).name for r in records]
+        # After a move the same class is shown again: keep the place the user was sorting at, not the top.
+        shown = (label, split, str(scan.root))
+        keep = self.thumbnail_view.verticalScrollBar().value() if shown == self._shown else 0
+        self._shown = shown
+        self._shown_labels = [r.label for r in records]
         self.thumbnails.set_paths([r.path for r in records], captions)
+        if keep:
+            self.thumbnail_view.doItemsLayout()  # the batched layout would leave the scroll range short
+            self.thumbnail_view.verticalScrollBar().setValue(keep)
+
+    # ---- fixing labels in the thumbnail browser ------------------------------------------------------
+    def selected_image_paths(self) -> list[str]:
+        rows = sorted(index.row() for index in self.thumbnail_view.selectionModel().selectedIndexes())
+        return [self.thumbnails.paths[row] for row in rows if row < len(self.thumbnails.paths)]
+
+    def _thumbnail_menu_requested(self, position: QPoint) -> None:
+        menu = self.thumbnail_menu(self.thumbnail_view.indexAt(position))
+        if menu is not None:
+            menu.exec(self.thumbnail_view.viewport().mapToGlobal(position))
+            menu.deleteLater()
+
+    def thumbnail_menu(self, index: QModelIndex) -> QMenu | None:
+        """The right-click menu of the thumbnail at ``index``, acting on every selected thumbnail. A
+        right-click on an image outside the selection selects that image alone first, as file managers do,
+        so the menu never acts on images the user is not pointing at."""
+        scan = self.session.scan
+        if scan is None or not index.isValid():
+            return None
+        selection = self.thumbnail_view.selectionModel()
+        if not selection.isSelected(index):
+            selection.select(index, QItemSelectionModel.ClearAndSelect)
+        selection.setCurrentIndex(index, QItemSelectionModel.NoUpdate)
+        paths = self.selected_image_paths()
+        rows = sorted(i.row() for i in selection.selectedIndexes())
+        labels = {self._shown_labels[row] for row in rows if row < len(self._shown_labels)}
+        many = f" {len(paths)} images" if len(paths) > 1 else ""
+        menu = QMenu(self)
+        menu.setObjectName("thumbnailMenu")
+        move_menu = menu.addMenu(f"Move{many} to class")
+        for label, name in enumerate(scan.classes):
+            if labels == {label}:
+                continue  # where they already are
+            move_menu.addAction(_menu_text(name), lambda n=name: self.move_images(paths, n))
+        move_menu.setEnabled(not move_menu.isEmpty())
+        exclude = menu.addAction(f"Exclude{many} from the data set", lambda: self.exclude_images(paths))
+        exclude.setShortcut(QKeySequence.Delete)  # shown in the menu; the view's own shortcut does it
+        menu.addSeparator()
+        menu.addAction("Show in folder", lambda: self.show_in_folder(self.thumbnails.paths[index.row()]))
+        menu.addSeparator()
+        menu.addAction("View larger", lambda: self.open_image(index))
+        return menu
+
+    def move_images(self, paths: list[str], class_name: str) -> None:
+        """Into ``class_name``'s folder (within its split folder when the data set has train/ and val/),
+        under a free name; an image already in that class stays. Undoable; the rescan updates the counts."""
+        scan = self.session.scan
+        if scan is None or not paths:
+            return
+        label = {str(r.path): r.label for r in scan.records}
+        target = list(scan.classes).index(class_name) if class_name in scan.classes else None
+        to_move = [p for p in paths if label.get(p) != target]
+        if to_move:
+            self._say_progress = False  # the check's progress must not hide what the fixer says
+            self.session.fixer.move(to_move, class_name, scan, errors_in_status=True)
+
+    def exclude_images(self, paths: list[str]) -> None:
+        """Out of the class folders into _excluded, as the Problems tab does (the same undo history)."""
+        if paths and self.session.scan is not None:
+            self._say_progress = False
+            self.session.fixer.exclude(paths, self.session.scan, errors_in_status=True)
+
+    def show_in_folder(self, path: str) -> None:
+        folder = Path(path).parent
+        if not QDesktopServices.openUrl(QUrl.fromLocalFile(str(folder))):
+            # no file manager (a bare desktop, a remote session): the click must not just do nothing
+            self.session.say(f"No file manager could open {folder}; the file is {Path(path).name} there.")
+
+    def open_image(self, index: QModelIndex) -> ImagePreview | None:
+        """The larger view of the image at ``index`` (not modal: several can stay open)."""
+        scan = self.session.scan
+        if scan is None or not index.isValid() or index.row() >= len(self._shown_labels):
+            return None
+        path = self.thumbnails.paths[index.row()]
+        record = next((r for r in scan.records if str(r.path) == path), None)
+        where = f"{scan.classes[record.label]} · {record.split}" if record is not None else ""
+        preview = ImagePreview(path, where, self.tasks, self)
+        preview.show()
+        return preview
 
     def _fill_recent(self) -> None:
         self.recent_box.blockSignals(True)
@@ -350,3 +506,6 @@ class DataPage(QWidget):
         self.thumbnails.shutdown()
 
 
+def _menu_text(name: str) -> str:
+    """A class name as a menu item shows it: a lone & would be taken as a keyboard accelerator."""
+    return name.replace("&", "&&")
