@@ -113,8 +113,8 @@ def test_names_from_the_disk_are_shown_as_written(qtbot, tmp_path):
     assert label_shows(page.summary).split("\n")[0] == str(root)
     assert "12 images in 2 classes" in label_shows(page.summary)  # the label's own line break stays
 
-    page.class_box.setCurrentIndex(0)  # all classes: each thumbnail's caption names its class
-    thumbnails = page.thumbnails
+    page.browser.class_box.setCurrentIndex(0)  # all classes: each thumbnail's caption names its class
+    thumbnails = page.browser.thumbnails
     tooltips = [shown(thumbnails.data(thumbnails.index(row), Qt.ToolTipRole)) for row in range(thumbnails.rowCount())]
     assert any(tip.startswith("<u>ants · ") and tip.endswith(".jpg") for tip in tooltips)
     assert any(tip.startswith("bees<br>x · ") for tip in tooltips)
@@ -241,7 +241,7 @@ def browser(qtbot, tiny_dataset, monkeypatch):
 
 
 def _show_class(page, name: str) -> None:
-    page.class_box.setCurrentIndex(page.class_box.findData(list(page.session.scan.classes).index(name)))
+    page.browser.class_box.setCurrentIndex(page.browser.class_box.findData(list(page.session.scan.classes).index(name)))
 
 
 def _menu_action(menu, *texts):
@@ -261,10 +261,10 @@ def test_a_thumbnail_moved_to_another_class_is_counted_there_and_undo_brings_it_
     page = browser
     before = page.session.scan
     _show_class(page, "red")
-    assert page.class_box.currentText() == "red (12)"
-    index = page.thumbnails.index(0)
-    name = Path(page.thumbnails.paths[0]).name
-    menu = page.thumbnail_menu(index)
+    assert page.browser.class_box.currentText() == "red (12)"
+    index = page.browser.thumbnails.index(0)
+    name = Path(page.browser.thumbnails.paths[0]).name
+    menu = page.browser.thumbnail_menu(index)
     move_menu = _menu_action(menu, "Move to class").menu()
     assert [a.text() for a in move_menu.actions()] == ["blue", "green"]  # not where it already is
     with qtbot.waitSignal(page.session.datasetChanged, timeout=TIMEOUT_MS) as changed:
@@ -272,30 +272,30 @@ def test_a_thumbnail_moved_to_another_class_is_counted_there_and_undo_brings_it_
     assert (tiny_dataset / "blue" / name).is_file() and not (tiny_dataset / "red" / name).exists()
     after = changed.args[0]
     assert after.class_counts() == {"blue": 13, "green": 12, "red": 11}
-    assert page.class_box.currentText() == "red (11)" and page.thumbnails.rowCount() == 11
-    assert name not in [Path(p).name for p in page.thumbnails.paths]
+    assert page.browser.class_box.currentText() == "red (11)" and page.browser.thumbnails.rowCount() == 11
+    assert name not in [Path(p).name for p in page.browser.thumbnails.paths]
     assert {k: v for k, v in _splits(after).items() if k != name} == \
         {k: v for k, v in _splits(before).items() if k != name}  # fixing one label moves no other image
     assert page.session.fixer.can_undo and "back to red/" in page.session.fixer.undo_text()
     with qtbot.waitSignal(page.session.datasetChanged, timeout=TIMEOUT_MS):
         page.session.fixer.undo()
     assert (tiny_dataset / "red" / name).is_file() and not (tiny_dataset / "blue" / name).exists()
-    assert page.class_box.currentText() == "red (12)"
+    assert page.browser.class_box.currentText() == "red (12)"
     assert _splits(page.session.scan) == _splits(before)
 
 
 def test_excluding_selected_thumbnails_from_the_menu_is_undoable(browser, qtbot, tiny_dataset):
     page = browser
     _show_class(page, "green")
-    selection = page.thumbnail_view.selectionModel()
+    selection = page.browser.thumbnail_view.selectionModel()
     for row in (1, 3):
-        selection.select(page.thumbnails.index(row), QItemSelectionModel.Select)
-    names = sorted(Path(page.thumbnails.paths[row]).name for row in (1, 3))
-    menu = page.thumbnail_menu(page.thumbnails.index(3))  # right-click inside the selection: both
+        selection.select(page.browser.thumbnails.index(row), QItemSelectionModel.Select)
+    names = sorted(Path(page.browser.thumbnails.paths[row]).name for row in (1, 3))
+    menu = page.browser.thumbnail_menu(page.browser.thumbnails.index(3))  # right-click inside the selection: both
     with qtbot.waitSignal(page.session.datasetChanged, timeout=TIMEOUT_MS) as changed:
         _menu_action(menu, "Exclude 2 images from the data set").trigger()
     assert sorted(p.name for p in (tiny_dataset / EXCLUDED).rglob("*") if p.is_file()) == names
-    assert changed.args[0].class_counts()["green"] == 10 and page.class_box.currentText() == "green (10)"
+    assert changed.args[0].class_counts()["green"] == 10 and page.browser.class_box.currentText() == "green (10)"
     fixer = page.session.fixer
     assert fixer.undo_text() == "Undo: exclude 2 images (back to their folders)"  # one change, one Undo
     said = []
@@ -303,16 +303,16 @@ def test_excluding_selected_thumbnails_from_the_menu_is_undoable(browser, qtbot,
     with qtbot.waitSignal(page.session.datasetChanged, timeout=TIMEOUT_MS):
         fixer.undo()
     assert all((tiny_dataset / "green" / name).is_file() for name in names)
-    assert page.class_box.currentText() == "green (12)" and not fixer.can_undo
+    assert page.browser.class_box.currentText() == "green (12)" and not fixer.can_undo
     assert said[0] == "Moved 2 images back to their folders."
 
 
 def test_a_right_click_outside_the_selection_acts_on_that_image_alone(browser):
     page = browser
     _show_class(page, "green")
-    page.thumbnail_view.selectionModel().select(page.thumbnails.index(0), QItemSelectionModel.Select)
-    menu = page.thumbnail_menu(page.thumbnails.index(2))
-    assert page.selected_image_paths() == [page.thumbnails.paths[2]]
+    page.browser.thumbnail_view.selectionModel().select(page.browser.thumbnails.index(0), QItemSelectionModel.Select)
+    menu = page.browser.thumbnail_menu(page.browser.thumbnails.index(2))
+    assert page.browser.selected_image_paths() == [page.browser.thumbnails.paths[2]]
     assert _menu_action(menu, "Exclude from the data set") is not None
 
 
@@ -327,8 +327,8 @@ def test_a_move_onto_a_taken_name_keeps_both_files(browser, qtbot, tiny_dataset)
     resident = (tiny_dataset / "blue" / "red_000.jpg").read_bytes()
     moved = (tiny_dataset / "red" / "red_000.jpg").read_bytes()
     _show_class(page, "red")
-    row = [Path(p).name for p in page.thumbnails.paths].index("red_000.jpg")
-    menu = page.thumbnail_menu(page.thumbnails.index(row))
+    row = [Path(p).name for p in page.browser.thumbnails.paths].index("red_000.jpg")
+    menu = page.browser.thumbnail_menu(page.browser.thumbnails.index(row))
     with qtbot.waitSignal(page.session.datasetChanged, timeout=TIMEOUT_MS):
         _menu_action(menu, "Move to class", "blue").trigger()
     assert (tiny_dataset / "blue" / "red_000.jpg").read_bytes() == resident
@@ -350,20 +350,20 @@ def test_a_move_that_cannot_be_done_is_one_sentence_in_the_status_line(browser, 
     said = []
     page.session.statusMessage.connect(said.append)
     _show_class(page, "red")
-    gone = page.thumbnails.paths[0]
+    gone = page.browser.thumbnails.paths[0]
     Path(gone).unlink()
     with qtbot.waitSignal(page.session.datasetChanged, timeout=TIMEOUT_MS):
-        _menu_action(page.thumbnail_menu(page.thumbnails.index(0)), "Move to class", "green").trigger()
+        _menu_action(page.browser.thumbnail_menu(page.browser.thumbnails.index(0)), "Move to class", "green").trigger()
     assert said[-1] == f"{Path(gone).name} is no longer at {Path(gone).parent}; rescan the dataset."
-    assert gone not in page.thumbnails.paths and page.class_box.currentText() == "red (11)"
+    assert gone not in page.browser.thumbnails.paths and page.browser.class_box.currentText() == "red (11)"
 
     def read_only(source, destination):
         raise PermissionError(13, "Permission denied")
 
     monkeypatch.setattr(dataset_edit, "_move_without_overwrite", read_only)
-    name = Path(page.thumbnails.paths[0]).name
+    name = Path(page.browser.thumbnails.paths[0]).name
     with qtbot.waitSignal(page.session.datasetChanged, timeout=TIMEOUT_MS):
-        _menu_action(page.thumbnail_menu(page.thumbnails.index(0)), "Exclude from the data set").trigger()
+        _menu_action(page.browser.thumbnail_menu(page.browser.thumbnails.index(0)), "Exclude from the data set").trigger()
     assert said[-1].startswith(f"{name} could not be moved to ") and said[-1].endswith(
         "(Permission denied); check that the folder can be written.")
     assert (tiny_dataset / "red" / name).is_file() and not page.session.fixer.can_undo
@@ -379,11 +379,11 @@ def test_a_thumbnail_names_its_file_opens_larger_and_shows_its_folder(browser, q
     page.resize(900, 600)
     page.show()
     qtbot.waitExposed(page)
-    index = page.thumbnails.index(0)
-    path = page.thumbnails.paths[0]
-    tooltip = page.thumbnails.data(index, Qt.ToolTipRole)
+    index = page.browser.thumbnails.index(0)
+    path = page.browser.thumbnails.paths[0]
+    tooltip = page.browser.thumbnails.data(index, Qt.ToolTipRole)
     assert Path(path).name in tooltip and str(tiny_dataset / "blue") in tooltip
-    view = page.thumbnail_view
+    view = page.browser.thumbnail_view
     centre = view.visualRect(index).center()
     qtbot.mouseClick(view.viewport(), Qt.LeftButton, pos=centre)  # a double-click begins with a click
     qtbot.mouseDClick(view.viewport(), Qt.LeftButton, pos=centre)
@@ -394,12 +394,12 @@ def test_a_thumbnail_names_its_file_opens_larger_and_shows_its_folder(browser, q
     qtbot.waitUntil(lambda: preview.picture.pixmap() is not None and not preview.picture.pixmap().isNull(),
                     timeout=TIMEOUT_MS)
     assert preview.windowTitle() == Path(path).name
-    assert preview.picture.pixmap().width() > page.thumbnail_view.iconSize().width()  # larger than the thumbnail
+    assert preview.picture.pixmap().width() > page.browser.thumbnail_view.iconSize().width()  # larger than the thumbnail
     assert "blue · " in preview.caption.text() and Path(path).name in preview.caption.text()
     preview.close()
     opened = []
     monkeypatch.setattr(QDesktopServices, "openUrl", lambda url: opened.append(url.toLocalFile()) or True)
-    _menu_action(page.thumbnail_menu(index), "Show in folder").trigger()
+    _menu_action(page.browser.thumbnail_menu(index), "Show in folder").trigger()
     assert opened == [str(tiny_dataset / "blue")]
 
 
@@ -422,7 +422,7 @@ def test_a_move_during_the_full_check_is_not_reported_as_a_missing_file(qtbot, t
     check = page.verify_task
     assert check.running
     _show_class(page, "red")
-    page.move_images([page.thumbnails.paths[0]], "blue")
+    page.browser.move_images([page.browser.thumbnails.paths[0]], "blue")
     changes = []
     page.session.datasetChanged.connect(changes.append)
     page.verify_hold.clear()

@@ -1,10 +1,6 @@
 """The Data step: choose a folder (button, drag and drop, recent folders), scan it in the background,
-and show the classes, counts per split, imbalance, every problem file and a thumbnail browser.
-
-In the browser a wrongly labelled photo is fixed in place: double-click shows it larger, right-click
-moves the selected images to another class folder, excludes them (into ``_excluded``) or shows their
-folder. Moves and excludes go through the session's DataFixer, so Edit > Undo takes them back and the
-rescan that follows updates the counts and the chart."""
+and show the classes, counts per split, imbalance, every problem file and a thumbnail browser, where a
+wrongly labelled photo is fixed in place (gui/data_browser.py)."""
 
 from __future__ import annotations
 
@@ -12,24 +8,19 @@ import threading
 from html import escape
 from pathlib import Path
 
-from PySide6.QtCore import QItemSelectionModel, QModelIndex, QPoint, Qt, QUrl
-from PySide6.QtGui import QDesktopServices, QKeySequence, QShortcut
-from PySide6.QtWidgets import (QAbstractItemView, QComboBox, QFileDialog, QFormLayout, QGroupBox, QHBoxLayout,
-                               QLabel, QMenu, QProgressBar, QPushButton, QSpinBox, QSplitter, QStackedWidget,
-                               QTabWidget, QVBoxLayout, QWidget)
+from PySide6.QtCore import Qt
+from PySide6.QtWidgets import (QFileDialog, QFormLayout, QGroupBox, QHBoxLayout, QLabel, QProgressBar, QPushButton,
+                               QSpinBox, QSplitter, QStackedWidget, QTabWidget, QVBoxLayout, QWidget)
 
 from tl_studio.core.wording import counted
 from tl_studio.gui import recent
 from tl_studio.gui.choice_box import ChoiceBox
 from tl_studio.gui.class_chart import ClassChart
-from tl_studio.gui.image_view import ImagePreview
+from tl_studio.gui.data_browser import DataBrowser
 from tl_studio.gui.literal_text import as_written
 from tl_studio.gui.problems_view import ProblemsView
 from tl_studio.gui.tasks import TaskRunner
-from tl_studio.gui.thumbnails import ThumbnailModel, thumbnail_view
 from tl_studio.gui.welcome import Welcome
-
-ALL = "__all__"
 
 
 class DataPage(QWidget):
@@ -131,44 +122,14 @@ class DataPage(QWidget):
         return self.split_box
 
     def _tabs(self) -> QTabWidget:
-        self.class_box = QComboBox()
-        self.class_box.currentIndexChanged.connect(self._show_class)
-        self.split_filter = QComboBox()
-        for value, text in ((ALL, "all splits"), ("train", "train"), ("val", "validation"), ("test", "test")):
-            self.split_filter.addItem(text, value)
-        self.split_filter.currentIndexChanged.connect(self._show_class)
-        self.thumbnails = ThumbnailModel(self)
-        self.thumbnail_view = thumbnail_view(self.thumbnails)
-        self.thumbnail_view.setObjectName("thumbnailView")
-        self.thumbnail_view.setSelectionMode(QAbstractItemView.ExtendedSelection)  # fix several labels at once
-        self.thumbnail_view.setContextMenuPolicy(Qt.CustomContextMenu)
-        self.thumbnail_view.customContextMenuRequested.connect(self._thumbnail_menu_requested)
-        # "activated" is the platform's open gesture (double-click, or Enter); doubleClicked too opened two
-        self.thumbnail_view.activated.connect(self.open_image)
-        # widget-scoped, as in the Evaluate step's galleries: Delete elsewhere must not exclude images
-        QShortcut(QKeySequence.Delete, self.thumbnail_view, context=Qt.WidgetShortcut,
-                  activated=lambda: self.exclude_images(self.selected_image_paths()))
-        self.image_hint = QLabel("Double-click an image to see it larger; right-click to move it to another class "
-                                 "or exclude it (Edit > Undo takes it back).")
-        self.image_hint.setWordWrap(True)
-        self.image_hint.setStyleSheet("QLabel { color: palette(placeholder-text); }")
-        self._shown_labels: list[int] = []  # the class of each thumbnail shown, row by row
-        self._shown: tuple | None = None  # (class, split, folder) shown in the browser
-        browser = QWidget()
-        browser_layout = QVBoxLayout(browser)
-        row = QHBoxLayout()
-        row.addWidget(QLabel("Class"))
-        row.addWidget(self.class_box, 1)
-        row.addWidget(self.split_filter)
-        browser_layout.addLayout(row)
-        browser_layout.addWidget(self.thumbnail_view, 1)
-        browser_layout.addWidget(self.image_hint)
+        self.browser = DataBrowser(self.session, self.tasks)
+        self.browser.fixStarted.connect(self._fix_started)
         self.problems = ProblemsView()
         self.problems.excludeRequested.connect(self._exclude_problem_files)
         self.problems.message.connect(self.session.say)
         self.problem_model, self.problem_view = self.problems.model, self.problems.table
         self.tabs = QTabWidget()
-        self.tabs.addTab(browser, "Images")
+        self.tabs.addTab(self.browser, "Images")
         self.tabs.addTab(self.problems, "Problems")
         return self.tabs
 
@@ -359,7 +320,7 @@ class DataPage(QWidget):
         self.chart.show_counts(list(scan.classes), counts)
         self.split_box.setEnabled(not scan.presplit)
         self._show_problems(scan.problems, scan.root)
-        self._fill_classes(scan)
+        self.browser.fill_classes(scan)
 
     def _show_imbalance(self, scan) -> None:
         """What the run will do about imbalanced classes, in the words of its own notes (the Train step's
@@ -379,117 +340,11 @@ class DataPage(QWidget):
         """Out of the class folders into _excluded (asked once per data set, never deleted), through the
         session's fixer: the same undo history as the Evaluate step's moves. It rescans, so the file
         leaves the list."""
-        self._say_progress = False
+        self._fix_started()
         self.session.fixer.exclude(paths, self.session.scan)
 
-    def _fill_classes(self, scan) -> None:
-        totals = scan.class_counts()
-        current = self.class_box.currentData()
-        self.class_box.blockSignals(True)
-        self.class_box.clear()
-        self.class_box.addItem(f"All classes ({len(scan.records)})", ALL)
-        for label, name in enumerate(scan.classes):
-            self.class_box.addItem(f"{name} ({totals[name]})", label)
-        index = self.class_box.findData(current)
-        self.class_box.setCurrentIndex(index if index >= 0 else 0)
-        self.class_box.blockSignals(False)
-        self._show_class()
-
-    def _show_class(self) -> None:
-        scan = self.session.scan
-        if scan is None:
-            return
-        label, split = self.class_box.currentData(), self.split_filter.currentData()
-        records = [r for r in scan.records if (label == ALL or r.label == label) and (split == ALL or r.split == split)]
-        captions = [f"{scan.classes[r.label]} · {r.split}" if label == ALL else Path(r.path).name for r in records]
-        # After a move the same class is shown again: keep the place the user was sorting at, not the top.
-        shown = (label, split, str(scan.root))
-        keep = self.thumbnail_view.verticalScrollBar().value() if shown == self._shown else 0
-        self._shown = shown
-        self._shown_labels = [r.label for r in records]
-        self.thumbnails.set_paths([r.path for r in records], captions)
-        if keep:
-            self.thumbnail_view.doItemsLayout()  # the batched layout would leave the scroll range short
-            self.thumbnail_view.verticalScrollBar().setValue(keep)
-
-    # ---- fixing labels in the thumbnail browser ------------------------------------------------------
-    def selected_image_paths(self) -> list[str]:
-        rows = sorted(index.row() for index in self.thumbnail_view.selectionModel().selectedIndexes())
-        return [self.thumbnails.paths[row] for row in rows if row < len(self.thumbnails.paths)]
-
-    def _thumbnail_menu_requested(self, position: QPoint) -> None:
-        menu = self.thumbnail_menu(self.thumbnail_view.indexAt(position))
-        if menu is not None:
-            menu.exec(self.thumbnail_view.viewport().mapToGlobal(position))
-            menu.deleteLater()
-
-    def thumbnail_menu(self, index: QModelIndex) -> QMenu | None:
-        """The right-click menu of the thumbnail at ``index``, acting on every selected thumbnail. A
-        right-click on an image outside the selection selects that image alone first, as file managers do,
-        so the menu never acts on images the user is not pointing at."""
-        scan = self.session.scan
-        if scan is None or not index.isValid():
-            return None
-        selection = self.thumbnail_view.selectionModel()
-        if not selection.isSelected(index):
-            selection.select(index, QItemSelectionModel.ClearAndSelect)
-        selection.setCurrentIndex(index, QItemSelectionModel.NoUpdate)
-        paths = self.selected_image_paths()
-        rows = sorted(i.row() for i in selection.selectedIndexes())
-        labels = {self._shown_labels[row] for row in rows if row < len(self._shown_labels)}
-        many = f" {len(paths)} images" if len(paths) > 1 else ""
-        menu = QMenu(self)
-        menu.setObjectName("thumbnailMenu")
-        move_menu = menu.addMenu(f"Move{many} to class")
-        for label, name in enumerate(scan.classes):
-            if labels == {label}:
-                continue  # where they already are
-            move_menu.addAction(_menu_text(name), lambda n=name: self.move_images(paths, n))
-        move_menu.setEnabled(not move_menu.isEmpty())
-        exclude = menu.addAction(f"Exclude{many} from the data set", lambda: self.exclude_images(paths))
-        exclude.setShortcut(QKeySequence.Delete)  # shown in the menu; the view's own shortcut does it
-        menu.addSeparator()
-        menu.addAction("Show in folder", lambda: self.show_in_folder(self.thumbnails.paths[index.row()]))
-        menu.addSeparator()
-        menu.addAction("View larger", lambda: self.open_image(index))
-        return menu
-
-    def move_images(self, paths: list[str], class_name: str) -> None:
-        """Into ``class_name``'s folder (within its split folder when the data set has train/ and val/),
-        under a free name; an image already in that class stays. Undoable; the rescan updates the counts."""
-        scan = self.session.scan
-        if scan is None or not paths:
-            return
-        label = {str(r.path): r.label for r in scan.records}
-        target = list(scan.classes).index(class_name) if class_name in scan.classes else None
-        to_move = [p for p in paths if label.get(p) != target]
-        if to_move:
-            self._say_progress = False  # the check's progress must not hide what the fixer says
-            self.session.fixer.move(to_move, class_name, scan, errors_in_status=True)
-
-    def exclude_images(self, paths: list[str]) -> None:
-        """Out of the class folders into _excluded, as the Problems tab does (the same undo history)."""
-        if paths and self.session.scan is not None:
-            self._say_progress = False
-            self.session.fixer.exclude(paths, self.session.scan, errors_in_status=True)
-
-    def show_in_folder(self, path: str) -> None:
-        folder = Path(path).parent
-        if not QDesktopServices.openUrl(QUrl.fromLocalFile(str(folder))):
-            # no file manager (a bare desktop, a remote session): the click must not just do nothing
-            self.session.say(f"No file manager could open {folder}; the file is {Path(path).name} there.")
-
-    def open_image(self, index: QModelIndex) -> ImagePreview | None:
-        """The larger view of the image at ``index`` (not modal: several can stay open)."""
-        scan = self.session.scan
-        if scan is None or not index.isValid() or index.row() >= len(self._shown_labels):
-            return None
-        path = self.thumbnails.paths[index.row()]
-        record = next((r for r in scan.records if str(r.path) == path), None)
-        where = f"{scan.classes[record.label]} · {record.split}" if record is not None else ""
-        preview = ImagePreview(path, where, self.tasks, self)
-        preview.show()
-        return preview
+    def _fix_started(self) -> None:
+        self._say_progress = False  # the full check's progress must not hide what the fixer says
 
     def _fill_recent(self) -> None:
         self.recent_box.blockSignals(True)
@@ -503,9 +358,4 @@ class DataPage(QWidget):
     def shutdown(self) -> None:
         self._cancel_scan()
         self.tasks.shutdown()
-        self.thumbnails.shutdown()
-
-
-def _menu_text(name: str) -> str:
-    """A class name as a menu item shows it: a lone & would be taken as a keyboard accelerator."""
-    return name.replace("&", "&&")
+        self.browser.shutdown()
