@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from PySide6.QtCore import Qt
+from PySide6.QtGui import QFontMetrics
 from PySide6.QtWidgets import QAbstractItemView, QSlider
 
 from tl_studio.gui.main_window import MainWindow
@@ -217,3 +218,46 @@ def test_the_model_table_sorts_names_as_people_count(qtbot):
     assert names()[0] != DEFAULT_MODEL and in_order("vgg11", "vgg11_bn", "vgg13", "vgg19_bn")
     view.sortByColumn(0, Qt.DescendingOrder)
     assert in_order("resnet152", "resnet101", "resnet50", "resnet34", "resnet18")
+
+
+def test_all_six_model_columns_are_readable_at_the_smallest_window_size(qtbot):
+    """At 1000 x 620 only Model and Parameters were in view: ImageNet top-1, Input, Cost and Weights (which
+    says whether a model works offline) needed scrolling sideways. Every header and the cells of its
+    column fit their section, and the last column's right edge is in the viewport, sorted or not."""
+    window = MainWindow()
+    qtbot.addWidget(window)
+    window.show()
+    qtbot.waitExposed(window)
+    window.steps.go_to("Model")
+    window.resize(1000, 620)
+    table = window.findChild(QAbstractItemView, "modelTable")
+    qtbot.waitUntil(lambda: table.model().rowCount() > 50, timeout=60_000)
+    qtbot.waitUntil(lambda: window.width() == 1000 and window.height() == 620, timeout=5000)
+    header, model = table.horizontalHeader(), table.model()
+    bold = header.font()
+    bold.setBold(True)  # a section of the chosen row's columns is drawn bold
+    header_metrics, cell_metrics = QFontMetrics(bold), table.fontMetrics()
+
+    def all_columns_readable():
+        assert table.horizontalScrollBar().maximum() == 0
+        last = model.columnCount() - 1
+        assert header.sectionViewportPosition(last) + header.sectionSize(last) <= table.viewport().width()
+        for column in range(model.columnCount()):
+            title = model.headerData(column, Qt.Horizontal, Qt.DisplayRole)
+            widest_line = max(header_metrics.horizontalAdvance(line) for line in title.split("\n"))
+            assert widest_line <= header.sectionSize(column), title
+            texts = [model.index(row, column).data() for row in range(model.rowCount())]
+            # the figures whole in every row; the name column (it takes the width left) for typical names
+            shown = texts if column else ["efficientnet_lite0", "resnet18", "convnext_tiny"]
+            widest = max(cell_metrics.horizontalAdvance(text) for text in shown)
+            assert widest <= header.sectionSize(column), (title, widest, header.sectionSize(column))
+
+    qtbot.waitUntil(all_columns_readable, timeout=5000)
+    assert "offline" in model.headerData(5, Qt.Horizontal, Qt.ToolTipRole)
+    assert "ImageNet top-1" in model.headerData(2, Qt.Horizontal, Qt.ToolTipRole)
+    for row in range(model.rowCount()):
+        tip = model.index(row, 5).data(Qt.ToolTipRole)
+        assert "works offline" in tip or "Not downloaded yet" in tip
+    table.sortByColumn(2, Qt.DescendingOrder)  # the sorted column also makes room for its arrow
+    qtbot.waitUntil(all_columns_readable, timeout=5000)
+    window.close()

@@ -275,3 +275,93 @@ def test_a_batch_arriving_after_pause_leaves_the_bar_saying_paused(page):
     assert page.progress.format() == PAUSED_TEXT and page.progress.value() == 2
     page.run_progress.paused(False)
     assert page.progress.format() != PAUSED_TEXT
+
+
+def _window_on_train_step(qtbot, width: int, height: int):
+    """The main window on the Train step after four epochs (val loss rising: the over-fitting hint shows)
+    and 16 sample predictions, its summary as long as a real run's."""
+    from dataclasses import replace
+
+    import numpy as np
+
+    from tl_studio.gui.main_window import MainWindow
+
+    window = MainWindow()
+    qtbot.addWidget(window)
+    window.show()
+    qtbot.waitExposed(window)
+    window.steps.go_to("Train")
+    window.resize(width, height)
+    page = window.pages["Train"]
+    controller = page.controller
+    controller.fitStarted.emit(replace(fit_start("CPU (2 threads)"), epochs=4, run_dir="/home/someone/.local/share/"
+                                       "tl-studio/runs/hymenoptera-efficientnet_lite0-2025-06-01-120000"))
+    for epoch, val_loss in zip(range(1, 5), (0.5, 0.4, 0.45, 0.5)):
+        controller.batches.emit([events.BatchEnd(epoch=epoch, batch=b, num_batches=4, step=(epoch - 1) * 4 + b,
+                                                 loss=0.8 / (epoch + b), lr=1e-3, images_per_s=30.0)
+                                 for b in range(1, 5)])
+        controller.epochEnded.emit(events.EpochEnd(epoch=epoch, train_loss=0.6 / epoch, train_acc=0.6 + 0.1 * epoch,
+                                                   val_loss=val_loss, val_acc=0.8, lr=1e-3, seconds=1.0,
+                                                   train_images_per_s=30.0))
+    samples = tuple(events.SamplePrediction(thumbnail=np.full((112, 112, 3), 40 * (i % 5), np.uint8),
+                                            path=f"/data/ants/{i}.jpg", true_label=i % 2,
+                                            top_labels=(i % 3 % 2, 1 - i % 3 % 2), top_probs=(0.9, 0.1))
+                    for i in range(16))
+    controller.samplesReady.emit(events.SamplePredictions(4, ("ants", "bees"), samples))
+    qtbot.waitUntil(lambda: (window.width(), window.height()) == (width, height), timeout=5000)
+    assert page.hint.isVisible()  # the hint takes its share of the height too
+    return window, page
+
+
+@pytest.mark.parametrize("size", [(1000, 620), (1400, 900)])
+def test_the_samples_show_whole_thumbnails_with_their_labels_under_readable_curves(qtbot, size):
+    """At 1000 x 620 the sample predictions were a sliver under the curves: the tops of three images,
+    the predicted label under each hidden, a fourth column past the right edge. A whole row of tiles is
+    in view, thumbnail and caption, none cut at the right, and the curves keep a readable height."""
+    from PySide6.QtCore import QRect
+
+    window, page = _window_on_train_step(qtbot, *size)
+    viewport = page.samples.parentWidget()
+    scroll = viewport.parentWidget()  # the samples' scroll area
+
+    def in_view(widget) -> bool:
+        return viewport.rect().contains(QRect(widget.mapTo(viewport, widget.rect().topLeft()), widget.size()))
+
+    def a_whole_row_shown():
+        tiles = [tile for tile in page.samples.tiles if tile.isVisible()]
+        assert len(tiles) == 16
+        first_row = [tile for tile in tiles if tile.y() == tiles[0].y()]
+        assert len(first_row) >= 2
+        for tile in first_row:
+            assert in_view(tile.image) and in_view(tile.caption)
+            assert tile.caption.height() >= tile.caption.heightForWidth(tile.caption.width())  # every line
+            assert tile.image.width() >= 64  # a thumbnail, not a stamp
+        assert scroll.horizontalScrollBar().maximum() == 0
+        view_box = page.curves.loss_plot.getPlotItem().vb
+        assert view_box.height() >= 80 and view_box.width() >= 300  # the curves stay readable
+
+    qtbot.waitUntil(a_whole_row_shown, timeout=5000)
+    pitch = scroll.verticalScrollBar().singleStep()  # one step scrolls one whole row
+    assert pitch == page.samples.tiles[page.samples.columns].y() - page.samples.tiles[0].y()
+    window.close()
+
+
+@pytest.mark.parametrize("size", [(1000, 620), (1400, 900)])
+def test_the_legends_hide_no_curve(qtbot, size):
+    """The loss and accuracy legends sat on the curves (top right, where an accuracy ends): each is now
+    under its plot's axis, outside the area the curves are drawn in, and on one row."""
+    window, page = _window_on_train_step(qtbot, *size)
+    tabs = page.curves.loss_plot.parentWidget().parentWidget()
+    for plot in (page.curves.loss_plot, page.curves.accuracy_plot, page.curves.lr_plot):
+        tabs.setCurrentWidget(plot)
+        item = plot.getPlotItem()
+
+        def legend_clear_of_the_curves(item=item, plot=plot):
+            legend, view_box = item.legend, item.vb
+            assert legend.isVisible() and legend.items
+            assert not legend.sceneBoundingRect().intersects(view_box.sceneBoundingRect())
+            assert plot.sceneRect().contains(legend.sceneBoundingRect())  # in view, not cut off
+            assert legend.columnCount == len(legend.items)  # one row: little of the curves' height
+
+        qtbot.waitUntil(legend_clear_of_the_curves, timeout=5000)
+    window.close()

@@ -3,19 +3,31 @@ relative speed and where the weights are."""
 
 from __future__ import annotations
 
-from PySide6.QtCore import QAbstractTableModel, QModelIndex, QSortFilterProxyModel, Qt
-from PySide6.QtWidgets import QAbstractItemView, QHeaderView, QTableView
+from PySide6.QtCore import QAbstractTableModel, QModelIndex, QSortFilterProxyModel, QSize, Qt
+from PySide6.QtGui import QFontMetrics
+from PySide6.QtWidgets import QAbstractItemView, QHeaderView, QStyle, QStyleOptionHeader, QTableView
 
 from tl_studio.core.catalog import DEFAULT_MODEL, PUBLISHED_PARAMETERS_NOTE
 from tl_studio.core.natural_order import natural_key
 from tl_studio.core.wording import megabytes
 
-COLUMNS = ("Model", "Parameters", "ImageNet top-1", "Input", "Cost", "Weights")
-WEIGHTS_TEXT = {"bundled": "bundled (offline)", "cached": "downloaded"}
+# Short headers and cells, each said in full in its tooltip: at the window's smallest size (1000 px) the
+# table beside the details is about 420 px wide, and with "Parameters", "ImageNet top-1" and "download
+# 2581 MB" only the first two columns were in view; Weights, which says whether a model works offline,
+# needed scrolling sideways. "ImageNet top-1" keeps its words on two lines.
+COLUMNS = ("Model", "Params", "ImageNet\ntop-1", "Input", "Cost", "Weights")
+WEIGHTS_TEXT = {"bundled": "bundled", "cached": "downloaded"}
+WEIGHTS_TIPS = {"bundled": "Bundled with TL Studio: works offline",
+                "cached": "Downloaded: in the torch hub cache, works offline"}
 HEADER_TIPS = {
-    1: PUBLISHED_PARAMETERS_NOTE[:1].upper() + PUBLISHED_PARAMETERS_NOTE[1:] + ".",
+    0: "The torchvision model (efficientnet_lite0 is bundled with TL Studio)",
+    1: "Parameters, in millions: " + PUBLISHED_PARAMETERS_NOTE + ".",
+    2: "ImageNet top-1 accuracy of the pretrained weights, as torchvision publishes it",
+    3: "The image size the weights were trained at (pixels, square)",
     4: "Compute per image relative to efficientnet_lite0 (from GFLOPS): a rough guide to training and prediction "
        "time",
+    5: "Where the ImageNet weights are: bundled or downloaded (both work offline), or the size still to "
+       "download (\N{DOWNWARDS ARROW})",
 }
 
 
@@ -73,6 +85,8 @@ class ModelTableModel(QAbstractTableModel):
             return self._sort_key(info, column)
         if role == Qt.TextAlignmentRole and column in (1, 2, 3, 4):
             return int(Qt.AlignRight | Qt.AlignVCenter)
+        if role == Qt.ToolTipRole and column == 5:
+            return self._weights_tip(info)
         if role == Qt.ToolTipRole:
             return f"{info.name}: {info.family}, weights {info.weights_name or 'bundled'}"
         return None
@@ -87,11 +101,20 @@ class ModelTableModel(QAbstractTableModel):
         if column == 3:
             return f"{info.crop_size} px"
         if column == 4:
-            return f"{info.gflops / self.reference_gflops:.1f}x" if info.gflops else "—"
+            if not info.gflops:
+                return "—"
+            relative = info.gflops / self.reference_gflops
+            return f"{relative:.0f}x" if relative >= 100 else f"{relative:.1f}x"  # 2641x: a tenth says nothing
         status = self.status.get(info.name, "missing")
         if status == "missing":
-            return f"download {megabytes(info.file_bytes, 0)}" if info.file_bytes else "download"
+            return f"\N{DOWNWARDS ARROW} {megabytes(info.file_bytes, 0)}" if info.file_bytes else "download"
         return WEIGHTS_TEXT.get(status, status)
+
+    def _weights_tip(self, info) -> str:
+        status = self.status.get(info.name, "missing")
+        size = f" ({megabytes(info.file_bytes, 0)})" if info.file_bytes else ""
+        return WEIGHTS_TIPS.get(status, f"Not downloaded yet{size}: download it on this step before training "
+                                        "offline")
 
     def _sort_key(self, info, column: int):
         keys = (self.name_rank[info.name], info.num_params, info.acc1 or 0.0, info.crop_size, info.gflops or 0.0,
@@ -125,8 +148,34 @@ class ModelFilter(QSortFilterProxyModel):
         return all(word in haystack for word in self.words)
 
 
+class SortedColumnHeader(QHeaderView):
+    """Room for the sort arrow in the sorted column only. QHeaderView asks the style for every section's
+    size as if each were sorted, which adds about 30 px to each of the six: the figures' columns were
+    twice as wide as their numbers and pushed Weights out of view. The sorted column still gets the room
+    (Qt resizes contents-sized sections when the sort column changes)."""
+
+    def __init__(self, parent=None):
+        super().__init__(Qt.Horizontal, parent)
+        self.setSectionsClickable(True)  # as QTableView's own header: a click sorts
+        self.setHighlightSections(True)
+
+    def sectionSizeFromContents(self, logical: int) -> QSize:
+        if not self.isSortIndicatorShown() or logical == self.sortIndicatorSection() or self.model() is None:
+            return super().sectionSizeFromContents(logical)
+        option = QStyleOptionHeader()
+        self.initStyleOption(option)
+        option.section = logical
+        option.text = str(self.model().headerData(logical, Qt.Horizontal, Qt.DisplayRole) or "")
+        option.sortIndicator = QStyleOptionHeader.SortIndicator.None_
+        font = self.font()
+        font.setBold(True)  # as Qt sizes them: a highlighted section (the chosen row's) is drawn bold
+        option.fontMetrics = QFontMetrics(font)
+        return self.style().sizeFromContents(QStyle.CT_HeaderSection, option, QSize(), self)
+
+
 def model_table_view(proxy: ModelFilter) -> QTableView:
     view = QTableView()
+    view.setHorizontalHeader(SortedColumnHeader(view))
     view.setObjectName("modelTable")
     view.setModel(proxy)
     view.setSelectionBehavior(QAbstractItemView.SelectRows)
@@ -138,5 +187,6 @@ def model_table_view(proxy: ModelFilter) -> QTableView:
     # the figures take the width they need; the model name, what people read first, gets the rest
     view.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeToContents)
     view.horizontalHeader().setSectionResizeMode(0, QHeaderView.Stretch)
+    view.setTextElideMode(Qt.ElideMiddle)  # squeezed further, a name keeps its family and its variant
     view.setAlternatingRowColors(True)
     return view

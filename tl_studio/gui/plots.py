@@ -5,8 +5,13 @@ from __future__ import annotations
 
 import numpy as np
 import pyqtgraph as pg
+from PySide6.QtCore import Qt
+from PySide6.QtWidgets import QSizePolicy
 
 from tl_studio.gui.theme import SERIES, configure_pyqtgraph
+
+LEGEND_ROW = 4  # PlotItem's grid: title 0, top axis 1, view box 2, bottom axis 3; the legend under them
+LEGEND_SPACING = 16  # px between one entry's name and the next entry's line
 
 
 class GrowingSeries:
@@ -38,18 +43,66 @@ class GrowingSeries:
         self.size = 0
 
 
-def _plot(object_name: str, title: str, y_label: str) -> pg.PlotWidget:
+def legend_below(item: pg.PlotItem) -> pg.LegendItem:
+    """The plot's legend in a row of its own under the x axis, entries side by side, as many to a row as
+    the plot's width holds. Inside the view box (PlotItem.addLegend) it covered the curves: a loss falls
+    into any corner, and at 1000 x 620 the three loss entries hid a third of the plot. Curves added later
+    with a name join it (PlotItem adds them to ``item.legend``)."""
+    legend = pg.LegendItem()  # no offset: the plot's layout places it, not an anchor on the view box
+    legend.setSizePolicy(QSizePolicy.Fixed, QSizePolicy.Fixed)  # its entries side by side, not spread out
+    item.layout.addItem(legend, LEGEND_ROW, 1, alignment=Qt.AlignHCenter)
+    item.legend = legend
+    return legend
+
+
+def fit_legend_columns(legend: pg.LegendItem, width: float) -> None:
+    """As many entries to a row as ``width`` holds, so that the legend takes few rows."""
+    entries = [sample.boundingRect().width() + label.boundingRect().width() + LEGEND_SPACING
+               for sample, label in legend.items]
+    if not entries or width <= 0:
+        return
+
+    def row_width(columns: int) -> float:  # each column as wide as its widest entry
+        return sum(max(entries[column::columns]) for column in range(columns))
+
+    legend.setColumnCount(next((columns for columns in range(len(entries), 1, -1) if row_width(columns) <= width), 1))
+    for label_column in range(1, 2 * legend.columnCount, 2):  # each entry is a sample column and a label column
+        legend.layout.setColumnSpacing(label_column, LEGEND_SPACING)
+    legend.updateGeometry()  # its size changed: the plot's layout places it again
+
+
+class LegendBelowPlot(pg.PlotWidget):
+    """A plot whose legend is under its x axis (legend_below), refitted to the widget's width. Fitted
+    to the plot item's width instead, a legend one row wide held the item wider than a narrowed widget,
+    which then showed only the curves' left part."""
+
+    def __init__(self, parent=None):
+        super().__init__(parent)
+        legend_below(self.getPlotItem())
+
+    def fit_legend(self, width: int | None = None) -> None:
+        item = self.getPlotItem()
+        width = self.viewport().width() if width is None else width
+        fit_legend_columns(item.legend, width - item.getAxis("left").width())
+
+    def resizeEvent(self, event) -> None:
+        if getattr(self.getPlotItem(), "legend", None) is not None:  # PlotWidget resizes while it is made
+            self.fit_legend(event.size().width())  # before the plot's layout follows the new width
+        super().resizeEvent(event)
+
+
+def _plot(object_name: str, y_label: str) -> pg.PlotWidget:
     configure_pyqtgraph()
-    widget = pg.PlotWidget()
+    widget = LegendBelowPlot()
     widget.setObjectName(object_name)
     item = widget.getPlotItem()
-    item.setTitle(title)
+    # No title: the Train step's tab names each plot, and the legend's row under the axis needs the
+    # height more (at 1000 x 620 the curves share it with the sample predictions).
     item.setLabel("bottom", "epoch")
     item.getAxis("bottom").enableAutoSIPrefix(False)  # epoch 0.5, not 500 (x0.001), early in a run
     item.setLabel("left", y_label)
     item.getAxis("left").enableAutoSIPrefix(False)  # a loss reads 0.45, not 450 (x0.001)
     item.showGrid(x=True, y=True, alpha=0.25)
-    item.addLegend(offset=(-10, 10))
     item.setDownsampling(mode="peak")
     item.setClipToView(True)
     widget.setMinimumHeight(180)
@@ -62,16 +115,16 @@ class TrainingCurves:
     SMOOTHING = 0.9  # exponential moving average of the batch loss, as fastai and TensorBoard show it
 
     def __init__(self):
-        self.loss_plot = _plot("lossPlot", "Loss", "loss")
-        self.accuracy_plot = _plot("accuracyPlot", "Accuracy", "accuracy")
-        self.lr_plot = _plot("lrPlot", "Learning rate", "learning rate")
+        self.loss_plot = _plot("lossPlot", "loss")
+        self.accuracy_plot = _plot("accuracyPlot", "accuracy")
+        self.lr_plot = _plot("lrPlot", "learning rate")
         self.accuracy_plot.getPlotItem().setYRange(0, 1)
         self.series = {name: GrowingSeries() for name in ("batch", "smooth", "val_loss", "train_acc", "val_acc", "lr")}
         pen = lambda colour, width=2: pg.mkPen(colour, width=width)
         self.curves = {
-            "batch": self.loss_plot.plot(name="train loss (batch)", pen=pg.mkPen(SERIES[0] + "55", width=1)),
-            "smooth": self.loss_plot.plot(name="train loss (smoothed)", pen=pen(SERIES[0])),
-            "val_loss": self.loss_plot.plot(name="val loss", pen=pen(SERIES[1]), symbol="o", symbolSize=7,
+            "batch": self.loss_plot.plot(name="train (batch)", pen=pg.mkPen(SERIES[0] + "55", width=1)),
+            "smooth": self.loss_plot.plot(name="train (smoothed)", pen=pen(SERIES[0])),
+            "val_loss": self.loss_plot.plot(name="val", pen=pen(SERIES[1]), symbol="o", symbolSize=7,
                                             symbolBrush=SERIES[1]),
             "train_acc": self.accuracy_plot.plot(name="train", pen=pen(SERIES[0]), symbol="o", symbolSize=6,
                                                  symbolBrush=SERIES[0]),
@@ -79,6 +132,8 @@ class TrainingCurves:
                                                symbolBrush=SERIES[1]),
             "lr": self.lr_plot.plot(name="learning rate", pen=pen(SERIES[2])),
         }
+        for plot in (self.loss_plot, self.accuracy_plot, self.lr_plot):
+            plot.fit_legend()  # the entries are in: fit them to the width now
         self._ema = None
 
     def clear(self) -> None:

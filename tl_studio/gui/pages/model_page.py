@@ -53,6 +53,8 @@ class ModelPage(QWidget):
         self.table.selectionModel().currentRowChanged.connect(self._row_chosen)
         left = QWidget()
         left_layout = QVBoxLayout(left)
+        # the page's own margins frame it already: the table, six columns at 1000 px, keeps these pixels
+        left_layout.setContentsMargins(0, 0, 0, 0)
         left_layout.addWidget(self.filter)
         left_layout.addWidget(self.table, 1)
         splitter = QSplitter(Qt.Horizontal)

@@ -18,7 +18,7 @@ from tl_studio.gui.cpu_share import explain_cpu
 from tl_studio.gui.literal_text import as_written
 from tl_studio.gui.plots import TrainingCurves
 from tl_studio.gui.runs_folder import new_run_dir
-from tl_studio.gui.sample_grid import SampleGrid
+from tl_studio.gui.sample_grid import SampleGrid, SampleScroll
 from tl_studio.gui.train_settings import TrainSettings
 from tl_studio.gui.training import TrainingController
 
@@ -200,12 +200,12 @@ class TrainPage(QWidget):
         plots.addTab(self.curves.loss_plot, "Loss")
         plots.addTab(self.curves.accuracy_plot, "Accuracy")
         plots.addTab(self.curves.lr_plot, "Learning rate")
-        samples_scroll = QScrollArea()
-        samples_scroll.setWidget(self.samples)
-        samples_scroll.setWidgetResizable(True)
         split = QSplitter(Qt.Vertical)
         split.addWidget(plots)
-        split.addWidget(samples_scroll)
+        split.addWidget(SampleScroll(self.samples))  # at least one whole row of thumbnails and labels
+        # Neither is dragged or squeezed out of view: at 1000 x 620 the samples were a sliver under the
+        # curves (the tops of three images, no labels).
+        split.setChildrenCollapsible(False)
         split.setSizes([380, 420])
         right = QWidget()
         right_layout = QVBoxLayout(right)
