@@ -173,12 +173,28 @@ class RunFolder:
                 continue
         return found
 
+    def last_event(self, name: str) -> dict | None:
+        """The last ``name`` record of events.jsonl (FitStart, ...), without parsing the run's every
+        batch: a long run logs hundreds of thousands."""
+        try:
+            text = self.file(EVENTS).read_text(encoding="utf-8", errors="replace")
+        except OSError:
+            return None
+        marker = f'"event": "{name}"'
+        for line in reversed(text.split("\n")[:-1]):  # the part after the last newline is incomplete
+            if marker in line:
+                try:
+                    return json.loads(line)
+                except ValueError:
+                    continue
+        return None
+
     def got_past_set_up(self) -> bool:
         """A result file, or a training start logged: a run that failed in its set-up (a freeze depth
         the model does not have, weights that cannot be downloaded) leaves only its failure."""
         if any(self.file(name).is_file() for name in RESULT_FILES):
             return True
-        return any(event.get("event") == "FitStart" for event in self.events())
+        return self.last_event("FitStart") is not None
 
     def remove_if_never_started(self, keep_folder: bool = False) -> bool:
         """For a folder made for a run that ended before it started (the data folder missing, the weights

@@ -365,8 +365,8 @@ class TrainPage(QWidget):
     def _resume_processes(self, run_dir: Path, data_dir: str) -> tuple[int, str]:
         """The number of processes the run trained in (its last start's), where this window can start
         them; else as many as it can, and a sentence saying so."""
-        recorded = next((int(event.get("processes") or 1) for event in reversed(run_folder.RunFolder(run_dir).events())
-                         if event.get("event") == "FitStart"), 1)
+        start = run_folder.RunFolder(run_dir).last_event("FitStart") or {}
+        recorded = int(start.get("processes") or 1)
         available = self.settings.processes.maximum() if self.settings.processes.isEnabled() else 1
         if recorded <= available:
             return recorded, ""
