@@ -18,14 +18,20 @@ from tl_studio.gui.session import Session
 TIMEOUT_MS = 60_000
 
 
+def opened_page(qtbot, folder) -> DataPage:
+    """The Data step with ``folder`` scanned."""
+    data_page = DataPage(Session())
+    qtbot.addWidget(data_page)
+    with qtbot.waitSignal(data_page.session.datasetChanged, timeout=TIMEOUT_MS):
+        data_page.open_folder(str(folder))
+    return data_page
+
+
 @pytest.fixture
 def page(qtbot, tiny_dataset, monkeypatch):
     monkeypatch.setattr(QMessageBox, "question", lambda *args, **kwargs: QMessageBox.Yes)
     (tiny_dataset / "red" / "broken.jpg").write_bytes(b"not an image at all")
-    data_page = DataPage(Session())
-    qtbot.addWidget(data_page)
-    with qtbot.waitSignal(data_page.session.datasetChanged, timeout=TIMEOUT_MS):
-        data_page.open_folder(str(tiny_dataset))
+    data_page = opened_page(qtbot, tiny_dataset)
     yield data_page
     data_page.shutdown()
 
@@ -212,10 +218,7 @@ def test_the_imbalance_line_says_what_the_run_will_do_with_its_class_weighting(q
     data = make_image_folder(tmp_path / "data", classes=("red",), per_class=40)
     make_image_folder(data, classes=("blue",), per_class=8, seed=3)
     make_image_folder(data, classes=("grey",), per_class=2, seed=5)
-    data_page = DataPage(Session())
-    qtbot.addWidget(data_page)
-    with qtbot.waitSignal(data_page.session.datasetChanged, timeout=TIMEOUT_MS):
-        data_page.open_folder(str(data))
+    data_page = opened_page(qtbot, data)
     text = data_page.warning.text()
     assert text.startswith("Class-weighted loss is on (the largest class has ")
     assert "grey: fewer than 5 training images, too few to weight up" in text
@@ -231,10 +234,7 @@ def test_the_imbalance_line_says_what_the_run_will_do_with_its_class_weighting(q
 def browser(qtbot, tiny_dataset, monkeypatch):
     """The Data step on red/green/blue (12 images each), the user having agreed to file moves."""
     monkeypatch.setattr(QMessageBox, "question", lambda *args, **kwargs: QMessageBox.Yes)
-    data_page = DataPage(Session())
-    qtbot.addWidget(data_page)
-    with qtbot.waitSignal(data_page.session.datasetChanged, timeout=TIMEOUT_MS):
-        data_page.open_folder(str(tiny_dataset))
+    data_page = opened_page(qtbot, tiny_dataset)
     yield data_page
     data_page.shutdown()
     data_page.session.shutdown()
