@@ -13,13 +13,13 @@ from PySide6.QtWidgets import (QFrame, QHBoxLayout, QLabel, QProgressBar, QPushB
 from tl_studio.core.run_folder import RunFolder
 from tl_studio.core.run_history import RunSummary, config_diff, read_metrics, resolved_lr
 from tl_studio.gui.literal_text import as_written
+from tl_studio.gui.plots import fit_legend_columns
 from tl_studio.gui.theme import configure_pyqtgraph
 
 # Enough distinct colours for a comparison someone can still read (tab10).
 RUN_COLOURS = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f",
                "#bcbd22", "#17becf")
 MAX_RUNS = len(RUN_COLOURS)
-LEGEND_SPACING = 24  # px between one name in the legend and the next run's line
 
 
 def _plot(name: str, title: str, y_label: str) -> pg.PlotWidget:
@@ -114,15 +114,9 @@ class RunCurves(QWidget):
         self._fit_legend()
 
     def _fit_legend(self) -> None:
-        """As many names side by side as the width holds, so that the legend takes few rows."""
-        entries = [sample.boundingRect().width() + label.boundingRect().width() + LEGEND_SPACING + 6
-                   for sample, label in self.legend.items]
-        if not entries:
-            return
-        columns = max(1, min(len(entries), int(self.width() // max(entries))))
-        self.legend.setColumnCount(columns)
-        for label_column in range(1, 2 * columns, 2):  # each entry is a sample column and a label column
-            self.legend.layout.setColumnSpacing(label_column, LEGEND_SPACING)
+        """As many names side by side as the width holds (plots.fit_legend_columns), then the strip's
+        height to its rows."""
+        fit_legend_columns(self.legend, self.width())
         self.legend.layout.activate()
         self.legend_view.setFixedHeight(int(self.legend.layout.preferredHeight()) + 2)
 
