@@ -140,6 +140,16 @@ def test_star_note_and_rename_are_kept_with_the_run(page, runs, monkeypatch):
 
     saved = summarize_run(runs / "lite0")
     assert (saved.name, saved.starred, saved.note) == ("Baseline", True, "try a bigger model")
+    # another run may not take that name: two "Baseline" rows could not be told apart
+    said = []
+    page.session.statusMessage.connect(said.append)
+    page.select_paths([str(runs / "resnet")])
+    page.rename_selected()
+    assert summarize_run(runs / "resnet").name == "resnet"
+    assert said[-1] == f"Another run is named Baseline ({runs / 'lite0'}); choose another name."
+    page.select_paths([str(runs / "lite0")])
+    page.rename_selected()  # its own name again: fine
+    assert summarize_run(runs / "lite0").name == "Baseline"
 
 
 def test_delete_moves_to_the_trash_and_undo_brings_it_back(page, runs, tmp_path, monkeypatch, qtbot):

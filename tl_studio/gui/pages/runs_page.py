@@ -418,8 +418,13 @@ class RunsPage(QWidget):
         if len(runs) != 1:
             return
         text, ok = QInputDialog.getText(self, "Rename run", "Name (empty: the folder's name):", text=runs[0].name)
-        if ok:
-            self._annotate(runs[0], name=text.strip())
+        name = text.strip()
+        # two rows of one name cannot be told apart here, in the best-run line or in `tl-studio runs`
+        taken = next((run for run in self.model.runs if run.path != runs[0].path and name and run.name == name), None)
+        if ok and taken is not None:
+            self.session.say(f"Another run is named {name} ({taken.path}); choose another name.")
+        elif ok:
+            self._annotate(runs[0], name=name)
             self._after_rows_changed()
 
     def delete_selected(self) -> None:
