@@ -484,3 +484,20 @@ def test_a_second_ctrl_c_ends_at_once_without_a_traceback(tiny_dataset, tmp_path
     # tests/cli/test_interrupt.py
     assert process.returncode in (130, -2) and "Traceback" not in err, err
     wait_for(lambda: _group_is_gone(process.pid), timeout=15)
+
+
+def test_a_run_stopped_at_once_says_no_model_file_was_written_and_how_to_make_it(capsys):
+    """A second Ctrl-C stops before the model file: the last line only said how to resume."""
+    import argparse
+
+    from tl_studio.cli.cmd_train import _report
+    from tl_studio.core import events
+
+    finished = events.RunFinished(status="stopped", epochs_done=3, best_epoch=1, best_val_acc=0.5, model_file=None,
+                                  seconds=9.0, message="")
+    args = argparse.Namespace(json=False, out="runs/my run", data_dir="data")
+    assert _report(finished, None, args) == 130
+    err = capsys.readouterr().err
+    assert "continue with: tl-studio train data --out 'runs/my run' --resume" in err
+    assert err.rstrip().endswith("No model file was written; tl-studio export 'runs/my run' makes it from the best "
+                                 "epoch.")

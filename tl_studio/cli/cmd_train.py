@@ -238,6 +238,9 @@ def _report(finished, trainer, args) -> int:
             print(f"Stopped after epoch {finished.epochs_done}. The last checkpoint is in {args.out}; "
                   f"continue with: tl-studio train {shlex.quote(args.data_dir)} --out {shlex.quote(args.out)} --resume",
                   file=sys.stderr)
+            if not finished.model_file:  # a second Ctrl-C stops before the model file is written
+                print(f"No model file was written; tl-studio export {shlex.quote(args.out)} makes it from the best "
+                      f"epoch.", file=sys.stderr)
         return 130
     if finished.status == "failed":
         print(f"tl-studio train: {finished.message}", file=sys.stderr)
