@@ -115,10 +115,14 @@ def test_every_slurm_time_form_is_taken(limit, tiny_dataset, tmp_path, capsys):
     (["--gpus-per-node", "0"], "--gpus-per-node must be 1 or more"),
     (["--model", "nosuchmodel"], "Unknown model 'nosuchmodel'"),
     (["--model", "resnet"], "did you mean resnet50"),
+    (["--freeze", "7"], "Freeze depth 7 is out of range: this model has 5 stages"),  # train knew at model build
+    (["--freeze", "5", "--model", "resnet18", "--script", "{tmp}/no such folder/job.sh"],
+     "(No such file or directory); choose a --script file in a folder that exists"),
 ])
 def test_a_mistake_is_refused_before_a_script_is_written_not_when_the_job_runs(flags, said, tiny_dataset, tmp_path,
                                                                                capsys):
     script = tmp_path / "job.sh"
+    flags = [flag.replace("{tmp}", str(tmp_path)) for flag in flags]
     try:  # argparse's refusals end the process (2); the checks after it return 2
         code = main(["cluster-script", str(tiny_dataset), "--out", str(tmp_path / "run"), "--script", str(script),
                      *flags])

@@ -202,7 +202,11 @@ def run(args: argparse.Namespace) -> int:
     path = Path(args.script)
     if path.exists():
         raise UserError(f"{path} already exists; choose another --script file or remove it first.")
-    path.write_text(text, encoding="utf-8")
+    try:
+        path.write_text(text, encoding="utf-8")
+    except OSError as error:  # no such folder, no permission: one sentence, not a traceback
+        raise UserError(f"Cannot write {path} ({error.strerror}); choose a --script file in a folder that "
+                        f"exists and you can write to.") from None
     path.chmod(0o755)
     print(f"Wrote {path} ({time_in_words(args.time)}); submit it with: sbatch {path}", file=sys.stderr)
     return 0
@@ -223,6 +227,11 @@ def check_training(args: argparse.Namespace) -> None:
     # train asks the catalogue only when its file is there (building it imports torchvision, seconds) and
     # leaves the rest to the model build; in the queue that build comes hours later, so ask now
     get_model_info(config.model)
+    if config.freeze not in ("all", "none"):  # a depth the model has (train learns it building the model)
+        from tl_studio.core.config import parse_freeze
+        from tl_studio.core.models import build_shapes_only, model_stages
+
+        parse_freeze(config.freeze, len(model_stages(build_shapes_only(config.model, 2))))
     folder.check_new_run(resume=resumes, overwrite=False)  # a folder of other files, or a run to replace
     if resumes:
         check_the_run_continues(folder, config, args.out)
