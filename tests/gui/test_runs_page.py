@@ -148,8 +148,8 @@ def test_star_note_and_rename_are_kept_with_the_run(page, runs, monkeypatch):
     assert summarize_run(runs / "resnet").name == "resnet"
     assert said[-1] == f"Another run is named Baseline ({runs / 'lite0'}); choose another name."
     page.select_paths([str(runs / "lite0")])
-    page.rename_selected()  # its own name again: fine
-    assert summarize_run(runs / "lite0").name == "Baseline"
+    page.rename_selected()  # its own name again: fine, and the refusal no longer stands
+    assert summarize_run(runs / "lite0").name == "Baseline" and said[-1] == "Renamed to Baseline."
 
 
 def test_delete_moves_to_the_trash_and_undo_brings_it_back(page, runs, tmp_path, monkeypatch, qtbot):

@@ -426,6 +426,8 @@ class RunsPage(QWidget):
         elif ok:
             self._annotate(runs[0], name=name)
             self._after_rows_changed()
+            # a refusal said before must not stand after a rename that worked
+            self.session.say(f"Renamed to {name}." if name else "The run is shown by its folder's name again.")
 
     def delete_selected(self) -> None:
         from tl_studio.core.run_trash import trash_run
