@@ -225,7 +225,8 @@ def test_stop_during_the_first_epoch_says_nothing_is_kept_and_leaves_nothing_to_
     with qtbot.waitSignal(page.runFinished, timeout=RUN_TIMEOUT_MS) as finished:
         stop.click()
         progress = find(window, QProgressBar, "trainProgress").format()
-        assert progress.endswith("no epoch has finished yet, so nothing of this run is kept.")
+        assert progress == "Stopping: nothing of this run is kept yet"
+        assert window._status.text().endswith("no epoch has finished yet, so nothing of this run is kept.")
         assert not pause.isEnabled() and not stop.isEnabled()
         page.toggle_pause()  # Train > Pause / Resume (Ctrl+P) after Stop: nothing to pause
         assert pause.text() == "Pause" and not page.controller.control.paused

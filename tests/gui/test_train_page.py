@@ -114,7 +114,14 @@ def test_stop_says_the_best_epoch_is_being_saved_until_the_run_ends(page, monkey
     monkeypatch.setattr(TrainPage, "running", property(lambda self: True))
     monkeypatch.setattr(page.controller, "stop", lambda *args, **kwargs: None)
     page.stop()
-    assert "saving the best epoch" in page.progress.format() and said[-1] == page.progress.format()
+    assert page.progress.format() == "Stopping: saving the best epoch so far…"
+    assert said[-1] == ("Stopping after the current batch, then saving the best epoch so far (this can take a "
+                        "minute)…")
+    # one line: at the smallest window the bar showed the long sentence wrapped and clipped
+    from PySide6.QtGui import QFontMetrics
+
+    page.resize(1000 - 150, 620)
+    assert QFontMetrics(page.progress.font()).horizontalAdvance(page.progress.format()) < 330
     page.controller.batches.emit([events.BatchEnd(epoch=2, batch=4, num_batches=11, step=15, loss=0.5, lr=1e-3,
                                                   images_per_s=16.0)])  # the batch in flight still ends
     assert "saving the best epoch" in page.progress.format() and page.progress.value() == 15

@@ -99,11 +99,13 @@ class RunProgress:
         which can take a minute on a CPU: say so instead of leaving the last batch's time left standing.
         Before its first epoch has finished there is nothing to save: said too."""
         self.stopping = True
-        text = ("Stopping after the current batch, then saving the best epoch so far (this can take a minute)…"
-                if epoch_finished else
-                "Stopping after the current batch; no epoch has finished yet, so nothing of this run is kept.")
-        self.bar.setFormat(text)
-        return text
+        # the bar holds one line (at 1000 x 620 the long sentence wrapped and was clipped): the status
+        # line gets the whole of it
+        if epoch_finished:
+            self.bar.setFormat("Stopping: saving the best epoch so far…")
+            return "Stopping after the current batch, then saving the best epoch so far (this can take a minute)…"
+        self.bar.setFormat("Stopping: nothing of this run is kept yet")
+        return "Stopping after the current batch; no epoch has finished yet, so nothing of this run is kept."
 
     def features(self, event) -> str:
         """Feature extraction (frozen backbone) can take minutes before the first epoch: its own
