@@ -71,6 +71,8 @@ def test_imbalance_is_noted(tmp_path, capsys):
     ratio = train["many"] / train["few"]
     assert ratio > 3 and (f"Imbalanced classes: 'many' has {train['many']} training images, {ratio:.1f}x the "
                           f"{train['few']} of 'few'") in out
+    # a class this small is not helped by weighting (train leaves it alone): the advice is more images
+    assert train["few"] < 5 and "add images of 'few': class weighting cannot make up for fewer than 5" in out
 
 
 def test_no_imbalance_note_for_balanced_classes(tiny_dataset, capsys):
