@@ -60,6 +60,16 @@ def test_excluded_images_leave_the_rescanned_dataset(dataset):
     assert not any(EXCLUDED in p.path for p in fresh.problems)
 
 
+def test_undoing_every_exclude_leaves_no_empty_excluded_folder(dataset):
+    editor = DatasetEditor.for_scan(scan_dataset(dataset))
+    editor.exclude(dataset / "blue" / "blue_001.jpg")
+    editor.exclude(dataset / "red" / "red_001.jpg")
+    editor.undo()
+    assert (dataset / EXCLUDED / "blue_001.jpg").is_file()  # still excluded: the folder stays
+    editor.undo()
+    assert not (dataset / EXCLUDED).exists() and (dataset / "blue" / "blue_001.jpg").is_file()
+
+
 def test_a_presplit_image_stays_in_its_split(tmp_path):
     data = make_image_folder(tmp_path / "split", classes=("ants", "bees"), per_class=3, size=32,
                              splits=("train", "val"))

@@ -181,6 +181,11 @@ class DatasetEditor:
         back = move_to_free_name(last.destination, last.source.parent, last.source.name)
         self.moves.pop()
         self._write_journal()
+        if last.destination.parent.name == EXCLUDED:
+            try:  # the _excluded folder the exclude made, emptied again: no trace left of the undone change
+                last.destination.parent.rmdir()
+            except OSError:  # other images are still excluded in it
+                pass
         return Move(last.destination, back)
 
     def _relative(self, image: Path) -> Path:
