@@ -7,6 +7,9 @@ from __future__ import annotations
 import re
 
 _NUMBERS = re.compile(r"(\d+)")
+# RegNet's sizes are its compute, 400mf to 32gf with "1_6gf" for 1.6 GFLOPs: read as one number of MFLOPs,
+# or 400mf and 800mf, the smallest, came after 32gf
+_FLOPS = re.compile(r"(\d+)(?:_(\d+))?([mg])f$")
 
 
 def natural_key(name: str) -> tuple:
@@ -14,5 +17,10 @@ def natural_key(name: str) -> tuple:
     before efficientnet_v2_s. re.split with a group puts text at even positions and digits at odd
     ones, so two keys compare text with text and numbers with numbers; the name itself breaks ties
     (b01 and b1)."""
-    parts = _NUMBERS.split(name.casefold())
+    text = name.casefold()
+    if flops := _FLOPS.search(text):
+        whole, fraction, unit = flops.groups()
+        mflops = float(f"{whole}.{fraction or 0}") * (1000 if unit == "g" else 1)
+        return (*natural_key(text[:flops.start()])[0], mflops), name
+    parts = _NUMBERS.split(text)
     return tuple(int(part) if index % 2 else part for index, part in enumerate(parts)), name
