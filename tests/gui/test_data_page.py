@@ -363,7 +363,8 @@ def test_a_move_that_cannot_be_done_is_one_sentence_in_the_status_line(browser, 
     monkeypatch.setattr(dataset_edit, "_move_without_overwrite", read_only)
     name = Path(page.browser.thumbnails.paths[0]).name
     with qtbot.waitSignal(page.session.datasetChanged, timeout=TIMEOUT_MS):
-        _menu_action(page.browser.thumbnail_menu(page.browser.thumbnails.index(0)), "Exclude from the data set").trigger()
+        menu = page.browser.thumbnail_menu(page.browser.thumbnails.index(0))
+        _menu_action(menu, "Exclude from the data set").trigger()
     assert said[-1].startswith(f"{name} could not be moved to ") and said[-1].endswith(
         "(Permission denied); check that the folder can be written.")
     assert (tiny_dataset / "red" / name).is_file() and not page.session.fixer.can_undo
@@ -394,7 +395,8 @@ def test_a_thumbnail_names_its_file_opens_larger_and_shows_its_folder(browser, q
     qtbot.waitUntil(lambda: preview.picture.pixmap() is not None and not preview.picture.pixmap().isNull(),
                     timeout=TIMEOUT_MS)
     assert preview.windowTitle() == Path(path).name
-    assert preview.picture.pixmap().width() > page.browser.thumbnail_view.iconSize().width()  # larger than the thumbnail
+    # larger than the thumbnail
+    assert preview.picture.pixmap().width() > page.browser.thumbnail_view.iconSize().width()
     assert "blue · " in preview.caption.text() and Path(path).name in preview.caption.text()
     preview.close()
     opened = []
