@@ -167,7 +167,7 @@ def test_the_resume_command_a_stopped_run_suggests_pastes_into_a_shell(tmp_path,
 
     data, run = tmp_path / "my photos", tmp_path / "TL Studio" / "runs" / "a run"
     args = argparse.Namespace(json=False, data_dir=str(data), out=str(run))
-    assert _report(SimpleNamespace(status="stopped", epochs_done=3), None, args) == 130
+    assert _report(SimpleNamespace(status="stopped", epochs_done=3, model_file="run/model.pt2"), None, args) == 130
     command = capsys.readouterr().err.split("continue with: ")[1]
     assert shlex.split(command) == ["tl-studio", "train", str(data), "--out", str(run), "--resume"]
 
