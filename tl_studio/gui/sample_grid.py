@@ -88,7 +88,7 @@ class SampleGrid(QWidget):
         self.tiles: list[SampleTile] = []
         self.columns = 4
         self.thumbnail_px = THUMBNAIL_PX
-        self.placeholder = QLabel("Sample predictions on validation images appear here after the first epoch.")
+        self.placeholder = QLabel("Sample predictions on validation images appear here as each epoch ends.")
         self.placeholder.setWordWrap(True)
         self.grid.addWidget(self.placeholder, 0, 0, 1, -1)
         probe = SampleTile()  # a caption of two short lines, for the size of a row before any sample came
