@@ -535,3 +535,18 @@ def test_a_stop_reason_that_says_its_state_is_not_prefixed_with_it_again():
     assert _status(stopped) == "Stopped after epoch 9 of 20. Best val accuracy 0.902 at epoch 9."
     failed = RunSummary(path="/r", name="r", status="failed", reason=FAILED_REASON)
     assert _status(failed) == f"failed: {FAILED_REASON}"
+
+
+def test_open_says_why_it_is_greyed_for_a_run_stopped_before_its_model_file(page, runs_dir, qtbot):
+    from tl_studio.core import run_folder as names
+
+    stopped = write_run(runs_dir / "stopped at once", state="stopped", epochs=5, done=2, started=5_000_000)
+    (stopped / names.MODEL_FILE).unlink()  # a second Ctrl-C: checkpoints, no model file
+    with qtbot.waitSignal(page.loader.finished, timeout=10_000):
+        page.refresh()
+    page.select_paths([str(stopped)])
+    assert not page.open_button.isEnabled()
+    assert page.open_button.toolTip() == (f"This run has no model file (it was stopped before writing one): "
+                                          f"tl-studio export '{stopped}' makes it from its best epoch.")
+    page.select_paths([str(runs_dir / "lite0")])
+    assert page.open_button.isEnabled() and page.open_button.toolTip().startswith("Use this run's model")

@@ -9,6 +9,7 @@ Train step (to continue up to the epochs it planned).
 
 from __future__ import annotations
 
+import shlex
 from html import escape
 from pathlib import Path
 
@@ -46,6 +47,9 @@ def add_history_folder(folder: Path) -> None:
 def remove_history_folder(folder: Path) -> None:
     """Stops listing a folder the user added (its runs stay on disk)."""
     QSettings().setValue(EXTRA_FOLDERS_KEY, [str(f) for f in history_folders()[1:] if f != Path(folder)])
+
+
+OPEN_TIP = "Use this run's model in the Evaluate, Export and Predict steps"
 
 
 class RunsPage(QWidget):
@@ -118,7 +122,7 @@ class RunsPage(QWidget):
 
         self.open_button = QPushButton("Open")
         self.open_button.setObjectName("openRunButton")
-        self.open_button.setToolTip("Use this run's model in the Evaluate, Export and Predict steps")
+        self.open_button.setToolTip(OPEN_TIP)
         self.resume_button = QPushButton("Resume…")
         self.resume_button.setToolTip("Continue a stopped or failed run from its last checkpoint, or train a "
                                       "finished one for more epochs (Train step)")
@@ -339,6 +343,11 @@ class RunsPage(QWidget):
         runs = self.selected_runs()
         one = runs[0] if len(runs) == 1 else None
         self.open_button.setEnabled(one is not None and one.has_model_file and one.status != "running")
+        # a run stopped at once (a second Ctrl-C) has epochs but no model file: say why Open is greyed
+        unexported = one is not None and not one.has_model_file and one.status != "running" and one.epochs_done
+        self.open_button.setToolTip(
+            f"This run has no model file (it was stopped before writing one): tl-studio export {shlex.quote(one.path)} makes it "
+            f"from its best epoch." if unexported else OPEN_TIP)
         self.resume_button.setEnabled(one is not None and (one.resumable or one.extendable)
                                       and not self.session.training)
         self.resume_button.setText("Train further…" if one is not None and one.extendable else "Resume…")
