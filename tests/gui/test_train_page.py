@@ -130,10 +130,10 @@ def test_stop_says_the_best_epoch_is_being_saved_until_the_run_ends(page, monkey
 def test_time_left_leaves_out_the_time_spent_paused(page, monkeypatch):
     """10 s a batch, 6 batches: after a 1000 s pause the second batch still leaves 4 x 10 s, not the
     33 minutes a rate that counted the pause would promise."""
-    from tl_studio.gui.pages import train_page
+    from tl_studio.gui import train_progress
 
     now = [0.0]
-    monkeypatch.setattr(train_page.time, "monotonic", lambda: now[0])
+    monkeypatch.setattr(train_progress.time, "monotonic", lambda: now[0])
     page.controller.fitStarted.emit(fit_start("CPU (1 thread)"))  # 3 epochs of 2 batches
 
     def batch(step: int, at: float) -> str:
@@ -268,7 +268,7 @@ def test_a_run_of_several_processes_resumes_in_as_many_as_the_window_can_start_a
 
 def test_a_batch_arriving_after_pause_leaves_the_bar_saying_paused(page):
     """The batch in flight when Pause was pressed put "2 img/s · 04:05 left" back on the bar."""
-    from tl_studio.gui.pages.train_page import PAUSED_TEXT
+    from tl_studio.gui.train_progress import PAUSED_TEXT
 
     page.controller.fitStarted.emit(fit_start("CPU (1 thread)"))
 
