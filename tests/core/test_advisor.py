@@ -16,7 +16,7 @@ SETTINGS = ["freeze", "schedule", "lr", "epochs", "img_size", "augment"]
 
 def stats(per_class: float, classes: int = 5, **changes) -> DatasetStats:
     values = dict(num_classes=classes, num_train=int(per_class * classes), per_class_median=per_class,
-                  per_class_min=int(per_class), imbalance_ratio=1.0, median_short_side=480,
+                  per_class_min=int(per_class), median_short_side=480,
                   model="efficientnet_lite0", model_size=224, num_stages=5)
     return DatasetStats(**{**values, **changes})
 

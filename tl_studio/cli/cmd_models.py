@@ -9,7 +9,6 @@ import argparse
 import json
 import sys
 
-from tl_studio.core.natural_order import natural_key
 from tl_studio.core.wording import megabytes
 
 
@@ -24,8 +23,7 @@ def run(args: argparse.Namespace) -> int:
 
     text = args.filter.strip().lower()
     infos = [info for info in catalog.list_models() if text in info.name or text in info.family]
-    # the default first, then by name as people count (resnet18 before resnet101), as the window lists them
-    infos.sort(key=lambda info: (info.name != catalog.DEFAULT_MODEL, natural_key(info.name)))
+    infos.sort(key=catalog.display_order)  # as the window lists them
     rows = [dict(info.to_dict(), weights_status=catalog.weights_status(info)) for info in infos]
     if args.json:
         print(json.dumps(rows, indent=2))

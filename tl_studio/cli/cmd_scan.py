@@ -15,12 +15,13 @@ import time
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
+from tl_studio.core.class_weighting import IMBALANCE_THRESHOLD, MIN_IMAGES_TO_WEIGHT
+
 if TYPE_CHECKING:  # the core is imported inside run(), to keep `tl-studio --help` fast
     from tl_studio.core.data import DatasetScan, Problem
 
 PROBLEMS_SHOWN = 20
 BAR_WIDTH = 30
-IMBALANCE_NOTE_RATIO = 3.0
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -117,14 +118,12 @@ def _imbalance_note(train_counts: dict[str, int]) -> list[str]:
         return []
     largest = max(train_counts, key=lambda name: train_counts[name])
     smallest = min(train_counts, key=lambda name: train_counts[name])
-    if train_counts[largest] <= IMBALANCE_NOTE_RATIO * train_counts[smallest]:
+    if train_counts[largest] <= IMBALANCE_THRESHOLD * train_counts[smallest]:
         return []
     if train_counts[smallest] == 0:
         ratio = f"while '{smallest}' has none"
     else:
         ratio = f"{train_counts[largest] / train_counts[smallest]:.1f}x the {train_counts[smallest]} of '{smallest}'"
-    from tl_studio.core.class_weighting import MIN_IMAGES_TO_WEIGHT
-
     # weighting up a class of a few photos teaches the model those photos (core/class_weighting.py)
     advice = (f"add images of '{smallest}': class weighting cannot make up for fewer than {MIN_IMAGES_TO_WEIGHT}"
               if train_counts[smallest] < MIN_IMAGES_TO_WEIGHT else

@@ -50,7 +50,6 @@ class DatasetStats:
     num_train: int
     per_class_median: float  # training images per class
     per_class_min: int
-    imbalance_ratio: float  # largest class / smallest, training split
     median_short_side: int | None  # pixels, from a sample of image headers
     model: str
     model_size: int  # the model's own input size (pretraining)

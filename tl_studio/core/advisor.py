@@ -78,7 +78,7 @@ def dataset_stats(scan, config: TrainConfig, median_side: int | None, num_stages
     present = [count for count in counts if count > 0] or [0]
     return DatasetStats(
         num_classes=len(scan.classes), num_train=sum(counts), per_class_median=images_per_class(counts),
-        per_class_min=min(present), imbalance_ratio=max(present) / max(1, min(present)),
+        per_class_min=min(present),
         median_short_side=median_side, model=config.model, model_size=model_size, num_stages=num_stages,
         batch_size=config.batch_size, optimizer=config.optimizer, pretrained=config.pretrained,
         weighting=tuple(plan_weighting(counts, config.class_weighting).sentences(scan.classes)))

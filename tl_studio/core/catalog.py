@@ -74,6 +74,14 @@ def list_models() -> list[ModelInfo]:
     return list(_catalog(catalog_cache_path()).values())
 
 
+def display_order(info: ModelInfo) -> tuple:
+    """How the window and `tl-studio models` list models: the default first, then by name as people count
+    (resnet18 before resnet101; list_models keeps the catalogue's text order)."""
+    from tl_studio.core.natural_order import natural_key
+
+    return info.name != DEFAULT_MODEL, natural_key(info.name)
+
+
 def get_model_info(name: str) -> ModelInfo:
     """The model called ``name`` (case and '-'/'_' do not matter); a UserError suggesting close names otherwise."""
     catalog = _catalog(catalog_cache_path())

@@ -7,7 +7,7 @@ from PySide6.QtCore import QAbstractTableModel, QModelIndex, QSortFilterProxyMod
 from PySide6.QtGui import QFontMetrics
 from PySide6.QtWidgets import QAbstractItemView, QHeaderView, QStyle, QStyleOptionHeader, QTableView
 
-from tl_studio.core.catalog import DEFAULT_MODEL, PUBLISHED_PARAMETERS_NOTE
+from tl_studio.core.catalog import PUBLISHED_PARAMETERS_NOTE, display_order
 from tl_studio.core.natural_order import natural_key
 from tl_studio.core.wording import megabytes
 
@@ -43,9 +43,7 @@ class ModelTableModel(QAbstractTableModel):
 
     def set_models(self, models: list, status: dict[str, str]) -> None:
         self.beginResetModel()
-        # unsorted, the table shows this order: the default model first, then by name as people count
-        # (resnet18 before resnet101; the catalog's own order is text order)
-        self.models = sorted(models, key=lambda info: (info.name != DEFAULT_MODEL, natural_key(info.name)))
+        self.models = sorted(models, key=display_order)  # the order shown while no column is sorted
         # sorting by the Model column compares these ranks: the proxy compares plain numbers in C++,
         # where a Python key would not compare at all
         self.name_rank = {name: rank for rank, name in enumerate(sorted((m.name for m in self.models),
