@@ -195,3 +195,15 @@ def test_the_metrics_table_shows_no_recall_or_f1_for_a_class_without_images(qtbo
     table.set_evaluation(evaluation)
     flowers = [table.model.item(2, column).text() for column in range(5)]
     assert flowers == ["flowers", "0.000", "—", "—", "0"]
+
+
+def test_an_older_model_file_gets_a_new_exports_unknown_rule_and_says_so():
+    from tl_studio.core.evaluation import unknown_rule_to_check
+    from tl_studio.core.unknown import UnknownRule, rule_for
+
+    known = small_evaluation()
+    rule, note = unknown_rule_to_check({}, known)
+    assert rule == rule_for(known.probabilities) and "no unknown rule" in note
+    own = UnknownRule(0.5, 0.9, 0.9)
+    rule, note = unknown_rule_to_check({"unknown": own.to_dict()}, known)
+    assert rule == own and note == ""

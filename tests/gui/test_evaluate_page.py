@@ -84,10 +84,10 @@ def test_move_to_another_class_updates_the_dataset_and_undo_restores_it(page, qt
     target = next(name for name in page.evaluation.classes if name != source_class)
     gallery.select_rows([0])
     gallery.class_box.setCurrentText(target)
-    detail = page.open_image(first.index)  # a closer look, open while the image moves
+    detail = page.images.open_image(first.index)  # a closer look, open while the image moves
     with qtbot.waitSignal(session.datasetChanged, timeout=TIMEOUT_MS) as changed:
         gallery.move_button.click()
-    moved_to = page.current_paths[first.index]
+    moved_to = page.images.current_paths[first.index]
     assert not _exists(original) and _exists(moved_to) and f"/{target}/" in moved_to
     assert detail.facts.path == moved_to and f"labelled <b>{target}</b>" in detail.caption.text()
     detail.close()
@@ -98,7 +98,7 @@ def test_move_to_another_class_updates_the_dataset_and_undo_restores_it(page, qt
         gallery.undo_button.click()
     assert _exists(original) and not _exists(moved_to)
     assert changed.args[0].class_counts()[source_class] == 10
-    assert page.current_paths[first.index] == original and not gallery.undo_button.isEnabled()
+    assert page.images.current_paths[first.index] == original and not gallery.undo_button.isEnabled()
 
 
 def test_exclude_keeps_the_file_out_of_the_classes(page, qtbot):
@@ -116,7 +116,7 @@ def test_exclude_keeps_the_file_out_of_the_classes(page, qtbot):
 
 
 def test_the_image_view_shows_probabilities_and_grad_cam(page, qtbot):
-    detail = page.open_image(0)
+    detail = page.images.open_image(0)
     qtbot.waitUntil(lambda: "image" in detail.arrays, timeout=TIMEOUT_MS)
     assert detail.chart.bars is not None and not detail.showing_overlay()
     with qtbot.waitSignal(detail.camFinished, timeout=TIMEOUT_MS):
@@ -150,12 +150,12 @@ def test_a_double_click_opens_one_viewer_and_enter_opens_one_too(page, qtbot):
     # what a real double-click delivers in Qt 6: press, release, press, double-click, release
     for act in (qtbot.mousePress, qtbot.mouseRelease, qtbot.mousePress, qtbot.mouseDClick, qtbot.mouseRelease):
         act(view.viewport(), Qt.LeftButton, pos=rect.center())
-    assert len(page.details) == 1
+    assert len(page.images.details) == 1
     view.setFocus()
     view.setCurrentIndex(page.cell_gallery.thumbnails.index(0))
     qtbot.keyClick(view, Qt.Key_Return)
-    assert len(page.details) == 2
-    for detail in list(page.details):
+    assert len(page.images.details) == 2
+    for detail in list(page.images.details):
         detail.close()
 
 
@@ -253,7 +253,7 @@ def test_class_names_from_the_model_file_are_shown_as_written(page, qtbot):
     assert shown(matrix.headerData(1, Qt.Horizontal, Qt.ToolTipRole)) == "predicted class: bees<br>x"
     assert shown(matrix.headerData(2, Qt.Vertical, Qt.ToolTipRole)) == "true class: a&b"
     assert re.search(r"\d+ images? of <u>ants \(", shown(matrix.data(matrix.index(0, 1), Qt.ToolTipRole)))
-    detail = page.open_image(page.cell_gallery.items[0].index)
+    detail = page.images.open_image(page.cell_gallery.items[0].index)
     qtbot.waitUntil(lambda: "image" in detail.arrays, timeout=TIMEOUT_MS)
     caption = label_shows(detail.caption)
     assert "labelled <u>ants (" in caption and caption.endswith(f"\n{page.cell_gallery.items[0].path}")
@@ -311,14 +311,14 @@ def test_a_split_without_images_is_greyed_out_and_the_wheel_chooses_nothing(page
 
 def test_a_split_without_images_clears_the_last_results_instead_of_leaving_them_under_its_name(page, qtbot):
     assert page.evaluation is not None and not list(page.session.scan.split("test"))
-    assert page.galleries[-1].title.text()  # e.g. "2 images whose label the model doubts"
+    assert page.images.galleries[-1].title.text()  # e.g. "2 images whose label the model doubts"
     choice = page.source_box.findData("test")  # the dataset has no test split (a model opened without it)
     page.source_box.setCurrentIndex(choice)
     with qtbot.waitSignal(page.session.statusMessage, timeout=TIMEOUT_MS,
                           check_params_cb=lambda message: "has no images" in message):
         page.source_box.activated.emit(choice)
     assert page.evaluation is None and page.metrics.model.rowCount() == 0
-    assert all(gallery.title.text() == "" for gallery in page.galleries)  # no caption over an empty list
+    assert all(gallery.title.text() == "" for gallery in page.images.galleries)  # no caption over an empty list
     assert "The test split of" in page.summary.text() and "choose the validation split or every image" in \
         page.summary.text()
 

@@ -131,7 +131,7 @@ def test_data_step_excludes_and_evaluate_step_moves_undo_in_one_history_last_fir
         assert (data / folder / name).is_file(), f"{name} is not back in {folder}/"
     assert not window.undo_action.isEnabled()
     assert not (data / EXCLUDED).exists() and not (data / target / second_name).exists()
-    assert page.current_paths[list(page.evaluation.paths).index(second)] == second  # the gallery follows
+    assert page.images.current_paths[list(page.evaluation.paths).index(second)] == second  # the gallery follows
 
 
 def test_getting_started_explains_and_lists_the_menu_shortcuts(window):

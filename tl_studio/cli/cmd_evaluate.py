@@ -93,15 +93,12 @@ def run(args: argparse.Namespace) -> int:
 def _unknown_figures(model, known, ood_dir: str, plan, workers: int):
     """The model file's unknown rule on --ood; a file written before it had one gets the rule a new export
     would choose (95 % of these known images kept), and says so."""
-    from tl_studio.core.evaluation import evaluate_unknown
-    from tl_studio.core.predict import collect_image_paths, unknown_rule_of
-    from tl_studio.core.unknown import rule_for
+    from tl_studio.core.evaluation import evaluate_unknown, unknown_rule_to_check
+    from tl_studio.core.predict import collect_image_paths
 
-    rule = unknown_rule_of(model.metadata)
-    if rule is None:
-        rule = rule_for(known.probabilities)
-        print("This model file has no unknown rule (an older export); using one that keeps 95 % of the "
-              "evaluated images.", file=sys.stderr)
+    rule, note = unknown_rule_to_check(model.metadata, known)
+    if note:
+        print(note, file=sys.stderr)
     return evaluate_unknown(model.predict, collect_image_paths([ood_dir]), known, rule, plan=plan, workers=workers)
 
 

@@ -299,3 +299,16 @@ def evaluate_unknown(predict: Callable, ood_paths: list, known: Evaluation, rule
     if not rows:
         raise UserError("None of the unfamiliar images could be read; check the folder.")
     return unknown_report(rule, known.probabilities, np.asarray(rows))
+
+
+def unknown_rule_to_check(metadata: dict, known: Evaluation):
+    """(rule, note): the model file's unknown rule; a file written before it had one gets the rule a new
+    export would choose (95 % of ``known``'s images kept), and the note says so (else it is "")."""
+    from tl_studio.core.predict import unknown_rule_of
+    from tl_studio.core.unknown import rule_for
+
+    rule = unknown_rule_of(metadata)
+    if rule is not None:
+        return rule, ""
+    return rule_for(known.probabilities), ("This model file has no unknown rule (an older export); using one that "
+                                           "keeps 95 % of the evaluated images.")

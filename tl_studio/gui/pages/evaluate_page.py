@@ -1,24 +1,23 @@
 """The Evaluate step: run the model file over labelled images in the background, then the confusion
-matrix (click a cell to see its images), per-class metrics, the top losses, the likely mislabelled
-images, a large view with Grad-CAM, moving images to fix the data (with undo), the reliability diagram,
-and how the model file's "unknown" answer does on a folder of unfamiliar images."""
+matrix (click a cell to see its images), per-class metrics, the galleries of images (gui/evaluation_galleries.py:
+the top losses, the likely mislabelled, a large view with Grad-CAM, moving images to fix the data), the
+reliability diagram, and how the model file's "unknown" answer does on a folder of unfamiliar images."""
 
 from __future__ import annotations
 
 import os
-from html import escape
 from pathlib import Path
 
 from PySide6.QtCore import Qt, Signal
 from PySide6.QtWidgets import (QFileDialog, QHBoxLayout, QLabel, QProgressBar, QPushButton, QSplitter,
                                QTabWidget, QVBoxLayout, QWidget)
 
-from tl_studio.core.dataset_edit import EXCLUDED
 from tl_studio.core.wording import counted
 from tl_studio.gui.choice_box import ChoiceBox
 from tl_studio.gui.confusion_matrix import ConfusionMatrixView
-from tl_studio.gui.gallery import Gallery, GalleryItem
-from tl_studio.gui.image_view import CamProvider, ImageDetail, ImageFacts
+from tl_studio.gui.evaluation_galleries import EvaluationGalleries
+from tl_studio.gui.evaluation_summary import evaluation_summary
+from tl_studio.gui.image_view import CamProvider
 from tl_studio.gui.literal_text import as_written
 from tl_studio.gui.metrics_table import MetricsTable
 from tl_studio.gui.reliability_plot import ReliabilityPlot
@@ -30,8 +29,6 @@ SOURCES = (*SPLITS.items(), ("all", "All images of the dataset"), ("folder", "An
 CHOSEN_FOLDER = "chosen folder"  # the item of the folder last chosen, kept above "Another folder…"
 UNKNOWN_HINT = ("Unfamiliar images…: how often the model answers \"unknown\" on a folder of images it should not "
                 "know, and how many of the evaluated images it still answers.")
-REASONS_SHOWN = 5  # problem files of another folder listed with their reasons under the figures
-GALLERY_LIMIT = 300  # top losses and suspects shown; the worst come first, so the rest matter less
 
 
 class EvaluatePage(QWidget):
@@ -50,12 +47,7 @@ class EvaluatePage(QWidget):
         # (fileio.file_identity, ModelFile, its inference plan as the CLI makes it) of the last model loaded,
         # reused by the next evaluation and the unknown check
         self.loaded: tuple | None = None
-        self.cams: CamProvider | None = None
         self.other_folder: str | None = None
-        self.current_paths: list[str] = []  # where each evaluated image is now (after moves)
-        self.moved_to: dict[int, str] = {}  # evaluation index -> the class folder it was moved to
-        self.cell: tuple[int, int] | None = None
-        self.details: list[ImageDetail] = []
         self._build()
         self._connect()
         self._model_changed(session.model_file)
@@ -110,10 +102,8 @@ class EvaluatePage(QWidget):
         return panel
 
     def _tabs(self) -> QTabWidget:
-        self.cell_gallery = Gallery("Click a cell of the confusion matrix to see its images here.")
-        self.loss_gallery = Gallery("The wrong predictions, the most confident first.")
-        self.suspect_gallery = Gallery("Images whose label the model doubts most, with the label it suggests.")
-        self.galleries = (self.cell_gallery, self.loss_gallery, self.suspect_gallery)
+        self.images = EvaluationGalleries(self.fixer, self.tasks, self)
+        self.cell_gallery, self.loss_gallery, self.suspect_gallery = self.images.galleries
         self.tabs = QTabWidget()
         self.tabs.addTab(self.cell_gallery, "Cell images")
         self.tabs.addTab(self.loss_gallery, "Top losses")
@@ -150,15 +140,6 @@ class EvaluatePage(QWidget):
         self.unknown_button.clicked.connect(self._choose_unfamiliar_folder)
         self.source_box.activated.connect(self._source_chosen)
         self.matrix.cellChosen.connect(self.show_cell)
-        for gallery in self.galleries:
-            gallery.openRequested.connect(self.open_image)
-            gallery.moveRequested.connect(
-                lambda indices, name: self.fixer.move(self._paths(indices), name, self.scan))
-            gallery.excludeRequested.connect(lambda indices: self.fixer.exclude(self._paths(indices), self.scan))
-            gallery.undoRequested.connect(self.fixer.undo)
-        self.fixer.moved.connect(self._on_moved)
-        self.fixer.undoAvailable.connect(self._undo_available)
-        self._undo_available(self.fixer.can_undo)
         self.session.modelFileChanged.connect(self._model_changed)
         self.session.datasetChanged.connect(self._dataset_changed)
         self._dataset_changed(self.session.scan)
@@ -167,7 +148,6 @@ class EvaluatePage(QWidget):
     def _model_changed(self, path) -> None:
         self.cancel()
         self._show_evaluation(None)
-        self.cams = None
         self.model_label.setText(model_caption(path) if path else
                                  "No model yet: train one, or open a model.pt2 (File > Open Model File).")
         self.model_label.setToolTip(as_written(str(path or "")))
@@ -292,14 +272,13 @@ class EvaluatePage(QWidget):
         evaluation, scan, metadata = outcome
         if Path(evaluation.model_path) != self.session.model_file:
             return  # the model changed meanwhile
-        self.cams = CamProvider(Path(evaluation.model_path), metadata, self.session.run_dir)
         self.metadata = metadata
         self.scan = scan
         if self.session.scan is not None and scan.root == self.session.scan.root:
             self._offer_splits(scan)  # the splits offered are the model's split of the Data step's folder
         self._ended(f"Evaluated {counted(len(evaluation.paths), 'image')}: accuracy {evaluation.accuracy:.3f}, "
                     f"macro-F1 {evaluation.macro_f1:.3f}.")
-        self._show_evaluation(evaluation)
+        self._show_evaluation(evaluation, CamProvider(Path(evaluation.model_path), metadata, self.session.run_dir))
         self.evaluated.emit(evaluation)
 
     def _ended(self, message: str, failed: bool = False) -> None:
@@ -372,11 +351,9 @@ class EvaluatePage(QWidget):
         self._ended(message)
 
     # ---- showing the result -------------------------------------------------------------------------
-    def _show_evaluation(self, evaluation) -> None:
+    def _show_evaluation(self, evaluation, cams: CamProvider | None = None) -> None:
         self.evaluation = evaluation
-        self.current_paths = list(evaluation.paths) if evaluation else []
-        self.moved_to = {}
-        self.cell = None
+        self.images.show(evaluation, self.scan, cams)
         self.metrics.set_evaluation(evaluation)
         self.reliability.show_evaluation(evaluation, self.metadata if evaluation is not None else None)
         self.unknown_button.setEnabled(evaluation is not None and not self.running)
@@ -384,127 +361,29 @@ class EvaluatePage(QWidget):
         if evaluation is None:
             self.matrix.set_matrix(_empty(), [])
             self.summary.setText("")
-            for gallery in self.galleries:
-                gallery.set_items([], "")  # "2 images whose label the model doubts" over an empty list read as now
             return
         self.matrix.set_matrix(evaluation.confusion_matrix(), list(evaluation.classes))
-        self.summary.setText(_summary(evaluation, self.scan, self.scan is self.session.scan))
-        classes = sorted(set(evaluation.classes) | set(self.scan.classes if self.scan else ()))
-        for gallery in self.galleries:
-            gallery.set_classes(classes)
-        self.cell_gallery.set_items([], "Click a cell of the confusion matrix to see its images here.")
-        self._refresh_galleries()
+        self.summary.setText(evaluation_summary(evaluation, self.scan, self.scan is self.session.scan))
 
     def show_cell(self, true_class: int, predicted_class: int) -> None:
-        if self.evaluation is None:
-            return
-        self.cell = (true_class, predicted_class)
-        self._refresh_galleries()
-        self.cell_gallery.class_box.setCurrentText(self.evaluation.classes[predicted_class])  # the likely fix
-        self.tabs.setCurrentWidget(self.cell_gallery)
-
-    def _refresh_galleries(self) -> None:
-        evaluation = self.evaluation
-        if evaluation is None:
-            return
-        if self.cell is not None:
-            truth, predicted = (evaluation.classes[i] for i in self.cell)
-            indices = evaluation.cell(*self.cell)
-            self.cell_gallery.set_items([self._item(i) for i in indices],
-                                        f"True <b>{escape(truth)}</b>, predicted <b>{escape(predicted)}</b>: "
-                                        f"{counted(len(indices), 'image')}, "
-                                        "the highest loss first. Double-click one for a closer look.")
-        losses = evaluation.top_losses(GALLERY_LIMIT)
-        self.loss_gallery.set_items([self._item(i) for i in losses],
-                                    f"{counted(len(losses), 'wrong prediction')}, the most confident first.")
-        suspects = evaluation.likely_mislabelled(GALLERY_LIMIT)
-        self.suspect_gallery.set_items(
-            [self._item(s.index, suggested=s.suggested) for s in suspects],
-            f"{counted(len(suspects), 'image')} whose label the model doubts, the least likely label first; the "
-            "caption shows the label it suggests.")
-
-    def _item(self, index: int, suggested: int | None = None) -> GalleryItem:
-        evaluation = self.evaluation
-        truth = evaluation.classes[evaluation.true[index]]
-        predicted = int(evaluation.predicted[index])
-        confidence = float(evaluation.probabilities[index, predicted])
-        if index in self.moved_to:  # short: a thumbnail's caption ("moved → excluded" was cut to "moved …cluded")
-            moved = self.moved_to[index]
-            caption = "excluded" if moved == "excluded" else f"moved → {moved}"
-        elif suggested is not None:
-            caption = f"{truth}? → {evaluation.classes[suggested]}"
-        else:
-            caption = f"{truth} → {evaluation.classes[predicted]} {confidence:.0%}"
-        tooltip = (f"{self.current_paths[index]}\nlabel: {truth}\npredicted: {evaluation.classes[predicted]} "
-                   f"({confidence:.1%})\nloss: {float(evaluation.losses[index]):.3f}")
-        if index in self.moved_to:
-            tooltip += f"\nmoved to {self.moved_to[index]}/"
-        offered = evaluation.classes[suggested if suggested is not None else predicted]
-        return GalleryItem(index, self.current_paths[index], caption, tooltip, offered)
-
-    # ---- image view and data fixing -----------------------------------------------------------------
-    def open_image(self, index: int) -> ImageDetail | None:
-        evaluation = self.evaluation
-        if evaluation is None:
-            return None
-        facts = ImageFacts(self.current_paths[index], evaluation.classes,
-                           tuple(float(p) for p in evaluation.probabilities[index]), int(evaluation.true[index]))
-        detail = ImageDetail(facts, self.tasks, self.cams, self)
-        detail.destroyed.connect(lambda *_: self.details.remove(detail) if detail in self.details else None)
-        self.details.append(detail)
-        detail.show()
-        return detail
-
-    def _paths(self, indices: list[int]) -> list[str]:
-        return [self.current_paths[i] for i in indices]
-
-    def _undo_available(self, available: bool) -> None:
-        """The galleries' Undo takes back the last change in the data set, whichever step made it."""
-        text = self.fixer.undo_text() if available else "Move the last moved image back"
-        for gallery in self.galleries:
-            gallery.set_undo_enabled(available, f"{text} (Ctrl+Z, Edit > Undo)")
-
-    def _on_moved(self, move) -> None:
-        source, destination = str(move.source), str(move.destination)
-        if source not in self.current_paths:
-            return  # an image this evaluation does not show (an older move undone)
-        index = self.current_paths.index(source)
-        self.current_paths[index] = destination
-        folder = move.destination.parent.name
-        if self.evaluation is not None and destination == self.evaluation.paths[index]:
-            self.moved_to.pop(index, None)  # back where it was evaluated
-        else:
-            self.moved_to[index] = "excluded" if folder == EXCLUDED else folder
-        classes = self.evaluation.classes if self.evaluation is not None else ()
-        for detail in self.details:  # a closer look at this image says where it is now
-            if detail.facts.path == source:
-                detail.relabel(destination, classes.index(folder) if folder in classes else None)
-        self._refresh_galleries()
+        if self.images.show_cell(true_class, predicted_class):
+            self.tabs.setCurrentWidget(self.cell_gallery)
 
     def shutdown(self) -> None:
         self.cancel()
-        for detail in list(self.details):
-            detail.close()
+        self.images.shutdown()
         self.tasks.shutdown()
-        for gallery in self.galleries:
-            gallery.shutdown()
 
 
 def _unknown_report(model, plan, known, folder: str, report, cancelled):
-    """Worker thread: the model file's unknown rule on ``folder``; a file written before it had one gets
-    the rule a new export would choose (95 % of the known images kept), and the note says so."""
-    from tl_studio.core.evaluation import evaluate_unknown
-    from tl_studio.core.predict import collect_image_paths, unknown_rule_of
-    from tl_studio.core.unknown import rule_for
+    """Worker thread: the model file's unknown rule (or, for an older export, the one a new export would
+    choose, which the note says) on ``folder``."""
+    from tl_studio.core.evaluation import evaluate_unknown, unknown_rule_to_check
+    from tl_studio.core.predict import collect_image_paths
 
-    rule = unknown_rule_of(model.metadata)
-    note = ""
-    if rule is None:
-        rule = rule_for(known.probabilities)
-        note = "(This model file has no unknown rule, an older export: this one keeps 95 % of the evaluated images.)"
-    paths = collect_image_paths([folder])
-    return evaluate_unknown(model.predict, paths, known, rule, progress=lambda done, total: report((done, total)),
-                            cancel=cancelled, plan=plan), note
+    rule, note = unknown_rule_to_check(model.metadata, known)
+    return evaluate_unknown(model.predict, collect_image_paths([folder]), known, rule, cancel=cancelled,
+                            progress=lambda done, total: report((done, total)), plan=plan), note
 
 
 def _training_folder(model) -> str:
@@ -522,30 +401,3 @@ def _empty():
     import numpy as np
 
     return np.zeros((0, 0), dtype=np.int64)
-
-
-def _summary(evaluation, scan, on_the_data_step: bool) -> str:
-    """Rich text; the names in it are the user's (files, class folders), so they are escaped. A folder
-    evaluated from Images: Another folder… is not the one the Data step shows (its Problems tab)."""
-    from tl_studio.core.problem_summary import problems_sentence
-
-    note = f" {escape(left_out)}" if (left_out := evaluation.macro_f1_note()) else ""
-    parts = [f"<b>Accuracy {evaluation.accuracy:.1%}</b> · macro-F1 {evaluation.macro_f1:.3f}{note} · "
-             f"{counted(len(evaluation.paths), 'image')} ({escape(evaluation.source)})"]
-    if evaluation.failed:
-        names = ", ".join(Path(path).name for path, _ in evaluation.failed[:5])
-        parts.append(escape(f"{counted(len(evaluation.failed), 'file')} could not be read and were left out: {names}"
-                            + (" …" if len(evaluation.failed) > 5 else "")))
-    if evaluation.unknown:
-        names = ", ".join(f"{name} ({count})" for name, count in sorted(evaluation.unknown.items()))
-        parts.append(escape(f"Skipped images of classes the model does not know: {names}"))
-    # A folder the Data step does not show: its files' reasons here, not a command to type in a terminal
-    own_list = not on_the_data_step and scan is not None
-    reasons_in = "" if own_list else "`tl-studio scan` or the Data step's Problems tab"
-    if sentence := problems_sentence(scan.problems if scan else (), "the evaluation", reasons_in):
-        parts.append(escape(sentence))
-        if own_list:
-            parts += [escape(f"{problem.path}: {problem.reason}") for problem in scan.problems[:REASONS_SHOWN]]
-            if len(scan.problems) > REASONS_SHOWN:
-                parts.append(escape(f"… and {len(scan.problems) - REASONS_SHOWN} more."))
-    return "<br>".join(parts)
