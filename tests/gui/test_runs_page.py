@@ -129,13 +129,13 @@ def test_best_run_hint_and_its_link(page, runs):
 
 def test_star_note_and_rename_are_kept_with_the_run(page, runs, monkeypatch):
     page.select_paths([str(runs / "lite0")])
-    page.toggle_star()
+    page.edits.toggle_star()
     assert cell(page, "lite0", "★") == "★"
     monkeypatch.setattr(QInputDialog, "getText", lambda *a, **k: ("Baseline", True))
-    page.rename_selected()
+    page.edits.rename_selected()
     assert cell(page, "Baseline", "Model") == "efficientnet_lite0"
     monkeypatch.setattr(QInputDialog, "getMultiLineText", lambda *a, **k: ("try a bigger model", True))
-    page.edit_note()
+    page.edits.edit_note()
     from tl_studio.core.run_history import summarize_run
 
     saved = summarize_run(runs / "lite0")
@@ -144,11 +144,11 @@ def test_star_note_and_rename_are_kept_with_the_run(page, runs, monkeypatch):
     said = []
     page.session.statusMessage.connect(said.append)
     page.select_paths([str(runs / "resnet")])
-    page.rename_selected()
+    page.edits.rename_selected()
     assert summarize_run(runs / "resnet").name == "resnet"
     assert said[-1] == f"Another run is named Baseline ({runs / 'lite0'}); choose another name."
     page.select_paths([str(runs / "lite0")])
-    page.rename_selected()  # its own name again: fine, and the refusal no longer stands
+    page.edits.rename_selected()  # its own name again: fine, and the refusal no longer stands
     assert summarize_run(runs / "lite0").name == "Baseline" and said[-1] == "Renamed to Baseline."
 
 
@@ -168,13 +168,13 @@ def test_delete_moves_to_the_trash_and_undo_brings_it_back(page, runs, tmp_path,
     qtbot.keyClick(page.table, Qt.Key_Delete)
     assert not (runs / "oom").exists() and page.proxy.rowCount() == 3
     assert (data_home / "Trash" / "files" / "oom").is_dir()
-    page.undo_delete()
+    page.edits.undo_delete()
     assert (runs / "oom" / "status.json").is_file() and page.proxy.rowCount() == 4
 
 
 def test_a_running_run_cannot_be_deleted_or_opened(page, runs):
     page.select_paths([str(runs / "live")])
-    assert not page.delete_button.isEnabled() and not page.open_button.isEnabled()
+    assert not page.edits.delete_button.isEnabled() and not page.open_button.isEnabled()
 
 
 def test_open_hands_the_folder_on_and_a_failed_run_offers_resume(page, runs, qtbot):
@@ -303,7 +303,7 @@ def test_run_names_and_folders_are_shown_as_written(page, runs, qtbot, monkeypat
     assert [run.path for run in page.selected_runs()] == [str(best)]
 
     monkeypatch.setattr(QInputDialog, "getText", lambda *a, **k: ("<b>baseline</b>", True))
-    page.rename_selected()
+    page.edits.rename_selected()
     assert label_shows(page.best_label).startswith("Best run: <b>baseline</b>: ")
     row = next(r for r in range(page.proxy.rowCount()) if page.proxy.index(r, 1).data() == "<b>baseline</b>")
     assert shown(page.proxy.index(row, 1).data(Qt.ToolTipRole)).startswith(f"{best}\nStatus: ")
@@ -418,7 +418,7 @@ def test_the_curves_follow_a_rename_of_the_selected_run(page, runs, monkeypatch)
     page.select_paths([str(runs / "lite0")])
     assert legend_names(page) == ["lite0"]
     monkeypatch.setattr(QInputDialog, "getText", lambda *a, **k: ("Baseline", True))
-    page.rename_selected()
+    page.edits.rename_selected()
     assert legend_names(page) == ["Baseline"] and page.curves.shown == ["Baseline"]
 
 

@@ -1,11 +1,13 @@
 """Where the app puts its training runs: one sub-folder per run in the runs folder ($TL_STUDIO_RUNS_DIR
-moves it); where the dialogs that open a model file or a run start; and how a model file is named on
-screen (by its run)."""
+moves it); the other folders of runs the Runs step lists (the user adds them); where the dialogs that
+open a model file or a run start; and how a model file is named on screen (by its run)."""
 
 from __future__ import annotations
 
 import html
 from pathlib import Path
+
+from PySide6.QtCore import QSettings
 
 
 def runs_folder() -> Path:
@@ -42,3 +44,24 @@ def model_caption(path) -> str:
         run = read_sidecar(folder).get("name") or folder.name
         return f"Model: <b>{html.escape(path.name)}</b> of run <b>{html.escape(str(run))}</b>"
     return f"Model: <b>{html.escape(path.name)}</b> in {html.escape(str(folder))}"
+
+
+EXTRA_FOLDERS_KEY = "runs/history_folders"  # folders the user added to the Runs step
+
+
+def history_folders() -> list[Path]:
+    """The app's runs folder first, then the folders the user added (each once)."""
+    extra = QSettings().value(EXTRA_FOLDERS_KEY, [], type=list) or []
+    folders = [runs_folder(), *(Path(f) for f in extra if f)]
+    return list(dict.fromkeys(folders))
+
+
+def add_history_folder(folder: Path) -> None:
+    extra = [str(f) for f in history_folders()[1:]]
+    if str(folder) not in extra and Path(folder) != runs_folder():
+        QSettings().setValue(EXTRA_FOLDERS_KEY, [*extra, str(folder)])
+
+
+def remove_history_folder(folder: Path) -> None:
+    """Stops listing a folder the user added (its runs stay on disk)."""
+    QSettings().setValue(EXTRA_FOLDERS_KEY, [str(f) for f in history_folders()[1:] if f != Path(folder)])

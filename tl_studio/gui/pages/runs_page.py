@@ -4,7 +4,8 @@ images), which run is best, and a run handed on to the other steps.
 
 The page asks; it does not reach into other pages. ``runOpened(folder)`` hands a run with a model file
 to Evaluate/Export/Predict, ``resumeRequested(folder, planned_epochs)`` a stopped or failed run to the
-Train step (to continue up to the epochs it planned).
+Train step (to continue up to the epochs it planned). The edits of runs (star, note, rename, delete and
+its undo) are gui/run_edits.py.
 """
 
 from __future__ import annotations
@@ -13,41 +14,19 @@ import shlex
 from html import escape
 from pathlib import Path
 
-from PySide6.QtCore import QFileSystemWatcher, QItemSelectionModel, QSettings, Qt, QTimer, Signal
+from PySide6.QtCore import QFileSystemWatcher, QItemSelectionModel, Qt, QTimer, Signal
 from PySide6.QtGui import QKeySequence, QShortcut
 from PySide6.QtWidgets import (QAbstractItemView, QCheckBox, QFileDialog, QHBoxLayout, QHeaderView, QInputDialog,
-                               QLabel, QLineEdit, QMessageBox, QPushButton, QSplitter, QTableView, QTabWidget,
+                               QLabel, QLineEdit, QPushButton, QSplitter, QTableView, QTabWidget,
                                QVBoxLayout, QWidget)
 
-from tl_studio.core.errors import UserError
-from tl_studio.core.run_history import best_run, summarize_run, summary_diff, with_annotations
-from tl_studio.gui.literal_text import as_written
+from tl_studio.core.run_history import best_run, summarize_run, summary_diff
 from tl_studio.gui.run_compare import MAX_RUNS, ConfigDiffTable, RunCurves, ValidationCompare
+from tl_studio.gui.run_edits import RunEdits
 from tl_studio.gui.run_loader import LiveRuns, RunLoader
-from tl_studio.gui.runs_folder import runs_folder
+from tl_studio.gui.runs_folder import add_history_folder, history_folders, remove_history_folder
 from tl_studio.gui.runs_table import (ALWAYS_SHOWN, COLUMNS, WIDTHS, KeepTheEnd, RunsModel, runs_filter,
                                       visible_runs)
-
-EXTRA_FOLDERS_KEY = "runs/history_folders"  # folders the user added to the Runs step
-
-
-def history_folders() -> list[Path]:
-    """The app's runs folder first, then the folders the user added (each once)."""
-    extra = QSettings().value(EXTRA_FOLDERS_KEY, [], type=list) or []
-    folders = [runs_folder(), *(Path(f) for f in extra if f)]
-    return list(dict.fromkeys(folders))
-
-
-def add_history_folder(folder: Path) -> None:
-    extra = [str(f) for f in history_folders()[1:]]
-    if str(folder) not in extra and Path(folder) != runs_folder():
-        QSettings().setValue(EXTRA_FOLDERS_KEY, [*extra, str(folder)])
-
-
-def remove_history_folder(folder: Path) -> None:
-    """Stops listing a folder the user added (its runs stay on disk)."""
-    QSettings().setValue(EXTRA_FOLDERS_KEY, [str(f) for f in history_folders()[1:] if f != Path(folder)])
-
 
 OPEN_TIP = "Use this run's model in the Evaluate, Export and Predict steps"
 
@@ -126,19 +105,12 @@ class RunsPage(QWidget):
         self.resume_button = QPushButton("Resume…")
         self.resume_button.setToolTip("Continue a stopped or failed run from its last checkpoint, or train a "
                                       "finished one for more epochs (Train step)")
-        self.star_button = QPushButton("★ Star")
-        self.note_button = QPushButton("Note…")
-        self.rename_button = QPushButton("Rename…")
-        self.rename_button.setToolTip("Give the run a name of your own (the folder keeps its name)")
-        self.delete_button = QPushButton("Delete")
-        self.delete_button.setToolTip("Move the selected runs to the system trash (Delete)")
+        self.edits = RunEdits(self, self.model, self.selected_runs, self.session.say, self._after_rows_changed)
         # Scoped to the table: Delete in the filter box deletes text, not runs.
-        QShortcut(QKeySequence.Delete, self.table, activated=self.delete_button.click, context=Qt.WidgetShortcut)
-        self.undo_button = QPushButton("Undo delete")
-        self.undo_button.setEnabled(False)
+        QShortcut(QKeySequence.Delete, self.table, activated=self.edits.delete_button.click,
+                  context=Qt.WidgetShortcut)
         actions = QHBoxLayout()
-        for button in (self.open_button, self.resume_button, self.star_button, self.note_button, self.rename_button,
-                       self.delete_button, self.undo_button):
+        for button in (self.open_button, self.resume_button, *self.edits.buttons):
             actions.addWidget(button)
         actions.addStretch()
         self.count_label = QLabel()
@@ -196,11 +168,6 @@ class RunsPage(QWidget):
         self.best_label.linkActivated.connect(lambda path: self.select_paths([path]))
         self.open_button.clicked.connect(self.open_selected)
         self.resume_button.clicked.connect(self.resume_selected)
-        self.star_button.clicked.connect(self.toggle_star)
-        self.note_button.clicked.connect(self.edit_note)
-        self.rename_button.clicked.connect(self.rename_selected)
-        self.delete_button.clicked.connect(self.delete_selected)
-        self.undo_button.clicked.connect(self.undo_delete)
         self.validation.compareRequested.connect(self._compare_on_validation)
         self.validation.cancelRequested.connect(self._cancel_compare)
         self.session.runDirChanged.connect(lambda _: self.refresh() if self._loaded_once else None)
@@ -351,10 +318,7 @@ class RunsPage(QWidget):
         self.resume_button.setEnabled(one is not None and (one.resumable or one.extendable)
                                       and not self.session.training)
         self.resume_button.setText("Train further…" if one is not None and one.extendable else "Resume…")
-        for button in (self.star_button, self.note_button, self.rename_button):
-            button.setEnabled(bool(runs) if button is self.star_button else one is not None)
-        self.delete_button.setEnabled(bool(runs) and all(run.status != "running" for run in runs))
-        self.star_button.setText("☆ Unstar" if runs and all(run.starred for run in runs) else "★ Star")
+        self.edits.update(runs)
 
     # ---- actions on runs ----------------------------------------------------------------------------
     def open_selected(self) -> None:
@@ -395,87 +359,6 @@ class RunsPage(QWidget):
         else:
             self.session.say(f"No run stopped before its end; {newest.name} is the newest finished one: press "
                              f"Train further… to give it more epochs, or choose another run.")
-
-    def _annotate(self, run, **changes) -> None:
-        from tl_studio.core.run_history import annotate_run
-
-        try:
-            annotate_run(run.path, **changes)
-        except UserError as error:
-            QMessageBox.warning(self, "Could not save", as_written(str(error)))  # it may quote the run folder
-            return
-        self.model.update_run(with_annotations(run))
-
-    def toggle_star(self) -> None:
-        runs = self.selected_runs()
-        star = not all(run.starred for run in runs)
-        for run in runs:
-            self._annotate(run, starred=star)
-        self._after_rows_changed()
-
-    def edit_note(self) -> None:
-        runs = self.selected_runs()
-        if len(runs) != 1:
-            return
-        text, ok = QInputDialog.getMultiLineText(self, "Note", as_written(f"A note for {runs[0].name}:"), runs[0].note)
-        if ok:
-            self._annotate(runs[0], note=text.strip())
-            self._after_rows_changed()
-
-    def rename_selected(self) -> None:
-        runs = self.selected_runs()
-        if len(runs) != 1:
-            return
-        text, ok = QInputDialog.getText(self, "Rename run", "Name (empty: the folder's name):", text=runs[0].name)
-        name = text.strip()
-        # two rows of one name cannot be told apart here, in the best-run line or in `tl-studio runs`
-        taken = next((run for run in self.model.runs if run.path != runs[0].path and name and run.name == name), None)
-        if ok and taken is not None:
-            self.session.say(f"Another run is named {name} ({taken.path}); choose another name.")
-        elif ok:
-            self._annotate(runs[0], name=name)
-            self._after_rows_changed()
-            # a refusal said before must not stand after a rename that worked
-            self.session.say(f"Renamed to {name}." if name else "The run is shown by its folder's name again.")
-
-    def delete_selected(self) -> None:
-        from tl_studio.core.run_trash import trash_run
-
-        runs = self.selected_runs()
-        if not runs:
-            return
-        trashed, problems = [], []
-        for run in runs:
-            try:
-                trashed.append(trash_run(run.path))
-            except UserError as error:
-                problems.append(str(error))
-                continue
-            self.model.remove_run(run.path)
-        self.trashed = trashed
-        self.undo_button.setEnabled(bool(trashed))
-        if trashed:
-            names = ", ".join(t.original.name for t in trashed)
-            self.session.say(f"Moved {names} to the trash. Undo delete puts {'it' if len(trashed) == 1 else 'them'} back.")
-        if problems:
-            QMessageBox.warning(self, "Not deleted", as_written("\n".join(problems)))
-        self._after_rows_changed()
-
-    def undo_delete(self) -> None:
-        from tl_studio.core.run_history import summarize_run
-        from tl_studio.core.run_trash import restore_run
-
-        problems = []
-        for trashed in self.trashed:
-            try:
-                self.model.add_runs([summarize_run(restore_run(trashed))])
-            except UserError as error:
-                problems.append(str(error))
-        self.trashed = []
-        self.undo_button.setEnabled(False)
-        if problems:
-            QMessageBox.warning(self, "Not restored", as_written("\n".join(problems)))
-        self._after_rows_changed()
 
     # ---- the same validation images ------------------------------------------------------------------
     def _compare_on_validation(self, run_a: str, run_b: str) -> None:

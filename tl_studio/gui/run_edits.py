@@ -1,0 +1,127 @@
+"""The Runs step's edits of the selected runs: star, note, rename (a name of one's own; the folder keeps
+its name), delete to the system trash and undo that delete. The page owns the table and the selection;
+this owns the buttons and what they change on disk (core/run_history.annotate_run, core/run_trash)."""
+
+from __future__ import annotations
+
+from typing import Callable
+
+from PySide6.QtCore import QObject
+from PySide6.QtWidgets import QInputDialog, QMessageBox, QPushButton, QWidget
+
+from tl_studio.core.errors import UserError
+from tl_studio.core.run_history import with_annotations
+from tl_studio.gui.literal_text import as_written
+
+
+class RunEdits(QObject):
+    def __init__(self, page: QWidget, model, selected_runs: Callable[[], list], say: Callable[[str], None],
+                 changed: Callable[[], None]):
+        """``model``: the page's RunsModel; ``changed``: called after rows changed (counts, best run)."""
+        super().__init__(page)
+        self.page, self.model, self.selected_runs, self.say, self.changed = page, model, selected_runs, say, changed
+        self.trashed: list = []  # the last delete, for undo
+        self.star_button = QPushButton("★ Star")
+        self.note_button = QPushButton("Note…")
+        self.rename_button = QPushButton("Rename…")
+        self.rename_button.setToolTip("Give the run a name of your own (the folder keeps its name)")
+        self.delete_button = QPushButton("Delete")
+        self.delete_button.setToolTip("Move the selected runs to the system trash (Delete)")
+        self.undo_button = QPushButton("Undo delete")
+        self.undo_button.setEnabled(False)
+        self.buttons = (self.star_button, self.note_button, self.rename_button, self.delete_button, self.undo_button)
+        self.star_button.clicked.connect(self.toggle_star)
+        self.note_button.clicked.connect(self.edit_note)
+        self.rename_button.clicked.connect(self.rename_selected)
+        self.delete_button.clicked.connect(self.delete_selected)
+        self.undo_button.clicked.connect(self.undo_delete)
+
+    def update(self, runs: list) -> None:
+        """The buttons for the selected ``runs``: star any, note and rename one, delete none that trains."""
+        self.star_button.setEnabled(bool(runs))
+        self.note_button.setEnabled(len(runs) == 1)
+        self.rename_button.setEnabled(len(runs) == 1)
+        self.delete_button.setEnabled(bool(runs) and all(run.status != "running" for run in runs))
+        self.star_button.setText("☆ Unstar" if runs and all(run.starred for run in runs) else "★ Star")
+
+    def _annotate(self, run, **changes) -> None:
+        from tl_studio.core.run_history import annotate_run
+
+        try:
+            annotate_run(run.path, **changes)
+        except UserError as error:
+            QMessageBox.warning(self.page, "Could not save", as_written(str(error)))  # it may quote the run folder
+            return
+        self.model.update_run(with_annotations(run))
+
+    def toggle_star(self) -> None:
+        runs = self.selected_runs()
+        star = not all(run.starred for run in runs)
+        for run in runs:
+            self._annotate(run, starred=star)
+        self.changed()
+
+    def edit_note(self) -> None:
+        runs = self.selected_runs()
+        if len(runs) != 1:
+            return
+        text, ok = QInputDialog.getMultiLineText(self.page, "Note", as_written(f"A note for {runs[0].name}:"),
+                                                 runs[0].note)
+        if ok:
+            self._annotate(runs[0], note=text.strip())
+            self.changed()
+
+    def rename_selected(self) -> None:
+        runs = self.selected_runs()
+        if len(runs) != 1:
+            return
+        text, ok = QInputDialog.getText(self.page, "Rename run", "Name (empty: the folder's name):", text=runs[0].name)
+        name = text.strip()
+        # two rows of one name cannot be told apart here, in the best-run line or in `tl-studio runs`
+        taken = next((run for run in self.model.runs if run.path != runs[0].path and name and run.name == name), None)
+        if ok and taken is not None:
+            self.say(f"Another run is named {name} ({taken.path}); choose another name.")
+        elif ok:
+            self._annotate(runs[0], name=name)
+            self.changed()
+            # a refusal said before must not stand after a rename that worked
+            self.say(f"Renamed to {name}." if name else "The run is shown by its folder's name again.")
+
+    def delete_selected(self) -> None:
+        from tl_studio.core.run_trash import trash_run
+
+        runs = self.selected_runs()
+        if not runs:
+            return
+        trashed, problems = [], []
+        for run in runs:
+            try:
+                trashed.append(trash_run(run.path))
+            except UserError as error:
+                problems.append(str(error))
+                continue
+            self.model.remove_run(run.path)
+        self.trashed = trashed
+        self.undo_button.setEnabled(bool(trashed))
+        if trashed:
+            names = ", ".join(t.original.name for t in trashed)
+            self.say(f"Moved {names} to the trash. Undo delete puts {'it' if len(trashed) == 1 else 'them'} back.")
+        if problems:
+            QMessageBox.warning(self.page, "Not deleted", as_written("\n".join(problems)))
+        self.changed()
+
+    def undo_delete(self) -> None:
+        from tl_studio.core.run_history import summarize_run
+        from tl_studio.core.run_trash import restore_run
+
+        problems = []
+        for trashed in self.trashed:
+            try:
+                self.model.add_runs([summarize_run(restore_run(trashed))])
+            except UserError as error:
+                problems.append(str(error))
+        self.trashed = []
+        self.undo_button.setEnabled(False)
+        if problems:
+            QMessageBox.warning(self.page, "Not restored", as_written("\n".join(problems)))
+        self.changed()
