@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 from PySide6.QtCore import Qt
-from PySide6.QtWidgets import QInputDialog
+from PySide6.QtWidgets import QInputDialog, QMessageBox
 
 from tests.run_folders import append_batch, append_epoch, write_run
 from tl_studio.core.run_folder import RunFolder
@@ -537,16 +537,40 @@ def test_a_stop_reason_that_says_its_state_is_not_prefixed_with_it_again():
     assert _status(failed) == f"failed: {FAILED_REASON}"
 
 
-def test_open_says_why_it_is_greyed_for_a_run_stopped_before_its_model_file(page, runs_dir, qtbot):
+def test_open_writes_the_model_file_of_a_run_stopped_before_it_then_opens_it(page, runs_dir, qtbot, monkeypatch):
+    from types import SimpleNamespace
+
     from tl_studio.core import run_folder as names
+    from tl_studio.core.errors import UserError
+    from tl_studio.gui import processes
 
     stopped = write_run(runs_dir / "stopped at once", state="stopped", epochs=5, done=2, started=5_000_000)
     (stopped / names.MODEL_FILE).unlink()  # a second Ctrl-C: checkpoints, no model file
+    asked = []
+
+    def export(folder, fmt, out, **_):  # stands in for export_run from best.ckpt in a child process
+        asked.append((folder, fmt, out))
+        if len(asked) == 1:
+            raise UserError(f"{folder} has no best.ckpt; resume the run to train it again.")
+        out.write_bytes(b"model")
+        return SimpleNamespace(path=out, check=SimpleNamespace(describe=lambda: "Export check passed."))
+
+    monkeypatch.setattr(processes, "export_in_child_process", export)
+    warnings, said = [], []
+    monkeypatch.setattr(QMessageBox, "warning", lambda parent, title, text: warnings.append(text))
+    page.session.statusMessage.connect(said.append)
     with qtbot.waitSignal(page.loader.finished, timeout=10_000):
         page.refresh()
     page.select_paths([str(stopped)])
-    assert not page.open_button.isEnabled()
-    assert page.open_button.toolTip() == (f"This run has no model file (it was stopped before writing one): "
-                                          f"tl-studio export '{stopped}' makes it from its best epoch.")
-    page.select_paths([str(runs_dir / "lite0")])
-    assert page.open_button.isEnabled() and page.open_button.toolTip().startswith("Use this run's model")
+    assert page.open_button.isEnabled()
+    assert page.open_button.toolTip() == ("This run has no model file yet (it stopped before writing one): Open writes "
+                                          f"it from the run's best epoch first, as tl-studio export '{stopped}' does.")
+    page.open_button.click()  # the export fails: one sentence, nothing opened, Open offered again
+    qtbot.waitUntil(lambda: bool(warnings), timeout=10_000)
+    assert "has no best.ckpt" in warnings[0] and page.open_button.isEnabled()
+    with qtbot.waitSignal(page.runOpened, timeout=10_000) as opened:
+        page.open_button.click()
+    assert opened.args == [stopped] and asked[-1] == (stopped, "pt2", stopped / names.MODEL_FILE)
+    assert said[-1] == f"Wrote model.pt2 for {stopped.name}: Export check passed."
+    page.select_paths([str(stopped)])
+    assert page.open_button.toolTip().startswith("Use this run's model")  # its row has the model file now

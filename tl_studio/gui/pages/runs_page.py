@@ -17,10 +17,11 @@ from pathlib import Path
 from PySide6.QtCore import QFileSystemWatcher, QItemSelectionModel, Qt, QTimer, Signal
 from PySide6.QtGui import QKeySequence, QShortcut
 from PySide6.QtWidgets import (QAbstractItemView, QCheckBox, QFileDialog, QHBoxLayout, QHeaderView, QInputDialog,
-                               QLabel, QLineEdit, QPushButton, QSplitter, QTableView, QTabWidget,
+                               QLabel, QLineEdit, QMessageBox, QPushButton, QSplitter, QTableView, QTabWidget,
                                QVBoxLayout, QWidget)
 
 from tl_studio.core.run_history import best_run, summarize_run, summary_diff
+from tl_studio.gui.literal_text import as_written
 from tl_studio.gui.run_compare import MAX_RUNS, ConfigDiffTable, RunCurves, ValidationCompare
 from tl_studio.gui.run_edits import RunEdits
 from tl_studio.gui.run_loader import LiveRuns, RunLoader
@@ -51,6 +52,7 @@ class RunsPage(QWidget):
         self._reread = QTimer(self, singleShot=True, interval=200)  # an epoch rewrites several files at once
         self.trashed: list = []  # the last delete, for undo
         self.compare_task = None
+        self.model_file_task = None  # Open of a run without its model file writes it first
         self._loaded_once = False
         self._offer_resume = False  # Train > Resume a Run…: select a run to continue when the listing ends
         self._build()
@@ -309,12 +311,13 @@ class RunsPage(QWidget):
     def _update_actions(self) -> None:
         runs = self.selected_runs()
         one = runs[0] if len(runs) == 1 else None
-        self.open_button.setEnabled(one is not None and one.has_model_file and one.status != "running")
-        # a run stopped at once (a second Ctrl-C) has epochs but no model file: say why Open is greyed
-        unexported = one is not None and not one.has_model_file and one.status != "running" and one.epochs_done
+        # a run stopped at once (a second Ctrl-C, a crash) has epochs but no model file: Open writes it first
+        unexported = one is not None and not one.has_model_file and one.status != "running" and one.epochs_done > 0
+        self.open_button.setEnabled(one is not None and one.status != "running" and (one.has_model_file or unexported)
+                                    and not self.writing_model_file)
         self.open_button.setToolTip(
-            f"This run has no model file (it was stopped before writing one): tl-studio export {shlex.quote(one.path)} makes it "
-            f"from its best epoch." if unexported else OPEN_TIP)
+            "This run has no model file yet (it stopped before writing one): Open writes it from the run's best "
+            f"epoch first, as tl-studio export {shlex.quote(one.path)} does." if unexported else OPEN_TIP)
         self.resume_button.setEnabled(one is not None and (one.resumable or one.extendable)
                                       and not self.session.training)
         self.resume_button.setText("Train further…" if one is not None and one.extendable else "Resume…")
@@ -323,8 +326,52 @@ class RunsPage(QWidget):
     # ---- actions on runs ----------------------------------------------------------------------------
     def open_selected(self) -> None:
         runs = self.selected_runs()
-        if len(runs) == 1 and runs[0].has_model_file and runs[0].status != "running":
+        if len(runs) != 1 or runs[0].status == "running" or self.writing_model_file:
+            return
+        if runs[0].has_model_file:
             self.runOpened.emit(Path(runs[0].path))
+        elif runs[0].epochs_done > 0:
+            self._write_model_file_then_open(runs[0])
+
+    def _write_model_file_then_open(self, run) -> None:
+        """A run without its model file (stopped before writing it) gets one from its best epoch, in a
+        child process as the Export step writes files (torch.export would freeze the window), then opens."""
+        from tl_studio.core.run_folder import MODEL_FILE
+        from tl_studio.gui.processes import export_in_child_process
+
+        folder = Path(run.path)
+        self.session.say(f"Writing the model file of {run.name} from its best epoch "
+                         f"(epoch {run.best_epoch}) and checking it…")
+        task = self._tasks().start(lambda report, cancelled: export_in_child_process(folder, "pt2", folder / MODEL_FILE),
+                                   "model-file")
+        self.model_file_task = task
+        task.succeeded.connect(lambda report: self._model_file_written(folder, report))
+        task.failed.connect(self._model_file_failed)
+        task.cancelled.connect(lambda: self._model_file_failed("Writing the model file was cancelled."))
+        self._update_actions()
+
+    def _model_file_written(self, folder: Path, report) -> None:
+        self.model_file_task = None
+        self._reread_selected()  # its row has the model file now
+        self.session.say(f"Wrote {report.path.name} for {folder.name}: {report.check.describe()}")
+        self.runOpened.emit(folder)
+
+    def _model_file_failed(self, message: str) -> None:
+        self.model_file_task = None
+        self._update_actions()
+        self.session.say(message)
+        QMessageBox.warning(self, "No model file", as_written(message))  # it may quote the run folder
+
+    @property
+    def writing_model_file(self) -> bool:
+        return self.model_file_task is not None and self.model_file_task.running
+
+    def _tasks(self):
+        from tl_studio.gui.tasks import TaskRunner
+
+        if not hasattr(self, "tasks"):
+            self.tasks = TaskRunner(self)
+        return self.tasks
 
     def resume_selected(self) -> None:
         runs = self.selected_runs()
@@ -362,18 +409,14 @@ class RunsPage(QWidget):
 
     # ---- the same validation images ------------------------------------------------------------------
     def _compare_on_validation(self, run_a: str, run_b: str) -> None:
-        from tl_studio.gui.tasks import TaskRunner
-
         def work(report, cancelled):
             from tl_studio.core.run_compare import compare_on_validation
 
             return compare_on_validation(run_a, run_b, report=lambda done, total: report((done, total)),
                                          cancel=cancelled)
 
-        if not hasattr(self, "tasks"):
-            self.tasks = TaskRunner(self)
         self.validation.set_busy(True)
-        task = self.tasks.start(work, "compare-runs")
+        task = self._tasks().start(work, "compare-runs")
         task.progress.connect(lambda done_total: self.validation.set_progress(*done_total))
         task.succeeded.connect(self.validation.show_result)
         task.failed.connect(self.validation.show_error)
