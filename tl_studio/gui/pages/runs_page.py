@@ -342,8 +342,8 @@ class RunsPage(QWidget):
         folder = Path(run.path)
         self.session.say(f"Writing the model file of {run.name} from its best epoch "
                          f"(epoch {run.best_epoch}) and checking it…")
-        task = self._tasks().start(lambda report, cancelled: export_in_child_process(folder, "pt2", folder / MODEL_FILE),
-                                   "model-file")
+        task = self._tasks().start(
+            lambda report, cancelled: export_in_child_process(folder, "pt2", folder / MODEL_FILE), "model-file")
         self.model_file_task = task
         task.succeeded.connect(lambda report: self._model_file_written(folder, report))
         task.failed.connect(self._model_file_failed)
