@@ -323,3 +323,12 @@ def test_the_export_check_gets_phone_photos_reduced_but_upright_and_their_own_sh
     path = _phone_photo(tmp_path / "phone.jpg", 6)
     (image,) = load_check_images([path, tmp_path / "missing.jpg"])
     assert tuple(image.shape) == (1, 3, 1200, 900)  # 1800 // 512 = 3: the 1/2 reduction, turned upright
+
+
+def test_a_200_megapixel_phone_photo_is_read(tmp_path):
+    """The largest phone photos (16320 x 12240) were over the old limit (Pillow's 89.5 million pixels) and
+    over Pillow's own bomb check (twice that): the loaders decode them at 1/8 of that size."""
+    path = tmp_path / "phone.jpg"
+    Image.new("L", (16320, 12240), 128).save(path, quality=50)
+    assert (check_image(path).width, check_image(path).height) == (16320, 12240)
+    assert load_rgb(path, min_side=256).size == (2040, 1530)

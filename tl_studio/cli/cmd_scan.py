@@ -35,7 +35,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", type=int, default=0, metavar="N",
                         help="seed of the split: the same seed gives the same split (default 0)")
     parser.add_argument("--max-pixels", type=int, default=None, metavar="N",
-                        help="reject images with more pixels than this (default 89,478,485)")
+                        help="reject images with more pixels than this (default 250,000,000)")
     parser.add_argument("--verify", action="store_true",
                         help="also decode every image fully to find damage the quick check misses (slower)")
     parser.add_argument("--all", action="store_true", help=f"list every problem (default: the first {PROBLEMS_SHOWN})")

@@ -19,8 +19,13 @@ from typing import BinaryIO, cast
 
 from PIL import Image, ImageOps
 
-# Pillow's own default: a generous limit for photos that still stops decompression bombs.
-DEFAULT_MAX_PIXELS = 89_478_485
+# Every phone camera's full-size photo (200 MP sensors write 16320 x 12240 = 199.7 million pixels; Pillow's
+# own default of 89.5 million refused the 12000 x 9000 photos of 108 MP phones), and still a stop for
+# decompression bombs: a tiny file that declares billions of pixels. An image this size decodes to at most
+# 750 MB of RGB; the loaders decode a JPEG at 1/2, 1/4 or 1/8 of it (see load_rgb).
+DEFAULT_MAX_PIXELS = 250_000_000
+# Pillow refuses twice its MAX_IMAGE_PIXELS itself, whatever our limit: at its default, at 179 million.
+Image.MAX_IMAGE_PIXELS = DEFAULT_MAX_PIXELS
 
 # We enforce our own pixel limit and report it as a problem with a reason; Pillow's warning for the
 # same image would only repeat it on stderr.
@@ -146,7 +151,8 @@ def check_pixel_limit(width: int, height: int, max_pixels: int | None) -> None:
         raise ImageLoadError(f"Corrupt image: its header says it is {width} x {height} pixels")
     if max_pixels is not None and width * height > max_pixels:
         raise ImageLoadError(f"Image too large: {width} x {height} pixels is over the limit of "
-                             f"{max_pixels:,} pixels (a protection against decompression bombs)", "too_large")
+                             f"{max_pixels:,} pixels (a protection against decompression bombs); save a smaller "
+                             "copy of it", "too_large")
 
 
 def _read_ends(path: Path | str) -> tuple[bytes, bytes, int]:
