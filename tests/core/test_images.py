@@ -332,3 +332,23 @@ def test_a_200_megapixel_phone_photo_is_read(tmp_path):
     Image.new("L", (16320, 12240), 128).save(path, quality=50)
     assert (check_image(path).width, check_image(path).height) == (16320, 12240)
     assert load_rgb(path, min_side=256).size == (2040, 1530)
+
+
+@pytest.mark.parametrize("suffix, named", [(".ppm", "Netpbm"), (".jp2", "JPEG 2000"), (".ico", "Windows icon"),
+                                           (".tga", "TGA"), (".qoi", "QOI")])
+def test_an_image_of_a_format_the_app_does_not_read_is_named_with_the_way_out(tmp_path, suffix, named):
+    path = save(Image.new("RGB", (32, 32), (200, 10, 10)), tmp_path / f"photo{suffix}", None)
+    for check in (check_image, load_rgb):
+        with pytest.raises(ImageLoadError) as error:
+            check(path)
+        assert error.value.kind == "unsupported_format"
+        assert error.value.reason.startswith(named)
+        assert error.value.reason.endswith(" image: this format cannot be read; convert it to PNG or JPEG")
+
+
+def test_a_text_file_that_starts_like_a_netpbm_header_is_not_an_image(tmp_path):
+    path = tmp_path / "notes.txt"
+    path.write_text("P1 is the first priority")
+    with pytest.raises(ImageLoadError) as error:
+        check_image(path)
+    assert error.value.kind == "not_image"

@@ -10,7 +10,7 @@ import time
 from tl_studio.core import events
 from tl_studio.core.callbacks import Callback
 from tl_studio.core.safe_text import for_terminal
-from tl_studio.core.wording import clock
+from tl_studio.core.wording import clock, counted
 
 
 class ProgressBar(Callback):
@@ -78,7 +78,7 @@ class ProgressBar(Callback):
     def on_epoch_end(self, event: events.EpochEnd) -> None:
         self.epoch_seconds.append(event.seconds)
         best = "  *best*" if event.is_best else ""
-        skipped = f", {event.skipped_images} images skipped" if event.skipped_images else ""
+        skipped = f", {counted(event.skipped_images, 'image')} skipped" if event.skipped_images else ""
         features = f", features {event.feature_images_per_s:.1f} img/s" if event.feature_images_per_s else ""
         # the rate is the training pass's; the seconds are the whole epoch's, validation included: said so,
         # or "9.0 s, 72.2 img/s" for 245 images read as a sum that does not add up

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 import struct
 import warnings
 from collections.abc import Callable
@@ -49,6 +50,17 @@ _MAGIC_NUMBERS = (
 # ISO media files (after "ftyp"): AVIF, which Pillow reads, and the HEIC of phones, which it cannot.
 _AVIF_BRANDS = frozenset((b"avif", b"avis"))
 _HEIC_BRANDS = frozenset((b"heic", b"heix", b"hevc", b"hevx", b"heim", b"heis", b"mif1", b"msf1"))
+# Images of formats the app does not read, known by their first bytes: said as an image to convert, not
+# as "not an image file" (the user can see it is one).
+_OTHER_IMAGE_MAGIC = (
+    (b"\x00\x00\x00\x0cjP  \r\n", "JPEG 2000"), (b"\xff\x4f\xff\x51", "JPEG 2000"),
+    (b"\xff\x0a", "JPEG XL"), (b"\x00\x00\x00\x0cJXL ", "JPEG XL"),
+    (b"8BPS", "Photoshop (PSD)"), (b"\x00\x00\x01\x00", "Windows icon (ICO)"), (b"icns", "macOS icon (ICNS)"),
+    (b"qoif", "QOI"), (b"DDS ", "DirectDraw Surface (DDS)"), (b"%!PS", "PostScript (EPS)"),
+    (b"\xc5\xd0\xd3\xc6", "PostScript (EPS)"), (b"\x01\xda", "SGI"), (b"gimp xcf", "GIMP (XCF)"),
+)
+_NETPBM = re.compile(rb"P[1-6]\s+[#0-9]")  # "P6", white space, then its width or a comment: a text may start "P1"
+_OTHER_IMAGE_SUFFIXES = {".tga": "TGA", ".pcx": "PCX", ".svg": "SVG", ".xcf": "GIMP (XCF)", ".psd": "Photoshop (PSD)"}
 # The header sizes Pillow's BMP reader understands; "BM" alone is too weak a signature (text starts so).
 _BMP_HEADER_SIZES = frozenset((12, 40, 52, 56, 64, 108, 124))
 # Enough to hold the whole of a small file (hashed for free) and the dimensions of almost any photo.
@@ -119,7 +131,7 @@ def check_image(path: Path | str, max_pixels: int | None = DEFAULT_MAX_PIXELS) -
     and not obviously truncated. Raises ImageLoadError with the reason. A file whose end looks wrong
     gets a full decode, so that a valid file with trailing data is not rejected."""
     head, tail, size = _read_ends(path)
-    image_format = _format_of(head)
+    image_format = _format_of(head, Path(path).suffix)
     dimensions = _header_dimensions(image_format, head) or _dimensions_from_pillow(path, image_format)
     check_pixel_limit(*dimensions, max_pixels)
     if _looks_truncated(image_format, head, tail, size):
@@ -129,15 +141,27 @@ def check_image(path: Path | str, max_pixels: int | None = DEFAULT_MAX_PIXELS) -
     return ImageInfo(image_format, dimensions[0], dimensions[1], size, digest, whole)
 
 
-def _format_of(head: bytes) -> str:
+def _format_of(head: bytes, suffix: str = "") -> str:
     if not head:
         raise ImageLoadError(EMPTY_FILE, "empty_file")
     image_format = sniff_format(head)
     if image_format is None and head[4:8] == b"ftyp" and head[8:12] in _HEIC_BRANDS:
         raise ImageLoadError(HEIC_NOT_SUPPORTED, "unsupported_format")
+    if image_format is None and (other := _other_image_format(head, suffix)):
+        raise ImageLoadError(f"{other} image: this format cannot be read; convert it to PNG or JPEG",
+                             "unsupported_format")
     if image_format is None:
         raise ImageLoadError(NOT_AN_IMAGE, "not_image")
     return image_format
+
+
+def _other_image_format(head: bytes, suffix: str) -> str | None:
+    for magic, name in _OTHER_IMAGE_MAGIC:
+        if head.startswith(magic):
+            return name
+    if _NETPBM.match(head):
+        return "Netpbm (PBM, PGM or PPM)"
+    return _OTHER_IMAGE_SUFFIXES.get(suffix.lower())  # formats without a signature
 
 
 def _header_dimensions(image_format: str, head: bytes) -> tuple[int, int] | None:
@@ -285,7 +309,7 @@ def load_rgb(path: Path | str, max_pixels: int | None = DEFAULT_MAX_PIXELS,
         raise ImageLoadError(_os_error_reason(error), "unreadable") from error
     with file:
         head = _read_head(file)
-        image_format = _format_of(head)
+        image_format = _format_of(head, Path(path).suffix)
         dimensions = _header_dimensions(image_format, head)
         if dimensions:  # refuse a bomb before Pillow even parses it
             check_pixel_limit(*dimensions, max_pixels)

@@ -45,8 +45,8 @@ class Welcome(QWidget):
         example.setObjectName("welcomeExample")
         example.setTextInteractionFlags(Qt.TextSelectableByMouse)
         example.setStyleSheet("QLabel { font-family: monospace; }")
-        hint = QLabel("Any image format Pillow reads works; broken or duplicate files are found and named. "
-                      "Folders without train/ and val/ are split for you (20 % for validation by default).")
+        hint = QLabel("JPEG, PNG, GIF, BMP, TIFF, WebP and AVIF images work; broken or duplicate files are found "
+                      "and named. Folders without train/ and val/ are split for you (20 % for validation by default).")
         hint.setWordWrap(True)
         layout = QVBoxLayout(self)
         layout.setContentsMargins(24, 24, 24, 24)
