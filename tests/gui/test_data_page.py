@@ -437,3 +437,25 @@ def test_a_move_during_the_full_check_is_not_reported_as_a_missing_file(qtbot, t
     assert page.session.scan.problems == () and page.tabs.tabText(1) == "Problems (0)"
     page.shutdown()
     page.session.shutdown()
+
+
+def test_a_folder_that_cannot_be_opened_says_why_on_the_welcome_page(qtbot, tmp_path, tiny_dataset):
+    """The reason was only in the status bar, cut at the window's edge; the welcome page stayed as it was."""
+    flat = tmp_path / "flat"
+    flat.mkdir()
+    (flat / "0.jpg").write_bytes((tiny_dataset / "red").glob("*.jpg").__next__().read_bytes())
+    data_page = DataPage(Session())
+    qtbot.addWidget(data_page)
+    data_page.show()
+    assert not data_page.welcome.problem.isVisible()
+    with qtbot.waitSignal(data_page.session.statusMessage, timeout=TIMEOUT_MS,
+                          check_params_cb=lambda message: "Not inside a class folder" in message):
+        data_page.open_folder(str(flat))
+    said = data_page.welcome.problem.text()
+    assert data_page.welcome.problem.isVisible()
+    assert str(flat) in said and "Not inside a class folder" in said
+    assert data_page.body.currentWidget() is data_page.welcome
+    with qtbot.waitSignal(data_page.session.datasetChanged, timeout=TIMEOUT_MS):
+        data_page.open_folder(str(tiny_dataset))
+    assert not data_page.welcome.problem.isVisible()
+    data_page.shutdown()

@@ -33,6 +33,14 @@ class Welcome(QWidget):
         self.choose_button = QPushButton("Choose a folder…")
         self.choose_button.setObjectName("welcomeChooseButton")
         self.choose_button.setToolTip("A folder with one sub-folder per class (Ctrl+O); you can also drop it here")
+        # why the folder just chosen cannot be used: on the page, where the user looks (the status bar cut it)
+        self.problem = QLabel()
+        self.problem.setObjectName("welcomeProblem")
+        self.problem.setWordWrap(True)
+        self.problem.setTextFormat(Qt.PlainText)  # it quotes the user's folder and file names
+        self.problem.setTextInteractionFlags(Qt.TextSelectableByMouse)
+        self.problem.setStyleSheet("QLabel { background: #fdecea; color: #842029; padding: 6px; border-radius: 4px; }")
+        self.problem.hide()
         self.choose_button.clicked.connect(self.chooseFolder)
         self.recent_title = QLabel("<b>Recent folders</b> (click to open)")
         self.recent_list = QListWidget()
@@ -52,6 +60,7 @@ class Welcome(QWidget):
         layout.setContentsMargins(24, 24, 24, 24)
         layout.addWidget(title)
         layout.addWidget(self.choose_button, 0, Qt.AlignLeft)
+        layout.addWidget(self.problem)
         layout.addSpacing(12)
         layout.addWidget(self.recent_title)
         layout.addWidget(self.recent_list)
@@ -61,6 +70,11 @@ class Welcome(QWidget):
         layout.addWidget(hint)
         layout.addStretch(1)
         self.refresh()
+
+    def show_problem(self, message: str | None) -> None:
+        """``message``: why the folder chosen last cannot be used; None hides it (another folder is opening)."""
+        self.problem.setText(message or "")
+        self.problem.setVisible(bool(message))
 
     def refresh(self) -> None:
         folders = recent.recent_folders()

@@ -150,6 +150,7 @@ class DataPage(QWidget):
         if not self.folder:
             return
         self._cancel_scan()
+        self.welcome.show_problem(None)  # a reason given for the folder before is not this one's
         folder, seed = self.folder, self.seed.value()
         val, test = self.val_percent.value() / 100, self.test_percent.value() / 100
         self.progress.setRange(0, 0)
@@ -197,6 +198,7 @@ class DataPage(QWidget):
         if loaded is None:
             self._scan_ended(message)
             self.summary.setText(as_written(message))  # it may quote the folder's name
+            self.welcome.show_problem(f"Could not open {failed}: {message}" if failed not in message else message)
             return
         self._scan_ended(f"Could not open {failed}; still using {loaded.root}.")
         # rich text: the folder names in it are the user's, escaped
