@@ -120,10 +120,13 @@ def test_a_folder_without_files_gets_a_sentence_not_silence(pt2, tmp_path, capsy
     empty = tmp_path / "new photos"
     empty.mkdir()
     (empty / ".DS_Store").write_bytes(b"\0")  # hidden: skipped
+    (empty / "Thumbs.db").write_bytes(b"\0")  # Windows' thumbnail cache: skipped as the scan skips it
+    (empty / "@eaDir").mkdir()  # a NAS's thumbnails: skipped
+    (empty / "@eaDir" / "SYNOPHOTO_THUMB_M.jpg").write_bytes(b"\0")
     assert main(["predict", str(pt2), str(empty)]) == 2
     captured = capsys.readouterr()
     assert captured.out == ""
-    assert captured.err == (f"tl-studio predict: No files in {empty} (hidden files are skipped); give image files, "
+    assert captured.err == (f"tl-studio predict: No files in {empty} (hidden and system files are skipped); give image files, "
                             "or folders that hold them.\n")
 
 

@@ -94,8 +94,8 @@ def run(args: argparse.Namespace) -> int:
             raise UserError(f"{args.csv} already exists; choose another --csv file or add --overwrite.")
     paths = collect_image_paths(args.inputs)
     if not paths:  # else nothing at all would be printed, and the command would end with status 1
-        raise UserError(f"No files in {', '.join(args.inputs)} (hidden files are skipped); give image files, or "
-                        "folders that hold them.")
+        raise UserError(f"No files in {', '.join(args.inputs)} (hidden and system files are skipped); give image "
+                        "files, or folders that hold them.")
     model = for_many_images(load_model_file(args.model_file, trust_torchscript=args.trust), len(paths))
     plan = plan_for(model, args.batch_size)
     explain_plan(plan, args.batch_size)

@@ -34,13 +34,16 @@ class Prediction:
 
 
 def collect_image_paths(inputs: Iterable) -> list[Path]:
-    """Files as given; folders searched recursively (hidden files and folders skipped), sorted."""
+    """Files as given; folders searched recursively, sorted, skipping what the scan skips (hidden files
+    and folders, Thumbs.db, desktop.ini and the like): never images, only failures to report."""
+    from tl_studio.core.data import is_ignored_name
+
     found: list[Path] = []
     for item in map(Path, inputs):
         if item.is_dir():
             for folder, subfolders, files in os.walk(item):
-                subfolders[:] = sorted(d for d in subfolders if not d.startswith("."))
-                found.extend(Path(folder) / f for f in sorted(files) if not f.startswith("."))
+                subfolders[:] = sorted(d for d in subfolders if not is_ignored_name(d))
+                found.extend(Path(folder) / f for f in sorted(files) if not is_ignored_name(f))
         elif item.exists():
             found.append(item)
         else:
