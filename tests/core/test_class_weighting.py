@@ -42,3 +42,13 @@ def test_balanced_or_off_says_what_it_does():
     assert plan_weighting([10, 10], "on").sentences(["a", "b"]) == [
         "Class-weighted loss is on, as asked; the classes are about the same size, so every image counts about "
         "the same."]
+
+
+def test_a_class_without_training_images_is_said_to_stop_the_run_not_to_be_too_few_to_weight():
+    plan = plan_weighting([40, 40, 0], "auto")
+    said = " ".join(plan.sentences(["ants", "bees", "fish"]))
+    assert "fish: no training images, so a run cannot start; add images of it to the training split." in said
+    assert "too few to weight up" not in said
+    plan = plan_weighting([40, 2, 0], "auto")
+    said = " ".join(plan.sentences(["ants", "bees", "fish"]))
+    assert "fish: no training images" in said and "bees: fewer than 5 training images" in said

@@ -185,9 +185,24 @@ def test_a_class_in_only_some_splits_is_still_a_class_and_reported(tmp_path):
     scan = scan_dataset(tmp_path)
     assert scan.classes == ("ants", "bees", "wasps")
     assert scan.counts()["train"]["wasps"] == 0
-    wasps = problems_by_path(scan)["val/wasps"]
+    wasps = problems_by_path(scan)["train/wasps"]  # the folder that lacks it, where its images would go
     assert wasps.kind == "missing_split" and "no images in the train folder" in wasps.reason
     assert scan.imbalance_ratio() == float("inf")
+
+
+def test_a_class_missing_from_val_is_named_by_the_val_folder(tmp_path):
+    make_classes(tmp_path / "Train", ants=4, bees=4, birds=3)
+    make_classes(tmp_path / "valid", ants=2, bees=2)
+    birds = problems_by_path(scan_dataset(tmp_path))["valid/birds"]  # was train/birds, which is not missing
+    assert birds.kind == "missing_split" and "no images in the validation folder" in birds.reason
+
+
+def test_classes_named_train_and_test_are_classes_not_split_folders(tmp_path):
+    add_images(tmp_path / "train", 3)  # vehicles: a train, a test rig, a plane
+    add_images(tmp_path / "test", 3)
+    add_images(tmp_path / "plane", 3)
+    scan = scan_dataset(tmp_path)
+    assert not scan.presplit and scan.classes == ("plane", "test", "train") and scan.problems == ()
 
 
 def test_other_folders_beside_the_splits_are_reported(tmp_path):
@@ -559,3 +574,22 @@ def test_a_split_far_from_the_asked_share_is_said_with_the_way_out(tmp_path):
     pre = make_classes(tmp_path / "pre" / "train", a=20, b=20).parent
     make_classes(pre / "val", a=1, b=19)
     assert scan_dataset(pre).uneven_split() is None  # the user's own folders are the split
+
+
+def test_an_unreadable_class_folder_is_not_also_called_empty_and_an_unreadable_dataset_says_so():
+    with reachable_folder() as folder:
+        dataset, locked = folder / "dataset", folder / "locked"
+        make_classes(dataset, cats=2, dogs=2, birds=2)
+        make_classes(locked, cats=2, dogs=2)
+        for path in folder.rglob("*"):
+            path.chmod(0o755 if path.is_dir() else 0o644)
+        (dataset / "birds").chmod(0)
+        locked.chmod(0)
+
+        def check():
+            scan = scan_dataset(dataset)
+            assert [(p.path, p.kind) for p in scan.problems] == [("birds", "unreadable")], scan.problems
+            with pytest.raises(DatasetError, match=r"cannot be read \(permission denied\); give yourself"):
+                scan_dataset(locked)
+
+        run_without_privileges(check)

@@ -196,3 +196,17 @@ def test_a_disk_full_before_the_first_checkpoint_says_to_start_again_not_to_resu
     """`--resume` then answered "No checkpoint at .../last.ckpt"."""
     message = ckpt.disk_full_message(tmp_path, 36_000_000)
     assert message.endswith("free some space, then start the run again.")
+
+
+def test_a_class_only_in_the_test_folder_is_named_with_its_folder(tmp_path):
+    """Start refused with "No training images for class fish; add some or remove the folder": which one?"""
+    from tests.helpers import make_image_folder
+    from tl_studio.core.data import scan_dataset
+
+    for split, classes in (("train", ("red", "blue")), ("val", ("red", "blue")), ("test", ("red", "blue", "fish"))):
+        make_image_folder(tmp_path / "data" / split, classes=classes, per_class=3, size=32)
+    config = config_for(tmp_path / "data")
+    finished = Trainer(config, tmp_path / "run", scan=scan_dataset(tmp_path / "data")).fit()
+    assert finished.status == "failed"
+    assert finished.message == ("No training images for class fish (only in test/fish): add a fish folder of images "
+                                "to the training folder, or remove test/fish.")

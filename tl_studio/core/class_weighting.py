@@ -27,6 +27,7 @@ class WeightingPlan:
     ratio: float  # largest over smallest training class, among those weighting can help
     too_few: tuple[int, ...]  # classes "auto" leaves unweighted: fewer than MIN_IMAGES_TO_WEIGHT images
     setting: str
+    empty: tuple[int, ...] = ()  # classes without a training image: a run refuses to start
 
     def sentences(self, classes: Sequence[str]) -> list[str]:
         """What the run will do, for its notes and the Data step."""
@@ -41,6 +42,10 @@ class WeightingPlan:
                         f"{max(self.weights) / min(self.weights):.1f}x.")
         elif self.ratio > IMBALANCE_THRESHOLD:
             said.append(f"Classes are imbalanced ({self.ratio:.1f}x); class weighting is off.")
+        if self.empty:  # not "fewer than 5, too few to weight up": the run cannot start at all
+            names = ", ".join(classes[index] for index in self.empty)
+            said.append(f"{names}: no training images, so a run cannot start; add images of "
+                        f"{'them' if len(self.empty) > 1 else 'it'} to the training split.")
         if self.too_few:
             names = ", ".join(classes[index] for index in self.too_few)
             them = "them" if len(self.too_few) > 1 else "it"
@@ -56,14 +61,16 @@ def plan_weighting(counts: Sequence[int], setting: str) -> WeightingPlan:
         if setting == "auto" else ()
     if counts and max(counts) <= IMBALANCE_THRESHOLD * max(1, min(counts)):
         too_few = ()  # not imbalanced: nothing would have been weighted up, nothing to explain
+    empty = tuple(index for index, count in enumerate(counts) if count == 0)
+    too_few = tuple(index for index in too_few if index not in empty)
     usable = [count for index, count in enumerate(counts) if index not in too_few and count > 0]
     ratio = max(usable) / min(usable) if usable else 1.0
     if setting == "off" or (setting == "auto" and ratio <= IMBALANCE_THRESHOLD) or not usable:
-        return WeightingPlan(None, ratio, too_few, setting)
+        return WeightingPlan(None, ratio, too_few, setting, empty)
     # a class left out weighs as the largest does: no more than any other
     effective = [max(usable) if index in too_few else max(1, count) for index, count in enumerate(counts)]
     raw = [count ** -0.5 for count in effective]
     ceiling = min(raw) * MAX_WEIGHT_RATIO
     capped = [min(weight, ceiling) for weight in raw]
     mean = sum(capped) / len(capped)
-    return WeightingPlan(tuple(weight / mean for weight in capped), ratio, too_few, setting)
+    return WeightingPlan(tuple(weight / mean for weight in capped), ratio, too_few, setting, empty)

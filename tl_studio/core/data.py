@@ -265,6 +265,13 @@ def dataset_root(root: Path | str) -> Path:
     if not path.is_dir():
         raise DatasetError(f"{path} is a file, not a folder; give the folder that holds one sub-folder "
                            "per class.")
+    try:
+        with os.scandir(path):
+            pass
+    except OSError as error:  # without this, "no usable class: put each class in its own sub-folder"
+        reason = "permission denied" if isinstance(error, PermissionError) else error.strerror or error
+        raise DatasetError(f"{path} cannot be read ({reason}); give yourself permission to read it, or "
+                           "choose a copy of it.") from None
     return path
 
 
@@ -336,6 +343,7 @@ class _Layout:
     class_folders: list[_ClassFolder]
     subfolder_names: list[str]  # the visible sub-folders of the root, for error messages
     present_splits: set[str] = field(default_factory=set)
+    split_folders: dict[str, str] = field(default_factory=dict)  # split -> its folder (pre-split only)
 
 
 @dataclass(slots=True)
@@ -405,6 +413,10 @@ class _Scanner:
         subfolders = self._subfolders(str(self.root))
         by_split = {name: SPLIT_FOLDER_NAMES.get(name.casefold()) for name in subfolders}
         present = {split for split in by_split.values() if split}
+        split_folders = {split: subfolders[name] for name, split in by_split.items() if split}
+        # classes named "train" and "test" (vehicles: train, plane, ...) hold images, not class folders
+        if "train" in present and not self._holds_folders(split_folders["train"]):
+            present = set()
         if "train" not in present or not present & {"val", "test"}:
             folders = [_ClassFolder(path, name, None) for name, path in subfolders.items()]
             return _Layout(False, folders, sorted(subfolders))
@@ -416,7 +428,15 @@ class _Scanner:
                 continue
             class_folders += [_ClassFolder(class_path, class_name, by_split[name])
                               for class_name, class_path in self._subfolders(path).items()]
-        return _Layout(True, class_folders, sorted(subfolders), present)
+        return _Layout(True, class_folders, sorted(subfolders), present, split_folders)
+
+    @staticmethod
+    def _holds_folders(folder: str) -> bool:
+        try:
+            with os.scandir(folder) as entries:
+                return any(entry.is_dir() and not is_ignored_name(entry.name) for entry in entries)
+        except OSError:
+            return True  # said when the folder is read as a split folder
 
     def _subfolders(self, folder: str) -> dict[str, str]:
         """Visible sub-folders by name; images lying directly in ``folder`` are reported as unlabelled,
@@ -520,8 +540,10 @@ class _Scanner:
         files = _count_by(candidates, lambda c: c.class_name)
         usable = _count_by(checked, lambda c: c.class_name)
         usable_in = _count_by(checked, lambda c: (c.class_name, c.split))
+        unreadable = {problem.path for problem in self.problems if problem.kind == "unreadable"}
         for folder in layout.class_folders:
-            if not files_in[(folder.class_name, folder.split)]:
+            # a folder that could not be read has said so: "it holds no files" would contradict it
+            if not files_in[(folder.class_name, folder.split)] and self.relative(folder.path) not in unreadable:
                 self.report(folder.path, "Empty class folder: it holds no files", "empty_class")
         for name, path in _first_folder_of_each_class(layout).items():
             if usable[name] == 0 and files[name]:  # each file has its own problem; say what it means
@@ -534,12 +556,13 @@ class _Scanner:
         if usable == 1:
             self.report(path, f"Class '{name}' has only 1 usable image; a class needs at least 2 (one to "
                         "train on, one to validate with)", "small_class")
+        # named by the folder that lacks it (val/birds), where the user would put its images
         if layout.presplit and not usable_in[(name, "train")]:
-            self.report(path, f"Class '{name}' has no images in the train folder, so the model cannot "
-                        "learn it", "missing_split")
+            self.report(os.path.join(layout.split_folders["train"], name), f"Class '{name}' has no images in "
+                        "the train folder, so the model cannot learn it", "missing_split")
         if layout.presplit and "val" in layout.present_splits and not usable_in[(name, "val")]:
-            self.report(path, f"Class '{name}' has no images in the validation folder, so its accuracy "
-                        "cannot be measured", "missing_split")
+            self.report(os.path.join(layout.split_folders["val"], name), f"Class '{name}' has no images in the "
+                        "validation folder, so its accuracy cannot be measured", "missing_split")
 
     def report_duplicates(self, groups: list[list[_Checked]], splits: dict[str, str]) -> None:
         """Identical files with two labels, or in two splits (which flatters validation results)."""

@@ -50,6 +50,14 @@ class RunData:
         if not self.val_records:
             raise DatasetError("The validation split is empty; add images or raise the validation fraction.")
         missing = [name for i, name in enumerate(self.classes) if not any(r.label == i for r in self.train_records)]
+        if missing and self.scan.presplit:
+            # the class is only in val or test folders (only test/fish): say which, and what to do there
+            where = {name: ", ".join(sorted({"/".join(self.scan.relative(r.path).split("/")[:2])
+                                             for r in self.scan.records if self.classes[r.label] == name}))
+                     for name in missing}
+            raise DatasetError("; ".join(f"No training images for class {name} (only in {where[name]}): add a {name} "
+                                         f"folder of images to the training folder, or remove {where[name]}"
+                                         for name in missing) + ".")
         if missing:
             raise DatasetError(f"No training images for class {', '.join(missing)}; add some or remove the folder.")
 
