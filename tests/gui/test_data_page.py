@@ -459,3 +459,18 @@ def test_a_folder_that_cannot_be_opened_says_why_on_the_welcome_page(qtbot, tmp_
         data_page.open_folder(str(tiny_dataset))
     assert not data_page.welcome.problem.isVisible()
     data_page.shutdown()
+
+
+def test_a_class_name_without_spaces_does_not_widen_the_window(qtbot, tmp_path, tiny_dataset):
+    """A 200-letter class name in the imbalance line made the Data step ask for 1954 px."""
+    import shutil
+
+    shutil.copytree(tiny_dataset, tmp_path / "data")
+    long_name = tmp_path / "data" / ("x" * 200)
+    long_name.mkdir()
+    for image in list((tiny_dataset / "red").glob("*.jpg"))[:3]:  # fewer than 5: the line names it
+        shutil.copy(image, long_name / image.name)
+    data_page = opened_page(qtbot, tmp_path / "data")
+    assert "x" * 200 in data_page.warning.text() and not data_page.warning.isHidden()
+    assert data_page.minimumSizeHint().width() < 900
+    data_page.shutdown()

@@ -6,6 +6,7 @@ Labels that never use markup are set to Qt.PlainText instead; labels that do esc
 from __future__ import annotations
 
 from PySide6.QtGui import Qt
+from PySide6.QtWidgets import QLabel
 
 
 def as_written(text: str) -> str:
@@ -13,3 +14,12 @@ def as_written(text: str) -> str:
     ordinary name looks as before), else rich text that shows every character of it, line breaks kept
     (WhiteSpaceNormal: a long sentence in a message box still wraps between its words)."""
     return Qt.convertFromPlainText(text, Qt.WhiteSpaceNormal) if Qt.mightBeRichText(text) else text
+
+
+def never_wider_than_its_room(label: QLabel) -> QLabel:
+    """A word-wrapped label that quotes the user's names asks for at least its longest word's width: a
+    class folder named with 200 letters and no space widened the window to 1954 px on a 1400 px screen,
+    hiding the panels on its right. Such a word is cut at the label's edge instead (its tooltip or the
+    Problems tab has it whole)."""
+    label.setMinimumWidth(1)
+    return label

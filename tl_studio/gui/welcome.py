@@ -7,6 +7,7 @@ from PySide6.QtCore import Qt, Signal
 from PySide6.QtWidgets import QLabel, QListWidget, QPushButton, QVBoxLayout, QWidget
 
 from tl_studio.gui import recent
+from tl_studio.gui.literal_text import never_wider_than_its_room
 
 EXAMPLE_LAYOUT = """hymenoptera/            one sub-folder per class
     ants/
@@ -34,7 +35,7 @@ class Welcome(QWidget):
         self.choose_button.setObjectName("welcomeChooseButton")
         self.choose_button.setToolTip("A folder with one sub-folder per class (Ctrl+O); you can also drop it here")
         # why the folder just chosen cannot be used: on the page, where the user looks (the status bar cut it)
-        self.problem = QLabel()
+        self.problem = never_wider_than_its_room(QLabel())
         self.problem.setObjectName("welcomeProblem")
         self.problem.setWordWrap(True)
         self.problem.setTextFormat(Qt.PlainText)  # it quotes the user's folder and file names

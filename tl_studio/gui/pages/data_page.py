@@ -17,7 +17,7 @@ from tl_studio.gui import recent
 from tl_studio.gui.choice_box import ChoiceBox
 from tl_studio.gui.class_chart import ClassChart
 from tl_studio.gui.data_browser import DataBrowser
-from tl_studio.gui.literal_text import as_written
+from tl_studio.gui.literal_text import as_written, never_wider_than_its_room
 from tl_studio.gui.problems_view import ProblemsView
 from tl_studio.gui.tasks import TaskRunner
 from tl_studio.gui.welcome import Welcome
@@ -73,7 +73,7 @@ class DataPage(QWidget):
                               "that each hold the class folders.")
         self.summary.setWordWrap(True)
         self.summary.setTextInteractionFlags(Qt.TextSelectableByMouse)
-        self.warning = QLabel()
+        self.warning = never_wider_than_its_room(QLabel())  # it names classes
         self.warning.setWordWrap(True)
         self.warning.setStyleSheet("QLabel { background: #fff3cd; color: #664d03; padding: 6px; border-radius: 4px; }")
         self.warning.hide()

@@ -14,7 +14,7 @@ from tl_studio.core import run_folder
 from tl_studio.core.errors import UserError
 from tl_studio.core.wording import counted
 from tl_studio.gui.cpu_share import explain_cpu
-from tl_studio.gui.literal_text import as_written
+from tl_studio.gui.literal_text import as_written, never_wider_than_its_room
 from tl_studio.gui.plots import TrainingCurves
 from tl_studio.gui.runs_folder import new_run_dir
 from tl_studio.gui.sample_grid import SampleGrid, SampleScroll
@@ -81,11 +81,12 @@ class TrainPage(QWidget):
         self.progress.setTextVisible(True)
         self.progress.setFormat("Not started")
         self.run_progress = RunProgress(self.progress)
-        self.summary = QLabel("Press Start to train. Curves and sample predictions appear here live.")
+        self.summary = never_wider_than_its_room(
+            QLabel("Press Start to train. Curves and sample predictions appear here live."))
         self.summary.setWordWrap(True)
         self.summary.setTextFormat(Qt.PlainText)  # it shows the user's file and folder names, never markup
         self.summary.setTextInteractionFlags(Qt.TextSelectableByMouse)
-        self.hint = QLabel()
+        self.hint = never_wider_than_its_room(QLabel())  # the run's notes name classes
         self.hint.setWordWrap(True)
         self.hint.setStyleSheet("QLabel { background: #fff3cd; color: #664d03; padding: 6px; border-radius: 4px; }")
         self.hint.hide()
