@@ -415,7 +415,7 @@ class _Scanner:
         present = {split for split in by_split.values() if split}
         split_folders = {split: subfolders[name] for name, split in by_split.items() if split}
         # classes named "train" and "test" (vehicles: train, plane, ...) hold images, not class folders
-        if "train" in present and not self._holds_folders(split_folders["train"]):
+        if "train" in present and self._holds_files_only(split_folders["train"]):
             present = set()
         if "train" not in present or not present & {"val", "test"}:
             folders = [_ClassFolder(path, name, None) for name, path in subfolders.items()]
@@ -431,12 +431,14 @@ class _Scanner:
         return _Layout(True, class_folders, sorted(subfolders), present, split_folders)
 
     @staticmethod
-    def _holds_folders(folder: str) -> bool:
+    def _holds_files_only(folder: str) -> bool:
+        """Files and no folder (an empty train/ is still a split folder, reported as such)."""
         try:
             with os.scandir(folder) as entries:
-                return any(entry.is_dir() and not is_ignored_name(entry.name) for entry in entries)
+                kinds = {entry.is_dir() for entry in entries if not is_ignored_name(entry.name)}
         except OSError:
-            return True  # said when the folder is read as a split folder
+            return False  # said when the folder is read as a split folder
+        return kinds == {False}
 
     def _subfolders(self, folder: str) -> dict[str, str]:
         """Visible sub-folders by name; images lying directly in ``folder`` are reported as unlabelled,
