@@ -9,10 +9,12 @@ A model file is data, never code. What each format can do when it is loaded, and
   into generated Python source, calls whatever ``torch.*`` attribute a node names, and loads compiled
   AOTInductor libraries. So before anything in it is unpickled or run, ``check_pt2`` reads the archive
   with ``zipfile`` and ``json`` only and refuses it unless: every member is one that ``torch.export.save``
-  writes for a plain program (no compiled code, no pickled custom objects); every pickle in it imports
-  only a short allow-list of tensor-rebuilding globals; every node target is an ATen operator or a plain
-  arithmetic function; every name is an identifier; every shape expression and guard is made of an
-  allow-list of names, numbers and operators. The load itself then runs with
+  writes for a plain program (no compiled code, no pickled custom objects), there once (torch's own zip
+  reader may pick another of two copies than ``zipfile``) and stored uncompressed; every pickle in it
+  imports only a short allow-list of tensor-rebuilding globals; every node target is an ATen operator or
+  a plain arithmetic function; every node name is an identifier and every parameter, buffer and module
+  name identifiers and indices joined by dots (torch writes them into generated code); every shape
+  expression and guard is made of an allow-list of names, numbers and operators. The load itself then runs with
   ``TORCH_FORCE_WEIGHTS_ONLY_LOAD`` set, so no ``torch.load`` inside it can fall back to
   ``weights_only=False``; and the legacy-format fallback of ``torch.export.load`` cannot be reached
   because the check requires the current layout (one root folder, ``archive_format`` = ``pt2``).
