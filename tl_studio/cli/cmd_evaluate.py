@@ -48,11 +48,7 @@ def run(args: argparse.Namespace) -> int:
     from tl_studio.core.problem_summary import problems_sentence
     from tl_studio.core.safe_text import for_terminal
 
-    model = load_model_file(args.model_file, trust_torchscript=args.trust)
-    if not model.classes:
-        from tl_studio.core.errors import UserError
-
-        raise UserError(f"{args.model_file} has no class names in its metadata; is it a TL Studio export?")
+    model = load_model_file(args.model_file, trust_torchscript=args.trust)  # its class names are checked there
     scan = scan_for_model(args.data_dir, model.metadata)
     split, why = (args.split, "") if args.split else default_choice(scan, model.metadata)
     chosen = evaluation_set(scan, split, model.classes)

@@ -51,6 +51,7 @@ from pathlib import Path
 from typing import Callable, Iterator
 
 from tl_studio.core.errors import UserError
+from tl_studio.core.model_metadata import answers_one_per_class, check_metadata
 from tl_studio.core.run_folder import MODEL_FILE as RUN_MODEL_FILE
 
 METADATA_KEY = "tl_studio.json"
@@ -361,13 +362,15 @@ def load_model_file(path: Path, fmt: str | None = None, *, trust_torchscript: bo
         raise TorchScriptNeedsTrust(torchscript_warning(path) + " Add --trust to load it.")
     check_model_file(path, fmt)
     try:
-        return _LOADERS[fmt](path)
+        model = _LOADERS[fmt](path)
     except UserError:
         raise
     except Exception as error:  # noqa: BLE001 - any failure of a third-party loader is one sentence
         article = "an" if fmt[0] in "aeiou" else "a"
         raise UserError(f"{path.name} could not be loaded as {article} {fmt} model ({type(error).__name__}); "
                         f"is it a TL Studio export?") from None
+    check_metadata(path, model.metadata)
+    return replace(model, predict=answers_one_per_class(path, model.predict, len(model.classes)))
 
 
 def load_exported_program(path: Path):
@@ -433,7 +436,8 @@ def for_many_images(model: ModelFile, count: int) -> ModelFile:
     folded = folded_graph(model.module, probe)
     if folded is model.module:
         return model
-    return replace(model, predict=_no_grad(folded), module=folded)
+    return replace(model, predict=answers_one_per_class(model.path, _no_grad(folded), len(model.classes)),
+                   module=folded)
 
 
 @contextmanager
