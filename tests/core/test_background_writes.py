@@ -52,11 +52,11 @@ def test_metrics_csv_never_lists_an_epoch_that_no_checkpoint_holds(tiny_dataset,
     seen = []
     real = fileio.atomic_write_text
 
-    def checking_write(path, text):
+    def checking_write(path, text, **options):
         if path.name == names.METRICS:
             last_row = int(text.strip().splitlines()[-1].split(",")[0])
             seen.append((last_row, ckpt.load_checkpoint(run / names.LAST_CHECKPOINT)["epoch"]))
-        real(path, text)
+        real(path, text, **options)
 
     monkeypatch.setattr(fileio, "atomic_write_text", checking_write)
     finished = Trainer(TrainConfig(data_dir=str(tiny_dataset), epochs=3, **FAST), run, []).fit()

@@ -210,3 +210,60 @@ def test_a_class_only_in_the_test_folder_is_named_with_its_folder(tmp_path):
     assert finished.status == "failed"
     assert finished.message == ("No training images for class fish (only in test/fish): add a fish folder of images "
                                 "to the training folder, or remove test/fish.")
+
+
+class _AfterEpoch(Recorder):
+    """Does ``action`` once the first epoch's files are on the disk."""
+
+    def __init__(self, action):
+        super().__init__()
+        self.action = action
+
+    def on_epoch_end(self, event):
+        super().on_epoch_end(event)
+        if event.epoch == 1:
+            self.action()
+
+
+def test_a_run_folder_moved_away_mid_run_ends_it_with_one_sentence_and_is_not_made_again(tiny_dataset, tmp_path,
+                                                                                         caplog):
+    """It ended with 'FileNotFoundError: ...' (and two logged tracebacks), and a status write made the old
+    folder again, empty, which the window then read as a run that never started."""
+    run, moved = tmp_path / "run", tmp_path / "moved"
+
+    def move():  # once the first epoch's checkpoint, written in the background, is there
+        import time
+
+        deadline = time.time() + 30
+        while not (run / names.LAST_CHECKPOINT).is_file() and time.time() < deadline:
+            time.sleep(0.05)
+        run.rename(moved)
+
+    trainer = Trainer(config_for(tiny_dataset, epochs=3), run, [_AfterEpoch(move)])
+    finished = trainer.fit()
+    assert finished.status == "failed" and trainer.error is None
+    assert finished.message.startswith(f"The run folder {run} was moved or deleted while the run trained")
+    assert not run.exists()  # not made again by a late write
+    assert ckpt.load_checkpoint(moved / names.LAST_CHECKPOINT)["epoch"] == 1
+    assert "Traceback" not in caplog.text and not [r for r in caplog.records if r.levelname == "ERROR"]
+
+
+def test_a_run_folder_made_read_only_mid_run_ends_it_with_one_sentence(tiny_dataset, tmp_path, monkeypatch, caplog):
+    import tempfile
+
+    run = tmp_path / "run"
+    real_mkstemp, locked = tempfile.mkstemp, []
+
+    def mkstemp(*args, **kwargs):  # as root, chmod does not stop a write: refuse it as a read-only folder would
+        if locked and str(kwargs.get("dir")) == str(run):
+            raise PermissionError(errno.EPERM, "Operation not permitted")
+        return real_mkstemp(*args, **kwargs)
+
+    monkeypatch.setattr(tempfile, "mkstemp", mkstemp)
+    trainer = Trainer(config_for(tiny_dataset, epochs=3), run, [_AfterEpoch(lambda: locked.append(True))])
+    finished = trainer.fit()
+    assert finished.status == "failed" and trainer.error is None
+    assert finished.message == (f"The run folder {run} can no longer be written (Operation not permitted), so the "
+                                "run stopped; make it writable again, then resume the run.")
+    assert finished.epochs_done <= 2
+    assert "Traceback" not in caplog.text and not [r for r in caplog.records if r.levelname == "ERROR"]

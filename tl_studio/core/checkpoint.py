@@ -76,7 +76,7 @@ def write_checkpoint(path: Path, data) -> None:
     previous checkpoint stays with no partial file left."""
     path = Path(path)
     try:
-        with atomic_path(path) as tmp:
+        with atomic_path(path, make_folder=False) as tmp:  # into the run folder, which the run made
             write_file(tmp, data)
     except OSError as error:
         if error.errno in (errno.ENOSPC, errno.EDQUOT):

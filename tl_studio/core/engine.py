@@ -98,9 +98,12 @@ class Trainer:
         except UserError as error:
             message = str(error)
         except Exception as error:  # a bug or an environment failure: keep it for the log and the caller
-            log.exception("training failed")
-            self.error = error
-            message = _describe_failure(error)
+            if (reason := self.folder.unwritable_reason(error)) is not None:
+                message = reason  # the run folder moved away or made read-only mid-run: the user's doing
+            else:
+                log.exception("training failed")
+                self.error = error
+                message = _describe_failure(error)
         finally:
             if self.model_file_error and outcome != "failed":
                 outcome, message = "failed", self.model_file_error

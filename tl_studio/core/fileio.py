@@ -26,10 +26,14 @@ STALE_UNNAMED_TEMP_S = 3600  # a temp name without a live PID is someone's only 
 
 
 @contextmanager
-def atomic_path(target: Path) -> Iterator[Path]:
-    """Yields a temporary path next to ``target``; renames it onto ``target`` if the block succeeds."""
+def atomic_path(target: Path, make_folder: bool = True) -> Iterator[Path]:
+    """Yields a temporary path next to ``target``; renames it onto ``target`` if the block succeeds.
+    ``make_folder``: create ``target``'s folder if it is missing (not for the files of a running run: a
+    run folder moved away mid-run was made again, empty, at its old place, and read as a run that never
+    started)."""
     target = Path(target)
-    target.parent.mkdir(parents=True, exist_ok=True)
+    if make_folder:
+        target.parent.mkdir(parents=True, exist_ok=True)
     remove_stale_temporaries(target)
     # The temporary name keeps the target's extension: some writers (torch.export.save) insist on it.
     fd, tmp_name = tempfile.mkstemp(prefix=f".{target.stem}.{os.getpid()}-", suffix=f".tmp{target.suffix}",
@@ -109,8 +113,8 @@ def _writer_is_gone(path: Path, pid: str | None) -> bool:
     return False
 
 
-def atomic_write_text(target: Path, text: str) -> None:
-    with atomic_path(target) as tmp:
+def atomic_write_text(target: Path, text: str, make_folder: bool = True) -> None:
+    with atomic_path(target, make_folder) as tmp:
         tmp.write_text(text, encoding="utf-8")
 
 

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import csv
 import dataclasses
+import errno
 import json
 import os
 import platform
@@ -271,10 +272,25 @@ class RunFolder:
                 self.file(name).unlink(missing_ok=True)
 
     # ---- writing (the engine's built-in callbacks, see run_writers.py) -----------------------------
+    def unwritable_reason(self, error: BaseException) -> str | None:
+        """One sentence when ``error`` came from this folder being moved, deleted or made read-only while
+        its run trained (a user's doing, not a bug: no traceback); else None."""
+        if not isinstance(error, OSError):
+            return None
+        if not self.path.is_dir():
+            return (f"The run folder {self.path} was moved or deleted while the run trained, so nothing more "
+                    "could be saved there and the run stopped; if you moved it, resume it from its new place "
+                    "(train --resume --out FOLDER, or Resume… in the Runs step).")
+        if error.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+            return (f"The run folder {self.path} can no longer be written ({error.strerror}), so the run "
+                    "stopped; make it writable again, then resume the run.")
+        return None
+
     def write_status(self, status: RunStatus) -> None:
         from tl_studio.core.fileio import atomic_write_text
 
-        atomic_write_text(self.file(STATUS), json.dumps(dataclasses.asdict(status), indent=2) + "\n")
+        atomic_write_text(self.file(STATUS), json.dumps(dataclasses.asdict(status), indent=2) + "\n",
+                          make_folder=False)
 
     def mark_ended(self, reason: str) -> bool:
         """The run's processes are gone while status.json still says "running" (the writing process

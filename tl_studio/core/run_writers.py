@@ -45,8 +45,10 @@ class OrderedWrites:
     the epoch in progress and the one before it.
 
     A write that fails (a full disk) drops the writes queued after it (metrics.csv must not list an
-    epoch whose checkpoint is missing); its error is raised once, by the next ``submit``, ``check`` or
-    ``wait``; writes asked for after that run again (the run's final status)."""
+    epoch whose checkpoint is missing); its error is raised once, by the next ``check`` or ``wait``,
+    which the training loop's hooks call (an event hook such as on_epoch_end only logs a callback's
+    error and the run went on: a read-only run folder printed a traceback and trained another epoch);
+    writes asked for after that run again (the run's final status)."""
 
     QUEUED_AT_MOST = 4
 
@@ -58,7 +60,6 @@ class OrderedWrites:
         self._thread = None
 
     def submit(self, write) -> None:
-        self.check()
         if self._thread is None:
             self._thread = threading.Thread(target=self._work, name="run-folder-writes", daemon=True)
             self._thread.start()
@@ -102,6 +103,7 @@ class Checkpointer(Callback):
         self.writes.check()  # a full disk found while the last epoch's files were written ends the run now
 
     def after_epoch(self, trainer, event: events.EpochEnd) -> None:
+        self.writes.check()  # the last epoch's files failed: this one's cannot be written either
         state = trainer.state
         model_state = {k: v.detach().cpu() for k, v in state.model.state_dict().items()}
         common = state.common_payload()
@@ -145,7 +147,7 @@ class MetricsCsvWriter(Callback):
         lines = [",".join(self.HEADER)]
         for row in self.rows:
             lines.append(",".join(_csv_value(row.get(key)) for key in self.HEADER))
-        self.writes.submit(functools.partial(atomic_write_text, self.path, "\n".join(lines) + "\n"))
+        self.writes.submit(functools.partial(atomic_write_text, self.path, "\n".join(lines) + "\n", make_folder=False))
 
 
 def _csv_value(value) -> str:
@@ -185,9 +187,15 @@ class EventsLog(Callback):
     on_epoch_end = on_sample_predictions = on_image_skipped = on_notice = _append
 
     def on_fit_end(self, event: events.RunFinished) -> None:
-        self._append(event)
-        self.handle.close()
-        self.handle = None
+        try:
+            self._append(event)
+        except OSError as error:  # a folder gone or read-only: the run's last word says so already
+            if RunFolder(self.path.parent).unwritable_reason(error) is None:
+                raise
+        finally:
+            if self.handle is not None:
+                self.handle.close()
+            self.handle = None
 
 
 def _plain(value):
@@ -231,10 +239,16 @@ class RunRecord(Callback):
             self.writes.wait()  # every epoch's files are on the disk before the final status
         except Exception:  # already reported: the run's outcome and message say so
             log.debug("an epoch's files could not be written", exc_info=True)
-        if self.status is not None:
+        if self.status is None:
+            return
+        try:
             self._write(state=FINAL_STATES.get(event.status, "failed"), reason=event.message, ended=time.time(),
                         epochs_done=event.epochs_done, best_epoch=event.best_epoch,
                         best_val_acc=event.best_val_acc)
+        except OSError as error:
+            if self.folder.unwritable_reason(error) is None:
+                raise
+            log.debug("the final status could not be written: the run folder moved or became read-only")
 
     def _write(self, **changes) -> None:
         self.status = dataclasses.replace(self.status, **changes)
@@ -275,6 +289,8 @@ class ModelFileWriter(Callback):
         except OSError as error:
             if error.errno in (errno.ENOSPC, errno.EDQUOT):
                 trainer.model_file_error = ckpt.disk_full_message(self.folder.path, model_file_bytes(state.model))
+            elif (reason := self.folder.unwritable_reason(error)) is not None:
+                trainer.model_file_error = reason
             else:
                 log.exception("writing the model file failed")
                 trainer.model_file_error = f"Training finished but the model file could not be written: {error}"
