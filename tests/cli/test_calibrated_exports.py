@@ -137,3 +137,26 @@ def test_benchmark_reports_each_format(model, capsys):
         assert not row["error"] and row["file_bytes"] > 100_000
         assert row["latency_ms"] > 0 and row["images_per_s"] > 0
         assert row["agreement"] == 1.0 and 0 <= row["val_accuracy"] <= 1
+
+
+def test_a_file_another_export_wrote_meanwhile_is_not_replaced(model, tmp_path, monkeypatch):
+    """Two exports to one new --out both passed the 'already exists' check, 15-35 s apart; the second
+    replaced the first's file without a word."""
+    from tl_studio.core import export as export_module
+    from tl_studio.core.errors import UserError
+    from tl_studio.core.runs import export_run
+
+    out = tmp_path / "shared.onnx"
+    real = export_module.ExportedClassifier
+
+    def and_another_export_finishes_first(*args, **kwargs):
+        out.write_bytes(b"the other export's file")
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(export_module, "ExportedClassifier", and_another_export_finishes_first)
+    with pytest.raises(UserError, match="was written by another export while this one ran; it was left as it is"):
+        export_run(model.run_dir, "onnx", out)
+    assert out.read_bytes() == b"the other export's file"
+    assert not list(tmp_path.glob(".shared*"))  # no temporary file left
+    export_run(model.run_dir, "onnx", out, overwrite=True)  # asked for: replaced
+    assert out.read_bytes() != b"the other export's file"

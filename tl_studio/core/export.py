@@ -92,16 +92,17 @@ def metadata_for_run(config, classes: Sequence[str], spec: PreprocessSpec, best_
 
 
 def export_model(network: nn.Module, spec: PreprocessSpec, metadata: dict, path: Path, fmt: str,
-                 check_images: Sequence[torch.Tensor]) -> ExportReport:
+                 check_images: Sequence[torch.Tensor], keep_existing: bool = False) -> ExportReport:
     """Writes ``path`` atomically in ``fmt`` and checks it against the PyTorch model. The file is read
     back through the checked loader (model_file.py), so every file TL Studio writes passes the check that
-    files from elsewhere must pass."""
+    files from elsewhere must pass. ``keep_existing``: a file another export wrote at ``path`` meanwhile
+    is not replaced (FileExistsError)."""
     export_format = get_format(fmt)
     started = time.perf_counter()
     model = ExportedClassifier(network.cpu().float().eval(), spec, temperature_of(metadata)).eval()
     images = list(check_images) or _synthetic_images()
     path = Path(path)
-    with atomic_path(path) as tmp:
+    with atomic_path(path, keep_existing=keep_existing) as tmp:
         entry = program_cache.entry_for(model) if fmt == "pt2" else None
         check = _from_stored_program(entry, model, metadata, tmp, images)
         if check is None:

@@ -12,6 +12,7 @@ name).
 
 from __future__ import annotations
 
+import errno
 import os
 import re
 import tempfile
@@ -26,11 +27,12 @@ STALE_UNNAMED_TEMP_S = 3600  # a temp name without a live PID is someone's only 
 
 
 @contextmanager
-def atomic_path(target: Path, make_folder: bool = True) -> Iterator[Path]:
+def atomic_path(target: Path, make_folder: bool = True, keep_existing: bool = False) -> Iterator[Path]:
     """Yields a temporary path next to ``target``; renames it onto ``target`` if the block succeeds.
     ``make_folder``: create ``target``'s folder if it is missing (not for the files of a running run: a
     run folder moved away mid-run was made again, empty, at its old place, and read as a run that never
-    started)."""
+    started). ``keep_existing``: raise FileExistsError instead of replacing a ``target`` that appeared
+    while the block ran (another export to the same new file)."""
     target = Path(target)
     if make_folder:
         target.parent.mkdir(parents=True, exist_ok=True)
@@ -45,6 +47,8 @@ def atomic_path(target: Path, make_folder: bool = True) -> Iterator[Path]:
         with open(tmp, "rb+") as handle:
             os.fsync(handle.fileno())
         os.chmod(tmp, _mode_for(target))
+        if keep_existing and target.exists():
+            raise FileExistsError(errno.EEXIST, "written meanwhile", str(target))
         os.replace(tmp, target)
         _fsync_folder(target.parent)
     finally:

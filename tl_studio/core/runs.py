@@ -100,6 +100,7 @@ def export_run(folder: Path, fmt: str, out: Path | None = None, *, overwrite: bo
     run = open_run(folder)
     out = Path(out) if out else export_format.default_file(run.folder)
     check_output_file(out, export_format)  # one sentence now, not after the work
+    existed = out.exists()
     own_model_file = fmt == "pt2" and out == run.folder / MODEL_FILE  # the same best epoch again
     if out.exists() and not overwrite and not own_model_file:
         raise UserError(f"{out} already exists; choose another --out file or add --overwrite.")
@@ -112,4 +113,11 @@ def export_run(folder: Path, fmt: str, out: Path | None = None, *, overwrite: bo
         metadata = calibrated_metadata(metadata, *validation, keep)
     else:
         metadata = calibrate_for_export(network, run.spec, metadata, validation_records_for(run, scan), keep)
-    return export_model(network, run.spec, metadata, out, fmt, check_images_for(run, scan=scan))
+    try:
+        # a new file stays new: two exports to one --out both passed the check above, 15-35 s apart, and
+        # the second replaced the first without a word
+        return export_model(network, run.spec, metadata, out, fmt, check_images_for(run, scan=scan),
+                            keep_existing=not existed)
+    except FileExistsError:
+        raise UserError(f"{out} was written by another export while this one ran; it was left as it is: choose "
+                        "another --out file, or add --overwrite to replace it.") from None
