@@ -207,3 +207,20 @@ def test_an_older_model_file_gets_a_new_exports_unknown_rule_and_says_so():
     own = UnknownRule(0.5, 0.9, 0.9)
     rule, note = unknown_rule_to_check({"unknown": own.to_dict()}, known)
     assert rule == own and note == ""
+
+
+def test_a_dataset_moved_after_its_scan_is_one_sentence_not_accuracy_zero(model, tmp_path):
+    """The Evaluate step on a folder moved away after the Data step scanned it showed 'Accuracy 0.0%,
+    0 images' and a confusion matrix of zeros."""
+    import shutil
+
+    from tl_studio.core.data import scan_dataset
+    from tl_studio.core.export import load_model_file
+
+    data = copy_dataset(model.data_dir, tmp_path / "data")
+    model_file = load_model_file(model.model_file)
+    chosen = evaluation_set(scan_dataset(data), "all", model_file.classes)
+    shutil.move(data, tmp_path / "moved")
+    with pytest.raises(UserError, match=rf"None of the {len(chosen.paths)} images could be read .*; has {data} moved"):
+        evaluate(model_file.predict, chosen)
+

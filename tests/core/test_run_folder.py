@@ -143,3 +143,20 @@ def test_tidying_a_read_only_folder_after_a_run_that_could_not_write_there_raise
 
     monkeypatch.setattr(Path, "unlink", read_only)
     assert not folder.remove_if_never_started(keep_folder=True)
+
+
+def test_a_lock_file_that_cannot_be_opened_is_one_sentence(tmp_path, monkeypatch):
+    import builtins
+
+    from tl_studio.core.run_folder import LOCK, RunFolder
+
+    real_open = builtins.open
+
+    def refusing(file, *args, **kwargs):  # root can open anything: refuse it as for a lock left by another user
+        if str(file).endswith(LOCK):
+            raise PermissionError(1, "Operation not permitted", str(file))
+        return real_open(file, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "open", refusing)
+    with pytest.raises(UserError, match=r"lock file .* cannot be opened \(Operation not permitted\); if no run is"):
+        RunFolder(tmp_path / "run").lock()

@@ -248,6 +248,11 @@ def evaluate(predict: Callable, chosen: EvaluationSet, *, progress: ProgressCall
                 progress(done, total)
     except Cancelled:
         raise Cancelled("The evaluation was cancelled.") from None
+    if failed and not rows:  # "Accuracy 0.0%, 0 images" read as a model that gets everything wrong
+        folder = os.path.commonpath([path for path, _ in failed]) if len(failed) > 1 else failed[0][0]
+        raise UserError(f"None of the {counted(len(failed), 'image')} could be read (the first: {failed[0][1]}); "
+                        f"has {folder} moved or changed? Open the dataset again on the Data step, or give its "
+                        "folder where it is now.")
     probabilities = np.stack(rows) if rows else np.zeros((0, len(chosen.classes)), dtype=np.float32)
     return Evaluation(chosen.classes, tuple(paths), np.asarray(true, dtype=np.int64), probabilities,
                       tuple(failed), dict(chosen.unknown), chosen.source, model_path, chosen.split)

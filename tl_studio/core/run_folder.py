@@ -240,6 +240,9 @@ class RunFolder:
         except RunLocked as error:
             raise UserError(f"{self.path} is being written by another training run ({error}); wait for it to "
                             f"finish or choose another output folder.") from None
+        except OSError as error:  # a lock file left by another user, or made read-only
+            raise UserError(f"The run's lock file {self.file(LOCK)} cannot be opened ({error.strerror}); if no "
+                            "run is training there, delete that file, then try again.") from None
         return lock
 
     # ---- starting a run ---------------------------------------------------------------------------
