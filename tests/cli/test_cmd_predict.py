@@ -7,6 +7,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+from pathlib import Path
 
 import pytest
 
@@ -149,3 +150,12 @@ def test_the_commands_let_openmp_threads_sleep_before_torch_loads(pt2, folder, t
     env = {name: value for name, value in os.environ.items() if name != "OMP_WAIT_POLICY"}
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=300)
     assert result.stderr.split()[-2:] == ["0", "PASSIVE"], result.stderr
+
+
+def test_a_full_disk_while_writing_the_csv_is_one_sentence(pt2, folder, capsys):
+    if not Path("/dev/full").exists():
+        pytest.skip("no /dev/full here")
+    assert main(["predict", str(pt2), str(folder), "--csv", "/dev/full", "--overwrite"]) == 2
+    err = capsys.readouterr().err
+    assert "Could not write /dev/full (No space left on device); the rows written before are kept" in err
+    assert "Traceback" not in err

@@ -191,11 +191,14 @@ class _CsvRows:
 
     def __enter__(self) -> "_CsvRows":
         if self.path:
-            self.handle = open(self.path, "w", newline="", encoding="utf-8")
-            self.writer = csv.writer(self.handle)
-            self.writer.writerow(["path"] + [f"{kind}{i}" for i in range(1, self.top_k + 1)
-                                             for kind in ("label", "prob")] + ["unknown", "error"])
-            self.handle.flush()
+            try:
+                self.handle = open(self.path, "w", newline="", encoding="utf-8")
+                self.writer = csv.writer(self.handle)
+                self.writer.writerow(["path"] + [f"{kind}{i}" for i in range(1, self.top_k + 1)
+                                                 for kind in ("label", "prob")] + ["unknown", "error"])
+                self.handle.flush()
+            except OSError as error:
+                self._failed(error)
         return self
 
     def write(self, p) -> None:
@@ -206,9 +209,22 @@ class _CsvRows:
         cells = [v for label, prob in zip(p.labels, p.probs) for v in (csv_row([label])[0], f"{prob:.6f}")]
         cells += [""] * (2 * self.top_k - len(cells))
         unknown = "" if not p.ok else ("yes" if p.unknown else "no")
-        self.writer.writerow([*csv_row([p.path]), *cells, unknown, *csv_row([p.error or ""])])
-        self.handle.flush()
+        try:
+            self.writer.writerow([*csv_row([p.path]), *cells, unknown, *csv_row([p.error or ""])])
+            self.handle.flush()
+        except OSError as error:  # a full disk mid-run: the rows written so far stay in the file
+            self._failed(error)
+
+    def _failed(self, error: OSError):
+        from tl_studio.core.errors import UserError
+
+        self.writer = None
+        raise UserError(f"Could not write {self.path} ({error.strerror or error}); the rows written before are "
+                        "kept: free some space or choose another --csv file, then run again.") from None
 
     def __exit__(self, *exc) -> None:
         if self.handle is not None:
-            self.handle.close()
+            try:
+                self.handle.close()
+            except OSError:  # its last bytes did not fit either: said already
+                pass
