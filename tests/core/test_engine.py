@@ -152,6 +152,28 @@ def test_resume_continues_after_the_last_finished_epoch(tiny_dataset, tmp_path):
     assert start.start_epoch == 2 and [e.epoch for e in start.history] == [1]
     assert [e.epoch for e in recorder.of_type(events.EpochEnd)] == [2, 3]
     assert [r["epoch"] for r in csv.DictReader(open(run / "metrics.csv"))] == ["1", "2", "3"]
+    assert not [note for note in start.notes if "data set changed" in note]  # the same images
+
+
+def test_a_resume_after_images_were_deleted_says_the_data_set_changed(tiny_dataset, tmp_path):
+    """It went on silently on fewer images, its best epoch judged on the larger validation set of before."""
+    from tl_studio.core.data import scan_dataset
+
+    run = tmp_path / "run"
+    control = RunControl()
+    config = lite0_config(tiny_dataset, epochs=3)
+    fit(config, run, StopAt(control, 2, 1), control=control)
+    scan = scan_dataset(tiny_dataset, seed=config.seed)
+    before = (len(scan.split("train")), len(scan.split("val")))
+    for record in [*scan.split("train")[:3], *scan.split("val")[:1]]:
+        record.path.unlink()
+    finished, recorder = fit(config, run, resume=True)
+    assert finished.status == "completed"
+    notes = [note for note in recorder.of_type(events.FitStart)[0].notes if "data set changed" in note]
+    assert notes == [f"The data set changed since this run last trained: {before[0]} -> {before[0] - 3} training "
+                     f"and {before[1]} -> {before[1] - 1} validation images; its earlier epochs were measured on "
+                     f"the {before[1]} validation images of then, so their accuracies and its best epoch compare "
+                     "loosely with the next ones."]
 
 
 def test_a_new_run_never_overwrites_an_existing_one(tiny_dataset, tmp_path):

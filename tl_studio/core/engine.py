@@ -15,6 +15,7 @@ after-hooks as success, so the model file is written and a ``RunFinished`` event
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import shlex
 import time
@@ -141,7 +142,10 @@ class Trainer:
         state = self.state
         phases = plan_phases(self.config)
         remaining = [p for p in phases if p.last_epoch > state.epoch] or phases[-1:]
-        self.callbacks.on_fit_start(state.fit_start_event(self.run_dir, remaining[0]))
+        start = state.fit_start_event(self.run_dir, remaining[0])
+        if state.epoch:  # a resume: read before this start is logged
+            start = dataclasses.replace(start, notes=(*start.notes, *_changed_data(self.folder, start)))
+        self.callbacks.on_fit_start(start)
         for phase in phases:
             if phase.last_epoch > state.epoch:  # else finished before a resume
                 if self._with_events("phase", self._phase, phase) == "early-stopped":
@@ -208,6 +212,19 @@ def _describe_failure(error: BaseException) -> str:
     if isinstance(error, MemoryError):
         return "The computer ran out of memory; lower the batch size or the image size."
     return f"{type(error).__name__}: {error}"
+
+
+def _changed_data(folder: RunFolder, start: events.FitStart) -> tuple[str, ...]:
+    """A resumed run whose folder lost or gained images since it last trained says so: its best epoch
+    was judged on the validation images of then, its next ones on these."""
+    before = folder.last_event("FitStart") or {}
+    counts = (before.get("num_train"), before.get("num_val"))
+    if None in counts or counts == (start.num_train, start.num_val):
+        return ()
+    return (f"The data set changed since this run last trained: {counts[0]} -> {start.num_train} training and "
+            f"{counts[1]} -> {start.num_val} validation images; its earlier epochs were measured on the "
+            f"{counts[1]} validation images of then, so their accuracies and its best epoch compare loosely "
+            "with the next ones.",)
 
 
 def _checkpoint_to_resume(folder: RunFolder) -> dict:
