@@ -40,3 +40,25 @@ def test_a_thumbnail_shows_what_training_decodes(tmp_path):
         expected = np.asarray(load_rgb(path).resize((width, height)))
         assert np.abs(tile.astype(int) - expected.astype(int)).max() <= 2, (path.name, tile[0, 0], expected[0, 0])
     assert decode_thumbnail(str(tmp_path / "missing.png")) is None
+
+
+def test_cleared_curves_forget_the_last_runs_axes_and_fit_the_next_ones(qtbot):
+    """A run that failed in its set-up left the plots on the previous run's epochs."""
+    from types import SimpleNamespace
+
+    curves = TrainingCurves()
+    qtbot.addWidget(curves.loss_plot)
+    curves.loss_plot.show()
+    view = curves.loss_plot.getPlotItem().vb
+
+    def epochs(*numbers):  # the view fits new points when the event loop next runs
+        with qtbot.waitSignal(view.sigRangeChanged, timeout=5_000):
+            for number in numbers:
+                curves.add_epoch(SimpleNamespace(epoch=number, val_loss=1 / number, train_acc=0.5, val_acc=0.5))
+
+    epochs(20, 40)
+    assert view.viewRange()[0][0] > 15
+    curves.clear()
+    assert view.viewRange()[0] == [0.0, 1.0]
+    epochs(1, 3)
+    assert 0.5 < view.viewRange()[0][0] <= 1.0 and 3.0 <= view.viewRange()[0][1] < 4.0

@@ -141,6 +141,14 @@ class TrainingCurves:
             series.clear()
         self._ema = None
         self._redraw(self.series)
+        # empty plots keep the view they had: a run that failed in its set-up showed the last run's epochs
+        for plot in (self.loss_plot, self.accuracy_plot, self.lr_plot):
+            item = plot.getPlotItem()
+            item.setXRange(0, 1, padding=0)
+            item.enableAutoRange(axis="x")  # the next run's points set it again
+            if plot is not self.accuracy_plot:  # accuracy stays 0-1
+                item.setYRange(0, 1, padding=0)
+                item.enableAutoRange(axis="y")
 
     def add_batches(self, batches) -> None:
         xs = np.array([b.epoch - 1 + b.batch / b.num_batches for b in batches])

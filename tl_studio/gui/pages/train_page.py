@@ -204,6 +204,9 @@ class TrainPage(QWidget):
         self.samples.clear()
         self.hint.hide()
         self.summary.setText(f"Run folder: {run_dir}")
+        # the last run's "Done · best val accuracy 0.935" stood for seconds while this one loaded
+        self.progress.setRange(0, 0)
+        self.progress.setFormat("Resuming…" if resume else "Starting…")
         self.skipped, self.skipped_line = [], ""
         self.controller.start(config, run_dir, resume=resume, scan=scan, processes=processes)
         self._set_running(True)
