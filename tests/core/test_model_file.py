@@ -223,12 +223,12 @@ def test_a_pt2_with_two_programs_of_one_name_is_refused_and_nothing_runs(exports
 
 
 def test_a_pt2_whose_parameter_name_holds_code_is_refused_and_nothing_runs(exports, tmp_path):
-    from tests.model_file_helpers import plain_torch_run_creates, pt2_with_code_in_a_parameter_name
+    from tests.model_file_helpers import pt2_with_code_in_a_parameter_name
     from tl_studio.core.model_file import UnsafeModelFile, load_model_file
 
     marker = tmp_path / "marker"
     crafted = pt2_with_code_in_a_parameter_name(exports["pt2"], tmp_path / "named.pt2", marker)
-    assert plain_torch_run_creates(crafted, marker), "the crafted file must really run code with plain torch"
+    assert plain_torch_load_creates(crafted, marker, classify=True), "the crafted file must really run code"
     with pytest.raises(UnsafeModelFile, match="not a plain dotted name"):
         load_model_file(crafted)
     assert not marker.exists()
