@@ -63,6 +63,9 @@ def test_a_run_that_fails_before_it_starts_says_why_and_leaves_no_folder(window,
     runs = Path(os.environ["TL_STUDIO_RUNS_DIR"])
     assert not page.current_run_dir.exists() and (not runs.exists() or list(runs.iterdir()) == [])
     assert page.summary.text().startswith("The run did not start: ") and "Run folder" not in page.summary.text()
+    # the bar of "Starting…" stops moving and says so (it kept its busy animation beside "Failed")
+    progress = find(window, QProgressBar, "trainProgress")
+    assert progress.maximum() > 0 and progress.format() == "Failed"
 
 
 def test_stop_midway_returns_the_ui_to_idle(window, qtbot):

@@ -115,5 +115,10 @@ class RunProgress:
         return text
 
     def finish(self, completed: bool) -> None:
+        if self.bar.maximum() == 0:
+            # still the busy bar of "Starting…": a run that failed in its set-up kept it moving beside
+            # "Failed" (a busy bar shows no text at all on some styles)
+            self.bar.setRange(0, 1)
+            self.bar.setValue(0)
         if completed:
             self.bar.setValue(self.bar.maximum())
