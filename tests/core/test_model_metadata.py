@@ -60,6 +60,7 @@ def test_a_model_file_with_three_names_for_two_outputs_is_one_sentence_in_predic
 
     Image.new("RGB", (40, 30), (200, 30, 30)).save(image)
     assert main(["predict", str(crafted), str(image)]) != 0
-    err = capsys.readouterr().err
+    out, err = capsys.readouterr()
     assert "three.pt2 cannot be used: its model answers 2 classes but its metadata names 3." in err
     assert "Traceback" not in err
+    assert "does not take a batch" not in out + err  # the batch probe met the same refusal: not its cause
