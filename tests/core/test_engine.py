@@ -176,6 +176,19 @@ def test_a_resume_after_images_were_deleted_says_the_data_set_changed(tiny_datas
                      "loosely with the next ones."]
 
 
+def test_the_data_change_note_names_only_the_counts_that_changed():
+    from tl_studio.core.engine import data_change_note
+
+    assert data_change_note((245, 153), (245, 153)) == ""
+    assert data_change_note((245, 150), (245, 153)) == (
+        "The data set changed since this run last trained: 150 -> 153 validation images; its earlier epochs were "
+        "measured on the 150 validation images of then, so their accuracies and its best epoch compare loosely "
+        "with the next ones.")
+    assert data_change_note((245, 153), (240, 153)) == (
+        "The data set changed since this run last trained: 245 -> 240 training images; its earlier epochs "
+        "trained on the 245 training images of then.")
+
+
 def test_a_new_run_never_overwrites_an_existing_one(tiny_dataset, tmp_path):
     run = tmp_path / "run"
     fit(lite0_config(tiny_dataset, epochs=1), run)

@@ -219,12 +219,25 @@ def _changed_data(folder: RunFolder, start: events.FitStart) -> tuple[str, ...]:
     was judged on the validation images of then, its next ones on these."""
     before = folder.last_event("FitStart") or {}
     counts = (before.get("num_train"), before.get("num_val"))
-    if None in counts or counts == (start.num_train, start.num_val):
+    if None in counts:
         return ()
-    return (f"The data set changed since this run last trained: {counts[0]} -> {start.num_train} training and "
-            f"{counts[1]} -> {start.num_val} validation images; its earlier epochs were measured on the "
-            f"{counts[1]} validation images of then, so their accuracies and its best epoch compare loosely "
-            "with the next ones.",)
+    note = data_change_note(counts, (start.num_train, start.num_val))
+    return (note,) if note else ()
+
+
+def data_change_note(before: tuple[int, int], now: tuple[int, int]) -> str:
+    """The note for (training, validation) image counts of before and now; only the counts that changed
+    are named ("245 -> 245 training" read as a change), and what it means for the run's earlier epochs."""
+    changes = [f"{then} -> {count} {kind}" for then, count, kind in zip(before, now, ("training", "validation"))
+               if then != count]
+    if not changes:
+        return ""
+    if before[1] != now[1]:
+        meaning = (f"its earlier epochs were measured on the {before[1]} validation images of then, so their "
+                   "accuracies and its best epoch compare loosely with the next ones.")
+    else:
+        meaning = f"its earlier epochs trained on the {before[0]} training images of then."
+    return f"The data set changed since this run last trained: {' and '.join(changes)} images; {meaning}"
 
 
 def _checkpoint_to_resume(folder: RunFolder) -> dict:
