@@ -212,6 +212,21 @@ def test_a_class_only_in_the_test_folder_is_named_with_its_folder(tmp_path):
                                 "to the training folder, or remove test/fish.")
 
 
+def test_an_empty_training_folder_says_where_images_go_not_to_lower_a_fraction(tmp_path):
+    """A pre-split folder has no validation fraction to lower."""
+    from tests.helpers import make_image_folder
+    from tl_studio.core.data import scan_dataset
+
+    make_image_folder(tmp_path / "data" / "val", classes=("red", "blue"), per_class=3, size=32)
+    for name in ("red", "blue"):
+        (tmp_path / "data" / "train" / name).mkdir(parents=True)
+    config = config_for(tmp_path / "data")
+    finished = Trainer(config, tmp_path / "run", scan=scan_dataset(tmp_path / "data")).fit()
+    assert finished.status == "failed"
+    assert finished.message == ("The training folder holds no images; add each class's images to a folder of the "
+                                "class's name inside it, as in the validation folder.")
+
+
 class _AfterEpoch(Recorder):
     """Does ``action`` once the first epoch's files are on the disk."""
 

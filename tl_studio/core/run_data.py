@@ -45,6 +45,9 @@ class RunData:
     def _check_splits(self) -> None:
         if len(self.classes) < 2:
             raise DatasetError("Training needs at least two classes with images; add another class folder.")
+        if not self.train_records and self.scan.presplit:  # no validation fraction to lower: its folders split it
+            raise DatasetError("The training folder holds no images; add each class's images to a folder of the "
+                               "class's name inside it, as in the validation folder.")
         if not self.train_records:
             raise DatasetError("The training split is empty; add images or lower the validation fraction.")
         if not self.val_records:
