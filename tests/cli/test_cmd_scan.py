@@ -75,6 +75,17 @@ def test_imbalance_is_noted(tmp_path, capsys):
     assert train["few"] < 5 and "add images of 'few': class weighting cannot make up for fewer than 5" in out
 
 
+def test_a_class_without_training_images_is_said_to_stop_a_run(tmp_path, capsys):
+    for split, count in (("train", 6), ("val", 3)):
+        add_images(tmp_path / split / "many", count)
+    add_images(tmp_path / "val" / "none", 3)
+    (tmp_path / "train" / "none").mkdir()
+    assert main(["scan", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert ("Imbalanced classes: 'many' has 6 training images, while 'none' has none; add training images of "
+            "'none': a run cannot start without them.") in out
+
+
 def test_no_imbalance_note_for_balanced_classes(tiny_dataset, capsys):
     main(["scan", str(tiny_dataset)])
     out = capsys.readouterr().out

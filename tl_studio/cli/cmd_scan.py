@@ -125,7 +125,9 @@ def _imbalance_note(train_counts: dict[str, int]) -> list[str]:
     else:
         ratio = f"{train_counts[largest] / train_counts[smallest]:.1f}x the {train_counts[smallest]} of '{smallest}'"
     # weighting up a class of a few photos teaches the model those photos (core/class_weighting.py)
-    advice = (f"add images of '{smallest}': class weighting cannot make up for fewer than {MIN_IMAGES_TO_WEIGHT}"
+    advice = (f"add training images of '{smallest}': a run cannot start without them"
+              if train_counts[smallest] == 0 else
+              f"add images of '{smallest}': class weighting cannot make up for fewer than {MIN_IMAGES_TO_WEIGHT}"
               if train_counts[smallest] < MIN_IMAGES_TO_WEIGHT else
               f"consider class weighting, or more images of '{smallest}'")
     return ["", f"Imbalanced classes: '{largest}' has {train_counts[largest]} training images, {ratio}; {advice}."]
