@@ -224,3 +224,20 @@ def test_a_dataset_moved_after_its_scan_is_one_sentence_not_accuracy_zero(model,
     with pytest.raises(UserError, match=rf"None of the {len(chosen.paths)} images could be read .*; has {data} moved"):
         evaluate(model_file.predict, chosen)
 
+
+def test_a_moved_pre_split_dataset_is_named_by_its_folder_not_its_val_folder(model, tmp_path):
+    import shutil
+
+    from tests.helpers import make_image_folder
+    from tl_studio.core.data import scan_dataset
+    from tl_studio.core.export import load_model_file
+
+    model_file = load_model_file(model.model_file)
+    data = tmp_path / "data"
+    for split in ("train", "val"):
+        make_image_folder(data / split, classes=model_file.classes, per_class=3, size=32)
+    chosen = evaluation_set(scan_dataset(data), "val", model_file.classes)
+    shutil.move(data, tmp_path / "moved")
+    with pytest.raises(UserError, match=rf"; has {data} moved or changed\?"):
+        evaluate(model_file.predict, chosen)
+

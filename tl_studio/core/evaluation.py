@@ -45,6 +45,7 @@ class EvaluationSet:
     unknown: dict[str, int] = field(default_factory=dict)  # class the model does not know -> images skipped
     source: str = ""  # e.g. "the val split of /data/flowers"
     split: str = ""  # val, test, train or all
+    root: str = ""  # the dataset's folder, named when none of its images can be read
 
     def describe_unknown(self) -> str:
         if not self.unknown:
@@ -101,7 +102,7 @@ def evaluation_set(scan, split: str, model_classes: list[str] | tuple[str, ...])
                         f"knows ({', '.join(model_classes)}); give a folder with the model's class folders.")
     where = "every image" if split == "all" else f"the {split} split"
     return EvaluationSet(tuple(paths), tuple(labels), tuple(model_classes), dict(unknown), f"{where} of {scan.root}",
-                         split)
+                         split, str(scan.root))
 
 
 def split_as_trained(scan, metadata: dict) -> bool:
@@ -249,7 +250,9 @@ def evaluate(predict: Callable, chosen: EvaluationSet, *, progress: ProgressCall
     except Cancelled:
         raise Cancelled("The evaluation was cancelled.") from None
     if failed and not rows:  # "Accuracy 0.0%, 0 images" read as a model that gets everything wrong
-        folder = os.path.commonpath([path for path, _ in failed]) if len(failed) > 1 else failed[0][0]
+        # the dataset's folder (a pre-split one's val/ is not the folder the user chose and moved)
+        folder = chosen.root or (os.path.commonpath([path for path, _ in failed]) if len(failed) > 1
+                                 else failed[0][0])
         raise UserError(f"None of the {counted(len(failed), 'image')} could be read (the first: {failed[0][1]}); "
                         f"has {folder} moved or changed? Open the dataset again on the Data step, or give its "
                         "folder where it is now.")
