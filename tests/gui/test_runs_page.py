@@ -168,8 +168,11 @@ def test_delete_moves_to_the_trash_and_undo_brings_it_back(page, runs, tmp_path,
     qtbot.keyClick(page.table, Qt.Key_Delete)
     assert not (runs / "oom").exists() and page.proxy.rowCount() == 3
     assert (data_home / "Trash" / "files" / "oom").is_dir()
+    said = []
+    page.session.statusMessage.connect(said.append)
     page.edits.undo_delete()
     assert (runs / "oom" / "status.json").is_file() and page.proxy.rowCount() == 4
+    assert said[-1] == "Put oom back."  # "Moved oom to the trash. Undo delete puts it back." stood
 
 
 def test_a_running_run_cannot_be_deleted_or_opened(page, runs):

@@ -114,14 +114,17 @@ class RunEdits(QObject):
         from tl_studio.core.run_history import summarize_run
         from tl_studio.core.run_trash import restore_run
 
-        problems = []
+        problems, restored = [], []
         for trashed in self.trashed:
             try:
                 self.model.add_runs([summarize_run(restore_run(trashed))])
+                restored.append(trashed.original.name)
             except UserError as error:
                 problems.append(str(error))
         self.trashed = []
         self.undo_button.setEnabled(False)
+        # "Moved ... to the trash. Undo delete puts it back." stood after the runs were back
+        self.say(f"Put {', '.join(restored)} back." if restored else "Nothing was put back.")
         if problems:
             QMessageBox.warning(self.page, "Not restored", as_written("\n".join(problems)))
         self.changed()
