@@ -163,6 +163,19 @@ def test_the_best_run_says_when_the_runs_were_validated_on_different_images():
     assert "validated on different images" in history.best_run([other_data, same[1]]).why
 
 
+def test_the_best_run_says_when_it_has_no_model_file_yet_or_still_trains():
+    """`runs best` named a run stopped before its model file was written; `predict` on it found none."""
+    import dataclasses
+
+    stopped = [dataclasses.replace(_summary("a", 0.95, 0.1, 10), status="stopped"), _summary("b", 0.90, 0.5, 100)]
+    assert history.best_run(stopped).why.endswith(
+        " It has no model file yet: the Runs step's Open or `tl-studio export /runs/a` writes it from its best epoch.")
+    written = [dataclasses.replace(run, has_model_file=True) for run in stopped]
+    assert history.best_run(written).why == "a: best val accuracy 95.0%."
+    running = [dataclasses.replace(written[0], status="running"), written[1]]
+    assert history.best_run(running).why.endswith(" It is still training, so this can change.")
+
+
 def test_runs_without_any_epoch_are_not_ranked():
     assert history.best_run([_summary("a", None, None, None)]) is None
 

@@ -16,6 +16,7 @@ import csv
 import json
 import os
 import re
+import shlex
 import statistics
 import time
 from dataclasses import asdict, dataclass, field, replace
@@ -390,6 +391,11 @@ def best_run(runs) -> BestRun | None:
     if len({_validated_on(run) for run in ranked}) > 1:  # 100 % of 9 images is not better than 95 % of 153
         why += (" These runs were validated on different images (another data set, split share or seed), so "
                 "their accuracies compare only roughly.")
+    if best.status == "running":
+        why += " It is still training, so this can change."
+    elif not best.has_model_file:  # stopped before it wrote one: `predict` on it would find no model file
+        why += (" It has no model file yet: the Runs step's Open or `tl-studio export "
+                f"{shlex.quote(str(best.path))}` writes it from its best epoch.")
     return BestRun(best, why)
 
 
