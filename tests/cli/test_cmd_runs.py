@@ -106,6 +106,15 @@ def test_without_a_root_the_apps_runs_folder_is_read(runs_root, monkeypatch, cap
     assert capsys.readouterr().out.strip() == str(runs_root / "resnet-full")
 
 
+def test_best_says_what_writes_the_model_file_of_a_run_stopped_before_it(runs_root, capsys):
+    (runs_root / "resnet-full" / "model.pt2").unlink()
+    assert main(["runs", "best", str(runs_root)]) == 0
+    out, err = capsys.readouterr()
+    assert out.strip() == str(runs_root / "resnet-full")
+    assert err.strip().endswith(f"It has no model file yet: tl-studio export {runs_root / 'resnet-full'} writes "
+                                "it from its best epoch.")
+
+
 def test_the_table_shortens_long_run_names_in_the_middle_so_their_times_still_differ(tmp_path, capsys):
     for time_of_day in ("160310", "160345"):
         write_run(tmp_path / f"hymenoptera-efficientnet_lite0-20261203-{time_of_day}")

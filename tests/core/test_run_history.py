@@ -163,16 +163,17 @@ def test_the_best_run_says_when_the_runs_were_validated_on_different_images():
     assert "validated on different images" in history.best_run([other_data, same[1]]).why
 
 
-def test_the_best_run_says_when_it_has_no_model_file_yet_or_still_trains():
+def test_the_best_run_knows_when_it_has_no_model_file_yet_or_still_trains():
     """`runs best` named a run stopped before its model file was written; `predict` on it found none."""
     import dataclasses
 
     stopped = [dataclasses.replace(_summary("a", 0.95, 0.1, 10), status="stopped"), _summary("b", 0.90, 0.5, 100)]
-    assert history.best_run(stopped).why.endswith(
-        " It has no model file yet: the Runs step's Open or `tl-studio export /runs/a` writes it from its best epoch.")
+    assert history.best_run(stopped).lacks_model_file
     written = [dataclasses.replace(run, has_model_file=True) for run in stopped]
+    assert not history.best_run(written).lacks_model_file
     assert history.best_run(written).why == "a: best val accuracy 95.0%."
-    running = [dataclasses.replace(written[0], status="running"), written[1]]
+    running = [dataclasses.replace(stopped[0], status="running"), stopped[1]]
+    assert not history.best_run(running).lacks_model_file  # it writes one when it ends
     assert history.best_run(running).why.endswith(" It is still training, so this can change.")
 
 

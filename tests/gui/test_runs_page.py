@@ -298,6 +298,15 @@ def test_run_names_and_folders_are_shown_as_written(page, runs, qtbot, monkeypat
     with qtbot.waitSignal(page.loader.finished, timeout=10_000):
         page.refresh()
     assert label_shows(page.best_label).startswith('Best run: top "<i>&: best val accuracy 99')
+    assert label_shows(page.best_label).endswith(" Select it.")
+    (best / "model.pt2").unlink()  # stopped before its model file was written
+    with qtbot.waitSignal(page.loader.finished, timeout=10_000):
+        page.refresh()
+    assert label_shows(page.best_label).endswith(" Select it and press Open to write its model file from its best "
+                                                 "epoch.")
+    (best / "model.pt2").write_bytes(b"placeholder")
+    with qtbot.waitSignal(page.loader.finished, timeout=10_000):
+        page.refresh()
     document = QTextDocument()
     document.setHtml(page.best_label.text())
     links = {fragment.fragment().charFormat().anchorHref() for block in _blocks(document) for fragment in block}

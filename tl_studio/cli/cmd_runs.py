@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shlex
 import sys
 from pathlib import Path
 
@@ -140,7 +141,9 @@ def _best(words: list[str], as_json: bool) -> int:
         print(json.dumps({**best.run.to_json(), "why": best.why}, indent=2))
         return 0
     print(best.run.path)
-    print(best.why, file=sys.stderr)
+    export = (f" It has no model file yet: tl-studio export {shlex.quote(str(best.run.path))} writes it from its "
+              "best epoch." if best.lacks_model_file else "")
+    print(best.why + export, file=sys.stderr)
     return 0
 
 

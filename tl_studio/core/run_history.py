@@ -16,7 +16,6 @@ import csv
 import json
 import os
 import re
-import shlex
 import statistics
 import time
 from dataclasses import asdict, dataclass, field, replace
@@ -356,6 +355,12 @@ class BestRun:
     run: RunSummary
     why: str  # one sentence
 
+    @property
+    def lacks_model_file(self) -> bool:
+        """Stopped before its model file was written: `predict` on it would find none; each front end
+        says what writes it (the Runs step's Open, `tl-studio export`)."""
+        return self.run.status != "running" and not self.run.has_model_file
+
 
 def rank_runs(runs) -> list[RunSummary]:
     """Runs with a val accuracy, best first: highest accuracy; among runs within TIE_ACCURACY of the
@@ -393,9 +398,6 @@ def best_run(runs) -> BestRun | None:
                 "their accuracies compare only roughly.")
     if best.status == "running":
         why += " It is still training, so this can change."
-    elif not best.has_model_file:  # stopped before it wrote one: `predict` on it would find no model file
-        why += (" It has no model file yet: the Runs step's Open or `tl-studio export "
-                f"{shlex.quote(str(best.path))}` writes it from its best epoch.")
     return BestRun(best, why)
 
 

@@ -283,7 +283,9 @@ class RunsPage(QWidget):
         best = best_run(self.model.runs)
         self.best_label.setVisible(best is not None and len(self.model.runs) >= 2)
         if best is not None:
-            self.best_label.setText(f"Best run: {escape(best.why)} <a href=\"{escape(best.run.path)}\">Select it</a>")
+            link = f"<a href=\"{escape(best.run.path)}\">Select it</a>"
+            open_it = " and press Open to write its model file from its best epoch" if best.lacks_model_file else ""
+            self.best_label.setText(f"Best run: {escape(best.why)} {link}{open_it}.")
             self.best_label.setToolTip("Ranked by val accuracy; within 0.5 points, by val loss, then train time")
 
     # ---- selection ----------------------------------------------------------------------------------
