@@ -288,6 +288,16 @@ def test_another_folder_of_class_folders_is_evaluated_whole(page, qtbot, tmp_pat
     assert "red/notes.jpg: Not an image file" in summary  # its reason here, not a command to type elsewhere
     assert "tl-studio scan" not in summary and "Data step" not in summary
 
+    # the folder is deleted, then a model is opened (the Runs step's Open): not "... does not exist"
+    import shutil
+
+    shutil.rmtree(other)
+    page.session.modelFileChanged.emit(page.session.model_file)
+    with qtbot.waitSignal(page.evaluated, timeout=TIMEOUT_MS):
+        page.evaluate_button.click()  # as arriving at the step does (this page is not shown)
+    assert page.evaluation.split == "val" and page.source_box.currentData() == "val"
+    assert "Folder: new photos" not in [page.source_box.itemText(i) for i in range(page.source_box.count())]
+
 
 def test_a_split_without_images_is_greyed_out_and_the_wheel_chooses_nothing(page, qtbot):
     from PySide6.QtCore import QPoint, QPointF, Qt

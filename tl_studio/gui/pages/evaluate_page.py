@@ -148,6 +148,7 @@ class EvaluatePage(QWidget):
     def _model_changed(self, path) -> None:
         self.cancel()
         self._show_evaluation(None)
+        self._forget_a_folder_that_is_gone()
         self.model_label.setText(model_caption(path) if path else
                                  "No model yet: train one, or open a model.pt2 (File > Open Model File).")
         self.model_label.setToolTip(as_written(str(path or "")))
@@ -176,6 +177,20 @@ class EvaluatePage(QWidget):
             self._show_chosen_folder(folder)
         self._source_index = self.source_box.currentIndex()
         self.evaluate()
+
+    def _forget_a_folder_that_is_gone(self) -> None:
+        """A model opened later is evaluated on the folder chosen before, as a comparison wants; but a
+        folder moved or deleted since then only failed ("... does not exist") before the user asked for
+        anything: the validation split is shown instead, and the folder's item goes."""
+        if self.other_folder is None or Path(self.other_folder).is_dir():
+            return
+        index = self.source_box.findData(CHOSEN_FOLDER)
+        if self.source_box.currentIndex() == index:
+            self.source_box.setCurrentIndex(self.source_box.findData("val"))
+        if index >= 0:
+            self.source_box.removeItem(index)
+        self._source_index = self.source_box.currentIndex()
+        self.other_folder = None
 
     def _show_chosen_folder(self, folder: str) -> None:
         """The chosen folder gets its own item, and "Another folder…" stays below it for the next one."""
