@@ -188,6 +188,14 @@ def test_config_diff_lists_only_what_differs(runs_root):
     assert diff == {"model": ["efficientnet_lite0", "resnet18"], "freeze": ["all", "none"], "lr": [None, 3e-4]}
 
 
+def test_config_diff_compares_the_learning_rate_each_run_used():
+    """`runs diff` left out lr for a frozen run (default 0.001) beside a fine-tuned one (default 0.0003),
+    and listed 0.001 given beside the default 0.001 as a difference."""
+    frozen, tuned = {"freeze": "all", "lr": None}, {"freeze": "none", "lr": None}
+    assert history.config_diff([frozen, tuned]) == {"freeze": ["all", "none"], "lr": [None, None]}
+    assert history.config_diff([frozen, {"freeze": "all", "lr": history.resolved_lr(frozen)}]) == {}
+
+
 def test_star_note_and_name_live_in_the_sidecar_and_survive_a_rescan(runs_root):
     folder = runs_root / "flowers-lite0"
     before = {p.name: p.stat().st_mtime_ns for p in folder.iterdir()}

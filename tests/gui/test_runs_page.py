@@ -13,6 +13,7 @@ from PySide6.QtWidgets import QInputDialog, QMessageBox
 
 from tests.run_folders import append_batch, append_epoch, write_run
 from tl_studio.core.run_folder import RunFolder
+from tl_studio.core.run_history import summarize_run
 from tl_studio.gui.runs_table import COLUMNS
 from tl_studio.gui.session import Session
 
@@ -64,7 +65,6 @@ def test_every_run_is_listed_with_its_status(page, runs):
     assert cell(page, "live", "Status") == "running (2/6 · epoch 2 done)"
     assert cell(page, "oom", "Status") == f"failed: {FAILED_REASON}"
     assert cell(page, "resnet", "Model") == "resnet18" and cell(page, "resnet", "Epochs") == "5/5"
-    from tl_studio.core.run_history import summarize_run
 
     assert cell(page, "resnet", "Val acc") == f"{summarize_run(runs / 'resnet').best_val_acc:.1%}"
     assert cell(page, "resnet", "Val acc").startswith("96.")
@@ -121,6 +121,13 @@ def test_selecting_two_runs_overlays_their_curves_and_diffs_their_settings(page,
     assert page.validation.compare_button.isEnabled()
 
 
+def test_two_runs_of_the_same_settings_say_so_in_one_cell_under_no_runs_name(page, runs):
+    """The sentence sat in the first run's column, an empty column of the second beside it."""
+    page.diff_table.show_runs([summarize_run(runs / "lite0")] * 2)
+    assert page.diff_table.columnCount() == 1 and page.diff_table.horizontalHeaderItem(0).text() == ""
+    assert page.diff_table.item(0, 0).text() == "These runs used the same settings."
+
+
 def test_best_run_hint_and_its_link(page, runs):
     assert page.best_label.isVisible() and "resnet" in page.best_label.text()
     page.best_label.linkActivated.emit(str(runs / "resnet"))
@@ -136,7 +143,6 @@ def test_star_note_and_rename_are_kept_with_the_run(page, runs, monkeypatch):
     assert cell(page, "Baseline", "Model") == "efficientnet_lite0"
     monkeypatch.setattr(QInputDialog, "getMultiLineText", lambda *a, **k: ("try a bigger model", True))
     page.edits.edit_note()
-    from tl_studio.core.run_history import summarize_run
 
     saved = summarize_run(runs / "lite0")
     assert (saved.name, saved.starred, saved.note) == ("Baseline", True, "try a bigger model")

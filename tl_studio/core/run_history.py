@@ -411,12 +411,16 @@ def _validated_on(run) -> tuple:
 # ---- what differs between configs -----------------------------------------------------------------
 def config_diff(configs: list[dict]) -> dict[str, list]:
     """Setting -> each run's value, for the settings whose values are not all equal (a setting
-    missing from a config counts as None). Keys in a stable, readable order."""
+    missing from a config counts as None). Keys in a stable, readable order. The learning rate is
+    compared as the rate each run used: a default (None) is the rate of its freeze depth and optimizer,
+    so 0.001 given and the default 0.001 are the same and two defaults of other depths differ; the
+    values returned are the configs' own, so a default can still be shown as one."""
     keys: list[str] = []
     for config in configs:
         keys += [key for key in config if key not in keys]
+    compared = [{**config, "lr": resolved_lr(config)} if config else config for config in configs]
     return {key: [config.get(key) for config in configs] for key in keys
-            if len({json.dumps(config.get(key), sort_keys=True) for config in configs}) > 1}
+            if len({json.dumps(config.get(key), sort_keys=True) for config in compared}) > 1}
 
 
 def summary_diff(runs: list[RunSummary], columns) -> list[str]:

@@ -139,8 +139,9 @@ class ConfigDiffTable(QTableWidget):
     def show_runs(self, runs: list[RunSummary]) -> None:
         self.differences = config_diff([run.config for run in runs]) if len(runs) >= 2 else {}
         self.clear()
-        self.setColumnCount(len(runs) if len(runs) >= 2 else 1)
-        self.setHorizontalHeaderLabels([run.name for run in runs] if len(runs) >= 2 else [""])
+        # a sentence instead of a table: one column without a header (it sat under the first run's name)
+        self.setColumnCount(len(runs) if len(runs) >= 2 and self.differences else 1)
+        self.setHorizontalHeaderLabels([run.name for run in runs] if len(runs) >= 2 and self.differences else [""])
         if len(runs) < 2:
             self.setRowCount(1)
             self.setVerticalHeaderLabels([""])
