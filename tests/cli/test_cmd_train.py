@@ -337,6 +337,12 @@ def test_a_run_folder_stands_for_its_model_file_and_a_model_file_for_its_run(tra
     capsys.readouterr()
     assert main(["predict", str(data), image]) == 2
     assert "is a folder without a model file (model.pt2); give a model file" in capsys.readouterr().err
+    stopped = tmp_path / "stopped"  # a run stopped before its model file: what writes it is named
+    stopped.mkdir()
+    (stopped / "best.ckpt").write_bytes((run / "best.ckpt").read_bytes())
+    assert main(["predict", str(stopped), image]) == 2
+    assert (f"The run {stopped} has no model file yet (it stopped before writing one); tl-studio export {stopped} "
+            "writes it from the run's best epoch") in capsys.readouterr().err
     assert main(["export", str(tmp_path / "m.onnx"), "--format", "onnx"]) == 2
     assert "m.onnx is a file; this starts from the run folder that trained the model" in capsys.readouterr().err
 
