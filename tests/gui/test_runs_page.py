@@ -179,6 +179,15 @@ def test_delete_moves_to_the_trash_and_undo_brings_it_back(page, runs, tmp_path,
     page.edits.undo_delete()
     assert (runs / "oom" / "status.json").is_file() and page.proxy.rowCount() == 4
     assert said[-1] == "Put oom back."  # "Moved oom to the trash. Undo delete puts it back." stood
+    page.select_paths([str(runs / "oom")])
+    page.edits.toggle_star()
+    assert said[-1] == "Starred oom."  # the last action's line stood
+    monkeypatch.setattr(QInputDialog, "getText", lambda *a, **k: ("Out of memory", True))
+    page.edits.rename_selected()
+    page.edits.delete_selected()  # named as the table shows it, not by its folder
+    assert said[-1] == "Moved Out of memory to the trash. Undo delete puts it back."
+    page.edits.undo_delete()
+    assert said[-1] == "Put Out of memory back."
 
 
 def test_a_running_run_cannot_be_deleted_or_opened(page, runs):

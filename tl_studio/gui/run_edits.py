@@ -20,7 +20,7 @@ class RunEdits(QObject):
         """``model``: the page's RunsModel; ``changed``: called after rows changed (counts, best run)."""
         super().__init__(page)
         self.page, self.model, self.selected_runs, self.say, self.changed = page, model, selected_runs, say, changed
-        self.trashed: list = []  # the last delete, for undo
+        self.trashed: list = []  # the last delete, for undo: (the run's name, run_trash's record)
         self.star_button = QPushButton("★ Star")
         self.note_button = QPushButton("Note…")
         self.rename_button = QPushButton("Rename…")
@@ -44,21 +44,23 @@ class RunEdits(QObject):
         self.delete_button.setEnabled(bool(runs) and all(run.status != "running" for run in runs))
         self.star_button.setText("☆ Unstar" if runs and all(run.starred for run in runs) else "★ Star")
 
-    def _annotate(self, run, **changes) -> None:
+    def _annotate(self, run, **changes) -> bool:
         from tl_studio.core.run_history import annotate_run
 
         try:
             annotate_run(run.path, **changes)
         except UserError as error:
             QMessageBox.warning(self.page, "Could not save", as_written(str(error)))  # it may quote the run folder
-            return
+            return False
         self.model.update_run(with_annotations(run))
+        return True
 
     def toggle_star(self) -> None:
         runs = self.selected_runs()
         star = not all(run.starred for run in runs)
-        for run in runs:
-            self._annotate(run, starred=star)
+        done = [run.name for run in runs if self._annotate(run, starred=star)]
+        if done:  # the last action's line ("Renamed to baseline.") stood instead
+            self.say(f"{'Starred' if star else 'Unstarred'} {', '.join(done)}.")
         self.changed()
 
     def edit_note(self) -> None:
@@ -68,7 +70,8 @@ class RunEdits(QObject):
         text, ok = QInputDialog.getMultiLineText(self.page, "Note", as_written(f"A note for {runs[0].name}:"),
                                                  runs[0].note)
         if ok:
-            self._annotate(runs[0], note=text.strip())
+            if self._annotate(runs[0], note=text.strip()):
+                self.say(f"{'Saved' if text.strip() else 'Removed'} the note of {runs[0].name}.")
             self.changed()
 
     def rename_selected(self) -> None:
@@ -96,7 +99,7 @@ class RunEdits(QObject):
         trashed, problems = [], []
         for run in runs:
             try:
-                trashed.append(trash_run(run.path))
+                trashed.append((run.name, trash_run(run.path)))  # named as the table shows it, not by its folder
             except UserError as error:
                 problems.append(str(error))
                 continue
@@ -104,7 +107,7 @@ class RunEdits(QObject):
         self.trashed = trashed
         self.undo_button.setEnabled(bool(trashed))
         if trashed:
-            names = ", ".join(t.original.name for t in trashed)
+            names = ", ".join(name for name, _ in trashed)
             self.say(f"Moved {names} to the trash. Undo delete puts {'it' if len(trashed) == 1 else 'them'} back.")
         if problems:
             QMessageBox.warning(self.page, "Not deleted", as_written("\n".join(problems)))
@@ -115,10 +118,10 @@ class RunEdits(QObject):
         from tl_studio.core.run_trash import restore_run
 
         problems, restored = [], []
-        for trashed in self.trashed:
+        for name, trashed in self.trashed:
             try:
                 self.model.add_runs([summarize_run(restore_run(trashed))])
-                restored.append(trashed.original.name)
+                restored.append(name)
             except UserError as error:
                 problems.append(str(error))
         self.trashed = []

@@ -50,7 +50,6 @@ class RunsPage(QWidget):
         # the CLI) kept its old curves while selected.
         self.selected_files = QFileSystemWatcher(self)
         self._reread = QTimer(self, singleShot=True, interval=200)  # an epoch rewrites several files at once
-        self.trashed: list = []  # the last delete, for undo
         self.compare_task = None
         self.model_file_task = None  # Open of a run without its model file writes it first
         self._loaded_once = False
