@@ -33,6 +33,7 @@ def page(qtbot, model):
     session.set_run(model.run_dir, model.model_file)
     predict_page = PredictPage(session)
     qtbot.addWidget(predict_page)
+    predict_page.show()  # the step on screen: its status lines are said (a hidden step holds them)
     yield predict_page
     predict_page.shutdown()
 
@@ -109,10 +110,14 @@ def test_a_folder_added_again_is_not_listed_twice_and_selected_rows_can_be_remov
     assert [row["path"] for row in page.rows()] == kept
 
 
-def test_sorting_by_confidence_and_csv_export(page, qtbot, tmp_path):
+def test_sorting_by_confidence_and_csv_export(page, qtbot, tmp_path, monkeypatch):
+    from PySide6.QtWidgets import QFileDialog
+
+    assert not page.export_button.isEnabled()  # an empty list wrote a CSV of its header alone
     paths = [make_image(tmp_path / f"p{i}.jpg", (40 * i, 200 - 40 * i, 90), seed=i) for i in range(4)]
     with qtbot.waitSignal(page.predictionsFinished, timeout=TIMEOUT_MS):
         page.add_paths(paths)
+    assert page.export_button.isEnabled()
     page.table.sortByColumn(3, Qt.DescendingOrder)
     confidences = [row["probs"][0] for row in page.rows()]
     assert confidences == sorted(confidences, reverse=True)
@@ -122,6 +127,28 @@ def test_sorting_by_confidence_and_csv_export(page, qtbot, tmp_path):
         table = list(csv.reader(handle))
     assert table[0][:3] == ["path", "label1", "prob1"] and len(table) == 5
     assert {row[0] for row in table[1:]} == {str(p) for p in paths}
+    said = []
+    page.session.statusMessage.connect(said.append)
+    chosen = tmp_path / "chosen.csv"
+    monkeypatch.setattr(QFileDialog, "getSaveFileName", lambda *args, **kwargs: (str(chosen), ""))
+    page.choose_export_file()
+    assert chosen.is_file() and said[-1] == f"Saved 4 rows to {chosen}."  # the write said nothing
+    page.clear()
+    assert said[-1] == "Cleared the list (4 images)." and not page.export_button.isEnabled()
+
+
+def test_work_done_while_the_step_is_hidden_is_said_when_it_is_shown_not_over_another_steps_line(page, qtbot,
+                                                                                                   tmp_path):
+    """A model trained on the Train step classified the listed images again in the background, and its
+    "Classified 9 images; 1 file could not be read" took the line where the run's result stood."""
+    said = []
+    page.session.statusMessage.connect(said.append)
+    page.hide()
+    with qtbot.waitSignal(page.predictionsFinished, timeout=TIMEOUT_MS):
+        page.add_paths([make_image(tmp_path / "one.jpg", (200, 40, 40))])
+    assert said == []
+    page.show()
+    assert said == ["Classified 1 image."]
 
 
 def test_no_model_asks_for_one(qtbot, monkeypatch):

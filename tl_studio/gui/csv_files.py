@@ -12,11 +12,13 @@ from tl_studio.core.fileio import atomic_write_text
 from tl_studio.gui.literal_text import as_written
 
 
-def ask_and_save_csv(parent: QWidget, title: str, default_name: str, text: Callable[[], str]) -> None:
-    """The native dialog (it asks before replacing a file), then the write; nothing when cancelled."""
+def ask_and_save_csv(parent: QWidget, title: str, default_name: str, text: Callable[[], str]) -> str | None:
+    """The native dialog (it asks before replacing a file), then the write; nothing when cancelled.
+    Returns the path written, for the caller to say so."""
     path, _ = QFileDialog.getSaveFileName(parent, title, default_name, "CSV files (*.csv)")
-    if path:
-        save_text(parent, path, text())
+    if path and save_text(parent, path, text()):
+        return path
+    return None
 
 
 def save_text(parent: QWidget, path: str, text: str) -> bool:

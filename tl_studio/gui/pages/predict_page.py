@@ -100,6 +100,7 @@ class PredictPage(QWidget):
         self.total = 0
         self.batch_failed = self.already_listed = 0  # of the batch being classified
         self.setAcceptDrops(True)
+        self._unsaid = ""  # the status line of work done while the step was hidden (_say)
         self._build()
         session.modelFileChanged.connect(self.set_model)
         self.set_model(session.model_file)
@@ -125,6 +126,7 @@ class PredictPage(QWidget):
         clear.clicked.connect(self.clear)
         buttons.addWidget(clear)
         self.export_button = QPushButton("Export CSV…")
+        self.export_button.setEnabled(False)  # an empty list wrote a header alone
         self.export_button.clicked.connect(self.choose_export_file)
         buttons.addWidget(self.export_button)
         self.hint = QLabel("Drop images or folders here, or use Add images… or Add folder…")
@@ -139,6 +141,8 @@ class PredictPage(QWidget):
         self.table_model = QStandardItemModel(0, len(COLUMNS), self)
         self.table_model.setHorizontalHeaderLabels(COLUMNS)
         self.table_model.setSortRole(SORT_ROLE)
+        for signal in (self.table_model.rowsInserted, self.table_model.rowsRemoved, self.table_model.modelReset):
+            signal.connect(lambda *_: self.export_button.setEnabled(self.table_model.rowCount() > 0))
         self.table = QTableView()
         self.table.setObjectName("predictionsTable")
         self.table.setModel(self.table_model)
@@ -181,7 +185,7 @@ class PredictPage(QWidget):
             self.task.cancel()  # its end starts the pending batch (_batch_ended), with this model
         else:
             self._start_next()
-        self.session.say(f"Classifying {counted(len(listed), 'listed image')} again with {self.model_path.name}…"
+        self._say(f"Classifying {counted(len(listed), 'listed image')} again with {self.model_path.name}…"
                          if listed else f"Classifying with {self.model_path.name}…")
 
     def choose_model(self) -> None:
@@ -237,7 +241,7 @@ class PredictPage(QWidget):
         trusted = is_trusted(self.session, model_path)
         listed = {self.table_model.item(row, 0).data(PATH_ROLE) for row in range(self.table_model.rowCount())}
         self.batch_failed = self.already_listed = 0
-        self.session.say("Classifying…")  # not the last batch's outcome while this one runs
+        self._say("Classifying…")  # not the last batch's outcome while this one runs
         self.progress.setRange(0, 0)
         self.progress.setFormat("Loading the model…")
         self.progress.show()
@@ -305,7 +309,9 @@ class PredictPage(QWidget):
 
     def _hide_unused_ranks(self) -> None:
         """A two-class model has no third guess: its columns go."""
-        ranks = max((len(row["labels"]) for row in self.rows()), default=TOP_K) or TOP_K
+        ranks = max((len(row["labels"]) for row in self.rows()), default=0)
+        if not ranks:  # nothing classified (an empty list, only unreadable files): the columns stay as they are
+            return
         for rank in range(TOP_K):
             for column in (2 + 2 * rank, 3 + 2 * rank):
                 self.table.setColumnHidden(column, rank >= ranks)
@@ -336,12 +342,28 @@ class PredictPage(QWidget):
         QMessageBox.warning(self, "Could not classify", as_written(message))  # it may quote a file
 
     def _batch_ended(self, message: str) -> None:
-        self.session.say(message)
+        self._say(message)
         if self.pending:
             self._start_next()
             return
         self.progress.hide()
         self.cancel_button.hide()
+
+    def _say(self, message: str) -> None:
+        """The status line, while the step is shown. A model trained or opened elsewhere classifies the
+        listed images again in the background: its "Classified 9 images; 1 file could not be read" took
+        the Train step's line where the run's result stood. Held until the step is shown instead."""
+        if self.isVisible():
+            self.session.say(message)
+            self._unsaid = ""
+        else:
+            self._unsaid = message
+
+    def showEvent(self, event) -> None:
+        super().showEvent(event)
+        if self._unsaid:
+            self.session.say(self._unsaid)
+            self._unsaid = ""
 
     def cancel(self) -> None:
         self.pending = []
@@ -350,7 +372,10 @@ class PredictPage(QWidget):
 
     def clear(self) -> None:
         self.cancel()
-        self.table_model.removeRows(0, self.table_model.rowCount())
+        rows = self.table_model.rowCount()
+        self.table_model.removeRows(0, rows)
+        if rows:  # the last batch's "Classified 9 images." stood over the empty table
+            self.session.say(f"Cleared the list ({counted(rows, 'image')}).")
 
     def remove_selected(self) -> None:
         for row in sorted((index.row() for index in self.table.selectionModel().selectedRows()), reverse=True):
@@ -387,7 +412,9 @@ class PredictPage(QWidget):
         return buffer.getvalue()
 
     def choose_export_file(self) -> None:
-        ask_and_save_csv(self, "Export predictions", "predictions.csv", self.csv_text)
+        rows = self.table_model.rowCount()
+        if path := ask_and_save_csv(self, "Export predictions", "predictions.csv", self.csv_text):
+            self.session.say(f"Saved {counted(rows, 'row')} to {path}.")  # the write had no word of its own
 
     def export(self, path: str) -> None:
         save_text(self, path, self.csv_text())
