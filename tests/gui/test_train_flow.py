@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import pytest
 from shiboken6 import isValid
+from PySide6.QtCore import QTimer
 from PySide6.QtWidgets import QProgressBar, QPushButton, QSpinBox
 
 from tests.gui.windows import find, open_main_window
@@ -208,6 +209,30 @@ def test_quitting_during_training_keeps_the_epoch_and_does_not_wait_for_the_mode
     assert not page.running
     assert (run_dir / LAST_CHECKPOINT).is_file() and not (run_dir / MODEL_FILE).exists()
     assert RunFolder(run_dir).status().state == "stopped"
+
+
+def test_quitting_once_training_has_finished_waits_for_the_model_file_and_says_so(window, qtbot):
+    """Ctrl+Q while the bar said "Saving the best epoch as the run's model file" asked "Stop training and
+    quit? The last finished epoch is kept; you can resume the run later" of a run that had finished,
+    and Stop and Pause stayed pressable."""
+    from PySide6.QtWidgets import QProgressDialog
+
+    from tl_studio.core.run_folder import MODEL_FILE, RunFolder
+    from tl_studio.gui.main_window import stop_run_showing_progress
+
+    page = window.pages["Train"]
+    window.session.update_config(epochs=1)
+    with qtbot.waitSignal(page.controller.epochEnded, timeout=RUN_TIMEOUT_MS):
+        page.start()
+    assert page.writing_model_file
+    assert not find(window, QPushButton, "stopButton").isEnabled() and not page.pause_button.isEnabled()
+    labels = []
+    QTimer.singleShot(600, lambda: labels.extend(d.labelText() for d in window.findChildren(QProgressDialog)))
+    stop_run_showing_progress(window, page)
+    assert not page.running
+    assert labels and labels[0].startswith("Writing the run's model file… ") and "quits once it is written" in labels[0]
+    run_dir = page.current_run_dir
+    assert (run_dir / MODEL_FILE).is_file() and RunFolder(run_dir).status().state == "done"
 
 
 def test_stop_during_the_first_epoch_says_nothing_is_kept_and_leaves_nothing_to_press(window, qtbot, monkeypatch):

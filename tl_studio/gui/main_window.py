@@ -309,7 +309,12 @@ class MainWindow(QMainWindow):
         if train.running:
             kept = ("The last finished epoch is kept; you can resume the run later." if train.epoch_finished else
                     "No epoch has finished yet, so nothing of this run is kept.")
-            answer = QMessageBox.question(self, "Training is running", f"Stop training and quit? {kept}")
+            if train.writing_model_file:  # "Stop training and quit?" of a run that had finished training
+                answer = QMessageBox.question(self, "Writing the model file", "The run has finished training and is "
+                                              "writing its model file (this can take a minute on a CPU). Quit "
+                                              "once it is written?")
+            else:
+                answer = QMessageBox.question(self, "Training is running", f"Stop training and quit? {kept}")
             if answer != QMessageBox.Yes:
                 event.ignore()
                 return
@@ -340,7 +345,9 @@ def stop_run_showing_progress(parent, train) -> None:
     the last finished epoch's checkpoint."""
     from PySide6.QtCore import QElapsedTimer, QEventLoop
 
-    dialog = QProgressDialog("Stopping training after the current batch…", None, 0, 0, parent)
+    writing = train.writing_model_file  # training has finished: the model file is written, then the app quits
+    doing = "Writing the run's model file…" if writing else "Stopping training after the current batch…"
+    dialog = QProgressDialog(doing, None, 0, 0, parent)
     dialog.setWindowTitle("Quitting")
     dialog.setWindowModality(Qt.ApplicationModal)
     dialog.setMinimumDuration(0)
@@ -348,13 +355,14 @@ def stop_run_showing_progress(parent, train) -> None:
     clock = QElapsedTimer()
     clock.start()
     ticker = QTimer(dialog)
-    kept = ("The last finished epoch is kept; Train > Resume a Run… continues it later." if train.epoch_finished
+    kept = ("The app quits once it is written." if writing else
+            "The last finished epoch is kept; Train > Resume a Run… continues it later." if train.epoch_finished
             else "No epoch had finished: nothing of this run is kept.")
-    ticker.timeout.connect(lambda: dialog.setLabelText(
-        f"Stopping training after the current batch… {clock.elapsed() // 1000} s\n{kept}"))
+    ticker.timeout.connect(lambda: dialog.setLabelText(f"{doing} {clock.elapsed() // 1000} s\n{kept}"))
     ticker.start(250)
     train.controller.finished.connect(loop.quit)
-    train.controller.stop(quitting=True)  # no model-file export on the way out: the checkpoints are kept
+    if not writing:
+        train.controller.stop(quitting=True)  # no model-file export on the way out: the checkpoints are kept
     dialog.show()
     if train.running:
         loop.exec()

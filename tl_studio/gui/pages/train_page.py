@@ -283,6 +283,12 @@ class TrainPage(QWidget):
         """Whether the run shown has a finished epoch (a checkpoint to keep, resume and export from)."""
         return bool(self.history)
 
+    @property
+    def writing_model_file(self) -> bool:
+        """Every planned epoch has finished: the run writes its model file (10-40 s on a CPU), and Stop
+        or Pause have nothing left to act on."""
+        return self.running and bool(self.history) and self.history[-1].epoch >= self.run_progress.epochs
+
     def toggle_pause(self) -> None:
         if not self.running or self.controller.control.stop_requested:  # Ctrl+P after Stop: nothing to pause
             return
@@ -330,6 +336,9 @@ class TrainPage(QWidget):
         self.session.say(f"Epoch {event.epoch}: val accuracy {event.val_acc:.3f}, val loss {event.val_loss:.4f} "
                          f"({event.seconds:.1f} s{event.gpu_memory_text()})")
         self.run_progress.epoch_ended(event)  # the status line keeps the epoch's figures, the bar what follows
+        if self.writing_model_file:  # Stop then said "Stopping: saving the best epoch so far…" of a finished run
+            self.pause_button.setEnabled(False)
+            self.stop_button.setEnabled(False)
         config = self.run_config
         hint = overfitting_hint(self.history, config.freeze, config.augment, feature_cache=config.feature_cache,
                                 pretrained=config.pretrained)
