@@ -549,7 +549,10 @@ def test_a_renamed_pair_keeps_its_comparison_on_the_validation_images(qtbot):
     compare.set_runs([dataclasses.replace(a, name="baseline", starred=True), b])
     assert compare.result is result and "baseline" in compare.summary.text()
     compare.set_runs([a, dataclasses.replace(b, epochs_done=7)])  # b trained further: another model
-    assert compare.result is None
+    assert compare.result is None and "On 10 validation images" not in compare.summary.text()
+    compare.show_result(result)
+    compare.set_runs([a])  # one run left selected (the other deleted): its figures stood
+    assert compare.summary.text().startswith("Select exactly two runs")
     compare.shutdown()
 
 

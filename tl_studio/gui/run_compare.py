@@ -172,6 +172,10 @@ def _text(value) -> str:
     return str(value)
 
 
+COMPARE_HINT = ("Select exactly two runs with a model file, then compare them on the validation images of the "
+                "data set they share.")
+
+
 class ValidationCompare(QWidget):
     """Accuracy of two runs on the same validation images and a gallery of the images on which they
     disagree, each with both predictions. The page runs the comparison in the background."""
@@ -185,8 +189,7 @@ class ValidationCompare(QWidget):
         super().__init__(parent)
         self.pair: tuple[RunSummary, RunSummary] | None = None
         self.result = None
-        self.summary = QLabel("Select exactly two runs with a model file, then compare them on the validation "
-                              "images of the data set they share.")
+        self.summary = QLabel(COMPARE_HINT)
         self.summary.setWordWrap(True)
         self.compare_button = QPushButton("Compare on validation images")
         self.compare_button.setObjectName("compareButton")
@@ -254,8 +257,10 @@ class ValidationCompare(QWidget):
 
     def show_result(self, result) -> None:
         self.result = result
-        if result is None:
+        if result is None:  # another pair, or none: the last pair's figures went with its gallery
             self.thumbnails.set_paths([], [])
+            if self.progress.isHidden():
+                self.summary.setText(COMPARE_HINT)
             return
         self.set_busy(False)
         a, b = self.pair
