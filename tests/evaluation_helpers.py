@@ -81,8 +81,8 @@ def hand_metrics(true: np.ndarray, predicted: np.ndarray, num_classes: int) -> d
         predicted_c = sum(matrix[r][c] for r in range(num_classes))
         actual_c = sum(matrix[c])
         precision = tp / predicted_c if predicted_c else 0.0
-        recall = tp / actual_c if actual_c else 0.0
-        f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
+        recall = tp / actual_c if actual_c else None  # no image of the class: no recall, no F1 (null in --json)
+        f1 = (2 * precision * recall / (precision + recall) if precision + recall else 0.0) if actual_c else None
         per_class.append({"precision": precision, "recall": recall, "f1": f1, "support": actual_c})
     present = [c for c in range(num_classes) if sum(matrix[c])]  # the classes the images have
     return {"accuracy": sum(matrix[c][c] for c in range(num_classes)) / len(true), "matrix": matrix,

@@ -181,6 +181,13 @@ def test_the_text_report_names_every_class_in_the_matrix_and_what_macro_f1_leave
     assert "(over the 2 classes these images have; not flowers, a_very_long_class_name_indeed)" in report
     flowers = next(line for line in report.splitlines() if line.startswith("flowers "))
     assert flowers.split()[1:] == ["0.0000", "-", "-", "0"]  # one ant called flowers: precision 0, no recall
+    # --json: the classes left out are named, their recall and F1 null (0.0 averaged to another macro-F1)
+    data = evaluation.to_dict()
+    assert data["macro_f1_leaves_out"] == ["flowers", "a_very_long_class_name_indeed"]
+    flowers = next(entry for entry in data["per_class"] if entry["name"] == "flowers")
+    assert (flowers["precision"], flowers["recall"], flowers["f1"], flowers["support"]) == (0.0, None, None, 0)
+    measured = [entry["f1"] for entry in data["per_class"] if entry["f1"] is not None]
+    assert sum(measured) / len(measured) == pytest.approx(data["macro_f1"])
 
 
 def test_the_metrics_table_shows_no_recall_or_f1_for_a_class_without_images(qtbot):

@@ -34,8 +34,11 @@ class ClassMetrics:
     support: int  # images of this class in the set
 
     def to_dict(self) -> dict:
-        return {"name": self.name, "precision": self.precision, "recall": self.recall, "f1": self.f1,
-                "support": self.support}
+        """A class no image has: its recall and F1 are null, as the text table's "-" (they were 0.0, and
+        averaging per_class gave another macro-F1 than the one printed)."""
+        measured = self.support > 0
+        return {"name": self.name, "precision": self.precision, "recall": self.recall if measured else None,
+                "f1": self.f1 if measured else None, "support": self.support}
 
 
 @dataclass(frozen=True)

@@ -203,6 +203,7 @@ class Evaluation:
             "num_images": len(self.paths), "accuracy": self.accuracy, "macro_f1": self.macro_f1,
             "ece": self.ece, "reliability": [asdict(b) for b in self.reliability()],
             "per_class": [metrics.to_dict() for metrics in self.per_class()],
+            "macro_f1_leaves_out": eval_metrics.absent_classes(self.per_class()),  # no image of them here
             "confusion_matrix": self.confusion_matrix().tolist(),
             "failed": [{"path": path, "reason": reason} for path, reason in self.failed],
             "skipped_classes": dict(sorted(self.unknown.items())),
