@@ -221,6 +221,8 @@ def test_random_weights_train_every_layer_from_scratch_whatever_the_data(per_cla
                        for words in ("pretrained layers", "pretrained at", "pretrained filters", "frozen features"))
         config = check_usable(recommendation)
         assert config.lr == 1e-3  # said, not left automatic (the automatic rate for "none" is a fine-tune's)
+        # `advise` printed it too: the finder is named for the command line as for the window
+        assert any("`tl-studio lr-find`" in reason for reason in recommendation.reasons)
     assert recommend(stats(400, pretrained=False, optimizer="sgd"), None).lr == 1e-2
     # with pretrained weights the same data keeps the transfer-learning advice
     assert recommend(stats(12), probe(0.99)).freeze == "all"

@@ -202,7 +202,8 @@ def _recommend_from_scratch(stats: DatasetStats) -> Recommendation:
         Advice("schedule", "onecycle", "One-cycle warms the learning rate up and then lowers it, which trains a "
                                        "network from random weights quickly and stably."),
         Advice("lr", lr, f"A network starting from random weights learns at {lr:g}, the usual rate for training "
-                         f"from scratch; the learning-rate finder on the Train step can refine it for your data."),
+                         f"from scratch; the learning-rate finder (Find learning rate… on the Train step, "
+                         "`tl-studio lr-find` on the command line) can refine it for your data."),
         Advice("epochs", epochs, f"{epochs} epochs give about {epochs * steps} updates: a network that starts "
                                  f"from nothing needs many more than a fine-tune."),
         Advice("img_size", size, f"{size} px is the size {stats.model} is designed for."),
@@ -282,8 +283,8 @@ def _epochs(stats: DatasetStats, head_only: bool) -> tuple[int, int, str]:
 
 def _augmentation(data: str, head_only: bool) -> tuple[str, str]:
     if head_only:
-        return "standard", ("With the backbone frozen, features are computed once from the plain images, so "
-                            "augmentation does not apply.")
+        return "standard", ("The default, which does not act on this run: with the backbone frozen, features are "
+                            "computed once from the plain images, so augmentation does not apply.")
     if data in ("tiny", "small"):
         return "light", ("Light augmentation (mild crops and flips) adds variety without making the few "
                          "fine-tuning epochs too hard to fit.")
