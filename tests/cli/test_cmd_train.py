@@ -10,6 +10,7 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 import torch
@@ -120,7 +121,10 @@ def test_without_out_what_cannot_start_leaves_no_folder_and_resume_asks_for_it(t
     assert "no usable class" in capsys.readouterr().err and list(runs.iterdir()) == []
     torch.save({"not": torch.zeros(1)}, tmp_path / "other.pth")  # fails as the model is built: the run has begun
     assert main(["train", str(tiny_dataset), "--weights", str(tmp_path / "other.pth"), *FAST]) == 2
-    assert "other.pth does not fit efficientnet_lite0" in capsys.readouterr().err and list(runs.iterdir()) == []
+    out, err = capsys.readouterr()
+    assert "other.pth does not fit efficientnet_lite0" in err and list(runs.iterdir()) == []
+    named = out.split("Run folder: ")[1].split()[0]  # the folder named at the start is said to be gone
+    assert f"The run did not start, so its folder {Path(named).name} was removed." in err
     assert main(["train", str(empty), "--resume"]) == 2
     assert "--resume continues a run: name its folder with --out RUN_DIR" in capsys.readouterr().err
     assert main(["train", str(empty), "--nnodes", "2", "--node-rank", "0", "--master-addr", "h"]) == 2

@@ -141,7 +141,9 @@ def run(args: argparse.Namespace) -> int:
     try:
         return _run_into_out(args, config, [*argv, "--out", args.out])  # torchrun's processes write there too
     finally:
-        RunFolder(made).remove_if_never_started()  # e.g. weights that could not be downloaded: no litter
+        if RunFolder(made).remove_if_never_started():  # e.g. weights that could not be downloaded: no litter
+            # "Run folder: ..." above named it: say it is gone
+            print(f"The run did not start, so its folder {made.name} was removed.", file=sys.stderr, flush=True)
 
 
 def _run_into_out(args: argparse.Namespace, config, argv: list[str]) -> int:
