@@ -28,6 +28,12 @@ def test_switching_the_format_keeps_the_typed_folder_and_name(qtbot, tmp_path):
     assert "ants-v3.onnx" in page.snippet.toPlainText() and "onnxruntime" in page.snippet.toPlainText()
     _choose(page, "torchscript")
     assert page.path_edit.text() == str(tmp_path / "deliveries" / "ants-v3.ts")
+    # the snippet names the file the export would write, as it is typed (it kept the one suggested before)
+    page.path_edit.setText(str(tmp_path / "elsewhere" / "typed.ts"))
+    assert f"{tmp_path / 'elsewhere' / 'typed.ts'}" in page.snippet.toPlainText()
+    page.path_edit.setText("bare.ts")  # a bare name goes into the run folder
+    assert f"{tmp_path / 'run' / 'bare.ts'}" in page.snippet.toPlainText()
+    page.path_edit.setText(str(tmp_path / "deliveries" / "ants-v3.ts"))
     page.path_edit.setText(str(tmp_path / "deliveries" / "no-suffix"))
     _choose(page, "pt2")
     assert page.path_edit.text() == str(tmp_path / "deliveries" / "no-suffix.pt2")

@@ -113,6 +113,8 @@ class ExportPage(QWidget):
         self.format_buttons.button(0).setChecked(True)
         self.format_buttons.idToggled.connect(self._format_toggled)
         self.path_edit = QLineEdit()
+        # the snippet names the file this export writes: it followed the box only after an export had worked
+        self.path_edit.textChanged.connect(self._show_snippet)
         browse = QPushButton("Browse…")
         browse.clicked.connect(self._browse)
         path_row = QHBoxLayout()
@@ -231,7 +233,7 @@ class ExportPage(QWidget):
             return
         path = with_format_suffix(Path(typed), fmt)
         self.path_edit.setText(str(path))
-        self.snippet.setPlainText(snippet_for(fmt, path))
+        self._show_snippet()
 
     def _run_changed(self, _run_dir) -> None:
         self.result.setText("")  # the last export was another run's
@@ -247,7 +249,15 @@ class ExportPage(QWidget):
         self.run_label.setText(f"Exporting the best epoch of {run_dir}.")
         fmt, ext = self.current_format()
         self.path_edit.setText(str(Path(run_dir) / f"model{ext}"))
-        self.snippet.setPlainText(snippet_for(fmt, Path(self.path_edit.text())))
+        self._show_snippet()
+
+    def _show_snippet(self) -> None:
+        """The snippet for the file the Export button would write (a bare name goes into the run folder)."""
+        typed = self.path_edit.text().strip()
+        if self.session.run_dir is None or not typed:
+            return
+        fmt, _ = self.current_format()
+        self.snippet.setPlainText(snippet_for(fmt, Path(self.session.run_dir) / Path(typed).expanduser()))
 
     def _browse(self) -> None:
         fmt, ext = self.current_format()
