@@ -198,33 +198,36 @@ def test_a_disk_full_before_the_first_checkpoint_says_to_start_again_not_to_resu
     assert message.endswith("free some space, then start the run again.")
 
 
+def _refusal_at_start(data) -> str:
+    """The sentence a run on ``data`` fails with before its first epoch."""
+    from tl_studio.core.data import scan_dataset
+
+    finished = Trainer(config_for(data), data.parent / "run", scan=scan_dataset(data)).fit()
+    assert finished.status == "failed"
+    return finished.message
+
+
 def test_a_class_only_in_the_test_folder_is_named_with_its_folder(tmp_path):
     """Start refused with "No training images for class fish; add some or remove the folder": which one?"""
     from tests.helpers import make_image_folder
-    from tl_studio.core.data import scan_dataset
 
     for split, classes in (("train", ("red", "blue")), ("val", ("red", "blue")), ("test", ("red", "blue", "fish"))):
         make_image_folder(tmp_path / "data" / split, classes=classes, per_class=3, size=32)
-    config = config_for(tmp_path / "data")
-    finished = Trainer(config, tmp_path / "run", scan=scan_dataset(tmp_path / "data")).fit()
-    assert finished.status == "failed"
-    assert finished.message == ("No training images for class fish (only in test/fish): add a fish folder of images "
-                                "to the training folder, or remove test/fish.")
+    assert _refusal_at_start(tmp_path / "data") == ("No training images for class fish (only in test/fish): add a "
+                                                    "fish folder of images to the training folder, or remove "
+                                                    "test/fish.")
 
 
 def test_an_empty_training_folder_says_where_images_go_not_to_lower_a_fraction(tmp_path):
     """A pre-split folder has no validation fraction to lower."""
     from tests.helpers import make_image_folder
-    from tl_studio.core.data import scan_dataset
 
     make_image_folder(tmp_path / "data" / "val", classes=("red", "blue"), per_class=3, size=32)
     for name in ("red", "blue"):
         (tmp_path / "data" / "train" / name).mkdir(parents=True)
-    config = config_for(tmp_path / "data")
-    finished = Trainer(config, tmp_path / "run", scan=scan_dataset(tmp_path / "data")).fit()
-    assert finished.status == "failed"
-    assert finished.message == ("The training folder holds no images; add each class's images to a folder of the "
-                                "class's name inside it, as in the validation folder.")
+    assert _refusal_at_start(tmp_path / "data") == ("The training folder holds no images; add each class's images to "
+                                                    "a folder of the class's name inside it, as in the validation "
+                                                    "folder.")
 
 
 class _AfterEpoch(Recorder):
