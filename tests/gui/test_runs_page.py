@@ -567,6 +567,20 @@ def test_a_stop_reason_that_says_its_state_is_not_prefixed_with_it_again():
     assert _status(failed) == f"failed: {FAILED_REASON}"
 
 
+def test_a_run_stopped_before_its_model_file_points_to_open_not_to_the_command_line():
+    """Its reason (status.json, written by the engine) ends with the export command; the step's Open does it."""
+    from tl_studio.core.run_folder import export_later_clause
+    from tl_studio.core.run_history import RunSummary
+    from tl_studio.gui.runs_table import _status
+
+    path = "/runs/my run"
+    reason = f"Stopped after epoch 2 of 9. Best val accuracy 0.902 at epoch 2{export_later_clause(path)}"
+    assert "tl-studio export '/runs/my run'" in reason
+    shown = _status(RunSummary(path=path, name="my run", status="stopped", reason=reason))
+    assert shown == ("Stopped after epoch 2 of 9. Best val accuracy 0.902 at epoch 2; no model file yet: Open writes "
+                     "it from the best epoch.")
+
+
 def test_open_writes_the_model_file_of_a_run_stopped_before_it_then_opens_it(page, runs_dir, qtbot, monkeypatch):
     from types import SimpleNamespace
 

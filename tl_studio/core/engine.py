@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-import shlex
 import time
 from pathlib import Path
 
@@ -30,7 +29,7 @@ from tl_studio.core.epoch_rules import BestEpoch, EarlyStopping
 from tl_studio.core.errors import UserError
 from tl_studio.core.fileio import check_writable_folder
 from tl_studio.core.loader_notice import SharedMemoryNotice
-from tl_studio.core.run_folder import RunFolder
+from tl_studio.core.run_folder import RunFolder, export_later_clause
 from tl_studio.core.run_state import RunState
 from tl_studio.core.run_writers import run_folder_writers
 
@@ -202,7 +201,7 @@ def _summary(status: str, best: BestEpoch, model_file, epochs_done: int, planned
     if model_file:
         text += f"; model saved to {model_file}."
     elif status == "stopped":  # a second Ctrl-C stops at once, before the model file
-        text += f"; no model file yet: tl-studio export {shlex.quote(str(run_dir))} makes it from the best epoch."
+        text += export_later_clause(run_dir)
     else:
         text += "."
     return f"Stopped after epoch {epochs_done} of {planned}. {text}" if status == "stopped" else text

@@ -47,6 +47,14 @@ RESULT_FILES = (METRICS, LAST_CHECKPOINT, BEST_CHECKPOINT, MODEL_FILE)
 RUN_FILES = (CONFIG, STATUS, EVENTS, CONTROL, *RESULT_FILES)
 
 STATES = ("running", "done", "stopped", "failed")
+
+
+def export_later_clause(run_dir) -> str:
+    """The end of a stopped run's reason when it stopped before its model file (a second Ctrl-C): the
+    command that writes it. The Runs step shows its own way instead (its Open button writes it)."""
+    import shlex
+
+    return f"; no model file yet: tl-studio export {shlex.quote(str(run_dir))} makes it from the best epoch."
 REQUESTS = ("stop", "pause", "continue")
 
 

@@ -17,6 +17,7 @@ from PySide6.QtCore import QAbstractTableModel, QModelIndex, QSortFilterProxyMod
 from PySide6.QtGui import QColor
 from PySide6.QtWidgets import QStyledItemDelegate
 
+from tl_studio.core.run_folder import export_later_clause
 from tl_studio.core.run_history import RunSummary, format_age
 from tl_studio.gui.literal_text import as_written
 
@@ -51,8 +52,10 @@ def _status(run: RunSummary) -> str:
         return f"running ({run.epochs_done}/{run.planned_epochs or '?'}{where})"
     if run.status not in ("failed", "stopped") or not run.reason:
         return run.status
+    reason = run.reason.replace(export_later_clause(run.path), "; no model file yet: Open writes it from the best "
+                                                               "epoch.")  # not the command the CLI was given
     # "Stopped after epoch 9 of 20. Best ..." says the state itself: "stopped: Stopped after" said it twice
-    return run.reason if run.reason.lower().startswith(run.status) else f"{run.status}: {run.reason}"
+    return reason if reason.lower().startswith(run.status) else f"{run.status}: {reason}"
 
 
 def _number(value) -> float:
