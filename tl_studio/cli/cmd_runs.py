@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import shlex
 import sys
 from pathlib import Path
 
@@ -130,6 +129,7 @@ RESULT_COLUMNS = ("status", "epochs_done", "best_epoch", "best_val_acc", "best_v
 
 def _best(words: list[str], as_json: bool) -> int:
     from tl_studio.core.errors import UserError
+    from tl_studio.core.run_folder import export_command
     from tl_studio.core.run_history import best_run, list_runs
 
     roots = _roots(words)
@@ -141,7 +141,7 @@ def _best(words: list[str], as_json: bool) -> int:
         print(json.dumps({**best.run.to_json(), "why": best.why}, indent=2))
         return 0
     print(best.run.path)
-    export = (f" It has no model file yet: tl-studio export {shlex.quote(str(best.run.path))} writes it from its "
+    export = (f" It has no model file yet: {export_command(best.run.path)} writes it from its "
               "best epoch." if best.lacks_model_file else "")
     print(best.why + export, file=sys.stderr)
     return 0

@@ -241,7 +241,9 @@ def _report(finished, trainer, args) -> int:
                   f"continue with: tl-studio train {shlex.quote(args.data_dir)} --out {shlex.quote(args.out)} --resume",
                   file=sys.stderr)
             if not finished.model_file:  # a second Ctrl-C stops before the model file is written
-                print(f"No model file was written; tl-studio export {shlex.quote(args.out)} makes it from the best "
+                from tl_studio.core.run_folder import export_command
+
+                print(f"No model file was written; {export_command(args.out)} makes it from the best "
                       f"epoch.", file=sys.stderr)
         return 130
     if finished.status == "failed":

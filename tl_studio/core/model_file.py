@@ -42,7 +42,6 @@ import keyword
 import os
 import pickletools
 import re
-import shlex
 import threading
 import warnings
 import zipfile
@@ -53,7 +52,7 @@ from typing import Callable, Iterator
 
 from tl_studio.core.errors import UserError
 from tl_studio.core.model_metadata import answers_one_per_class, check_metadata
-from tl_studio.core.run_folder import BEST_CHECKPOINT, MODEL_FILE as RUN_MODEL_FILE
+from tl_studio.core.run_folder import BEST_CHECKPOINT, MODEL_FILE as RUN_MODEL_FILE, export_command
 
 METADATA_KEY = "tl_studio.json"
 TORCHSCRIPT_SUFFIXES = (".ts", ".pt", ".pth", ".jit")
@@ -355,7 +354,7 @@ def load_model_file(path: Path, fmt: str | None = None, *, trust_torchscript: bo
         path = path / RUN_MODEL_FILE  # a run folder, given for the model file it wrote
     elif path.is_dir() and (path / BEST_CHECKPOINT).is_file():  # a run stopped before it wrote one
         raise UserError(f"The run {path} has no model file yet (it stopped before writing one); "
-                        f"tl-studio export {shlex.quote(str(path))} writes it from the run's best epoch, or "
+                        f"{export_command(path)} writes it from the run's best epoch, or "
                         "open the run on the app's Runs step.")
     elif path.is_dir():
         raise UserError(f"{path} is a folder without a model file ({RUN_MODEL_FILE}); give a model file "

@@ -23,6 +23,7 @@ import errno
 import json
 import os
 import platform
+import shlex
 import socket
 import time
 from dataclasses import dataclass
@@ -49,12 +50,15 @@ RUN_FILES = (CONFIG, STATUS, EVENTS, CONTROL, *RESULT_FILES)
 STATES = ("running", "done", "stopped", "failed")
 
 
+def export_command(run_dir) -> str:
+    """The command that writes the model file of a run stopped before it, as every message gives it."""
+    return f"tl-studio export {shlex.quote(str(run_dir))}"
+
+
 def export_later_clause(run_dir) -> str:
     """The end of a stopped run's reason when it stopped before its model file (a second Ctrl-C): the
     command that writes it. The Runs step shows its own way instead (its Open button writes it)."""
-    import shlex
-
-    return f"; no model file yet: tl-studio export {shlex.quote(str(run_dir))} makes it from the best epoch."
+    return f"; no model file yet: {export_command(run_dir)} makes it from the best epoch."
 REQUESTS = ("stop", "pause", "continue")
 
 

@@ -10,7 +10,6 @@ its undo) are gui/run_edits.py.
 
 from __future__ import annotations
 
-import shlex
 from html import escape
 from pathlib import Path
 
@@ -20,6 +19,7 @@ from PySide6.QtWidgets import (QAbstractItemView, QCheckBox, QFileDialog, QHBoxL
                                QLabel, QLineEdit, QMessageBox, QPushButton, QSplitter, QTableView, QTabWidget,
                                QVBoxLayout, QWidget)
 
+from tl_studio.core.run_folder import export_command
 from tl_studio.core.run_history import best_run, summarize_run, summary_diff
 from tl_studio.gui.literal_text import as_written
 from tl_studio.gui.run_compare import MAX_RUNS, ConfigDiffTable, RunCurves, ValidationCompare
@@ -318,7 +318,7 @@ class RunsPage(QWidget):
                                     and not self.writing_model_file)
         self.open_button.setToolTip(
             "This run has no model file yet (it stopped before writing one): Open writes it from the run's best "
-            f"epoch first, as tl-studio export {shlex.quote(one.path)} does." if unexported else OPEN_TIP)
+            f"epoch first, as {export_command(one.path)} does." if unexported else OPEN_TIP)
         self.resume_button.setEnabled(one is not None and (one.resumable or one.extendable)
                                       and not self.session.training)
         self.resume_button.setText("Train further…" if one is not None and one.extendable else "Resume…")
