@@ -44,11 +44,23 @@ class EpochTotals:
     # the model file without a second pass over the images)
     logits: list[tuple[torch.Tensor, torch.Tensor]] | None = None
 
+    # right answers not yet counted into ``correct``: a tensor on the model's device, read once at the
+    # end of the pass (``settle``), so that counting them does not wait for the GPU after every step
+    pending_correct: torch.Tensor | None = field(default=None, repr=False)
+
     def add(self, loss: float, logits: torch.Tensor, labels: torch.Tensor) -> None:
         count = int(labels.shape[0])
         self.loss_sum += loss * count
-        self.correct += int((logits.argmax(1) == labels).sum())
+        right = (logits.argmax(1) == labels).sum()
+        self.pending_correct = right if self.pending_correct is None else self.pending_correct + right
         self.seen += count
+
+    def settle(self) -> "EpochTotals":
+        """Counts the pending right answers into ``correct`` (one wait for the device); returns self."""
+        if self.pending_correct is not None:
+            self.correct += int(self.pending_correct)
+            self.pending_correct = None
+        return self
 
     def keep_logits(self, logits: torch.Tensor, labels: torch.Tensor) -> None:
         if self.logits is not None:
@@ -66,6 +78,7 @@ class EpochTotals:
 
     @property
     def accuracy(self) -> float:
+        self.settle()
         return self.correct / self.seen if self.seen else float("nan")
 
 
@@ -80,17 +93,21 @@ class NonFiniteLoss(Exception):
 def _optimise(ctx: StepContext, loss: torch.Tensor) -> tuple[float, float]:
     """One optimizer step; returns the loss and the learning rate the step used (the schedule moves on
     after it). A non-finite loss raises NonFiniteLoss before it can reach the weights."""
-    loss_value = float(loss.detach())
-    if not math.isfinite(loss_value):
-        raise NonFiniteLoss(loss_value)
     lr = _current_lr(ctx)
     ctx.optimizer.zero_grad(set_to_none=True)
-    if ctx.scaler is not None:  # fp16 needs loss scaling; bf16 and fp32 do not
-        ctx.scaler.scale(loss).backward()
+    # fp16 needs loss scaling; bf16 and fp32 do not
+    (ctx.scaler.scale(loss) if ctx.scaler is not None else loss).backward()
+    # Reading the loss waits for the device. Read after the backward pass is queued, not before it: on a
+    # GPU the CPU then queues the backward kernels while the forward pass runs (waiting before it left
+    # the GPU idle while they were queued); the weights are still untouched here.
+    loss_value = float(loss.detach())
+    if not math.isfinite(loss_value):
+        ctx.optimizer.zero_grad(set_to_none=True)
+        raise NonFiniteLoss(loss_value)
+    if ctx.scaler is not None:
         ctx.scaler.step(ctx.optimizer)
         ctx.scaler.update()
     else:
-        loss.backward()
         ctx.optimizer.step()
     ctx.scheduler.step()
     return loss_value, lr
@@ -123,7 +140,7 @@ def train_on_images(model: nn.Module, loader, ctx: StepContext) -> EpochTotals:
         totals.add(loss_value, logits.detach(), labels)
         totals.seconds = time.perf_counter() - started
         ctx.on_batch(number, num_batches, loss_value, lr, totals.seen / max(totals.seconds, 1e-9))
-    return totals
+    return totals.settle()
 
 
 def train_on_features(head: nn.Module, classify: Callable, features: FeatureSet, batch_size: int,
@@ -146,7 +163,7 @@ def train_on_features(head: nn.Module, classify: Callable, features: FeatureSet,
         totals.seconds = time.perf_counter() - started
         # images per second as the epoch line counts them: each image once, however many passes
         ctx.on_batch(number, len(batches), loss_value, lr, totals.seen / passes / max(totals.seconds, 1e-9))
-    return totals
+    return totals.settle()
 
 
 InferenceCopy = Callable[[nn.Module, torch.Tensor], "tuple[nn.Module, bool]"]
@@ -181,7 +198,7 @@ def validate_on_images(model: nn.Module, loader, ctx: StepContext, keep: set[int
         totals.add(float(plain(logits, labels)), logits, labels)
         totals.keep_logits(logits, labels)
         _keep_probabilities(totals, logits, batch.indices, keep)
-    return totals
+    return totals.settle()
 
 
 @torch.no_grad()
@@ -196,7 +213,7 @@ def validate_on_features(head: nn.Module, classify: Callable, features: FeatureS
         totals.add(float(plain(logits, labels)), logits, labels)
         totals.keep_logits(logits, labels)
         _keep_probabilities(totals, logits, features.indices[rows.cpu()], keep)
-    return totals
+    return totals.settle()
 
 
 def _keep_probabilities(totals: EpochTotals, logits: torch.Tensor, indices: torch.Tensor, keep: set[int]) -> None:
