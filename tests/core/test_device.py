@@ -55,3 +55,42 @@ def test_feature_extraction_follows_the_decision_and_restores_the_layout():
     other = _Tiny("vit_b_16")
     _extract(other, seen)
     assert seen[-1] is False and not is_channels_last(other)
+
+
+def _cuda_info():
+    """A CUDA DeviceInfo as resolve_device makes one on a GPU machine (torch.device needs no GPU)."""
+    from tl_studio.core.device import DeviceInfo
+
+    return DeviceInfo(torch.device("cuda"), "a GPU", torch.bfloat16, pin_memory=True)
+
+
+def test_loader_workers_follow_the_device_unless_the_run_says(monkeypatch):
+    import os
+
+    from tl_studio.core.device import loader_workers
+
+    cpu = resolve_device("cpu")
+    assert loader_workers(None, cpu) == 2 and loader_workers(0, cpu) == 0 and loader_workers(5, _cuda_info()) == 5
+    for cores, processes, expected in ((16, 1, 8), (64, 1, 8), (4, 1, 3), (2, 1, 2), (16, 4, 3), (16, 8, 2)):
+        monkeypatch.setattr(os, "sched_getaffinity", lambda pid, n=cores: set(range(n)), raising=False)
+        assert loader_workers(None, _cuda_info(), processes) == expected, (cores, processes)
+        assert loader_workers(None, cpu, processes) == 2  # the CPU's cores train the model
+
+
+def test_a_run_records_the_loader_workers_it_used(tiny_dataset):
+    """TrainConfig.workers None ("automatic") is resolved once the device is known, and that number is
+    what config.json keeps: the workers' seeds shape the augmentation, so the run can be repeated."""
+    from tl_studio.core.callbacks import CallbackList
+    from tl_studio.core.config import TrainConfig
+    from tl_studio.core.control import RunControl
+    from tl_studio.core.data import scan_for
+    from tl_studio.core.run_state import RunState
+
+    config = TrainConfig(data_dir=str(tiny_dataset), img_size=64, device="cpu")
+    assert config.workers is None
+    state = RunState.prepare(config, scan_for(config), None, CallbackList([]), RunControl())
+    try:
+        assert state.config.workers == 2 and state.data.config.workers == 2
+    finally:
+        state.data.close()
+    assert TrainConfig.from_dict({**config.to_dict(), "workers": None}).workers is None  # a config file's null

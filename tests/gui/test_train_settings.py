@@ -37,3 +37,14 @@ def test_an_unreadable_remembered_value_falls_back_to_the_defaults(qtbot):
 
     QSettings().setValue(SETTINGS_KEY, '{"epochs": -3}')
     assert launch(qtbot).session.config.epochs == TrainConfig().epochs
+
+
+def test_loader_workers_are_automatic_until_the_user_sets_a_number(qtbot):
+    settings = launch(qtbot)
+    assert settings.workers.text() == "automatic" and settings.session.config.workers is None
+    settings.workers.setValue(3)
+    assert settings.session.config.workers == 3
+    settings.workers.setValue(0)  # no loader processes: the images load in the run's own process
+    assert settings.session.config.workers == 0
+    settings.workers.setValue(-1)
+    assert settings.workers.text() == "automatic" and settings.session.config.workers is None

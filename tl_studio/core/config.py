@@ -51,7 +51,7 @@ class TrainConfig:
     test_fraction: float = 0.0
     seed: int = 0
     device: str = "auto"
-    workers: int = 2
+    workers: int | None = None  # loader processes; None: as many as suit the device (device.loader_workers)
     # mixed precision: on CUDA bf16 where supported, else fp16 with a grad scaler; on CPUs with bf16 matrix
     # units bf16 where it measured faster (device.autocast_dtype)
     amp: bool = True
@@ -89,7 +89,7 @@ class TrainConfig:
             (self.class_weighting in CLASS_WEIGHTING, f"class weighting must be one of {', '.join(CLASS_WEIGHTING)}"),
             (0 < self.val_fraction < 1, "the validation fraction must be between 0 and 1"),
             (0 <= self.test_fraction < 1 - self.val_fraction, "validation + test fractions must be below 1"),
-            (self.workers >= 0, "workers must be 0 or more"),
+            (self.workers is None or self.workers >= 0, "workers must be 0 or more"),
             (0 <= self.label_smoothing < 1, "label smoothing must be in [0, 1)"),
             (self.img_size is None or MIN_IMG_SIZE <= self.img_size <= MAX_IMG_SIZE,
              f"image size must be between {MIN_IMG_SIZE} and {MAX_IMG_SIZE} pixels (memory grows with its "

@@ -110,6 +110,30 @@ _CPU_CHANNELS_LAST = {
 }
 
 
+# Loader processes when the run does not say (TrainConfig.workers None). On the CPU two: the model's own
+# threads need the other cores (the measured default of every CPU figure in docs/training.md). On a CUDA
+# GPU the loaders are what bound training: on an H200 with 16 cores, a plain AMP loop with 8 workers
+# trained resnet50 at 804-850 images/s where the GPU alone does 4,300 (benchmarks/gpu_check.py), so a
+# GPU run gets a worker per core it may use, less one for its own process, at most 8.
+CPU_LOADER_WORKERS = 2
+MAX_GPU_LOADER_WORKERS = 8
+
+
+def loader_workers(requested: int | None, device: DeviceInfo, processes_on_this_machine: int = 1) -> int:
+    """The loader processes a run uses: ``requested`` when given, else CPU_LOADER_WORKERS, or on a CUDA
+    GPU one per CPU core of this process's share (``processes_on_this_machine``: torchrun's processes
+    share the cores) less one, between CPU_LOADER_WORKERS and MAX_GPU_LOADER_WORKERS."""
+    import os
+
+    if requested is not None:
+        return requested
+    if not device.is_cuda:
+        return CPU_LOADER_WORKERS
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    share = cores // max(1, processes_on_this_machine)
+    return max(CPU_LOADER_WORKERS, min(MAX_GPU_LOADER_WORKERS, share - 1))
+
+
 def _family(model: "torch.nn.Module | str") -> str:
     return str(model if isinstance(model, str) else getattr(model, "tl_name", type(model).__name__.lower()))
 

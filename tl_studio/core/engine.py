@@ -90,6 +90,7 @@ class Trainer:
                 self.callbacks.load_state_dicts(_callback_states(payload))
             self.state = RunState.prepare(self.config, scan, payload, self.callbacks, self.control, self.mp_context,
                                           self.strategy)
+            self.config = self.state.config  # with what "auto" settings resolved to (the loader workers)
             outcome = self._with_events("fit", self._fit)
         except StopRequested:
             outcome = "stopped"

@@ -178,6 +178,7 @@ def _sweep_on_features(bench: Workbench, sweep: _Sweep, progress, cancel) -> Non
 def _sweep_on_images(bench: Workbench, sweep: _Sweep, mp_context=None) -> None:
     from tl_studio.core import loops
     from tl_studio.core.dataset import ImageDataset, make_loader
+    from tl_studio.core.device import loader_workers
     from tl_studio.core.transforms import train_transform
 
     config = bench.config
@@ -186,7 +187,8 @@ def _sweep_on_images(bench: Workbench, sweep: _Sweep, mp_context=None) -> None:
     dataset = ImageDataset(records, train_transform(config.augment, bench.spec),
                            cache_bytes=config.image_cache_mb * MB)
     # a last batch of one image breaks BatchNorm in training mode
-    loader = make_loader(dataset, batch_size=batch_size, shuffle=True, workers=config.workers, seed=config.seed,
+    loader = make_loader(dataset, batch_size=batch_size, shuffle=True, seed=config.seed,
+                         workers=loader_workers(config.workers, bench.device),
                          pin_memory=bench.device.pin_memory, drop_last=len(records) % batch_size == 1,
                          mp_context=mp_context)
     ctx = _make_context(bench, sweep, _class_counts(records, bench.num_classes))

@@ -204,7 +204,7 @@ def begin(config) -> ReadAhead | None:
     if not (config.data_dir and uses_feature_cache(config, plan_phases(config)[0])):
         return None
     start_method = multiprocessing.get_start_method(allow_none=True) or multiprocessing.get_all_start_methods()[0]
-    if config.workers > 0 and start_method != "fork":
+    if (config.workers is None or config.workers > 0) and start_method != "fork":  # None: workers (device.py)
         return None
     info = cached_model_info(config.model)
     # Without the catalogue file (the first run in a cache folder builds it), the ImageNet preset most

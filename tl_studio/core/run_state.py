@@ -76,7 +76,7 @@ class RunState:
                 strategy=None):
         from tl_studio.core import backbone_facts
         from tl_studio.core.catalog import get_model_info
-        from tl_studio.core.device import resolve_device
+        from tl_studio.core.device import loader_workers, resolve_device
         from tl_studio.core.models import build_model
         from tl_studio.core.preprocess import PreprocessSpec
 
@@ -84,6 +84,8 @@ class RunState:
 
         strategy = strategy or SingleProcess()
         device = strategy.place(resolve_device(config.device, config.amp))
+        # the run's config.json records the number used: the workers' seeds shape the augmentation
+        config = config.replace(workers=loader_workers(config.workers, device, strategy.local_world_size))
         spec = PreprocessSpec.for_model(get_model_info(config.model), config.img_size)
         # Seeded here, right before the first random draw of the run (the new head's initial weights):
         # whatever ran before (building the model catalogue cache on a first run) cannot shift it.

@@ -35,6 +35,7 @@ CONTINUE, PAUSE, STOP = 0, 1, 2
 class SingleProcess:
     rank = 0
     world_size = 1
+    local_world_size = 1  # processes of the run on this machine (they share its cores)
     is_writer = True
     distributed = False
 
@@ -116,6 +117,14 @@ class DistributedProcesses(SingleProcess):
             raise UserError(f"Process {local} on this machine has no GPU of its own ({torch.cuda.device_count()} "
                             f"found); lower --nproc-per-node to the number of GPUs.")
         return cls(rank, world, local, use_cuda)
+
+    @property
+    def local_world_size(self) -> int:
+        """Processes of the run on this machine (torchrun's --nproc-per-node, which it exports)."""
+        try:
+            return max(1, int(os.environ.get("LOCAL_WORLD_SIZE", "1")))
+        except ValueError:
+            return 1
 
     # ---- placement ------------------------------------------------------------------------------
     def place(self, device_info):

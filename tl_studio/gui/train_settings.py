@@ -87,7 +87,10 @@ class TrainSettings(QWidget):
         self.device = _combo([("auto", "Automatic")], "Where to train. A CUDA GPU is much faster than the CPU.")
         # "Automatic: CPU (1 of 2 cores)" or a GPU's name: the form widens to show it whole, not cut.
         self.device.setSizeAdjustPolicy(QComboBox.AdjustToContents)
-        self.workers = _spin(0, 32, "Processes that decode and augment images in parallel with training.")
+        self.workers = _spin(-1, 32, "Processes that decode and augment images in parallel with training. "
+                                     "Automatic: 2 on the CPU; on a GPU one per CPU core but one, at most 8 "
+                                     "(the GPU trains faster than two can decode).")
+        self.workers.setSpecialValueText("automatic")  # the lowest value, -1: TrainConfig.workers None
         self.processes = _spin(1, 1, "Train in several processes, one GPU each (PyTorch's torchrun): each takes "
                                      "its share of every batch. Available with more than one CUDA GPU.")
         self.processes.setObjectName("processesSpin")
@@ -180,7 +183,7 @@ class TrainSettings(QWidget):
             self.freeze_epochs.setValue(config.freeze_epochs)
             self.freeze_epochs.setEnabled(config.schedule == "fine-tune")
             self.img_size.setValue(config.img_size or 0)
-            self.workers.setValue(config.workers)
+            self.workers.setValue(-1 if config.workers is None else config.workers)
             self.early_stopping.setValue(config.early_stopping_patience)
         finally:
             self._updating = False
@@ -201,7 +204,8 @@ class TrainSettings(QWidget):
             optimizer=self.optimizer.currentData(), schedule=self.schedule.currentData(),
             freeze_epochs=min(self.freeze_epochs.value(), max(1, epochs - 1)),
             augment=self.augment.currentData(), img_size=self.img_size.value() or None,
-            device=self.device.currentData() or "auto", workers=self.workers.value(),
+            device=self.device.currentData() or "auto",
+            workers=None if self.workers.value() < 0 else self.workers.value(),  # -1: "automatic"
             early_stopping_patience=self.early_stopping.value(), class_weighting=self.class_weighting.currentData())
         if changes["schedule"] == "fine-tune" and self.session.config.freeze == "all":
             # two phases need something to unfreeze in the second one
