@@ -158,14 +158,20 @@ def test_star_note_and_rename_are_kept_with_the_run(page, runs, monkeypatch):
     assert summarize_run(runs / "lite0").name == "Baseline" and said[-1] == "Renamed to Baseline."
 
 
-def test_delete_moves_to_the_trash_and_undo_brings_it_back(page, runs, tmp_path, monkeypatch, qtbot):
+def private_trash(tmp_path, monkeypatch) -> Path:
+    """A trash of the test's own, never the user's; returns its data folder."""
     import send2trash.plat_other as freedesktop
 
-    data_home = tmp_path / "xdg"  # a trash of the test's own, never the user's
+    data_home = tmp_path / "xdg"
     monkeypatch.setattr(freedesktop, "XDG_DATA_HOME", os.fsencode(data_home))
     monkeypatch.setattr(freedesktop, "HOMETRASH_B", os.fsencode(data_home / "Trash"))
     monkeypatch.setattr(freedesktop, "HOMETRASH", str(data_home / "Trash"))
     monkeypatch.setattr("send2trash.send2trash", freedesktop.send2trash)
+    return data_home
+
+
+def test_delete_moves_to_the_trash_and_undo_brings_it_back(page, runs, tmp_path, monkeypatch, qtbot):
+    data_home = private_trash(tmp_path, monkeypatch)
     page.select_paths([str(runs / "oom")])
     page.filter_edit.setFocus()
     qtbot.keyClick(page.filter_edit, Qt.Key_Delete)  # in the filter box, Delete edits the text
@@ -188,6 +194,36 @@ def test_delete_moves_to_the_trash_and_undo_brings_it_back(page, runs, tmp_path,
     assert said[-1] == "Moved Out of memory to the trash. Undo delete puts it back."
     page.edits.undo_delete()
     assert said[-1] == "Put Out of memory back."
+
+
+def test_edit_undo_on_the_runs_step_puts_the_deleted_run_back(qtbot, runs, tmp_path, monkeypatch):
+    """Ctrl+Z (Edit > Undo) undid only the data set's moves: on the Runs step it undoes the last delete
+    of runs, as the step's Undo delete button does, and names it; elsewhere it is the data set's again."""
+    from shiboken6 import isValid
+
+    from tl_studio.gui.main_window import MainWindow
+
+    private_trash(tmp_path, monkeypatch)
+    window = MainWindow()
+    window.show()
+    qtbot.waitUntil(lambda: hasattr(window, "warm_up"), timeout=10_000)
+    page = window.pages["Runs"]
+    with qtbot.waitSignal(page.loader.finished, timeout=10_000):
+        window.steps.go_to("Runs")
+    page.select_paths([str(runs / "oom")])
+    page.edits.delete_selected()
+    assert not (runs / "oom").exists()
+    assert window.undo_action.isEnabled() and window.undo_action.text() == "Undo: put oom back from the trash"
+    window.steps.go_to("Data")  # the data set's history, which has nothing to undo
+    assert not window.undo_action.isEnabled() and window.undo_action.text() == "Undo"
+    window.steps.go_to("Runs")
+    window.undo_action.trigger()
+    assert (runs / "oom" / "status.json").is_file() and page.proxy.rowCount() == 4
+    assert not window.undo_action.isEnabled() and not page.edits.undo_button.isEnabled()
+    runners = [window.warm_up, *(p.tasks for p in window.pages.values() if hasattr(p, "tasks"))]
+    qtbot.waitUntil(lambda: not any(runner.tasks for runner in runners), timeout=60_000)
+    window.close()
+    qtbot.waitUntil(lambda: not isValid(window), timeout=60_000)
 
 
 def test_a_running_run_cannot_be_deleted_or_opened(page, runs):

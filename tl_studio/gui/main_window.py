@@ -174,7 +174,8 @@ class MainWindow(QMainWindow):
     def _build_edit_menu(self) -> None:
         """Undo of the data set's moves and excludes (the Evaluate step's galleries, the Data step's
         Problems tab: one history): window-wide, so Ctrl+Z works wherever the focus is (a text field
-        still undoes its own typing first), and named after what it will undo."""
+        still undoes its own typing first), and named after what it will undo. On the Runs step it
+        undoes the last delete of runs first, as that step's Undo delete button does."""
         edit_menu = self.menuBar().addMenu("&Edit")
         self.undo_action = QAction("Undo", self, shortcut=QKeySequence.Undo, triggered=self._undo)
         self.undo_action.setEnabled(False)
@@ -182,15 +183,26 @@ class MainWindow(QMainWindow):
         fixer = self.session.fixer
         fixer.undoAvailable.connect(lambda *_: self._update_undo())
         fixer.moved.connect(lambda *_: self._update_undo())
+        self.pages["Runs"].edits.undoChanged.connect(self._update_undo)
+        self.stack.currentChanged.connect(lambda *_: self._update_undo())
         self._update_undo()
 
+    def _run_delete_to_undo(self):
+        """The Runs step's edits when that step is shown and its last delete can be undone, else None."""
+        edits = self.pages["Runs"].edits
+        return edits if self.stack.currentWidget() is self.pages["Runs"] and edits.trashed else None
+
     def _update_undo(self) -> None:
-        fixer = self.session.fixer
-        self.undo_action.setEnabled(fixer.can_undo)
-        self.undo_action.setText(_menu_text(fixer.undo_text()))
+        fixer, runs = self.session.fixer, self._run_delete_to_undo()
+        self.undo_action.setEnabled(runs is not None or fixer.can_undo)
+        self.undo_action.setText(_menu_text((runs or fixer).undo_text()))
 
     def _undo(self) -> None:
-        self.session.fixer.undo()
+        runs = self._run_delete_to_undo()
+        if runs is not None:
+            runs.undo_delete()
+        else:
+            self.session.fixer.undo()
         self._update_undo()
 
     def _build_go_menu(self) -> None:

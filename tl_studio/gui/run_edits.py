@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from typing import Callable
 
-from PySide6.QtCore import QObject
+from PySide6.QtCore import QObject, Signal
 from PySide6.QtWidgets import QInputDialog, QMessageBox, QPushButton, QWidget
 
 from tl_studio.core.errors import UserError
@@ -15,6 +15,8 @@ from tl_studio.gui.literal_text import as_written
 
 
 class RunEdits(QObject):
+    undoChanged = Signal()  # a delete that can be undone came or went (Edit > Undo follows it)
+
     def __init__(self, page: QWidget, model, selected_runs: Callable[[], list], say: Callable[[str], None],
                  changed: Callable[[], None]):
         """``model``: the page's RunsModel; ``changed``: called after rows changed (counts, best run)."""
@@ -106,12 +108,19 @@ class RunEdits(QObject):
             self.model.remove_run(run.path)
         self.trashed = trashed
         self.undo_button.setEnabled(bool(trashed))
+        self.undoChanged.emit()
         if trashed:
             names = ", ".join(name for name, _ in trashed)
             self.say(f"Moved {names} to the trash. Undo delete puts {'it' if len(trashed) == 1 else 'them'} back.")
         if problems:
             QMessageBox.warning(self.page, "Not deleted", as_written("\n".join(problems)))
         self.changed()
+
+    def undo_text(self) -> str:
+        """What undoing the last delete would do, in a few words (Edit > Undo names it)."""
+        if len(self.trashed) == 1:
+            return f"Undo: put {self.trashed[0][0]} back from the trash"
+        return f"Undo: put {len(self.trashed)} runs back from the trash" if self.trashed else "Undo"
 
     def undo_delete(self) -> None:
         from tl_studio.core.run_history import summarize_run
@@ -126,6 +135,7 @@ class RunEdits(QObject):
                 problems.append(str(error))
         self.trashed = []
         self.undo_button.setEnabled(False)
+        self.undoChanged.emit()
         # "Moved ... to the trash. Undo delete puts it back." stood after the runs were back
         self.say(f"Put {', '.join(restored)} back." if restored else "Nothing was put back.")
         if problems:
