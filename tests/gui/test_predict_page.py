@@ -332,3 +332,24 @@ def test_progress_gives_the_rate_and_time_left_and_cancel_says_how_far_it_got(pa
         page.cancel()
     done = page.table_model.rowCount()
     assert said.args[0] == f"Prediction cancelled after {done} of 70 images; the rows listed stay." and done < 70
+
+
+def test_a_two_class_model_shows_no_third_guess_before_its_first_answer(page, model, tmp_path):
+    """The columns of guesses a model has follow its file as soon as it is opened: a two-class model's
+    empty third-guess columns stood until an image was classified."""
+    import json
+    import zipfile
+
+    from tl_studio.core.model_file import peek_class_count
+
+    third = [6, 7]  # image, name, then a label and a probability per guess: the third guess
+    assert peek_class_count(model.model_file) == 3  # the real archive's layout, read without loading it
+    assert not any(page.table.isColumnHidden(column) for column in third)
+    two = tmp_path / "ants-bees.pt2"
+    with zipfile.ZipFile(two, "w") as archive:  # only its metadata is read before it is loaded
+        archive.writestr("ants-bees/extra/tl_studio.json", json.dumps({"classes": ["ants", "bees"]}))
+    page.set_model(two)
+    assert all(page.table.isColumnHidden(column) for column in third)
+    page.set_model(model.model_file)
+    assert not any(page.table.isColumnHidden(column) for column in third)
+    assert peek_class_count(tmp_path / "missing.pt2") is None

@@ -121,6 +121,21 @@ def torchscript_warning(path: Path) -> str:
             f"loaded; open it only if you trust where it came from.")
 
 
+def peek_class_count(path: Path) -> int | None:
+    """How many classes a .pt2 or TorchScript file's metadata names, read from its archive's JSON member
+    without loading the model (nothing is unpickled or run), for a window that lays itself out before
+    the file is loaded through load_model_file; None where that cannot be told so (an ONNX file, whose
+    metadata is inside its protobuf; a damaged file: the loader will say what is wrong with it)."""
+    try:
+        with zipfile.ZipFile(path) as archive:
+            member = next((info for info in archive.infolist()
+                           if info.filename.endswith("/extra/" + METADATA_KEY) and info.file_size <= 1 << 20), None)
+            classes = json.loads(archive.read(member)).get("classes") if member is not None else None
+    except (OSError, zipfile.BadZipFile, ValueError, AttributeError, KeyError):
+        return None
+    return len(classes) if isinstance(classes, list) and classes else None
+
+
 # ---- the checks ------------------------------------------------------------------------------------
 def format_of(path: Path) -> str:
     from tl_studio.core.export_formats import format_for_suffix

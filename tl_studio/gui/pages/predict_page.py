@@ -172,7 +172,12 @@ class PredictPage(QWidget):
         self.model_label.setText(model_caption(self.model_path) if self.model_path else
                                  "No model yet: train one, or open a model file.")
         self.model_label.setToolTip(as_written(str(self.model_path or "")))  # tooltips guess markup
+        from tl_studio.core.model_file import peek_class_count
+
         identity, self.model_identity = self.model_identity, file_identity(self.model_path)
+        if self.model_path is not None and not self.table_model.rowCount():
+            # before its first answer: a two-class model's empty third-guess columns stood until then
+            self._show_ranks(peek_class_count(self.model_path) or TOP_K)
         if self.model_path is None or identity in (None, self.model_identity):
             return
         listed = [self.table_model.item(row, 0).data(PATH_ROLE) for row in range(self.table_model.rowCount())]
@@ -312,6 +317,9 @@ class PredictPage(QWidget):
         ranks = max((len(row["labels"]) for row in self.rows()), default=0)
         if not ranks:  # nothing classified (an empty list, only unreadable files): the columns stay as they are
             return
+        self._show_ranks(ranks)
+
+    def _show_ranks(self, ranks: int) -> None:
         for rank in range(TOP_K):
             for column in (2 + 2 * rank, 3 + 2 * rank):
                 self.table.setColumnHidden(column, rank >= ranks)
