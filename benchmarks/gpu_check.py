@@ -11,7 +11,9 @@ check ("ok" or "FAIL") and a throughput table; exits 1 when a check failed.
    the same JPEG folder (torchvision ImageFolder, the same augmentation, workers and pinned memory): the
    target is at least 0.95x. Beside it, for finding the bound: the same loop on random tensors already
    on the GPU (the GPU's ceiling, with cuDNN's autotuner off as the engine has it, and on), and the
-   loader alone (decoding and augmenting on the CPU, no model; its second epoch).
+   loader alone (decoding and augmenting on the CPU, no model; its second epoch), and the plain loop
+   with the JPEGs decoded, cropped and flipped on the device (nvJPEG through torchvision.io; the
+   loaders only read files): what decoding on the GPU would gain where the CPU's decoding bounds.
 5. Feature extraction (a frozen backbone: the feature cache's first fill): the engine's first-epoch
    feature images/s against a plain no-grad AMP loop over the same folder with the evaluation
    preprocessing.
@@ -212,6 +214,64 @@ def plain_fine_tuning(name: str, data: Path, sizes: Sizes, device, dtype) -> lis
     return rates
 
 
+class _FileBytes:
+    """The folder's files as raw bytes with their labels: loader processes that only read files, for
+    decoding on the device. Bytes, not tensors: a batch of many small tensors is handed over as as many
+    shared-memory file descriptors, and the loader lost some of them ("Bad file descriptor", then waited
+    for ever)."""
+
+    def __init__(self, data: Path):
+        import torchvision
+
+        self.samples = torchvision.datasets.ImageFolder(str(data)).samples
+
+    def __len__(self) -> int:
+        return len(self.samples)
+
+    def __getitem__(self, index: int):
+        path, label = self.samples[index]
+        with open(path, "rb") as file:
+            return file.read(), label
+
+
+def _bytes_and_labels(items):
+    import torch
+
+    return [data for data, _ in items], torch.tensor([label for _, label in items])
+
+
+def plain_device_decoding(name: str, data: Path, sizes: Sizes, device, dtype) -> list[float]:
+    """Training images/s of each epoch of the plain AMP loop with the JPEGs decoded on the device in
+    batches (torchvision.io.decode_jpeg: nvJPEG on CUDA; EXIF orientation applied) and cropped, flipped
+    and normalised there; the loader processes only read the files. Beside the loops that decode on the
+    CPU, what decoding on the GPU would gain before the engine is built to do it."""
+    import torch
+    from torchvision.io import ImageReadMode, decode_jpeg
+    from torchvision.transforms import v2
+
+    loader = torch.utils.data.DataLoader(_FileBytes(data), batch_size=sizes.batch, shuffle=True,
+                                         num_workers=sizes.workers, collate_fn=_bytes_and_labels, drop_last=True,
+                                         persistent_workers=sizes.workers > 0)
+    augment = v2.Compose([v2.RandomResizedCrop(sizes.crop, antialias=True), v2.RandomHorizontalFlip()])
+    mean = torch.tensor(IMAGENET_MEAN, device=device).view(1, 3, 1, 1) * 255
+    std = torch.tensor(IMAGENET_STD, device=device).view(1, 3, 1, 1) * 255
+    steps = _PlainSteps(name, device, dtype)
+    rates = []
+    for _ in range(sizes.epochs):
+        seen = 0
+        _synchronize(device)
+        started = time.perf_counter()
+        for files, labels in loader:
+            files = [torch.frombuffer(bytearray(data), dtype=torch.uint8) for data in files]
+            images = decode_jpeg(files, mode=ImageReadMode.RGB, device=device, apply_exif_orientation=True)
+            batch = (torch.stack([augment(image) for image in images]).float() - mean) / std
+            steps.step(batch.contiguous(memory_format=torch.channels_last), labels.to(device, non_blocking=True))
+            seen += len(labels)
+        _synchronize(device)
+        rates.append(seen / (time.perf_counter() - started))
+    return rates
+
+
 def plain_on_device_tensors(name: str, sizes: Sizes, device, dtype, cudnn_benchmark: bool) -> float:
     """Training images/s of the same loop on random tensors already on the device: no loading at all."""
     import torch
@@ -268,17 +328,32 @@ def plain_features(name: str, data: Path, sizes: Sizes, device, dtype) -> float:
 
 
 # ---- each measurement in a process of its own ---------------------------------------------------------
-def in_fresh_process(function, *args):
-    """``function(*args)`` in a new (spawned) Python process, as a user's command runs. In one process,
-    whichever loop ran a network first paid for the CUDA allocator's first allocations and cuDNN's
-    preparation of its kernels, and the next looked faster (first H200 run, all in one process:
-    efficientnet_b0's first engine epoch 34 images/s, the plain loop's right after it 677; warming the
-    network up on random tensors first still left 64 against 560). The pool's process is not a daemon,
-    so the loaders in it can start their workers."""
+def _spawned_pool():
+    """A pool of one spawned process. It is not a daemon, so the loaders in it can start their workers,
+    and they start as this process's would (forked on Linux): a spawned process's own default is to
+    spawn them."""
     import multiprocessing
     from concurrent.futures import ProcessPoolExecutor
 
-    with ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn")) as pool:
+    return ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn"),
+                               initializer=multiprocessing.set_start_method,
+                               initargs=(multiprocessing.get_start_method(), True))
+
+
+# The dry run's one spawned process, reused for every measurement: it checks that each one pickles,
+# starts and returns there, without a torch import for each (the suite runs it; timings mean nothing).
+_dry_run_pool = None
+
+
+def in_fresh_process(function, *args):
+    """``function(*args)`` in a new Python process, as a user's command runs. In one process, whichever
+    loop ran a network first paid for the CUDA allocator's first allocations and cuDNN's preparation of
+    its kernels, and the next looked faster (first H200 run, all in one process: efficientnet_b0's
+    first engine epoch 34 images/s, the plain loop's right after it 677; warming the network up on
+    random tensors first still left 64 against 560)."""
+    if _dry_run_pool is not None:
+        return _dry_run_pool.submit(function, *args).result()
+    with _spawned_pool() as pool:
         return pool.submit(function, *args).result()
 
 
@@ -313,9 +388,14 @@ def main() -> int:
     work = Path(tempfile.mkdtemp(prefix="tl_gpu_"))
     # a cache folder of its own: the feature fill must compute, and nothing lands in the user's cache
     os.environ["TL_STUDIO_CACHE_DIR"] = str(work / "cache")
+    global _dry_run_pool
+    if args.cpu_dry_run:
+        _dry_run_pool = _spawned_pool()
     try:
         return checks(CPU_DRY_RUN if args.cpu_dry_run else GPU, args.cpu_dry_run, work)
     finally:
+        if _dry_run_pool is not None:
+            _dry_run_pool.shutdown()
         shutil.rmtree(work, ignore_errors=True)
 
 
@@ -370,7 +450,8 @@ def checks(sizes: Sizes, cpu_dry_run: bool, work: Path) -> int:
         plain = in_fresh_process(plain_fine_tuning, name, data, sizes, info.device, info.amp_dtype)
         ceiling, loading = in_fresh_process(bounds, name, data, sizes, info.device, info.amp_dtype)
         ratios = [a / b for a, b in zip(ours, plain)]
-        rows.append((name, ours, plain, ratios, ceiling, loading))
+        decoded_there = in_fresh_process(plain_device_decoding, name, data, sizes, info.device, info.amp_dtype)
+        rows.append((name, ours, plain, ratios, ceiling, loading, decoded_there))
         check(min(ratios) >= 0.95 or cpu_dry_run,
               f"{name} fine-tuning images/s against the plain AMP loop: {', '.join(f'{r:.2f}' for r in ratios)} "
               f"(each epoch; target >= 0.95)", failures)
@@ -386,10 +467,11 @@ def checks(sizes: Sizes, cpu_dry_run: bool, work: Path) -> int:
     print(f"\nthroughput, {sizes.crop} px, batch {sizes.batch}, {sizes.workers} loader workers, "
           f"{info.description}, AMP {info.amp_dtype}, channels_last (images/s):")
     print(f"{'model':18} {'engine e1':>10} {'engine last':>11} {'plain e1':>9} {'plain last':>10} {'ratio e1':>9} "
-          f"{'ratio last':>10} {'on-GPU':>8} {'+cudnn':>8} {'loader':>8}")
-    for name, ours, plain, ratios, ceiling, loading in rows:
+          f"{'ratio last':>10} {'on-GPU':>8} {'+cudnn':>8} {'loader':>8} {'dev-dec e1':>10} {'dev-dec last':>12}")
+    for name, ours, plain, ratios, ceiling, loading, decoded_there in rows:
         print(f"{name:18} {ours[0]:10.0f} {ours[-1]:11.0f} {plain[0]:9.0f} {plain[-1]:10.0f} {ratios[0]:9.2f} "
-              f"{ratios[-1]:10.2f} {ceiling[0]:8.0f} {ceiling[1]:8.0f} {loading:8.0f}")
+              f"{ratios[-1]:10.2f} {ceiling[0]:8.0f} {ceiling[1]:8.0f} {loading:8.0f} {decoded_there[0]:10.0f} "
+              f"{decoded_there[-1]:12.0f}")
     print(f"feature extraction {sizes.models[1]}: engine {ours_features:.0f}, plain no-grad loop "
           f"{plain_feature_rate:.0f} images/s ({ours_features / plain_feature_rate:.2f}x)")
     print(f"median engine/plain over models and epochs: {statistics.median(r for row in rows for r in row[3]):.2f}; "
