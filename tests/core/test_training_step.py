@@ -7,7 +7,7 @@ import torch
 from torch import nn
 
 from tl_studio.core import loops
-from tl_studio.core.optim import _all_on_cuda
+from tl_studio.core.optim import _all_on_cuda, load_moments
 
 
 def _context(model: nn.Module) -> loops.StepContext:
@@ -53,3 +53,12 @@ def test_totals_count_right_answers_across_batches_and_settle_once():
 
 def test_fused_adamw_only_when_every_parameter_is_on_a_gpu():
     assert not _all_on_cuda([{"params": list(nn.Linear(2, 2).parameters())}])
+
+
+def test_a_gpu_runs_optimizer_state_resumed_elsewhere_keeps_the_kernel_chosen_here():
+    model = nn.Linear(2, 2)
+    optimizer = torch.optim.AdamW(model.parameters(), fused=_all_on_cuda([{"params": list(model.parameters())}]))
+    saved = optimizer.state_dict()
+    saved["param_groups"][0]["fused"] = True  # as a CUDA run's checkpoint holds it
+    load_moments(optimizer, saved)
+    assert optimizer.param_groups[0]["fused"] is False

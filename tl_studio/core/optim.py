@@ -46,6 +46,16 @@ def make_optimizer(groups: list[dict], config: TrainConfig) -> torch.optim.Optim
     return torch.optim.AdamW(groups, lr=groups[0]["lr"], weight_decay=config.weight_decay, fused=_all_on_cuda(groups))
 
 
+def load_moments(optimizer: torch.optim.Optimizer, state: dict) -> None:
+    """Loads an optimizer's saved state but keeps the kernel chosen for where its parameters are now:
+    torch restores a saved "fused" flag too, so a GPU run's checkpoint resumed on another device would
+    ask for a fused step there."""
+    fused = [group.get("fused") for group in optimizer.param_groups]
+    optimizer.load_state_dict(state)
+    for group, flag in zip(optimizer.param_groups, fused):
+        group["fused"] = flag
+
+
 def _all_on_cuda(groups: list[dict]) -> bool:
     """Whether every parameter is on a CUDA device: then AdamW's fused kernel updates them all in a few
     launches (the default, foreach, launches several kernels per group of tensors; measured on an H200
@@ -106,7 +116,7 @@ class PhasePolicy:
         """A new schedule over ``total_steps``; the optimizer's moments are kept."""
         moments = self.optimizer.state_dict()
         self._build(total_steps)
-        self.optimizer.load_state_dict(moments)
+        load_moments(self.optimizer, moments)
 
     @property
     def current_lr(self) -> float:
@@ -119,7 +129,7 @@ class PhasePolicy:
     def load_state_dict(self, state: dict, *, schedule: bool = True) -> None:
         """``schedule=False``: keep the optimizer's moments but not the schedule (a run extended with
         more epochs starts a fresh schedule for the rest)."""
-        self.optimizer.load_state_dict(state["optimizer"])
+        load_moments(self.optimizer, state["optimizer"])
         if schedule:
             self.scheduler.load_state_dict(state["scheduler"])
         if self.scaler is not None and state.get("scaler"):
