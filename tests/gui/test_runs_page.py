@@ -403,6 +403,23 @@ def test_long_run_names_keep_their_distinct_ends_when_shortened(page, runs_dir, 
     assert sorted(text[-6:] for text in shown) == ["160310", "160345"]
 
 
+def test_the_name_column_widens_to_whole_app_made_names_until_the_user_sizes_it(page, runs_dir, qtbot):
+    """At 250 px an app-made name (data set, model, date and time) was cut in the middle on a wide screen."""
+    from tl_studio.gui.runs_table import NAME_COLUMN, WIDTHS
+
+    name = "hymenoptera-efficientnet_lite0-20261203-160310"
+    write_run(runs_dir / name, started=5_000_000)
+    with qtbot.waitSignal(page.loader.finished, timeout=10_000):
+        page.refresh()
+    needed = page.table.fontMetrics().horizontalAdvance(name)
+    assert needed > WIDTHS["name"] and page.table.columnWidth(NAME_COLUMN) > needed
+    page.table.setColumnWidth(NAME_COLUMN, 200)  # as a drag of the header does
+    write_run(runs_dir / (name + "-and-a-longer-copy"), started=6_000_000)
+    with qtbot.waitSignal(page.loader.finished, timeout=10_000):
+        page.refresh()
+    assert page.table.columnWidth(NAME_COLUMN) == 200  # the user's width stays
+
+
 def test_the_figures_runs_are_compared_by_show_in_a_small_window(page, qtbot):
     # in a 1000 x 620 window the step is about 850 px wide: Val acc and Val loss sat past its right edge
     page.resize(850, 500)

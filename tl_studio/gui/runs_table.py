@@ -91,6 +91,7 @@ NAME_COLUMN = 1
 WIDTHS = {"starred": 26, "name": 250, "status": 130, "created": 118, "data_set": 80, "model": 130, "freeze": 56,
           "schedule": 76, "lr": 58, "epochs_done": 58, "best_val_acc": 64, "best_val_loss": 66, "train_seconds": 76,
           "images_per_s": 66, "device": 160}
+NAME_WIDTH_MAX = 420  # the Name column grows to its longest name up to this (runs_page._fit_names)
 STATUS_COLUMN = [column.field for column in COLUMNS].index("status")
 # Always shown, even under "only columns that differ": without them a row cannot be told apart.
 ALWAYS_SHOWN = {"starred", "name"}

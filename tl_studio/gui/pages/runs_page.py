@@ -26,8 +26,8 @@ from tl_studio.gui.run_compare import MAX_RUNS, ConfigDiffTable, RunCurves, Vali
 from tl_studio.gui.run_edits import RunEdits
 from tl_studio.gui.run_loader import LiveRuns, RunLoader
 from tl_studio.gui.runs_folder import add_history_folder, history_folders, remove_history_folder
-from tl_studio.gui.runs_table import (ALWAYS_SHOWN, COLUMNS, WIDTHS, KeepTheEnd, RunsModel, runs_filter,
-                                      visible_runs)
+from tl_studio.gui.runs_table import (ALWAYS_SHOWN, COLUMNS, NAME_COLUMN, NAME_WIDTH_MAX, WIDTHS, KeepTheEnd,
+                                      RunsModel, runs_filter, visible_runs)
 
 OPEN_TIP = "Use this run's model in the Evaluate, Export and Predict steps"
 
@@ -98,6 +98,9 @@ class RunsPage(QWidget):
         header.setStretchLastSection(True)
         for index, column in enumerate(COLUMNS):
             self.table.setColumnWidth(index, WIDTHS.get(column.field, 100))
+        self._fitting_names = False  # the Name column is being widened by _fit_names, not by the user
+        self._names_sized_by_user = False
+        header.sectionResized.connect(self._on_column_resized)
         self.table.setItemDelegateForColumn([c.field for c in COLUMNS].index("name"), KeepTheEnd(self.table))
 
         self.open_button = QPushButton("Open")
@@ -205,9 +208,27 @@ class RunsPage(QWidget):
             self.model.remove_run(path)
         self.live.follow(self.model.runs)
         self._after_rows_changed()
+        self._fit_names()
         if self._offer_resume:
             self._offer_resume = False
             self._select_a_run_to_resume()
+
+    def _fit_names(self) -> None:
+        """Widens the Name column to its longest name, up to NAME_WIDTH_MAX, unless the user has sized it:
+        an app-made name (data set, model, date and time: about 330 px) was cut in the middle at 250 px
+        on a 1400 px screen beside columns with room to spare."""
+        wanted = min(NAME_WIDTH_MAX, self.table.sizeHintForColumn(NAME_COLUMN))
+        if self._names_sized_by_user or wanted <= self.table.columnWidth(NAME_COLUMN):
+            return
+        self._fitting_names = True
+        try:
+            self.table.setColumnWidth(NAME_COLUMN, wanted)
+        finally:
+            self._fitting_names = False
+
+    def _on_column_resized(self, index: int, _old: int, _new: int) -> None:
+        if index == NAME_COLUMN and not self._fitting_names:
+            self._names_sized_by_user = True
 
     def _on_run_changed(self, run) -> None:
         self.model.update_run(run)  # a selected run's comparison follows in _on_rows_updated
