@@ -242,9 +242,12 @@ def _bytes_and_labels(items):
 
 def plain_device_decoding(name: str, data: Path, sizes: Sizes, device, dtype) -> list[float]:
     """Training images/s of each epoch of the plain AMP loop with the JPEGs decoded on the device in
-    batches (torchvision.io.decode_jpeg: nvJPEG on CUDA; EXIF orientation applied) and cropped, flipped
-    and normalised there; the loader processes only read the files. Beside the loops that decode on the
-    CPU, what decoding on the GPU would gain before the engine is built to do it."""
+    batches (torchvision.io.decode_jpeg: nvJPEG on CUDA) and cropped, flipped and normalised there; the
+    loader processes only read the files. Beside the loops that decode on the CPU, what decoding on the
+    GPU would gain before the engine is built to do it. Two things such an engine must handle that this
+    loop need not (the generated JPEGs have no EXIF tags): torchvision 0.29's CUDA path ignores
+    apply_exif_orientation (the orientation would be read from the file's header on the CPU), and
+    decode_jpeg is marked deprecated in favour of TorchCodec."""
     import torch
     from torchvision.io import ImageReadMode, decode_jpeg
     from torchvision.transforms import v2
