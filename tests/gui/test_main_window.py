@@ -284,3 +284,28 @@ def test_the_menus_offer_what_the_step_bar_and_the_train_step_offer(window, tmp_
     assert all(action.isEnabled() for action in window.run_actions)
     window.session.set_training(False)
     assert not any(action.isEnabled() for action in window.run_actions)
+
+
+def test_each_step_shows_the_last_sentence_said_on_it_not_another_steps(window, monkeypatch):
+    """"Choose a folder of labelled images to begin" stood on the Runs step; a sentence said by what
+    changes the step (a run opened, the step its model opens in) still goes with it."""
+    import tl_studio.gui.status_line as status_line
+
+    clock = {"now": 1000.0}
+    monkeypatch.setattr(status_line.time, "monotonic", lambda: clock["now"])
+    status = window._status
+    hint = status.text()
+    assert hint.startswith("Choose a folder")
+    window.steps.go_to("Runs")
+    assert status.text() == ""  # the Runs step has said nothing
+    window.session.say("Starred first.")
+    clock["now"] += 30
+    window.steps.go_to("Data")
+    assert status.text() == hint
+    window.steps.go_to("Runs")
+    assert window.stack.currentWidget() is window.pages["Runs"] and status.text() == "Starred first."
+    clock["now"] += 30
+    window.session.say("Reading ants…")  # as opening a folder says, then shows the Data step
+    clock["now"] += 0.1
+    window.steps.go_to("Data")
+    assert window.stack.currentWidget() is window.pages["Data"] and status.text() == "Reading ants…"

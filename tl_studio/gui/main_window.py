@@ -15,6 +15,7 @@ from tl_studio.gui.about_dialog import add_help_actions
 from tl_studio.gui import recent
 from tl_studio.gui.collector import collect_in_gui_thread
 from tl_studio.gui.session import Session
+from tl_studio.gui.status_line import StepStatusLine
 from tl_studio.gui.steps import ALWAYS_ENABLED, STEPS, WAITS_FOR, StepBar
 
 log = logging.getLogger(__name__)
@@ -56,10 +57,10 @@ class MainWindow(QMainWindow):
         runs.resumeRequested.connect(lambda folder, epochs: (self.steps.go_to("Train"),
                                                              self.pages["Train"].resume_run(folder, epochs or None)))
         self.pages["Train"].resumeChosen.connect(self._choose_run_to_resume)
-        self._status = QLabel("Choose a folder of labelled images to begin (File > Open Folder, or drop it here).")
-        self._status.setTextFormat(Qt.PlainText)  # its sentences name the user's files and folders, never markup
+        self._status = StepStatusLine(
+            self.stack, "Choose a folder of labelled images to begin (File > Open Folder, or drop it here).")
         self.statusBar().addWidget(self._status, 1)
-        self.session.statusMessage.connect(self._status.setText)
+        self.session.statusMessage.connect(self._status.say)
         for signal in (self.session.datasetChanged, self.session.modelFileChanged, self.session.trainingStateChanged):
             signal.connect(lambda *_: self._update_steps())
         self._build_menus()

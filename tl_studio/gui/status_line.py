@@ -1,0 +1,37 @@
+"""The window's status line, one per step: each step shows the last sentence said while it was shown,
+not the one another step said last ("Choose a folder of labelled images to begin" stood on the Runs
+step, which needs no folder). A sentence said by the action that changes the step (a run opened on the
+Runs step says what the Evaluate step it opens is doing) goes with it to that step."""
+
+from __future__ import annotations
+
+import math
+import time
+
+from PySide6.QtCore import Qt
+from PySide6.QtWidgets import QLabel, QStackedWidget
+
+# A sentence said this shortly before the step changes was said by what changed it (the same click,
+# the same chain of signals), so it belongs to the step shown next.
+SAME_ACTION_SECONDS = 1.0
+
+
+class StepStatusLine(QLabel):
+    def __init__(self, steps: QStackedWidget, first: str):
+        super().__init__(first)
+        self.setTextFormat(Qt.PlainText)  # its sentences name the user's files and folders, never markup
+        self.steps = steps
+        self._said_on = {steps.currentIndex(): first}  # step index -> its last sentence
+        self._said_at = -math.inf
+        steps.currentChanged.connect(self._on_step_shown)
+
+    def say(self, text: str) -> None:
+        self.setText(text)
+        self._said_on[self.steps.currentIndex()] = text
+        self._said_at = time.monotonic()
+
+    def _on_step_shown(self, index: int) -> None:
+        if time.monotonic() - self._said_at < SAME_ACTION_SECONDS:
+            self._said_on[index] = self.text()
+        else:
+            self.setText(self._said_on.get(index, ""))
