@@ -194,24 +194,30 @@ class _PlainSteps:
         self.scaler.update()
 
 
-def plain_fine_tuning(name: str, data: Path, sizes: Sizes, device, dtype) -> list[float]:
-    """Training images/s of each epoch of the usual AMP loop on the JPEG folder."""
+def _timed_epochs(loader, steps: _PlainSteps, sizes: Sizes, device, on_device) -> list[float]:
+    """Training images/s of each of ``sizes.epochs`` passes over ``loader``; ``on_device(item)`` gives
+    a loader item's (images, labels) on the device."""
     import torch
 
-    loader = _loader(data, _train_transform(sizes.crop), sizes, device, shuffle=True)
-    steps = _PlainSteps(name, device, dtype)
     rates = []
     for _ in range(sizes.epochs):
         seen = 0
         _synchronize(device)
         started = time.perf_counter()
-        for images, labels in loader:
-            steps.step(images.to(device, non_blocking=True).contiguous(memory_format=torch.channels_last),
-                       labels.to(device, non_blocking=True))
+        for item in loader:
+            images, labels = on_device(item)
+            steps.step(images.contiguous(memory_format=torch.channels_last), labels)
             seen += len(labels)
         _synchronize(device)
         rates.append(seen / (time.perf_counter() - started))
     return rates
+
+
+def plain_fine_tuning(name: str, data: Path, sizes: Sizes, device, dtype) -> list[float]:
+    """Training images/s of each epoch of the usual AMP loop on the JPEG folder."""
+    loader = _loader(data, _train_transform(sizes.crop), sizes, device, shuffle=True)
+    return _timed_epochs(loader, _PlainSteps(name, device, dtype), sizes, device,
+                         lambda item: (item[0].to(device, non_blocking=True), item[1].to(device, non_blocking=True)))
 
 
 class _FileBytes:
@@ -258,21 +264,15 @@ def plain_device_decoding(name: str, data: Path, sizes: Sizes, device, dtype) ->
     augment = v2.Compose([v2.RandomResizedCrop(sizes.crop, antialias=True), v2.RandomHorizontalFlip()])
     mean = torch.tensor(IMAGENET_MEAN, device=device).view(1, 3, 1, 1) * 255
     std = torch.tensor(IMAGENET_STD, device=device).view(1, 3, 1, 1) * 255
-    steps = _PlainSteps(name, device, dtype)
-    rates = []
-    for _ in range(sizes.epochs):
-        seen = 0
-        _synchronize(device)
-        started = time.perf_counter()
-        for files, labels in loader:
-            files = [torch.frombuffer(bytearray(data), dtype=torch.uint8) for data in files]
-            images = decode_jpeg(files, mode=ImageReadMode.RGB, device=device, apply_exif_orientation=True)
-            batch = (torch.stack([augment(image) for image in images]).float() - mean) / std
-            steps.step(batch.contiguous(memory_format=torch.channels_last), labels.to(device, non_blocking=True))
-            seen += len(labels)
-        _synchronize(device)
-        rates.append(seen / (time.perf_counter() - started))
-    return rates
+
+    def on_device(item):
+        files, labels = item
+        files = [torch.frombuffer(bytearray(data), dtype=torch.uint8) for data in files]
+        images = decode_jpeg(files, mode=ImageReadMode.RGB, device=device, apply_exif_orientation=True)
+        batch = (torch.stack([augment(image) for image in images]).float() - mean) / std
+        return batch, labels.to(device, non_blocking=True)
+
+    return _timed_epochs(loader, _PlainSteps(name, device, dtype), sizes, device, on_device)
 
 
 def plain_on_device_tensors(name: str, sizes: Sizes, device, dtype, cudnn_benchmark: bool) -> float:
