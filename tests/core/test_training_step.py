@@ -62,3 +62,20 @@ def test_a_gpu_runs_optimizer_state_resumed_elsewhere_keeps_the_kernel_chosen_he
     saved["param_groups"][0]["fused"] = True  # as a CUDA run's checkpoint holds it
     load_moments(optimizer, saved)
     assert optimizer.param_groups[0]["fused"] is False
+
+
+@pytest.mark.parametrize("before_backward", [False, True])
+def test_with_several_processes_a_nan_loss_is_caught_before_its_backward_pass(before_backward):
+    """Under DDP the backward pass averages gradients across processes: one process's nan would reach
+    every other process's step, so there the loss is checked before it (one GPU: after, see _optimise)."""
+    import dataclasses
+
+    model = nn.Linear(3, 2)
+    backward_passes = []
+    model.weight.register_hook(lambda gradient: backward_passes.append(1))
+    ctx = dataclasses.replace(_context(model), loss_checked_before_backward=before_backward)
+    loss = ctx.criterion(model(torch.randn(4, 3)), torch.tensor([0, 1, 0, 1])) * float("nan")
+    with pytest.raises(loops.NonFiniteLoss):
+        loops._optimise(ctx, loss)
+    assert len(backward_passes) == (0 if before_backward else 1)
+    assert all(p.grad is None for p in model.parameters())

@@ -31,6 +31,9 @@ class StepContext:
     on_batch: Callable[[int, int, float, float, float], None]  # batch, num_batches, loss, lr, images/s
     on_failures: Callable[[list], None] = lambda failures: None
     freeze_all_norms: bool = False  # BatchNorm statistics stay as they are, even in unfrozen stages
+    # Several processes (DDP): the loss is checked before the backward pass, whose gradient averaging
+    # would carry one process's nan into every other process's step (see _optimise)
+    loss_checked_before_backward: bool = False
 
 
 @dataclass
@@ -95,15 +98,14 @@ def _optimise(ctx: StepContext, loss: torch.Tensor) -> tuple[float, float]:
     after it). A non-finite loss raises NonFiniteLoss before it can reach the weights."""
     lr = _current_lr(ctx)
     ctx.optimizer.zero_grad(set_to_none=True)
+    if ctx.loss_checked_before_backward:
+        _raise_if_not_finite(ctx, loss)
     # fp16 needs loss scaling; bf16 and fp32 do not
     (ctx.scaler.scale(loss) if ctx.scaler is not None else loss).backward()
     # Reading the loss waits for the device. Read after the backward pass is queued, not before it: on a
     # GPU the CPU then queues the backward kernels while the forward pass runs (waiting before it left
     # the GPU idle while they were queued); the weights are still untouched here.
-    loss_value = float(loss.detach())
-    if not math.isfinite(loss_value):
-        ctx.optimizer.zero_grad(set_to_none=True)
-        raise NonFiniteLoss(loss_value)
+    loss_value = _raise_if_not_finite(ctx, loss)
     if ctx.scaler is not None:
         ctx.scaler.step(ctx.optimizer)
         ctx.scaler.update()
@@ -111,6 +113,15 @@ def _optimise(ctx: StepContext, loss: torch.Tensor) -> tuple[float, float]:
         ctx.optimizer.step()
     ctx.scheduler.step()
     return loss_value, lr
+
+
+def _raise_if_not_finite(ctx: StepContext, loss: torch.Tensor) -> float:
+    """The loss's value; NonFiniteLoss (and no gradients left behind) when it is nan or infinite."""
+    value = float(loss.detach())
+    if not math.isfinite(value):
+        ctx.optimizer.zero_grad(set_to_none=True)
+        raise NonFiniteLoss(value)
+    return value
 
 
 def _current_lr(ctx: StepContext) -> float:

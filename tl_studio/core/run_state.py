@@ -314,7 +314,8 @@ class RunState:
             on_batch=self._on_batch, on_failures=lambda failures: self._report_failures(failures, "train"),
             # the head was trained on features computed with the running statistics: keep them, so
             # unfreezing does not change every feature the head sees (and small batches add no noise)
-            freeze_all_norms=self.phase is not None and self.phase.name == "fine-tune")
+            freeze_all_norms=self.phase is not None and self.phase.name == "fine-tune",
+            loss_checked_before_backward=self.strategy.distributed)
 
     def _on_batch(self, batch: int, num_batches: int, loss: float, lr: float, images_per_s: float) -> None:
         self.step += 1
