@@ -13,6 +13,7 @@ import json
 import shlex
 
 from tl_studio.cli import config_flags
+from tl_studio.core.config import AUTO_WORKERS
 
 # the settings lr-find offers (config_flags holds each flag's type, choices and help; default None: only
 # given flags override)
@@ -28,8 +29,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "freeze": "all (only the new head trains: fast, the default), none, or N first stages",
         "img_size": "input size in pixels (default: the model's own)",
         "schedule": "fine-tune: sweep with the discriminative per-stage rates of the fine-tune phase",
-        "workers": "data loader processes for the image sweep (default: 2 on the CPU; on a GPU one per CPU core "
-                   "but one, at most 8)"})
+        "workers": f"data loader processes for the image sweep (default: {AUTO_WORKERS})"})
     parser.add_argument("--start-lr", type=float, default=1e-7, help="first rate of the sweep (default 1e-7)")
     parser.add_argument("--end-lr", type=float, default=10.0, help="last rate of the sweep (default 10)")
     parser.add_argument("--steps", type=int, default=100, help="training steps of the sweep (default 100)")

@@ -44,8 +44,7 @@ FLAGS: dict[str, ConfigFlag] = {flag.dest: flag for flag in (
     _flag("seed", type=int, help="seed of the split and the shuffling: the same seed, the same run (default 0)"),
     _flag("device", choices=settings.DEVICES,
           help="where to train (default auto: a GPU if there is one, else the CPU)"),
-    _flag("workers", type=int, help="data loader processes (default: 2 on the CPU; on a GPU one per CPU core but one, "
-                                     "at most 8)"),
+    _flag("workers", type=int, help=f"data loader processes (default: {settings.AUTO_WORKERS})"),
     _flag("augment", choices=settings.AUGMENTATIONS,
           help="random crops, flips and colour changes of the training images (default standard)"),
     _flag("optimizer", choices=settings.OPTIMIZERS, help="default adamw"),

@@ -23,6 +23,11 @@ CLASS_WEIGHTING = ("auto", "on", "off")
 # usual 224 px (and above every torchvision model's own size, 518 px at most), so larger sizes only
 # run out of memory.
 MIN_IMG_SIZE, MAX_IMG_SIZE = 32, 1024
+# Loader processes of a run that does not set them (workers None); device.loader_workers applies the
+# rule and says why. The words are what the flags' help and the Train step's tooltip say.
+CPU_LOADER_WORKERS, MAX_GPU_LOADER_WORKERS = 2, 8
+AUTO_WORKERS = (f"{CPU_LOADER_WORKERS} on the CPU; on a GPU one per CPU core but one, at most "
+                f"{MAX_GPU_LOADER_WORKERS}")
 
 
 @dataclass(frozen=True)

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 import torch
 
+from tl_studio.core.config import CPU_LOADER_WORKERS, MAX_GPU_LOADER_WORKERS
 from tl_studio.core.errors import UserError
 from tl_studio.core.wording import MB
 
@@ -110,13 +111,12 @@ _CPU_CHANNELS_LAST = {
 }
 
 
-# Loader processes when the run does not say (TrainConfig.workers None). On the CPU two: the model's own
-# threads need the other cores (the measured default of every CPU figure in docs/training.md). On a CUDA
-# GPU the loaders are what bound training: on an H200 with 16 cores, a plain AMP loop with 8 workers
-# trained resnet50 at 804-850 images/s where the GPU alone does 4,300 (benchmarks/gpu_check.py), so a
-# GPU run gets a worker per core it may use, less one for its own process, at most 8.
-CPU_LOADER_WORKERS = 2
-MAX_GPU_LOADER_WORKERS = 8
+# Loader processes when the run does not say (TrainConfig.workers None; the numbers are config.py's). On
+# the CPU two: the model's own threads need the other cores (the measured default of every CPU figure in
+# docs/training.md). On a CUDA GPU the loaders are what bound training: on an H200 with 16 cores, a plain
+# AMP loop with 8 workers trained resnet50 at 804-850 images/s where the GPU alone does 4,300
+# (benchmarks/gpu_check.py), so a GPU run gets a worker per core it may use, less one for its own
+# process, at most 8.
 
 
 def loader_workers(requested: int | None, device: DeviceInfo, processes_on_this_machine: int = 1) -> int:

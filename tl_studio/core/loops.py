@@ -98,14 +98,14 @@ def _optimise(ctx: StepContext, loss: torch.Tensor) -> tuple[float, float]:
     after it). A non-finite loss raises NonFiniteLoss before it can reach the weights."""
     lr = _current_lr(ctx)
     ctx.optimizer.zero_grad(set_to_none=True)
-    if ctx.loss_checked_before_backward:
-        _raise_if_not_finite(ctx, loss)
+    loss_value = _raise_if_not_finite(ctx, loss) if ctx.loss_checked_before_backward else None
     # fp16 needs loss scaling; bf16 and fp32 do not
     (ctx.scaler.scale(loss) if ctx.scaler is not None else loss).backward()
     # Reading the loss waits for the device. Read after the backward pass is queued, not before it: on a
     # GPU the CPU then queues the backward kernels while the forward pass runs (waiting before it left
     # the GPU idle while they were queued); the weights are still untouched here.
-    loss_value = _raise_if_not_finite(ctx, loss)
+    if loss_value is None:
+        loss_value = _raise_if_not_finite(ctx, loss)
     if ctx.scaler is not None:
         ctx.scaler.step(ctx.optimizer)
         ctx.scaler.update()

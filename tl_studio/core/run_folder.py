@@ -48,6 +48,7 @@ RESULT_FILES = (METRICS, LAST_CHECKPOINT, BEST_CHECKPOINT, MODEL_FILE)
 RUN_FILES = (CONFIG, STATUS, EVENTS, CONTROL, *RESULT_FILES)
 
 STATES = ("running", "done", "stopped", "failed")
+REQUESTS = ("stop", "pause", "continue")
 
 
 def export_command(run_dir) -> str:
@@ -59,7 +60,6 @@ def export_later_clause(run_dir) -> str:
     """The end of a stopped run's reason when it stopped before its model file (a second Ctrl-C): the
     command that writes it. The Runs step shows its own way instead (its Open button writes it)."""
     return f"; no model file yet: {export_command(run_dir)} makes it from the best epoch."
-REQUESTS = ("stop", "pause", "continue")
 
 
 @dataclass(frozen=True)

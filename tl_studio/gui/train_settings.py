@@ -9,7 +9,7 @@ from PySide6.QtCore import QSettings, Qt
 from PySide6.QtWidgets import (QCheckBox, QComboBox, QDoubleSpinBox, QFormLayout, QGroupBox, QHBoxLayout,
                                QSpinBox, QVBoxLayout, QWidget)
 
-from tl_studio.core.config import TrainConfig
+from tl_studio.core.config import AUTO_WORKERS, TrainConfig
 
 # settings that are remembered between sessions (the dataset and model are remembered elsewhere)
 REMEMBERED = ("epochs", "batch_size", "lr", "optimizer", "schedule", "freeze_epochs", "augment", "img_size",
@@ -88,8 +88,7 @@ class TrainSettings(QWidget):
         # "Automatic: CPU (1 of 2 cores)" or a GPU's name: the form widens to show it whole, not cut.
         self.device.setSizeAdjustPolicy(QComboBox.AdjustToContents)
         self.workers = _spin(-1, 32, "Processes that decode and augment images in parallel with training. "
-                                     "Automatic: 2 on the CPU; on a GPU one per CPU core but one, at most 8 "
-                                     "(the GPU trains faster than two can decode).")
+                                     f"Automatic: {AUTO_WORKERS} (the GPU trains faster than two can decode).")
         self.workers.setSpecialValueText("automatic")  # the lowest value, -1: TrainConfig.workers None
         self.processes = _spin(1, 1, "Train in several processes, one GPU each (PyTorch's torchrun): each takes "
                                      "its share of every batch. Available with more than one CUDA GPU.")

@@ -168,12 +168,12 @@ class PredictPage(QWidget):
     def set_model(self, path) -> None:
         """Another model (or the same file written again): the rows listed are the old model's answers,
         so the same images are classified again with this one, never left standing under its name."""
+        from tl_studio.core.model_file import peek_class_count
+
         self.model_path = Path(path) if path else None
         self.model_label.setText(model_caption(self.model_path) if self.model_path else
                                  "No model yet: train one, or open a model file.")
         self.model_label.setToolTip(as_written(str(self.model_path or "")))  # tooltips guess markup
-        from tl_studio.core.model_file import peek_class_count
-
         identity, self.model_identity = self.model_identity, file_identity(self.model_path)
         if self.model_path is not None and not self.table_model.rowCount():
             # before its first answer: a two-class model's empty third-guess columns stood until then
