@@ -34,6 +34,8 @@ class StepContext:
     # Several processes (DDP): the loss is checked before the backward pass, whose gradient averaging
     # would carry one process's nan into every other process's step (see _optimise)
     loss_checked_before_backward: bool = False
+    # 8-bit pixel batches (a GPU's training loaders, see transforms.py) -> the model's normalised input
+    normalise: Callable[..., torch.Tensor] | None = None
 
 
 @dataclass
@@ -140,9 +142,7 @@ def train_on_images(model: nn.Module, loader, ctx: StepContext) -> EpochTotals:
             ctx.on_failures(batch.failures)
         if not len(batch):
             continue
-        images = batch.images.to(ctx.device, non_blocking=True)
-        if ctx.channels_last:
-            images = images.contiguous(memory_format=torch.channels_last)
+        images = _model_input(batch.images.to(ctx.device, non_blocking=True), ctx)
         labels = batch.labels.to(ctx.device, non_blocking=True)
         with torch.autocast(ctx.device.type, dtype=ctx.amp_dtype, enabled=ctx.amp_dtype is not None):
             logits = model(images)
@@ -152,6 +152,14 @@ def train_on_images(model: nn.Module, loader, ctx: StepContext) -> EpochTotals:
         totals.seconds = time.perf_counter() - started
         ctx.on_batch(number, num_batches, loss_value, lr, totals.seen / max(totals.seconds, 1e-9))
     return totals.settle()
+
+
+def _model_input(images: torch.Tensor, ctx: StepContext) -> torch.Tensor:
+    if images.dtype == torch.uint8:
+        if ctx.normalise is None:
+            raise ValueError("8-bit pixel batches need StepContext.normalise")
+        return ctx.normalise(images, channels_last=ctx.channels_last)
+    return images.contiguous(memory_format=torch.channels_last) if ctx.channels_last else images
 
 
 def train_on_features(head: nn.Module, classify: Callable, features: FeatureSet, batch_size: int,

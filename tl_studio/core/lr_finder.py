@@ -23,7 +23,6 @@ from torch import nn
 
 from tl_studio.core.config import TrainConfig
 from tl_studio.core.problem_summary import problems_sentence
-from tl_studio.core.wording import MB
 from tl_studio.core.workbench import (CancelCallback, ProgressCallback, Workbench, check_cancel, open_workbench,
                                       record_features, report, stratified_subsample)
 
@@ -137,6 +136,7 @@ def _make_context(bench: Workbench, sweep: _Sweep, class_counts: Sequence[int]):
     from tl_studio.core import loops
     from tl_studio.core.device import autocast_dtype
     from tl_studio.core.optim import class_weights, make_criterion, make_optimizer, param_groups
+    from tl_studio.core.transforms import Normalise
 
     config = bench.config
     factor = config.stage_lr_factor if config.schedule == "fine-tune" and config.freeze != "all" else None
@@ -150,7 +150,8 @@ def _make_context(bench: Workbench, sweep: _Sweep, class_counts: Sequence[int]):
         device=device.device, amp_dtype=autocast_dtype(device, bench.model, purpose="train"),
         scaler=torch.amp.GradScaler("cuda") if device.amp_dtype == torch.float16 else None,
         channels_last=device.is_cuda, between_batches=sweep.between_batches,
-        on_batch=lambda batch, num_batches, loss, lr, images_per_s: sweep.record(loss))
+        on_batch=lambda batch, num_batches, loss, lr, images_per_s: sweep.record(loss),
+        normalise=Normalise(bench.spec))
 
 
 def _class_counts(records: Sequence, num_classes: int) -> list[int]:
@@ -177,18 +178,19 @@ def _sweep_on_features(bench: Workbench, sweep: _Sweep, progress, cancel) -> Non
 
 def _sweep_on_images(bench: Workbench, sweep: _Sweep, mp_context=None) -> None:
     from tl_studio.core import loops
-    from tl_studio.core.dataset import ImageDataset, make_loader
+    from tl_studio.core.dataset import ImageDataset, image_cache_bytes, make_loader
     from tl_studio.core.device import loader_workers
     from tl_studio.core.transforms import train_transform
 
     config = bench.config
     records = list(bench.scan.split("train"))
     batch_size = min(config.batch_size, len(records))
-    dataset = ImageDataset(records, train_transform(config.augment, bench.spec),
-                           cache_bytes=config.image_cache_mb * MB)
+    workers = loader_workers(config.workers, bench.device)
+    dataset = ImageDataset(records, train_transform(config.augment, bench.spec,
+                                                    normalise_in_loader=not bench.device.is_cuda),
+                           cache_bytes=image_cache_bytes(config.image_cache_mb, workers))
     # a last batch of one image breaks BatchNorm in training mode
-    loader = make_loader(dataset, batch_size=batch_size, shuffle=True, seed=config.seed,
-                         workers=loader_workers(config.workers, bench.device),
+    loader = make_loader(dataset, batch_size=batch_size, shuffle=True, seed=config.seed, workers=workers,
                          pin_memory=bench.device.pin_memory, drop_last=len(records) % batch_size == 1,
                          mp_context=mp_context)
     ctx = _make_context(bench, sweep, _class_counts(records, bench.num_classes))

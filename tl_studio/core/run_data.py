@@ -6,13 +6,12 @@ from __future__ import annotations
 import torch
 
 from tl_studio.core.config import TrainConfig
-from tl_studio.core.dataset import ImageDataset, make_loader
+from tl_studio.core.dataset import ImageDataset, image_cache_bytes, make_loader
 from tl_studio.core.errors import DatasetError
 from tl_studio.core.optim import class_weights
 from tl_studio.core.problem_summary import problems_sentence
 from tl_studio.core.samples import make_thumbnail, pick_samples, sample_predictions
 from tl_studio.core.transforms import eval_transform, train_transform
-from tl_studio.core.wording import MB
 
 EXPORT_CHECK_IMAGES = 8
 FEATURE_BATCH = 64  # inference only: larger batches than training are faster and fit easily
@@ -117,7 +116,7 @@ class RunData:
         """Training: shuffled (across processes: a shard of each epoch's shuffle); inference passes: this
         process's share of the images, in order. Batch indices are always positions in ``records``."""
         if key not in self._loaders:
-            dataset = ImageDataset(records, transform, cache_bytes=cache_mb * MB)
+            dataset = ImageDataset(records, transform, cache_bytes=image_cache_bytes(cache_mb, self.config.workers))
             batch_size = batch_size or self.process_batch_size
             self._loaders[key] = make_loader(
                 dataset, batch_size=batch_size, shuffle=shuffle, workers=self.config.workers,
@@ -129,8 +128,9 @@ class RunData:
         return self._loaders[key]
 
     def train_loader(self):
-        return self._loader("train", self.train_records, train_transform(self.config.augment, self.spec), True,
-                            self.config.image_cache_mb)
+        # on a GPU the loaders hand over 8-bit pixels, normalised there (StepContext.normalise)
+        transform = train_transform(self.config.augment, self.spec, normalise_in_loader=not self.device.is_cuda)
+        return self._loader("train", self.train_records, transform, True, self.config.image_cache_mb)
 
     def val_loader(self):
         return self._loader("val", self.val_records, eval_transform(self.spec), False,
