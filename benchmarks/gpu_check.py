@@ -107,16 +107,22 @@ def make_photos(folder: Path, sizes: Sizes) -> Path:
 
 
 # ---- the engine ------------------------------------------------------------------------------------
-def run(config, run_dir: Path):
+def run(config, run_dir: Path, model_file: bool = True):
+    """A whole run as ``train`` makes it; ``model_file=False``: without the model file at its end (the
+    throughput runs, which time the training passes)."""
     from tl_studio.core.callbacks import Recorder
     from tl_studio.core.engine import Trainer
 
     recorder = Recorder()
-    trainer = Trainer(config, run_dir, [recorder])
+    trainer = Trainer(config, run_dir, [recorder], model_file_writer=None if model_file else _no_model_file)
     finished = trainer.fit()
     if trainer.error is not None:
         raise trainer.error
     return finished, recorder
+
+
+def _no_model_file(run_dir, path, validation):
+    return None
 
 
 def check(condition: bool, message: str, failures: list) -> None:
@@ -366,7 +372,7 @@ def engine_rates(config, run_dir: Path) -> tuple[list[float], float | None]:
     from tl_studio.core import events
     from tl_studio.core.dataset import batches_through_pipe
 
-    _, recorder = run(config, run_dir)
+    _, recorder = run(config, run_dir, model_file=False)
     epochs = recorder.of_type(events.EpochEnd)
     if batches_through_pipe():
         print(f"{config.model}: {batches_through_pipe()} of the engine's batches did not fit in shared memory "
@@ -387,6 +393,8 @@ def main() -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("--cpu-dry-run", action="store_true",
                         help="every step but the device and out-of-memory checks, small, on the CPU")
+    parser.add_argument("--throughput-only", action="store_true",
+                        help="only the throughput figures (4 and 5), for a device whose run of the checks passed")
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="tl_gpu_"))
     # a cache folder of its own: the feature fill must compute, and nothing lands in the user's cache
@@ -395,17 +403,16 @@ def main() -> int:
     if args.cpu_dry_run:
         _dry_run_pool = _spawned_pool()
     try:
-        return checks(CPU_DRY_RUN if args.cpu_dry_run else GPU, args.cpu_dry_run, work)
+        return checks(CPU_DRY_RUN if args.cpu_dry_run else GPU, args.cpu_dry_run, work, args.throughput_only)
     finally:
         if _dry_run_pool is not None:
             _dry_run_pool.shutdown()
         shutil.rmtree(work, ignore_errors=True)
 
 
-def checks(sizes: Sizes, cpu_dry_run: bool, work: Path) -> int:
+def checks(sizes: Sizes, cpu_dry_run: bool, work: Path, throughput_only: bool = False) -> int:
     import torch
 
-    from tl_studio.core import events
     from tl_studio.core.config import TrainConfig
     from tl_studio.core.device import resolve_device
 
@@ -427,34 +434,27 @@ def checks(sizes: Sizes, cpu_dry_run: bool, work: Path) -> int:
     base = TrainConfig(data_dir=str(data), model=sizes.models[0], weights="none", freeze="none",
                        epochs=sizes.epochs, batch_size=sizes.batch // 2, workers=sizes.workers // 2,
                        augment="standard", img_size=sizes.crop, device=device_name)
-    finished, recorder = run(base, work / "run")
-    epochs = recorder.of_type(events.EpochEnd)
-    check(finished.status == "completed" and len(epochs) == sizes.epochs,
-          f"fine-tuning run: {finished.status} {finished.message}", failures)
-    if not cpu_dry_run:
-        check(all(e.peak_memory_mb and e.peak_memory_mb > 0 for e in epochs),
-              f"GPU memory reported: {[round(e.peak_memory_mb or 0) for e in epochs]} MB", failures)
-    check(bool(finished.model_file) and Path(finished.model_file).is_file(),
-          f"model file written and checked: {finished.model_file}", failures)
+    if not throughput_only:
+        run_checks(base, sizes, cpu_dry_run, work, failures)
 
-    if not cpu_dry_run:
-        torch.cuda.empty_cache()
-        huge = base.replace(model="resnet152", batch_size=sizes.oom_batch, img_size=384, epochs=1)
-        finished, recorder = run(huge, work / "oom")
-        notices = [n.message for n in recorder.of_type(events.Notice)]
-        check(finished.status == "completed" and any("out of memory" in n for n in notices),
-              f"out-of-memory recovery: {finished.status}; notices: {notices[:3]}", failures)
-        torch.cuda.empty_cache()
-
-    rows = []
+    print(f"\nthroughput, {sizes.crop} px, batch {sizes.batch}, {sizes.workers} loader workers, "
+          f"{info.description}, AMP {info.amp_dtype}, channels_last (images/s; each row as it is measured):",
+          flush=True)
+    print(f"{'model':18} {'engine e1':>10} {'engine last':>11} {'plain e1':>9} {'plain last':>10} {'ratio e1':>9} "
+          f"{'ratio last':>10} {'on-GPU':>8} {'+cudnn':>8} {'loader':>8} {'dev-dec e1':>10} {'dev-dec last':>12}",
+          flush=True)
+    ratios_seen = []
     for name in sizes.models:
         config = base.replace(model=name, batch_size=sizes.batch, workers=sizes.workers)
         ours, _ = in_fresh_process(engine_rates, config, work / f"speed_{name}")
         plain = in_fresh_process(plain_fine_tuning, name, data, sizes, info.device, info.amp_dtype)
-        ceiling, loading = in_fresh_process(bounds, name, data, sizes, info.device, info.amp_dtype)
         ratios = [a / b for a, b in zip(ours, plain)]
+        ceiling, loading = in_fresh_process(bounds, name, data, sizes, info.device, info.amp_dtype)
         decoded_there = in_fresh_process(plain_device_decoding, name, data, sizes, info.device, info.amp_dtype)
-        rows.append((name, ours, plain, ratios, ceiling, loading, decoded_there))
+        print(f"{name:18} {ours[0]:10.0f} {ours[-1]:11.0f} {plain[0]:9.0f} {plain[-1]:10.0f} {ratios[0]:9.2f} "
+              f"{ratios[-1]:10.2f} {ceiling[0]:8.0f} {ceiling[1]:8.0f} {loading:8.0f} {decoded_there[0]:10.0f} "
+              f"{decoded_there[-1]:12.0f}", flush=True)
+        ratios_seen += ratios
         check(min(ratios) >= 0.95 or cpu_dry_run,
               f"{name} fine-tuning images/s against the plain AMP loop: {', '.join(f'{r:.2f}' for r in ratios)} "
               f"(each epoch; target >= 0.95)", failures)
@@ -466,21 +466,38 @@ def checks(sizes: Sizes, cpu_dry_run: bool, work: Path) -> int:
     plain_feature_rate = in_fresh_process(plain_features, sizes.models[1], data, sizes, info.device,
                                           info.amp_dtype)
     check(ours_features > 0, f"feature extraction images/s reported: {ours_features:.0f}", failures)
-
-    print(f"\nthroughput, {sizes.crop} px, batch {sizes.batch}, {sizes.workers} loader workers, "
-          f"{info.description}, AMP {info.amp_dtype}, channels_last (images/s):")
-    print(f"{'model':18} {'engine e1':>10} {'engine last':>11} {'plain e1':>9} {'plain last':>10} {'ratio e1':>9} "
-          f"{'ratio last':>10} {'on-GPU':>8} {'+cudnn':>8} {'loader':>8} {'dev-dec e1':>10} {'dev-dec last':>12}")
-    for name, ours, plain, ratios, ceiling, loading, decoded_there in rows:
-        print(f"{name:18} {ours[0]:10.0f} {ours[-1]:11.0f} {plain[0]:9.0f} {plain[-1]:10.0f} {ratios[0]:9.2f} "
-              f"{ratios[-1]:10.2f} {ceiling[0]:8.0f} {ceiling[1]:8.0f} {loading:8.0f} {decoded_there[0]:10.0f} "
-              f"{decoded_there[-1]:12.0f}")
     print(f"feature extraction {sizes.models[1]}: engine {ours_features:.0f}, plain no-grad loop "
           f"{plain_feature_rate:.0f} images/s ({ours_features / plain_feature_rate:.2f}x)")
-    print(f"median engine/plain over models and epochs: {statistics.median(r for row in rows for r in row[3]):.2f}; "
+    print(f"median engine/plain over models and epochs: {statistics.median(ratios_seen):.2f}; "
           f"whole check {time.perf_counter() - started:.0f} s")
     print("FAILURES: " + "; ".join(failures) if failures else "all checks passed")
     return 1 if failures else 0
+
+
+def run_checks(base, sizes: Sizes, cpu_dry_run: bool, work: Path, failures: list) -> None:
+    """2 and 3 of the module's docstring: a real run, its memory reports and model file; the recovery
+    from running out of memory."""
+    import torch
+
+    from tl_studio.core import events
+
+    finished, recorder = run(base, work / "run")
+    epochs = recorder.of_type(events.EpochEnd)
+    check(finished.status == "completed" and len(epochs) == sizes.epochs,
+          f"fine-tuning run: {finished.status} {finished.message}", failures)
+    if not cpu_dry_run:
+        check(all(e.peak_memory_mb and e.peak_memory_mb > 0 for e in epochs),
+              f"GPU memory reported: {[round(e.peak_memory_mb or 0) for e in epochs]} MB", failures)
+    check(bool(finished.model_file) and Path(finished.model_file).is_file(),
+          f"model file written and checked: {finished.model_file}", failures)
+    if not cpu_dry_run:
+        torch.cuda.empty_cache()
+        huge = base.replace(model="resnet152", batch_size=sizes.oom_batch, img_size=384, epochs=1)
+        finished, recorder = run(huge, work / "oom")
+        notices = [n.message for n in recorder.of_type(events.Notice)]
+        check(finished.status == "completed" and any("out of memory" in n for n in notices),
+              f"out-of-memory recovery: {finished.status}; notices: {notices[:3]}", failures)
+        torch.cuda.empty_cache()
 
 
 if __name__ == "__main__":
