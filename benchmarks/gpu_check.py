@@ -28,12 +28,19 @@ send2trash``), one call with ``carry: [".whl"]``:
 
     mount -o remount,size=32g /dev/shm 2>/dev/null; \\
     python3 -m pip install -q --no-index --no-deps --target /tmp/site .whl/*.whl && \\
-    PYTHONPATH=/tmp/site PYTHONUNBUFFERED=1 python3 benchmarks/gpu_check.py
+    PYTHONPATH=/tmp/site PYTHONUNBUFFERED=1 timeout 560 python3 benchmarks/gpu_check.py | tee $OUT/gpu_check.log
 
-It takes about 5 minutes there. The remount gives the loader processes room in shared memory where the
-machine allows it: 8 workers at batch 128 keep about 2.5 GB of batches in flight, and the plain loops
-(PyTorch's own collate) fail where it is smaller; the engine would send them through a pipe instead
-(core/dataset.py). The first line printed says how much there is.
+with the call's timeout_s about 590. On the H200 the whole check ran past 440 s (the real run, the
+out-of-memory run, then each measurement starting a CUDA process of its own, about 40 s apiece);
+``--throughput-only`` skips 2 and 3 (for a device where they passed) and printed both models' rows in
+about 350 s. The throughput rows are printed as they are measured, so a run cut short keeps them. Each
+first step's seconds (the loaders' start and each kernel's first use, paid once per process) are
+printed beside them: a first epoch of ten steps mostly measures those.
+
+The remount gives the loader processes room in shared memory where the machine allows it: 8 workers at
+batch 128 keep about 2.5 GB of batches in flight, and the plain loops (PyTorch's own collate) fail where
+it is smaller; the engine would send them through a pipe instead (core/dataset.py). The first line
+printed says how much there is.
 
 Without a GPU, ``--cpu-dry-run`` runs every step but the device and out-of-memory checks small on the
 CPU (resnet18 and mobilenet_v3_small in place of resnet50 and efficientnet_b0: the same kinds of
@@ -99,8 +106,13 @@ def _photo(job: tuple[Path, str, int, tuple[int, int]]) -> None:
 
 
 def make_photos(folder: Path, sizes: Sizes) -> Path:
-    jobs = [(folder / name / f"{name}_{i:04d}.jpg", name, 1000 * c + i, sizes.photo)
-            for c, name in enumerate(CLASSES) for i in range(sizes.per_class)]
+    """``folder/train/<class>`` (per_class images of each class) and ``folder/val/<class>`` (a quarter
+    as many): the engine trains on every image the plain loops train on (``folder/train``), where a
+    split of one folder had it train on four fifths of them, and its first epoch's fixed start-up made
+    fewer images/s."""
+    jobs = [(folder / split / name / f"{name}_{i:04d}.jpg", name, 1000 * c + i + offset, sizes.photo)
+            for split, count, offset in (("train", sizes.per_class, 0), ("val", max(1, sizes.per_class // 4), 500))
+            for c, name in enumerate(CLASSES) for i in range(count)]
     with Pool(min(16, os.cpu_count() or 1)) as pool:
         pool.map(_photo, jobs, chunksize=16)
     return folder
@@ -200,12 +212,20 @@ class _PlainSteps:
         self.scaler.update()
 
 
-def _timed_epochs(loader, steps: _PlainSteps, sizes: Sizes, device, on_device) -> list[float]:
-    """Training images/s of each of ``sizes.epochs`` passes over ``loader``; ``on_device(item)`` gives
-    a loader item's (images, labels) on the device."""
+@dataclass(frozen=True)
+class Timed:
+    """Training images/s of each epoch, and the seconds from the first epoch's start to the end of its
+    first step: the loaders' start and the first use of each kernel, which a fresh process pays once."""
+    rates: list[float]
+    first_step: float
+
+
+def _timed_epochs(loader, steps: _PlainSteps, sizes: Sizes, device, on_device) -> Timed:
+    """Each of ``sizes.epochs`` passes over ``loader`` timed; ``on_device(item)`` gives a loader item's
+    (images, labels) on the device."""
     import torch
 
-    rates = []
+    rates, first_step = [], None
     for _ in range(sizes.epochs):
         seen = 0
         _synchronize(device)
@@ -214,12 +234,15 @@ def _timed_epochs(loader, steps: _PlainSteps, sizes: Sizes, device, on_device) -
             images, labels = on_device(item)
             steps.step(images.contiguous(memory_format=torch.channels_last), labels)
             seen += len(labels)
+            if first_step is None:  # one wait for the device, in the first step only
+                _synchronize(device)
+                first_step = time.perf_counter() - started
         _synchronize(device)
         rates.append(seen / (time.perf_counter() - started))
-    return rates
+    return Timed(rates, first_step or 0.0)
 
 
-def plain_fine_tuning(name: str, data: Path, sizes: Sizes, device, dtype) -> list[float]:
+def plain_fine_tuning(name: str, data: Path, sizes: Sizes, device, dtype) -> Timed:
     """Training images/s of each epoch of the usual AMP loop on the JPEG folder."""
     loader = _loader(data, _train_transform(sizes.crop), sizes, device, shuffle=True)
     return _timed_epochs(loader, _PlainSteps(name, device, dtype), sizes, device,
@@ -252,7 +275,7 @@ def _bytes_and_labels(items):
     return [data for data, _ in items], torch.tensor([label for _, label in items])
 
 
-def plain_device_decoding(name: str, data: Path, sizes: Sizes, device, dtype) -> list[float]:
+def plain_device_decoding(name: str, data: Path, sizes: Sizes, device, dtype) -> Timed:
     """Training images/s of each epoch of the plain AMP loop with the JPEGs decoded on the device in
     batches (torchvision.io.decode_jpeg: nvJPEG on CUDA) and cropped, flipped and normalised there; the
     loader processes only read the files. Beside the loops that decode on the CPU, what decoding on the
@@ -366,9 +389,10 @@ def in_fresh_process(function, *args):
         return pool.submit(function, *args).result()
 
 
-def engine_rates(config, run_dir: Path) -> tuple[list[float], float | None]:
-    """The engine's training images/s of each epoch, and the feature cache's fill rate (None when the
-    run filled none), from a run in this process."""
+def engine_rates(config, run_dir: Path) -> tuple[Timed, float | None]:
+    """The engine's training images/s of each epoch with its first step's seconds (from the first
+    batch's images/s so far), and the feature cache's fill rate (None when the run filled none), from a
+    run in this process."""
     from tl_studio.core import events
     from tl_studio.core.dataset import batches_through_pipe
 
@@ -377,7 +401,9 @@ def engine_rates(config, run_dir: Path) -> tuple[list[float], float | None]:
     if batches_through_pipe():
         print(f"{config.model}: {batches_through_pipe()} of the engine's batches did not fit in shared memory "
               f"(through the pipe)", flush=True)
-    return [e.train_images_per_s for e in epochs], epochs[0].feature_images_per_s
+    first = next((b for b in recorder.of_type(events.BatchEnd) if b.epoch == epochs[0].epoch), None)
+    first_step = config.batch_size / first.images_per_s if first and first.images_per_s else 0.0
+    return Timed([e.train_images_per_s for e in epochs], first_step), epochs[0].feature_images_per_s
 
 
 def bounds(name: str, data: Path, sizes: Sizes, device, dtype) -> tuple[list[float], float]:
@@ -427,7 +453,7 @@ def checks(sizes: Sizes, cpu_dry_run: bool, work: Path, throughput_only: bool = 
         check(info.amp_dtype in (torch.bfloat16, torch.float16), f"mixed precision dtype {info.amp_dtype}", failures)
         check(info.pin_memory, "pinned memory on", failures)
     data = make_photos(work / "data", sizes)
-    print(f"generated {len(CLASSES) * sizes.per_class} JPEGs of {sizes.photo[0]} x {sizes.photo[1]} "
+    print(f"generated {len(CLASSES) * sizes.per_class} training JPEGs of {sizes.photo[0]} x {sizes.photo[1]} "
           f"in {time.perf_counter() - started:.1f} s", flush=True)
 
     device_name = "cpu" if cpu_dry_run else "auto"
@@ -441,19 +467,23 @@ def checks(sizes: Sizes, cpu_dry_run: bool, work: Path, throughput_only: bool = 
           f"{info.description}, AMP {info.amp_dtype}, channels_last (images/s; each row as it is measured):",
           flush=True)
     print(f"{'model':18} {'engine e1':>10} {'engine last':>11} {'plain e1':>9} {'plain last':>10} {'ratio e1':>9} "
-          f"{'ratio last':>10} {'on-GPU':>8} {'+cudnn':>8} {'loader':>8} {'dev-dec e1':>10} {'dev-dec last':>12}",
-          flush=True)
+          f"{'ratio last':>10} {'on-GPU':>8} {'+cudnn':>8} {'loader':>8} {'dev-dec e1':>10} {'dev-dec last':>12} "
+          f"{'1st step s (engine/plain/dev-dec)':>34}", flush=True)
     ratios_seen = []
     for name in sizes.models:
         config = base.replace(model=name, batch_size=sizes.batch, workers=sizes.workers)
-        ours, _ = in_fresh_process(engine_rates, config, work / f"speed_{name}")
-        plain = in_fresh_process(plain_fine_tuning, name, data, sizes, info.device, info.amp_dtype)
+        engine, _ = in_fresh_process(engine_rates, config, work / f"speed_{name}")
+        plain_loop = in_fresh_process(plain_fine_tuning, name, data / "train", sizes, info.device, info.amp_dtype)
+        ours, plain = engine.rates, plain_loop.rates
         ratios = [a / b for a, b in zip(ours, plain)]
-        ceiling, loading = in_fresh_process(bounds, name, data, sizes, info.device, info.amp_dtype)
-        decoded_there = in_fresh_process(plain_device_decoding, name, data, sizes, info.device, info.amp_dtype)
+        ceiling, loading = in_fresh_process(bounds, name, data / "train", sizes, info.device, info.amp_dtype)
+        decoding_there = in_fresh_process(plain_device_decoding, name, data / "train", sizes, info.device,
+                                          info.amp_dtype)
+        decoded_there = decoding_there.rates
         print(f"{name:18} {ours[0]:10.0f} {ours[-1]:11.0f} {plain[0]:9.0f} {plain[-1]:10.0f} {ratios[0]:9.2f} "
               f"{ratios[-1]:10.2f} {ceiling[0]:8.0f} {ceiling[1]:8.0f} {loading:8.0f} {decoded_there[0]:10.0f} "
-              f"{decoded_there[-1]:12.0f}", flush=True)
+              f"{decoded_there[-1]:12.0f} {engine.first_step:14.1f} / {plain_loop.first_step:4.1f} / "
+              f"{decoding_there.first_step:4.1f}", flush=True)
         ratios_seen += ratios
         check(min(ratios) >= 0.95 or cpu_dry_run,
               f"{name} fine-tuning images/s against the plain AMP loop: {', '.join(f'{r:.2f}' for r in ratios)} "
@@ -463,6 +493,7 @@ def checks(sizes: Sizes, cpu_dry_run: bool, work: Path, throughput_only: bool = 
                                   workers=sizes.workers, epochs=1)
     _, ours_features = in_fresh_process(engine_rates, feature_config, work / "features")
     ours_features = ours_features or 0.0
+    # over both splits' images (ImageFolder takes train and val for classes), as the engine's fill
     plain_feature_rate = in_fresh_process(plain_features, sizes.models[1], data, sizes, info.device,
                                           info.amp_dtype)
     check(ours_features > 0, f"feature extraction images/s reported: {ours_features:.0f}", failures)
