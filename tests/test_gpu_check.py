@@ -11,7 +11,8 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def test_the_gpu_check_runs_through_on_the_cpu(tmp_path):
-    result = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "gpu_check.py"), "--cpu-dry-run"],
+    result = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "gpu_check.py"), "--cpu-dry-run",
+                             "--profile-first-epoch", "mobilenet_v3_small"],
                             capture_output=True, text=True, timeout=600, cwd=tmp_path,
                             env={**os.environ, "TMPDIR": str(tmp_path), "OMP_NUM_THREADS": "1"})
     output = result.stdout + result.stderr
@@ -23,4 +24,8 @@ def test_the_gpu_check_runs_through_on_the_cpu(tmp_path):
         figures = [float(value) for value in row.replace(" / ", " ").split()[1:]]
         assert len(figures) == 14 and all(value > 0 for value in figures), row  # 11 rates, 3 first steps
     assert any(line.startswith("feature extraction mobilenet_v3_small: engine ") for line in lines)
+    for loop in ("engine", "plain loop"):  # --profile-first-epoch: each loop's profile
+        header = next(i for i, line in enumerate(lines)
+                      if line.startswith(f"mobilenet_v3_small, {loop}, one epoch in a fresh process under cProfile"))
+        assert "function calls" in lines[header + 1] and "Ordered by: internal time" in "\n".join(lines[header:])
     assert not list(tmp_path.glob("tl_gpu_*"))  # its generated photos and runs are gone
