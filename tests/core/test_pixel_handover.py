@@ -1,5 +1,5 @@
 """Training loaders that hand over 8-bit pixels, normalised where the model runs (transforms.Normalise),
-and the decoded-image cache's share of a run's budget (dataset.image_cache_bytes)."""
+and each loader process's share of the decoded-image cache (dataset.image_cache_bytes)."""
 
 import numpy as np
 import pytest
@@ -89,6 +89,6 @@ def test_a_pixel_batch_without_a_normalisation_is_refused():
 def test_the_image_cache_budget_is_shared_out_and_off_with_many_loader_processes():
     assert image_cache_bytes(512, 0) == 512 << 20  # the main process loads: all of it
     assert image_cache_bytes(512, 1) == 512 << 20
-    assert image_cache_bytes(512, 2) == 256 << 20  # the run's budget, not each process's
+    assert image_cache_bytes(512, 2) == 256 << 20  # the training process's budget, not each loader's
     assert image_cache_bytes(512, MAX_CACHING_WORKERS + 1) == 0  # each would see few of its images again
     assert image_cache_bytes(0, 1) == 0

@@ -61,7 +61,9 @@ class TrainConfig:
     # units bf16 where it measured faster (device.autocast_dtype)
     amp: bool = True
     feature_cache: bool = True  # with the whole backbone frozen, compute each image's features once
-    image_cache_mb: int = 512  # decoded training images kept in memory, per run (dataset.image_cache_bytes)
+    # decoded training images kept in memory by each training process (torchrun: one per GPU), shared out
+    # between its loader processes (dataset.image_cache_bytes)
+    image_cache_mb: int = 512
     extra: dict = field(default_factory=dict, compare=False)  # free-form notes kept with the run
 
     # ---- derived values -------------------------------------------------------------------------

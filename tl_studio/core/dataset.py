@@ -36,8 +36,8 @@ MAX_CACHING_WORKERS = 2
 
 
 def image_cache_bytes(budget_mb: int, workers: int) -> int:
-    """Each loader process's share of a run's decoded-image budget (``image_cache_mb``); none with more
-    than MAX_CACHING_WORKERS processes."""
+    """Each loader process's share of a training process's decoded-image budget (``image_cache_mb``);
+    none with more than MAX_CACHING_WORKERS loader processes."""
     if workers > MAX_CACHING_WORKERS:
         return 0
     return (budget_mb << 20) // max(workers, 1)
@@ -46,9 +46,9 @@ def image_cache_bytes(budget_mb: int, workers: int) -> int:
 class DecodedImageCache:
     """Decoded images kept in memory up to a byte budget (least recently used goes first).
 
-    Each loader process has its own cache, with its share of the run's budget (``image_cache_bytes``).
-    Decoding a JPEG costs more than augmenting it, so repeated epochs over a small dataset get
-    noticeably faster.
+    Each loader process has its own cache, with its share of its training process's budget
+    (``image_cache_bytes``). Decoding a JPEG costs more than augmenting it, so repeated epochs over a
+    small dataset get noticeably faster.
     """
 
     def __init__(self, budget_bytes: int):
