@@ -38,8 +38,7 @@ class Normalise:
     """8-bit pixels (3 x H x W, or a batch of them) -> float32 normalised with the model's mean and std:
     x * (1 / (255 std)) + (-mean / std), one multiplication into a new tensor and one addition in
     place (torchvision's ToImage, ToDtype and Normalize took three passes: 0.43 ms an image here, this
-    0.15 ms).
-    ``channels_last`` (a batch): the result in that layout, with no copy more."""
+    0.15 ms). ``channels_last`` (a batch): the result in that layout, with no copy more."""
 
     def __init__(self, spec: PreprocessSpec):
         self.mean, self.std = tuple(spec.mean), tuple(spec.std)
