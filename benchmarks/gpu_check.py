@@ -393,6 +393,9 @@ def in_fresh_process(function, *args):
         return pool.submit(function, *args).result()
 
 
+PROFILE_LINES = 18  # the functions each profile lists
+
+
 def profiled(function, *args) -> tuple[object, str]:
     """``function(*args)`` under cProfile (this process's main thread: the training loop, not its loader
     processes): its result, and the functions that took the most time of their own."""
@@ -406,8 +409,6 @@ def profiled(function, *args) -> tuple[object, str]:
     pstats.Stats(profile, stream=text).strip_dirs().sort_stats("tottime").print_stats(PROFILE_LINES)
     return result, text.getvalue()
 
-
-PROFILE_LINES = 18
 
 
 def engine_rates(config, run_dir: Path) -> tuple[Timed, float | None]:

@@ -92,3 +92,23 @@ def test_the_image_cache_budget_is_shared_out_and_off_with_many_loader_processes
     assert image_cache_bytes(512, 2) == 256 << 20  # the training process's budget, not each loader's
     assert image_cache_bytes(512, MAX_CACHING_WORKERS + 1) == 0  # each would see few of its images again
     assert image_cache_bytes(0, 1) == 0
+
+
+def test_a_gpu_runs_training_loader_hands_over_pixels_and_a_cpu_runs_floats(tiny_dataset):
+    """device.normalises_on_device decides it for every training loader (the run's and the LR finder's)."""
+    import warnings
+
+    from tl_studio.core.config import TrainConfig
+    from tl_studio.core.data import scan_for
+    from tl_studio.core.device import DeviceInfo, normalises_on_device, resolve_device
+    from tl_studio.core.run_data import RunData
+
+    config = TrainConfig(data_dir=str(tiny_dataset), img_size=32, workers=0, batch_size=4, device="cpu")
+    gpu = DeviceInfo(torch.device("cuda"), "a GPU", torch.bfloat16, pin_memory=False)  # needs no GPU
+    for device, dtype in ((resolve_device("cpu"), torch.float32), (gpu, torch.uint8)):
+        data = RunData(scan_for(config), config, SPEC, device)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            batch = next(iter(data.train_loader()))
+        assert normalises_on_device(device) == (dtype == torch.uint8)
+        assert batch.images.dtype == dtype and batch.images.shape[1:] == (3, 32, 32)

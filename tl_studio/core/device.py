@@ -178,6 +178,16 @@ def use_channels_last(device: DeviceInfo | torch.device, model: "torch.nn.Module
     return _family(model).startswith(_CPU_CHANNELS_LAST[(precision, "train" if training else "eval")])
 
 
+def normalises_on_device(device: DeviceInfo) -> bool:
+    """Whether a run's training loaders hand over 8-bit pixels for the device to normalise
+    (transforms.Normalise) instead of normalised floats. The one place this is decided.
+
+    CUDA: yes; a batch takes the GPU microseconds, and the loaders, which bound training there, hand over
+    a quarter of the bytes and spend no time on it. Elsewhere no: on the CPU the normalisation would move
+    from the loader processes onto the cores the model trains on (0.6 ms an image there)."""
+    return device.is_cuda
+
+
 def is_channels_last(model: "torch.nn.Module") -> bool:
     """Whether the model's first 4-D weight (a convolution's) is stored channels_last."""
     for parameter in model.parameters():

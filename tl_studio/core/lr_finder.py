@@ -179,7 +179,7 @@ def _sweep_on_features(bench: Workbench, sweep: _Sweep, progress, cancel) -> Non
 def _sweep_on_images(bench: Workbench, sweep: _Sweep, mp_context=None) -> None:
     from tl_studio.core import loops
     from tl_studio.core.dataset import ImageDataset, image_cache_bytes, make_loader
-    from tl_studio.core.device import loader_workers
+    from tl_studio.core.device import loader_workers, normalises_on_device
     from tl_studio.core.transforms import train_transform
 
     config = bench.config
@@ -187,7 +187,7 @@ def _sweep_on_images(bench: Workbench, sweep: _Sweep, mp_context=None) -> None:
     batch_size = min(config.batch_size, len(records))
     workers = loader_workers(config.workers, bench.device)
     dataset = ImageDataset(records, train_transform(config.augment, bench.spec,
-                                                    normalise_in_loader=not bench.device.is_cuda),
+                                                    normalise_in_loader=not normalises_on_device(bench.device)),
                            cache_bytes=image_cache_bytes(config.image_cache_mb, workers))
     # a last batch of one image breaks BatchNorm in training mode
     loader = make_loader(dataset, batch_size=batch_size, shuffle=True, seed=config.seed, workers=workers,

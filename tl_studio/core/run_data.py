@@ -7,6 +7,7 @@ import torch
 
 from tl_studio.core.config import TrainConfig
 from tl_studio.core.dataset import ImageDataset, image_cache_bytes, make_loader
+from tl_studio.core.device import normalises_on_device
 from tl_studio.core.errors import DatasetError
 from tl_studio.core.optim import class_weights
 from tl_studio.core.problem_summary import problems_sentence
@@ -128,8 +129,8 @@ class RunData:
         return self._loaders[key]
 
     def train_loader(self):
-        # on a GPU the loaders hand over 8-bit pixels, normalised there (StepContext.normalise)
-        transform = train_transform(self.config.augment, self.spec, normalise_in_loader=not self.device.is_cuda)
+        transform = train_transform(self.config.augment, self.spec,
+                                    normalise_in_loader=not normalises_on_device(self.device))
         return self._loader("train", self.train_records, transform, True, self.config.image_cache_mb)
 
     def val_loader(self):
