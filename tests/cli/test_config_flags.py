@@ -34,7 +34,8 @@ def test_choices_come_from_the_config_module(name, tmp_path):
     parser = parser_of(COMMANDS[name])
     choices = {action.dest: tuple(action.choices) for action in parser._actions if action.choices}
     expected = {"device": settings.DEVICES, "augment": settings.AUGMENTATIONS, "optimizer": settings.OPTIMIZERS,
-                "schedule": settings.SCHEDULES, "class_weights": settings.CLASS_WEIGHTING}
+                "schedule": settings.SCHEDULES, "class_weights": settings.CLASS_WEIGHTING,
+                "decode": settings.DECODE_PLACES}
     assert choices == {dest: values for dest, values in expected.items() if dest in COMMANDS[name].SETTINGS}
 
 

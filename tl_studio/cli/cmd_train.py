@@ -15,7 +15,7 @@ from tl_studio.cli import config_flags, torchrun_launch
 # every setting train offers (config_flags holds each flag's type, choices and help); the argparse default is
 # None, so only flags the user gave override a config file or a resumed run's config
 SETTINGS = ("model", "weights", "freeze", "epochs", "batch_size", "lr", "img_size", "val_fraction", "test_fraction",
-            "seed", "device", "workers", "augment", "optimizer", "schedule", "freeze_epochs", "weight_decay",
+            "seed", "device", "workers", "decode", "augment", "optimizer", "schedule", "freeze_epochs", "weight_decay",
             "label_smoothing", "class_weights", "early_stopping", "feature_cache", "amp")
 
 

@@ -45,6 +45,9 @@ FLAGS: dict[str, ConfigFlag] = {flag.dest: flag for flag in (
     _flag("device", choices=settings.DEVICES,
           help="where to train (default auto: a GPU if there is one, else the CPU)"),
     _flag("workers", type=int, help=f"data loader processes (default: {settings.AUTO_WORKERS})"),
+    _flag("decode", choices=settings.DECODE_PLACES,
+          help="where training JPEGs are decoded: gpu (NVIDIA, nvJPEG) where the CPU cannot keep the GPU busy; "
+               "default auto: the loader processes"),
     _flag("augment", choices=settings.AUGMENTATIONS,
           help="random crops, flips and colour changes of the training images (default standard)"),
     _flag("optimizer", choices=settings.OPTIMIZERS, help="default adamw"),

@@ -18,6 +18,9 @@ OPTIMIZERS = ("adamw", "sgd")
 SCHEDULES = ("onecycle", "cosine", "fine-tune")
 AUGMENTATIONS = ("none", "light", "standard", "strong")
 DEVICES = ("auto", "cpu", "cuda", "mps")
+# Where training JPEGs are decoded: "gpu" on a CUDA device (core/gpu_decoding.py); "auto" is the loader
+# processes, until decoding on the GPU has been measured in the engine (docs/training.md)
+DECODE_PLACES = ("auto", "cpu", "gpu")
 CLASS_WEIGHTING = ("auto", "on", "off")
 # Memory for activations grows with the square of the input side: 1024 px is 21x the pixels of the
 # usual 224 px (and above every torchvision model's own size, 518 px at most), so larger sizes only
@@ -64,6 +67,7 @@ class TrainConfig:
     # decoded training images kept in memory by each training process (torchrun: one per GPU), shared out
     # between its loader processes (dataset.image_cache_bytes)
     image_cache_mb: int = 512
+    decode: str = "auto"  # where training JPEGs are decoded (DECODE_PLACES; device.decodes_on_gpu)
     extra: dict = field(default_factory=dict, compare=False)  # free-form notes kept with the run
 
     # ---- derived values -------------------------------------------------------------------------
@@ -113,6 +117,7 @@ class TrainConfig:
             (0 < self.stage_lr_factor <= 1, "the stage learning-rate factor must be in (0, 1]"),
             (0 <= self.warmup_fraction < 1, "the warm-up fraction must be in [0, 1)"),
             (self.image_cache_mb >= 0, "the image cache must be 0 MB (off) or more"),
+            (self.decode in DECODE_PLACES, f"decode must be one of {', '.join(DECODE_PLACES)}"),
         ]
         parse_freeze(self.freeze)  # "banana" is said here, before a run folder is made, not at the model build
         for ok, message in checks:

@@ -80,12 +80,15 @@ class LoadFailure:
 
 
 class ImageDataset(Dataset):
-    """Items are (tensor, label, index); a file that fails to load yields a LoadFailure instead."""
+    """Items are (tensor, label, index); a file that fails to load yields a LoadFailure instead.
+    ``for_gpu_decoding``: a JPEG the GPU can decode is (gpu_decoding.EncodedJpeg, label, index), its
+    bytes unread by any decoder here; other files go through ``transform`` as usual."""
 
-    def __init__(self, records: Sequence, transform: Callable, cache_bytes: int = 0):
+    def __init__(self, records: Sequence, transform: Callable, cache_bytes: int = 0, for_gpu_decoding: bool = False):
         self.paths = [str(r.path) for r in records]
         self.labels = [int(r.label) for r in records]
         self.transform = transform
+        self.for_gpu_decoding = for_gpu_decoding
         # The shorter side the transform needs (see transforms.py): larger JPEGs decode reduced.
         self.decode_side = getattr(transform, "decode_side", None)
         self.cache = DecodedImageCache(cache_bytes) if cache_bytes > 0 else None
@@ -105,6 +108,12 @@ class ImageDataset(Dataset):
 
     def __getitem__(self, index: int):
         try:
+            if self.for_gpu_decoding:
+                from tl_studio.core.gpu_decoding import read_for_device
+
+                encoded = read_for_device(self.paths[index])
+                if encoded is not None:
+                    return encoded, self.labels[index], index
             image = self._load(self.paths[index])
             return self.transform(image), self.labels[index], index
         except ImageLoadError as error:
@@ -120,11 +129,14 @@ def _unexpected_failure_reason(error: Exception) -> str:
 
 @dataclass
 class Batch:
+    """``encoded``: JPEGs for the GPU to decode (gpu_decoding.py), the batch's first images; ``images``
+    then holds the pixels of the others, which follow them (``labels`` and ``indices`` cover both)."""
     images: torch.Tensor
     labels: torch.Tensor
     indices: torch.Tensor
     failures: list  # LoadFailure items dropped from this batch
     through_pipe: bool = False  # shared memory could not hold it: it travels by value (see the module doc)
+    encoded: object = None  # gpu_decoding.EncodedBatch
 
     def __len__(self) -> int:
         return int(self.labels.shape[0])
@@ -133,7 +145,9 @@ class Batch:
         if not self.through_pipe:
             return super().__reduce_ex__(protocol)
         # numpy arrays pickle their bytes; tensors would ask for shared memory again
-        return _batch_by_value, (self.images.numpy(), self.labels.numpy(), self.indices.numpy(), self.failures)
+        encoded = None if self.encoded is None else [t.numpy() for t in self.encoded.tensors()]
+        return _batch_by_value, (self.images.numpy(), self.labels.numpy(), self.indices.numpy(), self.failures,
+                                 encoded)
 
     def pin_memory(self) -> "Batch":
         # DataLoader(pin_memory=True) calls this on custom batch types.
@@ -153,29 +167,45 @@ def batches_through_pipe() -> int:
     return _through_pipe["batches"]
 
 
-def _batch_by_value(images, labels, indices, failures) -> Batch:
+def _batch_by_value(images, labels, indices, failures, encoded=None) -> Batch:
     _through_pipe["batches"] += 1
+    if encoded is not None:
+        from tl_studio.core.gpu_decoding import EncodedBatch
+
+        encoded = EncodedBatch(*(torch.from_numpy(array) for array in encoded))
     return Batch(torch.from_numpy(images), torch.from_numpy(labels), torch.from_numpy(indices), failures,
-                 through_pipe=True)
+                 through_pipe=True, encoded=encoded)
 
 
 def collate_skipping_failures(items: list) -> Batch:
-    good = [item for item in items if not isinstance(item, LoadFailure)]
     failures = [item for item in items if isinstance(item, LoadFailure)]
+    good = [item for item in items if not isinstance(item, LoadFailure)]
+    # JPEGs for the GPU first (a batch of bytes), then the images decoded here
+    encoded = [item for item in good if not isinstance(item[0], torch.Tensor)]
+    good = encoded + [item for item in good if isinstance(item[0], torch.Tensor)]
     if not good:
         empty = torch.empty(0)
         return Batch(empty, torch.empty(0, dtype=torch.long), torch.empty(0, dtype=torch.long), failures)
-    images = [item[0] for item in good]
+    images = [item[0] for item in good[len(encoded):]]
     labels = torch.tensor([item[1] for item in good], dtype=torch.long)
     indices = torch.tensor([item[2] for item in good], dtype=torch.long)
+    files = None
+    if encoded:
+        from tl_studio.core.gpu_decoding import EncodedBatch
+
+        files = EncodedBatch.of([item[0] for item in encoded])
     if torch.utils.data.get_worker_info() is None:  # collated where it is used: nothing to hand over
-        return Batch(torch.stack(images), labels, indices, failures)
+        return Batch(_stacked(images, torch.stack), labels, indices, failures, encoded=files)
     try:
         # in a loader process, default_collate stacks straight into shared memory
-        return Batch(torch.utils.data.default_collate(images), labels.share_memory_(), indices.share_memory_(),
-                     failures)
+        return Batch(_stacked(images, torch.utils.data.default_collate), labels.share_memory_(),
+                     indices.share_memory_(), failures, encoded=None if files is None else files.share_memory_())
     except RuntimeError:  # shared memory full (or another fault of stacking, which the next line raises again)
-        return Batch(torch.stack(images), labels, indices, failures, through_pipe=True)
+        return Batch(_stacked(images, torch.stack), labels, indices, failures, through_pipe=True, encoded=files)
+
+
+def _stacked(images: list, stack) -> torch.Tensor:
+    return stack(images) if images else torch.empty(0, dtype=torch.uint8)
 
 
 def _seed_worker(worker_id: int) -> None:

@@ -188,6 +188,14 @@ def normalises_on_device(device: DeviceInfo) -> bool:
     return device.is_cuda
 
 
+def decodes_on_gpu(device: DeviceInfo, decode: str, augment: str) -> bool:
+    """Whether a run's training JPEGs are decoded on its GPU (gpu_decoding.py) rather than by its loader
+    processes: when asked for (``decode`` "gpu") on a CUDA device, for the augmenting presets ("none" is
+    the evaluation transform, which the loaders apply). "auto" keeps them on the loaders until the
+    engine's GPU decoding has been measured on a GPU (docs/training.md)."""
+    return decode == "gpu" and device.is_cuda and augment != "none"
+
+
 def is_channels_last(model: "torch.nn.Module") -> bool:
     """Whether the model's first 4-D weight (a convolution's) is stored channels_last."""
     for parameter in model.parameters():

@@ -36,6 +36,8 @@ class StepContext:
     loss_checked_before_backward: bool = False
     # 8-bit pixel batches (a GPU's training loaders, see transforms.py) -> the model's normalised input
     normalise: Callable[..., torch.Tensor] | None = None
+    # a batch's JPEGs -> their augmented 8-bit pixels on the device (gpu_decoding.GpuDecoder)
+    decode: Callable | None = None
 
 
 @dataclass
@@ -140,10 +142,11 @@ def train_on_images(model: nn.Module, loader, ctx: StepContext) -> EpochTotals:
     for number, batch in enumerate(_checked(loader, ctx), start=1):
         if batch.failures:
             ctx.on_failures(batch.failures)
-        if not len(batch):
+        pixels, labels = _training_pixels(batch, ctx)
+        if not len(labels):
             continue
-        images = _model_input(batch.images.to(ctx.device, non_blocking=True), ctx)
-        labels = batch.labels.to(ctx.device, non_blocking=True)
+        images = _model_input(pixels, ctx)
+        labels = labels.to(ctx.device, non_blocking=True)
         with torch.autocast(ctx.device.type, dtype=ctx.amp_dtype, enabled=ctx.amp_dtype is not None):
             logits = model(images)
             loss = ctx.criterion(logits.float(), labels)
@@ -152,6 +155,26 @@ def train_on_images(model: nn.Module, loader, ctx: StepContext) -> EpochTotals:
         totals.seconds = time.perf_counter() - started
         ctx.on_batch(number, num_batches, loss_value, lr, totals.seen / max(totals.seconds, 1e-9))
     return totals.settle()
+
+
+def _training_pixels(batch, ctx: StepContext) -> tuple[torch.Tensor, torch.Tensor]:
+    """The batch's images on the device, with their labels (still where they are): the loaders' pixels,
+    after the JPEGs they left to the GPU (dataset.Batch.encoded) have been decoded there; a JPEG that
+    could not be decoded is reported like a file the loaders could not read, and left out."""
+    images = batch.images.to(ctx.device, non_blocking=True)
+    if batch.encoded is None:
+        return images, batch.labels
+    from tl_studio.core.dataset import LoadFailure
+
+    decoded = ctx.decode(batch.encoded)
+    if decoded.failed:
+        ctx.on_failures([LoadFailure(int(batch.indices[position]), reason) for position, reason in decoded.failed])
+    rows = decoded.kept + list(range(len(batch.encoded), len(batch)))  # the loaders' pixels follow the JPEGs
+    if len(batch.encoded) < len(batch):
+        images = torch.cat([decoded.images, images]) if decoded.kept else images
+    else:
+        images = decoded.images
+    return images, batch.labels[torch.tensor(rows, dtype=torch.long)]
 
 
 def _model_input(images: torch.Tensor, ctx: StepContext) -> torch.Tensor:

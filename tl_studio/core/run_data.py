@@ -7,7 +7,7 @@ import torch
 
 from tl_studio.core.config import TrainConfig
 from tl_studio.core.dataset import ImageDataset, image_cache_bytes, make_loader
-from tl_studio.core.device import normalises_on_device
+from tl_studio.core.device import decodes_on_gpu, normalises_on_device
 from tl_studio.core.errors import DatasetError
 from tl_studio.core.optim import class_weights
 from tl_studio.core.problem_summary import problems_sentence
@@ -37,6 +37,7 @@ class RunData:
         self.inference_batch_size = max(config.batch_size, FEATURE_BATCH)
         counts = [sum(1 for r in self.train_records if r.label == i) for i in range(len(self.classes))]
         self.class_weights = class_weights(counts, config.class_weighting)
+        self.decodes_on_gpu = decodes_on_gpu(device, config.decode, config.augment)
         self.notes = self._notes(counts)
         self.sample_indices = pick_samples(self.val_records, len(self.classes), seed=config.seed)
         self.thumbnails = [make_thumbnail(str(self.val_records[i].path)) for i in self.sample_indices]
@@ -66,7 +67,16 @@ class RunData:
 
     def _notes(self, counts: list[int]) -> list[str]:
         problems = problems_sentence(self.scan.problems)
-        return ([problems] if problems else []) + self._weighting_notes(counts)
+        return ([problems] if problems else []) + self._weighting_notes(counts) + self._decoding_notes()
+
+    def _decoding_notes(self) -> list[str]:
+        if self.config.decode != "gpu" or self.decodes_on_gpu:
+            return []
+        if not self.device.is_cuda:
+            return ["Decoding on the GPU needs an NVIDIA GPU (CUDA); this run's images are decoded by its loader "
+                    "processes."]
+        return ["The augmentation preset none is applied by the loader processes, so they decode its images; "
+                "pick another preset to decode on the GPU."]
 
     def _weighting_notes(self, counts: list[int]) -> list[str]:
         from tl_studio.core.class_weighting import plan_weighting
@@ -113,11 +123,12 @@ class RunData:
 
     # ---- loaders, created on first use and kept (persistent workers) -------------------------------
     def _loader(self, key: str, records: list, transform, shuffle: bool, cache_mb: int = 0,
-                batch_size: int | None = None):
+                batch_size: int | None = None, for_gpu_decoding: bool = False):
         """Training: shuffled (across processes: a shard of each epoch's shuffle); inference passes: this
         process's share of the images, in order. Batch indices are always positions in ``records``."""
         if key not in self._loaders:
-            dataset = ImageDataset(records, transform, cache_bytes=image_cache_bytes(cache_mb, self.config.workers))
+            dataset = ImageDataset(records, transform, cache_bytes=image_cache_bytes(cache_mb, self.config.workers),
+                                   for_gpu_decoding=for_gpu_decoding)
             batch_size = batch_size or self.process_batch_size
             self._loaders[key] = make_loader(
                 dataset, batch_size=batch_size, shuffle=shuffle, workers=self.config.workers,
@@ -129,9 +140,13 @@ class RunData:
         return self._loaders[key]
 
     def train_loader(self):
+        """With decoding on the GPU the loaders read the JPEGs' bytes (no decoded-image cache: they decode
+        only what the GPU cannot) and hand the other images over as 8-bit pixels, like the decoded ones."""
+        gpu = self.decodes_on_gpu
         transform = train_transform(self.config.augment, self.spec,
-                                    normalise_in_loader=not normalises_on_device(self.device))
-        return self._loader("train", self.train_records, transform, True, self.config.image_cache_mb)
+                                    normalise_in_loader=not (gpu or normalises_on_device(self.device)))
+        return self._loader("train", self.train_records, transform, True, 0 if gpu else self.config.image_cache_mb,
+                            for_gpu_decoding=gpu)
 
     def val_loader(self):
         return self._loader("val", self.val_records, eval_transform(self.spec), False,

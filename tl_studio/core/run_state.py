@@ -24,8 +24,9 @@ from tl_studio.core import events, loops
 from tl_studio.core.device import autocast_dtype, use_channels_last
 from tl_studio.core.config import TrainConfig, uses_feature_cache
 from tl_studio.core.errors import DatasetError, UserError
+from tl_studio.core.gpu_decoding import GpuDecoder
 from tl_studio.core.run_data import RunData
-from tl_studio.core.transforms import Normalise
+from tl_studio.core.transforms import Normalise, pixel_augmentation
 
 # A new head needs enough updates to converge. On a small dataset an epoch is a handful of them (245
 # images at batch 32: 8), and a half-trained head also sends large, damaging gradients into the layers
@@ -316,7 +317,11 @@ class RunState:
             # the head was trained on features computed with the running statistics: keep them, so
             # unfreezing does not change every feature the head sees (and small batches add no noise)
             freeze_all_norms=self.phase is not None and self.phase.name == "fine-tune",
-            loss_checked_before_backward=self.strategy.distributed, normalise=Normalise(self.spec))
+            loss_checked_before_backward=self.strategy.distributed, normalise=Normalise(self.spec),
+            decode=self._gpu_decoder() if self.data.decodes_on_gpu else None)
+
+    def _gpu_decoder(self) -> GpuDecoder:
+        return GpuDecoder(pixel_augmentation(self.config.augment, self.spec), self.device.device)
 
     def _on_batch(self, batch: int, num_batches: int, loss: float, lr: float, images_per_s: float) -> None:
         self.step += 1

@@ -68,6 +68,24 @@ def train_transform(preset: str, spec: PreprocessSpec, normalise_in_loader: bool
     ``none`` preset always gives floats: it is the evaluation transform)."""
     if preset == "none":
         return eval_transform(spec)
+    steps, tail = _augmentation(preset, spec)
+    tail += [Normalise(spec)] if normalise_in_loader else []
+    transform = v2.Compose(steps + [pil_to_tensor] + tail)
+    transform.decode_side = train_decode_side(steps[0].scale[0], spec)
+    return transform
+
+
+def pixel_augmentation(preset: str, spec: PreprocessSpec) -> Callable[[torch.Tensor], torch.Tensor]:
+    """The training preset on a 3 x H x W uint8 tensor on any device (JPEGs decoded on the GPU, see
+    gpu_decoding.py) -> 3 x C x C uint8: the same steps as ``train_transform``'s on a Pillow image."""
+    if preset == "none":
+        raise ValueError("the none preset is the evaluation transform: images for it are decoded by the loaders")
+    steps, tail = _augmentation(preset, spec)
+    return v2.Compose(steps + tail)
+
+
+def _augmentation(preset: str, spec: PreprocessSpec) -> tuple[list, list]:
+    """The preset's steps before the image becomes a tensor (they also take one) and after it."""
     mode = _MODES[spec.interpolation]
     size = spec.crop_size
     if preset == "light":
@@ -82,10 +100,7 @@ def train_transform(preset: str, spec: PreprocessSpec, normalise_in_loader: bool
         raise ValueError(f"unknown augmentation preset {preset!r}")
     # erased patches take the mean colour: what 0 was when erasing followed the normalisation
     tail = [v2.RandomErasing(p=0.25, value=[round(255 * m) for m in spec.mean])] if preset == "strong" else []
-    tail += [Normalise(spec)] if normalise_in_loader else []
-    transform = v2.Compose(steps + [pil_to_tensor] + tail)
-    transform.decode_side = train_decode_side(steps[0].scale[0], spec)
-    return transform
+    return steps, tail
 
 
 def train_decode_side(smallest_crop_area: float, spec: PreprocessSpec) -> int:
