@@ -7,13 +7,15 @@ check ("ok" or "FAIL") and a throughput table; exits 1 when a check failed.
 3. Out-of-memory recovery: a batch far too large; the engine halves it until it fits, says so, and the
    run completes.
 4. Full fine-tuning throughput, resnet50 and efficientnet_b0 (224 px, batch 128, AMP + channels_last):
-   the engine's training images/s in each of two epochs against a plain AMP loop written out below on
-   the same JPEG folder (torchvision ImageFolder, the same augmentation, workers and pinned memory): the
-   target is at least 0.95x. Beside it, for finding the bound: the same loop on random tensors already
-   on the GPU (the GPU's ceiling, with cuDNN's autotuner off as the engine has it, and on), and the
-   loader alone (decoding and augmenting on the CPU, no model; its second epoch), and the plain loop
-   with the JPEGs decoded, cropped and flipped on the device (nvJPEG through torchvision.io; the
-   loaders only read files): what decoding on the GPU would gain where the CPU's decoding bounds.
+   the engine's training images/s in each of two epochs, as it runs by default and with ``--decode gpu``
+   (core/gpu_decoding.py: its loaders only read the files, the step decodes them with nvJPEG), against
+   a plain AMP loop written out below on the same JPEG folder (torchvision ImageFolder, the same
+   augmentation, workers and pinned memory): the target is at least 0.95x. Beside them the plain loop
+   with the JPEGs decoded, cropped and flipped on the device (nvJPEG through torchvision.io), and with
+   ``--bounds`` what bounds the loops: the same loop on random tensors already on the GPU (the GPU's
+   ceiling, with cuDNN's autotuner off as the engine has it, and on) and the loader alone (decoding and
+   augmenting on the CPU, no model; its second epoch). On the H200 the bounds were measured twice
+   (stops 38-39: the GPU alone 2,600-4,300 images/s, the loaders 830), so they are off by default.
 5. Feature extraction (a frozen backbone: the feature cache's first fill): the engine's first-epoch
    feature images/s against a plain no-grad AMP loop over the same folder with the evaluation
    preprocessing.
@@ -33,7 +35,12 @@ send2trash``), one call with ``carry: [".whl"]``:
 with the call's timeout_s about 590. On the H200 the whole check ran past 440 s (the real run, the
 out-of-memory run, then each measurement starting a CUDA process of its own, about 40 s apiece);
 ``--throughput-only`` skips 2 and 3 (for a device where they passed) and printed both models' rows in
-about 350 s. The throughput rows are printed as they are measured, so a run cut short keeps them. Each
+about 350 s with the bounds (without them, and with the engine decoding on the GPU added: about the
+same, estimated). The next device session's one call (``--profile-first-epoch`` about 90 s more):
+
+    ... timeout 560 python3 benchmarks/gpu_check.py --throughput-only --profile-first-epoch efficientnet_b0
+
+The throughput rows are printed as they are measured, so a run cut short keeps them. Each
 first step's seconds (the loaders' start and each kernel's first use, paid once per process) are
 printed beside them: a first epoch of ten steps mostly measures those. ``--profile-first-epoch MODEL``
 first runs one epoch of MODEL in the engine and in the plain loop, each in a fresh process under
@@ -411,12 +418,16 @@ def profiled(function, *args) -> tuple[object, str]:
 
 
 
-def engine_rates(config, run_dir: Path) -> tuple[Timed, float | None]:
+def engine_rates(config, run_dir: Path, cpu_decodes_for_gpu: bool = False) -> tuple[Timed, float | None]:
     """The engine's training images/s of each epoch with its first step's seconds (from the first
     batch's images/s so far), and the feature cache's fill rate (None when the run filled none), from a
-    run in this process."""
-    from tl_studio.core import events
+    run in this process. ``cpu_decodes_for_gpu``: the dry run's config asking to decode on the GPU runs
+    that path with the CPU as the device (the engine itself leaves a CPU run's decoding to its loaders)."""
+    from tl_studio.core import events, run_data
     from tl_studio.core.dataset import batches_through_pipe
+
+    if cpu_decodes_for_gpu:
+        run_data.decodes_on_gpu = lambda device, decode, augment: decode == "gpu"
 
     _, recorder = run(config, run_dir, model_file=False)
     epochs = recorder.of_type(events.EpochEnd)
@@ -443,6 +454,9 @@ def main() -> int:
                         help="every step but the device and out-of-memory checks, small, on the CPU")
     parser.add_argument("--throughput-only", action="store_true",
                         help="only the throughput figures (4 and 5), for a device whose run of the checks passed")
+    parser.add_argument("--bounds", action="store_true",
+                        help="also what bounds each model's loops: the loop on tensors already on the GPU, and the "
+                             "loaders alone (about 40 s a model more)")
     parser.add_argument("--profile-first-epoch", metavar="MODEL",
                         help="first, one epoch of MODEL (e.g. efficientnet_b0) in the engine and in the plain loop, "
                              "each in a fresh process under cProfile: where a first epoch's time goes")
@@ -455,7 +469,7 @@ def main() -> int:
         _dry_run_pool = _spawned_pool()
     try:
         return checks(CPU_DRY_RUN if args.cpu_dry_run else GPU, args.cpu_dry_run, work, args.throughput_only,
-                      args.profile_first_epoch)
+                      args.profile_first_epoch, args.bounds)
     finally:
         if _dry_run_pool is not None:
             _dry_run_pool.shutdown()
@@ -463,7 +477,7 @@ def main() -> int:
 
 
 def checks(sizes: Sizes, cpu_dry_run: bool, work: Path, throughput_only: bool = False,
-           profile_model: str | None = None) -> int:
+           profile_model: str | None = None, with_bounds: bool = False) -> int:
     import torch
 
     from tl_studio.core.config import TrainConfig
@@ -496,28 +510,37 @@ def checks(sizes: Sizes, cpu_dry_run: bool, work: Path, throughput_only: bool = 
     print(f"\nthroughput, {sizes.crop} px, batch {sizes.batch}, {sizes.workers} loader workers, "
           f"{info.description}, AMP {info.amp_dtype}, channels_last (images/s; each row as it is measured):",
           flush=True)
-    print(f"{'model':18} {'engine e1':>10} {'engine last':>11} {'plain e1':>9} {'plain last':>10} {'ratio e1':>9} "
-          f"{'ratio last':>10} {'on-GPU':>8} {'+cudnn':>8} {'loader':>8} {'dev-dec e1':>10} {'dev-dec last':>12} "
-          f"{'1st step s (engine/plain/dev-dec)':>34}", flush=True)
+    print(f"{'model':18} {'engine e1':>10} {'engine last':>11} {'gpu-dec e1':>10} {'gpu-dec last':>12} "
+          f"{'plain e1':>9} {'plain last':>10} {'ratio e1':>9} {'ratio last':>10} {'gpu-dec ratios':>14} "
+          f"{'dev-dec e1':>10} {'dev-dec last':>12} {'1st step s (engine/gpu-dec/plain/dev-dec)':>42}", flush=True)
     ratios_seen = []
     for name in sizes.models:
         config = base.replace(model=name, batch_size=sizes.batch, workers=sizes.workers)
         engine, _ = in_fresh_process(engine_rates, config, work / f"speed_{name}")
+        # the engine with its JPEGs decoded on the GPU (--decode gpu); the dry run's CPU stands in for it
+        engine_gpu, _ = in_fresh_process(engine_rates, config.replace(decode="gpu"), work / f"gpu_dec_{name}",
+                                         cpu_dry_run)
         plain_loop = in_fresh_process(plain_fine_tuning, name, data / "train", sizes, info.device, info.amp_dtype)
-        ours, plain = engine.rates, plain_loop.rates
+        ours, ours_gpu, plain = engine.rates, engine_gpu.rates, plain_loop.rates
         ratios = [a / b for a, b in zip(ours, plain)]
-        ceiling, loading = in_fresh_process(bounds, name, data / "train", sizes, info.device, info.amp_dtype)
+        gpu_ratios = [a / b for a, b in zip(ours_gpu, plain)]
         decoding_there = in_fresh_process(plain_device_decoding, name, data / "train", sizes, info.device,
                                           info.amp_dtype)
         decoded_there = decoding_there.rates
-        print(f"{name:18} {ours[0]:10.0f} {ours[-1]:11.0f} {plain[0]:9.0f} {plain[-1]:10.0f} {ratios[0]:9.2f} "
-              f"{ratios[-1]:10.2f} {ceiling[0]:8.0f} {ceiling[1]:8.0f} {loading:8.0f} {decoded_there[0]:10.0f} "
-              f"{decoded_there[-1]:12.0f} {engine.first_step:14.1f} / {plain_loop.first_step:4.1f} / "
-              f"{decoding_there.first_step:4.1f}", flush=True)
-        ratios_seen += ratios
-        check(min(ratios) >= 0.95 or cpu_dry_run,
-              f"{name} fine-tuning images/s against the plain AMP loop: {', '.join(f'{r:.2f}' for r in ratios)} "
-              f"(each epoch; target >= 0.95)", failures)
+        print(f"{name:18} {ours[0]:10.0f} {ours[-1]:11.0f} {ours_gpu[0]:10.0f} {ours_gpu[-1]:12.0f} {plain[0]:9.0f} "
+              f"{plain[-1]:10.0f} {ratios[0]:9.2f} {ratios[-1]:10.2f} {gpu_ratios[0]:9.2f} / {gpu_ratios[-1]:4.2f} "
+              f"{decoded_there[0]:10.0f} {decoded_there[-1]:12.0f} {engine.first_step:21.1f} / "
+              f"{engine_gpu.first_step:4.1f} / {plain_loop.first_step:4.1f} / {decoding_there.first_step:4.1f}",
+              flush=True)
+        if with_bounds:
+            ceiling, loading = in_fresh_process(bounds, name, data / "train", sizes, info.device, info.amp_dtype)
+            print(f"{'':18} bounds: the loop on tensors already on the GPU {ceiling[0]:.0f} images/s (cuDNN's "
+                  f"autotuner on: {ceiling[1]:.0f}); the loaders alone {loading:.0f}", flush=True)
+        ratios_seen += ratios + gpu_ratios
+        for what, seen in (("", ratios), (" decoding on the GPU", gpu_ratios)):
+            check(min(seen) >= 0.95 or cpu_dry_run,
+                  f"{name} fine-tuning{what} images/s against the plain AMP loop: "
+                  f"{', '.join(f'{r:.2f}' for r in seen)} (each epoch; target >= 0.95)", failures)
 
     feature_config = base.replace(model=sizes.models[1], freeze="all", batch_size=sizes.batch,
                                   workers=sizes.workers, epochs=1)

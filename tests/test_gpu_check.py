@@ -12,7 +12,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def test_the_gpu_check_runs_through_on_the_cpu(tmp_path):
     result = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "gpu_check.py"), "--cpu-dry-run",
-                             "--profile-first-epoch", "mobilenet_v3_small"],
+                             "--profile-first-epoch", "mobilenet_v3_small", "--bounds"],
                             capture_output=True, text=True, timeout=600, cwd=tmp_path,
                             env={**os.environ, "TMPDIR": str(tmp_path), "OMP_NUM_THREADS": "1"})
     output = result.stdout + result.stderr
@@ -22,7 +22,9 @@ def test_the_gpu_check_runs_through_on_the_cpu(tmp_path):
     for model in ("resnet18", "mobilenet_v3_small"):  # the dry run's networks (gpu_check.CPU_DRY_RUN)
         row = next(line for line in lines if line.startswith(model + " "))
         figures = [float(value) for value in row.replace(" / ", " ").split()[1:]]
-        assert len(figures) == 14 and all(value > 0 for value in figures), row  # 11 rates, 3 first steps
+        assert len(figures) == 16 and all(value > 0 for value in figures), row  # 12 rates, 4 first steps
+        bounds = lines[lines.index(row) + 1]
+        assert bounds.split()[0] == "bounds:" and "the loaders alone" in bounds, bounds
     assert any(line.startswith("feature extraction mobilenet_v3_small: engine ") for line in lines)
     for loop in ("engine", "plain loop"):  # --profile-first-epoch: each loop's profile
         header = next(i for i, line in enumerate(lines)
