@@ -2,7 +2,6 @@
 the training step decodes, turns upright and augments. Without a GPU, the same code runs with the CPU as
 the device (torchvision.io.decode_jpeg decodes there too); benchmarks/gpu_check.py runs it on CUDA."""
 
-import io
 import warnings
 
 import numpy as np
@@ -62,6 +61,10 @@ def test_the_loaders_read_jpegs_for_the_gpu_and_leave_other_files_to_the_cpu(tmp
     assert turned.data == (tmp_path / "turned.jpg").read_bytes()
     assert read_for_device(str(_jpeg(tmp_path / "grey.jpg", mode="L"))).orientation == 1
     assert read_for_device(str(_jpeg(tmp_path / "cmyk.jpg", mode="CMYK"))) is None  # nvJPEG's RGB is not Pillow's
+    plain = (tmp_path / "turned.jpg").read_bytes()
+    adobe_rgb = b"\xff\xee" + (14).to_bytes(2, "big") + b"Adobe\x00\x64\x00\x00\x00\x00\x00"  # APP14, transform 0
+    (tmp_path / "adobe.jpg").write_bytes(plain[:2] + adobe_rgb + plain[2:])
+    assert read_for_device(str(tmp_path / "adobe.jpg")) is None  # its channels are RGB, not YCbCr
     Image.fromarray(_pixels(40, 30)).save(tmp_path / "drawing.png")
     assert read_for_device(str(tmp_path / "drawing.png")) is None
     (tmp_path / "bad.jpg").write_bytes(b"\xff\xd8\xff" + b"\x00" * 50)

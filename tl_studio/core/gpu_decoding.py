@@ -11,10 +11,11 @@ What decoding on the GPU must do that the CPU's path (images.load_rgb) already d
 - EXIF orientation: torchvision's CUDA decoder ignores it, so the loader reads the tag from the
   file's header (Pillow, headers only) and ``upright`` turns the decoded pixels as
   ``ImageOps.exif_transpose`` turns a Pillow image.
-- Files nvJPEG cannot take: only 8-bit RGB or grey JPEGs go to the GPU; a CMYK JPEG, a PNG, a WebP...
-  is decoded and augmented by the loader process as before, and travels as pixels beside the others.
-  A file the GPU refuses all the same is decoded again on the CPU, and a file neither can decode is
-  skipped and reported like any unreadable image (dataset.LoadFailure).
+- Files nvJPEG cannot take: only 8-bit YCbCr or grey JPEGs go to the GPU; a CMYK JPEG, an Adobe JPEG
+  stored as RGB, a PNG, a WebP... is decoded and augmented by the loader process as before, and
+  travels as pixels beside the others. A file the GPU refuses all the same is decoded again on the CPU
+  (Pillow, as load_rgb), and a file neither can decode is skipped and reported like any unreadable
+  image (dataset.LoadFailure).
 - Memory: a 12-megapixel phone photo is 36 MB of pixels before it is cropped; a batch is decoded in
   chunks of at most ``DECODE_CHUNK_BYTES`` of full-size pixels, each chunk cropped to the model's size
   before the next one is decoded.
@@ -69,7 +70,7 @@ def read_for_device(path: str, max_pixels: int | None = DEFAULT_MAX_PIXELS) -> E
         return None
     try:
         with Image.open(io.BytesIO(data), formats=["JPEG"]) as image:  # the header only
-            if image.mode not in DEVICE_MODES:
+            if image.mode not in DEVICE_MODES or _stored_as_rgb(image):
                 return None
             width, height = image.size
             orientation = _orientation(image)
@@ -77,6 +78,12 @@ def read_for_device(path: str, max_pixels: int | None = DEFAULT_MAX_PIXELS) -> E
         return None
     check_pixel_limit(width, height, max_pixels)
     return EncodedJpeg(data, orientation, width, height)
+
+
+def _stored_as_rgb(image: Image.Image) -> bool:
+    """An Adobe JPEG whose three channels are RGB as they are (APP14 transform 0), not YCbCr: Pillow
+    reads it so, a decoder that assumes YCbCr would turn its colours."""
+    return image.mode == "RGB" and "adobe" in image.info and image.info.get("adobe_transform") == 0
 
 
 def _orientation(image: Image.Image) -> int:
