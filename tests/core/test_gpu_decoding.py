@@ -120,6 +120,18 @@ def test_a_file_the_gpu_refuses_is_decoded_on_the_cpu_and_one_nothing_decodes_is
     assert position == 2 and reason.startswith("Corrupt image: the JPEG data cannot be decoded")
 
 
+def test_running_out_of_gpu_memory_while_decoding_is_left_to_the_engines_recovery(tmp_path, monkeypatch):
+    """Not taken for a file nvJPEG refuses (an OutOfMemoryError is a RuntimeError): oom_retry halves the batch."""
+    encoded = EncodedBatch.of([read_for_device(str(_jpeg(tmp_path / "a.jpg")))])
+
+    def out_of_memory(data, **kw):
+        raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+
+    monkeypatch.setattr(torchvision.io, "decode_jpeg", out_of_memory)
+    with pytest.raises(torch.OutOfMemoryError):
+        GpuDecoder(lambda pixels: pixels, CPU)(encoded)
+
+
 def _step_context(model: nn.Module, decoder, failures: list) -> loops.StepContext:
     optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
     return loops.StepContext(

@@ -199,12 +199,16 @@ class GpuDecoder:
 
         try:
             return list(decode_jpeg(files, mode=ImageReadMode.RGB, device=self.device))
+        except torch.OutOfMemoryError:
+            raise  # the engine's own recovery halves the batch (oom_retry.py); no file is to blame
         except RuntimeError:
             pass
         results = []
         for data in files:
             try:
                 results.append(decode_jpeg(data, mode=ImageReadMode.RGB, device=self.device))
+            except torch.OutOfMemoryError:
+                raise
             except RuntimeError:
                 results.append(self._decode_on_cpu(data))
         return results
