@@ -84,6 +84,25 @@ def test_decoded_images_are_the_cpu_paths_images(tmp_path):
         assert (got.int() - expected.int()).abs().max() <= 3
 
 
+@pytest.mark.parametrize("preset", ["light", "standard"])
+def test_with_the_same_random_draws_the_augmented_pixels_are_the_loaders(tmp_path, preset):
+    """The same crops and flips as the loaders' transform on a Pillow image, and the same pixels but for
+    resampling's rounding: a run decoding on the GPU trains on what a run decoding on the loaders would."""
+    from tl_studio.core.transforms import train_transform
+
+    spec = PreprocessSpec(crop_size=48, resize_size=54)
+    loaders = train_transform(preset, spec, normalise_in_loader=False)
+    decoder = GpuDecoder(pixel_augmentation(preset, spec), CPU)
+    for seed in range(6):
+        path = _jpeg(tmp_path / f"{seed}.jpg", 160, 120, orientation=(1, 6)[seed % 2], seed=seed)
+        torch.manual_seed(seed)
+        expected = loaders(load_rgb(path, min_side=loaders.decode_side))
+        torch.manual_seed(seed)
+        got = decoder(EncodedBatch.of([read_for_device(str(path))])).images[0]
+        assert got.shape == expected.shape == (3, 48, 48)
+        assert (got.float() - expected.float()).abs().mean() < 1.0
+
+
 def test_a_batch_is_decoded_in_chunks_within_the_memory_budget(tmp_path, monkeypatch):
     sizes = torch.tensor([(100, 100), (100, 100), (300, 300), (100, 100)])
     assert chunks_within(sizes, 60_000) == [range(0, 2), range(2, 3), range(3, 4)]  # 30 kB an image of 100 x 100
