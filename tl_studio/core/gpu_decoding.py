@@ -126,10 +126,12 @@ class EncodedBatch:
 
     @classmethod
     def of(cls, files: Sequence[EncodedJpeg]) -> "EncodedBatch":
-        lengths = torch.tensor([0] + [len(f.data) for f in files], dtype=torch.int64)
-        return cls(torch.frombuffer(bytearray(b"".join(f.data for f in files)), dtype=torch.uint8)
-                   if files else torch.empty(0, dtype=torch.uint8),
-                   lengths.cumsum(0), torch.tensor([f.orientation for f in files], dtype=torch.int64),
+        offsets = torch.tensor([0] + [len(f.data) for f in files], dtype=torch.int64).cumsum(0)
+        data = torch.empty(int(offsets[-1]), dtype=torch.uint8)
+        every_byte = data.numpy()
+        for file, start, end in zip(files, offsets.tolist(), offsets[1:].tolist()):
+            every_byte[start:end] = np.frombuffer(file.data, dtype=np.uint8)  # one copy of each
+        return cls(data, offsets, torch.tensor([f.orientation for f in files], dtype=torch.int64),
                    torch.tensor([(f.width, f.height) for f in files], dtype=torch.int64).view(-1, 2))
 
     def __len__(self) -> int:
