@@ -252,3 +252,33 @@ def test_a_whole_run_trains_on_images_decoded_where_it_runs(tiny_dataset, tmp_pa
     finished = Trainer(config, tmp_path / "run", []).fit()
     assert finished.status == "completed" and finished.model_file
     assert sum(decoded) == 28  # the training split of the 36 images, every one decoded by the step
+
+
+def test_jpegs_that_shared_memory_cannot_hold_travel_through_the_pipe(tiny_dataset, monkeypatch):
+    """As a batch of pixels does (dataset.py): a container's small /dev/shm must not lose a batch of bytes."""
+    from tl_studio.core import dataset
+    from tl_studio.core.data import scan_dataset
+    from tl_studio.core.dataset import make_loader
+
+    records = scan_dataset(tiny_dataset).records[:8]
+    images = ImageDataset(records, None, for_gpu_decoding=True)
+
+    def batches(workers):
+        loader = make_loader(images, batch_size=4, shuffle=False, workers=workers, seed=0)
+        got = list(loader)
+        del loader
+        return got
+
+    expected = batches(0)
+
+    def full(self):  # what torch raises in the loader process when /dev/shm has no room left
+        raise RuntimeError("unable to allocate shared memory(shm): No space left on device (28)")
+
+    monkeypatch.setattr(EncodedBatch, "share_memory_", full)  # the forked loader processes inherit it
+    before = dataset.batches_through_pipe()
+    got = batches(1)
+    assert dataset.batches_through_pipe() - before == 2
+    for batch, reference in zip(got, expected):
+        assert batch.through_pipe and len(batch.encoded) == 4
+        assert all(torch.equal(a, b) for a, b in zip(batch.encoded.tensors(), reference.encoded.tensors()))
+        assert torch.equal(batch.labels, reference.labels) and torch.equal(batch.indices, reference.indices)

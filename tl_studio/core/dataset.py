@@ -24,6 +24,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from tl_studio.core import read_ahead
+from tl_studio.core.gpu_decoding import EncodedBatch, read_for_device
 from tl_studio.core.images import ImageLoadError, load_rgb
 
 
@@ -109,8 +110,6 @@ class ImageDataset(Dataset):
     def __getitem__(self, index: int):
         try:
             if self.for_gpu_decoding:
-                from tl_studio.core.gpu_decoding import read_for_device
-
                 encoded = read_for_device(self.paths[index])
                 if encoded is not None:
                     return encoded, self.labels[index], index
@@ -136,7 +135,7 @@ class Batch:
     indices: torch.Tensor
     failures: list  # LoadFailure items dropped from this batch
     through_pipe: bool = False  # shared memory could not hold it: it travels by value (see the module doc)
-    encoded: object = None  # gpu_decoding.EncodedBatch
+    encoded: EncodedBatch | None = None
 
     def __len__(self) -> int:
         return int(self.labels.shape[0])
@@ -170,8 +169,6 @@ def batches_through_pipe() -> int:
 def _batch_by_value(images, labels, indices, failures, encoded=None) -> Batch:
     _through_pipe["batches"] += 1
     if encoded is not None:
-        from tl_studio.core.gpu_decoding import EncodedBatch
-
         encoded = EncodedBatch(*(torch.from_numpy(array) for array in encoded))
     return Batch(torch.from_numpy(images), torch.from_numpy(labels), torch.from_numpy(indices), failures,
                  through_pipe=True, encoded=encoded)
@@ -191,8 +188,6 @@ def collate_skipping_failures(items: list) -> Batch:
     indices = torch.tensor([item[2] for item in good], dtype=torch.long)
     files = None
     if encoded:
-        from tl_studio.core.gpu_decoding import EncodedBatch
-
         files = EncodedBatch.of([item[0] for item in encoded])
     if torch.utils.data.get_worker_info() is None:  # collated where it is used: nothing to hand over
         return Batch(_stacked(images, torch.stack), labels, indices, failures, encoded=files)

@@ -14,6 +14,7 @@ from typing import Callable
 import torch
 from torch import nn
 
+from tl_studio.core.dataset import LoadFailure
 from tl_studio.core.features import FeatureSet
 
 
@@ -164,8 +165,6 @@ def _training_pixels(batch, ctx: StepContext) -> tuple[torch.Tensor, torch.Tenso
     images = batch.images.to(ctx.device, non_blocking=True)
     if batch.encoded is None:
         return images, batch.labels
-    from tl_studio.core.dataset import LoadFailure
-
     decoded = ctx.decode(batch.encoded)
     if decoded.failed:
         ctx.on_failures([LoadFailure(int(batch.indices[position]), reason) for position, reason in decoded.failed])
