@@ -32,7 +32,8 @@ import numpy as np
 import torch
 from PIL import Image
 
-from tl_studio.core.images import DEFAULT_MAX_PIXELS, ImageLoadError, check_pixel_limit
+from tl_studio.core.images import (DEFAULT_MAX_PIXELS, ImageLoadError, _decode_failure, _os_error_reason,
+                                   check_pixel_limit, to_rgb)
 
 # Full-size decoded pixels held on the GPU at once (then cropped): 14 phone photos of 12 MP, or 128
 # images of 1 MP.
@@ -40,7 +41,6 @@ DECODE_CHUNK_BYTES = 512 << 20
 # The colour modes nvJPEG decodes to RGB the way Pillow's convert("RGB") does (YCbCr and grey JPEGs).
 DEVICE_MODES = ("RGB", "L")
 EXIF_ORIENTATION = 0x0112
-NOT_DECODABLE = "Corrupt image: the JPEG data cannot be decoded"
 
 # torchvision 0.29 marks its image decoders deprecated in favour of TorchCodec, on every call.
 warnings.filterwarnings("ignore", message=".*TorchCodec", category=DeprecationWarning)
@@ -63,8 +63,6 @@ def read_for_device(path: str, max_pixels: int | None = DEFAULT_MAX_PIXELS) -> E
         with open(path, "rb") as file:
             data = file.read()
     except OSError as error:
-        from tl_studio.core.images import _os_error_reason
-
         raise ImageLoadError(_os_error_reason(error), "unreadable") from error
     if not data.startswith(b"\xff\xd8\xff"):
         return None
@@ -216,13 +214,11 @@ class GpuDecoder:
         return results
 
     def _decode_on_cpu(self, data: torch.Tensor):
-        from tl_studio.core.images import to_rgb
-
+        """Pillow's pixels as stored (``upright`` turns them after), or the reason load_rgb would give."""
         try:
             with Image.open(io.BytesIO(data.numpy().tobytes()), formats=["JPEG"]) as image:
                 image.load()
                 pixels = torch.from_numpy(np.asarray(to_rgb(image)).copy())
         except Exception as error:  # noqa: BLE001 - one file, whatever is wrong with it
-            detail = str(error).strip().splitlines()[0][:80] if str(error).strip() else type(error).__name__
-            return f"{NOT_DECODABLE} ({detail})"
+            return _decode_failure(error, "JPEG").reason
         return pixels.permute(2, 0, 1).contiguous().to(self.device)
