@@ -29,6 +29,13 @@ MIN_IMG_SIZE, MAX_IMG_SIZE = 32, 1024
 # Loader processes of a run that does not set them (workers None); device.loader_workers applies the
 # rule and says why. The words are what the flags' help and the Train step's tooltip say.
 CPU_LOADER_WORKERS, MAX_GPU_LOADER_WORKERS = 2, 8
+# The batch of the passes without gradients (the feature fill, validation, an analysis's features) unless
+# the training batch is larger: no gradients, so it fits, and a GPU needs large batches to be busy. On the
+# 2-core CPU a forward pass on its own ran faster on smaller batches (efficientnet_lite0, the same tensor
+# again and again: bf16 214 images/s at 16 against 142 at 64, float32 109 against 66), but a first run's
+# fill did not: at 16 its forward passes took 3.3-3.4 s against 2.8-3.2 s at 64, and at 32 the whole
+# `train` command ran 0.987x (0.916-1.030, 6 pairs with farm-bench), the machine's noise.
+INFERENCE_BATCH = 64
 AUTO_WORKERS = (f"{CPU_LOADER_WORKERS} on the CPU; on a GPU one per CPU core but one, at most "
                 f"{MAX_GPU_LOADER_WORKERS}")
 

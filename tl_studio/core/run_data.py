@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import torch
 
-from tl_studio.core.config import TrainConfig
+from tl_studio.core.config import INFERENCE_BATCH, TrainConfig
 from tl_studio.core.dataset import ImageDataset, image_cache_bytes, make_loader
 from tl_studio.core.device import decodes_on_gpu, normalises_on_device
 from tl_studio.core.errors import DatasetError
@@ -15,7 +15,6 @@ from tl_studio.core.samples import make_thumbnail, pick_samples, sample_predicti
 from tl_studio.core.transforms import eval_transform, train_transform
 
 EXPORT_CHECK_IMAGES = 8
-FEATURE_BATCH = 64  # inference only: larger batches than training are faster and fit easily
 
 
 class RunData:
@@ -33,8 +32,8 @@ class RunData:
         self.val_records = list(scan.split("val"))
         self._check_splits()
         self.batch_size = config.batch_size
-        # feature extraction and validation: no gradients, so larger batches fit (halved after OOM)
-        self.inference_batch_size = max(config.batch_size, FEATURE_BATCH)
+        # feature extraction and validation (config.INFERENCE_BATCH; halved after running out of memory)
+        self.inference_batch_size = max(config.batch_size, INFERENCE_BATCH)
         counts = [sum(1 for r in self.train_records if r.label == i) for i in range(len(self.classes))]
         self.class_weights = class_weights(counts, config.class_weighting)
         self.decodes_on_gpu = decodes_on_gpu(device, config.decode, config.augment)

@@ -17,10 +17,8 @@ from typing import Callable, Sequence
 import torch
 from torch import nn
 
-from tl_studio.core.config import TrainConfig
+from tl_studio.core.config import INFERENCE_BATCH, TrainConfig
 from tl_studio.core.errors import Cancelled, UserError
-
-FEATURE_BATCH = 64  # inference only: larger batches than training are faster and fit easily
 
 
 @dataclass(frozen=True)
@@ -198,7 +196,7 @@ def record_features(bench: Workbench, records: Sequence, *, progress: ProgressCa
     if missing:
         # No loader processes: the work is a few hundred images, and worker start-up would cost more than
         # it saves (and forking from a GUI thread is best avoided).
-        loader = make_loader(ImageDataset(missing, eval_transform(bench.spec)), batch_size=FEATURE_BATCH,
+        loader = make_loader(ImageDataset(missing, eval_transform(bench.spec)), batch_size=INFERENCE_BATCH,
                              shuffle=False, workers=0, seed=bench.config.seed)
         with torch.no_grad():
             computed = feature_module.extract_features(bench.model, loader, device, amp_dtype=autocast,
