@@ -41,6 +41,7 @@ DECODE_CHUNK_BYTES = 512 << 20
 # The colour modes nvJPEG decodes to RGB the way Pillow's convert("RGB") does (YCbCr and grey JPEGs).
 DEVICE_MODES = ("RGB", "L")
 EXIF_ORIENTATION = 0x0112
+JPEG_START = b"\xff\xd8\xff"  # start of image, then the first marker
 
 # torchvision 0.29 marks its image decoders deprecated in favour of TorchCodec, on every call.
 warnings.filterwarnings("ignore", message=".*TorchCodec", category=DeprecationWarning)
@@ -61,11 +62,12 @@ def read_for_device(path: str, max_pixels: int | None = DEFAULT_MAX_PIXELS) -> E
     as images.load_rgb does."""
     try:
         with open(path, "rb") as file:
+            if file.read(len(JPEG_START)) != JPEG_START:
+                return None  # not a JPEG: read once, by the loader's own decoding
+            file.seek(0)
             data = file.read()
     except OSError as error:
         raise ImageLoadError(_os_error_reason(error), "unreadable") from error
-    if not data.startswith(b"\xff\xd8\xff"):
-        return None
     try:
         with Image.open(io.BytesIO(data), formats=["JPEG"]) as image:  # the header only
             if image.mode not in DEVICE_MODES or _stored_as_rgb(image):
