@@ -439,6 +439,44 @@ def test_a_move_during_the_full_check_is_not_reported_as_a_missing_file(qtbot, t
     page.session.shutdown()
 
 
+def test_a_move_that_finds_its_file_gone_during_the_full_check_keeps_its_sentence(qtbot, tiny_dataset, monkeypatch):
+    """The full decode check, still running when a move found its file gone, ended before the rescan and
+    said "Every image decodes. 36 images in 3 classes." over why the move failed (one of them was gone)."""
+    import threading
+
+    import tl_studio.gui.data_fixer as data_fixer
+
+    monkeypatch.setattr(QMessageBox, "question", lambda *args, **kwargs: QMessageBox.Yes)
+    rescan_may_go = threading.Event()
+    real_rescan = data_fixer.rescan
+    monkeypatch.setattr(data_fixer, "rescan", lambda scan, **kw: rescan_may_go.wait(30) and real_rescan(scan, **kw))
+    page = DataPage(Session())
+    qtbot.addWidget(page)
+    page.verify_hold.set()  # as during a training run: the check waits
+    with qtbot.waitSignal(page.session.datasetChanged, timeout=TIMEOUT_MS):
+        page.open_folder(str(tiny_dataset))
+    check = page.verify_task
+    assert check.running
+    said = []
+    page.session.statusMessage.connect(said.append)
+    _show_class(page, "red")
+    gone = page.browser.thumbnails.paths[0]
+    Path(gone).unlink()
+    _menu_action(page.browser.thumbnail_menu(page.browser.thumbnails.index(0)), "Move to class", "green").trigger()
+    failure = f"{Path(gone).name} is no longer at {Path(gone).parent}; rescan the dataset."
+    assert said[-1] == failure
+    page.verify_hold.clear()
+    qtbot.waitUntil(lambda: not check.running, timeout=TIMEOUT_MS)
+    assert said[-1] == failure  # the old check's verdict, on a folder that changed, is not said
+    with qtbot.waitSignal(page.session.datasetChanged, timeout=TIMEOUT_MS):
+        rescan_may_go.set()
+    assert page.session.scan.class_counts() == {"blue": 12, "green": 12, "red": 11}
+    qtbot.waitUntil(lambda: not page.verify_task.running, timeout=TIMEOUT_MS)  # the check after the rescan
+    assert said[-1] == failure
+    page.shutdown()
+    page.session.shutdown()
+
+
 def test_a_folder_that_cannot_be_opened_says_why_on_the_welcome_page(qtbot, tmp_path, tiny_dataset):
     """The reason was only in the status bar, cut at the window's edge; the welcome page stayed as it was."""
     flat = tmp_path / "flat"

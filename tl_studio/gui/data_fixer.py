@@ -23,6 +23,8 @@ from tl_studio.gui.literal_text import as_written
 
 class DataFixer(QObject):
     moved = Signal(object)  # Move: an image went from source to destination (a move or an undo)
+    # the folder no longer matches the last scan (images moved, or a file found gone): a rescan follows
+    filesChanged = Signal()
     undoAvailable = Signal(bool)
     rescanned = Signal(object)  # the new DatasetScan
 
@@ -163,6 +165,7 @@ class DataFixer(QObject):
         return f"Moved {what} {where}. Undo with Ctrl+Z."
 
     def _after_change(self, message: str) -> None:
+        self.filesChanged.emit()
         self.undoAvailable.emit(self.can_undo)
         if message:
             self.session.say(message)

@@ -40,7 +40,7 @@ class DataPage(QWidget):
         self.folder: str | None = None
         self._build()
         session.datasetChanged.connect(self._show_scan)
-        session.fixer.moved.connect(self._files_changed)
+        session.fixer.filesChanged.connect(self._files_changed)
         session.fixer.rescanned.connect(self._fix_rescanned)
         session.trainingStateChanged.connect(self._training_state_changed)
         # the Train step's Class weighting decides what the imbalance line says
@@ -250,9 +250,10 @@ class DataPage(QWidget):
         self.verify_task.succeeded.connect(
             lambda problems: self._verified(scan, carried + list(problems), changes, quiet=after_fix))
 
-    def _files_changed(self, _move=None) -> None:
-        """A move or an undo in the data set: a full check still running describes files that are no longer
-        where it looked (it would call the moved file missing); it stops, and runs again after the rescan."""
+    def _files_changed(self) -> None:
+        """A move or an undo in the data set, or a move that found its file gone: a full check still running
+        describes files that are no longer where it looked (it would call the moved file missing, or say
+        every image decodes after the move's failure was said); it stops, and runs again after the rescan."""
         self._file_changes += 1
         if self.verify_task is not None and self.verify_task.running:
             self.verify_task.cancel()
