@@ -405,9 +405,9 @@ def test_a_thumbnail_names_its_file_opens_larger_and_shows_its_folder(browser, q
     assert opened == [str(tiny_dataset / "blue")]
 
 
-def test_a_move_during_the_full_check_is_not_reported_as_a_missing_file(qtbot, tiny_dataset, monkeypatch):
-    """The full decode check, still running when an image moved, ended before the rescan and called the
-    moved file missing ("Cannot be read: the file no longer exists"), with a class one image short."""
+def _opened_with_the_full_check_held(qtbot, folder, monkeypatch):
+    """The Data step on ``folder`` with its full decode check held (as during a training run) and the rescan
+    after a move held until the returned event is set: (page, the check, the event)."""
     import threading
 
     import tl_studio.gui.data_fixer as data_fixer
@@ -418,11 +418,18 @@ def test_a_move_during_the_full_check_is_not_reported_as_a_missing_file(qtbot, t
     monkeypatch.setattr(data_fixer, "rescan", lambda scan, **kw: rescan_may_go.wait(30) and real_rescan(scan, **kw))
     page = DataPage(Session())
     qtbot.addWidget(page)
-    page.verify_hold.set()  # as during a training run: the check waits
+    page.verify_hold.set()
     with qtbot.waitSignal(page.session.datasetChanged, timeout=TIMEOUT_MS):
-        page.open_folder(str(tiny_dataset))
+        page.open_folder(str(folder))
     check = page.verify_task
     assert check.running
+    return page, check, rescan_may_go
+
+
+def test_a_move_during_the_full_check_is_not_reported_as_a_missing_file(qtbot, tiny_dataset, monkeypatch):
+    """The full decode check, still running when an image moved, ended before the rescan and called the
+    moved file missing ("Cannot be read: the file no longer exists"), with a class one image short."""
+    page, check, rescan_may_go = _opened_with_the_full_check_held(qtbot, tiny_dataset, monkeypatch)
     _show_class(page, "red")
     page.browser.move_images([page.browser.thumbnails.paths[0]], "blue")
     changes = []
@@ -441,22 +448,9 @@ def test_a_move_during_the_full_check_is_not_reported_as_a_missing_file(qtbot, t
 
 def test_a_move_that_finds_its_file_gone_during_the_full_check_keeps_its_sentence(qtbot, tiny_dataset, monkeypatch):
     """The full decode check, still running when a move found its file gone, ended before the rescan and
-    said "Every image decodes. 36 images in 3 classes." over why the move failed (one of them was gone)."""
-    import threading
-
-    import tl_studio.gui.data_fixer as data_fixer
-
-    monkeypatch.setattr(QMessageBox, "question", lambda *args, **kwargs: QMessageBox.Yes)
-    rescan_may_go = threading.Event()
-    real_rescan = data_fixer.rescan
-    monkeypatch.setattr(data_fixer, "rescan", lambda scan, **kw: rescan_may_go.wait(30) and real_rescan(scan, **kw))
-    page = DataPage(Session())
-    qtbot.addWidget(page)
-    page.verify_hold.set()  # as during a training run: the check waits
-    with qtbot.waitSignal(page.session.datasetChanged, timeout=TIMEOUT_MS):
-        page.open_folder(str(tiny_dataset))
-    check = page.verify_task
-    assert check.running
+    said "Every image decodes. 36 images in 3 classes." (one of them gone) or called the gone file unreadable,
+    over why the move failed."""
+    page, check, rescan_may_go = _opened_with_the_full_check_held(qtbot, tiny_dataset, monkeypatch)
     said = []
     page.session.statusMessage.connect(said.append)
     _show_class(page, "red")
