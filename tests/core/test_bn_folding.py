@@ -127,3 +127,65 @@ def test_a_graph_whose_folded_answers_differ_is_kept(tmp_path, monkeypatch):
     model = _model_file(tmp_path, "efficientnet_lite0")
     monkeypatch.setattr(bn_folding, "RELATIVE_TOLERANCE", -1.0)  # no fold can pass the check now
     assert for_many_images(model, 1000) is model
+
+
+# ---- the model file exported from a folded copy ---------------------------------------------------
+def _export(tmp_path, network: nn.Module, classes=("a", "b", "c")):
+    from tl_studio.core.export import export_model
+    from tl_studio.core.preprocess import PreprocessSpec
+
+    spec = PreprocessSpec(crop_size=64, resize_size=72)
+    images = [torch.rand(1, 3, h, w, generator=torch.Generator().manual_seed(h)) for h, w in ((90, 70), (64, 64))]
+    export_model(network, spec, {"classes": list(classes), "preprocessing": spec.to_dict()}, tmp_path / "model.pt2",
+                 "pt2", images)
+    return spec
+
+
+def test_a_model_file_is_exported_folded_and_answers_as_the_network_trained(tmp_path):
+    from tl_studio.core.export import ExportedClassifier
+    from tl_studio.core.model_file import load_model_file
+    from tl_studio.core.model_metadata import BATCHNORM_FOLDED
+
+    network = _with_trained_statistics(build_model("resnet18", 3, "none"))
+    spec = _export(tmp_path, network)
+    model = load_model_file(tmp_path / "model.pt2")
+    assert model.metadata[BATCHNORM_FOLDED] is True
+    assert _graph_batch_norms(model.module) == 0
+    assert not any("running_mean" in name for name in model.module.state_dict())
+    images = torch.rand(3, 3, 100, 80, generator=torch.Generator().manual_seed(4))
+    with torch.no_grad():
+        expected = ExportedClassifier(network, spec).eval()(images)
+    assert torch.allclose(model.predict(images), expected, atol=1e-5)
+    assert _batch_norms(network) == 20  # the network itself keeps its layers (checkpoints, resuming)
+
+
+def test_a_network_whose_folding_fails_its_check_is_exported_as_it_is(tmp_path):
+    from tl_studio.core.model_file import load_model_file
+    from tl_studio.core.model_metadata import BATCHNORM_FOLDED
+
+    _export(tmp_path, _with_trained_statistics(_NormBeforeConv()), classes=("a", "b"))
+    model = load_model_file(tmp_path / "model.pt2")
+    assert BATCHNORM_FOLDED not in model.metadata and _graph_batch_norms(model.module) == 1
+
+
+def test_a_folded_copy_that_answers_otherwise_fails_the_export_check(tmp_path, monkeypatch):
+    """The file is checked against the network as it trained, not against the folded copy it was
+    written from: a folding gone wrong is caught and no file is left."""
+    import pytest
+
+    from tl_studio.core import bn_folding
+    from tl_studio.core.export import ExportCheckError
+
+    fold = bn_folding.folded_for_inference
+
+    def folded_wrongly(model, probe, forward):
+        folded = fold(model, probe, forward)
+        with torch.no_grad():  # the logits negated: another class on top
+            folded.fc.weight.neg_()
+            folded.fc.bias.neg_()
+        return folded
+
+    monkeypatch.setattr(bn_folding, "folded_for_inference", folded_wrongly)
+    with pytest.raises(ExportCheckError):
+        _export(tmp_path, _with_trained_statistics(build_model("resnet18", 3, "none")))
+    assert not (tmp_path / "model.pt2").exists()

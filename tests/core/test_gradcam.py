@@ -89,6 +89,26 @@ def test_network_from_the_model_file_answers_like_the_file(tmp_path_factory):
     assert result.heatmap.shape == (64, 80)
 
 
+def test_a_file_with_its_batchnorms_folded_gives_the_map_of_the_network_as_it_trained(tmp_path_factory):
+    from tl_studio.core.export import load_model_file
+    from tl_studio.core.model_metadata import BATCHNORM_FOLDED
+
+    model = tiny_model(tmp_path_factory)
+    model_file = load_model_file(model.model_file)
+    assert model_file.metadata[BATCHNORM_FOLDED] is True
+    from_file = load_network(model.model_file, model_file.metadata)
+    assert not any(isinstance(module, torch.nn.BatchNorm2d) for module in from_file.modules())
+    metadata = {key: value for key, value in model_file.metadata.items() if key != BATCHNORM_FOLDED}
+    as_trained = load_network(model.model_file.with_suffix(".onnx"), metadata, model.run_dir)  # the run's best.ckpt
+    assert any(isinstance(module, torch.nn.BatchNorm2d) for module in as_trained.modules())
+    spec = PreprocessSpec.from_dict(model_file.metadata["preprocessing"])
+    image = torch.rand(3, 64, 80, generator=torch.Generator().manual_seed(1))
+    folded, unfolded = GradCam(from_file, spec)(image), GradCam(as_trained, spec)(image)
+    assert folded.class_index == unfolded.class_index
+    assert folded.probability == pytest.approx(unfolded.probability, abs=1e-5)
+    np.testing.assert_allclose(folded.heatmap, unfolded.heatmap, atol=1e-3)
+
+
 def test_overlay_keeps_the_image_size_and_colours_the_hot_spots():
     image = np.full((10, 12, 3), 128, dtype=np.uint8)
     heatmap = np.zeros((10, 12), dtype=np.float32)

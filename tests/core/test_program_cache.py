@@ -18,11 +18,13 @@ SPEC = PreprocessSpec(crop_size=32, resize_size=36)
 
 def _network(classes: int = 2, seed: int = 0) -> nn.Module:
     torch.manual_seed(seed)
-    network = nn.Sequential(nn.Conv2d(3, 8, 3), nn.BatchNorm2d(8), nn.ReLU(), nn.AdaptiveAvgPool2d(1),
+    # The BatchNorm after the activation is not folded into the convolution at export (bn_folding.py):
+    # its running statistics stay buffers of the program, which the store carries over like weights.
+    network = nn.Sequential(nn.Conv2d(3, 8, 3), nn.ReLU(), nn.BatchNorm2d(8), nn.AdaptiveAvgPool2d(1),
                             nn.Flatten(), nn.Linear(8, classes))
     with torch.no_grad():  # running statistics that differ between seeds, as after training
-        network[1].running_mean.uniform_(-1, 1)
-        network[1].running_var.uniform_(0.5, 2)
+        network[2].running_mean.uniform_(-1, 1)
+        network[2].running_var.uniform_(0.5, 2)
     return network.eval()
 
 
@@ -190,3 +192,23 @@ def test_a_stored_program_the_writer_cannot_copy_is_only_a_miss(tmp_path, traces
     image = _images()[0]
     assert torch.allclose(_answers(tmp_path / "second.pt2", image),
                           export.ExportedClassifier(second, SPEC).eval()(image), atol=1e-6)
+
+
+def test_a_network_exported_with_its_batchnorms_folded_reuses_its_program(tmp_path, traces):
+    def foldable(seed):
+        torch.manual_seed(seed)
+        network = nn.Sequential(nn.Conv2d(3, 8, 3), nn.BatchNorm2d(8), nn.ReLU(), nn.AdaptiveAvgPool2d(1),
+                                nn.Flatten(), nn.Linear(8, 2))
+        with torch.no_grad():
+            network[1].running_mean.uniform_(-1, 1)
+            network[1].running_var.uniform_(0.5, 2)
+        return network.eval()
+
+    _export(foldable(0), tmp_path / "first.pt2")
+    second = foldable(1)
+    assert _export(second, tmp_path / "second.pt2").check.passed
+    assert len(traces) == 1
+    image = _images()[0]
+    assert torch.allclose(_answers(tmp_path / "second.pt2", image),
+                          export.ExportedClassifier(second, SPEC).eval()(image), atol=1e-6)
+    assert not any("running_mean" in name for name in load_exported_program(tmp_path / "second.pt2")[0].state_dict)

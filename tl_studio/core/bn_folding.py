@@ -12,8 +12,11 @@ bn1; timm's conv_pw, bn1; torchvision's Sequential(conv, bn, act)); that is a co
 flow, so ``folded_for_inference`` checks the copy against the model on a probe batch and keeps the model
 when they disagree (e.g. a BatchNorm applied to a concatenation, as in DenseNet).
 
-``folded_graph`` does the same in a loaded .pt2 model file's graph, for `predict` and `evaluate` on
-many images (model_file.for_many_images); the file itself keeps its layers (Grad-CAM reads them).
+A model file is exported from a folded copy (export.py: half the graph, so it is traced, saved and
+loaded faster, and it classifies faster); its metadata says so, and Grad-CAM rebuilds the network in
+that layout (``with_folded_layout``) to load the file's weights. ``folded_graph`` does the same folding
+in a loaded .pt2 file's graph, for `predict` and `evaluate` on many images with a file exported before
+(model_file.for_many_images).
 """
 
 from __future__ import annotations
@@ -51,6 +54,17 @@ def folded_for_inference(model: nn.Module, probe: torch.Tensor, forward) -> nn.M
                  getattr(model, "tl_name", type(model).__name__), error)
         return model
     return folded
+
+
+def with_folded_layout(model: nn.Module) -> nn.Module:
+    """``model`` itself, in eval mode, laid out as ``folded_for_inference`` leaves a copy that folded:
+    each foldable BatchNorm gone and the convolution before it with a bias. For loading the weights of
+    such a copy (a model file exported with its BatchNorms folded, export.BATCHNORM_FOLDED); the values
+    the folding computes here are replaced by the ones loaded."""
+    model.eval()
+    for parent_path, conv_name, norm_name in _foldable_pairs(model):
+        _fold(model.get_submodule(parent_path), conv_name, norm_name)
+    return model
 
 
 def _relative_error(got: torch.Tensor, expected: torch.Tensor) -> float:

@@ -17,8 +17,9 @@ same arithmetic as ``core.preprocess.Preprocess``), then placed into a map the s
 the parts of the image outside the crop are 0, because the model never saw them.
 
 The network is rebuilt from the model file's metadata with ``build_trained_model(name, classes, ...)`` and
-the trained weights, taken from the ``.pt2`` file itself (its state dict, "network." prefix stripped) or
-from the run's ``best.ckpt`` for other formats.
+the trained weights, taken from the ``.pt2`` file itself (its state dict, "network." prefix stripped; laid
+out with its BatchNorms folded when the metadata says the file's are) or from the run's ``best.ckpt`` for
+other formats.
 """
 
 from __future__ import annotations
@@ -55,8 +56,11 @@ def load_network(model_path: Path, metadata: dict, run_dir: Path | None = None) 
     name, classes = metadata.get("model"), metadata.get("classes") or []
     if not name or not classes:
         raise UserError(f"{Path(model_path).name} does not say which model it is; Grad-CAM needs a TL Studio file.")
+    from tl_studio.core.model_metadata import BATCHNORM_FOLDED
+
     weights = _trained_weights(Path(model_path), run_dir)
-    return build_trained_model(name, len(classes), weights, Path(model_path).name).eval()
+    folded = bool(metadata.get(BATCHNORM_FOLDED)) and Path(model_path).suffix.lower() == ".pt2"
+    return build_trained_model(name, len(classes), weights, Path(model_path).name, batchnorm_folded=folded).eval()
 
 
 def _trained_weights(model_path: Path, run_dir: Path | None) -> dict[str, Tensor]:

@@ -14,6 +14,11 @@ from typing import Callable
 from tl_studio.core.errors import UserError
 
 
+# True when the file's network was exported with its BatchNorms folded into its convolutions (export.py);
+# its weights then load into a network laid out that way (bn_folding.with_folded_layout).
+BATCHNORM_FOLDED = "batchnorm_folded"
+
+
 class BadMetadata(UserError):
     """The file's metadata cannot describe its model; nothing was classified."""
 
@@ -32,6 +37,8 @@ def check_metadata(path: Path, metadata) -> None:
     for field in ("preprocessing", "unknown", "calibration", "quantization", "training_config"):
         if metadata.get(field) is not None and not isinstance(metadata[field], dict):
             _refuse(path, f"its metadata's {field} is not a JSON object")
+    if metadata.get(BATCHNORM_FOLDED) not in (None, True, False):
+        _refuse(path, f"its metadata's {BATCHNORM_FOLDED} is not true or false")
     if metadata.get("preprocessing") is not None:
         _check_preprocessing(path, metadata["preprocessing"])
 

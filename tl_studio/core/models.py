@@ -133,10 +133,17 @@ def _build_imagenet(info: ModelInfo, weights: str | Path | None, progress: Progr
     return model, path
 
 
-def build_trained_model(name: str, num_classes: int, state_dict: dict[str, Tensor], source: str) -> nn.Module:
+def build_trained_model(name: str, num_classes: int, state_dict: dict[str, Tensor], source: str,
+                        batchnorm_folded: bool = False) -> nn.Module:
     """``build_model(name, num_classes, "none")`` with a trained state dict (its head included) loaded strictly,
-    without first drawing the random values it replaces."""
+    without first drawing the random values it replaces. ``batchnorm_folded``: the state dict is of a copy
+    whose BatchNorms were folded into its convolutions (a model file's, export.BATCHNORM_FOLDED); the model
+    is laid out the same way first, and comes in eval mode."""
     model = _uninitialised(lambda: build_model(name, num_classes, "none"))
+    if batchnorm_folded:
+        from tl_studio.core.bn_folding import with_folded_layout
+
+        with_folded_layout(model)
     load_strict(model, state_dict, source, name)
     return model
 
