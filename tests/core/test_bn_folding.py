@@ -189,3 +189,17 @@ def test_a_folded_copy_that_answers_otherwise_fails_the_export_check(tmp_path, m
     with pytest.raises(ExportCheckError):
         _export(tmp_path, _with_trained_statistics(build_model("resnet18", 3, "none")))
     assert not (tmp_path / "model.pt2").exists()
+
+
+def test_a_file_exported_folded_is_used_as_it_is_for_many_images(tmp_path, monkeypatch):
+    from tl_studio.core import bn_folding
+    from tl_studio.core.model_file import FOLD_FROM_IMAGES, for_many_images, load_model_file
+
+    _export(tmp_path, _with_trained_statistics(build_model("resnet18", 3, "none")))
+    model = load_model_file(tmp_path / "model.pt2")
+
+    def no_copy(_):
+        raise AssertionError("nothing to fold, nothing to copy")
+
+    monkeypatch.setattr(bn_folding.copy, "deepcopy", no_copy)
+    assert for_many_images(model, FOLD_FROM_IMAGES) is model

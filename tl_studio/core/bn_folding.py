@@ -116,15 +116,14 @@ def folded_graph(module, probe: torch.Tensor):
     read from the graph, so only a convolution whose one user is the BatchNorm is folded."""
     import torch.fx
 
-    if not isinstance(module, torch.fx.GraphModule):
-        return module
+    if not isinstance(module, torch.fx.GraphModule) or not any(map(_folds, module.graph.nodes)):
+        return module  # e.g. a file TL Studio exported, folded already: no copy of its weights
     folded = copy.deepcopy(module)
-    aten = torch.ops.aten
     count, replaced = 0, set()
     for norm in list(folded.graph.nodes):
-        conv = norm.args[0] if norm.op == "call_function" and norm.target is aten.batch_norm.default else None
-        if conv is None or not _foldable_in_graph(conv, norm):
+        if not _folds(norm):
             continue
+        conv = norm.args[0]
         weight, bias = fuse_conv_bn_weights(*(_attribute(folded, a) for a in (conv.args[1], _arg(conv, 2))),
                                             *(_attribute(folded, a) for a in (norm.args[3], norm.args[4])),
                                             norm.args[7], *(_attribute(folded, a) for a in norm.args[1:3]))
@@ -149,6 +148,12 @@ def folded_graph(module, probe: torch.Tensor):
         log.info("batch-norm folding left out for a model file: outputs differ by %.3g of their scale", error)
         return module
     return folded
+
+
+def _folds(node) -> bool:
+    """Whether ``node`` is a BatchNorm of the graph that folds into the convolution before it."""
+    return (node.op == "call_function" and node.target is torch.ops.aten.batch_norm.default
+            and _foldable_in_graph(node.args[0], node))
 
 
 def _foldable_in_graph(conv, norm) -> bool:
