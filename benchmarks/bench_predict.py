@@ -15,8 +15,12 @@ each timed command, as on a machine doing other work: one image per forward pass
 every one of the model's ~200 parallel operations per image (torch's threads meet at each), a batch of
 32 only once per 32 images.
 
+--own-models gives the baseline a model file its own tree trained (the same `train` command): what a user of
+each version gets. Since 1c274f5 a model file has its BatchNorms folded, which speeds up both sides' passes
+when they share a file.
+
 Usage: .venv/bin/python benchmarks/bench_predict.py [--pairs 5] [--images 2000] [--model FILE]
-                                                   [--extra "--batch-size 16"] [--busy 2]
+                                                   [--extra "--batch-size 16"] [--busy 2] [--own-models]
 """
 
 from __future__ import annotations
@@ -58,10 +62,10 @@ def make_images(source: Path, folder: Path, count: int) -> None:
             image.convert("RGB").resize(size, Image.Resampling.BICUBIC).save(target, quality=90)
 
 
-def make_model(data: Path, work: Path) -> Path:
-    out = work / "run"
+def make_model(data: Path, work: Path, tree: Path = ROOT, name: str = "run") -> Path:
+    out = work / name
     subprocess.run([sys.executable, "-m", "tl_studio", "train", str(data), "--out", str(out), "--epochs", "1"],
-                   check=True, capture_output=True, cwd=ROOT, env=_env(ROOT))
+                   check=True, capture_output=True, cwd=tree, env=_env(tree))
     return out / "model.pt2"
 
 
@@ -110,6 +114,9 @@ def main() -> None:
     parser.add_argument("--baseline", default=BASELINE, help=f"commit to compare with (default {BASELINE})")
     parser.add_argument("--extra", default="", help="flags for this tree's predict, e.g. '--batch-size 16'")
     parser.add_argument("--busy", type=int, default=0, help="other PyTorch jobs beside each timed command")
+    parser.add_argument("--own-models", action="store_true",
+                        help="each side classifies with a model file its own tree trained (what a user of each "
+                             "version gets; files since 1c274f5 have their BatchNorms folded), not one file for both")
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="tl_bench_predict_"))
     base_tree = work / "baseline"
@@ -118,15 +125,18 @@ def main() -> None:
                        check=True, capture_output=True)
         make_images(args.data, work / "images", args.images)
         model = args.model or make_model(args.data, work)
-        print(f"{args.images} images in {work / 'images'}; model {model}; baseline {args.baseline}; "
+        base_model = make_model(args.data, work, base_tree, "baseline-run") if args.own_models else model
+        print(f"{args.images} images in {work / 'images'}; model {model}; baseline {args.baseline} with "
+              f"{'the model file it trained' if args.own_models else 'the same model file'}; "
               f"{args.busy} other PyTorch jobs beside each command; load average {os.getloadavg()[0]:.2f}", flush=True)
-        sides = {"baseline": (base_tree, []), "batched": (ROOT, shlex.split(args.extra))}
+        sides = {"baseline": (base_tree, base_model, []), "batched": (ROOT, model, shlex.split(args.extra))}
         seconds: dict[str, list[float]] = {"baseline": [], "batched": []}
         for pair in range(args.pairs):
             order = ("baseline", "batched") if pair % 2 == 0 else ("batched", "baseline")
             for side in order:
-                tree, extra = sides[side]
-                seconds[side].append(predict(tree, model, work / "images", work / f"{side}.txt", extra, args.busy))
+                tree, side_model, extra = sides[side]
+                seconds[side].append(predict(tree, side_model, work / "images", work / f"{side}.txt", extra,
+                                             args.busy))
             ratio = seconds["baseline"][-1] / seconds["batched"][-1]
             print(f"pair {pair + 1} (load average {os.getloadavg()[0]:.2f}): baseline {seconds['baseline'][-1]:.1f} s "
                   f"({args.images / seconds['baseline'][-1]:.1f} img/s), batched {seconds['batched'][-1]:.1f} s "
@@ -138,7 +148,8 @@ def main() -> None:
               f"{statistics.median(ratios):.2f}x")
         before, after = answers_of(work / "baseline.txt"), answers_of(work / "batched.txt")
         differ = [path for path in before if top1(before[path]) != top1(after.get(path))]
-        print(f"answers: {len(after)} of {len(before)} images classified by both, top-1 differs on {len(differ)}")
+        print(f"answers: {len(after)} of {len(before)} images classified by both, top-1 differs on {len(differ)}"
+              + (" (two models trained apart)" if args.own_models else ""))
         for path in differ[:5]:  # near-ties that rounding (batching, folded BatchNorms) tips over, or a real change
             print(f"  {path}: baseline {before[path]} | batched {after.get(path)}")
     finally:
