@@ -252,6 +252,29 @@ def test_a_pt2_with_a_compressed_member_is_refused(exports, tmp_path):
 def test_names_of_the_attributes_a_model_really_has_pass():
     from tl_studio.core.model_file import _is_attribute_path
 
-    assert all(_is_attribute_path(name) for name in ("network.blocks.0.1.conv_pw.weight", "fc.bias", "_x.y9"))
+    assert all(_is_attribute_path(name) for name in ("network.blocks.0.1.conv_pw.weight", "fc.bias", "_x.y9",
+                                                      "network.trunk_output.block1.block1-0.proj.0.weight"))
     assert _is_attribute_path("", empty_ok=True) and not _is_attribute_path("")
-    assert not any(_is_attribute_path(name) for name in ('a.b")+x+("', "a..b", "a.class", "a.b c", "a.é", "a.-1"))
+    assert not any(_is_attribute_path(name) for name in ('a.b")+x+("', "a..b", "a.class", "a.b c", "a.é", "a.-1",
+                                                         'a.b-"c', "a.b-\\", "a.b-\n"))
+
+
+def test_a_network_with_a_hyphen_in_a_layer_name_exports_and_loads(tmp_path):
+    """torchvision's RegNet names its blocks block1-0, block1-1, ...: its model file was refused by
+    the very check it has to pass, so no RegNet run could export one."""
+    import torch
+    from torch import nn
+
+    from tl_studio.core.export import ExportedClassifier, export_model
+    from tl_studio.core.model_file import load_model_file
+    from tl_studio.core.preprocess import PreprocessSpec
+
+    trunk = nn.Sequential()
+    trunk.add_module("block1-0", nn.Conv2d(3, 4, 3))
+    network = nn.Sequential(trunk, nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(4, 2)).eval()
+    spec = PreprocessSpec(crop_size=32, resize_size=36)
+    image = torch.rand(1, 3, 40, 50)
+    assert export_model(network, spec, {"classes": ["a", "b"]}, tmp_path / "m.pt2", "pt2", [image]).check.passed
+    with torch.no_grad():
+        expected = ExportedClassifier(network, spec).eval()(image)
+    assert torch.allclose(load_model_file(tmp_path / "m.pt2").predict(image), expected, atol=1e-6)

@@ -311,12 +311,20 @@ def _check_program(path: Path, program: dict) -> None:
         _check_expression(path, symbol)
 
 
+# A part of a module's name that is not an identifier, as torchvision's RegNet names its blocks
+# ("block1-0"). torch.fx writes such a part into generated code as getattr(..., "part") without escaping
+# it, so a part may hold nothing that ends a string: ASCII letters, digits, "_" and "-".
+_QUOTED_PART = re.compile(r"[A-Za-z_][A-Za-z0-9_-]*")
+
+
 def _is_attribute_path(text: str, empty_ok: bool = False) -> bool:
-    """network.blocks.0.conv.weight: identifiers (not keywords) and indices joined by dots."""
+    """network.blocks.0.conv.weight: identifiers (not keywords), indices and names like RegNet's
+    block1-0, joined by dots."""
     if text == "" and empty_ok:  # the program's own module in the module call graph
         return True
-    return all(part.isdigit() and part.isascii() or (part.isidentifier() and part.isascii()
-                                                        and not keyword.iskeyword(part))
+    return all(part.isdigit() and part.isascii()
+               or (part.isidentifier() and part.isascii() and not keyword.iskeyword(part))
+               or (not part.isidentifier() and _QUOTED_PART.fullmatch(part) is not None)
                for part in text.split("."))
 
 
