@@ -331,6 +331,18 @@ def test_a_trained_model_rebuilt_skips_random_values_and_computes_what_the_usual
         assert torch.equal(rebuilt(x), trained(x))
 
 
+def test_a_plain_dict_of_weights_loads_into_a_model_that_checks_its_layout_version():
+    """A .pt2 file's weights come as a plain dict, without the layout versions a state dict carries;
+    torchvision's MNASNet refused them (ValueError: version should be set to 1 or 2), so Grad-CAM
+    could not open an MNASNet model file."""
+    trained = models.build_model("mnasnet0_5", 3, weights="none").eval()
+    plain = dict(trained.state_dict())
+    rebuilt = models.build_trained_model("mnasnet0_5", 3, plain, "model.pt2").eval()
+    x = torch.randn(1, 3, 64, 64)
+    with torch.no_grad():
+        assert torch.equal(rebuilt(x), trained(x))
+
+
 @pytest.mark.parametrize("name", ["resnet18", DEFAULT_MODEL])
 def test_a_seed_draws_the_same_new_head_with_pretrained_weights_as_without(name, tmp_path):
     """The new head is drawn after the backbone's random values, even where the pretrained weights then

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import itertools
 import math
+from collections import OrderedDict
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -246,6 +247,12 @@ def load_strict(model: nn.Module, state_dict: dict[str, Tensor], source: str, na
             f"{source} does not fit {name}: {len(missing)} missing, {len(unexpected)} unexpected and "
             f"{len(reshaped)} differently shaped tensors (e.g. '{example}'); it must be a state dict of the "
             f"full {name} architecture with its ImageNet head.")
+    if getattr(state_dict, "_metadata", None) is None:
+        # A plain dict (a .pt2 file's weights) carries no layout versions, which some modules need to
+        # load (torchvision's MNASNet refuses to): the model's own apply, the layout the keys were just
+        # checked against.
+        state_dict = OrderedDict(state_dict)
+        state_dict._metadata = expected._metadata
     model.load_state_dict(state_dict, strict=True)
 
 
