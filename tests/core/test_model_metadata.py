@@ -17,6 +17,7 @@ GOOD = {"classes": ["ants", "bees"], "preprocessing": {"crop_size": 224, "resize
 
 def test_the_metadata_the_app_writes_passes():
     check_metadata("model.pt2", GOOD)
+    check_metadata("model.pt2", {**GOOD, "batchnorm_folded": True})
     check_metadata("model.pt2", {"classes": ["a", "b"]})  # no preprocessing: classified whole, one at a time
 
 
@@ -28,6 +29,7 @@ def test_the_metadata_the_app_writes_passes():
     (lambda m: {**m, "classes": ["ants", " "]}, "its class names are not a list of names"),
     (lambda m: {**m, "classes": ["ants", "ants"]}, "its class names list ants more than once"),
     (lambda m: {**m, "unknown": [1]}, "its metadata's unknown is not a JSON object"),
+    (lambda m: {**m, "batchnorm_folded": "yes"}, "its metadata's batchnorm_folded is not true or false"),
     (lambda m: {**m, "preprocessing": {**m["preprocessing"], "interpolation": "lanczos9"}}, "interpolation 'lanczos9'"),
     (lambda m: {**m, "preprocessing": {**m["preprocessing"], "mean": [0.5]}}, "its preprocessing mean is not three"),
     (lambda m: {**m, "preprocessing": {**m["preprocessing"], "std": [0.5, 0, 0.5]}}, "std is not three positive"),
