@@ -36,6 +36,7 @@ from torch import Tensor, nn
 
 from tl_studio.core import run_folder
 from tl_studio.core.errors import UserError
+from tl_studio.core.model_metadata import BATCHNORM_FOLDED
 from tl_studio.core.preprocess import Preprocess, PreprocessSpec
 
 NETWORK_PREFIX = "network."
@@ -56,24 +57,23 @@ def load_network(model_path: Path, metadata: dict, run_dir: Path | None = None) 
     name, classes = metadata.get("model"), metadata.get("classes") or []
     if not name or not classes:
         raise UserError(f"{Path(model_path).name} does not say which model it is; Grad-CAM needs a TL Studio file.")
-    from tl_studio.core.model_metadata import BATCHNORM_FOLDED
-
-    weights = _trained_weights(Path(model_path), run_dir)
-    folded = bool(metadata.get(BATCHNORM_FOLDED)) and Path(model_path).suffix.lower() == ".pt2"
+    weights, folded = _trained_weights(Path(model_path), run_dir)
     return build_trained_model(name, len(classes), weights, Path(model_path).name, batchnorm_folded=folded).eval()
 
 
-def _trained_weights(model_path: Path, run_dir: Path | None) -> dict[str, Tensor]:
+def _trained_weights(model_path: Path, run_dir: Path | None) -> tuple[dict[str, Tensor], bool]:
+    """The network's weights, and whether they are of a copy with its BatchNorms folded (a .pt2 file's
+    own metadata says; a run's checkpoint keeps every layer)."""
     if model_path.suffix.lower() == ".pt2":
         from tl_studio.core.model_file import load_exported_program
 
-        program, _ = load_exported_program(model_path)  # checked: a model file never runs code
-        return {key[len(NETWORK_PREFIX):]: value for key, value in program.state_dict.items()
-                if key.startswith(NETWORK_PREFIX)}
+        program, metadata = load_exported_program(model_path)  # checked: a model file never runs code
+        return ({key[len(NETWORK_PREFIX):]: value for key, value in program.state_dict.items()
+                 if key.startswith(NETWORK_PREFIX)}, metadata.get(BATCHNORM_FOLDED) is True)
     if run_dir is not None and (Path(run_dir) / run_folder.BEST_CHECKPOINT).is_file():
         from tl_studio.core.runs import open_run
 
-        return open_run(Path(run_dir)).weights
+        return open_run(Path(run_dir)).weights, False
     raise UserError(f"Grad-CAM needs the weights of the network: open the model.pt2 file or its run folder, "
                     f"not only {model_path.name}.")
 
