@@ -106,6 +106,28 @@ def test_the_commands_import_no_torch_until_they_run():
     assert out.strip() == "False"
 
 
+# `tl-studio advise` as the console entry point runs it, in a process of its own; says whether torch._dynamo
+# (0.9 s of imports) was loaded by the end
+ADVISE_PROCESS = """
+import sys
+from tl_studio.entry import main
+code = main(["advise", sys.argv[1], "--img-size", "64", "--batch-size", "8", "--json"])
+print(code, "torch._dynamo" in sys.modules)
+"""
+
+
+def test_advise_on_stored_features_does_not_import_the_compiler(tiny_dataset, private_cache_dir):
+    """The second analysis finds every feature stored and builds no model; its linear probe's L-BFGS would
+    import torch._dynamo only to mark itself as never compiled (core/cpu_settings.py)."""
+    def advise() -> list[str]:
+        out = subprocess.run([sys.executable, "-c", ADVISE_PROCESS, str(tiny_dataset)], capture_output=True,
+                             text=True, check=True).stdout
+        return out.splitlines()[-1].split()
+
+    assert advise() == ["0", "True"]  # the first builds the model: timm and torchvision import torch._dynamo
+    assert advise() == ["0", "False"]
+
+
 def test_status_line_rewrites_one_line_and_clears_it():
     import io
     from types import SimpleNamespace

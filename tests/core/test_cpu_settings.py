@@ -99,3 +99,35 @@ def test_a_command_called_inside_a_longer_lived_process_leaves_its_settings_alon
     out = subprocess.run([sys.executable, "-c", IN_A_LONGER_PROCESS, str(tmp_path / "missing")],
                          capture_output=True, text=True, check=True).stdout
     assert out.split() == ["0"]  # nothing frozen: the caller's later garbage stays collectable
+
+
+
+OPTIMIZERS = """
+import sys
+import torch
+from tl_studio.core.cpu_settings import optimizers_without_dynamo
+took = optimizers_without_dynamo() if sys.argv[1] == "set" else False
+weight = torch.zeros(3, requires_grad=True)
+target = torch.tensor([1.0, -2.0, 3.0])
+lbfgs = torch.optim.LBFGS([weight], line_search_fn="strong_wolfe")
+def closure():
+    lbfgs.zero_grad()
+    loss = (weight - target).pow(2).sum()
+    loss.backward()
+    return loss
+lbfgs.step(closure)
+sgd = torch.optim.SGD([torch.zeros(2, requires_grad=True)], lr=0.1)
+sgd.add_param_group({"params": [torch.zeros(2, requires_grad=True)]})
+sgd.zero_grad()
+loaded = "torch._dynamo" in sys.modules
+import torch._dynamo  # loaded now: a second call has nothing left to save
+print(took, loaded, torch.allclose(weight.detach(), target, atol=1e-4), optimizers_without_dynamo())
+"""
+
+
+@pytest.mark.parametrize("mode, expected", [("set", "True False True False"), ("default", "False True True False")])
+def test_optimizers_are_made_zeroed_and_stepped_without_importing_the_compiler(mode, expected):
+    out = subprocess.run([sys.executable, "-c", OPTIMIZERS, mode], capture_output=True, text=True, check=True).stdout
+    # by default torch.optim imports torch._dynamo at an optimizer's first add_param_group; set aside, the
+    # optimizers work the same (L-BFGS fits) and it is never loaded
+    assert out.split() == expected.split()

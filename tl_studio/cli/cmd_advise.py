@@ -44,6 +44,10 @@ def run(args: argparse.Namespace) -> int:
     if args.max_images < 10:
         raise UserError("--max-images must be at least 10.")
     config = build_config(args)
+    if getattr(args, "_owns_the_process", False):
+        from tl_studio.core.cpu_settings import optimizers_without_dynamo
+
+        optimizers_without_dynamo()  # the probe's L-BFGS would import torch._dynamo only to mark itself
     recommendation = run_with_status_line(
         "advise", lambda progress: analyse_dataset(config, max_images=args.max_images, progress=progress))
     if recommendation is None:
