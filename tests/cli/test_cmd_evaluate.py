@@ -83,6 +83,30 @@ def test_another_unsplit_folder_is_evaluated_whole(model, tmp_path, capsys):
     assert "(By default every image, as this is not the folder the model was trained on; --split" in out
 
 
+def test_the_training_images_of_the_model_evaluated_again_are_pointed_out(model, tmp_path, capsys):
+    """The user copied the training folder and evaluates the copy whole (or opened its train/ folder):
+    the figures are the model's on its own training images, and the report says so; its own val split
+    and new photos get no such sentence."""
+    import shutil
+
+    from tl_studio.core.evaluation import scan_for_model
+    from tl_studio.core.model_file import load_model_file
+
+    metadata = load_model_file(model.model_file).metadata
+    trained = len(list(scan_for_model(model.data_dir, metadata).split("train")))
+    copy = shutil.copytree(model.data_dir, tmp_path / "copy")
+    assert main(["evaluate", str(model.model_file), str(copy), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["seen_in_training"] == trained
+    assert main(["evaluate", str(model.model_file), str(copy)]) == 0
+    out = " ".join(capsys.readouterr().out.split())
+    assert f"{trained} of the 30 images evaluated here are among the images this model was trained on" in out
+    assert main(["evaluate", str(model.model_file), str(model.data_dir), "--json"]) == 0  # its val split
+    assert json.loads(capsys.readouterr().out)["seen_in_training"] == 0
+    other = make_image_folder(tmp_path / "new photos", classes=CLASSES, per_class=2, size=64, seed=9)
+    assert main(["evaluate", str(model.model_file), str(other)]) == 0
+    assert "trained on, so these figures" not in capsys.readouterr().out
+
+
 def test_a_folder_of_new_images_of_one_class_is_evaluated(model, tmp_path, capsys):
     # new photos of one class test the model as well: refused before as "only one usable class"
     other = make_image_folder(tmp_path / "new reds", classes=("red",), per_class=6, size=64, seed=3)

@@ -260,6 +260,21 @@ def test_class_names_from_the_model_file_are_shown_as_written(page, qtbot):
     detail.close()
 
 
+def test_training_images_among_the_evaluated_ones_are_pointed_out(page, qtbot, model):
+    """The fixture evaluates every image of a copy of the training folder: its training images are found
+    by content and the summary says the figures overstate the model; its validation split says nothing."""
+    from tl_studio.core.evaluation import scan_for_model
+
+    trained = len(list(scan_for_model(model.data_dir, page.metadata).split("train")))
+    assert page.evaluation.seen_in_training == trained
+    assert (f"<b>{trained} of the 30 images evaluated here are among the images this model was trained on"
+            in page.summary.text())
+    page.source_box.setCurrentIndex(page.source_box.findData("val"))
+    with qtbot.waitSignal(page.evaluated, timeout=TIMEOUT_MS):
+        page.evaluate_button.click()
+    assert page.evaluation.seen_in_training == 0 and "trained on" not in page.summary.text()
+
+
 def test_another_folder_of_class_folders_is_evaluated_whole(page, qtbot, tmp_path, monkeypatch):
     """New labelled images in a folder of class folders: every one of them is scored, not the fifth that
     a split with the model's training seed would call validation."""

@@ -61,7 +61,7 @@ def run(args: argparse.Namespace) -> int:
     explain_plan(plan, args.batch_size, "Evaluating")
     line = progress_for("Evaluating", len(chosen.paths), enabled=not args.json)
     result = evaluate(model.predict, chosen, progress=line and (lambda done, total: line.update(done)),
-                      model_path=str(args.model_file), plan=plan, workers=worker_count(args))
+                      model_path=str(args.model_file), plan=plan, workers=worker_count(args), metadata=model.metadata)
     if line:
         line.finish()
     for path, reason in result.failed:

@@ -14,6 +14,7 @@ The :class:`Evaluation` holds every image's class probabilities; the metrics and
 from __future__ import annotations
 
 import os
+import textwrap
 import time
 from collections import Counter
 from dataclasses import dataclass, field
@@ -137,6 +138,7 @@ class Evaluation:
     source: str = ""
     model_path: str = ""
     split: str = ""  # which images: val, test, train or all
+    seen_in_training: int | None = None  # of ``paths``, the run's training images (None: not known here)
 
     @cached_property  # galleries ask for it once per image shown
     def predicted(self) -> np.ndarray:
@@ -171,6 +173,19 @@ class Evaluation:
             return ""
         kept = len(self.classes) - len(absent)
         return f"(over the {counted(kept, 'class', 'classes')} these images have; not {', '.join(absent)})"
+
+    def training_note(self) -> str:
+        """A warning when some of the images are ones the model's run trained on, else empty."""
+        if not self.seen_in_training:
+            return ""
+        seen, total = self.seen_in_training, len(self.paths)
+        if seen == total:
+            which = "The image evaluated here is" if total == 1 else f"All {total} images evaluated here are"
+        else:
+            which = f"{seen} of the {total} images evaluated here {'is' if seen == 1 else 'are'}"
+        return (f"{which} among the images this model was trained on, so these figures overstate how it does on new "
+                "images; evaluate it on the validation split of the folder it was trained on, or on photos it has not "
+                "seen.")
 
     def cell(self, true_class: int, predicted_class: int) -> list[int]:
         return eval_metrics.cell_indices(self.probabilities, self.true, true_class, predicted_class)
@@ -207,6 +222,7 @@ class Evaluation:
             "confusion_matrix": self.confusion_matrix().tolist(),
             "failed": [{"path": path, "reason": reason} for path, reason in self.failed],
             "skipped_classes": dict(sorted(self.unknown.items())),
+            "seen_in_training": self.seen_in_training,  # null: the training folder is not here to compare
         }
 
     def metrics_csv(self) -> str:
@@ -226,9 +242,11 @@ class Evaluation:
 
 def evaluate(predict: Callable, chosen: EvaluationSet, *, progress: ProgressCallback | None = None,
              cancel: Callable[[], bool] | None = None, model_path: str = "", plan=None,
-             workers: int = 0) -> Evaluation:
+             workers: int = 0, metadata: dict | None = None) -> Evaluation:
     """Runs ``predict`` (a ModelFile's) on every image of ``chosen``: one image at a time and whole, or
-    in batches with ``plan`` (``inference.plan_for``) and ``workers`` loader processes (core/inference.py)."""
+    in batches with ``plan`` (``inference.plan_for``) and ``workers`` loader processes (core/inference.py).
+    ``metadata``: the model file's; with it, the images are looked for among its run's training images
+    (core/training_overlap.py)."""
     from tl_studio.core import inference
 
     rows, paths, true, failed = [], [], [], []
@@ -258,8 +276,13 @@ def evaluate(predict: Callable, chosen: EvaluationSet, *, progress: ProgressCall
                         f"has {folder} moved or changed? Open the dataset again on the Data step, or give its "
                         "folder where it is now.")
     probabilities = np.stack(rows) if rows else np.zeros((0, len(chosen.classes)), dtype=np.float32)
+    seen = None
+    if metadata is not None:
+        from tl_studio.core.training_overlap import seen_in_training
+
+        seen = seen_in_training(paths, metadata, cancel)
     return Evaluation(chosen.classes, tuple(paths), np.asarray(true, dtype=np.int64), probabilities,
-                      tuple(failed), dict(chosen.unknown), chosen.source, model_path, chosen.split)
+                      tuple(failed), dict(chosen.unknown), chosen.source, model_path, chosen.split, seen)
 
 
 MATRIX_NAME_CHARS = 12  # the widest column heading of the text confusion matrix
@@ -270,6 +293,8 @@ def format_report(evaluation: Evaluation) -> str:
     lines = [f"Evaluated {counted(len(evaluation.paths), 'image')} ({evaluation.source}).",
              f"Accuracy {evaluation.accuracy:.4f}   macro-F1 {evaluation.macro_f1:.4f} {evaluation.macro_f1_note()}"
              .rstrip(), ""]
+    if note := evaluation.training_note():
+        lines += [*textwrap.wrap(note, width=100), ""]
     width = max([len(name) for name in evaluation.classes] + [5])
     lines.append(f"{'class':<{width}}  precision  recall     f1  support")
     for m in evaluation.per_class():  # a class no image has: no recall or F1 ("0.0000" read as missed)

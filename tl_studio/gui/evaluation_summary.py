@@ -19,6 +19,8 @@ def evaluation_summary(evaluation, scan, on_the_data_step: bool) -> str:
     note = f" {escape(left_out)}" if (left_out := evaluation.macro_f1_note()) else ""
     parts = [f"<b>Accuracy {evaluation.accuracy:.1%}</b> · macro-F1 {evaluation.macro_f1:.3f}{note} · "
              f"{counted(len(evaluation.paths), 'image')} ({escape(evaluation.source)})"]
+    if note := evaluation.training_note():  # the figures above would be read as the model's on new images
+        parts.append(f"<b>{escape(note)}</b>")
     if evaluation.failed:
         names = ", ".join(Path(path).name for path, _ in evaluation.failed[:5])
         parts.append(escape(f"{counted(len(evaluation.failed), 'file')} could not be read and were left out: {names}"

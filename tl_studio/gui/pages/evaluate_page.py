@@ -271,7 +271,7 @@ class EvaluatePage(QWidget):
             scan = scan_for_model(folder or _training_folder(model), model.metadata, cancel=cancelled)
         chosen = evaluation_set(scan, split or default_choice(scan, model.metadata)[0], model.classes)
         result = evaluate(model.predict, chosen, progress=lambda done, total: report((done, total)),
-                          cancel=cancelled, model_path=str(model_path), plan=plan)
+                          cancel=cancelled, model_path=str(model_path), plan=plan, metadata=model.metadata)
         return result, scan, model.metadata
 
     def _on_progress(self, payload) -> None:
