@@ -3,6 +3,8 @@ and name the user typed, changing only the suffix."""
 
 from __future__ import annotations
 
+import pytest
+
 from tl_studio.core.export_formats import EXPORT_FORMATS
 from tl_studio.gui.pages.export_page import INT8_LABEL, ExportPage
 from tl_studio.gui.session import Session
@@ -80,6 +82,13 @@ def test_a_bare_file_name_is_written_into_the_run_folder_and_another_run_clears_
     assert page.export_progress.isVisibleTo(page)  # something moves while the export works
     page._failed("Export cancelled.", warn=False)
     assert not page.export_progress.isVisibleTo(page)
+    (tmp_path / "deliveries").mkdir()  # a folder typed as where to write: the file goes into it, no question
+    page.task = None
+    page.path_edit.setText(str(tmp_path / "deliveries"))
+    monkeypatch.setattr("PySide6.QtWidgets.QMessageBox.question", lambda *args: pytest.fail(f"asked {args}"))
+    page.export()
+    assert started == ["export", "export"] and page.path_edit.text() == str(tmp_path / "deliveries" / "model.onnx")
+    page._failed("Export cancelled.", warn=False)
     page.result.setText(f"Wrote {tmp_path / 'run' / 'relative.onnx'} (13.1 MB) in 2.0 s.")
     session.set_run(tmp_path / "another run", None)
     assert page.result.text() == "" and page.path_edit.text() == str(tmp_path / "another run" / "model.onnx")

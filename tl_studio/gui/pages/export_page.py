@@ -271,10 +271,12 @@ class ExportPage(QWidget):
 
         if self.session.run_dir is None or (self.task is not None and self.task.running):
             return
-        fmt, _ = self.current_format()
+        fmt, ext = self.current_format()
         run_dir = self.session.run_dir
         # a bare name typed into the box goes into the run folder, not the folder the app was started from
         out = Path(run_dir) / Path(self.path_edit.text().strip()).expanduser()
+        if out.is_dir():  # a folder chosen as where to write: the file goes into it, never "replace the folder?"
+            out = out / f"model{ext}"
         self.path_edit.setText(str(out))
         keep = round(self.keep_box.value(), 2)
         own_model_file = fmt == "pt2" and out == Path(run_dir) / run_folder.MODEL_FILE  # the same best epoch again
