@@ -6,6 +6,7 @@ from __future__ import annotations
 import csv
 import json
 import threading
+import time
 
 import pytest
 import torch
@@ -112,15 +113,26 @@ def test_stop_takes_effect_within_one_batch_and_keeps_the_last_epoch(tiny_datase
     assert RunFolder(tmp_path / "run").status().reason == finished.message
 
 
+PAUSED_S = 1.5
+
+
 def test_pause_holds_between_batches_until_resumed(tiny_dataset, tmp_path):
     control = RunControl()
     paused_at = threading.Event()
 
+    times = {}
+
     class PauseOnce(Callback):
+        def on_phase_start(self, event):
+            times["phase"] = time.perf_counter()
+
         def on_batch_end(self, event):
             if event.step == 1:
                 control.pause()
                 paused_at.set()
+
+        def on_epoch_end(self, event):
+            times["epoch"] = time.perf_counter()
 
     config = lite0_config(tiny_dataset, epochs=1, feature_cache=False, augment="none")
     result = {}
@@ -129,12 +141,30 @@ def test_pause_holds_between_batches_until_resumed(tiny_dataset, tmp_path):
                                                                     control=control))))
     thread.start()
     assert paused_at.wait(60)
-    thread.join(timeout=0.5)  # the loop must be holding, not finishing
+    thread.join(timeout=PAUSED_S)  # the loop must be holding, not finishing
     assert thread.is_alive() and control.paused
     control.resume()
     thread.join(timeout=120)
     assert result["finished"].status == "completed"
-    assert len(result["recorder"].of_type(events.BatchEnd)) == 4  # 27 images / batch 8
+    recorder = result["recorder"]
+    assert len(recorder.of_type(events.BatchEnd)) == 4  # 27 images / batch 8
+    # the epoch's time and images/s are the run's, not the pause's: the epoch lasted the pause and more
+    epoch, = recorder.of_type(events.EpochEnd)
+    lasted = times["epoch"] - times["phase"]
+    assert lasted > PAUSED_S and epoch.seconds < lasted - 0.8 * PAUSED_S
+    assert epoch.train_images_per_s > 27 / (lasted - 0.8 * PAUSED_S)
+
+
+def test_the_runs_clock_stands_still_while_a_pause_holds_the_loop():
+    control = RunControl()
+    control.pause()
+    threading.Timer(0.6, control.resume).start()
+    before, wall = control.clock(), time.perf_counter()
+    control.checkpoint()  # held until the timer resumes
+    held = time.perf_counter() - wall
+    assert held >= 0.5 and control.clock() - before < held - 0.45
+    control.held_by_pause(10.0)  # a distributed run's processes wait for the first one's word elsewhere
+    assert control.clock() - before < held - 10
 
 
 def test_resume_continues_after_the_last_finished_epoch(tiny_dataset, tmp_path):

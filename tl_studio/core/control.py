@@ -2,12 +2,15 @@
 
 The training loop calls ``checkpoint()`` at every batch. Stopping raises ``StopRequested`` inside the
 loop, which unwinds through the callbacks' after-hooks, so the last checkpoint is written and a
-"stopped" RunFinished event always arrives. Pausing blocks the loop between batches.
+"stopped" RunFinished event always arrives. Pausing blocks the loop between batches. ``clock()`` stands
+still meanwhile: epoch times and images per second count the time the run ran, not the time it waited
+for the user (a 15 s pause read as a 30 s epoch, and its images/s halved).
 """
 
 from __future__ import annotations
 
 import threading
+import time
 
 
 class StopRequested(Exception):
@@ -19,6 +22,7 @@ class RunControl:
         self._stop = threading.Event()
         self._running = threading.Event()  # cleared while paused
         self._running.set()
+        self._paused_seconds = 0.0  # the loop's time held by pauses, so far; the loop's thread alone adds to it
 
     # called from any thread
     def request_stop(self) -> None:
@@ -43,9 +47,21 @@ class RunControl:
     # called from the loop
     def checkpoint(self) -> None:
         """Blocks while paused; raises StopRequested once a stop was requested."""
-        self._running.wait()
+        if not self._running.is_set():
+            began = time.perf_counter()
+            self._running.wait()
+            self.held_by_pause(time.perf_counter() - began)
         if self._stop.is_set():
             raise StopRequested()
+
+    def held_by_pause(self, seconds: float) -> None:
+        """The loop waited ``seconds`` for a pause to end somewhere other than ``checkpoint`` (the
+        processes of a distributed run wait for the first one's word)."""
+        self._paused_seconds += seconds
+
+    def clock(self) -> float:
+        """``time.perf_counter()`` less the time the loop was held by pauses: what the loop's timings read."""
+        return time.perf_counter() - self._paused_seconds
 
     def is_cancelled(self) -> bool:
         """For scan/download style ``cancel`` callbacks."""

@@ -167,12 +167,13 @@ class Trainer:
         state = self.state
         self.callbacks.call_loop_hook("before_epoch", self, epoch)
         reset_peak_memory(state.device)
-        started = time.perf_counter()
+        clock = self.control.clock  # stands still while paused: the epoch's time is the time it ran
+        started = clock()
         result = state.run_epoch(epoch)
         train, val = result.train, result.val
         event = events.EpochEnd(
             epoch=epoch, train_loss=train.loss, train_acc=train.accuracy, val_loss=val.loss, val_acc=val.accuracy,
-            lr=state.policy.current_lr, seconds=time.perf_counter() - started,
+            lr=state.policy.current_lr, seconds=clock() - started,
             train_images_per_s=result.train_images / max(result.train_seconds, 1e-9),
             is_best=self.best.judge(epoch, val.accuracy, val.loss), skipped_images=result.skipped_images,
             peak_memory_mb=peak_memory_mb(state.device), phase=state.phase.name,

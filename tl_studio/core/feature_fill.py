@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import math
 import time
+from typing import Callable
 
 import torch
 
@@ -25,12 +26,14 @@ class RunFeatureFill:
     split)`` takes LoadFailures whose indices are places in the split's record list; ``checks(common)``
     returns the stop/pause check to call after each batch (collective for the first ``common``)."""
 
-    def __init__(self, data, model, device, spec, strategy, callbacks, report_failures, checks):
+    def __init__(self, data, model, device, spec, strategy, callbacks, report_failures, checks,
+                 clock: Callable[[], float] = time.perf_counter):
         self.data, self.model, self.device, self.spec = data, model, device, spec
         self.strategy, self.callbacks = strategy, callbacks
         self.report_failures, self.checks = report_failures, checks
         self.total = len(data.train_records) + len(data.val_records)
-        self.started = time.perf_counter()
+        self.clock = clock  # RunControl.clock: a pause is not counted as time spent computing
+        self.started = clock()
 
     def run(self) -> dict:
         splits = ("train", "val")
@@ -101,7 +104,7 @@ class RunFeatureFill:
     def _progress(self, done: int) -> None:
         # each process reports its own share, scaled to the whole run
         self.callbacks.on_feature_progress(events.FeatureProgress(min(self.total, done), self.total,
-                                                                  time.perf_counter() - self.started))
+                                                                  self.clock() - self.started))
 
 
 def _rows_of(computed, places, split: str):

@@ -39,6 +39,8 @@ class StepContext:
     normalise: Callable[..., torch.Tensor] | None = None
     # a batch's JPEGs -> their augmented 8-bit pixels on the device (gpu_decoding.GpuDecoder)
     decode: Callable | None = None
+    # what images/s are timed with: RunControl.clock leaves out the time a pause held the loop
+    clock: Callable[[], float] = time.perf_counter
 
 
 @dataclass
@@ -138,7 +140,7 @@ def train_on_images(model: nn.Module, loader, ctx: StepContext) -> EpochTotals:
 
     set_train_mode(model, ctx.freeze_all_norms)
     totals = EpochTotals()
-    started = time.perf_counter()
+    started = ctx.clock()
     num_batches = len(loader)
     for number, batch in enumerate(_checked(loader, ctx), start=1):
         if batch.failures:
@@ -153,7 +155,7 @@ def train_on_images(model: nn.Module, loader, ctx: StepContext) -> EpochTotals:
             loss = ctx.criterion(logits.float(), labels)
         loss_value, lr = _optimise(ctx, loss)
         totals.add(loss_value, logits.detach(), labels)
-        totals.seconds = time.perf_counter() - started
+        totals.seconds = ctx.clock() - started
         ctx.on_batch(number, num_batches, loss_value, lr, totals.seen / max(totals.seconds, 1e-9))
     return totals.settle()
 
@@ -190,7 +192,7 @@ def train_on_features(head: nn.Module, classify: Callable, features: FeatureSet,
     after its head). ``passes``: shuffled passes over the features in this one epoch."""
     head.train()
     totals = EpochTotals()
-    started = time.perf_counter()
+    started = ctx.clock()
     order = torch.cat([torch.randperm(len(features), generator=generator) for _ in range(passes)])
     order = order.to(features.features.device)
     batches = order.split(batch_size)
@@ -201,7 +203,7 @@ def train_on_features(head: nn.Module, classify: Callable, features: FeatureSet,
         loss = ctx.criterion(logits, labels)
         loss_value, lr = _optimise(ctx, loss)
         totals.add(loss_value, logits.detach(), labels)
-        totals.seconds = time.perf_counter() - started
+        totals.seconds = ctx.clock() - started
         # images per second as the epoch line counts them: each image once, however many passes
         ctx.on_batch(number, len(batches), loss_value, lr, totals.seen / passes / max(totals.seconds, 1e-9))
     return totals.settle()

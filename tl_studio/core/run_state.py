@@ -13,7 +13,6 @@ import dataclasses
 import math
 import os
 import random
-import time
 from dataclasses import asdict, dataclass
 
 import numpy as np
@@ -173,22 +172,22 @@ class RunState:
     # ---- one epoch --------------------------------------------------------------------------------
     def run_epoch(self, epoch: int) -> EpochResult:
         self._current_epoch, self._epoch_skips = epoch, 0
-        started = time.perf_counter()
+        clock = self.control.clock  # the time paused is left out of every rate
+        started = clock()
         feature_rate = None
         on_features = self._uses_cache(self.phase)
         if on_features and self.features is None:
             self._retrying_on_oom("inference", self._fill_feature_cache)
             self._check_some_loaded("train", len(self.features["train"]))
             self._check_some_loaded("val", len(self.features["val"]))
-            feature_rate = (len(self.features["train"]) + len(self.features["val"])) / max(
-                time.perf_counter() - started, 1e-9)
+            feature_rate = (len(self.features["train"]) + len(self.features["val"])) / max(clock() - started, 1e-9)
         try:
             train = self._retrying_on_oom("train", self._train_once, snapshot=self._snapshot())
         except loops.NonFiniteLoss as error:
             raise UserError(_non_finite_message("training", epoch, error.value, self.policy.lr)) from None
         if not on_features:  # features were checked once, when they were computed
             self._check_some_loaded("train", train.seen)
-        train_seconds = time.perf_counter() - started
+        train_seconds = clock() - started
         val = self._retrying_on_oom("inference", self._validate_once)
         if not on_features:
             self._check_some_loaded("val", val.seen)
@@ -302,7 +301,7 @@ class RunState:
         from tl_studio.core.feature_fill import RunFeatureFill
 
         self.features = RunFeatureFill(self.data, self.model, self.device, self.spec, self.strategy, self.callbacks,
-                                       self._report_failures, self._inference_checks).run()
+                                       self._report_failures, self._inference_checks, self.control.clock).run()
 
     def _step_context(self) -> loops.StepContext:
         from tl_studio.core.optim import make_criterion
@@ -318,7 +317,7 @@ class RunState:
             # unfreezing does not change every feature the head sees (and small batches add no noise)
             freeze_all_norms=self.phase is not None and self.phase.name == "fine-tune",
             loss_checked_before_backward=self.strategy.distributed, normalise=Normalise(self.spec),
-            decode=self._gpu_decoder() if self.data.decodes_on_gpu else None)
+            decode=self._gpu_decoder() if self.data.decodes_on_gpu else None, clock=self.control.clock)
 
     def _gpu_decoder(self) -> GpuDecoder:
         return GpuDecoder(pixel_augmentation(self.config.augment, self.spec), self.device.device)

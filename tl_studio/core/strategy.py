@@ -172,14 +172,18 @@ class DistributedProcesses(SingleProcess):
             if self.is_writer:
                 control.checkpoint()
             return
+        began = None
         while True:
             decision = self._broadcast_int(_wish(control) if self.is_writer else CONTINUE)
+            if decision != PAUSE and began is not None:  # every process's clock leaves the pause out alike
+                control.held_by_pause(time.perf_counter() - began)
             if decision == STOP:
                 from tl_studio.core.control import StopRequested
 
                 raise StopRequested()
             if decision == CONTINUE:
                 return
+            began = began if began is not None else time.perf_counter()
             time.sleep(PAUSE_POLL_SECONDS)  # paused: ask rank 0 again shortly
 
     def _broadcast_int(self, value: int) -> int:
