@@ -181,27 +181,32 @@ def test_the_text_report_names_every_class_in_the_matrix_and_what_macro_f1_leave
     assert "(over the 2 classes these images have; not flowers, a_very_long_class_name_indeed)" in report
     flowers = next(line for line in report.splitlines() if line.startswith("flowers "))
     assert flowers.split()[1:] == ["0.0000", "-", "-", "0"]  # one ant called flowers: precision 0, no recall
+    long_name = next(line for line in report.splitlines() if line.startswith("a_very_long_class_name_indeed "))
+    assert long_name.split()[1:] == ["-", "-", "-", "0"]  # nothing answered as it: no precision either
     # --json: the classes left out are named, their recall and F1 null (0.0 averaged to another macro-F1)
     data = evaluation.to_dict()
     assert data["macro_f1_leaves_out"] == ["flowers", "a_very_long_class_name_indeed"]
     flowers = next(entry for entry in data["per_class"] if entry["name"] == "flowers")
     assert (flowers["precision"], flowers["recall"], flowers["f1"], flowers["support"]) == (0.0, None, None, 0)
+    assert data["per_class"][3]["precision"] is None
     measured = [entry["f1"] for entry in data["per_class"] if entry["f1"] is not None]
     assert sum(measured) / len(measured) == pytest.approx(data["macro_f1"])
 
 
-def test_the_metrics_table_shows_no_recall_or_f1_for_a_class_without_images(qtbot):
+def test_the_metrics_table_shows_no_figure_that_was_not_measured(qtbot):
     from tl_studio.core.evaluation import Evaluation
     from tl_studio.gui.metrics_table import MetricsTable
 
-    classes = ("ants", "bees", "flowers")
+    classes = ("ants", "bees", "flowers", "wasps")
     evaluation = Evaluation(classes, ("a.jpg", "b.jpg", "c.jpg"), np.array([0, 1, 1]),
-                            np.eye(3, dtype=np.float32)[[0, 1, 2]], (), {}, "a folder", "model.pt2", "all")
+                            np.eye(4, dtype=np.float32)[[0, 1, 2]], (), {}, "a folder", "model.pt2", "all")
     table = MetricsTable()
     qtbot.addWidget(table)
     table.set_evaluation(evaluation)
     flowers = [table.model.item(2, column).text() for column in range(5)]
     assert flowers == ["flowers", "0.000", "—", "—", "0"]
+    wasps = [table.model.item(3, column).text() for column in range(5)]
+    assert wasps == ["wasps", "—", "—", "—", "0"]  # nothing answered as wasps: 0 of 0 is no precision
 
 
 def test_an_older_model_file_gets_a_new_exports_unknown_rule_and_says_so():

@@ -4,7 +4,9 @@ Pure numpy on arrays, so they are easy to check by hand and cheap to recompute:
 
 - ``confusion_matrix``: rows are the true class, columns the predicted one, in the model's class order.
 - ``per_class_metrics``: precision, recall, F1 and support per class. A ratio whose denominator is zero
-  (no image predicted as the class, or none of it in the set) is 0, as scikit-learn reports it.
+  (no image predicted as the class, or none of it in the set) is 0, as scikit-learn reports it, for the
+  averages; the tables and ``to_dict`` show such a precision (nothing answered as the class) or recall
+  and F1 (no image of it) as not measured, not as a score of 0.
 - ``macro_f1``: the mean F1 over the classes the evaluated images have (support > 0), so a class absent
   from a folder of new photos does not drag the average down, also when the model wrongly answers it for
   some of them (those mistakes already lower the true classes' recall; scikit-learn's default, truth or
@@ -32,13 +34,16 @@ class ClassMetrics:
     recall: float
     f1: float
     support: int  # images of this class in the set
+    predicted: int = 0  # images the model answered as this class
 
     def to_dict(self) -> dict:
         """A class no image has: its recall and F1 are null, as the text table's "-" (they were 0.0, and
-        averaging per_class gave another macro-F1 than the one printed)."""
+        averaging per_class gave another macro-F1 than the one printed). A class nothing was answered as:
+        its precision is null (0 of 0 is no precision at all)."""
         measured = self.support > 0
-        return {"name": self.name, "precision": self.precision, "recall": self.recall if measured else None,
-                "f1": self.f1 if measured else None, "support": self.support}
+        return {"name": self.name, "precision": self.precision if self.predicted else None,
+                "recall": self.recall if measured else None, "f1": self.f1 if measured else None,
+                "support": self.support}
 
 
 @dataclass(frozen=True)
@@ -67,9 +72,9 @@ def per_class_metrics(matrix: np.ndarray, classes: list[str] | tuple[str, ...]) 
     precision = _ratio(hits, matrix.sum(axis=0).astype(float))
     recall = _ratio(hits, matrix.sum(axis=1).astype(float))
     f1 = _ratio(2 * precision * recall, precision + recall)
-    support = matrix.sum(axis=1)
-    return [ClassMetrics(name, float(p), float(r), float(f), int(s))
-            for name, p, r, f, s in zip(classes, precision, recall, f1, support)]
+    support, predicted = matrix.sum(axis=1), matrix.sum(axis=0)
+    return [ClassMetrics(name, float(p), float(r), float(f), int(s), int(n))
+            for name, p, r, f, s, n in zip(classes, precision, recall, f1, support, predicted)]
 
 
 def accuracy(matrix: np.ndarray) -> float:

@@ -299,7 +299,8 @@ def format_report(evaluation: Evaluation) -> str:
     lines.append(f"{'class':<{width}}  precision  recall     f1  support")
     for m in evaluation.per_class():  # a class no image has: no recall or F1 ("0.0000" read as missed)
         recall, f1 = (f"{m.recall:6.4f}", f"{m.f1:.4f}") if m.support else (f"{'-':>6}", f"{'-':>6}")
-        lines.append(f"{m.name:<{width}}  {m.precision:9.4f}  {recall}  {f1}  {m.support:7d}")
+        precision = f"{m.precision:9.4f}" if m.predicted else f"{'-':>9}"  # nothing answered as it
+        lines.append(f"{m.name:<{width}}  {precision}  {recall}  {f1}  {m.support:7d}")
     lines += ["", "Confusion matrix (rows: true class, columns: predicted):"]
     matrix = evaluation.confusion_matrix()
     # as wide as the longest class name up to 12 characters ("flowe" read as no class at all), longer

@@ -73,8 +73,10 @@ class MetricsTable(QWidget):
         for metrics in evaluation.per_class():
             name = QStandardItem(metrics.name)
             name.setData(metrics.name.casefold(), SORT_ROLE)
-            # a class no image has: no recall or F1 to speak of ("0.000" read as a class the model misses)
-            row = [name, _number_item(metrics.precision, f"{metrics.precision:.3f}")] + [
+            # a class no image has: no recall or F1 to speak of ("0.000" read as a class the model misses);
+            # a class nothing was answered as: no precision
+            precision = f"{metrics.precision:.3f}" if metrics.predicted else NONE
+            row = [name, _number_item(metrics.precision, precision)] + [
                 _number_item(v, f"{v:.3f}" if metrics.support else NONE) for v in (metrics.recall, metrics.f1)]
             row.append(_number_item(metrics.support, str(metrics.support)))
             if metrics.support and metrics.f1 < WEAK_F1:
