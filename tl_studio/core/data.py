@@ -556,8 +556,9 @@ class _Scanner:
     def _report_class(self, name: str, path: str, usable: int, layout: _Layout,
                       usable_in: dict[tuple[str, str | None], int]) -> None:
         if usable == 1:
-            self.report(path, f"Class '{name}' has only 1 usable image; a class needs at least 2 (one to "
-                        "train on, one to validate with)", "small_class")
+            # a run still trains on it (the Train step and `train` say so): what this costs, and the remedy
+            self.report(path, f"Class '{name}' has only 1 usable image: the model learns it from that one photo "
+                        "and no image checks it; add more of it (at least one more to validate with)", "small_class")
         # named by the folder that lacks it (val/birds), where the user would put its images
         if layout.presplit and not usable_in[(name, "train")]:
             self.report(os.path.join(layout.split_folders["train"], name), f"Class '{name}' has no images in "
