@@ -353,3 +353,31 @@ def test_a_two_class_model_shows_no_third_guess_before_its_first_answer(page, mo
     page.set_model(model.model_file)
     assert not any(page.table.isColumnHidden(column) for column in third)
     assert peek_class_count(tmp_path / "missing.pt2") is None
+
+
+def test_the_image_dialogs_open_near_the_data_never_where_the_app_was_started(qtbot, monkeypatch, tmp_path):
+    from pathlib import Path
+
+    from PySide6.QtWidgets import QFileDialog
+
+    from tl_studio.core.data import scan_dataset
+    from tests.helpers import make_image_folder
+
+    opened, answer = [], {"folder": "", "files": []}
+    monkeypatch.setattr(QFileDialog, "getExistingDirectory", lambda parent, title, start: opened.append(start)
+                        or answer["folder"])
+    monkeypatch.setattr(QFileDialog, "getOpenFileNames", lambda parent, title, start, filters: opened.append(start)
+                        or (answer["files"], ""))
+    page = PredictPage(Session())
+    qtbot.addWidget(page)
+    monkeypatch.setattr(page, "add_paths", lambda paths: None)  # only where the dialogs open is looked at
+    page.choose_folder()
+    assert opened == [str(Path.home())]  # no data set yet
+    data = make_image_folder(tmp_path / "data", per_class=2)
+    page.session.set_dataset(scan_dataset(data))
+    page.choose_images()
+    assert opened[-1] == str(data)  # images to classify are often beside the ones trained on
+    answer["folder"] = str(tmp_path / "new photos" / "monday")
+    page.choose_folder()
+    page.choose_images()
+    assert opened[-1] == str(tmp_path / "new photos")  # beside the folder chosen last

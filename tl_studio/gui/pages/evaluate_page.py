@@ -167,7 +167,7 @@ class EvaluatePage(QWidget):
 
     def _source_chosen(self, _index: int) -> None:
         if self.source_box.currentData() == "folder":
-            near = str(Path(self.session.scan.root).parent) if self.session.scan is not None else ""
+            near = str(Path(self.session.scan.root).parent) if self.session.scan is not None else str(Path.home())
             folder = QFileDialog.getExistingDirectory(self, "Choose a folder of labelled images (one sub-folder "
                                                             "per class)", self.other_folder or near)
             if not folder:
@@ -312,8 +312,9 @@ class EvaluatePage(QWidget):
 
     # ---- the unknown answer on unfamiliar images ----------------------------------------------------
     def _choose_unfamiliar_folder(self) -> None:
+        near = str(Path(self.session.scan.root).parent) if self.session.scan is not None else str(Path.home())
         folder = QFileDialog.getExistingDirectory(self, "Choose a folder of images the model should not know",
-                                                  self.ood_folder or "")
+                                                  self.ood_folder or near)
         if folder:
             self.ood_folder = folder
             self.check_unknown(folder)

@@ -3,6 +3,8 @@ import its weights. The catalogue and each model's stages load in the background
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from PySide6.QtCore import QItemSelectionModel, Qt, Signal
 from PySide6.QtWidgets import (QComboBox, QFileDialog, QFormLayout, QGroupBox, QHBoxLayout, QLabel, QLineEdit,
                                QMessageBox, QProgressBar, QPushButton, QScrollArea, QSlider, QSplitter, QVBoxLayout,
@@ -368,7 +370,9 @@ class ModelPage(QWidget):
         info = self.current_info()
         if info is None:
             return
-        path, _ = QFileDialog.getOpenFileName(self, f"Import weights for {info.name}", "", "Weights (*.pth *.pt)")
+        downloads = Path.home() / "Downloads"  # where a browser puts the weights file, else the home folder
+        start = str(downloads if downloads.is_dir() else Path.home())
+        path, _ = QFileDialog.getOpenFileName(self, f"Import weights for {info.name}", start, "Weights (*.pth *.pt)")
         if not path:
             return
         self.session.say(f"Checking {path} against {info.name}…")

@@ -95,6 +95,7 @@ class PredictPage(QWidget):
         self.model_identity: tuple | None = None  # file_identity of the model the rows are from
         self.models: dict[tuple, tuple] = {}  # the loaded model file and its inference plan, reused
         self.pending: list[str] = []  # dropped while a batch was running
+        self.chosen_from: str | None = None  # the folder the last images were chosen in (the dialogs open there)
         self.batch_inputs: list[str] = []  # what the running batch classifies
         self.batch_started = time.monotonic()
         self.total = 0
@@ -204,15 +205,25 @@ class PredictPage(QWidget):
 
     # ---- adding images ------------------------------------------------------------------------------
     def choose_images(self) -> None:
-        paths, _ = QFileDialog.getOpenFileNames(self, "Choose images to classify", "",
+        paths, _ = QFileDialog.getOpenFileNames(self, "Choose images to classify", self._dialog_folder(),
                                                 "Images (*.jpg *.jpeg *.png *.bmp *.gif *.tif *.tiff *.webp);;"
                                                 "All files (*)")
+        if paths:
+            self.chosen_from = str(Path(paths[0]).parent)
         self.add_paths(paths)
 
     def choose_folder(self) -> None:
-        folder = QFileDialog.getExistingDirectory(self, "Choose a folder of images to classify")
+        folder = QFileDialog.getExistingDirectory(self, "Choose a folder of images to classify", self._dialog_folder())
         if folder:
+            self.chosen_from = str(Path(folder).parent)  # the next folder is often beside this one
             self.add_paths([folder])
+
+    def _dialog_folder(self) -> str:
+        """Where the image dialogs open: where images were last chosen from, else the Data step's folder,
+        else the home folder; never the folder the app happened to be started from."""
+        if self.chosen_from:
+            return self.chosen_from
+        return str(self.session.scan.root) if self.session.scan is not None else str(Path.home())
 
     def dragEnterEvent(self, event) -> None:
         if any(url.isLocalFile() for url in event.mimeData().urls()):

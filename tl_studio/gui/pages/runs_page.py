@@ -25,7 +25,7 @@ from tl_studio.gui.literal_text import as_written
 from tl_studio.gui.run_compare import MAX_RUNS, ConfigDiffTable, RunCurves, ValidationCompare
 from tl_studio.gui.run_edits import RunEdits
 from tl_studio.gui.run_loader import LiveRuns, RunLoader
-from tl_studio.gui.runs_folder import add_history_folder, history_folders, remove_history_folder
+from tl_studio.gui.runs_folder import add_history_folder, dialog_start_folder, history_folders, remove_history_folder
 from tl_studio.gui.runs_table import (ALWAYS_SHOWN, COLUMNS, NAME_COLUMN, NAME_WIDTH_MAX, WIDTHS, KeepTheEnd,
                                       RunsModel, runs_filter, visible_runs)
 
@@ -271,7 +271,7 @@ class RunsPage(QWidget):
         self._update_actions()
 
     def choose_folder(self) -> None:
-        folder = QFileDialog.getExistingDirectory(self, "Add a folder of runs")
+        folder = QFileDialog.getExistingDirectory(self, "Add a folder of runs", str(dialog_start_folder()))
         if folder:
             add_history_folder(Path(folder))
             self.refresh()
