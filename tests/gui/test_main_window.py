@@ -280,10 +280,13 @@ def test_the_menus_offer_what_the_step_bar_and_the_train_step_offer(window, tmp_
     window.open_model_file(str(model.model_file))
     assert offered() == set(STEPS)
     assert not any(action.isEnabled() for action in window.run_actions)
-    window.session.set_training(True)
+    assert all(action.isEnabled() for action in window.start_actions)
+    window.session.set_training(True)  # Pause and Stop offered; Start and Resume a Run greyed, as the buttons are
     assert all(action.isEnabled() for action in window.run_actions)
+    assert not any(action.isEnabled() for action in window.start_actions)
     window.session.set_training(False)
     assert not any(action.isEnabled() for action in window.run_actions)
+    assert all(action.isEnabled() for action in window.start_actions)
 
 
 def test_each_step_shows_the_last_sentence_said_on_it_not_another_steps(window, monkeypatch):

@@ -224,8 +224,8 @@ class MainWindow(QMainWindow):
     def _build_train_menu(self) -> None:
         train_menu = self.menuBar().addMenu("&Train")
         train = self.pages["Train"]
-        train_menu.addAction(QAction("&Start Training", self, shortcut=QKeySequence("Ctrl+R"),
-                                     triggered=self._start_training))
+        start = QAction("&Start Training", self, shortcut=QKeySequence("Ctrl+R"), triggered=self._start_training)
+        train_menu.addAction(start)
         # offered while a run is active, as the Train step's own buttons are
         self.run_actions = [QAction("&Pause / Resume", self, shortcut=QKeySequence("Ctrl+P"),
                                     triggered=train.toggle_pause),
@@ -234,8 +234,10 @@ class MainWindow(QMainWindow):
             action.setEnabled(False)
             train_menu.addAction(action)
         self.session.trainingStateChanged.connect(self._offer_run_actions)
-        train_menu.addAction(QAction("&Resume a Run…", self, shortcut=QKeySequence("Ctrl+Shift+R"),
-                                     triggered=self._choose_run_to_resume))
+        resume = QAction("&Resume a Run…", self, shortcut=QKeySequence("Ctrl+Shift+R"),
+                         triggered=self._choose_run_to_resume)
+        train_menu.addAction(resume)
+        self.start_actions = [start, resume]  # greyed out while a run is active, as the step's buttons are
 
     def _choose_run_to_resume(self) -> None:
         """From the Runs step's list, where each run says its state, epochs and accuracy: a folder
@@ -246,6 +248,8 @@ class MainWindow(QMainWindow):
     def _offer_run_actions(self, active: bool) -> None:
         for action in self.run_actions:
             action.setEnabled(active)
+        for action in self.start_actions:
+            action.setEnabled(not active)
 
     def _build_help_menu(self) -> None:
         """The Help menu in one place (other Help entries hook in here)."""
