@@ -27,6 +27,35 @@ def test_the_epoch_axis_reads_fractions_of_an_epoch_as_they_are(qtbot):
         assert _scale_after_range(plot, 0.15, 0.5) == 1.0
 
 
+def test_the_runs_curves_tick_whole_epochs_and_an_empty_run_shows_plain_axes(qtbot, tmp_path):
+    from tl_studio.core.run_history import RunSummary
+
+    compared = RunCurves()
+    qtbot.addWidget(compared)
+    axis = compared.loss_plot.getPlotItem().getAxis("bottom")
+    ticks = [value for _, values in axis.tickValues(0.9, 3.1, 500) for value in values]
+    assert ticks and all(value == round(value) for value in ticks) and 2.0 in ticks  # no "1.5": no such epoch
+    (major, labelled), *_ = axis.tickValues(0.9, 61, 500)
+    assert major >= 10 and all(value % 10 == 0 for value in labelled)  # 60 epochs: a label every 10 or 20
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "metrics.csv").write_text("epoch,train_loss,train_acc,val_loss,val_acc,lr,seconds\n"
+                                     "1,0.9,0.5,40.0,0.4,0.001,1.0\n2,0.5,0.8,30.0,0.6,0.001,1.0\n")
+    summary = RunSummary(path=str(run), name="run", status="stopped")
+    compared.show_runs([summary])
+    compared.loss_plot.getPlotItem().getViewBox().updateAutoRange()  # as its next paint does
+    assert compared.loss_plot.getPlotItem().viewRange()[1][1] > 30  # fitted to the run's losses
+    (run / "metrics.csv").write_text("epoch,train_loss,train_acc,val_loss,val_acc,lr,seconds\n")
+    compared.show_runs([summary])  # stopped before its first epoch ended: plain axes, not the last run's
+    assert compared.loss_plot.getPlotItem().viewRange()[1] == [0, 1]
+    assert compared.hint.text() == "No epoch has finished yet: the curves appear after the first one."
+    (run / "metrics.csv").write_text("epoch,train_loss,train_acc,val_loss,val_acc,lr,seconds\n"
+                                     "1,0.9,0.5,40.0,0.4,0.001,1.0\n")
+    compared.show_runs([summary])  # its first epoch ended: the plots fit it again
+    compared.loss_plot.getPlotItem().getViewBox().updateAutoRange()
+    assert compared.loss_plot.getPlotItem().viewRange()[1][1] > 30
+
+
 def test_a_thumbnail_shows_what_training_decodes(tmp_path):
     from tl_studio.core.images import load_rgb
 

@@ -22,9 +22,21 @@ RUN_COLOURS = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b",
 MAX_RUNS = len(RUN_COLOURS)
 
 
+class _WholeEpochAxis(pg.AxisItem):
+    """Ticks at whole epochs only: every point of a run is at a whole epoch, and "1.5" is none."""
+
+    def tickValues(self, minVal, maxVal, size):
+        levels = []
+        for spacing, values in super().tickValues(minVal, maxVal, size):
+            whole = [value for value in values if abs(value - round(value)) < 1e-6]
+            if whole:
+                levels.append((max(spacing, 1.0), whole))
+        return levels
+
+
 def _plot(name: str, title: str, y_label: str) -> pg.PlotWidget:
     configure_pyqtgraph()
-    widget = pg.PlotWidget()
+    widget = pg.PlotWidget(axisItems={"bottom": _WholeEpochAxis(orientation="bottom")})
     widget.setObjectName(name)
     item = widget.getPlotItem()
     item.setTitle(title)
@@ -33,6 +45,7 @@ def _plot(name: str, title: str, y_label: str) -> pg.PlotWidget:
     item.setLabel("left", y_label)
     item.getAxis("left").enableAutoSIPrefix(False)
     item.showGrid(x=True, y=True, alpha=0.25)
+    item.layout.setContentsMargins(0, 0, 12, 0)  # the last epoch's point off the frame of the pane
     widget.setMinimumHeight(160)
     return widget
 
@@ -83,7 +96,9 @@ class RunCurves(QWidget):
         if drawn != self._drawn:
             self._draw(runs, metrics)
             self._drawn = drawn
-        if len(runs) >= 2:
+        if runs and not any(metrics):
+            self.hint.setText("No epoch has finished yet: the curves appear after the first one.")
+        elif len(runs) >= 2:
             self.hint.setText("Solid: validation; dashed: training.")
         elif runs:
             self.hint.setText("Solid: validation; dashed: training. Ctrl+click or Shift+click more runs to "
@@ -94,6 +109,10 @@ class RunCurves(QWidget):
     def _draw(self, runs: list[RunSummary], metrics: list[list[dict]]) -> None:
         for plot in (self.loss_plot, self.accuracy_plot):
             plot.getPlotItem().clear()  # also empties the legend
+            if any(metrics):
+                plot.enableAutoRange()
+            else:  # nothing to draw: plain axes, not the last runs' ranges over an empty plot
+                plot.setRange(xRange=(0.5, 2.5), yRange=(0, 1), padding=0)
         self.shown = []
         for colour, run, rows in zip(RUN_COLOURS, runs, metrics):
             epochs = [row["epoch"] for row in rows]
