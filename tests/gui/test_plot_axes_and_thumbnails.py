@@ -56,6 +56,21 @@ def test_the_runs_curves_tick_whole_epochs_and_an_empty_run_shows_plain_axes(qtb
     assert compared.loss_plot.getPlotItem().viewRange()[1][1] > 30
 
 
+def test_a_runs_first_batch_is_framed_in_the_first_epoch_from_zero_then_the_curves_are_fitted(qtbot):
+    from types import SimpleNamespace
+
+    curves = TrainingCurves()
+    for plot in (curves.loss_plot, curves.lr_plot):
+        qtbot.addWidget(plot)
+    batch = lambda number, lr: SimpleNamespace(epoch=1, batch=number, num_batches=8, loss=0.7, lr=lr)
+    curves.add_batches([batch(1, 3e-4)])  # pyqtgraph alone: epochs -0.4 to 0.6, learning rate -0.4 to 0.4
+    (x_low, x_high), (y_low, y_high) = curves.lr_plot.getPlotItem().viewRange()
+    assert (x_low, x_high) == (0, 1) and y_low == 0 and abs(y_high - 6e-4) < 1e-12
+    assert curves.loss_plot.getPlotItem().viewRange()[1] == [0, 1.4]
+    curves.add_batches([batch(2, 4e-4)])
+    assert all(curves.lr_plot.getPlotItem().getViewBox().autoRangeEnabled())  # fitted to the curve again
+
+
 def test_a_thumbnail_shows_what_training_decodes(tmp_path):
     from tl_studio.core.images import load_rgb
 

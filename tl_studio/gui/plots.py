@@ -135,11 +135,13 @@ class TrainingCurves:
         for plot in (self.loss_plot, self.accuracy_plot, self.lr_plot):
             plot.fit_legend()  # the entries are in: fit them to the width now
         self._ema = None
+        self._framed: set[str] = set()  # batch curves whose lone first point this class framed by hand
 
     def clear(self) -> None:
         for series in self.series.values():
             series.clear()
         self._ema = None
+        self._framed.clear()
         self._redraw(self.series)
         # empty plots keep the view they had: a run that failed in its set-up showed the last run's epochs
         for plot in (self.loss_plot, self.accuracy_plot, self.lr_plot):
@@ -172,6 +174,22 @@ class TrainingCurves:
     def _redraw(self, names) -> None:
         for name in names:
             self.curves[name].setData(self.series[name].x, self.series[name].y)
+        self._frame_a_lone_point(names)
+
+    def _frame_a_lone_point(self, names) -> None:
+        """After a run's first batch pyqtgraph centres a box one unit wide on the lone point: epochs -0.4 to
+        0.6 and a learning rate of -0.4 to 0.4, with nothing drawn. Until a second point comes, the plot
+        shows the first epoch and zero to twice the value instead; then it fits its curves again."""
+        for plot, name in ((self.loss_plot, "smooth"), (self.lr_plot, "lr")):
+            if name not in names:
+                continue
+            item, series = plot.getPlotItem(), self.series[name]
+            if series.size == 1:
+                item.setRange(xRange=(0, 1), yRange=(0, 2 * max(float(series.y[0]), 1e-12)), padding=0)
+                self._framed.add(name)
+            elif name in self._framed:  # framed by this method, not zoomed by the user: fit the curves
+                self._framed.discard(name)
+                item.enableAutoRange()
 
     def point_counts(self) -> dict[str, int]:
         return {name: series.size for name, series in self.series.items()}
