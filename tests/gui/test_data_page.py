@@ -99,6 +99,14 @@ def test_a_long_file_name_does_not_push_the_problem_out_of_sight(qtbot):
     reason_left = table.columnViewportPosition(1)
     assert 0 < reason_left and reason_left + 80 <= table.viewport().width()  # the reason is in sight
     assert long_name in table.model().item(0, 0).toolTip()  # and the whole name in the tooltip
+    # a long reason is read whole, on as many lines as it takes, not cut in its middle on two
+    long_reason = ("Truncated image: the file ends before the image data does (an incomplete download or "
+                   "copy?); " * 3)
+    view.set_problems([Problem("ants/x.jpg", long_reason), Problem("ants/y.jpg", "Too small")])
+    tall = table.rowHeight(0)
+    assert tall >= 3 * table.rowHeight(1)
+    table.setColumnWidth(0, 40)  # a narrower File column, a wider Problem column: fewer lines
+    assert table.rowHeight(0) < tall
 
 
 def test_names_from_the_disk_are_shown_as_written(qtbot, tmp_path):

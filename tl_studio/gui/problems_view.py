@@ -15,6 +15,7 @@ from tl_studio.gui.literal_text import as_written
 
 PREVIEW_PX = 220
 FILE_COLUMN_MAX_PX = 260  # one long file name must not push the Problem column out of sight
+ROWS_FITTED_TO_TEXT = 500  # rows up to this many grow to their reason's lines; more keep one height each
 
 
 def preview_pixmap(path: str) -> QPixmap | None:
@@ -44,6 +45,10 @@ class ProblemsView(QWidget):
         self.table.setEditTriggers(QTableView.NoEditTriggers)
         self.table.setSelectionBehavior(QTableView.SelectRows)
         self.table.setTextElideMode(Qt.ElideMiddle)  # a long name keeps its folder and its end; whole in the tooltip
+        # the reasons wrap onto as many lines as they need: two lines with their middle cut out ("the file ends
+        # before the im…ta does") said nothing; a very long list keeps one height (laying each row out is slow)
+        self.table.setWordWrap(True)
+        self.table.horizontalHeader().sectionResized.connect(lambda *_: self._fit_rows())
         self.table.selectionModel().selectionChanged.connect(self._selection_changed)
         self.preview = QLabel("Select a file to see it here.")
         self.preview.setObjectName("problemPreview")
@@ -86,7 +91,12 @@ class ProblemsView(QWidget):
             self.model.appendRow([file_item, reason_item])
         self.table.resizeColumnToContents(0)
         self.table.setColumnWidth(0, min(self.table.columnWidth(0), FILE_COLUMN_MAX_PX))
+        self._fit_rows()
         self._selection_changed()
+
+    def _fit_rows(self) -> None:
+        if self.model.rowCount() <= ROWS_FITTED_TO_TEXT:
+            self.table.resizeRowsToContents()
 
     def selected_paths(self) -> list[str]:
         rows = sorted({index.row() for index in self.table.selectionModel().selectedRows()})
