@@ -71,6 +71,22 @@ def test_a_runs_first_batch_is_framed_in_the_first_epoch_from_zero_then_the_curv
     assert all(curves.lr_plot.getPlotItem().getViewBox().autoRangeEnabled())  # fitted to the curve again
 
 
+def test_the_learning_rate_axis_writes_rates_as_the_suggestion_does(qtbot):
+    """pyqtgraph's log axis read "learning rate (x0.001)" with ticks 0.001 ... 1, then 10¹ and 10²."""
+    import numpy as np
+
+    from tl_studio.gui.lr_finder_dialog import _plot
+
+    plot = _plot()
+    qtbot.addWidget(plot)
+    plot.plot(np.logspace(-7, 0.5, 50), np.linspace(1, 0.5, 50))
+    plot.getPlotItem().getViewBox().updateAutoRange()
+    axis = plot.getPlotItem().getAxis("bottom")
+    axis.setRange(*plot.getPlotItem().viewRange()[0])
+    assert axis.autoSIPrefixScale == 1.0 and "x0.001" not in axis.labelString()
+    assert axis.tickStrings([-4.0, -3.0, 0.0, 1.0], axis.autoSIPrefixScale, 1.0) == ["1e-04", "1e-03", "1e+00", "1e+01"]
+
+
 def test_a_thumbnail_shows_what_training_decodes(tmp_path):
     from tl_studio.core.images import load_rgb
 

@@ -22,9 +22,19 @@ from tl_studio.gui.tasks import TaskRunner
 from tl_studio.gui.theme import SERIES, configure_pyqtgraph
 
 
+class _LearningRateAxis(pg.AxisItem):
+    """Learning rates written as the suggestion is ("1e-04", "9.1e-04"). pyqtgraph's own log axis scaled
+    them by an SI prefix ("learning rate (x0.001)") and wrote 0.001, 0.01, 0.1, 1, then 10¹ and 10²."""
+
+    def logTickStrings(self, values, scale, spacing):
+        return [f"{10.0 ** value:.0e}" for value in values]
+
+
 def _plot() -> pg.PlotWidget:
     configure_pyqtgraph()
-    widget = pg.PlotWidget()
+    axis = _LearningRateAxis(orientation="bottom")
+    axis.enableAutoSIPrefix(False)
+    widget = pg.PlotWidget(axisItems={"bottom": axis})
     widget.setObjectName("lrFinderPlot")
     item = widget.getPlotItem()
     item.setLogMode(x=True, y=False)
