@@ -198,6 +198,20 @@ def test_images_skipped_during_a_run_are_one_line_that_counts_them(page, monkeyp
     assert said[-1] == "Done. 150 images could not be read and were skipped."
 
 
+def test_a_failed_run_is_said_in_the_status_line_before_its_message_box_holds_the_window(page, monkeypatch):
+    from PySide6.QtWidgets import QMessageBox
+
+    said, status_when_boxed = [], []
+    page.session.statusMessage.connect(said.append)
+    monkeypatch.setattr(QMessageBox, "warning", lambda *args: status_when_boxed.append(said[-1] if said else None))
+    page.session.say("Training alexnet…")
+    page.controller.fitStarted.emit(fit_start("CPU (1 thread)"))
+    page.controller.finished.emit(events.RunFinished(status="failed", message="Cannot download alexnet's weights.",
+                                                     best_val_acc=None, epochs_done=0, best_epoch=None,
+                                                     model_file=None, seconds=1.0))
+    assert status_when_boxed == ["Cannot download alexnet's weights."]
+
+
 def test_the_bar_says_validating_and_saving_instead_of_a_full_bar_at_no_time_left(page):
     """After the last batch the run validates, then writes and checks its model file (12.7 s measured
     in a user's run): the bar stood full at "0:00 left" all that time, Pause and Stop still offered."""

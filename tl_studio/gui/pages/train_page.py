@@ -356,6 +356,9 @@ class TrainPage(QWidget):
     def _on_finished(self, finished) -> None:
         self._set_running(False)
         self.run_progress.finish(finished.status in ("completed", "early-stopped"))
+        skipped = f" {counted(len(self.skipped), 'image')} could not be read and were skipped." if self.skipped else ""
+        # said before the failure's message box, which holds the window: "Training alexnet…" stood under it
+        self.session.say((finished.message or finished.status) + skipped)
         if finished.status == "failed":
             self.progress.setFormat("Failed")
             if self.current_run_is_new:  # a run that failed before it started leaves no empty folder behind
@@ -367,8 +370,6 @@ class TrainPage(QWidget):
             label = {"completed": "Done", "early-stopped": "Stopped early", "stopped": "Stopped"}[finished.status]
             self.progress.setFormat(f"{label} · best val accuracy "
                                     f"{finished.best_val_acc:.3f}" if finished.best_val_acc is not None else label)
-        skipped = f" {counted(len(self.skipped), 'image')} could not be read and were skipped." if self.skipped else ""
-        self.session.say((finished.message or finished.status) + skipped)
         if finished.model_file:
             self.session.set_run(self.current_run_dir, Path(finished.model_file))
         self.runFinished.emit(finished)
