@@ -312,3 +312,24 @@ def test_each_step_shows_the_last_sentence_said_on_it_not_another_steps(window, 
     clock["now"] += 0.1
     window.steps.go_to("Data")
     assert window.stack.currentWidget() is window.pages["Data"] and status.text() == "Reading ants…"
+
+
+def test_a_runs_progress_waits_on_the_train_step_while_another_step_is_shown(window, monkeypatch):
+    """The epochs that ended while the user looked at the Runs step were said there, and the Train step
+    still read "Epoch 3" when its bar was at epoch 5."""
+    import tl_studio.gui.status_line as status_line
+
+    clock = {"now": 1000.0}
+    monkeypatch.setattr(status_line.time, "monotonic", lambda: clock["now"])
+    status = window._status
+    window.steps.go_to("Runs")
+    window.session.say("Starred first.")
+    clock["now"] += 30
+    window.session.say("Epoch 4: val accuracy 0.900", "Train")
+    window.session.say("Epoch 5: val accuracy 0.910", "Train")
+    assert status.text() == "Starred first."  # the step shown keeps its own sentence
+    clock["now"] += 30
+    window.steps.go_to("Train")
+    assert status.text() == "Epoch 5: val accuracy 0.910"
+    window.session.say("Epoch 6: val accuracy 0.920", "Train")  # on the step shown: shown at once
+    assert status.text() == "Epoch 6: val accuracy 0.920"

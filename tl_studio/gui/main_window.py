@@ -60,7 +60,7 @@ class MainWindow(QMainWindow):
         self._status = StepStatusLine(
             self.stack, "Choose a folder of labelled images to begin (File > Open Folder, or drop it here).")
         self.statusBar().addWidget(self._status, 1)
-        self.session.statusMessage.connect(self._status.say)
+        self.session.said.connect(lambda message, step: self._status.say(message, STEPS.index(step) if step else None))
         for signal in (self.session.datasetChanged, self.session.modelFileChanged, self.session.trainingStateChanged):
             signal.connect(lambda *_: self._update_steps())
         self._build_menus()

@@ -19,7 +19,8 @@ class Session(QObject):
     trainingStateChanged = Signal(bool)  # True while a run is active
     modelFileChanged = Signal(object)  # Path | None: the trained model the Evaluate/Export steps use
     runDirChanged = Signal(object)  # Path | None
-    statusMessage = Signal(str)  # what the app is doing, for the status bar
+    statusMessage = Signal(str)  # what the app is doing: every sentence said
+    said = Signal(str, str)  # the same sentence and the step it is about ("": the step shown), for the status line
     scanningChanged = Signal(object)  # str | None: the folder whose scan is running (Start waits for it)
 
     def __init__(self, parent: QObject | None = None):
@@ -66,8 +67,11 @@ class Session(QObject):
         self.runDirChanged.emit(self.run_dir)
         self.modelFileChanged.emit(self.model_file)
 
-    def say(self, message: str) -> None:
+    def say(self, message: str, step: str = "") -> None:
+        """``step``: the step a sentence from work in the background is about (an epoch ends while the user
+        looks at the Runs step); it waits on that step's status line instead of standing on the one shown."""
         self.statusMessage.emit(message)
+        self.said.emit(message, step)
 
     def shutdown(self) -> None:
         """Cancels and joins the session's own background work (the rescan after a move)."""

@@ -25,7 +25,11 @@ class StepStatusLine(QLabel):
         self._said_at = -math.inf
         steps.currentChanged.connect(self._on_step_shown)
 
-    def say(self, text: str) -> None:
+    def say(self, text: str, step: int | None = None) -> None:
+        """``step``: the index of the step the sentence is about, when it is not the one shown: it waits there."""
+        if step is not None and step != self.steps.currentIndex():
+            self._said_on[step] = text
+            return
         self.setText(text)
         self._said_on[self.steps.currentIndex()] = text
         self._said_at = time.monotonic()

@@ -301,7 +301,7 @@ class EvaluatePage(QWidget):
         self.cancel_button.hide()
         self.evaluate_button.setEnabled(self.session.model_file is not None)
         self.unknown_button.setEnabled(self.evaluation is not None)
-        self.session.say(message)
+        self.session.say(message, "Evaluate")
         if failed:  # the last results were for other images: they go, so they are not read as these
             self._show_evaluation(None)
             self.summary.setText(as_written(message))  # it may quote a file or folder name

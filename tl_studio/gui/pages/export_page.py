@@ -236,7 +236,9 @@ class ExportPage(QWidget):
         self._show_snippet()
 
     def _run_changed(self, _run_dir) -> None:
-        self.result.setText("")  # the last export was another run's
+        if self.result.text():  # the last export was another run's: its outcome goes, here and below
+            self.session.say("", "Export")
+        self.result.setText("")
         self.last_report = None
         self._suggest_path()
 
@@ -318,7 +320,7 @@ class ExportPage(QWidget):
             self.result.setText(f"Wrote {report.path} ({size:.1f} MB) in {waited:.1f} s.\n"
                                 f"{report.check.describe()}")
         self.snippet.setPlainText(snippet_for(fmt, report.path))
-        self.session.say(f"Exported {report.path.name}.")
+        self.session.say(f"Exported {report.path.name}.", "Export")
         self.exported.emit(report)
 
     def _failed(self, message: str, warn: bool = True) -> None:
@@ -327,7 +329,7 @@ class ExportPage(QWidget):
         self.result.setText(message)
         if warn:
             QMessageBox.warning(self, "Export failed", as_written(message))  # it may quote a path
-        self.session.say("Export failed." if warn else message)
+        self.session.say("Export failed." if warn else message, "Export")
 
     # ---- comparing the formats ----------------------------------------------------------------------
     @property
@@ -380,4 +382,4 @@ class ExportPage(QWidget):
         self.compare_progress.hide()
         self.compare_hint.show()
         self.compare_result.setText(message)
-        self.session.say(message)
+        self.session.say(message, "Export")

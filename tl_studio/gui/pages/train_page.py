@@ -119,8 +119,10 @@ class TrainPage(QWidget):
         self.lr_button.clicked.connect(self.find_learning_rate)
         c = self.controller
         c.fitStarted.connect(self._on_fit_started)
-        c.phaseStarted.connect(lambda e: self.session.say(e.description))
-        c.featureProgress.connect(lambda e: self.session.say(self.run_progress.features(e)))
+        # a run's progress is said on the Train step whichever step is shown (a sentence said on another
+        # step stood there, and the Train step kept "Epoch 3" while the bar read epoch 5)
+        c.phaseStarted.connect(lambda e: self.session.say(e.description, "Train"))
+        c.featureProgress.connect(lambda e: self.session.say(self.run_progress.features(e), "Train"))
         c.batches.connect(self._on_batches)
         c.epochEnded.connect(self._on_epoch)
         c.samplesReady.connect(self.samples.show_predictions)
@@ -334,7 +336,7 @@ class TrainPage(QWidget):
         self.history.append(event)
         self.curves.add_epoch(event)
         self.session.say(f"Epoch {event.epoch}: val accuracy {event.val_acc:.3f}, val loss {event.val_loss:.4f} "
-                         f"({event.seconds:.1f} s{event.gpu_memory_text()})")
+                         f"({event.seconds:.1f} s{event.gpu_memory_text()})", "Train")
         self.run_progress.epoch_ended(event)  # the status line keeps the epoch's figures, the bar what follows
         if self.writing_model_file:  # Stop then said "Stopping: saving the best epoch so far…" of a finished run
             self.pause_button.setEnabled(False)
