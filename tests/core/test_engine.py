@@ -337,3 +337,21 @@ def test_a_cpu_run_says_nothing_of_gpu_memory(tmp_path):
     bar = ProgressBar(lines)
     bar.on_epoch_end(events.EpochEnd(1, 0.5, 0.8, 0.4, 0.9, 1e-3, 2.0, 50.0))
     assert "GPU" not in lines.getvalue() and lines.getvalue().rstrip().endswith("img/s)")
+
+
+def test_a_distributed_runs_processes_leave_the_pause_out_of_their_clocks(monkeypatch):
+    """Every process of a torchrun run waits at the same batch while the first one is paused; each one's
+    clock leaves that wait out, as a single process's does (here a process other than the first, its
+    word from the first one played back: pause, pause, pause, continue)."""
+    from tl_studio.core import strategy as strategy_module
+
+    words = iter([strategy_module.PAUSE] * 3 + [strategy_module.CONTINUE])
+    process = strategy_module.DistributedProcesses.__new__(strategy_module.DistributedProcesses)
+    process.is_writer = False
+    monkeypatch.setattr(process, "_broadcast_int", lambda value: next(words), raising=False)
+    monkeypatch.setattr(strategy_module, "PAUSE_POLL_SECONDS", 0.2)
+    control = RunControl()
+    before, wall = control.clock(), time.perf_counter()
+    process.between_batches(control)
+    held = time.perf_counter() - wall
+    assert held >= 0.55 and control.clock() - before < held - 0.5
