@@ -81,6 +81,8 @@ def test_a_decodable_problem_file_is_previewed(qtbot, tmp_path):
 def test_a_long_file_name_does_not_push_the_problem_out_of_sight(qtbot):
     """hymenoptera has a 100-character file name: as a problem it made the File column 650 px wide, and
     the reason (and the column's own header) ended up beyond the right edge."""
+    from PySide6.QtCore import QCoreApplication
+
     from tl_studio.gui.problems_view import ProblemsView
 
     view = ProblemsView()
@@ -103,11 +105,24 @@ def test_a_long_file_name_does_not_push_the_problem_out_of_sight(qtbot):
     long_reason = ("Truncated image: the file ends before the image data does (an incomplete download or "
                    "copy?); " * 3)
     view.set_problems([Problem("ants/x.jpg", long_reason), Problem("ants/y.jpg", "Too small")])
-    assert table.rowHeight(0) >= 3 * table.rowHeight(1)
+
+    def height_of_row(row: int) -> int:
+        QCoreApplication.processEvents()  # the rows follow the columns' widths when the table is laid out
+        return table.rowHeight(row)
+
+    assert height_of_row(0) >= 3 * height_of_row(1)
     table.setColumnWidth(0, 300)  # the File column dragged wide: the reason takes more lines
-    tall = table.rowHeight(0)
-    table.setColumnWidth(0, 40)  # and narrow: fewer
-    assert table.rowHeight(0) < tall
+    tall = height_of_row(0)
+    table.setColumnWidth(0, 100)  # and narrow: fewer
+    assert height_of_row(0) < tall
+    # listed while the tab was hidden and narrow, then shown wide: the rows are not left at the narrow height
+    view.hide()
+    view.resize(300, 400)
+    view.set_problems([Problem("ants/x.jpg", long_reason[:100]), Problem("ants/y.jpg", "Too small")])
+    view.resize(1400, 400)
+    view.show()
+    qtbot.waitExposed(view)
+    assert height_of_row(0) == height_of_row(1)  # one line each at this width
 
 
 def test_names_from_the_disk_are_shown_as_written(qtbot, tmp_path):

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from PySide6.QtCore import QSize, Qt, QUrl, Signal
+from PySide6.QtCore import QEvent, QSize, Qt, QTimer, QUrl, Signal
 from PySide6.QtGui import QDesktopServices, QImageReader, QPixmap, QStandardItem, QStandardItemModel
 from PySide6.QtWidgets import (QHeaderView, QLabel, QPushButton, QSplitter, QTableView, QVBoxLayout,
                                QWidget)
@@ -45,10 +45,14 @@ class ProblemsView(QWidget):
         self.table.setEditTriggers(QTableView.NoEditTriggers)
         self.table.setSelectionBehavior(QTableView.SelectRows)
         self.table.setTextElideMode(Qt.ElideMiddle)  # a long name keeps its folder and its end; whole in the tooltip
-        # the reasons wrap onto as many lines as they need: two lines with their middle cut out ("the file ends
-        # before the im…ta does") said nothing; a very long list keeps one height (laying each row out is slow)
+        # The reasons wrap onto as many lines as they need: two lines with their middle cut out ("the file ends
+        # before the im…ta does") said nothing. The rows follow the Problem column's width: when the user drags
+        # a column, and when the table is resized or first shown (the stretched column then changes without a
+        # signal; rows fitted while the tab was hidden and narrow stayed three times too tall). A very long list
+        # keeps one height per row: laying out every row's text is slow.
         self.table.setWordWrap(True)
         self.table.horizontalHeader().sectionResized.connect(lambda *_: self._fit_rows())
+        self.table.viewport().installEventFilter(self)
         self.table.selectionModel().selectionChanged.connect(self._selection_changed)
         self.preview = QLabel("Select a file to see it here.")
         self.preview.setObjectName("problemPreview")
@@ -97,6 +101,11 @@ class ProblemsView(QWidget):
     def _fit_rows(self) -> None:
         if self.model.rowCount() <= ROWS_FITTED_TO_TEXT:
             self.table.resizeRowsToContents()
+
+    def eventFilter(self, watched, event) -> bool:
+        if watched is self.table.viewport() and event.type() == QEvent.Resize:
+            QTimer.singleShot(0, self._fit_rows)  # once the header has stretched the Problem column to the new width
+        return super().eventFilter(watched, event)
 
     def selected_paths(self) -> list[str]:
         rows = sorted({index.row() for index in self.table.selectionModel().selectedRows()})
