@@ -261,3 +261,34 @@ def test_all_six_model_columns_are_readable_at_the_smallest_window_size(qtbot):
     table.sortByColumn(2, Qt.DescendingOrder)  # the sorted column also makes room for its arrow
     qtbot.waitUntil(all_columns_readable, timeout=5000)
     window.close()
+
+
+def test_weights_that_cannot_be_imported_are_said_in_the_status_line_before_the_box(qtbot, monkeypatch, tmp_path):
+    """"Checking … against vit_b_16…" stood in the status line after the refusal, on every model."""
+    from types import SimpleNamespace
+
+    from PySide6.QtWidgets import QFileDialog, QMessageBox
+
+    from tl_studio.core import weight_import
+    from tl_studio.core.errors import UserError
+    from tl_studio.gui.pages.model_page import ModelPage
+    from tl_studio.gui.session import Session
+
+    session = Session()
+    said, boxed = [], []
+    session.statusMessage.connect(said.append)
+    page = ModelPage(session)
+    qtbot.addWidget(page)
+    monkeypatch.setattr(page, "current_info", lambda: SimpleNamespace(name="vit_b_16"))
+    monkeypatch.setattr(QFileDialog, "getOpenFileName", lambda *args: (str(tmp_path / "wrong.pth"), ""))
+
+    def refuse(name, path):
+        raise UserError("wrong.pth holds another model's weights.")
+
+    monkeypatch.setattr(weight_import, "import_weights", refuse)
+    monkeypatch.setattr(QMessageBox, "warning", lambda parent, title, text: boxed.append((said[-1], text)))
+    page.import_weights()
+    qtbot.waitUntil(lambda: bool(boxed), timeout=30_000)
+    assert boxed == [("The weights were not imported for vit_b_16; its weights are as they were.",
+                      "wrong.pth holds another model's weights.")]
+    page.shutdown()

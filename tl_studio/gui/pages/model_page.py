@@ -379,8 +379,12 @@ class ModelPage(QWidget):
         task = self.tasks.start(lambda report, cancelled: import_weights(info.name, path), "import-weights")
         task.succeeded.connect(lambda result: self._weights_ready(
             info, f"Imported weights for {info.name} ({result.action})."))
-        task.failed.connect(lambda message: QMessageBox.warning(self, "Cannot import these weights",
-                                                                as_written(message)))  # it quotes the file
+        task.failed.connect(lambda message: self._import_failed(info, message))
+
+    def _import_failed(self, info, message: str) -> None:
+        # said before the box, which holds the window: "Checking … against vit_b_16…" stood on after it
+        self.session.say(f"The weights were not imported for {info.name}; its weights are as they were.", "Model")
+        QMessageBox.warning(self, "Cannot import these weights", as_written(message))  # it quotes the file
 
     def shutdown(self) -> None:
         self.advisor.shutdown()
