@@ -48,6 +48,12 @@ def test_open_model_file_refuses_crafted_files(qtbot, crafted, warnings):
     window.open_model_file(str(damaged))
     assert window.session.model_file is None
     assert warnings[-1][1].startswith("random.onnx was not opened: it is not a readable onnx file")
+    junk = crafted["good"].parent / "junk.pth"  # random bytes: said to be unreadable, not asked about as code
+    junk.write_bytes(bytes(range(256)) * 8)
+    asked = len(warnings)
+    window.open_model_file(str(junk))
+    assert window.session.model_file is None and len(warnings) == asked + 1
+    assert warnings[-1][1].startswith("junk.pth was not opened: it is not a readable torchscript file")
     window.open_model_file(str(crafted["good"]))
     assert window.session.model_file == crafted["good"]
     assert not crafted["marker"].exists()

@@ -20,9 +20,11 @@ def confirm_model_file(parent: QWidget, session, path) -> bool:
     path = Path(path)
     try:
         fmt = format_of(path)
+        # checked first (zipfile and pickletools only, nothing runs): a damaged file or random bytes named
+        # .pth is said to be one, not asked about as "a TorchScript file" that carries code
+        check_model_file(path, fmt)
         if fmt == "torchscript" and not _user_trusts(parent, path, torchscript_warning(path)):
             return False
-        check_model_file(path, fmt)
     except UserError as error:
         QMessageBox.warning(parent, "Model file not opened", as_written(str(error)))  # it quotes the file
         return False
