@@ -292,3 +292,21 @@ def test_weights_that_cannot_be_imported_are_said_in_the_status_line_before_the_
     assert boxed == [("The weights were not imported for vit_b_16; its weights are as they were.",
                       "wrong.pth holds another model's weights.")]
     page.shutdown()
+
+
+def test_a_head_of_a_tiny_share_of_the_parameters_is_not_called_none(qtbot):
+    """vit_b_16's head is 1,538 of 85,800,194 parameters: "(0.0%)" read as nothing training."""
+    from types import SimpleNamespace
+
+    from tl_studio.gui.pages.model_page import ModelPage
+    from tl_studio.gui.session import Session
+
+    page = ModelPage(Session())
+    qtbot.addWidget(page)
+    page.summary = SimpleNamespace(names=("stem", "blocks"), total_params=85_800_194,
+                                   trainable=lambda depth: 1_538 if depth == 2 else 85_800_194)
+    page._describe_depth(2)
+    assert page.params_text.text().endswith("parameters train (&lt;0.1%).")
+    page._describe_depth(0)
+    assert page.params_text.text().endswith("parameters train (100.0%).")
+    page.shutdown()

@@ -298,8 +298,10 @@ class ModelPage(QWidget):
             what = f"Frozen: {', '.join(summary.names[:value])}. Fine-tuned: {', '.join(summary.names[value:])} + head."
         trainable = summary.trainable(value)
         self.freeze_text.setText(what)
-        self.params_text.setText(f"<b>{trainable:,}</b> of {summary.total_params:,} parameters train "
-                                 f"({trainable / summary.total_params:.1%}).")
+        share = trainable / summary.total_params
+        # a ViT's head is 1,538 of 85.8 M: "(0.0%)" read as nothing at all training
+        share_text = "&lt;0.1%" if 0 < share < 0.001 else f"{share:.1%}"  # rich text: "<" escaped
+        self.params_text.setText(f"<b>{trainable:,}</b> of {summary.total_params:,} parameters train ({share_text}).")
         scan = self.session.scan
         if scan is not None:
             per_class = images_per_class(scan.counts()["train"].values())
