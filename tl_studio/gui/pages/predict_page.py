@@ -206,7 +206,7 @@ class PredictPage(QWidget):
     # ---- adding images ------------------------------------------------------------------------------
     def choose_images(self) -> None:
         paths, _ = QFileDialog.getOpenFileNames(self, "Choose images to classify", self._dialog_folder(),
-                                                "Images (*.jpg *.jpeg *.png *.bmp *.gif *.tif *.tiff *.webp);;"
+                                                "Images (*.jpg *.jpeg *.png *.bmp *.gif *.tif *.tiff *.webp *.avif);;"
                                                 "All files (*)")
         if paths:
             self.chosen_from = str(Path(paths[0]).parent)
