@@ -355,3 +355,18 @@ def test_a_distributed_runs_processes_leave_the_pause_out_of_their_clocks(monkey
     process.between_batches(control)
     held = time.perf_counter() - wall
     assert held >= 0.55 and control.clock() - before < held - 0.5
+
+
+@pytest.mark.parametrize("weights, freeze, said", [("none", "all", True), ("none", "2", True), ("none", "none", False),
+                                                   ("default", "all", False)])
+def test_a_backbone_frozen_at_random_weights_is_said_when_the_run_starts(tiny_dataset, tmp_path, weights, freeze,
+                                                                         said):
+    """Its frozen stages give the head random features that no epoch improves: said at the start (the
+    CLI's Note lines and the Train step show FitStart's notes), not found out from the accuracy."""
+    from tl_studio.core.diagnostics import RANDOM_AND_FROZEN
+
+    config = lite0_config(tiny_dataset, weights=weights, freeze=freeze, epochs=1)
+    finished, recorder = fit(config, tmp_path / "run")
+    assert finished.status == "completed"
+    start, = recorder.of_type(events.FitStart)
+    assert (RANDOM_AND_FROZEN in start.notes) is said

@@ -33,6 +33,16 @@ def overfitting_hint(history: Sequence, freeze: str = "all", augment: str = "sta
             f"fell. Try " + ", ".join(advice[:-1]) + f" or {advice[-1]}.")
 
 
+RANDOM_AND_FROZEN = ("Random starting weights: frozen stages stay random and learn nothing. Freeze nothing to "
+                     "train from scratch, or start from ImageNet weights.")
+
+
+def setup_notes(config, frozen_stages: int) -> list[str]:
+    """What a run's settings will cost it, said when it starts (every front end shows a FitStart's notes):
+    a backbone frozen at random weights gives the head random features, which no epoch improves."""
+    return [RANDOM_AND_FROZEN] if not config.pretrained and frozen_stages else []
+
+
 def freeze_hint(per_class: float, frozen: int, num_stages: int, pretrained: bool = True) -> str:
     """One line of transfer-learning practice for the chosen freeze depth: few images (and a domain
     like ImageNet's photos) -> freeze more; many images or a distant domain -> fine-tune more.
@@ -42,8 +52,7 @@ def freeze_hint(per_class: float, frozen: int, num_stages: int, pretrained: bool
 
     if not pretrained:
         if frozen:
-            return ("Random starting weights: frozen stages stay random and learn nothing. Freeze nothing to "
-                    "train from scratch, or start from ImageNet weights.")
+            return RANDOM_AND_FROZEN
         return ("Random starting weights: every layer trains from scratch, which needs many images and epochs; "
                 "ImageNet weights get further with few images.")
 

@@ -111,6 +111,7 @@ class RunState:
         self.resume_payload = payload
 
     def fit_start_event(self, run_dir, first_phase) -> events.FitStart:
+        from tl_studio.core.diagnostics import setup_notes
         from tl_studio.core.models import freeze
 
         report = freeze(self.model, first_phase.freeze)  # the counts the user will see train first
@@ -122,7 +123,8 @@ class RunState:
             trainable_params=report.trainable_params, total_params=report.total_params,
             feature_cache=self._uses_cache(first_phase),
             class_weights=tuple(data.class_weights.tolist()) if data.class_weights is not None else None,
-            notes=tuple(data.notes), history=tuple(self.history), processes=self.strategy.world_size)
+            notes=(*data.notes, *setup_notes(self.config, report.depth)), history=tuple(self.history),
+            processes=self.strategy.world_size)
 
     # ---- phases -----------------------------------------------------------------------------------
     def enter_phase(self, phase) -> events.PhaseStart:
