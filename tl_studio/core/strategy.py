@@ -183,7 +183,8 @@ class DistributedProcesses(SingleProcess):
                 raise StopRequested()
             if decision == CONTINUE:
                 return
-            began = began if began is not None else time.perf_counter()
+            if began is None:
+                began = time.perf_counter()
             time.sleep(PAUSE_POLL_SECONDS)  # paused: ask rank 0 again shortly
 
     def _broadcast_int(self, value: int) -> int:

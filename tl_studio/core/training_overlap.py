@@ -13,6 +13,7 @@ image are read, usually a handful; the rest is a scan of the training folder and
 
 from __future__ import annotations
 
+import functools
 import os
 from collections import defaultdict
 from pathlib import Path
@@ -38,21 +39,10 @@ def seen_in_training(paths: Iterable, metadata: dict, cancel: Callable[[], bool]
     for record in scan.split("train"):
         if (size := _size(record.path)) is not None:
             training_by_size[size].append(record.path)
-    candidates = [path for path in paths if _size(path) in training_by_size]
-    if not candidates:
-        return 0
-    digests: dict[str, str | None] = {}  # an evaluated image inside the training folder is read once
-
-    def digest(path) -> str | None:
-        key = str(path)
-        if key not in digests:
-            digests[key] = file_digest(path)
-        return digests[key]
-
-    sizes = {_size(path) for path in candidates}
-    training = {digest(path) for size in sizes for path in training_by_size[size]} - {None}
-    return sum(1 for path in candidates if digest(path) in training)
-
+    candidates = {str(path): size for path in paths if (size := _size(path)) in training_by_size}
+    digest = functools.cache(file_digest)  # an evaluated image inside the training folder is read once
+    training = {digest(str(path)) for size in set(candidates.values()) for path in training_by_size[size]}
+    return sum(1 for path in candidates if digest(path) in training - {None})
 
 def _size(path) -> int | None:
     try:
