@@ -16,7 +16,6 @@ import torch
 
 from tl_studio.core.errors import UserError
 from tl_studio.core.fileio import atomic_path
-from tl_studio.core.run_folder import BEST_CHECKPOINT as BEST
 from tl_studio.core.run_folder import LAST_CHECKPOINT as LAST
 from tl_studio.core.wording import MB, megabytes
 
