@@ -134,7 +134,7 @@ def test_the_phase_change_unfreezes_exactly_the_later_stages_with_discriminative
     names = [name for name, _ in inspector.trainer.state.model.named_parameters()]
     expected = {name for name in names if not name.startswith(FROZEN_AT_DEPTH_2)}
     assert tune["trainable"] == expected
-    base = 1e-4  # optim.FINE_TUNE_PHASE_LR for AdamW
+    base = 1e-4  # config.FINE_TUNE_PHASE_LR for AdamW
     rates = {name: lr for name, lr, _ in tune["groups"]}
     assert rates == pytest.approx({"head": base, "stage4": base * 0.5, "stage3": base * 0.25, "stage2": base * 0.125})
     # every trainable parameter is in exactly one group, the head's in the head group

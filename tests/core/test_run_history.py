@@ -279,3 +279,22 @@ def test_a_new_run_folder_is_named_for_its_data_and_model_and_never_an_existing_
         thread.join()
     assert len(set(made)) == 4 and all(folder.is_dir() for folder in made)  # each command its own folder
     assert history.new_run_dir(tmp_path, "", "m").name.startswith("dataset-m-")
+
+
+@pytest.mark.parametrize("optimizer, head, tuned", [("adamw", 1e-3, 1e-4), ("sgd", 1e-2, 1e-3)])
+def test_a_two_phase_run_lists_the_rate_it_fine_tuned_at(optimizer, head, tuned):
+    """A two-phase run with the automatic rate fine-tunes at 1e-4 after its head phase at 1e-3; the history
+    listed 3e-4, the one-cycle fine-tuning default, which no phase of it used. The rate each phase trains at
+    is the engine's (optim.phase_lr)."""
+    from tl_studio.core.config import Phase, TrainConfig
+    from tl_studio.core.optim import phase_lr
+
+    config = {"freeze": "4", "schedule": "fine-tune", "optimizer": optimizer, "lr": None}
+    assert history.resolved_lr(config) == tuned
+    train_config = TrainConfig(freeze="4", schedule="fine-tune", optimizer=optimizer)
+    assert phase_lr(Phase("fine-tune", 2, 5, "4", 0.5), train_config) == tuned
+    assert phase_lr(Phase("head", 1, 1, "all", 0.5), train_config) == head
+    given = train_config.replace(lr=5e-5)
+    assert history.resolved_lr({**config, "lr": 5e-5}) == given.trained_lr() == 5e-5
+    assert phase_lr(Phase("head", 1, 1, "all", 0.5), given) == head
+    assert history.resolved_lr({"freeze": "4", "schedule": "onecycle", "optimizer": optimizer}) == pytest.approx(head * 0.3)

@@ -21,6 +21,7 @@ from __future__ import annotations
 import math
 from dataclasses import asdict, dataclass
 
+from tl_studio.core.config import FINE_TUNE_PHASE_LR
 from tl_studio.core.wording import counted
 
 # images per class (median over classes, training split) below which a dataset is in that level
@@ -38,7 +39,7 @@ TRAINABLE_STAGES = {
 HEAD_STEPS = 150  # optimizer steps that reliably train a new head (cheap: features are cached)
 TUNE_STEPS = 400  # fine-tuning steps before small datasets start to be memorised
 HEAD_LR = {"adamw": 1e-3, "sgd": 1e-2}  # TrainConfig.resolved_lr's defaults
-TUNE_LR = {"adamw": 1e-4, "sgd": 1e-3}  # run_state.FINE_TUNE_PHASE_LR
+TUNE_LR = FINE_TUNE_PHASE_LR  # the fine-tuning phase's automatic rate
 STRONGER_AUGMENT = {"none": "light", "light": "standard", "standard": "strong"}
 SCRATCH_STEPS = 3000  # a network from random weights needs many more updates than a head or a fine-tune
 SCRATCH_EPOCHS = (30, 100)  # at least, at most (100 full passes of a small set: an hour on a laptop CPU)

@@ -22,6 +22,9 @@ DEVICES = ("auto", "cpu", "cuda", "mps")
 # processes, until decoding on the GPU has been measured in the engine (docs/training.md)
 DECODE_PLACES = ("auto", "cpu", "gpu")
 CLASS_WEIGHTING = ("auto", "on", "off")
+# The fine-tune schedule's second phase when no rate is set: small steps, because a head that already
+# works needs the pretrained layers adapted, not undone.
+FINE_TUNE_PHASE_LR = {"adamw": 1e-4, "sgd": 1e-3}
 # Memory for activations grows with the square of the input side: 1024 px is 21x the pixels of the
 # usual 224 px (and above every torchvision model's own size, 518 px at most), so larger sizes only
 # run out of memory.
@@ -92,6 +95,18 @@ class TrainConfig:
         if self.optimizer == "sgd":
             return 1e-2 if head_only else 3e-3
         return 1e-3 if head_only else 3e-4
+
+    def trained_lr(self) -> float:
+        """The rate the run trains its chosen layers at, the one to quote for it: resolved_lr(), except
+        that the fine-tune schedule with no rate set fine-tunes at FINE_TUNE_PHASE_LR, after a head phase
+        at head_phase_lr()."""
+        if self.schedule == "fine-tune" and self.lr is None:
+            return FINE_TUNE_PHASE_LR.get(self.optimizer, FINE_TUNE_PHASE_LR["adamw"])
+        return self.resolved_lr()
+
+    def head_phase_lr(self) -> float:
+        """The fine-tune schedule's head phase rate: the head-only default, whatever rate is set."""
+        return self.replace(freeze="all", lr=None).resolved_lr()
 
     # ---- validation and (de)serialisation -------------------------------------------------------
     def validate(self) -> "TrainConfig":

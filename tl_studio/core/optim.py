@@ -92,10 +92,6 @@ def make_criterion(weights: torch.Tensor | None, label_smoothing: float) -> nn.M
     return nn.CrossEntropyLoss(weight=weights, label_smoothing=label_smoothing)
 
 
-# A frozen backbone's new head, and the fine-tuning phase after it: see PhasePolicy.phase_lr.
-FINE_TUNE_PHASE_LR = {"adamw": 1e-4, "sgd": 1e-3}
-
-
 class PhasePolicy:
     """The learning-rate policy of one training phase: its rate(s), optimizer, schedule and (fp16)
     gradient scaler, built for a number of optimizer steps. One object per phase; a resumed run
@@ -138,11 +134,6 @@ class PhasePolicy:
 
 def phase_lr(phase, config: TrainConfig) -> float:
     """config.lr (set by hand or from the LR finder) is the rate of the phase that trains at the
-    config's freeze depth; the head phase of the fine-tune schedule uses the head-only default, and
-    the fine-tuning phase after it small steps (a head that already works needs pretrained layers
-    adapted, not undone)."""
-    if phase.name == "head":
-        return config.replace(freeze="all", lr=None).resolved_lr()
-    if phase.name == "fine-tune" and config.lr is None:
-        return FINE_TUNE_PHASE_LR[config.optimizer]
-    return config.replace(freeze=phase.freeze).resolved_lr()
+    config's freeze depth; the head phase of the fine-tune schedule uses the head-only default (see
+    TrainConfig.trained_lr and head_phase_lr)."""
+    return config.head_phase_lr() if phase.name == "head" else config.trained_lr()

@@ -229,15 +229,16 @@ def read_config(folder: RunFolder) -> dict:
 
 
 def resolved_lr(config: dict) -> float | None:
-    """The learning rate the run used: the config's, else the default for its freeze depth."""
+    """The learning rate the run trained at (TrainConfig.trained_lr): the config's, else the default for
+    its freeze depth and schedule (the fine-tune schedule's second phase, not its head phase)."""
     from tl_studio.core.config import TrainConfig
 
     if config.get("lr") is not None:
         return float(config["lr"])
     if not config:
         return None
-    return TrainConfig(freeze=str(config.get("freeze", "all")),
-                       optimizer=str(config.get("optimizer", "adamw"))).resolved_lr()
+    return TrainConfig(freeze=str(config.get("freeze", "all")), optimizer=str(config.get("optimizer", "adamw")),
+                       schedule=str(config.get("schedule", "onecycle"))).trained_lr()
 
 
 def read_metrics(folder: RunFolder) -> list[dict]:

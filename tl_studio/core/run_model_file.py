@@ -9,6 +9,7 @@ import copy
 import torch
 
 from tl_studio.core import checkpoint as ckpt
+from tl_studio.core.run_folder import BEST_CHECKPOINT
 
 
 def model_file_bytes(model: torch.nn.Module) -> int:
@@ -21,7 +22,7 @@ def export_best(state, path):
     from tl_studio.core.export import export_model, metadata_for_run
     from tl_studio.core.run_calibration import calibrated_metadata
 
-    best = ckpt.load_checkpoint(path.parent / ckpt.BEST)
+    best = ckpt.load_checkpoint(path.parent / BEST_CHECKPOINT)
     network = copy.deepcopy(state.model).cpu().float().to(memory_format=torch.contiguous_format)
     network.load_state_dict(best["model"])
     metadata = metadata_for_run(state.config, state.data.classes, state.spec, best["epoch"], best["val_acc"])

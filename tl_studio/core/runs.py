@@ -9,7 +9,7 @@ from tl_studio.core import checkpoint as ckpt
 from tl_studio.core.config import TrainConfig
 from tl_studio.core.errors import UserError
 from tl_studio.core.preprocess import PreprocessSpec
-from tl_studio.core.run_folder import MODEL_FILE, RunFolder
+from tl_studio.core.run_folder import BEST_CHECKPOINT, MODEL_FILE, RunFolder
 
 
 
@@ -27,7 +27,7 @@ class Run:
         """The trained network (no preprocessing), on the CPU, in eval mode."""
         from tl_studio.core.models import build_trained_model
 
-        network = build_trained_model(self.config.model, len(self.classes), self.weights, ckpt.BEST)
+        network = build_trained_model(self.config.model, len(self.classes), self.weights, BEST_CHECKPOINT)
         return network.eval()
 
 
@@ -35,16 +35,16 @@ def open_run(folder: Path) -> Run:
     """The run in ``folder``; a file inside a run folder (its model.pt2, given where the folder was
     meant) stands for that run."""
     folder = Path(folder)
-    if folder.is_file() and (folder.parent / ckpt.BEST).is_file():
+    if folder.is_file() and (folder.parent / BEST_CHECKPOINT).is_file():
         folder = folder.parent
     elif folder.is_file():
         raise UserError(f"{folder} is a file; this starts from the run folder that trained the model (the one "
-                        f"holding {ckpt.BEST}): give that folder.")
+                        f"holding {BEST_CHECKPOINT}): give that folder.")
     if not folder.exists():
         raise UserError(f"{folder} does not exist; give a run folder (`tl-studio runs` lists them).")
-    if not (folder / ckpt.BEST).is_file():
-        raise UserError(f"{folder} holds no trained run (no {ckpt.BEST}); train one with `tl-studio train`.")
-    best = ckpt.load_checkpoint(folder / ckpt.BEST)
+    if not (folder / BEST_CHECKPOINT).is_file():
+        raise UserError(f"{folder} holds no trained run (no {BEST_CHECKPOINT}); train one with `tl-studio train`.")
+    best = ckpt.load_checkpoint(folder / BEST_CHECKPOINT)
     return Run(folder, TrainConfig.from_dict(best["config"]), list(best["classes"]),
                PreprocessSpec.from_dict(best["preprocess"]), int(best["epoch"]), float(best["val_acc"]), best["model"])
 

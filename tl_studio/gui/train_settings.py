@@ -29,17 +29,6 @@ def remember_config(config: TrainConfig) -> None:
     QSettings().setValue(SETTINGS_KEY, json.dumps({k: getattr(config, k) for k in REMEMBERED}))
 
 
-def automatic_rate(config: TrainConfig) -> tuple[float, str]:
-    """The rate an automatic-rate run trains at, as the form shows it, and a note for a second phase:
-    the two-phase schedule fine-tunes at a small rate (advice_rules.TUNE_LR, the engine's fine-tune
-    phase default) after a head phase at the head-only rate, so its main rate is not resolved_lr()."""
-    from tl_studio.core.advice_rules import HEAD_LR, TUNE_LR
-
-    if config.schedule == "fine-tune":
-        return TUNE_LR[config.optimizer], f" (head phase first at {HEAD_LR[config.optimizer]:g})"
-    return config.resolved_lr(), ""
-
-
 def _combo(items: list[tuple[str, str]], tip: str) -> QComboBox:
     box = QComboBox()
     for value, text in items:
@@ -69,7 +58,8 @@ class TrainSettings(QWidget):
         self.batch_size = _spin(1, 1024, "Images per step. Larger is faster on a GPU if memory allows; "
                                          "TL Studio lowers it by itself after a GPU out-of-memory error.")
         self.auto_lr = QCheckBox("automatic")
-        self.auto_lr.setToolTip("1e-3 when only the head trains, 3e-4 when fine-tuning (AdamW).")
+        self.auto_lr.setToolTip("1e-3 when only the head trains, 3e-4 when fine-tuning, 1e-4 for the fine-tuning "
+                                "after a two-phase schedule's head phase (AdamW).")
         self.lr = QDoubleSpinBox(decimals=6, minimum=1e-6, maximum=10.0, singleStep=1e-4)
         self.lr.setToolTip("Peak learning rate of the schedule. Use the learning-rate finder when unsure.")
         self.optimizer = _combo([("adamw", "AdamW"), ("sgd", "SGD with momentum")],
@@ -172,15 +162,17 @@ class TrainSettings(QWidget):
             self.batch_size.setValue(config.batch_size)
             self.auto_lr.setChecked(config.lr is None)
             self.lr.setEnabled(config.lr is not None)
-            rate, note = automatic_rate(config) if config.lr is None else (config.lr, "")
-            self.lr.setValue(rate)
-            self.auto_lr.setText(f"automatic{note}")
+            self.lr.setValue(config.trained_lr())
             for box, value in ((self.optimizer, config.optimizer), (self.schedule, config.schedule),
                                (self.augment, config.augment), (self.device, config.device),
                                (self.class_weighting, config.class_weighting)):
                 self._select(box, value)
             self.freeze_epochs.setValue(config.freeze_epochs)
             self.freeze_epochs.setEnabled(config.schedule == "fine-tune")
+            # The head phase trains at its own rate, whatever the rate row says: said where it applies (a
+            # note beside "automatic" widened the whole settings column past the window).
+            two_phase = config.schedule == "fine-tune"
+            self.freeze_epochs.setSuffix(f" at rate {config.head_phase_lr():g}" if two_phase else "")
             self.img_size.setValue(config.img_size or 0)
             self.workers.setValue(-1 if config.workers is None else config.workers)
             self.early_stopping.setValue(config.early_stopping_patience)

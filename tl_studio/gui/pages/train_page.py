@@ -326,7 +326,7 @@ class TrainPage(QWidget):
             return ""
         config = self.run_config
         return (f"\nResumed with its own settings: {config.model}, freeze {config.freeze}, learning rate "
-                f"{config.resolved_lr():g}, {config.epochs} epochs. The settings on the left are for your next run.")
+                f"{config.trained_lr():g}, {config.epochs} epochs. The settings on the left are for your next run.")
 
     def _on_batches(self, batches) -> None:
         self.curves.add_batches(batches)
