@@ -386,3 +386,23 @@ def test_the_legends_hide_no_curve(qtbot, size):
 
         qtbot.waitUntil(legend_clear_of_the_curves, timeout=5000)
     window.close()
+
+
+def test_the_summary_follows_the_two_phase_schedule_into_fine_tuning(page):
+    """Through a two-phase run's second phase the summary kept saying the head's parameters trained on
+    cached features; it names the phase and what trains in it."""
+    page.controller.fitStarted.emit(fit_start("CPU (1 thread)"))
+    page.controller.phaseStarted.emit(events.PhaseStart("head", 1, 10, "Phase 1", feature_cache=True))
+    text = page.summary.text()
+    assert "Phase 1 of 2, the new head: 10 of 100 parameters train. Features are computed once" in text
+    page.controller.phaseStarted.emit(events.PhaseStart("fine-tune", 3, 60, "Phase 2", feature_cache=False))
+    text = page.summary.text()
+    assert "Phase 2 of 2, fine-tuning: 60 of 100 parameters train." in text
+    assert "cached" not in text and "Run folder: /tmp/run" in text
+
+
+def test_a_one_phase_run_keeps_the_summary_of_its_start(page):
+    page.controller.fitStarted.emit(fit_start("CPU (1 thread)"))
+    before = page.summary.text()
+    page.controller.phaseStarted.emit(events.PhaseStart("train", 1, 10, "Training", feature_cache=True))
+    assert page.summary.text() == before and "Phase" not in before

@@ -34,6 +34,7 @@ class PhaseStart:
     first_epoch: int
     trainable_params: int
     description: str
+    feature_cache: bool = False  # the phase trains on cached features (events.jsonl of older runs lack it)
 
 
 @dataclass(frozen=True)

@@ -149,7 +149,7 @@ class RunState:
             self.resume_payload = None
             self.policy.load_state_dict(payload, schedule=payload["config"]["epochs"] == self.config.epochs)
         return events.PhaseStart(name=phase.name, first_epoch=first, trainable_params=report.trainable_params,
-                                 description=_phase_description(phase, report))
+                                 description=_phase_description(phase, report), feature_cache=self._uses_cache(phase))
 
     def _phase_steps(self, first_epoch: int) -> int:
         return self.steps_per_epoch(self.phase) * (self.phase.last_epoch - first_epoch + 1)

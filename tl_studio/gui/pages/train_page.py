@@ -22,6 +22,9 @@ from tl_studio.gui.train_settings import TrainSettings
 from tl_studio.gui.train_progress import RunProgress
 from tl_studio.gui.training import TrainingController
 
+# The two-phase schedule's phases, as the summary names them beside the parameters that train.
+PHASE_WORDS = {"head": "Phase 1 of 2, the new head: ", "fine-tune": "Phase 2 of 2, fine-tuning: "}
+
 
 class TrainPage(QWidget):
     runFinished = Signal(object)
@@ -32,6 +35,7 @@ class TrainPage(QWidget):
         self.session = session
         self.controller = TrainingController(self)
         self.settings = TrainSettings(session)
+        self._fit_start = None  # the running run's FitStart: the summary is made of it and the current phase
         self.skipped, self.skipped_line = [], ""  # the images the run could not read, and the line saying so
         self.curves = TrainingCurves()
         self.samples = SampleGrid()
@@ -121,7 +125,7 @@ class TrainPage(QWidget):
         c.fitStarted.connect(self._on_fit_started)
         # a run's progress is said on the Train step whichever step is shown (a sentence said on another
         # step stood there, and the Train step kept "Epoch 3" while the bar read epoch 5)
-        c.phaseStarted.connect(lambda e: self.session.say(e.description, "Train"))
+        c.phaseStarted.connect(self._on_phase_started)
         c.featureProgress.connect(lambda e: self.session.say(self.run_progress.features(e), "Train"))
         c.batches.connect(self._on_batches)
         c.epochEnded.connect(self._on_epoch)
@@ -311,11 +315,23 @@ class TrainPage(QWidget):
         self.run_progress.start(event)
         for epoch in event.history:  # a resumed run continues its curves
             self._on_epoch(epoch)
-        cache = " Features are computed once and cached (frozen backbone)." if event.feature_cache else ""
+        self._fit_start = event
+        self._show_summary(event.trainable_params, event.feature_cache)
+
+    def _on_phase_started(self, event) -> None:
+        """The two-phase schedule's second phase trains other parameters, off the feature cache: the
+        summary follows it (it kept saying the head's 3,843 parameters trained on cached features)."""
+        self.session.say(event.description, "Train")
+        if event.name in PHASE_WORDS and self._fit_start is not None:
+            self._show_summary(event.trainable_params, event.feature_cache, PHASE_WORDS[event.name])
+
+    def _show_summary(self, trainable_params: int, feature_cache: bool, phase: str = "") -> None:
+        event = self._fit_start
+        cache = " Features are computed once and cached (frozen backbone)." if feature_cache else ""
         notes = " ".join(event.notes)
         self.summary.setText(f"{event.num_train} training and {event.num_val} validation images, "
                              f"{len(event.classes)} classes, on {explain_cpu(event.device)}. "
-                             f"{event.trainable_params:,} of "
+                             f"{phase}{trainable_params:,} of "
                              f"{event.total_params:,} parameters train.{cache} {notes}\nRun folder: {event.run_dir}"
                              f"{self._resumed_settings()}")
 
