@@ -285,3 +285,22 @@ def test_a_run_folder_made_read_only_mid_run_ends_it_with_one_sentence(tiny_data
                                 "run stopped; make it writable again, then resume the run.")
     assert finished.epochs_done <= 2
     assert "Traceback" not in caplog.text and not [r for r in caplog.records if r.levelname == "ERROR"]
+
+
+@pytest.mark.parametrize("changed", [dict(optimizer="sgd"), dict(freeze="none")])
+def test_a_resume_with_another_freeze_or_optimizer_is_refused_before_anything_is_written(tiny_dataset, tmp_path,
+                                                                                          changed):
+    """It was a KeyError ('momentum') or 'a different number of parameter groups' with a traceback, after
+    config.json held the new settings and status.json said failed: the run would not resume again."""
+    run = tmp_path / "run"
+    fit(config_for(tiny_dataset, epochs=1), run)
+    files = {name: (run / name).read_bytes() for name in (names.CONFIG, names.STATUS, names.LAST_CHECKPOINT)}
+    trainer = Trainer(config_for(tiny_dataset, epochs=2, **changed), run)
+    finished = trainer.fit(resume=True)
+    assert trainer.error is None and finished.status == "failed"
+    key, value = next(iter(changed.items()))
+    was = config_for(tiny_dataset).optimizer if key == "optimizer" else "all"
+    assert f"trained with --{key} {was} (not {value})" in finished.message
+    assert {name: (run / name).read_bytes() for name in files} == files
+    resumed = Trainer(config_for(tiny_dataset, epochs=2), run).fit(resume=True)  # with its own settings
+    assert resumed.status == "completed" and resumed.epochs_done == 2

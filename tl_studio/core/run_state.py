@@ -21,7 +21,7 @@ import torch
 from tl_studio.core import checkpoint as ckpt
 from tl_studio.core import events, loops
 from tl_studio.core.device import autocast_dtype, use_channels_last
-from tl_studio.core.config import TrainConfig, uses_feature_cache
+from tl_studio.core.config import TrainConfig, plan_phases, uses_feature_cache
 from tl_studio.core.errors import DatasetError, UserError
 from tl_studio.core.gpu_decoding import GpuDecoder
 from tl_studio.core.run_data import RunData
@@ -103,6 +103,7 @@ class RunState:
         if payload["config"]["model"] != self.config.model or list(payload["classes"]) != list(self.data.classes):
             raise UserError("This run folder was trained with another model or other classes; "
                             "start a new run in another folder.")
+        _check_the_optimizer_state_carries_over(payload, self.config)
         self.model.load_state_dict(payload["model"])
         self.epoch, self.step = int(payload["epoch"]), int(payload["step"])
         self.data.set_batch_size(int(payload["batch_size"]))
@@ -397,6 +398,25 @@ def _head(model):
     from tl_studio.core.models import head_of
 
     return head_of(model)
+
+
+def _check_the_optimizer_state_carries_over(payload: dict, config: TrainConfig) -> None:
+    """A run resumed in the phase its checkpoint was written in continues that phase's optimizer state,
+    which another freeze depth (other parameter groups) or another optimizer (other moments) cannot take:
+    it was a KeyError or ValueError deep in torch, after config.json had been rewritten with the new
+    settings, so the run would not resume again. Refused here, before anything is written. A resume
+    that enters a new phase (a run extended with the two-phase schedule) starts that phase afresh."""
+    epoch = int(payload["epoch"]) + 1
+    phase = next((p for p in plan_phases(config) if p.first_epoch <= epoch <= p.last_epoch), None)
+    if phase is None or phase.name != payload.get("phase"):
+        return
+    trained = payload["config"]
+    changed = [f"--{key} {trained.get(key)} (not {getattr(config, key)})" for key in ("freeze", "optimizer")
+               if str(trained.get(key)) != str(getattr(config, key))]
+    if changed:
+        raise UserError(f"This run was trained with {' and '.join(changed)}, and a resumed run goes on with the "
+                        "optimizer state those made: resume it with its own settings, or train with the new ones "
+                        "in another folder.")
 
 
 def _phase_description(phase, report) -> str:
