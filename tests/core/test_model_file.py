@@ -105,6 +105,20 @@ def test_torchscript_needs_trust_and_is_not_loaded_without_it(evil_ts, marker):
     assert not marker.exists()
 
 
+@pytest.mark.parametrize("content", [b"\xff\xd8\xff\xe0 a JPEG", bytes(range(256)) * 12])
+@pytest.mark.parametrize("suffix", [".pth", ".ts"])
+def test_a_file_that_is_no_torchscript_is_named_so_not_offered_to_trust(tmp_path, content, suffix):
+    """A photo or random bytes named .pth was called "a TorchScript file" that needs --trust."""
+    from tl_studio.core.errors import UserError
+    from tl_studio.core.model_file import TorchScriptNeedsTrust, load_model_file
+
+    path = tmp_path / f"fake{suffix}"
+    path.write_bytes(content)
+    with pytest.raises(UserError) as refused:
+        load_model_file(path)
+    assert not isinstance(refused.value, TorchScriptNeedsTrust) and "--trust" not in str(refused.value)
+
+
 def test_cli_predict_and_evaluate_refuse_crafted_files(evil_pt2, evil_ts, marker, tmp_path, capsys):
     from tests.helpers import make_image_folder
     from tl_studio.cli.main import main

@@ -385,9 +385,11 @@ def load_model_file(path: Path, fmt: str | None = None, *, trust_torchscript: bo
     if not path.is_file():
         raise UserError(f"No model file at {path}; train a model first or pick an existing file.")
     fmt = fmt or format_of(path)
+    # Checked first (nothing in it is run): a JPEG or random bytes named .pth was called "a TorchScript
+    # file" and the user asked to add --trust, for a file that is no model at all.
+    check_model_file(path, fmt)
     if fmt == "torchscript" and not trust_torchscript:
         raise TorchScriptNeedsTrust(torchscript_warning(path) + " Add --trust to load it.")
-    check_model_file(path, fmt)
     try:
         model = _LOADERS[fmt](path)
     except UserError:
