@@ -298,3 +298,20 @@ def test_a_two_phase_run_lists_the_rate_it_fine_tuned_at(optimizer, head, tuned)
     assert history.resolved_lr({**config, "lr": 5e-5}) == given.trained_lr() == 5e-5
     assert phase_lr(Phase("head", 1, 1, "all", 0.5), given) == head
     assert history.resolved_lr({"freeze": "4", "schedule": "onecycle", "optimizer": optimizer}) == pytest.approx(head * 0.3)
+
+
+def test_a_run_stopped_before_its_model_file_says_so_until_export_writes_it(tmp_path):
+    """`runs` kept "no model file yet: tl-studio export ... makes it" after that export had written it."""
+    from tl_studio.core.run_folder import export_later_clause
+
+    run = tmp_path / "int3"
+    reason = f"Stopped after epoch 1 of 3. Best val accuracy 0.902 at epoch 1{export_later_clause('runs/int3')}"
+    write_run(run, epochs=3, done=1, state="stopped", reason=reason)
+    (run / names.MODEL_FILE).unlink()
+    before = history.summarize_run(run)
+    assert before.reason == reason and not before.has_model_file
+    (run / names.MODEL_FILE).write_bytes(b"as export writes it")
+    after = history.summarize_run(run)
+    assert after.has_model_file
+    assert after.reason == f"Stopped after epoch 1 of 3. Best val accuracy 0.902 at epoch 1; model saved to " \
+                           f"{run / names.MODEL_FILE}."

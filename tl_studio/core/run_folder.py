@@ -56,10 +56,14 @@ def export_command(run_dir) -> str:
     return f"tl-studio export {shlex.quote(str(run_dir))}"
 
 
+NO_MODEL_FILE_YET = "; no model file yet: "
+
+
 def export_later_clause(run_dir) -> str:
     """The end of a stopped run's reason when it stopped before its model file (a second Ctrl-C): the
-    command that writes it. The Runs step shows its own way instead (its Open button writes it)."""
-    return f"; no model file yet: {export_command(run_dir)} makes it from the best epoch."
+    command that writes it. The Runs step shows its own way instead (its Open button writes it), and
+    once the file is written the history says so (run_history.summarize_run)."""
+    return f"{NO_MODEL_FILE_YET}{export_command(run_dir)} makes it from the best epoch."
 
 
 @dataclass(frozen=True)

@@ -162,6 +162,9 @@ def summarize_run(path) -> RunSummary:
     planned = (status.planned_epochs if status else 0) or int(config.get("epochs") or 0)
     epochs_done = max((status.epochs_done if status else 0), len(metrics))
     state, reason = _state(folder, status, epochs_done, planned)
+    model_file = folder.file(names.MODEL_FILE)
+    if names.NO_MODEL_FILE_YET in reason and model_file.is_file():  # `export` wrote it after the run ended
+        reason = f"{reason.split(names.NO_MODEL_FILE_YET)[0]}; model saved to {model_file}."
     data_dir = (status.data_dir if status else "") or str(config.get("data_dir") or "")
     seconds = [row["seconds"] for row in metrics if row.get("seconds") is not None]
     speeds = [row["train_images_per_s"] for row in metrics if row.get("train_images_per_s")]
@@ -176,7 +179,7 @@ def summarize_run(path) -> RunSummary:
         train_seconds=sum(seconds) if seconds else None,
         images_per_s=_run_images_per_s(speeds),
         device=read_device(folder) or str(config.get("device") or ""),
-        has_model_file=folder.file(names.MODEL_FILE).is_file(),
+        has_model_file=model_file.is_file(),
         resumable=state in ("stopped", "failed") and folder.file(names.LAST_CHECKPOINT).is_file(),
         extendable=state == "done" and folder.file(names.LAST_CHECKPOINT).is_file(),
         starred=bool(extras.get("starred")), note=str(extras.get("note") or ""),

@@ -17,7 +17,7 @@ from PySide6.QtCore import QAbstractTableModel, QModelIndex, QSortFilterProxyMod
 from PySide6.QtGui import QColor
 from PySide6.QtWidgets import QStyledItemDelegate
 
-from tl_studio.core.run_folder import export_later_clause
+from tl_studio.core.run_folder import NO_MODEL_FILE_YET
 from tl_studio.core.run_history import RunSummary, format_age
 from tl_studio.gui.literal_text import as_written
 
@@ -52,8 +52,9 @@ def _status(run: RunSummary) -> str:
         return f"running ({run.epochs_done}/{run.planned_epochs or '?'}{where})"
     if run.status not in ("failed", "stopped") or not run.reason:
         return run.status
-    reason = run.reason.replace(export_later_clause(run.path), "; no model file yet: Open writes it from the best "
-                                                               "epoch.")  # not the command the CLI was given
+    reason = run.reason
+    if NO_MODEL_FILE_YET in reason:  # not the command the CLI was given
+        reason = f"{reason.split(NO_MODEL_FILE_YET)[0]}{NO_MODEL_FILE_YET}Open writes it from the best epoch."
     # "Stopped after epoch 9 of 20. Best ..." says the state itself: "stopped: Stopped after" said it twice
     return reason if reason.lower().startswith(run.status) else f"{run.status}: {reason}"
 
