@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 import json
+import math
 import threading
 import time
 
@@ -370,3 +371,18 @@ def test_a_backbone_frozen_at_random_weights_is_said_when_the_run_starts(tiny_da
     assert finished.status == "completed"
     start, = recorder.of_type(events.FitStart)
     assert (RANDOM_AND_FROZEN in start.notes) is said
+
+
+@pytest.mark.parametrize("feature_cache", [True, False])
+def test_an_epoch_of_several_passes_over_cached_features_is_said(tiny_dataset, tmp_path, feature_cache):
+    """--epochs reads "passes over the training images", but a small data set's epoch on cached features
+    is several passes (and its train accuracy counts each): said at the start; one pass says nothing."""
+    config = lite0_config(tiny_dataset, epochs=1, feature_cache=feature_cache)
+    finished, recorder = fit(config, tmp_path / "run")
+    start, = recorder.of_type(events.FitStart)
+    said = [note for note in start.notes if note.startswith("Each epoch goes over the cached features")]
+    train_images = start.num_train
+    assert len(said) == feature_cache
+    if feature_cache:
+        passes = math.ceil(100 * config.batch_size / train_images)
+        assert f"of the {train_images} training images {passes} times" in said[0]

@@ -34,9 +34,11 @@ FLAGS: dict[str, ConfigFlag] = {flag.dest: flag for flag in (
     _flag("model", help="model name (see `tl-studio models`); default efficientnet_lite0"),
     _flag("weights", help="default (pretrained), none, or a .pth file"),
     _flag("freeze", help="all (train only the new head, the default), none (fine-tune all) or N first stages"),
-    _flag("epochs", type=int, help="passes over the training images (default 5)"),
+    _flag("epochs", type=int, help="passes over the training images (default 5); with a frozen backbone, a "
+                                   "small data set gets several passes over its cached features per epoch"),
     _flag("batch_size", type=int, help="images per training step (default 32; lower it if memory runs out)"),
-    _flag("lr", type=float, help="learning rate (default: 1e-3 for a frozen backbone, else 3e-4)"),
+    _flag("lr", type=float, help="learning rate (default: 1e-3 for a frozen backbone, else 3e-4; with "
+                                 "--schedule fine-tune, 1e-4 after a head phase at 1e-3)"),
     _flag("img_size", type=int,
           help=f"input size in pixels, {settings.MIN_IMG_SIZE} to {settings.MAX_IMG_SIZE} (default: the model's own)"),
     _flag("val_fraction", type=float, help="validation share for unsplit folders (default 0.2)"),

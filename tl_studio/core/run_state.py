@@ -124,7 +124,8 @@ class RunState:
             trainable_params=report.trainable_params, total_params=report.total_params,
             feature_cache=self._uses_cache(first_phase),
             class_weights=tuple(data.class_weights.tolist()) if data.class_weights is not None else None,
-            notes=(*data.notes, *setup_notes(self.config, report.depth)), history=tuple(self.history),
+            notes=(*data.notes, *setup_notes(self.config, report.depth), *self._passes_note(first_phase)),
+            history=tuple(self.history),
             processes=self.strategy.world_size)
 
     # ---- phases -----------------------------------------------------------------------------------
@@ -164,6 +165,16 @@ class RunState:
         if not self._uses_cache(phase):
             return self.data.steps_per_epoch()
         return math.ceil(self._feature_passes(phase) * len(self.data.train_records) / self.data.batch_size)
+
+    def _passes_note(self, phase) -> tuple[str, ...]:
+        """An epoch of more than one pass is said: --epochs reads "passes over the training images", and
+        the train accuracy counts every pass (a user found 1715 = 7 x 245 images in it)."""
+        passes = self._feature_passes(phase)
+        if passes == 1:
+            return ()
+        return (f"Each epoch goes over the cached features of the {len(self.data.train_records)} training images "
+                f"{passes} times: a new head needs about {HEAD_MIN_STEPS} steps, and one pass of this data set "
+                "is fewer.",)
 
     def _feature_passes(self, phase) -> int:
         """Passes over the cached features per epoch, enough for HEAD_MIN_STEPS updates in the phase."""
