@@ -253,3 +253,22 @@ def test_a_moved_pre_split_dataset_is_named_by_its_folder_not_its_val_folder(mod
     with pytest.raises(UserError, match=rf"; has {data} moved or changed\?"):
         evaluate(model_file.predict, chosen)
 
+
+
+@pytest.mark.parametrize("split, named", [("val", {"val/a/bad.jpg", "train/a/dup.jpg"}),
+                                          ("train", {"train/a/bad.jpg", "train/a/dup.jpg"}),
+                                          ("all", {"val/a/bad.jpg", "train/a/bad.jpg", "train/a/dup.jpg"})])
+def test_an_evaluation_names_the_problems_of_its_own_split(split, named):
+    """Evaluating val/ listed train/ants/empty.jpg among the files "left out of the evaluation"."""
+    from types import SimpleNamespace
+
+    from tl_studio.core.data import Problem
+    from tl_studio.core.evaluation import problems_of_split
+
+    problems = (Problem("val/a/bad.jpg", "Not an image", "not_image"),
+                Problem("train/a/bad.jpg", "Not an image", "not_image"),
+                Problem("train/a/dup.jpg", "Also in val", "duplicate"))  # skews the val scores: kept
+    presplit = SimpleNamespace(presplit=True, problems=problems)
+    assert {problem.path for problem in problems_of_split(presplit, split)} == named
+    unsplit = SimpleNamespace(presplit=False, problems=problems)  # an unreadable file would be in any split
+    assert problems_of_split(unsplit, split) == problems

@@ -267,7 +267,7 @@ def test_training_images_among_the_evaluated_ones_are_pointed_out(page, qtbot, m
 
     trained = len(list(scan_for_model(model.data_dir, page.metadata).split("train")))
     assert page.evaluation.seen_in_training == trained
-    assert (f"<b>{trained} of the 30 images evaluated here are among the images this model was trained on"
+    assert (f"<b>{trained} of the 30 images evaluated here are copies of images this model was trained on"
             in page.summary.text())
     page.source_box.setCurrentIndex(page.source_box.findData("val"))
     with qtbot.waitSignal(page.evaluated, timeout=TIMEOUT_MS):

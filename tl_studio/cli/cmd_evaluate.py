@@ -42,7 +42,8 @@ def run(args: argparse.Namespace) -> int:
 
     settle_for_batches()  # before torch is imported
     from tl_studio.cli.progress import progress_for
-    from tl_studio.core.evaluation import default_choice, evaluate, evaluation_set, format_report, scan_for_model
+    from tl_studio.core.evaluation import (default_choice, evaluate, evaluation_set, format_report, problems_of_split,
+                                           scan_for_model)
     from tl_studio.core.inference import plan_for
     from tl_studio.core.model_file import for_many_images, load_model_file
     from tl_studio.core.problem_summary import problems_sentence
@@ -52,7 +53,7 @@ def run(args: argparse.Namespace) -> int:
     scan = scan_for_model(args.data_dir, model.metadata)
     split, why = (args.split, "") if args.split else default_choice(scan, model.metadata)
     chosen = evaluation_set(scan, split, model.classes)
-    if problems := problems_sentence(scan.problems, left_out_of="the evaluation"):
+    if problems := problems_sentence(problems_of_split(scan, split), left_out_of="the evaluation"):
         print(for_terminal(problems), file=sys.stderr)
     if chosen.unknown:
         print(for_terminal(chosen.describe_unknown()), file=sys.stderr)

@@ -106,6 +106,20 @@ def evaluation_set(scan, split: str, model_classes: list[str] | tuple[str, ...])
                          split, str(scan.root))
 
 
+def problems_of_split(scan, split: str) -> tuple:
+    """The scan's problems an evaluation of ``split`` should name: in a pre-split folder, not those inside
+    another split's folder (evaluating val/ listed train/ants/empty.jpg as "left out of the evaluation").
+    Duplicates are kept wherever they are (one across train and val is what skews the scores), and so is
+    everything of a folder the scan splits itself: a file it could not read would have been in any split."""
+    from tl_studio.core.data import SPLIT_FOLDER_NAMES
+
+    if not scan.presplit or split == "all":
+        return tuple(scan.problems)
+    return tuple(problem for problem in scan.problems
+                 if problem.kind == "duplicate"
+                 or SPLIT_FOLDER_NAMES.get(problem.path.split("/")[0].casefold(), split) == split)
+
+
 def split_as_trained(scan, metadata: dict) -> bool:
     """Whether ``scan`` splits its folder as the model's run did (a pre-split folder always does): a scan
     made with other settings (the window's Data step set to 30 % or another seed) calls some of the
@@ -139,6 +153,7 @@ class Evaluation:
     model_path: str = ""
     split: str = ""  # which images: val, test, train or all
     seen_in_training: int | None = None  # of ``paths``, the run's training images (None: not known here)
+    copies_of_training: tuple[str, ...] = ()  # of those, the ones at another path than the training image
 
     @cached_property  # galleries ask for it once per image shown
     def predicted(self) -> np.ndarray:
@@ -183,6 +198,13 @@ class Evaluation:
             which = "The image evaluated here is" if total == 1 else f"All {total} images evaluated here are"
         else:
             which = f"{seen} of the {total} images evaluated here {'is' if seen == 1 else 'are'}"
+        if len(self.copies_of_training) == seen:  # e.g. a duplicate that landed in the validation split
+            copies = self.copies_of_training
+            names = ", ".join(Path(path).name for path in copies[:3]) + (" …" if len(copies) > 3 else "")
+            what = "a copy of an image" if seen == 1 else "copies of images"
+            return (f"{which} {what} this model was trained on ({names}), so these figures overstate how it does "
+                    "on new images; remove the copies from the images you evaluate, or from the training images "
+                    "and train again.")
         return (f"{which} among the images this model was trained on, so these figures overstate how it does on new "
                 "images; evaluate it on the validation split of the folder it was trained on, or on photos it has not "
                 "seen.")
@@ -223,6 +245,7 @@ class Evaluation:
             "failed": [{"path": path, "reason": reason} for path, reason in self.failed],
             "skipped_classes": dict(sorted(self.unknown.items())),
             "seen_in_training": self.seen_in_training,  # null: the training folder is not here to compare
+            "copies_of_training_images": list(self.copies_of_training),
         }
 
     def metrics_csv(self) -> str:
@@ -282,7 +305,8 @@ def evaluate(predict: Callable, chosen: EvaluationSet, *, progress: ProgressCall
 
         seen = seen_in_training(paths, metadata, cancel)
     return Evaluation(chosen.classes, tuple(paths), np.asarray(true, dtype=np.int64), probabilities,
-                      tuple(failed), dict(chosen.unknown), chosen.source, model_path, chosen.split, seen)
+                      tuple(failed), dict(chosen.unknown), chosen.source, model_path, chosen.split,
+                      seen.seen if seen else None, seen.copies if seen else ())
 
 
 MATRIX_NAME_CHARS = 12  # the widest column heading of the text confusion matrix

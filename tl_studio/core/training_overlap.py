@@ -16,6 +16,7 @@ from __future__ import annotations
 import functools
 import os
 from collections import defaultdict
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterable
 
@@ -23,8 +24,17 @@ from tl_studio.core.errors import UserError
 from tl_studio.core.feature_layout import file_digest
 
 
-def seen_in_training(paths: Iterable, metadata: dict, cancel: Callable[[], bool] | None = None) -> int | None:
-    """How many of ``paths`` are training images of the run that made the model (by content); None when
+@dataclass(frozen=True)
+class Overlap:
+    """Of the evaluated images, those the run trained on (by content), and which of them are copies: at
+    another path than the training image (a duplicate in the validation split, photos copied into a
+    test folder), where the way forward is to remove the copy, not to evaluate another split."""
+    seen: int
+    copies: tuple[str, ...] = ()
+
+
+def seen_in_training(paths: Iterable, metadata: dict, cancel: Callable[[], bool] | None = None) -> Overlap | None:
+    """Which of ``paths`` are training images of the run that made the model (by content); None when
     that cannot be told: the metadata names no training folder, or that folder is not on this machine."""
     folder = (metadata.get("training_config") or {}).get("data_dir")
     if not folder or not Path(folder).is_dir():
@@ -42,7 +52,10 @@ def seen_in_training(paths: Iterable, metadata: dict, cancel: Callable[[], bool]
     candidates = {str(path): size for path in paths if (size := _size(path)) in training_by_size}
     digest = functools.cache(file_digest)  # an evaluated image inside the training folder is read once
     training = {digest(str(path)) for size in set(candidates.values()) for path in training_by_size[size]}
-    return sum(1 for path in candidates if digest(path) in training - {None})
+    seen = [path for path in candidates if digest(path) in training - {None}]
+    trained_on = {os.path.realpath(path) for size in set(candidates.values()) for path in training_by_size[size]}
+    return Overlap(len(seen), tuple(path for path in seen if os.path.realpath(path) not in trained_on))
+
 
 def _size(path) -> int | None:
     try:

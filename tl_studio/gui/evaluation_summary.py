@@ -14,6 +14,7 @@ REASONS_SHOWN = 5  # problem files of another folder listed with their reasons u
 def evaluation_summary(evaluation, scan, on_the_data_step: bool) -> str:
     """Rich text; the names in it are the user's (files, class folders), so they are escaped. A folder
     evaluated from Images: Another folder… is not the one the Data step shows (its Problems tab)."""
+    from tl_studio.core.evaluation import problems_of_split
     from tl_studio.core.problem_summary import problems_sentence
 
     note = f" {escape(left_out)}" if (left_out := evaluation.macro_f1_note()) else ""
@@ -31,10 +32,11 @@ def evaluation_summary(evaluation, scan, on_the_data_step: bool) -> str:
     # A folder the Data step does not show: its files' reasons here, not a command to type in a terminal
     own_list = not on_the_data_step and scan is not None
     reasons_in = "" if own_list else "`tl-studio scan` or the Data step's Problems tab"
-    if sentence := problems_sentence(scan.problems if scan else (), "the evaluation", reasons_in):
+    problems = problems_of_split(scan, evaluation.split) if scan else ()
+    if sentence := problems_sentence(problems, "the evaluation", reasons_in):
         parts.append(escape(sentence))
         if own_list:
-            parts += [escape(f"{problem.path}: {problem.reason}") for problem in scan.problems[:REASONS_SHOWN]]
-            if len(scan.problems) > REASONS_SHOWN:
-                parts.append(escape(f"… and {len(scan.problems) - REASONS_SHOWN} more."))
+            parts += [escape(f"{problem.path}: {problem.reason}") for problem in problems[:REASONS_SHOWN]]
+            if len(problems) > REASONS_SHOWN:
+                parts.append(escape(f"… and {len(problems) - REASONS_SHOWN} more."))
     return "<br>".join(parts)
