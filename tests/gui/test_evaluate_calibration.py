@@ -61,8 +61,8 @@ def test_the_reliability_diagram_shows_the_evaluated_images_bins(page, model):
     caption = page.reliability.caption.text()
     assert f"ECE {ece:.3f}</b> on these {len(confidence)} images" in caption
     recorded = load_model_file(model.model_file).metadata["calibration"]
-    assert (f"ECE {recorded['ece_before']:.3f} → {recorded['ece_after']:.3f} after calibration "
-            f"(T = {recorded['temperature']:.2f})") in caption
+    assert (f"When it was trained, on its run's validation images: ECE {recorded['ece_before']:.3f} → "
+            f"{recorded['ece_after']:.3f} after calibration (T = {recorded['temperature']:.2f})") in caption
 
 
 def test_an_int8_files_recorded_calibration_is_said_to_be_the_full_precision_models(page, model):

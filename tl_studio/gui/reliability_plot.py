@@ -27,8 +27,10 @@ def calibration_sentence(metadata: dict | None) -> str:
         calibration = Calibration.from_dict(record)
     except (KeyError, TypeError, ValueError):
         return ""
-    sentence = (f"On the validation split: ECE {calibration.ece_before:.3f} → {calibration.ece_after:.3f} after "
-                f"calibration (T = {calibration.temperature:.2f})")
+    # Said as the training run's own figures: "On the validation split" read as the images on screen,
+    # also when another folder was evaluated.
+    sentence = (f"When it was trained, on its run's validation images: ECE {calibration.ece_before:.3f} → "
+                f"{calibration.ece_after:.3f} after calibration (T = {calibration.temperature:.2f})")
     if (metadata or {}).get("quantization"):
         # an int8 file keeps the fp32 file's metadata, so the recorded figures are not this file's own; the
         # ECE of the evaluated images above is
