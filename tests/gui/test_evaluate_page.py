@@ -374,3 +374,23 @@ def test_the_splits_are_the_models_own_whatever_the_data_step_asks(qtbot, model,
     assert sorted(page.evaluation.paths) == sorted(str(r.path) for r in own.split("val"))
     assert sorted(page.evaluation.paths) != sorted(str(r.path) for r in other_split.split("val"))
     page.shutdown()
+
+
+def test_a_gallery_caption_shows_the_label_and_the_prediction_whole_on_two_lines(qtbot, tmp_path):
+    """On one line, "ants → bienen ä 63%" lost its middle ("ants → …n ä 63%"): the class names."""
+    from tl_studio.gui.gallery import Gallery, GalleryItem
+
+    gallery = Gallery("")
+    qtbot.addWidget(gallery)
+    gallery.resize(700, 400)
+    gallery.show()
+    qtbot.waitExposed(gallery)
+    captions = ["ants\n→ bienen ä 63%", "bienen ä?\n→ ants"]
+    gallery.set_items([GalleryItem(i, str(tmp_path / f"{i}.jpg"), caption, "") for i, caption in enumerate(captions)],
+                      "")
+    view, metrics = gallery.view, gallery.view.fontMetrics()
+    for row, caption in enumerate(captions):
+        rect = view.visualRect(gallery.thumbnails.index(row))
+        assert all(metrics.horizontalAdvance(line) + 6 <= rect.width() for line in caption.split("\n")), caption
+        assert rect.height() >= 96 + 2 * metrics.lineSpacing()
+    gallery.thumbnails.shutdown()

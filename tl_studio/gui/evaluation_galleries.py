@@ -98,10 +98,10 @@ class EvaluationGalleries(QObject):
         if index in self.moved_to:  # short: a thumbnail's caption ("moved → excluded" was cut to "moved …cluded")
             moved = self.moved_to[index]
             caption = "excluded" if moved == "excluded" else f"moved → {moved}"
-        elif suggested is not None:
-            caption = f"{truth}? → {evaluation.classes[suggested]}"
+        elif suggested is not None:  # the label, then the other class: two lines, so that neither is cut
+            caption = f"{truth}?\n→ {evaluation.classes[suggested]}"
         else:
-            caption = f"{truth} → {evaluation.classes[predicted]} {confidence:.0%}"
+            caption = f"{truth}\n→ {evaluation.classes[predicted]} {confidence:.0%}"
         tooltip = (f"{self.current_paths[index]}\nlabel: {truth}\npredicted: {evaluation.classes[predicted]} "
                    f"({confidence:.1%})\nloss: {float(evaluation.losses[index]):.3f}")
         if index in self.moved_to:

@@ -6,12 +6,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from PySide6.QtCore import QItemSelectionModel, Qt, Signal
+from PySide6.QtCore import QItemSelectionModel, QSize, Qt, Signal
 from PySide6.QtGui import QKeySequence, QShortcut
 from PySide6.QtWidgets import QAbstractItemView, QComboBox, QHBoxLayout, QLabel, QPushButton, QVBoxLayout, QWidget
 
 from tl_studio.gui.literal_text import as_written
-from tl_studio.gui.thumbnails import ThumbnailModel, thumbnail_view
+from tl_studio.gui.thumbnails import ITEM_SIZE, ThumbnailModel, thumbnail_view
 
 
 @dataclass(frozen=True)
@@ -50,7 +50,9 @@ class Gallery(QWidget):
         self.title = QLabel(placeholder)
         self.title.setWordWrap(True)
         self.thumbnails = _GalleryModel(self)
-        self.view = thumbnail_view(self.thumbnails)
+        # room for two caption lines, the label and the prediction: on one line, "ants → bienen ä 63%" lost
+        # the middle ("ants → …n ä 63%"), the very class names the gallery is about
+        self.view = thumbnail_view(self.thumbnails, item_size=ITEM_SIZE + QSize(0, self.fontMetrics().lineSpacing()))
         self.view.setSelectionMode(QAbstractItemView.ExtendedSelection)
         # One viewer per double-click: "activated" is the platform's own open gesture (a double-click,
         # or a single click where the desktop says so, and Enter); doubleClicked as well opened two.
