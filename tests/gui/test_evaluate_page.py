@@ -394,3 +394,29 @@ def test_a_gallery_caption_shows_the_label_and_the_prediction_whole_on_two_lines
         assert all(metrics.horizontalAdvance(line) + 6 <= rect.width() for line in caption.split("\n")), caption
         assert rect.height() >= 96 + 2 * metrics.lineSpacing()
     gallery.thumbnails.shutdown()
+
+
+def test_a_long_summary_scrolls_in_a_few_lines_and_a_short_one_takes_its_own_height(qtbot):
+    """At 1024 x 700 a summary of a dozen lines (warnings, problem files) left the confusion matrix a
+    strip of one and a half rows."""
+    from PySide6.QtWidgets import QLabel, QVBoxLayout, QWidget
+
+    from tl_studio.gui.capped_text import CappedText
+
+    window = QWidget()
+    qtbot.addWidget(window)
+    label = QLabel()
+    area = CappedText(label, max_lines=7)
+    layout = QVBoxLayout(window)
+    layout.addWidget(area)
+    layout.addStretch(1)
+    window.resize(600, 700)
+    window.show()
+    qtbot.waitExposed(window)
+    line = label.fontMetrics().lineSpacing()
+    assert area.height() == 0  # nothing to say: no room taken
+    label.setText("Accuracy 96.7% · 31 images")
+    qtbot.waitUntil(lambda: 0 < area.height() < 2 * line + 4)
+    label.setText("<br>".join(f"train/ants/file{i}.jpg: not an image file" for i in range(20)))
+    qtbot.waitUntil(lambda: area.height() >= 6 * line)
+    assert area.height() <= 7 * line and area.verticalScrollBar().maximum() > 0

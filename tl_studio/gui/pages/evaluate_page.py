@@ -13,6 +13,7 @@ from PySide6.QtWidgets import (QFileDialog, QHBoxLayout, QLabel, QProgressBar, Q
                                QTabWidget, QVBoxLayout, QWidget)
 
 from tl_studio.core.wording import counted
+from tl_studio.gui.capped_text import CappedText
 from tl_studio.gui.choice_box import ChoiceBox
 from tl_studio.gui.confusion_matrix import ConfusionMatrixView
 from tl_studio.gui.evaluation_galleries import EvaluationGalleries
@@ -83,7 +84,7 @@ class EvaluatePage(QWidget):
         layout = QVBoxLayout(self)
         layout.addLayout(top)
         layout.addWidget(self.progress)
-        layout.addWidget(self.summary)
+        layout.addWidget(CappedText(self.summary))  # a long summary scrolls; the matrix keeps its room
         layout.addWidget(splitter, 1)
 
     def _matrix_panel(self) -> QWidget:
