@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from tests.helpers import make_image
+from tests.helpers import make_image, make_image_folder
 from tests.unprivileged import reachable_folder, run_without_privileges
 from tl_studio.core.data import SPLITS, DatasetScan, ImageRecord, Problem, scan_dataset, verify_images
 from tl_studio.core.errors import Cancelled, DatasetError, UserError
@@ -593,3 +593,17 @@ def test_an_unreadable_class_folder_is_not_also_called_empty_and_an_unreadable_d
                 scan_dataset(locked)
 
         run_without_privileges(check)
+
+
+def test_a_very_small_image_is_kept_and_said(tmp_path):
+    """A 10 x 10 px file in a class folder was trained on (and predicted at 99.7 %) without a word."""
+    from tl_studio.core.problem_summary import files_left_out, problems_sentence
+
+    data = make_image_folder(tmp_path / "data", classes=("ants", "bees"), per_class=3, size=64)
+    make_image(data / "ants" / "tiny.jpg", (200, 10, 10), size=10)
+    make_image(data / "bees" / "cifar.png", (10, 10, 200), size=32)  # CIFAR's size is not tiny
+    scan = scan_dataset(data)
+    assert [(p.path, p.kind) for p in scan.problems] == [("ants/tiny.jpg", "tiny_image")]
+    assert "Very small image (10 x 10 px)" in scan.problems[0].reason
+    assert len(scan.records) == 8 and files_left_out(scan.problems) == 0
+    assert "1 very small image, kept (ants/tiny.jpg)" in problems_sentence(scan.problems)

@@ -41,6 +41,9 @@ from tl_studio.core.wording import counted
 SPLITS = ("train", "val", "test")
 _SPLIT_WORDS = {"val": "validation", "test": "test"}
 # Folder names (compared case-insensitively) that mark a pre-split dataset, and the split each means.
+# A side shorter than this (CIFAR's 32 px is not) is blown up to the model's input, 224 px or more: a
+# thumbnail or an icon that slipped into the folder. Said, and kept.
+TINY_IMAGE_SIDE = 32
 SPLIT_FOLDER_NAMES = {"train": "train", "val": "val", "valid": "val", "validation": "val", "test": "test"}
 # Files and folders that operating systems and tools leave behind; never data, never worth a word.
 IGNORED_NAMES = frozenset(("thumbs.db", "ehthumbs.db", "desktop.ini", "__macosx", "icon\r", "@eadir",
@@ -531,6 +534,10 @@ class _Scanner:
             else:
                 checked.append(_Checked(candidate.path, candidate.relative, candidate.class_name,
                                         candidate.split, info))
+                if min(info.width, info.height) < TINY_IMAGE_SIDE:  # used, but worth a look
+                    self.report(candidate.path, f"Very small image ({info.width} x {info.height} px): it is enlarged "
+                                "many times to the model's input size, so it shows the model little; it was kept",
+                                "tiny_image")
             self.ticker.step(done, total)
         self.ticker.finish(total, total)
         return checked

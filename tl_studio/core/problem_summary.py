@@ -15,6 +15,7 @@ _GROUPS = {
     "duplicate": ("duplicate image with another label or in another split",
                   "duplicate images with another label or in another split"),
     "small_class": ("class with only one image", "classes with only one image"),
+    "tiny_image": ("very small image, kept", "very small images, kept"),
     "empty_class": ("class folder with no usable image", "class folders with no usable image"),
     "missing_split": ("class missing from a split folder", "classes missing from a split folder"),
     "bad_class_name": ("folder ignored for its name", "folders ignored for their names"),
