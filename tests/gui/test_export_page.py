@@ -138,3 +138,24 @@ def test_the_int8_snippet_does_not_promise_the_apps_figures_to_the_digit():
     int8 = snippet_for(INT8, Path("model.int8.onnx"))
     assert "within about a point of what the app shows" in int8 and "as the app and" not in int8
     assert "# as the app and `tl-studio predict` show it" in snippet_for("onnx", Path("model.onnx"))
+
+
+@pytest.mark.parametrize("chosen", ["", "deliveries/ants"])
+def test_export_model_from_the_menu_asks_where_first(qtbot, tmp_path, monkeypatch, chosen):
+    """File > Export Model… (Ctrl+E) exported at once to whatever the path box held; it asks where, and a
+    cancelled dialog exports nothing."""
+    from tl_studio.gui.pages import export_page
+
+    session = Session()
+    session.set_run(tmp_path / "run", None)
+    page = ExportPage(session)
+    qtbot.addWidget(page)
+    asked, exported = [], []
+    target = str(tmp_path / chosen) if chosen else ""
+    monkeypatch.setattr(export_page.QFileDialog, "getSaveFileName",
+                        lambda *args: asked.append(args[2]) or (target, ""))
+    monkeypatch.setattr(page, "export", lambda: exported.append(page.path_edit.text()))
+    page.export_as()
+    assert asked == [str(tmp_path / "run" / "model.pt2")]
+    assert exported == ([target + ".pt2"] if chosen else [])
+    page.shutdown()

@@ -284,7 +284,7 @@ class MainWindow(QMainWindow):
             self.session.say("Train a model first; then it can be exported.")
             return
         self.steps.go_to("Export")
-        self.pages["Export"].export()
+        self.pages["Export"].export_as()
 
     def _update_steps(self) -> None:
         enabled = {"Data"}

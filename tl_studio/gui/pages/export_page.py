@@ -261,12 +261,20 @@ class ExportPage(QWidget):
         fmt, _ = self.current_format()
         self.snippet.setPlainText(snippet_for(fmt, Path(self.session.run_dir) / Path(typed).expanduser()))
 
-    def _browse(self) -> None:
+    def _browse(self) -> bool:
+        """The save dialog for the path box; whether a path was chosen."""
         fmt, ext = self.current_format()
         dialog_filter = "int8 ONNX model (*.onnx)" if fmt == INT8 else EXPORT_FORMATS[fmt].dialog_filter
         path, _ = QFileDialog.getSaveFileName(self, "Export model", self.path_edit.text(), dialog_filter)
         if path:
             self.path_edit.setText(path if path.endswith(ext) else path + ext)
+        return bool(path)
+
+    def export_as(self) -> None:
+        """File > Export Model… (Ctrl+E): where to, in the save dialog, then the export; it exported at once
+        to whatever the path box held, which the menu's "…" does not promise."""
+        if self.session.run_dir is not None and self._browse():
+            self.export()
 
     def export(self) -> None:
         from tl_studio.gui.processes import export_in_child_process
