@@ -4,6 +4,7 @@ exactly like the model file does, the table sorts by confidence, and the CSV has
 from __future__ import annotations
 
 import csv
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -129,10 +130,15 @@ def test_sorting_by_confidence_and_csv_export(page, qtbot, tmp_path, monkeypatch
     assert {row[0] for row in table[1:]} == {str(p) for p in paths}
     said = []
     page.session.statusMessage.connect(said.append)
-    chosen = tmp_path / "chosen.csv"
-    monkeypatch.setattr(QFileDialog, "getSaveFileName", lambda *args, **kwargs: (str(chosen), ""))
+    chosen = tmp_path / "exports" / "chosen.csv"
+    chosen.parent.mkdir()
+    offered = []
+    monkeypatch.setattr(QFileDialog, "getSaveFileName",
+                        lambda *args, **kwargs: offered.append(args[2]) or (str(chosen), ""))
     page.choose_export_file()
     assert chosen.is_file() and said[-1] == f"Saved 4 rows to {chosen}."  # the write said nothing
+    page.choose_export_file()  # started in the working folder; now home, then the folder last saved to
+    assert offered == [str(Path.home() / "predictions.csv"), str(chosen.parent / "predictions.csv")]
     page.clear()
     assert said[-1] == "Cleared the list (4 images)." and not page.export_button.isEnabled()
 
