@@ -258,7 +258,11 @@ def test_the_main_window_has_the_runs_step_and_hands_runs_to_evaluate_and_train(
     from tl_studio.gui.steps import STEPS
 
     resumed = []
-    monkeypatch.setattr(TrainPage, "resume_run", lambda self, folder, epochs=None: resumed.append((folder, epochs)))
+    def resume_run(page, folder, epochs=None):  # as the run starts (the session says a run is active)
+        resumed.append((folder, epochs))
+        page.session.set_training(True)
+
+    monkeypatch.setattr(TrainPage, "resume_run", resume_run)
     # the generated runs hold placeholder model files: this test is about the hand-over, not the file check
     # (tests/gui/test_model_trust.py covers that), and a refusal would open a modal box offscreen
     monkeypatch.setattr("tl_studio.core.model_file.check_model_file", lambda path, fmt=None: "pt2")
@@ -273,8 +277,12 @@ def test_the_main_window_has_the_runs_step_and_hands_runs_to_evaluate_and_train(
     assert window.steps.currentRow() == STEPS.index("Evaluate")
     window.pages["Runs"].resumeRequested.emit(runs / "oom", 5)
     assert resumed == [(runs / "oom", 5)] and window.steps.currentRow() == STEPS.index("Train")
+    # no data folder is open, but the run trains: its step is not greyed out
+    assert window.session.scan is None and window.steps.item(STEPS.index("Train")).flags() & Qt.ItemIsEnabled
     window.pages["Runs"].resumeRequested.emit(runs / "resnet", 0)  # a finished run: the Train step asks
     assert resumed[-1] == (runs / "resnet", None)
+    window.session.set_training(False)
+    assert not window.steps.item(STEPS.index("Train")).flags() & Qt.ItemIsEnabled
     # let the other steps finish what opening a model started (their own background tasks) first
     runners = [window.warm_up, *(p.tasks for p in window.pages.values() if hasattr(p, "tasks"))]
     qtbot.waitUntil(lambda: not any(runner.tasks for runner in runners), timeout=60_000)

@@ -54,8 +54,7 @@ class MainWindow(QMainWindow):
         self.steps.stepChosen.connect(self.stack.setCurrentIndex)
         runs = self.pages["Runs"]
         runs.runOpened.connect(lambda folder: self.open_model_file(str(folder / "model.pt2")))
-        runs.resumeRequested.connect(lambda folder, epochs: (self.steps.go_to("Train"),
-                                                             self.pages["Train"].resume_run(folder, epochs or None)))
+        runs.resumeRequested.connect(self._resume_from_runs)
         self.pages["Train"].resumeChosen.connect(self._choose_run_to_resume)
         self._status = StepStatusLine(
             self.stack, "Choose a folder of labelled images to begin (File > Open Folder, or drop it here).")
@@ -286,10 +285,19 @@ class MainWindow(QMainWindow):
         self.steps.go_to("Export")
         self.pages["Export"].export_as()
 
+    def _resume_from_runs(self, folder, epochs) -> None:
+        """The Train step is shown once the run trains: before, with no data folder open, it was still
+        greyed out, and the bar showed no step while the Train step's curves ran."""
+        self.pages["Train"].resume_run(folder, epochs or None)
+        if self.session.training:
+            self.steps.go_to("Train")
+
     def _update_steps(self) -> None:
         enabled = {"Data"}
         if self.session.scan is not None:
             enabled |= {"Model", "Train"}
+        if self.session.training:  # a run resumed from the Runs step trains without a data folder open
+            enabled |= {"Train"}
         if self.session.model_file is not None:
             enabled |= {"Evaluate", "Predict"}
         if self.session.run_dir is not None:
