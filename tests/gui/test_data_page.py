@@ -530,3 +530,23 @@ def test_a_class_name_without_spaces_does_not_widen_the_window(qtbot, tmp_path, 
     assert "x" * 200 in data_page.warning.text() and not data_page.warning.isHidden()
     assert data_page.minimumSizeHint().width() < 900
     data_page.shutdown()
+
+
+def test_the_open_folder_shows_in_the_recent_box_and_one_opened_elsewhere_is_said(qtbot, tiny_dataset, tmp_path):
+    """The box kept reading "Recent folders" with a folder open; a folder opened on another step (Evaluate's
+    "Move to class") left this step's line asking for a folder."""
+    import shutil
+
+    from tl_studio.core.data import scan_dataset
+
+    page = opened_page(qtbot, tiny_dataset)
+    assert page.recent_box.currentText() == str(tiny_dataset)
+    said = []
+    page.session.said.connect(lambda message, step: said.append((message, step)))
+    page.session.set_dataset(page.session.scan)  # the same folder again (a rescan, a move): nothing to say
+    assert said == []
+    other = shutil.copytree(tiny_dataset, tmp_path / "other")
+    page.session.set_dataset(scan_dataset(other))
+    assert said == [(f"Opened {other} on another step: {len(page.session.scan.records)} images in 3 classes.", "Data")]
+    assert page.folder == str(other)
+    page.shutdown()

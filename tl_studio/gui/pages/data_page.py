@@ -184,6 +184,7 @@ class DataPage(QWidget):
 
     def _on_scanned(self, scan) -> None:
         self._scan_ended(f"Found {len(scan.records)} images in {len(scan.classes)} classes.")
+        self.folder = str(scan.root)  # as the recent folders list it
         recent.add_recent_folder(str(scan.root))
         self._fill_recent()
         self.session.set_dataset(scan)
@@ -299,6 +300,14 @@ class DataPage(QWidget):
         if scan is None:
             self.body.setCurrentWidget(self.welcome)
             return
+        shown_here = self.folder and Path(self.folder).resolve() == Path(scan.root).resolve()
+        if self.session.scanning is None and not shown_here:
+            # opened on another step (Evaluate's "Move to class" on a resumed run's folder): this step's
+            # line still asked for a folder, and its actions must act on the one shown
+            self.folder = str(scan.root)
+            self._fill_recent()
+            self.session.say(f"Opened {scan.root} on another step: {counted(len(scan.records), 'image')} in "
+                             f"{counted(len(scan.classes), 'class', 'classes')}.", "Data")
         self.body.setCurrentIndex(1)
         counts = scan.counts()
         totals = {split: sum(counts[split].values()) for split in ("train", "val", "test")}
@@ -353,7 +362,8 @@ class DataPage(QWidget):
         self.recent_box.blockSignals(True)
         self.recent_box.clear()
         self.recent_box.addItems(recent.recent_folders())
-        self.recent_box.setCurrentIndex(-1)
+        # the open folder, when it is one of them: the box read "Recent folders" with a folder open
+        self.recent_box.setCurrentIndex(self.recent_box.findText(self.folder) if self.folder else -1)
         self.recent_box.blockSignals(False)
         if hasattr(self, "welcome"):
             self.welcome.refresh()
