@@ -304,3 +304,29 @@ def test_a_resume_with_another_freeze_or_optimizer_is_refused_before_anything_is
     assert {name: (run / name).read_bytes() for name in files} == files
     resumed = Trainer(config_for(tiny_dataset, epochs=2), run).fit(resume=True)  # with its own settings
     assert resumed.status == "completed" and resumed.epochs_done == 2
+
+
+def test_a_resume_with_another_model_or_other_classes_names_them(tiny_dataset, tmp_path):
+    import shutil
+
+    run = tmp_path / "run"
+    fit(config_for(tiny_dataset, epochs=1), run)
+    other = Trainer(config_for(tiny_dataset, epochs=2, model="resnet18", weights="none"), run).fit(resume=True)
+    assert other.message.startswith("This run folder was trained with efficientnet_lite0, not resnet18; resume it "
+                                    "with efficientnet_lite0")
+    fewer = shutil.copytree(tiny_dataset, tmp_path / "fewer")
+    shutil.rmtree(fewer / "blue")
+    changed = Trainer(config_for(fewer, epochs=2), run).fit(resume=True)
+    assert changed.message.startswith("This run folder was trained on the classes blue, green, red, and the data set "
+                                      "now has green, red;")
+
+
+def test_exporting_a_run_before_its_first_epoch_ended_says_to_wait(tmp_path):
+    from tl_studio.core.errors import UserError
+    from tl_studio.core.runs import open_run
+
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / names.CONFIG).write_text("{}")
+    with pytest.raises(UserError, match="has not finished its first epoch, so there is nothing to export yet"):
+        open_run(run)

@@ -237,8 +237,9 @@ def test_a_runs_checkpoint_or_model_file_given_as_weights_says_what_it_is_and_wh
 
     run = tiny_model(tmp_path_factory)
     with pytest.raises(UserError, match=r"best.ckpt is a checkpoint of a TL Studio run, not pretrained weights: .*"
-                                        r"--resume"):
+                                        r"--resume") as refused:
         weights.load_state_dict_file(run.run_dir / "best.ckpt")
+    assert f"`tl-studio train {run.data_dir} --out {run.run_dir} --resume`" in str(refused.value)  # not DATA_DIR
     with pytest.raises(UserError, match=r"model.pt2 is an exported model file, not pretrained weights: .*predict"):
         weights.load_state_dict_file(run.model_file)
     with pytest.raises(UserError, match="is an exported model file"):

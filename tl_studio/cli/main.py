@@ -23,7 +23,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "models": ("cmd_models", "list the available models and whether their weights are offline"),
     "weights": ("cmd_weights", "download or import pretrained weights for a model"),
     "train": ("cmd_train", "train a model on a dataset folder"),
-    "export": ("cmd_export", "export a trained run to model.pt2, ONNX or TorchScript"),
+    "export": ("cmd_export", "export a trained run to model.pt2, ONNX, int8 ONNX or TorchScript"),
     "predict": ("cmd_predict", "classify images with a trained model file"),
     "benchmark": ("cmd_benchmark", "size, speed and accuracy of a run's model in every export format"),
     "evaluate": ("cmd_evaluate", "evaluate a trained model file on a dataset"),

@@ -261,8 +261,8 @@ def _schedule(head_only: bool, freeze_epochs: int) -> tuple[str, str]:
 def _learning_rate(stats: DatasetStats, head_only: bool) -> tuple[float, str]:
     if head_only:
         lr = HEAD_LR[stats.optimizer]
-        return lr, (f"A new head on fixed features learns well at {lr:g}; the learning-rate finder on the Train "
-                    f"step can refine it for your data.")
+        return lr, (f"A new head on fixed features learns well at {lr:g}; the learning-rate finder (Find learning "
+                    "rate… on the Train step, `tl-studio lr-find` on the command line) can refine it for your data.")
     lr, head_lr = TUNE_LR[stats.optimizer], HEAD_LR[stats.optimizer]
     return lr, (f"Pretrained layers need small steps ({lr:g} near the head, halved for each earlier stage) so the "
                 f"first updates do not wipe out what they learnt; the head phase uses the usual {head_lr:g}.")

@@ -198,7 +198,7 @@ def format_table(report: FormatReport) -> str:
             lines.append(f"{row.format:<12} {row.error}")
             continue
         size = row.file_bytes / MB
-        lines.append(f"{row.format:<12} {size:>7.1f}MB {row.latency_ms:>8.1f} ms {row.images_per_s:>10.1f} "
+        lines.append(f"{row.format:<12} {size:>6.1f} MB {row.latency_ms:>8.1f} ms {row.images_per_s:>10.1f} "
                      f"{row.val_accuracy:>8.3f} {row.agreement:>9.1%}")
     lines.append(f"Measured on {report.device}, {report.rows[0].images if report.rows else 0} validation images.")
     return "\n".join(lines)

@@ -100,9 +100,14 @@ class RunState:
         return state
 
     def _restore(self, payload: dict) -> None:
-        if payload["config"]["model"] != self.config.model or list(payload["classes"]) != list(self.data.classes):
-            raise UserError("This run folder was trained with another model or other classes; "
-                            "start a new run in another folder.")
+        trained_model, trained_classes = payload["config"]["model"], list(payload["classes"])
+        if trained_model != self.config.model:
+            raise UserError(f"This run folder was trained with {trained_model}, not {self.config.model}; resume it "
+                            f"with {trained_model}, or start a new run in another folder.")
+        if trained_classes != list(self.data.classes):
+            raise UserError(f"This run folder was trained on the classes {', '.join(trained_classes)}, and the data "
+                            f"set now has {', '.join(self.data.classes)}; resume it on its own classes, or start a "
+                            "new run in another folder.")
         _check_the_optimizer_state_carries_over(payload, self.config)
         self.model.load_state_dict(payload["model"])
         self.epoch, self.step = int(payload["epoch"]), int(payload["step"])

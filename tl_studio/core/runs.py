@@ -9,7 +9,7 @@ from tl_studio.core import checkpoint as ckpt
 from tl_studio.core.config import TrainConfig
 from tl_studio.core.errors import UserError
 from tl_studio.core.preprocess import PreprocessSpec
-from tl_studio.core.run_folder import BEST_CHECKPOINT, MODEL_FILE, RunFolder
+from tl_studio.core.run_folder import BEST_CHECKPOINT, CONFIG, MODEL_FILE, RunFolder
 
 
 
@@ -42,6 +42,9 @@ def open_run(folder: Path) -> Run:
                         f"holding {BEST_CHECKPOINT}): give that folder.")
     if not folder.exists():
         raise UserError(f"{folder} does not exist; give a run folder (`tl-studio runs` lists them).")
+    if not (folder / BEST_CHECKPOINT).is_file() and (folder / CONFIG).is_file():
+        raise UserError(f"The run in {folder} has not finished its first epoch, so there is nothing to export yet; "
+                        "wait until it has, or train it again if it stopped.")
     if not (folder / BEST_CHECKPOINT).is_file():
         raise UserError(f"{folder} holds no trained run (no {BEST_CHECKPOINT}); train one with `tl-studio train`.")
     best = ckpt.load_checkpoint(folder / BEST_CHECKPOINT)

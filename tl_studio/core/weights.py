@@ -210,8 +210,10 @@ def load_state_dict_file(path: Path | str) -> dict[str, Tensor]:
                         "damaged (an incomplete download?); download or copy it again.") from error
     if _is_run_checkpoint(data):
         run = shlex.quote(str(path.parent))
+        # the run's own data folder, when its checkpoint names it (a placeholder read as a word to type)
+        data_dir = shlex.quote(str((data.get("config") or {}).get("data_dir") or "DATA_DIR"))
         raise UserError(f"{path.name} is a checkpoint of a TL Studio run, not pretrained weights: to go on "
-                        f"training that run, resume it (`tl-studio train DATA_DIR --out {run} --resume`, "
+                        f"training that run, resume it (`tl-studio train {data_dir} --out {run} --resume`, "
                         f"or Resume on the Runs step). {_WHAT_WEIGHTS_ARE}")
     if not _is_state_dict(data):
         raise UserError(f"{path.name} holds a {type(data).__name__}, not a state dict (a mapping of parameter names "
