@@ -83,6 +83,23 @@ def test_overwrite_never_touches_the_users_own_files(tmp_path):
     assert (tmp_path / "notes.txt").read_text() == "mine" and (tmp_path / names.MODEL_FILE).exists()
 
 
+def test_overwrite_replaces_the_runs_own_exports_with_it(tmp_path):
+    """`tl-studio export RUN --format onnx` writes RUN/model.onnx; --overwrite then refused the folder as
+    "not empty (it holds model.onnx)". Those files are the run's model: they go with it (left, they would
+    be the old run's); without --overwrite the folder is still refused."""
+    from tl_studio.core.export_formats import EXPORT_FORMATS
+    from tl_studio.core.quantize import INT8_SUFFIX
+
+    defaults = {fmt.default_file(tmp_path).name for fmt in EXPORT_FORMATS.values()} | {f"model{INT8_SUFFIX}"}
+    assert defaults == {names.MODEL_FILE, *names.EXPORTED_FILES}
+    for name in defaults:
+        (tmp_path / name).write_bytes(b"the earlier run's model")
+    with pytest.raises(UserError, match="--overwrite"):
+        RunFolder(tmp_path).check_new_run(resume=False, overwrite=False)
+    RunFolder(tmp_path).start_run(resume=False, overwrite=True)
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_a_trainer_into_a_locked_folder_leaves_it_alone(tiny_dataset, tmp_path):
     from tl_studio.core.config import TrainConfig
     from tl_studio.core.engine import Trainer

@@ -46,6 +46,9 @@ ANNOTATIONS = ".tl_studio_run.json"  # the user's name, star and note for the ru
 RESULT_FILES = (METRICS, LAST_CHECKPOINT, BEST_CHECKPOINT, MODEL_FILE)
 # Every file a run writes (what --overwrite may replace; nothing else in the folder is touched).
 RUN_FILES = (CONFIG, STATUS, EVENTS, CONTROL, *RESULT_FILES)
+# The other files `tl-studio export RUN` writes into the run folder by default (export_formats' default_file):
+# made from the run, so --overwrite replaces them with it (left, they would be the old run's model).
+EXPORTED_FILES = ("model.onnx", "model.ts", "model.int8.onnx")
 
 STATES = ("running", "done", "stopped", "failed")
 REQUESTS = ("stop", "pause", "continue")
@@ -275,7 +278,8 @@ class RunFolder:
         if self.has_results() and not overwrite:
             raise UserError(f"{self.path} already holds a run; add --resume to continue it, --overwrite to "
                             f"replace it, or choose another output folder.")
-        foreign = [p.name for p in self.path.iterdir() if p.name not in RUN_FILES and not p.name.startswith(".")]
+        own = (*RUN_FILES, *EXPORTED_FILES) if overwrite else RUN_FILES
+        foreign = [p.name for p in self.path.iterdir() if p.name not in own and not p.name.startswith(".")]
         if foreign:
             raise UserError(f"{self.path} is not empty (it holds {foreign[0]}); choose a new or empty output "
                             f"folder for the run.")
@@ -286,7 +290,7 @@ class RunFolder:
         self.check_new_run(resume=resume, overwrite=overwrite)
         if not resume:
             # the name, star and note were the replaced run's: a 1-epoch test run must not inherit them
-            replaced = (ANNOTATIONS,) if overwrite and self.has_results() else ()
+            replaced = (ANNOTATIONS, *EXPORTED_FILES) if overwrite and self.has_results() else ()
             for name in (*RUN_FILES, *replaced):
                 self.file(name).unlink(missing_ok=True)
 
