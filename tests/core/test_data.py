@@ -607,3 +607,13 @@ def test_a_very_small_image_is_kept_and_said(tmp_path):
     assert "Very small image (10 x 10 px)" in scan.problems[0].reason
     assert len(scan.records) == 8 and files_left_out(scan.problems) == 0
     assert "1 very small image, kept (ants/tiny.jpg)" in problems_sentence(scan.problems)
+
+
+def test_a_folder_of_one_class_folder_says_to_give_the_folder_inside(tmp_path):
+    """The hint said "scan .../ants instead" to a user running train, advise or the app."""
+    from tl_studio.core.errors import DatasetError
+
+    only = tmp_path / "only"
+    make_image_folder(only, classes=("ants",), per_class=3)
+    with pytest.raises(DatasetError, match=rf"if the class folders are inside ants/, give {only / 'ants'} instead"):
+        scan_dataset(only)

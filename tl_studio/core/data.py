@@ -297,7 +297,7 @@ def _too_few_classes(root: Path, classes: list[str], layout: _Layout, needed: in
                 f"first, {first.path}: {first.reason.rstrip('.')})")
     elif classes and len(layout.subfolder_names) == 1 and not layout.presplit:
         only = layout.subfolder_names[0]
-        hint = f"if the class folders are inside {only}/, scan {root / only} instead"
+        hint = f"if the class folders are inside {only}/, give {root / only} instead"
     if needed == 1:
         return DatasetError(f"{root} has {found}: {hint}.")
     return DatasetError(f"{root} has {found}, and a dataset needs at least two: {hint}.")
