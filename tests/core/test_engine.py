@@ -380,9 +380,9 @@ def test_an_epoch_of_several_passes_over_cached_features_is_said(tiny_dataset, t
     config = lite0_config(tiny_dataset, epochs=1, feature_cache=feature_cache)
     finished, recorder = fit(config, tmp_path / "run")
     start, = recorder.of_type(events.FitStart)
-    said = [note for note in start.notes if note.startswith("Each epoch goes over the cached features")]
+    said = [note for note in start.notes if note.startswith("Each epoch makes")]
     train_images = start.num_train
     assert len(said) == feature_cache
     if feature_cache:
         passes = math.ceil(100 * config.batch_size / train_images)
-        assert f"of the {train_images} training images {passes} times" in said[0]
+        assert f"makes {passes} passes over the cached features of the {train_images} training images" in said[0]

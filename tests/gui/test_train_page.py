@@ -390,14 +390,20 @@ def test_the_legends_hide_no_curve(qtbot, size):
 
 def test_the_summary_follows_the_two_phase_schedule_into_fine_tuning(page):
     """Through a two-phase run's second phase the summary kept saying the head's parameters trained on
-    cached features; it names the phase and what trains in it."""
-    page.controller.fitStarted.emit(fit_start("CPU (1 thread)"))
+    cached features, and how many passes over them an epoch makes; it names the phase and what trains."""
+    from dataclasses import replace
+
+    from tl_studio.core.diagnostics import cached_passes_note
+
+    passes = cached_passes_note(10, 7, 100, two_phase=True)
+    page.controller.fitStarted.emit(replace(fit_start("CPU (1 thread)"), notes=(passes, "Class weights on.")))
+    assert passes in page.summary.text()
     page.controller.phaseStarted.emit(events.PhaseStart("head", 1, 10, "Phase 1", feature_cache=True))
     text = page.summary.text()
     assert "Phase 1 of 2, the new head: 10 of 100 parameters train. Features are computed once" in text
     page.controller.phaseStarted.emit(events.PhaseStart("fine-tune", 3, 60, "Phase 2", feature_cache=False))
     text = page.summary.text()
-    assert "Phase 2 of 2, fine-tuning: 60 of 100 parameters train." in text
+    assert "Phase 2 of 2, fine-tuning: 60 of 100 parameters train." in text and "Class weights on." in text
     assert "cached" not in text and "Run folder: /tmp/run" in text
 
 

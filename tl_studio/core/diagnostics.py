@@ -73,3 +73,15 @@ def freeze_hint(per_class: float, frozen: int, num_stages: int, pretrained: bool
         return (f"{images}: plenty to fine-tune more of the network, "
                 f"especially if your images differ from everyday photos (medical, satellite, microscopy).")
     return f"{images}: enough data to fine-tune most of the network."
+
+
+# The start of the note below: a phase that trains on images (the two-phase schedule's second) leaves it out.
+CACHED_PASSES = "passes over the cached features"
+
+
+def cached_passes_note(images: int, passes: int, min_steps: int, two_phase: bool) -> str:
+    """An epoch of several passes over cached features, said when the run starts: --epochs reads "passes
+    over the training images", and the train accuracy counts every pass (a user found 1715 = 7 x 245)."""
+    when = "In the head phase, each" if two_phase else "Each"
+    return (f"{when} epoch makes {passes} {CACHED_PASSES} of the {images} training images: a new head needs "
+            f"about {min_steps} steps, and one pass of this data set is fewer.")

@@ -22,6 +22,7 @@ from tl_studio.core import checkpoint as ckpt
 from tl_studio.core import events, loops
 from tl_studio.core.device import autocast_dtype, use_channels_last
 from tl_studio.core.config import TrainConfig, plan_phases, uses_feature_cache
+from tl_studio.core.diagnostics import cached_passes_note
 from tl_studio.core.errors import DatasetError, UserError
 from tl_studio.core.gpu_decoding import GpuDecoder
 from tl_studio.core.run_data import RunData
@@ -177,9 +178,8 @@ class RunState:
         passes = self._feature_passes(phase)
         if passes == 1:
             return ()
-        return (f"Each epoch goes over the cached features of the {len(self.data.train_records)} training images "
-                f"{passes} times: a new head needs about {HEAD_MIN_STEPS} steps, and one pass of this data set "
-                "is fewer.",)
+        return (cached_passes_note(len(self.data.train_records), passes, HEAD_MIN_STEPS,
+                                   two_phase=phase.name == "head"),)
 
     def _feature_passes(self, phase) -> int:
         """Passes over the cached features per epoch, enough for HEAD_MIN_STEPS updates in the phase."""

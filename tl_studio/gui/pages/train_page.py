@@ -9,7 +9,7 @@ from PySide6.QtCore import Qt, Signal
 from PySide6.QtWidgets import (QHBoxLayout, QInputDialog, QLabel, QMessageBox, QProgressBar,
                                QPushButton, QScrollArea, QSplitter, QTabWidget, QVBoxLayout, QWidget)
 
-from tl_studio.core.diagnostics import overfitting_hint
+from tl_studio.core.diagnostics import CACHED_PASSES, overfitting_hint
 from tl_studio.core import run_folder
 from tl_studio.core.errors import UserError
 from tl_studio.core.wording import counted
@@ -328,7 +328,8 @@ class TrainPage(QWidget):
     def _show_summary(self, trainable_params: int, feature_cache: bool, phase: str = "") -> None:
         event = self._fit_start
         cache = " Features are computed once and cached (frozen backbone)." if feature_cache else ""
-        notes = " ".join(event.notes)
+        # a phase on images (the two-phase schedule's second) makes no passes over cached features
+        notes = " ".join(note for note in event.notes if feature_cache or CACHED_PASSES not in note)
         self.summary.setText(f"{event.num_train} training and {event.num_val} validation images, "
                              f"{len(event.classes)} classes, on {explain_cpu(event.device)}. "
                              f"{phase}{trainable_params:,} of "
