@@ -679,3 +679,18 @@ def test_open_writes_the_model_file_of_a_run_stopped_before_it_then_opens_it(pag
     assert said[-1] == f"Wrote model.pt2 for {stopped.name}: Export check passed."
     page.select_paths([str(stopped)])
     assert page.open_button.toolTip().startswith("Use this run's model")  # its row has the model file now
+
+
+def test_two_deletes_are_undone_one_after_the_other(page, runs, tmp_path, monkeypatch):
+    """A second delete dropped the first one's undo: that run stayed in the trash, Undo greyed out."""
+    private_trash(tmp_path, monkeypatch)
+    for name in ("oom", "resnet"):
+        page.select_paths([str(runs / name)])
+        page.edits.delete_selected()
+    assert not (runs / "oom").exists() and not (runs / "resnet").exists()
+    assert page.edits.undo_text() == "Undo: put resnet back from the trash"
+    page.edits.undo_delete()
+    assert (runs / "resnet").is_dir() and page.edits.undo_button.isEnabled()
+    assert page.edits.undo_text() == "Undo: put oom back from the trash"
+    page.edits.undo_delete()
+    assert (runs / "oom").is_dir() and not page.edits.undo_button.isEnabled() and page.proxy.rowCount() == 4

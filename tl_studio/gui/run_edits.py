@@ -22,7 +22,10 @@ class RunEdits(QObject):
         """``model``: the page's RunsModel; ``changed``: called after rows changed (counts, best run)."""
         super().__init__(page)
         self.page, self.model, self.selected_runs, self.say, self.changed = page, model, selected_runs, say, changed
-        self.trashed: list = []  # the last delete, for undo: (the run's name, run_trash's record)
+        # every delete of this session, for undo, the last one last: each a list of (the run's name as the
+        # table showed it, run_trash's record); one Undo puts the last delete back (a second delete
+        # dropped the first one's undo)
+        self.deletes: list[list] = []
         self.star_button = QPushButton("★ Star")
         self.note_button = QPushButton("Note…")
         self.rename_button = QPushButton("Rename…")
@@ -106,8 +109,9 @@ class RunEdits(QObject):
                 problems.append(str(error))
                 continue
             self.model.remove_run(run.path)
-        self.trashed = trashed
-        self.undo_button.setEnabled(bool(trashed))
+        if trashed:
+            self.deletes.append(trashed)
+        self.undo_button.setEnabled(bool(self.deletes))
         self.undoChanged.emit()
         if trashed:
             names = ", ".join(name for name, _ in trashed)
@@ -115,6 +119,11 @@ class RunEdits(QObject):
         if problems:
             QMessageBox.warning(self.page, "Not deleted", as_written("\n".join(problems)))
         self.changed()
+
+    @property
+    def trashed(self) -> list:
+        """The runs the next Undo puts back (the last delete); empty when there is nothing to undo."""
+        return self.deletes[-1] if self.deletes else []
 
     def undo_text(self) -> str:
         """What undoing the last delete would do, in a few words (Edit > Undo names it)."""
@@ -126,15 +135,16 @@ class RunEdits(QObject):
         from tl_studio.core.run_history import summarize_run
         from tl_studio.core.run_trash import restore_run
 
+        if not self.deletes:
+            return
         problems, restored = [], []
-        for name, trashed in self.trashed:
+        for name, trashed in self.deletes.pop():
             try:
                 self.model.add_runs([summarize_run(restore_run(trashed))])
                 restored.append(name)
             except UserError as error:
                 problems.append(str(error))
-        self.trashed = []
-        self.undo_button.setEnabled(False)
+        self.undo_button.setEnabled(bool(self.deletes))
         self.undoChanged.emit()
         # "Moved ... to the trash. Undo delete puts it back." stood after the runs were back
         self.say(f"Put {', '.join(restored)} back." if restored else "Nothing was put back.")
