@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 from PySide6.QtCore import Qt
 from PySide6.QtGui import QFontMetrics
 from PySide6.QtWidgets import QAbstractItemView, QSlider
@@ -282,7 +283,7 @@ def test_weights_that_cannot_be_imported_are_said_in_the_status_line_before_the_
     monkeypatch.setattr(page, "current_info", lambda: SimpleNamespace(name="vit_b_16"))
     monkeypatch.setattr(QFileDialog, "getOpenFileName", lambda *args: (str(tmp_path / "wrong.pth"), ""))
 
-    def refuse(name, path):
+    def refuse(name, path, force=False):
         raise UserError("wrong.pth holds another model's weights.")
 
     monkeypatch.setattr(weight_import, "import_weights", refuse)
@@ -310,3 +311,51 @@ def test_a_head_of_a_tiny_share_of_the_parameters_is_not_called_none(qtbot):
     page._describe_depth(0)
     assert page.params_text.text().endswith("parameters train (100.0%).")
     page.shutdown()
+
+
+@pytest.mark.parametrize("replace", [True, False])
+def test_importing_over_other_weights_asks_and_a_file_unlike_the_published_one_is_warned(qtbot, tmp_path,
+                                                                                         monkeypatch, replace):
+    """The app said "import with --force to replace them", a flag it has no place for; and it took a file
+    whose hash is not the published one's as "Downloaded", with no word that it may be random weights."""
+    from types import SimpleNamespace
+
+    from PySide6.QtWidgets import QFileDialog, QMessageBox
+
+    from tl_studio.core import weight_import
+    from tl_studio.core.weight_import import ImportResult, OtherWeightsInUse
+    from tl_studio.gui.pages.model_page import ModelPage
+    from tl_studio.gui.session import Session
+
+    session = Session()
+    said, asked, warned, calls = [], [], [], []
+    session.statusMessage.connect(said.append)
+    page = ModelPage(session)
+    qtbot.addWidget(page)
+    cached = tmp_path / "resnet18-f37072fd.pth"
+    monkeypatch.setattr(page, "current_info", lambda: SimpleNamespace(name="resnet18"))
+    monkeypatch.setattr(page, "_weights_ready", lambda info, message: said.append(message))
+    monkeypatch.setattr(QFileDialog, "getOpenFileName", lambda *args: (str(tmp_path / "mine.pth"), ""))
+
+    def fake_import(name, path, force=False):
+        calls.append(force)
+        if not force:
+            raise OtherWeightsInUse(cached, name)
+        return ImportResult(cached, "replaced", False)
+
+    monkeypatch.setattr(weight_import, "import_weights", fake_import)
+    monkeypatch.setattr(QMessageBox, "question",
+                        lambda *args: asked.append(args[2]) or (QMessageBox.Yes if replace else QMessageBox.No))
+    monkeypatch.setattr(QMessageBox, "warning", lambda parent, title, text: warned.append(text))
+    page.import_weights()
+    qtbot.waitUntil(lambda: bool(asked), timeout=30_000)
+    assert "--force" not in asked[0] and f"{cached} already holds other weights for resnet18" in asked[0]
+    if replace:
+        qtbot.waitUntil(lambda: bool(warned), timeout=30_000)
+        assert calls == [False, True] and said[-1] == "Imported weights for resnet18 (replaced)."
+        assert "may not hold the pretrained ImageNet weights" in warned[0]
+    else:
+        assert calls == [False] and not warned
+        assert said[-1] == "The weights were not imported for resnet18; its weights are as they were."
+    page.shutdown()
+

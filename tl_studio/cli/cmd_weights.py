@@ -54,16 +54,15 @@ def _download(name: str) -> int:
 
 
 def _import(name: str, file: str, force: bool) -> int:
-    from tl_studio.core.weight_import import import_weights
+    from tl_studio.core.weight_import import import_weights, published_hash_note
 
     result = import_weights(name, file, force=force)
     if result.action == "already cached":
         print(f"{result.path} already holds these weights; nothing to do.")
         return 0
     print(f"Weights {result.action} to {result.path}.")
-    if result.matches_published_hash is False:
-        print("Note: the file differs from the one torchvision publishes (its SHA-256 does not match the name); "
-              "it loads into the model, so it is used.")
+    if note := published_hash_note(result):
+        print(f"Note: {note[0].upper()}{note[1:]}")
     return 0
 
 

@@ -46,15 +46,32 @@ def import_weights(name: str, file: Path | str, *, force: bool = False) -> Impor
     return ImportResult(destination, action, source_digest.startswith(prefix) if prefix is not None else None)
 
 
+class OtherWeightsInUse(UserError):
+    """The cache holds other valid weights for the model: replaced only when the user says so (--force on
+    the command line, a question in the app)."""
+
+    def __init__(self, destination: Path, name: str):
+        super().__init__(f"{destination} already holds other weights for {name} and they stay in use; "
+                         "import with --force to replace them.")
+        self.destination, self.name = destination, name
+
+
 def _import_action(destination: Path, source_digest: str, force: bool, name: str) -> str:
     if not destination.exists():
         return "copied"
     if _sha256(destination) == source_digest:
         return "already cached"
     if not force:
-        raise UserError(f"{destination} already holds other weights for {name} and they stay in use; "
-                        "import with --force to replace them.")
+        raise OtherWeightsInUse(destination, name)
     return "replaced"
+
+
+def published_hash_note(result: ImportResult) -> str:
+    """What an import of a file unlike the published one means, or "" (the command line and the app)."""
+    if result.matches_published_hash is not False:
+        return ""
+    return ("the file differs from the one torchvision publishes (its SHA-256 does not match the name), so it "
+            "may not hold the pretrained ImageNet weights; it loads into the model, so it is used.")
 
 
 def _sha256(path: Path) -> str:

@@ -218,7 +218,7 @@ class ModelPage(QWidget):
     def _show_weights_state(self, info) -> None:
         status = self.table_model.status.get(info.name, "missing")
         texts = {"bundled": "Bundled with TL Studio: works offline.",
-                 "cached": "Downloaded: in the torch hub cache, works offline."}
+                 "cached": "In the torch hub cache (downloaded or imported): works offline."}
         size = f" ({megabytes(info.file_bytes, 0)})" if info.file_bytes else ""
         text = texts.get(status, f"Not downloaded yet{size}. Download now, or import a file downloaded elsewhere.")
         if not self.session.config.pretrained:  # the state said is the ImageNet weights', not this choice's
@@ -367,8 +367,6 @@ class ModelPage(QWidget):
 
     def import_weights(self) -> None:
         """Checks the file against the architecture in the background (large models take seconds)."""
-        from tl_studio.core.weight_import import import_weights
-
         info = self.current_info()
         if info is None:
             return
@@ -377,11 +375,39 @@ class ModelPage(QWidget):
         path, _ = QFileDialog.getOpenFileName(self, f"Import weights for {info.name}", start, "Weights (*.pth *.pt)")
         if not path:
             return
+        self._start_import(info, path, force=False)
+
+    def _start_import(self, info, path: str, force: bool) -> None:
+        from tl_studio.core.weight_import import OtherWeightsInUse, import_weights
+
+        def work(report, cancelled):
+            try:
+                return import_weights(info.name, path, force=force)
+            except OtherWeightsInUse as other:  # asked in the window: "--force" means nothing here
+                return other
+
         self.session.say(f"Checking {path} against {info.name}…")
-        task = self.tasks.start(lambda report, cancelled: import_weights(info.name, path), "import-weights")
-        task.succeeded.connect(lambda result: self._weights_ready(
-            info, f"Imported weights for {info.name} ({result.action})."))
+        task = self.tasks.start(work, "import-weights")
+        task.succeeded.connect(lambda result: self._imported(info, path, result))
         task.failed.connect(lambda message: self._import_failed(info, message))
+
+    def _imported(self, info, path: str, result) -> None:
+        from tl_studio.core.weight_import import OtherWeightsInUse, published_hash_note
+
+        if isinstance(result, OtherWeightsInUse):
+            self.session.say(f"Other weights for {info.name} are in use; replace them?", "Model")
+            answer = QMessageBox.question(self, "Replace the weights in use?", as_written(
+                f"{result.destination} already holds other weights for {info.name}, and runs use them. Replace "
+                f"them with {path}?"))
+            if answer == QMessageBox.Yes:
+                self._start_import(info, path, force=True)
+            else:
+                self.session.say(f"The weights were not imported for {info.name}; its weights are as they were.",
+                                 "Model")
+            return
+        self._weights_ready(info, f"Imported weights for {info.name} ({result.action}).")
+        if note := published_hash_note(result):  # maybe not the ImageNet weights the panel names
+            QMessageBox.warning(self, "Not the published weights", as_written(f"{Path(path).name}: {note}"))
 
     def _import_failed(self, info, message: str) -> None:
         # said before the box, which holds the window: "Checking … against vit_b_16…" stood on after it
