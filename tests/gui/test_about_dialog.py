@@ -171,3 +171,14 @@ def test_the_main_window_has_the_help_actions_runs_the_first_run_check_and_opens
         assert warned[-1].startswith(f"bogus{suffix} was not opened") and window.session.model_file == model
     assert model_file_argument(["predict", str(model), "img.jpg"]) is None
     assert model_file_argument([str(tmp_path / "missing.pt2")]) is None
+
+
+def test_the_about_dialogs_copy_button_says_it_copied(qtbot, window):
+    """Copy Diagnostics in the About box filled the clipboard without a sign (the status line is behind)."""
+    check = checked(qtbot, attach_system_check(window, collect=lambda: GPU_IN_USE))
+    dialog = AboutDialog(check, window, window.session.say)
+    qtbot.addWidget(dialog)
+    dialog.copy_button.click()
+    assert dialog.copy_button.text() == "Copied to the clipboard"
+    assert window.session.messages[-1].startswith("Diagnostics copied to the clipboard")
+    assert "NVIDIA H200" in QApplication.clipboard().text()

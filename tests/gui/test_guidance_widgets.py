@@ -191,3 +191,15 @@ def test_the_finder_says_what_the_scan_left_out_with_names_as_written(dialog, su
     dialog.show_result(result)
     shown = QTextDocumentFragment.fromHtml(dialog.message.text()).toPlainText()
     assert "1 file left out of the sweep (red/<b>notes&.jpg)" in shown
+
+
+def test_the_finder_says_it_sweeps_once_steps_come_in(dialog):
+    """'Preparing the model…' stood under "Trying learning rate 4.4e-07" to the end of a minute's sweep."""
+    from types import SimpleNamespace
+
+    from tl_studio.gui.lr_finder_dialog import PREPARING
+
+    dialog.message.setText(PREPARING)
+    dialog._on_progress(SimpleNamespace(done=3, total=100, text="Trying learning rate 4.4e-07: loss 0.731"))
+    assert dialog.message.text().startswith("Trying learning rates from small to large")
+    assert dialog.progress.format() == "Trying learning rate 4.4e-07: loss 0.731"

@@ -77,9 +77,9 @@ class SystemCheck(QObject):
 class AboutDialog(QDialog):
     """The version, the PyTorch build, where training runs and, when it applies, the fix."""
 
-    def __init__(self, check: SystemCheck, parent=None):
+    def __init__(self, check: SystemCheck, parent=None, say: Callable[[str], None] | None = None):
         super().__init__(parent)
-        self.check = check
+        self.check, self.say = check, say
         self.setWindowTitle("About TL Studio")
         icon = QLabel()
         icon.setPixmap(QPixmap(str(_icon_path())))
@@ -101,7 +101,7 @@ class AboutDialog(QDialog):
         self.copy_button = QPushButton("Copy Diagnostics")
         self.copy_button.setToolTip("Versions, devices and the last error, for a bug report")
         buttons.addButton(self.copy_button, QDialogButtonBox.ActionRole)
-        self.copy_button.clicked.connect(lambda: copy_diagnostics(self.check))
+        self.copy_button.clicked.connect(lambda: copy_diagnostics(self.check, self._copied))
         buttons.rejected.connect(self.reject)
         layout = QVBoxLayout(self)
         layout.addLayout(header)
@@ -111,6 +111,13 @@ class AboutDialog(QDialog):
         self.setMinimumWidth(520)
         check.ready.connect(self.show_report)
         check.request()
+
+    def _copied(self, message: str) -> None:
+        """Said where the user looks, on the button (the status line is behind the dialog), and on the
+        status line too: the button gave no sign that anything happened."""
+        self.copy_button.setText("Copied to the clipboard")
+        if self.say:
+            self.say(message)
 
     def show_report(self, report: system_info.SystemReport) -> None:
         self.facts.setText(f"PyTorch {report.torch.version} ({report.torch.kind}), torchvision "
@@ -189,7 +196,7 @@ class _HelpActions(QObject):
         self.say = window.session.say
 
     def show_about(self) -> None:
-        AboutDialog(self.check, self.parent()).exec()
+        AboutDialog(self.check, self.parent(), self.say).exec()
 
     def copy_diagnostics(self) -> None:
         copy_diagnostics(self.check, self.say)

@@ -22,6 +22,9 @@ from tl_studio.gui.tasks import TaskRunner
 from tl_studio.gui.theme import SERIES, configure_pyqtgraph
 
 
+
+PREPARING = "Preparing the model…"
+
 class _LearningRateAxis(pg.AxisItem):
     """Learning rates written as the suggestion is ("1e-04", "9.1e-04"). pyqtgraph's own log axis scaled
     them by an SI prefix ("learning rate (x0.001)") and wrote 0.001, 0.01, 0.1, 1, then 10¹ and 10²."""
@@ -145,7 +148,7 @@ class LrFinderDialog(QDialog):
             # loader processes start with "spawn": forking a process that runs Qt threads is unsafe
             return find_lr(config, scan, progress=report, cancel=cancelled, mp_context="spawn")
 
-        self.message.setText("Preparing the model…")
+        self.message.setText(PREPARING)
         self.progress.setRange(0, 0)
         self.task = self.tasks.start(sweep, "lr-finder")
         self.task.progress.connect(self._on_progress)
@@ -160,6 +163,8 @@ class LrFinderDialog(QDialog):
             self.message.setText("Cancelling…")
 
     def _on_progress(self, event) -> None:
+        if self.message.text() == PREPARING:  # the sweep runs: "Preparing the model…" stood under it to the end
+            self.message.setText("Trying learning rates from small to large; the plot appears when the sweep ends.")
         self.progress.setRange(0, max(1, event.total))
         self.progress.setValue(event.done)
         self.progress.setFormat(event.text)
