@@ -297,7 +297,8 @@ def test_a_two_phase_run_lists_the_rate_it_fine_tuned_at(optimizer, head, tuned)
     given = train_config.replace(lr=5e-5)
     assert history.resolved_lr({**config, "lr": 5e-5}) == given.trained_lr() == 5e-5
     assert phase_lr(Phase("head", 1, 1, "all", 0.5), given) == head
-    assert history.resolved_lr({"freeze": "4", "schedule": "onecycle", "optimizer": optimizer}) == pytest.approx(head * 0.3)
+    one_cycle = {"freeze": "4", "schedule": "onecycle", "optimizer": optimizer}
+    assert history.resolved_lr(one_cycle) == pytest.approx(head * 0.3)
 
 
 def test_a_run_stopped_before_its_model_file_says_so_until_export_writes_it(tmp_path):

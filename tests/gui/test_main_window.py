@@ -333,3 +333,16 @@ def test_a_runs_progress_waits_on_the_train_step_while_another_step_is_shown(win
     assert status.text() == "Epoch 5: val accuracy 0.910"
     window.session.say("Epoch 6: val accuracy 0.920", "Train")  # on the step shown: shown at once
     assert status.text() == "Epoch 6: val accuracy 0.920"
+
+
+def test_the_first_window_fits_the_screen(qtbot):
+    """A first start made the window 1280 x 820 on any screen: on a 1024 x 700 one, or at 2x scaling, the
+    Data step's split controls and the status line were off screen."""
+    from tl_studio.gui.main_window import FIRST_SIZE
+
+    window = MainWindow()
+    qtbot.addWidget(window)
+    room = window.screen().availableGeometry()
+    assert window.width() == min(FIRST_SIZE[0], room.width()) and window.height() == min(FIRST_SIZE[1], room.height())
+    assert room.width() < FIRST_SIZE[0]  # the test screen (offscreen: 800 x 800) is the small case
+    window.close()

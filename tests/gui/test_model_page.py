@@ -67,8 +67,11 @@ def test_the_advice_and_the_model_table_are_readable_at_the_default_window_size(
     from tests.core.test_advisor import probe, stats
     from tl_studio.core.advice_rules import recommend
 
+    from tl_studio.gui.main_window import FIRST_SIZE
+
     window = MainWindow()
     qtbot.addWidget(window)
+    window.resize(*FIRST_SIZE)  # a first start on a screen with room for it (the offscreen one is 800 x 800)
     window.show()
     qtbot.waitExposed(window)
     window.steps.go_to("Model")

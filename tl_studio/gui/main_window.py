@@ -28,6 +28,9 @@ def _placeholder(text: str) -> QWidget:
     return label
 
 
+FIRST_SIZE = (1280, 820)  # the window at a first start, in device-independent pixels
+
+
 class MainWindow(QMainWindow):
     def __init__(self, session: Session | None = None, parent=None):
         super().__init__(parent)
@@ -320,8 +323,9 @@ class MainWindow(QMainWindow):
         geometry = QSettings().value("window/geometry")
         if geometry is not None:
             self.restoreGeometry(geometry)
-        else:
-            self.resize(1280, 820)
+        else:  # a first start: 1280 x 820, or the screen's room when it is smaller (a 1024 x 768 laptop, 2x scaling)
+            room = self.screen().availableGeometry()
+            self.resize(min(FIRST_SIZE[0], room.width()), min(FIRST_SIZE[1], room.height()))
 
     def closeEvent(self, event) -> None:
         """Closing is safe at any moment: a run stops after its current batch (its last finished
