@@ -305,7 +305,8 @@ class ModelPage(QWidget):
         scan = self.session.scan
         if scan is not None:
             per_class = images_per_class(scan.counts()["train"].values())
-            self.hint.setText(freeze_hint(per_class, value, stages, pretrained=self.session.config.pretrained))
+            self.hint.setText(freeze_hint(per_class, value, stages, pretrained=self.session.config.pretrained,
+                                          trainable_share=share))
 
     def _config_changed(self, config) -> None:
         index = self.weights_choice.findData(config.weights if config.weights in ("default", "none") else "default")
