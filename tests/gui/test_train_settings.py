@@ -48,3 +48,22 @@ def test_loader_workers_are_automatic_until_the_user_sets_a_number(qtbot):
     assert settings.session.config.workers == 0
     settings.workers.setValue(-1)
     assert settings.workers.text() == "automatic" and settings.session.config.workers is None
+
+
+def test_the_schedule_and_the_freeze_depth_stay_compatible_whichever_step_changes_them(qtbot):
+    """Two-phase fine-tuning then "train only the new head" on the Model step: the steps disagreed and
+    Start refused the run in command-line words ("give a depth other than 'all'")."""
+    from tl_studio.gui.session import Session
+
+    session = Session()
+    said = []
+    session.statusMessage.connect(said.append)
+    assert session.config.freeze == "all"
+    session.update_config(schedule="fine-tune")  # the Train step
+    assert session.config.freeze == "none" and said[-1].startswith("Two-phase fine-tuning: the head trains first")
+    session.update_config(freeze="all")  # the Model step's slider at "only the new head"
+    assert session.config.schedule == "onecycle" and session.config.freeze == "all"
+    assert said[-1].startswith("Only the new head trains now, so the schedule is One-cycle again")
+    session.update_config(schedule="fine-tune", freeze="3")
+    assert (session.config.schedule, session.config.freeze) == ("fine-tune", "3")
+    session.config.validate()

@@ -52,6 +52,15 @@ class Session(QObject):
 
     def update_config(self, **changes) -> None:
         new = self.config.replace(**changes)
+        if new.schedule == "fine-tune" and new.freeze == "all":  # two phases need something to unfreeze
+            if "freeze" in changes:  # the Model step froze the whole backbone: Start refused it in CLI words
+                new = new.replace(schedule="onecycle")
+                self.say("Only the new head trains now, so the schedule is One-cycle again (two-phase fine-tuning "
+                         "needs layers to unfreeze).")
+            else:
+                new = new.replace(freeze="none")
+                self.say("Two-phase fine-tuning: the head trains first, then the whole network (change the freeze "
+                         "depth on the Model step).")
         if new != self.config:
             self.config = new
             self.configChanged.emit(new)

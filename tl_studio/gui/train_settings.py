@@ -198,12 +198,7 @@ class TrainSettings(QWidget):
             device=self.device.currentData() or "auto",
             workers=None if self.workers.value() < 0 else self.workers.value(),  # -1: "automatic"
             early_stopping_patience=self.early_stopping.value(), class_weighting=self.class_weighting.currentData())
-        if changes["schedule"] == "fine-tune" and self.session.config.freeze == "all":
-            # two phases need something to unfreeze in the second one
-            changes["freeze"] = "none"
-            self.session.say("Two-phase fine-tuning: the head trains first, then the whole network "
-                             "(change the freeze depth on the Model step).")
-        self.session.update_config(**changes)
+        self.session.update_config(**changes)  # the session keeps schedule and freeze depth compatible
         remember_config(self.session.config)
         self.show_config(self.session.config)
 
