@@ -67,3 +67,22 @@ def test_the_schedule_and_the_freeze_depth_stay_compatible_whichever_step_change
     session.update_config(schedule="fine-tune", freeze="3")
     assert (session.config.schedule, session.config.freeze) == ("fine-tune", "3")
     session.config.validate()
+
+
+def test_a_rate_set_for_the_head_alone_is_not_carried_into_fine_tuning(qtbot):
+    """The finder's 1e-2 for the head stayed set when the Train step switched to two-phase fine-tuning: the
+    backbone would have been fine-tuned at ten times the head phase's rate."""
+    from tl_studio.gui.session import Session
+
+    session = Session()
+    said = []
+    session.statusMessage.connect(said.append)
+    session.update_config(lr=1e-2)  # "Use this value" in the finder, head only
+    session.update_config(epochs=8)  # anything else keeps it
+    assert session.config.lr == 1e-2
+    session.update_config(schedule="fine-tune")
+    assert session.config.lr is None and session.config.freeze == "none"
+    assert said[-1] == ("The learning rate is automatic again: 0.01 was set for training the new head alone. "
+                        "Find learning rate… on the Train step measures one for this setting.")
+    session.update_config(lr=3e-4, freeze="2")  # set with the depth: kept
+    assert session.config.lr == 3e-4

@@ -61,6 +61,14 @@ class Session(QObject):
                 new = new.replace(freeze="none")
                 self.say("Two-phase fine-tuning: the head trains first, then the whole network (change the freeze "
                          "depth on the Model step).")
+        old = self.config
+        if old.lr is not None and new.lr == old.lr and (new.freeze == "all") != (old.freeze == "all"):
+            # a rate set for the head alone (the finder's 1e-2, say) would fine-tune the backbone ten times too
+            # fast, and one set for fine-tuning trains a head too slowly
+            new = new.replace(lr=None)
+            was = "the new head alone" if old.freeze == "all" else "fine-tuning the backbone"
+            self.say(f"The learning rate is automatic again: {old.lr:g} was set for training {was}. Find learning "
+                     "rate… on the Train step measures one for this setting.")
         if new != self.config:
             self.config = new
             self.configChanged.emit(new)
