@@ -362,3 +362,20 @@ def test_importing_over_other_weights_asks_and_a_file_unlike_the_published_one_i
         assert said[-1] == "The weights were not imported for resnet18; its weights are as they were."
     page.shutdown()
 
+
+
+@pytest.mark.parametrize("min_size, said", [(1, ""), (224, ", smallest input 224 px")])
+def test_the_facts_name_the_smallest_input_only_where_it_limits(qtbot, min_size, said):
+    """"minimum 1 px" stood in every EfficientNet's facts; a ViT's 224 px is worth saying."""
+    from types import SimpleNamespace
+
+    from tl_studio.gui.pages.model_page import ModelPage
+    from tl_studio.gui.session import Session
+
+    page = ModelPage(Session())
+    qtbot.addWidget(page)
+    info = SimpleNamespace(acc1=77.7, gflops=0.39, name="m", num_params=3_400_000, crop_size=224,
+                           interpolation="bicubic", min_size=min_size, bundled=True, file_bytes=0)
+    page._show_model(info)
+    assert page.facts.text().endswith(f"trained at 224 px (bicubic resize{said}).")
+    page.shutdown()

@@ -694,3 +694,13 @@ def test_two_deletes_are_undone_one_after_the_other(page, runs, tmp_path, monkey
     assert page.edits.undo_text() == "Undo: put oom back from the trash"
     page.edits.undo_delete()
     assert (runs / "oom").is_dir() and not page.edits.undo_button.isEnabled() and page.proxy.rowCount() == 4
+
+
+def test_the_resume_button_keeps_its_width_whichever_text_it_shows(page, runs):
+    """It widened to "Train further…" and moved the Star, Note… and Rename… buttons under the pointer."""
+    from PySide6.QtWidgets import QPushButton
+
+    assert page.resume_button.minimumWidth() >= QPushButton("Train further…").sizeHint().width()
+    page.select_paths([str(runs / "resnet")])  # a finished run: Train further…
+    assert page.resume_button.text() == "Train further…"
+    assert page.resume_button.sizeHint().width() <= page.resume_button.minimumWidth()

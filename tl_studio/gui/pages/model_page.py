@@ -210,8 +210,10 @@ class ModelPage(QWidget):
         cost = f", {info.gflops:.2f} GFLOPS" if info.gflops else ""
         self.title.setText(f"<h3>{info.name}</h3>")
         # "with ImageNet's head": the count below the stages is this model with the run's head
+        # torchvision's smallest input size: 1 px for most convnets ("minimum 1 px" read oddly), 224 for a ViT
+        smallest = f", smallest input {info.min_size} px" if info.min_size and info.min_size > 32 else ""
         self.facts.setText(f"{info.num_params / 1e6:.1f} M parameters with ImageNet's 1,000-class head, {acc}{cost}; "
-                           f"trained at {info.crop_size} px ({info.interpolation} resize, minimum {info.min_size} px).")
+                           f"trained at {info.crop_size} px ({info.interpolation} resize{smallest}).")
         self._show_weights_state(info)
         self._show_stages()
 

@@ -107,6 +107,9 @@ class RunsPage(QWidget):
         self.open_button.setObjectName("openRunButton")
         self.open_button.setToolTip(OPEN_TIP)
         self.resume_button = QPushButton("Resume…")
+        # as wide as its other text: "Train further…" widened it and moved Star, Note… and Rename… under the
+        # pointer (a click meant for Note… starred the run)
+        self.resume_button.setMinimumWidth(QPushButton("Train further…").sizeHint().width())
         self.resume_button.setToolTip("Continue a stopped or failed run from its last checkpoint, or train a "
                                       "finished one for more epochs (Train step)")
         self.edits = RunEdits(self, self.model, self.selected_runs, self.session.say, self._after_rows_changed)
