@@ -213,6 +213,28 @@ def test_the_model_is_named_by_its_run_and_the_metrics_sit_under_the_matrix(page
     assert page.metrics.geometry().top() > page.matrix.geometry().bottom()
 
 
+def test_the_summary_over_the_matrix_takes_the_height_of_its_text_once_shown(qtbot, model):
+    """The summary's box kept the height of its empty text (0) when the first evaluation filled it on a
+    shown step: the accuracy, the images evaluated and every warning were there, unseen."""
+    from PySide6.QtWidgets import QApplication
+
+    session = Session()
+    session.set_dataset(scan_dataset(model.data_dir))
+    evaluate_page = EvaluatePage(session)
+    qtbot.addWidget(evaluate_page)
+    evaluate_page.resize(1200, 760)
+    evaluate_page.show()
+    qtbot.waitExposed(evaluate_page)
+    with qtbot.waitSignal(evaluate_page.evaluated, timeout=TIMEOUT_MS):
+        session.set_run(model.run_dir, model.model_file)  # evaluated at once: the step is shown
+    for _ in range(3):  # the label's posted layout request; nothing resizes the step meanwhile
+        QApplication.processEvents()
+    line = evaluate_page.summary.fontMetrics().lineSpacing()
+    assert "Accuracy" in evaluate_page.summary.text()
+    assert evaluate_page.summary.parentWidget().parentWidget().height() >= line  # the CappedText around it
+    evaluate_page.shutdown()
+
+
 def test_the_summary_names_the_files_the_scan_left_out_as_text(qtbot, model, tmp_path):
     data = copy_dataset(model.data_dir, tmp_path / "data")
     (data / "red" / "<b>notes&.jpg").write_text("not an image")  # a name that would be markup

@@ -28,7 +28,8 @@ class CappedText(QScrollArea):
         return False
 
     def viewportEvent(self, event) -> bool:
-        if event.type() == QEvent.Resize:
+        # a new text asks the label's parent, the viewport, for a layout: the label itself hears nothing
+        if event.type() in (QEvent.Resize, QEvent.LayoutRequest):
             self._fit()
         return super().viewportEvent(event)
 
