@@ -235,6 +235,37 @@ def test_the_summary_over_the_matrix_takes_the_height_of_its_text_once_shown(qtb
     evaluate_page.shutdown()
 
 
+@pytest.mark.parametrize("folder", ["the training folder", "a copy of it"])
+def test_arriving_at_the_step_evaluates_the_images_tl_studio_evaluate_takes(qtbot, model, tmp_path, folder):
+    """A folder opened on the Data step that the model was not trained on was scored on the 17 % split the
+    Data step made of it, under "Validation split" (26 of 153 images; the command: all 153, other
+    figures). Until the user picks, the step takes the command's images and names them in the box."""
+    from tl_studio.core.evaluation import default_choice, evaluation_set, scan_for_model
+
+    data = model.data_dir if folder == "the training folder" else copy_dataset(model.data_dir, tmp_path / "copy")
+    session = Session()
+    session.set_dataset(scan_dataset(data))
+    evaluate_page = EvaluatePage(session)
+    qtbot.addWidget(evaluate_page)
+    evaluate_page.show()
+    qtbot.waitExposed(evaluate_page)
+    with qtbot.waitSignal(evaluate_page.evaluated, timeout=TIMEOUT_MS):
+        session.set_run(model.run_dir, model.model_file)
+    metadata = evaluate_page.metadata
+    scan = scan_for_model(data, metadata)
+    split = default_choice(scan, metadata)[0]
+    assert split == ("val" if folder == "the training folder" else "all")
+    assert evaluate_page.evaluation.split == split and evaluate_page.source_box.currentData() == split
+    assert evaluate_page.evaluation.paths == tuple(map(str, evaluation_set(scan, split, model_classes=metadata[
+        "classes"]).paths))
+    # a pick is kept: Evaluate under "Validation split" evaluates that split of the copy
+    evaluate_page.source_box.setCurrentIndex(evaluate_page.source_box.findData("val"))
+    with qtbot.waitSignal(evaluate_page.evaluated, timeout=TIMEOUT_MS):
+        evaluate_page.evaluate_button.click()
+    assert evaluate_page.evaluation.split == "val" and evaluate_page.source_box.currentData() == "val"
+    evaluate_page.shutdown()
+
+
 def test_the_summary_names_the_files_the_scan_left_out_as_text(qtbot, model, tmp_path):
     data = copy_dataset(model.data_dir, tmp_path / "data")
     (data / "red" / "<b>notes&.jpg").write_text("not an image")  # a name that would be markup

@@ -61,6 +61,9 @@ class EvaluatePage(QWidget):
         for key, text in SOURCES:
             self.source_box.addItem(text, key)
         self._source_index = 0  # the choice evaluated, restored when a folder dialog is cancelled
+        # Until the user picks, the images are those `tl-studio evaluate` takes (evaluation.default_choice):
+        # a folder the model was not trained on is evaluated whole, not on a split the Data step made of it
+        self._source_picked = False
         self.source_box.setToolTip("Which labelled images to evaluate the model on")
         self.evaluate_button = QPushButton("Evaluate")
         self.evaluate_button.setObjectName("evaluateButton")
@@ -136,7 +139,7 @@ class EvaluatePage(QWidget):
         return panel
 
     def _connect(self) -> None:
-        self.evaluate_button.clicked.connect(self.evaluate)
+        self.evaluate_button.clicked.connect(self._evaluate_what_is_shown)
         self.cancel_button.clicked.connect(self.cancel)
         self.unknown_button.clicked.connect(self._choose_unfamiliar_folder)
         self.source_box.activated.connect(self._source_chosen)
@@ -166,7 +169,12 @@ class EvaluatePage(QWidget):
     def running(self) -> bool:
         return self.task is not None and self.task.running
 
+    def _evaluate_what_is_shown(self) -> None:
+        self._source_picked = True  # Evaluate under "Images: Validation split" asks for that split
+        self.evaluate()
+
     def _source_chosen(self, _index: int) -> None:
+        self._source_picked = True
         if self.source_box.currentData() == "folder":
             near = str(Path(self.session.scan.root).parent) if self.session.scan is not None else str(Path.home())
             folder = QFileDialog.getExistingDirectory(self, "Choose a folder of labelled images (one sub-folder "
@@ -207,6 +215,8 @@ class EvaluatePage(QWidget):
     def _dataset_changed(self, scan) -> None:
         from tl_studio.core.evaluation import split_as_trained
 
+        if self.source_box.currentData() != CHOSEN_FOLDER:
+            self._source_picked = False  # another data set: its images are chosen as for the command
         # the Data step split otherwise than the evaluated model's run: its splits are not what is evaluated
         if scan is None or self.metadata is None or split_as_trained(scan, self.metadata):
             self._offer_splits(scan)
@@ -231,7 +241,7 @@ class EvaluatePage(QWidget):
         source = self.source_box.currentData()
         folder = self.other_folder if source in ("folder", CHOSEN_FOLDER) else None
         scan = None if folder else self.session.scan
-        split = None if folder else source
+        split = None if folder or not self._source_picked else source
         self.progress.setRange(0, 0)
         self.progress.setFormat("Loading the model…")
         self.progress.show()
@@ -292,6 +302,9 @@ class EvaluatePage(QWidget):
         self.scan = scan
         if self.session.scan is not None and scan.root == self.session.scan.root:
             self._offer_splits(scan)  # the splits offered are the model's split of the Data step's folder
+            if not self._source_picked:  # the images the default took, named in the box
+                self.source_box.setCurrentIndex(self.source_box.findData(evaluation.split))
+                self._source_index = self.source_box.currentIndex()
         self._ended(f"Evaluated {counted(len(evaluation.paths), 'image')}: accuracy {evaluation.accuracy:.3f}, "
                     f"macro-F1 {evaluation.macro_f1:.3f}.")
         self._show_evaluation(evaluation, CamProvider(Path(evaluation.model_path), metadata, self.session.run_dir))
