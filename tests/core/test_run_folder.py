@@ -177,3 +177,33 @@ def test_a_lock_file_that_cannot_be_opened_is_one_sentence(tmp_path, monkeypatch
     monkeypatch.setattr(builtins, "open", refusing)
     with pytest.raises(UserError, match=r"lock file .* cannot be opened \(Operation not permitted\); if no run is"):
         RunFolder(tmp_path / "run").lock()
+
+
+@pytest.mark.parametrize("outcome", ["aborted", "quitting"])
+def test_a_stopped_runs_model_file_of_its_best_epoch_is_named_not_the_command_to_write_it(tmp_path, outcome):
+    """Stopped after epoch 1 (model.pt2 written), resumed, then the app quit (or a second Ctrl-C) in
+    epoch 2: status.json said "no model file yet: tl-studio export ... makes it" beside that model.pt2."""
+    import zipfile
+    from types import SimpleNamespace
+
+    import torch
+
+    from tl_studio.core.run_writers import ModelFileWriter
+
+    def stopped_run(best_epoch_of_the_file: int):
+        run = tmp_path / f"file_of_epoch_{best_epoch_of_the_file}_{outcome}"
+        run.mkdir()
+        with zipfile.ZipFile(run / names.MODEL_FILE, "w") as archive:  # the members a .pt2 holds for this
+            archive.writestr("model/extra/tl_studio.json", json.dumps({"best_epoch": best_epoch_of_the_file}))
+        writes = SimpleNamespace(wait=lambda: None)
+        quitting_app = (lambda run_dir, path, validation: None)  # the front end writes nothing now
+        trainer = SimpleNamespace(state=SimpleNamespace(model=torch.nn.Linear(2, 2), best_val_logits=None),
+                                  best=SimpleNamespace(epoch=1), model_file=None, model_file_error="")
+        writer = ModelFileWriter(RunFolder(run), quitting_app, writes)
+        writer.after_fit(trainer, "aborted" if outcome == "aborted" else "stopped")
+        return run, trainer
+
+    run, trainer = stopped_run(best_epoch_of_the_file=1)
+    assert trainer.model_file == str(run / names.MODEL_FILE) and not trainer.model_file_error
+    run, trainer = stopped_run(best_epoch_of_the_file=0)  # an older best's file: the command is still due
+    assert trainer.model_file is None

@@ -121,18 +121,24 @@ def torchscript_warning(path: Path) -> str:
             f"loaded; open it only if you trust where it came from.")
 
 
-def peek_class_count(path: Path) -> int | None:
-    """How many classes a .pt2 or TorchScript file's metadata names, read from its archive's JSON member
-    without loading the model (nothing is unpickled or run), for a window that lays itself out before
-    the file is loaded through load_model_file; None where that cannot be told so (an ONNX file, whose
-    metadata is inside its protobuf; a damaged file: the loader will say what is wrong with it)."""
+def peek_metadata(path: Path) -> dict | None:
+    """A .pt2 or TorchScript file's metadata, read from its archive's JSON member without loading the
+    model (nothing is unpickled or run); None where that cannot be told so (an ONNX file, whose metadata
+    is inside its protobuf; a damaged file: the loader will say what is wrong with it)."""
     try:
         with zipfile.ZipFile(path) as archive:
             member = next((info for info in archive.infolist()
                            if info.filename.endswith("/extra/" + METADATA_KEY) and info.file_size <= 1 << 20), None)
-            classes = json.loads(archive.read(member)).get("classes") if member is not None else None
-    except (OSError, zipfile.BadZipFile, ValueError, AttributeError, KeyError):
+            metadata = json.loads(archive.read(member)) if member is not None else None
+    except (OSError, zipfile.BadZipFile, ValueError, KeyError):
         return None
+    return metadata if isinstance(metadata, dict) else None
+
+
+def peek_class_count(path: Path) -> int | None:
+    """How many classes a model file's metadata names (peek_metadata), for a window that lays itself out
+    before the file is loaded through load_model_file; None where that cannot be told."""
+    classes = (peek_metadata(path) or {}).get("classes")
     return len(classes) if isinstance(classes, list) and classes else None
 
 

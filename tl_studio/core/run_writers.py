@@ -275,15 +275,18 @@ class ModelFileWriter(Callback):
         except UserError as error:  # a full disk: the run fails with it; the best epoch that was saved is exported
             trainer.model_file_error = str(error)
         state = trainer.state
-        if state is None or trainer.best.epoch is None or outcome == "aborted":
+        if state is None or trainer.best.epoch is None:
             return
         path = self.folder.file(names.MODEL_FILE)
+        if outcome == "aborted":
+            trainer.model_file = _written_from_epoch(path, trainer.best.epoch)
+            return
         try:
             ckpt.check_free_space(self.folder.path, model_file_bytes(state.model), what="the model file")
             written = (self.writer(self.folder.path, path, state.best_val_logits) if self.writer
                        else export_best(state, path))
-            if written is not None:  # None: the front end chose not to write it now (quitting the app)
-                trainer.model_file = str(written)
+            # None: the front end chose not to write it now (quitting the app)
+            trainer.model_file = str(written) if written is not None else _written_from_epoch(path, trainer.best.epoch)
         except UserError as error:
             trainer.model_file_error = str(error)
         except OSError as error:
@@ -299,3 +302,11 @@ class ModelFileWriter(Callback):
             trainer.error = trainer.error or error
             trainer.model_file_error = ("Training finished but the model file could not be written: "
                                         f"{type(error).__name__}: {error}")
+
+
+def _written_from_epoch(path, best_epoch: int) -> str | None:
+    """``path`` when the model file there was written from this best epoch before (a resumed run that
+    stopped before a better one): the run's status then names it, not the command that would write it."""
+    from tl_studio.core.model_file import peek_metadata
+
+    return str(path) if (peek_metadata(path) or {}).get("best_epoch") == best_epoch else None
