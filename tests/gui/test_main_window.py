@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import pytest
 from PySide6.QtCore import Qt
-from PySide6.QtWidgets import QMessageBox
+from PySide6.QtWidgets import QApplication, QMessageBox
 from shiboken6 import isValid
 
 from tests.evaluation_helpers import copy_dataset, one_torch_thread, tiny_model
@@ -256,11 +256,38 @@ def test_the_window_fits_a_small_laptop_screen_on_every_step_with_a_model_evalua
     table = page.metrics.table  # every figure fits its column: F1 showed "0.9…" here, sized to its header
     assert all(table.columnWidth(column) >= table.sizeHintForColumn(column) for column in range(1, 5))
     window.resize(1000, 620)
+    area = window.page_area  # a window smaller than a step needs scrolls it: at 1000 x 620 none may
     for step in STEPS:
         window._go_to(step)
-        hint = window.minimumSizeHint()
-        assert hint.boundedTo(QSize(1000, 620)) == hint, (step, hint)
+        QApplication.processEvents()
+        hint = window.stack.minimumSizeHint()
+        assert hint.boundedTo(area.viewport().size()) == hint, (step, hint, area.viewport().size())
+        assert not area.verticalScrollBar().isVisible() and not area.horizontalScrollBar().isVisible(), step
     assert window.size() == QSize(1000, 620)
+
+
+def test_a_window_smaller_than_a_step_scrolls_the_step_instead_of_outgrowing_the_screen(window, qtbot,
+                                                                                      tiny_dataset):
+    """At 2x scaling on a 1600 x 1000 screen (800 x 500 to lay out) the window's minimum, its largest
+    step's (809 x 537), overhung the screen: Start training and the status line were beyond its edge."""
+    from PySide6.QtCore import QSize
+
+    from PySide6.QtWidgets import QPushButton
+
+    hint = window.minimumSizeHint()
+    assert hint.boundedTo(QSize(640, 400)) == hint, hint
+    window.session.set_dataset(scan_dataset(tiny_dataset))
+    window.resize(700, 450)
+    QApplication.processEvents()
+    assert window.size() == QSize(700, 450)
+    area, page = window.page_area, window.stack.currentWidget()  # the Data step: the tallest
+    assert area.verticalScrollBar().isVisible() and area.verticalScrollBar().maximum() > 0
+    buttons = [button for button in page.findChildren(QPushButton) if button.isVisibleTo(page)]
+    lowest = max(buttons, key=lambda button: button.mapTo(page, button.rect().bottomLeft()).y())
+    assert lowest.mapTo(page, lowest.rect().bottomLeft()).y() > area.viewport().height()  # below the edge
+    area.ensureWidgetVisible(lowest)  # what scrolling does: it comes within reach
+    QApplication.processEvents()
+    assert area.viewport().rect().contains(lowest.mapTo(area.viewport(), lowest.rect().center()))
 
 
 def test_the_menus_offer_what_the_step_bar_and_the_train_step_offer(window, tmp_path_factory):

@@ -6,10 +6,10 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-from PySide6.QtCore import QSettings, Qt, QTimer
+from PySide6.QtCore import QEvent, QSettings, Qt, QTimer
 from PySide6.QtGui import QAction, QKeySequence
-from PySide6.QtWidgets import (QHBoxLayout, QLabel, QMainWindow, QMessageBox, QProgressDialog, QStackedWidget,
-                               QWidget)
+from PySide6.QtWidgets import (QFrame, QHBoxLayout, QLabel, QMainWindow, QMessageBox, QProgressDialog,
+                               QScrollArea, QStackedWidget, QWidget)
 
 from tl_studio.gui.about_dialog import add_help_actions
 from tl_studio.gui import recent
@@ -19,6 +19,40 @@ from tl_studio.gui.status_line import StepStatusLine
 from tl_studio.gui.steps import ALWAYS_ENABLED, STEPS, WAITS_FOR, StepBar
 
 log = logging.getLogger(__name__)
+
+
+class _PageArea(QScrollArea):
+    """The pages in an area that scrolls only when the window is smaller than the page shown needs: the
+    window's own minimum was the largest page's (809 x 537 at 1x), so at 2x scaling on a 1600 x 1000
+    screen it overhung the screen, with Start training and the status line beyond its edge. The page
+    is sized here rather than by widgetResizable, which lays a page out at its preferred height (the
+    Train step's 704 px) whenever a word-wrapped label gives it a height-for-width, and so scrolled
+    pages that fit squeezed to their minimum."""
+
+    def __init__(self, stack: QStackedWidget):
+        super().__init__()
+        self.setFrameShape(QFrame.NoFrame)
+        self.setWidget(stack)
+        stack.currentChanged.connect(lambda _: self._fit())
+        stack.installEventFilter(self)  # a page whose minimum changes (a model evaluated, a longer text)
+
+    def eventFilter(self, watched, event) -> bool:
+        if watched is self.widget() and event.type() == QEvent.LayoutRequest:
+            self._fit()
+        return False
+
+    def viewportEvent(self, event) -> bool:
+        if event.type() == QEvent.Resize:  # the window resized, or a scroll bar came or went
+            self._fit()
+        return super().viewportEvent(event)
+
+    def _fit(self) -> None:
+        stack = self.widget()
+        page = stack.currentWidget()
+        if page is None:
+            return
+        needed = page.minimumSizeHint().expandedTo(page.minimumSize())
+        stack.resize(self.viewport().size().expandedTo(needed))
 
 
 def _placeholder(text: str) -> QWidget:
@@ -52,7 +86,8 @@ class MainWindow(QMainWindow):
         layout = QHBoxLayout(central)
         layout.setContentsMargins(0, 0, 0, 0)
         layout.addWidget(self.steps)
-        layout.addWidget(self.stack, 1)
+        self.page_area = _PageArea(self.stack)
+        layout.addWidget(self.page_area, 1)
         self.setCentralWidget(central)
         self.steps.stepChosen.connect(self.stack.setCurrentIndex)
         runs = self.pages["Runs"]
