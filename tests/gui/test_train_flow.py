@@ -235,6 +235,33 @@ def test_quitting_once_training_has_finished_waits_for_the_model_file_and_says_s
     assert (run_dir / MODEL_FILE).is_file() and RunFolder(run_dir).status().state == "done"
 
 
+def test_the_question_before_quitting_follows_the_run_while_it_waits(window, qtbot, monkeypatch):
+    """Asked in the first epoch and left open, the question still said "nothing of this run is kept"
+    after epoch 1 had finished and been saved."""
+    from PySide6.QtWidgets import QMessageBox
+
+    page = window.pages["Train"]
+    window.session.update_config(epochs=3, feature_cache=False, augment="none")
+    asked = []
+
+    def left_open_while_an_epoch_ends(box):
+        asked.append(box.text())
+        with qtbot.waitSignal(page.controller.epochEnded, timeout=RUN_TIMEOUT_MS):
+            pass
+        asked.append(box.text())
+        return QMessageBox.No
+
+    monkeypatch.setattr(QMessageBox, "exec", left_open_while_an_epoch_ends)
+    with qtbot.waitSignal(page.controller.batches, timeout=RUN_TIMEOUT_MS):
+        page.start()
+    window.close()
+    assert asked == ["Stop training and quit? No epoch has finished yet, so nothing of this run is kept.",
+                     "Stop training and quit? The last finished epoch is kept; you can resume the run later."]
+    assert window.isVisible() and page.running  # answered No
+    with qtbot.waitSignal(page.runFinished, timeout=RUN_TIMEOUT_MS):
+        page.controller.control.request_stop()
+
+
 def test_stop_during_the_first_epoch_says_nothing_is_kept_and_leaves_nothing_to_press(window, qtbot, monkeypatch):
     """Stop and Quit in the first epoch promised "the best epoch so far" and "the last finished epoch is
     kept"; Pause stayed pressable after Stop and turned into "Resume" for a run that was ending."""
@@ -244,8 +271,7 @@ def test_stop_during_the_first_epoch_says_nothing_is_kept_and_leaves_nothing_to_
     window.session.update_config(epochs=20, feature_cache=False, augment="none")
     pause, stop = find(window, QPushButton, "pauseButton"), find(window, QPushButton, "stopButton")
     asked = []
-    monkeypatch.setattr(QMessageBox, "question", lambda parent, title, text, *rest: asked.append(text)
-                        or QMessageBox.No)
+    monkeypatch.setattr(QMessageBox, "exec", lambda box: asked.append(box.text()) or QMessageBox.No)
     with qtbot.waitSignal(page.controller.batches, timeout=RUN_TIMEOUT_MS):
         page.start()
     window.close()  # answered No: the run goes on

@@ -371,19 +371,12 @@ class MainWindow(QMainWindow):
             return
         train = self.pages["Train"]
         if train.running:
-            kept = ("The last finished epoch is kept; you can resume the run later." if train.epoch_finished else
-                    "No epoch has finished yet, so nothing of this run is kept.")
-            if train.writing_model_file:  # "Stop training and quit?" of a run that had finished training
-                answer = QMessageBox.question(self, "Writing the model file", "The run has finished training and is "
-                                              "writing its model file (this can take a minute on a CPU). Quit "
-                                              "once it is written?")
-            else:
-                answer = QMessageBox.question(self, "Training is running", f"Stop training and quit? {kept}")
-            if answer != QMessageBox.Yes:
+            if ask_to_quit_while_training(self, train) != QMessageBox.Yes:
                 event.ignore()
                 return
             self._closing = True
-            stop_run_showing_progress(self, train)
+            if train.running:  # it may have ended while the question waited
+                stop_run_showing_progress(self, train)
         self._closing = True
         QSettings().setValue("window/geometry", self.saveGeometry())
         self.hide()  # the user sees the window go at once; joining the tasks below takes a moment
@@ -401,6 +394,40 @@ def _menu_text(name: str) -> str:
     """A name as a menu entry shows it: a menu takes "&" for its keyboard shortcut (the folder ants&bees
     was "antsbees" with the b underlined), "&&" for an "&"."""
     return name.replace("&", "&&")
+
+
+def _quit_question(train) -> tuple[str, str]:
+    """The title and text of the question before quitting, as the run stands now."""
+    if not train.running:
+        return "Training has ended", "The run has ended and its results are saved. Quit?"
+    if train.writing_model_file:  # "Stop training and quit?" of a run that had finished training
+        return "Writing the model file", ("The run has finished training and is writing its model file (this can "
+                                          "take a minute on a CPU). Quit once it is written?")
+    kept = ("The last finished epoch is kept; you can resume the run later." if train.epoch_finished else
+            "No epoch has finished yet, so nothing of this run is kept.")
+    return "Training is running", f"Stop training and quit? {kept}"
+
+
+def ask_to_quit_while_training(parent, train) -> int:
+    """Asks before quitting, in words that follow the run while the question waits: asked in the first
+    epoch, it said "nothing of this run is kept" after epochs had finished and been saved."""
+    box = QMessageBox(QMessageBox.Question, *_quit_question(train), QMessageBox.Yes | QMessageBox.No, parent)
+    box.setDefaultButton(QMessageBox.No)
+
+    def follow(*_) -> None:
+        title, text = _quit_question(train)
+        box.setWindowTitle(title)
+        box.setText(text)
+
+    controller = train.controller
+    for signal in (controller.epochEnded, controller.finished, train.runFinished):
+        signal.connect(follow)
+    try:
+        return box.exec()
+    finally:
+        for signal in (controller.epochEnded, controller.finished, train.runFinished):
+            signal.disconnect(follow)
+        box.deleteLater()
 
 
 def stop_run_showing_progress(parent, train) -> None:
