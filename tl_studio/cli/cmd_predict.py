@@ -190,27 +190,25 @@ class _CsvRows:
         self.writer = None
 
     def __enter__(self) -> "_CsvRows":
+        from tl_studio.core.predict import CSV_LINE_END, csv_header
+
         if self.path:
             try:
                 self.handle = open(self.path, "w", newline="", encoding="utf-8")
-                self.writer = csv.writer(self.handle)
-                self.writer.writerow(["path"] + [f"{kind}{i}" for i in range(1, self.top_k + 1)
-                                                 for kind in ("label", "prob")] + ["unknown", "error"])
+                self.writer = csv.writer(self.handle, lineterminator=CSV_LINE_END)
+                self.writer.writerow(csv_header(self.top_k))
                 self.handle.flush()
             except OSError as error:
                 self._failed(error)
         return self
 
     def write(self, p) -> None:
-        from tl_studio.core.safe_text import csv_row
+        from tl_studio.core.predict import csv_cells
 
         if self.writer is None:
             return
-        cells = [v for label, prob in zip(p.labels, p.probs) for v in (csv_row([label])[0], f"{prob:.6f}")]
-        cells += [""] * (2 * self.top_k - len(cells))
-        unknown = "" if not p.ok else ("yes" if p.unknown else "no")
         try:
-            self.writer.writerow([*csv_row([p.path]), *cells, unknown, *csv_row([p.error or ""])])
+            self.writer.writerow(csv_cells(p.path, p.labels, p.probs, p.unknown, p.error, self.top_k))
             self.handle.flush()
         except OSError as error:  # a full disk mid-run: the rows written so far stay in the file
             self._failed(error)

@@ -33,6 +33,26 @@ class Prediction:
         return self.error is None
 
 
+# The CSV of predictions, written by `tl-studio predict --csv` and the Predict step's Export CSV…: the same
+# columns and cells, and lines ended by "\n" as every other CSV TL Studio writes
+CSV_LINE_END = "\n"
+
+
+def csv_header(top_k: int) -> list[str]:
+    return ["path", *(f"{kind}{k}" for k in range(1, top_k + 1) for kind in ("label", "prob")), "unknown", "error"]
+
+
+def csv_cells(path: str, labels, probs, unknown: bool, error: str | None, top_k: int) -> list:
+    """One prediction as a row under ``csv_header(top_k)``: text cells made safe for a spreadsheet
+    (safe_text.csv_cell), confidences to 6 decimals, ``unknown`` empty for a file not classified."""
+    from tl_studio.core.safe_text import csv_cell
+
+    ranks = [cell for label, prob in zip(labels, probs) for cell in (csv_cell(label), f"{prob:.6f}")]
+    ranks += [""] * (2 * top_k - len(ranks))
+    answered = "" if error else ("yes" if unknown else "no")
+    return [csv_cell(path), *ranks, answered, csv_cell(error or "")]
+
+
 def collect_image_paths(inputs: Iterable) -> list[Path]:
     """Files as given; folders searched recursively, sorted, skipping what the scan skips (hidden files
     and folders, Thumbs.db, desktop.ini and the like): never images, only failures to report."""

@@ -271,7 +271,7 @@ class EvaluatePage(QWidget):
         identity = file_identity(model_path)  # the same name written again (another keep share) is reloaded
         if self.loaded is None or self.loaded[0] != identity:
             model = load_model_file(model_path, trust_torchscript=is_trusted(self.session, model_path))
-            # in batches, decoded as `tl-studio evaluate` decodes: the same figures to the last digit
+            # in batches, decoded as `tl-studio evaluate` decodes: the same figures
             self.loaded = identity, model, plan_for(model, DEFAULT_BATCH_SIZE)
         _, model, plan = self.loaded
         if scan is not None and not split_as_trained(scan, model.metadata):

@@ -21,7 +21,6 @@ from PySide6.QtWidgets import (QAbstractItemView, QFileDialog, QHBoxLayout, QHea
                                QProgressBar, QPushButton, QTableView, QVBoxLayout, QWidget)
 
 from tl_studio.core.fileio import file_identity
-from tl_studio.core.safe_text import csv_cell
 from tl_studio.core.wording import clock, counted
 from tl_studio.gui.csv_files import ask_and_save_csv, save_text
 from tl_studio.gui.literal_text import as_written
@@ -72,7 +71,7 @@ def _classify(model_path: Path, trusted: bool, cache: dict, inputs: list, listed
     if key not in cache:
         cache.clear()
         model = load_model_file(model_path, trust_torchscript=trusted)
-        # in batches, decoded as `tl-studio predict` decodes: the same answers to the last digit
+        # in batches, decoded as `tl-studio predict` decodes: the same answers (to float rounding)
         cache[key] = model, plan_for(model, DEFAULT_BATCH_SIZE)
     model, plan = cache[key]
     count = 0
@@ -417,17 +416,15 @@ class PredictPage(QWidget):
         return result
 
     def csv_text(self) -> str:
+        from tl_studio.core.predict import CSV_LINE_END, csv_cells, csv_header
+
         buffer = io.StringIO()
-        writer = csv.writer(buffer, lineterminator="\n")
+        writer = csv.writer(buffer, lineterminator=CSV_LINE_END)  # the file `tl-studio predict --csv` writes
         rows = self.rows()
         top_k = max((len(row["labels"]) for row in rows), default=0) or TOP_K  # a 2-class model: 2 ranks
-        ranks = [f"{kind}{k}" for k in range(1, top_k + 1) for kind in ("label", "prob")]
-        writer.writerow(["path", *ranks, "unknown", "error"])  # the columns of `tl-studio predict --csv`
+        writer.writerow(csv_header(top_k))
         for row in rows:
-            cells = [v for label, prob in zip(row["labels"], row["probs"]) for v in (csv_cell(label), f"{prob:.6f}")]
-            unknown = "" if row["error"] else ("yes" if row["unknown"] else "no")
-            writer.writerow([csv_cell(row["path"]), *cells, *[""] * (2 * top_k - len(cells)), unknown,
-                             csv_cell(row["error"])])
+            writer.writerow(csv_cells(row["path"], row["labels"], row["probs"], row["unknown"], row["error"], top_k))
         return buffer.getvalue()
 
     def choose_export_file(self) -> None:
