@@ -151,6 +151,34 @@ def test_time_left_leaves_out_the_time_spent_paused(page, monkeypatch):
     assert batch(2, 1020.0).endswith("00:40 left")
 
 
+def test_time_left_follows_the_batches_after_the_feature_pass_not_the_pass(page, monkeypatch):
+    """A cached-feature run: 37 s of features, then batches of 0.1 s. Epoch 2 said 00:57 left from the
+    rate since the start; the 4 batches to go took 0.4 s. And a pass with 0.8 s to go said 00:00 left."""
+    from tl_studio.gui import train_progress
+
+    now = [0.0]
+    monkeypatch.setattr(train_progress.time, "monotonic", lambda: now[0])
+    page.controller.fitStarted.emit(fit_start("CPU (1 thread)"))  # 3 epochs of 2 batches
+    now[0] = 36.2
+    page.controller.featureProgress.emit(events.FeatureProgress(390, 398))
+    assert page.progress.format().endswith("00:01 left")  # 8 images at 10.8 img/s: 0.7 s, rounded up
+
+    def batch(step: int, at: float) -> str:
+        now[0] = at
+        page.controller.batches.emit([events.BatchEnd(epoch=1 + (step - 1) // 2, batch=1 + (step - 1) % 2,
+                                                      num_batches=2, step=step, loss=0.5, lr=1e-3, images_per_s=5.0)])
+        return page.progress.format()
+
+    now[0] = 37.0
+    page.controller.featureProgress.emit(events.FeatureProgress(398, 398))
+    assert batch(1, 37.1).endswith("--:-- left")  # one batch since the pass: no rate yet
+    assert batch(2, 37.2).endswith("00:01 left")  # 4 batches of 0.1 s: 0.4 s
+    page.controller.phaseStarted.emit(events.PhaseStart(name="fine-tune", first_epoch=2, trainable_params=90,
+                                                        description="Fine-tuning the whole network"))
+    assert batch(3, 47.2).endswith("--:-- left")  # a new phase: its own rate
+    assert batch(4, 57.2).endswith("00:20 left")  # 10 s a batch now, 2 to go
+
+
 def test_a_note_naming_the_users_files_is_shown_as_written(page):
     from dataclasses import replace
 

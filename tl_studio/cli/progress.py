@@ -8,7 +8,8 @@ import math
 import sys
 import time
 
-from tl_studio.cli.reporters import StatusLine, clock
+from tl_studio.cli.reporters import StatusLine
+from tl_studio.core.wording import time_left
 
 
 class ProgressLine:
@@ -29,7 +30,7 @@ class ProgressLine:
         elapsed = now - self.started
         rate = done / elapsed if elapsed > 0 else 0.0
         left = (self.total - done) / rate if rate > 0 else math.inf
-        self.line.show(f"{self.verb}: {done}/{self.total} images, {rate:.1f} img/s, time left {clock(left)}")
+        self.line.show(f"{self.verb}: {done}/{self.total} images, {rate:.1f} img/s, time left {time_left(left)}")
 
     def clear(self) -> None:
         """Erases the line, so that other output on the same terminal starts on a clean line."""

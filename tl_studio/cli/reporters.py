@@ -10,7 +10,7 @@ import time
 from tl_studio.core import events
 from tl_studio.core.callbacks import Callback
 from tl_studio.core.safe_text import for_terminal
-from tl_studio.core.wording import clock, counted
+from tl_studio.core.wording import counted, time_left
 
 
 class ProgressBar(Callback):
@@ -38,12 +38,15 @@ class ProgressBar(Callback):
               file=self.stream)
         for note in event.notes:  # a note can name the user's files
             print(f"Note: {for_terminal(note)}", file=self.stream)
-        self.epoch_seconds = [e.seconds for e in event.history]
+        # the epochs the time left is judged by: not one that computed the features (37 s, then 0.3 s
+        # an epoch), nor another phase's
+        self.epoch_seconds = [e.seconds for e in event.history if not e.feature_images_per_s]
         self.epoch_started = time.perf_counter()
 
     def on_phase_start(self, event: events.PhaseStart) -> None:
         if event.name != "train":  # a one-phase run's parameter counts are already in the "Training on" line
             print(event.description, file=self.stream)
+        self.epoch_seconds = []  # a new phase trains at its own rate
 
     def on_feature_progress(self, event: events.FeatureProgress) -> None:
         if time.perf_counter() - self.last_draw > 0.1 or event.done == event.total:
@@ -51,7 +54,7 @@ class ProgressBar(Callback):
             left = event.seconds / event.done * (event.total - event.done) if event.done else math.inf
             rate = event.done / event.seconds if event.seconds > 0 else 0.0
             self._line(f"computing features {self._bar(event.done / max(1, event.total))} {event.done}/{event.total} "
-                       f"{rate:.1f} img/s, time left {clock(left)}")
+                       f"{rate:.1f} img/s, time left {time_left(left)}")
 
     def on_batch_end(self, event: events.BatchEnd) -> None:
         now = time.perf_counter()
@@ -62,7 +65,7 @@ class ProgressBar(Callback):
             self.epoch_started = now
         self._line(f"epoch {event.epoch}/{self.epochs} {self._bar(event.batch / event.num_batches)} "
                    f"{event.batch}/{event.num_batches} loss {event.loss:.4f} lr {event.lr:.2e} "
-                   f"{event.images_per_s:.1f} img/s, time left {clock(self._time_left(event))}")
+                   f"{event.images_per_s:.1f} img/s, time left {time_left(self._time_left(event))}")
 
     def _time_left(self, event: events.BatchEnd) -> float:
         elapsed = time.perf_counter() - self.epoch_started
@@ -76,7 +79,8 @@ class ProgressBar(Callback):
         return "[" + "#" * filled + "." * (self.WIDTH - filled) + "]"
 
     def on_epoch_end(self, event: events.EpochEnd) -> None:
-        self.epoch_seconds.append(event.seconds)
+        if not event.feature_images_per_s:
+            self.epoch_seconds.append(event.seconds)
         best = "  *best*" if event.is_best else ""
         skipped = f", {counted(event.skipped_images, 'image')} skipped" if event.skipped_images else ""
         features = f", features {event.feature_images_per_s:.1f} img/s" if event.feature_images_per_s else ""

@@ -20,6 +20,11 @@ def clock(seconds: float) -> str:
         else f"{seconds // 60:02d}:{seconds % 60:02d}"
 
 
+def time_left(seconds: float) -> str:
+    """``clock`` rounded up: 0.7 s still to go is "00:01" left, not "00:00" while the work goes on."""
+    return clock(math.ceil(seconds) if math.isfinite(seconds) else seconds)
+
+
 # Sizes are in SI units everywhere in the app, as macOS and most Linux file managers show them: a
 # 46,830,571-byte file is "46.8 MB" in the window, on the command line and in the file manager.
 MB = 10**6

@@ -21,7 +21,7 @@ from PySide6.QtWidgets import (QAbstractItemView, QFileDialog, QHBoxLayout, QHea
                                QProgressBar, QPushButton, QTableView, QVBoxLayout, QWidget)
 
 from tl_studio.core.fileio import file_identity
-from tl_studio.core.wording import clock, counted
+from tl_studio.core.wording import counted, time_left
 from tl_studio.gui.csv_files import ask_and_save_csv, save_text
 from tl_studio.gui.literal_text import as_written
 from tl_studio.gui.runs_folder import dialog_start_folder, model_caption
@@ -286,7 +286,7 @@ class PredictPage(QWidget):
         elapsed = time.monotonic() - self.batch_started
         rate = done / elapsed if elapsed > 0 else 0.0
         left = (self.total - done) / rate if rate > 0 else math.inf
-        self.progress.setFormat(f"Classifying: {done}/{self.total} · {rate:.1f} img/s · {clock(left)} left")
+        self.progress.setFormat(f"Classifying: {done}/{self.total} · {rate:.1f} img/s · {time_left(left)} left")
 
     def _add_row(self, prediction, thumbnail) -> None:
         import numpy as np

@@ -322,6 +322,7 @@ class TrainPage(QWidget):
         """The two-phase schedule's second phase trains other parameters, off the feature cache: the
         summary follows it (it kept saying the head's 3,843 parameters trained on cached features)."""
         self.session.say(event.description, "Train")
+        self.run_progress.phase_started()
         if event.name in PHASE_WORDS and self._fit_start is not None:
             self._show_summary(event.trainable_params, event.feature_cache, PHASE_WORDS[event.name])
 
