@@ -96,6 +96,33 @@ def test_a_bare_file_name_is_written_into_the_run_folder_and_another_run_clears_
     page.shutdown()
 
 
+def test_the_choices_stay_as_they_were_while_a_file_is_written(qtbot, tmp_path, monkeypatch):
+    """int8 ONNX picked while a TorchScript export ran left the step naming model.int8.onnx and int8
+    ONNX over the model.ts just written, with the TorchScript snippet under them."""
+    from types import SimpleNamespace
+
+    session = Session()
+    session.set_run(tmp_path / "run", None)
+    page = ExportPage(session)
+    qtbot.addWidget(page)
+    _choose(page, "torchscript")
+    signal = SimpleNamespace(connect=lambda slot: None)
+    monkeypatch.setattr(page.tasks, "start", lambda work, name: SimpleNamespace(
+        succeeded=signal, failed=signal, cancelled=signal, running=True))
+    said = []
+    session.statusMessage.connect(said.append)
+    page.export()
+    choices = (page.format_box, page.path_edit, page.browse_button, page.keep_box, page.export_button)
+    assert not any(widget.isEnabled() for widget in choices)
+    assert said[-1] == "Exporting to model.ts…"  # not "Exporting torchscript..."
+    monkeypatch.setattr("PySide6.QtWidgets.QFileDialog.getSaveFileName", lambda *args: pytest.fail("asked where"))
+    page.export_as()  # File > Export Model… meanwhile: the path box is not changed under the export
+    page._failed("Export cancelled.", warn=False)
+    assert all(widget.isEnabled() for widget in choices)
+    page.task = None
+    page.shutdown()
+
+
 def test_writing_the_runs_model_file_with_another_keep_asks_first(qtbot, tmp_path, monkeypatch):
     import json
     import zipfile

@@ -71,8 +71,8 @@ def test_an_int8_export_is_written_checked_or_refused_in_one_sentence(page, qtbo
 
 
 def test_a_failed_int8_gate_shows_its_sentence_and_writes_nothing(page, qtbot, tmp_path, monkeypatch):
-    sentence = ("int8 check FAILED on 9 validation images: top-1 agreement with the fp32 model 77.8% (at least 99%). "
-                "The int8 file was not written; ship the fp32 ONNX file.")
+    sentence = ("int8 check FAILED on 9 validation images: top-1 agreement with the full-precision model 77.8% "
+                "(at least 99%). The int8 file was not written; ship the full-precision ONNX file.")
 
     def refuse(run_dir, out, *, overwrite, keep, cancelled):
         assert keep == pytest.approx(0.95)

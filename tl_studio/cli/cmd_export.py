@@ -53,7 +53,7 @@ def _int8(args: argparse.Namespace) -> int:
 
     started = time.perf_counter()
     result = export_int8_run(args.run_dir, args.out, overwrite=args.overwrite, keep=args.keep)
-    print(f"Wrote {result.path} (onnx-int8, {megabytes(result.int8_bytes)}, the fp32 file is "
+    print(f"Wrote {result.path} (onnx-int8, {megabytes(result.int8_bytes)}, the full-precision file is "
           f"{megabytes(result.fp32_bytes)}) in {time.perf_counter() - started:.1f} s.")
     print(result.check.describe())
     _describe_calibration(result.path)

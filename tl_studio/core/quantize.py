@@ -57,8 +57,8 @@ class Int8Check:
 
     def describe(self) -> str:
         verdict = "passed" if self.passed else "FAILED"
-        return (f"int8 check {verdict} on {self.images} validation images: top-1 agreement with the fp32 model "
-                f"{self.agreement:.1%} (at least {MIN_AGREEMENT:.0%}), accuracy {self.fp32_accuracy:.3f} -> "
+        return (f"int8 check {verdict} on {self.images} validation images: top-1 agreement with the "
+                f"full-precision model {self.agreement:.1%} (at least {MIN_AGREEMENT:.0%}), accuracy {self.fp32_accuracy:.3f} -> "
                 f"{self.int8_accuracy:.3f} (at most {MAX_ACCURACY_DROP * 100:.0f} point lower).")
 
     def to_dict(self) -> dict:
@@ -230,8 +230,8 @@ def export_int8_run(folder: Path, out: Path | None = None, *, overwrite: bool = 
         records = [_Record(val.paths[i], val.labels[i]) for i in checked]
         check = compare(onnx_predictor(fp32_path), onnx_predictor(int8_path), labelled_arrays(records), cancel)
         if not check.passed:
-            raise Int8CheckError(check.describe() + " The int8 file was not written; ship the fp32 ONNX file, "
-                                 "or train longer or with another model and try again.")
+            raise Int8CheckError(check.describe() + " The int8 file was not written; ship the full-precision ONNX file "
+                                 "instead, or train longer or with another model and try again.")
         _record_check(int8_path, check)
         fp32_bytes, int8_bytes = fp32_path.stat().st_size, int8_path.stat().st_size
         os.replace(int8_path, out)

@@ -96,7 +96,7 @@ class ExportPage(QWidget):
         self.run_label.setWordWrap(True)
         self.run_label.setTextFormat(Qt.PlainText)  # the run folder's name, never markup
         self.format_buttons = QButtonGroup(self)
-        format_box = QGroupBox("Format")
+        format_box = self.format_box = QGroupBox("Format")
         format_layout = QVBoxLayout(format_box)
         for index, export_format in enumerate(EXPORT_FORMATS.values()):
             button = QRadioButton(export_format.label)
@@ -115,7 +115,7 @@ class ExportPage(QWidget):
         self.path_edit = QLineEdit()
         # the snippet names the file this export writes: it followed the box only after an export had worked
         self.path_edit.textChanged.connect(self._show_snippet)
-        browse = QPushButton("Browse…")
+        browse = self.browse_button = QPushButton("Browse…")
         browse.clicked.connect(self._browse)
         path_row = QHBoxLayout()
         path_row.addWidget(self.path_edit, 1)
@@ -273,7 +273,8 @@ class ExportPage(QWidget):
     def export_as(self) -> None:
         """File > Export Model… (Ctrl+E): where to, in the save dialog, then the export; it exported at once
         to whatever the path box held, which the menu's "…" does not promise."""
-        if self.session.run_dir is not None and self._browse():
+        exporting = self.task is not None and self.task.running  # its path box is not to change under it
+        if self.session.run_dir is not None and not exporting and self._browse():
             self.export()
 
     def export(self) -> None:
@@ -298,9 +299,8 @@ class ExportPage(QWidget):
                 return
             overwrite = True
         self.export_started = time.monotonic()  # the wait the result reports: the child process and the check too
-        self.export_button.setEnabled(False)
-        self.export_progress.show()
-        self.session.say(f"Exporting {fmt}…")
+        self._exporting(True)
+        self.session.say(f"Exporting to {out.name}…")
         # in a child process: torch.export holds the GIL long enough to freeze the window
         if fmt == INT8:
             self.result.setText(f"Quantising to {out.name} and checking it against the full-precision model on the "
@@ -315,10 +315,16 @@ class ExportPage(QWidget):
         self.task.failed.connect(self._failed)
         self.task.cancelled.connect(lambda: self._failed("Export cancelled.", warn=False))
 
+    def _exporting(self, busy: bool) -> None:
+        """While a file is written, its choices stay as they were: a format picked meanwhile left the
+        step naming int8 ONNX and model.int8.onnx over the TorchScript file just written, and its snippet."""
+        for widget in (self.export_button, self.format_box, self.path_edit, self.browse_button, self.keep_box):
+            widget.setEnabled(not busy)
+        self.export_progress.setVisible(busy)
+
     def _exported(self, report, fmt: str) -> None:
         self.last_report = report
-        self.export_button.setEnabled(True)
-        self.export_progress.hide()
+        self._exporting(False)
         size = report.path.stat().st_size / MB
         if fmt == INT8:  # an Int8Export: its check is against the fp32 ONNX file, and the sizes say what it saved
             self.result.setText(f"Wrote {report.path} ({size:.1f} MB; the full-precision ONNX file is "
@@ -332,8 +338,7 @@ class ExportPage(QWidget):
         self.exported.emit(report)
 
     def _failed(self, message: str, warn: bool = True) -> None:
-        self.export_button.setEnabled(True)
-        self.export_progress.hide()
+        self._exporting(False)
         self.result.setText(message)
         if warn:
             QMessageBox.warning(self, "Export failed", as_written(message))  # it may quote a path
