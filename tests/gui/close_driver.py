@@ -58,6 +58,7 @@ def main(argv: list[str]) -> int:
     data_dir, action, seconds = argv[0], argv[1], float(argv[2])
     run_dir = Path(argv[3]) if len(argv) > 3 else None
     QMessageBox.question = staticmethod(lambda *args, **kwargs: QMessageBox.Yes)
+    QMessageBox.exec = lambda box: QMessageBox.Yes  # the quit question, which follows the run while it waits
     app, _ = gui_app.application()
     window = gui_app.create_window(data_dir)
     session = window.session

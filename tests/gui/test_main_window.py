@@ -27,6 +27,7 @@ def _one_thread():
 @pytest.fixture
 def window(qtbot, monkeypatch):
     monkeypatch.setattr(QMessageBox, "question", lambda *args, **kwargs: QMessageBox.Yes)
+    monkeypatch.setattr(QMessageBox, "exec", lambda box: QMessageBox.Yes)  # "Stop training and quit?"
     main_window = MainWindow()
     qtbot.addWidget(main_window)
     main_window.show()

@@ -20,6 +20,7 @@ def window(qtbot, tiny_dataset, monkeypatch):
     # a test that fails mid-run closes the window while training: answer "stop and quit" (a modal
     # question offscreen would wait forever)
     monkeypatch.setattr(QMessageBox, "question", lambda *args, **kwargs: QMessageBox.Yes)
+    monkeypatch.setattr(QMessageBox, "exec", lambda box: QMessageBox.Yes)  # "Stop training and quit?"
     main_window = open_main_window(qtbot, tiny_dataset)
     # small and fast: 64 px images, no loader processes
     main_window.session.update_config(img_size=64, workers=0, batch_size=8)

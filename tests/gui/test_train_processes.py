@@ -19,6 +19,7 @@ def window(qtbot, tiny_dataset, monkeypatch):
     from PySide6.QtWidgets import QMessageBox
 
     monkeypatch.setattr(QMessageBox, "question", lambda *args, **kwargs: QMessageBox.Yes)
+    monkeypatch.setattr(QMessageBox, "exec", lambda box: QMessageBox.Yes)  # "Stop training and quit?"
     monkeypatch.setenv("TL_STUDIO_CPU_PROCESSES", "2")
     monkeypatch.setenv("OMP_NUM_THREADS", "1")
     main_window = open_main_window(qtbot, tiny_dataset)
