@@ -159,3 +159,29 @@ def test_a_full_disk_while_writing_the_csv_is_one_sentence(pt2, folder, capsys):
     err = capsys.readouterr().err
     assert "Could not write /dev/full (No space left on device); the rows written before are kept" in err
     assert "Traceback" not in err
+
+
+def test_a_table_never_replaces_a_file_the_command_reads(pt2, folder, tmp_path, capsys):
+    """--csv photo.jpg --overwrite turned the photo into a 142-byte table, then called it "not an image
+    file"; --csv model.onnx --overwrite replaced the model file without a word."""
+    import shutil
+
+    photos = tmp_path / "photos"
+    shutil.copytree(folder, photos)
+    photo = sorted(photos.rglob("*.png"))[0]
+    model = tmp_path / "model.pt2"
+    shutil.copy(pt2, model)
+    run = tmp_path / "run"
+    run.mkdir()
+    shutil.copy(pt2, run / "model.pt2")
+    (run / "metrics.csv").write_text("epoch,val_acc\n1,0.5\n")
+    untouched = {path: path.read_bytes() for path in (photo, model, run / "metrics.csv")}
+    for model_arg, table, said in [(model, photo, "is one of the images to classify"),
+                                   (model, model, "is the model file"),
+                                   (run, run / "metrics.csv", f"is a file of the run {run}")]:
+        assert main(["predict", str(model_arg), str(photos), "--csv", str(table), "--overwrite"]) == 2
+        err = capsys.readouterr().err
+        assert f"--csv {table} {said}; choose another file for the table." in err and err.count("\n") == 1
+    assert all(path.read_bytes() == content for path, content in untouched.items())
+    assert main(["predict", str(run), str(photo), "--csv", str(run / "answers.csv")]) == 0  # a new file there is fine
+    assert (run / "answers.csv").read_text().startswith("path,label1,prob1")

@@ -88,14 +88,15 @@ def run(args: argparse.Namespace) -> int:
     from tl_studio.core.model_file import for_many_images, load_model_file
     from tl_studio.core.predict import collect_image_paths, predict_paths, unknown_rule_of
 
-    if args.csv:  # before the work, not after minutes of it
-        check_writable_file(Path(args.csv))
-        if Path(args.csv).expanduser().exists() and not args.overwrite:  # it may hold the last run's answers
-            raise UserError(f"{args.csv} already exists; choose another --csv file or add --overwrite.")
     paths = collect_image_paths(args.inputs)
     if not paths:  # else nothing at all would be printed, and the command would end with status 1
         raise UserError(f"No files in {', '.join(args.inputs)} (hidden and system files are skipped); give image "
                         "files, or folders that hold them.")
+    if args.csv:  # before the work, not after minutes of it
+        check_writable_file(Path(args.csv))
+        _refuse_a_table_over_what_is_read(Path(args.csv), Path(args.model_file), paths)
+        if Path(args.csv).expanduser().exists() and not args.overwrite:  # it may hold the last run's answers
+            raise UserError(f"{args.csv} already exists; choose another --csv file or add --overwrite.")
     model = for_many_images(load_model_file(args.model_file, trust_torchscript=args.trust), len(paths))
     plan = plan_for(model, args.batch_size)
     explain_plan(plan, args.batch_size)
@@ -120,6 +121,21 @@ def run(args: argparse.Namespace) -> int:
         print(f"{failed} of {done} files could not be classified (see above).", file=sys.stderr)
     advise_on_shared_memory()
     return 0 if done > failed else 1
+
+
+def _refuse_a_table_over_what_is_read(table, model_file, paths) -> None:
+    """--csv naming a file the command reads: with --overwrite, a photo to classify, the model file or
+    the run's metrics.csv became the table, and the photo was then "not an image file"."""
+    from tl_studio.core.errors import UserError
+
+    target = table.expanduser().resolve()
+    model = model_file.expanduser().resolve()
+    if target == model:
+        raise UserError(f"--csv {table} is the model file; choose another file for the table.")
+    if model.is_dir() and target.parent == model and target.exists():
+        raise UserError(f"--csv {table} is a file of the run {model_file}; choose another file for the table.")
+    if any(target == path.resolve() for path in paths):
+        raise UserError(f"--csv {table} is one of the images to classify; choose another file for the table.")
 
 
 def advise_on_shared_memory() -> None:
