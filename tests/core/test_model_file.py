@@ -119,6 +119,27 @@ def test_a_file_that_is_no_torchscript_is_named_so_not_offered_to_trust(tmp_path
     assert not isinstance(refused.value, TorchScriptNeedsTrust) and "--trust" not in str(refused.value)
 
 
+@pytest.mark.parametrize("saved", ["state dict", "whole model"])
+def test_a_torch_save_file_is_named_for_what_it_is_in_one_sentence_each_time(tmp_path, saved):
+    """A state dict saved as sd.pt was "a TorchScript file ... Add --trust", then with --trust "could not be
+    loaded"; a pickled model was refused for a class named differently each time (a set's order)."""
+    import torch
+
+    from tl_studio.core.model_file import UnsafeModelFile, load_model_file
+
+    model = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.ReLU())
+    path = tmp_path / "sd.pt"
+    torch.save(model.state_dict() if saved == "state dict" else model, path)
+    messages = set()
+    for trust in (False, True, False):
+        with pytest.raises(UnsafeModelFile) as refused:
+            load_model_file(path, trust_torchscript=trust)
+        messages.add(str(refused.value))
+    assert messages == {"sd.pt holds tensors or objects saved with torch.save (a state dict, a checkpoint or a "
+                        "whole pickled model), not a model file, and nothing in it was run; export the model from "
+                        "PyTorch to ONNX or TorchScript (torch.onnx.export, torch.jit.script) and open that instead."}
+
+
 def test_cli_predict_and_evaluate_refuse_crafted_files(evil_pt2, evil_ts, marker, tmp_path, capsys):
     from tests.helpers import make_image_folder
     from tl_studio.cli.main import main

@@ -247,6 +247,14 @@ def _check_members(path: Path, archive: zipfile.ZipFile) -> None:
 
 def check_torchscript_pickles(path: Path) -> None:
     with zipfile.ZipFile(path) as archive:
+        if not any("/code/" in name for name in archive.namelist()):
+            # torch.save's archive (a state dict, a checkpoint, a pickled nn.Module): it was called a
+            # TorchScript file that needs --trust, then "could not be loaded"; a pickled model named the
+            # first class of its own the check met, a different one each time
+            raise UnsafeModelFile(
+                f"{Path(path).name} holds tensors or objects saved with torch.save (a state dict, a checkpoint "
+                "or a whole pickled model), not a model file, and nothing in it was run; export the model from "
+                "PyTorch to ONNX or TorchScript (torch.onnx.export, torch.jit.script) and open that instead.")
         for name in archive.namelist():
             if name.endswith(".pkl") or name.endswith(".debug_pkl"):
                 _check_pickle(path, archive.read(name), ALLOWED_GLOBALS | _TORCHSCRIPT_GLOBALS,
