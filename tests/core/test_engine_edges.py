@@ -330,3 +330,16 @@ def test_exporting_a_run_before_its_first_epoch_ended_says_to_wait(tmp_path):
     (run / names.CONFIG).write_text("{}")
     with pytest.raises(UserError, match="has not finished its first epoch, so there is nothing to export yet"):
         open_run(run)
+
+
+def test_early_stopping_is_said_after_the_epoch_that_ends_the_run(tiny_dataset, tmp_path):
+    """"Stopped early: val loss has not improved for 1 epochs …" came before the line of the epoch that
+    caused it."""
+    config = config_for(tiny_dataset, epochs=12, early_stopping_patience=1, lr=3.0)  # a rate that cannot settle
+    finished, recorder = fit(config, tmp_path / "run")
+    assert finished.status == "early-stopped"
+    kinds = [type(event).__name__ for event in recorder.events if not isinstance(event, events.BatchEnd)]
+    notice = kinds.index("Notice")
+    assert kinds[notice - 1] in ("EpochEnd", "SamplePredictions") and "EpochEnd" not in kinds[notice:]
+    text = recorder.of_type(events.Notice)[0].message
+    assert text.startswith("Stopped early: val loss has not improved for 1 epoch (best at epoch ")

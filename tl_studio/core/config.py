@@ -120,7 +120,7 @@ class TrainConfig:
             (self.augment in AUGMENTATIONS, f"augment must be one of {', '.join(AUGMENTATIONS)}"),
             (self.device in DEVICES, f"device must be one of {', '.join(DEVICES)}"),
             (self.class_weighting in CLASS_WEIGHTING, f"class weighting must be one of {', '.join(CLASS_WEIGHTING)}"),
-            (0 < self.val_fraction < 1, "the validation fraction must be between 0 and 1"),
+            (0 < self.val_fraction < 1, "the validation fraction must be above 0 and below 1 (e.g. 0.2)"),
             (0 <= self.test_fraction < 1 - self.val_fraction, "validation + test fractions must be below 1"),
             (self.workers is None or self.workers >= 0, "workers must be 0 or more"),
             (0 <= self.label_smoothing < 1, "label smoothing must be in [0, 1)"),

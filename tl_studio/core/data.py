@@ -250,7 +250,7 @@ def _decode_failure(path: Path, max_pixels: int | None) -> ImageLoadError | None
 
 def _check_options(val_fraction: float, test_fraction: float, max_pixels: int | None) -> None:
     if not 0 < val_fraction < 1:
-        raise UserError(f"The validation fraction must be between 0 and 1 (exclusive), not {val_fraction}.")
+        raise UserError(f"The validation fraction must be above 0 and below 1 (e.g. 0.2), not {val_fraction}.")
     if not 0 <= test_fraction < 1:
         raise UserError(f"The test fraction must be at least 0 and below 1, not {test_fraction}.")
     if val_fraction + test_fraction >= 1:

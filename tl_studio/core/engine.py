@@ -66,7 +66,7 @@ class Trainer:
         self.strategy = strategy or SingleProcess()
         self.state: RunState | None = None
         self.best = BestEpoch()
-        self.stop_early = False  # set by EarlyStopping
+        self.stop_early = ""  # EarlyStopping's sentence, said after the epoch that ends the run
         self.model_file: str | None = None
         self.model_file_error = ""
         self.error: BaseException | None = None  # the unexpected exception behind a "failed" run
@@ -158,6 +158,7 @@ class Trainer:
         for epoch in range(max(phase.first_epoch, state.epoch + 1), phase.last_epoch + 1):
             self._epoch(epoch)
             if self.stop_early:
+                self.callbacks.on_notice(events.Notice(self.stop_early))
                 return "early-stopped"
         return "completed"
 

@@ -7,6 +7,7 @@ import math
 
 from tl_studio.core import events
 from tl_studio.core.callbacks import Callback
+from tl_studio.core.wording import counted
 
 
 class BestEpoch(Callback):
@@ -52,10 +53,9 @@ class EarlyStopping(Callback):
         else:
             self.epochs_without_improvement += 1
         if self.patience and self.epochs_without_improvement >= self.patience:
-            trainer.stop_early = True
-            trainer.callbacks.on_notice(events.Notice(
-                f"Stopped early: val loss has not improved for {self.patience} epochs (best at epoch "
-                f"{trainer.best.epoch}). " + _next_time(trainer)))
+            # said by the engine after the epoch's own line, which it explains
+            trainer.stop_early = (f"Stopped early: val loss has not improved for {counted(self.patience, 'epoch')} "
+                                  f"(best at epoch {trainer.best.epoch}). " + _next_time(trainer))
 
     def state_dict(self) -> dict:
         return {"lowest_val_loss": self.lowest_val_loss, "epochs_without_improvement": self.epochs_without_improvement}
