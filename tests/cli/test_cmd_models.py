@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 import subprocess
 import sys
 import urllib.error
@@ -147,10 +148,17 @@ def test_weights_import_copies_and_then_reports_nothing_to_do(capsys, torch_home
     torch.save(torchvision.models.resnet18(weights=None).state_dict(), tmp_path / "r18.pth")
     assert main(["weights", "import", "resnet18", str(tmp_path / "r18.pth")]) == 0
     out = capsys.readouterr().out
-    assert "copied" in out and "differs from the one torchvision publishes" in out
-    assert (torch_home / "hub" / "checkpoints" / "resnet18-f37072fd.pth").is_file()
+    cached = torch_home / "hub" / "checkpoints" / "resnet18-f37072fd.pth"
+    assert f"Weights copied to {cached}." in out and "differs from the one torchvision publishes" in out
+    mask = os.umask(0o022)
+    os.umask(mask)
+    assert cached.stat().st_mode & 0o777 == 0o666 & ~mask  # mkstemp's 0600 hid it from others sharing the cache
     assert main(["weights", "import", "resnet18", str(tmp_path / "r18.pth")]) == 0
     assert "nothing to do" in capsys.readouterr().out
+    other = torchvision.models.resnet18(weights=None).state_dict()
+    torch.save(other, tmp_path / "other.pth")
+    assert main(["weights", "import", "resnet18", str(tmp_path / "other.pth"), "--force"]) == 0
+    assert f"Weights at {cached} replaced with {tmp_path / 'other.pth'}." in capsys.readouterr().out
 
 
 def test_weights_import_of_a_wrong_file_is_a_one_line_error(capsys, torch_home, tmp_path):

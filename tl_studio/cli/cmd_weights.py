@@ -60,7 +60,9 @@ def _import(name: str, file: str, force: bool) -> int:
     if result.action == "already cached":
         print(f"{result.path} already holds these weights; nothing to do.")
         return 0
-    print(f"Weights {result.action} to {result.path}.")
+    # "Weights replaced to …" read oddly: the file and what happened to it
+    print(f"Weights copied to {result.path}." if result.action == "copied" else
+          f"Weights at {result.path} replaced with {file}.")
     if note := published_hash_note(result):
         print(f"Note: {note[0].upper()}{note[1:]}")
     return 0

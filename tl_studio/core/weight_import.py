@@ -6,9 +6,7 @@ torchvision looks for."""
 from __future__ import annotations
 
 import hashlib
-import os
 import shutil
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -83,11 +81,9 @@ def _sha256(path: Path) -> str:
 
 
 def _atomic_copy(source: Path, destination: Path) -> None:
-    fd, temp_name = tempfile.mkstemp(prefix=f".{destination.name}.", suffix=".partial", dir=destination.parent)
-    os.close(fd)
-    try:
-        shutil.copyfile(source, temp_name)
-        os.replace(temp_name, destination)
-    except BaseException:
-        Path(temp_name).unlink(missing_ok=True)
-        raise
+    """Through fileio.atomic_path: the copy gets the mode a file the user made would have (mkstemp's own
+    copy was 0600, unreadable to the other users of a shared cache)."""
+    from tl_studio.core.fileio import atomic_path
+
+    with atomic_path(destination) as temporary:
+        shutil.copyfile(source, temporary)
