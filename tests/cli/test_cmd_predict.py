@@ -185,3 +185,10 @@ def test_a_table_never_replaces_a_file_the_command_reads(pt2, folder, tmp_path, 
     assert all(path.read_bytes() == content for path, content in untouched.items())
     assert main(["predict", str(run), str(photo), "--csv", str(run / "answers.csv")]) == 0  # a new file there is fine
     assert (run / "answers.csv").read_text().startswith("path,label1,prob1")
+
+
+@pytest.mark.parametrize("command", ["predict", "evaluate"])
+def test_a_folder_given_before_the_model_is_answered_with_the_command_in_order(pt2, folder, command, capsys):
+    assert main([command, str(folder), str(pt2)]) == 2
+    assert capsys.readouterr().err.strip() == (f"tl-studio {command}: {folder} is a folder of images and {pt2} a "
+                                               f"model: the model comes first (tl-studio {command} {pt2} {folder}).")

@@ -164,6 +164,12 @@ def test_a_folder_with_none_of_the_models_classes_is_a_user_error(tmp_path):
     scan = scan_dataset(make_image_folder(tmp_path / "other", classes=("yellow", "purple"), per_class=2))
     with pytest.raises(UserError, match="none of the classes|None of the classes"):
         evaluation_set(scan, "all", list(CLASSES))
+    # Ants/ and BEES/ for a model of ants and bees: the only difference is named, with the remedy
+    scan = scan_dataset(make_image_folder(tmp_path / "capitals", classes=("Ants", "BEES"), per_class=2))
+    with pytest.raises(UserError) as refused:
+        evaluation_set(scan, "all", ["ants", "bees"])
+    assert str(refused.value).endswith("(ants, bees); the folder names differ from them only in case, so rename "
+                                       "Ants to ants, BEES to bees.")
 
 
 def test_the_text_report_names_every_class_in_the_matrix_and_what_macro_f1_leaves_out():

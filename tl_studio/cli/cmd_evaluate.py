@@ -38,18 +38,20 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from tl_studio.cli.cmd_predict import advise_on_shared_memory, explain_plan, settle_for_batches, worker_count
+    from tl_studio.cli.cmd_predict import (advise_on_shared_memory, explain_plan, load_model_argument,
+                                           settle_for_batches, worker_count)
 
     settle_for_batches()  # before torch is imported
     from tl_studio.cli.progress import progress_for
     from tl_studio.core.evaluation import (default_choice, evaluate, evaluation_set, format_report, problems_of_split,
                                            scan_for_model)
     from tl_studio.core.inference import plan_for
-    from tl_studio.core.model_file import for_many_images, load_model_file
+    from tl_studio.core.model_file import for_many_images
     from tl_studio.core.problem_summary import problems_sentence
     from tl_studio.core.safe_text import for_terminal
 
-    model = load_model_file(args.model_file, trust_torchscript=args.trust)  # its class names are checked there
+    # its class names are checked there
+    model = load_model_argument(args.model_file, args.trust, [args.data_dir], "evaluate")
     scan = scan_for_model(args.data_dir, model.metadata)
     split, why = (args.split, "") if args.split else default_choice(scan, model.metadata)
     chosen = evaluation_set(scan, split, model.classes)

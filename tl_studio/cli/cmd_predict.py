@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import csv
 import json
+import shlex
 import sys
 
 
@@ -85,7 +86,7 @@ def run(args: argparse.Namespace) -> int:
     from tl_studio.core.errors import UserError
     from tl_studio.core.fileio import check_writable_file
     from tl_studio.core.inference import plan_for
-    from tl_studio.core.model_file import for_many_images, load_model_file
+    from tl_studio.core.model_file import for_many_images
     from tl_studio.core.predict import collect_image_paths, predict_paths, unknown_rule_of
 
     paths = collect_image_paths(args.inputs)
@@ -97,7 +98,7 @@ def run(args: argparse.Namespace) -> int:
         _refuse_a_table_over_what_is_read(Path(args.csv), Path(args.model_file), paths)
         if Path(args.csv).expanduser().exists() and not args.overwrite:  # it may hold the last run's answers
             raise UserError(f"{args.csv} already exists; choose another --csv file or add --overwrite.")
-    model = for_many_images(load_model_file(args.model_file, trust_torchscript=args.trust), len(paths))
+    model = for_many_images(load_model_argument(args.model_file, args.trust, args.inputs, "predict"), len(paths))
     plan = plan_for(model, args.batch_size)
     explain_plan(plan, args.batch_size)
     progress = progress_for("Classifying", len(paths), enabled=not args.json)
@@ -136,6 +137,34 @@ def _refuse_a_table_over_what_is_read(table, model_file, paths) -> None:
         raise UserError(f"--csv {table} is a file of the run {model_file}; choose another file for the table.")
     if any(target == path.resolve() for path in paths):
         raise UserError(f"--csv {table} is one of the images to classify; choose another file for the table.")
+
+
+def load_model_argument(model_argument: str, trust: bool, others: list[str], command: str):
+    """The checked model file; given a folder of images first and a model after it, says to swap them
+    (it said only "a folder without a model file", leaving the user to spot the order)."""
+    from pathlib import Path
+
+    from tl_studio.core.errors import UserError
+    from tl_studio.core.model_file import load_model_file
+
+    try:
+        return load_model_file(model_argument, trust_torchscript=trust)
+    except UserError:
+        model = next((other for other in others if _names_a_model(Path(other))), None)
+        if model is None or not Path(model_argument).is_dir():
+            raise
+        rest = " ".join(shlex.quote(other) for other in [model_argument, *others] if other != model)
+        raise UserError(f"{model_argument} is a folder of images and {model} a model: the model comes first "
+                        f"(tl-studio {command} {shlex.quote(model)} {rest}).") from None
+
+
+def _names_a_model(path) -> bool:
+    from tl_studio.core.export_formats import EXPORT_FORMATS
+    from tl_studio.core.run_folder import BEST_CHECKPOINT, MODEL_FILE
+
+    if path.is_dir():
+        return (path / MODEL_FILE).is_file() or (path / BEST_CHECKPOINT).is_file()
+    return path.is_file() and any(fmt.opens(path) for fmt in EXPORT_FORMATS.values())
 
 
 def advise_on_shared_memory() -> None:

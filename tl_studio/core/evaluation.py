@@ -99,8 +99,13 @@ def evaluation_set(scan, split: str, model_classes: list[str] | tuple[str, ...])
         else:
             unknown[name] += 1
     if not paths:
+        by_case = {name.casefold(): name for name in model_classes}
+        renames = [f"{name} to {by_case[name.casefold()]}" for name in scan.classes if name.casefold() in by_case]
+        # names match as written: Ants/ is not ants/ on most file systems, but say so when that is all it is
+        remedy = (f"the folder names differ from them only in case, so rename {', '.join(renames)}" if renames else
+                  "give a folder with the model's class folders")
         raise UserError(f"None of the classes in {scan.root} ({', '.join(scan.classes)}) is one the model "
-                        f"knows ({', '.join(model_classes)}); give a folder with the model's class folders.")
+                        f"knows ({', '.join(model_classes)}); {remedy}.")
     where = "every image" if split == "all" else f"the {split} split"
     return EvaluationSet(tuple(paths), tuple(labels), tuple(model_classes), dict(unknown), f"{where} of {scan.root}",
                          split, str(scan.root))
