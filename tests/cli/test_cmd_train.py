@@ -511,3 +511,30 @@ def test_a_run_stopped_at_once_says_no_model_file_was_written_and_how_to_make_it
     assert "continue with: tl-studio train data --out 'runs/my run' --resume" in err
     assert err.rstrip().endswith("No model file was written; tl-studio export 'runs/my run' makes it from the best "
                                  "epoch.")
+
+
+def test_a_run_still_training_is_said_so_by_predict_and_export(trained_run, tmp_path, capsys):
+    """predict on a run still training said it "stopped before writing" its model file, and export wrote
+    the best epoch so far without a word that a later epoch may replace it."""
+    import shutil
+
+    from tl_studio.core.run_folder import RunFolder
+
+    data, run = trained_run
+    training = tmp_path / "training"
+    shutil.copytree(run, training)
+    (training / "model.pt2").unlink()  # written when the run ends
+    image = str(sorted((data / "red").glob("*.jpg"))[0])
+    lock = RunFolder(training).lock()  # as the training process holds it
+    try:
+        assert main(["predict", str(training), image]) == 2
+        assert capsys.readouterr().err.strip() == (
+            f"tl-studio predict: The run {training} is still training; it writes its model file when it ends, and until then "
+            f"tl-studio export {training} writes one from its best epoch so far.")
+        assert main(["export", str(training), "--format", "onnx"]) == 0
+        assert ("Note: the run is still training; this file is its best epoch so far: export again when it ends."
+                in capsys.readouterr().out)
+    finally:
+        lock.release()
+    assert main(["predict", str(training), image]) == 2  # ended without its model file: the usual sentence
+    assert "has no model file yet (it stopped before writing one)" in capsys.readouterr().err

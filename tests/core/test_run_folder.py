@@ -48,6 +48,33 @@ def test_a_second_writer_gets_one_sentence(tmp_path):
         lock.release()
 
 
+@pytest.mark.parametrize("flags", [{}, {"resume": True}, {"overwrite": True}])
+def test_a_run_still_training_is_said_first_not_an_option_that_is_then_refused(tmp_path, flags):
+    """`train --out R` on a run still training said "add --resume to continue it, --overwrite to replace
+    it", and each of those was then refused as "being written by another training run"."""
+    (tmp_path / names.METRICS).write_text("epoch,val_acc\n1,0.5\n")
+    lock = RunFolder(tmp_path).lock()
+    try:
+        with pytest.raises(UserError, match="is being written by another training run") as refused:
+            RunFolder(tmp_path).check_new_run(resume=flags.get("resume", False),
+                                              overwrite=flags.get("overwrite", False))
+        assert str(os.getpid()) in str(refused.value)
+        assert (tmp_path / names.LOCK).read_text().startswith(str(os.getpid()))  # the holder's name stays
+    finally:
+        lock.release()
+    RunFolder(tmp_path).check_new_run(resume=True, overwrite=False)  # once it has ended, it can be resumed
+
+
+def test_overwrite_says_what_of_the_users_stands_in_its_way(tmp_path):
+    (tmp_path / names.METRICS).write_text("epoch,val_acc\n1,0.5\n")
+    (tmp_path / "notes.txt").write_text("my notes")
+    with pytest.raises(UserError) as refused:
+        RunFolder(tmp_path).check_new_run(resume=False, overwrite=True)
+    assert str(refused.value) == (f"{tmp_path} also holds notes.txt, which is not a file of the run, and --overwrite "
+                                  "replaces only the run's own files; move it out of the folder, then run again.")
+    assert (tmp_path / "notes.txt").read_text() == "my notes"
+
+
 @pytest.mark.parametrize("leftover", [names.MODEL_FILE, names.BEST_CHECKPOINT, names.METRICS])
 def test_a_folder_holding_another_run_is_refused_unless_overwrite(tmp_path, leftover):
     (tmp_path / leftover).write_bytes(b"an earlier run")
@@ -78,7 +105,7 @@ def test_overwrite_replaces_the_run_with_its_name_star_and_note(tmp_path):
 def test_overwrite_never_touches_the_users_own_files(tmp_path):
     (tmp_path / names.MODEL_FILE).write_bytes(b"an earlier run")
     (tmp_path / "notes.txt").write_text("mine")
-    with pytest.raises(UserError, match="not empty"):
+    with pytest.raises(UserError, match="move it out of the folder"):
         RunFolder(tmp_path).start_run(resume=False, overwrite=True)
     assert (tmp_path / "notes.txt").read_text() == "mine" and (tmp_path / names.MODEL_FILE).exists()
 

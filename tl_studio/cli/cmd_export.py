@@ -43,7 +43,16 @@ def run(args: argparse.Namespace) -> int:
           f"in {report.seconds:.1f} s.")
     print(report.check.describe())
     _describe_calibration(report.path)
+    _note_a_run_still_training(args.run_dir)
     return 0
+
+
+def _note_a_run_still_training(run_dir) -> None:
+    """An export while the run trains is of its best epoch so far, which a later epoch may replace."""
+    from tl_studio.core.run_folder import RunFolder
+
+    if RunFolder(run_dir).is_locked():
+        print("Note: the run is still training; this file is its best epoch so far: export again when it ends.")
 
 
 def _int8(args: argparse.Namespace) -> int:
@@ -57,6 +66,7 @@ def _int8(args: argparse.Namespace) -> int:
           f"{megabytes(result.fp32_bytes)}) in {time.perf_counter() - started:.1f} s.")
     print(result.check.describe())
     _describe_calibration(result.path)
+    _note_a_run_still_training(args.run_dir)
     return 0
 
 

@@ -389,6 +389,9 @@ def load_model_file(path: Path, fmt: str | None = None, *, trust_torchscript: bo
     path = Path(path)
     if path.is_dir() and (path / RUN_MODEL_FILE).is_file():
         path = path / RUN_MODEL_FILE  # a run folder, given for the model file it wrote
+    elif path.is_dir() and (path / BEST_CHECKPOINT).is_file() and _still_training(path):
+        raise UserError(f"The run {path} is still training; it writes its model file when it ends, and until "
+                        f"then {export_command(path)} writes one from its best epoch so far.")
     elif path.is_dir() and (path / BEST_CHECKPOINT).is_file():  # a run stopped before it wrote one
         raise UserError(f"The run {path} has no model file yet (it stopped before writing one); "
                         f"{export_command(path)} writes it from the run's best epoch, or "
@@ -414,6 +417,12 @@ def load_model_file(path: Path, fmt: str | None = None, *, trust_torchscript: bo
                         f"is it a TL Studio export?") from None
     check_metadata(path, model.metadata)
     return replace(model, predict=answers_one_per_class(path, model.predict, len(model.classes)))
+
+
+def _still_training(run_dir: Path) -> bool:
+    from tl_studio.core.run_folder import RunFolder
+
+    return RunFolder(run_dir).is_locked()
 
 
 def load_exported_program(path: Path):

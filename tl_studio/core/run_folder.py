@@ -257,18 +257,23 @@ class RunFolder:
         try:
             lock.acquire()
         except RunLocked as error:
-            raise UserError(f"{self.path} is being written by another training run ({error}); wait for it to "
-                            f"finish or choose another output folder.") from None
+            raise UserError(_being_written(self.path, error)) from None
         except OSError as error:  # a lock file left by another user, or made read-only
             raise UserError(f"The run's lock file {self.file(LOCK)} cannot be opened ({error.strerror}); if no "
                             "run is training there, delete that file, then try again.") from None
         return lock
 
     # ---- starting a run ---------------------------------------------------------------------------
-    def check_new_run(self, *, resume: bool, overwrite: bool) -> None:
+    def check_new_run(self, *, resume: bool, overwrite: bool, lock_held: bool = False) -> None:
         """A new run only goes into a new or empty folder, or one left by a run that never finished an
         epoch; ``overwrite`` replaces an earlier run's files (never anything else in the folder).
         Only checks: nothing is written or removed (see ``start_run``)."""
+        if not lock_held and self.path.is_dir():
+            # said first: "add --resume ... or --overwrite" for a run still training led to two refusals
+            try:
+                RunLock(self.file(LOCK)).probe()
+            except RunLocked as error:
+                raise UserError(_being_written(self.path, error)) from None
         if resume:
             if overwrite:
                 raise UserError("--resume continues the run in the folder and --overwrite replaces it; give one.")
@@ -280,6 +285,9 @@ class RunFolder:
                             f"replace it, or choose another output folder.")
         own = (*RUN_FILES, *EXPORTED_FILES) if overwrite else RUN_FILES
         foreign = [p.name for p in self.path.iterdir() if p.name not in own and not p.name.startswith(".")]
+        if foreign and overwrite and self.has_results():  # asked to replace a run: say what stands in the way
+            raise UserError(f"{self.path} also holds {foreign[0]}, which is not a file of the run, and --overwrite "
+                            f"replaces only the run's own files; move it out of the folder, then run again.")
         if foreign:
             raise UserError(f"{self.path} is not empty (it holds {foreign[0]}); choose a new or empty output "
                             f"folder for the run.")
@@ -287,7 +295,7 @@ class RunFolder:
     def start_run(self, *, resume: bool, overwrite: bool) -> None:
         """With the lock held: check again (another run may have written here meanwhile), then remove
         the files of an earlier run that never finished an epoch, or of the one --overwrite replaces."""
-        self.check_new_run(resume=resume, overwrite=overwrite)
+        self.check_new_run(resume=resume, overwrite=overwrite, lock_held=True)
         if not resume:
             # the name, star and note were the replaced run's: a 1-epoch test run must not inherit them
             replaced = (ANNOTATIONS, *EXPORTED_FILES) if overwrite and self.has_results() else ()
@@ -352,6 +360,11 @@ class RunFolder:
         self.file(CONTROL).unlink(missing_ok=True)
 
 
+def _being_written(path: Path, error: "RunLocked") -> str:
+    return (f"{path} is being written by another training run ({error}); wait for it to finish or choose another "
+            "output folder.")
+
+
 class RunLocked(Exception):
     """The lock is held by another process (the message says which, when known)."""
 
@@ -382,6 +395,25 @@ class RunLock:
         handle.write(f"{os.getpid()} on {socket.gethostname()}")
         handle.flush()
         self.handle = handle
+
+    def probe(self) -> None:
+        """Raises RunLocked while another process holds the lock; changes nothing (no file is made, and
+        the holder's name in it stays)."""
+        try:
+            import fcntl
+        except ImportError:
+            return
+        try:
+            handle = open(self.path, encoding="utf-8")
+        except OSError:  # no lock file: no run has written here
+            return
+        with handle:
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError:
+                holder = handle.read().strip()
+                raise RunLocked(f"process {holder}" if holder else "another process") from None
+            fcntl.flock(handle, fcntl.LOCK_UN)
 
     def release(self) -> None:
         if self.handle is not None:
