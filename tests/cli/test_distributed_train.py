@@ -64,7 +64,7 @@ def _launch_args(**given):
 
 def test_one_machine_uses_a_free_port_and_several_pass_their_rendezvous_through():
     one = torchrun_launch.torchrun_command(_launch_args(), ["d", "--distributed-worker"])
-    assert one[1:3] == ["-m", "torch.distributed.run"] and "--standalone" in one
+    assert one[1:3] == ["-m", "tl_studio.cli.torchrun_quiet"] and "--standalone" in one
     assert one[one.index("--nproc-per-node") + 1] == "2"
     assert one[-5:] == ["-m", "tl_studio", "train", "d", "--distributed-worker"]
     several = torchrun_launch.torchrun_command(
@@ -214,7 +214,7 @@ def _rank_process(run: Path, rank: int) -> int | None:
                 and f"RANK={rank}".encode() in environ):
             parent = int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
             try:
-                if b"torch.distributed.run" in Path(f"/proc/{parent}/cmdline").read_bytes():
+                if b"tl_studio.cli.torchrun_quiet" in Path(f"/proc/{parent}/cmdline").read_bytes():
                     return pid
             except OSError:
                 continue
@@ -251,6 +251,8 @@ def test_a_killed_process_ends_the_run_within_a_minute_and_resume_finishes_it(ti
     assert time.monotonic() - killed < KILL_LIMIT_S
     assert launcher.returncode == 2
     assert "ended unexpectedly" in err and "--resume" in err
+    # one sentence, not torchrun's report ("failed (exitcode: -9)" and a ChildFailedError traceback) first
+    assert not any(text in err for text in ("Traceback", "ChildFailedError", "exitcode")), err
     status = RunFolder(run).status()
     assert status.state == "failed" and status.epochs_done == 1
     assert _rank_process(run, 0) is None and _rank_process(run, 1) is None  # nothing left waiting
@@ -267,3 +269,19 @@ def test_a_killed_process_ends_the_run_within_a_minute_and_resume_finishes_it(ti
     for row in rows:
         correct = float(row["train_acc"]) * num_train
         assert correct == pytest.approx(round(correct), abs=1e-3)
+
+
+def test_processes_that_refuse_to_start_are_said_in_one_sentence_each(tiny_dataset, tmp_path):
+    """--device cuda without a GPU: each process's refusal came once per process, then some 40 lines of
+    torchrun's report (log lines, a ChildFailedError traceback), then the launcher's sentence."""
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("needs a machine without a CUDA GPU")
+    launcher = _train(str(tiny_dataset), "--out", str(tmp_path / "run"), *FAST, "--nproc-per-node", "2",
+                      "--device", "cuda", "--epochs", "1")
+    _, err = launcher.communicate(timeout=600)
+    assert launcher.returncode == 2
+    assert err.splitlines() == ["tl-studio train: No CUDA GPU is available here; use --device cpu for CPU processes.",
+                                "tl-studio train: the training processes ended (exit status 1) before the run "
+                                "started."], err

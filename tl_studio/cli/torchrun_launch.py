@@ -72,7 +72,8 @@ def worker_argv(argv: list[str]) -> list[str]:
 
 def torchrun_command(args, worker_args: list[str]) -> list[str]:
     nproc, nnodes = args.nproc_per_node or 1, args.nnodes or 1
-    command = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", str(nproc),
+    launcher = "torch.distributed.run" if os.environ.get("TL_STUDIO_DEBUG") else "tl_studio.cli.torchrun_quiet"
+    command = [sys.executable, "-m", launcher, "--nproc-per-node", str(nproc),
                "--max-restarts", "0", "--monitor-interval", "1"]
     if nnodes == 1 and not args.master_addr:
         command.append("--standalone")  # a free port on this machine, chosen by torchrun
