@@ -453,9 +453,18 @@ def test_class_folders_whose_every_file_is_refused_say_why_not_how_to_lay_out_fo
     with pytest.raises(DatasetError) as error:
         scan_dataset(tiny_dataset, max_pixels=100)
     message = str(error.value)
-    assert re.search(r"none of its \d+ files could be used \(the first, ", message)
+    assert re.search(r"none of the \d+ files in its class folders could be used \(the first, ", message)
     assert "over the limit of 100 pixels" in message
     assert "sub-folder" not in message
+
+
+def test_a_folder_whose_one_class_file_is_refused_does_not_call_it_its_only_file(tmp_path):
+    (tmp_path / "sub").mkdir()
+    (tmp_path / "sub" / "a.txt").write_text("notes")
+    (tmp_path / "readme.txt").write_text("about")
+    with pytest.raises(DatasetError) as error:
+        scan_dataset(tmp_path)
+    assert "the one file in its class folders, sub/a.txt, could not be used" in str(error.value)
 
 
 def test_a_class_left_with_no_file_under_the_pixel_limit_is_said_as_the_reason(tmp_path):

@@ -288,8 +288,10 @@ def _too_few_classes(root: Path, classes: list[str], layout: _Layout, needed: in
         # reason, not advice on folders that are already right
         first = refused[0]
         reason = first.reason.rstrip(".")
-        hint = (f"its only file, {first.path}, could not be used ({reason})" if len(refused) == 1 else
-                f"none of its {len(refused)} files could be used (the first, {first.path}: {reason})")
+        # files beside the class folders count for nothing here: "its only file" stood for a folder of two
+        hint = (f"the one file in its class folders, {first.path}, could not be used ({reason})" if len(refused) == 1
+                else f"none of the {len(refused)} files in its class folders could be used (the first, {first.path}: "
+                     f"{reason})")
     elif classes and (others := [problem for problem in refused if classes[0] not in Path(problem.path).parts]):
         # the other class folders are there, their files refused (over --max-pixels, say): that is why
         first = others[0]
