@@ -14,6 +14,7 @@ from PySide6.QtWidgets import QInputDialog, QMessageBox
 from tests.run_folders import append_batch, append_epoch, write_run
 from tl_studio.core.run_folder import RunFolder
 from tl_studio.core.run_history import summarize_run
+from tl_studio.gui import run_edits
 from tl_studio.gui.runs_table import COLUMNS
 from tl_studio.gui.session import Session
 
@@ -138,7 +139,7 @@ def test_star_note_and_rename_are_kept_with_the_run(page, runs, monkeypatch):
     page.select_paths([str(runs / "lite0")])
     page.edits.toggle_star()
     assert cell(page, "lite0", "★") == "★"
-    monkeypatch.setattr(QInputDialog, "getText", lambda *a, **k: ("Baseline", True))
+    monkeypatch.setattr(run_edits, "ask_name", lambda *a, **k: ("Baseline", True))
     page.edits.rename_selected()
     assert cell(page, "Baseline", "Model") == "efficientnet_lite0"
     monkeypatch.setattr(QInputDialog, "getMultiLineText", lambda *a, **k: ("try a bigger model", True))
@@ -188,7 +189,7 @@ def test_delete_moves_to_the_trash_and_undo_brings_it_back(page, runs, tmp_path,
     page.select_paths([str(runs / "oom")])
     page.edits.toggle_star()
     assert said[-1] == "Starred oom."  # the last action's line stood
-    monkeypatch.setattr(QInputDialog, "getText", lambda *a, **k: ("Out of memory", True))
+    monkeypatch.setattr(run_edits, "ask_name", lambda *a, **k: ("Out of memory", True))
     page.edits.rename_selected()
     page.edits.delete_selected()  # named as the table shows it, not by its folder
     assert said[-1] == "Moved Out of memory to the trash. Undo delete puts it back."
@@ -373,7 +374,7 @@ def test_run_names_and_folders_are_shown_as_written(page, runs, qtbot, monkeypat
     page.best_label.linkActivated.emit(str(best))
     assert [run.path for run in page.selected_runs()] == [str(best)]
 
-    monkeypatch.setattr(QInputDialog, "getText", lambda *a, **k: ("<b>baseline</b>", True))
+    monkeypatch.setattr(run_edits, "ask_name", lambda *a, **k: ("<b>baseline</b>", True))
     page.edits.rename_selected()
     assert label_shows(page.best_label).startswith("Best run: <b>baseline</b>: ")
     row = next(r for r in range(page.proxy.rowCount()) if page.proxy.index(r, 1).data() == "<b>baseline</b>")
@@ -505,7 +506,7 @@ def test_the_curves_follow_a_rename_of_the_selected_run(page, runs, monkeypatch)
     selected."""
     page.select_paths([str(runs / "lite0")])
     assert legend_names(page) == ["lite0"]
-    monkeypatch.setattr(QInputDialog, "getText", lambda *a, **k: ("Baseline", True))
+    monkeypatch.setattr(run_edits, "ask_name", lambda *a, **k: ("Baseline", True))
     page.edits.rename_selected()
     assert legend_names(page) == ["Baseline"] and page.curves.shown == ["Baseline"]
 
@@ -704,3 +705,26 @@ def test_the_resume_button_keeps_its_width_whichever_text_it_shows(page, runs):
     page.select_paths([str(runs / "resnet")])  # a finished run: Train further…
     assert page.resume_button.text() == "Train further…"
     assert page.resume_button.sizeHint().width() <= page.resume_button.minimumWidth()
+
+
+def test_the_rename_question_shows_the_whole_name_and_its_title(qtbot, monkeypatch):
+    """QInputDialog.getText's dialog showed "icientnet_lite0-20261205-070917" of the name, under a title cut
+    to "Rename… L Studio"."""
+    from PySide6.QtWidgets import QDialog, QLineEdit, QWidget
+
+    parent = QWidget()
+    qtbot.addWidget(parent)
+    name = "hymenoptera-efficientnet_lite0-20261205-070917"
+    seen = {}
+
+    def answer(dialog):
+        edit = dialog.findChild(QLineEdit)
+        dialog.show()
+        seen.update(fits=edit.width() > edit.fontMetrics().horizontalAdvance(name) + 8,
+                    title=dialog.width() > dialog.fontMetrics().horizontalAdvance("Rename run — TL Studio") + 120)
+        edit.setText("Baseline")
+        return QDialog.Accepted
+
+    monkeypatch.setattr(QDialog, "exec", answer)
+    assert run_edits.ask_name(parent, name) == ("Baseline", True)
+    assert seen == {"fits": True, "title": True}

@@ -7,11 +7,27 @@ from __future__ import annotations
 from typing import Callable
 
 from PySide6.QtCore import QObject, Signal
-from PySide6.QtWidgets import QInputDialog, QMessageBox, QPushButton, QWidget
+from PySide6.QtWidgets import QDialog, QInputDialog, QMessageBox, QPushButton, QWidget
 
 from tl_studio.core.errors import UserError
 from tl_studio.core.run_history import with_annotations
 from tl_studio.gui.literal_text import as_written
+
+
+def ask_name(parent: QWidget, name: str) -> tuple[str, bool]:
+    """The rename question, wide enough for the name and the title: QInputDialog.getText's own dialog
+    showed "icientnet_lite0-20261205-070917" of a run's name, under a title cut to "Rename… L Studio"."""
+    dialog = QInputDialog(parent)
+    dialog.setWindowTitle("Rename run")
+    dialog.setLabelText("Name (empty: the folder's name):")
+    dialog.setTextValue(name)
+    metrics = dialog.fontMetrics()
+    dialog.resize(max(dialog.sizeHint().width(), metrics.horizontalAdvance(name) + 12 * metrics.averageCharWidth(),
+                      40 * metrics.averageCharWidth()), dialog.sizeHint().height())
+    accepted = dialog.exec() == QDialog.Accepted
+    text = dialog.textValue()
+    dialog.deleteLater()
+    return text, accepted
 
 
 class RunEdits(QObject):
@@ -83,7 +99,7 @@ class RunEdits(QObject):
         runs = self.selected_runs()
         if len(runs) != 1:
             return
-        text, ok = QInputDialog.getText(self.page, "Rename run", "Name (empty: the folder's name):", text=runs[0].name)
+        text, ok = ask_name(self.page, runs[0].name)
         name = text.strip()
         # two rows of one name cannot be told apart here, in the best-run line or in `tl-studio runs`
         taken = next((run for run in self.model.runs if run.path != runs[0].path and name and run.name == name), None)
