@@ -58,14 +58,6 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _first_process_of_this_machine() -> bool:
-    """False in the 2nd, 3rd, … process torchrun started on this machine (LOCAL_RANK > 0), whose output
-    the user sees beside the first one's."""
-    import os
-
-    return os.environ.get("LOCAL_RANK", "0") in ("", "0")
-
-
 def main(argv: list[str] | None = None, *, owns_the_process: bool = False) -> int:
     """Runs one command. ``owns_the_process``: this process runs just this command and ends after it
     (the console entry point, tl_studio/entry.py), so the command takes the process-wide settings of
@@ -86,8 +78,7 @@ def main(argv: list[str] | None = None, *, owns_the_process: bool = False) -> in
     try:
         return int(args._module.run(args) or 0)
     except UserError as error:
-        if _first_process_of_this_machine():  # every process of a multi-process run refuses alike: said once
-            print(f"tl-studio {args.command}: {error}", file=sys.stderr)
+        print(f"tl-studio {args.command}: {error}", file=sys.stderr)
         return 2
     except BrokenPipeError:  # e.g. `tl-studio models | head`
         return 0

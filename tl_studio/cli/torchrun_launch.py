@@ -104,6 +104,9 @@ def _on_cpu(device: str) -> bool:
 def launch(args, argv: list[str], device: str = "auto") -> int:
     """Runs the training in several processes and returns the command's exit status."""
     from tl_studio.core.run_folder import LAST_CHECKPOINT, RunFolder
+    from tl_studio.core.strategy import check_a_gpu_is_here
+
+    check_a_gpu_is_here(device)  # before any process starts: each said it, and torchrun ended the others
 
     folder = RunFolder(Path(args.out))
     first_machine = (args.node_rank or 0) == 0  # the one whose rank 0 writes the run folder

@@ -83,6 +83,15 @@ class SingleProcess:
         pass
 
 
+def check_a_gpu_is_here(device_name: str) -> None:
+    """--device cuda where there is no GPU: said by the launcher before it starts the processes (each of
+    them said it too, and torchrun ended the others, sometimes before they had)."""
+    from tl_studio.core.errors import UserError
+
+    if device_name == "cuda" and not torch.cuda.is_available():
+        raise UserError("No CUDA GPU is available here; use --device cpu for CPU processes.")
+
+
 class DistributedProcesses(SingleProcess):
     """One of WORLD_SIZE processes. CUDA: one GPU per process (LOCAL_RANK), NCCL; otherwise gloo."""
 
@@ -111,8 +120,7 @@ class DistributedProcesses(SingleProcess):
         except (KeyError, ValueError):
             raise UserError("This process was not started by torchrun; use --nproc-per-node N.") from None
         use_cuda = device_name in ("auto", "cuda") and torch.cuda.is_available()
-        if device_name == "cuda" and not torch.cuda.is_available():
-            raise UserError("No CUDA GPU is available here; use --device cpu for CPU processes.")
+        check_a_gpu_is_here(device_name)
         if use_cuda and local >= torch.cuda.device_count():
             raise UserError(f"Process {local} on this machine has no GPU of its own ({torch.cuda.device_count()} "
                             f"found); lower --nproc-per-node to the number of GPUs.")
