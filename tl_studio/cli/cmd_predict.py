@@ -51,7 +51,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def add_batch_arguments(parser: argparse.ArgumentParser) -> None:
     """--batch-size and --workers, shared with ``evaluate``."""
     parser.add_argument("--batch-size", type=positive_count, default=32, metavar="N",
-                        help="images per pass through the model (default 32); the answers do not depend on it")
+                        help="images per pass through the model (default 32); the answers are the same to float "
+                             "rounding (a confidence may move in its sixth decimal)")
     parser.add_argument("--workers", type=non_negative_count, default=None, metavar="N",
                         help="processes that decode images beside the model (default: 1 on a machine with up "
                              "to 4 cores, else 2; 0 decodes in the main process)")

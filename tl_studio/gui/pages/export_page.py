@@ -33,11 +33,9 @@ KEEP_TOOLTIP = ("The share of the validation images the model still answers; the
 
 
 def snippet_for(fmt: str, path: Path) -> str:
-    snippet = EXPORT_FORMATS["onnx" if fmt == INT8 else fmt].snippet_for(path)  # an int8 file runs as any ONNX
-    if fmt == INT8:  # the app classifies an int8 file in batches of canvases, which its rounding tells apart
-        snippet = snippet.replace("# as the app and `tl-studio predict` show it",
-                                  "# within about a point of what the app shows")
-    return snippet
+    # an int8 file runs as any ONNX file; the app classifies it one image at a time, decoded as the snippet
+    # decodes (inference.QUANTIZED_ONE_AT_A_TIME), so the snippet's figures are the app's too
+    return EXPORT_FORMATS["onnx" if fmt == INT8 else fmt].snippet_for(path)
 
 
 def suffix_of(fmt: str) -> str:
