@@ -66,7 +66,7 @@ def test_every_run_is_listed_with_its_status(page, runs):
     assert cell(page, "live", "Status") == "running (2/6 · epoch 2 done)"
     assert cell(page, "oom", "Status") == f"failed: {FAILED_REASON}"
     assert cell(page, "resnet", "Model") == "resnet18" and cell(page, "resnet", "Epochs") == "5/5"
-
+    assert cell(page, "resnet", "Schedule") == "One-cycle"  # the Train step's word, not "onecycle"
     assert cell(page, "resnet", "Val acc") == f"{summarize_run(runs / 'resnet').best_val_acc:.1%}"
     assert cell(page, "resnet", "Val acc").startswith("96.")
     assert "4 runs, 1 training now" in page.count_label.text()
@@ -245,7 +245,7 @@ def test_open_hands_the_folder_on_and_a_failed_run_offers_resume(page, runs, qtb
         page.resume_button.click()
     assert further.args == [runs / "resnet", 0]
     page.select_paths([str(runs / "oom")])
-    assert page.resume_button.isEnabled() and page.resume_button.text() == "Resume…"
+    assert page.resume_button.isEnabled() and page.resume_button.text() == "Resume"
     with qtbot.waitSignal(page.resumeRequested) as resumed:
         page.resume_button.click()
     assert resumed.args == [runs / "oom", 5]  # continue up to the 5 epochs it planned
@@ -462,7 +462,7 @@ def test_resume_a_run_lists_the_runs_and_selects_the_newest_that_stopped(qtbot, 
     assert [run.path for run in runs_page.selected_runs()] == [str(runs / "oom")]  # newer than stopped-old
     assert runs_page.resume_button.isEnabled()
     # (the window's own start-up messages may come between: look for this one)
-    assert ("oom failed after epoch 1 of 5: press Resume… to continue it, or choose another run "
+    assert ("oom failed after epoch 1 of 5: press Resume to continue it, or choose another run "
             "(2 can continue, 2 finished can train further).") in said
     # the Train step's own button goes the same way
     window.steps.go_to("Train")

@@ -151,7 +151,7 @@ def test_pause_holds_the_run_and_resume_continues_it(window, qtbot):
         page.start()
     with qtbot.waitSignal(page.controller.pausedChanged):
         pause.click()
-    assert pause.text() == "Resume" and "Paused" in status.text()
+    assert pause.text() == "Continue" and "Paused" in status.text()
     # the batch in flight when Pause was pressed may still arrive (on a busy machine, seconds later);
     # after that nothing does
     for _ in range(20):
@@ -161,7 +161,7 @@ def test_pause_holds_the_run_and_resume_continues_it(window, qtbot):
             break
     with qtbot.assertNotEmitted(page.controller.batches, wait=2000):
         pass
-    assert page.running and pause.text() == "Resume"
+    assert page.running and pause.text() == "Continue"
     pause.click()
     assert pause.text() == "Pause" and "Paused" not in status.text()
     with qtbot.waitSignal(page.controller.batches, timeout=RUN_TIMEOUT_MS):
@@ -265,7 +265,7 @@ def test_the_question_before_quitting_follows_the_run_while_it_waits(window, qtb
 
 def test_stop_during_the_first_epoch_says_nothing_is_kept_and_leaves_nothing_to_press(window, qtbot, monkeypatch):
     """Stop and Quit in the first epoch promised "the best epoch so far" and "the last finished epoch is
-    kept"; Pause stayed pressable after Stop and turned into "Resume" for a run that was ending."""
+    kept"; Pause stayed pressable after Stop and turned into "Resume" (now "Continue") for a run that was ending."""
     from PySide6.QtWidgets import QMessageBox
 
     page = window.pages["Train"]
@@ -283,6 +283,6 @@ def test_stop_during_the_first_epoch_says_nothing_is_kept_and_leaves_nothing_to_
         assert progress == "Stopping: nothing of this run is kept yet"
         assert window._status.text().endswith("no epoch has finished yet, so nothing of this run is kept.")
         assert not pause.isEnabled() and not stop.isEnabled()
-        page.toggle_pause()  # Train > Pause / Resume (Ctrl+P) after Stop: nothing to pause
+        page.toggle_pause()  # Train > Pause / Continue (Ctrl+P) after Stop: nothing to pause
         assert pause.text() == "Pause" and not page.controller.control.paused
     assert finished.args[0].status == "stopped" and finished.args[0].epochs_done == 0

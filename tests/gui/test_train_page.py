@@ -144,7 +144,7 @@ def test_time_left_leaves_out_the_time_spent_paused(page, monkeypatch):
 
     assert batch(1, 10.0).endswith("00:50 left")
     page.controller.pausedChanged.emit(True)
-    assert page.progress.format() == "Paused · press Resume to continue"  # not the last batch's time left
+    assert page.progress.format() == "Paused · press Continue to go on"  # not the last batch's time left
     now[0] = 1010.0
     page.controller.pausedChanged.emit(False)
     assert page.progress.format().endswith("00:50 left")

@@ -57,7 +57,7 @@ def test_pause_holds_every_process_and_stop_ends_the_run(window, qtbot):
         start.click()
     with qtbot.waitSignal(page.controller.pausedChanged, timeout=5000):
         pause.click()
-    assert page.controller.control.paused and pause.text() == "Resume"
+    assert page.controller.control.paused and pause.text() == "Continue"
     qtbot.wait(3000)  # a nested event loop (not qWait): batches already on their way land
     with qtbot.assertNotEmitted(page.controller.batches, wait=3000):
         pass

@@ -311,7 +311,7 @@ class RunFolder:
         if not self.path.is_dir():
             return (f"The run folder {self.path} was moved or deleted while the run trained, so nothing more "
                     "could be saved there and the run stopped; if you moved it, resume it from its new place "
-                    "(train --resume --out FOLDER, or Resume… in the Runs step).")
+                    "(train --resume --out FOLDER, or Resume in the Runs step).")
         if error.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
             return (f"The run folder {self.path} can no longer be written ({error.strerror}), so the run "
                     "stopped; make it writable again, then resume the run.")

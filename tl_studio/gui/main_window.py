@@ -264,7 +264,7 @@ class MainWindow(QMainWindow):
         start = QAction("&Start Training", self, shortcut=QKeySequence("Ctrl+R"), triggered=self._start_training)
         train_menu.addAction(start)
         # offered while a run is active, as the Train step's own buttons are
-        self.run_actions = [QAction("&Pause / Resume", self, shortcut=QKeySequence("Ctrl+P"),
+        self.run_actions = [QAction("&Pause / Continue", self, shortcut=QKeySequence("Ctrl+P"),
                                     triggered=train.toggle_pause),
                             QAction("S&top", self, shortcut=QKeySequence("Ctrl+."), triggered=train.stop)]
         for action in self.run_actions:

@@ -59,6 +59,10 @@ def _status(run: RunSummary) -> str:
     return reason if reason.lower().startswith(run.status) else f"{run.status}: {reason}"
 
 
+# the Train step's names for them (the table said "onecycle" beside its "One-cycle"), short for the column
+SCHEDULE_WORDS = {"onecycle": "One-cycle", "cosine": "Cosine", "fine-tune": "Two-phase"}
+
+
 def _number(value) -> float:
     """A sort key Qt compares as a number (in C++); an unknown value sorts below every known one."""
     return float("-inf") if value is None else float(value)
@@ -76,7 +80,7 @@ COLUMNS: tuple[Column, ...] = (
     Column("Data set", "data_set", lambda r: r.data_set, lambda r: r.data_set.lower()),
     Column("Model", "model", lambda r: r.model, lambda r: r.model),
     Column("Freeze", "freeze", lambda r: r.freeze, lambda r: r.freeze),
-    Column("Schedule", "schedule", lambda r: r.schedule, lambda r: r.schedule),
+    Column("Schedule", "schedule", lambda r: SCHEDULE_WORDS.get(r.schedule, r.schedule), lambda r: r.schedule),
     Column("LR", "lr", lambda r: f"{r.lr:.2g}" if r.lr is not None else "–", lambda r: _number(r.lr), True),
     Column("Epochs", "epochs_done", lambda r: f"{r.epochs_done}/{r.planned_epochs or '?'}",
            lambda r: r.epochs_done + r.planned_epochs / 1e6, True),

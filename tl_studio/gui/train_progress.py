@@ -10,7 +10,7 @@ from PySide6.QtWidgets import QProgressBar
 from tl_studio.core.wording import time_left
 
 
-PAUSED_TEXT = "Paused · press Resume to continue"
+PAUSED_TEXT = "Paused · press Continue to go on"
 
 
 class RunProgress:

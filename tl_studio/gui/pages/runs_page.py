@@ -106,7 +106,7 @@ class RunsPage(QWidget):
         self.open_button = QPushButton("Open")
         self.open_button.setObjectName("openRunButton")
         self.open_button.setToolTip(OPEN_TIP)
-        self.resume_button = QPushButton("Resume…")
+        self.resume_button = QPushButton("Resume")  # at once, as it stopped: nothing is asked
         # as wide as its other text: "Train further…" widened it and moved Star, Note… and Rename… under the
         # pointer (a click meant for Note… starred the run)
         self.resume_button.setMinimumWidth(QPushButton("Train further…").sizeHint().width())
@@ -345,7 +345,7 @@ class RunsPage(QWidget):
             f"epoch first, as {export_command(one.path)} does." if unexported else OPEN_TIP)
         self.resume_button.setEnabled(one is not None and (one.resumable or one.extendable)
                                       and not self.session.training)
-        self.resume_button.setText("Train further…" if one is not None and one.extendable else "Resume…")
+        self.resume_button.setText("Train further…" if one is not None and one.extendable else "Resume")
         self.edits.update(runs)
 
     # ---- actions on runs ----------------------------------------------------------------------------
@@ -426,7 +426,7 @@ class RunsPage(QWidget):
         if stopped:
             ended = "failed" if newest.status == "failed" else "stopped"
             self.session.say(f"{newest.name} {ended} after epoch {newest.epochs_done} of {newest.planned_epochs}: "
-                             f"press Resume… to continue it, or choose another run "
+                             f"press Resume to continue it, or choose another run "
                              f"({len(stopped)} can continue, {len(finished)} finished can train further).")
         else:
             self.session.say(f"No run stopped before its end; {newest.name} is the newest finished one: press "

@@ -252,7 +252,8 @@ class TrainPage(QWidget):
             planned = max(config.epochs, progress.planned_epochs)
             lowest = progress.finished_epochs + 1
             default = planned + 5 if progress.finished else max(planned, lowest)
-            epochs, ok = QInputDialog.getInt(self, "Resume the run", f"{progress.describe()}\nTrain until epoch:",
+            epochs, ok = QInputDialog.getInt(self, "Train further" if progress.finished else "Resume the run",
+                                             f"{progress.describe()}\nTrain until epoch:",
                                              default, lowest, 10_000)
             if not ok:
                 return
@@ -367,7 +368,8 @@ class TrainPage(QWidget):
 
     def _on_paused(self, paused: bool) -> None:
         self.run_progress.paused(paused)
-        self.pause_button.setText("Resume" if paused else "Pause")
+        # "Continue", not "Resume": beside "Resume a run…", which continues another, stopped run
+        self.pause_button.setText("Continue" if paused else "Pause")
         if paused:
             self.session.say("Paused. Press Resume to continue.")
         elif self.running and not self.controller.control.stop_requested:
