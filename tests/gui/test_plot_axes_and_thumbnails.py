@@ -67,8 +67,26 @@ def test_a_runs_first_batch_is_framed_in_the_first_epoch_from_zero_then_the_curv
     (x_low, x_high), (y_low, y_high) = curves.lr_plot.getPlotItem().viewRange()
     assert (x_low, x_high) == (0, 1) and y_low == 0 and abs(y_high - 6e-4) < 1e-12
     assert curves.loss_plot.getPlotItem().viewRange()[1] == [0, 1.4]
+    # and the lone point is drawn: a line of one point was nothing on the framed plot
+    assert all(curves.curves[name].opts["symbol"] == "o" for name in ("batch", "smooth", "lr"))
     curves.add_batches([batch(2, 4e-4)])
     assert all(curves.lr_plot.getPlotItem().getViewBox().autoRangeEnabled())  # fitted to the curve again
+    assert all(curves.curves[name].opts["symbol"] is None for name in ("batch", "smooth", "lr"))  # lines again
+
+
+def test_a_one_epoch_runs_training_figures_are_marked_beside_its_val_dot(qtbot, tmp_path):
+    from tl_studio.core.run_history import RunSummary
+
+    compared = RunCurves()
+    qtbot.addWidget(compared)
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "metrics.csv").write_text("epoch,train_loss,train_acc,val_loss,val_acc,lr,seconds\n"
+                                     "1,0.9,0.5,0.7,0.6,0.001,1.0\n")
+    compared.show_runs([RunSummary(path=str(run), name="run", status="done")])
+    for plot in (compared.loss_plot, compared.accuracy_plot):
+        marks = [item.opts["symbol"] for item in plot.getPlotItem().listDataItems()]
+        assert marks == ["o", "o"]  # val, and train: a dashed line of one point showed nothing
 
 
 def test_the_learning_rate_axis_writes_rates_as_the_suggestion_does(qtbot):

@@ -109,6 +109,9 @@ def _plot(object_name: str, y_label: str) -> pg.PlotWidget:
     return widget
 
 
+LINES_ONLY = ("batch", "smooth", "lr")  # the curves drawn without a mark at each point
+
+
 class TrainingCurves:
     """The three plots of the Train step and the series behind them."""
 
@@ -173,7 +176,13 @@ class TrainingCurves:
 
     def _redraw(self, names) -> None:
         for name in names:
-            self.curves[name].setData(self.series[name].x, self.series[name].y)
+            series, curve = self.series[name], self.curves[name]
+            if name in LINES_ONLY:  # one point makes no line: after the first batch the plot showed nothing
+                colour = pg.mkPen(curve.opts["pen"]).color()
+                curve.setSymbolPen(colour)
+                curve.setSymbolBrush(colour)
+                curve.setSymbol("o" if series.size == 1 else None)
+            curve.setData(series.x, series.y)
         self._frame_a_lone_point(names)
 
     def _frame_a_lone_point(self, names) -> None:

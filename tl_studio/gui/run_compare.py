@@ -117,13 +117,16 @@ class RunCurves(QWidget):
         for colour, run, rows in zip(RUN_COLOURS, runs, metrics):
             epochs = [row["epoch"] for row in rows]
             solid, dashed = pg.mkPen(colour, width=2), pg.mkPen(colour, width=1, style=Qt.DashLine)
+            # a dashed line of one point is nothing: a one-epoch run showed its val dot alone, so its
+            # training figures get a hollow mark of their own
+            lone = dict(symbol="o", symbolSize=6, symbolPen=colour, symbolBrush=None) if len(rows) == 1 else {}
             self.loss_plot.plot(epochs, [_value(r, "val_loss") for r in rows], pen=solid, symbol="o", symbolSize=5,
                                 symbolBrush=colour)
-            self.loss_plot.plot(epochs, [_value(r, "train_loss") for r in rows], pen=dashed)
+            self.loss_plot.plot(epochs, [_value(r, "train_loss") for r in rows], pen=dashed, **lone)
             self.accuracy_plot.plot(epochs, [_value(r, "val_acc") for r in rows], pen=solid, symbol="o",
                                     symbolSize=5, symbolBrush=colour,
                                     name=escape(run.name))  # pyqtgraph's legend shows its names as HTML
-            self.accuracy_plot.plot(epochs, [_value(r, "train_acc") for r in rows], pen=dashed)
+            self.accuracy_plot.plot(epochs, [_value(r, "train_acc") for r in rows], pen=dashed, **lone)
             self.shown.append(run.name)
         self.legend_view.setVisible(bool(runs))
         self._fit_legend()
