@@ -115,10 +115,11 @@ def test_sorting_by_confidence_and_csv_export(page, qtbot, tmp_path, monkeypatch
     from PySide6.QtWidgets import QFileDialog
 
     assert not page.export_button.isEnabled()  # an empty list wrote a CSV of its header alone
+    assert not page.clear_button.isEnabled()  # nor is there anything to clear
     paths = [make_image(tmp_path / f"p{i}.jpg", (40 * i, 200 - 40 * i, 90), seed=i) for i in range(4)]
     with qtbot.waitSignal(page.predictionsFinished, timeout=TIMEOUT_MS):
         page.add_paths(paths)
-    assert page.export_button.isEnabled()
+    assert page.export_button.isEnabled() and page.clear_button.isEnabled()
     page.table.sortByColumn(3, Qt.DescendingOrder)
     confidences = [row["probs"][0] for row in page.rows()]
     assert confidences == sorted(confidences, reverse=True)

@@ -122,9 +122,10 @@ class PredictPage(QWidget):
         self.remove_button.setShortcut(QKeySequence.Delete)
         self.remove_button.clicked.connect(self.remove_selected)
         buttons.addWidget(self.remove_button)
-        clear = QPushButton("Clear")
-        clear.clicked.connect(self.clear)
-        buttons.addWidget(clear)
+        self.clear_button = QPushButton("Clear")
+        self.clear_button.setEnabled(False)  # nothing to clear yet
+        self.clear_button.clicked.connect(self.clear)
+        buttons.addWidget(self.clear_button)
         self.export_button = QPushButton("Export CSV…")
         self.export_button.setEnabled(False)  # an empty list wrote a header alone
         self.export_button.clicked.connect(self.choose_export_file)
@@ -142,7 +143,7 @@ class PredictPage(QWidget):
         self.table_model.setHorizontalHeaderLabels(COLUMNS)
         self.table_model.setSortRole(SORT_ROLE)
         for signal in (self.table_model.rowsInserted, self.table_model.rowsRemoved, self.table_model.modelReset):
-            signal.connect(lambda *_: self.export_button.setEnabled(self.table_model.rowCount() > 0))
+            signal.connect(self._follow_the_rows)
         self.table = QTableView()
         self.table.setObjectName("predictionsTable")
         self.table.setModel(self.table_model)
@@ -414,6 +415,11 @@ class PredictPage(QWidget):
                            "unknown": cell(2).text().startswith("unknown (closest"),
                            "error": cell(PROBLEM_COLUMN).text()})
         return result
+
+    def _follow_the_rows(self, *_) -> None:
+        listed = self.table_model.rowCount() > 0
+        self.export_button.setEnabled(listed)  # an empty list wrote a header alone
+        self.clear_button.setEnabled(listed)
 
     def csv_text(self) -> str:
         from tl_studio.core.predict import CSV_LINE_END, csv_cells, csv_header
