@@ -83,20 +83,35 @@ def test_the_snippet_reads_a_large_turned_phone_photo_as_the_app_does(tmp_path_f
     assert float(confidence) == pytest.approx(app.probs[0], abs=2e-5)
 
 
-def test_the_readmes_snippet_runs_as_printed_and_gives_the_apps_answer(tmp_path_factory):
-    """The README's first model-file snippet, copied as a user copies it, on a real exported file."""
+def _readme_snippets() -> list[str]:
+    """The Python blocks of the README's section on using a model file without TL Studio, as printed."""
     import re
     from pathlib import Path
 
-    from PIL import Image
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text(encoding="utf-8")
+    section = readme.split("## Using the trained model without TL Studio", 1)[1]
+    return re.findall(r"```python\n(.*?)```", section, re.S)
 
+
+def _answers_as_the_app(code: str, work, model_file) -> None:
+    """Runs ``code`` in ``work`` (beside its model file and photo.jpg), as a user runs a copied snippet,
+    and checks it prints the app's label and confidence for the photo."""
     from tl_studio.core.inference import plan_for
     from tl_studio.core.model_file import load_model_file
     from tl_studio.core.predict import predict_paths
 
-    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text(encoding="utf-8")
-    section = readme.split("## Using the trained model without TL Studio", 1)[1]
-    code = re.search(r"```python\n(.*?)```", section, re.S).group(1)
+    completed = subprocess.run([sys.executable, "-c", code], cwd=work, capture_output=True, text=True, timeout=300)
+    assert completed.returncode == 0, completed.stderr
+    label, confidence = completed.stdout.split()
+    loaded = load_model_file(model_file)
+    app = next(iter(predict_paths(loaded.predict, loaded.classes, [work / "photo.jpg"], plan=plan_for(loaded, 32))))
+    assert label == app.labels[0] and float(confidence) == pytest.approx(app.probs[0], abs=2e-5)
+
+
+def test_the_readmes_snippet_runs_as_printed_and_gives_the_apps_answer(tmp_path_factory):
+    """The README's first model-file snippet, copied as a user copies it, on a real exported file."""
+    from PIL import Image
+
     model = tiny_model(tmp_path_factory)
     work = tmp_path_factory.mktemp("readme_snippet")
     (work / "model.pt2").write_bytes(model.model_file.read_bytes())
@@ -105,39 +120,20 @@ def test_the_readmes_snippet_runs_as_printed_and_gives_the_apps_answer(tmp_path_
     photo = Image.new("RGB", (900, 500), (40, 60, 200))
     photo.paste((220, 30, 30), (0, 0, 450, 500))
     photo.save(work / "photo.jpg", quality=90, exif=exif)
-    completed = subprocess.run([sys.executable, "-c", code], cwd=work, capture_output=True, text=True, timeout=300)
-    assert completed.returncode == 0, completed.stderr
-    label, confidence = completed.stdout.split()
-    loaded = load_model_file(work / "model.pt2")
-    app = next(iter(predict_paths(loaded.predict, loaded.classes, [work / "photo.jpg"], plan=plan_for(loaded, 32))))
-    assert label == app.labels[0] and float(confidence) == pytest.approx(app.probs[0], abs=2e-5)
+    _answers_as_the_app(_readme_snippets()[0], work, work / "model.pt2")
 
 
 def test_the_readmes_onnx_snippet_runs_as_printed_and_gives_the_apps_answer(tmp_path_factory):
     """The README's ONNX snippet, for users of the command line (the app's Export step shows its own)."""
-    import re
-    from pathlib import Path
-
     from PIL import Image
 
-    from tl_studio.core.inference import plan_for
-    from tl_studio.core.model_file import load_model_file
-    from tl_studio.core.predict import predict_paths
     from tl_studio.core.runs import export_run
 
-    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text(encoding="utf-8")
-    section = readme.split("## Using the trained model without TL Studio", 1)[1]
-    code = next(block for block in re.findall(r"```python\n(.*?)```", section, re.S)
-                if "onnxruntime.InferenceSession" in block)
+    code = next(block for block in _readme_snippets() if "onnxruntime.InferenceSession" in block)
     model = tiny_model(tmp_path_factory)
     work = tmp_path_factory.mktemp("readme_onnx_snippet")
     export_run(model.run_dir, "onnx", work / "model.onnx")
     photo = Image.new("RGB", (1400, 900), (40, 60, 200))  # large enough for the reduced JPEG decode
     photo.paste((220, 30, 30), (0, 0, 700, 900))
     photo.save(work / "photo.jpg", quality=90)
-    completed = subprocess.run([sys.executable, "-c", code], cwd=work, capture_output=True, text=True, timeout=300)
-    assert completed.returncode == 0, completed.stderr
-    label, confidence = completed.stdout.split()
-    loaded = load_model_file(work / "model.onnx")
-    app = next(iter(predict_paths(loaded.predict, loaded.classes, [work / "photo.jpg"], plan=plan_for(loaded, 32))))
-    assert label == app.labels[0] and float(confidence) == pytest.approx(app.probs[0], abs=2e-5)
+    _answers_as_the_app(code, work, work / "model.onnx")
