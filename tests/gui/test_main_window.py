@@ -282,6 +282,7 @@ def test_a_window_smaller_than_a_step_scrolls_the_step_instead_of_outgrowing_the
     QApplication.processEvents()
     assert window.size() == QSize(700, 450)
     area, page = window.page_area, window.stack.currentWidget()  # the Data step: the tallest
+    assert area.focusPolicy() == Qt.NoFocus  # Tab goes from control to control, never to the area itself
     assert area.verticalScrollBar().isVisible() and area.verticalScrollBar().maximum() > 0
     buttons = [button for button in page.findChildren(QPushButton) if button.isVisibleTo(page)]
     lowest = max(buttons, key=lambda button: button.mapTo(page, button.rect().bottomLeft()).y())

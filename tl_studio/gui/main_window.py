@@ -32,6 +32,7 @@ class _PageArea(QScrollArea):
     def __init__(self, stack: QStackedWidget):
         super().__init__()
         self.setFrameShape(QFrame.NoFrame)
+        self.setFocusPolicy(Qt.NoFocus)  # not a stop of its own when Tab goes through the step's controls
         self.setWidget(stack)
         stack.currentChanged.connect(lambda _: self._fit())
         stack.installEventFilter(self)  # a page whose minimum changes (a model evaluated, a longer text)
