@@ -102,6 +102,8 @@ def test_unfamiliar_images_report_the_cores_figures(page, model, tmp_path, monke
     expected = evaluate_unknown(loaded.predict, collect_image_paths([folder]), page.evaluation, rule)
     assert expected.ood_images == 6
     assert page.unknown_result.text() == expected.describe()
+    # the images kept are those evaluated (any split or folder), not always "validation images"
+    assert f"of {len(page.evaluation.paths)} evaluated images" in expected.describe()
     assert page.unknown_button.isEnabled() and page.evaluate_button.isEnabled()
 
 

@@ -70,6 +70,10 @@ def test_every_run_is_listed_with_its_status(page, runs):
     assert cell(page, "resnet", "Val acc") == f"{summarize_run(runs / 'resnet').best_val_acc:.1%}"
     assert cell(page, "resnet", "Val acc").startswith("96.")
     assert "4 runs, 1 training now" in page.count_label.text()
+    page.filter_edit.setText("resnet")  # "4 runs" stood over the one row the filter left
+    assert page.count_label.text() == "1 of 4 runs shown, 1 training now"
+    page.filter_edit.clear()
+    assert page.count_label.text() == "4 runs, 1 training now"
 
 
 def test_the_table_is_filled_off_the_gui_thread(qtbot, runs):
@@ -728,3 +732,16 @@ def test_the_rename_question_shows_the_whole_name_and_its_title(qtbot, monkeypat
     monkeypatch.setattr(QDialog, "exec", answer)
     assert run_edits.ask_name(parent, name) == ("Baseline", True)
     assert seen == {"fits": True, "title": True}
+
+
+def test_settings_that_differ_name_a_schedule_as_the_table_and_the_train_step_do(qtbot):
+    from tl_studio.core.run_history import RunSummary
+    from tl_studio.gui.run_compare import ConfigDiffTable
+
+    table = ConfigDiffTable()
+    qtbot.addWidget(table)
+    runs = [RunSummary(path=f"/runs/{name}", name=name, status="done", config={"schedule": schedule, "lr": 0.001})
+            for name, schedule in (("a", "onecycle"), ("b", "fine-tune"))]
+    table.show_runs(runs)
+    row = list(table.differences).index("schedule")
+    assert [table.item(row, column).text() for column in range(2)] == ["One-cycle", "Two-phase"]  # not onecycle

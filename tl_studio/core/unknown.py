@@ -137,7 +137,7 @@ class UnknownReport:
 
     def describe(self) -> str:
         return (f"Unknown answer (threshold {self.threshold:.3f}): rejects {self.ood_rejected:.1%} of "
-                f"{self.ood_images} unfamiliar images and keeps {self.val_kept:.1%} of {self.val_images} validation "
+                f"{self.ood_images} unfamiliar images and keeps {self.val_kept:.1%} of {self.val_images} evaluated "
                 f"images; AUROC {self.auroc:.3f}.")
 
 

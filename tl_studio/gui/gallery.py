@@ -78,7 +78,9 @@ class Gallery(QWidget):
         self.exclude_button.clicked.connect(lambda: self.excludeRequested.emit(self.selected()))
         # Widget-scoped: several galleries live in one window, and a window-wide shortcut would be ambiguous.
         QShortcut(QKeySequence.Delete, self.view, activated=self.exclude_button.click, context=Qt.WidgetShortcut)
-        self.undo_button = QPushButton("Undo move")
+        # "Undo", not "Undo move": the history is the data set's, so the last change may be an exclude the
+        # Data step made; its tooltip names it (evaluation_galleries._undo_available)
+        self.undo_button = QPushButton("Undo")
         # Ctrl+Z itself is Edit > Undo in the main window, so it works wherever the focus is.
         self.undo_button.setToolTip("Move the last moved image back (Ctrl+Z, Edit > Undo)")
         self.undo_button.clicked.connect(self.undoRequested)

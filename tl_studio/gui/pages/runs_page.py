@@ -265,10 +265,7 @@ class RunsPage(QWidget):
             self.selected_files.addPaths(paths)
 
     def _after_rows_changed(self) -> None:
-        runs = self.model.runs
-        running = sum(run.status == "running" for run in runs)
-        self.count_label.setText(f"{len(runs)} run{'s' if len(runs) != 1 else ''}"
-                                 + (f", {running} training now" if running else ""))
+        self._show_count()
         self._update_best()
         self._update_columns()
         self._update_actions()
@@ -292,7 +289,17 @@ class RunsPage(QWidget):
     # ---- filter, columns, best ----------------------------------------------------------------------
     def _on_filter(self, text: str) -> None:
         self.proxy.setFilterFixedString(text)
+        self._show_count()
         self._update_columns()
+
+    def _show_count(self) -> None:
+        """How many runs, and of them how many the filter shows ("2 runs" stood over one filtered row)."""
+        runs = self.model.runs
+        running = sum(run.status == "running" for run in runs)
+        shown = self.proxy.rowCount()
+        total = f"{len(runs)} run{'s' if len(runs) != 1 else ''}"
+        self.count_label.setText((f"{shown} of {total} shown" if shown < len(runs) else total)
+                                 + (f", {running} training now" if running else ""))
 
     def _update_columns(self) -> None:
         visible = visible_runs(self.proxy, self.model)

@@ -371,7 +371,7 @@ class TrainPage(QWidget):
         # "Continue", not "Resume": beside "Resume a run…", which continues another, stopped run
         self.pause_button.setText("Continue" if paused else "Pause")
         if paused:
-            self.session.say("Paused. Press Resume to continue.")
+            self.session.say("Paused. Press Continue to go on.")
         elif self.running and not self.controller.control.stop_requested:
             self.session.say("Resumed: training continues.")
 
