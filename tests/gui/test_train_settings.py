@@ -67,6 +67,27 @@ def test_the_schedule_and_the_freeze_depth_stay_compatible_whichever_step_change
     session.update_config(schedule="fine-tune", freeze="3")
     assert (session.config.schedule, session.config.freeze) == ("fine-tune", "3")
     session.config.validate()
+    session.update_config(schedule="onecycle")  # a depth of the user's: kept
+    assert session.config.freeze == "3"
+
+
+def test_leaving_two_phase_fine_tuning_freezes_the_backbone_it_unfroze(qtbot):
+    """Two-phase fine-tuning, then One-cycle again: the freeze depth stayed "none", and the next run trained
+    all 3,373,570 parameters where the user had the head alone."""
+    from tl_studio.gui.session import Session
+
+    session = Session()
+    said = []
+    session.statusMessage.connect(said.append)
+    session.update_config(schedule="fine-tune")
+    assert session.config.freeze == "none"
+    session.update_config(schedule="cosine")
+    assert session.config.freeze == "all" and said[-1] == "Only the new head trains again, as before two-phase " \
+                                                          "fine-tuning."
+    session.update_config(schedule="fine-tune")
+    session.update_config(freeze="2")  # chosen on the Model step meanwhile: kept
+    session.update_config(schedule="onecycle")
+    assert session.config.freeze == "2"
 
 
 def test_a_rate_set_for_the_head_alone_is_not_carried_into_fine_tuning(qtbot):
@@ -82,7 +103,9 @@ def test_a_rate_set_for_the_head_alone_is_not_carried_into_fine_tuning(qtbot):
     assert session.config.lr == 1e-2
     session.update_config(schedule="fine-tune")
     assert session.config.lr is None and session.config.freeze == "none"
-    assert said[-1] == ("The learning rate is automatic again: 0.01 was set for training the new head alone. "
-                        "Find learning rate… on the Train step measures one for this setting.")
+    # both changes said in one line: the second sentence hid the first
+    assert said[-1] == ("Two-phase fine-tuning: the head trains first, then the whole network (change the freeze "
+                        "depth on the Model step). The learning rate is automatic again: 0.01 was set for training "
+                        "the new head alone. Find learning rate… on the Train step measures one for this setting.")
     session.update_config(lr=3e-4, freeze="2")  # set with the depth: kept
     assert session.config.lr == 3e-4

@@ -28,6 +28,8 @@ class Session(QObject):
         self.scan = None
         self.scanning: str | None = None  # a folder being scanned to replace ``scan``
         self.config = TrainConfig()
+        # the freeze depth two-phase fine-tuning replaced, given back when the schedule changes again
+        self._freeze_before_two_phase: str | None = None
         self.training = False
         self.model_file: Path | None = None
         self.run_dir: Path | None = None
@@ -52,23 +54,35 @@ class Session(QObject):
 
     def update_config(self, **changes) -> None:
         new = self.config.replace(**changes)
+        said = []  # one status line for all of it: a second sentence hid the first
+        if "freeze" in changes:
+            self._freeze_before_two_phase = None  # a depth the user chose is theirs to keep
         if new.schedule == "fine-tune" and new.freeze == "all":  # two phases need something to unfreeze
             if "freeze" in changes:  # the Model step froze the whole backbone: Start refused it in CLI words
                 new = new.replace(schedule="onecycle")
-                self.say("Only the new head trains now, so the schedule is One-cycle again (two-phase fine-tuning "
-                         "needs layers to unfreeze).")
+                said.append("Only the new head trains now, so the schedule is One-cycle again (two-phase "
+                            "fine-tuning needs layers to unfreeze).")
             else:
                 new = new.replace(freeze="none")
-                self.say("Two-phase fine-tuning: the head trains first, then the whole network (change the freeze "
-                         "depth on the Model step).")
+                self._freeze_before_two_phase = "all"
+                said.append("Two-phase fine-tuning: the head trains first, then the whole network (change the "
+                            "freeze depth on the Model step).")
+        elif new.schedule != "fine-tune" and self._freeze_before_two_phase and "schedule" in changes:
+            # leaving two-phase fine-tuning gives back the frozen backbone it unfroze (the next run trained
+            # all 3,373,570 parameters after a switch there and back)
+            new = new.replace(freeze=self._freeze_before_two_phase)
+            self._freeze_before_two_phase = None
+            said.append("Only the new head trains again, as before two-phase fine-tuning.")
         old = self.config
         if old.lr is not None and new.lr == old.lr and (new.freeze == "all") != (old.freeze == "all"):
             # a rate set for the head alone (the finder's 1e-2, say) would fine-tune the backbone ten times too
             # fast, and one set for fine-tuning trains a head too slowly
             new = new.replace(lr=None)
             was = "the new head alone" if old.freeze == "all" else "fine-tuning the backbone"
-            self.say(f"The learning rate is automatic again: {old.lr:g} was set for training {was}. Find learning "
-                     "rate… on the Train step measures one for this setting.")
+            said.append(f"The learning rate is automatic again: {old.lr:g} was set for training {was}. Find "
+                        "learning rate… on the Train step measures one for this setting.")
+        if said:
+            self.say(" ".join(said))
         if new != self.config:
             self.config = new
             self.configChanged.emit(new)
