@@ -84,10 +84,15 @@ def test_cancelling_the_finder_changes_nothing(qtbot, session, dialog):
 
 
 def test_closing_the_finder_mid_run_stops_its_thread(qtbot, session, dialog):
+    """Close or Escape waited for the sweep's current step in the window's thread: 20 s of a frozen window
+    with no word when the whole network trained. The dialog now says so and closes when the step ends."""
+    dialog.show()
     dialog.start()
     assert dialog.running
-    dialog.reject()  # waits for the background sweep to notice the cancel
-    assert not dialog.task.thread.isRunning() and not dialog.isVisible()
+    with qtbot.waitSignal(dialog.finished, timeout=RUN_TIMEOUT_MS):
+        dialog.reject()  # returns at once
+        assert dialog.isVisible() and dialog.message.text() == "Cancelling…"
+    assert not dialog.task.thread.isRunning() and not dialog.isVisible() and session.config.lr is None
 
 
 def test_the_advisor_shows_reasons_and_applies_them_in_one_click(qtbot, session, panel):

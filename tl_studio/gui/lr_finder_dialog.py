@@ -63,6 +63,7 @@ class LrFinderDialog(QDialog):
         self.task = None
         self.sweep_result = None
         self.chosen_lr: float | None = None
+        self._close_with: int | None = None  # the dialog's result, when it was closed while a sweep ran
         self._build()
         self._set_running(False)
 
@@ -174,16 +175,24 @@ class LrFinderDialog(QDialog):
         # creating or connecting Qt objects meanwhile can deadlock PySide (both take Qt's connection
         # lock and the GIL, in opposite orders), so let the thread end first (a few milliseconds).
         self.task.wait(10_000)
+        if self._close_with is not None:  # closed meanwhile: the sweep ended before the cancel reached it
+            self._set_running(False)
+            self.done(self._close_with)
+            return
         self.show_result(result)
 
     def _on_failed(self, message: str) -> None:
         self.message.setText(as_written(message))  # it may quote an image file
         self._set_running(False)
         self.failed.emit(message)
+        if self._close_with is not None:
+            self.done(self._close_with)
 
     def _on_cancelled(self) -> None:
         self.message.setText("Cancelled; nothing was changed.")
         self._set_running(False)
+        if self._close_with is not None:  # Close or Escape pressed while the sweep ran
+            self.done(self._close_with)
 
     # ---- the result ---------------------------------------------------------------------------------
     def show_result(self, result) -> None:
@@ -258,6 +267,12 @@ class LrFinderDialog(QDialog):
         self.tasks.shutdown()
 
     def done(self, code: int) -> None:
+        if self.running:
+            # the sweep stops after its current step, which on a CPU can take 20 s when the whole network
+            # trains: waiting for it here held the window with no word; the dialog says so and closes then
+            self._close_with = code
+            self.cancel()
+            return
         self.shutdown()
         super().done(code)
 
