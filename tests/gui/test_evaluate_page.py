@@ -8,6 +8,7 @@ import re
 
 import numpy as np
 import pytest
+from PySide6.QtCore import QPoint
 from PySide6.QtWidgets import QMessageBox
 
 from tests.evaluation_helpers import copy_dataset, one_torch_thread, plain_torch_probabilities, tiny_model
@@ -473,3 +474,18 @@ def test_a_long_summary_scrolls_in_a_few_lines_and_a_short_one_takes_its_own_hei
     label.setText("<br>".join(f"train/ants/file{i}.jpg: not an image file" for i in range(20)))
     qtbot.waitUntil(lambda: area.height() >= 6 * line)
     assert area.height() <= 7 * line and area.verticalScrollBar().maximum() > 0
+
+
+def test_cancel_appears_beside_the_progress_not_where_evaluate_was(page, qtbot):
+    """Cancel showed up in Evaluate's place: a click meant for Evaluate, after a pick in Images had started
+    an evaluation, cancelled it."""
+    page.resize(1200, 760)
+    page.show()
+    qtbot.waitExposed(page)
+    before = page.evaluate_button.geometry()
+    with qtbot.waitSignal(page.evaluated, timeout=TIMEOUT_MS):
+        page.evaluate()
+        page.layout().activate()  # laid out as the window shows it while the evaluation runs
+        assert page.cancel_button.isVisible() and page.evaluate_button.geometry() == before
+        cancel = page.cancel_button.geometry().translated(page.cancel_button.parentWidget().mapTo(page, QPoint()))
+        assert not cancel.intersects(before.translated(page.evaluate_button.parentWidget().mapTo(page, QPoint())))

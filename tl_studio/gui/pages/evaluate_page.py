@@ -76,7 +76,11 @@ class EvaluatePage(QWidget):
         top.addWidget(QLabel("Images:"))
         top.addWidget(self.source_box)
         top.addWidget(self.evaluate_button)
-        top.addWidget(self.cancel_button)
+        # Cancel beside the progress it stops, not beside Evaluate: appearing there, it took Evaluate's place,
+        # and a click meant for Evaluate after a pick in Images cancelled the evaluation that pick started
+        progress_row = QHBoxLayout()
+        progress_row.addWidget(self.progress, 1)
+        progress_row.addWidget(self.cancel_button)
         self.summary = QLabel()
         self.summary.setWordWrap(True)
         self.summary.setTextInteractionFlags(Qt.TextSelectableByMouse)
@@ -86,7 +90,7 @@ class EvaluatePage(QWidget):
         splitter.setSizes([460, 640])
         layout = QVBoxLayout(self)
         layout.addLayout(top)
-        layout.addWidget(self.progress)
+        layout.addLayout(progress_row)
         layout.addWidget(CappedText(self.summary))  # a long summary scrolls; the matrix keeps its room
         layout.addWidget(splitter, 1)
 
