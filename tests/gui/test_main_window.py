@@ -341,6 +341,9 @@ def test_each_step_shows_the_last_sentence_said_on_it_not_another_steps(window, 
     clock["now"] += 0.1
     window.steps.go_to("Data")
     assert window.stack.currentWidget() is window.pages["Data"] and status.text() == "Reading ants…"
+    clock["now"] += 30  # the Runs step keeps its own sentence: "Reading ants…" went to the Data step
+    window.steps.go_to("Runs")
+    assert status.text() == "Starred first."
 
 
 def test_a_runs_progress_waits_on_the_train_step_while_another_step_is_shown(window, monkeypatch):

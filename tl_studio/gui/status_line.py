@@ -23,6 +23,8 @@ class StepStatusLine(QLabel):
         self.steps = steps
         self._said_on = {steps.currentIndex(): first}  # step index -> its last sentence
         self._said_at = -math.inf
+        self._shown = steps.currentIndex()
+        self._before = ""  # the shown step's sentence before the last one said on it
         steps.currentChanged.connect(self._on_step_shown)
 
     def say(self, text: str, step: int | None = None) -> None:
@@ -30,12 +32,17 @@ class StepStatusLine(QLabel):
         if step is not None and step != self.steps.currentIndex():
             self._said_on[step] = text
             return
+        self._before = self._said_on.get(self.steps.currentIndex(), "")
         self.setText(text)
         self._said_on[self.steps.currentIndex()] = text
         self._said_at = time.monotonic()
 
     def _on_step_shown(self, index: int) -> None:
+        left, self._shown = self._shown, index
         if time.monotonic() - self._said_at < SAME_ACTION_SECONDS:
             self._said_on[index] = self.text()
+            # it went with the action to this step; the step left keeps what it said before ("Training
+            # efficientnet_lite0…", said by Resume on the Runs step, stood there after the run had ended)
+            self._said_on[left] = self._before
         else:
             self.setText(self._said_on.get(index, ""))
