@@ -379,3 +379,28 @@ def test_the_facts_name_the_smallest_input_only_where_it_limits(qtbot, min_size,
     page._show_model(info)
     assert page.facts.text().endswith(f"trained at 224 px (bicubic resize{said}).")
     page.shutdown()
+
+
+def test_a_stage_box_names_its_stage_on_hover_whatever_its_width(qtbot):
+    """A narrow box shows "s" or "s1" of "stem" and "stage1"; hovering it gave nothing more."""
+    from PySide6.QtCore import QEvent
+    from PySide6.QtGui import QHelpEvent
+    from PySide6.QtWidgets import QApplication, QToolTip
+
+    from tl_studio.gui.stage_diagram import StageDiagram
+
+    diagram = StageDiagram()
+    qtbot.addWidget(diagram)
+    diagram.set_stages([("stem", 928), ("stage1", 5_000), ("stage2", 2_000_000)], head_params=2_562)
+    diagram.set_frozen(2)
+    diagram.resize(300, 78)
+    diagram.show()
+    qtbot.waitExposed(diagram)
+    boxes = diagram._boxes()
+    for (rect, *_), expected in zip(boxes, ["stem: 928 parameters, frozen", "stage1: 5,000 parameters, frozen",
+                                            "stage2: 2,000,000 parameters, trained",
+                                            "head: 2,562 parameters, the new head, trained"]):
+        point = rect.center().toPoint()
+        QApplication.sendEvent(diagram, QHelpEvent(QEvent.ToolTip, point, diagram.mapToGlobal(point)))
+        assert QToolTip.text() == expected
+    assert boxes[0][0].width() < diagram.fontMetrics().horizontalAdvance("stem")  # the case it is for

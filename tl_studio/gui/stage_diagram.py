@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import math
 
-from PySide6.QtCore import QRectF, QSize, Qt
+from PySide6.QtCore import QEvent, QPointF, QRectF, QSize, Qt
 from PySide6.QtGui import QColor, QPainter, QPen
-from PySide6.QtWidgets import QSizePolicy, QWidget
+from PySide6.QtWidgets import QSizePolicy, QToolTip, QWidget
 
 from tl_studio.gui.theme import SERIES, is_dark
 
@@ -38,21 +38,43 @@ class StageDiagram(QWidget):
         sizes = [p for _, p in self.stages] + [self.head_params]
         return [math.sqrt(max(p, 1)) + 0.15 * math.sqrt(max(sizes) or 1) for p in sizes]
 
+    def _boxes(self) -> list[tuple[QRectF, str, int, bool]]:
+        """(rectangle, name, parameters, is the head) of every box, input first."""
+        weights = self._weights()
+        gap, height = 4.0, self.height() - 28.0
+        usable = self.width() - gap * (len(weights) - 1) - 2
+        boxes, x = [], 1.0
+        for index, weight in enumerate(weights):
+            width = usable * weight / sum(weights)
+            is_head = index == len(self.stages)
+            name, params = ("head", self.head_params) if is_head else self.stages[index]
+            boxes.append((QRectF(x, 4, width, height), name, params, is_head))
+            x += width + gap
+        return boxes
+
+    def event(self, event) -> bool:
+        """A box's whole name and what it does on hover: a narrow box shows "s" or "s1" of "stem", "stage1"."""
+        if event.type() == QEvent.ToolTip and self.stages:
+            point = QPointF(event.pos())
+            for index, (rect, name, params, is_head) in enumerate(self._boxes()):
+                if rect.contains(point):
+                    state = ("the new head, trained" if is_head else
+                             "frozen" if index < self.frozen else "trained")
+                    QToolTip.showText(event.globalPos(), f"{name}: {params:,} parameters, {state}", self)
+                    return True
+            QToolTip.hideText()
+            event.ignore()
+            return True
+        return super().event(event)
+
     def paintEvent(self, event) -> None:
         if not self.stages:
             return
         painter = QPainter(self)
         painter.setRenderHint(QPainter.Antialiasing)
-        weights = self._weights()
-        gap, height = 4.0, self.height() - 28.0
-        usable = self.width() - gap * (len(weights) - 1) - 2
-        x = 1.0
-        for index, weight in enumerate(weights):
-            width = usable * weight / sum(weights)
-            is_head = index == len(self.stages)
-            name = "head" if is_head else self.stages[index][0]
-            self._box(painter, QRectF(x, 4, width, height), name, is_head, index < self.frozen)
-            x += width + gap
+        for index, (rect, name, _params, is_head) in enumerate(self._boxes()):
+            self._box(painter, rect, name, is_head, index < self.frozen)
+        height = self.height() - 28.0
         painter.setPen(self.palette().text().color())
         painter.drawText(QRectF(0, height + 8, self.width(), 16), Qt.AlignLeft, "input →")
         painter.drawText(QRectF(0, height + 8, self.width(), 16), Qt.AlignRight, "→ classes")
