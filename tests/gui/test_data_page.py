@@ -550,3 +550,27 @@ def test_the_open_folder_shows_in_the_recent_box_and_one_opened_elsewhere_is_sai
     assert said == [(f"Opened {other} on another step: {len(page.session.scan.records)} images in 3 classes.", "Data")]
     assert page.folder == str(other)
     page.shutdown()
+
+
+def test_the_split_filter_counts_its_own_images_and_is_let_go_for_a_folder_without_that_split(qtbot, tmp_path):
+    """A "test" filter carried to a folder without a test split showed an empty grid with no word, and
+    "All classes (245)" stood over the 28 test images shown."""
+    from tests.helpers import make_image_folder
+    from tl_studio.core.data import scan_dataset
+    from tl_studio.gui.data_browser import ALL
+
+    session = Session()
+    page = DataPage(session)
+    qtbot.addWidget(page)
+    browser = page.browser
+    flat = scan_dataset(make_image_folder(tmp_path / "flat", per_class=10), val_fraction=0.2, test_fraction=0.2)
+    session.set_dataset(flat)
+    browser.split_filter.setCurrentIndex(browser.split_filter.findData("test"))
+    tested = [record for record in flat.records if record.split == "test"]
+    assert browser.class_box.itemText(0) == f"All classes ({len(tested)})" and len(tested) < len(flat.records)
+    assert browser.thumbnails.rowCount() == len(tested)
+    session.set_dataset(scan_dataset(make_image_folder(tmp_path / "two", per_class=6)))  # no test split
+    assert browser.split_filter.currentData() == ALL and browser.thumbnails.rowCount() > 0
+    test_item = browser.split_filter.model().item(browser.split_filter.findData("test"))
+    assert not test_item.isEnabled() and test_item.toolTip() == "This data set has no test images."
+    page.shutdown()

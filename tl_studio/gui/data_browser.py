@@ -5,6 +5,8 @@ session's DataFixer, so Edit > Undo takes them back and the rescan that follows 
 
 from __future__ import annotations
 
+from collections import Counter
+
 from pathlib import Path
 
 from PySide6.QtCore import QItemSelectionModel, QModelIndex, QPoint, Qt, QUrl, Signal
@@ -26,9 +28,11 @@ class DataBrowser(QWidget):
         self.class_box = QComboBox()
         self.class_box.currentIndexChanged.connect(self.show_class)
         self.split_filter = QComboBox()
-        for value, text in ((ALL, "all splits"), ("train", "train"), ("val", "validation"), ("test", "test")):
+        # "val" as the thumbnails' captions and the chart say it
+        for value, text in ((ALL, "all splits"), ("train", "train"), ("val", "val"), ("test", "test")):
             self.split_filter.addItem(text, value)
-        self.split_filter.currentIndexChanged.connect(self.show_class)
+        # the class counts are those of the split shown ("All classes (245)" stood over 28 test images)
+        self.split_filter.currentIndexChanged.connect(lambda _: self.fill_classes(self.session.scan))
         self.thumbnails = ThumbnailModel(self)
         self.thumbnail_view = thumbnail_view(self.thumbnails)
         self.thumbnail_view.setObjectName("thumbnailView")
@@ -56,17 +60,38 @@ class DataBrowser(QWidget):
         layout.addWidget(self.image_hint)
 
     def fill_classes(self, scan) -> None:
-        totals = scan.class_counts()
+        if scan is None:
+            return
+        self._offer_splits(scan)
+        split = self.split_filter.currentData()
+        shown = [record for record in scan.records if split == ALL or record.split == split]
+        totals = Counter(record.label for record in shown)
         current = self.class_box.currentData()
         self.class_box.blockSignals(True)
         self.class_box.clear()
-        self.class_box.addItem(f"All classes ({len(scan.records)})", ALL)
+        self.class_box.addItem(f"All classes ({len(shown)})", ALL)
         for label, name in enumerate(scan.classes):
-            self.class_box.addItem(f"{name} ({totals[name]})", label)
+            self.class_box.addItem(f"{name} ({totals[label]})", label)
         index = self.class_box.findData(current)
         self.class_box.setCurrentIndex(index if index >= 0 else 0)
         self.class_box.blockSignals(False)
         self.show_class()
+
+    def _offer_splits(self, scan) -> None:
+        """Splits the data set has no image in are greyed out; one chosen for the folder shown before goes back
+        to all splits (a "test" filter carried to a folder without a test split showed an empty grid)."""
+        model = self.split_filter.model()
+        present = {record.split for record in scan.records}
+        self.split_filter.blockSignals(True)
+        for index in range(self.split_filter.count()):
+            value = self.split_filter.itemData(index)
+            empty = value != ALL and value not in present
+            model.item(index).setEnabled(not empty)
+            model.item(index).setToolTip(f"This data set has no {self.split_filter.itemText(index)} images."
+                                         if empty else "")
+            if empty and index == self.split_filter.currentIndex():
+                self.split_filter.setCurrentIndex(self.split_filter.findData(ALL))
+        self.split_filter.blockSignals(False)
 
     def show_class(self) -> None:
         scan = self.session.scan
