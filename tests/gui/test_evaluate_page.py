@@ -9,7 +9,7 @@ import re
 import numpy as np
 import pytest
 from PySide6.QtCore import QPoint
-from PySide6.QtWidgets import QMessageBox
+from PySide6.QtWidgets import QApplication, QMessageBox
 
 from tests.evaluation_helpers import copy_dataset, one_torch_thread, plain_torch_probabilities, tiny_model
 from tl_studio.core.data import scan_dataset
@@ -60,6 +60,11 @@ def test_the_matrix_shows_the_plain_torch_counts(page, model):
             if count:
                 assert text.split("\n")[1] == f"{count / row_total:.0%}"
     assert page.metrics.model.rowCount() == 3 and "Accuracy" in page.metrics.overall.text()
+    # a share, as the summary over the matrix says it, and Copy as CSV says that it copied
+    assert f"Accuracy <b>{page.evaluation.accuracy:.1%}</b>" in page.metrics.overall.text()
+    page.metrics.copy_button.click()
+    assert page.metrics.copy_button.text() == "Copied"
+    assert QApplication.clipboard().text() == page.evaluation.metrics_csv()
 
 
 def test_clicking_a_cell_shows_exactly_its_images_by_loss(page):

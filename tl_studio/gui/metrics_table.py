@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import html
 
-from PySide6.QtCore import Qt
+from PySide6.QtCore import Qt, QTimer
 from PySide6.QtGui import QGuiApplication, QStandardItem, QStandardItemModel
 from PySide6.QtWidgets import (QHBoxLayout, QHeaderView, QLabel, QPushButton, QTableView,
                                QVBoxLayout, QWidget)
@@ -18,6 +18,7 @@ SORT_ROLE = Qt.UserRole + 1
 COLUMNS = ("Class", "Precision", "Recall", "F1", "Support")
 NONE = "—"  # a figure that has no meaning for the row
 WEAK_F1 = 0.7  # F1 below this is shown in red: the classes to look at first
+COPIED_MS = 2000  # how long Copy as CSV says "Copied"
 
 
 def _number_item(value: float, text: str) -> QStandardItem:
@@ -83,7 +84,8 @@ class MetricsTable(QWidget):
                 row[3].setForeground(BAD)
             self.model.appendRow(row)
         note = f" {html.escape(left_out)}" if (left_out := evaluation.macro_f1_note()) else ""
-        self.overall.setText(f"Accuracy <b>{evaluation.accuracy:.3f}</b> · macro-F1 <b>{evaluation.macro_f1:.3f}</b>"
+        # a share as the summary over the matrix gives it (96.1%, not 0.961 beside it)
+        self.overall.setText(f"Accuracy <b>{evaluation.accuracy:.1%}</b> · macro-F1 <b>{evaluation.macro_f1:.3f}</b>"
                              f"{note} · {counted(len(evaluation.paths), 'image')}")
         self.table.sortByColumn(-1, Qt.AscendingOrder)  # the model's class order until the user sorts
 
@@ -92,6 +94,9 @@ class MetricsTable(QWidget):
 
     def copy(self) -> None:
         QGuiApplication.clipboard().setText(self.csv_text())
+        # nothing else shows that it worked: the button says so for a moment
+        self.copy_button.setText("Copied")
+        QTimer.singleShot(COPIED_MS, self.copy_button, lambda: self.copy_button.setText("Copy as CSV"))
 
     def choose_export_file(self) -> None:
         ask_and_save_csv(self, "Export per-class metrics", "metrics.csv", self.csv_text)
