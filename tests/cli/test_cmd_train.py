@@ -529,8 +529,8 @@ def test_a_run_still_training_is_said_so_by_predict_and_export(trained_run, tmp_
     try:
         assert main(["predict", str(training), image]) == 2
         assert capsys.readouterr().err.strip() == (
-            f"tl-studio predict: The run {training} is still training; it writes its model file when it ends, and until then "
-            f"tl-studio export {training} writes one from its best epoch so far.")
+            f"tl-studio predict: The run {training} is still training; it writes its model file when it ends, and "
+            f"until then tl-studio export {training} writes one from its best epoch so far.")
         assert main(["export", str(training), "--format", "onnx"]) == 0
         assert ("Note: the run is still training; this file is its best epoch so far: export again when it ends."
                 in capsys.readouterr().out)

@@ -58,7 +58,8 @@ class Int8Check:
     def describe(self) -> str:
         verdict = "passed" if self.passed else "FAILED"
         return (f"int8 check {verdict} on {self.images} validation images: top-1 agreement with the "
-                f"full-precision model {self.agreement:.1%} (at least {MIN_AGREEMENT:.0%}), accuracy {self.fp32_accuracy:.3f} -> "
+                f"full-precision model {self.agreement:.1%} (at least {MIN_AGREEMENT:.0%}), accuracy "
+                f"{self.fp32_accuracy:.3f} -> "
                 f"{self.int8_accuracy:.3f} (at most {MAX_ACCURACY_DROP * 100:.0f} point lower).")
 
     def to_dict(self) -> dict:
