@@ -240,14 +240,10 @@ class RunFolder:
     # ---- the lock ---------------------------------------------------------------------------------
     def is_locked(self) -> bool:
         """True while some process holds this folder's write lock."""
-        if not self.file(LOCK).is_file():
-            return False
         try:
-            lock = RunLock(self.file(LOCK))
-            lock.acquire()
+            RunLock(self.file(LOCK)).probe()
         except RunLocked:
             return True
-        lock.release()
         return False
 
     def lock(self) -> "RunLock":

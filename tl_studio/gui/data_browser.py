@@ -13,6 +13,7 @@ from PySide6.QtCore import QItemSelectionModel, QModelIndex, QPoint, Qt, QUrl, S
 from PySide6.QtGui import QDesktopServices, QKeySequence, QShortcut
 from PySide6.QtWidgets import QAbstractItemView, QComboBox, QHBoxLayout, QLabel, QMenu, QVBoxLayout, QWidget
 
+from tl_studio.gui.choice_box import offer_splits
 from tl_studio.gui.image_view import ImagePreview
 from tl_studio.gui.thumbnails import ThumbnailModel, thumbnail_view
 
@@ -80,17 +81,9 @@ class DataBrowser(QWidget):
     def _offer_splits(self, scan) -> None:
         """Splits the data set has no image in are greyed out; one chosen for the folder shown before goes back
         to all splits (a "test" filter carried to a folder without a test split showed an empty grid)."""
-        model = self.split_filter.model()
         present = {record.split for record in scan.records}
         self.split_filter.blockSignals(True)
-        for index in range(self.split_filter.count()):
-            value = self.split_filter.itemData(index)
-            empty = value != ALL and value not in present
-            model.item(index).setEnabled(not empty)
-            model.item(index).setToolTip(f"This data set has no {self.split_filter.itemText(index)} images."
-                                         if empty else "")
-            if empty and index == self.split_filter.currentIndex():
-                self.split_filter.setCurrentIndex(self.split_filter.findData(ALL))
+        offer_splits(self.split_filter, present.__contains__, ALL)
         self.split_filter.blockSignals(False)
 
     def show_class(self) -> None:

@@ -20,13 +20,13 @@ class RunProgress:
         self.bar = bar
         self.epochs = 1
         self.batches = 1
-        self.started = time.monotonic()
         self.done_at_start = 0
-        self._features = (self.started, 0, 0)  # (when this pass began, images done then, images done now)
+        now = time.monotonic()
+        self._features = (now, 0, 0)  # (when this pass began, images done then, images done now)
         # (when, batches done then) that the time left is measured from: reset by a feature pass or a new
         # phase, whose batches run at another rate (a cached-feature run's epoch 5 of 19 said 00:57
         # left from epoch 1's 37 s of features; the other 14 epochs took 3 s)
-        self._rate_origin: tuple[float, int] | None = (self.started, 0)
+        self._rate_origin: tuple[float, int] | None = (now, 0)
         self.stopping = False  # Stop was pressed: the bar says so until the run has ended
         self._paused_at: float | None = None
         self._before_pause = ""  # the bar's text when Pause was pressed, shown again on Resume
@@ -44,7 +44,6 @@ class RunProgress:
             if not self.stopping and self.bar.format() == PAUSED_TEXT:
                 self.bar.setFormat(self._before_pause)
             gap, self._paused_at = now - self._paused_at, None
-            self.started += gap
             if self._rate_origin is not None:
                 self._rate_origin = (self._rate_origin[0] + gap, self._rate_origin[1])
             began, done_then, done_last = self._features
@@ -53,9 +52,9 @@ class RunProgress:
     def start(self, event) -> None:
         self.epochs, self.batches = event.epochs, event.batches_per_epoch
         self.done_at_start = (event.start_epoch - 1) * self.batches
-        self.started = time.monotonic()
-        self._features = (self.started, 0, 0)
-        self._rate_origin = (self.started, self.done_at_start)
+        now = time.monotonic()
+        self._features = (now, 0, 0)
+        self._rate_origin = (now, self.done_at_start)
         self.stopping = False
         self._paused_at = None
         self.bar.setRange(0, self.epochs * self.batches)

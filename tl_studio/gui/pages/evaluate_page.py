@@ -14,7 +14,7 @@ from PySide6.QtWidgets import (QFileDialog, QHBoxLayout, QLabel, QProgressBar, Q
 
 from tl_studio.core.wording import counted
 from tl_studio.gui.capped_text import CappedText
-from tl_studio.gui.choice_box import ChoiceBox
+from tl_studio.gui.choice_box import ChoiceBox, offer_splits
 from tl_studio.gui.confusion_matrix import ConfusionMatrixView
 from tl_studio.gui.evaluation_galleries import EvaluationGalleries
 from tl_studio.gui.evaluation_summary import evaluation_summary
@@ -227,15 +227,10 @@ class EvaluatePage(QWidget):
 
     def _offer_splits(self, scan) -> None:
         """Splits without images are offered greyed out, saying so (evaluating one only failed)."""
-        for key, text in SPLITS.items():
-            index = self.source_box.findData(key)
-            item = self.source_box.model().item(index)
-            empty = scan is not None and not any(True for _ in scan.split(key))
-            item.setEnabled(not empty)
-            item.setToolTip(f"This data set has no {text.split()[0].lower()} images." if empty else "")
-            if empty and self.source_box.currentIndex() == index:
-                self.source_box.setCurrentIndex(self.source_box.findData("val"))
-                self._source_index = self.source_box.currentIndex()
+        before = self.source_box.currentIndex()
+        offer_splits(self.source_box, lambda split: scan is None or any(True for _ in scan.split(split)), "val")
+        if self.source_box.currentIndex() != before:  # an empty split gave way to the validation split
+            self._source_index = self.source_box.currentIndex()
 
     def evaluate(self) -> None:
         model_path = self.session.model_file
