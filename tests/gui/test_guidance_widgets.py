@@ -114,6 +114,13 @@ def test_the_advisor_shows_reasons_and_applies_them_in_one_click(qtbot, session,
     assert (config.freeze, config.epochs, config.schedule) == ("all", recommendation.epochs, "onecycle")
     assert config.lr is None  # the recommended 1e-3 is the automatic rate
     assert set(applied.args[0]) >= {"freeze", "lr", "epochs", "img_size", "schedule", "freeze_epochs"}
+    assert not panel.apply_button.isEnabled()  # applied: a second press would change nothing
+    session.update_config(epochs=recommendation.epochs + 4)
+    assert panel.apply_button.isEnabled()  # and puts the recommended epochs back
+    with qtbot.waitSignal(panel.applied):
+        panel.apply_button.click()
+    assert session.config.epochs == recommendation.epochs and not panel.apply_button.isEnabled()
+    session.update_config(epochs=recommendation.epochs + 4)
 
     session.update_config(weights="none")  # random weights get other advice (nothing to keep frozen)
     assert panel.is_stale() and not panel.apply_button.isEnabled() and "analyse again" in panel.status.text()

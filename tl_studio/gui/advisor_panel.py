@@ -4,6 +4,7 @@ into the session's config in one click.
 
 A result belongs to the model, dataset and kind of weights (pretrained or random) it was computed for:
 when one changes, it is marked as out of date (and Apply is disabled) until the user analyses again.
+Apply is also disabled while the training settings hold every recommended value already.
 """
 
 from __future__ import annotations
@@ -104,7 +105,11 @@ class AdvisorPanel(QWidget):
         self.analyse_button.setEnabled(not running)
         self.cancel_button.setVisible(running)
         self.progress.setVisible(running)
-        self.apply_button.setEnabled(not running and self.recommendation is not None and not self.is_stale())
+        usable = not running and self.recommendation is not None and not self.is_stale()
+        in_place = usable and self.is_in_place()
+        self.apply_button.setEnabled(usable and not in_place)
+        self.apply_button.setToolTip("The Train step uses every recommended setting already" if in_place
+                                     else "Put every recommended setting into the training settings")
 
     # ---- running ------------------------------------------------------------------------------------
     @property
@@ -205,6 +210,12 @@ class AdvisorPanel(QWidget):
 
     def is_stale(self) -> bool:
         return self.recommendation is not None and self._analysed_for != self._target()
+
+    def is_in_place(self) -> bool:
+        """The training settings hold every recommended value already: Apply would change nothing (a
+        second press after Apply seemed to do something, or to have failed the first time)."""
+        config = self.session.config
+        return self.recommendation is not None and config.replace(**self.recommendation.config_changes()) == config
 
     def _dataset_changed(self, scan) -> None:
         """Another folder's figures ("245 training images in 2 classes") under "Recommended settings for
