@@ -440,3 +440,41 @@ def test_a_one_phase_run_keeps_the_summary_of_its_start(page):
     before = page.summary.text()
     page.controller.phaseStarted.emit(events.PhaseStart("train", 1, 10, "Training", feature_cache=True))
     assert page.summary.text() == before and "Phase" not in before
+
+
+def test_another_folder_after_a_run_empties_the_step_and_says_where_the_run_is(page, tmp_path):
+    """Curves, sample images and "Done · best val accuracy 0.900" of a run on ants and bees stayed on the
+    Train step after the user opened a folder of flowers, and read as that folder's. The same folder
+    scanned again (an image fixed on the Data step) keeps them."""
+    import numpy as np
+
+    from tests.helpers import make_image_folder
+    from tl_studio.core.data import scan_dataset
+
+    insects = make_image_folder(tmp_path / "insects", classes=("ants", "bees"), per_class=4)
+    flowers = make_image_folder(tmp_path / "flowers", classes=("rose", "tulip"), per_class=4)
+    page.session.set_dataset(scan_dataset(insects))
+    page.run_config = page.session.config
+    page.current_run_dir = tmp_path / "runs" / "insects-run"
+    page.controller.fitStarted.emit(fit_start("CPU (1 thread)"))
+    page.controller.epochEnded.emit(events.EpochEnd(epoch=1, train_loss=0.5, train_acc=0.8, val_loss=0.5,
+                                                    val_acc=0.9, lr=1e-3, seconds=1.0, train_images_per_s=5.0))
+    sample = events.SamplePrediction(thumbnail=np.zeros((8, 8, 3), np.uint8), path=str(insects / "ants" / "0.jpg"),
+                                     true_label=0, top_labels=(0, 1), top_probs=(0.7, 0.3))
+    page.controller.samplesReady.emit(events.SamplePredictions(1, ("ants", "bees"), (sample,)))
+    page.progress.setFormat("Done · best val accuracy 0.900")
+
+    def shows_the_run() -> bool:
+        return page.samples.shown_count() == 1 and len(page.curves.accuracy_plot.listDataItems()[0].getData()[0]) > 0
+
+    assert shows_the_run()
+    page.session.set_dataset(scan_dataset(insects))  # rescanned
+    assert shows_the_run() and page.progress.format() == "Done · best val accuracy 0.900"
+
+    page.session.set_dataset(scan_dataset(flowers))
+    assert page.samples.shown_count() == 0
+    assert all(len(item.getData()[0] if item.getData()[0] is not None else ()) == 0
+               for item in page.curves.accuracy_plot.listDataItems())
+    assert page.progress.format() == "Not started"
+    assert page.summary.text() == ("Press Start to train on flowers. The last run, insects-run (on insects), is on "
+                                   "the Runs step.")

@@ -45,7 +45,7 @@ class TrainPage(QWidget):
         self.current_run_is_new = False
         self._build()
         self._connect()
-        session.datasetChanged.connect(lambda _: self._update_start_button())
+        session.datasetChanged.connect(self._dataset_changed)
         session.scanningChanged.connect(lambda _: self._update_start_button())
         self._set_running(False)
 
@@ -415,6 +415,27 @@ class TrainPage(QWidget):
         else:
             self.summary.setText(text + "\n" + line)
         self.skipped_line = line
+
+    def _dataset_changed(self, scan) -> None:
+        """Another folder opened after a run: that run's curves, its sample images (of the other folder)
+        and "Done · best val accuracy 0.961" read as this folder's, so the step goes back to its empty
+        state and says where the last run is. The same folder rescanned (an image fixed) keeps them."""
+        self._update_start_button()
+        if self.running or scan is None or self.current_run_dir is None:
+            return
+        trained_on = Path(self.run_config.data_dir)
+        if Path(scan.root).resolve() == trained_on.resolve():
+            return
+        last_run = self.current_run_dir.name
+        self.current_run_dir, self.history = None, []
+        self.curves.clear()
+        self.samples.clear()
+        self.hint.hide()
+        self.progress.setRange(0, 1)
+        self.progress.setValue(0)
+        self.progress.setFormat("Not started")
+        self.summary.setText(f"Press Start to train on {Path(scan.root).name}. The last run, {last_run} (on "
+                             f"{trained_on.name}), is on the Runs step.")
 
     def _update_start_button(self) -> None:
         """Start waits for a data set that is scanned and ready; the tooltip says why it waits."""
