@@ -225,8 +225,8 @@ class ValidationCompare(QWidget):
         self.progress.hide()
         self.cancel_button.hide()
         self.thumbnails = ThumbnailModel(self)
-        # two caption lines (A's and B's answer) under each thumbnail
-        self.gallery = thumbnail_view(self.thumbnails, item_size=QSize(THUMB_PX + 40, THUMB_PX + 38))
+        # three caption lines (the true class, A's and B's answer) under each thumbnail
+        self.gallery = thumbnail_view(self.thumbnails, item_size=QSize(THUMB_PX + 40, THUMB_PX + 54))
         self.gallery.setObjectName("disagreementGallery")
         self.gallery.setWordWrap(True)
         row = QHBoxLayout()
@@ -297,7 +297,9 @@ class ValidationCompare(QWidget):
         if result.note:
             text += f"<br><i>{escape(result.note)}</i>"
         self.summary.setText(text)
-        captions = [f"A: {d.label_a} {d.prob_a:.0%}\nB: {d.label_b} {d.prob_b:.0%}" for d in result.disagreements]
+        # which of the two was right is what a disagreement is looked at for: the true class heads it
+        captions = [f"true: {d.true_label}\nA: {d.label_a} {d.prob_a:.0%}\nB: {d.label_b} {d.prob_b:.0%}"
+                    for d in result.disagreements]
         self.thumbnails.set_paths([d.path for d in result.disagreements], captions)
 
     def shutdown(self) -> None:
