@@ -331,13 +331,15 @@ def test_hidden_and_system_files_are_ignored_silently(tmp_path):
     assert scan.classes == ("cats", "dogs") and len(scan.records) == 4
 
 
-def test_files_in_the_root_are_reported_when_they_are_images(tmp_path):
+def test_files_in_the_root_are_reported_when_they_are_or_are_named_like_images(tmp_path):
     make_classes(tmp_path, cats=2, dogs=2)
     add_images(tmp_path, 1, "stray")
     (tmp_path / "README.txt").write_text("my dataset")
+    (tmp_path / "notes.pdf").write_bytes(b"%PDF-1.4")  # Pillow writes PDFs but opens none
+    (tmp_path / "empty.JPG").write_bytes(b"")  # named like an image: listed too
     scan = scan_dataset(tmp_path)
-    assert list(problems_by_path(scan)) == ["stray_000.jpg"]
-    assert problems_by_path(scan)["stray_000.jpg"].kind == "outside_class"
+    assert sorted(problems_by_path(scan)) == ["empty.JPG", "stray_000.jpg"]
+    assert {problem.kind for problem in scan.problems} == {"outside_class"}
     assert len(scan.records) == 4
 
 

@@ -457,7 +457,7 @@ class _Scanner:
                 self.report(entry.path, reason, "bad_class_name")
             elif kind == "dir" and self._first_visit(entry.path):
                 subfolders[entry.name] = entry.path
-            elif kind == "file" and _starts_like_an_image(entry.path):
+            elif kind == "file" and (_starts_like_an_image(entry.path) or _named_like_an_image(entry.path)):
                 self.report(entry.path, "Not inside a class folder, so it has no label and was ignored "
                             "(move it into the folder of its class)", "outside_class")
         return dict(sorted(subfolders.items()))
@@ -601,6 +601,16 @@ def _starts_like_an_image(path: str) -> bool:
             return sniff_format(file.read(32)) is not None
     except OSError:
         return False
+
+
+def _named_like_an_image(path: str) -> bool:
+    """A name Pillow would open as an image (photo.jpg): an empty or damaged one beside the class folders
+    was not listed at all, while its readable neighbours were."""
+    from PIL import Image
+
+    Image.init()
+    suffix = os.path.splitext(path)[1].lower()
+    return Image.registered_extensions().get(suffix) in Image.OPEN
 
 
 def _count_by(items: Iterable, key: Callable) -> defaultdict:
