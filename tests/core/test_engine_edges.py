@@ -86,6 +86,13 @@ def test_a_full_disk_ends_the_run_with_one_sentence_and_keeps_the_last_checkpoin
     assert ckpt.load_checkpoint(run / names.LAST_CHECKPOINT)["epoch"] == 1
     assert sorted(p.name for p in run.iterdir() if p.name.startswith(".") and p.name != names.LOCK) == []
     assert (run / names.MODEL_FILE).is_file()  # from the best epoch that was saved
+    # status.json says what the folder holds: epoch 1 (it said 3 epochs done, best epoch 2)
+    from tl_studio.core.model_file import peek_metadata
+    from tl_studio.core.run_folder import RunFolder
+
+    status = RunFolder(run).status()
+    assert (status.state, status.epochs_done, status.best_epoch) == ("failed", 1, 1)
+    assert peek_metadata(run / names.MODEL_FILE)["best_epoch"] == 1 and [r["epoch"] for r in rows(run)] == ["1"]
 
 
 def test_out_of_memory_in_training_retries_the_epoch_from_its_start(tiny_dataset, tmp_path, monkeypatch):

@@ -57,6 +57,7 @@ class OrderedWrites:
         self._lock = threading.Lock()
         self._error: BaseException | None = None
         self._failed_since = False  # the error happened and has not been raised yet: drop writes
+        self.ever_failed = False  # a write of this run failed (raised or not): what trained is not all on disk
         self._thread = None
 
     def submit(self, write) -> None:
@@ -86,7 +87,7 @@ class OrderedWrites:
                     write()
             except BaseException as error:  # kept for the training thread, which reports it
                 with self._lock:
-                    self._error, self._failed_since = error, True
+                    self._error, self._failed_since, self.ever_failed = error, True, True
             finally:
                 self._queue.task_done()
 
@@ -217,6 +218,7 @@ class RunRecord(Callback):
     def __init__(self, folder: RunFolder, writes: OrderedWrites):
         self.folder, self.writes = folder, writes
         self.status = None
+        self.on_disk = None  # the last status the writes thread wrote: the epochs whose checkpoints are there
 
     def before_fit(self, trainer) -> None:
         from tl_studio.core.run_folder import new_status
@@ -227,12 +229,18 @@ class RunRecord(Callback):
         if earlier is not None and earlier.started:  # a resume: the run's date stays the day it began
             self.status = dataclasses.replace(self.status, started=earlier.started)
         self._write(best_epoch=trainer.best.epoch, best_val_acc=trainer.best.val_acc)
+        self.on_disk = self.status
 
     def on_epoch_end(self, event: events.EpochEnd) -> None:
         if self.status is not None:
             best = {"best_epoch": event.epoch, "best_val_acc": event.val_acc} if event.is_best else {}
             self.status = dataclasses.replace(self.status, epochs_done=event.epoch, **best)
-            self.writes.submit(functools.partial(self.folder.write_status, self.status))
+            self.writes.submit(functools.partial(self._write_epoch, self.status))
+
+    def _write_epoch(self, status) -> None:
+        """On the writes thread, after the epoch's checkpoints: a failed one drops this write too."""
+        self.folder.write_status(status)
+        self.on_disk = status
 
     def on_fit_end(self, event: events.RunFinished) -> None:
         try:
@@ -241,10 +249,14 @@ class RunRecord(Callback):
             log.debug("an epoch's files could not be written", exc_info=True)
         if self.status is None:
             return
+        saved = {"epochs_done": event.epochs_done, "best_epoch": event.best_epoch, "best_val_acc": event.best_val_acc}
+        if self.writes.ever_failed and self.on_disk is not None:
+            # a full disk: epochs trained after the last checkpoint that reached it are not in the run folder
+            # (status.json said 3 epochs, best epoch 2, beside the checkpoints and model file of epoch 1)
+            saved = {key: getattr(self.on_disk, key) for key in saved}
         try:
             self._write(state=FINAL_STATES.get(event.status, "failed"), reason=event.message, ended=time.time(),
-                        epochs_done=event.epochs_done, best_epoch=event.best_epoch,
-                        best_val_acc=event.best_val_acc)
+                        **saved)
         except OSError as error:
             if self.folder.unwritable_reason(error) is None:
                 raise
