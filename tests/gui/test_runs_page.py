@@ -201,6 +201,39 @@ def test_delete_moves_to_the_trash_and_undo_brings_it_back(page, runs, tmp_path,
     assert said[-1] == "Put Out of memory back."
 
 
+def test_deleting_the_run_the_steps_use_lets_go_of_its_model_until_undo(page, runs, tmp_path, monkeypatch, qtbot):
+    """Export kept "Exporting the best epoch of …/lite0" and Predict its model after the run was deleted,
+    and their buttons then said "No model file at …/model.pt2"; an undo gives the model back."""
+    from tl_studio.gui.pages.export_page import NO_RUN, ExportPage
+
+    private_trash(tmp_path, monkeypatch)
+    session = page.session
+    export = ExportPage(session)
+    qtbot.addWidget(export)
+    models = []
+    session.modelFileChanged.connect(models.append)
+    session.set_run(runs / "lite0", runs / "lite0" / "model.pt2")
+    assert export.export_button.isEnabled() and "lite0" in export.run_label.text()
+    said = []
+    session.statusMessage.connect(said.append)
+
+    page.select_paths([str(runs / "resnet")])  # another run: the steps keep theirs
+    page.edits.delete_selected()
+    assert session.model_file == runs / "lite0" / "model.pt2"
+    assert said[-1] == "Moved resnet to the trash. Undo delete puts it back."
+    page.edits.undo_delete()
+
+    page.select_paths([str(runs / "lite0")])
+    page.edits.delete_selected()
+    assert session.run_dir is None and session.model_file is None and models[-1] is None
+    assert not export.export_button.isEnabled() and export.run_label.text() == NO_RUN
+    assert said[-1] == ("Moved lite0 to the trash; Evaluate, Export and Predict no longer use its model. Undo delete "
+                        "puts it back.")
+    page.edits.undo_delete()
+    assert session.run_dir == runs / "lite0" and session.model_file == runs / "lite0" / "model.pt2"
+    assert export.export_button.isEnabled() and "lite0" in export.run_label.text()
+
+
 def test_edit_undo_on_the_runs_step_puts_the_deleted_run_back(qtbot, runs, tmp_path, monkeypatch):
     """Ctrl+Z (Edit > Undo) undid only the data set's moves: on the Runs step it undoes the last delete
     of runs, as the step's Undo delete button does, and names it; elsewhere it is the data set's again."""

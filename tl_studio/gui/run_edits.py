@@ -34,10 +34,14 @@ class RunEdits(QObject):
     undoChanged = Signal()  # a delete that can be undone came or went (Edit > Undo follows it)
 
     def __init__(self, page: QWidget, model, selected_runs: Callable[[], list], say: Callable[[str], None],
-                 changed: Callable[[], None]):
-        """``model``: the page's RunsModel; ``changed``: called after rows changed (counts, best run)."""
+                 changed: Callable[[], None], let_go: Callable[[list], bool] = lambda folders: False,
+                 take_back: Callable[[list], None] = lambda folders: None):
+        """``model``: the page's RunsModel; ``changed``: called after rows changed (counts, best run);
+        ``let_go(folders)``: the runs were deleted, True when the other steps used one's model and no longer
+        do; ``take_back(folders)``: an undo put them back."""
         super().__init__(page)
         self.page, self.model, self.selected_runs, self.say, self.changed = page, model, selected_runs, say, changed
+        self.let_go, self.take_back = let_go, take_back
         # every delete of this session, for undo, the last one last: each a list of (the run's name as the
         # table showed it, run_trash's record); one Undo puts the last delete back (a second delete
         # dropped the first one's undo)
@@ -117,7 +121,7 @@ class RunEdits(QObject):
         runs = self.selected_runs()
         if not runs:
             return
-        trashed, problems = [], []
+        trashed, problems, folders = [], [], []
         for run in runs:
             try:
                 trashed.append((run.name, trash_run(run.path)))  # named as the table shows it, not by its folder
@@ -125,13 +129,17 @@ class RunEdits(QObject):
                 problems.append(str(error))
                 continue
             self.model.remove_run(run.path)
+            folders.append(run.path)
         if trashed:
             self.deletes.append(trashed)
         self.undo_button.setEnabled(bool(self.deletes))
         self.undoChanged.emit()
         if trashed:
             names = ", ".join(name for name, _ in trashed)
-            self.say(f"Moved {names} to the trash. Undo delete puts {'it' if len(trashed) == 1 else 'them'} back.")
+            it = "it" if len(trashed) == 1 else "them"
+            # the steps kept naming a deleted run, and answered "No model file at …/model.pt2" about it
+            released = ("; Evaluate, Export and Predict no longer use its model" if self.let_go(folders) else "")
+            self.say(f"Moved {names} to the trash{released}. Undo delete puts {it} back.")
         if problems:
             QMessageBox.warning(self.page, "Not deleted", as_written("\n".join(problems)))
         self.changed()
@@ -153,17 +161,21 @@ class RunEdits(QObject):
 
         if not self.deletes:
             return
-        problems, restored = [], []
+        problems, restored, folders = [], [], []
         for name, trashed in self.deletes.pop():
             try:
-                self.model.add_runs([summarize_run(restore_run(trashed))])
+                folder = restore_run(trashed)
+                self.model.add_runs([summarize_run(folder)])
                 restored.append(name)
+                folders.append(str(folder))
             except UserError as error:
                 problems.append(str(error))
         self.undo_button.setEnabled(bool(self.deletes))
         self.undoChanged.emit()
         # "Moved ... to the trash. Undo delete puts it back." stood after the runs were back
         self.say(f"Put {', '.join(restored)} back." if restored else "Nothing was put back.")
+        if folders:
+            self.take_back(folders)
         if problems:
             QMessageBox.warning(self.page, "Not restored", as_written("\n".join(problems)))
         self.changed()

@@ -26,6 +26,7 @@ INT8 = "onnx-int8"
 INT8_SUFFIX = ".int8.onnx"
 # Not "faster": on CPUs without fast int8 arithmetic it is not (Compare formats measures it on this one).
 INT8_LABEL = "int8 ONNX (3-4x smaller; checked against the full-precision file)"
+NO_RUN = "Train a model first, or open a run on the Runs step; its best epoch is exported."
 DEFAULT_KEEP = 0.95  # core/unknown.py's default; the core is not imported here (it imports numpy)
 KEEP_TOOLTIP = ("The share of the validation images the model still answers; the rest, the least sure, it "
                 "answers \"unknown\". The file's unknown threshold is chosen so: higher keeps more known "
@@ -90,7 +91,7 @@ class ExportPage(QWidget):
         self._suggest_path()
 
     def _build(self) -> None:
-        self.run_label = QLabel("Train a model first; its best epoch is exported.")
+        self.run_label = QLabel(NO_RUN)
         self.run_label.setWordWrap(True)
         self.run_label.setTextFormat(Qt.PlainText)  # the run folder's name, never markup
         self.format_buttons = QButtonGroup(self)
@@ -244,7 +245,10 @@ class ExportPage(QWidget):
         run_dir = self.session.run_dir
         self.export_button.setEnabled(run_dir is not None)
         self.compare_button.setEnabled(run_dir is not None and not self.comparing)
-        if run_dir is None:
+        if run_dir is None:  # none yet, or its folder was deleted on the Runs step
+            self.run_label.setText(NO_RUN)
+            self.path_edit.clear()
+            self.snippet.clear()
             return
         self.run_label.setText(f"Exporting the best epoch of {run_dir}.")
         fmt, ext = self.current_format()

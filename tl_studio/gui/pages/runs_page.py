@@ -112,7 +112,9 @@ class RunsPage(QWidget):
         self.resume_button.setMinimumWidth(QPushButton("Train further…").sizeHint().width())
         self.resume_button.setToolTip("Continue a stopped or failed run from its last checkpoint, or train a "
                                       "finished one for more epochs (Train step)")
-        self.edits = RunEdits(self, self.model, self.selected_runs, self.session.say, self._after_rows_changed)
+        self.edits = RunEdits(self, self.model, self.selected_runs, self.session.say, self._after_rows_changed,
+                              let_go=self._let_go_of_deleted_runs, take_back=self._take_back_restored_runs)
+        self._model_of_a_deleted_run = None  # (run folder, model file) the steps used, until an undo gives it back
         # Scoped to the table: Delete in the filter box deletes text, not runs.
         QShortcut(QKeySequence.Delete, self.table, activated=self.edits.delete_button.click,
                   context=Qt.WidgetShortcut)
@@ -178,6 +180,25 @@ class RunsPage(QWidget):
         self.validation.compareRequested.connect(self._compare_on_validation)
         self.validation.cancelRequested.connect(self._cancel_compare)
         self.session.runDirChanged.connect(lambda _: self.refresh() if self._loaded_once else None)
+
+    # ---- the steps that use a run ------------------------------------------------------------------------
+    def _let_go_of_deleted_runs(self, folders: list) -> bool:
+        """A deleted run's model is no longer there for Evaluate, Export and Predict: they go back to having
+        none (True), and an undo gives it back."""
+        session = self.session
+        used = [path for path in (session.run_dir, session.model_file) if path is not None]
+        if not any(_inside(path, folder) for path in used for folder in folders):
+            return False
+        self._model_of_a_deleted_run = (session.run_dir, session.model_file)
+        session.set_run(None, None)
+        return True
+
+    def _take_back_restored_runs(self, folders: list) -> None:
+        kept, self._model_of_a_deleted_run = self._model_of_a_deleted_run, None
+        if kept is None or self.session.run_dir is not None or self.session.model_file is not None:
+            return  # another model was chosen since: it stays
+        if any(_inside(path, folder) for path in kept if path is not None for folder in folders):
+            self.session.set_run(*kept)
 
     # ---- loading ------------------------------------------------------------------------------------
     def showEvent(self, event) -> None:
@@ -466,3 +487,11 @@ class RunsPage(QWidget):
         if hasattr(self, "tasks"):
             self.tasks.shutdown()
         self.validation.shutdown()
+
+
+def _inside(path, folder) -> bool:
+    """``path`` is ``folder`` or lies in it (a run's model file in its run folder)."""
+    try:
+        return Path(path).resolve().is_relative_to(Path(folder).resolve())
+    except OSError:
+        return False
