@@ -90,9 +90,9 @@ def test_a_bare_file_name_is_written_into_the_run_folder_and_another_run_clears_
     assert started == ["export", "export"] and page.path_edit.text() == str(tmp_path / "deliveries" / "model.onnx")
     page._failed("Export cancelled.", warn=False)
     page.result.setText(f"Wrote {tmp_path / 'run' / 'relative.onnx'} (13.1 MB) in 2.0 s.")
+    page.task = None  # the export ended
     session.set_run(tmp_path / "another run", None)
     assert page.result.text() == "" and page.path_edit.text() == str(tmp_path / "another run" / "model.onnx")
-    page.task = None
     page.shutdown()
 
 
@@ -120,6 +120,60 @@ def test_the_choices_stay_as_they_were_while_a_file_is_written(qtbot, tmp_path, 
     page._failed("Export cancelled.", warn=False)
     assert all(widget.isEnabled() for widget in choices)
     page.task = None
+    page.shutdown()
+
+
+def test_a_run_that_finishes_during_an_export_takes_the_step_over_once_the_export_ends(qtbot, tmp_path,
+                                                                                         monkeypatch):
+    """Run B finished while run A's ONNX file was written: "Exporting to model.onnx…" went, the path box
+    named B's file, and the step never said whether A's file passed its check."""
+    from types import SimpleNamespace
+
+    session = Session()
+    session.set_run(tmp_path / "A", None)
+    page = ExportPage(session)
+    qtbot.addWidget(page)
+    _choose(page, "onnx")
+    signal = SimpleNamespace(connect=lambda slot: None)
+    task = SimpleNamespace(succeeded=signal, failed=signal, cancelled=signal, running=True)
+    monkeypatch.setattr(page.tasks, "start", lambda work, name: task)
+    page.export()
+    session.set_run(tmp_path / "B", tmp_path / "B" / "model.pt2")  # B's run ends meanwhile
+    assert page.result.text() == "Exporting to model.onnx and checking it against the app…"
+    assert page.path_edit.text() == str(tmp_path / "A" / "model.onnx") and "A." in page.run_label.text()
+
+    written = tmp_path / "A" / "model.onnx"
+    written.parent.mkdir()
+    written.write_bytes(b"x" * 1000)
+    task.running = False
+    check = SimpleNamespace(describe=lambda: "Export check passed: on 3 images top-1 is identical.")
+    page._exported(SimpleNamespace(path=written, check=check), "onnx")
+    assert page.result.text().startswith(f"Wrote {written} ") and "check passed" in page.result.text()
+    assert page.path_edit.text() == str(tmp_path / "B" / "model.onnx") and "B." in page.run_label.text()
+    assert page.export_button.isEnabled()
+    page.shutdown()
+
+
+def test_a_name_of_another_format_is_refused_before_replace_is_asked_and_its_sentence_goes_with_it(
+        qtbot, tmp_path, monkeypatch):
+    """TorchScript over the run's model.pt2: "Replace it?", then, after Yes, "model.pt2 does not end in
+    .ts"; the sentence then stood under the button after the path was changed."""
+    session = Session()
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "model.pt2").write_bytes(b"the run's model")
+    session.set_run(run, run / "model.pt2")
+    page = ExportPage(session)
+    qtbot.addWidget(page)
+    _choose(page, "torchscript")
+    page.path_edit.setText(str(run / "model.pt2"))
+    monkeypatch.setattr("PySide6.QtWidgets.QMessageBox.question", lambda *args: pytest.fail(f"asked {args}"))
+    monkeypatch.setattr(page.tasks, "start", lambda *args: pytest.fail("exported"))
+    page.export()
+    assert page.result.text().startswith("model.pt2 does not end in .ts, and a model file is opened by its suffix")
+    assert (run / "model.pt2").read_bytes() == b"the run's model"
+    _choose(page, "onnx")  # the path follows the format: the sentence was about the other one
+    assert page.result.text() == "" and page.path_edit.text() == str(run / "model.onnx")
     page.shutdown()
 
 

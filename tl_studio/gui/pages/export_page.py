@@ -14,7 +14,8 @@ from PySide6.QtWidgets import (QButtonGroup, QDoubleSpinBox, QFileDialog, QFormL
                                QScrollArea, QVBoxLayout, QWidget)
 
 from tl_studio.core import run_folder
-from tl_studio.core.export_formats import EXPORT_FORMATS
+from tl_studio.core.errors import UserError
+from tl_studio.core.export_formats import EXPORT_FORMATS, check_suffix_fits
 from tl_studio.core.wording import MB, megabytes
 from tl_studio.gui.format_table import FormatTable
 from tl_studio.gui.literal_text import as_written
@@ -86,6 +87,8 @@ class ExportPage(QWidget):
         self.last_report = None
         self.export_started = 0.0
         self.format_report = None
+        self._run_changed_meanwhile = False
+        self._failure_shown = False  # the result line holds why the last export failed
         self._build()
         session.runDirChanged.connect(self._run_changed)
         self._suggest_path()
@@ -114,6 +117,7 @@ class ExportPage(QWidget):
         self.path_edit = QLineEdit()
         # the snippet names the file this export writes: it followed the box only after an export had worked
         self.path_edit.textChanged.connect(self._show_snippet)
+        self.path_edit.textEdited.connect(self._forget_a_failure)
         browse = self.browse_button = QPushButton("Browse…")
         browse.clicked.connect(self._browse)
         path_row = QHBoxLayout()
@@ -225,6 +229,7 @@ class ExportPage(QWidget):
         """Keeps the folder and name the user typed; only the suffix follows the format."""
         if not checked:
             return
+        self._forget_a_failure()
         fmt, ext = self.current_format()
         typed = self.path_edit.text().strip()
         if not typed:
@@ -235,6 +240,11 @@ class ExportPage(QWidget):
         self._show_snippet()
 
     def _run_changed(self, _run_dir) -> None:
+        if self.task is not None and self.task.running:
+            # a run that finished during an export took the step over: "Exporting to model.onnx…" went and the
+            # path box named the new run's file while the other run's was written. The export ends first.
+            self._run_changed_meanwhile = True
+            return
         if self.result.text():  # the last export was another run's: its outcome goes, here and below
             self.session.say("", "Export")
         self.result.setText("")
@@ -291,6 +301,12 @@ class ExportPage(QWidget):
         if out.is_dir():  # a folder chosen as where to write: the file goes into it, never "replace the folder?"
             out = out / f"model{ext}"
         self.path_edit.setText(str(out))
+        try:  # before "Replace it?": the export refused model.pt2 as a TorchScript file after the user said Yes
+            check_suffix_fits(out, EXPORT_FORMATS["onnx" if fmt == INT8 else fmt])
+        except UserError as error:
+            self._show_failure(str(error))
+            self.session.say("Export failed: the file name does not fit the format.", "Export")
+            return
         keep = round(self.keep_box.value(), 2)
         own_model_file = fmt == "pt2" and out == Path(run_dir) / run_folder.MODEL_FILE  # the same best epoch again
         overwrite = own_model_file
@@ -317,11 +333,24 @@ class ExportPage(QWidget):
         self.task.failed.connect(self._failed)
         self.task.cancelled.connect(lambda: self._failed("Export cancelled.", warn=False))
 
+    def _show_failure(self, message: str) -> None:
+        self.result.setText(message)
+        self._failure_shown = True
+
+    def _forget_a_failure(self) -> None:
+        """A failure's sentence is about the path it was for: it stood under the Export button after the path
+        or the format changed (a file written since says so itself)."""
+        if self._failure_shown and not (self.task is not None and self.task.running):
+            self.result.setText("")
+            self._failure_shown = False
+
     def _exporting(self, busy: bool) -> None:
         """While a file is written, its choices stay as they were: a format picked meanwhile left the
         step naming int8 ONNX and model.int8.onnx over the TorchScript file just written, and its snippet."""
         for widget in (self.export_button, self.format_box, self.path_edit, self.browse_button, self.keep_box):
             widget.setEnabled(not busy)
+        if busy:
+            self._failure_shown = False  # the line says what this export does now
         self.export_progress.setVisible(busy)
 
     def _exported(self, report, fmt: str) -> None:
@@ -337,11 +366,21 @@ class ExportPage(QWidget):
                                 f"{report.check.describe()}")
         self.snippet.setPlainText(snippet_for(fmt, report.path))
         self.session.say(f"Exported {report.path.name}.", "Export")
+        self._follow_a_run_changed_meanwhile()
         self.exported.emit(report)
+
+    def _follow_a_run_changed_meanwhile(self) -> None:
+        """After an export during which another run became the one the steps use: the step turns to it, and
+        the export's outcome stays (it names the file written, in the other run's folder)."""
+        if self._run_changed_meanwhile:
+            self._run_changed_meanwhile = False
+            self.last_report = None
+            self._suggest_path()
 
     def _failed(self, message: str, warn: bool = True) -> None:
         self._exporting(False)
-        self.result.setText(message)
+        self._show_failure(message)
+        self._follow_a_run_changed_meanwhile()
         if warn:
             QMessageBox.warning(self, "Export failed", as_written(message))  # it may quote a path
         self.session.say("Export failed." if warn else message, "Export")
