@@ -57,10 +57,12 @@ def measure(run_dir: Path, work: Path) -> None:
     train_records = [r for r in scan.split("train") if scan.classes[r.label] in run.classes]
     fp32 = work / f"{run_dir.name}.fp32.onnx"
     export_run(run.folder, "onnx", fp32, overwrite=True)
-    images = list(quantize.labelled_arrays([quantize._Record(p, label) for p, label in zip(val.paths, val.labels)]))
+    side = run.spec.resize_size  # decoded as the export's check decodes them
+    images = list(quantize.labelled_arrays([quantize._Record(p, label) for p, label in zip(val.paths, val.labels)],
+                                           side))
     fp32_answers = [int(np.argmax(quantize.onnx_predictor(fp32)(x))) for x, _ in images]
     calibration = [x for x, _ in quantize.labelled_arrays(
-        quantize.pick_calibration_records(train_records, seed=run.config.seed))]
+        quantize.pick_calibration_records(train_records, seed=run.config.seed), side)]
     graph = onnx.load(str(fp32), load_external_data=False).graph
     convolutions = [node for node in graph.node if node.op_type == "Conv"]
     depthwise = [n.name for n in convolutions if next((a.i for a in n.attribute if a.name == "group"), 1) > 1]

@@ -102,8 +102,17 @@ def test_int8_export_refused_when_the_gate_fails(model, tmp_path, monkeypatch, c
         return quantize.Int8Check(check.images, 0.98, check.fp32_accuracy, check.fp32_accuracy - 0.02)
 
     monkeypatch.setattr(quantize, "compare", worse)
+    # the check's images are decoded as predict and evaluate decode them (a large JPEG reduced): decoded
+    # whole, a 96 px run's check gave accuracy 0.784 where every other command gave 0.797
+    from tl_studio.core import images
+    from tl_studio.core.runs import open_run
+
+    sides, real_load = [], images.load_rgb
+    monkeypatch.setattr(images, "load_rgb", lambda path, *args, **kwargs: sides.append(kwargs.get("min_side")) or
+                        real_load(path, *args, **kwargs))
     out = tmp_path / "model.int8.onnx"
     assert main(["export", str(model.run_dir), "--format", "onnx-int8", "--out", str(out)]) == 2
+    assert sides and set(sides) == {open_run(model.run_dir).spec.resize_size}
     assert "int8 check FAILED" in capsys.readouterr().err
     assert not out.exists() and list(tmp_path.iterdir()) == []  # no file, no temporary folder left
 
