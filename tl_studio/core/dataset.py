@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from typing import Callable, Sequence
 
 import torch
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader, Dataset, RandomSampler
 
 from tl_studio.core import read_ahead
 from tl_studio.core.gpu_decoding import EncodedBatch, read_for_device
@@ -107,18 +107,67 @@ class ImageDataset(Dataset):
                 self.cache.put(path, image)
         return image
 
-    def __getitem__(self, index: int):
+    def __getitem__(self, item: int | tuple[int, int]):
+        """``item``: an index, or (index, seed) from a training loader (SeededIndices)."""
+        index, seed = item if isinstance(item, tuple) else (item, None)
         try:
             if self.for_gpu_decoding:
                 encoded = read_for_device(self.paths[index])
                 if encoded is not None:
                     return encoded, self.labels[index], index
             image = self._load(self.paths[index])
-            return self.transform(image), self.labels[index], index
+            return self._transformed(image, seed), self.labels[index], index
         except ImageLoadError as error:
             return LoadFailure(index, error.reason)
         except Exception as error:  # noqa: BLE001 - one image, whatever went wrong with it, never ends a run
             return LoadFailure(index, _unexpected_failure_reason(error))
+
+
+    def _transformed(self, image, seed: int | None):
+        if seed is None:
+            return self.transform(image)
+        # the process's own random stream is left as it was: with no loader processes it is the training's
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            return self.transform(image)
+
+
+class SeededIndices:
+    """A training loader's indices (a sampler's, or a batch sampler's lists), each with the seed its image's
+    random crop, flip and colour change draw from: a function of the epoch's seed and the image alone.
+
+    Loader processes live across epochs, and each drew its augmentation from its own random stream, which a
+    resumed run (its processes new) could not continue: from the epoch after a stop, a resumed run trained
+    on other crops than the run that was never stopped (val accuracy 0.804 against 0.797 at epoch 3). With
+    the seed travelling with the index, a resumed epoch sees the crops it would have seen, whatever the
+    number of loader processes."""
+
+    def __init__(self, indices, order: torch.Generator | None = None):
+        """``order``: the generator ``indices`` shuffle with, seeded with each epoch's seed. (The loader's own
+        generator also gives a loader its processes' seeds, a draw taken before the shuffle only when the
+        loader starts them: a run whose processes lived on from epoch 1 shuffled epoch 2 unlike a run resumed
+        there, or one with no loader processes.)"""
+        self.indices = indices
+        self.order = order
+        self.epoch_seed = 0
+
+    def set_epoch_seed(self, seed: int) -> None:
+        self.epoch_seed = seed
+        if self.order is not None:
+            self.order.manual_seed(seed)
+
+    def __len__(self) -> int:
+        return len(self.indices)
+
+    def __iter__(self):
+        for item in self.indices:
+            if isinstance(item, list):
+                yield [(int(index), self.seed_of(index)) for index in item]
+            else:
+                yield int(item), self.seed_of(item)
+
+    def seed_of(self, index) -> int:
+        return (self.epoch_seed * 1_000_003 + int(index)) % 2**63
 
 
 def _unexpected_failure_reason(error: Exception) -> str:
@@ -222,11 +271,17 @@ def make_loader(dataset: Dataset, *, batch_size: int, shuffle: bool, workers: in
     server context, see gui/training.py). ``sampler``: the indices to load (a process's share of an
     inference pass) instead of all of them; ``batch_sampler``: the batches themselves (a process's
     training shard, see core/strategy.py), in place of batch size, shuffle and drop_last."""
-    if batch_sampler is not None:
-        batch_size, shuffle, drop_last = 1, False, False
     generator = torch.Generator()
     generator.manual_seed(seed)
-    return DataLoader(
+    seeds = None  # training: each image's augmentation seed travels with its index (SeededIndices)
+    if batch_sampler is not None:
+        batch_size, shuffle, drop_last = 1, False, False
+        batch_sampler = seeds = SeededIndices(batch_sampler)
+    elif shuffle and sampler is None:
+        order = torch.Generator().manual_seed(seed)
+        sampler = seeds = SeededIndices(RandomSampler(dataset, generator=order), order)
+        shuffle = False
+    loader = DataLoader(
         dataset, batch_size=batch_size, shuffle=shuffle and sampler is None,
         sampler=sampler, batch_sampler=batch_sampler, num_workers=workers,
         collate_fn=collate_skipping_failures, pin_memory=pin_memory, drop_last=drop_last,
@@ -234,3 +289,5 @@ def make_loader(dataset: Dataset, *, batch_size: int, shuffle: bool, workers: in
         persistent_workers=workers > 0, multiprocessing_context=mp_context if workers > 0 else None,
         prefetch_factor=4 if workers > 0 else None,
     )
+    loader.augmentation_seeds = seeds
+    return loader

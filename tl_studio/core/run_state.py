@@ -247,7 +247,8 @@ class RunState:
                                            passes=self._feature_passes(self.phase))
         loader = self.data.train_loader()
         loader.generator.manual_seed(shuffle_seed)
-        self.strategy.set_epoch(loader.batch_sampler, self._current_epoch)
+        loader.augmentation_seeds.set_epoch_seed(shuffle_seed)  # the epoch's crops and flips: a resume sees the same
+        self.strategy.set_epoch(loader.augmentation_seeds.indices, self._current_epoch)
         return self.strategy.reduce_totals(loops.train_on_images(self.train_model, loader, ctx))
 
     def _validate_once(self) -> loops.EpochTotals:
