@@ -190,6 +190,14 @@ def test_a_run_resumes_only_with_its_own_images_or_the_folder_they_moved_to(tiny
     assert TrainConfig.load(run / "config.json").data_dir == str(tiny_dataset)
     assert len((run / "metrics.csv").read_text().splitlines()) == 1 + 2  # no epoch on the other images
 
+    # another recipe: config.json said --lr 0.5 and --batch-size 4 while the run went on with its own
+    assert main(["train", str(tiny_dataset), "--out", str(run), "--resume", *FAST[2:], "--epochs", "3", "--lr", "0.5",
+                 "--batch-size", "4", "--class-weights", "on"]) == 2
+    assert (f"{run} was trained with --batch-size 8 (not 4) and --lr 0.001 (not 0.5) and --class-weights auto (not "
+            "on), and a resumed run goes on with its own settings") in capsys.readouterr().err
+    assert TrainConfig.load(run / "config.json").lr is None
+    assert len((run / "metrics.csv").read_text().splitlines()) == 1 + 2
+
     moved = tiny_dataset.rename(tmp_path / "moved")  # the same images in another place: the run goes on
     assert main(["train", str(moved), "--out", str(run), "--resume", *FAST[2:], "--epochs", "3"]) == 0
     assert TrainConfig.load(run / "config.json").data_dir == str(moved)
@@ -475,7 +483,7 @@ def test_ctrl_c_in_the_first_epoch_says_one_true_thing(tiny_dataset, tmp_path):
     out, err = process.communicate(timeout=120)
     assert process.returncode == 130 and "Traceback" not in err
     assert err.count("Stopping") == 1, err
-    assert "nothing was saved" in err and "checkpoint" not in err
+    assert "no epoch to keep, resume or export" in err and "checkpoint" not in err
     wait_for(lambda: _group_is_gone(process.pid), timeout=15)
 
 

@@ -37,9 +37,22 @@ def build_config(args: argparse.Namespace):
 
     start = None
     if args.resume and (run_config := Path(args.out) / CONFIG).is_file():
-        start = TrainConfig.load(run_config)  # a resumed run keeps its settings unless a flag says otherwise
+        start = TrainConfig.load(run_config)  # a resumed run keeps its settings; flags change how long and how fast
         _check_the_resumed_runs_images(start.data_dir, args.data_dir, args.out)
-    return config_flags.build_config(args, SETTINGS, start)
+    config = config_flags.build_config(args, SETTINGS, start)
+    if start is not None and (changed := start.recipe_changes(config)):
+        from tl_studio.core.errors import UserError
+
+        named = " and ".join(f"{config_flags.flag_for(key)} {_shown(before)} (not {_shown(given)})"
+                             for key, (before, given) in changed.items())
+        raise UserError(f"{args.out} was trained with {named}, and a resumed run goes on with its own settings "
+                        "(how long and how fast it trains may change: --epochs, --early-stopping, --device, "
+                        "--workers…): resume it without them, or train with the new ones in another folder (--out).")
+    return config
+
+
+def _shown(value) -> str:
+    return "default" if value is None else f"{value:g}" if isinstance(value, float) else str(value)
 
 
 def _check_out_given_where_needed(args: argparse.Namespace) -> None:
@@ -235,7 +248,9 @@ def _report(finished, trainer, args) -> int:
     out = sys.stderr if args.json else sys.stdout
     if finished.status == "stopped":
         if finished.epochs_done == 0:
-            print("Stopped before the first epoch finished; nothing was saved.", file=sys.stderr)
+            from tl_studio.core.wording import STOPPED_IN_FIRST_EPOCH
+
+            print(STOPPED_IN_FIRST_EPOCH, file=sys.stderr)
         else:
             print(f"Stopped after epoch {finished.epochs_done}. The last checkpoint is in {args.out}; "
                   f"continue with: tl-studio train {shlex.quote(args.data_dir)} --out {shlex.quote(args.out)} --resume",

@@ -191,7 +191,9 @@ def _outcome(folder, args, returncode: int, aborted: bool) -> int:
         return 0
     if status.state == "stopped":
         if status.epochs_done == 0:
-            print("Stopped before the first epoch finished; nothing was saved.", file=sys.stderr)
+            from tl_studio.core.wording import STOPPED_IN_FIRST_EPOCH
+
+            print(STOPPED_IN_FIRST_EPOCH, file=sys.stderr)
         else:
             print(f"Stopped after epoch {status.epochs_done}. The last checkpoint is in {args.out}; continue with: "
                   f"tl-studio train {shlex.quote(args.data_dir)} --out {shlex.quote(args.out)} --resume "

@@ -43,6 +43,12 @@ AUTO_WORKERS = (f"{CPU_LOADER_WORKERS} on the CPU; on a GPU one per CPU core but
                 f"{MAX_GPU_LOADER_WORKERS}")
 
 
+# What a resumed run may change: how long, and where and how fast it trains (the rest is its recipe). The
+# data folder is checked on its own (a folder that moved is accepted, another one is not).
+RESUME_MAY_CHANGE = frozenset({"data_dir", "epochs", "early_stopping_patience", "device", "workers", "amp",
+                               "feature_cache", "image_cache_mb", "decode", "extra"})
+
+
 @dataclass(frozen=True)
 class TrainConfig:
     data_dir: str = ""
@@ -149,6 +155,24 @@ class TrainConfig:
 
     def replace(self, **changes) -> "TrainConfig":
         return dataclasses.replace(self, **changes)
+
+    def recipe_changes(self, given: "TrainConfig") -> dict[str, tuple]:
+        """The settings of ``given`` a resumed run of this one cannot take, as {field: (this run's, given)}: its
+        checkpoint holds the optimizer's and the schedule's state, its batch size and the split its epochs
+        were validated on. Given with --resume, --lr 0.5 and --batch-size 8 were written into config.json
+        (and the run history) while the run went on with 0.001 and 32. How long and on what it trains may
+        change (RESUME_MAY_CHANGE)."""
+        changed = {}
+        for field in dataclasses.fields(self):
+            key = field.name
+            if key in RESUME_MAY_CHANGE:
+                continue
+            before, after = getattr(self, key), getattr(given, key)
+            if key == "lr":  # the default and the rate it stands for are one setting
+                before, after = self.resolved_lr(), given.resolved_lr()
+            if before != after:
+                changed[key] = (before, after)
+        return changed
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)

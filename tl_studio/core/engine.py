@@ -32,6 +32,7 @@ from tl_studio.core.loader_notice import SharedMemoryNotice
 from tl_studio.core.run_folder import RunFolder, export_later_clause
 from tl_studio.core.run_state import RunState
 from tl_studio.core.run_writers import run_folder_writers
+from tl_studio.core.wording import STOPPED_IN_FIRST_EPOCH
 
 log = logging.getLogger(__name__)
 
@@ -199,7 +200,7 @@ class Trainer:
 def _summary(status: str, best: BestEpoch, model_file, epochs_done: int, planned: int, run_dir) -> str:
     """The run's last word (status.json's reason, the Runs step's Status): how it ended, then its best."""
     if best.epoch is None:
-        return "Stopped before the first epoch finished; nothing was saved." if status == "stopped" else ""
+        return STOPPED_IN_FIRST_EPOCH if status == "stopped" else ""
     text = f"Best val accuracy {best.val_acc:.3f} at epoch {best.epoch}"
     if model_file:
         text += f"; model saved to {model_file}."

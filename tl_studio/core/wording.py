@@ -6,6 +6,10 @@ from __future__ import annotations
 
 import math
 
+# a run stopped during its first epoch (the command, the window, status.json): its folder stays, with its
+# settings and log, so "nothing was saved" was not true
+STOPPED_IN_FIRST_EPOCH = "Stopped before the first epoch finished: there is no epoch to keep, resume or export."
+
 
 def counted(number: int, noun: str, plural: str | None = None) -> str:
     return f"{number} {noun if number == 1 else plural or noun + 's'}"
