@@ -107,6 +107,29 @@ def test_the_training_images_of_the_model_evaluated_again_are_pointed_out(model,
     assert "trained on, so these figures" not in capsys.readouterr().out
 
 
+def test_a_moved_training_folder_is_not_taken_for_new_images(model, tmp_path, capsys):
+    """The training folder renamed (mv1 -> mv3) and evaluated whole: 187 of its 249 images were ones the
+    model trained on, and the report read "every image, as this is not the folder the model was trained
+    on", accuracy 0.988 against the run's 0.952, with no word of it."""
+    moved = tmp_path / "renamed"
+    model.data_dir.rename(moved)
+    try:
+        assert main(["evaluate", str(model.model_file), str(moved)]) == 0
+        out = " ".join(capsys.readouterr().out.split())
+        assert "this is not the folder the model was trained on" not in out
+        assert ("(By default every image, as the folder the model was trained on is not here to compare; if this is "
+                "that folder, moved or renamed, its val split holds the images the run did not train on;") in out
+        assert (f"Not checked for training images: the folder this model was trained on, {model.data_dir}, is not "
+                "here.") in out
+        assert main(["evaluate", str(model.model_file), str(moved), "--json"]) == 0
+        report = json.loads(capsys.readouterr().out)
+        assert report["seen_in_training"] is None and report["training_folder_missing"] == str(model.data_dir)
+    finally:
+        moved.rename(model.data_dir)
+    assert main(["evaluate", str(model.model_file), str(model.data_dir), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["training_folder_missing"] is None
+
+
 def test_a_folder_of_new_images_of_one_class_is_evaluated(model, tmp_path, capsys):
     # new photos of one class test the model as well: refused before as "only one usable class"
     other = make_image_folder(tmp_path / "new reds", classes=("red",), per_class=6, size=64, seed=3)

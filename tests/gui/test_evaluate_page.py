@@ -286,7 +286,8 @@ def test_the_summary_names_the_files_the_scan_left_out_as_text(qtbot, model, tmp
     evaluate_page.shutdown()
     assert ("The dataset scan found 1 problem: 1 file left out of the evaluation "
             "(red/&lt;b&gt;notes&amp;.jpg).") in summary
-    assert "or the Data step&#x27;s Problems tab gives the reason for each." in summary  # escaped
+    # the window's own list, not a command to type in a terminal
+    assert "(red/&lt;b&gt;notes&amp;.jpg). The Data step&#x27;s Problems tab gives the reason for each." in summary
 
 
 def test_class_names_from_the_model_file_are_shown_as_written(page, qtbot):

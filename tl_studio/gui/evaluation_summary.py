@@ -21,7 +21,7 @@ def evaluation_summary(evaluation, scan, on_the_data_step: bool) -> str:
     parts = [f"<b>Accuracy {evaluation.accuracy:.1%}</b> · macro-F1 {evaluation.macro_f1:.3f}{note} · "
              f"{counted(len(evaluation.paths), 'image')} ({escape(evaluation.source)})"]
     if note := evaluation.training_note():  # the figures above would be read as the model's on new images
-        parts.append(f"<b>{escape(note)}</b>")
+        parts.append(f"<b>{escape(note)}</b>" if evaluation.seen_in_training else escape(note))
     if evaluation.failed:
         names = ", ".join(Path(path).name for path, _ in evaluation.failed[:5])
         parts.append(escape(f"{counted(len(evaluation.failed), 'file')} could not be read and were left out: {names}"
@@ -31,7 +31,7 @@ def evaluation_summary(evaluation, scan, on_the_data_step: bool) -> str:
         parts.append(escape(f"Skipped images of classes the model does not know: {names}"))
     # A folder the Data step does not show: its files' reasons here, not a command to type in a terminal
     own_list = not on_the_data_step and scan is not None
-    reasons_in = "" if own_list else "`tl-studio scan` or the Data step's Problems tab"
+    reasons_in = "" if own_list else "The Data step's Problems tab"
     problems = problems_of_split(scan, evaluation.split) if scan else ()
     if sentence := problems_sentence(problems, "the evaluation", reasons_in):
         parts.append(escape(sentence))
