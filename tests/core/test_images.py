@@ -313,8 +313,28 @@ def test_a_jpeg_decodes_in_full_when_a_reduction_would_go_below_the_needed_side(
     path = _phone_photo(tmp_path / "phone.jpg", 6)
     assert load_rgb(path, min_side=1000).size == (1800, 2400)  # 1800 // 1000 = 1: no reduction
     assert load_rgb(path, min_side=800).size == (900, 1200)  # 1800 // 800 = 2
-    png = make_image(tmp_path / "a.png", (10, 20, 30), size=64)
-    assert load_rgb(png, min_side=8).size == (64, 64)  # only JPEG has DCT scaling
+
+
+
+@pytest.mark.parametrize("mode", ["RGB", "RGBA", "P", "I;16"])
+def test_a_large_image_of_another_format_is_reduced_after_decoding_as_a_jpeg_would_be(tmp_path, mode):
+    """A 240-megapixel PNG went on whole to the float tensor and the model's resize: 5 GB of memory to
+    classify one image. It is reduced as a JPEG's draft would be, after decoding (block averages)."""
+    x = np.linspace(0, 255, 2400, dtype=np.float32)
+    y = np.linspace(0, 255, 1800, dtype=np.float32)[:, None]
+    pixels = np.stack([x + 0 * y, y + 0 * x, (x + y) / 2], axis=-1).astype(np.uint8)
+    image = Image.fromarray(pixels)
+    image = {"RGB": image, "RGBA": image.convert("RGBA"), "P": image.quantize(64),
+             "I;16": Image.fromarray((y + 0 * x).astype(np.uint16) * 256)}[mode]
+    path = tmp_path / f"big-{mode.replace(';', '')}.png"
+    image.save(path)
+    full = load_rgb(path)
+    reduced = load_rgb(path, min_side=256)
+    assert reduced.size == (600, 450) and reduced.mode == "RGB"  # 1/4, as the JPEG above
+    difference = np.abs(np.asarray(full.resize(reduced.size, Image.Resampling.BOX), dtype=np.int16)
+                        - np.asarray(reduced, dtype=np.int16))
+    assert difference.mean() < 3
+    assert load_rgb(path, min_side=1000).size == (2400, 1800)  # no halving keeps 1000 px
 
 
 def test_the_export_check_gets_phone_photos_reduced_but_upright_and_their_own_shape(tmp_path):
