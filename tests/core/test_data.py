@@ -449,6 +449,18 @@ def test_fewer_than_two_usable_classes_is_a_dataset_error_with_a_way_forward(tmp
         scan_dataset(tmp_path / "empty")
 
 
+def test_the_folder_of_one_class_given_for_the_dataset_is_named_so(tmp_path):
+    """hymenoptera/train/ants: "none of the 124 files in its class folders could be used (the first, …:
+    Not inside a class folder …)" said there were class folders and that there were none."""
+    make_classes(tmp_path / "pets", cats=3, dogs=2)
+    with pytest.raises(DatasetError) as error:
+        scan_dataset(tmp_path / "pets" / "cats")
+    assert str(error.value) == (f"{tmp_path / 'pets' / 'cats'} has no usable class, and a dataset needs at least "
+                                f"two: its 3 images lie in it, not in class folders; if it is one class's folder, "
+                                f"give the folder above it ({tmp_path / 'pets'}), else put each class in a "
+                                "sub-folder of its own.")
+
+
 def test_class_folders_whose_every_file_is_refused_say_why_not_how_to_lay_out_folders(tiny_dataset):
     # every image over the pixel limit: "put the images of each class in their own sub-folder" was
     # advice on folders that were already right

@@ -283,7 +283,13 @@ def _too_few_classes(root: Path, classes: list[str], layout: _Layout, needed: in
     found = f"only one usable class ({classes[0]})" if classes else "no usable class"
     hint = "put the images of each class in their own sub-folder, e.g. cats/ and dogs/"
     refused = [problem for problem in problems if (root / problem.path).is_file()]
-    if refused and not classes:
+    if refused and not classes and all(problem.kind == "outside_class" for problem in refused):
+        # images and no class folder: the folder of one class given for the dataset ("none of the 124 files in
+        # its class folders could be used (…: Not inside a class folder …)" said two contrary things)
+        lie = "lies" if len(refused) == 1 else "lie"
+        hint = (f"its {counted(len(refused), 'image')} {lie} in it, not in class folders; if it is one class's "
+                f"folder, give the folder above it ({root.parent}), else put each class in a sub-folder of its own")
+    elif refused and not classes:
         # the class folders are there but every file was refused (all over --max-pixels, say): the
         # reason, not advice on folders that are already right
         first = refused[0]
