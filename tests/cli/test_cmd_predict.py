@@ -192,3 +192,14 @@ def test_a_folder_given_before_the_model_is_answered_with_the_command_in_order(p
     assert main([command, str(folder), str(pt2)]) == 2
     assert capsys.readouterr().err.strip() == (f"tl-studio {command}: {folder} is a folder of images and {pt2} a "
                                                f"model: the model comes first (tl-studio {command} {pt2} {folder}).")
+
+
+def test_a_photo_given_before_the_model_is_answered_with_the_command_in_order(pt2, folder, capsys):
+    """`predict photo.jpg runs/ants-bees` said only "photo.jpg is not a model file TL Studio knows"."""
+    photo = folder / "00.png"
+    assert main(["predict", str(photo), str(pt2)]) == 2
+    assert capsys.readouterr().err.strip() == (f"tl-studio predict: {photo} is not a model file and {pt2} a model: the "
+                                               f"model comes first (tl-studio predict {pt2} {photo}).")
+    assert main(["predict", str(photo), str(photo)]) == 2  # no model among them: what the file is not, as before
+    assert capsys.readouterr().err.strip() == (f"tl-studio predict: {photo.name} is not a model file TL Studio knows "
+                                               "(.pt2, .onnx, .ts, .pt, .pth, .jit).")

@@ -152,10 +152,12 @@ def load_model_argument(model_argument: str, trust: bool, others: list[str], com
         return load_model_file(model_argument, trust_torchscript=trust)
     except UserError:
         model = next((other for other in others if _names_a_model(Path(other))), None)
-        if model is None or not Path(model_argument).is_dir():
+        given = Path(model_argument)
+        if model is None or not (given.is_dir() or given.is_file()) or _names_a_model(given):
             raise
         rest = " ".join(shlex.quote(other) for other in [model_argument, *others] if other != model)
-        raise UserError(f"{model_argument} is a folder of images and {model} a model: the model comes first "
+        what = "a folder of images" if given.is_dir() else "not a model file"  # a photo given first, say
+        raise UserError(f"{model_argument} is {what} and {model} a model: the model comes first "
                         f"(tl-studio {command} {shlex.quote(model)} {rest}).") from None
 
 

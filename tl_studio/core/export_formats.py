@@ -29,7 +29,7 @@ else:
 '''
 _TORCH_SNIPPET_TAIL = '''info = json.loads(extra["tl_studio.json"])
 classes = info["classes"]
-threshold = (info.get("unknown") or {{}}).get("threshold", 0.0)  # below it: an image unlike the training set
+threshold = (info.get("unknown") or {{}}).get("threshold", 0.0)  # below it the model is not sure: "unknown"
 
 ''' + _READ_PHOTO + f"image = pil_to_tensor({_PHOTO}).float().div(255).unsqueeze(0)\n" + '''with torch.no_grad():
     probabilities = model(image)[0]  # any image size: resizing and normalisation are inside
@@ -79,7 +79,7 @@ from PIL import Image, ImageOps
 session = onnxruntime.InferenceSession("{path}")
 info = json.loads(session.get_modelmeta().custom_metadata_map["tl_studio.json"])
 classes = info["classes"]
-threshold = (info.get("unknown") or {{}}).get("threshold", 0.0)  # below it: an image unlike the training set
+threshold = (info.get("unknown") or {{}}).get("threshold", 0.0)  # below it the model is not sure: "unknown"
 
 ''' + _READ_PHOTO + f"image = np.asarray({_PHOTO}, dtype=np.float32) / 255\n" + '''probabilities = session.run(None, {{"images": image.transpose(2, 0, 1)[None]}})[0][0]
 ''' + _ANSWER, "tl_studio.core.export:write_onnx"),
@@ -95,7 +95,7 @@ def format_for_suffix(path: Path) -> str:
     for fmt in EXPORT_FORMATS.values():
         if fmt.opens(path):
             return fmt.name
-    known = ", ".join(f.suffix for f in EXPORT_FORMATS.values())
+    known = ", ".join(suffix for f in EXPORT_FORMATS.values() for suffix in (f.suffix, *f.also_opens))
     from tl_studio.core.errors import UserError
 
     raise UserError(f"{Path(path).name} is not a model file TL Studio knows ({known}).")
