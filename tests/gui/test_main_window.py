@@ -378,3 +378,41 @@ def test_the_first_window_fits_the_screen(qtbot):
     assert window.width() == min(FIRST_SIZE[0], room.width()) and window.height() == min(FIRST_SIZE[1], room.height())
     assert room.width() < FIRST_SIZE[0]  # the test screen (offscreen: 800 x 800) is the small case
     window.close()
+
+
+def test_the_quit_question_keeps_its_buttons_where_they_were_when_its_words_change(qtbot, monkeypatch):
+    """Asked while the model file was written and left open until it was, the question became the shorter
+    "The run has ended and its results are saved. Quit?" and Yes and No moved 100 px: a click meant for
+    No landed beside it."""
+    from PySide6.QtCore import QObject, Signal
+
+    from tl_studio.gui.main_window import ask_to_quit_while_training
+
+    class Controller(QObject):
+        epochEnded, finished = Signal(object), Signal(object)
+
+    class Run(QObject):  # the Train step as the question reads it: writing its model file, then done
+        runFinished = Signal(object)
+        controller = Controller()
+        running, writing_model_file, epoch_finished = True, True, True
+
+    run = Run()
+    seen = []
+
+    def left_open_until_the_file_is_written(box):
+        box.show()
+        qtbot.waitExposed(box)
+        no = box.button(QMessageBox.No)
+        seen.append((box.text(), no.mapTo(box, no.rect().topLeft()), box.size()))
+        run.running = run.writing_model_file = False
+        run.runFinished.emit(None)
+        QApplication.sendPostedEvents()
+        QApplication.processEvents()
+        seen.append((box.text(), no.mapTo(box, no.rect().topLeft()), box.size()))
+        return QMessageBox.No
+
+    monkeypatch.setattr(QMessageBox, "exec", left_open_until_the_file_is_written)
+    assert ask_to_quit_while_training(None, run) == QMessageBox.No
+    (before, no_before, size_before), (after, no_after, size_after) = seen
+    assert "Quit once it is written?" in before and after == "The run has ended and its results are saved. Quit?"
+    assert no_after == no_before and size_after.width() >= size_before.width()

@@ -417,6 +417,11 @@ def ask_to_quit_while_training(parent, train) -> int:
 
     def follow(*_) -> None:
         title, text = _quit_question(train)
+        # the box never shrinks under the pointer: a shorter question moved Yes and No 100 px, and a click
+        # meant for No landed beside it
+        label = box.findChild(QLabel, "qt_msgbox_label")
+        if label is not None and box.isVisible():
+            label.setMinimumSize(label.size())
         box.setWindowTitle(title)
         box.setText(text)
 
