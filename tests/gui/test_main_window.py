@@ -416,3 +416,18 @@ def test_the_quit_question_keeps_its_buttons_where_they_were_when_its_words_chan
     (before, no_before, size_before), (after, no_after, size_after) = seen
     assert "Quit once it is written?" in before and after == "The run has ended and its results are saved. Quit?"
     assert no_after == no_before and size_after.width() >= size_before.width()
+
+
+def test_a_sentence_of_work_that_names_its_step_stays_on_it_when_the_user_goes_elsewhere(window):
+    """An evaluation that ended as the user went to the Runs step left "Evaluated 153 images: accuracy
+    0.961" on the Runs step, about a run other than the one it showed; a sentence of the action that
+    changes the step still goes with it."""
+    window.steps.go_to("Evaluate")
+    window.session.say("Evaluated 153 images: accuracy 0.961, macro-F1 0.961.", "Evaluate")
+    window.steps.go_to("Runs")  # within the second
+    assert window._status.text() != "Evaluated 153 images: accuracy 0.961, macro-F1 0.961."
+    window.steps.go_to("Evaluate")
+    assert window._status.text() == "Evaluated 153 images: accuracy 0.961, macro-F1 0.961."
+    window.session.say("Opening run lite0…")  # the click that goes to another step
+    window.steps.go_to("Runs")
+    assert window._status.text() == "Opening run lite0…"

@@ -35,7 +35,9 @@ class StepStatusLine(QLabel):
         self._before = self._said_on.get(self.steps.currentIndex(), "")
         self.setText(text)
         self._said_on[self.steps.currentIndex()] = text
-        self._said_at = time.monotonic()
+        # only an action's own sentence goes with it to the step it opens: work that names its step (an
+        # evaluation ending as the user went to the Runs step) stayed on the Runs step, about another run
+        self._said_at = time.monotonic() if step is None else -math.inf
 
     def _on_step_shown(self, index: int) -> None:
         left, self._shown = self._shown, index
