@@ -310,10 +310,11 @@ class PredictPage(QWidget):
                 label = _item(prediction.labels[rank])
                 label.setData(prediction.labels[rank], LABEL_ROLE)
                 if rank == 0 and prediction.unknown:  # the model's unknown rule rejects this image
-                    label.setText(f"unknown (closest: {prediction.labels[0]} {probability:.0%})")
+                    # the confidence is in the next column: "closest: ants 50%" stood beside "50.2%"
+                    label.setText(f"unknown (closest: {prediction.labels[0]})")
                     label.setForeground(BAD)
-                    label.setToolTip("Unlike the images the model was trained on: its confidence is below the "
-                                     "threshold stored in the model file.")
+                    label.setToolTip("The model is not sure: its confidence is below the threshold of the unknown "
+                                     "rule stored in the model file.")
                 row += [label, _item(f"{probability:.1%}", probability)]
             else:
                 row += [_item(""), _item("", -1.0)]
