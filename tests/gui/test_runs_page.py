@@ -123,7 +123,18 @@ def test_selecting_two_runs_overlays_their_curves_and_diffs_their_settings(page,
     lr_row = list(page.diff_table.differences).index("lr")
     texts = {page.diff_table.horizontalHeaderItem(c).text(): page.diff_table.item(lr_row, c).text() for c in range(2)}
     assert texts == {"lite0": "0.001 (default)", "resnet": "0.0003"}  # the rate each run actually used
+    freeze_row = list(page.diff_table.differences).index("freeze")
+    texts = {page.diff_table.horizontalHeaderItem(c).text(): page.diff_table.item(freeze_row, c).text()
+             for c in range(2)}
+    assert texts == {"lite0": "backbone", "resnet": "nothing"}  # not "all" and "none" of what
     assert page.validation.compare_button.isEnabled()
+
+
+def test_a_freeze_depth_is_named_in_the_table_as_the_stages_it_freezes():
+    from tl_studio.gui.runs_table import freeze_words
+
+    assert [freeze_words(value) for value in ("all", "none", "3", "1")] == \
+        ["backbone", "nothing", "first 3 stages", "first 1 stage"]
 
 
 def test_two_runs_of_the_same_settings_say_so_in_one_cell_under_no_runs_name(page, runs):

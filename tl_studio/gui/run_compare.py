@@ -14,7 +14,7 @@ from tl_studio.core.run_folder import RunFolder
 from tl_studio.core.run_history import RunSummary, config_diff, read_metrics, resolved_lr
 from tl_studio.gui.literal_text import as_written
 from tl_studio.gui.plots import fit_legend_columns
-from tl_studio.gui.runs_table import SCHEDULE_WORDS
+from tl_studio.gui.runs_table import SCHEDULE_WORDS, freeze_words
 from tl_studio.gui.theme import configure_pyqtgraph
 
 # Enough distinct colours for a comparison someone can still read (tab10).
@@ -183,6 +183,8 @@ class ConfigDiffTable(QTableWidget):
                         text = f"{resolved_lr(runs[column].config):.2g} (default)"
                     elif key == "schedule":  # as the table beside it and the Train step name it
                         text = SCHEDULE_WORDS.get(value, _text(value))
+                    elif key == "freeze" and value is not None:
+                        text = freeze_words(value)
                     else:
                         text = _text(value)
                     self.setItem(row, column, QTableWidgetItem(text))

@@ -19,6 +19,7 @@ from PySide6.QtWidgets import QStyledItemDelegate
 
 from tl_studio.core.run_folder import NO_MODEL_FILE_YET
 from tl_studio.core.run_history import RunSummary, format_age
+from tl_studio.core.wording import counted
 from tl_studio.gui.literal_text import as_written
 
 SORT_ROLE = int(Qt.UserRole) + 1
@@ -63,6 +64,14 @@ def _status(run: RunSummary) -> str:
 SCHEDULE_WORDS = {"onecycle": "One-cycle", "cosine": "Cosine", "fine-tune": "Two-phase"}
 
 
+def freeze_words(value) -> str:
+    """A freeze depth under the heading Freeze: "3" beside "all" read as a count of something unnamed."""
+    value = str(value)
+    if value.isdigit():
+        return f"first {counted(int(value), 'stage')}"
+    return {"all": "backbone", "none": "nothing"}.get(value, value)
+
+
 def _number(value) -> float:
     """A sort key Qt compares as a number (in C++); an unknown value sorts below every known one."""
     return float("-inf") if value is None else float(value)
@@ -79,7 +88,7 @@ COLUMNS: tuple[Column, ...] = (
     Column("Date", "created", lambda r: format_age(r.created), lambda r: r.created or 0.0),
     Column("Data set", "data_set", lambda r: r.data_set, lambda r: r.data_set.lower()),
     Column("Model", "model", lambda r: r.model, lambda r: r.model),
-    Column("Freeze", "freeze", lambda r: r.freeze, lambda r: r.freeze),
+    Column("Freeze", "freeze", lambda r: freeze_words(r.freeze), lambda r: r.freeze),
     Column("Schedule", "schedule", lambda r: SCHEDULE_WORDS.get(r.schedule, r.schedule), lambda r: r.schedule),
     Column("LR", "lr", lambda r: f"{r.lr:.2g}" if r.lr is not None else "–", lambda r: _number(r.lr), True),
     Column("Epochs", "epochs_done", lambda r: f"{r.epochs_done}/{r.planned_epochs or '?'}",
@@ -93,7 +102,7 @@ COLUMNS: tuple[Column, ...] = (
 )
 NAME_COLUMN = 1
 # Starting widths in pixels (the user can drag them); the last column (Note) takes what is left.
-WIDTHS = {"starred": 26, "name": 250, "status": 130, "created": 118, "data_set": 80, "model": 130, "freeze": 56,
+WIDTHS = {"starred": 26, "name": 250, "status": 130, "created": 118, "data_set": 80, "model": 130, "freeze": 96,
           "schedule": 76, "lr": 58, "epochs_done": 58, "best_val_acc": 64, "best_val_loss": 66, "train_seconds": 76,
           "images_per_s": 66, "device": 160}
 NAME_WIDTH_MAX = 420  # the Name column grows to its longest name up to this (runs_page._fit_names)
