@@ -100,7 +100,7 @@ def test_compare_formats_shows_the_report_as_a_table(page, qtbot, monkeypatch):
         seen.append(run_dir)
         for step, fmt in enumerate(("pt2", "onnx", "onnx-int8", "torchscript")):
             report((f"Writing and measuring {fmt}", step, 4))
-        return FormatReport(str(run_dir), "CPU (test, 1 threads)",
+        return FormatReport(str(run_dir), "CPU (test, 1 thread)",
                             (_figures("pt2"), _figures("onnx"), _figures("onnx-int8", "int8 check FAILED on 9 images."),
                              _figures("torchscript")))
 
@@ -114,7 +114,7 @@ def test_compare_formats_shows_the_report_as_a_table(page, qtbot, monkeypatch):
     assert table.cell_text(2, 0) == "int8 ONNX" and table.cell_text(2, 1) == "int8 check FAILED on 9 images."
     assert table.columnSpan(2, 1) == 5
     caption = page.compare_result.text()
-    assert "CPU (test, 1 threads)" in caption and "40 validation images" in caption
+    assert "CPU (test, 1 thread)" in caption and "40 validation images" in caption
     assert page.compare_button.isEnabled() and page.compare_progress.isHidden()
 
 

@@ -27,7 +27,7 @@ from typing import Callable, Sequence
 import numpy as np
 
 from tl_studio.core.errors import Cancelled, UserError
-from tl_studio.core.wording import MB
+from tl_studio.core.wording import MB, counted
 
 REPORT_FORMATS = ("pt2", "onnx", "onnx-int8", "torchscript")
 WARMUP_RUNS = 5
@@ -187,7 +187,7 @@ def _device_name() -> str:
 
     import torch
 
-    return f"CPU ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads)"
+    return f"CPU ({platform.processor() or platform.machine()}, {counted(torch.get_num_threads(), 'thread')})"
 
 
 def format_table(report: FormatReport) -> str:
