@@ -98,3 +98,15 @@ def test_every_default_a_flags_help_states_is_the_configs():
             assert value == str(expected), flag.flag
         stated += 1
     assert stated >= 12
+
+
+def test_an_unknown_option_is_refused_with_the_commands_usage(tmp_path, capsys):
+    """`train DATA --max-images 0` answered with "usage: tl-studio [-h] [--version] COMMAND …", which names
+    none of train's options."""
+    from tl_studio.cli.main import main
+
+    with pytest.raises(SystemExit) as ended:
+        main(["train", str(tmp_path), "--max-images", "0"])
+    err = capsys.readouterr().err
+    assert ended.value.code == 2 and err.startswith("usage: tl-studio train ")
+    assert err.rstrip().endswith("tl-studio train: error: unrecognized arguments: --max-images 0")

@@ -54,7 +54,7 @@ def build_parser() -> argparse.ArgumentParser:
         module = importlib.import_module(f"tl_studio.cli.{module_name}")
         command_parser = sub.add_parser(name, help=help_text, description=help_text)
         module.add_arguments(command_parser)
-        command_parser.set_defaults(_module=module)
+        command_parser.set_defaults(_module=module, _parser=command_parser)
     return parser
 
 
@@ -64,7 +64,9 @@ def main(argv: list[str] | None = None, *, owns_the_process: bool = False) -> in
     core/cpu_settings.py; a caller in a longer-lived process (the tests) leaves them alone."""
     argv = sys.argv[1:] if argv is None else list(argv)
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args, unknown = parser.parse_known_args(argv)
+    if unknown:  # with the command's usage: the top-level one ("tl-studio [-h] [--version] COMMAND") says nothing of it
+        getattr(args, "_parser", parser).error(f"unrecognized arguments: {' '.join(unknown)}")
     if args.command is None or args.command == "gui":
         parser.print_help()
         return 2
