@@ -171,7 +171,7 @@ def test_a_run_folder_the_jobs_resume_would_refuse_is_refused_now(tiny_dataset, 
     common = ["cluster-script", str(tiny_dataset), "--out", str(run)]
     assert main([*common, "--model", "efficientnet_lite0", "--epochs", "8"]) == 2  # train: "another model"
     err = capsys.readouterr().err
-    assert f"{run} holds a run of resnet18" in err and "give another --out" in err
+    assert f"{run} was trained with --model resnet18 (not efficientnet_lite0)" in err and "another folder (--out)" in err
     assert main(common) == 2  # all 5 epochs done: every attempt would only write the model file again
     assert "has already trained its 5 epochs" in capsys.readouterr().err
     assert main([*common, "--epochs", "8"]) == 0  # the same run, further: the script resumes it

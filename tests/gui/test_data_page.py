@@ -505,11 +505,11 @@ def test_a_folder_that_cannot_be_opened_says_why_on_the_welcome_page(qtbot, tmp_
     data_page.show()
     assert not data_page.welcome.problem.isVisible()
     with qtbot.waitSignal(data_page.session.statusMessage, timeout=TIMEOUT_MS,
-                          check_params_cb=lambda message: "Not inside a class folder" in message):
+                          check_params_cb=lambda message: "not in class folders" in message):
         data_page.open_folder(str(flat))
     said = data_page.welcome.problem.text()
     assert data_page.welcome.problem.isVisible()
-    assert str(flat) in said and "Not inside a class folder" in said
+    assert str(flat) in said and "its 1 image lies in it, not in class folders" in said
     assert data_page.body.currentWidget() is data_page.welcome
     with qtbot.waitSignal(data_page.session.datasetChanged, timeout=TIMEOUT_MS):
         data_page.open_folder(str(tiny_dataset))

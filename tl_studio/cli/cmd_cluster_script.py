@@ -234,20 +234,15 @@ def check_training(args: argparse.Namespace) -> None:
         parse_freeze(config.freeze, len(model_stages(build_shapes_only(config.model, 2))))
     folder.check_new_run(resume=resumes, overwrite=False)  # a folder of other files, or a run to replace
     if resumes:
-        check_the_run_continues(folder, config, args.out)
+        check_the_run_continues(config, args.out)
 
 
-def check_the_run_continues(folder, config, out: str) -> None:
-    """The run in --out, which every attempt continues: of the same model (else train refuses to resume
-    it, after loading the model and the checkpoint), and not finished already (else each attempt only
-    writes its model file again)."""
+def check_the_run_continues(config, out: str) -> None:
+    """The run in --out, which every attempt continues: not finished already (else each attempt only
+    writes its model file again). Its model and the rest of its recipe are train's own check
+    (cmd_train.build_config)."""
     from tl_studio.core.errors import UserError
 
-    trained = folder.config()
-    if trained is not None and trained.model != config.model:  # the comparison train's resume makes
-        raise UserError(f"{out} holds a run of {trained.model}, which the job would continue (train --resume) "
-                        f"with {config.model}, and train refuses that; give another --out for a new run, or "
-                        f"leave out --model to continue that one.")
     if finished := cmd_train.finished_already(out, config.epochs):
         raise UserError(finished)
 
