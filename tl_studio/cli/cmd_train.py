@@ -43,12 +43,19 @@ def build_config(args: argparse.Namespace):
     if start is not None and (changed := start.recipe_changes(config)):
         from tl_studio.core.errors import UserError
 
-        named = " and ".join(f"{config_flags.flag_for(key)} {_shown(before)} (not {_shown(given)})"
+        named = " and ".join(f"{_setting_name(key)} {_shown(before)} (not {_shown(given)})"
                              for key, (before, given) in changed.items())
         raise UserError(f"{args.out} was trained with {named}, and a resumed run goes on with its own settings "
                         "(how long and how fast it trains may change: --epochs, --early-stopping, --device, "
                         "--workers…): resume it without them, or train with the new ones in another folder (--out).")
     return config
+
+
+def _setting_name(field: str) -> str:
+    try:
+        return config_flags.flag_for(field)
+    except KeyError:  # a setting of --config files only (stage_lr_factor, momentum…)
+        return field
 
 
 def _shown(value) -> str:

@@ -141,9 +141,3 @@ def build_config(args: argparse.Namespace, dests: tuple[str, ...], start=None):
     if start is None:
         start = TrainConfig.load(Path(args.config)) if getattr(args, "config", None) else TrainConfig()
     return start.replace(**config_changes(args, dests)).validate()
-
-
-def flag_for(config_field: str) -> str:
-    """The command-line flag that sets a TrainConfig field (--early-stopping sets early_stopping_patience)."""
-    return next((flag.flag for flag in FLAGS.values() if flag.field == config_field),
-                "--" + config_field.replace("_", "-"))

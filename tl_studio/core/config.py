@@ -163,8 +163,8 @@ class TrainConfig:
         (and the run history) while the run went on with 0.001 and 32. How long and on what it trains may
         change (RESUME_MAY_CHANGE)."""
         changed = {}
-        for field in dataclasses.fields(self):
-            key = field.name
+        for setting in dataclasses.fields(self):
+            key = setting.name
             if key in RESUME_MAY_CHANGE:
                 continue
             before, after = getattr(self, key), getattr(given, key)
