@@ -16,6 +16,22 @@ def _choose(page, fmt):
             button.setChecked(True)
 
 
+def _page_whose_export_runs_on(qtbot, monkeypatch, run, fmt):
+    """The Export step of ``run`` with ``fmt`` chosen; an export starts a stand-in task that runs until the
+    test says otherwise (its ``running``). Returns the session, the page and that task."""
+    from types import SimpleNamespace
+
+    session = Session()
+    session.set_run(run, None)
+    page = ExportPage(session)
+    qtbot.addWidget(page)
+    _choose(page, fmt)
+    signal = SimpleNamespace(connect=lambda slot: None)
+    task = SimpleNamespace(succeeded=signal, failed=signal, cancelled=signal, running=True)
+    monkeypatch.setattr(page.tasks, "start", lambda work, name: task)
+    return session, page, task
+
+
 def test_switching_the_format_keeps_the_typed_folder_and_name(qtbot, tmp_path):
     session = Session()
     session.set_run(tmp_path / "run", None)
@@ -99,16 +115,7 @@ def test_a_bare_file_name_is_written_into_the_run_folder_and_another_run_clears_
 def test_the_choices_stay_as_they_were_while_a_file_is_written(qtbot, tmp_path, monkeypatch):
     """int8 ONNX picked while a TorchScript export ran left the step naming model.int8.onnx and int8
     ONNX over the model.ts just written, with the TorchScript snippet under them."""
-    from types import SimpleNamespace
-
-    session = Session()
-    session.set_run(tmp_path / "run", None)
-    page = ExportPage(session)
-    qtbot.addWidget(page)
-    _choose(page, "torchscript")
-    signal = SimpleNamespace(connect=lambda slot: None)
-    monkeypatch.setattr(page.tasks, "start", lambda work, name: SimpleNamespace(
-        succeeded=signal, failed=signal, cancelled=signal, running=True))
+    session, page, _ = _page_whose_export_runs_on(qtbot, monkeypatch, tmp_path / "run", "torchscript")
     said = []
     session.statusMessage.connect(said.append)
     page.export()
@@ -129,14 +136,7 @@ def test_a_run_that_finishes_during_an_export_takes_the_step_over_once_the_expor
     named B's file, and the step never said whether A's file passed its check."""
     from types import SimpleNamespace
 
-    session = Session()
-    session.set_run(tmp_path / "A", None)
-    page = ExportPage(session)
-    qtbot.addWidget(page)
-    _choose(page, "onnx")
-    signal = SimpleNamespace(connect=lambda slot: None)
-    task = SimpleNamespace(succeeded=signal, failed=signal, cancelled=signal, running=True)
-    monkeypatch.setattr(page.tasks, "start", lambda work, name: task)
+    session, page, task = _page_whose_export_runs_on(qtbot, monkeypatch, tmp_path / "A", "onnx")
     page.export()
     session.set_run(tmp_path / "B", tmp_path / "B" / "model.pt2")  # B's run ends meanwhile
     assert page.result.text() == "Exporting to model.onnx and checking it against the app…"
