@@ -137,8 +137,15 @@ def test_int8_export_writes_a_checked_file_with_the_same_contract(model, tmp_pat
     assert any(made_by.get(node.input[1]) == "DequantizeLinear" for node in convolutions[1:])
 
 
-def test_benchmark_reports_each_format(model, capsys):
+def test_benchmark_reports_each_format(model, capsys, monkeypatch):
+    from tl_studio.core import images
+    from tl_studio.core.runs import open_run
+
+    sides, real_load = [], images.load_rgb  # its accuracy is on images decoded as evaluate decodes them
+    monkeypatch.setattr(images, "load_rgb", lambda path, *args, **kwargs: sides.append(kwargs.get("min_side")) or
+                        real_load(path, *args, **kwargs))
     assert main(["benchmark", str(model.run_dir), "--formats", "onnx", "pt2", "onnx", "--json"]) == 0  # once each
+    assert sides and set(sides) == {open_run(model.run_dir).spec.resize_size}
     report = json.loads(capsys.readouterr().out)
     rows = {row["format"]: row for row in report["formats"]}
     assert set(rows) == {"onnx", "pt2"} and len(report["formats"]) == 2

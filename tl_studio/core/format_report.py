@@ -130,7 +130,9 @@ def _validation_images(run) -> tuple[list, list[int]]:
     images, labels = [], []
     for i in picks:
         try:
-            images.append(to_unit_tensor(load_rgb(chosen.paths[i])).unsqueeze(0))
+            # decoded as predict and evaluate decode them (a large JPEG reduced), as the int8 check does
+            image = load_rgb(chosen.paths[i], min_side=run.spec.resize_size)
+            images.append(to_unit_tensor(image).unsqueeze(0))
             labels.append(chosen.labels[i])
         except (ImageLoadError, OSError):
             continue
