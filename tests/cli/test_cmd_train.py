@@ -546,3 +546,17 @@ def test_a_run_still_training_is_said_so_by_predict_and_export(trained_run, tmp_
         lock.release()
     assert main(["predict", str(training), image]) == 2  # ended without its model file: the usual sentence
     assert "has no model file yet (it stopped before writing one)" in capsys.readouterr().err
+
+
+def test_a_resumed_run_keeps_the_share_its_model_file_was_exported_to_keep(tiny_dataset, tmp_path, capsys):
+    """`export RUN --keep 0.8 --overwrite`, then `train --resume --epochs 3`: the run's new model.pt2 kept
+    95 % again, without a word, and `predict RUN` answered what the user had made "unknown"."""
+    from tl_studio.core.run_folder import RunFolder
+
+    run = tmp_path / "run"
+    assert main(["train", str(tiny_dataset), "--out", str(run), *FAST]) == 0
+    assert main(["export", str(run), "--keep", "0.8", "--overwrite"]) == 0
+    assert RunFolder(run).model_file_keep() == pytest.approx(0.8)
+    assert main(["train", str(tiny_dataset), "--out", str(run), "--resume", *FAST[2:], "--epochs", "3"]) == 0
+    assert len((run / "metrics.csv").read_text().splitlines()) == 1 + 3
+    assert RunFolder(run).model_file_keep() == pytest.approx(0.8)

@@ -68,3 +68,19 @@ def test_pause_holds_every_process_and_stop_ends_the_run(window, qtbot):
     assert finished.args[0].status == "stopped", finished.args[0].message
     assert start.isEnabled() and not page.running
     assert RunFolder(page.current_run_dir).status().state == "stopped"
+
+
+def test_the_windows_model_file_writer_keeps_the_share_the_runs_file_keeps(tmp_path, monkeypatch):
+    """A run resumed in the window wrote its model.pt2 keeping 95 % again over one exported keeping 80 %."""
+    import json
+    import zipfile
+
+    from tl_studio.gui import processes
+
+    with zipfile.ZipFile(tmp_path / "model.pt2", "w") as archive:
+        archive.writestr("archive/extra/tl_studio.json", json.dumps({"unknown": {"keep": 0.8}}))
+    asked = []
+    monkeypatch.setattr(processes, "export_in_child_process", lambda *args, **kwargs: asked.append(kwargs) or
+                        type("Report", (), {"path": tmp_path / "model.pt2"})())
+    processes.write_model_file_in_child_process(tmp_path, tmp_path / "model.pt2")
+    assert asked[0]["keep"] == 0.8

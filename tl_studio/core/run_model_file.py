@@ -9,7 +9,8 @@ import copy
 import torch
 
 from tl_studio.core import checkpoint as ckpt
-from tl_studio.core.run_folder import BEST_CHECKPOINT
+from tl_studio.core.run_folder import BEST_CHECKPOINT, MODEL_FILE, RunFolder
+from tl_studio.core.unknown import DEFAULT_KEEP
 
 
 def model_file_bytes(model: torch.nn.Module) -> int:
@@ -26,7 +27,11 @@ def export_best(state, path):
     network = copy.deepcopy(state.model).cpu().float().to(memory_format=torch.contiguous_format)
     network.load_state_dict(best["model"])
     metadata = metadata_for_run(state.config, state.data.classes, state.spec, best["epoch"], best["val_acc"])
-    metadata = calibrated_metadata(metadata, *_best_validation_logits(state, network))
+    # the share the run's model file keeps known (`export --keep 0.8 --overwrite`): a resumed run put it back to
+    # the default without a word
+    recorded = RunFolder(path.parent).model_file_keep() if path.name == MODEL_FILE else None
+    metadata = calibrated_metadata(metadata, *_best_validation_logits(state, network),
+                                   DEFAULT_KEEP if recorded is None else recorded)
     return export_model(network, state.spec, metadata, path, "pt2", state.data.check_images()).path
 
 

@@ -113,4 +113,8 @@ def _child_main(fn, args, kwargs, messages, cancel, with_progress: bool) -> None
 def write_model_file_in_child_process(run_dir: Path, path: Path, validation=None) -> Path:
     """The engine's model-file writer for GUI runs (see Trainer's ``model_file_writer``): ``validation``,
     the best epoch's (logits, labels) on the val split, spares the child a pass over the val images."""
-    return export_in_child_process(run_dir, "pt2", path, overwrite=True, validation=validation).path
+    from tl_studio.core.run_folder import RunFolder
+
+    # the share its model file keeps known stays (`export --keep 0.8`), as in run_model_file.export_best
+    return export_in_child_process(run_dir, "pt2", path, overwrite=True, keep=RunFolder(run_dir).model_file_keep(),
+                                   validation=validation).path
