@@ -214,6 +214,31 @@ def test_resuming_a_finished_run_says_how_to_train_it_further_and_rewrites_nothi
     assert f"{run} has already trained its 2 epochs (best val accuracy " in out
     assert out.rstrip().endswith("to train it further, resume with more epochs, e.g. --epochs 7.")
     assert {path.name: path.stat().st_mtime_ns for path in run.iterdir()} == before
+    # --json: stdout stays JSON Lines (it printed the sentence there)
+    assert main(["train", str(tiny_dataset), "--out", str(run), "--resume", "--json"]) == 0
+    printed = capsys.readouterr()
+    done = json.loads(printed.out)
+    assert done["event"] == "done" and done["status"] == "completed" and done["model_file"] == str(run / "model.pt2")
+    assert "has already trained its 2 epochs" in printed.err
+    # fewer epochs than it has: the same sentence, not a check of settings it would not train with
+    assert main(["train", str(tiny_dataset), "--out", str(run), "--resume", "--epochs", "1"]) == 0
+    assert "has already trained its 2 epochs" in capsys.readouterr().out
+    # --config is not read with --resume: said, not left unread
+    assert main(["train", str(tiny_dataset), "--out", str(run), "--resume", "--epochs", "3", "--config",
+                 str(run / "config.json")]) == 2
+    assert "--config is not read with --resume" in capsys.readouterr().err
+    # a flag that changes the default rate: the flag is named, not a --lr the user never typed
+    assert main(["train", str(tiny_dataset), "--out", str(run), "--resume", "--epochs", "3", "--optimizer", "sgd"]) == 2
+    err = capsys.readouterr().err
+    assert "was trained with --optimizer adamw (not sgd)," in err and "--lr" not in err
+
+    # a stopped run that --epochs would cut short is refused, not re-planned and marked done
+    status = json.loads((run / "status.json").read_text())
+    (run / "status.json").write_text(json.dumps({**status, "state": "stopped", "planned_epochs": 4}))
+    assert main(["train", str(tiny_dataset), "--out", str(run), "--resume", "--epochs", "2"]) == 2
+    assert (f"{run} ended after epoch 2 of 4, so --epochs 2 leaves nothing to train: resume it with --epochs 4 or "
+            f"more, or write its model file as it is with: tl-studio export {run}") in capsys.readouterr().err
+    assert json.loads((run / "status.json").read_text())["state"] == "stopped"
 
 
 def test_ctrl_c_stops_after_the_batch_and_says_how_to_resume(tiny_dataset, tmp_path):

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import shlex
 import signal
@@ -37,6 +38,12 @@ def build_config(args: argparse.Namespace):
 
     start = None
     if args.resume and (run_config := Path(args.out) / CONFIG).is_file():
+        if getattr(args, "config", None):  # it was left unread, and the run went on with its own settings
+            from tl_studio.core.errors import UserError
+
+            raise UserError(f"--config is not read with --resume: a resumed run goes on with its own settings "
+                            f"({run_config}); leave --config out, or train with {args.config} in another folder "
+                            "(--out).")
         start = TrainConfig.load(run_config)  # a resumed run keeps its settings; flags change how long and how fast
         _check_the_resumed_runs_images(start.data_dir, args.data_dir, args.out)
     config = config_flags.build_config(args, SETTINGS, start)
@@ -122,6 +129,35 @@ def finished_already(out: str, epochs: int) -> str | None:
             f"resume with more epochs, e.g. --epochs {status.epochs_done + 5}.")
 
 
+def _nothing_to_train(args: argparse.Namespace) -> bool:
+    """--resume with no epoch left to train: a finished run is said so (True; before its settings are checked
+    against the flags: --epochs 1 on a two-phase run of 2 said "--freeze-epochs < --epochs"), and a stopped
+    one that --epochs would cut short is refused (it was re-planned and marked done without a word)."""
+    from tl_studio.core.config import TrainConfig
+    from tl_studio.core.errors import UserError
+    from tl_studio.core.run_folder import CONFIG, RunFolder
+
+    stored = Path(args.out) / CONFIG
+    epochs = args.epochs if args.epochs is not None else TrainConfig.load(stored).epochs if stored.is_file() else None
+    if epochs is None:
+        return False
+    if finished := finished_already(args.out, epochs):
+        if args.json:  # stdout stays JSON Lines
+            status = RunFolder(args.out).status()
+            print(json.dumps({"event": "done", "status": "completed", "best_val_acc": status.best_val_acc,
+                              "best_epoch": status.best_epoch, "model_file": str(Path(args.out) / "model.pt2"),
+                              "seconds": 0.0, "message": finished}))
+        print(finished, file=sys.stderr if args.json else sys.stdout)
+        return True
+    status = RunFolder(args.out).status()
+    if status is not None and status.state != "done" and status.epochs_done and status.epochs_done >= epochs:
+        planned = max(status.planned_epochs or 0, status.epochs_done + 1)
+        raise UserError(f"{args.out} ended after epoch {status.epochs_done} of {status.planned_epochs}, so "
+                        f"--epochs {epochs} leaves nothing to train: resume it with --epochs {planned} or more, or "
+                        f"write its model file as it is with: tl-studio export {shlex.quote(args.out)}")
+    return False
+
+
 def _check_the_resumed_runs_images(trained_on: str, given: str, out: str) -> None:
     """A resumed run goes on with the images it was trained on: another folder would put two data sets'
     validation accuracies into one run (its best epoch chosen across them) and rewrite the data folder its
@@ -139,10 +175,9 @@ def run(args: argparse.Namespace) -> int:
     torchrun_launch.check_arguments(args)
     _check_out_given_where_needed(args)
     check_out_is_not_in_the_data(args)
-    config = build_config(args)
-    if args.resume and not args.overwrite and (finished := finished_already(args.out, config.epochs)):
-        print(finished)
+    if args.resume and not args.overwrite and args.out is not None and _nothing_to_train(args):
         return 0
+    config = build_config(args)
     from tl_studio.core.catalog import refuse_unknown_name_if_cached
     from tl_studio.core.run_folder import RunFolder
 

@@ -168,8 +168,10 @@ class TrainConfig:
             if key in RESUME_MAY_CHANGE:
                 continue
             before, after = getattr(self, key), getattr(given, key)
-            if key == "lr":  # the default and the rate it stands for are one setting
-                before, after = self.resolved_lr(), given.resolved_lr()
+            if key == "lr":
+                if before is None and after is None:  # a default follows the settings named beside it
+                    continue
+                before, after = self.resolved_lr(), given.resolved_lr()  # a rate given equal to the default
             if before != after:
                 changed[key] = (before, after)
         return changed
