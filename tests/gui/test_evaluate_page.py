@@ -5,6 +5,7 @@ look at an image with Grad-CAM."""
 from __future__ import annotations
 
 import re
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -105,6 +106,21 @@ def test_move_to_another_class_updates_the_dataset_and_undo_restores_it(page, qt
     assert _exists(original) and not _exists(moved_to)
     assert changed.args[0].class_counts()[source_class] == 10
     assert page.images.current_paths[first.index] == original and not gallery.undo_button.isEnabled()
+
+
+def test_the_galleries_undo_leaves_a_change_in_another_folder_to_edit_undo(page, qtbot, tmp_path):
+    """A relabel made on the Data step in one folder, then a run evaluated on another folder: the Undo under
+    its images moved the file back in the first folder, and with no Redo the relabel was lost."""
+    session, gallery = page.session, page.cell_gallery
+    other = copy_dataset(page.scan.root, tmp_path / "other")
+    other_scan = scan_dataset(other)
+    photo = next(record.path for record in other_scan.records if other_scan.classes[record.label] == "red")
+    with qtbot.waitSignal(session.fixer.rescanned, timeout=TIMEOUT_MS):
+        session.fixer.move([str(photo)], "green", other_scan)  # as the Data step's thumbnail menu does
+    assert session.fixer.can_undo and not gallery.undo_button.isEnabled()
+    assert "The last change is in other" in gallery.undo_button.toolTip()
+    gallery.undoRequested.emit()  # the button's signal: nothing moves back
+    assert (other / "green" / Path(photo).name).exists() and session.fixer.can_undo
 
 
 def test_exclude_keeps_the_file_out_of_the_classes(page, qtbot):

@@ -6,6 +6,7 @@ evaluated image is now, so captions, tooltips and open closer looks follow a mov
 from __future__ import annotations
 
 from html import escape
+from pathlib import Path
 
 from PySide6.QtCore import QObject
 
@@ -38,7 +39,7 @@ class EvaluationGalleries(QObject):
             gallery.moveRequested.connect(
                 lambda indices, name: self.fixer.move(self._paths(indices), name, self.scan))
             gallery.excludeRequested.connect(lambda indices: self.fixer.exclude(self._paths(indices), self.scan))
-            gallery.undoRequested.connect(self.fixer.undo)
+            gallery.undoRequested.connect(lambda: self.fixer.undo() if self._undo_is_here() else None)
         self.fixer.moved.connect(self._on_moved)
         self.fixer.undoAvailable.connect(self._undo_available)
         self._undo_available(self.fixer.can_undo)
@@ -47,6 +48,7 @@ class EvaluationGalleries(QObject):
         """The images of ``evaluation`` (None empties the galleries, captions too: "2 images whose label
         the model doubts" over an empty list read as now)."""
         self.evaluation, self.scan, self.cams = evaluation, scan, cams
+        self._undo_available(self.fixer.can_undo)  # the last change may be in another folder than these images
         self.current_paths = list(evaluation.paths) if evaluation else []
         self.moved_to = {}
         self.cell = None
@@ -126,10 +128,23 @@ class EvaluationGalleries(QObject):
         return [self.current_paths[i] for i in indices]
 
     def _undo_available(self, available: bool) -> None:
-        """The galleries' Undo takes back the last change in the data set, whichever step made it."""
+        """The galleries' Undo takes back the last change in the folder of the images shown, whichever step
+        made it. A change in another folder is Edit > Undo's: the Undo under a run evaluated on one folder
+        moved a file back in another, relabelled on the Data step before."""
+        if available and not self._undo_is_here():
+            folder = Path(self.fixer.scan.root).name if self.fixer.scan is not None else "another folder"
+            for gallery in self.galleries:
+                gallery.set_undo_enabled(False, f"The last change is in {folder}, not in these images' folder; "
+                                                "Edit > Undo takes it back")
+            return
         text = self.fixer.undo_text() if available else "Move the last moved image back"
         for gallery in self.galleries:
             gallery.set_undo_enabled(available, f"{text} (Ctrl+Z, Edit > Undo)")
+
+    def _undo_is_here(self) -> bool:
+        fixer = self.fixer
+        return (fixer.can_undo and self.scan is not None and fixer.scan is not None
+                and Path(fixer.scan.root) == Path(self.scan.root))
 
     def _on_moved(self, move) -> None:
         source, destination = str(move.source), str(move.destination)
