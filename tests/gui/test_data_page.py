@@ -218,6 +218,38 @@ def test_the_split_boxes_take_percentages_and_say_their_ranges(page, qtbot):
     assert "(asked 60% / 30% / 10%, seed 0)" in page.summary.text()
 
 
+def test_a_split_typed_and_not_applied_is_said_and_start_asks_about_it(qtbot, tiny_dataset, monkeypatch):
+    """15 % typed, Apply split not pressed: the boxes said 15 % over a summary of 30 %, and Start trained on
+    the 30 % split without a word."""
+    from tl_studio.gui.pages.train_page import TrainPage
+
+    page = opened_page(qtbot, tiny_dataset)
+    session = page.session
+    assert not page.split_pending_label.isVisibleTo(page) and session.split_pending == ""
+    page.val_percent.setValue(15)
+    assert page.split_pending_label.isVisibleTo(page)
+    assert page.split_pending_label.text() == ("Not applied: the steps use validation 20 %, test 0 %, seed 0 until "
+                                               "you press Apply split.")
+    train = TrainPage(session)
+    qtbot.addWidget(train)
+    asked = []
+    monkeypatch.setattr(QMessageBox, "question", lambda parent, title, text, *args: asked.append(text) or
+                        QMessageBox.No)
+    monkeypatch.setattr(train.controller, "start", lambda *args, **kwargs: pytest.fail("trained"))
+    train.start()
+    assert asked and asked[0].startswith("The split boxes say validation 15 %, test 0 %, seed 0; the steps use "
+                                         "validation 20 %")
+    page.val_percent.setValue(20)  # back as applied
+    assert not page.split_pending_label.isVisibleTo(page) and session.split_pending == ""
+    page.val_percent.setValue(25)
+    with qtbot.waitSignal(session.datasetChanged, timeout=TIMEOUT_MS):
+        page.rescan()  # Apply split
+    assert session.scan.val_fraction == 0.25 and session.split_pending == ""
+    assert not page.split_pending_label.isVisibleTo(page)
+    train.shutdown()
+    page.shutdown()
+
+
 def test_a_lopsided_split_is_said_under_the_summary(qtbot, tmp_path):
     from tests.helpers import make_image_folder
     from tl_studio.core.data import scan_dataset

@@ -27,6 +27,8 @@ class Session(QObject):
         super().__init__(parent)
         self.scan = None
         self.scanning: str | None = None  # a folder being scanned to replace ``scan``
+        # the Data step's split boxes, changed and not applied: what they say, for Start to ask about ("")
+        self.split_pending = ""
         self.config = TrainConfig()
         # the freeze depth two-phase fine-tuning replaced, given back when the schedule changes again
         self._freeze_before_two_phase: str | None = None

@@ -35,6 +35,7 @@ class DataPage(QWidget):
         # The last finished full check: (folder, the files it decoded, the problems it found). After a move
         # only the files with a new path are decoded again.
         self._full_check: tuple | None = None
+        self._split_shown: tuple | None = None  # the split the boxes last took from a data set shown
         self._file_changes = 0  # moves and undos so far: a check begun before one of them is stale
         self._say_progress = False  # whether the full check's progress goes to the status line
         self.folder: str | None = None
@@ -112,12 +113,20 @@ class DataPage(QWidget):
         self.test_percent.setToolTip("Share held out for a final test, never seen during training, 0 to 40 %.")
         self.seed = QSpinBox(minimum=0, maximum=2**31 - 1)
         self.seed.setToolTip("The same seed gives the same split every time.")
-        apply = QPushButton("Apply split")
+        apply = self.apply_split_button = QPushButton("Apply split")
         apply.clicked.connect(self.rescan)
+        # typed and not applied: said here, and asked about by Start (training ran on the old split, the
+        # boxes saying 15 % over a summary of 30 %)
+        self.split_pending_label = QLabel(wordWrap=True)
+        self.split_pending_label.setStyleSheet("QLabel { color: #664d03; }")
+        self.split_pending_label.hide()
+        for box in (self.val_percent, self.test_percent, self.seed):
+            box.valueChanged.connect(lambda _: self._show_split_pending())
         form.addRow(f"Validation ({self.val_percent.minimum()}-{self.val_percent.maximum()} %)", self.val_percent)
         form.addRow(f"Test ({self.test_percent.minimum()}-{self.test_percent.maximum()} %)", self.test_percent)
         form.addRow("Seed", self.seed)
         form.addRow(apply)
+        form.addRow(self.split_pending_label)
         self.split_box.setEnabled(False)
         return self.split_box
 
@@ -331,8 +340,37 @@ class DataPage(QWidget):
         self._show_imbalance(scan)
         self.chart.show_counts(list(scan.classes), counts)
         self.split_box.setEnabled(not scan.presplit)
+        self._show_split_of(scan)
         self._show_problems(scan.problems, scan.root)
         self.browser.fill_classes(scan)
+
+    def _show_split_of(self, scan) -> None:
+        """The boxes say the split of the data set shown when it is another split than the last shown (a
+        folder opened on another step, with its run's split); the same split shown again (the full check,
+        a move) leaves what the user is typing."""
+        split = (str(scan.root), round(scan.val_fraction * 100), round(scan.test_fraction * 100), scan.seed)
+        if not scan.presplit and split != self._split_shown:
+            for box, value in zip((self.val_percent, self.test_percent, self.seed), split[1:]):
+                box.blockSignals(True)
+                box.setValue(value)
+                box.blockSignals(False)
+        self._split_shown = split
+        self._show_split_pending()
+
+    def _show_split_pending(self) -> None:
+        scan = self.session.scan
+        typed = (self.val_percent.value(), self.test_percent.value(), self.seed.value())
+        pending = ""
+        if scan is not None and not scan.presplit and self.folder and Path(self.folder) == Path(scan.root):
+            applied = (round(scan.val_fraction * 100), round(scan.test_fraction * 100), scan.seed)
+            if typed != applied:
+                pending = (f"Not applied: the steps use validation {applied[0]} %, test {applied[1]} %, seed "
+                           f"{applied[2]} until you press Apply split.")
+        self.split_pending_label.setText(pending)
+        self.split_pending_label.setVisible(bool(pending))
+        self.apply_split_button.setDefault(bool(pending))
+        self.session.split_pending = pending and (f"The split boxes say validation {typed[0]} %, test {typed[1]} %, "
+                                                  f"seed {typed[2]}; {pending[len('Not applied: '):]}")
 
     def _show_imbalance(self, scan) -> None:
         """What the run will do about imbalanced classes, in the words of its own notes (the Train step's

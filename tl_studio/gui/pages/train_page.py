@@ -193,6 +193,12 @@ class TrainPage(QWidget):
             QMessageBox.information(self, "No data set ready", "No data set is ready yet: choose a folder on the "
                                     "Data step, or wait for its scan to finish there.")
             return
+        if self.session.split_pending:
+            answer = QMessageBox.question(self, "Split not applied", f"{self.session.split_pending}\n\nTrain on the "
+                                          "split as it is applied? (No: press Apply split on the Data step first.)")
+            if answer != QMessageBox.Yes:
+                self.session.say("Press Apply split on the Data step, then Start training.")
+                return
         try:
             config = self.session.config.replace(data_dir=str(scan.root)).validate()
         except UserError as error:
