@@ -149,7 +149,13 @@ def test_within_half_a_point_lower_val_loss_wins_then_shorter_training():
             _summary("d", 0.940, 0.01, 1)]
     ranked = history.rank_runs(runs)
     assert [run.name for run in ranked] == ["c", "b", "a", "d"]
-    assert "lowest val loss" in history.best_run(runs).why
+    assert history.best_run(runs).why == ("c: val accuracy 94.6%, within 0.5 points of 2 other runs, with the lowest "
+                                          "val loss (0.2000), which 1 other run has too, and the shortest training "
+                                          "of the two.")
+    # a faster run of a higher loss: the loss decides, and no "shortest training" is claimed
+    runs = [_summary("slow", 0.946, 0.20, 13), _summary("fast", 0.946, 0.25, 7)]
+    assert history.best_run(runs).why == ("slow: val accuracy 94.6%, within 0.5 points of 1 other run, with the "
+                                          "lowest val loss (0.2000).")
 
 
 def test_the_best_run_says_when_the_runs_were_validated_on_different_images():

@@ -24,6 +24,7 @@ from pathlib import Path
 from tl_studio.core import run_folder as names
 from tl_studio.core.errors import UserError
 from tl_studio.core.run_folder import RunFolder
+from tl_studio.core.wording import counted
 
 SIDECAR = names.ANNOTATIONS
 # A folder holding any of these holds a run (the same rule as RunFolder.is_run, on one directory listing).
@@ -394,8 +395,11 @@ def best_run(runs) -> BestRun | None:
         loss = f"{best.best_val_loss:.4f}" if best.best_val_loss is not None else "?"
         why = (f"{best.name}: val accuracy {best.best_val_acc:.1%}, within 0.5 points of "
                f"{len(tied)} other run{'s' if len(tied) > 1 else ''}, with the lowest val loss ({loss})")
-        if tied[0].best_val_loss == best.best_val_loss:
-            why += " and the shortest training"
+        if same := sum(run.best_val_loss == best.best_val_loss for run in tied):
+            # the training time breaks the tie of the loss only: "and the shortest training" stood for a run
+            # of 13 s beside one of 7 s with a higher loss
+            why += (f", which {counted(same, 'other run')} {'has' if same == 1 else 'have'} too, and the shortest "
+                    f"training of {'the two' if same == 1 else 'those'}")
     why += "."
     if len({_validated_on(run) for run in ranked}) > 1:  # 100 % of 9 images is not better than 95 % of 153
         why += (" These runs were validated on different images (another data set, split share or seed), so "
