@@ -124,6 +124,8 @@ def test_int8_export_writes_a_checked_file_with_the_same_contract(model, tmp_pat
     if code != 0:  # the gate may refuse a tiny model; then it must say so and leave nothing behind
         assert "int8 check FAILED" in printed.err and not out.exists()
         return
+    # the calibration figures are the full-precision model's, and said so
+    assert "(of the full-precision model; tl-studio evaluate measures this file's own)." in printed.out
     metadata = _metadata(out)
     assert metadata["quantization"]["check"]["passed"] and metadata["classes"] == list(_metadata(model.model_file)["classes"])
     assert "calibration" in metadata and "unknown" in metadata
