@@ -74,6 +74,7 @@ def test_diff_shows_only_what_differs(runs_root, capsys):
     diff = json.loads(capsys.readouterr().out)
     assert diff["settings"] == {"model": ["efficientnet_lite0", "resnet18"], "freeze": ["all", "none"],
                                 "lr": [None, 3e-4]}
+    assert diff["trained_lr"] == [1e-3, 3e-4]  # a default, as the rate it stands for
     assert "best_val_acc" in diff["results"] and "status" not in diff["results"]
     assert main(["runs", "diff", str(runs_root / "lite0-frozen"), str(runs_root / "resnet-full")]) == 0
     text = capsys.readouterr().out

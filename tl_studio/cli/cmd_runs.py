@@ -105,7 +105,13 @@ def _diff(words: list[str], as_json: bool) -> int:
     results = {column: [getattr(run, column) for run in runs]
                for column in summary_diff(runs, RESULT_COLUMNS)}
     if as_json:
-        print(json.dumps({"runs": [run.path for run in runs], "settings": settings, "results": results}, indent=2))
+        from tl_studio.core.run_history import resolved_lr
+
+        # the rate each run trained at, as the table says it, beside the configs' own values: two defaults of
+        # other rates read "lr": [null, null]
+        trained = {"trained_lr": [resolved_lr(run.config) for run in runs]} if "lr" in settings else {}
+        print(json.dumps({"runs": [run.path for run in runs], "settings": settings, **trained, "results": results},
+                         indent=2))
         return 0
     width = max([len(key) for key in (*settings, *results)] + [8])
     cells = {title: [(key, *(_setting(key, value, run) for value, run in zip(values, runs)))
