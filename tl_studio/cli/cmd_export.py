@@ -21,8 +21,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", help="file to write (default: RUN_DIR/model.pt2, .onnx, .ts or .int8.onnx)")
     parser.add_argument("--overwrite", action="store_true", help="replace --out if it exists")
     parser.add_argument("--keep", type=float, default=None, metavar="SHARE",
-                        help="share of validation images the unknown answer keeps (default 0.95): a higher share "
-                             "answers more images, a lower one says 'unknown' more often")
+                        help="share of validation images the unknown answer keeps, at least 0.5 and below 1 "
+                             "(default 0.95): a higher share answers more images, a lower one says 'unknown' more "
+                             "often")
 
 
 def run(args: argparse.Namespace) -> int:
