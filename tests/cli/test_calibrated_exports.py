@@ -85,11 +85,17 @@ def test_evaluate_reports_ece_and_the_unknown_answer_on_a_folder(model, tmp_path
     rng = np.random.default_rng(0)
     for i in range(6):
         Image.fromarray(rng.integers(0, 256, (50, 70, 3), dtype=np.uint8)).save(ood / f"noise{i}.png")
+    (ood / "broken.jpg").write_bytes(b"not an image")  # left out, and counted (it was silent)
     assert main(["evaluate", str(model.model_file), str(model.data_dir), "--json", "--ood", str(ood)]) == 0
     result = json.loads(capsys.readouterr().out)
     assert 0 <= result["ece"] <= 1 and sum(b["count"] for b in result["reliability"]) == result["num_images"]
     assert result["ood"]["ood_images"] == 6 and 0 <= result["ood"]["ood_rejected"] <= 1
     assert 0 <= result["ood"]["auroc"] <= 1 and result["ood"]["val_images"] == result["num_images"]
+    assert (result["ood"]["ood_unreadable"], result["ood"]["ood_also_evaluated"]) == (1, 0)
+    # the evaluated images given as the unfamiliar ones: said (AUROC 0.500 stood as a finding)
+    assert main(["evaluate", str(model.model_file), str(model.data_dir), "--ood", str(model.data_dir)]) == 0
+    out = " ".join(capsys.readouterr().out.split())
+    assert "of the unfamiliar images are among the evaluated ones, so these figures say little" in out
 
 
 def test_int8_export_refused_when_the_gate_fails(model, tmp_path, monkeypatch, capsys):

@@ -13,6 +13,7 @@ The :class:`Evaluation` holds every image's class probabilities; the metrics and
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import textwrap
 import time
@@ -373,16 +374,20 @@ def evaluate_unknown(predict: Callable, ood_paths: list, known: Evaluation, rule
     if not ood_paths:
         raise UserError("The folder of unfamiliar images holds no files; give a folder with images the model "
                         "was not trained on.")
-    rows = []
+    rows, unreadable, evaluated = [], 0, {os.path.realpath(path) for path in known.paths}
+    also_evaluated = sum(os.path.realpath(path) in evaluated for path in ood_paths)
     for done, prediction in enumerate(predict_paths(predict, list(known.classes), ood_paths,
                                                     top_k=1, cancel=cancel, plan=plan, workers=workers), 1):
         if prediction.ok:
             rows.append(prediction.probabilities)
+        else:
+            unreadable += 1
         if progress:
             progress(done, len(ood_paths))
     if not rows:
         raise UserError("None of the unfamiliar images could be read; check the folder.")
-    return unknown_report(rule, known.probabilities, np.asarray(rows))
+    report = unknown_report(rule, known.probabilities, np.asarray(rows))
+    return dataclasses.replace(report, unreadable=unreadable, also_evaluated=also_evaluated)
 
 
 def unknown_rule_to_check(metadata: dict, known: Evaluation):

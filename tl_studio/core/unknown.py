@@ -130,15 +130,25 @@ class UnknownReport:
     val_images: int
     val_kept: float  # share of the data set's validation images still answered
     auroc: float
+    unreadable: int = 0  # files of the unfamiliar folder that could not be read (left out)
+    also_evaluated: int = 0  # "unfamiliar" images that are among the evaluated ones: no measure of anything
 
     def to_dict(self) -> dict:
         return {"threshold": self.threshold, "ood_images": self.ood_images, "ood_rejected": self.ood_rejected,
-                "val_images": self.val_images, "val_kept": self.val_kept, "auroc": self.auroc}
+                "val_images": self.val_images, "val_kept": self.val_kept, "auroc": self.auroc,
+                "ood_unreadable": self.unreadable, "ood_also_evaluated": self.also_evaluated}
 
     def describe(self) -> str:
-        return (f"Unknown answer (threshold {self.threshold:.3f}): rejects {self.ood_rejected:.1%} of "
+        said = (f"Unknown answer (threshold {self.threshold:.3f}): rejects {self.ood_rejected:.1%} of "
                 f"{self.ood_images} unfamiliar images and keeps {self.val_kept:.1%} of {self.val_images} evaluated "
                 f"images; AUROC {self.auroc:.3f}.")
+        # both were silent: 2 files of 8 left out, and the evaluated images given as unfamiliar (AUROC 0.500)
+        if self.unreadable:
+            said += f" {self.unreadable} file{'s' if self.unreadable != 1 else ''} could not be read and were left out."
+        if self.also_evaluated:
+            said += (f" {self.also_evaluated} of the unfamiliar images are among the evaluated ones, so these figures "
+                     "say little: give a folder of images of none of the model's classes.")
+        return said
 
 
 def unknown_report(rule: UnknownRule, val_probabilities, ood_probabilities) -> UnknownReport:
