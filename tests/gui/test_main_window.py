@@ -431,3 +431,14 @@ def test_a_sentence_of_work_that_names_its_step_stays_on_it_when_the_user_goes_e
     window.session.say("Opening run lite0…")  # the click that goes to another step
     window.steps.go_to("Runs")
     assert window._status.text() == "Opening run lite0…"
+
+
+def test_start_training_with_no_data_set_stays_on_the_data_step_and_says_what_first(window, monkeypatch):
+    """Train > Start Training at start-up showed a message box, then the greyed-out Train step with no step
+    highlighted in the list."""
+    monkeypatch.setattr(QMessageBox, "information", lambda *args: pytest.fail("a message box"))
+    start = next(action for action in window.start_actions if action.shortcut().toString() == "Ctrl+R")
+    start.trigger()
+    assert window.steps.currentRow() == 0 and window.pages["Train"].isHidden()
+    assert window._status.text() == ("Choose a folder of labelled images first; then Start Training (Ctrl+R) trains "
+                                     "on it.")

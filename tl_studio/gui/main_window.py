@@ -314,6 +314,11 @@ class MainWindow(QMainWindow):
             self.recent_menu.addAction(_menu_text(folder), lambda f=folder: self.open_folder(f))
 
     def _start_training(self) -> None:
+        if self.session.scan is None and not self.session.scanning:
+            # a message box, then the greyed-out Train step shown with no step highlighted in the list
+            self.steps.go_to("Data")
+            self.session.say("Choose a folder of labelled images first; then Start Training (Ctrl+R) trains on it.")
+            return
         self.steps.go_to("Train")
         self.pages["Train"].start()
 
