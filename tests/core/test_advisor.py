@@ -282,8 +282,14 @@ def test_the_freeze_hint_goes_by_the_share_of_parameters_that_train():
     called that "a frozen backbone with a new head ... the safe start"."""
     from tl_studio.core.diagnostics import freeze_hint
 
-    assert freeze_hint(122, 3, 5, trainable_share=0.984).startswith("Only ~122 training images per class: "
+    assert freeze_hint(122, 1, 5, trainable_share=0.995).startswith("Only ~122 training images per class: "
                                                                      "fine-tuning this much risks overfitting")
+    # as far as the advisor itself fine-tunes at this size: the condition, not a contradiction of its advice
+    assert freeze_hint(122, 3, 5, trainable_share=0.984) == (
+        "~122 training images per class: fine-tuning the last 2 stages pays off only when the frozen features fit "
+        "your classes poorly (Analyse my dataset measures it); else a frozen backbone is the safe start.")
+    assert freeze_hint(116, 4, 5, trainable_share=0.6).startswith("~116 training images per class: fine-tuning the "
+                                                                   "last stage pays off only when")
     assert "a frozen backbone with a new head is the safe start" in freeze_hint(122, 5, 5, trainable_share=0.001)
     assert freeze_hint(2000, 1, 5, trainable_share=0.2).startswith("~2000 training images per class: plenty to")
     assert freeze_hint(2000, 1, 5, trainable_share=0.9).endswith("enough data to fine-tune most of the network.")

@@ -51,7 +51,7 @@ def freeze_hint(per_class: float, frozen: int, num_stages: int, pretrained: bool
     weights nothing is worth freezing. ``trainable_share``, the share of the parameters that train, says
     how much is fine-tuned better than the stage count: efficientnet_lite0 frozen to its third of five
     stages still trains 98.4 % of its parameters, and was called "a frozen backbone ... the safe start"."""
-    from tl_studio.core.advice_rules import data_level
+    from tl_studio.core.advice_rules import data_level, trainable_stages
 
     if not pretrained:
         if frozen:
@@ -64,9 +64,18 @@ def freeze_hint(per_class: float, frozen: int, num_stages: int, pretrained: bool
     count = f"{per_class:.0f}"
     images = f"~{count} training {'image' if count == '1' else 'images'} per class"
     if level in ("tiny", "small"):
-        if share < 0.5:
+        trainable = num_stages - frozen
+        # the most the advisor fine-tunes at this size (when the frozen features fit the classes poorly): past
+        # it, a warning; up to it, no contradiction of the advice just applied ("risks overfitting" stood under
+        # the advisor's own "first 4 of 5 stages")
+        allowed = trainable_stages(level, "weak", num_stages)
+        if trainable > allowed:
             return (f"Only {images}: fine-tuning this much risks overfitting. "
                     f"Freeze more, unless your images look nothing like everyday photos.")
+        if trainable and share < 0.5:
+            stages = "stage" if trainable == 1 else f"{trainable} stages"
+            return (f"{images}: fine-tuning the last {stages} pays off only when the frozen features fit your "
+                    f"classes poorly (Analyse my dataset measures it); else a frozen backbone is the safe start.")
         return (f"{images}: a frozen backbone with a new head is the safe "
                 f"start; unfreeze the last stages later if accuracy stalls.")
     if level == "medium":
