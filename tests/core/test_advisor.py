@@ -293,3 +293,11 @@ def test_the_freeze_hint_goes_by_the_share_of_parameters_that_train():
     assert "a frozen backbone with a new head is the safe start" in freeze_hint(122, 5, 5, trainable_share=0.001)
     assert freeze_hint(2000, 1, 5, trainable_share=0.2).startswith("~2000 training images per class: plenty to")
     assert freeze_hint(2000, 1, 5, trainable_share=0.9).endswith("enough data to fine-tune most of the network.")
+
+
+def test_untested_features_are_not_judged_in_the_reason_to_fine_tune():
+    """"features that fit your classes only partly (the features could not be tested)" said both."""
+    from tl_studio.core.advice_rules import recommend
+
+    reason = next(item.reason for item in recommend(stats(500), None).advice if item.setting == "freeze")
+    assert "features not tested on your classes" in reason and "only partly" not in reason

@@ -243,9 +243,13 @@ def _freeze_reason(stats: DatasetStats, probe, data: str, fit: str, trainable: i
     if trainable >= stats.num_stages:
         return (f"Your images look unlike the pretraining photos {test} and there are plenty of them (about {n} "
                 f"per class), so retrain every layer.")
+    # untested, the fit is not judged: "features that fit your classes only partly (the features could not be
+    # tested)" said both
+    fits = ("features not tested on your classes" if probe is None else
+            f"features that fit your classes {'only partly' if fit != 'strong' else 'well'} {test}")
     return (f"Retrain the last {trainable} of the model's {stats.num_stages} stages: with about {_images(n)} per "
-            f"class and features that fit your classes {'only partly' if fit != 'strong' else 'well'} {test}, "
-            f"adapting the later, more specific layers helps while the early, generic ones stay as they are.")
+            f"class and {fits}, adapting the later, more specific layers helps while the early, generic ones stay "
+            f"as they are.")
 
 
 def _schedule(head_only: bool, freeze_epochs: int) -> tuple[str, str]:
