@@ -66,6 +66,16 @@ def test_cell_top_losses_and_likely_mislabelled():
     assert 2 not in {s.index for s in suspects}  # confidently right: not a suspect
 
 
+def test_a_class_the_model_barely_knows_is_not_suggested_for_images_it_answers_right():
+    """A class of one training image gets 0.005 of every image, its own too: each image was above that
+    class's threshold, and 81 of 122 (right answers among them) were offered as that class."""
+    true = np.array([0] * 10 + [1] * 10 + [2])
+    probabilities = np.array([[0.9, 0.095, 0.005]] * 10 + [[0.1, 0.895, 0.005]] * 10 + [[0.95, 0.045, 0.005]])
+    probabilities[0] = [0.095, 0.9, 0.005]  # labelled a, the model sure of b: a real suspect, as is the c
+    suspects = eval_metrics.likely_mislabelled(probabilities, true)
+    assert [(s.index, s.suggested) for s in suspects] == [(20, 0), (0, 1)]
+
+
 def test_metrics_csv_has_every_class_and_the_totals():
     lines = small_evaluation().metrics_csv().splitlines()
     assert lines[0] == "class,precision,recall,f1,support"
