@@ -585,3 +585,23 @@ def test_a_resumed_run_keeps_the_share_its_model_file_was_exported_to_keep(tiny_
     assert main(["train", str(tiny_dataset), "--out", str(run), "--resume", *FAST[2:], "--epochs", "3"]) == 0
     assert len((run / "metrics.csv").read_text().splitlines()) == 1 + 3
     assert RunFolder(run).model_file_keep() == pytest.approx(0.8)
+
+
+def test_a_resume_that_finds_a_better_epoch_says_which_exports_hold_an_earlier_one(tiny_dataset, tmp_path, capsys,
+                                                                                    monkeypatch):
+    """model.onnx exported at epoch 1, then a resume whose best epoch is 2: evaluate gave 0.9216 for the run
+    and 0.9150 for its model.onnx, and nothing had said the file was behind."""
+    from tl_studio.core import epoch_rules
+
+    run = tmp_path / "run"
+    assert main(["train", str(tiny_dataset), "--out", str(run), *FAST[2:], "--epochs", "1"]) == 0
+    assert main(["export", str(run), "--format", "onnx"]) == 0
+    real_judge = epoch_rules.BestEpoch.judge
+    monkeypatch.setattr(epoch_rules.BestEpoch, "judge",  # epoch 2 is the best
+                        lambda self, epoch, acc, loss: real_judge(self, epoch, *((2.0, -1.0) if epoch == 2 else
+                                                                                  (acc, loss))))
+    capsys.readouterr()
+    assert main(["train", str(tiny_dataset), "--out", str(run), "--resume", "--epochs", "2"]) == 0
+    printed = capsys.readouterr()
+    assert ("model.onnx in the run folder was exported from an earlier epoch; model.pt2 is now epoch 2: export it "
+            "again to bring it up to date.") in printed.out + printed.err

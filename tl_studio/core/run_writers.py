@@ -293,12 +293,17 @@ class ModelFileWriter(Callback):
         if outcome == "aborted":
             trainer.model_file = _written_from_epoch(path, trainer.best.epoch)
             return
+        from tl_studio.core.model_file import peek_metadata
+
+        epoch_before = (peek_metadata(path) or {}).get("best_epoch")
         try:
             ckpt.check_free_space(self.folder.path, model_file_bytes(state.model), what="the model file")
             written = (self.writer(self.folder.path, path, state.best_val_logits) if self.writer
                        else export_best(state, path))
             # None: the front end chose not to write it now (quitting the app)
             trainer.model_file = str(written) if written is not None else _written_from_epoch(path, trainer.best.epoch)
+            if written is not None and epoch_before is not None and epoch_before != trainer.best.epoch:
+                self._say_older_exports(trainer)
         except UserError as error:
             trainer.model_file_error = str(error)
         except OSError as error:
@@ -314,6 +319,22 @@ class ModelFileWriter(Callback):
             trainer.error = trainer.error or error
             trainer.model_file_error = ("Training finished but the model file could not be written: "
                                         f"{type(error).__name__}: {error}")
+
+
+    def _say_older_exports(self, trainer) -> None:
+        """A resumed run that found a better epoch: the other files exported into the run folder (model.onnx,
+        model.ts, model.int8.onnx) hold the epoch before, which nothing said (evaluate gave 0.9216 for the
+        run, 0.9150 for its model.onnx)."""
+        from tl_studio.core.export_formats import EXPORT_FORMATS
+
+        older = sorted(file.name for file in self.folder.path.glob("*")
+                       if file.is_file() and file.name != names.MODEL_FILE
+                       and any(fmt.opens(file) for fmt in EXPORT_FORMATS.values()))
+        if older:
+            them = "it" if len(older) == 1 else "them"
+            trainer.callbacks.on_notice(events.Notice(
+                f"{', '.join(older)} in the run folder {'was' if len(older) == 1 else 'were'} exported from an earlier "
+                f"epoch; model.pt2 is now epoch {trainer.best.epoch}: export {them} again to bring {them} up to date."))
 
 
 def _written_from_epoch(path, best_epoch: int) -> str | None:
