@@ -194,6 +194,23 @@ def test_a_download_over_2_gb_shows_its_progress_in_si_megabytes(qtbot):
     window.close()
 
 
+def test_a_failed_download_names_its_model_and_leaves_another_models_weights_line(qtbot, monkeypatch):
+    """"Download failed." stood in the status line after the user had gone back to the bundled model."""
+    from types import SimpleNamespace
+
+    window = MainWindow()
+    qtbot.addWidget(window)
+    page = window.pages["Model"]
+    said = []
+    window.session.statusMessage.connect(said.append)
+    resnet = SimpleNamespace(name="resnet18")
+    weights_line = page.weights_state.text()
+    page._download_failed(resnet, "Cannot download resnet18's weights: no connection.")  # another model shown
+    assert said[-1] == "Download of resnet18's weights failed."
+    assert page.weights_state.text() == weights_line
+    window.close()
+
+
 def test_the_model_table_sorts_names_as_people_count(qtbot):
     """Sorted as text, the list read resnet101, resnet152, resnet18, resnet34."""
     from tl_studio.core.catalog import DEFAULT_MODEL, list_models

@@ -342,8 +342,10 @@ class ModelPage(QWidget):
             "download")
         self.download_task.progress.connect(self._download_progress)
         self.download_task.succeeded.connect(lambda path: self._weights_ready(info, f"Downloaded {path.name}."))
-        self.download_task.failed.connect(self._download_failed)
-        self.download_task.cancelled.connect(lambda: self._download_ended("Download cancelled."))
+        # named: "Download failed." stood after the user had gone back to a bundled model
+        self.download_task.failed.connect(lambda message: self._download_failed(info, message))
+        self.download_task.cancelled.connect(lambda: self._download_ended(f"Download of {info.name}'s weights "
+                                                                          "cancelled."))
 
     def _download_progress(self, progress) -> None:
         done, total = progress
@@ -353,9 +355,10 @@ class ModelPage(QWidget):
             self.download_progress.setValue(done // 1000)
             self.download_progress.setFormat(f"{done / 1e6:.0f} / {megabytes(total, 0)}")
 
-    def _download_failed(self, message: str) -> None:
-        self._download_ended("Download failed.")
-        self.weights_state.setText(message)
+    def _download_failed(self, info, message: str) -> None:
+        self._download_ended(f"Download of {info.name}'s weights failed.")
+        if self.current_info() is info:  # the weights line is the model shown's
+            self.weights_state.setText(message)
 
     def _download_ended(self, message: str) -> None:
         self.download_progress.hide()
