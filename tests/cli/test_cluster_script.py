@@ -116,7 +116,8 @@ def test_every_slurm_time_form_is_taken(limit, tiny_dataset, tmp_path, capsys):
     (["--model", "nosuchmodel"], "Unknown model 'nosuchmodel'"),
     (["--model", "resnet"], "did you mean resnet50"),
     (["--freeze", "7"], "Freeze depth 7 is out of range: this model has 5 stages"),  # train knew at model build
-    (["--freeze", "5", "--model", "resnet18", "--script", "{tmp}/no such folder/job.sh"],
+    (["--freeze", "5"], "--freeze 5 freezes every stage of efficientnet_lite0, which is --freeze all"),  # as train
+    (["--freeze", "4", "--model", "resnet18", "--script", "{tmp}/no such folder/job.sh"],
      "(No such file or directory); choose a --script file in a folder that exists"),
 ])
 def test_a_mistake_is_refused_before_a_script_is_written_not_when_the_job_runs(flags, said, tiny_dataset, tmp_path,

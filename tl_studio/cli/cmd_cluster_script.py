@@ -228,10 +228,13 @@ def check_training(args: argparse.Namespace) -> None:
     # leaves the rest to the model build; in the queue that build comes hours later, so ask now
     get_model_info(config.model)
     if config.freeze not in ("all", "none"):  # a depth the model has (train learns it building the model)
-        from tl_studio.core.config import parse_freeze
+        from tl_studio.core.config import parse_freeze, refuse_a_depth_that_freezes_every_stage
         from tl_studio.core.models import build_shapes_only, model_stages
 
-        parse_freeze(config.freeze, len(model_stages(build_shapes_only(config.model, 2))))
+        stages = len(model_stages(build_shapes_only(config.model, 2)))
+        parse_freeze(config.freeze, stages)
+        if not resumes:  # as train refuses a new run of it
+            refuse_a_depth_that_freezes_every_stage(config, stages)
     folder.check_new_run(resume=resumes, overwrite=False)  # a folder of other files, or a run to replace
     if resumes:
         check_the_run_continues(config, args.out)

@@ -264,6 +264,17 @@ def parse_freeze(value: str | int, num_stages: int | None = None) -> int | str:
     return depth
 
 
+def refuse_a_depth_that_freezes_every_stage(config: "TrainConfig", stages: int) -> None:
+    """--freeze 5 on a model of 5 stages trains the head alone, as --freeze all does, but a run took the
+    number for fine-tuning: no feature cache, the fine-tuning rate (val accuracy 0.464 after one epoch on
+    ants/bees, against 0.961), and a two-phase schedule with nothing to unfreeze. Refused for a new run, with
+    the setting that means it."""
+    if parse_freeze(config.freeze, stages) == stages:
+        raise UserError(f"--freeze {config.freeze} freezes every stage of {config.model}, which is --freeze all: the "
+                        f"new head alone trains, on cached features. Give --freeze all, or a depth from 0 to "
+                        f"{stages - 1} to fine-tune the later stages.")
+
+
 @dataclass(frozen=True)
 class Phase:
     name: str  # "train", or "head" then "fine-tune" for the two-phase schedule

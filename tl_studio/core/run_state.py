@@ -94,6 +94,11 @@ class RunState:
         seed_everything(config.seed)
         model = build_model(config.model, len(scan.classes), config.weights, cancel=control.is_cancelled)
         backbone_facts.stamp(model)  # as loaded: a later analysis may find this run's features by it
+        if payload is None:  # a run trained so before still resumes
+            from tl_studio.core.config import refuse_a_depth_that_freezes_every_stage
+            from tl_studio.core.models import model_stages
+
+            refuse_a_depth_that_freezes_every_stage(config, len(model_stages(model)))
         data = RunData(scan, config, spec, device, mp_context, strategy)
         state = cls(config, data, model.to(device.device), device, spec, callbacks, control, strategy)
         if payload is not None:
