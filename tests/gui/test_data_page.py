@@ -606,3 +606,19 @@ def test_the_split_filter_counts_its_own_images_and_is_let_go_for_a_folder_witho
     test_item = browser.split_filter.model().item(browser.split_filter.findData("test"))
     assert not test_item.isEnabled() and test_item.toolTip() == "This data set has no test images."
     page.shutdown()
+
+
+def test_another_folder_opens_on_all_its_classes_and_splits(qtbot, tiny_dataset, tmp_path):
+    """The class picked in the folder before is a number: in the next folder it showed another class (or,
+    with a split filter kept, an empty grid)."""
+    from tests.helpers import make_image_folder
+
+    page = opened_page(qtbot, tiny_dataset)
+    browser = page.browser
+    browser.class_box.setCurrentIndex(browser.class_box.findData(1))
+    browser.split_filter.setCurrentIndex(browser.split_filter.findData("val"))
+    other = make_image_folder(tmp_path / "pets", classes=("cats", "dogs"), per_class=6, size=16)
+    with qtbot.waitSignal(page.session.datasetChanged, timeout=TIMEOUT_MS):
+        page.open_folder(str(other))
+    assert browser.class_box.currentText() == "All classes (12)" and browser.thumbnails.rowCount() == 12
+    page.shutdown()

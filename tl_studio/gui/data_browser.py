@@ -63,11 +63,16 @@ class DataBrowser(QWidget):
     def fill_classes(self, scan) -> None:
         if scan is None:
             return
+        another_folder = self._shown is not None and self._shown[2] != str(scan.root)
+        if another_folder:  # a class picked in the folder before is a number here: another class, or none
+            self.split_filter.blockSignals(True)
+            self.split_filter.setCurrentIndex(self.split_filter.findData(ALL))
+            self.split_filter.blockSignals(False)
         self._offer_splits(scan)
         split = self.split_filter.currentData()
         shown = [record for record in scan.records if split == ALL or record.split == split]
         totals = Counter(record.label for record in shown)
-        current = self.class_box.currentData()
+        current = ALL if another_folder else self.class_box.currentData()
         self.class_box.blockSignals(True)
         self.class_box.clear()
         self.class_box.addItem(f"All classes ({len(shown)})", ALL)
