@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import shlex
 import signal
@@ -141,15 +140,19 @@ def _nothing_to_train(args: argparse.Namespace) -> bool:
     epochs = args.epochs if args.epochs is not None else TrainConfig.load(stored).epochs if stored.is_file() else None
     if epochs is None:
         return False
+    status = RunFolder(args.out).status()
     if finished := finished_already(args.out, epochs):
-        if args.json:  # stdout stays JSON Lines
-            status = RunFolder(args.out).status()
-            print(json.dumps({"event": "done", "status": "completed", "best_val_acc": status.best_val_acc,
-                              "best_epoch": status.best_epoch, "model_file": str(Path(args.out) / "model.pt2"),
-                              "seconds": 0.0, "message": finished}))
+        if args.json:  # stdout stays JSON Lines: the reporter's own last line
+            from tl_studio.cli.reporters import JsonLines
+            from tl_studio.core import events
+            from tl_studio.core.run_folder import MODEL_FILE
+
+            JsonLines().on_fit_end(events.RunFinished(
+                status="completed", epochs_done=status.epochs_done, best_epoch=status.best_epoch,
+                best_val_acc=status.best_val_acc, model_file=str(Path(args.out) / MODEL_FILE), seconds=0.0,
+                message=finished))
         print(finished, file=sys.stderr if args.json else sys.stdout)
         return True
-    status = RunFolder(args.out).status()
     if status is not None and status.state != "done" and status.epochs_done and status.epochs_done >= epochs:
         planned = max(status.planned_epochs or 0, status.epochs_done + 1)
         raise UserError(f"{args.out} ended after epoch {status.epochs_done} of {status.planned_epochs}, so "

@@ -360,17 +360,17 @@ class DataPage(QWidget):
     def _show_split_pending(self) -> None:
         scan = self.session.scan
         typed = (self.val_percent.value(), self.test_percent.value(), self.seed.value())
-        pending = ""
+        in_use = ""  # the split the steps use, when the boxes say another
         if scan is not None and not scan.presplit and self.folder and Path(self.folder) == Path(scan.root):
             applied = (round(scan.val_fraction * 100), round(scan.test_fraction * 100), scan.seed)
             if typed != applied:
-                pending = (f"Not applied: the steps use validation {applied[0]} %, test {applied[1]} %, seed "
-                           f"{applied[2]} until you press Apply split.")
-        self.split_pending_label.setText(pending)
-        self.split_pending_label.setVisible(bool(pending))
-        self.apply_split_button.setDefault(bool(pending))
-        self.session.split_pending = pending and (f"The split boxes say validation {typed[0]} %, test {typed[1]} %, "
-                                                  f"seed {typed[2]}; {pending[len('Not applied: '):]}")
+                in_use = (f"the steps use validation {applied[0]} %, test {applied[1]} %, seed {applied[2]} until "
+                          "you press Apply split.")
+        self.split_pending_label.setText(f"Not applied: {in_use}" if in_use else "")
+        self.split_pending_label.setVisible(bool(in_use))
+        self.apply_split_button.setDefault(bool(in_use))
+        self.session.split_pending = in_use and (f"The split boxes say validation {typed[0]} %, test {typed[1]} %, "
+                                                 f"seed {typed[2]}; {in_use}")
 
     def _show_imbalance(self, scan) -> None:
         """What the run will do about imbalanced classes, in the words of its own notes (the Train step's
